@@ -1,0 +1,61 @@
+"""The Python API: the same entry points the CLI uses, returning plain data."""
+from __future__ import annotations
+
+from collections import defaultdict
+
+from accelsim import hardware
+from accelsim.hardware.spec import HardwareBase
+from accelsim.model.lower import lower
+from accelsim.model.spec import ModelSpec, load_model
+from accelsim.sim.mapper import map_graph
+from accelsim.sim.result import Result
+from accelsim.workload import Workload
+
+
+def resolve_model(model: ModelSpec | str) -> ModelSpec:
+    return model if isinstance(model, ModelSpec) else load_model(model)
+
+
+def resolve_hardware(hw: HardwareBase | str) -> HardwareBase:
+    return hw if isinstance(hw, HardwareBase) else hardware.load_hardware(hw)
+
+
+def simulate(model: ModelSpec | str, hw: HardwareBase | str, workload: Workload | None = None, *,
+             weight_dtype: str | None = None, act_dtype: str | None = None,
+             kv_dtype: str | None = None) -> Result:
+    """Lower ``model`` for ``workload``, map it onto ``hw``, cost every op, combine the step."""
+    workload = workload or Workload()
+    spec = resolve_model(model)
+    chip = resolve_hardware(hw)
+    kind = hardware.backend(chip)
+    forced_weight = getattr(getattr(chip, "hardwired", None), "weight_dtype", None)
+    spec = spec.with_dtypes(weight=forced_weight or weight_dtype, activation=act_dtype, kv=kv_dtype)
+
+    full_graph = lower(spec, workload)
+    placement = kind.place(full_graph, chip, spec, workload)
+    group_workload, groups = kind.microbatch(chip, spec, workload)
+    graph = full_graph if group_workload == workload else lower(spec, group_workload)
+    if graph is not full_graph:
+        placement = kind.place(graph, chip, spec, group_workload)
+    costs = map_graph(graph, chip, kind, placement)
+    step = kind.schedule(costs, chip, workload, groups)
+
+    energy: dict[str, float] = defaultdict(float)
+    for c in costs:
+        for component, joules in c.energy_j.items():
+            energy[component] += joules * groups
+    energy["static"] = chip.power.static * step.busy_s
+    tokens = workload.tokens if workload.phase == "prefill" else workload.batch
+    full_footprint = kind.place(full_graph, chip, spec, workload).footprint if groups > 1 else placement.footprint
+    return Result(
+        model=spec.name, hw=chip.name, hw_kind=chip.kind,
+        workload={"phase": workload.phase, "batch": workload.batch, "prompt": workload.prompt,
+                  "context": workload.context},
+        latency_s=step.latency_s, tokens_per_s=step.throughput_tokens_per_s,
+        joules_per_token=sum(energy.values()) / tokens, energy_j=dict(energy), ops=costs,
+        footprint_bytes=full_footprint, groups=groups, notes=step.notes)
+
+
+def compare(model: ModelSpec | str, hws: list[HardwareBase | str], workload: Workload | None = None,
+            **dtypes: str | None) -> list[Result]:
+    return [simulate(model, hw, workload, **dtypes) for hw in hws]

@@ -1,0 +1,54 @@
+"""Options shared by several commands, declared once."""
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+
+import click
+
+from accelsim.dtypes import DTYPES
+from accelsim.workload import Workload
+
+DEFAULT_MODEL = "llama-3.1-8b"
+
+
+def _compose(*decorators: Callable) -> Callable:
+    def apply(func: Callable) -> Callable:
+        for decorator in reversed(decorators):
+            func = decorator(func)
+        return func
+    return apply
+
+
+model_option = click.option("--model", "-m", default=DEFAULT_MODEL, show_default=True,
+                            help="Model: a bundled name (see `accelsim models`) or a YAML path.")
+
+workload_options = _compose(
+    click.option("--phase", type=click.Choice(["prefill", "decode"]), default="decode",
+                 show_default=True, help="Prefill a prompt, or decode one token per sequence."),
+    click.option("--batch", "-b", type=click.IntRange(min=1), default=1, show_default=True,
+                 help="Sequences processed together."),
+    click.option("--prompt", type=click.IntRange(min=1), default=2048, show_default=True,
+                 help="Prompt tokens per sequence (prefill)."),
+    click.option("--context", type=click.IntRange(min=0), default=2048, show_default=True,
+                 help="Tokens already in the KV cache per sequence (decode)."),
+)
+
+dtype_options = _compose(
+    click.option("--weight-dtype", type=click.Choice(DTYPES), default=None,
+                 help="Override the model's weight format."),
+    click.option("--act-dtype", type=click.Choice(DTYPES), default=None,
+                 help="Override the activation format."),
+    click.option("--kv-dtype", type=click.Choice(DTYPES), default=None,
+                 help="Override the KV-cache format."),
+)
+
+json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+
+
+def workload_from(phase: str, batch: int, prompt: int, context: int) -> Workload:
+    return Workload(phase=phase, batch=batch, prompt=prompt, context=context)
+
+
+def echo_json(data: object) -> None:
+    click.echo(json.dumps(data, indent=2, default=float))

@@ -1,0 +1,25 @@
+"""The one error type users see: a single line naming where the problem is and what is allowed."""
+from __future__ import annotations
+
+
+class AccelsimError(Exception):
+    """A user-facing error; the CLI prints ``str(err)`` on one line and exits 2."""
+
+    def __init__(self, message: str, *, source: str | None = None, key: str | None = None):
+        self.source = source
+        self.key = key
+        self.message = message
+        super().__init__(self.one_line())
+
+    def one_line(self) -> str:
+        where = ": ".join(p for p in (self.source, self.key) if p)
+        text = f"{where}: {self.message}" if where else self.message
+        return " ".join(text.split())
+
+
+class ConfigError(AccelsimError):
+    """A YAML/JSON config that cannot be read or does not validate."""
+
+
+class DoesNotFitError(AccelsimError):
+    """A model/workload whose memory footprint exceeds what the hardware offers."""

@@ -1,0 +1,311 @@
+"""The dataflow IR: typed ops over tensors, with FLOPs and bytes derived from shapes.
+
+Ops form a closed set of kinds.  Each op names its input and output tensors; the graph links an
+op to the ops that produced its inputs (networkx ``DiGraph``).  Nothing here is typed in by
+hand: FLOPs, MACs and bytes are properties computed from shapes and dtypes, so a lowering can
+only be wrong about shapes, never about arithmetic.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import ClassVar, Literal
+
+import networkx as nx
+
+from accelsim import dtypes
+
+Role = Literal["weight", "activation", "kv_cache", "state"]
+
+
+@dataclass(frozen=True)
+class Tensor:
+    name: str
+    shape: tuple[int, ...]
+    dtype: str
+    role: Role = "activation"
+
+    @property
+    def elements(self) -> int:
+        return math.prod(self.shape)
+
+    @property
+    def nbytes(self) -> float:
+        return self.elements * dtypes.nbytes(self.dtype)
+
+
+@dataclass(frozen=True)
+class Access:
+    """Bytes one op moves for one tensor (a gather touches only some rows of a table)."""
+
+    tensor: Tensor
+    nbytes: float
+
+
+@dataclass(frozen=True)
+class Op:
+    """Base of every op kind. ``tensor_flops`` run on matrix units, ``vector_flops`` elsewhere."""
+
+    kind: ClassVar[str] = "op"
+    name: str
+    inputs: tuple[Tensor, ...]
+    outputs: tuple[Tensor, ...]
+    layer: int | None = None
+
+    @property
+    def tensor_flops(self) -> float:
+        return 0.0
+
+    @property
+    def vector_flops(self) -> float:
+        return 0.0
+
+    @property
+    def flops(self) -> float:
+        return self.tensor_flops + self.vector_flops
+
+    @property
+    def macs(self) -> float:
+        return self.tensor_flops / 2
+
+    def reads(self) -> tuple[Access, ...]:
+        return tuple(Access(t, t.nbytes) for t in self.inputs)
+
+    def writes(self) -> tuple[Access, ...]:
+        return tuple(Access(t, t.nbytes) for t in self.outputs)
+
+    def bytes_by_role(self) -> dict[str, float]:
+        totals: dict[str, float] = {}
+        for access in (*self.reads(), *self.writes()):
+            totals[access.tensor.role] = totals.get(access.tensor.role, 0.0) + access.nbytes
+        return totals
+
+    @property
+    def bytes_moved(self) -> float:
+        return sum(a.nbytes for a in (*self.reads(), *self.writes()))
+
+    @property
+    def dtype(self) -> str:
+        return self.outputs[0].dtype
+
+
+@dataclass(frozen=True)
+class MatMul(Op):
+    """``count`` independent GEMMs of (m x k) . (k x n). The second input is the B operand."""
+
+    kind: ClassVar[str] = "matmul"
+    m: int = 1
+    k: int = 1
+    n: int = 1
+    count: int = 1
+
+    @property
+    def tensor_flops(self) -> float:
+        return 2.0 * self.count * self.m * self.k * self.n
+
+    @property
+    def a_dtype(self) -> str:
+        return self.inputs[0].dtype
+
+    @property
+    def b_dtype(self) -> str:
+        return self.inputs[1].dtype
+
+    @property
+    def compute_dtype(self) -> str:
+        return dtypes.compute_dtype(self.b_dtype, self.a_dtype)
+
+    @property
+    def add_only(self) -> bool:
+        """Ternary weights turn every multiply-accumulate into an add or subtract."""
+        return self.b_dtype == "ternary"
+
+
+@dataclass(frozen=True)
+class Attention(Op):
+    """Scaled-dot-product attention: scores QK^T, softmax, then AV, fused as one op.
+
+    ``pairs`` counts (query, key) pairs actually computed: causal masking and a sliding
+    window shrink it; the cost model never charges masked-out blocks as real work.
+    """
+
+    kind: ClassVar[str] = "attention"
+    batch: int = 1
+    heads: int = 1
+    kv_heads: int = 1
+    q_len: int = 1
+    kv_len: int = 1
+    qk_dim: int = 64
+    v_dim: int = 64
+    causal: bool = True
+    window: int | None = None
+
+    @property
+    def pairs(self) -> int:
+        """Per (sequence, head): sum over queries of the keys each one sees."""
+        first_pos = self.kv_len - self.q_len  # position of the first query in the sequence
+        total = 0
+        # Closed form over query positions p = first_pos .. kv_len-1, each sees min(p+1, W).
+        lo, hi = first_pos + 1, self.kv_len
+        if not self.causal:
+            return self.q_len * (self.kv_len if self.window is None else min(self.kv_len, self.window))
+        w = self.window if self.window is not None else hi
+        capped_start = max(lo, w)
+        uncapped_hi = min(hi, w - 1)
+        if uncapped_hi >= lo:
+            total += (lo + uncapped_hi) * (uncapped_hi - lo + 1) // 2
+        if hi >= capped_start:
+            total += w * (hi - capped_start + 1)
+        return total
+
+    @property
+    def tensor_flops(self) -> float:
+        return 2.0 * self.batch * self.heads * self.pairs * (self.qk_dim + self.v_dim)
+
+    @property
+    def vector_flops(self) -> float:
+        # Scale, running max, exp, sum and rescale per score: ~5 ops (FlashAttention's online softmax).
+        return 5.0 * self.batch * self.heads * self.pairs
+
+
+@dataclass(frozen=True)
+class Elementwise(Op):
+    """Pointwise work on ``elements`` outputs, ``ops_per_element`` arithmetic ops each."""
+
+    kind: ClassVar[str] = "elementwise"
+    elements: int = 1
+    ops_per_element: float = 1.0
+
+    @property
+    def vector_flops(self) -> float:
+        return self.elements * self.ops_per_element
+
+
+@dataclass(frozen=True)
+class Norm(Op):
+    """RMSNorm / LayerNorm over the last axis of a (rows x cols) activation."""
+
+    kind: ClassVar[str] = "norm"
+    rows: int = 1
+    cols: int = 1
+    ops_per_element: float = 4.0  # square, accumulate, scale by rsqrt, scale by weight
+
+    @property
+    def vector_flops(self) -> float:
+        return self.rows * self.cols * self.ops_per_element
+
+
+@dataclass(frozen=True)
+class Embedding(Op):
+    """Gather ``tokens`` rows of width ``dim`` from a table; only the gathered rows move."""
+
+    kind: ClassVar[str] = "embedding"
+    tokens: int = 1
+    dim: int = 1
+
+    def reads(self) -> tuple[Access, ...]:
+        table = self.inputs[0]
+        row_bytes = table.nbytes / table.shape[0]
+        return (Access(table, min(self.tokens, table.shape[0]) * row_bytes),
+                *(Access(t, t.nbytes) for t in self.inputs[1:]))
+
+
+@dataclass(frozen=True)
+class Scan(Op):
+    """A linear recurrence h_t = a_t*h_{t-1} + b_t over ``steps`` steps of ``channels`` state
+    elements per sequence; ``ops_per_step`` arithmetic per state element per step."""
+
+    kind: ClassVar[str] = "scan"
+    batch: int = 1
+    steps: int = 1
+    channels: int = 1
+    ops_per_step: float = 2.0
+
+    @property
+    def vector_flops(self) -> float:
+        return self.batch * self.steps * self.channels * self.ops_per_step
+
+
+@dataclass(frozen=True)
+class Conv(Op):
+    """Depthwise causal 1-D convolution: ``channels`` filters of ``width`` taps over ``length``."""
+
+    kind: ClassVar[str] = "conv"
+    batch: int = 1
+    length: int = 1
+    channels: int = 1
+    width: int = 4
+
+    @property
+    def vector_flops(self) -> float:
+        return 2.0 * self.batch * self.length * self.channels * self.width
+
+
+@dataclass(frozen=True)
+class Collective(Op):
+    """Communication among ``group`` chips; ``pattern`` says which (bytes are per chip)."""
+
+    kind: ClassVar[str] = "collective"
+    pattern: Literal["all_reduce", "all_gather", "reduce_scatter", "all_to_all", "send"] = "all_reduce"
+    group: int = 1
+
+    @property
+    def payload_bytes(self) -> float:
+        return sum(t.nbytes for t in self.inputs)
+
+    @property
+    def vector_flops(self) -> float:
+        if self.pattern in ("all_reduce", "reduce_scatter"):
+            return sum(t.elements for t in self.inputs) * (self.group - 1) / self.group
+        return 0.0
+
+
+OP_KINDS: tuple[type[Op], ...] = (MatMul, Attention, Elementwise, Norm, Embedding, Scan, Conv, Collective)
+
+
+@dataclass
+class Graph:
+    """Ops in a valid execution order plus the producer->consumer dependency graph."""
+
+    name: str = "graph"
+    ops: list[Op] = field(default_factory=list)
+    dag: nx.DiGraph = field(default_factory=nx.DiGraph)
+    _producer: dict[str, str] = field(default_factory=dict)
+
+    def add(self, op: Op) -> Op:
+        if op.name in self.dag:
+            raise ValueError(f"duplicate op name {op.name!r}")
+        self.dag.add_node(op.name, op=op)
+        for tensor in op.inputs:
+            producer = self._producer.get(tensor.name)
+            if producer is not None:
+                self.dag.add_edge(producer, op.name, tensor=tensor.name)
+        for tensor in op.outputs:
+            self._producer[tensor.name] = op.name
+        self.ops.append(op)
+        return op
+
+    def __iter__(self) -> Iterator[Op]:
+        return iter(self.ops)
+
+    def __len__(self) -> int:
+        return len(self.ops)
+
+    def weights(self) -> dict[str, Tensor]:
+        """Every distinct weight tensor (a tied embedding appears once)."""
+        return {t.name: t for op in self.ops for t in op.inputs if t.role == "weight"}
+
+    @property
+    def param_count(self) -> int:
+        return sum(t.elements for t in self.weights().values())
+
+    @property
+    def weight_bytes(self) -> float:
+        return sum(t.nbytes for t in self.weights().values())
+
+    def total(self, attribute: str, ops: Iterable[Op] | None = None) -> float:
+        return float(sum(getattr(op, attribute) for op in (self.ops if ops is None else ops)))
+
+    def predecessors(self, op_name: str) -> list[str]:
+        return list(self.dag.predecessors(op_name))

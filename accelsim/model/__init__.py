@@ -1,0 +1,1 @@
+"""What runs: model specs, block families, and lowering to the dataflow graph."""

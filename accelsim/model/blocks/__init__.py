@@ -1,0 +1,1 @@
+"""One module per block family; each lowers its block into ops on a ``LoweringContext``."""

@@ -1,0 +1,1 @@
+"""Reports: terminal tables, Markdown/HTML documents and plots built from ``Result`` data."""

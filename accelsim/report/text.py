@@ -1,0 +1,53 @@
+"""Plain-text summaries for the terminal."""
+from __future__ import annotations
+
+import pandas as pd
+
+from accelsim.sim.result import Result
+from accelsim.units import format_si
+
+
+def headline(result: Result) -> dict[str, str]:
+    return {
+        "latency": format_si(result.latency_s, "s"),
+        "tokens/s": f"{result.tokens_per_s:,.1f}",
+        "J/token": f"{result.joules_per_token:.4g}",
+        "avg power": format_si(result.power_w, "W"),
+        "weights": format_si(result.footprint_bytes.get("weight", 0.0), "B"),
+        "KV cache": format_si(result.footprint_bytes.get("kv_cache", 0.0), "B"),
+    }
+
+
+def op_table(result: Result, top: int = 12) -> pd.DataFrame:
+    frame = result.ops_frame().sort_values("time_s", ascending=False)
+    if top:
+        frame = frame.head(top)
+    shown = pd.DataFrame({
+        "op": frame["name"], "kind": frame["kind"],
+        "time": frame["time_s"].map(lambda v: format_si(v, "s")),
+        "share": (frame["time_s"] / result.ops_frame()["time_s"].sum()).map("{:.1%}".format),
+        "bound": frame["bound"], "util": frame["utilisation"].map("{:.1%}".format),
+        "mapping": frame["mapping"],
+    })
+    return shown
+
+
+def result_summary(result: Result, top: int = 12) -> str:
+    lines = [f"{result.model} on {result.hw} ({result.hw_kind}) - "
+             + ", ".join(f"{k}={v}" for k, v in result.workload.items())]
+    lines += [f"  {k:>10}: {v}" for k, v in headline(result).items()]
+    lines += [f"  {'note':>10}: {n}" for n in result.notes]
+    kinds = result.by_kind()
+    lines.append("\nTime by op kind:")
+    lines.append(pd.DataFrame({
+        "time": kinds["time_s"].map(lambda v: format_si(v, "s")),
+        "share": (kinds["time_s"] / kinds["time_s"].sum()).map("{:.1%}".format),
+        "ops": kinds["count"], "bound": kinds["bound"],
+    }).to_string())
+    lines.append(f"\nSlowest ops{' (top ' + str(top) + ')' if top else ''}:")
+    lines.append(op_table(result, top).to_string(index=False))
+    energy = result.energy_j
+    total = sum(energy.values())
+    lines.append("\nEnergy per step: " + ", ".join(
+        f"{k} {v / total:.1%}" for k, v in sorted(energy.items(), key=lambda kv: -kv[1])))
+    return "\n".join(lines)

@@ -1,0 +1,1 @@
+"""Simulation: per-op analytical cost, the mapper, and whole-step results."""

@@ -1,0 +1,35 @@
+"""Choose, per op shape, the mapping its backend offers that finishes soonest."""
+from __future__ import annotations
+
+from dataclasses import replace
+from types import ModuleType
+from typing import Any
+
+from accelsim.graph import Graph, Op
+from accelsim.hardware.base import OpCost, Placement
+
+
+def best_cost(op: Op, hw: Any, backend: ModuleType, placement: Placement) -> OpCost:
+    """Rank every mapping by time, then energy; ties keep the first listed."""
+    return min((backend.cost(op, m, hw, placement) for m in backend.mappings(op, hw)),
+               key=lambda c: (c.time_s, c.energy_total))
+
+
+def map_graph(graph: Graph, hw: Any, backend: ModuleType, placement: Placement) -> list[OpCost]:
+    """Cost every op under its best mapping; ops of identical shape are mapped once."""
+    memo: dict[tuple, OpCost] = {}
+    costs = []
+    for op in graph:
+        key = _shape_key(op, spatial=bool(placement.regions))
+        if key not in memo:
+            memo[key] = best_cost(op, hw, backend, placement)
+        costs.append(replace(memo[key], op=op.name, layer=op.layer))
+    return costs
+
+
+def _shape_key(op: Op, spatial: bool) -> tuple:
+    """What determines an op's cost: its kind, shape fields and tensors; on spatial chips (one
+    region per layer) also its layer."""
+    fields = {k: v for k, v in vars(op).items() if k not in ("name", "inputs", "outputs", "layer")}
+    tensors = tuple((t.shape, t.dtype, t.role) for t in (*op.inputs, *op.outputs))
+    return (type(op).__name__, tuple(sorted(fields.items())), tensors, op.layer if spatial else None)

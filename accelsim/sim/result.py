@@ -1,0 +1,73 @@
+"""``Result``: what one simulated step says, as plain data (dataclass, dict, DataFrame)."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import pandas as pd
+
+from accelsim.hardware.base import OpCost
+
+
+@dataclass(frozen=True)
+class Result:
+    model: str
+    hw: str
+    hw_kind: str
+    workload: dict
+    latency_s: float
+    tokens_per_s: float
+    joules_per_token: float
+    energy_j: dict[str, float]
+    ops: list[OpCost]
+    footprint_bytes: dict[str, float]
+    groups: int = 1
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def energy_total_j(self) -> float:
+        return sum(self.energy_j.values())
+
+    @property
+    def power_w(self) -> float:
+        return self.energy_total_j / self.latency_s
+
+    @property
+    def flops(self) -> float:
+        return sum(c.flops for c in self.ops) * self.groups
+
+    def ops_frame(self) -> pd.DataFrame:
+        rows = [{
+            "name": c.op, "kind": c.kind, "layer": c.layer, "time_s": c.time_s,
+            "compute_s": c.compute_s, "bound": c.bound, "flops": c.flops,
+            "bytes": sum(c.bytes.values()), "energy_j": c.energy_total, "utilisation": c.utilisation,
+            "mapping": c.mapping, **{f"bytes_{k}": v for k, v in c.bytes.items()},
+        } for c in self.ops]
+        return pd.DataFrame(rows)
+
+    def by_kind(self) -> pd.DataFrame:
+        """Time, FLOPs and bytes summed per op kind, with the dominant bound of each kind."""
+        frame = self.ops_frame()
+        grouped = frame.groupby("kind").agg(time_s=("time_s", "sum"), flops=("flops", "sum"),
+                                            bytes=("bytes", "sum"), energy_j=("energy_j", "sum"),
+                                            count=("name", "count"))
+        bound = frame.groupby("kind").apply(
+            lambda g: g.groupby("bound")["time_s"].sum().idxmax(), include_groups=False)
+        grouped["bound"] = bound
+        return grouped.sort_values("time_s", ascending=False)
+
+    def to_dict(self) -> dict:
+        return {
+            "model": self.model, "hw": self.hw, "hw_kind": self.hw_kind, "workload": self.workload,
+            "latency_s": self.latency_s, "tokens_per_s": self.tokens_per_s,
+            "joules_per_token": self.joules_per_token, "power_w": self.power_w,
+            "energy_j": self.energy_j, "footprint_bytes": self.footprint_bytes,
+            "groups_in_flight": self.groups, "notes": list(self.notes),
+            "ops": [{"name": c.op, "kind": c.kind, "layer": c.layer, "time_s": c.time_s,
+                     "bound": c.bound, "flops": c.flops, "bytes": c.bytes,
+                     "energy_j": c.energy_total, "utilisation": c.utilisation, "mapping": c.mapping}
+                    for c in self.ops],
+        }
+
+
+def op_cost_dict(cost: OpCost) -> dict:
+    return asdict(cost)

@@ -1,0 +1,19 @@
+"""Off-chip traffic of a GEMM given how much on-chip memory can hold its operands.
+
+One rule serves the GPU's L2 and a systolic chip's buffer: if the smaller operand fits in half
+the on-chip capacity (the other half streams the larger one), each operand crosses the off-chip
+interface once; otherwise the smaller one is re-fetched once per capacity-sized block of the
+larger.  The count is continuous in the operand sizes up to the real cliff where reuse is lost.
+"""
+from __future__ import annotations
+
+import math
+
+
+def gemm_offchip_bytes(a_bytes: float, b_bytes: float, c_bytes: float, capacity: float) -> float:
+    small, large = sorted((a_bytes, b_bytes))
+    half = capacity / 2
+    if small <= half:
+        return a_bytes + b_bytes + c_bytes
+    refetch = math.ceil(large / half)
+    return large + small * refetch + c_bytes
