@@ -27,6 +27,8 @@ def time_breakdown(results: list[Result], path: Path) -> Path:
         heights = np.array([sum(c.time_s for c in r.ops if c.kind == kind) * 1e3 for r in results])
         ax.bar(labels, heights, bottom=bottoms, label=kind, color=KIND_COLOURS.get(kind))
         bottoms += heights
+    for x, total in enumerate(bottoms):
+        ax.annotate(f"{total:.3g} ms", (x, total), ha="center", va="bottom", fontsize=9)
     ax.set_ylabel("summed op time per step (ms)")
     ax.set_title("Where the time goes, by op kind")
     ax.legend(title="op kind", fontsize=8)
@@ -67,8 +69,9 @@ def roofline(results: list[Result], roofs: dict[str, tuple[float, float]], path:
 
 
 def _offchip_bytes(cost) -> float:
-    """Bytes crossing the outermost interface the op used (HBM/DRAM), else its on-chip bytes."""
+    """Bytes crossing the outermost interface the op used (HBM/DRAM), else its SRAM bytes.
+    Weights wired beside the MACs (ROM) cross no bandwidth-limited interface, so never count."""
     for level in ("hbm", "dram"):
         if cost.bytes.get(level):
             return cost.bytes[level]
-    return sum(cost.bytes.values())
+    return sum(v for level, v in cost.bytes.items() if level != "rom")
