@@ -99,10 +99,22 @@ class MatMul(Op):
     k: int = 1
     n: int = 1
     count: int = 1
+    # MoE: the count GEMMs are uneven (``rows`` tokens routed in all, ``m`` the largest share),
+    # and only the touched experts' slices of a stacked weight are read (``b_fraction``).
+    rows: int | None = None
+    b_fraction: float = 1.0
 
     @property
     def tensor_flops(self) -> float:
-        return 2.0 * self.count * self.m * self.k * self.n
+        rows = self.rows if self.rows is not None else self.count * self.m
+        return 2.0 * rows * self.k * self.n
+
+    def reads(self) -> tuple[Access, ...]:
+        accesses = super().reads()
+        if self.b_fraction == 1.0:
+            return accesses
+        b = accesses[1]
+        return (accesses[0], Access(b.tensor, b.nbytes * self.b_fraction), *accesses[2:])
 
     @property
     def a_dtype(self) -> str:

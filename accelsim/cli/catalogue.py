@@ -29,7 +29,8 @@ def models(ctx, as_json):
             continue
         rows.append({"name": name, "family": info["family"], "layers": info["num_layers"],
                      "params_total": info["params_total"], "params_active": info["params_active"],
-                     "kv_bytes_per_token": info["kv_bytes_per_token"]})
+                     "kv_bytes_per_token": info["kv_bytes_per_token"],
+                     "state_bytes_per_sequence": info["state_bytes_per_sequence"]})
     if as_json:
         options.echo_json(rows)
         return
@@ -37,8 +38,8 @@ def models(ctx, as_json):
     if "params_total" in frame:
         for col in ("params_total", "params_active"):
             frame[col] = frame[col].map(lambda v: format_si(v, "") if pd.notna(v) else "")
-        frame["kv_bytes_per_token"] = frame["kv_bytes_per_token"].map(
-            lambda v: format_si(v, "B") if pd.notna(v) else "")
+        for col in ("kv_bytes_per_token", "state_bytes_per_sequence"):
+            frame[col] = frame[col].map(lambda v: format_si(v, "B") if pd.notna(v) else "")
     click.echo(frame.to_string(index=False))
 
 

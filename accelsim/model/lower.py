@@ -2,17 +2,17 @@
 from __future__ import annotations
 
 from accelsim.graph import Embedding, Graph, Tensor
-from accelsim.model.blocks import attention, mlp
+from accelsim.model.blocks import FFNS, MIXERS
 from accelsim.model.context import LoweringContext
-from accelsim.model.spec import ModelSpec
+from accelsim.model.spec import LayerKind, ModelSpec
 from accelsim.workload import Workload
 
 
 def lower(model: ModelSpec, workload: Workload) -> Graph:
     ctx = LoweringContext(model, workload, Graph(name=f"{model.name} {workload.describe()}"))
     x = _embed(ctx)
-    for layer in range(model.num_layers):
-        x = _decoder_layer(ctx, x, layer)
+    for layer, kind in enumerate(model.layer_kinds):
+        x = _decoder_layer(ctx, x, layer, kind)
     _head(ctx, x)
     return ctx.graph
 
@@ -29,16 +29,35 @@ def _embed(ctx: LoweringContext) -> Tensor:
                                 (ctx.activation("embed_positions.out", tokens, spec.hidden_size),),
                                 tokens=ctx.workload.query_len, dim=spec.hidden_size))
         x = ctx.pointwise("embed.add_positions", (x, pos), 1.0, None)
+    if spec.embed_norm:
+        x = ctx.norm("embed_norm", x, None)
     return x
 
 
-def _decoder_layer(ctx: LoweringContext, x: Tensor, layer: int) -> Tensor:
-    h = ctx.norm(f"layers.{layer}.attn_norm", x, layer)
-    h = attention.lower(ctx, h, layer)
-    x = ctx.pointwise(f"layers.{layer}.attn_residual", (x, h), 1.0, layer)
-    h = ctx.norm(f"layers.{layer}.mlp_norm", x, layer)
-    h = mlp.lower(ctx, h, layer)
-    return ctx.pointwise(f"layers.{layer}.mlp_residual", (x, h), 1.0, layer)
+def _residual_block(ctx: LoweringContext, x: Tensor, layer: int, part: str, body) -> Tensor:
+    """x + [post_norm](body(pre_norm(x))): Gemma's pre+post placement adds the output norm."""
+    h = ctx.norm(f"layers.{layer}.{part}_norm", x, layer)
+    h = body(h)
+    if ctx.spec.norm_placement == "pre_post":
+        h = ctx.norm(f"layers.{layer}.{part}_post_norm", h, layer)
+    return ctx.pointwise(f"layers.{layer}.{part}_residual", (x, h), 1.0, layer)
+
+
+def _mixers(ctx: LoweringContext, h: Tensor, layer: int, kind: LayerKind) -> Tensor:
+    outs = [MIXERS[m](ctx, h, layer, kind) for m in kind.mixers]
+    if len(outs) == 1:
+        return outs[0]
+    # Parallel hybrids (Falcon-H1) run every mixer on the same normed input and sum the outputs.
+    return ctx.pointwise(f"layers.{layer}.mixer_sum", tuple(outs), len(outs) - 1.0, layer)
+
+
+def _decoder_layer(ctx: LoweringContext, x: Tensor, layer: int, kind: LayerKind) -> Tensor:
+    # The two residual halves keep the names "attn" and "mlp" whatever the block kinds, so op
+    # names (density profiles, hardwired regions, tests) stay stable across families.
+    x = _residual_block(ctx, x, layer, "attn", lambda h: _mixers(ctx, h, layer, kind))
+    if kind.ffn == "none":
+        return x
+    return _residual_block(ctx, x, layer, "mlp", lambda h: FFNS[kind.ffn](ctx, h, layer))
 
 
 def _head(ctx: LoweringContext, x: Tensor) -> Tensor:
@@ -46,8 +65,11 @@ def _head(ctx: LoweringContext, x: Tensor) -> Tensor:
     position, so the head runs on ``batch`` rows, not every prompt token."""
     spec = ctx.spec
     x = ctx.norm("final_norm", x, None)
+    rows = ctx.workload.batch
+    if spec.bitlinear is not None and spec.bitlinear.head:
+        return ctx.linear("lm_head", x, spec.vocab_size, None, rows=rows)
     tied = ctx.graph.weights()["embed.weight"] if spec.tied_embeddings else None
     # A tied head reuses the embedding table (same tensor name, so it is counted once).
     head_name = tied.name if tied is not None else "lm_head.weight"
     head_weight = ctx.weight(head_name, spec.hidden_size, spec.vocab_size)
-    return ctx.linear("lm_head", x, spec.vocab_size, None, weight=head_weight, rows=ctx.workload.batch)
+    return ctx.linear("lm_head", x, spec.vocab_size, None, weight=head_weight, rows=rows, block=False)

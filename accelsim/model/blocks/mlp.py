@@ -1,18 +1,43 @@
-"""Feed-forward blocks: plain (GELU/ReLU) and gated (SwiGLU/GeGLU) MLPs."""
+"""Feed-forward blocks: plain (GELU/ReLU/ReLU^2) and gated (SwiGLU/GeGLU/ReLU^2-GLU) MLPs."""
 from __future__ import annotations
 
-from accelsim.graph import Tensor
+from accelsim.graph import Elementwise, Tensor
 from accelsim.model.context import LoweringContext
 
-# Arithmetic per output element: SiLU = x*sigmoid(x) (~4 ops incl. exp) plus the gate multiply;
-# tanh-GELU ~8 ops; ReLU 1.
-ACTIVATION_OPS = {"swiglu": 5.0, "geglu": 9.0, "gelu": 8.0, "relu": 1.0}
+# Arithmetic per hidden element: SiLU = x*sigmoid(x) (~4 ops incl. exp); tanh-GELU ~8 ops; ReLU 1;
+# squared ReLU 2; a gated kind adds the gate multiply.
+ACTIVATION_OPS = {"swiglu": 5.0, "geglu": 9.0, "relu2_glu": 3.0, "gelu": 8.0, "relu": 1.0, "relu2": 2.0}
+# RWKV token shift: xx = x_prev - x, then x + xx*mu (source: refdata/models/README.md 5.5).
+TOKEN_SHIFT_OPS = 3.0
+
+
+def token_shift(ctx: LoweringContext, name: str, x: Tensor, lerps: int, layer: int) -> Tensor:
+    """Mix each token with the previous one through ``lerps`` learned vectors; the last token of
+    each sequence is carried to the next step as state."""
+    width = x.shape[-1]
+    prev = ctx.state(f"{name}.state", width)
+    mus = tuple(ctx.weight(f"{name}.mu{i}", width) for i in range(lerps))
+    y = ctx.activation(f"{name}.out", x.shape[0], lerps * width)
+    new_prev = Tensor(f"{name}.state_new", prev.shape, prev.dtype, "state")
+    return ctx.add(Elementwise(name, (x, prev, *mus), (y, new_prev), layer=layer,
+                               elements=x.elements, ops_per_element=1.0 + 2.0 * lerps))
+
+
+def feed_forward(ctx: LoweringContext, p: str, x: Tensor, kind: str,
+                 width: int, bias: bool, layer: int, *, sub_norm: bool = False) -> Tensor:
+    """up (fused gate+up when gated) -> activation -> down, on x's rows."""
+    gated = kind in ("swiglu", "geglu", "relu2_glu")
+    up = ctx.linear(f"{p}.up", x, width * (2 if gated else 1), layer, bias=bias)
+    act = ctx.pointwise(f"{p}.act", (up,), ACTIVATION_OPS[kind], layer, shape=(x.shape[0], width))
+    if sub_norm:
+        act = ctx.norm(f"{p}.sub_norm", act, layer, kind="rmsnorm")
+    return ctx.linear(f"{p}.down", act, ctx.spec.hidden_size, layer, bias=bias)
 
 
 def lower(ctx: LoweringContext, x: Tensor, layer: int) -> Tensor:
     spec = ctx.spec.mlp
     p = f"layers.{layer}.mlp"
-    width = spec.intermediate_size
-    up = ctx.linear(f"{p}.up", x, width * (2 if spec.gated else 1), layer, bias=spec.bias)
-    act = ctx.pointwise(f"{p}.act", (up,), ACTIVATION_OPS[spec.kind], layer, shape=(ctx.tokens, width))
-    return ctx.linear(f"{p}.down", act, ctx.spec.hidden_size, layer, bias=spec.bias)
+    if spec.token_shift:
+        x = token_shift(ctx, f"{p}.shift", x, 1, layer)
+    return feed_forward(ctx, p, x, spec.kind, spec.intermediate_size, spec.bias, layer,
+                        sub_norm=spec.sub_norm)
