@@ -4,6 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
+from accelsim.density import DensityProfile, resolve_density
 from accelsim.errors import AccelsimError
 
 Phase = Literal["prefill", "decode"]
@@ -21,8 +22,13 @@ class Workload:
     batch: int = 1
     prompt: int = 2048
     context: int = 2048
+    # Per-op input activation density (a DensityProfile or a path to one); None means dense.
+    # Only hardware that skips zeros reads it (see accelsim.density.effective_macs).
+    density: DensityProfile | None = None
 
     def __post_init__(self) -> None:
+        # A path is loaded here, once, so everything downstream sees a validated profile.
+        object.__setattr__(self, "density", resolve_density(self.density))
         if self.phase not in ("prefill", "decode"):
             raise AccelsimError(f"phase must be 'prefill' or 'decode', got {self.phase!r}")
         for name in ("batch", "prompt", "context"):
