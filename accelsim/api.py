@@ -2,12 +2,17 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable
 
 from accelsim import hardware
+from accelsim.graph import Graph
+from accelsim.hardware import area
 from accelsim.hardware.spec import HardwareBase
 from accelsim.model.lower import lower
 from accelsim.model.spec import ModelSpec, load_model
+from accelsim.parallel import Parallelism
 from accelsim.sim.mapper import map_graph
+from accelsim.sim.multichip import simulate_multichip
 from accelsim.sim.result import Result
 from accelsim.workload import Workload
 
@@ -22,19 +27,34 @@ def resolve_hardware(hw: HardwareBase | str) -> HardwareBase:
 
 def simulate(model: ModelSpec | str, hw: HardwareBase | str, workload: Workload | None = None, *,
              weight_dtype: str | None = None, act_dtype: str | None = None,
-             kv_dtype: str | None = None) -> Result:
-    """Lower ``model`` for ``workload``, map it onto ``hw``, cost every op, combine the step."""
+             kv_dtype: str | None = None, parallelism: Parallelism | None = None) -> Result:
+    """Lower ``model`` for ``workload``, map it onto ``hw``, cost every op, combine the step.
+
+    ``parallelism`` spreads the model over several chips (``accelsim.parallel``); kinds that
+    always span chips (``dataflow``) choose their own when it is None."""
     workload = workload or Workload()
     spec = resolve_model(model)
     chip = resolve_hardware(hw)
-    kind = hardware.backend(chip)
     forced_weight = getattr(getattr(chip, "hardwired", None), "weight_dtype", None)
     spec = spec.with_dtypes(weight=forced_weight or weight_dtype, activation=act_dtype, kv=kv_dtype)
+    if parallelism is not None or hasattr(hardware.backend(chip), "plan"):
+        return simulate_multichip(spec.name, lambda w: lower(spec, w), chip, workload, spec,
+                                  parallelism)
+    return simulate_lowered(spec.name, lambda w: lower(spec, w), chip, workload, spec)
 
-    full_graph = lower(spec, workload)
+
+def simulate_lowered(name: str, lower_for: Callable[[Workload], Graph], chip: HardwareBase,
+                     workload: Workload, spec: ModelSpec | None = None) -> Result:
+    """Map the graph ``lower_for(workload)`` onto ``chip``, cost every op, combine the step.
+
+    ``lower_for`` is called again when the backend splits the batch into groups (hardwired
+    pipelines); ``spec`` reaches backends that must know the model (a hardwired chip checks
+    that its weights are this model's) and may be None for graphs without a ModelSpec."""
+    kind = hardware.backend(chip)
+    full_graph = lower_for(workload)
     placement = kind.place(full_graph, chip, spec, workload)
     group_workload, groups = kind.microbatch(chip, spec, workload)
-    graph = full_graph if group_workload == workload else lower(spec, group_workload)
+    graph = full_graph if group_workload == workload else lower_for(group_workload)
     if graph is not full_graph:
         placement = kind.place(graph, chip, spec, group_workload)
     costs = map_graph(graph, chip, kind, placement)
@@ -47,15 +67,15 @@ def simulate(model: ModelSpec | str, hw: HardwareBase | str, workload: Workload 
     energy["static"] = chip.power.static * step.busy_s
     tokens = workload.tokens if workload.phase == "prefill" else workload.batch
     full_footprint = kind.place(full_graph, chip, spec, workload).footprint if groups > 1 else placement.footprint
-    return Result(
-        model=spec.name, hw=chip.name, hw_kind=chip.kind,
+    return area.annotate(Result(
+        model=name, hw=chip.name, hw_kind=chip.kind,
         workload={"phase": workload.phase, "batch": workload.batch, "prompt": workload.prompt,
                   "context": workload.context},
         latency_s=step.latency_s, tokens_per_s=step.throughput_tokens_per_s,
         joules_per_token=sum(energy.values()) / tokens, energy_j=dict(energy), ops=costs,
-        footprint_bytes=full_footprint, groups=groups, notes=step.notes)
+        footprint_bytes=full_footprint, groups=groups, notes=step.notes), chip)
 
 
 def compare(model: ModelSpec | str, hws: list[HardwareBase | str], workload: Workload | None = None,
-            **dtypes: str | None) -> list[Result]:
-    return [simulate(model, hw, workload, **dtypes) for hw in hws]
+            parallelism: Parallelism | None = None, **dtypes: str | None) -> list[Result]:
+    return [simulate(model, hw, workload, parallelism=parallelism, **dtypes) for hw in hws]

@@ -46,7 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     except click.exceptions.Exit as done:
         return done.exit_code
     except click.ClickException as err:
-        err.show()
+        # One line, like every other bad-input error; `--help` has the usage.
+        command = err.ctx.command_path if getattr(err, "ctx", None) is not None else "accelsim"
+        click.echo(f"error: {command}: {' '.join(err.format_message().split())} "
+                   f"(see '{command} --help')", err=True)
         return 2 if isinstance(err, click.UsageError) else err.exit_code
     except click.exceptions.Abort:
         click.echo("aborted", err=True)

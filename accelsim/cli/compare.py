@@ -27,16 +27,18 @@ def roof_of(chip) -> tuple[float, float]:
               help="Hardware to compare (repeat the option).")
 @options.workload_options
 @options.dtype_options
+@options.parallel_options
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Report folder [default: reports/<name>].")
 @click.option("--name", default="compare", show_default=True, help="Report name (folder under reports/).")
 @options.json_option
-def compare(model, hws, phase, batch, prompt, context, weight_dtype, act_dtype, kv_dtype, out, name,
-            as_json):
+def compare(model, hws, phase, batch, prompt, context, weight_dtype, act_dtype, kv_dtype, chips, tp,
+            pp, ep, out, name, as_json):
     """Compare chips on one model and workload; write Markdown + HTML + CSV + plots.
 
     A chip the model does not fit on is reported as such (a real cliff), not dropped.
     """
+    parallelism = options.parallelism_from(chips, tp, pp, ep)
     workload = options.workload_from(phase, batch, prompt, context)
     spec = resolve_model(model)
     chips = [resolve_hardware(h) for h in hws]
@@ -44,7 +46,8 @@ def compare(model, hws, phase, batch, prompt, context, weight_dtype, act_dtype, 
     for chip in chips:
         try:
             results.append(simulate(spec, chip, workload, weight_dtype=weight_dtype,
-                                    act_dtype=act_dtype, kv_dtype=kv_dtype))
+                                    act_dtype=act_dtype, kv_dtype=kv_dtype,
+                                    parallelism=parallelism))
         except DoesNotFitError as err:
             refusals.append(Refusal(chip.name, err.one_line()))
     out_dir = out or Path("reports") / name

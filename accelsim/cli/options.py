@@ -45,6 +45,23 @@ dtype_options = _compose(
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 
+parallel_options = _compose(
+    click.option("--chips", type=click.IntRange(min=1), default=None,
+                 help="Chips in the system; alone, they split the model by tensor parallelism. "
+                      "[default: tp x pp x ep; dataflow chips: as many as the model's bytes need]"),
+    click.option("--tp", type=click.IntRange(min=1), default=None,
+                 help="Tensor-parallel ranks (split heads and matmul columns/rows; all-reduce)."),
+    click.option("--pp", type=click.IntRange(min=1), default=None,
+                 help="Pipeline stages (contiguous layers per stage; sends between stages)."),
+    click.option("--ep", type=click.IntRange(min=1), default=None,
+                 help="Expert-parallel ranks for MoE models (experts split; all-to-all)."),
+)
+
+
+def parallelism_from(chips: int | None, tp: int | None, pp: int | None, ep: int | None):
+    from accelsim.parallel import Parallelism
+    return Parallelism.from_options(chips=chips, tp=tp, pp=pp, ep=ep)
+
 
 def workload_from(phase: str, batch: int, prompt: int, context: int) -> Workload:
     return Workload(phase=phase, batch=batch, prompt=prompt, context=context)

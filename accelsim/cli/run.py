@@ -14,10 +14,12 @@ from accelsim.report.text import result_summary
               help="Hardware: a bundled name (see `accelsim hw`) or a YAML path.")
 @options.workload_options
 @options.dtype_options
+@options.parallel_options
 @click.option("--top", type=click.IntRange(min=0), default=12, show_default=True,
               help="Rows of the per-op table (slowest ops first); 0 for all.")
 @options.json_option
-def run(model, hw, phase, batch, prompt, context, weight_dtype, act_dtype, kv_dtype, top, as_json):
+def run(model, hw, phase, batch, prompt, context, weight_dtype, act_dtype, kv_dtype, chips, tp,
+        pp, ep, top, as_json):
     """Simulate one step: latency, tokens/s, joules/token and the per-op breakdown.
 
     \b
@@ -26,7 +28,8 @@ def run(model, hw, phase, batch, prompt, context, weight_dtype, act_dtype, kv_dt
     """
     workload = options.workload_from(phase, batch, prompt, context)
     result = simulate(model, hw, workload, weight_dtype=weight_dtype, act_dtype=act_dtype,
-                      kv_dtype=kv_dtype)
+                      kv_dtype=kv_dtype,
+                      parallelism=options.parallelism_from(chips, tp, pp, ep))
     if as_json:
         options.echo_json(result.to_dict())
     else:

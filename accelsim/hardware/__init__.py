@@ -8,13 +8,14 @@ from types import ModuleType
 
 from accelsim.config import loader
 from accelsim.errors import ConfigError
-from accelsim.hardware import gpu, hardwired, systolic
+from accelsim.hardware import dataflow, gpu, hardwired, systolic
 from accelsim.hardware.spec import GpuSpec, HardwareBase, HardwiredSpec, SystolicSpec
 
 KINDS: dict[str, tuple[type[HardwareBase], ModuleType]] = {
     "gpu": (GpuSpec, gpu),
     "systolic": (SystolicSpec, systolic),
     "hardwired": (HardwiredSpec, hardwired),
+    "dataflow": (dataflow.DataflowSpec, dataflow),
 }
 
 

@@ -2,9 +2,14 @@
 placement and fit check, per-level byte split, and the cost of ops that run on a vector unit."""
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+from typing import Any
+
+from accelsim.dtypes import DTYPES
 from accelsim.errors import DoesNotFitError
 from accelsim.graph import Graph, Op
-from accelsim.hardware.base import Mapping, OpCost, Placement, bound_of, memory_energy
+from accelsim.hardware.arraymath import nonzero, vmax, where
+from accelsim.hardware.base import Mapping, OpCost, Placement, bound_of
 from accelsim.units import format_si
 
 # An activation stays on chip between ops when it takes at most this share of the on-chip level
@@ -12,6 +17,59 @@ from accelsim.units import format_si
 ONCHIP_ACTIVATION_SHARE = 0.25
 
 VECTOR = Mapping("vector unit")
+
+
+@dataclass(frozen=True)
+class Demand:
+    """What a step needs from memory, independent of the chip's sizes: computed once per graph,
+    then ``allocate``d against each design point's capacities."""
+
+    graph_name: str
+    resident: dict[str, float]
+    stage_weights: dict[str, int] = field(default_factory=dict)  # spatial chips: weights per region
+
+
+@dataclass(frozen=True)
+class Terms:
+    """An op's cost under one mapping before it is labelled.  Each number is a float for one
+    design point or an array over many (``accelsim.dse.fastpath``); ``detail`` feeds labels."""
+
+    time_s: Any
+    compute_s: Any
+    memory_s: dict[str, Any]
+    bytes: dict[str, Any]
+    energy_j: dict[str, Any]
+    peak_flops: Any
+    overhead_s: Any = 0.0
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def energy_total(self):
+        return sum(self.energy_j.values())
+
+
+def to_cost(op: Op, terms: Terms, label: str) -> OpCost:
+    """The scalar record of one op's cost (zero-byte levels and zero energies left out)."""
+    memory_s = nonzero(terms.memory_s)
+    return OpCost(op.name, op.kind, op.layer, terms.time_s, terms.compute_s, memory_s, terms.bytes,
+                  nonzero(terms.energy_j), op.flops, terms.peak_flops,
+                  bound_of(terms.compute_s, memory_s, terms.overhead_s), label, terms.overhead_s)
+
+
+def base_params(hw) -> dict[str, Any]:
+    """The numbers every kind's formulas read, flattened so the fast path can stack them into
+    one array per field across design points."""
+    return {
+        "clock": hw.compute.clock, "vector": hw.compute.vector, "vector_op": hw.energy.vector_op,
+        "eff_compute": hw.efficiency.compute, "eff_memory": hw.efficiency.memory,
+        "static": hw.power.static,
+        "peak": {d: hw.matrix_peak(d) for d in DTYPES},
+        "mac_energy": {d: hw.mac_energy(d) for d in DTYPES},
+    }
+
+
+def memory_energy(bytes_by_level: dict[str, Any], energy_per_byte: dict[str, Any]) -> dict[str, Any]:
+    return {level: b * energy_per_byte[level] for level, b in bytes_by_level.items()}
 
 
 def footprint(graph: Graph) -> dict[str, float]:
@@ -30,12 +88,18 @@ def footprint(graph: Graph) -> dict[str, float]:
 
 def offchip_placement(graph: Graph, hw_name: str, offchip: str, offchip_capacity: float,
                       onchip: str, onchip_capacity: float) -> Placement:
-    resident = footprint(graph)
+    return offchip_allocate(Demand(graph.name, footprint(graph)), hw_name, offchip, offchip_capacity,
+                            onchip, onchip_capacity)
+
+
+def offchip_allocate(demand: Demand, hw_name: str, offchip: str, offchip_capacity: float,
+                     onchip: str, onchip_capacity: float) -> Placement:
+    resident = demand.resident
     need = sum(resident.values())
     if need > offchip_capacity:
         parts = ", ".join(f"{role} {format_si(b, 'B')}" for role, b in resident.items() if b)
         raise DoesNotFitError(
-            f"{graph.name} does not fit on {hw_name}: needs {format_si(need, 'B')} ({parts}) but "
+            f"{demand.graph_name} does not fit on {hw_name}: needs {format_si(need, 'B')} ({parts}) but "
             f"{offchip} holds {format_si(offchip_capacity, 'B')}; use more chips (--tp/--pp), a "
             f"narrower --weight-dtype/--kv-dtype, or a smaller --batch/--context")
     return Placement(level_of={"weight": offchip, "kv_cache": offchip, "state": offchip,
@@ -50,21 +114,35 @@ def bytes_by_level(op: Op, placement: Placement) -> dict[str, float]:
     totals = {offchip: 0.0, onchip: 0.0}
     for access in (*op.reads(), *op.writes()):
         role = access.tensor.role
-        level = placement.level_of[role]
-        if role == "activation" and access.tensor.nbytes > limit:
-            level = offchip
-        totals[level] += access.nbytes
+        if role == "activation":
+            # An activation too large for its share of the on-chip level (which may differ per
+            # design point) goes off chip.
+            spills = access.tensor.nbytes > limit
+            totals[offchip] = totals[offchip] + where(spills, access.nbytes, 0.0)
+            totals[onchip] = totals[onchip] + where(spills, 0.0, access.nbytes)
+        else:
+            totals[placement.level_of[role]] += access.nbytes
     return totals
 
 
-def vector_cost(op: Op, hw, placement: Placement, bandwidth: dict[str, float],
-                energy_per_byte: dict[str, float], overhead_s: float) -> OpCost:
+def vector_terms(op: Op, p: dict[str, Any], placement: Placement, bandwidth: dict[str, Any],
+                 energy_per_byte: dict[str, Any], overhead_s) -> Terms:
     """An op on the vector unit: arithmetic at the vector peak, bytes at each level's bandwidth."""
-    peak = hw.compute.vector
-    compute_s = op.flops / (peak * hw.efficiency.compute)
+    peak = p["vector"]
+    compute_s = op.flops / (peak * p["eff_compute"])
     moved = bytes_by_level(op, placement)
-    memory_s = {lvl: b / bandwidth[lvl] for lvl, b in moved.items() if b}
-    time = max(compute_s, *memory_s.values(), 0.0) + overhead_s
-    energy = {"vector": op.flops * hw.energy.vector_op, **memory_energy(moved, energy_per_byte)}
-    return OpCost(op.name, op.kind, op.layer, time, compute_s, memory_s, moved, energy, op.flops,
-                  peak, bound_of(compute_s, memory_s, overhead_s), VECTOR.label, overhead_s)
+    memory_s = {lvl: b / bandwidth[lvl] for lvl, b in moved.items()}
+    time = vmax(compute_s, *memory_s.values(), 0.0) + overhead_s
+    energy = {"vector": op.flops * p["vector_op"], **memory_energy(moved, energy_per_byte)}
+    return Terms(time, compute_s, memory_s, moved, energy, peak, overhead_s)
+
+
+def datapath_macs(macs: float, zero_skipping: bool, density: float = 1.0, granularity: int = 1) -> float:
+    """MACs the datapath actually performs: all of them on dense hardware; on hardware with
+    ``compute.zero_skipping`` only those ``accelsim.density.effective_macs`` leaves for the
+    op's input-activation density.  Pure cost hook: the backends call it once a per-op density
+    reaches them (wiring from ``Workload.density`` is left to the lead)."""
+    if not zero_skipping:
+        return macs
+    from accelsim.density import effective_macs
+    return effective_macs(macs, density, granularity)

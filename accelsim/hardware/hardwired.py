@@ -13,11 +13,15 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import replace
+from typing import Any
+
+import numpy as np
 
 from accelsim.errors import AccelsimError, DoesNotFitError
 from accelsim.graph import Attention, Embedding, Graph, MatMul, Op
 from accelsim.hardware import common
-from accelsim.hardware.base import Mapping, OpCost, Placement, StepTime, bound_of, memory_energy
+from accelsim.hardware.arraymath import ceil, vmax
+from accelsim.hardware.base import Mapping, OpCost, Placement, StepTime
 from accelsim.hardware.spec import HardwiredSpec
 from accelsim.model.spec import ModelSpec
 from accelsim.units import format_si
@@ -50,8 +54,16 @@ def check_model(hw: HardwiredSpec, model: ModelSpec) -> None:
 
 
 def place(graph: Graph, hw: HardwiredSpec, model: ModelSpec, workload: Workload) -> Placement:
+    return allocate(demand(graph, hw, model, workload), hw)
+
+
+def demand(graph: Graph, hw: HardwiredSpec, model: ModelSpec, workload: Workload) -> common.Demand:
     check_model(hw, model)
-    resident = common.footprint(graph)
+    return common.Demand(graph.name, common.footprint(graph), stages(graph))
+
+
+def allocate(need: common.Demand, hw: HardwiredSpec) -> Placement:
+    resident = need.resident
     sram, dram = hw.memory.sram, hw.memory.dram
     kv = resident["kv_cache"] + resident["state"]
     if kv <= sram.capacity:
@@ -61,10 +73,10 @@ def place(graph: Graph, hw: HardwiredSpec, model: ModelSpec, workload: Workload)
     else:
         room = sram.capacity + (dram.capacity if dram else 0.0)
         raise DoesNotFitError(
-            f"{graph.name} does not fit on {hw.name}: KV cache and state need {format_si(kv, 'B')} "
+            f"{need.graph_name} does not fit on {hw.name}: KV cache and state need {format_si(kv, 'B')} "
             f"but the chip holds {format_si(room, 'B')} ({'SRAM only, no DRAM' if dram is None else 'SRAM + DRAM'}); "
             f"lower --batch or --context")
-    per_region = stages(graph)
+    per_region = need.stage_weights
     if hw.hardwired.region_rule == "proportional":
         total = sum(per_region.values())
         regions = {k: hw.hardwired.macs * w / total for k, w in per_region.items()}
@@ -89,48 +101,73 @@ def mappings(op: Op, hw: HardwiredSpec) -> list[Mapping]:
     return [SPATIAL]
 
 
+def params(hw: HardwiredSpec) -> dict[str, Any]:
+    """Every number ``terms`` and ``schedule`` read (the fast path stacks these across points)."""
+    mem = hw.memory
+    levels = {"sram": mem.sram, **({"dram": mem.dram} if mem.dram else {})}
+    return {**common.base_params(hw), "macs": hw.hardwired.macs,
+            "stage_latency": hw.hardwired.stage_latency, "rom_energy": mem.weights.read_energy,
+            "bandwidth": {lvl: spec.bandwidth for lvl, spec in levels.items()},
+            "energy": {lvl: spec.energy for lvl, spec in levels.items()}}
+
+
 def cost(op: Op, mapping: Mapping, hw: HardwiredSpec, placement: Placement) -> OpCost:
     key = _region_key(op.layer)
-    share = placement.regions[key] / hw.hardwired.macs
+    label = "weights in ROM" if isinstance(op, (MatMul, Embedding)) else SPATIAL.label
+    return common.to_cost(op, terms(op, mapping, hw, params(hw), placement), f"region {key}: {label}")
+
+
+def terms(op: Op, mapping: Mapping, hw: HardwiredSpec, p: dict[str, Any],
+          placement: Placement) -> common.Terms:
+    """The cost formulas; every number comes from ``p`` (``params``) and the placement's region
+    sizes, so the same code costs one chip or an array of design points."""
+    key = _region_key(op.layer)
+    region = placement.regions[key]
+    share = region / p["macs"]
     n_regions = len(placement.regions)
-    clock = hw.compute.clock * hw.efficiency.compute
+    clock = p["clock"] * p["eff_compute"]
     moved: dict[str, float] = defaultdict(float)
     for access in (*op.reads(), *op.writes()):
         moved["rom" if access.tensor.role == "weight" else placement.level_of[access.tensor.role]] += access.nbytes
     moved = dict(moved)
-    levels = {"sram": hw.memory.sram, **({"dram": hw.memory.dram} if hw.memory.dram else {})}
+    levels = p["bandwidth"]
     # Every stage streams its own KV slice at once: each gets an equal share of the bandwidth.
-    memory_s = {lvl: moved[lvl] / (levels[lvl].bandwidth * hw.efficiency.memory / n_regions)
+    memory_s = {lvl: moved[lvl] / (levels[lvl] * p["eff_memory"] / n_regions)
                 for lvl in levels if moved.get(lvl) and (lvl == "dram" or isinstance(op, Attention))}
-    energy_per_byte = {"rom": hw.memory.weights.read_energy,
-                       **{lvl: spec.energy for lvl, spec in levels.items()}}
+    energy_per_byte = {"rom": p["rom_energy"], **p["energy"]}
     tensor_s = 0.0
     dtype = op.dtype
     if isinstance(op, (MatMul, Attention)):
         dtype = op.compute_dtype if isinstance(op, MatMul) else op.dtype
-        tensor_s = math.ceil(op.macs / placement.regions[key]) / clock
-    vector_s = op.vector_flops / (hw.compute.vector * share * hw.efficiency.compute)
-    compute_s = max(tensor_s, vector_s)
-    time = max(compute_s, *memory_s.values(), 0.0)
-    energy = {**memory_energy(moved, energy_per_byte)}
+        tensor_s = ceil(op.macs / region) / clock
+    vector_s = op.vector_flops / (p["vector"] * share * p["eff_compute"])
+    compute_s = vmax(tensor_s, vector_s)
+    time = vmax(compute_s, *memory_s.values(), 0.0)
+    energy = common.memory_energy(moved, energy_per_byte)
     if op.macs:
-        energy["compute"] = op.macs * hw.mac_energy(dtype)
+        energy["compute"] = op.macs * p["mac_energy"][dtype]
     if op.vector_flops:
-        energy["vector"] = op.vector_flops * hw.energy.vector_op
-    peak = 2.0 * placement.regions[key] * hw.compute.clock if op.macs else hw.compute.vector * share
-    label = "weights in ROM" if isinstance(op, (MatMul, Embedding)) else SPATIAL.label
-    return OpCost(op.name, op.kind, op.layer, time, compute_s, memory_s, moved, energy, op.flops,
-                  peak, bound_of(compute_s, memory_s), f"region {key}: {label}")
+        energy["vector"] = op.vector_flops * p["vector_op"]
+    peak = 2.0 * region * p["clock"] if op.macs else p["vector"] * share
+    return common.Terms(time, compute_s, memory_s, moved, energy, peak)
 
 
 def schedule(costs: list[OpCost], hw: HardwiredSpec, workload: Workload, groups: int) -> StepTime:
-    stage_time: dict[str, float] = defaultdict(float)
-    for c in costs:
-        stage_time[_region_key(c.layer)] += c.time_s
-    trip = sum(stage_time.values()) + len(stage_time) * hw.hardwired.stage_latency
-    slowest = max(stage_time.values()) + hw.hardwired.stage_latency
-    round_time = max(trip, groups * slowest)
+    return pipeline_step([(c.layer, c.time_s) for c in costs], hw.hardwired.stage_latency, workload, groups)
+
+
+def pipeline_step(op_times: list[tuple[int | None, Any]], stage_latency, workload: Workload,
+                  groups: int) -> StepTime:
+    """Combine per-op times (numbers, or arrays over design points) into a pipelined round."""
+    stage_time: dict[str, Any] = defaultdict(float)
+    for layer, time_s in op_times:
+        stage_time[_region_key(layer)] += time_s
+    trip = sum(stage_time.values()) + len(stage_time) * stage_latency
+    slowest = vmax(*stage_time.values()) + stage_latency
+    round_time = vmax(trip, groups * slowest)
     tokens = workload.tokens if workload.phase == "prefill" else workload.batch
-    note = (f"{groups} group(s) in flight over {len(stage_time)} stages; "
-            f"{'trip-bound' if trip >= groups * slowest else 'slowest-stage-bound'}")
-    return StepTime(round_time, tokens / round_time, round_time, (note,))
+    notes: tuple[str, ...] = ()
+    if not isinstance(round_time, np.ndarray):  # one design point: say what bounds the round
+        bound = "trip-bound" if trip >= groups * slowest else "slowest-stage-bound"
+        notes = (f"{groups} group(s) in flight over {len(stage_time)} stages; {bound}",)
+    return StepTime(round_time, tokens / round_time, round_time, notes)

@@ -10,12 +10,28 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from accelsim.config import loader
 from accelsim.config.types import (
-    Area, Bandwidth, BitDensity, Bytes, Energy, EnergyPerByte, Fraction, Frequency, PositiveInt,
-    Power, PowerOrZero, Seconds, Source, Spec, Throughput,
+    Area,
+    Bandwidth,
+    BitDensity,
+    Bytes,
+    Energy,
+    EnergyPerByte,
+    Fraction,
+    Frequency,
+    Money,
+    NonNegativeInt,
+    PositiveInt,
+    Power,
+    PowerOrZero,
+    Seconds,
+    Source,
+    Spec,
+    Throughput,
 )
 from accelsim.dtypes import DType
+
+ProcessNodeName = Literal["16nm", "14nm", "7nm", "6nm", "5nm", "4nm"]  # keys of hardware.area.NODES
 
 
 class MemoryLevel(Spec):
@@ -29,6 +45,9 @@ class Compute(Spec):
     clock: Frequency
     matrix: dict[DType, Throughput] = Field(min_length=1)
     vector: Throughput
+    # Hardware that detects zero operands and skips their MACs gains what the activation
+    # density allows (``area.effective_macs``); dense hardware pays for every MAC.
+    zero_skipping: bool = False
     source: Source
 
 
@@ -59,7 +78,26 @@ class Efficiency(Spec):
 
 
 class AreaSpec(Spec):
-    die: Area
+    """Die area as stated, or modelled from components (``hardware.area``) when not given."""
+
+    die: Area | None = None
+    node: ProcessNodeName | None = None
+    phys: NonNegativeInt = 0  # off-chip memory PHYs (HBM stacks / DRAM channels)
+    wafer_cost: Money | None = None  # overrides the node's table value
+    source: Source
+
+
+class Interconnect(Spec):
+    """Chip-to-chip links for multi-chip runs (``accelsim.hardware.interconnect``).
+
+    ``bandwidth`` is what one chip can send in one direction at once (all its links together);
+    ``latency`` is the time per hop of one message; ``topology`` decides which collective
+    algorithms are possible (a switch allows every one, a ring only ring algorithms)."""
+
+    bandwidth: Bandwidth
+    latency: Seconds
+    energy: EnergyPerByte
+    topology: Literal["ring", "tree", "switch"]
     source: Source
 
 
@@ -71,6 +109,7 @@ class HardwareBase(Spec):
     power: PowerSpec
     efficiency: Efficiency
     area: AreaSpec | None = None
+    interconnect: Interconnect | None = None
 
     def matrix_peak(self, dtype: str) -> float:
         """Peak matrix FLOP/s for a datapath; narrower formats fall back to the nearest wider one
@@ -81,14 +120,23 @@ class HardwareBase(Spec):
         from accelsim.dtypes import bits
         if dtype in self.compute.matrix:
             return dtype
-        wider = sorted((d for d in self.compute.matrix if bits(d) >= bits(dtype)), key=bits)
-        if wider:
-            return wider[0]
+        wider = [d for d in self.compute.matrix if bits(d) >= bits(dtype)]
+        # A float format needs a float datapath (fp8 on A100 runs at bf16, not int8); integer
+        # and ternary formats run on the narrowest integer datapath that holds them.
+        family = [d for d in wider if d.startswith(("fp", "bf")) == dtype.startswith(("fp", "bf"))]
+        if family or wider:
+            return min(family or wider, key=bits)
         return max(self.compute.matrix, key=bits)
 
     def mac_energy(self, dtype: str) -> float:
-        return self.energy.mac.get(dtype, self.energy.mac.get(self.fallback_dtype(dtype),
-                                                              max(self.energy.mac.values())))
+        """Energy of one MAC on the datapath that runs ``dtype``: a format the chip has no units
+        for (ternary on a GPU) pays for the wider datapath it falls back to, so add-only energy
+        is charged only where the hardware has a ternary (add-only) datapath."""
+        datapath = self.fallback_dtype(dtype)
+        return self.energy.mac.get(datapath, max(self.energy.mac.values()))
+
+    def has_datapath(self, dtype: str) -> bool:
+        return dtype in self.compute.matrix
 
 
 class GpuMemory(Spec):

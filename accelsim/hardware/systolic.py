@@ -9,14 +9,13 @@ preload but the first behind the previous fold's compute.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
+from typing import Any
 
 from accelsim.graph import Attention, Graph, MatMul, Op
 from accelsim.hardware import common
-from accelsim.hardware.base import (
-    Mapping, OpCost, Placement, bound_of, memory_energy, sequential_schedule, single_group,
-)
+from accelsim.hardware.arraymath import ceil, ceil_div, vmax, where
+from accelsim.hardware.base import Mapping, OpCost, Placement, sequential_schedule, single_group
 from accelsim.hardware.spec import SystolicSpec
 from accelsim.model.spec import ModelSpec
 from accelsim.sim.traffic import gemm_offchip_bytes
@@ -51,7 +50,7 @@ def folds(m: int, k: int, n: int, rows: int, cols: int, dataflow: str) -> FoldCo
     df = DATAFLOWS[dataflow]
     dims = {"m": m, "k": k, "n": n}
     along_rows, along_cols = dims[df.rows_dim], dims[df.cols_dim]
-    row_folds, col_folds = math.ceil(along_rows / rows), math.ceil(along_cols / cols)
+    row_folds, col_folds = ceil_div(along_rows, rows), ceil_div(along_cols, cols)
     preload = rows if df.preload else 0
     per_fold = preload + rows + cols - 2 + dims[df.streamed_dim]
     used = along_rows * along_cols / (row_folds * rows * col_folds * cols)
@@ -64,19 +63,55 @@ def scalesim_cycles(m: int, k: int, n: int, rows: int, cols: int, dataflow: str)
     return f.folds * f.cycles_per_fold - 1
 
 
+def scalesim_compute_util(m: int, k: int, n: int, rows: int, cols: int, dataflow: str) -> float:
+    """SCALE-Sim's 'Compute Util' (a fraction): the mean over folds of used PEs x streamed
+    length / (R x C x fold cycles).  Its per-fold denominator is the fold's demand-matrix rows
+    plus the array width minus one, which for the preloading dataflows (WS/IS) counts C - 1
+    cycles more than the fold adds to the total; reproduced here so the numbers match."""
+    df = DATAFLOWS[dataflow]
+    f = folds(m, k, n, rows, cols, dataflow)
+    streamed = {"m": m, "k": k, "n": n}[df.streamed_dim]
+    fold_cycles = f.cycles_per_fold + (cols - 1 if df.preload else 0)
+    return f.mapping_efficiency * streamed / fold_cycles
+
+
 def array_cycles(m: int, k: int, n: int, hw: SystolicSpec, dataflow: str, count: int = 1) -> int:
     """Cycles on the chip's arrays: ``count`` independent GEMMs' folds shared among the arrays."""
     s = hw.systolic
-    f = folds(m, k, n, s.rows, s.cols, dataflow)
-    per_array = math.ceil(count * f.folds / s.arrays)
-    if s.overlap == "double_buffered":
+    return shared_array_cycles(m, k, n, s.rows, s.cols, s.arrays, s.overlap, dataflow, count)
+
+
+def shared_array_cycles(m: int, k: int, n: int, rows, cols, arrays, overlap: str, dataflow: str,
+                        count: int = 1):
+    """``array_cycles`` on explicit array sizes (numbers, or arrays over design points)."""
+    f = folds(m, k, n, rows, cols, dataflow)
+    per_array = ceil_div(count * f.folds, arrays)
+    if overlap == "double_buffered":
         return per_array * (f.cycles_per_fold - f.preload) + f.preload
     return per_array * f.cycles_per_fold
 
 
 def place(graph: Graph, hw: SystolicSpec, model: ModelSpec, workload: Workload) -> Placement:
-    return common.offchip_placement(graph, hw.name, "hbm", hw.memory.hbm.capacity, "buffer",
-                                    hw.memory.buffer.capacity)
+    return allocate(demand(graph, hw, model, workload), hw)
+
+
+def demand(graph: Graph, hw: SystolicSpec, model: ModelSpec, workload: Workload) -> common.Demand:
+    return common.Demand(graph.name, common.footprint(graph))
+
+
+def allocate(need: common.Demand, hw: SystolicSpec) -> Placement:
+    return common.offchip_allocate(need, hw.name, "hbm", hw.memory.hbm.capacity, "buffer",
+                                   hw.memory.buffer.capacity)
+
+
+def params(hw: SystolicSpec) -> dict[str, Any]:
+    """Every number ``terms`` reads (the fast path stacks these across design points)."""
+    s, mem = hw.systolic, hw.memory
+    return {**common.base_params(hw), "rows": s.rows, "cols": s.cols, "arrays": s.arrays,
+            "op_overhead": s.op_overhead, "hbm_bw": mem.hbm.bandwidth, "hbm_energy": mem.hbm.energy,
+            "buffer_bw": mem.buffer.bandwidth, "buffer_energy": mem.buffer.energy,
+            "buffer_capacity": mem.buffer.capacity,
+            "rate": {d: _rate(hw, d) for d in common.DTYPES}}
 
 
 microbatch = single_group
@@ -89,10 +124,9 @@ def mappings(op: Op, hw: SystolicSpec) -> list[Mapping]:
     return [common.VECTOR]
 
 
-def _levels(hw: SystolicSpec) -> tuple[dict[str, float], dict[str, float]]:
-    eff = hw.efficiency.memory
-    bandwidth = {"hbm": hw.memory.hbm.bandwidth * eff, "buffer": hw.memory.buffer.bandwidth}
-    energy = {"hbm": hw.memory.hbm.energy, "buffer": hw.memory.buffer.energy}
+def _levels(p: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
+    bandwidth = {"hbm": p["hbm_bw"] * p["eff_memory"], "buffer": p["buffer_bw"]}
+    energy = {"hbm": p["hbm_energy"], "buffer": p["buffer_energy"]}
     return bandwidth, energy
 
 
@@ -102,41 +136,52 @@ def _rate(hw: SystolicSpec, dtype: str) -> int:
 
 
 def cost(op: Op, mapping: Mapping, hw: SystolicSpec, placement: Placement) -> OpCost:
-    bandwidth, energy = _levels(hw)
-    overhead = hw.systolic.op_overhead
+    t = terms(op, mapping, hw, params(hw), placement)
+    if "cycles" not in t.detail:
+        return common.to_cost(op, t, common.VECTOR.label)
+    return common.to_cost(op, t, f"{mapping.label}, {t.detail['cycles']} cycles")
+
+
+def terms(op: Op, mapping: Mapping, hw: SystolicSpec, p: dict[str, Any], placement: Placement) -> common.Terms:
+    """The cost formulas.  ``hw`` supplies only structure (overlap mode); every number comes
+    from ``p`` (``params``), so the same code costs one chip or an array of design points."""
+    bandwidth, energy = _levels(p)
+    overhead = p["op_overhead"]
     if not isinstance(op, (MatMul, Attention)):
-        return common.vector_cost(op, hw, placement, bandwidth, energy, overhead)
+        return common.vector_terms(op, p, placement, bandwidth, energy, overhead)
     dataflow = mapping.params["dataflow"]
-    clock = hw.compute.clock * hw.efficiency.compute
+    overlap = hw.systolic.overlap
+    clock = p["clock"] * p["eff_compute"]
+    sizes = (p["rows"], p["cols"], p["arrays"], overlap, dataflow)
     if isinstance(op, MatMul):
         dtype = op.compute_dtype
-        cycles = array_cycles(op.m, op.k, op.n, hw, dataflow, op.count)
+        cycles = shared_array_cycles(op.m, op.k, op.n, *sizes, op.count)
         a, b, c = op.inputs[0], op.inputs[1], op.outputs[0]
-        hbm_of = {t.name: (t.nbytes if placement.level_of[t.role] == "hbm" or
-                           t.nbytes > hw.memory.buffer.capacity * common.ONCHIP_ACTIVATION_SHARE else 0.0)
+        limit = p["buffer_capacity"] * common.ONCHIP_ACTIVATION_SHARE
+        hbm_of = {t.name: (t.nbytes if placement.level_of[t.role] == "hbm" else
+                           where(t.nbytes > limit, t.nbytes, 0.0))
                   for t in (a, b, c, *op.inputs[2:])}
         hbm = gemm_offchip_bytes(hbm_of[a.name], hbm_of[b.name], hbm_of[c.name],
-                                 hw.memory.buffer.capacity) + sum(hbm_of[t.name] for t in op.inputs[2:])
+                                 p["buffer_capacity"]) + sum(hbm_of[t.name] for t in op.inputs[2:])
         moved = {"hbm": hbm, "buffer": op.bytes_moved}
         vector_s = 0.0
     else:
         dtype = op.dtype
         rows = op.q_len * (op.heads // op.kv_heads)
         live = op.pairs / (op.q_len * op.kv_len)  # fraction of score blocks not masked out
-        scores = array_cycles(rows, op.qk_dim, op.kv_len, hw, dataflow, op.batch * op.kv_heads)
-        values = array_cycles(rows, op.kv_len, op.v_dim, hw, dataflow, op.batch * op.kv_heads)
-        cycles = math.ceil((scores + values) * live)
+        scores = shared_array_cycles(rows, op.qk_dim, op.kv_len, *sizes, op.batch * op.kv_heads)
+        values = shared_array_cycles(rows, op.kv_len, op.v_dim, *sizes, op.batch * op.kv_heads)
+        cycles = ceil((scores + values) * live)
         moved = common.bytes_by_level(op, placement)
-        vector_s = op.vector_flops / (hw.compute.vector * hw.efficiency.compute)
-    compute_s = max(cycles / _rate(hw, dtype) / clock, vector_s)
-    memory_s = {lvl: v / bandwidth[lvl] for lvl, v in moved.items() if v}
-    if hw.systolic.overlap == "double_buffered":
-        time = max(compute_s, *memory_s.values()) + overhead
+        vector_s = op.vector_flops / (p["vector"] * p["eff_compute"])
+    compute_s = vmax(cycles / p["rate"][dtype] / clock, vector_s)
+    memory_s = {lvl: v / bandwidth[lvl] for lvl, v in moved.items()}
+    if overlap == "double_buffered":
+        time = vmax(compute_s, *memory_s.values()) + overhead
     else:
         time = compute_s + sum(memory_s.values()) + overhead
-    e = {"compute": op.macs * hw.mac_energy(dtype), **memory_energy(moved, energy)}
-    if vector_s:
-        e["vector"] = op.vector_flops * hw.energy.vector_op
-    return OpCost(op.name, op.kind, op.layer, time, compute_s, memory_s, moved, e, op.flops,
-                  hw.matrix_peak(dtype), bound_of(compute_s, memory_s, overhead),
-                  f"{mapping.label}, {cycles} cycles", overhead)
+    e = {"compute": op.macs * p["mac_energy"][dtype], **common.memory_energy(moved, energy)}
+    if isinstance(op, Attention) and op.vector_flops:
+        e["vector"] = op.vector_flops * p["vector_op"]
+    return common.Terms(time, compute_s, memory_s, moved, e, p["peak"][dtype], overhead,
+                        {"cycles": cycles})

@@ -14,7 +14,7 @@ from accelsim.units import format_si
 
 TEMPLATES = jinja2.Environment(
     loader=jinja2.PackageLoader("accelsim.report", "templates"),
-    autoescape=jinja2.select_autoescape(["html"]), trim_blocks=True, lstrip_blocks=True)
+    autoescape=jinja2.select_autoescape(["html", "html.j2"]), trim_blocks=True, lstrip_blocks=True)
 
 
 @dataclass(frozen=True)
@@ -28,7 +28,8 @@ class Refusal:
 def summary_frame(results: list[Result], refusals: list[Refusal]) -> pd.DataFrame:
     rows = [{"hw": r.hw, "kind": r.hw_kind, "status": "ok", "latency_s": r.latency_s,
              "tokens_per_s": r.tokens_per_s, "joules_per_token": r.joules_per_token,
-             "power_w": r.power_w, "weight_bytes": r.footprint_bytes.get("weight", 0.0),
+             "power_w": r.power_w, "area_mm2": r.area_mm2, "usd_per_mtoken": r.usd_per_mtoken,
+             "weight_bytes": r.footprint_bytes.get("weight", 0.0),
              "kv_bytes": r.footprint_bytes.get("kv_cache", 0.0),
              "weight_traffic_bytes": sum(c.bytes.get("hbm", 0.0) + c.bytes.get("dram", 0.0)
                                          for c in r.ops if c.kind == "matmul") * r.groups,
@@ -48,6 +49,9 @@ def _display(frame: pd.DataFrame) -> pd.DataFrame:
     if "tokens_per_s" in shown:
         shown["tokens_per_s"] = shown["tokens_per_s"].map(lambda v: f"{v:,.1f}" if pd.notna(v) else "")
         shown["joules_per_token"] = shown["joules_per_token"].map(lambda v: f"{v:.4g}" if pd.notna(v) else "")
+    for col in ("area_mm2", "usd_per_mtoken"):
+        if col in shown:
+            shown[col] = shown[col].map(lambda v: f"{v:.4g}" if pd.notna(v) else "")
     return shown.rename(columns={c: name for c, (_, name) in fmt.items()}).fillna("")
 
 

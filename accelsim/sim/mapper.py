@@ -5,12 +5,16 @@ from dataclasses import replace
 from types import ModuleType
 from typing import Any
 
-from accelsim.graph import Graph, Op
+from accelsim.graph import Collective, Graph, Op
+from accelsim.hardware import interconnect
 from accelsim.hardware.base import OpCost, Placement
 
 
 def best_cost(op: Op, hw: Any, backend: ModuleType, placement: Placement) -> OpCost:
-    """Rank every mapping by time, then energy; ties keep the first listed."""
+    """Rank every mapping by time, then energy; ties keep the first listed.  Collectives are
+    costed by the shared link model whatever the chip's kind."""
+    if isinstance(op, Collective):
+        backend = interconnect
     return min((backend.cost(op, m, hw, placement) for m in backend.mappings(op, hw)),
                key=lambda c: (c.time_s, c.energy_total))
 

@@ -22,6 +22,11 @@ class Result:
     footprint_bytes: dict[str, float]
     groups: int = 1
     notes: tuple[str, ...] = field(default_factory=tuple)
+    area_mm2: float | None = None        # die area (stated, or modelled: hardware.area)
+    die_cost_usd: float | None = None    # wafer cost over good dies per wafer
+    usd_per_mtoken: float | None = None  # silicon amortised + electricity, per 1e6 tokens
+    chips: int = 1                       # chips in the system (all numbers above are system-wide)
+    system: dict = field(default_factory=dict)  # multi-chip: parallelism, per-chip figures
 
     @property
     def energy_total_j(self) -> float:
@@ -62,6 +67,10 @@ class Result:
             "joules_per_token": self.joules_per_token, "power_w": self.power_w,
             "energy_j": self.energy_j, "footprint_bytes": self.footprint_bytes,
             "groups_in_flight": self.groups, "notes": list(self.notes),
+            "area_mm2": self.area_mm2, "die_cost_usd": self.die_cost_usd,
+            "usd_per_mtoken": self.usd_per_mtoken,
+            "chips": self.chips, "tokens_per_s_per_chip": self.tokens_per_s / self.chips,
+            "system": self.system,
             "ops": [{"name": c.op, "kind": c.kind, "layer": c.layer, "time_s": c.time_s,
                      "bound": c.bound, "flops": c.flops, "bytes": c.bytes,
                      "energy_j": c.energy_total, "utilisation": c.utilisation, "mapping": c.mapping}

@@ -7,13 +7,12 @@ larger.  The count is continuous in the operand sizes up to the real cliff where
 """
 from __future__ import annotations
 
-import math
+from accelsim.hardware.arraymath import ceil_div, vmax, vmin, where
 
 
-def gemm_offchip_bytes(a_bytes: float, b_bytes: float, c_bytes: float, capacity: float) -> float:
-    small, large = sorted((a_bytes, b_bytes))
+def gemm_offchip_bytes(a_bytes, b_bytes, c_bytes, capacity):
+    """Works on one design point or elementwise on arrays of them (``capacity`` may vary)."""
+    small, large = vmin(a_bytes, b_bytes), vmax(a_bytes, b_bytes)
     half = capacity / 2
-    if small <= half:
-        return a_bytes + b_bytes + c_bytes
-    refetch = math.ceil(large / half)
-    return large + small * refetch + c_bytes
+    refetch = ceil_div(large, half)
+    return where(small <= half, a_bytes + b_bytes + c_bytes, large + small * refetch + c_bytes)

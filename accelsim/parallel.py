@@ -1,0 +1,524 @@
+"""Multi-chip parallelism as a graph transform: ``shard(graph, parallelism) -> Graph``.
+
+The model lowering knows nothing about chips.  ``shard`` rewrites a lowered graph into the
+share of work one chip does, and inserts the ``Collective`` ops that tie the chips together:
+
+* tensor parallelism (Megatron-LM, Shoeybi et al. 2019): a weight matmul whose input is
+  whole on every chip is split by output columns (QKV, MLP up); the next weight matmul, whose
+  input is then split, is split by rows (o_proj, MLP down) and followed by an ``all_reduce``
+  of its partial sums.  Attention splits its heads; KV heads split too, or are replicated
+  when there are fewer KV heads than ranks.  The token embedding is split by vocabulary rows
+  (each rank looks up its rows, an all_reduce assembles them) and the LM head by vocabulary
+  columns (an ``all_gather`` assembles the logits).  Norms and residual adds are replicated.
+  A chain is split only when every path from the column-split matmul reaches a consumer that
+  accepts a split input (a row-split matmul, attention, or the graph's end), so a small
+  projection such as an MoE router stays whole.
+* expert parallelism: the stacked expert GEMMs keep 1/ep of the experts per chip, with an
+  ``all_to_all`` dispatching routed tokens before them and one combining the results after.
+  The non-expert ops are replicated across the EP ranks.
+* pipeline parallelism: layers go to ``pp`` contiguous stages (embedding with the first, the
+  head with the last), and a ``send`` carries every activation that is live across a stage
+  boundary (the residual stream, and anything else crossing it).
+
+Shapes shrink with the split, so FLOPs, bytes and the fit check (``common.footprint``) all see
+the per-chip share.  ``stage_graphs`` cuts a sharded graph into one graph per pipeline stage.
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from dataclasses import dataclass, replace
+
+from accelsim.errors import AccelsimError
+from accelsim.graph import (
+    Attention,
+    Collective,
+    Conv,
+    Elementwise,
+    Embedding,
+    Graph,
+    MatMul,
+    Norm,
+    Op,
+    Scan,
+    Tensor,
+)
+
+SEND_PREFIX = "pp.send"
+
+
+@dataclass(frozen=True)
+class Parallelism:
+    """How many chips, and how the work is split among them: chips = tp x pp x ep."""
+
+    tp: int = 1
+    pp: int = 1
+    ep: int = 1
+    chips: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("tp", "pp", "ep"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise AccelsimError(f"--{name} must be an integer >= 1, got {value!r}")
+        product = self.tp * self.pp * self.ep
+        if self.chips is None:
+            object.__setattr__(self, "chips", product)
+        elif self.chips != product:
+            raise AccelsimError(f"--chips {self.chips} must equal --tp x --pp x --ep "
+                                f"({self.tp} x {self.pp} x {self.ep} = {product})")
+
+    @classmethod
+    def from_options(cls, chips: int | None = None, tp: int | None = None, pp: int | None = None,
+                     ep: int | None = None) -> Parallelism | None:
+        """From CLI options, where None means 'not given': a lone --chips N becomes tensor
+        parallelism over whatever --pp/--ep leave; nothing given means one chip (None)."""
+        if chips is None and tp is None and pp is None and ep is None:
+            return None
+        pp, ep = pp or 1, ep or 1
+        if tp is None and chips is not None:
+            if chips % (pp * ep):
+                raise AccelsimError(f"--chips {chips} is not a multiple of --pp x --ep "
+                                    f"({pp} x {ep}); give --tp explicitly")
+            tp = chips // (pp * ep)
+        return cls(tp=tp or 1, pp=pp, ep=ep, chips=chips)
+
+    @property
+    def per_stage(self) -> int:
+        """Chips that run each pipeline stage side by side."""
+        return self.tp * self.ep
+
+    def describe(self) -> str:
+        return f"{self.chips} chips (tp={self.tp} pp={self.pp} ep={self.ep})"
+
+    def to_dict(self) -> dict:
+        return {"chips": self.chips, "tp": self.tp, "pp": self.pp, "ep": self.ep}
+
+
+def shard(graph: Graph, parallelism: Parallelism) -> Graph:
+    """One chip's share of ``graph`` (every pipeline stage, joined by sends)."""
+    sharded = _tensor_parallel(graph, parallelism.tp)
+    sharded = _expert_parallel(sharded, parallelism.ep)
+    sharded = pipeline_sends(sharded, layer_stages(sharded, parallelism.pp))
+    sharded.name = f"{graph.name} [{parallelism.describe()}]"
+    return sharded
+
+
+def stage_graphs(graph: Graph) -> list[Graph]:
+    """Cut a graph after each pipeline send: one graph per stage, in order."""
+    stages = [Graph(name=f"{graph.name} stage 0")]
+    for op in graph:
+        stages[-1].add(op)
+        if isinstance(op, Collective) and op.name.startswith(SEND_PREFIX):
+            stages.append(Graph(name=f"{graph.name} stage {len(stages)}"))
+    return stages
+
+
+# --- tensor parallelism --------------------------------------------------------------------
+
+def _scaled(t: Tensor, ratio: float, axis: int = -1) -> Tensor:
+    shape = list(t.shape)
+    shape[axis] = max(1, math.ceil(shape[axis] * ratio - 1e-9))
+    return Tensor(t.name, tuple(shape), t.dtype, t.role)
+
+
+def _scaled_axis_of(t: Tensor, size: int, ratio: float) -> Tensor:
+    """Scale the axis of ``t`` that has ``size`` (the heads or channels axis; the leading batch
+    axis is skipped); the last axis when none matches.  Only the element count matters."""
+    axis = next((i for i in range(1, len(t.shape)) if t.shape[i] == size), -1)
+    return _scaled(t, ratio, axis)
+
+
+def _weight(op: MatMul) -> Tensor | None:
+    return op.inputs[1] if len(op.inputs) > 1 and op.inputs[1].role == "weight" else None
+
+
+class _Consumers:
+    """Who reads each tensor, for looking ahead along a chain."""
+
+    def __init__(self, graph: Graph):
+        self.of: dict[str, list[Op]] = defaultdict(list)
+        for op in graph:
+            for t in op.inputs:
+                if t.role != "weight":
+                    self.of[t.name].append(op)
+
+    def accepts_split(self, name: str, seen: frozenset[str] = frozenset()) -> bool:
+        """Does every path from tensor ``name`` reach a consumer that takes a split input?"""
+        consumers = self.of.get(name, [])
+        if not consumers:
+            return True  # a graph output: gathered at the end
+        return all(self._consumer_accepts(op, name, seen) for op in consumers)
+
+    def _consumer_accepts(self, op: Op, name: str, seen: frozenset[str]) -> bool:
+        if isinstance(op, MatMul):
+            return _weight(op) is not None and op.inputs[0].name == name
+        if isinstance(op, Attention):
+            return op.inputs[0].name == name
+        if isinstance(op, (Elementwise, Norm, Conv, Scan)) and op.name not in seen:
+            activations = [t for t in op.inputs if t.role == "activation"]
+            if len({t.name for t in activations}) > 1:
+                return False  # mixing with a whole tensor (a residual, a router's gates)
+            return all(self.accepts_split(t.name, seen | {op.name}) for t in op.outputs
+                       if t.role == "activation")
+        return False
+
+
+def _local_heads(op: Attention, tp: int) -> tuple[int, int]:
+    if op.heads % tp:
+        raise AccelsimError(f"--tp {tp} must divide the attention heads ({op.heads}) of {op.name}")
+    if op.kv_heads % tp == 0:
+        return op.heads // tp, op.kv_heads // tp
+    if tp % op.kv_heads == 0:
+        return op.heads // tp, 1  # each KV head replicated on tp/kv_heads ranks
+    raise AccelsimError(f"--tp {tp} and the {op.kv_heads} KV heads of {op.name} must divide "
+                        f"one another")
+
+
+def _qkv_widths(graph: Graph, tp: int) -> dict[str, float]:
+    """Column ratio for each matmul that feeds attention: heads and KV heads split apart (KV
+    replicated past the KV-head count), traced back through pointwise ops and norms."""
+    producer = {t.name: op for op in graph for t in op.outputs}
+    ratios: dict[str, float] = {}
+    for op in graph:
+        if not isinstance(op, Attention):
+            continue
+        h_local, kv_local = _local_heads(op, tp)
+        src = producer.get(op.inputs[0].name)
+        while isinstance(src, (Elementwise, Norm)):
+            src = producer.get(src.inputs[0].name)
+        if isinstance(src, MatMul) and src.n == (op.heads + 2 * op.kv_heads) * op.qk_dim:
+            ratios[src.name] = (h_local + 2 * kv_local) / (op.heads + 2 * op.kv_heads)
+    return ratios
+
+
+def _tensor_parallel(graph: Graph, tp: int) -> Graph:
+    out = Graph(name=graph.name)
+    if tp == 1:
+        for op in graph:
+            out.add(op)
+        return out
+    consumers = _Consumers(graph)
+    qkv = _qkv_widths(graph, tp)
+    ratio: dict[str, float] = {}  # split activation -> local/global size of its last axis
+    for op in graph:
+        for new in _tp_op(op, tp, ratio, consumers, qkv):
+            out.add(new)
+    return out
+
+
+def _split_inputs(op: Op, ratio: dict[str, float]) -> list[Tensor]:
+    return [t for t in op.inputs if t.name in ratio]
+
+
+def _tp_op(op: Op, tp: int, ratio: dict[str, float], consumers: _Consumers,
+           qkv: dict[str, float]) -> list[Op]:
+    if isinstance(op, Collective):
+        return [op]
+    if isinstance(op, MatMul):
+        return _tp_matmul(op, tp, ratio, consumers, qkv)
+    if isinstance(op, Embedding):
+        return _tp_embedding(op, tp)
+    split = _split_inputs(op, ratio)
+    if not split:
+        return [op]  # replicated: every rank runs it whole
+    r = ratio[split[0].name]
+    if isinstance(op, Attention):
+        h_local, kv_local = _local_heads(op, tp)
+        inputs = (_scaled(op.inputs[0], ratio[op.inputs[0].name]),
+                  *(_scaled_axis_of(t, op.kv_heads, kv_local / op.kv_heads) for t in op.inputs[1:]))
+        head_ratio = h_local / op.heads
+        outputs = (_scaled(op.outputs[0], head_ratio),
+                   *(_scaled_axis_of(t, op.kv_heads, kv_local / op.kv_heads) for t in op.outputs[1:]))
+        ratio[op.outputs[0].name] = head_ratio
+        return [replace(op, inputs=inputs, outputs=outputs, heads=h_local, kv_heads=kv_local)]
+    if isinstance(op, (Elementwise, Norm, Conv, Scan)):
+        return [_tp_pointwise(op, r, ratio)]
+    raise AccelsimError(f"tensor parallelism cannot split {op.kind} op {op.name} yet; "
+                        f"run this model with --tp 1")
+
+
+def _tp_pointwise(op: Op, r: float, ratio: dict[str, float]) -> Op:
+    """An op applied per channel: its split inputs, per-channel weights, state and outputs all
+    keep the local share of their channels."""
+    width = op.outputs[0].shape[-1]
+    channels = getattr(op, "channels", width)
+
+    def local(t: Tensor) -> Tensor:
+        if t.name in ratio:
+            return _scaled(t, ratio[t.name])
+        if t.role == "activation":
+            return _scaled(t, r)
+        return _scaled_axis_of(t, channels, r)
+
+    inputs = tuple(local(t) for t in op.inputs)
+    outputs = tuple(_scaled(t, r) if t.role == "activation" else _scaled_axis_of(t, channels, r)
+                    for t in op.outputs)
+    for t in outputs:
+        if t.role == "activation":
+            ratio[t.name] = r
+    changes: dict = {"inputs": inputs, "outputs": outputs}
+    if isinstance(op, Elementwise):
+        changes["elements"] = outputs[0].elements
+    elif isinstance(op, Norm):
+        # A grouped norm (per head) keeps its group width and runs fewer rows.
+        key = "cols" if op.cols == op.inputs[0].shape[-1] else "rows"
+        changes[key] = max(1, math.ceil(getattr(op, key) * r - 1e-9))
+    else:
+        changes["channels"] = max(1, math.ceil(op.channels * r - 1e-9))
+    return replace(op, **changes)
+
+
+def _tp_matmul(op: MatMul, tp: int, ratio: dict[str, float], consumers: _Consumers,
+               qkv: dict[str, float]) -> list[Op]:
+    w = _weight(op)
+    a, y = op.inputs[0], op.outputs[0]
+    if w is None:
+        if _split_inputs(op, ratio):
+            raise AccelsimError(f"tensor parallelism cannot split activation-by-activation "
+                                f"matmul {op.name} yet; run this model with --tp 1")
+        return [op]
+    if a.name in ratio:  # row-parallel: local slice of K, partial sums reduced across ranks
+        a_local = _scaled(a, ratio[a.name])
+        k_local = a_local.shape[-1]
+        w_local = _scaled(w, k_local / op.k, axis=-2)
+        partial = Tensor(f"{y.name}.partial", y.shape, y.dtype, y.role)
+        body = replace(op, inputs=(a_local, w_local, *op.inputs[2:]), outputs=(partial,), k=k_local)
+        reduce = Collective(f"{op.name}.all_reduce", (partial,), (y,), layer=op.layer,
+                            pattern="all_reduce", group=tp)
+        return [body, reduce]
+    if not consumers.accepts_split(y.name):
+        return [op]  # replicated: a small projection whose consumers need it whole
+    r = qkv.get(op.name, math.ceil(op.n / tp) / op.n)
+    n_local = max(1, math.ceil(op.n * r - 1e-9))
+    extras = tuple(_scaled(t, r) if t.role == "weight" else t for t in op.inputs[2:])
+    y_local = _scaled(y, r)
+    body = replace(op, inputs=(a, _scaled(w, r), *extras), outputs=(y_local,), n=n_local)
+    ratio[y.name] = r
+    if consumers.of.get(y.name):
+        return [body]
+    # The graph's output (the LM head's logits): gather the vocabulary slices.
+    renamed = replace(body, outputs=(Tensor(f"{y.name}.local", y_local.shape, y.dtype, y.role),))
+    gather = Collective(f"{op.name}.all_gather", renamed.outputs, (y,), layer=op.layer,
+                        pattern="all_gather", group=tp)
+    return [renamed, gather]
+
+
+def _tp_embedding(op: Embedding, tp: int) -> list[Op]:
+    """Token embedding split by vocabulary rows; a learned position table (no ids) stays whole."""
+    table, rest = op.inputs[0], op.inputs[1:]
+    if not any(t.role == "activation" for t in rest):
+        return [op]
+    y = op.outputs[0]
+    partial = Tensor(f"{y.name}.partial", y.shape, y.dtype, y.role)
+    body = replace(op, inputs=(_scaled(table, 1 / tp, axis=0), *rest), outputs=(partial,))
+    reduce = Collective(f"{op.name}.all_reduce", (partial,), (y,), layer=op.layer,
+                        pattern="all_reduce", group=tp)
+    return [body, reduce]
+
+
+# --- expert parallelism --------------------------------------------------------------------
+
+def is_expert_matmul(op: Op) -> bool:
+    """Routed-expert GEMMs read a stacked (experts, in, out) weight."""
+    if not isinstance(op, MatMul):
+        return False
+    w = _weight(op)
+    return w is not None and len(w.shape) == 3
+
+
+def _expert_parallel(graph: Graph, ep: int) -> Graph:
+    if ep == 1:
+        return graph
+    out = Graph(name=graph.name)
+    expert: set[str] = set()  # tensors that live on the expert side of the all-to-all
+    renamed: dict[str, Tensor] = {}
+    for op in graph:
+        if is_expert_matmul(op):
+            out_ops = _ep_matmul(op, ep, expert, renamed)
+        elif isinstance(op, Elementwise) and op.inputs and all(
+                t.name in expert for t in op.inputs if t.role == "activation"):
+            outputs = tuple(_scaled(t, 1 / ep, axis=0) for t in op.outputs)
+            expert.update(t.name for t in outputs)
+            out_ops = [replace(op, inputs=tuple(renamed.get(t.name, _scaled(t, 1 / ep, axis=0))
+                                                for t in op.inputs),
+                               outputs=outputs, elements=outputs[0].elements)]
+        else:
+            out_ops = _combine_inputs(op, ep, expert, renamed)
+        for new in out_ops:
+            out.add(new)
+    return out
+
+
+def _ep_matmul(op: MatMul, ep: int, expert: set[str], renamed: dict[str, Tensor]) -> list[Op]:
+    w = op.inputs[1]
+    experts = w.shape[0]
+    if experts % ep:
+        raise AccelsimError(f"--ep {ep} must divide the {experts} experts of {op.name}")
+    a = op.inputs[0]
+    ops: list[Op] = []
+    if a.name in expert:
+        a_local = renamed.get(a.name, _scaled(a, 1 / ep, axis=0))
+    else:  # tokens cross to the ranks that hold their experts
+        sent = _scaled(a, 1 / ep, axis=0)
+        a_local = Tensor(f"{a.name}.dispatched", sent.shape, a.dtype, a.role)
+        ops.append(Collective(f"{op.name}.dispatch", (sent,), (a_local,), layer=op.layer,
+                              pattern="all_to_all", group=ep))
+    y = _scaled(op.outputs[0], 1 / ep, axis=0)
+    expert.add(y.name)
+    rows = math.ceil(op.rows / ep) if op.rows is not None else None
+    ops.append(replace(op, inputs=(a_local, _scaled(w, 1 / ep, axis=0), *op.inputs[2:]),
+                       outputs=(y,), count=max(1, math.ceil(op.count / ep)), rows=rows))
+    return ops
+
+
+def _combine_inputs(op: Op, ep: int, expert: set[str], renamed: dict[str, Tensor]) -> list[Op]:
+    """A replicated op reading an expert-side tensor first brings the results home."""
+    ops: list[Op] = []
+    inputs = []
+    for t in op.inputs:
+        if t.name in expert:
+            local = _scaled(t, 1 / ep, axis=0)
+            home = Tensor(f"{t.name}.combined", t.shape, t.dtype, t.role)
+            if home.name not in renamed:
+                ops.append(Collective(f"{t.name}.combine", (local,), (home,), layer=op.layer,
+                                      pattern="all_to_all", group=ep))
+                renamed[home.name] = home
+            inputs.append(home)
+        else:
+            inputs.append(t)
+    ops.append(replace(op, inputs=tuple(inputs)) if ops or inputs != list(op.inputs) else op)
+    return ops
+
+
+# --- pipeline parallelism ------------------------------------------------------------------
+
+def layer_stages(graph: Graph, pp: int) -> list[int]:
+    """Stage of each op: layers in ``pp`` contiguous, equal-count runs; ops outside a layer
+    (embedding, final norm, head) join the stage of the layer before them (or the first)."""
+    layers = sorted({op.layer for op in graph if op.layer is not None})
+    if pp > max(1, len(layers)):
+        raise AccelsimError(f"--pp {pp} exceeds the model's {len(layers)} layers")
+    stage_of = {layer: i * pp // len(layers) for i, layer in enumerate(layers)}
+    stages, current = [], 0
+    for op in graph:
+        if op.layer is not None:
+            current = stage_of[op.layer]
+        stages.append(current)
+    return stages
+
+
+def pipeline_sends(graph: Graph, stages: list[int], group: int = 2) -> Graph:
+    """Insert a send at each stage boundary carrying every activation produced before it and
+    read after it.  ``stages`` gives each op's stage and never decreases."""
+    produced: dict[str, tuple[int, Tensor]] = {}
+    last_read: dict[str, int] = {}
+    for op, stage in zip(graph, stages):
+        for t in op.inputs:
+            if t.role == "activation":
+                last_read[t.name] = max(last_read.get(t.name, 0), stage)
+        for t in op.outputs:
+            if t.role == "activation":
+                produced.setdefault(t.name, (stage, t))
+    out = Graph(name=graph.name)
+    current = stages[0] if stages else 0
+    for op, stage in zip(graph, stages):
+        while stage > current:
+            live = tuple(t for name, (s, t) in produced.items()
+                         if s <= current and last_read.get(name, -1) > current)
+            received = tuple(Tensor(f"{t.name}@stage{current + 1}", t.shape, t.dtype, t.role)
+                             for t in live)
+            out.add(Collective(f"{SEND_PREFIX}.{current}", live, received, layer=None,
+                               pattern="send", group=group))
+            current += 1
+        out.add(op)
+    return out
+
+
+# --- pipelines split by bytes (SRAM-only chips) --------------------------------------------
+
+def resident_bytes(graph: Graph) -> list[float]:
+    """Bytes each op keeps resident on its chip: weights (counted at first use) plus the KV
+    cache / recurrent state it reads and writes."""
+    seen: set[str] = set()
+    sizes = []
+    for op in graph:
+        size = 0.0
+        for t in (*op.inputs, *op.outputs):
+            if t.role in ("weight", "kv_cache", "state") and t.name not in seen:
+                seen.add(t.name)
+                size += t.nbytes
+        sizes.append(size)
+    return sizes
+
+
+def _piece(op: Op, lo: float, hi: float, index: int, last: bool) -> Op | None:
+    """The [lo, hi) fraction of an op's output columns (matmul, embedding) or sequences
+    (attention); None when the op cannot be cut there (it then stays whole)."""
+    def cut(t: Tensor, size: int, axis: int) -> Tensor:
+        shape = list(t.shape)
+        shape[axis] = size
+        name = t.name if (last or t.role != "activation" or t not in op.outputs) else f"{t.name}@{index}"
+        if t.role == "weight" and not last:
+            name = f"{t.name}@{index}"
+        return Tensor(name, tuple(shape), t.dtype, t.role)
+
+    if isinstance(op, MatMul) and _weight(op) is not None:
+        n = round(hi * op.n) - round(lo * op.n)
+        w = op.inputs[1]
+        return replace(op, name=f"{op.name}@{index}", n=n,
+                       inputs=(op.inputs[0], cut(w, n, -1), *(cut(t, n, -1) for t in op.inputs[2:])),
+                       outputs=tuple(cut(t, n, -1) for t in op.outputs)) if n else None
+    if isinstance(op, Embedding):
+        dim = round(hi * op.dim) - round(lo * op.dim)
+        return replace(op, name=f"{op.name}@{index}", dim=dim,
+                       inputs=(cut(op.inputs[0], dim, -1), *op.inputs[1:]),
+                       outputs=tuple(cut(t, dim, -1) for t in op.outputs)) if dim else None
+    if isinstance(op, Attention) and op.batch > 1:
+        batch = round(hi * op.batch) - round(lo * op.batch)
+        rows = batch * op.q_len
+        def part(t: Tensor) -> Tensor:
+            return cut(t, batch if t.role == "kv_cache" else rows, 0)
+        return replace(op, name=f"{op.name}@{index}", batch=batch,
+                       inputs=tuple(part(t) for t in op.inputs),
+                       outputs=tuple(part(t) for t in op.outputs)) if batch else None
+    if isinstance(op, Attention) and op.kv_heads > 1:
+        kv = round(hi * op.kv_heads) - round(lo * op.kv_heads)
+        f = kv / op.kv_heads
+        def heads_part(t: Tensor) -> Tensor:
+            scaled = (_scaled_axis_of(t, op.kv_heads, f) if t.role == "kv_cache" else _scaled(t, f))
+            return cut(scaled, scaled.shape[-1], -1)
+        return replace(op, name=f"{op.name}@{index}", kv_heads=kv, heads=op.heads // op.kv_heads * kv,
+                       inputs=tuple(heads_part(t) for t in op.inputs),
+                       outputs=tuple(heads_part(t) for t in op.outputs)) if kv else None
+    return None
+
+
+def byte_stages(graph: Graph, chips: int) -> list[Graph]:
+    """Lay the ops end to end by resident bytes and cut the line into ``chips`` equal parts, one
+    chip each; an op that straddles a cut is split at it (columns of a matmul or embedding,
+    sequences of attention) so every chip holds total/chips bytes.  Sends join the chips."""
+    sizes = resident_bytes(graph)
+    budget = sum(sizes) / chips if sum(sizes) else 1.0
+    pieces: list[Op] = []
+    stages: list[int] = []
+    position = 0.0
+    for op, size in zip(graph, sizes):
+        first = min(int(position // budget), chips - 1)
+        end = position + size
+        last = min(max(first, math.ceil(end / budget) - 1), chips - 1)
+        cut = [_piece(op, (max(position, c * budget) - position) / size,
+                      (min(end, (c + 1) * budget) - position) / size, c, c == last)
+               for c in range(first, last + 1)] if last > first else []
+        if cut and all(p is not None for p in cut):
+            for chip, p in zip(range(first, last + 1), cut):
+                pieces.append(p)
+                stages.append(max(chip, stages[-1] if stages else 0))
+        else:
+            pieces.append(op)
+            stages.append(max(first, stages[-1] if stages else 0))
+        position = end
+    line = Graph(name=graph.name)
+    for op in pieces:
+        line.add(op)
+    return stage_graphs(pipeline_sends(line, stages))
