@@ -1,0 +1,136 @@
+"""`accelsim serve`: requests under load -> TTFT/TPOT percentiles, throughput, a report and a trace."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from accelsim.cli import options
+from accelsim.errors import AccelsimError
+from accelsim.sim import serving
+
+DEFAULT_RATE_FACTORS = (0.25, 0.5, 1.0, 1.5, 2.0)
+
+
+def parse_rates(text: str | None, rate: float) -> list[float]:
+    """``"1,2,4,8"`` -> [1, 2, 4, 8]; without the option, fractions and multiples of ``rate``."""
+    if text is None:
+        return [rate * f for f in DEFAULT_RATE_FACTORS]
+    try:
+        rates = [float(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise AccelsimError(f"--rates must be comma-separated numbers (e.g. 1,2,4,8), got {text!r}") from None
+    if not rates or any(not r > 0 for r in rates):
+        raise AccelsimError(f"--rates must list request rates > 0 per second, got {text!r}")
+    return sorted(set(rates))
+
+
+def typical_step(result: serving.ServeResult, costs: serving.CostModel):
+    """The engine's timeline of a decode step at the run's median batch and mean context."""
+    from accelsim.sim.engine import step_timeline
+    from accelsim.workload import Workload
+    decodes = sorted(s.decodes for s in result.steps if s.decodes)
+    if not decodes:
+        return None, ""
+    batch = decodes[len(decodes) // 2]
+    context = round(sum(r.prompt + r.output / 2 for r in result.requests) / len(result.requests))
+    workload = Workload("decode", batch, 1, context)
+    timeline = step_timeline(costs.model, costs.hw, workload, overlap="double_buffered",
+                             **costs.dtypes)
+    return timeline, f"{workload.describe()}, double-buffered"
+
+
+@click.command()
+@options.model_option
+@click.option("--hw", default="h100-sxm", show_default=True,
+              help="Hardware: a bundled name (see `accelsim hw`) or a YAML path.")
+@options.parallel_options
+@click.option("--rate", type=float, default=8.0, show_default=True, help="Mean request arrivals per second.")
+@click.option("--requests", "n_requests", type=int, default=2000, show_default=True,
+              help="Requests to simulate per rate.")
+@click.option("--arrival", type=click.Choice(serving.ARRIVALS), default="poisson", show_default=True,
+              help="Arrival process: Poisson, or bursty gamma with --cv.")
+@click.option("--cv", type=float, default=2.0, show_default=True,
+              help="Coefficient of variation of gamma inter-arrival gaps (1 = Poisson).")
+@click.option("--trace", "trace_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="CSV of requests (arrival_s,prompt_tokens,output_tokens) instead of synthetic ones.")
+@click.option("--prompt", type=int, default=1024, show_default=True, help="Prompt tokens per synthetic request.")
+@click.option("--output", type=int, default=256, show_default=True, help="Output tokens per synthetic request.")
+@click.option("--scheduler", type=click.Choice(serving.SCHEDULERS), default="continuous", show_default=True,
+              help="static batches, continuous (vLLM-style) batching, or pipelined users (hardwired).")
+@click.option("--max-batch", type=int, default=256, show_default=True, help="Most requests in one batch.")
+@click.option("--chunk", type=int, default=512, show_default=True,
+              help="Prefill tokens per step (continuous batching's chunked prefill).")
+@click.option("--block-size", type=int, default=serving.DEFAULT_BLOCK_SIZE, show_default=True,
+              help="Tokens per KV-cache block (paging).")
+@click.option("--rates", default=None,
+              help="Comma-separated rates for the latency-throughput curve [default: 0.25x..2x --rate].")
+@click.option("--slo-ttft", type=float, default=0.5, show_default=True, help="TTFT SLO in seconds (goodput).")
+@click.option("--slo-tpot", type=float, default=0.05, show_default=True, help="TPOT SLO in seconds (goodput).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the arrival process.")
+@click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
+              help="Report folder [default: reports/serve].")
+@options.json_option
+def serve(model, hw, chips, tp, pp, ep, rate, n_requests, arrival, cv, trace_file, prompt, output, scheduler, max_batch,
+          chunk, block_size, rates, slo_ttft, slo_tpot, seed, out, as_json):
+    """Serve a stream of requests and report TTFT, TPOT, end-to-end latency, throughput, goodput
+    under the SLOs, energy per token, the queue over time and a latency-throughput curve.
+
+    \b
+    Step times come from the same cost model as `accelsim run`, memoised by batch shape
+    (rounded up to a bucket grid, so never optimistic).  Same inputs and --seed, same results.
+    Example:
+      accelsim serve --model llama-3.1-8b --hw h100-sxm --rate 8 --requests 2000 --rates 2,4,8,16
+    """
+    if not rate > 0:
+        raise AccelsimError(f"--rate must be > 0 requests/s, got {rate}")
+    curve_rates = parse_rates(rates, rate)
+    config = serving.ServeConfig(scheduler=scheduler, max_batch=max_batch, chunk=chunk,
+                                 block_size=block_size, slo_ttft_s=slo_ttft, slo_tpot_s=slo_tpot)
+    if trace_file is not None:
+        base = serving.read_trace(trace_file)
+        main_rate = (len(base) - 1) / max(base[-1].arrival_s - base[0].arrival_s, 1e-12) if len(base) > 1 else rate
+
+        def workload_at(r: float) -> list[serving.Request]:
+            return serving.scaled(base, r)
+    else:
+        base = None
+        main_rate = rate
+
+        def workload_at(r: float) -> list[serving.Request]:
+            return serving.synthetic_requests(n_requests, r, arrival=arrival, cv=cv, prompt=prompt,
+                                              output=output, seed=seed)
+    costs = serving.CostModel(model, hw, parallelism=options.parallelism_from(chips, tp, pp, ep))
+    main = serving.serve(base if base is not None else workload_at(rate), costs, config, main_rate)
+    sweep = [serving.serve(workload_at(r), costs, config, r) for r in curve_rates]
+
+    from accelsim.report.serving import write_report
+    source = f"trace {trace_file}" if trace_file else (
+        f"{n_requests} {arrival} requests{f' (cv {cv:g})' if arrival == 'gamma' else ''}, "
+        f"prompt {prompt} / output {output} tokens, seed {seed}")
+    setup = (f"{costs.model.name} on {costs.hw.name}, {scheduler} batching (max batch {max_batch}"
+             f"{f', chunk {chunk}' if scheduler == 'continuous' else ''}), KV blocks of {block_size} "
+             f"tokens; {source}; main rate {main_rate:g} requests/s.")
+    out_dir = out or Path("reports") / "serve"
+    step, step_label = typical_step(main, costs)
+    files = write_report(main, sweep, out_dir, f"Serving {costs.model.name} on {costs.hw.name}", setup,
+                         step, step_label)
+    if as_json:
+        options.echo_json({"summary": main.summary(), "curve": [r.summary() for r in sweep],
+                           "files": {k: str(v) for k, v in files.items()}})
+        return
+    s = main.summary()
+    click.echo(setup)
+    for label, key in (("TTFT", "ttft_s"), ("TPOT", "tpot_s"), ("end-to-end", "e2e_s")):
+        p = s[key]
+        click.echo(f"  {label:>10}: p50 {p['p50'] * 1e3:.2f} ms, p90 {p['p90'] * 1e3:.2f} ms, "
+                   f"p99 {p['p99'] * 1e3:.2f} ms")
+    click.echo(f"  {'throughput':>10}: {s['throughput_tokens_per_s']:,.1f} tokens/s "
+               f"({s['throughput_requests_per_s']:.3g} requests/s), goodput "
+               f"{s['goodput_requests_per_s']:.3g} requests/s")
+    click.echo(f"  {'energy':>10}: {s['joules_per_token']:.4g} J/token; max running {s['max_running']}, "
+               f"preemptions {s['preemptions']}")
+    click.echo(f"\nreport: {files['html']} (report.md, CSV, plots and trace.json in {out_dir})")
+
+
+COMMANDS = (serve,)

@@ -1,0 +1,151 @@
+"""The serving report: latency percentiles, the latency-throughput curve, queue over time,
+Markdown + HTML, CSV of every number shown, and a Perfetto trace of the serving timeline."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from accelsim.report.compare import TEMPLATES
+from accelsim.report.trace import Counter, timeline_plot, timeline_trace, write_trace
+from accelsim.sim.serving import ServeResult
+from accelsim.sim.timeline import Interval, Timeline
+
+
+def curve_frame(results: list[ServeResult]) -> pd.DataFrame:
+    rows = []
+    for r in results:
+        s = r.summary()
+        rows.append({"rate_req_per_s": r.rate, "throughput_tokens_per_s": s["throughput_tokens_per_s"],
+                     "goodput_req_per_s": s["goodput_requests_per_s"],
+                     **{f"ttft_{k}_s": v for k, v in s["ttft_s"].items()},
+                     **{f"tpot_{k}_s": v for k, v in s["tpot_s"].items()},
+                     **{f"e2e_{k}_s": v for k, v in s["e2e_s"].items()},
+                     "joules_per_token": s["joules_per_token"], "max_running": s["max_running"],
+                     "preemptions": s["preemptions"]})
+    return pd.DataFrame(rows).sort_values("rate_req_per_s")
+
+
+def requests_frame(result: ServeResult) -> pd.DataFrame:
+    return pd.DataFrame([vars(r) for r in result.requests])
+
+
+def steps_frame(result: ServeResult) -> pd.DataFrame:
+    return pd.DataFrame([{**vars(s), "duration_s": s.end_s - s.start_s} for s in result.steps])
+
+
+def latency_throughput_plot(curve: pd.DataFrame, path: Path, slo_ttft: float, slo_tpot: float) -> Path:
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    for ax, metric, slo, label in ((axes[0], "ttft", slo_ttft, "time to first token"),
+                                   (axes[1], "tpot", slo_tpot, "time per output token")):
+        for q, style in (("p50", "o-"), ("p90", "s--"), ("p99", "^:")):
+            ax.plot(curve["throughput_tokens_per_s"], curve[f"{metric}_{q}_s"] * 1e3, style, label=q)
+        ax.axhline(slo * 1e3, color="red", lw=0.8, label="SLO")
+        for _, row in curve.iterrows():
+            ax.annotate(f"{row['rate_req_per_s']:g}/s", (row["throughput_tokens_per_s"],
+                        row[f"{metric}_p50_s"] * 1e3), fontsize=7, textcoords="offset points", xytext=(3, 3))
+        ax.set_xlabel("throughput (output tokens/s)")
+        ax.set_ylabel(f"{label} (ms)")
+        ax.set_yscale("log")
+        ax.grid(which="both", alpha=0.25)
+        ax.legend(fontsize=8)
+    fig.suptitle("Latency vs throughput over request rates (labels: offered rate)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def queue_plot(result: ServeResult, path: Path) -> Path:
+    steps = steps_frame(result)
+    fig, ax = plt.subplots(figsize=(10, 3.6))
+    if not steps.empty:
+        ax.step(steps["start_s"], steps["waiting"], where="post", label="waiting requests")
+        ax.step(steps["start_s"], steps["running"], where="post", label="running requests")
+    ax.set_xlabel("time (s)")
+    ax.set_ylabel("requests")
+    ax.set_title(f"Queue over time at {result.rate:g} requests/s ({result.scheduler} batching)")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def serving_trace(result: ServeResult, path: Path, title: str) -> Path:
+    """Every step as a complete event on the chip's track; queue, running requests and KV
+    blocks in use as counters."""
+    intervals = [Interval("chip", s.label or "idle", "prefill" if s.prefill_tokens else "decode",
+                          s.start_s, s.end_s) for s in result.steps]
+    counters = [Counter(name, tuple((s.start_s, float(getattr(s, attr))) for s in result.steps))
+                for name, attr in (("waiting", "waiting"), ("running", "running"),
+                                   ("kv blocks used", "kv_blocks_used"))]
+    return write_trace(path, intervals, counters, {"title": title, **result.summary()})
+
+
+def findings(main: ServeResult, curve: pd.DataFrame) -> list[str]:
+    s = main.summary()
+    lines = [
+        (f"At {main.rate:g} requests/s: TTFT p50 {s['ttft_s']['p50'] * 1e3:.1f} ms / p99 "
+        f"{s['ttft_s']['p99'] * 1e3:.1f} ms, TPOT p50 {s['tpot_s']['p50'] * 1e3:.2f} ms / p99 "
+        f"{s['tpot_s']['p99'] * 1e3:.2f} ms, {s['throughput_tokens_per_s']:,.0f} output tokens/s, "
+        f"{s['joules_per_token']:.3g} J/token."),
+        (f"Goodput {s['goodput_requests_per_s']:.3g} requests/s met both SLOs (TTFT <= "
+        f"{s['slo']['ttft_s']:g} s, TPOT <= {s['slo']['tpot_s']:g} s) of "
+        f"{s['throughput_requests_per_s']:.3g} served."),
+        (f"KV cache: {s['kv_blocks']:,} blocks of {s['block_size']} tokens; up to {s['max_running']} "
+        f"requests ran at once; {s['preemptions']} preemption(s)."),
+    ]
+    ok = curve[(curve["ttft_p99_s"] <= main.config.slo_ttft_s) & (curve["tpot_p99_s"] <= main.config.slo_tpot_s)]
+    if not ok.empty:
+        best = ok.iloc[-1]
+        lines.append(f"Highest offered rate meeting both SLOs at p99: {best['rate_req_per_s']:g} requests/s "
+                     f"({best['throughput_tokens_per_s']:,.0f} tokens/s).")
+    else:
+        lines.append("No offered rate met both SLOs at p99.")
+    return lines
+
+
+def write_report(main: ServeResult, sweep: list[ServeResult], out_dir: Path, title: str,
+                 setup: str, step: Timeline | None = None, step_label: str = "") -> dict[str, Path]:
+    """``step``: an engine timeline of one typical decode step, drawn and exported as well."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    curve = curve_frame(sweep)
+    files = {"curve_csv": out_dir / "curve.csv", "requests_csv": out_dir / "requests.csv",
+             "steps_csv": out_dir / "steps.csv"}
+    curve.to_csv(files["curve_csv"], index=False)
+    requests_frame(main).to_csv(files["requests_csv"], index=False)
+    steps_frame(main).to_csv(files["steps_csv"], index=False)
+    files["latency_throughput_png"] = latency_throughput_plot(
+        curve, out_dir / "latency_throughput.png", main.config.slo_ttft_s, main.config.slo_tpot_s)
+    files["queue_png"] = queue_plot(main, out_dir / "queue.png")
+    files["trace"] = serving_trace(main, out_dir / "trace.json", title)
+    if step is not None:
+        files["step_timeline_png"] = timeline_plot(step, out_dir / "step_timeline.png", step_label)
+        files["step_trace"] = timeline_trace(step, out_dir / "step_trace.json", step_label)
+    s = main.summary()
+    table = pd.DataFrame([{"metric": m, "p50": s[k]["p50"], "p90": s[k]["p90"], "p99": s[k]["p99"],
+                           "mean": s[k]["mean"]} for m, k in (("TTFT (s)", "ttft_s"),
+                                                             ("TPOT (s)", "tpot_s"), ("end-to-end (s)", "e2e_s"))])
+    shown_curve = curve[["rate_req_per_s", "throughput_tokens_per_s", "goodput_req_per_s", "ttft_p50_s",
+                         "ttft_p99_s", "tpot_p50_s", "tpot_p99_s", "e2e_p99_s", "joules_per_token"]]
+    context = {"title": title, "setup": setup, "findings": findings(main, curve),
+               "images": {k: v.name for k, v in files.items() if k.endswith("_png")},
+               "trace": files["trace"].name,
+               "step_trace": files["step_trace"].name if "step_trace" in files else None,
+               "step_label": step_label}
+    files["markdown"] = out_dir / "report.md"
+    files["markdown"].write_text(TEMPLATES.get_template("serve.md.j2").render(
+        **context, latency_table=table.to_markdown(index=False, floatfmt=".4g"),
+        curve_table=shown_curve.to_markdown(index=False, floatfmt=".4g")), encoding="utf-8")
+    files["html"] = out_dir / "report.html"
+    files["html"].write_text(TEMPLATES.get_template("serve.html.j2").render(
+        **context, latency_table=table.to_html(index=False, border=0, float_format="{:.4g}".format),
+        curve_table=shown_curve.to_html(index=False, border=0, float_format="{:.4g}".format)),
+        encoding="utf-8")
+    return files
