@@ -1,0 +1,25 @@
+"""`accelsim report DIR`: redraw a sweep's report from its saved results.csv and sweep.json."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from accelsim.errors import AccelsimError
+from accelsim.report.sweep import SweepSummary, load_frame, write_report
+
+
+@click.command()
+@click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
+def report(directory: Path):
+    """Regenerate the Markdown/HTML report and plots of a sweep folder (from `accelsim sweep`)."""
+    meta, results = directory / "sweep.json", directory / "results.csv"
+    for path in (meta, results):
+        if not path.is_file():
+            raise AccelsimError(f"{directory}: no {path.name} here; point at a folder written by "
+                                f"`accelsim sweep --out`")
+    files = write_report(load_frame(results), SweepSummary.load(meta), directory)
+    click.echo(f"report: {files['html']}")
+
+
+COMMANDS = (report,)

@@ -1,0 +1,435 @@
+"""A design space: a base hardware config, parameters varied by dotted key path, derived keys,
+constraints and objectives, validated once from YAML.
+
+Points are plain ``{dotted key: value}`` dicts written into a copy of the base config and
+re-validated through the normal hardware loader, so a bad point fails exactly as a bad config
+file would, with one line naming the key.
+"""
+from __future__ import annotations
+
+import ast
+import copy
+import difflib
+import hashlib
+import json
+import math
+import operator
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import Field, TypeAdapter, ValidationError, model_validator
+
+from accelsim import hardware, units
+from accelsim.config import loader
+from accelsim.config.types import PositiveInt, Spec
+from accelsim.errors import ConfigError
+from accelsim.hardware.spec import HardwareBase
+
+METRICS: dict[str, str] = {
+    "tokens_per_s_per_user": "tokens/s per user",
+    "tokens_per_s": "tokens/s (chip)",
+    "latency_s": "step latency (s)",
+    "joules_per_token": "energy per token (J)",
+    "power_w": "average power (W)",
+    "area_mm2": "die area (mm²)",
+    "usd_per_mtoken": "cost per million tokens ($)",
+}
+Sense = Literal["max", "min"]
+_DIMENSIONS = (units.SIZE, units.BANDWIDTH, units.FREQUENCY, units.THROUGHPUT, units.POWER,
+               units.ENERGY, units.ENERGY_PER_BYTE, units.TIME, units.AREA, units.BIT_DENSITY,
+               units.MONEY)
+_CONDITION = re.compile(r"^\s*([a-z_0-9]+)\s*(<=|>=)\s*([-+0-9.eE]+)\s*$")
+
+
+@lru_cache(maxsize=4096)
+def dimension_of(text: str) -> units.Dimension | None:
+    """The physical dimension a quantity string belongs to, judged by its unit."""
+    for dim in _DIMENSIONS:
+        try:
+            units.parse_quantity(text, dim)
+        except units.UnitError:
+            continue
+        return dim
+    return None
+
+
+def base_unit(dim: units.Dimension) -> str:
+    return next(u for u, scale in dim.units.items() if scale == 1.0)
+
+
+def to_number(value: Any) -> float:
+    """SI value of a parameter value: a number, or a string with a unit."""
+    if isinstance(value, (str, int, float)) and not isinstance(value, bool):
+        return _to_number(value)
+    raise ValueError(f"expected a number or a quantity with a unit, got {value!r}")
+
+
+@lru_cache(maxsize=65536)
+def _to_number(value: str | float) -> float:
+    if isinstance(value, bool):
+        raise ValueError(f"expected a number or a quantity with a unit, got {value!r}")  # noqa: TRY004
+    if isinstance(value, (int, float)):
+        return float(value)
+    dim = dimension_of(str(value))
+    if dim is None:
+        raise ValueError(f"expected a number or a quantity with a unit like '3.35 TB/s', got {value!r}")
+    return units.parse_quantity(value, dim)
+
+
+class Range(Spec):
+    """``num`` values from ``start`` to ``stop`` inclusive (numbers or quantities with units)."""
+
+    start: float | str
+    stop: float | str
+    num: PositiveInt
+    integer: bool = False
+
+
+class Parameter(Spec):
+    key: str = Field(min_length=1)
+    values: list[Any] | None = None
+    linear: Range | None = None
+    log: Range | None = None
+
+    @model_validator(mode="after")
+    def _one_kind(self):
+        given = [k for k in ("values", "linear", "log") if getattr(self, k) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of values, linear, log (got {', '.join(given) or 'none'})")
+        if self.values is not None and not self.values:
+            raise ValueError("values must not be empty")
+        for r in (self.linear, self.log):
+            if r is not None:
+                _range_unit(r)
+                if r is self.log and (to_number(r.start) <= 0 or to_number(r.stop) <= 0):
+                    raise ValueError("a log range needs start and stop > 0")
+        return self
+
+    @property
+    def unit(self) -> str | None:
+        r = self.linear or self.log
+        return _range_unit(r) if r else None
+
+    def grid(self) -> list[Any]:
+        """The values a grid search visits, as they are written into the config."""
+        if self.values is not None:
+            return list(self.values)
+        r = self.linear or self.log
+        lo, hi = to_number(r.start), to_number(r.stop)
+        xs = np.linspace(lo, hi, r.num) if self.linear else np.geomspace(lo, hi, r.num)
+        return _dedupe([self.encode(x) for x in xs])
+
+    def sample(self, rng: np.random.Generator) -> Any:
+        """One random value: uniform (linear), log-uniform (log) or a uniform pick (values)."""
+        if self.values is not None:
+            return self.values[int(rng.integers(len(self.values)))]
+        r = self.linear or self.log
+        lo, hi = to_number(r.start), to_number(r.stop)
+        u = float(rng.random())
+        x = lo + u * (hi - lo) if self.linear else math.exp(math.log(lo) + u * (math.log(hi) - math.log(lo)))
+        return self.encode(x)
+
+    def encode(self, x: float) -> Any:
+        r = self.linear or self.log
+        if r.integer:
+            return round(float(x))
+        unit = self.unit
+        x = float(f"{x:.12g}")  # stable text for hashing and resuming
+        return f"{x!r} {unit}" if unit else x
+
+
+def _range_unit(r: Range) -> str | None:
+    texts = [v for v in (r.start, r.stop) if isinstance(v, str)]
+    if not texts:
+        return None
+    dims = [dimension_of(t) for t in texts]
+    if None in dims or len({d.name for d in dims}) != 1 or len(texts) != 2:
+        raise ValueError(f"start and stop must both be numbers or both quantities of one kind "
+                         f"(got {r.start!r}, {r.stop!r})")
+    return base_unit(dims[0])
+
+
+def _dedupe(values: list[Any]) -> list[Any]:
+    seen, out = set(), []
+    for v in values:
+        if v not in seen:
+            seen.add(v)
+            out.append(v)
+    return out
+
+
+class Condition(Spec):
+    metric: str
+    op: Literal["<=", ">="]
+    value: float
+
+    @classmethod
+    def parse(cls, text: str, where: str) -> Condition:
+        match = _CONDITION.match(text)
+        if not match or match.group(1) not in METRICS:
+            raise ConfigError(f"expected 'METRIC<=NUMBER' or 'METRIC>=NUMBER' with METRIC one of "
+                              f"{', '.join(METRICS)}, got {text!r}", source=where)
+        return cls(metric=match.group(1), op=match.group(2), value=float(match.group(3)))
+
+    def holds(self, values):
+        return values <= self.value if self.op == "<=" else values >= self.value
+
+    def __str__(self) -> str:
+        return f"{self.metric}{self.op}{self.value:g}"
+
+
+class WorkloadSection(Spec):
+    phase: Literal["prefill", "decode"] = "decode"
+    batch: PositiveInt = 1
+    prompt: PositiveInt = 2048
+    context: int = Field(default=2048, ge=0)
+
+
+class Annotation(Spec):
+    """A real cliff to mark on sensitivity plots: where ``key`` crosses ``at`` (a metric may
+    also jump there), with the reason in words."""
+
+    key: str
+    at: float | str
+    label: str = Field(min_length=3)
+
+
+class SpaceSpec(Spec):
+    name: str = Field(min_length=1)
+    description: str = ""
+    base: str = Field(min_length=1)
+    set: dict[str, Any] = Field(default_factory=dict)
+    parameters: list[Parameter] = Field(min_length=1)
+    derived: dict[str, str] = Field(default_factory=dict)
+    constraints: list[str] = Field(default_factory=list)
+    objectives: dict[str, Sense] = Field(min_length=1)
+    workload: WorkloadSection = WorkloadSection()
+    annotations: list[Annotation] = Field(default_factory=list)
+    source: str = ""
+
+    @model_validator(mode="after")
+    def _check_names(self):
+        for metric in self.objectives:
+            if metric not in METRICS:
+                raise ValueError(f"unknown objective {metric!r}; allowed: {', '.join(METRICS)}")
+        for text in self.constraints:
+            match = _CONDITION.match(text)
+            if not match or match.group(1) not in METRICS:
+                raise ValueError(f"constraint {text!r} must read 'METRIC<=NUMBER' or 'METRIC>=NUMBER' "
+                                 f"with METRIC one of {', '.join(METRICS)}")
+        keys = [p.key for p in self.parameters]
+        if len(set(keys)) != len(keys):
+            raise ValueError("a parameter key is listed twice")
+        for expr in self.derived.values():
+            _compile(expr)
+        return self
+
+
+class Space:
+    """A loaded space: the spec, its file, and the base config document it varies."""
+
+    def __init__(self, spec: SpaceSpec, source: str):
+        self.spec, self.source = spec, source
+        path = loader.resolve(spec.base, "hw_configs", "hardware config")
+        self.base_source = str(path)
+        base = loader.read_document(path)
+        for key, value in spec.set.items():
+            _assign(base, key, value, self.source, f"set.{key}", create=True)
+        self.base = base
+        for i, p in enumerate(spec.parameters):
+            _lookup(base, p.key, self.source, f"parameters[{i}].key")
+        for key in spec.derived:
+            _lookup(base, key, self.source, f"derived.{key}")
+        self.constraints = [Condition.parse(c, f"{source}: constraints") for c in spec.constraints]
+        self._sections: dict[tuple, Any] = {}
+        # The base must itself be a valid design before any point is tried.
+        hardware.parse_hardware(copy.deepcopy(base), self.base_source)
+
+    @property
+    def parameters(self) -> list[Parameter]:
+        return self.spec.parameters
+
+    @property
+    def keys(self) -> list[str]:
+        return [p.key for p in self.spec.parameters]
+
+    def document(self, point: dict[str, Any]) -> dict[str, Any]:
+        """The base config with ``point`` and the derived keys written in (copied on write)."""
+        doc = dict(self.base)
+        for key, value in point.items():
+            _assign(doc, key, value, self.source, key, copy_path=True)
+        if self.spec.derived:
+            names = {k: to_number(v) for k, v in point.items() if not isinstance(v, (list, dict))}
+            for key, expr in self.spec.derived.items():
+                def value_of(name: str, where: str = f"derived.{key}") -> float:
+                    if name in names:
+                        return names[name]
+                    return to_number(_lookup(doc, name, self.source, where))
+                value = _evaluate(expr, value_of)
+                template = _lookup(doc, key, self.source, f"derived.{key}")
+                dim = dimension_of(template) if isinstance(template, str) else None
+                written = f"{value!r} {base_unit(dim)}" if dim else (
+                    round(value) if isinstance(template, int) else value)
+                _assign(doc, key, written, self.source, key, copy_path=True)
+        return doc
+
+    def hardware(self, point: dict[str, Any]) -> HardwareBase:
+        """Validate one design point through the normal hardware loader.
+
+        Top-level sections that a point leaves as they are, or that equal a section an earlier
+        point already validated, are passed in as the validated section objects (pydantic does
+        not re-validate model instances); the kind's own cross-section checks always run.  Any
+        section that fails is re-validated as plain data so the error reads as for a file."""
+        doc = self.document(point)
+        source = f"{self.source} point {describe(point)}"
+        kind = doc.get("kind")
+        if kind not in hardware.KINDS:
+            return hardware.parse_hardware(doc, source)
+        cls = hardware.KINDS[kind][0]
+        touched = self._touched_sections(point)
+        staged = dict(doc)
+        for section, value in doc.items():
+            if not isinstance(value, dict) or section not in cls.model_fields:
+                continue
+            key = (kind, section, repr(_leaves(value, touched.get(section, ()))))
+            cached = self._sections.get(key)
+            if cached is None:
+                try:
+                    cached = _adapter(cls, section).validate_python(value)
+                except ValidationError:
+                    return hardware.parse_hardware(doc, source)  # the one-line error, as for a file
+                self._sections[key] = cached
+            staged[section] = cached
+        return hardware.parse_hardware(staged, source)
+
+    def _touched_sections(self, point: dict[str, Any]) -> dict[str, tuple[str, ...]]:
+        touched: dict[str, list[str]] = {}
+        for key in (*point, *self.spec.derived):
+            section, _, rest = key.partition(".")
+            touched.setdefault(section, []).append(rest)
+        return {k: tuple(v) for k, v in touched.items()}
+
+
+@lru_cache(maxsize=256)
+def _adapter(cls: type, section: str) -> TypeAdapter:
+    return TypeAdapter(cls.model_fields[section].annotation)
+
+
+def _leaves(section: dict, paths: tuple[str, ...]) -> tuple:
+    """The values at ``paths`` inside a section (what a point can change there)."""
+    out = []
+    for path in paths:
+        node: Any = section
+        for part in path.split(".") if path else ():
+            node = node.get(part) if isinstance(node, dict) else None
+        out.append(node)
+    return tuple(out)
+
+
+def load_space(path: str | Path) -> Space:
+    path = Path(path)
+    if not path.is_file():
+        candidate = loader.bundled_names("hw_configs/spaces").get(str(path))
+        if candidate is None:
+            raise ConfigError("no such design-space file (known: "
+                              f"{', '.join(loader.bundled_names('hw_configs/spaces')) or 'none'})",
+                              source=str(path))
+        path = candidate
+    spec = loader.validate(SpaceSpec, loader.read_document(path), str(path))
+    return Space(spec, str(path))
+
+
+def point_id(point: dict[str, Any]) -> str:
+    """Stable identity of a design point: a hash of its parameters, independent of order."""
+    text = json.dumps(point, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha1(text.encode()).hexdigest()[:16]
+
+
+def describe(point: dict[str, Any]) -> str:
+    return ", ".join(f"{k}={v}" for k, v in point.items())
+
+
+def _lookup(doc: dict, dotted: str, source: str, where: str) -> Any:
+    node: Any = doc
+    walked = []
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            known = list(node) if isinstance(node, dict) else []
+            close = difflib.get_close_matches(part, known, n=1)
+            hint = f"; did you mean '{close[0]}'?" if close else ""
+            raise ConfigError(f"'{dotted}' is not a key of the base config ('{part}' not under "
+                              f"'{'.'.join(walked) or '(top level)'}'; allowed: "
+                              f"{', '.join(map(str, known)) or 'none'}){hint}", source=source, key=where)
+        node = node[part]
+        walked.append(part)
+    return node
+
+
+def _assign(doc: dict, dotted: str, value: Any, source: str, where: str, *, create: bool = False,
+            copy_path: bool = False) -> None:
+    parts = dotted.split(".")
+    node = doc
+    for depth, part in enumerate(parts[:-1]):
+        child = node.get(part)
+        if child is None and create:
+            child = {}
+        elif not isinstance(child, dict):
+            _lookup(doc, ".".join(parts[:depth + 1]) + "." + parts[depth + 1], source, where)
+        if copy_path:
+            child = dict(child)
+        node[part] = child
+        node = child
+    if not create and parts[-1] not in node:
+        _lookup(doc, dotted, source, where)
+    node[parts[-1]] = copy.deepcopy(value) if isinstance(value, (list, dict)) else value
+
+
+_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+        ast.Pow: operator.pow, ast.USub: operator.neg, ast.UAdd: operator.pos}
+_FUNCS = {"min": min, "max": max, "ceil": math.ceil, "sqrt": math.sqrt, "log2": math.log2}
+
+
+@lru_cache(maxsize=256)
+def _compile(expr: str) -> ast.Expression:
+    """Parse a derived-key expression: arithmetic on numbers, dotted config keys, min/max/ceil/
+    sqrt/log2.  Nothing else is evaluated (no names, calls or attributes beyond these)."""
+    try:
+        tree = ast.parse(expr, mode="eval")
+    except SyntaxError as err:
+        raise ValueError(f"derived expression {expr!r} is not arithmetic: {err.msg}") from None
+    for node in ast.walk(tree):
+        ok = isinstance(node, (ast.Expression, ast.BinOp, ast.UnaryOp, ast.Constant, ast.Name,
+                               ast.Attribute, ast.Call, ast.Load, *_OPS))
+        if isinstance(node, ast.Call) and not (isinstance(node.func, ast.Name) and node.func.id in _FUNCS):
+            ok = False
+        if isinstance(node, ast.Constant) and not isinstance(node.value, (int, float)):
+            ok = False
+        if not ok:
+            raise ValueError(f"derived expression {expr!r} may use only numbers, dotted config keys, "
+                             f"+ - * / ** and {', '.join(_FUNCS)}")
+    return tree
+
+
+def _dotted(node: ast.AST) -> str:
+    if isinstance(node, ast.Name):
+        return node.id
+    return f"{_dotted(node.value)}.{node.attr}"
+
+
+def _evaluate(expr: str, value_of) -> float:
+    def walk(node):
+        if isinstance(node, ast.Expression):
+            return walk(node.body)
+        if isinstance(node, ast.Constant):
+            return float(node.value)
+        if isinstance(node, ast.BinOp):
+            return _OPS[type(node.op)](walk(node.left), walk(node.right))
+        if isinstance(node, ast.UnaryOp):
+            return _OPS[type(node.op)](walk(node.operand))
+        if isinstance(node, ast.Call):
+            return float(_FUNCS[node.func.id](*(walk(a) for a in node.args)))
+        return value_of(_dotted(node))
+    return float(walk(_compile(expr)))

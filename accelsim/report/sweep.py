@@ -1,0 +1,259 @@
+"""The design-space report: Pareto front with the chosen designs labelled, parameter-sensitivity
+plots with real cliffs annotated, Markdown + HTML, and a CSV of every number shown."""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jinja2
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt
+import numpy as np
+import pandas as pd
+
+from accelsim.dse.metrics import STATUS_OK
+from accelsim.dse.space import METRICS, to_number
+
+_LOADER = jinja2.PackageLoader("accelsim.report", "templates")
+HTML = jinja2.Environment(loader=_LOADER, autoescape=True, trim_blocks=True, lstrip_blocks=True)
+MARKDOWN = jinja2.Environment(loader=_LOADER, autoescape=False, trim_blocks=True, lstrip_blocks=True)
+
+
+@dataclass(frozen=True)
+class Cliff:
+    key: str
+    at: float
+    label: str
+
+
+@dataclass
+class SweepSummary:
+    """What the report shows, saved as ``sweep.json`` so ``accelsim report DIR`` can redraw it."""
+
+    title: str
+    model: str
+    space: str
+    workload: str
+    search: str
+    keys: list[str]
+    objectives: dict[str, str]
+    constraints: list[str]
+    pick_metric: str
+    pick_sense: str
+    cliffs: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(self.__dict__, indent=2), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: Path) -> SweepSummary:
+        return cls(**json.loads(path.read_text(encoding="utf-8")))
+
+
+def _label(metric: str) -> str:
+    return METRICS.get(metric, metric)
+
+
+def _short(key: str) -> str:
+    return key.split(".")[-1]
+
+
+def pareto_plot(frame: pd.DataFrame, front: pd.DataFrame, chosen: dict[str, pd.Series],
+                objectives: dict[str, str], path: Path) -> Path:
+    """The first two objectives: every design, the feasible ones, the front, the chosen ones."""
+    x, y = list(objectives)[:2]
+    ok = frame[frame["status"] == STATUS_OK]
+    fig, ax = plt.subplots(figsize=(8, 5.5))
+    ax.scatter(ok[x], ok[y], s=8, color="#bbbbbb", label="infeasible (violates a constraint)")
+    feas = ok[ok["feasible"]]
+    ax.scatter(feas[x], feas[y], s=10, color="#6baed6", label="feasible design")
+    f = front.sort_values(x)
+    ax.plot(f[x], f[y], "-o", color="#d62728", ms=4, lw=1.2,
+            label=f"Pareto front ({', '.join(f'{s} {_short(m)}' for m, s in objectives.items())})")
+    labels: dict[str, list[str]] = {}
+    for name, row in chosen.items():
+        labels.setdefault(row["point_id"], []).append(name)
+    for names in labels.values():
+        row = chosen[names[0]]
+        ax.scatter([row[x]], [row[y]], s=90, marker="*", color="black", zorder=5)
+        right = row[x] > np.nanmedian(ok[x])  # keep labels inside the axes
+        ax.annotate(" & ".join(names), (row[x], row[y]), textcoords="offset points",
+                    xytext=(-6, 6) if right else (6, 6), ha="right" if right else "left", fontsize=8)
+    for axis, metric, setter in ((ax.xaxis, x, ax.set_xscale), (ax.yaxis, y, ax.set_yscale)):
+        values = ok[metric].to_numpy(dtype=float)
+        if len(values) and values.min() > 0 and values.max() / values.min() > 30:
+            setter("log")
+    ax.set_xlabel(f"{_label(x)} ({objectives[x]}imise)")
+    ax.set_ylabel(f"{_label(y)} ({objectives[y]}imise)")
+    ax.set_title("Design space: Pareto front and chosen designs")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="best")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def sensitivity(frame: pd.DataFrame, key: str, keys: list[str], metric: str, sense: str) -> pd.DataFrame:
+    """``metric`` against ``key`` with every other parameter held at its middle grid value, plus
+    the best value over all other parameters, per value of ``key``."""
+    held = frame
+    for other in keys:
+        if other == key:
+            continue
+        levels = np.sort(frame[other].dropna().unique())
+        held = held[held[other] == levels[len(levels) // 2]]
+    rows = []
+    for value, group in frame.groupby(key):
+        ok = group[group["status"] == STATUS_OK]
+        at = held[held[key] == value]
+        fits = bool((at["status"] == STATUS_OK).any())
+        rows.append({key: value, f"{metric}_slice": at[metric].iloc[0] if fits else np.nan,
+                     f"{metric}_best": (ok[metric].max() if sense == "max" else ok[metric].min())
+                     if len(ok) else np.nan,
+                     "fits_in_slice": fits, "fraction_that_fit": len(ok) / len(group)})
+    return pd.DataFrame(rows)
+
+
+def sensitivity_plot(frame: pd.DataFrame, key: str, keys: list[str], objectives: dict[str, str],
+                     cliffs: list[Cliff], path: Path) -> tuple[Path, pd.DataFrame]:
+    metrics = list(objectives)[:3]
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 4.2), squeeze=False)
+    tables = []
+    for ax, metric in zip(axes[0], metrics):
+        table = sensitivity(frame, key, keys, metric, objectives[metric])
+        tables.append(table)
+        xs = table[key].to_numpy(dtype=float)
+        ax.plot(xs, table[f"{metric}_slice"], "-o", ms=3, label="others at middle value")
+        ax.plot(xs, table[f"{metric}_best"], "--", color="#888888", lw=1,
+                label="best over the other parameters")
+        lost = xs[~table["fits_in_slice"].to_numpy(dtype=bool)]
+        if len(lost):
+            ax.axvspan(lost.min(), lost.max(), color="#d62728", alpha=0.12, label="does not fit")
+        for c in cliffs:
+            if c.key == key:
+                ax.axvline(c.at, color="#d62728", lw=1.5)
+                ax.annotate(c.label, (c.at, 0.5), xycoords=("data", "axes fraction"), rotation=90,
+                            fontsize=7, ha="right", va="center", color="#d62728")
+        ax.set_xlabel(_axis_label(key))
+        ax.set_ylabel(_label(metric))
+        ax.grid(alpha=0.3)
+        if xs.min() > 0 and xs.max() / xs.min() >= 7:
+            ax.set_xscale("log", base=2)
+    axes[0][0].legend(fontsize=7, loc="best")
+    fig.suptitle(f"Sensitivity to {key}", fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    merged = tables[0]
+    for t in tables[1:]:
+        merged = merged.merge(t.drop(columns=["fits_in_slice", "fraction_that_fit"]), on=key)
+    return path, merged
+
+
+_UNITS = {"capacity": "bytes", "bandwidth": "bytes/s", "clock": "Hz", "macs": "count",
+          "rows": "PEs", "cols": "PEs", "arrays": "count", "sms": "count"}
+
+
+def _axis_label(key: str) -> str:
+    unit = _UNITS.get(_short(key))
+    return f"{key} ({unit})" if unit else key
+
+
+def write_report(frame: pd.DataFrame, summary: SweepSummary, out_dir: Path) -> dict[str, Path]:
+    """Every file of the report; ``frame`` holds one row per design point (results.csv)."""
+    from accelsim.dse.space import Condition
+    conditions = [Condition.parse(c, "sweep.json") for c in summary.constraints]
+    frame = frame.copy()
+    frame["feasible"] = frame["status"].eq(STATUS_OK)
+    for c in conditions:
+        frame["feasible"] &= c.holds(frame[c.metric].astype(float)).fillna(False)
+    files: dict[str, Path] = {"results_csv": out_dir / "results.csv"}
+    feas = frame[frame["feasible"]]
+    from accelsim.dse.pareto import oriented, pareto_mask
+    if len(feas):
+        values = oriented([feas[m].to_numpy(dtype=float) for m in summary.objectives],
+                          list(summary.objectives.values()))
+        front = feas[pareto_mask(values)]
+    else:
+        front = feas
+    files["pareto_csv"] = out_dir / "pareto.csv"
+    front.to_csv(files["pareto_csv"], index=False)
+    chosen = _chosen(feas, front, summary)
+    chosen_frame = pd.DataFrame([{"design": k, **row.to_dict()} for k, row in chosen.items()])
+    files["chosen_csv"] = out_dir / "chosen.csv"
+    chosen_frame.to_csv(files["chosen_csv"], index=False)
+    images = []
+    if len(front) and len(summary.objectives) >= 2:
+        files["pareto_png"] = pareto_plot(frame, front, chosen, summary.objectives, out_dir / "pareto.png")
+        images.append(("Pareto front", files["pareto_png"].name))
+    cliffs = [Cliff(**c) for c in summary.cliffs]
+    numeric = [k for k in summary.keys if pd.api.types.is_numeric_dtype(frame[k]) and frame[k].nunique() > 1]
+    for key in numeric:
+        name = f"sensitivity_{_short(key)}"
+        png, table = sensitivity_plot(frame, key, numeric, summary.objectives, cliffs,
+                                      out_dir / f"{name}.png")
+        files[f"{name}_png"] = png
+        files[f"{name}_csv"] = out_dir / f"{name}.csv"
+        table.to_csv(files[f"{name}_csv"], index=False)
+        images.append((f"Sensitivity to {key}", png.name))
+    counts = frame["status"].value_counts().to_dict()
+    shown_cols = ["design", *summary.keys, *summary.objectives,
+                  *(m for m in ("power_w", "tokens_per_s_per_user") if m not in summary.objectives)]
+    table = chosen_frame[[c for c in shown_cols if c in chosen_frame]] if len(chosen_frame) else chosen_frame
+    context = {
+        "s": summary, "counts": counts, "total": len(frame), "feasible": int(frame["feasible"].sum()),
+        "front_size": len(front), "images": images, "metrics": METRICS,
+        "chosen": table.to_dict("records"), "columns": list(table.columns),
+        "findings": findings(frame, front, chosen, summary, cliffs),
+    }
+    files["markdown"] = out_dir / "report.md"
+    files["markdown"].write_text(MARKDOWN.get_template("sweep.md.j2").render(**context), encoding="utf-8")
+    files["html"] = out_dir / "report.html"
+    files["html"].write_text(HTML.get_template("sweep.html.j2").render(**context), encoding="utf-8")
+    return files
+
+
+def _chosen(feas: pd.DataFrame, front: pd.DataFrame, summary: SweepSummary) -> dict[str, pd.Series]:
+    chosen: dict[str, pd.Series] = {}
+    if not len(feas):
+        return chosen
+    # Picked from the front, so a tie in the picked metric goes to a design nothing dominates.
+    pool = front if len(front) else feas
+    col = pool[summary.pick_metric].astype(float)
+    best = pool.loc[col.idxmin() if summary.pick_sense == "min" else col.idxmax()]
+    chosen[f"pick: {summary.pick_sense} {summary.pick_metric}"] = best
+    for metric, sense in summary.objectives.items():
+        c = front[metric].astype(float)
+        row = front.loc[c.idxmax() if sense == "max" else c.idxmin()]
+        chosen.setdefault(f"best {metric}", row)
+    return chosen
+
+
+def findings(frame, front, chosen, summary, cliffs) -> list[str]:
+    lines = []
+    n_fit = int((frame["status"] == STATUS_OK).sum())
+    lines.append(f"{len(frame)} designs evaluated; {n_fit} run the model, {int(frame['feasible'].sum())} "
+                 f"also meet the constraints ({', '.join(summary.constraints) or 'none'}); "
+                 f"{len(front)} are Pareto-optimal.")
+    for c in cliffs:
+        lines.append(f"Cliff at {c.key} = {c.at:.4g}: {c.label}.")
+    for name, row in chosen.items():
+        parts = ", ".join(f"{k}={row[k]:.4g}" for k in summary.keys if isinstance(row[k], float))
+        metric_parts = ", ".join(f"{_label(m)} {row[m]:.4g}" for m in summary.objectives)
+        lines.append(f"{name}: {parts} -> {metric_parts}.")
+    if not chosen:
+        lines.append("No design meets every constraint and target.")
+    return lines
+
+
+def cliffs_from(space) -> list[dict]:
+    return [{"key": a.key, "at": to_number(a.at), "label": a.label} for a in space.spec.annotations]
+
+
+def load_frame(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, keep_default_na=True)

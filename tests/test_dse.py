@@ -1,0 +1,190 @@
+"""Design-space exploration: fast path == one-by-one, Pareto fronts, constraints, resume, Dask."""
+from __future__ import annotations
+
+import math
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from accelsim.dse import pareto, runner, search
+from accelsim.dse.evaluate import Job, evaluate_points_scalar
+from accelsim.dse.fastpath import evaluate_points
+from accelsim.dse.space import load_space
+from accelsim.model.spec import load_model
+from accelsim.workload import Workload
+
+REPO = Path(__file__).resolve().parent.parent
+SPACES = REPO / "hw_configs" / "spaces"
+METRIC_KEYS = ("tokens_per_s_per_user", "tokens_per_s", "latency_s", "joules_per_token", "power_w",
+               "area_mm2", "usd_per_mtoken")
+
+
+def _job(name: str, **workload) -> Job:
+    space = load_space(SPACES / name)
+    w = Workload(**{**space.spec.workload.model_dump(), **workload})
+    return Job(space, load_model("llama-3.1-8b"), w)
+
+
+def _assert_rows_equal(fast: list[dict], slow: list[dict]) -> None:
+    assert len(fast) == len(slow)
+    for f, s in zip(fast, slow):
+        assert f["point_id"] == s["point_id"]
+        assert f["status"] == s["status"], (f, s)
+        assert f["reason"] == s["reason"]
+        for key in METRIC_KEYS:
+            if s["status"] == "ok":
+                assert math.isclose(f[key], s[key], rel_tol=1e-9), (key, f[key], s[key])
+
+
+@pytest.mark.parametrize("space_file", ["hardwired.yaml", "systolic.yaml"])
+def test_fast_path_equals_one_by_one_on_random_points(space_file):
+    job = _job(space_file)
+    points = search.random_points(job.space, 10, seed=7)
+    fast = evaluate_points(job, points)
+    slow = evaluate_points_scalar(job, points)
+    _assert_rows_equal(fast, slow)
+    assert any(r["status"] == "ok" for r in fast)
+
+
+def test_fast_path_equals_one_by_one_on_a_gpu_space(write):
+    space = write("gpu.yaml", """
+name: gpu-test
+base: h100-sxm
+parameters:
+  - key: gpu.sms
+    values: [66, 100, 132, 133]
+  - key: memory.l2.capacity
+    log: {start: 1 MiB, stop: 64 MiB, num: 3}
+  - key: memory.hbm.bandwidth
+    linear: {start: 1 TB/s, stop: 4 TB/s, num: 2}
+objectives: {tokens_per_s: max, joules_per_token: min}
+""")
+    job = Job(load_space(space), load_model("llama-3.1-8b"), Workload(batch=4, context=512))
+    points = search.grid_points(job.space)
+    _assert_rows_equal(evaluate_points(job, points), evaluate_points_scalar(job, points))
+
+
+def test_hardwired_sram_cliff_is_a_real_boundary():
+    job = _job("hardwired.yaml")
+    base = {"hardwired.macs": 4194304, "compute.clock": "1000000000.0 Hz"}
+    sizes = next(p for p in job.space.parameters if p.key == "memory.sram.capacity").grid()
+    rows = evaluate_points(job, [{**base, "memory.sram.capacity": s} for s in sizes])
+    kv = 32 * 2 * 8 * 128 * 2049 * 2  # layers x (K,V) x kv heads x head dim x tokens x bf16 bytes
+    for size, row in zip(sizes, rows):
+        fits = float(size.split()[0]) >= kv
+        assert (row["status"] == "ok") == fits, (size, row["status"])
+
+
+def test_pareto_front_on_a_hand_made_set():
+    # (throughput to maximise, area to minimise)
+    pts = np.array([[10, 5], [8, 3], [10, 6], [6, 3], [12, 9], [8, 3], [4, 1]], dtype=float)
+    values = pareto.oriented([pts[:, 0], pts[:, 1]], ["max", "min"])
+    mask = pareto.pareto_mask(values)
+    # [10,6] is dominated by [10,5]; [6,3] by [8,3]; the duplicate [8,3] stays on the front.
+    assert mask.tolist() == [True, True, False, False, True, True, True]
+    assert pareto.non_dominated_ranks(values).tolist() == [0, 0, 1, 1, 0, 0, 0]
+    assert pareto.dominates(values[0], values[2]) and not pareto.dominates(values[0], values[1])
+    crowd = pareto.crowding_distance(values[[6, 1, 0, 4]])
+    assert np.isinf(crowd[0]) and np.isinf(crowd[3]) and np.all(np.isfinite(crowd[1:3]))
+
+
+def test_constraint_violations_are_excluded():
+    rows = [{"status": "ok", "power_w": p, "tokens_per_s_per_user": t, "area_mm2": a}
+            for p, t, a in [(150, 1200, 500), (250, 3000, 400), (190, 900, 300), (199, 1000, 450)]]
+    rows.append({"status": "does not fit"})
+    from accelsim.dse.space import Condition
+    conds = [Condition.parse("power_w<=200", "t"), Condition.parse("tokens_per_s_per_user>=1000", "t")]
+    ok = search.feasible(rows, conds)
+    assert [r["area_mm2"] for r in ok] == [500, 450]
+    assert search.pick(ok, "area_mm2", "min").row["area_mm2"] == 450
+    assert search.violation(rows[1], conds) == pytest.approx(0.25)
+    assert search.violation(rows[4], conds) == math.inf
+
+
+def test_nsga2_finds_the_grid_front():
+    job = _job("hardwired.yaml")
+    objectives = {"tokens_per_s_per_user": "max", "area_mm2": "min"}
+    rows = search.nsga2(job.space, lambda pts: evaluate_points(job, pts), objectives,
+                        job.space.constraints, samples=192, seed=3, population=32)
+    found = {r["point_id"] for r in search.front(search.feasible(rows, job.space.constraints), objectives)}
+    grid = evaluate_points(job, search.grid_points(job.space))
+    true = search.front(search.feasible(grid, job.space.constraints), objectives)
+    best_true = max(r["tokens_per_s_per_user"] for r in true)
+    best_found = max(r["tokens_per_s_per_user"] for r in rows if r["status"] == "ok")
+    assert best_found >= 0.9 * best_true
+    assert found & {r["point_id"] for r in true}
+
+
+def _sweep_cmd(out: Path, *extra: str) -> list[str]:
+    return [sys.executable, "-m", "accelsim", "sweep", "--space", str(SPACES / "systolic.yaml"),
+            "--out", str(out), "--search", "random", "--samples", "240", "--seed", "5", "--no-report", *extra]
+
+
+def test_kill_and_resume_gives_identical_results(tmp_path):
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    env = {**os.environ, "ACCELSIM_DSE_CHUNK": "8"}
+    subprocess.run(_sweep_cmd(whole), check=True, capture_output=True, env=env)
+    proc = subprocess.Popen(_sweep_cmd(broken), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    results = broken / "results.csv"
+    deadline = time.time() + 30
+    while time.time() < deadline and (not results.exists() or results.read_text().count("\n") < 40):
+        time.sleep(0.02)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    partial = results.read_text().count("\n") - 1
+    assert 0 < partial < 240, "the kill must land mid-sweep"
+    subprocess.run(_sweep_cmd(broken, "--resume"), check=True, capture_output=True, env=env)
+    expected = sorted(runner.read_rows(whole / "results.csv"), key=lambda r: r["point_id"])
+    got = sorted(runner.read_rows(results), key=lambda r: r["point_id"])
+    assert got == expected
+
+
+def test_dask_local_cluster_equals_local_run(tmp_path):
+    distributed = pytest.importorskip("dask.distributed", reason="dask[distributed] not installed")
+    job = _job("systolic.yaml")
+    points = search.random_points(job.space, 40, seed=2)
+    local = runner.run(job, points, tmp_path / "local.csv", chunk=8)
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=False,
+                                  dashboard_address=None) as cluster, distributed.Client(cluster) as client:
+        remote = runner.run(job, points, tmp_path / "dask.csv", scheduler=client, chunk=8)
+    assert remote == local
+
+
+def test_bad_space_file_gives_one_line_and_exit_2(cli, write):
+    bad = write("bad.yaml", """
+name: bad
+base: hardwired-llama-3.1-8b
+parameters:
+  - key: hardwired.maks
+    values: [1048576]
+objectives: {area_mm2: min}
+""")
+    code, _out, err = cli("sweep", "--space", str(bad), "--out", str(bad.parent / "o"))
+    assert code == 2
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert "bad.yaml" in err and "hardwired.maks" in err and "did you mean 'macs'" in err
+
+    wrong = write("wrong.yaml", "name: w\nbase: tpu-v5e\nparameters: [{key: systolic.rows, values: [8]}]\n"
+                                "objectives: {speed: max}\n")
+    code, _, err = cli("sweep", "--space", str(wrong), "--out", str(bad.parent / "o"))
+    assert code == 2 and "wrong.yaml" in err and "tokens_per_s_per_user" in err and err.count("\n") == 1
+
+
+def test_sweep_cli_writes_report_and_report_command_redraws_it(cli, tmp_path):
+    out = tmp_path / "dse"
+    code, stdout, err = cli("sweep", "--space", str(SPACES / "hardwired.yaml"), "--out", str(out),
+                            "--search", "random", "--samples", "60", "--target",
+                            "tokens_per_s_per_user>=1000", "--constraint", "power_w<=200")
+    assert code == 0, err
+    assert "chosen (min area_mm2)" in stdout
+    for name in ("results.csv", "pareto.csv", "report.md", "report.html", "pareto.png", "sweep.json"):
+        assert (out / name).is_file(), name
+    (out / "report.html").unlink()
+    code, _, err = cli("report", str(out))
+    assert code == 0 and (out / "report.html").is_file(), err
