@@ -1,0 +1,96 @@
+"""Fit each hardware config's efficiency constants on the calibration subset.
+
+Per hardware config three constants are fitted, shared by every op and every point on it:
+``efficiency.compute`` (achieved fraction of matrix/vector peak), ``efficiency.memory`` (achieved
+fraction of each memory level's bandwidth) and the per-op overhead (``gpu.launch_overhead`` /
+``systolic.op_overhead``).  The objective is the sum over the calibration points of
+``log(predicted / measured)^2`` -- symmetric in over- and under-prediction and scale-free, so
+a TFLOPS point and a millisecond point weigh the same.  No per-point factors exist.
+
+The model is piecewise (``max`` of compute and memory time, tile waves), so the objective has
+kinks: a coarse grid over the box picks the start and Nelder-Mead (scipy) refines it inside the
+bounds.
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+
+import numpy as np
+
+from accelsim.api import resolve_hardware
+from accelsim.errors import AccelsimError
+from accelsim.validate.points import Catalogue, Point, select
+from accelsim.validate.predict import Calibration, calibrated, current_calibration, predict, predictable
+
+# Search box: compute and memory are fractions of datasheet peaks; the overhead is a per-kernel
+# gap, searched from zero to ten times the 2 us the configs assumed before calibration.
+BOUNDS = {"compute": (0.30, 1.0), "memory": (0.50, 1.0), "overhead_s": (0.0, 20e-6)}
+GRID = {"compute": (0.5, 0.65, 0.8, 0.95), "memory": (0.7, 0.8, 0.9, 1.0), "overhead_s": (0.0, 4e-6, 10e-6)}
+
+
+@dataclass(frozen=True)
+class Fit:
+    hw: str
+    before: Calibration
+    after: Calibration
+    points: int
+    loss_before: float
+    loss_after: float
+
+
+def _clip(x: np.ndarray) -> Calibration:
+    lo = np.array([b[0] for b in BOUNDS.values()])
+    hi = np.array([b[1] for b in BOUNDS.values()])
+    c, m, o = np.clip(x, lo, hi)
+    return Calibration(float(c), float(m), float(o))
+
+
+def loss(points: list[Point], catalogue: Catalogue, hw, cal: Calibration) -> float:
+    chip = calibrated(hw, cal)
+    residuals = [np.log(predict(p, chip).value / catalogue.measured(p).value) for p in points]
+    return float(np.sum(np.square(residuals)))
+
+
+def fit_hardware(name: str, points: list[Point], catalogue: Catalogue, max_iter: int = 80) -> Fit:
+    from scipy.optimize import minimize
+
+    hw = resolve_hardware(name)
+    before = current_calibration(hw)
+    scale = np.array([1.0, 1.0, 1e-6])  # optimise the overhead in microseconds
+
+    def objective(x: np.ndarray) -> float:
+        return loss(points, catalogue, hw, _clip(x * scale))
+
+    grid = [np.array(g) / scale for g in itertools.product(*GRID.values())]
+    start = min(grid, key=objective)
+    bounds = [(lo / s, hi / s) for (lo, hi), s in zip(BOUNDS.values(), scale)]
+    best = minimize(objective, start, method="Nelder-Mead", bounds=bounds,
+                    options={"maxiter": max_iter, "xatol": 1e-3, "fatol": 1e-5})
+    after = _clip(best.x * scale)
+    return Fit(name, before, after, len(points), loss(points, catalogue, hw, before),
+               loss(points, catalogue, hw, after))
+
+
+def _runs(point: Point) -> bool:
+    """Whether the point enters the fit: single-chip and simulable (fitting does not change what
+    fits).  Multi-chip points also depend on interconnect constants this fit does not touch, so
+    they are validated (both halves of the split) but never fitted."""
+    if point.chips > 1 or predictable(point) is not None:
+        return False
+    try:
+        predict(point, resolve_hardware(point.hw))
+    except AccelsimError:
+        return False
+    return True
+
+
+def calibrate(hws: list[str] | None = None, catalogue: Catalogue | None = None) -> list[Fit]:
+    """Fit every hardware config that has predictable calibration points (or those named)."""
+    catalogue = catalogue or Catalogue()
+    by_hw: dict[str, list[Point]] = {}
+    for p in select(catalogue, "calibration"):
+        if _runs(p):
+            by_hw.setdefault(p.hw, []).append(p)
+    names = sorted(by_hw) if hws is None else hws
+    return [fit_hardware(name, by_hw.get(name, []), catalogue) for name in names if by_hw.get(name)]

@@ -1,0 +1,199 @@
+"""Validation points: measured rows mapped to what accelsim simulates, read from ``validation/``.
+
+``points.yaml`` names, for each predictable row of ``measured_inference.csv`` / ``kernels.csv``,
+the model, hardware config, dtype and workload; the measured value itself is read from the CSV row
+(never retyped), after checking the row still says what the point expects.
+"""
+from __future__ import annotations
+
+import csv
+import hashlib
+from functools import cached_property
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from accelsim.config import loader
+from accelsim.config.types import PositiveInt, Spec
+from accelsim.errors import ConfigError
+
+VALIDATION_DIR = loader.PACKAGE_ROOT.parent / "validation"
+DEFAULT_POINTS = VALIDATION_DIR / "points.yaml"
+
+Kind = Literal["static_batch", "ttft", "gemm", "bandwidth"]
+Metric = Literal["decode_throughput", "mixed_throughput", "prefill_throughput", "ttft",
+                 "gemm_throughput", "bandwidth"]
+Subset = Literal["smoke", "calibration", "holdout", "all"]
+SUBSETS: tuple[str, ...] = ("smoke", "calibration", "holdout", "all")
+
+# Measured units -> (SI factor, SI unit).  Per-GPU throughput is the same unit per chip.
+UNITS: dict[str, tuple[float, str]] = {
+    "tokens/s": (1.0, "tokens/s"), "tokens/s/GPU": (1.0, "tokens/s"), "ms": (1e-3, "s"),
+    "TFLOPS": (1e12, "FLOP/s"), "TB/s": (1e12, "B/s"),
+}
+
+
+class RowRef(Spec):
+    file: Literal["measured_inference.csv", "kernels.csv"]
+    row: PositiveInt  # 1-based data row (the header is row 0)
+
+
+class GemmShape(Spec):
+    m: PositiveInt
+    n: PositiveInt
+    k: PositiveInt
+
+
+class StreamKernel(Spec):
+    """A BabelStream kernel: arrays read and written per element, arithmetic per element."""
+
+    reads: int = Field(ge=1)
+    writes: int = Field(ge=0)
+    ops_per_element: float = Field(ge=0)
+
+
+class Point(Spec):
+    id: str = Field(min_length=3)
+    source: RowRef
+    expect: dict[str, str]
+    kind: Kind
+    metric: Metric
+    hw: str
+    model: str | None = None
+    dtype: Literal["fp8", "fp16", "bf16"] | None = None
+    chips: PositiveInt = 1
+    batch: PositiveInt | None = None
+    input_len: PositiveInt | None = None
+    output_len: PositiveInt | None = None
+    per_chip: bool = False
+    gemm: GemmShape | None = None
+    stream: StreamKernel | None = None
+
+    @model_validator(mode="after")
+    def _fields_for_kind(self):
+        needed = {"static_batch": ("model", "dtype", "batch", "input_len", "output_len"),
+                  "ttft": ("model", "dtype", "batch", "input_len"),
+                  "gemm": ("dtype", "gemm"), "bandwidth": ("stream",)}[self.kind]
+        missing = [name for name in needed if getattr(self, name) is None]
+        if missing:
+            raise ValueError(f"kind '{self.kind}' needs {', '.join(missing)}")
+        return self
+
+    @property
+    def hash_key(self) -> str:
+        """A stable pseudo-random key: sorting by it interleaves shapes, models and sources."""
+        return hashlib.sha256(self.id.encode()).hexdigest()
+
+
+class Unpredictable(Spec):
+    file: Literal["measured_inference.csv", "kernels.csv"]
+    rows: list[PositiveInt]
+    reason: str = Field(min_length=3)
+
+
+class PointsFile(Spec):
+    smoke: list[str] = Field(default_factory=list)
+    points: list[Point]
+    not_predictable: list[Unpredictable] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique(self):
+        ids = [p.id for p in self.points]
+        dupes = sorted({i for i in ids if ids.count(i) > 1})
+        if dupes:
+            raise ValueError(f"duplicate point ids: {', '.join(dupes)}")
+        unknown = sorted(set(self.smoke) - set(ids))
+        if unknown:
+            raise ValueError(f"smoke names unknown point ids: {', '.join(unknown)}")
+        return self
+
+
+class Measured(Spec):
+    """A point's measured value in SI units, with the row's provenance."""
+
+    value: float
+    unit: str
+    status: str
+    source_url: str
+
+
+class Catalogue:
+    """The points file plus the CSV rows it refers to."""
+
+    def __init__(self, points_path: Path = DEFAULT_POINTS):
+        self.path = Path(points_path)
+        self.spec = loader.validate(PointsFile, loader.read_document(self.path), str(self.path))
+        self.folder = self.path.parent
+
+    @cached_property
+    def rows(self) -> dict[str, list[dict[str, str]]]:
+        tables = {}
+        for name in ("measured_inference.csv", "kernels.csv"):
+            path = self.folder / name
+            try:
+                with path.open(encoding="utf-8", newline="") as handle:
+                    tables[name] = list(csv.DictReader(handle))
+            except OSError as err:
+                raise ConfigError(f"cannot read measurements ({err.strerror})", source=str(path)) from None
+        return tables
+
+    @property
+    def points(self) -> list[Point]:
+        return self.spec.points
+
+    def row(self, ref: RowRef) -> dict[str, str]:
+        table = self.rows[ref.file]
+        if ref.row > len(table):
+            raise ConfigError(f"row {ref.row} is past the end ({len(table)} rows)",
+                              source=str(self.folder / ref.file))
+        return table[ref.row - 1]
+
+    def measured(self, point: Point) -> Measured:
+        row = self.row(point.source)
+        for column, expected in point.expect.items():
+            if row.get(column) != expected:
+                raise ConfigError(f"point {point.id}: {point.source.file} row {point.source.row} has "
+                                  f"{column}={row.get(column)!r}, points.yaml expects {expected!r}",
+                                  source=str(self.path))
+        if row["unit"] not in UNITS:
+            raise ConfigError(f"point {point.id}: unit {row['unit']!r} not one of {', '.join(UNITS)}",
+                              source=str(self.path))
+        factor, unit = UNITS[row["unit"]]
+        try:
+            value = float(row["value"]) * factor
+        except ValueError:
+            raise ConfigError(f"point {point.id}: value {row['value']!r} is not a number",
+                              source=str(self.path)) from None
+        return Measured(value=value, unit=unit, status=row["status"], source_url=row["source_url"])
+
+
+def split(points: list[Point]) -> dict[str, str]:
+    """Calibration / holdout assignment, deterministic and disjoint.
+
+    Within each (hardware, metric) group the points are sorted by a hash of their id and
+    alternate calibration, holdout, calibration, ...  The hash interleaves prompt lengths, models
+    and shapes, so neither side holds only the short prompts or only the small GEMMs; a group of
+    one point goes to calibration.  The split is over every mapped point, so it does not move
+    when some become (un)predictable.
+    """
+    groups: dict[tuple[str, str], list[Point]] = {}
+    for p in points:
+        groups.setdefault((p.hw, p.metric), []).append(p)
+    assignment = {}
+    for members in groups.values():
+        for index, p in enumerate(sorted(members, key=lambda q: q.hash_key)):
+            assignment[p.id] = "calibration" if index % 2 == 0 else "holdout"
+    return assignment
+
+
+def select(catalogue: Catalogue, subset: str) -> list[Point]:
+    if subset not in SUBSETS:
+        raise ConfigError(f"--subset {subset!r} not one of {', '.join(SUBSETS)}")
+    if subset == "all":
+        return list(catalogue.points)
+    if subset == "smoke":
+        chosen = set(catalogue.spec.smoke)
+        return [p for p in catalogue.points if p.id in chosen]
+    assignment = split(catalogue.points)
+    return [p for p in catalogue.points if assignment[p.id] == subset]

@@ -1,0 +1,174 @@
+"""What accelsim predicts for one validation point.
+
+Static-batch throughput is integrated from steps: a static batch runs one prefill of ``batch``
+prompts (which also yields each sequence's first token) and then ``output_len - 1`` decode steps,
+step ``j`` attending to ``input_len + j - 1`` cached tokens.  Decode time is close to affine in
+the context (attention grows linearly, everything else is fixed), so the step is simulated at a
+few contexts spread over the range and the sum over every integer context is taken over the
+piecewise-linear interpolation between them.
+"""
+from __future__ import annotations
+
+import importlib
+import inspect
+from dataclasses import dataclass
+from functools import cache
+
+import numpy as np
+
+from accelsim import hardware
+from accelsim.api import simulate
+from accelsim.graph import Elementwise, Graph, MatMul, Tensor
+from accelsim.hardware.spec import GpuSpec, HardwareBase, SystolicSpec
+from accelsim.model.spec import ModelSpec, load_model
+from accelsim.sim.mapper import best_cost
+from accelsim.validate.points import VALIDATION_DIR, Point
+from accelsim.workload import Workload
+
+DECODE_SAMPLES = 5
+
+# BabelStream's default array: 2^25 doubles = 256 MiB (source: BabelStream README, `--arraysize`
+# default 33554432).  accelsim has no fp64, so the same bytes are 2^26 fp32 elements.
+STREAM_ELEMENTS = 2 ** 26
+STREAM_DTYPE = "fp32"
+
+# cuBLASLt FP8 GEMMs take fp8 A/B and write a 16-bit C (the Azure guide's benchmark does not
+# say which; bf16 output is the common configuration).
+GEMM_OUT_DTYPE = {"fp8": "bf16", "fp16": "fp16", "bf16": "bf16"}
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """The constants calibration fits per hardware config (the others stay as the YAML says)."""
+
+    compute: float
+    memory: float
+    overhead_s: float
+
+    def as_dict(self) -> dict[str, float]:
+        return {"compute": self.compute, "memory": self.memory, "overhead_s": self.overhead_s}
+
+
+def overhead_key(hw: HardwareBase) -> tuple[str, str]:
+    """(section, key) of the per-op overhead: gpu.launch_overhead or systolic.op_overhead."""
+    if isinstance(hw, GpuSpec):
+        return "gpu", "launch_overhead"
+    if isinstance(hw, SystolicSpec):
+        return "systolic", "op_overhead"
+    raise ValueError(f"{hw.name}: kind '{hw.kind}' has no calibrated overhead")
+
+
+def current_calibration(hw: HardwareBase) -> Calibration:
+    section, key = overhead_key(hw)
+    return Calibration(hw.efficiency.compute, hw.efficiency.memory, getattr(getattr(hw, section), key))
+
+
+def calibrated(hw: HardwareBase, cal: Calibration) -> HardwareBase:
+    """A copy of ``hw`` with the efficiency constants and per-op overhead replaced."""
+    section, key = overhead_key(hw)
+    return hw.model_copy(update={
+        "efficiency": hw.efficiency.model_copy(update={"compute": cal.compute, "memory": cal.memory}),
+        section: getattr(hw, section).model_copy(update={key: cal.overhead_s}),
+    })
+
+
+@cache
+def model_for(name: str) -> ModelSpec:
+    """A bundled model name, or a path relative to the repository (validation/models/...)."""
+    if name.endswith(".yaml"):
+        return load_model(str(VALIDATION_DIR.parent / name))
+    return load_model(name)
+
+
+def parallelism_available() -> bool:
+    """Tensor parallelism (``accelsim.parallel.Parallelism`` + ``simulate(parallelism=)``)."""
+    try:
+        module = importlib.import_module("accelsim.parallel")
+    except ImportError:
+        return False
+    return hasattr(module, "Parallelism") and "parallelism" in inspect.signature(simulate).parameters
+
+
+def predictable(point: Point) -> str | None:
+    """None when accelsim can predict ``point`` now, else the reason it cannot."""
+    if point.chips > 1 and not parallelism_available():
+        return f"needs tensor parallelism over {point.chips} chips (accelsim.parallel not available yet)"
+    return None
+
+
+def _step_latency(point: Point, hw: HardwareBase, workload: Workload) -> float:
+    kwargs = {}
+    if point.chips > 1:
+        from accelsim.parallel import Parallelism
+        kwargs["parallelism"] = Parallelism(tp=point.chips)
+    d = point.dtype
+    return simulate(model_for(point.model), hw, workload, weight_dtype=d, act_dtype=d, kv_dtype=d,
+                    **kwargs).latency_s
+
+
+def decode_contexts(input_len: int, output_len: int, samples: int = DECODE_SAMPLES) -> np.ndarray:
+    """Contexts at which to simulate decode: evenly spread over ``input_len .. input_len+steps-1``."""
+    steps = output_len - 1
+    return np.unique(np.linspace(input_len, input_len + steps - 1, min(samples, steps)).round().astype(int))
+
+
+def static_batch_time(point: Point, hw: HardwareBase, samples: int = DECODE_SAMPLES) -> tuple[float, float]:
+    """(prefill seconds, summed decode seconds) for the whole static batch."""
+    b, il, ol = point.batch, point.input_len, point.output_len
+    prefill = _step_latency(point, hw, Workload("prefill", batch=b, prompt=il, context=0))
+    if ol <= 1:
+        return prefill, 0.0
+    sampled = decode_contexts(il, ol, samples)
+    times = [_step_latency(point, hw, Workload("decode", batch=b, prompt=il, context=int(c))) for c in sampled]
+    every = np.arange(il, il + ol - 1)
+    return prefill, float(np.interp(every, sampled, times).sum())
+
+
+def cost_op(op, hw: HardwareBase):
+    """Cost one op alone on ``hw`` under its best mapping (its operands start off chip)."""
+    backend = hardware.backend(hw)
+    graph = Graph(name=op.name)
+    graph.add(op)
+    placement = backend.place(graph, hw, None, None)
+    return best_cost(op, hw, backend, placement)
+
+
+def gemm_op(m: int, n: int, k: int, dtype: str) -> MatMul:
+    a = Tensor("a", (m, k), dtype, "activation")
+    b = Tensor("b", (k, n), dtype, "weight")
+    c = Tensor("c", (m, n), GEMM_OUT_DTYPE[dtype], "activation")
+    return MatMul("gemm", (a, b), (c,), m=m, k=k, n=n)
+
+
+def stream_op(reads: int, writes: int, ops_per_element: float) -> Elementwise:
+    shape = (STREAM_ELEMENTS,)
+    inputs = tuple(Tensor(f"in{i}", shape, STREAM_DTYPE) for i in range(reads))
+    # A reduction (BabelStream Dot) writes one scalar instead of an array.
+    outputs = tuple(Tensor(f"out{i}", shape, STREAM_DTYPE) for i in range(writes)) or (
+        Tensor("sum", (1,), STREAM_DTYPE),)
+    return Elementwise("stream", inputs, outputs, elements=STREAM_ELEMENTS, ops_per_element=ops_per_element)
+
+
+@dataclass(frozen=True)
+class Prediction:
+    value: float
+    decode_share: float | None = None  # of the predicted static-batch time
+
+
+def predict(point: Point, hw: HardwareBase) -> Prediction:
+    """The predicted value of ``point`` in the SI unit its measurement converts to."""
+    if point.kind == "ttft":
+        return Prediction(_step_latency(point, hw, Workload("prefill", batch=point.batch,
+                                                            prompt=point.input_len, context=0)))
+    if point.kind == "static_batch":
+        prefill, decode = static_batch_time(point, hw)
+        total = prefill + decode
+        per = point.chips if point.per_chip else 1
+        return Prediction(point.batch * point.output_len / total / per, decode / total)
+    if point.kind == "gemm":
+        g = point.gemm
+        op = gemm_op(g.m, g.n, g.k, point.dtype)
+        return Prediction(op.flops / cost_op(op, hw).time_s)
+    s = point.stream
+    op = stream_op(s.reads, s.writes, s.ops_per_element)
+    return Prediction(op.bytes_moved / cost_op(op, hw).time_s)

@@ -1,0 +1,131 @@
+"""accelsim's systolic compute cycles against SCALE-Sim v3 itself, GEMM by GEMM.
+
+Opt-in (ACCELSIM_SCALESIM=1): it builds a throw-away venv with SCALE-Sim (which crashes on
+NumPy >= 2.4, so it never enters the project's environment) and needs the package registry.
+SCALE-Sim runs folds back to back with stall-free interfaces (InterfaceBandwidth: CALC); its
+COMPUTE_REPORT 'Total Cycles' is what ``accelsim.hardware.systolic.scalesim_cycles`` models.
+"""
+import json
+import os
+import subprocess
+import textwrap
+import venv
+from pathlib import Path
+
+import pytest
+
+from accelsim.hardware.systolic import scalesim_cycles
+
+pytestmark = pytest.mark.skipif(
+    os.environ.get("ACCELSIM_SCALESIM") != "1",
+    reason="SCALE-Sim cross-check is opt-in: set ACCELSIM_SCALESIM=1 (creates a venv and pip-installs "
+           "scalesim, which needs the package registry and ~1 minute)")
+
+# (M, N, K): square, skinny (decode-like M=1), ragged edges that pad folds, K shorter than the array.
+GEMMS = [(64, 64, 64), (256, 256, 256), (1, 256, 300), (100, 37, 129), (300, 17, 5), (33, 300, 64)]
+ARRAYS = [(32, 32), (16, 64), (64, 16), (128, 128)]
+DATAFLOWS = ["os", "ws", "is"]
+
+CONFIG = """\
+[general]
+run_name = xcheck
+
+[architecture_presets]
+ArrayHeight: {rows}
+ArrayWidth: {cols}
+IfmapSramSzkB: 1024
+FilterSramSzkB: 1024
+OfmapSramSzkB: 1024
+IfmapOffset: 0
+FilterOffset: 10000000
+OfmapOffset: 20000000
+Bandwidth: 10
+Dataflow: {dataflow}
+MemoryBanks: 1
+ReadRequestBuffer: 32
+WriteRequestBuffer: 32
+
+[layout]
+IfmapCustomLayout: False
+IfmapSRAMBankBandwidth: 10
+IfmapSRAMBankNum: 10
+IfmapSRAMBankPort: 2
+FilterCustomLayout: False
+FilterSRAMBankBandwidth: 10
+FilterSRAMBankNum: 10
+FilterSRAMBankPort: 2
+
+[sparsity]
+SparsitySupport: false
+SparseRep: ellpack_block
+OptimizedMapping: false
+BlockSize: 8
+RandomNumberGeneratorSeed: 40
+
+[run_presets]
+InterfaceBandwidth: CALC
+UseRamulatorTrace: False
+"""
+
+# Runs inside SCALE-Sim's venv: one run per (array, dataflow), all GEMMs as layers of it.
+DRIVER = textwrap.dedent("""
+    import csv, glob, json, os, sys
+    from scalesim.scale_sim import scalesim
+    work, cases = sys.argv[1], json.loads(sys.argv[2])
+    out = {}
+    for case in cases:
+        tag = f"{case['rows']}x{case['cols']}_{case['dataflow']}"
+        run = os.path.join(work, tag)
+        os.makedirs(run, exist_ok=True)
+        open(os.path.join(run, "cfg.cfg"), "w").write(case["config"])
+        with open(os.path.join(run, "topo.csv"), "w") as f:
+            f.write("Layer Name, M, N, K,\\n")
+            for i, (m, n, k) in enumerate(case["gemms"]):
+                f.write(f"g{i}, {m}, {n}, {k},\\n")
+        with open(os.path.join(run, "layout.csv"), "w") as f:
+            f.write("Layer name, dummy,\\n")
+            for i, _ in enumerate(case["gemms"]):
+                f.write(f"g{i}, 1,\\n")
+        sim = scalesim(save_disk_space=True, verbose=False, config=os.path.join(run, "cfg.cfg"),
+                       topology=os.path.join(run, "topo.csv"), layout=os.path.join(run, "layout.csv"),
+                       input_type_gemm=True)
+        sim.run_scale(top_path=run)
+        report = glob.glob(os.path.join(run, "**", "COMPUTE_REPORT.csv"), recursive=True)[0]
+        with open(report) as f:
+            rows = [{k.strip(): v.strip() for k, v in r.items() if k} for r in csv.DictReader(f)]
+        out[tag] = [int(float(r["Total Cycles"])) for r in rows]
+    print("RESULT " + json.dumps(out))
+""")
+
+
+@pytest.fixture(scope="module")
+def scalesim_python(tmp_path_factory) -> Path:
+    env_dir = tmp_path_factory.mktemp("scalesim-venv")
+    venv.create(env_dir, with_pip=True)
+    python = env_dir / "bin" / "python"
+    install = subprocess.run([str(python), "-m", "pip", "install", "-q", "scalesim", "numpy<2.4"],
+                             check=False, capture_output=True, text=True, timeout=900)
+    if install.returncode != 0:
+        pytest.skip(f"cannot install scalesim from the package registry: {install.stderr.strip()[-300:]}")
+    return python
+
+
+def test_compute_cycles_match_scalesim(scalesim_python, tmp_path):
+    cases = [{"rows": r, "cols": c, "dataflow": d, "gemms": GEMMS,
+              "config": CONFIG.format(rows=r, cols=c, dataflow=d)}
+             for r, c in ARRAYS for d in DATAFLOWS]
+    done = subprocess.run([str(scalesim_python), "-c", DRIVER, str(tmp_path), json.dumps(cases)],
+                          check=False, capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-2000:]
+    line = next(x for x in done.stdout.splitlines() if x.startswith("RESULT "))
+    reported = json.loads(line.removeprefix("RESULT "))
+    mismatches = []
+    for case in cases:
+        tag = f"{case['rows']}x{case['cols']}_{case['dataflow']}"
+        assert len(reported[tag]) == len(GEMMS), tag
+        for (m, n, k), theirs in zip(GEMMS, reported[tag]):
+            ours = scalesim_cycles(m, k, n, case["rows"], case["cols"], case["dataflow"])
+            if ours != theirs:
+                mismatches.append(f"{tag} M={m} N={n} K={k}: accelsim {ours}, SCALE-Sim {theirs}")
+    assert not mismatches, "\n".join(mismatches)
+    assert len(cases) * len(GEMMS) == 72

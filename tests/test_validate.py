@@ -1,0 +1,111 @@
+"""`accelsim validate`: the points table, the calibration split and the bound check."""
+import csv
+import json
+
+import pytest
+import yaml
+
+from accelsim.validate.points import DEFAULT_POINTS, VALIDATION_DIR, Catalogue, select, split
+from accelsim.validate.predict import (
+    Calibration,
+    calibrated,
+    current_calibration,
+    decode_contexts,
+    gemm_op,
+    stream_op,
+)
+from accelsim.validate.run import POINT_COLUMNS
+
+
+@pytest.fixture(scope="module")
+def catalogue():
+    return Catalogue()
+
+
+def test_measurements_are_verbatim_copies_of_refdata():
+    for name in ("measured_inference.csv", "kernels.csv"):
+        ours = (VALIDATION_DIR / name).read_text(encoding="utf-8")
+        header = ours.splitlines()[0]
+        assert "source_url" in header and "status" in header
+
+
+def test_every_csv_row_is_a_point_or_has_a_reason(catalogue):
+    accounted = {}
+    for p in catalogue.points:
+        accounted.setdefault(p.source.file, []).append(p.source.row)
+    for group in catalogue.spec.not_predictable:
+        accounted.setdefault(group.file, []).extend(group.rows)
+    for name, table in catalogue.rows.items():
+        assert sorted(accounted[name]) == list(range(1, len(table) + 1)), name
+
+
+def test_measured_values_come_from_the_csv_row(catalogue):
+    point = next(p for p in catalogue.points if p.id == "h100-sxm/ttft/llama-2-7b/fp8/tp1/b1-i2048-o1")
+    measured = catalogue.measured(point)
+    assert measured.value == pytest.approx(0.036)  # 36 ms in the TensorRT-LLM v0.5 table
+    assert measured.unit == "s" and "TensorRT-LLM" in measured.source_url
+
+
+def test_split_is_deterministic_disjoint_and_covers_every_point(catalogue):
+    first, second = split(catalogue.points), split(list(reversed(catalogue.points)))
+    assert first == second
+    cal = {p.id for p in select(catalogue, "calibration")}
+    hold = {p.id for p in select(catalogue, "holdout")}
+    assert not cal & hold
+    assert cal | hold == {p.id for p in catalogue.points}
+    # each (hardware, metric) group is halved: sizes differ by at most one
+    groups = {}
+    for p in catalogue.points:
+        groups.setdefault((p.hw, p.metric), []).append(first[p.id])
+    for labels in groups.values():
+        assert abs(labels.count("calibration") - labels.count("holdout")) <= 1
+
+
+def test_decode_contexts_span_the_generated_tokens():
+    # 128-token prompt, 128 outputs: decode steps see 128 .. 254 cached tokens
+    contexts = decode_contexts(128, 128)
+    assert contexts[0] == 128 and contexts[-1] == 254 and len(contexts) == 5
+    assert list(decode_contexts(128, 2)) == [128]
+
+
+def test_kernel_ops_have_the_benchmark_shapes():
+    op = gemm_op(1024, 2145, 1024, "fp8")
+    assert op.flops == 2 * 1024 * 2145 * 1024
+    assert op.outputs[0].dtype == "bf16"
+    triad = stream_op(2, 1, 2)  # a = b + s * c: three 256 MiB arrays
+    assert triad.bytes_moved == 3 * 2 ** 28
+
+
+def test_calibration_replaces_only_the_fitted_constants():
+    from accelsim.api import resolve_hardware
+    hw = resolve_hardware("h100-sxm")
+    new = calibrated(hw, Calibration(0.5, 0.6, 7e-6))
+    assert current_calibration(new) == Calibration(0.5, 0.6, 7e-6)
+    assert new.memory == hw.memory and new.compute == hw.compute
+
+
+def test_smoke_run_writes_the_error_table(cli, tmp_path):
+    code, out, err = cli("validate", "--subset", "smoke", "--max-error", "1.0", "--out", str(tmp_path), "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    smoke = yaml.safe_load(DEFAULT_POINTS.read_text())["smoke"]
+    assert sorted(r["id"] for r in data["points"]) == sorted(smoke)
+    assert set(data["points"][0]) == set(POINT_COLUMNS)
+    for row in data["points"]:
+        assert row["measured"] > 0 and row["predicted"] > 0
+        assert row["error"] == pytest.approx(row["predicted"] / row["measured"] - 1)
+    with (tmp_path / "summary.csv").open() as handle:
+        header = next(csv.reader(handle))
+    assert header == ["hw", "metric", "split", "points", "median_abs_error", "mean_abs_error", "max_abs_error"]
+    assert (tmp_path / "validation_ttft.png").stat().st_size > 0
+
+
+def test_bound_exceeded_exits_1(cli):
+    code, _, err = cli("validate", "--subset", "smoke", "--max-error", "0.0001")
+    assert code == 1
+    assert "median |error| above" in err
+
+
+def test_bad_subset_is_one_line_exit_2(cli):
+    code, _, err = cli("validate", "--subset", "nope")
+    assert code == 2 and "nope" in err
