@@ -5,15 +5,17 @@ from collections import defaultdict
 from collections.abc import Callable
 
 from accelsim import hardware
+from accelsim.errors import CannotRunError
 from accelsim.graph import Graph
 from accelsim.hardware import area
 from accelsim.hardware.spec import HardwareBase
 from accelsim.model.lower import lower
 from accelsim.model.spec import ModelSpec, load_model
 from accelsim.parallel import Parallelism
+from accelsim.sim import fusion
 from accelsim.sim.mapper import map_graph
 from accelsim.sim.multichip import simulate_multichip
-from accelsim.sim.result import Result
+from accelsim.sim.result import Refusal, Result
 from accelsim.workload import Workload
 
 
@@ -51,13 +53,15 @@ def simulate_lowered(name: str, lower_for: Callable[[Workload], Graph], chip: Ha
     pipelines); ``spec`` reaches backends that must know the model (a hardwired chip checks
     that its weights are this model's) and may be None for graphs without a ModelSpec."""
     kind = hardware.backend(chip)
+    unfused = lower_for
+    lower_for = lambda w: fusion.for_chip(unfused(w), chip)  # noqa: E731 -- the graph the chip runs
     full_graph = lower_for(workload)
     placement = kind.place(full_graph, chip, spec, workload)
     group_workload, groups = kind.microbatch(chip, spec, workload)
     graph = full_graph if group_workload == workload else lower_for(group_workload)
     if graph is not full_graph:
         placement = kind.place(graph, chip, spec, group_workload)
-    costs = map_graph(graph, chip, kind, placement)
+    costs = map_graph(graph, chip, kind, placement, workload.density)
     step = kind.schedule(costs, chip, workload, groups)
 
     energy: dict[str, float] = defaultdict(float)
@@ -77,5 +81,15 @@ def simulate_lowered(name: str, lower_for: Callable[[Workload], Graph], chip: Ha
 
 
 def compare(model: ModelSpec | str, hws: list[HardwareBase | str], workload: Workload | None = None,
-            parallelism: Parallelism | None = None, **dtypes: str | None) -> list[Result]:
-    return [simulate(model, hw, workload, parallelism=parallelism, **dtypes) for hw in hws]
+            parallelism: Parallelism | None = None, **dtypes: str | None
+            ) -> tuple[list[Result], list[Refusal]]:
+    """One model on several chips: the results, and a refusal for each chip that cannot run it."""
+    spec = resolve_model(model)
+    results, refusals = [], []
+    for hw in hws:
+        chip = resolve_hardware(hw)
+        try:
+            results.append(simulate(spec, chip, workload, parallelism=parallelism, **dtypes))
+        except CannotRunError as err:
+            refusals.append(Refusal(chip.name, err.one_line()))
+    return results, refusals

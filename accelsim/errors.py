@@ -21,5 +21,10 @@ class ConfigError(AccelsimError):
     """A YAML/JSON config that cannot be read or does not validate."""
 
 
-class DoesNotFitError(AccelsimError):
+class CannotRunError(AccelsimError):
+    """This hardware cannot run this model or workload (a real limit, reported as a result by
+    commands that compare several chips, not an input mistake)."""
+
+
+class DoesNotFitError(CannotRunError):
     """A model/workload whose memory footprint exceeds what the hardware offers."""

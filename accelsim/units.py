@@ -102,7 +102,9 @@ def format_si(value: float, unit: str, *, digits: int = 3) -> str:
         return f"{value:g} {unit}"
     prefixes = [(1e15, "P"), (1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k"), (1.0, ""),
                 (1e-3, "m"), (1e-6, "µ"), (1e-9, "n"), (1e-12, "p")]
+    # Round first, so 999.96e6 prints as 1 G rather than 1e+03 M.
+    rounded = float(f"{value:.{digits}g}")
     for scale, prefix in prefixes:
-        if abs(value) >= scale:
-            return f"{value / scale:.{digits}g} {prefix}{unit}"
+        if abs(rounded) >= scale:
+            return f"{rounded / scale:.{digits}g} {prefix}{unit}"
     return f"{value:.{digits}g} {unit}"

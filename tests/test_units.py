@@ -52,3 +52,13 @@ def test_arbitrary_text_is_parsed_or_refused_never_crashes(text):
     except units.UnitError:
         return
     assert math.isfinite(value)
+
+
+@pytest.mark.parametrize("value, unit, text", [
+    (3.35e12, "B/s", "3.35 TB/s"),
+    (999_960_000, "", "1 G"),
+    (2.5e-6, "s", "2.5 µs"),
+    (0.0, "J", "0 J"),
+])
+def test_format_si(value, unit, text):
+    assert units.format_si(value, unit) == text

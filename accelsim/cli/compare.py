@@ -5,10 +5,10 @@ from pathlib import Path
 
 import click
 
-from accelsim.api import resolve_hardware, resolve_model, simulate
+from accelsim import api
+from accelsim.api import resolve_hardware, resolve_model
 from accelsim.cli import options
-from accelsim.errors import DoesNotFitError
-from accelsim.report.compare import Refusal, summary_frame, write_report
+from accelsim.report.compare import summary_frame, write_report
 from accelsim.report.compare import _display as display_frame
 
 DEFAULT_HW = ("h100-sxm", "tpu-v5e", "hardwired-llama-3.1-8b")
@@ -26,36 +26,32 @@ def roof_of(chip) -> tuple[float, float]:
 @click.option("--hw", "hws", multiple=True, default=DEFAULT_HW, show_default=True,
               help="Hardware to compare (repeat the option).")
 @options.workload_options
+@options.density_option
 @options.dtype_options
 @options.parallel_options
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Report folder [default: reports/<name>].")
 @click.option("--name", default="compare", show_default=True, help="Report name (folder under reports/).")
 @options.json_option
-def compare(model, hws, phase, batch, prompt, context, weight_dtype, act_dtype, kv_dtype, chips, tp,
+def compare(model, hws, phase, batch, prompt, context, density, weight_dtype, act_dtype, kv_dtype, chips, tp,
             pp, ep, out, name, as_json):
     """Compare chips on one model and workload; write Markdown + HTML + CSV + plots.
 
-    A chip the model does not fit on is reported as such (a real cliff), not dropped.
+    A chip that cannot run the model (it does not fit; another model's weights are in its
+    silicon) is reported as such (a real cliff), not dropped.
     """
     parallelism = options.parallelism_from(chips, tp, pp, ep)
-    workload = options.workload_from(phase, batch, prompt, context)
+    workload = options.workload_from(phase, batch, prompt, context, density)
     spec = resolve_model(model)
     chips = [resolve_hardware(h) for h in hws]
-    results, refusals = [], []
-    for chip in chips:
-        try:
-            results.append(simulate(spec, chip, workload, weight_dtype=weight_dtype,
-                                    act_dtype=act_dtype, kv_dtype=kv_dtype,
-                                    parallelism=parallelism))
-        except DoesNotFitError as err:
-            refusals.append(Refusal(chip.name, err.one_line()))
+    results, refusals = api.compare(spec, chips, workload, parallelism=parallelism,
+                                    weight_dtype=weight_dtype, act_dtype=act_dtype, kv_dtype=kv_dtype)
     out_dir = out or Path("reports") / name
     files = write_report(results, refusals, {c.name: roof_of(c) for c in chips}, out_dir,
                          f"{spec.name}: {', '.join(c.name for c in chips)}", workload.describe())
     if as_json:
         payload = [{**r.to_dict(), "hw": r.hw, "status": "ok"} for r in results]
-        payload += [{"hw": f.hw, "status": "does not fit", "reason": f.reason} for f in refusals]
+        payload += [{"hw": f.hw, "status": "cannot run", "reason": f.reason} for f in refusals]
         options.echo_json(payload)
         return
     click.echo(f"{spec.name}, {workload.describe()}")

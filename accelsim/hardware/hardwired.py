@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from accelsim.errors import AccelsimError, DoesNotFitError
+from accelsim.errors import AccelsimError, CannotRunError, DoesNotFitError
 from accelsim.graph import Attention, Embedding, Graph, MatMul, Op
 from accelsim.hardware import common
 from accelsim.hardware.arraymath import ceil, vmax
@@ -49,7 +49,7 @@ def stages(graph: Graph) -> dict[str, int]:
 
 def check_model(hw: HardwiredSpec, model: ModelSpec) -> None:
     if model.name != hw.hardwired.model:
-        raise AccelsimError(f"{hw.name} has the weights of '{hw.hardwired.model}' fixed in silicon; "
+        raise CannotRunError(f"{hw.name} has the weights of '{hw.hardwired.model}' fixed in silicon; "
                             f"it cannot run '{model.name}'")
 
 
@@ -137,15 +137,16 @@ def terms(op: Op, mapping: Mapping, hw: HardwiredSpec, p: dict[str, Any],
     energy_per_byte = {"rom": p["rom_energy"], **p["energy"]}
     tensor_s = 0.0
     dtype = op.dtype
+    share = common.skip_share(op, placement, p["zero_skipping"])  # zero-skipping datapaths
     if isinstance(op, (MatMul, Attention)):
         dtype = op.compute_dtype if isinstance(op, MatMul) else op.dtype
-        tensor_s = ceil(op.macs / region) / clock
+        tensor_s = ceil(op.macs * share / region) / clock
     vector_s = op.vector_flops / (p["vector"] * share * p["eff_compute"])
     compute_s = vmax(tensor_s, vector_s)
     time = vmax(compute_s, *memory_s.values(), 0.0)
     energy = common.memory_energy(moved, energy_per_byte)
     if op.macs:
-        energy["compute"] = op.macs * p["mac_energy"][dtype]
+        energy["compute"] = op.macs * share * p["mac_energy"][dtype]
     if op.vector_flops:
         energy["vector"] = op.vector_flops * p["vector_op"]
     peak = 2.0 * region * p["clock"] if op.macs else p["vector"] * share

@@ -2,27 +2,18 @@
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass
 from pathlib import Path
 
 import jinja2
 import pandas as pd
 
 from accelsim.report import plots
-from accelsim.sim.result import Result
+from accelsim.sim.result import Refusal, Result
 from accelsim.units import format_si
 
 TEMPLATES = jinja2.Environment(
     loader=jinja2.PackageLoader("accelsim.report", "templates"),
     autoescape=jinja2.select_autoescape(["html", "html.j2"]), trim_blocks=True, lstrip_blocks=True)
-
-
-@dataclass(frozen=True)
-class Refusal:
-    """A hardware that could not run the workload (a real cliff, shown, not hidden)."""
-
-    hw: str
-    reason: str
 
 
 def summary_frame(results: list[Result], refusals: list[Refusal]) -> pd.DataFrame:
@@ -34,7 +25,7 @@ def summary_frame(results: list[Result], refusals: list[Refusal]) -> pd.DataFram
              "weight_traffic_bytes": sum(c.bytes.get("hbm", 0.0) + c.bytes.get("dram", 0.0)
                                          for c in r.ops if c.kind == "matmul") * r.groups,
              "dominant_bound": r.by_kind()["bound"].iloc[0]} for r in results]
-    rows += [{"hw": f.hw, "status": f"does not fit: {f.reason}"} for f in refusals]
+    rows += [{"hw": f.hw, "status": f"cannot run: {f.reason}"} for f in refusals]
     return pd.DataFrame(rows)
 
 

@@ -9,6 +9,15 @@ from accelsim.hardware.base import OpCost
 
 
 @dataclass(frozen=True)
+class Refusal:
+    """A chip that cannot run the asked-for model/workload, and why: a real cliff (does not fit,
+    weights of another model in silicon), shown next to the results rather than dropped."""
+
+    hw: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class Result:
     model: str
     hw: str

@@ -1,0 +1,80 @@
+"""Studies: several models x several chips x several workloads, declared in one YAML file.
+
+A study is the comparison a hardware architect actually publishes ("model family F on chips
+A, B, C at these operating points"); it is `compare` run over a grid, with every refusal kept.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field
+
+from accelsim import api
+from accelsim.config import loader
+from accelsim.config.types import NonNegativeInt, PositiveInt, Spec
+from accelsim.dtypes import DType
+from accelsim.sim.result import Refusal, Result
+from accelsim.workload import Workload
+
+
+class StudyWorkload(Spec):
+    phase: Literal["prefill", "decode"]
+    batch: PositiveInt = 1
+    prompt: PositiveInt = 2048
+    context: NonNegativeInt = 2048
+
+    def workload(self) -> Workload:
+        return Workload(self.phase, self.batch, self.prompt, self.context)
+
+
+class StudyCase(Spec):
+    """One model with the chips to compare it on; dtypes apply to every chip of the case."""
+
+    model: str = Field(min_length=1)
+    hardware: list[str] = Field(min_length=1)
+    weight_dtype: DType | None = None
+    act_dtype: DType | None = None
+    kv_dtype: DType | None = None
+
+
+class StudySpec(Spec):
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    title: str = Field(min_length=1)
+    cases: list[StudyCase] = Field(min_length=1)
+    workloads: list[StudyWorkload] = Field(min_length=1)
+
+
+@dataclass(frozen=True)
+class StudyCell:
+    case: StudyCase
+    workload: Workload
+    results: list[Result]
+    refusals: list[Refusal]
+
+    @property
+    def slug(self) -> str:
+        wl = self.workload
+        size = f"p{wl.prompt}" if wl.phase == "prefill" else f"c{wl.context}"
+        return f"{self.case.model}_{wl.phase}_b{wl.batch}_{size}"
+
+
+def load_study(path: str) -> StudySpec:
+    resolved = Path(path)
+    if not resolved.is_file():
+        raise loader.ConfigError("no such study file", source=path)
+    return loader.validate(StudySpec, loader.read_document(resolved), path)
+
+
+def run_study(study: StudySpec) -> list[StudyCell]:
+    cells = []
+    for case in study.cases:
+        chips = [api.resolve_hardware(h) for h in case.hardware]
+        spec = api.resolve_model(case.model)
+        for item in study.workloads:
+            workload = item.workload()
+            results, refusals = api.compare(spec, chips, workload, weight_dtype=case.weight_dtype,
+                                            act_dtype=case.act_dtype, kv_dtype=case.kv_dtype)
+            cells.append(StudyCell(case, workload, results, refusals))
+    return cells
