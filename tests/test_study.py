@@ -3,7 +3,6 @@ import json
 
 import pandas as pd
 
-
 STUDY = """
 name: tiny
 title: "Llama on two chips"

@@ -4,6 +4,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+import pandas as pd
 
 from accelsim.cli import options
 from accelsim.report.study import study_frame, write_study
@@ -35,8 +36,8 @@ def study(study_file, out, as_json):
         options.echo_json(frame.to_dict("records"))
         return
     shown = frame.copy()
-    shown["tokens_per_s"] = shown["tokens_per_s"].map(lambda v: "" if v != v else f"{v:,.1f}")
-    shown["joules_per_token"] = shown["joules_per_token"].map(lambda v: "" if v != v else f"{v:.4g}")
+    shown["tokens_per_s"] = shown["tokens_per_s"].map(lambda v: "" if pd.isna(v) else f"{v:,.1f}")
+    shown["joules_per_token"] = shown["joules_per_token"].map(lambda v: "" if pd.isna(v) else f"{v:.4g}")
     click.echo(shown[["model", "workload", "hw", "tokens_per_s", "joules_per_token", "status"]]
                .to_string(index=False, max_colwidth=60))
     click.echo(f"\nreport: {files['html']} (index.md, study.csv and one folder per model/workload)")
