@@ -110,8 +110,19 @@ def test_kv_capacity_caps_concurrency_and_forces_preemption(costs):
 def test_capacity_from_the_chip_is_free_memory_over_kv_per_token(costs):
     # Llama-3.1-8B bf16 KV: 32 layers x 2 x 8 heads x 128 x 2 B = 128 KiB per token.
     assert costs.kv_bytes_per_token == 32 * 2 * 8 * 128 * 2
-    expected = (80e9 - costs.weight_bytes) * 0.9 / (128 * 1024)
-    assert costs.kv_capacity_tokens(0.9) == pytest.approx(expected)
+    hbm = 81559 * 2**20  # h100-sxm.yaml: nvidia-smi memory.total of an H100 80GB HBM3
+    expected = (hbm - costs.weight_bytes) * 0.9 / (128 * 1024)
+    assert costs.cache_capacity_bytes(0.9) / costs.kv_bytes_per_token == pytest.approx(expected)
+    assert costs.block_bytes(16) == 16 * 128 * 1024 and costs.state_blocks(16) == 0
+
+
+def test_recurrent_model_capacity_counts_sequences_of_state_not_tokens():
+    # The MatMul-free LM has no KV cache: each user pins its fp32 recurrent state, whatever its length.
+    chip = CostModel("mmfreelm-370m", HW)
+    assert chip.kv_bytes_per_token == 0 and chip.state_bytes_per_seq == 24 * 1024 * 4
+    assert chip.block_bytes(16) == chip.state_bytes_per_seq and chip.state_blocks(16) == 1
+    result = serve(requests_at(50, n=12, prompt=64, output=8), chip, ServeConfig(kv_blocks=3), 50)
+    assert result.max_running == 3  # three users' states fit, so three run at once
 
 
 def test_a_request_larger_than_the_cache_is_one_clear_error(costs):
@@ -122,7 +133,7 @@ def test_a_request_larger_than_the_cache_is_one_clear_error(costs):
 def test_pipelined_users_on_the_hardwired_chip():
     chip = CostModel(MODEL, "hardwired-llama-3.1-8b")
     result = serve(requests_at(50, n=30, prompt=128, output=16), chip, ServeConfig(scheduler="pipelined"), 50)
-    capacity_tokens = chip.kv_capacity_tokens(0.9)
+    capacity_tokens = chip.cache_capacity_bytes(0.9) / chip.kv_bytes_per_token
     assert result.max_running * (128 + 16) <= capacity_tokens + 16 * result.max_running
     assert all(r.ttft_s > 0 for r in result.requests)
     with pytest.raises(AccelsimError, match="hardwired"):

@@ -161,8 +161,11 @@ class StepCost:
 class CostModel:
     """Memoised step costs for one model on one chip (shared across request rates)."""
 
-    def __init__(self, model: Any, hw: Any, parallelism: Any = None, **dtypes: str | None):
+    def __init__(self, model: Any, hw: Any, parallelism: Any = None, density: Any = None,
+                 **dtypes: str | None):
         from accelsim.api import resolve_hardware, resolve_model
+        from accelsim.density import resolve_density
+        self.density = resolve_density(density)  # every step's Workload carries it
         self.model = resolve_model(model)
         self.hw = resolve_hardware(hw)
         # Footprints from ``simulate`` are system totals, so capacity is counted over all chips.
@@ -173,14 +176,14 @@ class CostModel:
         probe = self._simulate(Workload("decode", 1, 1, 0))
         self.weight_bytes = probe.footprint_bytes.get("weight", 0.0)
         self.state_bytes_per_seq = probe.footprint_bytes.get("state", 0.0)
-        kv_one = probe.footprint_bytes.get("kv_cache", 0.0)  # one cached token
-        self.kv_bytes_per_token = kv_one if kv_one > 0 else self.model.kv_bytes_per_token
+        # One cached token; 0 for purely recurrent models, whose memory per user is their state.
+        self.kv_bytes_per_token = probe.footprint_bytes.get("kv_cache", 0.0)
         self.static_w = self.hw.power.static * self.chips  # drawn while idle between requests
 
     def _simulate(self, workload: Workload):
         from accelsim.api import simulate
         self.calls += 1
-        return simulate(self.model, self.hw, workload, **self.dtypes)
+        return simulate(self.model, self.hw, replace(workload, density=self.density), **self.dtypes)
 
     def _cost(self, key: tuple, exact: Workload, bucketed: Workload) -> StepCost:
         if key not in self.memo:
@@ -204,8 +207,19 @@ class CostModel:
         return self._cost(("decode", b_batch, b_ctx), Workload("decode", batch, 1, context),
                           Workload("decode", b_batch, 1, b_ctx))
 
-    def kv_capacity_tokens(self, utilisation: float) -> float:
-        """Tokens of KV cache the chip holds beside its weights (a share of free memory)."""
+    def block_bytes(self, block_size: int) -> float:
+        """Bytes of one cache block: ``block_size`` tokens of KV, or, for a model with no KV
+        cache, one sequence's recurrent state."""
+        if self.kv_bytes_per_token > 0:
+            return block_size * self.kv_bytes_per_token
+        return max(self.state_bytes_per_seq, 1.0)
+
+    def state_blocks(self, block_size: int) -> int:
+        """Blocks a sequence pins for its recurrent state (hybrids), whatever its length."""
+        return math.ceil(self.state_bytes_per_seq / self.block_bytes(block_size))
+
+    def cache_capacity_bytes(self, utilisation: float) -> float:
+        """Bytes of KV cache and state the chip holds beside its weights (a share of free memory)."""
         memory = self.hw.memory
         if hasattr(memory, "hbm"):
             free = memory.hbm.capacity * self.chips - self.weight_bytes
@@ -216,7 +230,7 @@ class CostModel:
                                 f"keeps its KV cache; supported kinds: gpu, systolic, hardwired")
         if free <= 0:
             raise DoesNotFitError(f"{self.model.name} weights do not fit on {self.hw.name}")
-        return free * utilisation / self.kv_bytes_per_token
+        return free * utilisation
 
 
 # --- the scheduler loop ---------------------------------------------------------------------
@@ -350,7 +364,7 @@ def serve(requests: list[Request], costs: CostModel, config: ServeConfig = Serve
         raise AccelsimError(f"--scheduler pipelined is for hardwired chips; {costs.hw.name} is "
                             f"'{costs.hw.kind}' (use continuous or static)")
     capacity = config.kv_blocks if config.kv_blocks is not None else int(
-        costs.kv_capacity_tokens(config.memory_utilisation) // config.block_size)
+        costs.cache_capacity_bytes(config.memory_utilisation) // costs.block_bytes(config.block_size))
     loop = _Loop(requests, costs, config, capacity)
     loop.run()
     stats = [_stats(live) for live in loop.finished]
@@ -380,6 +394,8 @@ class _Loop:
         self.now = 0.0
         self.idle_s = 0.0
         self.notes: list[str] = []
+        self.state_blocks = costs.state_blocks(config.block_size)
+        self.tokens_take_blocks = costs.kv_bytes_per_token > 0
         need = max(self._blocks_for(r.prompt + r.output) for r in requests)
         if need > blocks:
             raise AccelsimError(
@@ -387,7 +403,8 @@ class _Loop:
                 f"holds {blocks}; shorten --prompt/--output or use a larger chip")
 
     def _blocks_for(self, tokens: int) -> int:
-        return -(-tokens // self.config.block_size)
+        kv = -(-tokens // self.config.block_size) if self.tokens_take_blocks else 0
+        return kv + self.state_blocks
 
     def _arrive(self) -> None:
         while self.pending and self.pending[0].arrival_s <= self.now:
@@ -426,7 +443,8 @@ class _Loop:
         cache is full (recompute: blocks freed, request back at the head of the queue)."""
         size = self.config.block_size
         # A request needs a new block only when its next token starts one.
-        needs = [live for live in decoding if live.context + 1 > live.blocks * size]
+        needs = [live for live in decoding if self.tokens_take_blocks
+                 and live.context + 1 > (live.blocks - self.state_blocks) * size]
         if len(needs) <= self.free:
             for live in needs:
                 live.blocks += 1
