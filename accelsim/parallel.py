@@ -438,15 +438,18 @@ def pipeline_sends(graph: Graph, stages: list[int], group: int = 2) -> Graph:
 # --- pipelines split by bytes (SRAM-only chips) --------------------------------------------
 
 def resident_bytes(graph: Graph) -> list[float]:
-    """Bytes each op keeps resident on its chip: weights (counted at first use) plus the KV
-    cache / recurrent state it reads and writes."""
-    seen: set[str] = set()
+    """Bytes each op keeps resident on its chip: its weights plus the KV cache / recurrent
+    state it reads and writes, each counted once.  A weight two ops share (a tied embedding and
+    LM head, at opposite ends of the pipeline) is counted at each, since each end's chips hold
+    their own copy."""
+    seen: set[tuple[str, str]] = set()
     sizes = []
     for op in graph:
         size = 0.0
         for t in (*op.inputs, *op.outputs):
-            if t.role in ("weight", "kv_cache", "state") and t.name not in seen:
-                seen.add(t.name)
+            key = (t.name, op.kind if t.role == "weight" else "")
+            if t.role in ("weight", "kv_cache", "state") and key not in seen:
+                seen.add(key)
                 size += t.nbytes
         sizes.append(size)
     return sizes
@@ -460,7 +463,7 @@ def _piece(op: Op, lo: float, hi: float, index: int, last: bool) -> Op | None:
         shape[axis] = size
         name = t.name if (last or t.role != "activation" or t not in op.outputs) else f"{t.name}@{index}"
         if t.role == "weight" and not last:
-            name = f"{t.name}@{index}"
+            name = f"{t.name}@{op.kind}{index}"
         return Tensor(name, tuple(shape), t.dtype, t.role)
 
     if isinstance(op, MatMul) and _weight(op) is not None:

@@ -65,7 +65,10 @@ schedule = sequential_schedule
 
 
 def chips_needed(graph: Graph, hw: DataflowSpec) -> int:
-    return max(1, math.ceil(sum(common.footprint(graph).values()) / hw.memory.sram.capacity))
+    """Chips whose SRAM holds every resident byte as ``byte_stages`` lays them out (a tied
+    embedding/LM-head table counts at both ends of the pipeline)."""
+    from accelsim.parallel import resident_bytes
+    return max(1, math.ceil(sum(resident_bytes(graph)) / hw.memory.sram.capacity))
 
 
 def place(graph: Graph, hw: DataflowSpec, model: ModelSpec | None, workload: Workload) -> Placement:
@@ -107,7 +110,8 @@ def cost(op: Op, mapping: Mapping, hw: DataflowSpec, placement: Placement) -> Op
     eff = hw.efficiency
     dtype = op.compute_dtype if isinstance(op, MatMul) else op.dtype
     peak = hw.matrix_peak(dtype) if op.tensor_flops else hw.compute.vector
-    tensor_s = op.tensor_flops / (hw.matrix_peak(dtype) * eff.compute) if op.tensor_flops else 0.0
+    kept = common.skip_share(op, placement, hw.compute.zero_skipping)  # zero-skipping datapaths
+    tensor_s = kept * op.tensor_flops / (hw.matrix_peak(dtype) * eff.compute) if op.tensor_flops else 0.0
     vector_s = op.vector_flops / (hw.compute.vector * eff.compute)
     compute_s = max(tensor_s, vector_s)
     moved = {"sram": op.bytes_moved}
@@ -116,7 +120,7 @@ def cost(op: Op, mapping: Mapping, hw: DataflowSpec, placement: Placement) -> Op
     time = max(compute_s, *memory_s.values()) + overhead
     energy = memory_energy(moved, {"sram": hw.memory.sram.energy})
     if op.macs:
-        energy["compute"] = op.macs * hw.mac_energy(dtype)
+        energy["compute"] = op.macs * kept * hw.mac_energy(dtype)
     if op.vector_flops:
         energy["vector"] = op.vector_flops * hw.energy.vector_op
     label = "matrix units" if isinstance(op, (MatMul, Attention)) else "vector units"
