@@ -53,12 +53,10 @@ def simulate_lowered(name: str, lower_for: Callable[[Workload], Graph], chip: Ha
     pipelines); ``spec`` reaches backends that must know the model (a hardwired chip checks
     that its weights are this model's) and may be None for graphs without a ModelSpec."""
     kind = hardware.backend(chip)
-    unfused = lower_for
-    lower_for = lambda w: fusion.for_chip(unfused(w), chip)  # noqa: E731 -- the graph the chip runs
-    full_graph = lower_for(workload)
+    full_graph = fusion.for_chip(lower_for(workload), chip)  # the kernels the chip runs
     placement = kind.place(full_graph, chip, spec, workload)
     group_workload, groups = kind.microbatch(chip, spec, workload)
-    graph = full_graph if group_workload == workload else lower_for(group_workload)
+    graph = full_graph if group_workload == workload else fusion.for_chip(lower_for(group_workload), chip)
     if graph is not full_graph:
         placement = kind.place(graph, chip, spec, group_workload)
     costs = map_graph(graph, chip, kind, placement, workload.density)
@@ -77,7 +75,9 @@ def simulate_lowered(name: str, lower_for: Callable[[Workload], Graph], chip: Ha
                   "context": workload.context},
         latency_s=step.latency_s, tokens_per_s=step.throughput_tokens_per_s,
         joules_per_token=sum(energy.values()) / tokens, energy_j=dict(energy), ops=costs,
-        footprint_bytes=full_footprint, groups=groups, notes=step.notes), chip)
+        footprint_bytes=full_footprint, groups=groups, notes=step.notes,
+        system=kind.system_figures(chip, workload, full_footprint) if hasattr(kind, "system_figures") else {}),
+        chip)
 
 
 def compare(model: ModelSpec | str, hws: list[HardwareBase | str], workload: Workload | None = None,

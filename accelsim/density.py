@@ -100,7 +100,8 @@ def effective_macs(macs: float, density: float, skip_granularity: int = 1) -> fl
     zeros (whole ReLU channels die), which skips more groups than independence predicts, so
     this is the conservative estimate for coarse granularities.
 
-    Not used by any backend yet: the zero-skipping hardware flag will call it.
+    Every hardware kind with ``compute.zero_skipping`` charges matmuls this many MACs
+    (``hardware.common.skip_share``; the profile reaches the costs via ``Placement.density``).
     """
     if not 0.0 <= density <= 1.0:
         raise AccelsimError(f"density must be within [0, 1], got {density!r}")

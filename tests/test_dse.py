@@ -11,11 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from accelsim.dse import pareto, runner, search
+from accelsim.dse import fastpath, pareto, runner, search
 from accelsim.dse.evaluate import Job, evaluate_points_scalar
-from accelsim.dse.fastpath import evaluate_points
-from accelsim.dse.space import load_space
+from accelsim.dse.fastpath import evaluate_frame, evaluate_points
+from accelsim.dse.space import load_space, point_id, point_ids
 from accelsim.model.spec import load_model
 from accelsim.workload import Workload
 
@@ -68,6 +70,93 @@ objectives: {tokens_per_s: max, joules_per_token: min}
     job = Job(load_space(space), load_model("llama-3.1-8b"), Workload(batch=4, context=512))
     points = search.grid_points(job.space)
     _assert_rows_equal(evaluate_points(job, points), evaluate_points_scalar(job, points))
+
+
+def test_fast_path_refuses_invalid_points_as_one_by_one_does(write):
+    # No derived peak: only combinations with 2 x MACs x clock within 3 % of the stated int4 peak
+    # pass the spec's cross-section check, which runs per point; static power above the TDP
+    # fails inside one section, and "-64 MiB" fails on its own value.
+    space = write("invalid.yaml", """
+name: invalid-points
+base: hardwired-llama-3.1-8b
+parameters:
+  - key: hardwired.macs
+    values: [4194304, 4300000, 8388608]
+  - key: compute.clock
+    values: [1 GHz, 0.5 GHz]
+  - key: power.static
+    values: [40 W, 300 W]
+  - key: memory.sram.capacity
+    values: [512 MiB, -64 MiB]
+objectives: {area_mm2: min}
+""")
+    job = Job(load_space(space), load_model("llama-3.1-8b"), Workload(batch=1, context=2048))
+    points = search.grid_points(job.space)
+    fast, slow = evaluate_points(job, points), evaluate_points_scalar(job, points)
+    _assert_rows_equal(fast, slow)
+    reasons = {r["reason"] for r in fast if r["status"] == "invalid"}
+    # At 40 W and 512 MiB: 4194304 and 4300000 (2.5 % off) MACs at 1 GHz, 8388608 at 0.5 GHz.
+    assert sum(r["status"] == "ok" for r in fast) == 3
+    assert any("disagrees with 2 x hardwired.macs x clock" in r for r in reasons)
+    assert any("static power cannot exceed TDP" in r for r in reasons)
+    assert any("memory.sram.capacity" in r for r in reasons)
+    assert all(r.count("\n") == 0 and "invalid.yaml" in r for r in reasons)
+
+
+def test_fast_path_equals_one_by_one_on_a_gpu_space_with_refused_points(write):
+    space = write("gpu-bad.yaml", """
+name: gpu-bad
+base: h100-sxm
+parameters:
+  - key: gpu.sms
+    values: [0, 66, 133]
+  - key: memory.hbm.capacity
+    values: [8 GB, 80 GB]
+  - key: efficiency.memory
+    values: [0.7, 1.5]
+objectives: {tokens_per_s: max}
+""")
+    job = Job(load_space(space), load_model("llama-3.1-8b"), Workload(batch=2, context=1024))
+    points = search.grid_points(job.space)
+    fast = evaluate_points(job, points)
+    _assert_rows_equal(fast, evaluate_points_scalar(job, points))
+    assert {r["status"] for r in fast} == {"ok", "invalid", "does not fit"}
+    frame = evaluate_frame(job, points)
+    assert frame["point_id"].tolist() == [r["point_id"] for r in fast]
+    assert frame["status"].tolist() == [r["status"] for r in fast]
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.lists(st.dictionaries(st.sampled_from(["a.b", "c", "d.e.f"]),
+                                st.one_of(st.integers(), st.floats(allow_nan=False), st.text(max_size=4),
+                                          st.booleans(), st.lists(st.integers(), max_size=2)),
+                                min_size=3), min_size=1, max_size=6))
+def test_point_ids_column_wise_equal_point_id(points):
+    keys = list(points[0])
+    points = [{k: p.get(k, 0) for k in keys} for p in points]
+    encoded = [fastpath._codes([p[k] for p in points]) for k in keys]
+    ids = point_ids(keys, [d for d, _ in encoded], [i for _, i in encoded])
+    assert ids == [point_id(p) for p in points]
+
+
+def test_process_pool_equals_one_process(tmp_path):
+    job = _job("hardwired.yaml")
+    points = search.grid_points(job.space)[::3]
+    one = runner.run(job, points, tmp_path / "one.csv")
+    two = runner.run(job, points, tmp_path / "two.csv", workers=2, chunk=64)
+    assert two == one
+    assert runner.pool_chunk(100_000, 2, 256) == 12_500 and runner.pool_chunk(100, 2, 256) == 256
+
+
+def test_results_csv_keeps_numeric_looking_point_ids_as_text(tmp_path):
+    fields = runner.columns(["a"])
+    sink = runner.CsvSink(tmp_path / "r.csv", fields, resume=False)
+    sink.write([{"point_id": "1234567890123456", "a": 2.5, "status": "invalid", "reason": "1e3"},
+                {"point_id": "0123e45678901234", "a": 1.0, "status": "ok", "reason": ""}])
+    sink.close()
+    rows = runner.read_rows(tmp_path / "r.csv")
+    assert [r["point_id"] for r in rows] == ["1234567890123456", "0123e45678901234"]
+    assert rows[0]["reason"] == "1e3" and rows[0]["a"] == 2.5
 
 
 def test_hardwired_sram_cliff_is_a_real_boundary():
@@ -123,7 +212,7 @@ def test_nsga2_finds_the_grid_front():
 
 def _sweep_cmd(out: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "accelsim", "sweep", "--space", str(SPACES / "systolic.yaml"),
-            "--out", str(out), "--search", "random", "--samples", "240", "--seed", "5", "--no-report", *extra]
+            "--out", str(out), "--search", "random", "--samples", "1200", "--seed", "5", "--no-report", *extra]
 
 
 def test_kill_and_resume_gives_identical_results(tmp_path):
@@ -138,7 +227,7 @@ def test_kill_and_resume_gives_identical_results(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     partial = results.read_text().count("\n") - 1
-    assert 0 < partial < 240, "the kill must land mid-sweep"
+    assert 0 < partial < 1200, "the kill must land mid-sweep"
     subprocess.run(_sweep_cmd(broken, "--resume"), check=True, capture_output=True, env=env)
     expected = sorted(runner.read_rows(whole / "results.csv"), key=lambda r: r["point_id"])
     got = sorted(runner.read_rows(results), key=lambda r: r["point_id"])

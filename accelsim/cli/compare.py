@@ -8,8 +8,8 @@ import click
 from accelsim import api
 from accelsim.api import resolve_hardware, resolve_model
 from accelsim.cli import options
-from accelsim.report.compare import summary_frame, write_report
 from accelsim.report.compare import _display as display_frame
+from accelsim.report.compare import summary_frame, write_report
 
 DEFAULT_HW = ("h100-sxm", "tpu-v5e", "hardwired-llama-3.1-8b")
 

@@ -43,6 +43,11 @@ dtype_options = _compose(
                  help="Override the KV-cache format."),
 )
 
+density_option = click.option(
+    "--density", "density", default=None, metavar="PROFILE.yaml",
+    help="Activation-density profile (YAML/JSON, e.g. from the density estimator): hardware "
+         "with compute.zero_skipping performs only the MACs it allows; dense hardware ignores it.")
+
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 
 parallel_options = _compose(
@@ -63,8 +68,9 @@ def parallelism_from(chips: int | None, tp: int | None, pp: int | None, ep: int 
     return Parallelism.from_options(chips=chips, tp=tp, pp=pp, ep=ep)
 
 
-def workload_from(phase: str, batch: int, prompt: int, context: int) -> Workload:
-    return Workload(phase=phase, batch=batch, prompt=prompt, context=context)
+def workload_from(phase: str, batch: int, prompt: int, context: int,
+                  density: str | None = None) -> Workload:
+    return Workload(phase=phase, batch=batch, prompt=prompt, context=context, density=density)
 
 
 def echo_json(data: object) -> None:

@@ -34,7 +34,7 @@ def typical_step(result: serving.ServeResult, costs: serving.CostModel):
         return None, ""
     batch = decodes[len(decodes) // 2]
     context = round(sum(r.prompt + r.output / 2 for r in result.requests) / len(result.requests))
-    workload = Workload("decode", batch, 1, context)
+    workload = Workload("decode", batch, 1, context, density=costs.density)
     timeline = step_timeline(costs.model, costs.hw, workload, overlap="double_buffered",
                              **costs.dtypes)
     return timeline, f"{workload.describe()}, double-buffered"
@@ -45,6 +45,8 @@ def typical_step(result: serving.ServeResult, costs: serving.CostModel):
 @click.option("--hw", default="h100-sxm", show_default=True,
               help="Hardware: a bundled name (see `accelsim hw`) or a YAML path.")
 @options.parallel_options
+@options.dtype_options
+@options.density_option
 @click.option("--rate", type=float, default=8.0, show_default=True, help="Mean request arrivals per second.")
 @click.option("--requests", "n_requests", type=int, default=2000, show_default=True,
               help="Requests to simulate per rate.")
@@ -71,7 +73,7 @@ def typical_step(result: serving.ServeResult, costs: serving.CostModel):
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Report folder [default: reports/serve].")
 @options.json_option
-def serve(model, hw, chips, tp, pp, ep, rate, n_requests, arrival, cv, trace_file, prompt, output, scheduler, max_batch,
+def serve(model, hw, chips, tp, pp, ep, weight_dtype, act_dtype, kv_dtype, density, rate, n_requests, arrival, cv, trace_file, prompt, output, scheduler, max_batch,
           chunk, block_size, rates, slo_ttft, slo_tpot, seed, out, as_json):
     """Serve a stream of requests and report TTFT, TPOT, end-to-end latency, throughput, goodput
     under the SLOs, energy per token, the queue over time and a latency-throughput curve.
@@ -100,7 +102,9 @@ def serve(model, hw, chips, tp, pp, ep, rate, n_requests, arrival, cv, trace_fil
         def workload_at(r: float) -> list[serving.Request]:
             return serving.synthetic_requests(n_requests, r, arrival=arrival, cv=cv, prompt=prompt,
                                               output=output, seed=seed)
-    costs = serving.CostModel(model, hw, parallelism=options.parallelism_from(chips, tp, pp, ep))
+    costs = serving.CostModel(model, hw, parallelism=options.parallelism_from(chips, tp, pp, ep),
+                              density=density, weight_dtype=weight_dtype, act_dtype=act_dtype,
+                              kv_dtype=kv_dtype)
     main = serving.serve(base if base is not None else workload_at(rate), costs, config, main_rate)
     sweep = [serving.serve(workload_at(r), costs, config, r) for r in curve_rates]
 

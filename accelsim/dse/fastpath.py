@@ -1,29 +1,41 @@
-"""The analytical cost evaluated over many design points at once.
+"""The analytical cost evaluated over many design points at once, column by column.
 
-The graph is lowered once per workload and ops of one shape are costed once (as the mapper
-memoises them).  Each backend's cost formulas (``terms``) are called with numpy arrays of the
-hardware numbers (``params``), one element per design point, so the arithmetic is exactly the
-scalar backend's arithmetic: there is no second copy of any formula here, only the plumbing
-that the scalar path (``accelsim.api.simulate_lowered`` and ``sim.mapper``) does per chip.
-
-Kinds whose backend does not expose ``demand``/``allocate``/``params``/``terms`` fall back to
-one-by-one evaluation, and the caller is told so.
+A grid or random space varies a few independent keys, so most of a point's config repeats:
+  * each top-level config section is validated once per distinct value it takes (the keys a
+    section depends on, derived keys included, decide when two points share it); a point is
+    then a row of section indices, and only the kind's cross-section checks run per point,
+    on already-validated sections (what ``Space.hardware`` does, so a bad point is refused
+    exactly as there: the refusal line comes from the scalar path);
+  * placement (``allocate``) runs once per distinct combination of the sections it reads;
+  * the graph is lowered once per process and workload, each op shape costed once per layout;
+  * the backends' ``params``/``terms``/``schedule`` and the area model read a column view of the
+    spec (``accelsim.dse.columns``): one array element per design point, the same formulas the
+    scalar path runs (there is no second copy of any formula here);
+  * rows are built as columns.
+Points the view cannot express (a non-numeric field that differs inside one layout) and kinds
+without ``demand``/``allocate``/``params``/``terms`` are evaluated one by one, and the caller
+is told so.
 """
 from __future__ import annotations
 
+import ast
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
+import pandas as pd
+from pydantic import ValidationError
 
 from accelsim import hardware
 from accelsim.dse import metrics
-from accelsim.dse.evaluate import Job, base_row, evaluate_scalar, failed_row
-from accelsim.dse.space import dimension_of
-from accelsim.errors import ConfigError, DoesNotFitError
-from accelsim.hardware.base import Placement
+from accelsim.dse.columns import Mixed, spec_columns
+from accelsim.dse.evaluate import Job, evaluate_scalar
+from accelsim.dse.space import METRICS, _adapter, _compile, _dotted, dimension_of, point_ids, to_number
+from accelsim.errors import DoesNotFitError
+from accelsim.hardware import common
 from accelsim.model.lower import lower
+from accelsim.sim import fusion
 from accelsim.sim.mapper import _shape_key
 
 VECTORISED_API = ("demand", "allocate", "params", "terms", "mappings", "microbatch", "schedule")
@@ -41,119 +53,517 @@ def vectorised(kind) -> bool:
     return all(hasattr(kind, name) for name in VECTORISED_API)
 
 
-def stack(dicts: list[dict[str, Any]]) -> dict[str, Any]:
-    """Per-point parameter dicts -> one dict of arrays (nested dicts stacked leaf by leaf)."""
-    first = dicts[0]
-    out: dict[str, Any] = {}
-    for key, value in first.items():
-        if isinstance(value, dict):
-            out[key] = stack([d[key] for d in dicts])
-        else:
-            out[key] = np.array([d[key] for d in dicts], dtype=float)
-    return out
-
-
-def _structure(point: dict[str, Any]) -> tuple:
-    """Values that change a chip's structure rather than its numbers (lists, names, flags):
-    points are costed together only when these agree."""
-    def structural(v: Any) -> bool:
-        if isinstance(v, (bool, list, dict)):
-            return True
-        return isinstance(v, str) and dimension_of(v) is None
-    return tuple(sorted((k, repr(v)) for k, v in point.items() if structural(v)))
-
-
 def evaluate_points(job: Job, points: list[dict[str, Any]], notes: list[str] | None = None) -> list[dict]:
     """Rows for ``points`` equal (to float rounding) to ``evaluate_scalar`` on each point."""
-    rows: list[dict | None] = [None] * len(points)
-    groups: dict[tuple, list[tuple[int, Any]]] = defaultdict(list)
-    for i, point in enumerate(points):
-        try:
-            hw = job.space.hardware(point)
-        except ConfigError as err:
-            rows[i] = failed_row(point, metrics.STATUS_INVALID, err.one_line())
-            continue
-        groups[(hw.kind, _structure(point))].append((i, hw))
-    for (kind_name, _), members in groups.items():
-        kind = hardware.KINDS[kind_name][1]
+    return _Table.evaluate(job, points, notes).records()
+
+
+def evaluate_frame(job: Job, points: list[dict[str, Any]], notes: list[str] | None = None) -> pd.DataFrame:
+    """The same rows as ``evaluate_points`` as one DataFrame (metrics NaN where a point failed)."""
+    return _Table.evaluate(job, points, notes).frame()
+
+
+# ---------------------------------------------------------------------------------------------
+# Output columns
+
+
+@dataclass(frozen=True)
+class _Encoded:
+    """Points column-wise: per key, its distinct values and each point's index among them."""
+
+    keys: list[str]
+    distinct: list[list[Any]]
+    index: list[np.ndarray]
+
+    @classmethod
+    def of(cls, points: list[dict[str, Any]], keys: list[str]) -> _Encoded:
+        pairs = [_codes([p[k] for p in points]) for k in keys]
+        return cls(keys, [d for d, _ in pairs], [i for _, i in pairs])
+
+    def take(self, rows: np.ndarray) -> _Encoded:
+        return _Encoded(self.keys, self.distinct, [i[rows] for i in self.index])
+
+    def structure_groups(self) -> list[np.ndarray]:
+        """Rows grouped by their structural values (``_structural``): only points that agree
+        on those can share one column view."""
+        n = len(self.index[0]) if self.index else 0
+        columns = []
+        for distinct, index in zip(self.distinct, self.index):
+            flags = np.array([_structural(v) for v in distinct])
+            if flags.any():
+                columns.append(np.where(flags[index], index, -1))
+        if not columns or n == 0:
+            return [np.arange(n, dtype=np.intp)]
+        _, inverse = np.unique(np.stack(columns, axis=1), axis=0, return_inverse=True)
+        inverse = np.asarray(inverse).ravel()
+        return [np.flatnonzero(inverse == g) for g in range(inverse.max() + 1)]
+
+
+@dataclass
+class _Table:
+    """The sweep's output, one array per column; ``rows`` holds the points evaluated one by one."""
+
+    points: list[dict[str, Any]]
+    status: np.ndarray
+    reason: np.ndarray
+    values: dict[str, np.ndarray]
+    encoded: _Encoded | None = None
+    rows: dict[int, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def evaluate(cls, job: Job, points: list[dict[str, Any]], notes: list[str] | None) -> _Table:
+        n = len(points)
+        table = cls(points, np.full(n, metrics.STATUS_OK, dtype=object), np.full(n, "", dtype=object),
+                    {m: np.full(n, np.nan) for m in METRICS})
+        by_keys: dict[tuple, list[int]] = defaultdict(list)
+        for i, point in enumerate(points):
+            by_keys[tuple(point)].append(i)
+        for keys, members in by_keys.items():
+            rows = np.asarray(members, dtype=np.intp)
+            encoded = _Encoded.of([points[i] for i in members], list(keys))
+            if len(by_keys) == 1:
+                table.encoded = encoded
+            for group in encoded.structure_groups():
+                _Group(job, points, rows[group], encoded.take(group), table, notes).run()
+        return table
+
+    def fail(self, i: int, status: str, reason: str) -> None:
+        self.status[i], self.reason[i] = status, reason
+
+    def put(self, indices: np.ndarray, values: dict[str, Any]) -> None:
+        for name, v in values.items():
+            self.values[name][indices] = v
+
+    def scalar(self, job: Job, i: int) -> None:
+        row = evaluate_scalar(job, self.points[i])
+        self.rows[i] = row
+        self.fail(i, row["status"], row["reason"])
+        if row["status"] == metrics.STATUS_OK:
+            for name in METRICS:
+                self.values[name][i] = row[name]
+
+    def _base(self) -> tuple[list[str], list[list[Any]]] | None:
+        """Point id and parameter columns (values as ``evaluate.base_row`` writes them), or
+        None when the points do not share one key list."""
+        e = self.encoded
+        if e is None:
+            return None
+        columns = [point_ids(e.keys, e.distinct, e.index)]
+        for distinct, index in zip(e.distinct, e.index):
+            cells = [_cell(v) for v in distinct]
+            columns.append([cells[c] for c in index.tolist()])
+        return ["point_id", *e.keys], columns
+
+    def records(self) -> list[dict[str, Any]]:
+        from accelsim.dse.evaluate import base_row
+        base = self._base()
+        status, reason = self.status.tolist(), self.reason.tolist()
+        values = list(zip(*(self.values[m].tolist() for m in METRICS))) or [()] * len(status)
+        if base is None:
+            heads = [base_row(p) for p in self.points]
+        else:
+            names, columns = base
+            heads = [dict(zip(names, row)) for row in zip(*columns)]
+        out = []
+        for i, (head, s, r, v) in enumerate(zip(heads, status, reason, values)):
+            if i in self.rows:
+                out.append(self.rows[i])
+                continue
+            head["status"], head["reason"] = s, r
+            if s == metrics.STATUS_OK:
+                head.update(zip(METRICS, v))
+            out.append(head)
+        return out
+
+    def frame(self) -> pd.DataFrame:
+        base = self._base()
+        if base is None:
+            return pd.DataFrame(self.records())
+        names, columns = base
+        data: dict[str, Any] = dict(zip(names, columns))
+        data.update(status=self.status, reason=self.reason, **self.values)
+        return pd.DataFrame(data)
+
+
+def _cell(value: Any) -> Any:
+    try:
+        return to_number(value)
+    except ValueError:
+        return str(value)
+
+
+def _codes(values: list[Any]) -> tuple[list[Any], np.ndarray]:
+    """Distinct values (first occurrence order) and each value's index among them.  Values of
+    one plain type are hashed in C (pandas); mixed types are told apart in Python, since
+    1, 1.0 and True are equal keys there but different points."""
+    if values and len(set(map(type, values))) == 1 and type(values[0]) in (str, int, float):
+        index, distinct = pd.factorize(pd.Series(values, dtype=object), sort=False)
+        if (index >= 0).all():
+            return list(distinct), np.asarray(index, dtype=np.intp)
+    seen: dict[Any, int] = {}
+    distinct: list[Any] = []
+    index = np.empty(len(values), dtype=np.intp)
+    for i, v in enumerate(values):
+        key = (type(v), v) if isinstance(v, (str, int, float)) else repr(v)
+        code = seen.get(key)
+        if code is None:
+            code = seen[key] = len(distinct)
+            distinct.append(v)
+        index[i] = code
+    return distinct, index
+
+
+def _structural(v: Any) -> bool:
+    """A value that changes a chip's structure rather than its numbers (lists, names, flags)."""
+    if isinstance(v, (bool, list, dict)):
+        return True
+    return isinstance(v, str) and dimension_of(v) is None
+
+
+# ---------------------------------------------------------------------------------------------
+# Validation and placement, once per distinct section value
+
+
+def _names(expr: str) -> list[str]:
+    """Dotted config keys a derived expression reads."""
+    found: list[str] = []
+
+    def walk(node: ast.AST) -> None:
+        if isinstance(node, (ast.Name, ast.Attribute)):
+            found.append(_dotted(node))
+            return
+        for child in ast.iter_child_nodes(node):
+            walk(child)
+    walk(_compile(expr))
+    return found
+
+
+def _related(a: str, b: str) -> bool:
+    return a == b or a.startswith(b + ".") or b.startswith(a + ".")
+
+
+def section_dependencies(keys: list[str], derived: dict[str, str]) -> dict[str, list[str]]:
+    """Top-level section -> the parameter keys its value depends on, directly or through the
+    derived keys written into it (which may read parameters and earlier derived keys)."""
+    through: dict[str, set[str]] = {}
+    for key, expr in derived.items():
+        deps: set[str] = set()
+        for name in _names(expr):
+            deps |= {k for k in keys if _related(name, k)}
+            for earlier, more in through.items():
+                if _related(name, earlier):
+                    deps |= more
+        through[key] = deps
+    sections: dict[str, set[str]] = defaultdict(set)
+    for k in keys:
+        sections[k.split(".")[0]].add(k)
+    for key, deps in through.items():
+        sections[key.split(".")[0]] |= deps
+    return {s: sorted(deps) for s, deps in sections.items()}
+
+
+class _Reads:
+    """A spec that records which of its top-level fields a function read."""
+
+    def __init__(self, spec):
+        self.__dict__.update(_spec=spec, read=set())
+
+    def __getattr__(self, name: str):
+        self.read.add(name)
+        return getattr(self._spec, name)
+
+
+_LOWERED: dict[tuple, tuple[Job, Any]] = {}
+
+
+def _lower(spec, workload, chip):
+    """The graph ``simulate`` costs on ``chip`` (lowered, then fused for the chip)."""
+    return fusion.for_chip(lower(spec, workload), chip)
+
+
+def _lowered(job: Job, forced: str | None, workload, chip) -> Any:
+    """``_lower`` memoised per process: a worker lowers once however many chunks it runs."""
+    key = (id(job), forced, repr(workload), fusion.policy_of(chip))
+    hit = _LOWERED.get(key)
+    if hit is None or hit[0] is not job:
+        if len(_LOWERED) > 16:
+            _LOWERED.clear()
+        spec = job.model.with_dtypes(weight=forced)
+        hit = _LOWERED[key] = (job, _lower(spec, workload, chip))
+    return hit[1]
+
+
+_DEMANDS: dict[tuple[int, str], tuple[Any, list[tuple[dict[str, Any], Any]]]] = {}
+
+
+def _demand(kind, graph, hw, spec, workload) -> Any:
+    """``kind.demand`` memoised per lowered graph (which fixes the model and workload): a spec
+    that agrees with an earlier one on every field that call read gets its result."""
+    key = (id(graph), kind.__name__)
+    entry = _DEMANDS.get(key)
+    if entry is None or entry[0] is not graph:
+        if len(_DEMANDS) > 16:
+            _DEMANDS.clear()
+        entry = _DEMANDS[key] = (graph, [])
+    for reads, need in entry[1]:
+        if all(getattr(hw, f) == v for f, v in reads.items()):
+            return need
+    traced = _Reads(hw)
+    need = kind.demand(graph, traced, spec, workload)
+    if all(f in type(hw).model_fields for f in traced.read):
+        entry[1].append(({f: getattr(hw, f) for f in traced.read}, need))
+    return need
+
+
+class _Group:
+    """Points of one structure (same keys, same non-numeric values), costed together."""
+
+    def __init__(self, job: Job, points: list[dict], members: np.ndarray, encoded: _Encoded,
+                 table: _Table, notes: list[str] | None):
+        self.job, self.points, self.members, self.table, self.notes = job, points, members, table, notes
+        self.encoded, self.space = encoded, job.space
+
+    def note(self, text: str) -> None:
+        if self.notes is not None and text not in self.notes:
+            self.notes.append(text)
+
+    def one_by_one(self, local: np.ndarray | list[int]) -> None:
+        for j in local:
+            self.table.scalar(self.job, int(self.members[j]))
+
+    def run(self) -> None:
+        space, members = self.space, self.members
+        first = self.points[members[0]]
+        template = space.document(first)
+        kind_name = template.get("kind")
+        if kind_name not in hardware.KINDS:
+            self.one_by_one(range(len(members)))  # refused by the loader, as one by one
+            return
+        cls, kind = hardware.KINDS[kind_name]
         if not vectorised(kind):
-            if notes is not None:
-                notes.append(f"kind '{kind_name}' has no vectorised cost: evaluated one by one")
-            for i, _hw in members:
-                rows[i] = evaluate_scalar(job, points[i])
-            continue
-        for i, row in _evaluate_group(job, kind, points, members):
-            rows[i] = row
-    return rows  # type: ignore[return-value]
+            self.note(f"kind '{kind_name}' has no vectorised cost: evaluated one by one")
+            self.one_by_one(range(len(members)))
+            return
+        sections = self.sections(cls, template)
+        if sections is None:
+            self.one_by_one(range(len(members)))
+            return
+        hws, invalid = self.validate(cls, template, sections)
+        self.one_by_one(invalid)
+        valid = [j for j, hw in enumerate(hws) if hw is not None]
+        if valid:
+            self.place_and_cost(kind, hws, valid, sections)
 
+    def sections(self, cls, template: dict) -> dict[str, tuple[list, np.ndarray]] | None:
+        """Per top-level field a point changes: its distinct validated values (None where the
+        value is refused) and each member's index among them."""
+        members, keys = self.members, self.encoded.keys
+        codes = dict(zip(keys, self.encoded.index))
+        documents: dict[int, dict] = {}
+        out: dict[str, tuple[list, np.ndarray]] = {}
+        for section, deps in section_dependencies(keys, self.space.spec.derived).items():
+            if section not in template:
+                return None  # the loader names the unknown key: let the scalar path say it
+            reps, index = _distinct_rows([codes[k] for k in deps], len(members))
+            values = []
+            for r in reps.tolist():
+                if r not in documents:
+                    documents[r] = self.space.document(self.points[members[r]])
+                values.append(self.validated(cls, section, documents[r][section]))
+            out[section] = (values, np.asarray(index, dtype=np.intp).ravel())
+        return out
 
-def _evaluate_group(job: Job, kind, points, members):
-    hw0 = members[0][1]
-    forced = getattr(getattr(hw0, "hardwired", None), "weight_dtype", None)
-    spec = job.model.with_dtypes(weight=forced)
-    workload = job.workload
-    full_graph = lower(spec, workload)
-    full_need = kind.demand(full_graph, hw0, spec, workload)
-    group_workload, groups = kind.microbatch(hw0, spec, workload)
-    graph = full_graph if group_workload == workload else lower(spec, group_workload)
-    need = full_need if graph is full_graph else kind.demand(graph, hw0, spec, group_workload)
-
-    # Placement decides which level holds what: points that place alike are costed together.
-    by_layout: dict[tuple, list[tuple[int, Any, Placement]]] = defaultdict(list)
-    for i, hw in members:
+    def validated(self, cls, section: str, value: Any) -> Any:
+        if not (isinstance(value, dict) and section in cls.model_fields):
+            return value  # a plain top-level value: the whole-spec validation checks it
         try:
-            kind.allocate(full_need, hw)
-            placement = kind.allocate(need, hw) if need is not full_need else kind.allocate(full_need, hw)
-        except DoesNotFitError as err:
-            yield i, failed_row(points[i], metrics.STATUS_NO_FIT, err.one_line())
-            continue
-        layout = (tuple(sorted(placement.level_of.items())), tuple(placement.capacity),
-                  tuple(placement.regions))
-        by_layout[layout].append((i, hw, placement))
+            return _adapter(cls, section).validate_python(value)
+        except ValidationError:
+            return None
 
-    for chunk in by_layout.values():
-        yield from _cost_layout(kind, graph, hw0, chunk, workload, groups, points)
+    def validate(self, cls, template: dict, sections) -> tuple[list, list[int]]:
+        """Each member's spec, built from validated sections (the kind's cross-section checks
+        run here, per point); members refused anywhere are listed in ``invalid``."""
+        staged = dict(template)
+        for name, value in template.items():
+            if name not in sections:
+                checked = self.validated(cls, name, value)
+                if checked is None:
+                    return [None] * len(self.members), list(range(len(self.members)))
+                staged[name] = checked
+        names = list(sections)
+        lists = [sections[s][0] for s in names]
+        indices = [sections[s][1].tolist() for s in names]
+        hws: list[Any] = []
+        invalid: list[int] = []
+        for j, row in enumerate(zip(*indices)):
+            point = dict(staged)
+            for name, values, code in zip(names, lists, row):
+                point[name] = values[code]
+            if any(point[s] is None for s in names):
+                hws.append(None)
+                invalid.append(j)
+                continue
+            try:
+                hws.append(cls.model_validate(point))
+            except ValidationError:
+                hws.append(None)
+                invalid.append(j)
+        return hws, invalid
+
+    def place_and_cost(self, kind, hws: list, valid: list[int], sections) -> None:
+        job = self.job
+        hw0 = hws[valid[0]]
+        forced = getattr(getattr(hw0, "hardwired", None), "weight_dtype", None)
+        spec = job.model.with_dtypes(weight=forced)
+        workload = job.workload
+        full = _lowered(job, forced, workload, hw0)
+        full_need = _demand(kind, full, hw0, spec, workload)
+        group_workload, groups = kind.microbatch(hw0, spec, workload)
+        graph = full if group_workload == workload else _lowered(job, forced, group_workload, hw0)
+        need = full_need if graph is full else _demand(kind, graph, hw0, spec, group_workload)
+
+        # Placement reads a few sections: place once per distinct combination of those.
+        outcomes: list[Any] = []
+        placed: dict[int, list[int]] = defaultdict(list)
+        for rows, outcome in self.place(kind, hws, np.asarray(valid, dtype=np.intp), full_need, need,
+                                        sections, outcomes, ()):
+            if isinstance(outcome, str):
+                for i in self.members[rows].tolist():
+                    self.table.fail(i, metrics.STATUS_NO_FIT, outcome)
+            else:
+                placed[outcome].extend(rows.tolist())
+
+        by_layout: dict[tuple, list[int]] = defaultdict(list)
+        for code, js in placed.items():
+            pl = outcomes[code]
+            layout = (tuple(sorted(pl.level_of.items())), tuple(pl.capacity), tuple(pl.regions))
+            by_layout[layout].extend(js)
+        for chunk in by_layout.values():
+            chunk.sort()
+            local = np.asarray(chunk, dtype=np.intp)
+            try:
+                self.cost_layout(kind, graph, hws[chunk[0]], local, sections, placed, outcomes,
+                                 workload, groups)
+            except Mixed as err:
+                self.note(f"'{err}' differs within one layout: those points evaluated one by one")
+                self.one_by_one(local)
+
+    def place(self, kind, hws: list, local: np.ndarray, full_need, need, sections,
+              outcomes: list, fields: tuple[str, ...]):
+        """Yield (members, placement index or refusal line) covering ``local``.  Members that agree on
+        ``fields`` are placed once, through a representative; placement is a pure function of
+        the spec fields it reads, so where the representative read only ``fields`` its outcome
+        holds for all of them, and otherwise they are split again on what it did read."""
+        columns = [sections[f][1][local] if f in sections else np.zeros(len(local), dtype=np.intp)
+                   for f in fields]
+        reps, index = _distinct_rows(columns, len(local))
+        for g, rep in enumerate(reps.tolist()):
+            rows = local[index == g]
+            traced = _Reads(hws[local[rep]])
+            try:
+                placement = kind.allocate(full_need, traced)
+                if need is not full_need:
+                    placement = kind.allocate(need, traced)
+                outcomes.append(placement)
+                outcome: Any = len(outcomes) - 1
+            except DoesNotFitError as err:
+                outcome = err.one_line()
+            read = set(traced.read)
+            if any(f not in type(traced._spec).model_fields for f in read):
+                read |= set(sections)  # a method read: it may have looked anywhere
+            if read <= set(fields) or len(rows) == 1:
+                yield rows, outcome
+            else:
+                yield from self.place(kind, hws, rows, full_need, need, sections, outcomes,
+                                      tuple(sorted(read | set(fields))))
+
+    def cost_layout(self, kind, graph, hw_first, local: np.ndarray, sections, placed, outcomes,
+                    workload, groups) -> None:
+        view = spec_columns(hw_first, {s: (values, index[local]) for s, (values, index) in sections.items()},
+                            len(local))
+        placement = self.placement(local, placed, outcomes, workload)
+        p = kind.params(view)
+        memo: dict[tuple, tuple[Any, Any]] = {}
+        timed: list[_Timed] = []
+        energy: Any = 0.0
+        region_class = _region_classes(kind, graph, placement)
+        for op in graph:
+            key = (*_shape_key(op, spatial=False), common.op_density(op, placement),
+                   region_class.get(op.layer))
+            if key not in memo:
+                memo[key] = _best(kind, op, view, p, placement)
+            time_s, energy_j = memo[key]
+            timed.append(_Timed(op.layer, time_s))
+            energy = energy + energy_j
+        step = kind.schedule(timed, view, workload, groups)
+        shape = (len(local),)
+        latency = np.broadcast_to(step.latency_s, shape)
+        energy_total = energy * groups + p["static"] * step.busy_s
+        chip = metrics.silicon(view)
+        values = metrics.step_metrics(latency, np.broadcast_to(step.throughput_tokens_per_s, shape),
+                                      np.broadcast_to(energy_total, shape), workload,
+                                      area_mm2=np.broadcast_to(chip.area_mm2, shape),
+                                      die_usd=np.broadcast_to(chip.die_usd, shape))
+        self.table.put(self.members[local], values)
+
+    def placement(self, local: np.ndarray, placed, outcomes, workload):
+        """One placement over the layout's members: capacities and region sizes as arrays."""
+        code_of = np.empty(len(self.members), dtype=np.intp)
+        for code, js in placed.items():
+            code_of[js] = code
+        codes = code_of[local]
+        distinct, index = np.unique(codes, return_inverse=True)
+        chosen = [outcomes[c] for c in distinct.tolist()]
+        first = chosen[0]
+
+        def column(attr: str) -> dict[str, np.ndarray]:
+            return {k: np.asarray([getattr(pl, attr)[k] for pl in chosen], dtype=float)[index]
+                    for k in getattr(first, attr)}
+        out = replace(first, capacity=column("capacity"), regions=column("regions"))
+        if workload.density is not None:
+            out = replace(out, density=workload.density)
+        return out
 
 
-def _cost_layout(kind, graph, hw0, chunk, workload, groups, points):
-    indices = [i for i, _, _ in chunk]
-    hws = [hw for _, hw, _ in chunk]
-    p = stack([kind.params(hw) for hw in hws])
-    first = chunk[0][2]
-    placement = Placement(
-        level_of=first.level_of, footprint=first.footprint,
-        capacity={k: np.array([pl.capacity[k] for _, _, pl in chunk]) for k in first.capacity},
-        regions={k: np.array([pl.regions[k] for _, _, pl in chunk]) for k in first.regions})
-
-    memo: dict[tuple, tuple[Any, Any]] = {}
-    timed: list[_Timed] = []
-    energy = 0.0
-    for op in graph:
-        key = _shape_key(op, spatial=bool(placement.regions))
-        if key not in memo:
-            memo[key] = _best(kind, op, hw0, p, placement)
-        time_s, energy_j = memo[key]
-        timed.append(_Timed(op.layer, time_s))
-        energy = energy + energy_j
-    step = kind.schedule(timed, hw0, workload, groups)
-    latency = np.broadcast_to(step.latency_s, (len(chunk),))
-    energy_total = energy * groups + p["static"] * step.busy_s
-    silicon = [metrics.silicon(hw) for hw in hws]
-    values = metrics.step_metrics(latency, np.broadcast_to(step.throughput_tokens_per_s, latency.shape),
-                                  np.broadcast_to(energy_total, latency.shape), workload,
-                                  area_mm2=np.array([s.area_mm2 for s in silicon]),
-                                  die_usd=np.array([s.die_usd for s in silicon]))
-    for j, i in enumerate(indices):
-        yield i, {**base_row(points[i]), "status": metrics.STATUS_OK, "reason": "",
-                  **{name: float(v[j]) for name, v in values.items()}}
+def _region_classes(kind, graph, placement) -> dict[Any, Any]:
+    """Layer -> what of the layer an op's cost depends on.  On spatial chips that is its region
+    (``placement.regions``); where the kind names a layer's region (``_region_key``), layers
+    whose regions are equal on every point share one class, so identical layers are costed
+    once.  Otherwise the layer itself, as ``sim.mapper`` keys spatial ops."""
+    if not placement.regions:
+        return {}
+    region_of = getattr(kind, "_region_key", None)
+    layers = {op.layer for op in graph}
+    if region_of is None:
+        return {layer: ("layer", layer) for layer in layers}
+    classes: dict[bytes, int] = {}
+    return {layer: classes.setdefault(np.asarray(placement.regions[region_of(layer)]).tobytes(), len(classes))
+            for layer in layers}
 
 
-def _best(kind, op, hw0, p, placement) -> tuple[Any, Any]:
+def _distinct_rows(columns: list[np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]:
+    """For rows of small non-negative codes given column-wise: the first row of each distinct
+    combination, and each row's combination number (rows packed into one integer each)."""
+    if not columns:
+        return np.zeros(1 if n else 0, dtype=np.intp), np.zeros(n, dtype=np.intp)
+    radices = [int(c.max()) + 1 if n else 1 for c in columns]
+    if float(np.prod(radices, dtype=float)) >= 2.0 ** 62:  # too many to pack: compare rows
+        _, reps, index = np.unique(np.stack(columns, axis=1), axis=0, return_index=True, return_inverse=True)
+        return reps, np.asarray(index, dtype=np.intp).ravel()
+    packed = np.zeros(n, dtype=np.int64)
+    for column, radix in zip(columns, radices):
+        packed = packed * radix + column
+    _, reps, index = np.unique(packed, return_index=True, return_inverse=True)
+    return reps, np.asarray(index, dtype=np.intp).ravel()
+
+
+def _best(kind, op, hw, p, placement) -> tuple[Any, Any]:
     """Per point, the mapping with the least time, then the least energy; ties keep the first
     listed (``sim.mapper.best_cost``'s rule, elementwise)."""
     best_t = best_e = None
-    for mapping in kind.mappings(op, hw0):
-        t = kind.terms(op, mapping, hw0, p, placement)
+    for mapping in kind.mappings(op, hw):
+        t = kind.terms(op, mapping, hw, p, placement)
         time_s, energy_j = np.asarray(t.time_s, dtype=float), np.asarray(t.energy_total, dtype=float)
         if best_t is None:
             best_t, best_e = time_s, energy_j
@@ -162,3 +572,5 @@ def _best(kind, op, hw0, p, placement) -> tuple[Any, Any]:
         best_t = np.where(better, time_s, best_t)
         best_e = np.where(better, energy_j, best_e)
     return best_t, best_e
+
+

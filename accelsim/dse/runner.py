@@ -38,13 +38,19 @@ def read_rows(path: Path) -> list[dict[str, Any]]:
         text = text[: text.rfind("\n") + 1]
     rows = []
     for raw in csv.DictReader(io.StringIO(text)):
-        rows.append({k: _parse(v) for k, v in raw.items()})
+        rows.append({k: _parse(v, k) for k, v in raw.items()})
     return rows
 
 
-def _parse(text: str | None) -> Any:
+# Columns that are always text: a hex point id such as "1234e56789012345" must not read as a number.
+TEXT_COLUMNS = ("point_id", "status", "reason")
+
+
+def _parse(text: str | None, column: str = "") -> Any:
     if text is None or text == "":
         return None
+    if column in TEXT_COLUMNS:
+        return text
     try:
         return float(text)
     except ValueError:
@@ -114,6 +120,28 @@ def evaluate_chunk(job: Job, points: list[dict]) -> list[dict]:
     return evaluate_points(job, points)
 
 
+# The job a pool worker received once at start-up: tasks then carry only their points, and the
+# worker's lowered graph and validation caches (``fastpath``) last for all its chunks.
+_WORKER_JOB: Job | None = None
+
+
+def _start_worker(job: Job) -> None:
+    global _WORKER_JOB
+    _WORKER_JOB = job
+
+
+def _worker_chunk(points: list[dict]) -> list[dict]:
+    assert _WORKER_JOB is not None, "pool worker started without its job"
+    return evaluate_points(_WORKER_JOB, points)
+
+
+def pool_chunk(todo: int, workers: int, chunk: int) -> int:
+    """Points per pool task: at least ``chunk``, and few enough tasks that each worker's fixed
+    cost (its first lowering, task round trips) is spread over many points -- about four tasks
+    per worker, so the last to finish does not leave the others idle for long."""
+    return max(chunk, -(-todo // (4 * workers)))
+
+
 def run(job: Job, points: list[dict[str, Any]], out_csv: Path, *, workers: int = 1,
         scheduler: str | None = None, resume: bool = False,
         progress: Callable[[int], None] | None = None, chunk: int = CHUNK) -> list[dict[str, Any]]:
@@ -144,22 +172,22 @@ def run(job: Job, points: list[dict[str, Any]], out_csv: Path, *, workers: int =
 
 def _normalise(row: dict, fields: list[str]) -> dict:
     """A fresh row as it will read back from the CSV (numbers as floats, gaps as None)."""
-    return {f: _parse(str(_cell(row.get(f)))) if row.get(f) is not None else None for f in fields}
+    return {f: _parse(str(_cell(row.get(f))), f) if row.get(f) is not None else None for f in fields}
 
 
 def _dispatch(job: Job, todo: list[dict], workers: int, scheduler: str | None,
               chunk: int) -> Iterator[list[dict]]:
     if not todo:
         return
-    chunks = list(_chunks(todo, chunk))
     if scheduler:
-        yield from _dask(job, chunks, scheduler)
+        yield from _dask(job, list(_chunks(todo, chunk)), scheduler)
     elif workers <= 1:
-        for c in chunks:
+        for c in _chunks(todo, chunk):
             yield evaluate_chunk(job, c)
     else:
-        with ProcessPoolExecutor(max_workers=workers) as pool:
-            futures = [pool.submit(evaluate_chunk, job, c) for c in chunks]
+        with ProcessPoolExecutor(max_workers=workers, initializer=_start_worker, initargs=(job,)) as pool:
+            futures = [pool.submit(_worker_chunk, c)
+                       for c in _chunks(todo, pool_chunk(len(todo), workers, chunk))]
             for future in as_completed(futures):
                 yield future.result()
 

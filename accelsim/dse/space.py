@@ -344,7 +344,24 @@ def load_space(path: str | Path) -> Space:
 
 def point_id(point: dict[str, Any]) -> str:
     """Stable identity of a design point: a hash of its parameters, independent of order."""
-    text = json.dumps(point, sort_keys=True, separators=(",", ":"), default=str)
+    return _hash(_json(point))
+
+
+def point_ids(keys: list[str], distinct: list[list[Any]], index: list[np.ndarray]) -> list[str]:
+    """``point_id`` of many points given column-wise: per key, its distinct values and each
+    point's index among them.  The JSON text is assembled from per-value pieces, which is the
+    text ``json.dumps`` writes for the whole dict (same separators, keys sorted)."""
+    order = sorted(range(len(keys)), key=lambda i: keys[i])
+    pieces = [[f"{_json(keys[i])}:{_json(v)}" for v in distinct[i]] for i in order]
+    columns = [index[i].tolist() for i in order]
+    return [_hash("{" + ",".join(p[c] for p, c in zip(pieces, row)) + "}") for row in zip(*columns)]
+
+
+def _json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _hash(text: str) -> str:
     return hashlib.sha1(text.encode()).hexdigest()[:16]
 
 

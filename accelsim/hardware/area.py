@@ -1,6 +1,8 @@
 """Silicon area and cost: MAC arrays, on-chip SRAM and ROM, memory PHYs; die cost from wafer
 cost and yield; energy cost and $ per million tokens; the TDP check.
 
+Every function reads numbers from a spec or from ``accelsim.dse.columns`` (the same spec seen
+over many design points, numbers as arrays), so one formula serves one chip and a sweep.
 Per-node constants carry their sources.  Where a config states its die area the stated figure
 is the die; otherwise the die is the sum of the modelled components (control, NoC and I/O other
 than memory PHYs are not modelled, so a modelled die is a lower bound).
@@ -12,6 +14,7 @@ from dataclasses import dataclass, replace
 from functools import lru_cache
 
 from accelsim.dtypes import bits
+from accelsim.hardware.arraymath import exp, safe_divisor, sqrt, vmax, where
 
 WAFER_DIAMETER_MM = 300.0
 # Chips are paid for over this service life and run at the result's average power meanwhile.
@@ -90,7 +93,7 @@ def mac_units(hw, dtype: str) -> float:
 def datapath_mm2(hw, node: NodeConstants) -> float:
     """A multi-format datapath is sized by its most demanding format (units x unit area)."""
     per_dtype = (mac_units(hw, d) * MAC16_UM2 * MAC_RELATIVE[d] * node.mac_scale for d in hw.compute.matrix)
-    return max(per_dtype) * 1e-6
+    return vmax(*per_dtype) * 1e-6
 
 
 def onchip_bytes(hw) -> tuple[float, float]:
@@ -131,13 +134,14 @@ def dies_per_wafer(die_mm2: float, diameter_mm: float = WAFER_DIAMETER_MM) -> fl
     """Gross dies per wafer with the edge-loss term (de Vries, 'Investigating the die per wafer
     formula', IEEE Trans. Semicond. Manuf. 2005)."""
     r = diameter_mm / 2
-    return max(math.pi * r * r / die_mm2 - math.pi * diameter_mm / math.sqrt(2 * die_mm2), 0.0)
+    return vmax(math.pi * r * r / die_mm2 - math.pi * diameter_mm / sqrt(2 * die_mm2), 0.0)
 
 
 def murphy_yield(die_mm2: float, defects_per_cm2: float) -> float:
     """Murphy's yield model, Y = ((1 - e^-AD) / AD)^2 (Murphy, Proc. IEEE 1964)."""
     ad = die_mm2 / 100.0 * defects_per_cm2
-    return 1.0 if ad == 0 else ((1 - math.exp(-ad)) / ad) ** 2
+    safe = safe_divisor(ad, ad == 0)
+    return where(ad == 0, 1.0, ((1 - exp(-safe)) / safe) ** 2)
 
 
 def die_cost_usd(hw) -> float:
@@ -145,7 +149,7 @@ def die_cost_usd(hw) -> float:
     die = area_breakdown(hw).die_mm2
     wafer = hw.area.wafer_cost if hw.area is not None and hw.area.wafer_cost else node.wafer_cost_usd
     good = dies_per_wafer(die) * murphy_yield(die, node.defect_density_cm2)
-    return wafer / good if good > 0 else math.inf
+    return where(good > 0, wafer / safe_divisor(good, good <= 0), math.inf)
 
 
 def usd_per_mtoken(die_usd: float, power_w: float, tokens_per_s: float) -> float:

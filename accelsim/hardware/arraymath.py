@@ -46,3 +46,19 @@ def where(condition, if_true, if_false):
 def nonzero(values: dict[str, Any]) -> dict[str, Any]:
     """Drop entries that are zero on a single design point (array entries are kept whole)."""
     return {k: v for k, v in values.items() if _is_array(v) or v}
+
+
+def sqrt(a):
+    return np.sqrt(a) if _is_array(a) else math.sqrt(a)
+
+
+def exp(a):
+    return np.exp(a) if _is_array(a) else math.exp(a)
+
+
+def safe_divisor(a, bad):
+    """``a`` with 1 wherever ``bad`` holds, so a division whose result ``where`` discards there
+    neither raises (numbers: ``where`` evaluates both branches) nor warns (arrays)."""
+    if _is_array(a, bad):
+        return np.where(bad, 1.0, a)
+    return 1.0 if bad else a

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from accelsim.density import DensityProfile
 from accelsim.graph import Graph, Op
 from accelsim.model.spec import ModelSpec
 from accelsim.workload import Workload
@@ -25,6 +26,9 @@ class Placement:
     footprint: dict[str, float]  # bytes per role (weights, kv_cache, state)
     capacity: dict[str, float]   # bytes per memory level
     regions: dict[str, float] = field(default_factory=dict)  # spatial chips: MACs per layer region
+    # Input-activation density of the step's ops (``Workload.density``), set by the mapper so
+    # every kind's cost reads it the same way (``common.skip_share``); None means dense.
+    density: DensityProfile | None = None
 
 
 @dataclass(frozen=True)

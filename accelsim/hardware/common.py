@@ -7,7 +7,7 @@ from typing import Any
 
 from accelsim.dtypes import DTYPES
 from accelsim.errors import DoesNotFitError
-from accelsim.graph import Graph, Op
+from accelsim.graph import Graph, MatMul, Op
 from accelsim.hardware.arraymath import nonzero, vmax, where
 from accelsim.hardware.base import Mapping, OpCost, Placement, bound_of
 from accelsim.units import format_si
@@ -62,7 +62,7 @@ def base_params(hw) -> dict[str, Any]:
     return {
         "clock": hw.compute.clock, "vector": hw.compute.vector, "vector_op": hw.energy.vector_op,
         "eff_compute": hw.efficiency.compute, "eff_memory": hw.efficiency.memory,
-        "static": hw.power.static,
+        "static": hw.power.static, "zero_skipping": hw.compute.zero_skipping,
         "peak": {d: hw.matrix_peak(d) for d in DTYPES},
         "mac_energy": {d: hw.mac_energy(d) for d in DTYPES},
     }
@@ -140,9 +140,27 @@ def vector_terms(op: Op, p: dict[str, Any], placement: Placement, bandwidth: dic
 def datapath_macs(macs: float, zero_skipping: bool, density: float = 1.0, granularity: int = 1) -> float:
     """MACs the datapath actually performs: all of them on dense hardware; on hardware with
     ``compute.zero_skipping`` only those ``accelsim.density.effective_macs`` leaves for the
-    op's input-activation density.  Pure cost hook: the backends call it once a per-op density
-    reaches them (wiring from ``Workload.density`` is left to the lead)."""
+    op's input-activation density.  Pure cost hook, read by every kind through ``skip_share``."""
     if not zero_skipping:
         return macs
     from accelsim.density import effective_macs
     return effective_macs(macs, density, granularity)
+
+
+def op_density(op: Op, placement: Placement) -> float:
+    """Input-activation density of ``op`` from the step's profile (``Placement.density``); 1
+    without a profile and for every op but a matmul: profiles measure the inputs of linear
+    layers (``importers.density``), and attention reads dense Q/K/V projections."""
+    if placement.density is None or not isinstance(op, MatMul):
+        return 1.0
+    return placement.density.density_of(op.name)
+
+
+def skip_share(op: Op, placement: Placement, zero_skipping) -> Any:
+    """Share of ``op``'s MACs the datapath performs (scales its compute time and energy): 1 on
+    dense hardware; on ``compute.zero_skipping`` hardware what ``datapath_macs`` leaves.
+    ``zero_skipping`` is a flag, or an array of flags over design points."""
+    density = op_density(op, placement)
+    if density >= 1.0 or not op.macs:
+        return 1.0
+    return where(zero_skipping, datapath_macs(op.macs, True, density) / op.macs, 1.0)

@@ -103,13 +103,17 @@ def _gemm_terms(op: MatMul, mapping: Mapping, p: dict[str, Any], placement: Plac
     split = min(split, k_steps)
     tiles = op.count * math.ceil(op.m / tm) * math.ceil(op.n / tn)
     unit_flops = 2.0 * tm * tn * math.ceil(k_steps / split) * tk
-    compute_s = _waves_time(tiles * split, unit_flops, p, peak)
+    kept = common.skip_share(op, placement, p["zero_skipping"])  # zero-skipping datapaths
+    # Pointwise work fused into the epilogue/prologue (``sim.fusion``) runs on the vector units.
+    compute_s = vmax(_waves_time(tiles * split, unit_flops, p, peak) * kept,
+                     op.vector_flops / (p["vector"] * p["eff_compute"]))
 
     moved = _gemm_bytes(op, placement, p, tiles * split, tm, tn, math.ceil(k_steps / split) * tk, split)
     memory_s = {lvl: v / bandwidth[lvl] for lvl, v in moved.items()}
     overhead = p["launch_overhead"] * (2 if split > 1 else 1)
     time = vmax(compute_s, *memory_s.values()) + overhead
-    e = {"compute": op.macs * p["mac_energy"][op.compute_dtype], **common.memory_energy(moved, energy)}
+    e = {"compute": op.macs * kept * p["mac_energy"][op.compute_dtype],
+         "vector": op.vector_flops * p["vector_op"], **common.memory_energy(moved, energy)}
     return common.Terms(time, compute_s, memory_s, moved, e, peak, overhead)
 
 

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from accelsim.errors import AccelsimError, CannotRunError, DoesNotFitError
+from accelsim.errors import CannotRunError, DoesNotFitError
 from accelsim.graph import Attention, Embedding, Graph, MatMul, Op
 from accelsim.hardware import common
 from accelsim.hardware.arraymath import ceil, vmax
@@ -88,6 +88,21 @@ def allocate(need: common.Demand, hw: HardwiredSpec) -> Placement:
                      footprint=resident, capacity=capacity, regions=regions)
 
 
+def max_users(hw: HardwiredSpec, per_user_bytes: float) -> int | None:
+    """Users whose KV cache and recurrent state fit on the chip at once: the same rule as
+    ``allocate`` (the whole cache in SRAM, or in DRAM where there is some).  None when a user
+    keeps no per-user state, so memory sets no ceiling."""
+    dram = hw.memory.dram
+    room = max(hw.memory.sram.capacity, dram.capacity if dram is not None else 0.0)
+    return math.floor(room / per_user_bytes) if per_user_bytes > 0 else None
+
+
+def system_figures(hw: HardwiredSpec, workload: Workload, footprint: dict[str, float]) -> dict[str, Any]:
+    """The concurrency ceiling at this step's context, for ``Result.system``."""
+    per_user = (footprint.get("kv_cache", 0.0) + footprint.get("state", 0.0)) / workload.batch
+    return {"kv_state_bytes_per_user": per_user, "max_concurrent_users": max_users(hw, per_user)}
+
+
 def microbatch(hw: HardwiredSpec, model: ModelSpec, workload: Workload) -> tuple[Workload, int]:
     """Decode keeps up to one group of users per pipeline stage in flight."""
     if workload.phase == "prefill":
@@ -137,16 +152,16 @@ def terms(op: Op, mapping: Mapping, hw: HardwiredSpec, p: dict[str, Any],
     energy_per_byte = {"rom": p["rom_energy"], **p["energy"]}
     tensor_s = 0.0
     dtype = op.dtype
-    share = common.skip_share(op, placement, p["zero_skipping"])  # zero-skipping datapaths
+    kept = common.skip_share(op, placement, p["zero_skipping"])  # zero-skipping datapaths
     if isinstance(op, (MatMul, Attention)):
         dtype = op.compute_dtype if isinstance(op, MatMul) else op.dtype
-        tensor_s = ceil(op.macs * share / region) / clock
+        tensor_s = ceil(op.macs * kept / region) / clock
     vector_s = op.vector_flops / (p["vector"] * share * p["eff_compute"])
     compute_s = vmax(tensor_s, vector_s)
     time = vmax(compute_s, *memory_s.values(), 0.0)
     energy = common.memory_energy(moved, energy_per_byte)
     if op.macs:
-        energy["compute"] = op.macs * share * p["mac_energy"][dtype]
+        energy["compute"] = op.macs * kept * p["mac_energy"][dtype]
     if op.vector_flops:
         energy["vector"] = op.vector_flops * p["vector_op"]
     peak = 2.0 * region * p["clock"] if op.macs else p["vector"] * share

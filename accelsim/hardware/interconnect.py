@@ -2,7 +2,9 @@
 
 A message of ``b`` bytes over one hop takes ``latency + b / bandwidth`` (alpha-beta).  Each
 collective is a short algorithm of such steps; the number of steps (alpha terms) and the bytes
-each chip sends (beta terms) are read off the algorithm in closed form:
+each chip sends (beta terms) are read off the algorithm in closed form.  Every call also pays
+the link's ``base_latency`` once (launching the collective kernel and its handshake; NCCL's own
+tuning model charges the same ``baseLat`` + steps x ``hwLat``):
 
 ===============  ==========================================  ==========================================
 pattern          ring (p-1 neighbour steps per phase)        tree (ceil(log2 p) steps per phase)
@@ -101,7 +103,7 @@ def collective_time(pattern: str, group: int, payload: float, links: Interconnec
     if group <= 1 and pattern != "send":
         return 0.0, 0.0
     steps = ALGORITHMS[algorithm](pattern, max(group, 2), payload)
-    return steps.hops * links.latency + steps.sent / links.bandwidth, steps.sent
+    return links.base_latency + steps.hops * links.latency + steps.sent / links.bandwidth, steps.sent
 
 
 def cost(op: Op, mapping: Mapping, hw: HardwareBase, placement: Placement | None = None) -> OpCost:

@@ -91,11 +91,15 @@ class Interconnect(Spec):
     """Chip-to-chip links for multi-chip runs (``accelsim.hardware.interconnect``).
 
     ``bandwidth`` is what one chip can send in one direction at once (all its links together);
-    ``latency`` is the time per hop of one message; ``topology`` decides which collective
+    ``latency`` is the time per hop (algorithm step) of one message, ``base_latency`` the fixed
+    cost of each collective call; ``topology`` decides which collective
     algorithms are possible (a switch allows every one, a ring only ring algorithms)."""
 
     bandwidth: Bandwidth
     latency: Seconds
+    # Fixed cost of one collective call whatever its size (kernel launch, protocol setup and
+    # synchronisation: NCCL's ``baseLat``); ``latency`` is then paid per algorithm step.
+    base_latency: Seconds = "0 s"
     energy: EnergyPerByte
     topology: Literal["ring", "tree", "switch"]
     source: Source
@@ -158,6 +162,9 @@ class GpuSection(Spec):
     cluster: PositiveInt = 1  # CTAs per cluster sharing operand slabs by multicast (Hopper TMA)
     tiles: list[TileShape] = Field(min_length=1)
     launch_overhead: Seconds
+    # Pointwise ops run in the epilogue/prologue of a neighbouring kernel (``sim.fusion``), as
+    # TensorRT-LLM and vLLM do; ``none`` launches every op as its own kernel.
+    fusion: Literal["none", "epilogue"] = "epilogue"
     source: Source
 
 
@@ -180,6 +187,7 @@ class SystolicSection(Spec):
     overlap: Literal["none", "double_buffered"] = "double_buffered"
     macs_per_pe: dict[DType, PositiveInt] = Field(min_length=1)
     op_overhead: Seconds
+    fusion: Literal["none", "epilogue"] = "epilogue"  # XLA fuses pointwise ops into GEMMs (sim.fusion)
     source: Source
 
 

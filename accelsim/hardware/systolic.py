@@ -153,9 +153,10 @@ def terms(op: Op, mapping: Mapping, hw: SystolicSpec, p: dict[str, Any], placeme
     overlap = hw.systolic.overlap
     clock = p["clock"] * p["eff_compute"]
     sizes = (p["rows"], p["cols"], p["arrays"], overlap, dataflow)
+    kept = common.skip_share(op, placement, p["zero_skipping"])  # zero-skipping datapaths
     if isinstance(op, MatMul):
         dtype = op.compute_dtype
-        cycles = shared_array_cycles(op.m, op.k, op.n, *sizes, op.count)
+        cycles = ceil(shared_array_cycles(op.m, op.k, op.n, *sizes, op.count) * kept)
         a, b, c = op.inputs[0], op.inputs[1], op.outputs[0]
         limit = p["buffer_capacity"] * common.ONCHIP_ACTIVATION_SHARE
         hbm_of = {t.name: (t.nbytes if placement.level_of[t.role] == "hbm" else
@@ -164,7 +165,7 @@ def terms(op: Op, mapping: Mapping, hw: SystolicSpec, p: dict[str, Any], placeme
         hbm = gemm_offchip_bytes(hbm_of[a.name], hbm_of[b.name], hbm_of[c.name],
                                  p["buffer_capacity"]) + sum(hbm_of[t.name] for t in op.inputs[2:])
         moved = {"hbm": hbm, "buffer": op.bytes_moved}
-        vector_s = 0.0
+        vector_s = op.vector_flops / (p["vector"] * p["eff_compute"])  # fused epilogue work
     else:
         dtype = op.dtype
         rows = op.q_len * (op.heads // op.kv_heads)
@@ -180,8 +181,8 @@ def terms(op: Op, mapping: Mapping, hw: SystolicSpec, p: dict[str, Any], placeme
         time = vmax(compute_s, *memory_s.values()) + overhead
     else:
         time = compute_s + sum(memory_s.values()) + overhead
-    e = {"compute": op.macs * p["mac_energy"][dtype], **common.memory_energy(moved, energy)}
-    if isinstance(op, Attention) and op.vector_flops:
+    e = {"compute": op.macs * kept * p["mac_energy"][dtype], **common.memory_energy(moved, energy)}
+    if op.vector_flops:  # attention's softmax, or pointwise work fused into a GEMM
         e["vector"] = op.vector_flops * p["vector_op"]
     return common.Terms(time, compute_s, memory_s, moved, e, p["peak"][dtype], overhead,
                         {"cycles": cycles})

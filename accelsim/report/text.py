@@ -7,15 +7,34 @@ from accelsim.sim.result import Result
 from accelsim.units import format_si
 
 
+def chips_line(result: Result) -> str:
+    """'1' or '8 (tp=8 pp=1 ep=1)': the system the figures are for."""
+    split = " ".join(f"{k}={result.system[k]}" for k in ("tp", "pp", "ep") if k in result.system)
+    return f"{result.chips}" + (f" ({split})" if split else "")
+
+
 def headline(result: Result) -> dict[str, str]:
-    return {
+    rows = {
+        "chips": chips_line(result),
         "latency": format_si(result.latency_s, "s"),
         "tokens/s": f"{result.tokens_per_s:,.1f}",
+        "per user": f"{result.tokens_per_s_per_user:,.1f} tokens/s",
+        "per chip": f"{result.tokens_per_s_per_chip:,.1f} tokens/s",
         "J/token": f"{result.joules_per_token:.4g}",
         "avg power": format_si(result.power_w, "W"),
         "weights": format_si(result.footprint_bytes.get("weight", 0.0), "B"),
         "KV cache": format_si(result.footprint_bytes.get("kv_cache", 0.0), "B"),
     }
+    if "max_concurrent_users" in result.system:
+        users = result.system["max_concurrent_users"]
+        per_user = format_si(result.system["kv_state_bytes_per_user"], "B")
+        rows["max users"] = (f"{users:,} at context {result.workload['context']} ({per_user} KV + state each)"
+                             if users is not None else "no per-user state: not memory-limited")
+    if result.area_mm2 is not None:
+        rows["die area"] = f"{result.area_mm2:,.0f} mm2 per chip"
+    if result.usd_per_mtoken is not None:
+        rows["$/Mtoken"] = f"{result.usd_per_mtoken:.4g}"
+    return rows
 
 
 def op_table(result: Result, top: int = 12) -> pd.DataFrame:

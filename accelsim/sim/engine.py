@@ -133,6 +133,7 @@ def step_timeline(model: Any, hw: Any, workload: Any, *, overlap: Overlap = "dou
     """
     from accelsim.api import resolve_hardware, resolve_model, simulate
     from accelsim.model.lower import lower
+    from accelsim.sim import fusion
 
     spec, chip = resolve_model(model), resolve_hardware(hw)
     extra = {"parallelism": parallelism} if parallelism is not None else {}
@@ -145,6 +146,7 @@ def step_timeline(model: Any, hw: Any, workload: Any, *, overlap: Overlap = "dou
     if parallelism is not None:
         from accelsim.parallel import shard
         graph = shard(graph, parallelism)
+    graph = fusion.for_chip(graph, chip)  # the same kernels simulate() costed
     return run(result.ops, machine_for(chip), graph=graph, overlap=overlap, groups=result.groups,
                rounds=rounds, quantise=quantise)
 

@@ -5,8 +5,9 @@ from dataclasses import replace
 from types import ModuleType
 from typing import Any
 
+from accelsim.density import DensityProfile
 from accelsim.graph import Collective, Graph, Op
-from accelsim.hardware import interconnect
+from accelsim.hardware import common, interconnect
 from accelsim.hardware.base import OpCost, Placement
 
 
@@ -19,12 +20,17 @@ def best_cost(op: Op, hw: Any, backend: ModuleType, placement: Placement) -> OpC
                key=lambda c: (c.time_s, c.energy_total))
 
 
-def map_graph(graph: Graph, hw: Any, backend: ModuleType, placement: Placement) -> list[OpCost]:
-    """Cost every op under its best mapping; ops of identical shape are mapped once."""
+def map_graph(graph: Graph, hw: Any, backend: ModuleType, placement: Placement,
+              density: DensityProfile | None = None) -> list[OpCost]:
+    """Cost every op under its best mapping; ops of identical shape (and input density) are
+    mapped once.  ``density`` (``Workload.density``) reaches every kind's cost through the
+    placement, so zero-skipping hardware of any kind reads it the same way."""
+    if density is not None:
+        placement = replace(placement, density=density)
     memo: dict[tuple, OpCost] = {}
     costs = []
     for op in graph:
-        key = _shape_key(op, spatial=bool(placement.regions))
+        key = (*_shape_key(op, spatial=bool(placement.regions)), common.op_density(op, placement))
         if key not in memo:
             memo[key] = best_cost(op, hw, backend, placement)
         costs.append(replace(memo[key], op=op.name, layer=op.layer))

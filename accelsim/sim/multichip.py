@@ -21,6 +21,7 @@ from accelsim.hardware.base import OpCost
 from accelsim.hardware.spec import HardwareBase
 from accelsim.model.spec import ModelSpec
 from accelsim.parallel import Parallelism, shard, stage_graphs
+from accelsim.sim import fusion
 from accelsim.sim.mapper import map_graph
 from accelsim.sim.result import Result
 from accelsim.workload import Workload
@@ -53,17 +54,21 @@ def simulate_multichip(name: str, lower_for: Callable[[Workload], Graph], chip: 
     par = plan.parallelism
     if par.chips > 1:
         interconnect.links_of(chip)
-    full_stages = plan.split(full)
+    # Fusion runs after sharding: collectives stay kernels of their own.
+    def split(g: Graph) -> list[Graph]:
+        return [fusion.for_chip(stage, chip) for stage in plan.split(g)]
+
+    full_stages = split(full)
     per_chip = [kind.place(g, chip, spec, workload).footprint for g in full_stages]  # fit check
 
     groups = min(workload.batch, len(full_stages))
     micro = replace(workload, batch=math.ceil(workload.batch / groups))
-    stages = full_stages if groups == 1 else plan.split(lower_for(micro))
+    stages = full_stages if groups == 1 else split(lower_for(micro))
     costs: list[OpCost] = []
     stage_s: list[float] = []
     for graph in stages:
         placement = kind.place(graph, chip, spec, micro)
-        stage_costs = map_graph(graph, chip, kind, placement)
+        stage_costs = map_graph(graph, chip, kind, placement, micro.density)
         stage_s.append(kind.schedule(stage_costs, chip, micro, 1).latency_s)
         costs.extend(stage_costs)
     step = hardwired.pipeline_step(list(enumerate(stage_s)), 0.0, workload, groups)

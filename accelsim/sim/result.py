@@ -35,7 +35,8 @@ class Result:
     die_cost_usd: float | None = None    # wafer cost over good dies per wafer
     usd_per_mtoken: float | None = None  # silicon amortised + electricity, per 1e6 tokens
     chips: int = 1                       # chips in the system (all numbers above are system-wide)
-    system: dict = field(default_factory=dict)  # multi-chip: parallelism, per-chip figures
+    system: dict = field(default_factory=dict)  # multi-chip: parallelism, per-chip figures;
+    # hardwired: KV + state per user and the concurrent users that fit (hardware.hardwired)
 
     @property
     def energy_total_j(self) -> float:
@@ -44,6 +45,15 @@ class Result:
     @property
     def power_w(self) -> float:
         return self.energy_total_j / self.latency_s
+
+    @property
+    def tokens_per_s_per_user(self) -> float:
+        """Each sequence gets its share of the step's tokens: 1 / step time in decode."""
+        return self.tokens_per_s / self.workload["batch"]
+
+    @property
+    def tokens_per_s_per_chip(self) -> float:
+        return self.tokens_per_s / self.chips
 
     @property
     def flops(self) -> float:
@@ -78,7 +88,8 @@ class Result:
             "groups_in_flight": self.groups, "notes": list(self.notes),
             "area_mm2": self.area_mm2, "die_cost_usd": self.die_cost_usd,
             "usd_per_mtoken": self.usd_per_mtoken,
-            "chips": self.chips, "tokens_per_s_per_chip": self.tokens_per_s / self.chips,
+            "chips": self.chips, "tokens_per_s_per_chip": self.tokens_per_s_per_chip,
+            "tokens_per_s_per_user": self.tokens_per_s_per_user,
             "system": self.system,
             "ops": [{"name": c.op, "kind": c.kind, "layer": c.layer, "time_s": c.time_s,
                      "bound": c.bound, "flops": c.flops, "bytes": c.bytes,

@@ -1,0 +1,235 @@
+"""Kernel fusion as a graph transform: ``fuse(graph, policy) -> Graph``.
+
+The lowering emits one op per mathematical step (RMSNorm, RoPE, residual add, SiLU x mul ...).
+Production engines do not launch them one by one: TensorRT-LLM and vLLM run pointwise work in
+the epilogue of the GEMM that produced its input (bias/activation/residual epilogues, fused
+gated-MLP activation), or in the prologue of the kernel that consumes it (RoPE inside the
+attention kernel).  Charging every op its own launch and its own activation round trip makes a
+decode step on a GPU launch-bound and pushed the calibrated launch overhead up to absorb it.
+
+Policy ``epilogue``: walking the graph in execution order, a pointwise op (``Elementwise``)
+joins the kernel just before it when the tensor between them has no other consumer (an
+epilogue); failing that, it joins the kernel just after it when its own output feeds only that
+kernel (a prologue).  A ``Norm`` is a row reduction over the hidden dimension, which a GEMM
+tiled over that dimension cannot finish in one CTA, so it never joins a GEMM or attention; it
+may absorb pointwise neighbours (residual add + RMSNorm in one kernel).  Collectives and
+embedding gathers are never fused.  Policy ``none`` returns the graph unchanged.
+
+A fused op keeps its primary kind (it is an instance of a subclass of ``MatMul``,
+``Attention``, ``Norm`` ... so every backend costs it with its primary's formulas) and its
+primary's name; ``fused`` lists the absorbed ops (their last name segment, so layers share one
+shape key) and ``absorbed_flops`` their vector work.  Its inputs are the tensors read from
+outside the kernel, its outputs those read outside it (or by nobody, i.e. step outputs):
+intermediates between fused members never cross memory.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+from typing import Literal
+
+from accelsim.errors import AccelsimError
+from accelsim.graph import Attention, Conv, Elementwise, Graph, MatMul, Norm, Op, Scan, Tensor
+
+Policy = Literal["none", "epilogue"]
+POLICIES: tuple[str, ...] = ("none", "epilogue")
+
+
+class _Absorbs:
+    """Adds the absorbed ops' vector work to the primary's own (FLOPs are conserved)."""
+
+    absorbed_flops: float
+
+    @property
+    def vector_flops(self) -> float:
+        return super().vector_flops + self.absorbed_flops  # type: ignore[misc]
+
+
+@dataclass(frozen=True)
+class FusedMatMul(_Absorbs, MatMul):
+    fused: tuple[str, ...] = ()
+    absorbed_flops: float = 0.0
+
+
+@dataclass(frozen=True)
+class FusedAttention(_Absorbs, Attention):
+    fused: tuple[str, ...] = ()
+    absorbed_flops: float = 0.0
+
+
+@dataclass(frozen=True)
+class FusedNorm(_Absorbs, Norm):
+    fused: tuple[str, ...] = ()
+    absorbed_flops: float = 0.0
+
+
+@dataclass(frozen=True)
+class FusedElementwise(_Absorbs, Elementwise):
+    fused: tuple[str, ...] = ()
+    absorbed_flops: float = 0.0
+
+
+@dataclass(frozen=True)
+class FusedScan(_Absorbs, Scan):
+    fused: tuple[str, ...] = ()
+    absorbed_flops: float = 0.0
+
+
+@dataclass(frozen=True)
+class FusedConv(_Absorbs, Conv):
+    fused: tuple[str, ...] = ()
+    absorbed_flops: float = 0.0
+
+
+FUSED: dict[type[Op], type[Op]] = {MatMul: FusedMatMul, Attention: FusedAttention, Norm: FusedNorm,
+                                   Elementwise: FusedElementwise, Scan: FusedScan, Conv: FusedConv}
+# Kernels whose epilogue can apply pointwise work to their output tile.
+_EPILOGUE_HOSTS = (MatMul, Attention, Elementwise, Norm, Scan, Conv)
+# Kernels whose prologue can apply pointwise work to an input as it is loaded.
+_PROLOGUE_HOSTS = (MatMul, Attention, Norm, Elementwise)
+
+
+@dataclass
+class _Kernel:
+    """Ops that run as one kernel: ``primary`` decides the kind, the others are absorbed."""
+
+    primary: Op
+    members: list[Op]
+
+    @property
+    def outputs(self) -> set[str]:
+        return {t.name for op in self.members for t in op.outputs}
+
+
+def _primary_class(op: Op) -> type[Op]:
+    return next((base for base in type(op).__mro__ if base in FUSED), type(op))
+
+
+def _is_pointwise(op: Op) -> bool:
+    return _primary_class(op) is Elementwise
+
+
+def _joins(op: Op, host: Op) -> bool:
+    """May ``op`` run inside a kernel whose primary is ``host``?"""
+    if _is_pointwise(op):
+        return isinstance(host, _EPILOGUE_HOSTS)
+    # A norm absorbs pointwise work but never runs inside a GEMM or attention kernel.
+    return isinstance(op, Norm) and _is_pointwise(host)
+
+
+def fuse(graph: Graph, policy: str = "epilogue") -> Graph:
+    """The graph with pointwise and norm ops merged into neighbouring kernels (see module doc)."""
+    if policy not in POLICIES:
+        raise AccelsimError(f"fusion policy must be one of {', '.join(POLICIES)}; got {policy!r}")
+    if policy == "none":
+        return graph
+    consumers = Counter(t.name for op in graph for t in op.inputs)
+    kernels: list[_Kernel] = []
+    for op in graph:
+        last = kernels[-1] if kernels else None
+        if last is not None and _epilogue(op, last, consumers):
+            last.members.append(op)
+            if not _is_pointwise(op):  # a norm takes over as the kernel's primary
+                last.primary = op
+        elif last is not None and _prologue(last, op, consumers):
+            last.members.append(op)
+            last.primary = op
+        else:
+            kernels.append(_Kernel(op, [op]))
+    fused = Graph(graph.name)
+    for kernel in kernels:
+        fused.add(_merge(kernel, consumers))
+    return fused
+
+
+def _epilogue(op: Op, last: _Kernel, consumers: Counter) -> bool:
+    """``op`` reads an output of ``last`` that nothing else reads, and may run inside it."""
+    if not (_is_pointwise(op) or isinstance(op, Norm)) or not _joins(op, last.primary):
+        return False
+    inner = last.outputs
+    return any(t.name in inner and consumers[t.name] == 1 for t in op.inputs)
+
+
+def _prologue(last: _Kernel, op: Op, consumers: Counter) -> bool:
+    """``last`` is a lone pointwise op whose every output feeds only ``op``."""
+    if len(last.members) != 1 or not _is_pointwise(last.primary):
+        return False
+    if not (isinstance(op, _PROLOGUE_HOSTS) and _joins(last.primary, op)):
+        return False
+    read = {t.name for t in op.inputs}
+    return all(t.name in read and consumers[t.name] == 1 for t in last.primary.outputs)
+
+
+def _merge(kernel: _Kernel, consumers: Counter) -> Op:
+    """One op for the kernel: the primary's fields, the kernel's external tensors, and the
+    absorbed ops' names and vector work."""
+    if len(kernel.members) == 1:
+        return kernel.primary
+    primary = kernel.primary
+    produced = kernel.outputs
+    inner_reads = Counter(t.name for op in kernel.members for t in op.inputs if t.name in produced)
+    internal = {name for name, n in inner_reads.items() if consumers[name] == n}
+    inputs = _external_inputs(kernel, produced)
+    outputs = _dedupe(t for op in kernel.members for t in op.outputs if t.name not in internal)
+    # The kernel's final result comes first: backends read outputs[0] as the result tensor.
+    final = {t.name for t in kernel.members[-1].outputs}
+    outputs.sort(key=lambda t: t.name not in final)
+    absorbed = [op for op in kernel.members if op is not primary]
+    cls = FUSED[_primary_class(primary)]
+    fields = {k: v for k, v in vars(primary).items() if k not in ("fused", "absorbed_flops")}
+    fields.update(inputs=tuple(inputs), outputs=tuple(outputs),
+                  fused=tuple(getattr(primary, "fused", ())) + tuple(_label(op) for op in absorbed),
+                  absorbed_flops=getattr(primary, "absorbed_flops", 0.0)
+                  + sum(op.flops for op in absorbed))
+    return cls(**fields)
+
+
+def _external_inputs(kernel: _Kernel, produced: set[str]) -> list[Tensor]:
+    """Tensors the kernel reads from memory, in the primary's operand order: a prologue's first
+    input takes the place of the operand it produced (a GEMM's A stays first, B second) and
+    every other outside read follows the primary's own operands."""
+    by_output = {t.name: op for op in kernel.members for t in op.outputs}
+
+    def sources(t: Tensor) -> list[Tensor]:
+        if t.name not in produced:
+            return [t]
+        producer = by_output[t.name]
+        if producer is kernel.primary:
+            return []
+        return [u for v in producer.inputs for u in sources(v)]
+
+    operands: list[Tensor] = []
+    tail: list[Tensor] = []
+    for t in kernel.primary.inputs:
+        found = sources(t)
+        operands.extend(found[:1])
+        tail.extend(found[1:])
+    for op in kernel.members:
+        for t in op.inputs:
+            tail.extend(sources(t))
+    return _dedupe([*operands, *tail])
+
+
+def _dedupe(tensors) -> list[Tensor]:
+    seen: dict[str, Tensor] = {}
+    for t in tensors:
+        seen.setdefault(t.name, t)
+    return list(seen.values())
+
+
+def _label(op: Op) -> str:
+    """Layer-free name of an absorbed op, so identical layers keep one shape key."""
+    return op.name.rsplit(".", 1)[-1]
+
+
+def policy_of(chip) -> str:
+    """The fusion policy the chip's kind section names; kinds without one (hardwired, already
+    spatial; dataflow) do not fuse."""
+    section = getattr(chip, chip.kind, None)
+    return getattr(section, "fusion", "none")
+
+
+def for_chip(graph: Graph, chip) -> Graph:
+    """The graph a backend costs on ``chip``: the one place fusion is applied (after sharding,
+    so collectives stay separate kernels)."""
+    return fuse(graph, policy_of(chip))
