@@ -1,6 +1,7 @@
 """Every bundled config loads; every kind of bad config gives one clear line and exit 2."""
 from pathlib import Path
 
+import pydantic
 import pytest
 import yaml
 
@@ -108,5 +109,5 @@ def test_bad_cli_option_value_exits_2(cli):
 
 def test_specs_are_immutable():
     chip = hardware.load_hardware("h100-sxm")
-    with pytest.raises(Exception):
+    with pytest.raises(pydantic.ValidationError, match="frozen"):
         chip.gpu.sms = 1  # type: ignore[misc]

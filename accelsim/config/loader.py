@@ -49,7 +49,7 @@ def read_document(path: Path) -> dict[str, Any]:
         if path.suffix == ".json":
             data = json.loads(text)
         else:
-            data = yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 - SafeLoader subclass
+            data = yaml.load(text, Loader=_UniqueKeyLoader)
     except json.JSONDecodeError as err:
         raise ConfigError(f"invalid JSON at line {err.lineno}: {err.msg}", source=str(path)) from None
     except yaml.YAMLError as err:

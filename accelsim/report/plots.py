@@ -6,10 +6,10 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
 
-from accelsim.sim.result import Result  # noqa: E402
+from accelsim.sim.result import Result
 
 KIND_COLOURS = {"matmul": "#1f77b4", "attention": "#ff7f0e", "elementwise": "#2ca02c",
                 "norm": "#d62728", "embedding": "#9467bd", "scan": "#8c564b", "conv": "#e377c2",
