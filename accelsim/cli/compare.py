@@ -55,7 +55,11 @@ def compare(model, hws, phase, batch, prompt, context, density, weight_dtype, ac
         options.echo_json(payload)
         return
     click.echo(f"{spec.name}, {workload.describe()}")
-    click.echo(display_frame(summary_frame(results, refusals)).to_string(index=False))
+    table = display_frame(summary_frame(results, refusals))
+    table["status"] = table["status"].map(lambda v: v if v == "ok" else "cannot run (below)")
+    click.echo(table.to_string(index=False))
+    for refusal in refusals:
+        click.echo(f"  {refusal.hw}: {refusal.reason}")
     click.echo(f"\nreport: {files['html']} (and report.md, CSV and plots in {out_dir})")
 
 
