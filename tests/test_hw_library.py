@@ -116,3 +116,17 @@ def test_zero_skipping_hook_gains_only_what_density_allows():
     assert datapath_macs(1000.0, True, density=0.3) == pytest.approx(300.0)
     # groups of 4 are skipped only when all four are zero: 1 - 0.7^4 of the work remains
     assert datapath_macs(1000.0, True, density=0.3, granularity=4) == pytest.approx(1000 * (1 - 0.7 ** 4))
+
+
+def test_wafer_scale_engine_costs_one_wafer_not_infinity():
+    """A 46,225 mm2 engine has no room for a second die and no yield by discard: its spares route
+    around defects, so the chip costs a wafer (the die-per-wafer formula alone gives zero)."""
+    import math
+
+    from accelsim import hardware
+    from accelsim.hardware import area
+
+    chip = hardware.load_hardware("cerebras-wse3")
+    assert area.dies_per_wafer(46225) == 0
+    cost = area.die_cost_usd(chip)
+    assert math.isfinite(cost) and cost == area.node_of(chip).wafer_cost_usd

@@ -148,6 +148,8 @@ def die_cost_usd(hw) -> float:
     node = node_of(hw)
     die = area_breakdown(hw).die_mm2
     wafer = hw.area.wafer_cost if hw.area is not None and hw.area.wafer_cost else node.wafer_cost_usd
+    if hw.area is not None and hw.area.wafer_scale:
+        return wafer
     good = dies_per_wafer(die) * murphy_yield(die, node.defect_density_cm2)
     return where(good > 0, wafer / safe_divisor(good, good <= 0), math.inf)
 

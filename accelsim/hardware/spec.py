@@ -84,6 +84,9 @@ class AreaSpec(Spec):
     node: ProcessNodeName | None = None
     phys: NonNegativeInt = 0  # off-chip memory PHYs (HBM stacks / DRAM channels)
     wafer_cost: Money | None = None  # overrides the node's table value
+    # One die per wafer that routes around defective cores with spares (Cerebras WSE): the
+    # chip costs a whole wafer and yield losses are absorbed by redundancy, not by discards.
+    wafer_scale: bool = False
     source: Source
 
 
@@ -162,6 +165,10 @@ class GpuSection(Spec):
     cluster: PositiveInt = 1  # CTAs per cluster sharing operand slabs by multicast (Hopper TMA)
     tiles: list[TileShape] = Field(min_length=1)
     launch_overhead: Seconds
+    # Host-side work of the inference engine per forward step (scheduling, input preparation,
+    # sampling): charged once per model step by ``gpu.schedule``, never per kernel, so
+    # single-kernel costs (``accelsim op``, the GEMM validation points) do not include it.
+    step_overhead: Seconds = "0 s"
     # Pointwise ops run in the epilogue/prologue of a neighbouring kernel (``sim.fusion``), as
     # TensorRT-LLM and vLLM do; ``none`` launches every op as its own kernel.
     fusion: Literal["none", "epilogue"] = "epilogue"
