@@ -21,7 +21,12 @@ def test_decode_batch1_on_h100_is_memory_bound_and_not_faster_than_weights_over_
     r = simulate("llama-3.1-8b", chip, Workload("decode", batch=1, context=2048))
     floor = (r.footprint_bytes["weight"] + r.footprint_bytes["kv_cache"]) / chip.memory.hbm.bandwidth
     assert r.latency_s >= floor
-    assert r.latency_s < 1.5 * floor  # and not absurdly slower: decode is a bandwidth problem
+    # ...and no slower than the bytes at the calibrated bandwidth plus the fixed costs a step
+    # pays (one launch per kernel, one host step), within 10 %: decode is a bandwidth problem.
+    explained = (floor / chip.efficiency.memory + len(r.ops) * chip.gpu.launch_overhead
+                 + chip.gpu.step_overhead)
+    assert r.latency_s < 1.1 * explained
+    assert r.latency_s < 1.6 * floor
     frame = r.ops_frame()
     memory_time = frame.loc[frame["bound"] == "memory:hbm", "time_s"].sum()
     assert memory_time > 0.8 * frame["time_s"].sum()

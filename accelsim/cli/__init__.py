@@ -48,8 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as err:
         # One line, like every other bad-input error; `--help` has the usage.
         command = err.ctx.command_path if getattr(err, "ctx", None) is not None else "accelsim"
-        click.echo(f"error: {command}: {' '.join(err.format_message().split())} "
-                   f"(see '{command} --help')", err=True)
+        hint = f" (see '{command} --help')" if isinstance(err, click.UsageError) else ""
+        click.echo(f"error: {command}: {' '.join(err.format_message().split())}{hint}", err=True)
         return 2 if isinstance(err, click.UsageError) else err.exit_code
     except click.exceptions.Abort:
         click.echo("aborted", err=True)

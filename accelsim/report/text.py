@@ -57,11 +57,17 @@ def result_summary(result: Result, top: int = 12) -> str:
     lines += [f"  {k:>10}: {v}" for k, v in headline(result).items()]
     lines += [f"  {'note':>10}: {n}" for n in result.notes]
     kinds = result.by_kind()
+    times, counts, bounds = kinds["time_s"], kinds["count"], kinds["bound"]
+    if result.step_overhead_s:
+        # Host-side step work belongs to no op: its own line, so the shares add up to the step.
+        times = pd.concat([times, pd.Series({"step overhead (host)": result.step_overhead_s})])
+        counts = pd.concat([counts, pd.Series({"step overhead (host)": 0})])
+        bounds = pd.concat([bounds, pd.Series({"step overhead (host)": "overhead"})])
     lines.append("\nTime by op kind:")
     lines.append(pd.DataFrame({
-        "time": kinds["time_s"].map(lambda v: format_si(v, "s")),
-        "share": (kinds["time_s"] / kinds["time_s"].sum()).map("{:.1%}".format),
-        "ops": kinds["count"], "bound": kinds["bound"],
+        "time": times.map(lambda v: format_si(v, "s")),
+        "share": (times / times.sum()).map("{:.1%}".format),
+        "ops": counts, "bound": bounds,
     }).to_string())
     lines.append(f"\nSlowest ops{' (top ' + str(top) + ')' if top else ''}:")
     lines.append(op_table(result, top).to_string(index=False))

@@ -147,8 +147,19 @@ def step_timeline(model: Any, hw: Any, workload: Any, *, overlap: Overlap = "dou
         from accelsim.parallel import shard
         graph = shard(graph, parallelism)
     graph = fusion.for_chip(graph, chip)  # the same kernels simulate() costed
-    return run(result.ops, machine_for(chip), graph=graph, overlap=overlap, groups=result.groups,
+    costs = list(result.ops)
+    if result.step_overhead_s:
+        costs.append(host_step(result.step_overhead_s))
+    return run(costs, machine_for(chip), graph=graph, overlap=overlap, groups=result.groups,
                rounds=rounds, quantise=quantise)
+
+
+def host_step(seconds: float) -> OpCost:
+    """The runtime's host-side work per step (``gpu.step_overhead``) as a task after the step's
+    kernels: the chip idles through it, and the next round's kernels wait for it."""
+    return OpCost(op="step overhead", kind="host", layer=None, time_s=seconds, compute_s=0.0,
+                  memory_s={}, bytes={}, energy_j={}, flops=0.0, peak_flops=0.0, bound="overhead",
+                  mapping="host (gpu.step_overhead)", overhead_s=seconds)
 
 
 # --- building tasks -------------------------------------------------------------------------

@@ -89,6 +89,9 @@ def simulate_multichip(name: str, lower_for: Callable[[Workload], Graph], chip: 
         "tokens_per_s_per_chip": step.throughput_tokens_per_s / par.chips,
         "joules_per_token_per_chip": sum(energy.values()) / tokens / par.chips,
         "per_chip_footprint_bytes": max(per_chip, key=lambda f: sum(f.values())),
+        # Kind-specific figures (a GPU's per-step host overhead, paid by each stage's step).
+        **(kind.system_figures(chip, workload, common.footprint(full))
+           if hasattr(kind, "system_figures") else {}),
     }
     headline = (f"{par.describe()}: per chip {step.throughput_tokens_per_s / par.chips:,.1f} "
                 f"tokens/s; collectives {collective_s * 1e6:,.1f} us per trip")

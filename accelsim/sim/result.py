@@ -52,6 +52,12 @@ class Result:
         return self.tokens_per_s / self.workload["batch"]
 
     @property
+    def step_overhead_s(self) -> float:
+        """Host-side time per step inside ``latency_s`` that belongs to no op (a GPU's
+        ``gpu.step_overhead``; 0 where the chip has none)."""
+        return self.system.get("step_overhead_s", 0.0)
+
+    @property
     def tokens_per_s_per_chip(self) -> float:
         return self.tokens_per_s / self.chips
 
@@ -90,6 +96,7 @@ class Result:
             "usd_per_mtoken": self.usd_per_mtoken,
             "chips": self.chips, "tokens_per_s_per_chip": self.tokens_per_s_per_chip,
             "tokens_per_s_per_user": self.tokens_per_s_per_user,
+            "step_overhead_s": self.step_overhead_s,
             "system": self.system,
             "ops": [{"name": c.op, "kind": c.kind, "layer": c.layer, "time_s": c.time_s,
                      "bound": c.bound, "flops": c.flops, "bytes": c.bytes,

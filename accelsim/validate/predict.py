@@ -39,14 +39,18 @@ GEMM_OUT_DTYPE = {"fp8": "bf16", "fp16": "fp16", "bf16": "bf16"}
 
 @dataclass(frozen=True)
 class Calibration:
-    """The constants calibration fits per hardware config (the others stay as the YAML says)."""
+    """The constants calibration fits per hardware config (the others stay as the YAML says).
+
+    ``step_s`` is the per-step host overhead (``gpu.step_overhead``); kinds without one keep 0."""
 
     compute: float
     memory: float
     overhead_s: float
+    step_s: float = 0.0
 
     def as_dict(self) -> dict[str, float]:
-        return {"compute": self.compute, "memory": self.memory, "overhead_s": self.overhead_s}
+        return {"compute": self.compute, "memory": self.memory, "overhead_s": self.overhead_s,
+                "step_s": self.step_s}
 
 
 def overhead_key(hw: HardwareBase) -> tuple[str, str]:
@@ -58,17 +62,28 @@ def overhead_key(hw: HardwareBase) -> tuple[str, str]:
     raise ValueError(f"{hw.name}: kind '{hw.kind}' has no calibrated overhead")
 
 
+def has_step_overhead(hw: HardwareBase) -> bool:
+    """Whether the kind charges a per-step host overhead (``gpu.step_overhead``)."""
+    return isinstance(hw, GpuSpec)
+
+
 def current_calibration(hw: HardwareBase) -> Calibration:
     section, key = overhead_key(hw)
-    return Calibration(hw.efficiency.compute, hw.efficiency.memory, getattr(getattr(hw, section), key))
+    step = hw.gpu.step_overhead if has_step_overhead(hw) else 0.0
+    return Calibration(hw.efficiency.compute, hw.efficiency.memory, getattr(getattr(hw, section), key), step)
 
 
 def calibrated(hw: HardwareBase, cal: Calibration) -> HardwareBase:
-    """A copy of ``hw`` with the efficiency constants and per-op overhead replaced."""
+    """A copy of ``hw`` with the efficiency constants, per-op and per-step overheads replaced."""
     section, key = overhead_key(hw)
+    update = {key: cal.overhead_s}
+    if has_step_overhead(hw):
+        update["step_overhead"] = cal.step_s
+    elif cal.step_s:
+        raise ValueError(f"{hw.name}: kind '{hw.kind}' has no per-step overhead to set")
     return hw.model_copy(update={
         "efficiency": hw.efficiency.model_copy(update={"compute": cal.compute, "memory": cal.memory}),
-        section: getattr(hw, section).model_copy(update={key: cal.overhead_s}),
+        section: getattr(hw, section).model_copy(update=update),
     })
 
 
