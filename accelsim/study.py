@@ -57,7 +57,10 @@ class StudyCell:
     def slug(self) -> str:
         wl = self.workload
         size = f"p{wl.prompt}" if wl.phase == "prefill" else f"c{wl.context}"
-        return f"{self.case.model}_{wl.phase}_b{wl.batch}_{size}"
+        dtypes = "".join(f"_{tag}-{d}" for tag, d in (("w", self.case.weight_dtype),
+                                                        ("a", self.case.act_dtype),
+                                                        ("kv", self.case.kv_dtype)) if d)
+        return f"{self.case.model}{dtypes}_{wl.phase}_b{wl.batch}_{size}"
 
 
 def load_study(path: str) -> StudySpec:

@@ -40,3 +40,17 @@ def test_bad_study_file_is_one_line(cli, write):
     assert code == 2 and "workloads[0].phase" in err and len(err.strip().splitlines()) == 1
     code, _, err = cli("study", "missing.yaml")
     assert code == 2 and "no such study file" in err
+
+
+def test_cases_differing_only_in_dtype_get_their_own_reports(cli, write, tmp_path):
+    study = STUDY.replace("  - model: llama-3.2-1b\n    hardware: [h100-sxm, hardwired-llama-3.1-8b]",
+                          "  - model: llama-3.1-8b\n    weight_dtype: int8\n    hardware: [tpu-v5e]")
+    out = tmp_path / "out"
+    code, stdout, _ = cli("study", str(write("s.yaml", study)), "--out", str(out), "--json")
+    assert code == 0
+    rows = pd.DataFrame(json.loads(stdout))
+    tpu = rows[rows.hw == "tpu-v5e"].set_index("model")
+    assert "does not fit" in tpu.loc["llama-3.1-8b", "status"]
+    assert tpu.loc["llama-3.1-8b (weights int8)", "status"] == "ok"
+    assert (out / "llama-3.1-8b_w-int8_decode_b1_c512" / "report.md").is_file()
+    assert (out / "llama-3.1-8b_decode_b1_c512" / "report.md").is_file()

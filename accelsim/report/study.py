@@ -18,7 +18,11 @@ def study_frame(cells: list[StudyCell]) -> pd.DataFrame:
     """One row per (model, workload, chip): the numbers, or the reason the chip cannot run it."""
     rows = []
     for cell in cells:
-        base = {"model": cell.case.model, "workload": cell.workload.describe(), "report": cell.slug}
+        dtypes = ", ".join(f"{tag} {d}" for tag, d in (("weights", cell.case.weight_dtype),
+                                                        ("activations", cell.case.act_dtype),
+                                                        ("KV", cell.case.kv_dtype)) if d)
+        model = f"{cell.case.model} ({dtypes})" if dtypes else cell.case.model
+        base = {"model": model, "workload": cell.workload.describe(), "report": cell.slug}
         for r in cell.results:
             rows.append({**base, "hw": r.hw, "status": "ok", "chips": r.chips,
                          **{m: getattr(r, m) for m in METRICS}})
@@ -37,7 +41,12 @@ def metric_grid(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 
 def _fmt(value: float) -> str:
-    return "–" if pd.isna(value) else f"{value:,.4g}"
+    """Four significant digits, thousands separated, never exponent notation above 1."""
+    if pd.isna(value):
+        return "–"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.4g}"
 
 
 def write_study(study: StudySpec, cells: list[StudyCell], out_dir: Path) -> dict[str, Path]:
