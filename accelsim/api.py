@@ -54,10 +54,12 @@ def simulate_lowered(name: str, lower_for: Callable[[Workload], Graph], chip: Ha
     that its weights are this model's) and may be None for graphs without a ModelSpec."""
     kind = hardware.backend(chip)
     full_graph = fusion.for_chip(lower_for(workload), chip)  # the kernels the chip runs
-    placement = kind.place(full_graph, chip, spec, workload)
+    full_placement = kind.place(full_graph, chip, spec, workload)  # the whole step must fit
     group_workload, groups = kind.microbatch(chip, spec, workload)
-    graph = full_graph if group_workload == workload else fusion.for_chip(lower_for(group_workload), chip)
-    if graph is not full_graph:
+    if group_workload == workload:
+        graph, placement = full_graph, full_placement
+    else:  # one group of users in flight is what each op processes at a time
+        graph = fusion.for_chip(lower_for(group_workload), chip)
         placement = kind.place(graph, chip, spec, group_workload)
     costs = map_graph(graph, chip, kind, placement, workload.density)
     step = kind.schedule(costs, chip, workload, groups)
@@ -68,7 +70,7 @@ def simulate_lowered(name: str, lower_for: Callable[[Workload], Graph], chip: Ha
             energy[component] += joules * groups
     energy["static"] = chip.power.static * step.busy_s
     tokens = workload.tokens if workload.phase == "prefill" else workload.batch
-    full_footprint = kind.place(full_graph, chip, spec, workload).footprint if groups > 1 else placement.footprint
+    full_footprint = full_placement.footprint
     return area.annotate(Result(
         model=name, hw=chip.name, hw_kind=chip.kind,
         workload={"phase": workload.phase, "batch": workload.batch, "prompt": workload.prompt,
