@@ -22,8 +22,13 @@ def cli() -> None:
     Typical use:
       accelsim run --model llama-3.1-8b --hw h100-sxm --phase decode --batch 1 --context 2048
       accelsim compare                      # the bundled headline comparison -> reports/compare
+      accelsim study studies/headline.yaml  # models x chips x workloads -> reports/headline
+      accelsim sweep --space hw_configs/spaces/hardwired.yaml   # design-space exploration
+      accelsim serve --rate 8 --requests 2000                   # TTFT/TPOT under load
+      accelsim validate                     # predictions vs published measurements
       accelsim models / accelsim hw         # what is in the catalogue
-    Models and hardware are given by bundled name or by path to a YAML file.
+    Models and hardware are given by bundled name or by path to a YAML file
+    (a Hugging Face config.json works as a model).
     """
 
 
