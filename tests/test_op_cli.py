@@ -9,47 +9,13 @@ import subprocess
 import sys
 
 import pytest
+from scalesim_config import scalesim_config
 
 from accelsim.config.loader import bundled_names
 from accelsim.hardware import load_hardware
 from accelsim.hardware.opcost import matmul_report
 from accelsim.scalesim_compat import GemmLayer, ScaleSimArray, layer_report
 
-CFG = """[general]
-run_name = t
-
-[architecture_presets]
-ArrayHeight:    {rows}
-ArrayWidth:     {cols}
-IfmapSramSzkB:    64
-FilterSramSzkB:   64
-OfmapSramSzkB:    64
-IfmapOffset:    0
-FilterOffset:   10000000
-OfmapOffset:    20000000
-Bandwidth : 10
-Dataflow : {dataflow}
-MemoryBanks:   1
-ReadRequestBuffer: 32
-WriteRequestBuffer: 32
-
-[layout]
-IfmapCustomLayout: False
-IfmapSRAMBankBandwidth: 10
-IfmapSRAMBankNum: 10
-IfmapSRAMBankPort: 2
-FilterCustomLayout: False
-FilterSRAMBankBandwidth: 10
-FilterSRAMBankNum: 10
-FilterSRAMBankPort: 2
-
-[sparsity]
-SparsitySupport : false
-
-[run_presets]
-InterfaceBandwidth: CALC
-UseRamulatorTrace: False
-"""
 TOPOLOGY = "Layer Name, M, N, K,\nsq, 256, 256, 256,\ndecode, 1, 4096, 4096,\nodd, 100, 50, 70,\n"
 
 # Hand-worked from SCALE-Sim's closed form (PEERS.md): OS ceil(M/R)ceil(N/C)(K+R+C-2)-1,
@@ -82,7 +48,7 @@ def test_mapping_efficiency_and_compute_util_as_scalesim_defines_them():
 
 
 def _inputs(write, rows, cols, dataflow, topology=TOPOLOGY):
-    return (str(write("a.cfg", CFG.format(rows=rows, cols=cols, dataflow=dataflow))),
+    return (str(write("a.cfg", scalesim_config(rows, cols, dataflow))),
             str(write("t.csv", topology)))
 
 
@@ -103,13 +69,13 @@ def test_cli_reads_scalesim_files(cli, write, rows, cols, dataflow):
 
 
 @pytest.mark.parametrize("cfg_text, topo_text, fragment", [
-    (CFG.format(rows=128, cols=128, dataflow="rs"), TOPOLOGY, "Dataflow"),
-    (CFG.format(rows=0, cols=128, dataflow="os"), TOPOLOGY, "ArrayHeight"),
+    (scalesim_config(128, 128, "rs"), TOPOLOGY, "Dataflow"),
+    (scalesim_config(0, 128, "os"), TOPOLOGY, "ArrayHeight"),
     ("[general]\nrun_name = x\n", TOPOLOGY, "architecture_presets"),
     ("not an ini file", TOPOLOGY, "INI"),
-    (CFG.format(rows=8, cols=8, dataflow="os"), "M, N, K\n1, 2, 3\n", "header"),
-    (CFG.format(rows=8, cols=8, dataflow="os"), "Layer Name, M, N, K,\nx, 4, five, 6,\n", "line 2"),
-    (CFG.format(rows=8, cols=8, dataflow="os"), "Layer Name, M, N, K,\n", "no layers"),
+    (scalesim_config(8, 8, "os"), "M, N, K\n1, 2, 3\n", "header"),
+    (scalesim_config(8, 8, "os"), "Layer Name, M, N, K,\nx, 4, five, 6,\n", "line 2"),
+    (scalesim_config(8, 8, "os"), "Layer Name, M, N, K,\n", "no layers"),
 ])
 def test_bad_scalesim_inputs_one_line_exit_2(cli, write, cfg_text, topo_text, fragment):
     cfg, topo = str(write("b.cfg", cfg_text)), str(write("b.csv", topo_text))
@@ -239,7 +205,7 @@ def scalesim_python(tmp_path_factory):
 def test_matches_real_scalesim(scalesim_python, tmp_path, rows, cols, dataflow):
     topology = "Layer Name, M, N, K,\na, 64, 48, 40,\nb, 20, 70, 33,\nc, 1, 96, 64,\n"
     cfg = tmp_path / "s.cfg"
-    cfg.write_text(CFG.format(rows=rows, cols=cols, dataflow=dataflow))
+    cfg.write_text(scalesim_config(rows, cols, dataflow))
     topo = tmp_path / "s.csv"
     topo.write_text(topology)
     script = tmp_path / "run.py"

@@ -13,6 +13,7 @@ import venv
 from pathlib import Path
 
 import pytest
+from scalesim_config import scalesim_config
 
 from accelsim.hardware.systolic import scalesim_cycles
 
@@ -26,46 +27,6 @@ GEMMS = [(64, 64, 64), (256, 256, 256), (1, 256, 300), (100, 37, 129), (300, 17,
 ARRAYS = [(32, 32), (16, 64), (64, 16), (128, 128)]
 DATAFLOWS = ["os", "ws", "is"]
 
-CONFIG = """\
-[general]
-run_name = xcheck
-
-[architecture_presets]
-ArrayHeight: {rows}
-ArrayWidth: {cols}
-IfmapSramSzkB: 1024
-FilterSramSzkB: 1024
-OfmapSramSzkB: 1024
-IfmapOffset: 0
-FilterOffset: 10000000
-OfmapOffset: 20000000
-Bandwidth: 10
-Dataflow: {dataflow}
-MemoryBanks: 1
-ReadRequestBuffer: 32
-WriteRequestBuffer: 32
-
-[layout]
-IfmapCustomLayout: False
-IfmapSRAMBankBandwidth: 10
-IfmapSRAMBankNum: 10
-IfmapSRAMBankPort: 2
-FilterCustomLayout: False
-FilterSRAMBankBandwidth: 10
-FilterSRAMBankNum: 10
-FilterSRAMBankPort: 2
-
-[sparsity]
-SparsitySupport: false
-SparseRep: ellpack_block
-OptimizedMapping: false
-BlockSize: 8
-RandomNumberGeneratorSeed: 40
-
-[run_presets]
-InterfaceBandwidth: CALC
-UseRamulatorTrace: False
-"""
 
 # Runs inside SCALE-Sim's venv: one run per (array, dataflow), all GEMMs as layers of it.
 DRIVER = textwrap.dedent("""
@@ -112,7 +73,7 @@ def scalesim_python(tmp_path_factory) -> Path:
 
 def test_compute_cycles_match_scalesim(scalesim_python, tmp_path):
     cases = [{"rows": r, "cols": c, "dataflow": d, "gemms": GEMMS,
-              "config": CONFIG.format(rows=r, cols=c, dataflow=d)}
+              "config": scalesim_config(r, c, d)}
              for r, c in ARRAYS for d in DATAFLOWS]
     done = subprocess.run([str(scalesim_python), "-c", DRIVER, str(tmp_path), json.dumps(cases)],
                           check=False, capture_output=True, text=True, timeout=900)
