@@ -111,3 +111,10 @@ def test_specs_are_immutable():
     chip = hardware.load_hardware("h100-sxm")
     with pytest.raises(pydantic.ValidationError, match="frozen"):
         chip.gpu.sms = 1  # type: ignore[misc]
+
+
+def test_stated_peak_must_match_the_array_shape(cli, write):
+    text = (REPO / "hw_configs" / "tpu-v5e.yaml").read_text().replace("arrays: 4", "arrays: 2")
+    code, _, err = cli("run", "--hw", str(write("tpu.yaml", text)))
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "compute.matrix.bf16 (197 TFLOPS) disagrees with 2 x arrays x rows x cols" in err

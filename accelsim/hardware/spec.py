@@ -198,6 +198,14 @@ class SystolicSection(Spec):
     source: Source
 
 
+def _check_peak(dtype: str, stated: float, derived: float, rule: str) -> None:
+    """A stated peak must agree (within 3 %) with the one the datapath's shape implies: a typo in
+    either is the commonest way a config silently gives wrong speeds."""
+    if abs(derived - stated) > 0.03 * stated:
+        raise ValueError(f"compute.matrix.{dtype} ({stated / 1e12:.4g} TFLOPS) disagrees with "
+                         f"{rule} ({derived / 1e12:.4g} TFLOPS)")
+
+
 class SystolicSpec(HardwareBase):
     kind: Literal["systolic"]
     memory: SystolicMemory
@@ -209,10 +217,8 @@ class SystolicSpec(HardwareBase):
         for dtype, per_pe in s.macs_per_pe.items():
             derived = 2.0 * s.arrays * s.rows * s.cols * per_pe * self.compute.clock
             stated = self.compute.matrix.get(dtype)
-            if stated is not None and abs(derived - stated) > 0.03 * stated:
-                raise ValueError(
-                    f"compute.matrix.{dtype} ({stated / 1e12:.4g} TFLOPS) disagrees with "
-                    f"2 x arrays x rows x cols x macs_per_pe x clock ({derived / 1e12:.4g} TFLOPS)")
+            if stated is not None:
+                _check_peak(dtype, stated, derived, "2 x arrays x rows x cols x macs_per_pe x clock")
         return self
 
 
@@ -248,13 +254,10 @@ class HardwiredSpec(HardwareBase):
     @model_validator(mode="after")
     def _peak_matches_macs(self):
         h = self.hardwired
-        derived = 2.0 * h.macs * self.compute.clock
         stated = self.compute.matrix.get(h.weight_dtype)
         if stated is None:
             raise ValueError(f"compute.matrix must give the peak for the weight dtype '{h.weight_dtype}'")
-        if abs(derived - stated) > 0.03 * stated:
-            raise ValueError(f"compute.matrix.{h.weight_dtype} ({stated / 1e12:.4g} TFLOPS) disagrees "
-                             f"with 2 x hardwired.macs x clock ({derived / 1e12:.4g} TFLOPS)")
+        _check_peak(h.weight_dtype, stated, 2.0 * h.macs * self.compute.clock, "2 x hardwired.macs x clock")
         return self
 
 
