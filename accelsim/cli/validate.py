@@ -53,7 +53,7 @@ def validate(subset, max_error, out, points_path, as_json):
 @click.command()
 @click.option("--hw", "hws", multiple=True, help="Hardware config(s) to fit (default: every one with points).")
 def calibrate(hws):
-    """Fit efficiency.compute, efficiency.memory, the per-op and per-step overheads on the calibration subset.
+    """Fit efficiency.compute, efficiency.memory, the per-op, per-step and per-request overheads on the calibration subset.
 
     \b
     Prints the fitted values (as YAML to paste into hw_configs/<name>.yaml) and the loss before
@@ -66,7 +66,8 @@ def calibrate(hws):
         click.echo(f"# {f.hw}: {f.points} calibration points, sum log-error^2 {f.loss_before:.4f} -> "
                    f"{f.loss_after:.4f}")
         click.echo(f"efficiency: {{compute: {a.compute:.3f}, memory: {a.memory:.3f}}}  "
-                   f"overhead: {a.overhead_s * 1e6:.2f} us  step overhead: {a.step_s * 1e6:.1f} us")
+                   f"overhead: {a.overhead_s * 1e6:.2f} us  step overhead: {a.step_s * 1e6:.1f} us  "
+                   f"request overhead: {a.request_s * 1e3:.3f} ms")
 
 
 COMMANDS = (validate, calibrate)

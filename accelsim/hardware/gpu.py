@@ -61,6 +61,10 @@ def schedule(costs: list[OpCost], hw: GpuSpec, workload: Workload, groups: int) 
     notes = kernels.notes
     if not isinstance(extra, np.ndarray) and extra > 0:  # one design point: say it is there
         notes = (*notes, f"step overhead {extra * 1e6:,.0f} us per step (gpu.step_overhead, host-side)")
+    request = hw.gpu.request_overhead
+    if not isinstance(request, np.ndarray) and request > 0:  # a per-request cost: noted, not in the step
+        notes = (*notes, (f"request overhead {request * 1e3:,.2f} ms per request (gpu.request_overhead: "
+                          f"added to TTFT by `accelsim serve`, not to this step's latency)"))
     return StepTime(latency, tokens / latency, kernels.busy_s + extra, notes)
 
 

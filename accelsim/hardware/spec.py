@@ -169,6 +169,10 @@ class GpuSection(Spec):
     # sampling): charged once per model step by ``gpu.schedule``, never per kernel, so
     # single-kernel costs (``accelsim op``, the GEMM validation points) do not include it.
     step_overhead: Seconds = "0 s"
+    # Per-request work of the serving runtime (request setup, tokenisation hand-off, first-token
+    # return): paid once per request with its first token, never per step, so ``accelsim run``
+    # step latency excludes it; ``accelsim serve`` adds it to each request's TTFT.
+    request_overhead: Seconds = "0 s"
     # Pointwise ops run in the epilogue/prologue of a neighbouring kernel (``sim.fusion``), as
     # TensorRT-LLM and vLLM do; ``none`` launches every op as its own kernel.
     fusion: Literal["none", "epilogue"] = "epilogue"

@@ -179,6 +179,9 @@ class CostModel:
         # One cached token; 0 for purely recurrent models, whose memory per user is their state.
         self.kv_bytes_per_token = probe.footprint_bytes.get("kv_cache", 0.0)
         self.static_w = self.hw.power.static * self.chips  # drawn while idle between requests
+        # The runtime's per-request work (gpu.request_overhead; 0 for other kinds): it delays a
+        # request's first token, and so everything after it, but occupies no chip step.
+        self.request_overhead_s = float(getattr(getattr(self.hw, "gpu", None), "request_overhead", 0.0))
 
     def _simulate(self, workload: Workload):
         from accelsim.api import simulate
@@ -367,18 +370,23 @@ def serve(requests: list[Request], costs: CostModel, config: ServeConfig = Serve
         costs.cache_capacity_bytes(config.memory_utilisation) // costs.block_bytes(config.block_size))
     loop = _Loop(requests, costs, config, capacity)
     loop.run()
-    stats = [_stats(live) for live in loop.finished]
+    stats = [_stats(live, costs.request_overhead_s) for live in loop.finished]
+    if costs.request_overhead_s > 0:
+        loop.notes.append(f"request overhead {costs.request_overhead_s * 1e3:.2f} ms per request "
+                          f"(gpu.request_overhead) added to TTFT and end-to-end latency, not to steps")
     stats.sort(key=lambda s: s.rid)
     return ServeResult(rate, config.scheduler, stats, loop.steps, capacity, config.block_size,
                        loop.idle_s * costs.static_w, config, tuple(loop.notes))
 
 
-def _stats(live: _Live) -> RequestStats:
+def _stats(live: _Live, request_overhead_s: float = 0.0) -> RequestStats:
+    """Per-request figures; the per-request overhead is paid once with the first token, so it
+    moves TTFT and end-to-end latency by the same amount and leaves TPOT alone."""
     req = live.req
-    ttft = live.first_token_s - req.arrival_s
+    ttft = live.first_token_s - req.arrival_s + request_overhead_s
     tpot = (live.finish_s - live.first_token_s) / (req.output - 1) if req.output > 1 else 0.0
     return RequestStats(req.rid, req.arrival_s, req.prompt, req.output, ttft, tpot,
-                        live.finish_s - req.arrival_s, live.preemptions)
+                        live.finish_s - req.arrival_s + request_overhead_s, live.preemptions)
 
 
 class _Loop:

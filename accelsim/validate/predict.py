@@ -6,6 +6,11 @@ step ``j`` attending to ``input_len + j - 1`` cached tokens.  Decode time is clo
 the context (attention grows linearly, everything else is fixed), so the step is simulated at a
 few contexts spread over the range and the sum over every integer context is taken over the
 piecewise-linear interpolation between them.
+
+The serving runtime's per-request cost (``gpu.request_overhead``) is part of every measurement
+that times a request end to end: a TTFT point pays it once, a static-batch run (one prefill and
+its decode steps, timed as one request batch) once.  Single-kernel GEMM and stream points never
+pay it.
 """
 from __future__ import annotations
 
@@ -41,16 +46,18 @@ GEMM_OUT_DTYPE = {"fp8": "bf16", "fp16": "fp16", "bf16": "bf16"}
 class Calibration:
     """The constants calibration fits per hardware config (the others stay as the YAML says).
 
-    ``step_s`` is the per-step host overhead (``gpu.step_overhead``); kinds without one keep 0."""
+    ``step_s`` is the per-step host overhead (``gpu.step_overhead``) and ``request_s`` the
+    per-request runtime overhead (``gpu.request_overhead``); kinds without them keep 0."""
 
     compute: float
     memory: float
     overhead_s: float
     step_s: float = 0.0
+    request_s: float = 0.0
 
     def as_dict(self) -> dict[str, float]:
         return {"compute": self.compute, "memory": self.memory, "overhead_s": self.overhead_s,
-                "step_s": self.step_s}
+                "step_s": self.step_s, "request_s": self.request_s}
 
 
 def overhead_key(hw: HardwareBase) -> tuple[str, str]:
@@ -67,10 +74,15 @@ def has_step_overhead(hw: HardwareBase) -> bool:
     return isinstance(hw, GpuSpec)
 
 
+def request_overhead(hw: HardwareBase) -> float:
+    """Seconds the serving runtime spends per request (``gpu.request_overhead``; 0 elsewhere)."""
+    return hw.gpu.request_overhead if has_step_overhead(hw) else 0.0
+
+
 def current_calibration(hw: HardwareBase) -> Calibration:
     section, key = overhead_key(hw)
-    step = hw.gpu.step_overhead if has_step_overhead(hw) else 0.0
-    return Calibration(hw.efficiency.compute, hw.efficiency.memory, getattr(getattr(hw, section), key), step)
+    return Calibration(hw.efficiency.compute, hw.efficiency.memory, getattr(getattr(hw, section), key),
+                       hw.gpu.step_overhead if has_step_overhead(hw) else 0.0, request_overhead(hw))
 
 
 def calibrated(hw: HardwareBase, cal: Calibration) -> HardwareBase:
@@ -78,9 +90,9 @@ def calibrated(hw: HardwareBase, cal: Calibration) -> HardwareBase:
     section, key = overhead_key(hw)
     update = {key: cal.overhead_s}
     if has_step_overhead(hw):
-        update["step_overhead"] = cal.step_s
-    elif cal.step_s:
-        raise ValueError(f"{hw.name}: kind '{hw.kind}' has no per-step overhead to set")
+        update |= {"step_overhead": cal.step_s, "request_overhead": cal.request_s}
+    elif cal.step_s or cal.request_s:
+        raise ValueError(f"{hw.name}: kind '{hw.kind}' has no per-step overhead or per-request overhead to set")
     return hw.model_copy(update={
         "efficiency": hw.efficiency.model_copy(update={"compute": cal.compute, "memory": cal.memory}),
         section: getattr(hw, section).model_copy(update=update),
@@ -174,10 +186,11 @@ def predict(point: Point, hw: HardwareBase) -> Prediction:
     """The predicted value of ``point`` in the SI unit its measurement converts to."""
     if point.kind == "ttft":
         return Prediction(_step_latency(point, hw, Workload("prefill", batch=point.batch,
-                                                            prompt=point.input_len, context=0)))
+                                                            prompt=point.input_len, context=0))
+                          + request_overhead(hw))
     if point.kind == "static_batch":
         prefill, decode = static_batch_time(point, hw)
-        total = prefill + decode
+        total = prefill + decode + request_overhead(hw)
         per = point.chips if point.per_chip else 1
         return Prediction(point.batch * point.output_len / total / per, decode / total)
     if point.kind == "gemm":
