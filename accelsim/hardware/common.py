@@ -29,6 +29,12 @@ class Demand:
     stage_weights: dict[str, int] = field(default_factory=dict)  # spatial chips: weights per region
 
 
+def resident_demand(graph, hw, model, workload) -> Demand:
+    """The demand of kinds that keep everything resident in one memory pool (GPU, systolic):
+    the step's footprint, whatever the chip."""
+    return Demand(graph.name, footprint(graph))
+
+
 @dataclass(frozen=True)
 class Terms:
     """An op's cost under one mapping before it is labelled.  Each number is a float for one

@@ -29,8 +29,7 @@ def place(graph: Graph, hw: GpuSpec, model: ModelSpec, workload: Workload) -> Pl
     return allocate(demand(graph, hw, model, workload), hw)
 
 
-def demand(graph: Graph, hw: GpuSpec, model: ModelSpec, workload: Workload) -> common.Demand:
-    return common.Demand(graph.name, common.footprint(graph))
+demand = common.resident_demand
 
 
 def allocate(need: common.Demand, hw: GpuSpec) -> Placement:

@@ -95,8 +95,7 @@ def place(graph: Graph, hw: SystolicSpec, model: ModelSpec, workload: Workload) 
     return allocate(demand(graph, hw, model, workload), hw)
 
 
-def demand(graph: Graph, hw: SystolicSpec, model: ModelSpec, workload: Workload) -> common.Demand:
-    return common.Demand(graph.name, common.footprint(graph))
+demand = common.resident_demand
 
 
 def allocate(need: common.Demand, hw: SystolicSpec) -> Placement:
