@@ -41,7 +41,7 @@ def params(hw: GpuSpec) -> dict[str, Any]:
     """Every number ``terms`` reads (the fast path stacks these across design points)."""
     mem = hw.memory
     return {**common.base_params(hw), "sms": hw.gpu.sms, "cluster": hw.gpu.cluster,
-            "launch_overhead": hw.gpu.launch_overhead, "hbm_bw": mem.hbm.bandwidth,
+            "launch_overhead": hw.gpu.launch_overhead, "attention": hw.gpu.attention, "hbm_bw": mem.hbm.bandwidth,
             "hbm_energy": mem.hbm.energy, "l2_bw": mem.l2.bandwidth, "l2_energy": mem.l2.energy,
             "l2_capacity": mem.l2.capacity}
 
@@ -164,25 +164,39 @@ def _gemm_bytes(op: MatMul, placement: Placement, p: dict[str, Any], units: int,
 
 def _attention_terms(op: Attention, mapping: Mapping, p: dict[str, Any], placement: Placement,
                      bandwidth: dict[str, Any], energy: dict[str, Any]) -> common.Terms:
-    """Fused (FlashAttention-style) attention: Q tiles of ``tm`` rows, GQA heads packed into the
-    rows of one tile, K/V streamed once per (sequence, KV head); the score matrix never leaves
-    the SM.  Decode splits the KV length across CTAs (flash-decoding) to fill the SMs."""
+    """Fused (FlashAttention-style) attention: Q tiles of ``tm`` rows, the score matrix never
+    leaves the SM, decode splits the KV length across CTAs (flash-decoding) to fill the SMs.
+    With ``gpu.attention: grouped`` the query heads of a GQA group share the rows of one tile and
+    K/V stream once per (sequence, KV head); with ``per_query_head`` every query head is its own
+    unit and streams its KV head's cache itself."""
     tm = mapping.params["tm"]
     peak = p["peak"][op.dtype]
     group = op.heads // op.kv_heads
-    rows = op.q_len * group
+    packed = group if p["attention"] == "grouped" else 1
+    rows = op.q_len * packed
     row_tiles = math.ceil(rows / tm)
-    units = op.batch * op.kv_heads * row_tiles
+    streams = group // packed  # K/V passes per KV head
+    units = op.batch * op.kv_heads * streams * row_tiles
     split = vmax(1, vmin(ceil_div(p["sms"], units), math.ceil(op.kv_len / tm)))
     keys_per_row = op.pairs / op.q_len
     unit_flops = 2.0 * tm * keys_per_row * (op.qk_dim + op.v_dim) / split  # rows padded to tm
     tensor_s = _waves_time(units * split, unit_flops, p, peak)
     vector_s = op.vector_flops / (p["vector"] * p["eff_compute"])
     compute_s = vmax(tensor_s, vector_s)
-    moved = common.bytes_by_level(op, placement)
+    moved = _attention_bytes(op, placement, streams)
     memory_s = {lvl: v / bandwidth[lvl] for lvl, v in moved.items()}
     overhead = p["launch_overhead"] * where(split > 1, 2, 1)
     time = vmax(compute_s, *memory_s.values()) + overhead
     e = {"compute": op.macs * p["mac_energy"][op.dtype], "vector": op.vector_flops * p["vector_op"],
          **common.memory_energy(moved, energy)}
     return common.Terms(time, compute_s, memory_s, moved, e, peak, overhead, {"split": split})
+
+
+def _attention_bytes(op: Attention, placement: Placement, streams: int) -> dict[str, Any]:
+    """Bytes per level when the cached K/V of each KV head is read ``streams`` times."""
+    moved = common.bytes_by_level(op, placement)
+    if streams == 1:
+        return moved
+    cached = sum(a.nbytes for a in op.reads() if a.tensor.role == "kv_cache")
+    level = placement.level_of["kv_cache"]
+    return {**moved, level: moved[level] + (streams - 1) * cached}

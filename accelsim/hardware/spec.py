@@ -146,6 +146,9 @@ class HardwareBase(Spec):
         return dtype in self.compute.matrix
 
 
+AttentionKernel = Literal["grouped", "per_query_head"]
+
+
 class GpuMemory(Spec):
     hbm: MemoryLevel
     l2: MemoryLevel
@@ -176,6 +179,12 @@ class GpuSection(Spec):
     # Pointwise ops run in the epilogue/prologue of a neighbouring kernel (``sim.fusion``), as
     # TensorRT-LLM and vLLM do; ``none`` launches every op as its own kernel.
     fusion: Literal["none", "epilogue"] = "epilogue"
+    # How the attention kernel treats grouped-query heads: ``grouped`` packs the query heads that
+    # share a KV head into one tile and streams their K/V once (FlashAttention-2, XQA,
+    # FlashInfer); ``per_query_head`` runs each query head as its own CTA, which streams its KV
+    # head's cache again -- the masked-MHA decode kernels of 2023 (TensorRT-LLM before XQA, vLLM's
+    # paged attention), which gave GQA models none of their KV-bandwidth saving.
+    attention: AttentionKernel = "grouped"
     source: Source
 
 
