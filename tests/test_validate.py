@@ -61,6 +61,16 @@ def test_split_is_deterministic_disjoint_and_covers_every_point(catalogue):
         assert abs(labels.count("calibration") - labels.count("holdout")) <= 1
 
 
+def test_split_puts_short_and_long_prompts_in_both_halves(catalogue):
+    # a fixed per-request cost and a per-token cost are only told apart by a fit that sees both
+    assignment = split(catalogue.points)
+    for hw in ("a100-sxm", "h100-sxm"):
+        ttft = [p for p in catalogue.points if p.hw == hw and p.metric == "ttft" and p.chips == 1]
+        for half in ("calibration", "holdout"):
+            lengths = {p.input_len for p in ttft if assignment[p.id] == half}
+            assert lengths == {128, 2048}, (hw, half, lengths)
+
+
 def test_decode_contexts_span_the_generated_tokens():
     # 128-token prompt, 128 outputs: decode steps see 128 .. 254 cached tokens
     contexts = decode_contexts(128, 128)
@@ -109,3 +119,26 @@ def test_bound_exceeded_exits_1(cli):
 def test_bad_subset_is_one_line_exit_2(cli):
     code, _, err = cli("validate", "--subset", "nope")
     assert code == 2 and "nope" in err
+
+
+def test_tpot_point_is_one_decode_step_with_the_prompt_cached(catalogue):
+    from accelsim.api import resolve_hardware, simulate
+    from accelsim.parallel import Parallelism
+    from accelsim.validate.predict import predict
+    from accelsim.workload import Workload
+    point = next(p for p in catalogue.points if p.kind == "tpot" and p.model == "llama-2-7b")
+    hw = resolve_hardware(point.hw)
+    step = simulate("llama-2-7b", hw, Workload("decode", batch=point.batch, prompt=point.input_len,
+                                              context=point.input_len),
+                    weight_dtype="bf16", act_dtype="bf16", kv_dtype="bf16",
+                    parallelism=Parallelism(tp=point.chips))
+    assert predict(point, hw).value == pytest.approx(step.latency_s)
+    assert catalogue.measured(point).unit == "s"  # ms/token read as seconds per step
+
+
+def test_fit_uses_single_chip_points_when_a_chip_has_them(catalogue):
+    from accelsim.validate.calibrate import fitted_points
+    h100 = [p for p in catalogue.points if p.hw == "h100-sxm"]
+    assert {p.chips for p in fitted_points(h100)} == {1}
+    tpu = [p for p in catalogue.points if p.hw == "tpu-v4"]
+    assert tpu and fitted_points(tpu) == tpu  # measured only on multi-chip slices

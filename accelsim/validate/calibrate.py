@@ -32,6 +32,7 @@ from accelsim.validate.predict import (
     has_step_overhead,
     predict,
     predictable,
+    under_runtime,
 )
 
 # Search box: compute and memory are fractions of datasheet peaks; the overhead is a per-kernel
@@ -75,7 +76,8 @@ def _clip(x: np.ndarray, box: dict[str, tuple[float, float]]) -> Calibration:
 
 def loss(points: list[Point], catalogue: Catalogue, hw, cal: Calibration) -> float:
     chip = calibrated(hw, cal)
-    residuals = [np.log(predict(p, chip).value / catalogue.measured(p).value) for p in points]
+    residuals = [np.log(predict(p, under_runtime(chip, catalogue.runtime(p))).value / catalogue.measured(p).value)
+                 for p in points]
     return float(np.sum(np.square(residuals)))
 
 
@@ -100,17 +102,24 @@ def fit_hardware(name: str, points: list[Point], catalogue: Catalogue, max_iter:
                loss(points, catalogue, hw, after))
 
 
-def _runs(point: Point) -> bool:
-    """Whether the point enters the fit: single-chip and simulable (fitting does not change what
-    fits).  Multi-chip points also depend on interconnect constants this fit does not touch, so
-    they are validated (both halves of the split) but never fitted."""
-    if point.chips > 1 or predictable(point) is not None:
+def _runs(point: Point, catalogue: Catalogue) -> bool:
+    """Whether the point can be simulated at all (fitting does not change what fits)."""
+    if predictable(point) is not None:
         return False
     try:
-        predict(point, resolve_hardware(point.hw))
+        predict(point, under_runtime(resolve_hardware(point.hw), catalogue.runtime(point)))
     except AccelsimError:
         return False
     return True
+
+
+def fitted_points(points: list[Point]) -> list[Point]:
+    """The points a chip's constants are fitted on: its single-chip ones when it has any.
+    Multi-chip points also depend on interconnect constants this fit does not touch, so they are
+    validated (both halves of the split) but fitted only for a chip measured nowhere else (the
+    TPU v4 rows); its fitted constants then also absorb the interconnect's error."""
+    single = [p for p in points if p.chips == 1]
+    return single or points
 
 
 def calibrate(hws: list[str] | None = None, catalogue: Catalogue | None = None) -> list[Fit]:
@@ -118,7 +127,7 @@ def calibrate(hws: list[str] | None = None, catalogue: Catalogue | None = None) 
     catalogue = catalogue or Catalogue()
     by_hw: dict[str, list[Point]] = {}
     for p in select(catalogue, "calibration"):
-        if _runs(p):
+        if _runs(p, catalogue):
             by_hw.setdefault(p.hw, []).append(p)
     names = sorted(by_hw) if hws is None else hws
-    return [fit_hardware(name, by_hw.get(name, []), catalogue) for name in names if by_hw.get(name)]
+    return [fit_hardware(name, fitted_points(by_hw[name]), catalogue) for name in names if by_hw.get(name)]

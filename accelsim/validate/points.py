@@ -10,19 +10,20 @@ import csv
 import hashlib
 from functools import cached_property
 from pathlib import Path
-from typing import Literal
+from typing import Literal, get_args
 
 from pydantic import Field, model_validator
 
 from accelsim.config import loader
 from accelsim.config.types import PositiveInt, Spec
 from accelsim.errors import ConfigError
+from accelsim.hardware.spec import AttentionKernel
 
 VALIDATION_DIR = loader.PACKAGE_ROOT.parent / "validation"
 DEFAULT_POINTS = VALIDATION_DIR / "points.yaml"
 
-Kind = Literal["static_batch", "ttft", "gemm", "bandwidth"]
-Metric = Literal["decode_throughput", "mixed_throughput", "prefill_throughput", "ttft",
+Kind = Literal["static_batch", "ttft", "tpot", "gemm", "bandwidth"]
+Metric = Literal["decode_throughput", "mixed_throughput", "prefill_throughput", "ttft", "tpot",
                  "gemm_throughput", "bandwidth"]
 Subset = Literal["smoke", "calibration", "holdout", "all"]
 SUBSETS: tuple[str, ...] = ("smoke", "calibration", "holdout", "all")
@@ -30,12 +31,16 @@ SUBSETS: tuple[str, ...] = ("smoke", "calibration", "holdout", "all")
 # Measured units -> (SI factor, SI unit).  Per-GPU throughput is the same unit per chip.
 UNITS: dict[str, tuple[float, str]] = {
     "tokens/s": (1.0, "tokens/s"), "tokens/s/GPU": (1.0, "tokens/s"), "ms": (1e-3, "s"),
-    "TFLOPS": (1e12, "FLOP/s"), "TB/s": (1e12, "B/s"),
+    "ms/token": (1e-3, "s"), "TFLOPS": (1e12, "FLOP/s"), "TB/s": (1e12, "B/s"),
 }
+# The measurement tables in validation/: two verbatim copies of shared/refdata and one of TPU rows
+# collected for accelsim (validation/README.md).
+MeasurementFile = Literal["measured_inference.csv", "kernels.csv", "measured_tpu.csv"]
+MEASUREMENT_FILES: tuple[str, ...] = get_args(MeasurementFile)
 
 
 class RowRef(Spec):
-    file: Literal["measured_inference.csv", "kernels.csv"]
+    file: MeasurementFile
     row: PositiveInt  # 1-based data row (the header is row 0)
 
 
@@ -53,6 +58,18 @@ class StreamKernel(Spec):
     ops_per_element: float = Field(ge=0)
 
 
+class RuntimeGpu(Spec):
+    attention: AttentionKernel
+
+
+class Runtime(Spec):
+    """Kernel-library facts of the software that produced a measurement: applied to the hardware
+    config for that row's prediction only, never fitted."""
+
+    gpu: RuntimeGpu
+    source: str = Field(min_length=3)
+
+
 class Point(Spec):
     id: str = Field(min_length=3)
     source: RowRef
@@ -67,6 +84,7 @@ class Point(Spec):
     input_len: PositiveInt | None = None
     output_len: PositiveInt | None = None
     per_chip: bool = False
+    runtime: str | None = None  # a key of the points file's ``runtimes``
     gemm: GemmShape | None = None
     stream: StreamKernel | None = None
 
@@ -74,6 +92,7 @@ class Point(Spec):
     def _fields_for_kind(self):
         needed = {"static_batch": ("model", "dtype", "batch", "input_len", "output_len"),
                   "ttft": ("model", "dtype", "batch", "input_len"),
+                  "tpot": ("model", "dtype", "batch", "input_len"),
                   "gemm": ("dtype", "gemm"), "bandwidth": ("stream",)}[self.kind]
         missing = [name for name in needed if getattr(self, name) is None]
         if missing:
@@ -82,18 +101,30 @@ class Point(Spec):
 
     @property
     def hash_key(self) -> str:
-        """A stable pseudo-random key: sorting by it interleaves shapes, models and sources."""
+        """A stable pseudo-random key: breaks ties between points of the same size."""
         return hashlib.sha256(self.id.encode()).hexdigest()
+
+    @property
+    def work(self) -> int:
+        """The size the point's fixed and proportional costs are told apart by: tokens a prefill
+        or static batch processes, multiply-accumulates of a GEMM (0 for a stream kernel, whose
+        size is fixed)."""
+        if self.gemm is not None:
+            return self.gemm.m * self.gemm.n * self.gemm.k
+        if self.kind == "bandwidth":
+            return 0
+        return self.batch * (self.input_len + (self.output_len or 0))
 
 
 class Unpredictable(Spec):
-    file: Literal["measured_inference.csv", "kernels.csv"]
+    file: MeasurementFile
     rows: list[PositiveInt]
     reason: str = Field(min_length=3)
 
 
 class PointsFile(Spec):
     smoke: list[str] = Field(default_factory=list)
+    runtimes: dict[str, Runtime] = Field(default_factory=dict)
     points: list[Point]
     not_predictable: list[Unpredictable] = Field(default_factory=list)
 
@@ -106,6 +137,10 @@ class PointsFile(Spec):
         unknown = sorted(set(self.smoke) - set(ids))
         if unknown:
             raise ValueError(f"smoke names unknown point ids: {', '.join(unknown)}")
+        for p in self.points:
+            if p.runtime is not None and p.runtime not in self.runtimes:
+                raise ValueError(f"point {p.id}: runtime {p.runtime!r} is not one of the runtimes "
+                                 f"({', '.join(sorted(self.runtimes)) or 'none defined'})")
         return self
 
 
@@ -129,7 +164,7 @@ class Catalogue:
     @cached_property
     def rows(self) -> dict[str, list[dict[str, str]]]:
         tables = {}
-        for name in ("measured_inference.csv", "kernels.csv"):
+        for name in MEASUREMENT_FILES:
             path = self.folder / name
             try:
                 with path.open(encoding="utf-8", newline="") as handle:
@@ -141,6 +176,9 @@ class Catalogue:
     @property
     def points(self) -> list[Point]:
         return self.spec.points
+
+    def runtime(self, point: Point) -> Runtime | None:
+        return None if point.runtime is None else self.spec.runtimes[point.runtime]
 
     def row(self, ref: RowRef) -> dict[str, str]:
         table = self.rows[ref.file]
@@ -169,20 +207,23 @@ class Catalogue:
 
 
 def split(points: list[Point]) -> dict[str, str]:
-    """Calibration / holdout assignment, deterministic and disjoint.
+    """Calibration / holdout assignment, deterministic, disjoint and stratified by size.
 
-    Within each (hardware, metric) group the points are sorted by a hash of their id and
-    alternate calibration, holdout, calibration, ...  The hash interleaves prompt lengths, models
-    and shapes, so neither side holds only the short prompts or only the small GEMMs; a group of
-    one point goes to calibration.  The split is over every mapped point, so it does not move
-    when some become (un)predictable.
+    Within each (hardware, metric) group the points are ordered by chip count, then by work
+    (tokens or MACs, ``Point.work``), then by a hash of their id, and alternate calibration,
+    holdout, calibration, ...  Ordering by size before alternating puts short and long prompts,
+    small and large GEMMs in both halves, so a fixed cost (per request, per kernel) and a
+    proportional one (compute, bandwidth) are both identifiable from the calibration half and
+    both checked on the holdout; a pure hash order once gave one chip's TTFT calibration half
+    only 2048-token prompts.  A group of one point goes to calibration.  The split is over every
+    mapped point, so it does not move when some become (un)predictable.
     """
     groups: dict[tuple[str, str], list[Point]] = {}
     for p in points:
         groups.setdefault((p.hw, p.metric), []).append(p)
     assignment = {}
     for members in groups.values():
-        for index, p in enumerate(sorted(members, key=lambda q: q.hash_key)):
+        for index, p in enumerate(sorted(members, key=lambda q: (q.chips, q.work, q.hash_key))):
             assignment[p.id] = "calibration" if index % 2 == 0 else "holdout"
     return assignment
 

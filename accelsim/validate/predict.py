@@ -23,11 +23,12 @@ import numpy as np
 
 from accelsim import hardware
 from accelsim.api import simulate
+from accelsim.errors import ConfigError
 from accelsim.graph import Elementwise, Graph, MatMul, Tensor
 from accelsim.hardware.spec import GpuSpec, HardwareBase, SystolicSpec
 from accelsim.model.spec import ModelSpec, load_model
 from accelsim.sim.mapper import best_cost
-from accelsim.validate.points import VALIDATION_DIR, Point
+from accelsim.validate.points import VALIDATION_DIR, Point, Runtime
 from accelsim.workload import Workload
 
 DECODE_SAMPLES = 5
@@ -97,6 +98,16 @@ def calibrated(hw: HardwareBase, cal: Calibration) -> HardwareBase:
         "efficiency": hw.efficiency.model_copy(update={"compute": cal.compute, "memory": cal.memory}),
         section: getattr(hw, section).model_copy(update=update),
     })
+
+
+def under_runtime(hw: HardwareBase, runtime: Runtime | None) -> HardwareBase:
+    """``hw`` with the kernel-library settings of the software that measured a point."""
+    if runtime is None:
+        return hw
+    if not isinstance(hw, GpuSpec):
+        raise ConfigError(f"{hw.name}: a runtime's settings name gpu keys, but its kind is '{hw.kind}'")
+    settings = runtime.gpu.model_dump(exclude_none=True)
+    return hw.model_copy(update={"gpu": hw.gpu.model_copy(update=settings)})
 
 
 @cache
@@ -188,6 +199,9 @@ def predict(point: Point, hw: HardwareBase) -> Prediction:
         return Prediction(_step_latency(point, hw, Workload("prefill", batch=point.batch,
                                                             prompt=point.input_len, context=0))
                           + request_overhead(hw))
+    if point.kind == "tpot":  # one decode step with the prompt in the KV cache
+        return Prediction(_step_latency(point, hw, Workload("decode", batch=point.batch,
+                                                            prompt=point.input_len, context=point.input_len)))
     if point.kind == "static_batch":
         prefill, decode = static_batch_time(point, hw)
         total = prefill + decode + request_overhead(hw)
