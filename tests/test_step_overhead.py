@@ -1,4 +1,5 @@
 """The GPU per-step host overhead (``gpu.step_overhead``): once per model step, never per kernel."""
+import dataclasses
 import json
 from pathlib import Path
 
@@ -102,7 +103,7 @@ def test_calibration_sets_it_and_ttft_moves_by_it_but_gemms_do_not():
             by_kind.setdefault(p.kind, p)
     base = _with_step(0.0)
     cal = current_calibration(base)
-    moved = calibrated(base, Calibration(cal.compute, cal.memory, cal.overhead_s, STEP))
+    moved = calibrated(base, dataclasses.replace(cal, step_s=STEP))  # the request overhead stays
     assert moved.gpu.step_overhead == STEP and current_calibration(moved).step_s == STEP
     ttft, gemm = by_kind["ttft"], by_kind["gemm"]
     assert predict(ttft, moved).value - predict(ttft, base).value == pytest.approx(STEP, rel=1e-9)
