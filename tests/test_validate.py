@@ -142,3 +142,36 @@ def test_fit_uses_single_chip_points_when_a_chip_has_them(catalogue):
     assert {p.chips for p in fitted_points(h100)} == {1}
     tpu = [p for p in catalogue.points if p.hw == "tpu-v4"]
     assert tpu and fitted_points(tpu) == tpu  # measured only on multi-chip slices
+
+
+class _Synthetic:
+    """A catalogue whose 'measurements' are accelsim's own predictions under known constants."""
+
+    def __init__(self, points, hw, truth):
+        from accelsim.validate.predict import calibrated, predict
+        chip = calibrated(hw, truth)
+        self.values = {p.id: predict(p, chip).value for p in points}
+
+    def measured(self, point):
+        from accelsim.validate.points import Measured
+        return Measured(value=self.values[point.id], unit="x", status="synthetic", source_url="-")
+
+    def runtime(self, point):
+        return None
+
+
+def test_fit_recovers_known_constants_from_kernel_points(catalogue):
+    # GEMMs from 1024^3 (launch-bound) to 16384^3 (compute-bound) and stream kernels
+    # (bandwidth-bound) identify compute, memory and the per-kernel overhead.
+    from accelsim.api import resolve_hardware
+    from accelsim.validate.calibrate import fit_hardware
+    from accelsim.validate.predict import Calibration, current_calibration
+    points = [p for p in catalogue.points if p.hw == "h100-sxm" and p.kind in ("gemm", "bandwidth")]
+    hw = resolve_hardware("h100-sxm")
+    base = current_calibration(hw)
+    truth = Calibration(0.72, 0.88, 6e-6, base.step_s, base.request_s)
+    fit = fit_hardware("h100-sxm", points, _Synthetic(points, hw, truth))
+    assert fit.loss_after < 1e-3 < fit.loss_before
+    assert fit.after.compute == pytest.approx(0.72, abs=0.03)
+    assert fit.after.memory == pytest.approx(0.88, abs=0.03)
+    assert fit.after.overhead_s == pytest.approx(6e-6, abs=1.5e-6)
