@@ -110,10 +110,23 @@ def test_calibration_sets_it_and_ttft_moves_by_it_but_gemms_do_not():
     assert predict(gemm, moved).value == predict(gemm, base).value
 
 
-def test_fit_box_pins_the_step_overhead_of_kinds_without_one():
+def test_fit_box_pins_the_request_overhead_of_kinds_without_one():
     from accelsim.validate.calibrate import BOUNDS, _bounds, _clip
     tpu, gpu = resolve_hardware("tpu-v5e"), resolve_hardware("h100-sxm")
-    assert _bounds(tpu)["step_s"] == (0.0, 0.0) and _bounds(gpu)["step_s"] == BOUNDS["step_s"]
-    assert _clip([0.7, 0.8, 5e-6, 3e-3], _bounds(tpu)) == Calibration(0.7, 0.8, 5e-6, 0.0)
-    with pytest.raises(ValueError, match="no per-step overhead"):
-        calibrated(tpu, Calibration(0.7, 0.8, 5e-6, 1e-3))
+    assert _bounds(tpu)["step_s"] == _bounds(gpu)["step_s"] == BOUNDS["step_s"]
+    assert _bounds(tpu)["request_s"] == (0.0, 0.0) and _bounds(gpu)["request_s"] == BOUNDS["request_s"]
+    assert _clip([0.7, 0.8, 5e-6, 3e-4, 3e-3], _bounds(tpu)) == Calibration(0.7, 0.8, 5e-6, 3e-4, 0.0)
+    assert calibrated(tpu, Calibration(0.7, 0.8, 5e-6, 3e-4)).systolic.step_overhead == 3e-4
+    with pytest.raises(ValueError, match="no per-request overhead"):
+        calibrated(tpu, Calibration(0.7, 0.8, 5e-6, 0.0, 1e-3))
+
+
+def test_systolic_step_overhead_is_paid_once_per_step():
+    tpu = resolve_hardware("tpu-v5e")
+    slow = tpu.model_copy(update={"systolic": tpu.systolic.model_copy(update={"step_overhead": STEP})})
+    workload = Workload("decode", batch=1, prompt=128, context=128)
+    base = simulate("llama-3.2-1b", tpu, workload)
+    paid = simulate("llama-3.2-1b", slow, workload)
+    assert paid.latency_s - base.latency_s == pytest.approx(STEP, rel=1e-9)
+    assert paid.step_overhead_s == STEP and base.step_overhead_s == 0.0
+    assert any("systolic.step_overhead" in n for n in paid.notes)

@@ -5,11 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from accelsim.dtypes import DTYPES
 from accelsim.errors import DoesNotFitError
 from accelsim.graph import Graph, MatMul, Op
 from accelsim.hardware.arraymath import nonzero, vmax, where
-from accelsim.hardware.base import Mapping, OpCost, Placement, bound_of
+from accelsim.hardware.base import Mapping, OpCost, Placement, StepTime, bound_of
 from accelsim.units import format_si
 
 # An activation stays on chip between ops when it takes at most this share of the on-chip level
@@ -170,3 +172,20 @@ def skip_share(op: Op, placement: Placement, zero_skipping) -> Any:
     if density >= 1.0 or not op.macs:
         return 1.0
     return where(zero_skipping, datapath_macs(op.macs, True, density) / op.macs, 1.0)
+
+
+def host_stepped(kernels: StepTime, extra: Any, key: str) -> StepTime:
+    """``kernels`` followed by the runtime's host-side work per step (``key``: scheduling,
+    input preparation, sampling, the host/device synchronisation between steps).  The chip idles
+    through it, so it adds to the latency and to the busy time, never to the tokens."""
+    latency = kernels.latency_s + extra
+    tokens = kernels.throughput_tokens_per_s * kernels.latency_s
+    notes = kernels.notes
+    if not isinstance(extra, np.ndarray) and extra > 0:  # one design point: say it is there
+        notes = (*notes, f"step overhead {extra * 1e6:,.0f} us per step ({key}, host-side)")
+    return StepTime(latency, tokens / latency, kernels.busy_s + extra, notes)
+
+
+def step_figures(extra: float) -> dict[str, Any]:
+    """The per-step host overhead for ``Result.step_overhead_s`` (absent when zero)."""
+    return {"step_overhead_s": extra} if extra > 0 else {}

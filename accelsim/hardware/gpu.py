@@ -8,6 +8,7 @@ traffic follows ``sim.traffic`` with the L2 as the reuse level.
 from __future__ import annotations
 
 import math
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -53,23 +54,19 @@ def schedule(costs: list[OpCost], hw: GpuSpec, workload: Workload, groups: int) 
     """Kernels run back to back, then the engine's host-side step work (``gpu.step_overhead``)
     is paid once: the GPU idles while the runtime schedules, samples and prepares the next
     step's inputs."""
-    kernels = sequential_schedule(costs, hw, workload, groups)
-    extra = hw.gpu.step_overhead
-    latency = kernels.latency_s + extra
-    tokens = kernels.throughput_tokens_per_s * kernels.latency_s
-    notes = kernels.notes
-    if not isinstance(extra, np.ndarray) and extra > 0:  # one design point: say it is there
-        notes = (*notes, f"step overhead {extra * 1e6:,.0f} us per step (gpu.step_overhead, host-side)")
+    step = common.host_stepped(sequential_schedule(costs, hw, workload, groups), hw.gpu.step_overhead,
+                               "gpu.step_overhead")
     request = hw.gpu.request_overhead
     if not isinstance(request, np.ndarray) and request > 0:  # a per-request cost: noted, not in the step
-        notes = (*notes, (f"request overhead {request * 1e3:,.2f} ms per request (gpu.request_overhead: "
-                          f"added to TTFT by `accelsim serve`, not to this step's latency)"))
-    return StepTime(latency, tokens / latency, kernels.busy_s + extra, notes)
+        note = (f"request overhead {request * 1e3:,.2f} ms per request (gpu.request_overhead: "
+                f"added to TTFT by `accelsim serve`, not to this step's latency)")
+        step = replace(step, notes=(*step.notes, note))
+    return step
 
 
 def system_figures(hw: GpuSpec, workload: Workload, footprint: dict[str, float]) -> dict[str, Any]:
     """The per-step host overhead charged in ``schedule``, for ``Result.step_overhead_s``."""
-    return {"step_overhead_s": hw.gpu.step_overhead} if hw.gpu.step_overhead > 0 else {}
+    return common.step_figures(hw.gpu.step_overhead)
 
 
 def mappings(op: Op, hw: GpuSpec) -> list[Mapping]:

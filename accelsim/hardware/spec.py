@@ -207,6 +207,9 @@ class SystolicSection(Spec):
     overlap: Literal["none", "double_buffered"] = "double_buffered"
     macs_per_pe: dict[DType, PositiveInt] = Field(min_length=1)
     op_overhead: Seconds
+    # Host-side work of the runtime per forward step (dispatching the compiled step, fetching the
+    # sampled tokens), as ``gpu.step_overhead``: once per model step, never per op.
+    step_overhead: Seconds = "0 s"
     fusion: Literal["none", "epilogue"] = "epilogue"  # XLA fuses pointwise ops into GEMMs (sim.fusion)
     source: Source
 

@@ -15,7 +15,7 @@ from typing import Any
 from accelsim.graph import Attention, Graph, MatMul, Op
 from accelsim.hardware import common
 from accelsim.hardware.arraymath import ceil, ceil_div, vmax, where
-from accelsim.hardware.base import Mapping, OpCost, Placement, sequential_schedule, single_group
+from accelsim.hardware.base import Mapping, OpCost, Placement, StepTime, sequential_schedule, single_group
 from accelsim.hardware.spec import SystolicSpec
 from accelsim.model.spec import ModelSpec
 from accelsim.sim.traffic import gemm_offchip_bytes
@@ -114,7 +114,19 @@ def params(hw: SystolicSpec) -> dict[str, Any]:
 
 
 microbatch = single_group
-schedule = sequential_schedule
+
+
+def schedule(costs: list[OpCost], hw: SystolicSpec, workload: Workload, groups: int) -> StepTime:
+    """Ops run one after another (XLA executes the step's program in order), then the runtime's
+    host-side step work (``systolic.step_overhead``: dispatching the program, fetching the
+    sampled tokens) is paid once."""
+    return common.host_stepped(sequential_schedule(costs, hw, workload, groups), hw.systolic.step_overhead,
+                               "systolic.step_overhead")
+
+
+def system_figures(hw: SystolicSpec, workload: Workload, footprint: dict[str, float]) -> dict[str, Any]:
+    """The per-step host overhead charged in ``schedule``, for ``Result.step_overhead_s``."""
+    return common.step_figures(hw.systolic.step_overhead)
 
 
 def mappings(op: Op, hw: SystolicSpec) -> list[Mapping]:

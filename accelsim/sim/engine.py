@@ -155,11 +155,11 @@ def step_timeline(model: Any, hw: Any, workload: Any, *, overlap: Overlap = "dou
 
 
 def host_step(seconds: float) -> OpCost:
-    """The runtime's host-side work per step (``gpu.step_overhead``) as a task after the step's
+    """The runtime's host-side work per step (``step_overhead``) as a task after the step's
     kernels: the chip idles through it, and the next round's kernels wait for it."""
     return OpCost(op="step overhead", kind="host", layer=None, time_s=seconds, compute_s=0.0,
                   memory_s={}, bytes={}, energy_j={}, flops=0.0, peak_flops=0.0, bound="overhead",
-                  mapping="host (gpu.step_overhead)", overhead_s=seconds)
+                  mapping="host (step_overhead)", overhead_s=seconds)
 
 
 # --- building tasks -------------------------------------------------------------------------

@@ -53,8 +53,8 @@ class Result:
 
     @property
     def step_overhead_s(self) -> float:
-        """Host-side time per step inside ``latency_s`` that belongs to no op (a GPU's
-        ``gpu.step_overhead``; 0 where the chip has none)."""
+        """Host-side time per step inside ``latency_s`` that belongs to no op (``gpu.`` /
+        ``systolic.step_overhead``; 0 where the chip has none)."""
         return self.system.get("step_overhead_s", 0.0)
 
     @property

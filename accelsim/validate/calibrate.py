@@ -1,13 +1,14 @@
 """Fit each hardware config's efficiency constants on the calibration subset.
 
-Per hardware config up to four constants are fitted, shared by every op and every point on it:
+Per hardware config up to five constants are fitted, shared by every op and every point on it:
 ``efficiency.compute`` (achieved fraction of matrix/vector peak), ``efficiency.memory`` (achieved
 fraction of each memory level's bandwidth), the per-op overhead (``gpu.launch_overhead`` /
-``systolic.op_overhead``) and, on GPUs, the per-step host overhead (``gpu.step_overhead``, paid
-once per model step: a TTFT point has one step, a static batch ``output_len`` of them, a single
-GEMM or stream kernel none -- which is what separates it from the per-kernel cost) and the
-per-request runtime overhead (``gpu.request_overhead``, paid once per TTFT point and once per
-static-batch run, whatever its step count -- which separates it from the step overhead).  The objective is the sum over the calibration points of
+``systolic.op_overhead``), the per-step host overhead (``gpu.`` / ``systolic.step_overhead``,
+paid once per model step: a TTFT point has one step, a static batch ``output_len`` of them, a
+single GEMM or stream kernel none -- which is what separates it from the per-op cost) and, on
+GPUs, the per-request runtime overhead (``gpu.request_overhead``, paid once per TTFT point and
+once per static-batch run, whatever its step count -- which separates it from the step
+overhead).  The objective is the sum over the calibration points of
 ``log(predicted / measured)^2`` -- symmetric in over- and under-prediction and scale-free, so
 a TFLOPS point and a millisecond point weigh the same.  No per-point factors exist.
 
@@ -29,7 +30,7 @@ from accelsim.validate.predict import (
     Calibration,
     calibrated,
     current_calibration,
-    has_step_overhead,
+    has_request_overhead,
     predict,
     predictable,
     under_runtime,
@@ -62,8 +63,8 @@ class Fit:
 
 
 def _bounds(hw) -> dict[str, tuple[float, float]]:
-    """The search box for ``hw``: kinds without per-step/per-request overheads keep them at zero."""
-    return BOUNDS if has_step_overhead(hw) else {**BOUNDS, "step_s": (0.0, 0.0), "request_s": (0.0, 0.0)}
+    """The search box for ``hw``: kinds without a per-request overhead keep it at zero."""
+    return BOUNDS if has_request_overhead(hw) else {**BOUNDS, "request_s": (0.0, 0.0)}
 
 
 def _clip(x: np.ndarray, box: dict[str, tuple[float, float]]) -> Calibration:

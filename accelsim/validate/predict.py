@@ -70,30 +70,32 @@ def overhead_key(hw: HardwareBase) -> tuple[str, str]:
     raise ValueError(f"{hw.name}: kind '{hw.kind}' has no calibrated overhead")
 
 
-def has_step_overhead(hw: HardwareBase) -> bool:
-    """Whether the kind charges a per-step host overhead (``gpu.step_overhead``)."""
+def has_request_overhead(hw: HardwareBase) -> bool:
+    """Whether the kind charges a per-request runtime overhead (``gpu.request_overhead``)."""
     return isinstance(hw, GpuSpec)
 
 
 def request_overhead(hw: HardwareBase) -> float:
     """Seconds the serving runtime spends per request (``gpu.request_overhead``; 0 elsewhere)."""
-    return hw.gpu.request_overhead if has_step_overhead(hw) else 0.0
+    return hw.gpu.request_overhead if has_request_overhead(hw) else 0.0
 
 
 def current_calibration(hw: HardwareBase) -> Calibration:
     section, key = overhead_key(hw)
-    return Calibration(hw.efficiency.compute, hw.efficiency.memory, getattr(getattr(hw, section), key),
-                       hw.gpu.step_overhead if has_step_overhead(hw) else 0.0, request_overhead(hw))
+    kind_section = getattr(hw, section)
+    return Calibration(hw.efficiency.compute, hw.efficiency.memory, getattr(kind_section, key),
+                       kind_section.step_overhead, request_overhead(hw))
 
 
 def calibrated(hw: HardwareBase, cal: Calibration) -> HardwareBase:
-    """A copy of ``hw`` with the efficiency constants, per-op and per-step overheads replaced."""
+    """A copy of ``hw`` with the efficiency constants and the per-op, per-step and per-request
+    overheads replaced (every calibrated kind has a per-step overhead; only GPUs a per-request one)."""
     section, key = overhead_key(hw)
-    update = {key: cal.overhead_s}
-    if has_step_overhead(hw):
-        update |= {"step_overhead": cal.step_s, "request_overhead": cal.request_s}
-    elif cal.step_s or cal.request_s:
-        raise ValueError(f"{hw.name}: kind '{hw.kind}' has no per-step overhead or per-request overhead to set")
+    update = {key: cal.overhead_s, "step_overhead": cal.step_s}
+    if has_request_overhead(hw):
+        update["request_overhead"] = cal.request_s
+    elif cal.request_s:
+        raise ValueError(f"{hw.name}: kind '{hw.kind}' has no per-request overhead to set")
     return hw.model_copy(update={
         "efficiency": hw.efficiency.model_copy(update={"compute": cal.compute, "memory": cal.memory}),
         section: getattr(hw, section).model_copy(update=update),
