@@ -31,9 +31,8 @@ from accelsim.validate.predict import (
     calibrated,
     current_calibration,
     has_request_overhead,
-    predict,
+    predict_measured,
     predictable,
-    under_runtime,
 )
 
 # Search box: compute and memory are fractions of datasheet peaks; the overhead is a per-kernel
@@ -77,8 +76,7 @@ def _clip(x: np.ndarray, box: dict[str, tuple[float, float]]) -> Calibration:
 
 def loss(points: list[Point], catalogue: Catalogue, hw, cal: Calibration) -> float:
     chip = calibrated(hw, cal)
-    residuals = [np.log(predict(p, under_runtime(chip, catalogue.runtime(p))).value / catalogue.measured(p).value)
-                 for p in points]
+    residuals = [np.log(predict_measured(p, chip, catalogue).value / catalogue.measured(p).value) for p in points]
     return float(np.sum(np.square(residuals)))
 
 
@@ -108,7 +106,7 @@ def _runs(point: Point, catalogue: Catalogue) -> bool:
     if predictable(point) is not None:
         return False
     try:
-        predict(point, under_runtime(resolve_hardware(point.hw), catalogue.runtime(point)))
+        predict_measured(point, resolve_hardware(point.hw), catalogue)
     except AccelsimError:
         return False
     return True

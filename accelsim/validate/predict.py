@@ -28,7 +28,7 @@ from accelsim.graph import Elementwise, Graph, MatMul, Tensor
 from accelsim.hardware.spec import GpuSpec, HardwareBase, SystolicSpec
 from accelsim.model.spec import ModelSpec, load_model
 from accelsim.sim.mapper import best_cost
-from accelsim.validate.points import VALIDATION_DIR, Point, Runtime
+from accelsim.validate.points import VALIDATION_DIR, Catalogue, Point, Runtime
 from accelsim.workload import Workload
 
 DECODE_SAMPLES = 5
@@ -216,3 +216,8 @@ def predict(point: Point, hw: HardwareBase) -> Prediction:
     s = point.stream
     op = stream_op(s.reads, s.writes, s.ops_per_element)
     return Prediction(op.bytes_moved / cost_op(op, hw).time_s)
+
+
+def predict_measured(point: Point, hw: HardwareBase, catalogue: Catalogue) -> Prediction:
+    """``predict`` under the runtime the catalogue says measured ``point``."""
+    return predict(point, under_runtime(hw, catalogue.runtime(point)))

@@ -12,7 +12,7 @@ from accelsim.api import resolve_hardware
 from accelsim.errors import AccelsimError
 from accelsim.hardware.spec import HardwareBase
 from accelsim.validate.points import Catalogue, Point, select, split
-from accelsim.validate.predict import Calibration, calibrated, predict, predictable, under_runtime
+from accelsim.validate.predict import Calibration, calibrated, predict_measured, predictable
 
 POINT_COLUMNS = ("id", "hw", "metric", "split", "model", "dtype", "chips", "batch", "input_len",
                  "output_len", "measured", "predicted", "unit", "error", "abs_error", "decode_share",
@@ -54,7 +54,7 @@ def evaluate(catalogue: Catalogue, points: list[Point], chips: dict[str, Hardwar
             continue
         measured = catalogue.measured(p)
         try:
-            predicted = predict(p, under_runtime(chips[p.hw], catalogue.runtime(p)))
+            predicted = predict_measured(p, chips[p.hw], catalogue)
         except AccelsimError as err:
             # The measurement ran, so this is a modelling or config gap (capacity, a missing
             # interconnect section), reported with the point rather than ending the run.
