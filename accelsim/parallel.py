@@ -13,6 +13,18 @@ share of work one chip does, and inserts the ``Collective`` ops that tie the chi
   A chain is split only when every path from the column-split matmul reaches a consumer that
   accepts a split input (a row-split matmul, attention, or the graph's end), so a small
   projection such as an MoE router stays whole.
+* 2D weight-stationary tensor parallelism (Pope et al. 2022, "Efficiently Scaling Transformer
+  Inference", Sec. 3.2.2), when ``tp_x > 1``: the tp ranks form a ``tp_x x (tp / tp_x)`` grid.
+  Every weight is split both ways, the model width over x and heads / MLP columns over y, so
+  each chip still does 1/tp of every matmul but no activation crosses all tp chips at once.
+  The residual stream lives split over x along the model width (norms add a small all_reduce
+  of their row statistics over x).  A column-split matmul's partial sums are reduce-scattered
+  over x (by rows); a row-split matmul first all-gathers those rows over x and then
+  all-reduces its partial sums over y.  Per layer each chip sends about 2BLE/x + 2BLF/y bytes
+  instead of Megatron's 2 x 2BLE, which is the paper's point at large chip counts.  Attention
+  splits its sequences over x when the batch allows, else gathers the rows back and runs on
+  each x rank (heads split over y).  Recurrent scans, convolutions and routed experts need
+  their rows whole, so a model with them keeps ``tp_x = 1``.
 * expert parallelism: the stacked expert GEMMs keep 1/ep of the experts per chip, with an
   ``all_to_all`` dispatching routed tokens before them and one combining the results after.
   The non-expert ops are replicated across the EP ranks.
@@ -27,7 +39,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 
 from accelsim.errors import AccelsimError
 from accelsim.graph import (
@@ -49,18 +61,24 @@ SEND_PREFIX = "pp.send"
 
 @dataclass(frozen=True)
 class Parallelism:
-    """How many chips, and how the work is split among them: chips = tp x pp x ep."""
+    """How many chips, and how the work is split among them: chips = tp x pp x ep.
+
+    ``tp_x`` > 1 lays the tp ranks out as a 2D weight-stationary grid of tp_x x (tp / tp_x)."""
 
     tp: int = 1
     pp: int = 1
     ep: int = 1
     chips: int | None = None
+    tp_x: int = 1
 
     def __post_init__(self) -> None:
-        for name in ("tp", "pp", "ep"):
+        for name in ("tp", "pp", "ep", "tp_x"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise AccelsimError(f"--{name} must be an integer >= 1, got {value!r}")
+                raise AccelsimError(f"--{name.replace('_', '-')} must be an integer >= 1, got {value!r}")
+        if self.tp % self.tp_x:
+            raise AccelsimError(f"--tp-x {self.tp_x} must divide --tp {self.tp} (the 2D grid is "
+                                f"tp-x x tp/tp-x chips)")
         product = self.tp * self.pp * self.ep
         if self.chips is None:
             object.__setattr__(self, "chips", product)
@@ -70,10 +88,12 @@ class Parallelism:
 
     @classmethod
     def from_options(cls, chips: int | None = None, tp: int | None = None, pp: int | None = None,
-                     ep: int | None = None) -> Parallelism | None:
+                     ep: int | None = None, tp_x: int | None = None) -> Parallelism | None:
         """From CLI options, where None means 'not given': a lone --chips N becomes tensor
         parallelism over whatever --pp/--ep leave; nothing given means one chip (None)."""
         if chips is None and tp is None and pp is None and ep is None:
+            if tp_x not in (None, 1):
+                raise AccelsimError(f"--tp-x {tp_x} lays out tensor-parallel chips; give --tp or --chips too")
             return None
         pp, ep = pp or 1, ep or 1
         if tp is None and chips is not None:
@@ -81,23 +101,28 @@ class Parallelism:
                 raise AccelsimError(f"--chips {chips} is not a multiple of --pp x --ep "
                                     f"({pp} x {ep}); give --tp explicitly")
             tp = chips // (pp * ep)
-        return cls(tp=tp or 1, pp=pp, ep=ep, chips=chips)
+        return cls(tp=tp or 1, pp=pp, ep=ep, chips=chips, tp_x=tp_x or 1)
 
     @property
     def per_stage(self) -> int:
         """Chips that run each pipeline stage side by side."""
         return self.tp * self.ep
 
+    @property
+    def tp_y(self) -> int:
+        return self.tp // self.tp_x
+
     def describe(self) -> str:
-        return f"{self.chips} chips (tp={self.tp} pp={self.pp} ep={self.ep})"
+        grid = f" as {self.tp_x}x{self.tp_y}" if self.tp_x > 1 else ""
+        return f"{self.chips} chips (tp={self.tp}{grid} pp={self.pp} ep={self.ep})"
 
     def to_dict(self) -> dict:
-        return {"chips": self.chips, "tp": self.tp, "pp": self.pp, "ep": self.ep}
+        return {"chips": self.chips, "tp": self.tp, "tp_x": self.tp_x, "pp": self.pp, "ep": self.ep}
 
 
 def shard(graph: Graph, parallelism: Parallelism) -> Graph:
     """One chip's share of ``graph`` (every pipeline stage, joined by sends)."""
-    sharded = _tensor_parallel(graph, parallelism.tp)
+    sharded = _tensor_parallel(graph, _Grid(parallelism.tp_x, parallelism.tp_y))
     sharded = _expert_parallel(sharded, parallelism.ep)
     sharded = pipeline_sends(sharded, layer_stages(sharded, parallelism.pp))
     sharded.name = f"{graph.name} [{parallelism.describe()}]"
@@ -116,10 +141,35 @@ def stage_graphs(graph: Graph) -> list[Graph]:
 
 # --- tensor parallelism --------------------------------------------------------------------
 
+@dataclass(frozen=True)
+class _Grid:
+    """Tensor-parallel ranks as x (model width) by y (heads, MLP columns); x = 1 is Megatron."""
+
+    x: int
+    y: int
+
+    @property
+    def ranks(self) -> int:
+        return self.x * self.y
+
+
+@dataclass
+class _Split:
+    """What sharding has done to each activation so far (names of the unsharded tensors)."""
+
+    ratio: dict[str, float] = field(default_factory=dict)  # split over the ranks: local share
+    rows_by_x: set[str] = field(default_factory=set)  # ... whose share includes 1/x of the rows
+    residual: set[str] = field(default_factory=set)  # whole in 1D, model width split over x in 2D
+
+
 def _scaled(t: Tensor, ratio: float, axis: int = -1) -> Tensor:
     shape = list(t.shape)
     shape[axis] = max(1, math.ceil(shape[axis] * ratio - 1e-9))
     return Tensor(t.name, tuple(shape), t.dtype, t.role)
+
+
+def _renamed(t: Tensor, name: str) -> Tensor:
+    return Tensor(name, t.shape, t.dtype, t.role)
 
 
 def _scaled_axis_of(t: Tensor, size: int, ratio: float) -> Tensor:
@@ -164,18 +214,19 @@ class _Consumers:
         return False
 
 
-def _local_heads(op: Attention, tp: int) -> tuple[int, int]:
-    if op.heads % tp:
-        raise AccelsimError(f"--tp {tp} must divide the attention heads ({op.heads}) of {op.name}")
-    if op.kv_heads % tp == 0:
-        return op.heads // tp, op.kv_heads // tp
-    if tp % op.kv_heads == 0:
-        return op.heads // tp, 1  # each KV head replicated on tp/kv_heads ranks
-    raise AccelsimError(f"--tp {tp} and the {op.kv_heads} KV heads of {op.name} must divide "
-                        f"one another")
+def _local_heads(op: Attention, ranks: int) -> tuple[int, int]:
+    if op.heads % ranks:
+        raise AccelsimError(f"the {ranks} ranks that split heads (--tp, or --tp / --tp-x on a 2D "
+                            f"grid) must divide the attention heads ({op.heads}) of {op.name}")
+    if op.kv_heads % ranks == 0:
+        return op.heads // ranks, op.kv_heads // ranks
+    if ranks % op.kv_heads == 0:
+        return op.heads // ranks, 1  # each KV head replicated on ranks/kv_heads ranks
+    raise AccelsimError(f"the {ranks} ranks that split heads and the {op.kv_heads} KV heads of "
+                        f"{op.name} must divide one another")
 
 
-def _qkv_widths(graph: Graph, tp: int) -> dict[str, float]:
+def _qkv_widths(graph: Graph, ranks: int) -> dict[str, float]:
     """Column ratio for each matmul that feeds attention: heads and KV heads split apart (KV
     replicated past the KV-head count), traced back through pointwise ops and norms."""
     producer = {t.name: op for op in graph for t in op.outputs}
@@ -183,7 +234,7 @@ def _qkv_widths(graph: Graph, tp: int) -> dict[str, float]:
     for op in graph:
         if not isinstance(op, Attention):
             continue
-        h_local, kv_local = _local_heads(op, tp)
+        h_local, kv_local = _local_heads(op, ranks)
         src = producer.get(op.inputs[0].name)
         while isinstance(src, (Elementwise, Norm)):
             src = producer.get(src.inputs[0].name)
@@ -192,61 +243,126 @@ def _qkv_widths(graph: Graph, tp: int) -> dict[str, float]:
     return ratios
 
 
-def _tensor_parallel(graph: Graph, tp: int) -> Graph:
+def _check_2d(graph: Graph) -> None:
+    for op in graph:
+        if isinstance(op, (Scan, Conv)) or is_expert_matmul(op):
+            raise AccelsimError(f"--tp-x > 1 (the 2D weight-stationary layout) splits rows over x, "
+                                f"which {op.kind} op {op.name} cannot take; run this model with "
+                                f"--tp-x 1")
+
+
+def _tensor_parallel(graph: Graph, grid: _Grid) -> Graph:
     out = Graph(name=graph.name)
-    if tp == 1:
+    if grid.ranks == 1:
         for op in graph:
             out.add(op)
         return out
+    if grid.x > 1:
+        _check_2d(graph)
     consumers = _Consumers(graph)
-    qkv = _qkv_widths(graph, tp)
-    ratio: dict[str, float] = {}  # split activation -> local/global size of its last axis
+    qkv = _qkv_widths(graph, grid.y)
+    split = _Split()
     for op in graph:
-        for new in _tp_op(op, tp, ratio, consumers, qkv):
+        for new in _tp_op(op, grid, split, consumers, qkv):
             out.add(new)
     return out
 
 
-def _split_inputs(op: Op, ratio: dict[str, float]) -> list[Tensor]:
-    return [t for t in op.inputs if t.name in ratio]
+def _split_inputs(op: Op, split: _Split) -> list[Tensor]:
+    return [t for t in op.inputs if t.name in split.ratio]
 
 
-def _tp_op(op: Op, tp: int, ratio: dict[str, float], consumers: _Consumers,
+def _local(t: Tensor, split: _Split) -> Tensor:
+    return _scaled(t, split.ratio[t.name])
+
+
+def _gather_rows(t: Tensor, grid: _Grid, split: _Split, reader: str, layer: int | None
+                 ) -> tuple[list[Op], Tensor]:
+    """A split tensor with all its rows: all-gathered over x when a reduce-scatter spread them."""
+    if t.name not in split.rows_by_x:
+        return [], _local(t, split)
+    whole_rows = _renamed(_scaled(t, split.ratio[t.name] * grid.x), f"{t.name}.rows")
+    return [Collective(f"{reader}.gather_x", (_local(t, split),), (whole_rows,), layer=layer,
+                       pattern="all_gather", group=grid.x)], whole_rows
+
+
+def _whole_residuals(op: Op, grid: _Grid, split: _Split) -> tuple[list[Op], Op]:
+    """An op that needs the residual stream whole all-gathers it over x first."""
+    gathers: list[Op] = []
+    inputs = []
+    for t in op.inputs:
+        if t.name in split.residual:
+            whole = _renamed(t, f"{t.name}.whole")
+            gathers.append(Collective(f"{op.name}.{t.name}.gather_x", (_scaled(t, 1 / grid.x),),
+                                      (whole,), layer=op.layer, pattern="all_gather", group=grid.x))
+            t = whole
+        inputs.append(t)
+    return gathers, replace(op, inputs=tuple(inputs))
+
+
+def _tp_op(op: Op, grid: _Grid, split: _Split, consumers: _Consumers,
            qkv: dict[str, float]) -> list[Op]:
     if isinstance(op, Collective):
         return [op]
-    if isinstance(op, MatMul):
-        return _tp_matmul(op, tp, ratio, consumers, qkv)
     if isinstance(op, Embedding):
-        return _tp_embedding(op, tp)
-    split = _split_inputs(op, ratio)
-    if not split:
+        return _tp_embedding(op, grid, split)
+    if any(t.name in split.residual for t in op.inputs):
+        if isinstance(op, (Elementwise, Norm)) and not _split_inputs(op, split):
+            return _residual_pointwise(op, grid, split)
+        if not (isinstance(op, MatMul) and op.inputs[0].name in split.residual
+                and consumers.accepts_split(op.outputs[0].name) and _weight(op) is not None):
+            gathers, op = _whole_residuals(op, grid, split)
+            return gathers + _tp_op(op, grid, split, consumers, qkv)
+    if isinstance(op, MatMul):
+        return _tp_matmul(op, grid, split, consumers, qkv)
+    inputs = _split_inputs(op, split)
+    if not inputs:
         return [op]  # replicated: every rank runs it whole
-    r = ratio[split[0].name]
     if isinstance(op, Attention):
-        h_local, kv_local = _local_heads(op, tp)
-        inputs = (_scaled(op.inputs[0], ratio[op.inputs[0].name]),
-                  *(_scaled_axis_of(t, op.kv_heads, kv_local / op.kv_heads) for t in op.inputs[1:]))
-        head_ratio = h_local / op.heads
-        outputs = (_scaled(op.outputs[0], head_ratio),
-                   *(_scaled_axis_of(t, op.kv_heads, kv_local / op.kv_heads) for t in op.outputs[1:]))
-        ratio[op.outputs[0].name] = head_ratio
-        return [replace(op, inputs=inputs, outputs=outputs, heads=h_local, kv_heads=kv_local)]
+        return _tp_attention(op, grid, split)
     if isinstance(op, (Elementwise, Norm, Conv, Scan)):
-        return [_tp_pointwise(op, r, ratio)]
+        return [_tp_pointwise(op, split.ratio[inputs[0].name], split,
+                              any(t.name in split.rows_by_x for t in inputs))]
     raise AccelsimError(f"tensor parallelism cannot split {op.kind} op {op.name} yet; "
                         f"run this model with --tp 1")
 
 
-def _tp_pointwise(op: Op, r: float, ratio: dict[str, float]) -> Op:
+def _tp_attention(op: Attention, grid: _Grid, split: _Split) -> list[Op]:
+    """Heads split over y; on a 2D grid the sequences split over x when the batch allows, else
+    the rows are gathered back and every x rank runs its heads whole."""
+    h_local, kv_local = _local_heads(op, grid.y)
+    ops: list[Op] = []
+    qkv_in = op.inputs[0]
+    by_x = qkv_in.name in split.rows_by_x and op.batch % grid.x == 0
+    if by_x:
+        qkv_local = _local(qkv_in, split)
+    else:
+        ops, qkv_local = _gather_rows(qkv_in, grid, split, op.name, op.layer)
+    seq = 1 / grid.x if by_x else 1.0
+
+    def kv(t: Tensor) -> Tensor:
+        local = _scaled_axis_of(t, op.kv_heads, kv_local / op.kv_heads)
+        return _scaled(local, seq, axis=0) if t.role == "kv_cache" else local
+
+    head_ratio = h_local / op.heads * seq
+    inputs = (qkv_local, *(kv(t) for t in op.inputs[1:]))
+    outputs = (_scaled(op.outputs[0], head_ratio), *(kv(t) for t in op.outputs[1:]))
+    split.ratio[op.outputs[0].name] = head_ratio
+    if by_x:
+        split.rows_by_x.add(op.outputs[0].name)
+    return ops + [replace(op, inputs=inputs, outputs=outputs, heads=h_local, kv_heads=kv_local,
+                          batch=op.batch // grid.x if by_x else op.batch)]
+
+
+def _tp_pointwise(op: Op, r: float, split: _Split, rows_by_x: bool) -> Op:
     """An op applied per channel: its split inputs, per-channel weights, state and outputs all
     keep the local share of their channels."""
     width = op.outputs[0].shape[-1]
     channels = getattr(op, "channels", width)
 
     def local(t: Tensor) -> Tensor:
-        if t.name in ratio:
-            return _scaled(t, ratio[t.name])
+        if t.name in split.ratio:
+            return _local(t, split)
         if t.role == "activation":
             return _scaled(t, r)
         return _scaled_axis_of(t, channels, r)
@@ -256,7 +372,9 @@ def _tp_pointwise(op: Op, r: float, ratio: dict[str, float]) -> Op:
                     for t in op.outputs)
     for t in outputs:
         if t.role == "activation":
-            ratio[t.name] = r
+            split.ratio[t.name] = r
+            if rows_by_x:
+                split.rows_by_x.add(t.name)
     changes: dict = {"inputs": inputs, "outputs": outputs}
     if isinstance(op, Elementwise):
         changes["elements"] = outputs[0].elements
@@ -269,52 +387,115 @@ def _tp_pointwise(op: Op, r: float, ratio: dict[str, float]) -> Op:
     return replace(op, **changes)
 
 
-def _tp_matmul(op: MatMul, tp: int, ratio: dict[str, float], consumers: _Consumers,
+def _residual_pointwise(op: Op, grid: _Grid, split: _Split) -> list[Op]:
+    """A residual add or a norm on the 2D grid: each chip holds 1/x of the model width.  A
+    norm's mean and variance need every column, so it all-reduces one figure per row over x."""
+    width = op.outputs[0].shape[-1]
+
+    def local(t: Tensor) -> Tensor:
+        return _scaled(t, 1 / grid.x) if t.role == "activation" or t.shape[-1] == width else t
+
+    inputs = tuple(local(t) for t in op.inputs)
+    outputs = tuple(local(t) for t in op.outputs)
+    split.residual.update(t.name for t in op.outputs if t.role == "activation")
+    if isinstance(op, Elementwise):
+        return [replace(op, inputs=inputs, outputs=outputs, elements=outputs[0].elements)]
+    assert isinstance(op, Norm)
+    stats = Tensor(f"{op.name}.stats", (op.rows,), "fp32")
+    return [replace(op, inputs=inputs, outputs=outputs, cols=outputs[0].shape[-1]),
+            Collective(f"{op.name}.stats.all_reduce", (stats,), (_renamed(stats, f"{stats.name}.sum"),),
+                       layer=op.layer, pattern="all_reduce", group=grid.x)]
+
+
+def _tp_matmul(op: MatMul, grid: _Grid, split: _Split, consumers: _Consumers,
                qkv: dict[str, float]) -> list[Op]:
     w = _weight(op)
     a, y = op.inputs[0], op.outputs[0]
     if w is None:
-        if _split_inputs(op, ratio):
+        if _split_inputs(op, split):
             raise AccelsimError(f"tensor parallelism cannot split activation-by-activation "
                                 f"matmul {op.name} yet; run this model with --tp 1")
         return [op]
-    if a.name in ratio:  # row-parallel: local slice of K, partial sums reduced across ranks
-        a_local = _scaled(a, ratio[a.name])
-        k_local = a_local.shape[-1]
-        w_local = _scaled(w, k_local / op.k, axis=-2)
-        partial = Tensor(f"{y.name}.partial", y.shape, y.dtype, y.role)
-        body = replace(op, inputs=(a_local, w_local, *op.inputs[2:]), outputs=(partial,), k=k_local)
-        reduce = Collective(f"{op.name}.all_reduce", (partial,), (y,), layer=op.layer,
-                            pattern="all_reduce", group=tp)
-        return [body, reduce]
+    if a.name in split.ratio:
+        return _row_parallel(op, w, grid, split)
     if not consumers.accepts_split(y.name):
         return [op]  # replicated: a small projection whose consumers need it whole
-    r = qkv.get(op.name, math.ceil(op.n / tp) / op.n)
-    n_local = max(1, math.ceil(op.n * r - 1e-9))
-    extras = tuple(_scaled(t, r) if t.role == "weight" else t for t in op.inputs[2:])
-    y_local = _scaled(y, r)
-    body = replace(op, inputs=(a, _scaled(w, r), *extras), outputs=(y_local,), n=n_local)
-    ratio[y.name] = r
-    if consumers.of.get(y.name):
+    return _column_parallel(op, w, grid, split, consumers, qkv)
+
+
+def _row_parallel(op: MatMul, w: Tensor, grid: _Grid, split: _Split) -> list[Op]:
+    """Local slice of K (all rows, gathered over x if spread), 1/x of the model width out, and
+    the partial sums all-reduced over y."""
+    a, y = op.inputs[0], op.outputs[0]
+    ops, a_local = _gather_rows(a, grid, split, op.name, op.layer)
+    k_local = a_local.shape[-1]
+    w_local = _scaled(_scaled(w, k_local / op.k, axis=-2), 1 / grid.x)
+    y_local = _scaled(y, 1 / grid.x)
+    body = replace(op, inputs=(a_local, w_local, *op.inputs[2:]), outputs=(y_local,),
+                   k=k_local, n=y_local.shape[-1])
+    if grid.x > 1:
+        split.residual.add(y.name)
+    return ops + _reduced_over_y(body, grid)
+
+
+def _reduced_over_y(body: Op, grid: _Grid) -> list[Op]:
+    """``body`` computing partial sums of its output, then their all_reduce over the y ranks."""
+    if grid.y == 1:
         return [body]
-    # The graph's output (the LM head's logits): gather the vocabulary slices.
-    renamed = replace(body, outputs=(Tensor(f"{y.name}.local", y_local.shape, y.dtype, y.role),))
-    gather = Collective(f"{op.name}.all_gather", renamed.outputs, (y,), layer=op.layer,
-                        pattern="all_gather", group=tp)
-    return [renamed, gather]
+    y = body.outputs[0]
+    partial = _renamed(y, f"{y.name}.partial")
+    return [replace(body, outputs=(partial,)),
+            Collective(f"{body.name}.all_reduce", (partial,), (y,), layer=body.layer,
+                       pattern="all_reduce", group=grid.y)]
 
 
-def _tp_embedding(op: Embedding, tp: int) -> list[Op]:
-    """Token embedding split by vocabulary rows; a learned position table (no ids) stays whole."""
+def _column_parallel(op: MatMul, w: Tensor, grid: _Grid, split: _Split, consumers: _Consumers,
+                     qkv: dict[str, float]) -> list[Op]:
+    """Output columns split over y; on the 2D grid the input is 1/x of the model width, so the
+    partial sums are reduce-scattered over x (each chip keeps 1/x of the rows)."""
+    a, y = op.inputs[0], op.outputs[0]
+    r = qkv.get(op.name, math.ceil(op.n / grid.y) / op.n)
+    n_local = max(1, math.ceil(op.n * r - 1e-9))
+    a_local, w_local = a, _scaled(w, r)
+    if a.name in split.residual:
+        a_local = _scaled(a, 1 / grid.x)
+        w_local = _scaled(w_local, a_local.shape[-1] / op.k, axis=-2)
+    extras = tuple(_scaled(t, r) if t.role == "weight" else t for t in op.inputs[2:])
+    y_cols = _scaled(y, r)
+    gathered_at_end = not consumers.of.get(y.name)
+    ops: list[Op] = []
+    if a.name in split.residual:  # sum the x partials, keeping 1/x of the rows
+        partial = _renamed(y_cols, f"{y.name}.partial")
+        r /= grid.x
+        y_local = _renamed(_scaled(y, r), f"{y.name}.local" if gathered_at_end else y.name)
+        ops += [replace(op, inputs=(a_local, w_local, *extras), outputs=(partial,),
+                        k=a_local.shape[-1], n=n_local),
+                Collective(f"{op.name}.reduce_scatter", (partial,), (y_local,), layer=op.layer,
+                           pattern="reduce_scatter", group=grid.x)]
+        split.rows_by_x.add(y.name)
+    else:
+        y_local = _renamed(y_cols, f"{y.name}.local" if gathered_at_end else y.name)
+        ops.append(replace(op, inputs=(a_local, w_local, *extras), outputs=(y_local,), n=n_local))
+    split.ratio[y.name] = r
+    if gathered_at_end:  # the graph's output (the LM head's logits): gather the slices
+        ops.append(Collective(f"{op.name}.all_gather", (y_local,), (y,), layer=op.layer,
+                              pattern="all_gather", group=grid.ranks))
+    return ops
+
+
+def _tp_embedding(op: Embedding, grid: _Grid, split: _Split) -> list[Op]:
+    """Token embedding split by vocabulary rows over y (and its width over x on the 2D grid); a
+    learned position table (no ids) stays whole."""
     table, rest = op.inputs[0], op.inputs[1:]
     if not any(t.role == "activation" for t in rest):
         return [op]
     y = op.outputs[0]
-    partial = Tensor(f"{y.name}.partial", y.shape, y.dtype, y.role)
-    body = replace(op, inputs=(_scaled(table, 1 / tp, axis=0), *rest), outputs=(partial,))
-    reduce = Collective(f"{op.name}.all_reduce", (partial,), (y,), layer=op.layer,
-                        pattern="all_reduce", group=tp)
-    return [body, reduce]
+    y_local = _scaled(y, 1 / grid.x)
+    local_table = _scaled(_scaled(table, 1 / grid.y, axis=0), 1 / grid.x)
+    if grid.x > 1:
+        split.residual.add(y.name)
+    return _reduced_over_y(replace(op, inputs=(local_table, *rest), outputs=(y_local,),
+                                   dim=y_local.shape[-1]), grid)
 
 
 # --- expert parallelism --------------------------------------------------------------------

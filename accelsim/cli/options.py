@@ -60,12 +60,17 @@ parallel_options = _compose(
                  help="Pipeline stages (contiguous layers per stage; sends between stages)."),
     click.option("--ep", type=click.IntRange(min=1), default=None,
                  help="Expert-parallel ranks for MoE models (experts split; all-to-all)."),
+    click.option("--tp-x", "tp_x", type=click.IntRange(min=1), default=None,
+                 help="Lay the --tp ranks out as a 2D weight-stationary grid of TP_X x TP/TP_X "
+                      "(Pope et al. 2022): model width split over x, heads/columns over y. "
+                      "[default: 1, Megatron 1D]"),
 )
 
 
-def parallelism_from(chips: int | None, tp: int | None, pp: int | None, ep: int | None):
+def parallelism_from(chips: int | None, tp: int | None, pp: int | None, ep: int | None,
+                     tp_x: int | None = None):
     from accelsim.parallel import Parallelism
-    return Parallelism.from_options(chips=chips, tp=tp, pp=pp, ep=ep)
+    return Parallelism.from_options(chips=chips, tp=tp, pp=pp, ep=ep, tp_x=tp_x)
 
 
 def workload_from(phase: str, batch: int, prompt: int, context: int,
