@@ -175,3 +175,34 @@ def test_fit_recovers_known_constants_from_kernel_points(catalogue):
     assert fit.after.compute == pytest.approx(0.72, abs=0.03)
     assert fit.after.memory == pytest.approx(0.88, abs=0.03)
     assert fit.after.overhead_s == pytest.approx(6e-6, abs=1.5e-6)
+
+
+def test_palm_configs_match_the_published_parameter_counts():
+    # PaLM (Chowdhery et al. 2022, Table 1): 62.50B and 540.35B; the served 540B pads 48 heads to 64.
+    from accelsim.model.lower import lower
+    from accelsim.validate.predict import model_for
+    from accelsim.workload import Workload
+
+    def params(spec):
+        return lower(spec, Workload("decode", batch=1, context=1)).param_count
+
+    palm540 = model_for("validation/models/palm-540b-64heads.yaml")
+    unpadded = palm540.model_copy(update={"attention": palm540.attention.model_copy(update={"num_heads": 48})})
+    # within 0.01 %: the modelled LayerNorms (two per layer, with bias) add 8.7M that PaLM lacks
+    assert params(unpadded) == pytest.approx(540.35e9, rel=1e-4)
+    assert params(model_for("validation/models/palm-62b.yaml")) == pytest.approx(62.50e9, rel=1e-4)
+    assert params(palm540) - params(unpadded) == pytest.approx(17.8e9, rel=0.01)  # "about 18B"
+
+
+def test_pope_prefill_points_run_on_the_2d_grid(catalogue):
+    from accelsim.api import resolve_hardware
+    from accelsim.validate.predict import model_for, predict
+    points = [p for p in catalogue.points if p.hw == "tpu-v4" and p.kind == "ttft"]
+    assert {(p.chips, p.tp_x) for p in points} == {(64, 4), (16, 2)}
+    hw = resolve_hardware("tpu-v4")
+    # Table D.3 does not state its weight format: every row is compute-bound, so int8 weights
+    # would predict the same as the bf16 the points use.
+    for p in (p for p in points if p.input_len == 60 and p.batch in (4, 256)):
+        assert p.weight_dtype is None and model_for(p.model).num_layers == 118
+        bf16 = predict(p, hw).value
+        assert predict(p.model_copy(update={"weight_dtype": "int8"}), hw).value == pytest.approx(bf16, rel=2e-3)

@@ -16,9 +16,11 @@ def scatter_plots(points: pd.DataFrame, out: Path, prefix: str = "validation_") 
     written = []
     for metric, rows in points.groupby("metric", sort=True):
         fig, ax = plt.subplots(figsize=(4.6, 4.2))
+        colours = {hw: f"C{i}" for i, hw in enumerate(sorted(rows["hw"].unique()))}
         for (hw, part), sub in rows.groupby(["hw", "split"], sort=True):
+            # hollow calibration markers need an edge colour of their own, or they vanish
             ax.scatter(sub["measured"], sub["predicted"], marker=MARKERS.get(hw, "D"),
-                       facecolors="none" if part == "calibration" else None,
+                       edgecolors=colours[hw], facecolors="none" if part == "calibration" else colours[hw],
                        label=f"{hw} ({part})", s=36)
         lo = min(rows["measured"].min(), rows["predicted"].min()) / 1.5
         hi = max(rows["measured"].max(), rows["predicted"].max()) * 1.5

@@ -31,7 +31,7 @@ SUBSETS: tuple[str, ...] = ("smoke", "calibration", "holdout", "all")
 # Measured units -> (SI factor, SI unit).  Per-GPU throughput is the same unit per chip.
 UNITS: dict[str, tuple[float, str]] = {
     "tokens/s": (1.0, "tokens/s"), "tokens/s/GPU": (1.0, "tokens/s"), "ms": (1e-3, "s"),
-    "ms/token": (1e-3, "s"), "TFLOPS": (1e12, "FLOP/s"), "TB/s": (1e12, "B/s"),
+    "ms/token": (1e-3, "s"), "s": (1.0, "s"), "TFLOPS": (1e12, "FLOP/s"), "TB/s": (1e12, "B/s"),
 }
 # The measurement tables in validation/: two verbatim copies of shared/refdata and one of TPU rows
 # collected for accelsim (validation/README.md).
@@ -79,7 +79,9 @@ class Point(Spec):
     hw: str
     model: str | None = None
     dtype: Literal["fp8", "fp16", "bf16"] | None = None
+    weight_dtype: Literal["int8"] | None = None  # weight-only quantisation; else ``dtype``
     chips: PositiveInt = 1
+    tp_x: PositiveInt = 1  # the chips as a 2D weight-stationary grid of tp_x x chips/tp_x
     batch: PositiveInt | None = None
     input_len: PositiveInt | None = None
     output_len: PositiveInt | None = None

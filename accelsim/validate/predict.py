@@ -140,10 +140,10 @@ def _step_latency(point: Point, hw: HardwareBase, workload: Workload) -> float:
     kwargs = {}
     if point.chips > 1:
         from accelsim.parallel import Parallelism
-        kwargs["parallelism"] = Parallelism(tp=point.chips)
+        kwargs["parallelism"] = Parallelism(tp=point.chips, tp_x=point.tp_x)
     d = point.dtype
-    return simulate(model_for(point.model), hw, workload, weight_dtype=d, act_dtype=d, kv_dtype=d,
-                    **kwargs).latency_s
+    return simulate(model_for(point.model), hw, workload, weight_dtype=point.weight_dtype or d,
+                    act_dtype=d, kv_dtype=d, **kwargs).latency_s
 
 
 def decode_contexts(input_len: int, output_len: int, samples: int = DECODE_SAMPLES) -> np.ndarray:
