@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import subprocess
-import sys
 
 import pytest
 from scalesim_config import scalesim_config
@@ -185,20 +183,6 @@ report = glob.glob(out + '/**/COMPUTE_REPORT.csv', recursive=True)[0]
 rows = [[c.strip() for c in r if c.strip()] for r in csv.reader(open(report))]
 print(json.dumps(rows))
 """
-
-
-@pytest.fixture(scope="module")
-def scalesim_python(tmp_path_factory):
-    if os.environ.get("ACCELSIM_SCALESIM") != "1":
-        pytest.skip("set ACCELSIM_SCALESIM=1 to compare with the real scalesim package (it needs "
-                    "its own venv with numpy<2.4 and a registry download, and is slow)")
-    if os.environ.get("SCALESIM_PYTHON"):  # an existing venv with scalesim installed
-        return os.environ["SCALESIM_PYTHON"]
-    venv = tmp_path_factory.mktemp("scalesim") / "venv"
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    python = venv / "bin" / "python"
-    subprocess.run([str(python), "-m", "pip", "install", "-q", "scalesim", "numpy<2.4"], check=True)
-    return python
 
 
 @pytest.mark.parametrize("rows, cols, dataflow", [(16, 16, "os"), (16, 8, "ws"), (8, 16, "is")])

@@ -1,26 +1,16 @@
 """accelsim's systolic compute cycles against SCALE-Sim v3 itself, GEMM by GEMM.
 
-Opt-in (ACCELSIM_SCALESIM=1): it builds a throw-away venv with SCALE-Sim (which crashes on
-NumPy >= 2.4, so it never enters the project's environment) and needs the package registry.
-SCALE-Sim runs folds back to back with stall-free interfaces (InterfaceBandwidth: CALC); its
+SCALE-Sim itself comes from the ``scalesim_python`` fixture (conftest.py: a throw-away venv, the
+test skipped only when the package cannot be installed).  SCALE-Sim runs folds back to back with stall-free interfaces (InterfaceBandwidth: CALC); its
 COMPUTE_REPORT 'Total Cycles' is what ``accelsim.hardware.systolic.scalesim_cycles`` models.
 """
 import json
-import os
 import subprocess
 import textwrap
-import venv
-from pathlib import Path
 
-import pytest
 from scalesim_config import scalesim_config
 
 from accelsim.hardware.systolic import scalesim_cycles
-
-pytestmark = pytest.mark.skipif(
-    os.environ.get("ACCELSIM_SCALESIM") != "1",
-    reason="SCALE-Sim cross-check is opt-in: set ACCELSIM_SCALESIM=1 (creates a venv and pip-installs "
-           "scalesim, which needs the package registry and ~1 minute)")
 
 # (M, N, K): square, skinny (decode-like M=1), ragged edges that pad folds, K shorter than the array.
 GEMMS = [(64, 64, 64), (256, 256, 256), (1, 256, 300), (100, 37, 129), (300, 17, 5), (33, 300, 64)]
@@ -57,18 +47,6 @@ DRIVER = textwrap.dedent("""
         out[tag] = [int(float(r["Total Cycles"])) for r in rows]
     print("RESULT " + json.dumps(out))
 """)
-
-
-@pytest.fixture(scope="module")
-def scalesim_python(tmp_path_factory) -> Path:
-    env_dir = tmp_path_factory.mktemp("scalesim-venv")
-    venv.create(env_dir, with_pip=True)
-    python = env_dir / "bin" / "python"
-    install = subprocess.run([str(python), "-m", "pip", "install", "-q", "scalesim", "numpy<2.4"],
-                             check=False, capture_output=True, text=True, timeout=900)
-    if install.returncode != 0:
-        pytest.skip(f"cannot install scalesim from the package registry: {install.stderr.strip()[-300:]}")
-    return python
 
 
 def test_compute_cycles_match_scalesim(scalesim_python, tmp_path):
