@@ -122,3 +122,10 @@ def test_cli_bad_grid_is_one_line_exit_2(cli):
     code, _, err = cli("run", "--model", MODEL, "--hw", "tpu-v4", "--tp", "8", "--tp-x", "3")
     assert code == 2 and err.startswith("error: ") and "--tp-x 3 must divide --tp 8" in err
     assert len(err.strip().splitlines()) == 1
+
+
+def test_cli_run_text_names_the_grid(cli):
+    code, out, err = cli("run", "--model", MODEL, "--hw", "tpu-v4", "--tp", "16", "--tp-x", "4",
+                         "--phase", "prefill", "--prompt", "512")
+    assert code == 0, err
+    assert "chips: 16 (tp=16 as 4x4 pp=1 ep=1)" in out

@@ -8,8 +8,12 @@ from accelsim.units import format_si
 
 
 def chips_line(result: Result) -> str:
-    """'1' or '8 (tp=8 pp=1 ep=1)': the system the figures are for."""
-    split = " ".join(f"{k}={result.system[k]}" for k in ("tp", "pp", "ep") if k in result.system)
+    """'1', '8 (tp=8 pp=1 ep=1)' or '64 (tp=64 as 4x16 pp=1 ep=1)': the system the figures are for."""
+    system = result.system
+    split = " ".join(f"{k}={system[k]}" for k in ("tp", "pp", "ep") if k in system)
+    if system.get("tp_x", 1) > 1:
+        split = split.replace(f"tp={system['tp']}", f"tp={system['tp']} as {system['tp_x']}x"
+                                                    f"{system['tp'] // system['tp_x']}")
     return f"{result.chips}" + (f" ({split})" if split else "")
 
 
