@@ -309,8 +309,7 @@ def _tp_op(op: Op, grid: _Grid, split: _Split, consumers: _Consumers,
     if any(t.name in split.residual for t in op.inputs):
         if isinstance(op, (Elementwise, Norm)) and not _split_inputs(op, split):
             return _residual_pointwise(op, grid, split)
-        if not (isinstance(op, MatMul) and op.inputs[0].name in split.residual
-                and consumers.accepts_split(op.outputs[0].name) and _weight(op) is not None):
+        if not _takes_residual_as_is(op, split, consumers):
             gathers, op = _whole_residuals(op, grid, split)
             return gathers + _tp_op(op, grid, split, consumers, qkv)
     if isinstance(op, MatMul):
@@ -325,6 +324,12 @@ def _tp_op(op: Op, grid: _Grid, split: _Split, consumers: _Consumers,
                               any(t.name in split.rows_by_x for t in inputs))]
     raise AccelsimError(f"tensor parallelism cannot split {op.kind} op {op.name} yet; "
                         f"run this model with --tp 1")
+
+
+def _takes_residual_as_is(op: Op, split: _Split, consumers: _Consumers) -> bool:
+    """A column-split weight matmul reads the x-split residual as it lies (1/x of its K)."""
+    return (isinstance(op, MatMul) and _weight(op) is not None and op.inputs[0].name in split.residual
+            and consumers.accepts_split(op.outputs[0].name))
 
 
 def _tp_attention(op: Attention, grid: _Grid, split: _Split) -> list[Op]:
