@@ -25,6 +25,9 @@ share of work one chip does, and inserts the ``Collective`` ops that tie the chi
   splits its sequences over x when the batch allows, else gathers the rows back and runs on
   each x rank (heads split over y).  Recurrent scans, convolutions and routed experts need
   their rows whole, so a model with them keeps ``tp_x = 1``.
+* batch-sharded attention (``attention="batch"``, Pope et al. Sec. 3.3), on either layout: an
+  all_to_all over the y ranks trades the head split for a split of the sequences, so each chip
+  reads only its sequences' KV cache instead of a replicated multi-query head.
 * expert parallelism: the stacked expert GEMMs keep 1/ep of the experts per chip, with an
   ``all_to_all`` dispatching routed tokens before them and one combining the results after.
   The non-expert ops are replicated across the EP ranks.
@@ -40,6 +43,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
+from typing import Literal
 
 from accelsim.errors import AccelsimError
 from accelsim.graph import (
@@ -57,25 +61,31 @@ from accelsim.graph import (
 )
 
 SEND_PREFIX = "pp.send"
+ATTENTION_SHARDING: tuple[str, ...] = ("heads", "batch")
 
 
 @dataclass(frozen=True)
 class Parallelism:
     """How many chips, and how the work is split among them: chips = tp x pp x ep.
 
-    ``tp_x`` > 1 lays the tp ranks out as a 2D weight-stationary grid of tp_x x (tp / tp_x)."""
+    ``tp_x`` > 1 lays the tp ranks out as a 2D weight-stationary grid of tp_x x (tp / tp_x).
+    ``attention="batch"`` reshards attention from heads to sequences (Pope et al. Sec. 3.3)."""
 
     tp: int = 1
     pp: int = 1
     ep: int = 1
     chips: int | None = None
     tp_x: int = 1
+    attention: Literal["heads", "batch"] = "heads"
 
     def __post_init__(self) -> None:
         for name in ("tp", "pp", "ep", "tp_x"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
                 raise AccelsimError(f"--{name.replace('_', '-')} must be an integer >= 1, got {value!r}")
+        if self.attention not in ATTENTION_SHARDING:
+            raise AccelsimError(f"--attention-sharding {self.attention!r} not one of "
+                                f"{', '.join(ATTENTION_SHARDING)}")
         if self.tp % self.tp_x:
             raise AccelsimError(f"--tp-x {self.tp_x} must divide --tp {self.tp} (the 2D grid is "
                                 f"tp-x x tp/tp-x chips)")
@@ -88,12 +98,14 @@ class Parallelism:
 
     @classmethod
     def from_options(cls, chips: int | None = None, tp: int | None = None, pp: int | None = None,
-                     ep: int | None = None, tp_x: int | None = None) -> Parallelism | None:
+                     ep: int | None = None, tp_x: int | None = None,
+                     attention: str | None = None) -> Parallelism | None:
         """From CLI options, where None means 'not given': a lone --chips N becomes tensor
         parallelism over whatever --pp/--ep leave; nothing given means one chip (None)."""
         if chips is None and tp is None and pp is None and ep is None:
-            if tp_x not in (None, 1):
-                raise AccelsimError(f"--tp-x {tp_x} lays out tensor-parallel chips; give --tp or --chips too")
+            if tp_x not in (None, 1) or attention not in (None, "heads"):
+                raise AccelsimError("--tp-x and --attention-sharding lay out tensor-parallel chips; "
+                                    "give --tp or --chips too")
             return None
         pp, ep = pp or 1, ep or 1
         if tp is None and chips is not None:
@@ -101,7 +113,8 @@ class Parallelism:
                 raise AccelsimError(f"--chips {chips} is not a multiple of --pp x --ep "
                                     f"({pp} x {ep}); give --tp explicitly")
             tp = chips // (pp * ep)
-        return cls(tp=tp or 1, pp=pp, ep=ep, chips=chips, tp_x=tp_x or 1)
+        return cls(tp=tp or 1, pp=pp, ep=ep, chips=chips, tp_x=tp_x or 1,
+                   attention=attention or "heads")
 
     @property
     def per_stage(self) -> int:
@@ -117,12 +130,14 @@ class Parallelism:
         return f"{self.chips} chips (tp={self.tp}{grid} pp={self.pp} ep={self.ep})"
 
     def to_dict(self) -> dict:
-        return {"chips": self.chips, "tp": self.tp, "tp_x": self.tp_x, "pp": self.pp, "ep": self.ep}
+        return {"chips": self.chips, "tp": self.tp, "tp_x": self.tp_x, "pp": self.pp, "ep": self.ep,
+                "attention": self.attention}
 
 
 def shard(graph: Graph, parallelism: Parallelism) -> Graph:
     """One chip's share of ``graph`` (every pipeline stage, joined by sends)."""
-    sharded = _tensor_parallel(graph, _Grid(parallelism.tp_x, parallelism.tp_y))
+    sharded = _tensor_parallel(graph, _Grid(parallelism.tp_x, parallelism.tp_y,
+                                            parallelism.attention == "batch"))
     sharded = _expert_parallel(sharded, parallelism.ep)
     sharded = pipeline_sends(sharded, layer_stages(sharded, parallelism.pp))
     sharded.name = f"{graph.name} [{parallelism.describe()}]"
@@ -143,10 +158,12 @@ def stage_graphs(graph: Graph) -> list[Graph]:
 
 @dataclass(frozen=True)
 class _Grid:
-    """Tensor-parallel ranks as x (model width) by y (heads, MLP columns); x = 1 is Megatron."""
+    """Tensor-parallel ranks as x (model width) by y (heads, MLP columns); x = 1 is Megatron.
+    ``attention_by_batch``: attention trades its head split over y for a sequence split."""
 
     x: int
     y: int
+    attention_by_batch: bool = False
 
     @property
     def ranks(self) -> int:
@@ -334,29 +351,50 @@ def _takes_residual_as_is(op: Op, split: _Split, consumers: _Consumers) -> bool:
 
 def _tp_attention(op: Attention, grid: _Grid, split: _Split) -> list[Op]:
     """Heads split over y; on a 2D grid the sequences split over x when the batch allows, else
-    the rows are gathered back and every x rank runs its heads whole."""
-    h_local, kv_local = _local_heads(op, grid.y)
+    the rows are gathered back and every x rank runs its heads whole.
+
+    Batch-sharded attention (Pope et al. 2022, Sec. 3.3): the y ranks exchange queries
+    (all_to_all over f = gcd(local sequences, y) of them) so each holds every head of 1/f of the
+    sequences, and with them 1/f of the KV cache; the outputs go back the same way.  With few
+    KV heads (multi-query) this is what stops each chip reading the whole replicated cache."""
     ops: list[Op] = []
-    qkv_in = op.inputs[0]
+    qkv_in, out = op.inputs[0], op.outputs[0]
     by_x = qkv_in.name in split.rows_by_x and op.batch % grid.x == 0
     if by_x:
         qkv_local = _local(qkv_in, split)
     else:
         ops, qkv_local = _gather_rows(qkv_in, grid, split, op.name, op.layer)
     seq = 1 / grid.x if by_x else 1.0
+    batch = op.batch // grid.x if by_x else op.batch
+    f = math.gcd(batch, grid.y) if grid.attention_by_batch else 1
+    h_y = _local_heads(op, grid.y)[0]
+    h_local, kv_local = _local_heads(op, grid.y // f)
+    width = op.heads + 2 * op.kv_heads
 
     def kv(t: Tensor) -> Tensor:
         local = _scaled_axis_of(t, op.kv_heads, kv_local / op.kv_heads)
-        return _scaled(local, seq, axis=0) if t.role == "kv_cache" else local
+        return _scaled(local, seq / f, axis=0) if t.role == "kv_cache" else local
 
-    head_ratio = h_local / op.heads * seq
+    head_ratio = h_y / op.heads * seq  # the output as the row-split projection reads it
+    attn_out = _scaled(out, head_ratio)
+    if f > 1:  # only the queries move: every y rank already holds its sequences' K and V
+        q_sent = _renamed(_scaled(qkv_in, seq * h_y / width), f"{qkv_in.name}.q")
+        qkv_local = _renamed(_scaled(qkv_in, seq / f * (h_local + 2 * kv_local) / width),
+                             f"{qkv_in.name}.by_batch")
+        ops.append(Collective(f"{op.name}.to_batch", (q_sent,), (qkv_local,), layer=op.layer,
+                              pattern="all_to_all", group=f))
+        attn_out = _renamed(_scaled(out, seq / f * h_local / op.heads), f"{out.name}.by_batch")
     inputs = (qkv_local, *(kv(t) for t in op.inputs[1:]))
-    outputs = (_scaled(op.outputs[0], head_ratio), *(kv(t) for t in op.outputs[1:]))
-    split.ratio[op.outputs[0].name] = head_ratio
+    outputs = (attn_out, *(kv(t) for t in op.outputs[1:]))
+    ops.append(replace(op, inputs=inputs, outputs=outputs, heads=h_local, kv_heads=kv_local,
+                       batch=batch // f))
+    if f > 1:
+        ops.append(Collective(f"{op.name}.to_heads", (attn_out,), (_scaled(out, head_ratio),),
+                              layer=op.layer, pattern="all_to_all", group=f))
+    split.ratio[out.name] = head_ratio
     if by_x:
-        split.rows_by_x.add(op.outputs[0].name)
-    return ops + [replace(op, inputs=inputs, outputs=outputs, heads=h_local, kv_heads=kv_local,
-                          batch=op.batch // grid.x if by_x else op.batch)]
+        split.rows_by_x.add(out.name)
+    return ops
 
 
 def _tp_pointwise(op: Op, r: float, split: _Split, rows_by_x: bool) -> Op:

@@ -129,3 +129,61 @@ def test_cli_run_text_names_the_grid(cli):
                          "--phase", "prefill", "--prompt", "512")
     assert code == 0, err
     assert "chips: 16 (tp=16 as 4x4 pp=1 ep=1)" in out
+
+
+# --- batch-sharded attention (Pope et al. 2022, Sec. 3.3) ----------------------------------
+
+PALM62 = "validation/models/palm-62b.yaml"  # 32 heads, one shared K/V head (multi-query)
+
+
+@pytest.fixture(scope="module")
+def palm_decode():
+    from accelsim.validate.predict import model_for
+    return lower(model_for(PALM62), Workload(phase="decode", batch=32, context=2048))
+
+
+def test_batch_sharding_keeps_one_copy_of_the_multiquery_cache(palm_decode):
+    heads = shard(palm_decode, Parallelism(tp=16, tp_x=2))
+    batch = shard(palm_decode, Parallelism(tp=16, tp_x=2, attention="batch"))
+    full_kv = footprint(palm_decode)["kv_cache"]
+    # by heads the single K/V head is replicated over the 8 y ranks: 1/2 of the cache per chip
+    assert footprint(heads)["kv_cache"] == pytest.approx(full_kv / 2)
+    assert footprint(batch)["kv_cache"] == pytest.approx(full_kv / 16)
+    sdpa = by_name(batch)["layers.0.attn.sdpa"]
+    assert (sdpa.batch, sdpa.heads, sdpa.kv_heads) == (2, 32, 1)  # 16 sequences per x rank over 8
+    attention = [op for op in palm_decode if op.kind == "attention"]
+    per_chip = [op for op in batch if op.kind == "attention"]
+    assert sum(op.flops for op in per_chip) * 16 == pytest.approx(sum(op.flops for op in attention))
+
+
+def test_batch_sharding_moves_only_the_queries(palm_decode):
+    ops = by_name(shard(palm_decode, Parallelism(tp=16, tp_x=2, attention="batch")))
+    to_batch, to_heads = ops["layers.0.attn.sdpa.to_batch"], ops["layers.0.attn.sdpa.to_heads"]
+    assert (to_batch.pattern, to_batch.group, to_heads.group) == ("all_to_all", 8, 8)
+    # 16 sequences x 4 query heads of 256 (bf16) leave each chip, and as many outputs come back
+    assert to_batch.payload_bytes == 16 * 4 * 256 * B
+    assert to_heads.payload_bytes == 16 * 4 * 256 * B
+
+
+def test_batch_sharding_needs_sequences_to_split():
+    wl = Workload(phase="decode", batch=1, context=2048)
+    graph = lower(resolve_model(MODEL), wl)
+    heads = shard(graph, Parallelism(tp=8))
+    batch = shard(graph, Parallelism(tp=8, attention="batch"))
+    assert [op.name for op in batch] == [op.name for op in heads]  # one sequence: nothing to move
+
+
+def test_bad_attention_sharding_is_refused(cli):
+    with pytest.raises(AccelsimError, match="not one of heads, batch"):
+        Parallelism(tp=8, attention="rows")
+    with pytest.raises(AccelsimError, match="give --tp or --chips too"):
+        Parallelism.from_options(attention="batch")
+    code, _, err = cli("run", "--model", MODEL, "--hw", "tpu-v4", "--tp", "8", "--attention-sharding", "rows")
+    assert code == 2 and "--attention-sharding" in err and "Traceback" not in err
+
+
+def test_cli_run_names_batch_sharded_attention(cli):
+    code, out, err = cli("run", "--model", MODEL, "--hw", "tpu-v4", "--tp", "16", "--tp-x", "4",
+                         "--attention-sharding", "batch", "--batch", "16")
+    assert code == 0, err
+    assert "chips: 16 (tp=16 as 4x4 pp=1 ep=1 attention=batch)" in out

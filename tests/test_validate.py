@@ -206,3 +206,22 @@ def test_pope_prefill_points_run_on_the_2d_grid(catalogue):
         assert p.weight_dtype is None and model_for(p.model).num_layers == 118
         bf16 = predict(p, hw).value
         assert predict(p.model_copy(update={"weight_dtype": "int8"}), hw).value == pytest.approx(bf16, rel=2e-3)
+
+
+def test_decode_steps_point_sums_its_steps(catalogue):
+    # 64 steps at contexts 2048 .. 2111: decode time is affine in the context, so the sum is
+    # 64 x the mean of the first and last step
+    from accelsim.api import resolve_hardware, simulate
+    from accelsim.parallel import Parallelism
+    from accelsim.validate.predict import model_for, predict
+    from accelsim.workload import Workload
+    point = next(p for p in catalogue.points if p.kind == "decode_steps" and p.chips == 16)
+    assert (point.batch, point.input_len, point.output_len, point.attention) == (32, 2048, 64, "batch")
+    hw = resolve_hardware(point.hw)
+    par = Parallelism(tp=point.chips, tp_x=point.tp_x, attention="batch")
+
+    def step(context):
+        return simulate(model_for(point.model), hw, Workload("decode", batch=32, prompt=2048, context=context),
+                        weight_dtype="int8", act_dtype="bf16", kv_dtype="bf16", parallelism=par).latency_s
+
+    assert predict(point, hw).value == pytest.approx(64 * (step(2048) + step(2111)) / 2, rel=2e-3)

@@ -64,13 +64,18 @@ parallel_options = _compose(
                  help="Lay the --tp ranks out as a 2D weight-stationary grid of TP_X x TP/TP_X "
                       "(Pope et al. 2022): model width split over x, heads/columns over y. "
                       "[default: 1, Megatron 1D]"),
+    click.option("--attention-sharding", "attention", type=click.Choice(["heads", "batch"]),
+                 default=None,
+                 help="Split attention over the tensor-parallel chips by heads, or reshard it "
+                      "by sequences (all-to-all; each chip reads only its sequences' KV cache, "
+                      "Pope et al. 2022). [default: heads]"),
 )
 
 
 def parallelism_from(chips: int | None, tp: int | None, pp: int | None, ep: int | None,
-                     tp_x: int | None = None):
+                     tp_x: int | None = None, attention: str | None = None):
     from accelsim.parallel import Parallelism
-    return Parallelism.from_options(chips=chips, tp=tp, pp=pp, ep=ep, tp_x=tp_x)
+    return Parallelism.from_options(chips=chips, tp=tp, pp=pp, ep=ep, tp_x=tp_x, attention=attention)
 
 
 def workload_from(phase: str, batch: int, prompt: int, context: int,

@@ -20,7 +20,7 @@ from accelsim.report.text import result_summary
               help="Rows of the per-op table (slowest ops first); 0 for all.")
 @options.json_option
 def run(model, hw, phase, batch, prompt, context, density, weight_dtype, act_dtype, kv_dtype, chips,
-        tp, pp, ep, tp_x, top, as_json):
+        tp, pp, ep, tp_x, attention, top, as_json):
     """Simulate one step: latency, tokens/s, joules/token and the per-op breakdown.
 
     \b
@@ -30,7 +30,7 @@ def run(model, hw, phase, batch, prompt, context, density, weight_dtype, act_dty
     workload = options.workload_from(phase, batch, prompt, context, density)
     result = simulate(model, hw, workload, weight_dtype=weight_dtype, act_dtype=act_dtype,
                       kv_dtype=kv_dtype,
-                      parallelism=options.parallelism_from(chips, tp, pp, ep, tp_x))
+                      parallelism=options.parallelism_from(chips, tp, pp, ep, tp_x, attention))
     if as_json:
         options.echo_json(result.to_dict())
     else:

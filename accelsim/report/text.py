@@ -14,6 +14,8 @@ def chips_line(result: Result) -> str:
     if system.get("tp_x", 1) > 1:
         split = split.replace(f"tp={system['tp']}", f"tp={system['tp']} as {system['tp_x']}x"
                                                     f"{system['tp'] // system['tp_x']}")
+    if system.get("attention") == "batch":
+        split += " attention=batch"
     return f"{result.chips}" + (f" ({split})" if split else "")
 
 

@@ -22,7 +22,7 @@ from accelsim.hardware.spec import AttentionKernel
 VALIDATION_DIR = loader.PACKAGE_ROOT.parent / "validation"
 DEFAULT_POINTS = VALIDATION_DIR / "points.yaml"
 
-Kind = Literal["static_batch", "ttft", "tpot", "gemm", "bandwidth"]
+Kind = Literal["static_batch", "ttft", "tpot", "decode_steps", "gemm", "bandwidth"]
 Metric = Literal["decode_throughput", "mixed_throughput", "prefill_throughput", "ttft", "tpot",
                  "gemm_throughput", "bandwidth"]
 Subset = Literal["smoke", "calibration", "holdout", "all"]
@@ -82,6 +82,7 @@ class Point(Spec):
     weight_dtype: Literal["int8"] | None = None  # weight-only quantisation; else ``dtype``
     chips: PositiveInt = 1
     tp_x: PositiveInt = 1  # the chips as a 2D weight-stationary grid of tp_x x chips/tp_x
+    attention: Literal["heads", "batch"] = "heads"  # attention sharding (accelsim.parallel)
     batch: PositiveInt | None = None
     input_len: PositiveInt | None = None
     output_len: PositiveInt | None = None
@@ -95,6 +96,7 @@ class Point(Spec):
         needed = {"static_batch": ("model", "dtype", "batch", "input_len", "output_len"),
                   "ttft": ("model", "dtype", "batch", "input_len"),
                   "tpot": ("model", "dtype", "batch", "input_len"),
+                  "decode_steps": ("model", "dtype", "batch", "input_len", "output_len"),
                   "gemm": ("dtype", "gemm"), "bandwidth": ("stream",)}[self.kind]
         missing = [name for name in needed if getattr(self, name) is None]
         if missing:

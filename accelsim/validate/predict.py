@@ -140,7 +140,7 @@ def _step_latency(point: Point, hw: HardwareBase, workload: Workload) -> float:
     kwargs = {}
     if point.chips > 1:
         from accelsim.parallel import Parallelism
-        kwargs["parallelism"] = Parallelism(tp=point.chips, tp_x=point.tp_x)
+        kwargs["parallelism"] = Parallelism(tp=point.chips, tp_x=point.tp_x, attention=point.attention)
     d = point.dtype
     return simulate(model_for(point.model), hw, workload, weight_dtype=point.weight_dtype or d,
                     act_dtype=d, kv_dtype=d, **kwargs).latency_s
@@ -156,12 +156,20 @@ def static_batch_time(point: Point, hw: HardwareBase, samples: int = DECODE_SAMP
     """(prefill seconds, summed decode seconds) for the whole static batch."""
     b, il, ol = point.batch, point.input_len, point.output_len
     prefill = _step_latency(point, hw, Workload("prefill", batch=b, prompt=il, context=0))
-    if ol <= 1:
-        return prefill, 0.0
-    sampled = decode_contexts(il, ol, samples)
-    times = [_step_latency(point, hw, Workload("decode", batch=b, prompt=il, context=int(c))) for c in sampled]
-    every = np.arange(il, il + ol - 1)
-    return prefill, float(np.interp(every, sampled, times).sum())
+    return prefill, decode_time(point, hw, il, ol - 1, samples)
+
+
+def decode_time(point: Point, hw: HardwareBase, first_context: int, steps: int,
+                samples: int = DECODE_SAMPLES) -> float:
+    """Summed latency of ``steps`` decode steps of ``point.batch`` sequences, step j attending to
+    ``first_context + j`` cached tokens (j = 0 .. steps-1)."""
+    if steps < 1:
+        return 0.0
+    sampled = decode_contexts(first_context, steps + 1, samples)
+    times = [_step_latency(point, hw, Workload("decode", batch=point.batch, prompt=first_context,
+                                               context=int(c))) for c in sampled]
+    every = np.arange(first_context, first_context + steps)
+    return float(np.interp(every, sampled, times).sum())
 
 
 def cost_op(op, hw: HardwareBase):
@@ -204,6 +212,8 @@ def predict(point: Point, hw: HardwareBase) -> Prediction:
     if point.kind == "tpot":  # one decode step with the prompt in the KV cache
         return Prediction(_step_latency(point, hw, Workload("decode", batch=point.batch,
                                                             prompt=point.input_len, context=point.input_len)))
+    if point.kind == "decode_steps":  # output_len steps timed together, the prompt cached
+        return Prediction(decode_time(point, hw, point.input_len, point.output_len))
     if point.kind == "static_batch":
         prefill, decode = static_batch_time(point, hw)
         total = prefill + decode + request_overhead(hw)
