@@ -25,6 +25,8 @@ share of work one chip does, and inserts the ``Collective`` ops that tie the chi
   splits its sequences over x when the batch allows, else gathers the rows back and runs on
   each x rank (heads split over y).  Recurrent scans, convolutions and routed experts need
   their rows whole, so a model with them keeps ``tp_x = 1``.
+* branches summed into one residual (a parallel attention + MLP block) add their partial sums
+  and all-reduce once per layer instead of once per branch (``_merged_reductions``).
 * batch-sharded attention (``attention="batch"``, Pope et al. Sec. 3.3), on either layout: an
   all_to_all over the y ranks trades the head split for a split of the sequences, so each chip
   reads only its sequences' KV cache instead of a replicated multi-query head.
@@ -136,8 +138,8 @@ class Parallelism:
 
 def shard(graph: Graph, parallelism: Parallelism) -> Graph:
     """One chip's share of ``graph`` (every pipeline stage, joined by sends)."""
-    sharded = _tensor_parallel(graph, _Grid(parallelism.tp_x, parallelism.tp_y,
-                                            parallelism.attention == "batch"))
+    sharded = _merged_reductions(_tensor_parallel(graph, _Grid(parallelism.tp_x, parallelism.tp_y,
+                                                                parallelism.attention == "batch")))
     sharded = _expert_parallel(sharded, parallelism.ep)
     sharded = pipeline_sends(sharded, layer_stages(sharded, parallelism.pp))
     sharded.name = f"{graph.name} [{parallelism.describe()}]"
@@ -474,7 +476,8 @@ def _row_parallel(op: MatMul, w: Tensor, grid: _Grid, split: _Split) -> list[Op]
     k_local = a_local.shape[-1]
     w_local = _scaled(_scaled(w, k_local / op.k, axis=-2), 1 / grid.x)
     y_local = _scaled(y, 1 / grid.x)
-    body = replace(op, inputs=(a_local, w_local, *op.inputs[2:]), outputs=(y_local,),
+    extras = tuple(_scaled(t, 1 / grid.x) if t.role == "weight" else t for t in op.inputs[2:])
+    body = replace(op, inputs=(a_local, w_local, *extras), outputs=(y_local,),
                    k=k_local, n=y_local.shape[-1])
     if grid.x > 1:
         split.residual.add(y.name)
@@ -524,6 +527,45 @@ def _column_parallel(op: MatMul, w: Tensor, grid: _Grid, split: _Split, consumer
         ops.append(Collective(f"{op.name}.all_gather", (y_local,), (y,), layer=op.layer,
                               pattern="all_gather", group=grid.ranks))
     return ops
+
+
+def _merged_reductions(graph: Graph) -> Graph:
+    """Branches summed into one residual (a parallel attention + MLP block) add their partial
+    sums first and all-reduce once, as Megatron and Pope et al. do, instead of once per branch."""
+    reduced = {op.outputs[0].name: op for op in graph
+               if isinstance(op, Collective) and op.pattern == "all_reduce" and len(op.inputs) == 1}
+    readers: dict[str, int] = defaultdict(int)
+    for op in graph:
+        for t in op.inputs:
+            readers[t.name] += 1
+    merges: dict[str, list[Collective]] = {}
+    for op in graph:
+        if not isinstance(op, Elementwise):
+            continue
+        branches = [reduced[t.name] for t in op.inputs if t.name in reduced and readers[t.name] == 1]
+        if len(branches) > 1 and len({c.group for c in branches}) == 1:
+            merges[op.name] = branches
+    if not merges:
+        return graph
+    dropped = {c.name for branches in merges.values() for c in branches}
+    out = Graph(name=graph.name)
+    for op in graph:
+        if op.name in dropped:
+            continue
+        if op.name in merges:
+            branches = merges[op.name]
+            partials = tuple(c.inputs[0] for c in branches)
+            partial_sum = _renamed(partials[0], f"{op.name}.partial_sum")
+            total = _renamed(branches[0].outputs[0], f"{op.name}.branch_sum")
+            out.add(Elementwise(f"{op.name}.partials", partials, (partial_sum,), layer=op.layer,
+                                elements=partial_sum.elements, ops_per_element=len(partials) - 1.0))
+            out.add(Collective(f"{op.name}.all_reduce", (partial_sum,), (total,), layer=op.layer,
+                               pattern="all_reduce", group=branches[0].group))
+            merged = {c.outputs[0].name for c in branches}
+            rest = tuple(t for t in op.inputs if t.name not in merged)
+            op = replace(op, inputs=(*rest, total), ops_per_element=float(len(rest)))
+        out.add(op)
+    return out
 
 
 def _tp_embedding(op: Embedding, grid: _Grid, split: _Split) -> list[Op]:

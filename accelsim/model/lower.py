@@ -54,6 +54,10 @@ def _mixers(ctx: LoweringContext, h: Tensor, layer: int, kind: LayerKind) -> Ten
 def _decoder_layer(ctx: LoweringContext, x: Tensor, layer: int, kind: LayerKind) -> Tensor:
     # The two residual halves keep the names "attn" and "mlp" whatever the block kinds, so op
     # names (density profiles, hardwired regions, tests) stay stable across families.
+    if ctx.spec.block == "parallel" and kind.ffn != "none":
+        h = ctx.norm(f"layers.{layer}.attn_norm", x, layer)
+        branches = (_mixers(ctx, h, layer, kind), FFNS[kind.ffn](ctx, h, layer))
+        return ctx.pointwise(f"layers.{layer}.parallel_residual", (x, *branches), 2.0, layer)
     x = _residual_block(ctx, x, layer, "attn", lambda h: _mixers(ctx, h, layer, kind))
     if kind.ffn == "none":
         return x

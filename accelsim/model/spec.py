@@ -213,6 +213,9 @@ class ModelSpec(Spec):
     tied_embeddings: bool = False
     norm: Literal["rmsnorm", "layernorm"] = "rmsnorm"
     norm_placement: Literal["pre", "pre_post"] = "pre"  # Gemma-2/3 also norm each block's output
+    # parallel: attention and the FFN read one norm of the residual and both add into it
+    # (GPT-J, GPT-NeoX, PaLM, Falcon); sequential: the FFN reads the attention block's output
+    block: Literal["sequential", "parallel"] = "sequential"
     embed_norm: bool = False   # RWKV ln0 right after the embedding
     position: Literal["rope", "learned", "none"] = "rope"
     learned_positions: NonNegativeInt = 0
@@ -230,6 +233,12 @@ class ModelSpec(Spec):
     layers: tuple[LayerRule, ...] | None = None
     dtypes: DTypeSpec = DTypeSpec()
     published: Published | None = None
+
+    @model_validator(mode="after")
+    def _parallel_block(self):
+        if self.block == "parallel" and self.norm_placement != "pre":
+            raise ValueError("block 'parallel' needs norm_placement 'pre' (one norm feeds both branches)")
+        return self
 
     @model_validator(mode="after")
     def _positions(self):
