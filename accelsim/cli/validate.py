@@ -32,7 +32,7 @@ def validate(subset, max_error, out, points_path, as_json):
 
     \b
     Prints predicted vs measured per point, then median / mean |error| per hardware and metric.
-    Points that need features accelsim lacks (e.g. tensor parallelism) are listed, not run.
+    Points accelsim cannot simulate (e.g. a model that does not fit) are listed with the reason, not run.
     """
     from accelsim.validate.run import markdown, to_json, write
     from accelsim.validate.run import validate as run_validation

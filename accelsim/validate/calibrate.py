@@ -32,7 +32,6 @@ from accelsim.validate.predict import (
     current_calibration,
     has_request_overhead,
     predict_measured,
-    predictable,
 )
 
 # Search box: compute and memory are fractions of datasheet peaks; the overhead is a per-kernel
@@ -103,8 +102,6 @@ def fit_hardware(name: str, points: list[Point], catalogue: Catalogue, max_iter:
 
 def _runs(point: Point, catalogue: Catalogue) -> bool:
     """Whether the point can be simulated at all (fitting does not change what fits)."""
-    if predictable(point) is not None:
-        return False
     try:
         predict_measured(point, resolve_hardware(point.hw), catalogue)
     except AccelsimError:

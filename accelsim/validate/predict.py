@@ -14,8 +14,6 @@ pay it.
 """
 from __future__ import annotations
 
-import importlib
-import inspect
 from dataclasses import dataclass
 from functools import cache
 
@@ -27,6 +25,7 @@ from accelsim.errors import ConfigError
 from accelsim.graph import Elementwise, Graph, MatMul, Tensor
 from accelsim.hardware.spec import GpuSpec, HardwareBase, SystolicSpec
 from accelsim.model.spec import ModelSpec, load_model
+from accelsim.parallel import Parallelism
 from accelsim.sim.mapper import best_cost
 from accelsim.validate.points import VALIDATION_DIR, Catalogue, Point, Runtime
 from accelsim.workload import Workload
@@ -120,30 +119,12 @@ def model_for(name: str) -> ModelSpec:
     return load_model(name)
 
 
-def parallelism_available() -> bool:
-    """Tensor parallelism (``accelsim.parallel.Parallelism`` + ``simulate(parallelism=)``)."""
-    try:
-        module = importlib.import_module("accelsim.parallel")
-    except ImportError:
-        return False
-    return hasattr(module, "Parallelism") and "parallelism" in inspect.signature(simulate).parameters
-
-
-def predictable(point: Point) -> str | None:
-    """None when accelsim can predict ``point`` now, else the reason it cannot."""
-    if point.chips > 1 and not parallelism_available():
-        return f"needs tensor parallelism over {point.chips} chips (accelsim.parallel not available yet)"
-    return None
-
-
 def _step_latency(point: Point, hw: HardwareBase, workload: Workload) -> float:
-    kwargs = {}
-    if point.chips > 1:
-        from accelsim.parallel import Parallelism
-        kwargs["parallelism"] = Parallelism(tp=point.chips, tp_x=point.tp_x, attention=point.attention)
+    parallelism = (Parallelism(tp=point.chips, tp_x=point.tp_x, attention=point.attention)
+                   if point.chips > 1 else None)
     d = point.dtype
     return simulate(model_for(point.model), hw, workload, weight_dtype=point.weight_dtype or d,
-                    act_dtype=d, kv_dtype=d, **kwargs).latency_s
+                    act_dtype=d, kv_dtype=d, parallelism=parallelism).latency_s
 
 
 def decode_contexts(input_len: int, output_len: int, samples: int = DECODE_SAMPLES) -> np.ndarray:

@@ -12,7 +12,7 @@ from accelsim.api import resolve_hardware
 from accelsim.errors import AccelsimError
 from accelsim.hardware.spec import HardwareBase
 from accelsim.validate.points import Catalogue, Point, select, split
-from accelsim.validate.predict import Calibration, calibrated, predict_measured, predictable
+from accelsim.validate.predict import Calibration, calibrated, predict_measured
 
 POINT_COLUMNS = ("id", "hw", "metric", "split", "model", "dtype", "chips", "batch", "input_len",
                  "output_len", "measured", "predicted", "unit", "error", "abs_error", "decode_share",
@@ -48,10 +48,6 @@ def evaluate(catalogue: Catalogue, points: list[Point], chips: dict[str, Hardwar
     assignment = split(catalogue.points)
     rows, skipped = [], []
     for p in points:
-        reason = predictable(p)
-        if reason is not None:
-            skipped.append({"id": p.id, "hw": p.hw, "metric": p.metric, "reason": reason})
-            continue
         measured = catalogue.measured(p)
         try:
             predicted = predict_measured(p, chips[p.hw], catalogue)
