@@ -75,3 +75,33 @@ def test_unknown_runtime_name_is_refused(tmp_path):
     with pytest.raises(ConfigError) as err:
         Catalogue(bad)
     assert "runtime 'trtllm'" in err.value.one_line() and "tensorrt-llm-2023" in err.value.one_line()
+
+
+def test_attention_dtype_runs_fp8_attention_on_the_fp16_datapath():
+    # a 4096-token fp8 prefill is compute-bound in attention: the fp16 datapath has half the
+    # fp8 peak (989 vs 1979 TFLOPS, H100 SXM datasheet), so attention takes about twice as long
+    hw = resolve_hardware("h100-sxm")
+    wide = hw.model_copy(update={"gpu": hw.gpu.model_copy(update={"attention_dtype": "fp16"})})
+    prefill = Workload("prefill", batch=1, prompt=4096)
+    spec = load_model("llama-3.1-8b")
+    fp8 = spec.model_copy(update={"dtypes": spec.dtypes.model_copy(update={"activation": "fp8"})})
+
+    def attention(chip, model):
+        result = simulate(model, chip, prefill)
+        return sum(op.compute_s for op in result.ops if op.kind == "attention")
+
+    assert attention(wide, fp8) / attention(hw, fp8) == pytest.approx(2.0, rel=0.05)
+    # activations already 16-bit: nothing to widen
+    assert attention(wide, spec) == pytest.approx(attention(hw, spec))
+
+
+def test_runtime_must_set_something(tmp_path):
+    text = Catalogue().path.read_text()
+    start = text.index("    gpu: {attention: per_query_head")
+    end = text.index("\n", start)
+    bad = tmp_path / "points.yaml"
+    bad.write_text(text[:start] + "    gpu: {}" + text[end:])
+    with pytest.raises(ConfigError) as err:
+        Catalogue(bad)
+    line = err.value.one_line()
+    assert "attention" in line and "fusion" in line and "\n" not in line

@@ -61,6 +61,29 @@ def test_llama_layer_runs_as_seven_kernels():
     ]
 
 
+def test_glu_apart_runs_the_gated_activation_as_its_own_kernel():
+    """TensorRT-LLM before its fused GEMM + SwiGLU kernel: per layer the gate/up GEMM writes
+    2 x 14336 per token, a separate SiLU x mul kernel reads it back and writes 14336, and
+    everything else fuses as under ``epilogue``."""
+    workload = Workload("prefill", batch=1, prompt=512)
+    graph = lower(load_model("llama-3.1-8b"), workload)
+    fused, apart = fusion.fuse(graph, "epilogue"), fusion.fuse(graph, "epilogue_except_glu")
+    assert len(apart) == len(fused) + 32  # one more kernel in each of the 32 layers
+    layer0 = [(op.kind, op.name.split(".", 2)[2], getattr(op, "fused", ())) for op in apart
+              if op.layer == 0]
+    assert layer0[5:] == [("matmul", "mlp.up", ()), ("elementwise", "mlp.act", ()),
+                          ("matmul", "mlp.down", ("mlp_residual",))]
+    act = next(op for op in apart if op.name == "layers.0.mlp.act")
+    assert act.bytes_moved == pytest.approx(512 * 3 * 14336 * 2)  # bf16: read 2 x 14336, write 14336
+    extra = apart.total("bytes_moved") - fused.total("bytes_moved")
+    # per layer: the act kernel's own traffic, plus the gate/up GEMM writing 2 x 14336 instead of 14336
+    assert extra == pytest.approx(32 * (act.bytes_moved + 512 * 14336 * 2))
+    assert apart.total("flops") == pytest.approx(graph.total("flops"), rel=1e-12)
+    # a plain (ungated) MLP has no such op: the policy changes nothing there
+    gpt2 = lower(load_model("gpt2"), workload)
+    assert len(fusion.fuse(gpt2, "epilogue_except_glu")) == len(fusion.fuse(gpt2, "epilogue"))
+
+
 def test_fused_gemm_writes_only_what_leaves_the_kernel():
     """Gate/up GEMM + SiLU x mul at batch 1: the 2 x 14336 GEMM output and the activation's read
     of it stay on chip; only the 14336-wide product is written (bf16, 2 B)."""

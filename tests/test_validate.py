@@ -2,6 +2,7 @@
 import csv
 import json
 
+import pandas as pd
 import pytest
 import yaml
 
@@ -51,12 +52,15 @@ def test_split_is_deterministic_disjoint_and_covers_every_point(catalogue):
     assert first == second
     cal = {p.id for p in select(catalogue, "calibration")}
     hold = {p.id for p in select(catalogue, "holdout")}
-    assert not cal & hold
-    assert cal | hold == {p.id for p in catalogue.points}
+    early = {p.id for p in select(catalogue, "preliminary")}
+    assert not cal & hold and not early & (cal | hold)
+    assert cal | hold | early == {p.id for p in catalogue.points}
+    assert early == {p.id for p in catalogue.points if p.preliminary} != set()
     # each (hardware, metric) group is halved: sizes differ by at most one
     groups = {}
     for p in catalogue.points:
-        groups.setdefault((p.hw, p.metric), []).append(first[p.id])
+        if not p.preliminary:
+            groups.setdefault((p.hw, p.metric), []).append(first[p.id])
     for labels in groups.values():
         assert abs(labels.count("calibration") - labels.count("holdout")) <= 1
 
@@ -192,6 +196,26 @@ def test_palm_configs_match_the_published_parameter_counts():
     assert params(unpadded) == pytest.approx(540.35e9, rel=1e-4)
     assert params(model_for("validation/models/palm-62b.yaml")) == pytest.approx(62.50e9, rel=1e-4)
     assert params(palm540) - params(unpadded) == pytest.approx(17.8e9, rel=0.01)  # "about 18B"
+
+
+def test_llama_2_13b_config_matches_the_published_parameter_count():
+    # Touvron et al. 2023 (Llama 2), Table 1: 13B; 13,015,864,320 from its Hugging Face config
+    from accelsim.model.lower import lower
+    from accelsim.validate.predict import model_for
+    from accelsim.workload import Workload
+    spec = model_for("validation/models/llama-2-13b.yaml")
+    assert lower(spec, Workload("decode", batch=1, context=1)).param_count == pytest.approx(13.0e9, rel=0.002)
+
+
+def test_preliminary_points_are_reported_but_never_fitted_or_bounded(catalogue):
+    from accelsim.validate.run import gate
+    early = [p for p in catalogue.points if p.preliminary]
+    assert early and all(p.hw == "h200" for p in early)
+    assert not {p.id for p in early} & {p.id for p in select(catalogue, "calibration")}
+    frame = pd.DataFrame([{"hw": "h200", "metric": "decode_throughput", "split": "preliminary", "abs_error": 0.9},
+                          {"hw": "h200", "metric": "decode_throughput", "split": "holdout", "abs_error": 0.05}])
+    checked = gate(frame, 0.15)
+    assert checked["points"].tolist() == [1] and bool(checked["pass"].all())
 
 
 def test_pope_prefill_points_run_on_the_2d_grid(catalogue):

@@ -18,7 +18,8 @@ class BoundExceeded(click.ClickException):
 @click.command()
 @click.option("--subset", type=click.Choice(SUBSETS), default="all", show_default=True,
               help="smoke: a few cheap points; calibration / holdout: the two halves of the split "
-                   "(docs/validation.md); all: every point.")
+                   "(docs/validation.md); preliminary: points their publisher calls preliminary "
+                   "(never fitted or bounded); all: every point.")
 @click.option("--max-error", type=click.FloatRange(min=0.0), default=0.15, show_default=True,
               help="Bound on the median |error| per hardware and metric over the holdout points run "
                    "(over all points run when none is a holdout point); exit 1 when exceeded.")

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from accelsim import dtypes
 from accelsim.graph import Attention, Graph, MatMul, Op
 from accelsim.hardware import common
 from accelsim.hardware.arraymath import ceil_div, vmax, vmin, where
@@ -42,7 +43,8 @@ def params(hw: GpuSpec) -> dict[str, Any]:
     """Every number ``terms`` reads (the fast path stacks these across design points)."""
     mem = hw.memory
     return {**common.base_params(hw), "sms": hw.gpu.sms, "cluster": hw.gpu.cluster,
-            "launch_overhead": hw.gpu.launch_overhead, "attention": hw.gpu.attention, "hbm_bw": mem.hbm.bandwidth,
+            "launch_overhead": hw.gpu.launch_overhead, "attention": hw.gpu.attention,
+            "attention_dtype": hw.gpu.attention_dtype, "hbm_bw": mem.hbm.bandwidth,
             "hbm_energy": mem.hbm.energy, "l2_bw": mem.l2.bandwidth, "l2_energy": mem.l2.energy,
             "l2_capacity": mem.l2.capacity}
 
@@ -167,7 +169,8 @@ def _attention_terms(op: Attention, mapping: Mapping, p: dict[str, Any], placeme
     K/V stream once per (sequence, KV head); with ``per_query_head`` every query head is its own
     unit and streams its KV head's cache itself."""
     tm = mapping.params["tm"]
-    peak = p["peak"][op.dtype]
+    datapath = attention_datapath(op.dtype, p["attention_dtype"])
+    peak = p["peak"][datapath]
     group = op.heads // op.kv_heads
     packed = group if p["attention"] == "grouped" else 1
     rows = op.q_len * packed
@@ -184,9 +187,17 @@ def _attention_terms(op: Attention, mapping: Mapping, p: dict[str, Any], placeme
     memory_s = {lvl: v / bandwidth[lvl] for lvl, v in moved.items()}
     overhead = p["launch_overhead"] * where(split > 1, 2, 1)
     time = vmax(compute_s, *memory_s.values()) + overhead
-    e = {"compute": op.macs * p["mac_energy"][op.dtype], "vector": op.vector_flops * p["vector_op"],
+    e = {"compute": op.macs * p["mac_energy"][datapath], "vector": op.vector_flops * p["vector_op"],
          **common.memory_energy(moved, energy)}
     return common.Terms(time, compute_s, memory_s, moved, e, peak, overhead, {"split": split})
+
+
+def attention_datapath(activation: str, narrowest: str | None) -> str:
+    """The format the attention kernel computes in: the activations', widened to the kernel
+    library's narrowest (``gpu.attention_dtype``)."""
+    if narrowest is None or dtypes.bits(activation) >= dtypes.bits(narrowest):
+        return activation
+    return narrowest
 
 
 def _attention_bytes(op: Attention, placement: Placement, streams: int) -> dict[str, Any]:

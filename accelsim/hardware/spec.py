@@ -177,14 +177,20 @@ class GpuSection(Spec):
     # step latency excludes it; ``accelsim serve`` adds it to each request's TTFT.
     request_overhead: Seconds = "0 s"
     # Pointwise ops run in the epilogue/prologue of a neighbouring kernel (``sim.fusion``), as
-    # TensorRT-LLM and vLLM do; ``none`` launches every op as its own kernel.
-    fusion: Literal["none", "epilogue"] = "epilogue"
+    # TensorRT-LLM and vLLM do; ``none`` launches every op as its own kernel;
+    # ``epilogue_except_glu`` leaves a gated MLP's activation unfused (TensorRT-LLM before its
+    # fused GEMM + SwiGLU kernel).
+    fusion: Literal["none", "epilogue", "epilogue_except_glu"] = "epilogue"
     # How the attention kernel treats grouped-query heads: ``grouped`` packs the query heads that
     # share a KV head into one tile and streams their K/V once (FlashAttention-2, XQA,
     # FlashInfer); ``per_query_head`` runs each query head as its own CTA, which streams its KV
     # head's cache again -- the masked-MHA decode kernels of 2023 (TensorRT-LLM before XQA, vLLM's
     # paged attention), which gave GQA models none of their KV-bandwidth saving.
     attention: AttentionKernel = "grouped"
+    # The narrowest format the attention kernel computes in: a library whose fused attention only
+    # takes 16-bit inputs (TensorRT-LLM before its FP8 context FMHA) runs an fp8 engine's attention
+    # on the fp16 datapath at half the fp8 rate.  None: the model's activation format.
+    attention_dtype: DType | None = None
     source: Source
 
 

@@ -13,7 +13,11 @@ epilogue); failing that, it joins the kernel just after it when its own output f
 kernel (a prologue).  A ``Norm`` is a row reduction over the hidden dimension, which a GEMM
 tiled over that dimension cannot finish in one CTA, so it never joins a GEMM or attention; it
 may absorb pointwise neighbours (residual add + RMSNorm in one kernel).  Collectives and
-embedding gathers are never fused.  Policy ``none`` returns the graph unchanged.
+embedding gathers are never fused.  Policy ``none`` returns the graph unchanged.  Policy
+``epilogue_except_glu`` is ``epilogue`` with a gated MLP's activation (the pointwise op that halves
+the fused gate-and-up projection, SwiGLU / GeGLU) kept as its own kernel, as libraries without a
+fused GEMM + gated-activation kernel run it: its input, twice the MLP width, makes a round trip
+through memory.
 
 A fused op keeps its primary kind (it is an instance of a subclass of ``MatMul``,
 ``Attention``, ``Norm`` ... so every backend costs it with its primary's formulas) and its
@@ -26,13 +30,13 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, get_args
 
 from accelsim.errors import AccelsimError
 from accelsim.graph import Attention, Conv, Elementwise, Graph, MatMul, Norm, Op, Scan, Tensor
 
-Policy = Literal["none", "epilogue"]
-POLICIES: tuple[str, ...] = ("none", "epilogue")
+Policy = Literal["none", "epilogue", "epilogue_except_glu"]
+POLICIES: tuple[str, ...] = get_args(Policy)
 
 
 class _Absorbs:
@@ -109,6 +113,12 @@ def _is_pointwise(op: Op) -> bool:
     return _primary_class(op) is Elementwise
 
 
+def _is_gating(op: Op) -> bool:
+    """The activation of a gated MLP: a pointwise op that halves its one input (gate and up)."""
+    return (_is_pointwise(op) and len(op.inputs) == 1
+            and op.inputs[0].elements == 2 * op.outputs[0].elements)
+
+
 def _joins(op: Op, host: Op) -> bool:
     """May ``op`` run inside a kernel whose primary is ``host``?"""
     if _is_pointwise(op):
@@ -124,10 +134,13 @@ def fuse(graph: Graph, policy: str = "epilogue") -> Graph:
     if policy == "none":
         return graph
     consumers = Counter(t.name for op in graph for t in op.inputs)
+    apart = _is_gating if policy == "epilogue_except_glu" else (lambda op: False)
     kernels: list[_Kernel] = []
     for op in graph:
         last = kernels[-1] if kernels else None
-        if last is not None and _epilogue(op, last, consumers):
+        if apart(op) or (last is not None and apart(last.primary)):
+            kernels.append(_Kernel(op, [op]))
+        elif last is not None and _epilogue(op, last, consumers):
             last.members.append(op)
             if not _is_pointwise(op):  # a norm takes over as the kernel's primary
                 last.primary = op

@@ -16,8 +16,10 @@ from pydantic import Field, model_validator
 
 from accelsim.config import loader
 from accelsim.config.types import PositiveInt, Spec
+from accelsim.dtypes import DType
 from accelsim.errors import ConfigError
 from accelsim.hardware.spec import AttentionKernel
+from accelsim.sim.fusion import Policy
 
 VALIDATION_DIR = loader.PACKAGE_ROOT.parent / "validation"
 DEFAULT_POINTS = VALIDATION_DIR / "points.yaml"
@@ -25,17 +27,18 @@ DEFAULT_POINTS = VALIDATION_DIR / "points.yaml"
 Kind = Literal["static_batch", "ttft", "tpot", "decode_steps", "gemm", "bandwidth"]
 Metric = Literal["decode_throughput", "mixed_throughput", "prefill_throughput", "ttft", "tpot",
                  "gemm_throughput", "bandwidth"]
-Subset = Literal["smoke", "calibration", "holdout", "all"]
-SUBSETS: tuple[str, ...] = ("smoke", "calibration", "holdout", "all")
+Subset = Literal["smoke", "calibration", "holdout", "preliminary", "all"]
+SUBSETS: tuple[str, ...] = get_args(Subset)
 
 # Measured units -> (SI factor, SI unit).  Per-GPU throughput is the same unit per chip.
 UNITS: dict[str, tuple[float, str]] = {
     "tokens/s": (1.0, "tokens/s"), "tokens/s/GPU": (1.0, "tokens/s"), "ms": (1e-3, "s"),
     "ms/token": (1e-3, "s"), "s": (1.0, "s"), "TFLOPS": (1e12, "FLOP/s"), "TB/s": (1e12, "B/s"),
 }
-# The measurement tables in validation/: two verbatim copies of shared/refdata and one of TPU rows
-# collected for accelsim (validation/README.md).
-MeasurementFile = Literal["measured_inference.csv", "kernels.csv", "measured_tpu.csv"]
+# The measurement tables in validation/: two verbatim copies of shared/refdata, and TPU rows and
+# TensorRT-LLM blog rows collected for accelsim (validation/README.md).
+MeasurementFile = Literal["measured_inference.csv", "kernels.csv", "measured_tpu.csv",
+                          "measured_trtllm_blogs.csv"]
 MEASUREMENT_FILES: tuple[str, ...] = get_args(MeasurementFile)
 
 
@@ -59,7 +62,17 @@ class StreamKernel(Spec):
 
 
 class RuntimeGpu(Spec):
-    attention: AttentionKernel
+    """``gpu`` keys of the hardware config a runtime overrides (``GpuSection``)."""
+
+    attention: AttentionKernel | None = None
+    attention_dtype: DType | None = None
+    fusion: Policy | None = None
+
+    @model_validator(mode="after")
+    def _sets_something(self):
+        if not self.model_dump(exclude_none=True):
+            raise ValueError(f"a runtime's gpu settings need one of {', '.join(type(self).model_fields)}")
+        return self
 
 
 class Runtime(Spec):
@@ -88,6 +101,9 @@ class Point(Spec):
     output_len: PositiveInt | None = None
     per_chip: bool = False
     runtime: str | None = None  # a key of the points file's ``runtimes``
+    # The publisher calls the measurement preliminary (pre-release chip or software): predicted and
+    # reported in its own split, never fitted and never held to the bound.
+    preliminary: bool = False
     gemm: GemmShape | None = None
     stream: StreamKernel | None = None
 
@@ -220,12 +236,14 @@ def split(points: list[Point]) -> dict[str, str]:
     proportional one (compute, bandwidth) are both identifiable from the calibration half and
     both checked on the holdout; a pure hash order once gave one chip's TTFT calibration half
     only 2048-token prompts.  A group of one point goes to calibration.  The split is over every
-    mapped point, so it does not move when some become (un)predictable.
+    mapped point, so it does not move when some become (un)predictable.  Preliminary points form
+    a third part of their own, outside the alternation.
     """
     groups: dict[tuple[str, str], list[Point]] = {}
+    assignment = {p.id: "preliminary" for p in points if p.preliminary}
     for p in points:
-        groups.setdefault((p.hw, p.metric), []).append(p)
-    assignment = {}
+        if not p.preliminary:
+            groups.setdefault((p.hw, p.metric), []).append(p)
     for members in groups.values():
         for index, p in enumerate(sorted(members, key=lambda q: (q.chips, q.work, q.hash_key))):
             assignment[p.id] = "calibration" if index % 2 == 0 else "holdout"
