@@ -104,4 +104,4 @@ def test_runtime_must_set_something(tmp_path):
     with pytest.raises(ConfigError) as err:
         Catalogue(bad)
     line = err.value.one_line()
-    assert "attention" in line and "fusion" in line and "\n" not in line
+    assert "attention" in line and "unfused" in line and "\n" not in line

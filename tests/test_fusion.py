@@ -67,7 +67,7 @@ def test_glu_apart_runs_the_gated_activation_as_its_own_kernel():
     everything else fuses as under ``epilogue``."""
     workload = Workload("prefill", batch=1, prompt=512)
     graph = lower(load_model("llama-3.1-8b"), workload)
-    fused, apart = fusion.fuse(graph, "epilogue"), fusion.fuse(graph, "epilogue_except_glu")
+    fused, apart = fusion.fuse(graph, "epilogue"), fusion.fuse(graph, "epilogue", ("gated_activation",))
     assert len(apart) == len(fused) + 32  # one more kernel in each of the 32 layers
     layer0 = [(op.kind, op.name.split(".", 2)[2], getattr(op, "fused", ())) for op in apart
               if op.layer == 0]
@@ -81,7 +81,30 @@ def test_glu_apart_runs_the_gated_activation_as_its_own_kernel():
     assert apart.total("flops") == pytest.approx(graph.total("flops"), rel=1e-12)
     # a plain (ungated) MLP has no such op: the policy changes nothing there
     gpt2 = lower(load_model("gpt2"), workload)
-    assert len(fusion.fuse(gpt2, "epilogue_except_glu")) == len(fusion.fuse(gpt2, "epilogue"))
+    assert len(fusion.fuse(gpt2, "epilogue", ("gated_activation",))) == len(fusion.fuse(gpt2, "epilogue"))
+
+
+def test_context_rope_is_its_own_kernel_in_prefill_only():
+    """TensorRT-LLM's context phase applies RoPE (and writes the KV cache) in a kernel of its own
+    before the fused attention; in decode its attention kernel applies RoPE itself."""
+    spec = load_model("llama-3.1-8b")
+    prefill = lower(spec, Workload("prefill", batch=1, prompt=512))
+    apart = fusion.fuse(prefill, "epilogue", ("context_rope",))
+    assert len(apart) == len(fusion.fuse(prefill, "epilogue")) + 32
+    layer0 = [(op.kind, op.name.split(".", 2)[2], getattr(op, "fused", ())) for op in apart if op.layer == 0]
+    assert layer0[1:4] == [("matmul", "attn.qkv", ()), ("elementwise", "attn.rope", ()),
+                           ("attention", "attn.sdpa", ())]
+    rope = next(op for op in apart if op.name == "layers.0.attn.rope")
+    assert rope.bytes_moved == pytest.approx(2 * 512 * (32 + 2 * 8) * 128 * 2)  # read and write q, k, v (bf16)
+    decode = lower(spec, Workload("decode", batch=4, context=512))
+    assert len(fusion.fuse(decode, "epilogue", ("context_rope",))) == len(fusion.fuse(decode, "epilogue"))
+
+
+def test_unknown_unfused_op_is_one_clear_error():
+    graph = lower(load_model("gpt2"), Workload("decode", batch=1, context=8))
+    with pytest.raises(AccelsimError) as err:
+        fusion.fuse(graph, "epilogue", ("rope",))
+    assert "gated_activation" in str(err.value) and "context_rope" in str(err.value)
 
 
 def test_fused_gemm_writes_only_what_leaves_the_kernel():

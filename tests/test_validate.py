@@ -56,13 +56,20 @@ def test_split_is_deterministic_disjoint_and_covers_every_point(catalogue):
     assert not cal & hold and not early & (cal | hold)
     assert cal | hold | early == {p.id for p in catalogue.points}
     assert early == {p.id for p in catalogue.points if p.preliminary} != set()
-    # each (hardware, metric) group is halved: sizes differ by at most one
+    # each (hardware, metric, chip count) stratum is halved: sizes differ by at most one
     groups = {}
     for p in catalogue.points:
         if not p.preliminary:
-            groups.setdefault((p.hw, p.metric), []).append(first[p.id])
+            groups.setdefault((p.hw, p.metric, p.chips), []).append(first[p.id])
     for labels in groups.values():
         assert abs(labels.count("calibration") - labels.count("holdout")) <= 1
+
+
+def test_adding_a_point_leaves_other_chip_counts_halves_alone(catalogue):
+    before = split(catalogue.points)
+    extra = next(p for p in catalogue.points if p.hw == "h100-sxm" and p.metric == "ttft" and p.chips == 1)
+    after = split([*catalogue.points, extra.model_copy(update={"id": extra.id + "/copy", "batch": 128})])
+    assert all(after[p.id] == before[p.id] for p in catalogue.points if p.chips > 1)
 
 
 def test_split_puts_short_and_long_prompts_in_both_halves(catalogue):

@@ -177,10 +177,12 @@ class GpuSection(Spec):
     # step latency excludes it; ``accelsim serve`` adds it to each request's TTFT.
     request_overhead: Seconds = "0 s"
     # Pointwise ops run in the epilogue/prologue of a neighbouring kernel (``sim.fusion``), as
-    # TensorRT-LLM and vLLM do; ``none`` launches every op as its own kernel;
-    # ``epilogue_except_glu`` leaves a gated MLP's activation unfused (TensorRT-LLM before its
-    # fused GEMM + SwiGLU kernel).
-    fusion: Literal["none", "epilogue", "epilogue_except_glu"] = "epilogue"
+    # TensorRT-LLM and vLLM do; ``none`` launches every op as its own kernel.
+    fusion: Literal["none", "epilogue"] = "epilogue"
+    # Pointwise ops the kernel library runs as kernels of their own even so (``sim.fusion``):
+    # ``gated_activation`` (no fused GEMM + SwiGLU kernel), ``context_rope`` (RoPE in its own
+    # kernel before a prefill's attention).
+    unfused: list[Literal["gated_activation", "context_rope"]] = Field(default_factory=list)
     # How the attention kernel treats grouped-query heads: ``grouped`` packs the query heads that
     # share a KV head into one tile and streams their K/V once (FlashAttention-2, XQA,
     # FlashInfer); ``per_query_head`` runs each query head as its own CTA, which streams its KV

@@ -13,11 +13,14 @@ epilogue); failing that, it joins the kernel just after it when its own output f
 kernel (a prologue).  A ``Norm`` is a row reduction over the hidden dimension, which a GEMM
 tiled over that dimension cannot finish in one CTA, so it never joins a GEMM or attention; it
 may absorb pointwise neighbours (residual add + RMSNorm in one kernel).  Collectives and
-embedding gathers are never fused.  Policy ``none`` returns the graph unchanged.  Policy
-``epilogue_except_glu`` is ``epilogue`` with a gated MLP's activation (the pointwise op that halves
-the fused gate-and-up projection, SwiGLU / GeGLU) kept as its own kernel, as libraries without a
-fused GEMM + gated-activation kernel run it: its input, twice the MLP width, makes a round trip
-through memory.
+embedding gathers are never fused.  Policy ``none`` returns the graph unchanged.
+
+``unfused`` names pointwise ops a kernel library runs as kernels of their own even under
+``epilogue`` (``gpu.unfused``): ``gated_activation``, a gated MLP's activation (the op that
+halves the gate-and-up projection, SwiGLU / GeGLU) where there is no fused GEMM + gated
+activation kernel; ``context_rope``, RoPE on a prefill's queries and keys, which TensorRT-LLM's
+context phase applies in a kernel of its own before the fused attention (with the KV-cache
+write) and vLLM as its own rotary op.  Their inputs then make a round trip through memory.
 
 A fused op keeps its primary kind (it is an instance of a subclass of ``MatMul``,
 ``Attention``, ``Norm`` ... so every backend costs it with its primary's formulas) and its
@@ -35,8 +38,10 @@ from typing import Literal, get_args
 from accelsim.errors import AccelsimError
 from accelsim.graph import Attention, Conv, Elementwise, Graph, MatMul, Norm, Op, Scan, Tensor
 
-Policy = Literal["none", "epilogue", "epilogue_except_glu"]
+Policy = Literal["none", "epilogue"]
 POLICIES: tuple[str, ...] = get_args(Policy)
+Unfused = Literal["gated_activation", "context_rope"]
+UNFUSED: tuple[str, ...] = get_args(Unfused)
 
 
 class _Absorbs:
@@ -119,6 +124,23 @@ def _is_gating(op: Op) -> bool:
             and op.inputs[0].elements == 2 * op.outputs[0].elements)
 
 
+def _standalone(graph: Graph, unfused: tuple[str, ...]):
+    """Predicate: does the library run this op as a kernel of its own (``unfused``)?"""
+    unknown = sorted(set(unfused) - set(UNFUSED))
+    if unknown:
+        raise AccelsimError(f"unfused ops must be among {', '.join(UNFUSED)}; got {', '.join(unknown)}")
+    # RoPE's output feeding a prefill's attention (queries longer than one token)
+    prefill_inputs = {t.name for op in graph if isinstance(op, Attention) and op.q_len > 1
+                      for t in op.inputs} if "context_rope" in unfused else set()
+
+    def standalone(op: Op) -> bool:
+        if "gated_activation" in unfused and _is_gating(op):
+            return True
+        return (_is_pointwise(op) and _label(op) == "rope"
+                and any(t.name in prefill_inputs for t in op.outputs))
+    return standalone
+
+
 def _joins(op: Op, host: Op) -> bool:
     """May ``op`` run inside a kernel whose primary is ``host``?"""
     if _is_pointwise(op):
@@ -127,14 +149,14 @@ def _joins(op: Op, host: Op) -> bool:
     return isinstance(op, Norm) and _is_pointwise(host)
 
 
-def fuse(graph: Graph, policy: str = "epilogue") -> Graph:
+def fuse(graph: Graph, policy: str = "epilogue", unfused: tuple[str, ...] = ()) -> Graph:
     """The graph with pointwise and norm ops merged into neighbouring kernels (see module doc)."""
     if policy not in POLICIES:
         raise AccelsimError(f"fusion policy must be one of {', '.join(POLICIES)}; got {policy!r}")
     if policy == "none":
         return graph
     consumers = Counter(t.name for op in graph for t in op.inputs)
-    apart = _is_gating if policy == "epilogue_except_glu" else (lambda op: False)
+    apart = _standalone(graph, tuple(unfused))
     kernels: list[_Kernel] = []
     for op in graph:
         last = kernels[-1] if kernels else None
@@ -245,4 +267,5 @@ def policy_of(chip) -> str:
 def for_chip(graph: Graph, chip) -> Graph:
     """The graph a backend costs on ``chip``: the one place fusion is applied (after sharding,
     so collectives stay separate kernels)."""
-    return fuse(graph, policy_of(chip))
+    section = getattr(chip, chip.kind, None)
+    return fuse(graph, policy_of(chip), tuple(getattr(section, "unfused", ())))

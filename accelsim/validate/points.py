@@ -19,7 +19,7 @@ from accelsim.config.types import PositiveInt, Spec
 from accelsim.dtypes import DType
 from accelsim.errors import ConfigError
 from accelsim.hardware.spec import AttentionKernel
-from accelsim.sim.fusion import Policy
+from accelsim.sim.fusion import Unfused
 
 VALIDATION_DIR = loader.PACKAGE_ROOT.parent / "validation"
 DEFAULT_POINTS = VALIDATION_DIR / "points.yaml"
@@ -66,7 +66,7 @@ class RuntimeGpu(Spec):
 
     attention: AttentionKernel | None = None
     attention_dtype: DType | None = None
-    fusion: Policy | None = None
+    unfused: list[Unfused] | None = None
 
     @model_validator(mode="after")
     def _sets_something(self):
@@ -229,23 +229,25 @@ class Catalogue:
 def split(points: list[Point]) -> dict[str, str]:
     """Calibration / holdout assignment, deterministic, disjoint and stratified by size.
 
-    Within each (hardware, metric) group the points are ordered by chip count, then by work
-    (tokens or MACs, ``Point.work``), then by a hash of their id, and alternate calibration,
-    holdout, calibration, ...  Ordering by size before alternating puts short and long prompts,
-    small and large GEMMs in both halves, so a fixed cost (per request, per kernel) and a
+    Within each (hardware, metric, chip count) stratum the points are ordered by work (tokens or
+    MACs, ``Point.work``), then by a hash of their id, and alternate calibration, holdout,
+    calibration, ...  A stratum per chip count halves each chip count on its own, so a point added
+    to one stratum leaves the others' halves alone (one alternation over all chip counts let a new
+    single-chip row flip every TP row).  Ordering by size before alternating puts short and long
+    prompts, small and large GEMMs in both halves, so a fixed cost (per request, per kernel) and a
     proportional one (compute, bandwidth) are both identifiable from the calibration half and
     both checked on the holdout; a pure hash order once gave one chip's TTFT calibration half
     only 2048-token prompts.  A group of one point goes to calibration.  The split is over every
     mapped point, so it does not move when some become (un)predictable.  Preliminary points form
     a third part of their own, outside the alternation.
     """
-    groups: dict[tuple[str, str], list[Point]] = {}
+    groups: dict[tuple[str, str, int], list[Point]] = {}
     assignment = {p.id: "preliminary" for p in points if p.preliminary}
     for p in points:
         if not p.preliminary:
-            groups.setdefault((p.hw, p.metric), []).append(p)
+            groups.setdefault((p.hw, p.metric, p.chips), []).append(p)
     for members in groups.values():
-        for index, p in enumerate(sorted(members, key=lambda q: (q.chips, q.work, q.hash_key))):
+        for index, p in enumerate(sorted(members, key=lambda q: (q.work, q.hash_key))):
             assignment[p.id] = "calibration" if index % 2 == 0 else "holdout"
     return assignment
 
