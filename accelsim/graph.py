@@ -256,11 +256,28 @@ class Conv(Op):
 
 @dataclass(frozen=True)
 class Collective(Op):
-    """Communication among ``group`` chips; ``pattern`` says which (bytes are per chip)."""
+    """Communication among ``group`` chips; ``pattern`` says which (bytes are per chip).
+
+    Where the group sits, so a torus can tell which of its axes the group spans: ``grid`` is the
+    tensor-parallel grid (x, y) the chips belong to and ``span`` which of its ranks form the
+    group (``x``: a row, ``y``: a column, ``all``: every rank; a group smaller than that span,
+    such as a batch-sharded attention all_to_all over some of the y ranks, is a part of it).
+    Without ``grid`` the group is a slice of its own (expert all_to_all, pipeline sends, graphs
+    built before the field existed)."""
 
     kind: ClassVar[str] = "collective"
     pattern: Literal["all_reduce", "all_gather", "reduce_scatter", "all_to_all", "send"] = "all_reduce"
     group: int = 1
+    grid: tuple[int, int] | None = None
+    span: Literal["x", "y", "all"] = "all"
+
+    def __post_init__(self) -> None:
+        if self.grid is not None:
+            x, y = self.grid
+            spanned = {"x": x, "y": y, "all": x * y}[self.span]
+            if self.group < 1 or spanned % self.group:
+                raise ValueError(f"collective {self.name}: a group of {self.group} is not part of "
+                                 f"the {self.span} ranks ({spanned}) of a {x}x{y} grid")
 
     @property
     def payload_bytes(self) -> float:

@@ -302,7 +302,7 @@ def _gather_rows(t: Tensor, grid: _Grid, split: _Split, reader: str, layer: int 
         return [], _local(t, split)
     whole_rows = _renamed(_scaled(t, split.ratio[t.name] * grid.x), f"{t.name}.rows")
     return [Collective(f"{reader}.gather_x", (_local(t, split),), (whole_rows,), layer=layer,
-                       pattern="all_gather", group=grid.x)], whole_rows
+                       pattern="all_gather", group=grid.x, grid=(grid.x, grid.y), span="x")], whole_rows
 
 
 def _whole_residuals(op: Op, grid: _Grid, split: _Split) -> tuple[list[Op], Op]:
@@ -313,7 +313,8 @@ def _whole_residuals(op: Op, grid: _Grid, split: _Split) -> tuple[list[Op], Op]:
         if t.name in split.residual:
             whole = _renamed(t, f"{t.name}.whole")
             gathers.append(Collective(f"{op.name}.{t.name}.gather_x", (_scaled(t, 1 / grid.x),),
-                                      (whole,), layer=op.layer, pattern="all_gather", group=grid.x))
+                                      (whole,), layer=op.layer, pattern="all_gather", group=grid.x,
+                                      grid=(grid.x, grid.y), span="x"))
             t = whole
         inputs.append(t)
     return gathers, replace(op, inputs=tuple(inputs))
@@ -384,7 +385,7 @@ def _tp_attention(op: Attention, grid: _Grid, split: _Split) -> list[Op]:
         qkv_local = _renamed(_scaled(qkv_in, seq / f * (h_local + 2 * kv_local) / width),
                              f"{qkv_in.name}.by_batch")
         ops.append(Collective(f"{op.name}.to_batch", (q_sent,), (qkv_local,), layer=op.layer,
-                              pattern="all_to_all", group=f))
+                              pattern="all_to_all", group=f, grid=(grid.x, grid.y), span="y"))
         attn_out = _renamed(_scaled(out, seq / f * h_local / op.heads), f"{out.name}.by_batch")
     inputs = (qkv_local, *(kv(t) for t in op.inputs[1:]))
     outputs = (attn_out, *(kv(t) for t in op.outputs[1:]))
@@ -392,7 +393,8 @@ def _tp_attention(op: Attention, grid: _Grid, split: _Split) -> list[Op]:
                        batch=batch // f))
     if f > 1:
         ops.append(Collective(f"{op.name}.to_heads", (attn_out,), (_scaled(out, head_ratio),),
-                              layer=op.layer, pattern="all_to_all", group=f))
+                              layer=op.layer, pattern="all_to_all", group=f,
+                              grid=(grid.x, grid.y), span="y"))
     split.ratio[out.name] = head_ratio
     if by_x:
         split.rows_by_x.add(out.name)
@@ -449,7 +451,8 @@ def _residual_pointwise(op: Op, grid: _Grid, split: _Split) -> list[Op]:
     stats = Tensor(f"{op.name}.stats", (op.rows,), "fp32")
     return [replace(op, inputs=inputs, outputs=outputs, cols=outputs[0].shape[-1]),
             Collective(f"{op.name}.stats.all_reduce", (stats,), (_renamed(stats, f"{stats.name}.sum"),),
-                       layer=op.layer, pattern="all_reduce", group=grid.x)]
+                       layer=op.layer, pattern="all_reduce", group=grid.x, grid=(grid.x, grid.y),
+                       span="x")]
 
 
 def _tp_matmul(op: MatMul, grid: _Grid, split: _Split, consumers: _Consumers,
@@ -492,7 +495,7 @@ def _reduced_over_y(body: Op, grid: _Grid) -> list[Op]:
     partial = _renamed(y, f"{y.name}.partial")
     return [replace(body, outputs=(partial,)),
             Collective(f"{body.name}.all_reduce", (partial,), (y,), layer=body.layer,
-                       pattern="all_reduce", group=grid.y)]
+                       pattern="all_reduce", group=grid.y, grid=(grid.x, grid.y), span="y")]
 
 
 def _column_parallel(op: MatMul, w: Tensor, grid: _Grid, split: _Split, consumers: _Consumers,
@@ -517,7 +520,7 @@ def _column_parallel(op: MatMul, w: Tensor, grid: _Grid, split: _Split, consumer
         ops += [replace(op, inputs=(a_local, w_local, *extras), outputs=(partial,),
                         k=a_local.shape[-1], n=n_local),
                 Collective(f"{op.name}.reduce_scatter", (partial,), (y_local,), layer=op.layer,
-                           pattern="reduce_scatter", group=grid.x)]
+                           pattern="reduce_scatter", group=grid.x, grid=(grid.x, grid.y), span="x")]
         split.rows_by_x.add(y.name)
     else:
         y_local = _renamed(y_cols, f"{y.name}.local" if gathered_at_end else y.name)
@@ -525,7 +528,8 @@ def _column_parallel(op: MatMul, w: Tensor, grid: _Grid, split: _Split, consumer
     split.ratio[y.name] = r
     if gathered_at_end:  # the graph's output (the LM head's logits): gather the slices
         ops.append(Collective(f"{op.name}.all_gather", (y_local,), (y,), layer=op.layer,
-                              pattern="all_gather", group=grid.ranks))
+                              pattern="all_gather", group=grid.ranks, grid=(grid.x, grid.y),
+                              span="all"))
     return ops
 
 
@@ -559,8 +563,8 @@ def _merged_reductions(graph: Graph) -> Graph:
             total = _renamed(branches[0].outputs[0], f"{op.name}.branch_sum")
             out.add(Elementwise(f"{op.name}.partials", partials, (partial_sum,), layer=op.layer,
                                 elements=partial_sum.elements, ops_per_element=len(partials) - 1.0))
-            out.add(Collective(f"{op.name}.all_reduce", (partial_sum,), (total,), layer=op.layer,
-                               pattern="all_reduce", group=branches[0].group))
+            out.add(replace(branches[0], name=f"{op.name}.all_reduce", inputs=(partial_sum,),
+                            outputs=(total,), layer=op.layer))  # same group, grid and span
             merged = {c.outputs[0].name for c in branches}
             rest = tuple(t for t in op.inputs if t.name not in merged)
             op = replace(op, inputs=(*rest, total), ops_per_element=float(len(rest)))

@@ -21,6 +21,51 @@ send             a + B/bw (one hop to the next stage)
 ``B`` is the payload per chip (the collective's input bytes).  The mapper picks the fastest
 algorithm the topology allows; energy is the bytes each chip puts on a link times the link
 energy per byte.  Reduction arithmetic runs on the vector unit and overlaps the transfers.
+
+Torus (``topology: torus``, TPU ICI)
+------------------------------------
+A chip has two links per torus axis (one to each neighbour), each ``L`` = ``link_bandwidth``
+per direction.  A slice of N chips has a shape (``slice_shape``: the published one, else the
+most cube-like), and an axis is a ring only where the slice has wraparound links on it
+(``Interconnect.wraparound``); otherwise it is a line.  A collective uses only the axes its
+group spans (``group_axes``: the tensor-parallel x ranks take whole axes whose lengths multiply
+to x where they can, as in Pope et al.'s layout, the y ranks the rest; a part of an axis is
+charged as a line).  For spanned axes of lengths n_1..n_k, P = n_1 ... n_k:
+
+* per axis, what a chip can push: a ring with wraparound runs both ways at once (half the data
+  each way), 2L; a line cannot close a ring, so its chips send over one link-direction at a
+  time (a ring folded onto the line uses every link once each way), L.  An end chip of a line
+  has a single link yet must receive (n-1)/n of the data, which is what keeps a line at L.
+* hops h_i per reduce-scatter or all-gather pass along axis i: a shard travels at most
+  floor(n_i / 2) hops each way round a ring, n_i - 1 along a line.  Axes are done one after
+  another for one piece of the data, so the hops add; the payload is cut into pieces that take
+  the axes in different orders, so every spanned axis is busy at once and the bandwidth term
+  divides by the sum of the per-axis figures.  That is the ideal balance: with axes of equal
+  per-axis bandwidth some split of the data over the orders reaches it (e.g. axes of 2 and 4:
+  1/6 of the data along 2 then 4, the rest along 4 then 2 loads both axes with 3.5 shards);
+  when rings and lines mix it is optimistic.
+* bytes each chip must send are those of a flat ring over P chips: nothing in the torus lets a
+  chip send less, only faster.
+
+===============  =================================================================================
+pattern          torus (W = sum over spanned axes of 2L with wraparound, L without; H = sum h_i)
+===============  =================================================================================
+all_reduce       2H a + 2(P-1)/P B / W     (reduce-scatter then all-gather, both over the axes)
+all_gather       H a + (P-1) b / W         (b = local shard)
+reduce_scatter   H a + (P-1)/P B / W
+all_to_all       H a + B m / W             m = sum of mean hops per axis to a uniformly chosen
+                                           chip: floor(n^2/4)/n round a ring, (n^2-1)/(3n) along
+                                           a line.  Each chip spreads B evenly over all P chips
+                                           (its own share stays) and a byte that crosses m links
+                                           loads m links, so each chip puts B m bytes on its links,
+                                           which carry W.  Round a ring this equals the bisection
+                                           bound (n B / 8L per axis); along a line it is a little
+                                           above it (the middle link is the real limit).
+send             a + B / L                 (one hop over the one link to the next stage)
+===============  =================================================================================
+
+Energy counts every byte once per link it crosses: the bytes above for the ring-type patterns
+(neighbour to neighbour only), B m for all_to_all.
 """
 from __future__ import annotations
 
@@ -33,6 +78,7 @@ from accelsim.hardware.base import Mapping, OpCost, Placement, bound_of
 from accelsim.hardware.spec import HardwareBase, Interconnect
 
 RING = Mapping("ring", {"algorithm": "ring"})
+TORUS = Mapping("torus", {"algorithm": "torus"})
 TREE = Mapping("tree", {"algorithm": "tree"})
 DIRECT = Mapping("direct", {"algorithm": "direct"})  # point-to-point: send, switch all-to-all
 
@@ -90,11 +136,121 @@ ALGORITHMS = {"ring": ring_steps, "tree": tree_steps, "direct": direct_steps}
 def mappings(op: Op, hw: HardwareBase) -> list[Mapping]:
     """The algorithms the topology allows for this pattern."""
     topology = links_of(hw).topology
+    if topology == "torus":
+        return [TORUS]
     if op.pattern == "send":
         return [DIRECT]
     if op.pattern == "all_to_all":
         return [DIRECT] if topology == "switch" else [RING]
     return {"ring": [RING], "tree": [TREE], "switch": [RING, TREE]}[topology]
+
+
+# --- torus ---------------------------------------------------------------------------------
+
+Axis = tuple[int, bool]  # (chips along the axis, whether it closes into a ring)
+
+
+def most_cubic(chips: int, axes: int) -> tuple[int, ...]:
+    """The shape of ``axes`` lengths (ascending) multiplying to ``chips`` that is closest to a
+    cube: shortest longest axis, then smallest sum of lengths.  For powers of two this gives
+    Google's default slice shapes (v4: 4 chips 1x2x2, 16 chips 2x2x4, 32 chips 2x4x4, 128 chips
+    4x4x8; v5e: 8 chips 2x4, 32 chips 4x8; tested against the published tables)."""
+    def shapes(n: int, k: int, low: int) -> list[tuple[int, ...]]:
+        if k == 1:
+            return [(n,)] if n >= low else []
+        return [(d, *rest) for d in range(low, n + 1) if n % d == 0
+                for rest in shapes(n // d, k - 1, d)]
+    return min(shapes(chips, axes, 1), key=lambda s: (max(s), sum(s)))
+
+
+def slice_shape(links: Interconnect, chips: int) -> tuple[int, ...]:
+    """Axis lengths of a slice of ``chips``: the configured (published) shape, else the most
+    cube-like one."""
+    listed = (links.slice_shapes or {}).get(chips)
+    return tuple(listed) if listed else most_cubic(chips, links.axes)
+
+
+def wraps(links: Interconnect, shape: tuple[int, ...]) -> tuple[bool, ...]:
+    """Which axes of a slice of this shape have wraparound links."""
+    rule, length = links.wraparound, links.wrap_length
+    if rule == "whole_cubes":
+        whole = all(n % length == 0 for n in shape)
+        return tuple(whole for _ in shape)
+    if rule == "full_axis":
+        return tuple(n % length == 0 for n in shape)
+    return tuple(rule == "always" for _ in shape)
+
+
+def _take(axes: list[Axis], size: int) -> tuple[list[Axis], list[Axis]]:
+    """Split ``axes`` into the part a group of ``size`` chips spans and the rest.  Whole axes
+    whose lengths multiply to ``size`` when there are such (fewest axes, rings first: Pope et
+    al. put x on one axis); else, axis by axis, the largest part of each that still divides
+    what is left, a part of an axis being a line (its wraparound joins chips outside it)."""
+    best = None
+    for mask in range(1, 2 ** len(axes)):
+        chosen = [i for i in range(len(axes)) if mask >> i & 1]
+        if math.prod(axes[i][0] for i in chosen) == size:
+            key = (len(chosen), -sum(axes[i][1] for i in chosen), chosen)
+            best = min(best, key) if best else key
+    if size == 1:
+        return [], list(axes)
+    if best is not None:
+        chosen = best[2]
+        return ([a for i, a in enumerate(axes) if i in chosen],
+                [a for i, a in enumerate(axes) if i not in chosen])
+    taken, rest, left = [], [], size
+    for n, ring in axes:
+        g = math.gcd(n, left)
+        left //= g
+        if g > 1:
+            taken.append((g, ring and g == n))
+        if n // g > 1:
+            rest.append((n // g, ring and g == 1))
+    if left != 1:
+        raise AccelsimError(f"a group of {size} chips does not fit the torus axes "
+                            f"{'x'.join(str(n) for n, _ in axes)}")
+    return taken, rest
+
+
+def group_axes(op: Collective, links: Interconnect) -> list[Axis]:
+    """The torus axes (length, ring?) the collective's group spans.  The slice is the op's
+    tensor-parallel grid (x x y chips), or the group alone when the op names no grid."""
+    ranks = op.grid[0] * op.grid[1] if op.grid is not None else op.group
+    shape = slice_shape(links, ranks)
+    axes = [a for a in zip(shape, wraps(links, shape)) if a[0] > 1]
+    if op.grid is not None and op.span != "all":
+        x_axes, y_axes = _take(axes, op.grid[0])
+        axes = x_axes if op.span == "x" else y_axes
+    if op.group < math.prod(n for n, _ in axes):
+        axes = _take(axes, op.group)[0]
+    return axes
+
+
+def mean_hops(n: int, ring: bool) -> float:
+    """Mean hops from a chip to a uniformly chosen chip (itself included) along one axis."""
+    return (n * n // 4) / n if ring else (n * n - 1) / (3 * n)
+
+
+def torus_time(pattern: str, axes: list[Axis], payload: float, links: Interconnect
+               ) -> tuple[float, float]:
+    """(seconds, bytes each chip puts on links) for one collective over the spanned ``axes``."""
+    L = links.link_bandwidth
+    if pattern == "send":
+        return links.base_latency + links.latency + payload / L, payload
+    if not axes:
+        return 0.0, 0.0
+    p = math.prod(n for n, _ in axes)
+    width = sum((2 if ring else 1) * L for _, ring in axes)
+    hops = sum(n // 2 if ring else n - 1 for n, ring in axes)
+    if pattern == "all_reduce":
+        hops, sent = 2 * hops, 2 * (p - 1) / p * payload
+    elif pattern == "all_gather":
+        sent = (p - 1) * payload
+    elif pattern == "reduce_scatter":
+        sent = (p - 1) / p * payload
+    else:  # all_to_all: every byte loads each link it crosses
+        sent = payload * sum(mean_hops(n, ring) for n, ring in axes)
+    return links.base_latency + hops * links.latency + sent / width, sent
 
 
 def collective_time(pattern: str, group: int, payload: float, links: Interconnect,
@@ -110,7 +266,14 @@ def cost(op: Op, mapping: Mapping, hw: HardwareBase, placement: Placement | None
     assert isinstance(op, Collective)
     links = links_of(hw)
     algorithm = mapping.params["algorithm"]
-    link_s, sent = collective_time(op.pattern, op.group, op.payload_bytes, links, algorithm)
+    if algorithm == "torus":
+        axes = group_axes(op, links) if op.group > 1 and op.pattern != "send" else []
+        link_s, sent = torus_time(op.pattern, axes, op.payload_bytes, links)
+        # e.g. "torus 4(w)x4(w)": two axes of 4 with wraparound; "torus 2x4": two lines
+        algorithm = "torus " + ("x".join(f"{n}{'(w)' if ring else ''}" for n, ring in axes)
+                                or "1 hop")
+    else:
+        link_s, sent = collective_time(op.pattern, op.group, op.payload_bytes, links, algorithm)
     compute_s = op.vector_flops / (hw.compute.vector * hw.efficiency.compute)
     memory_s = {LEVEL: link_s} if link_s else {}
     energy = {"interconnect": sent * links.energy}

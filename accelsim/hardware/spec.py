@@ -6,6 +6,7 @@ that carries figures has a required ``source``.
 """
 from __future__ import annotations
 
+import math
 from typing import Literal
 
 from pydantic import Field, model_validator
@@ -93,19 +94,77 @@ class AreaSpec(Spec):
 class Interconnect(Spec):
     """Chip-to-chip links for multi-chip runs (``accelsim.hardware.interconnect``).
 
-    ``bandwidth`` is what one chip can send in one direction at once (all its links together);
     ``latency`` is the time per hop (algorithm step) of one message, ``base_latency`` the fixed
-    cost of each collective call; ``topology`` decides which collective
-    algorithms are possible (a switch allows every one, a ring only ring algorithms)."""
+    cost of each collective call; ``topology`` decides which collective algorithms are possible
+    (a switch allows every one, a ring only ring algorithms, a torus its own per-axis rings).
 
-    bandwidth: Bandwidth
+    ``ring``, ``tree`` and ``switch`` give ``bandwidth``: what one chip can send in one direction
+    at once (all its links together), which every collective may use whatever group it spans.
+
+    ``torus`` (TPU ICI) gives what the torus is built from instead, so a collective is charged
+    only the links of the torus axes its group spans:
+
+    * ``link_bandwidth``: one link, one direction; a chip has two links (+ and -) per axis.
+    * ``axes``: torus dimensions (3 for TPU v4/v5p, 2 for v5e/v6e).
+    * ``wraparound``: which axes of a slice close into rings.  ``whole_cubes``: every axis, but
+      only when every axis length is a multiple of ``wrap_length`` (TPU v4: slices built of whole
+      4x4x4 cubes joined by optical switches; smaller slices have none); ``full_axis``: each axis
+      whose length is a multiple of ``wrap_length`` (TPU v5e: a full 16-chip pod axis);
+      ``always`` / ``never``: every axis / none.
+    * ``slice_shapes``: the published shape of a slice of N chips (chips -> axis lengths); a chip
+      count not listed is laid out as the most cube-like shape (``interconnect.slice_shape``)."""
+
+    bandwidth: Bandwidth | None = None
     latency: Seconds
     # Fixed cost of one collective call whatever its size (kernel launch, protocol setup and
     # synchronisation: NCCL's ``baseLat``); ``latency`` is then paid per algorithm step.
     base_latency: Seconds = "0 s"
     energy: EnergyPerByte
-    topology: Literal["ring", "tree", "switch"]
+    topology: Literal["ring", "tree", "switch", "torus"]
+    link_bandwidth: Bandwidth | None = None
+    axes: PositiveInt | None = None
+    wraparound: Literal["whole_cubes", "full_axis", "always", "never"] | None = None
+    wrap_length: PositiveInt | None = None
+    slice_shapes: dict[PositiveInt, list[PositiveInt]] | None = None
     source: Source
+
+    @model_validator(mode="after")
+    def _keys_fit_topology(self):
+        torus_keys = ("link_bandwidth", "axes", "wraparound", "wrap_length", "slice_shapes")
+        if self.topology != "torus":
+            if self.bandwidth is None:
+                raise ValueError(f"topology {self.topology} needs bandwidth (what one chip sends "
+                                 f"in one direction over all its links)")
+            given = [k for k in torus_keys if getattr(self, k) is not None]
+            if given:
+                raise ValueError(f"{given[0]} is a torus key; topology {self.topology} takes "
+                                 f"bandwidth only (or set topology: torus)")
+            return self
+        if self.bandwidth is not None:
+            raise ValueError("topology torus takes link_bandwidth (one link, one direction), not "
+                             "bandwidth: each collective is charged the links of the axes it spans")
+        for key, what in (("link_bandwidth", "one link, one direction"),
+                          ("axes", "torus dimensions, e.g. 3"),
+                          ("wraparound", "whole_cubes, full_axis, always or never")):
+            if getattr(self, key) is None:
+                raise ValueError(f"topology torus needs {key} ({what})")
+        if self.wraparound in ("whole_cubes", "full_axis") and self.wrap_length is None:
+            raise ValueError(f"wraparound {self.wraparound} needs wrap_length (the axis length "
+                             f"that closes a ring: the cube edge or the full pod axis)")
+        if self.wraparound in ("always", "never") and self.wrap_length is not None:
+            raise ValueError(f"wrap_length has no meaning with wraparound {self.wraparound}")
+        for chips, shape in (self.slice_shapes or {}).items():
+            if len(shape) != self.axes or math.prod(shape) != chips:
+                raise ValueError(f"slice_shapes {chips}: {shape} must give {self.axes} axis "
+                                 f"lengths whose product is {chips}")
+        return self
+
+    @property
+    def chip_bandwidth(self) -> float:
+        """What one chip can send in one direction over all its links at once."""
+        if self.topology == "torus":
+            return 2 * self.axes * self.link_bandwidth
+        return self.bandwidth
 
 
 class HardwareBase(Spec):
