@@ -170,6 +170,11 @@ def test_unknown_policy_is_one_clear_error(write):
             .read_text().replace("  cluster: 2\n", "  cluster: 2\n  fusion: greedy\n"))
     with pytest.raises(ConfigError, match="gpu.fusion"):
         hardware.load_hardware(str(write("bad.yaml", text)))
+    text = text.replace("  fusion: greedy\n", "  unfused: [rope]\n")
+    with pytest.raises(ConfigError) as err:
+        hardware.load_hardware(str(write("bad2.yaml", text)))
+    line = err.value.one_line()
+    assert "gpu.unfused" in line and "context_rope" in line and "\n" not in line
 
 
 @settings(max_examples=15, deadline=None)

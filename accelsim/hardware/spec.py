@@ -31,6 +31,7 @@ from accelsim.config.types import (
     Throughput,
 )
 from accelsim.dtypes import DType
+from accelsim.sim.fusion import Policy, Unfused
 
 ProcessNodeName = Literal["16nm", "14nm", "7nm", "6nm", "5nm", "4nm"]  # keys of hardware.area.NODES
 
@@ -237,11 +238,11 @@ class GpuSection(Spec):
     request_overhead: Seconds = "0 s"
     # Pointwise ops run in the epilogue/prologue of a neighbouring kernel (``sim.fusion``), as
     # TensorRT-LLM and vLLM do; ``none`` launches every op as its own kernel.
-    fusion: Literal["none", "epilogue"] = "epilogue"
+    fusion: Policy = "epilogue"
     # Pointwise ops the kernel library runs as kernels of their own even so (``sim.fusion``):
     # ``gated_activation`` (no fused GEMM + SwiGLU kernel), ``context_rope`` (RoPE in its own
     # kernel before a prefill's attention).
-    unfused: list[Literal["gated_activation", "context_rope"]] = Field(default_factory=list)
+    unfused: list[Unfused] = Field(default_factory=list)
     # How the attention kernel treats grouped-query heads: ``grouped`` packs the query heads that
     # share a KV head into one tile and streams their K/V once (FlashAttention-2, XQA,
     # FlashInfer); ``per_query_head`` runs each query head as its own CTA, which streams its KV
