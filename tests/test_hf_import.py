@@ -100,3 +100,98 @@ def test_cli_bad_json_exits_2(cli, tmp_path):
     path.write_text("{not json", encoding="utf-8")
     code, _, err = cli("models", "show", str(path))
     assert code == 2 and "invalid JSON" in err
+
+
+# --- Parallel-block families: GPT-J, GPT-NeoX (Pythia), Falcon ------------------------------------
+# https://huggingface.co/EleutherAI/gpt-j-6b/blob/main/config.json
+GPTJ_6B = {"model_type": "gptj", "n_embd": 4096, "n_layer": 28, "n_head": 16, "n_inner": None,
+           "rotary_dim": 64, "activation_function": "gelu_new", "n_positions": 2048, "vocab_size": 50400,
+           "tie_word_embeddings": False}
+# https://huggingface.co/EleutherAI/pythia-160m/blob/main/config.json
+PYTHIA_160M = {"model_type": "gpt_neox", "hidden_size": 768, "num_hidden_layers": 12, "num_attention_heads": 12,
+               "intermediate_size": 3072, "vocab_size": 50304, "rotary_pct": 0.25, "use_parallel_residual": True,
+               "hidden_act": "gelu", "max_position_embeddings": 2048, "tie_word_embeddings": False}
+# https://huggingface.co/tiiuae/falcon-7b/blob/main/config.json
+FALCON_7B = {"model_type": "falcon", "hidden_size": 4544, "num_hidden_layers": 32, "num_attention_heads": 71,
+             "multi_query": True, "new_decoder_architecture": False, "parallel_attn": True, "bias": False,
+             "alibi": False, "vocab_size": 65024}
+# https://huggingface.co/tiiuae/falcon-180B/blob/main/config.json
+FALCON_180B = {**FALCON_7B, "hidden_size": 14848, "num_hidden_layers": 80, "num_attention_heads": 232,
+               "num_kv_heads": 8, "new_decoder_architecture": True}
+
+
+def _params(spec):
+    from accelsim.model.lower import lower
+    from accelsim.workload import Workload
+    return lower(spec, Workload("decode", batch=1, context=1)).param_count
+
+
+def test_gptj_config_matches_the_validation_yaml(config):
+    spec = load_model(config(GPTJ_6B))
+    reference = load_model("validation/models/gpt-j-6b.yaml")
+    assert _params(spec) == _params(reference)
+    assert (spec.block, spec.norm, spec.mlp.kind, spec.mlp.bias) == ("parallel", "layernorm", "gelu", True)
+    assert spec.attention.rope_fraction == 0.25 and not spec.attention.qkv_bias  # 64 of 256 dims
+
+
+def test_pythia_160m_within_a_tenth_of_a_percent_of_its_published_count(config):
+    # 162,322,944 total params incl. embeddings: "Naming convention and parameter count" table of
+    # the Pythia model card, https://huggingface.co/EleutherAI/pythia-160m
+    # accelsim's parallel block has one LayerNorm where NeoX has two (one per branch), so the
+    # import is short by exactly 2 x hidden_size (weight + bias) per layer, and lowering charges
+    # one norm's activation traffic instead of two.
+    spec = load_model(config(PYTHIA_160M))
+    published = 162_322_944
+    assert spec.block == "parallel"
+    assert _params(spec) == published - 12 * 2 * 768
+    assert abs(_params(spec) - published) / published < 1e-3
+
+
+def test_sequential_neox_lowers_to_a_sequential_block(config):
+    spec = load_model(config({**PYTHIA_160M, "use_parallel_residual": False}))
+    assert spec.block == "sequential"
+    # Sequential NeoX has exactly the two LayerNorms a sequential block charges.
+    assert _params(spec) == 162_322_944
+
+
+def test_falcon_7b_matches_its_hand_worked_parameter_count(config):
+    # Falcon-7B has one KV head (multi_query), one LayerNorm per layer and a tied head.  Its model
+    # card (https://huggingface.co/tiiuae/falcon-7b) says only "7B parameters", so the count is
+    # worked by hand from the config and the HF Falcon module shapes: per layer fused QKV
+    # 4544 x (71 + 2) x 64, dense 4544^2, MLP 2 x 4544 x 18176, LayerNorm 2 x 4544; plus the tied
+    # 65024 x 4544 embedding and the final LayerNorm.
+    spec = load_model(config(FALCON_7B))
+    assert spec.attention.num_kv_heads == 1 and spec.tied_embeddings and spec.max_context == 2048
+    layer = 4544 * 73 * 64 + 4544 ** 2 + 2 * 4544 * 18176 + 2 * 4544
+    assert _params(spec) == 32 * layer + 65024 * 4544 + 2 * 4544
+
+
+def test_falcon_new_decoder_architecture_uses_its_kv_heads(config):
+    spec = load_model(config(FALCON_180B))
+    assert (spec.block, spec.attention.num_kv_heads, spec.attention.head_dim) == ("parallel", 8, 64)
+    assert spec.mlp.intermediate_size == 4 * 14848
+
+
+@pytest.mark.parametrize("data, needle", [
+    ({**FALCON_7B, "alibi": True}, "alibi: ALiBi position bias is not supported"),
+    ({**GPTJ_6B, "activation_function": "mish"}, "activation_function: unsupported activation 'mish'"),
+    ({**PYTHIA_160M, "hidden_act": "mish"}, "hidden_act: unsupported activation 'mish'"),
+    ({k: v for k, v in GPTJ_6B.items() if k != "n_embd"}, "n_embd: required field is missing"),
+])
+def test_parallel_family_bad_configs_are_one_line(cli, config, data, needle):
+    with pytest.raises(ConfigError, match=needle.split(": ", 1)[1].replace("(", r"\(")):
+        load_model(config(data))
+    code, _, err = cli("models", "show", config(data))
+    assert code == 2
+    assert needle in err and len(err.strip().splitlines()) == 1
+
+
+def test_cli_run_reads_a_falcon_config(cli, config):
+    code, out, err = cli("run", "-m", config(FALCON_7B), "--phase", "decode", "--batch", "1",
+                         "--context", "1024", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["latency_s"] > 0
+    names = {op["name"] for op in data["ops"]}
+    # Parallel block: one norm per layer feeds both branches, so there is no separate MLP norm.
+    assert "layers.0.attn_norm" in names and "layers.0.mlp_norm" not in names

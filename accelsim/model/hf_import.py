@@ -16,30 +16,54 @@ from accelsim.errors import ConfigError
 # Feed-forward activation names in HF configs -> gated MLP kinds.
 GATED = {"silu": "swiglu", "swish": "swiglu", "gelu_pytorch_tanh": "geglu", "gelu": "geglu",
          "gelu_new": "geglu", "relu2": "relu2_glu"}
+# ... and -> plain (ungated up -> act -> down) MLP kinds, for GPT-J / GPT-NeoX / Falcon.  Exact
+# (erf) and tanh GELU variants all map to "gelu"; their arithmetic differs by a few ops per element.
+PLAIN = {"gelu": "gelu", "gelu_new": "gelu", "gelu_fast": "gelu", "gelu_pytorch_tanh": "gelu",
+         "relu": "relu", "relu2": "relu2"}
 
 
 class _Fields:
-    """Typed access to a config mapping whose errors name the file and the key."""
+    """Typed access to a config mapping whose errors name the file and the key.
 
-    def __init__(self, data: dict[str, Any], source: str):
-        self.data, self.source = data, source
+    ``aliases`` maps a canonical key (the Llama-style name the shared helpers read) to the
+    names a family spells it with, tried in order; errors name the first of them."""
+
+    def __init__(self, data: dict[str, Any], source: str,
+                 aliases: dict[str, tuple[str, ...]] | None = None):
+        self.data, self.source, self.aliases = data, source, aliases or {}
+
+    def renamed(self, **aliases: str | tuple[str, ...]) -> _Fields:
+        """A view reading each canonical key from the family's own field name(s)."""
+        names = {k: (v,) if isinstance(v, str) else tuple(v) for k, v in aliases.items()}
+        return _Fields(self.data, self.source, {**self.aliases, **names})
+
+    def name(self, key: str) -> str:
+        return self.aliases.get(key, (key,))[0]
+
+    def _lookup(self, key: str) -> Any:
+        for name in self.aliases.get(key, (key,)):
+            if self.data.get(name) is not None:
+                return self.data[name]
+        return None
 
     def need(self, key: str) -> Any:
-        if self.data.get(key) is None:
+        value = self._lookup(key)
+        if value is None:
             raise ConfigError(f"required field is missing for model_type "
-                              f"'{self.data.get('model_type')}'", source=self.source, key=key)
-        return self.data[key]
+                              f"'{self.data.get('model_type')}'", source=self.source, key=self.name(key))
+        return value
 
     def get(self, key: str, default: Any) -> Any:
-        value = self.data.get(key)
+        value = self._lookup(key)
         return default if value is None else value
 
 
-def _base(f: _Fields, path: str, family: str, *, tied_default: bool = False) -> dict[str, Any]:
+def _base(f: _Fields, path: str, family: str, *, tied_default: bool = False,
+          context_default: int = 1 << 20) -> dict[str, Any]:
     return {"name": f.get("_name_or_path", Path(path).parent.name or Path(path).stem) or Path(path).stem,
             "source": str(path), "family": family, "vocab_size": f.need("vocab_size"),
             "hidden_size": f.need("hidden_size"), "num_layers": f.need("num_hidden_layers"),
-            "max_context": f.get("max_position_embeddings", 1 << 20),
+            "max_context": f.get("max_position_embeddings", context_default),
             "tied_embeddings": bool(f.get("tie_word_embeddings", tied_default))}
 
 
@@ -49,12 +73,15 @@ def _attention(f: _Fields, **extra) -> dict[str, Any]:
             "head_dim": f.get("head_dim", f.need("hidden_size") // heads), **extra}
 
 
-def _mlp(f: _Fields, width_key: str = "intermediate_size", **extra) -> dict[str, Any]:
-    act = f.get("hidden_act", f.get("hidden_activation", "silu"))
-    if act not in GATED:
-        raise ConfigError(f"unsupported activation {act!r}; supported: {', '.join(GATED)}",
-                          source=f.source, key="hidden_act")
-    return {"kind": GATED[act], "intermediate_size": f.need(width_key), **extra}
+def _mlp(f: _Fields, width_key: str = "intermediate_size", *, plain: bool = False,
+         width: int | None = None, **extra) -> dict[str, Any]:
+    """Gated MLP (default) or, with ``plain``, an ungated one; ``width`` overrides the field."""
+    kinds, default = (PLAIN, "gelu") if plain else (GATED, "silu")
+    act = f.get("hidden_act", f.get("hidden_activation", default))
+    if act not in kinds:
+        raise ConfigError(f"unsupported activation {act!r}; supported: {', '.join(kinds)}",
+                          source=f.source, key=f.name("hidden_act"))
+    return {"kind": kinds[act], "intermediate_size": width or f.need(width_key), **extra}
 
 
 def _llama(f: _Fields, path: str) -> dict[str, Any]:
@@ -167,10 +194,74 @@ def _falcon_h1(f: _Fields, path: str) -> dict[str, Any]:
     return spec
 
 
+# Parallel-block families.  accelsim's ``block: parallel`` feeds attention and the MLP from ONE
+# LayerNorm of the residual (exact for GPT-J and Falcon-7B).  GPT-NeoX (parallel residual) and
+# Falcon's new decoder architecture (40B/180B) give each branch its own LayerNorm; they map to the
+# same block, which drops 2 x hidden_size parameters per layer (the second norm's weight and bias)
+# and the second norm's activation read/write, well under 0.1 % of any published model.
+
+def _gptj(f: _Fields, path: str) -> dict[str, Any]:
+    """EleutherAI GPT-J: one LayerNorm feeds attention (no biases, RoPE on ``rotary_dim`` dims of
+    each head) and a biased GELU MLP.  The LM head's bias is not modelled."""
+    f = f.renamed(hidden_size="n_embd", num_hidden_layers="n_layer", num_attention_heads="n_head",
+                  max_position_embeddings="n_positions", hidden_act="activation_function",
+                  intermediate_size="n_inner")
+    spec = _base(f, path, "gptj")
+    hidden, heads = spec["hidden_size"], f.need("num_attention_heads")
+    head_dim = hidden // heads
+    rotary = f.data.get("rotary_dim", 64) or head_dim  # GPTJConfig default 64; null rotates it all
+    spec.update(norm="layernorm", block="parallel",
+                attention=_attention(f, head_dim=head_dim, rope_fraction=min(rotary / head_dim, 1.0)),
+                mlp=_mlp(f, plain=True, width=f.get("intermediate_size", 4 * hidden), bias=True))
+    return spec
+
+
+def _gpt_neox(f: _Fields, path: str) -> dict[str, Any]:
+    """GPT-NeoX-20B / Pythia: LayerNorm, partial RoPE, biased attention and MLP, untied head.
+    The parallel residual has two LayerNorms in HF; see the approximation note above."""
+    spec = _base(f, path, "gpt_neox")
+    bias = bool(f.get("attention_bias", True))
+    rotary = f.get("rotary_pct", f.get("partial_rotary_factor", 0.25))
+    spec.update(norm="layernorm",
+                block="parallel" if f.get("use_parallel_residual", True) else "sequential",
+                attention=_attention(f, qkv_bias=bias, o_bias=bias, rope_fraction=rotary),
+                mlp=_mlp(f, plain=True, bias=True))
+    return spec
+
+
+def _falcon(f: _Fields, path: str) -> dict[str, Any]:
+    """Falcon-7B/40B/180B: RoPE, LayerNorm, GELU MLP, tied head.  7B: multi-query (one KV head),
+    one norm; 40B/180B (``new_decoder_architecture``): ``num_kv_heads`` KV heads and, unless
+    ``num_ln_in_parallel_attn`` is 1, one norm per branch (the approximation noted above), e.g.
+    Falcon-180B: hidden 14848, 80 layers, 232 heads, 8 KV heads, vocab 65024
+    (https://huggingface.co/tiiuae/falcon-180B/blob/main/config.json).  ``parallel_attn`` false
+    gives a sequential block.  ALiBi configs (Falcon-RW) are refused."""
+    f = f.renamed(num_hidden_layers=("num_hidden_layers", "n_layer"),
+                  num_attention_heads=("num_attention_heads", "n_head"),
+                  hidden_act="activation", intermediate_size="ffn_hidden_size")
+    if f.get("alibi", False):
+        raise ConfigError("ALiBi position bias is not supported (accelsim models RoPE)",
+                          source=f.source, key="alibi")
+    spec = _base(f, path, "falcon", tied_default=True, context_default=2048)
+    heads, hidden = f.need("num_attention_heads"), spec["hidden_size"]
+    new_arch = bool(f.get("new_decoder_architecture", False))
+    if new_arch:
+        kv_heads = f.get("num_kv_heads", heads)
+    else:
+        kv_heads = 1 if f.get("multi_query", True) else f.get("num_kv_heads", heads)
+    bias = bool(f.get("bias", False))
+    spec.update(norm="layernorm",
+                block="parallel" if new_arch or f.get("parallel_attn", True) else "sequential",
+                attention=_attention(f, num_kv_heads=kv_heads, head_dim=hidden // heads,
+                                     qkv_bias=bias, o_bias=bias),
+                mlp=_mlp(f, plain=True, width=f.get("intermediate_size", 4 * hidden), bias=bias))
+    return spec
+
+
 BUILDERS = {"llama": _llama, "mistral": _llama, "mixtral": _llama, "qwen2": _llama,
             "gemma2": _gemma, "gemma3_text": _gemma, "deepseek_v3": _deepseek_v3,
             "mamba": _mamba, "mamba2": _mamba, "jamba": _jamba, "recurrent_gemma": _recurrent_gemma,
-            "falcon_h1": _falcon_h1}
+            "falcon_h1": _falcon_h1, "gptj": _gptj, "gpt_neox": _gpt_neox, "falcon": _falcon}
 
 
 def spec_dict(data: dict[str, Any], path: str) -> dict[str, Any]:
