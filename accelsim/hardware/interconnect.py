@@ -242,14 +242,11 @@ def torus_time(pattern: str, axes: list[Axis], payload: float, links: Interconne
     p = math.prod(n for n, _ in axes)
     width = sum((2 if ring else 1) * L for _, ring in axes)
     hops = sum(n // 2 if ring else n - 1 for n, ring in axes)
-    if pattern == "all_reduce":
-        hops, sent = 2 * hops, 2 * (p - 1) / p * payload
-    elif pattern == "all_gather":
-        sent = (p - 1) * payload
-    elif pattern == "reduce_scatter":
-        sent = (p - 1) / p * payload
-    else:  # all_to_all: every byte loads each link it crosses
+    if pattern == "all_to_all":  # every byte loads each link it crosses
         sent = payload * sum(mean_hops(n, ring) for n, ring in axes)
+    else:  # a chip sends what it would on a flat ring of p chips, only faster
+        sent = ring_steps(pattern, p, payload).sent
+        hops *= 2 if pattern == "all_reduce" else 1
     return links.base_latency + hops * links.latency + sent / width, sent
 
 

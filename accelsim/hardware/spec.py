@@ -160,13 +160,6 @@ class Interconnect(Spec):
                                  f"lengths whose product is {chips}")
         return self
 
-    @property
-    def chip_bandwidth(self) -> float:
-        """What one chip can send in one direction over all its links at once."""
-        if self.topology == "torus":
-            return 2 * self.axes * self.link_bandwidth
-        return self.bandwidth
-
 
 class HardwareBase(Spec):
     name: str = Field(min_length=1)
