@@ -21,6 +21,14 @@ def nbytes(dtype: str) -> float:
     return _BITS[dtype] / 8.0
 
 
+def reduction_dtype(dtype: str) -> str:
+    """The format tensor-parallel partial sums are reduced in: never below 16 bits.  An 8-bit
+    engine's matmuls write 16-bit results (fp8 in, bf16 out) and its all-reduces sum those:
+    NCCL had no 8-bit floating-point reduction type before 2.24 (pytorch/pytorch pull 152706),
+    and summing 8-bit partials would throw away the precision the accumulators kept."""
+    return dtype if _BITS[dtype] >= 16 else "bf16"
+
+
 def compute_dtype(weight: str, activation: str) -> str:
     """The datapath a matmul runs on: the wider of its two operands (ternary weights with int8
     activations run on an add-only int8 datapath; bf16 x fp8 runs at bf16)."""

@@ -47,6 +47,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from typing import Literal
 
+from accelsim.dtypes import reduction_dtype
 from accelsim.errors import AccelsimError
 from accelsim.graph import (
     Attention,
@@ -189,6 +190,11 @@ def _scaled(t: Tensor, ratio: float, axis: int = -1) -> Tensor:
 
 def _renamed(t: Tensor, name: str) -> Tensor:
     return Tensor(name, t.shape, t.dtype, t.role)
+
+
+def _summed(t: Tensor, name: str | None = None) -> Tensor:
+    """``t`` (renamed to ``name``) as partial sums and their reduction carry it: at least 16 bits."""
+    return Tensor(name or t.name, t.shape, reduction_dtype(t.dtype), t.role)
 
 
 def _scaled_axis_of(t: Tensor, size: int, ratio: float) -> Tensor:
@@ -491,7 +497,7 @@ def _reduced_over_y(body: Op, grid: _Grid) -> list[Op]:
     """``body`` computing partial sums of its output, then their all_reduce over the y ranks."""
     if grid.y == 1:
         return [body]
-    y = body.outputs[0]
+    y = _summed(body.outputs[0])
     partial = _renamed(y, f"{y.name}.partial")
     return [replace(body, outputs=(partial,)),
             Collective(f"{body.name}.all_reduce", (partial,), (y,), layer=body.layer,
@@ -514,9 +520,9 @@ def _column_parallel(op: MatMul, w: Tensor, grid: _Grid, split: _Split, consumer
     gathered_at_end = not consumers.of.get(y.name)
     ops: list[Op] = []
     if a.name in split.residual:  # sum the x partials, keeping 1/x of the rows
-        partial = _renamed(y_cols, f"{y.name}.partial")
+        partial = _summed(y_cols, f"{y.name}.partial")
         r /= grid.x
-        y_local = _renamed(_scaled(y, r), f"{y.name}.local" if gathered_at_end else y.name)
+        y_local = _summed(_scaled(y, r), f"{y.name}.local" if gathered_at_end else y.name)
         ops += [replace(op, inputs=(a_local, w_local, *extras), outputs=(partial,),
                         k=a_local.shape[-1], n=n_local),
                 Collective(f"{op.name}.reduce_scatter", (partial,), (y_local,), layer=op.layer,

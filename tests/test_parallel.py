@@ -204,3 +204,16 @@ def test_cli_non_positive_tp_is_a_usage_error(cli):
 def test_cli_single_chip_70b_refused(cli):
     code, _, err = cli("run", "--model", MODEL, "--hw", "h100-sxm")
     assert code == 2 and "does not fit" in err and len(err.strip().splitlines()) == 1
+
+
+def test_fp8_partial_sums_are_reduced_in_16_bits():
+    # An FP8 engine's row-parallel matmuls read fp8 and write bf16 partial sums, and the all-reduce
+    # sums those: 128 tokens x 8192 wide x 2 bytes per call, not 1 byte.
+    spec = resolve_model(MODEL)
+    fp8 = spec.model_copy(update={"dtypes": spec.dtypes.model_copy(update={"weight": "fp8", "activation": "fp8"})})
+    sharded = shard(lower(fp8, Workload(phase="prefill", batch=1, prompt=128, context=0)), Parallelism(tp=4))
+    reduces = [op for op in sharded.ops if isinstance(op, Collective) and op.pattern == "all_reduce"]
+    assert reduces and all(op.inputs[0].dtype == op.outputs[0].dtype == "bf16" for op in reduces)
+    assert {op.inputs[0].nbytes for op in reduces} == {128 * 8192 * 2}
+    down = next(op for op in sharded.ops if op.name == "layers.0.mlp.down")
+    assert (down.inputs[0].dtype, down.outputs[0].dtype, down.compute_dtype) == ("fp8", "bf16", "fp8")
