@@ -195,3 +195,14 @@ def test_cli_run_reads_a_falcon_config(cli, config):
     names = {op["name"] for op in data["ops"]}
     # Parallel block: one norm per layer feeds both branches, so there is no separate MLP norm.
     assert "layers.0.attn_norm" in names and "layers.0.mlp_norm" not in names
+
+
+def test_falcon_180b_import_matches_the_validation_yaml(config):
+    # The validation-only config the TensorRT-LLM Falcon-180B rows use is the import of the
+    # published config: fused QKV 14848 x (232 + 16) x 64, dense 14848^2, MLP 2 x 14848 x 59392
+    # and one LayerNorm (the second per-branch one folded, 2 x 14848 per layer), tied 65024-row
+    # embedding and the final LayerNorm.
+    imported, reference = load_model(config(FALCON_180B)), load_model("validation/models/falcon-180b.yaml")
+    layer = 14848 * 248 * 64 + 14848 ** 2 + 2 * 14848 * 59392 + 2 * 14848
+    assert _params(imported) == _params(reference) == 80 * layer + 65024 * 14848 + 2 * 14848
+    assert (reference.attention.num_kv_heads, reference.block, reference.tied_embeddings) == (8, "parallel", True)

@@ -256,3 +256,15 @@ def test_decode_steps_point_sums_its_steps(catalogue):
                         weight_dtype="int8", act_dtype="bf16", kv_dtype="bf16", parallelism=par).latency_s
 
     assert predict(point, hw).value == pytest.approx(64 * (step(2048) + step(2111)) / 2, rel=2e-3)
+
+
+def test_tensorrt_llm_v09_rows_are_read_with_their_runtime(catalogue):
+    # TensorRT-LLM v0.9.0 performance.md: Llama 2 7B, H100 FP8, batch 1, 2048 tokens -> 30.8 ms
+    point = next(p for p in catalogue.points if p.id == "h100-sxm/ttft/llama-2-7b/fp8/tp1/b1-i2048-o1/v0.9")
+    assert catalogue.measured(point).value == pytest.approx(0.0308)
+    runtime = catalogue.runtime(point)
+    assert (runtime.gpu.attention, runtime.gpu.attention_dtype) == ("grouped", "fp16")
+    v09 = [p for p in catalogue.points if p.source.file == "measured_trtllm_v0.9.csv"]
+    assert {p.runtime for p in v09} == {"tensorrt-llm-v0.9"}
+    # Mistral / Falcon throughput depends on an unstated decode-attention kernel: TTFT only
+    assert {p.kind for p in v09 if "mistral" in p.model or "falcon" in p.model} == {"ttft"}

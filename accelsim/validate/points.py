@@ -38,7 +38,7 @@ UNITS: dict[str, tuple[float, str]] = {
 # The measurement tables in validation/: two verbatim copies of shared/refdata, and TPU rows and
 # TensorRT-LLM blog rows collected for accelsim (validation/README.md).
 MeasurementFile = Literal["measured_inference.csv", "kernels.csv", "measured_tpu.csv",
-                          "measured_trtllm_blogs.csv"]
+                          "measured_trtllm_blogs.csv", "measured_trtllm_v0.9.csv"]
 MEASUREMENT_FILES: tuple[str, ...] = get_args(MeasurementFile)
 
 
