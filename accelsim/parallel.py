@@ -192,9 +192,9 @@ def _renamed(t: Tensor, name: str) -> Tensor:
     return Tensor(name, t.shape, t.dtype, t.role)
 
 
-def _summed(t: Tensor, name: str | None = None) -> Tensor:
-    """``t`` (renamed to ``name``) as partial sums and their reduction carry it: at least 16 bits."""
-    return Tensor(name or t.name, t.shape, reduction_dtype(t.dtype), t.role)
+def _summed(t: Tensor) -> Tensor:
+    """``t`` as partial sums and their reduction carry it: at least 16 bits."""
+    return Tensor(t.name, t.shape, reduction_dtype(t.dtype), t.role)
 
 
 def _scaled_axis_of(t: Tensor, size: int, ratio: float) -> Tensor:
@@ -520,9 +520,9 @@ def _column_parallel(op: MatMul, w: Tensor, grid: _Grid, split: _Split, consumer
     gathered_at_end = not consumers.of.get(y.name)
     ops: list[Op] = []
     if a.name in split.residual:  # sum the x partials, keeping 1/x of the rows
-        partial = _summed(y_cols, f"{y.name}.partial")
+        partial = _renamed(_summed(y_cols), f"{y.name}.partial")
         r /= grid.x
-        y_local = _summed(_scaled(y, r), f"{y.name}.local" if gathered_at_end else y.name)
+        y_local = _renamed(_summed(_scaled(y, r)), f"{y.name}.local" if gathered_at_end else y.name)
         ops += [replace(op, inputs=(a_local, w_local, *extras), outputs=(partial,),
                         k=a_local.shape[-1], n=n_local),
                 Collective(f"{op.name}.reduce_scatter", (partial,), (y_local,), layer=op.layer,

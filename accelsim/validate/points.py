@@ -35,8 +35,9 @@ UNITS: dict[str, tuple[float, str]] = {
     "tokens/s": (1.0, "tokens/s"), "tokens/s/GPU": (1.0, "tokens/s"), "ms": (1e-3, "s"),
     "ms/token": (1e-3, "s"), "s": (1.0, "s"), "TFLOPS": (1e12, "FLOP/s"), "TB/s": (1e12, "B/s"),
 }
-# The measurement tables in validation/: two verbatim copies of shared/refdata, and TPU rows and
-# TensorRT-LLM blog rows collected for accelsim (validation/README.md).
+# The measurement tables in validation/: two verbatim copies of shared/refdata, and TPU rows,
+# TensorRT-LLM blog rows and TensorRT-LLM v0.9.0's performance tables collected for accelsim
+# (validation/README.md).
 MeasurementFile = Literal["measured_inference.csv", "kernels.csv", "measured_tpu.csv",
                           "measured_trtllm_blogs.csv", "measured_trtllm_v0.9.csv"]
 MEASUREMENT_FILES: tuple[str, ...] = get_args(MeasurementFile)
