@@ -10,13 +10,46 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal
+from typing import ClassVar, Literal, get_args
 
 import networkx as nx
 
 from accelsim import dtypes
 
 Role = Literal["weight", "activation", "kv_cache", "state"]
+
+# What an op is in the model, set by lowering (and by the transforms for the ops they add).
+# Transforms (tensor, expert, pipeline parallelism; fusion) read these, never shapes, to tell a
+# QKV projection from an MLP up-projection or an expert GEMM.  A closed set: a new block family
+# reuses these where it can and adds its own here when it cannot.
+OpRole = Literal[
+    # embeddings and the residual stream
+    "embedding", "position_embedding", "norm", "residual", "quant", "token_shift",
+    # attention
+    "qkv", "q", "kv", "rope", "qk_norm", "attention", "o_proj",
+    # multi-head latent attention: down-projections to the latents, up-projections out of them,
+    # W_UK / W_UV folded into per-head matmuls (absorbed) or the latent decompression (kv_b)
+    "q_a", "q_b", "kv_a", "kv_b", "q_absorb", "v_absorb",
+    # feed-forward: fused gate+up (or a plain up), activation, down
+    "gate_up", "act", "down",
+    # mixture of experts
+    "router", "topk", "dispatch", "expert_up", "expert_act", "expert_down", "combine",
+    "shared_up", "shared_act", "shared_down",
+    # recurrent / state-space / convolutional mixers: input and output projections, the
+    # per-head or block-diagonal gate matmuls (RG-LRU), low-rank paths (RWKV), the x_proj and
+    # dt_proj of Mamba-1, pointwise gating, the scan (recurrence, SSD chunks, long convolution)
+    # and the short convolution
+    "in_proj", "out_proj", "x_proj", "dt_proj", "head_gate", "lora_down", "lora_up", "gate",
+    "scan", "conv",
+    "lm_head",
+    # generic roles for graphs imported from real modules (torch.export): a weight matmul or a
+    # pointwise op of unknown purpose; transforms replicate what they cannot place
+    "linear", "matmul", "pointwise",
+    # added by transforms
+    "collective", "send",
+]
+OP_ROLES: tuple[str, ...] = get_args(OpRole)
+_OP_ROLE_SET = frozenset(OP_ROLES)
 
 
 @dataclass(frozen=True)
@@ -45,13 +78,29 @@ class Access:
 
 @dataclass(frozen=True)
 class Op:
-    """Base of every op kind. ``tensor_flops`` run on matrix units, ``vector_flops`` elsewhere."""
+    """Base of every op kind. ``tensor_flops`` run on matrix units, ``vector_flops`` elsewhere.
+
+    ``role`` says what the op is in the model (one of ``OP_ROLES``; lowering sets it on every op,
+    "" is left only for ops built by hand).  ``replicas`` counts the chips of a parallel layout
+    that run this very same piece of work (1 when the work is split; tp when every tensor-
+    parallel rank runs it whole: norms, residual adds, a router).  For an ``Attention`` whose
+    query heads are split while its KV heads are fewer than the ranks, ``replicas`` counts the
+    chips that hold and read the same KV-cache share (its FLOPs are split, its KV reads are not).
+    """
 
     kind: ClassVar[str] = "op"
     name: str
     inputs: tuple[Tensor, ...]
     outputs: tuple[Tensor, ...]
     layer: int | None = None
+    role: str = ""
+    replicas: int = 1
+
+    def __post_init__(self) -> None:
+        if self.role and self.role not in _OP_ROLE_SET:
+            raise ValueError(f"op {self.name}: role {self.role!r} is not one of {', '.join(OP_ROLES)}")
+        if isinstance(self.replicas, bool) or not isinstance(self.replicas, int) or self.replicas < 1:
+            raise ValueError(f"op {self.name}: replicas must be an integer >= 1, got {self.replicas!r}")
 
     @property
     def tensor_flops(self) -> float:
@@ -272,6 +321,7 @@ class Collective(Op):
     span: Literal["x", "y", "all"] = "all"
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.grid is not None:
             x, y = self.grid
             spanned = {"x": x, "y": y, "all": x * y}[self.span]
@@ -301,6 +351,8 @@ class Graph:
     ops: list[Op] = field(default_factory=list)
     dag: nx.DiGraph = field(default_factory=nx.DiGraph)
     _producer: dict[str, str] = field(default_factory=dict)
+    # Sequences the step runs (set by lowering; attention data parallelism splits them).
+    batch: int | None = None
 
     def add(self, op: Op) -> Op:
         if op.name in self.dag:

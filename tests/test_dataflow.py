@@ -7,7 +7,7 @@ from accelsim.api import resolve_hardware, resolve_model, simulate
 from accelsim.errors import DoesNotFitError
 from accelsim.hardware.common import footprint
 from accelsim.model.lower import lower
-from accelsim.parallel import Parallelism, byte_stages
+from accelsim.transform import Parallelism, byte_stages
 from accelsim.workload import Workload
 
 WL = Workload(phase="decode", batch=1, context=2048)
@@ -86,7 +86,7 @@ def test_tied_embedding_table_is_held_at_both_ends_of_the_pipeline():
     from accelsim.api import simulate
     from accelsim.model.lower import lower
     from accelsim.model.spec import load_model
-    from accelsim.parallel import resident_bytes
+    from accelsim.transform import resident_bytes
     from accelsim.workload import Workload
 
     spec = load_model("recurrentgemma-9b")

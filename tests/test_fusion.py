@@ -1,4 +1,4 @@
-"""Kernel fusion (accelsim.sim.fusion): conserved work, fewer bytes, the kernel count a
+"""Kernel fusion (accelsim.transform.fusion): conserved work, fewer bytes, the kernel count a
 production engine launches, and an exact no-op under policy ``none``."""
 import pytest
 from hypothesis import given, settings
@@ -10,8 +10,8 @@ from accelsim.errors import AccelsimError, ConfigError
 from accelsim.graph import Collective
 from accelsim.model.lower import lower
 from accelsim.model.spec import load_model
-from accelsim.parallel import Parallelism, shard
-from accelsim.sim import fusion
+from accelsim.transform import Parallelism, shard
+from accelsim.transform import fusion
 from accelsim.sim.mapper import map_graph
 from accelsim.workload import Workload
 

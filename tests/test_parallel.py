@@ -1,4 +1,5 @@
 """Multi-chip parallelism: sharding invariants, collective costs, pipelines, CLI."""
+import dataclasses
 import json
 import math
 
@@ -13,7 +14,7 @@ from accelsim.hardware import interconnect
 from accelsim.hardware.common import footprint
 from accelsim.hardware.spec import Interconnect
 from accelsim.model.lower import lower
-from accelsim.parallel import Parallelism, shard, stage_graphs
+from accelsim.transform import Parallelism, shard, stage_graphs
 from accelsim.workload import Workload
 
 MODEL = "llama-3.1-70b"
@@ -145,21 +146,37 @@ def test_pp_throughput_set_by_slowest_stage():
 
 
 def test_expert_parallel_splits_experts_and_adds_all_to_all():
+    # Experts spread over the 4 tensor-parallel chips (--chips 4 --tp 4 --ep 4): one expert
+    # group per chip, each chip's routed rows dispatched to it and combined back by all-to-all.
     x = Tensor("x", (64, 512), "bf16")
     w1 = Tensor("e.up.weight", (8, 512, 1024), "bf16", "weight")
     h = Tensor("e.up.out", (64, 1024), "bf16")
     w2 = Tensor("e.down.weight", (8, 1024, 512), "bf16", "weight")
     y = Tensor("e.down.out", (64, 512), "bf16")
-    g = Graph(name="moe")
-    g.add(MatMul("e.up", (x, w1), (h,), layer=0, m=8, k=512, n=1024, count=8, rows=64))
-    g.add(MatMul("e.down", (h, w2), (y,), layer=0, m=8, k=1024, n=512, count=8, rows=64))
-    out = shard(g, Parallelism(ep=4))
+    g = Graph(name="moe", batch=64)
+    g.add(MatMul("e.up", (x, w1), (h,), layer=0, role="expert_up", m=8, k=512, n=1024, count=8, rows=64))
+    g.add(MatMul("e.down", (h, w2), (y,), layer=0, role="expert_down", m=8, k=1024, n=512, count=8,
+                 rows=64))
+    out = shard(g, Parallelism(tp=4, ep=4))
     patterns = [op.pattern for op in out if isinstance(op, Collective)]
-    assert patterns == ["all_to_all"]  # dispatch; the last output is not read by anything
+    assert patterns == ["all_to_all", "all_to_all"]  # dispatch, combine
     assert out.total("tensor_flops") * 4 == pytest.approx(g.total("tensor_flops"))
     assert out.weight_bytes * 4 == pytest.approx(g.weight_bytes)
-    with pytest.raises(AccelsimError, match="--ep 3 must divide the 8 experts"):
-        shard(g, Parallelism(ep=3))
+    up = next(op for op in out if op.name == "e.up")
+    assert (up.count, up.rows, up.n, up.inputs[1].shape) == (2, 16, 1024, (2, 512, 1024))
+    with pytest.raises(AccelsimError, match="--ep 4 must divide the 6 experts"):
+        shard(replace_experts(g, 6), Parallelism(tp=4, ep=4))
+    with pytest.raises(AccelsimError, match=r"--ep 3 must divide the tp x dp chips of a stage \(4 x 1 = 4\)"):
+        Parallelism(tp=4, ep=3)
+
+
+def replace_experts(g: Graph, experts: int) -> Graph:
+    out = Graph(name=g.name, batch=g.batch)
+    for op in g:
+        w = op.inputs[1]
+        out.add(dataclasses.replace(op, inputs=(op.inputs[0], Tensor(w.name, (experts, *w.shape[1:]),
+                                                                      w.dtype, "weight"))))
+    return out
 
 
 def test_parallelism_validation():

@@ -10,7 +10,7 @@ from accelsim.graph import Collective
 from accelsim.hardware.common import footprint
 from accelsim.hardware.interconnect import ring_steps
 from accelsim.model.lower import lower
-from accelsim.parallel import Parallelism, shard
+from accelsim.transform import Parallelism, shard
 from accelsim.workload import Workload
 
 MODEL = "llama-3.1-70b"  # 80 layers, width 8192, 64 heads / 8 KV heads of 128, MLP 28672

@@ -8,7 +8,7 @@ from accelsim.errors import ConfigError
 from accelsim.graph import Collective, Elementwise, Norm
 from accelsim.model.lower import lower
 from accelsim.model.spec import load_model
-from accelsim.parallel import Parallelism, shard
+from accelsim.transform import Parallelism, shard
 from accelsim.workload import Workload
 
 GPTJ = str(Path(__file__).resolve().parent.parent / "validation/models/gpt-j-6b.yaml")  # block: parallel

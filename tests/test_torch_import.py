@@ -20,7 +20,7 @@ from accelsim.importers.simulate import simulate_graph
 from accelsim.importers.torch_export import import_module
 from accelsim.model.lower import lower
 from accelsim.model.spec import ModelSpec
-from accelsim.sim import fusion
+from accelsim.transform import fusion
 from accelsim.workload import Workload
 
 VOCAB, HIDDEN, HEADS, KV_HEADS, FFN, LAYERS = 96, 64, 4, 2, 160, 2
@@ -163,7 +163,7 @@ def test_llama_param_count_and_simulation(llama):
     assert imported.graph.param_count == imported.param_count  # no buffers in this model
     result = simulate_graph(imported.graph, "h100-sxm", Workload(phase="prefill", batch=BATCH, prompt=SEQ))
     assert result.latency_s > 0 and result.tokens_per_s > 0
-    # One cost per kernel of the graph the chip runs (pointwise ops fused, accelsim.sim.fusion).
+    # One cost per kernel of the graph the chip runs (pointwise ops fused, accelsim.transform.fusion).
     kernels = fusion.for_chip(imported.graph, hardware.load_hardware("h100-sxm"))
     assert result.model == "tiny-llama" and len(result.ops) == len(kernels) < len(imported.graph)
 

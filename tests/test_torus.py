@@ -15,7 +15,7 @@ from accelsim.graph import Collective, Tensor
 from accelsim.hardware import interconnect
 from accelsim.hardware.spec import Interconnect
 from accelsim.model.lower import lower
-from accelsim.parallel import Parallelism, shard
+from accelsim.transform import Parallelism, shard
 from accelsim.workload import Workload
 
 REPO = Path(__file__).resolve().parent.parent

@@ -134,7 +134,7 @@ def test_bad_subset_is_one_line_exit_2(cli):
 
 def test_tpot_point_is_one_decode_step_with_the_prompt_cached(catalogue):
     from accelsim.api import resolve_hardware, simulate
-    from accelsim.parallel import Parallelism
+    from accelsim.transform import Parallelism
     from accelsim.validate.predict import predict
     from accelsim.workload import Workload
     point = next(p for p in catalogue.points if p.kind == "tpot" and p.model == "llama-2-7b")
@@ -243,7 +243,7 @@ def test_decode_steps_point_sums_its_steps(catalogue):
     # 64 steps at contexts 2048 .. 2111: decode time is affine in the context, so the sum is
     # 64 x the mean of the first and last step
     from accelsim.api import resolve_hardware, simulate
-    from accelsim.parallel import Parallelism
+    from accelsim.transform import Parallelism
     from accelsim.validate.predict import model_for, predict
     from accelsim.workload import Workload
     point = next(p for p in catalogue.points if p.kind == "decode_steps" and p.chips == 16)

@@ -50,16 +50,32 @@ density_option = click.option(
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 
+# --dp-attn reaches ``parallelism_from`` through the click context, so commands that spell out
+# their parallel parameters need no new argument for it (pass ``dp=`` to override).
+_DP_KEY = "accelsim.dp_attn"
+
 parallel_options = _compose(
     click.option("--chips", type=click.IntRange(min=1), default=None,
-                 help="Chips in the system; alone, they split the model by tensor parallelism. "
-                      "[default: tp x pp x ep; dataflow chips: as many as the model's bytes need]"),
+                 help="Chips in the system: chips = tp x pp x dp-attn (--ep does not multiply "
+                      "them); alone, they split the model by tensor parallelism. "
+                      "[default: tp x pp x dp-attn; dataflow chips: as many as the model's bytes "
+                      "need]"),
     click.option("--tp", type=click.IntRange(min=1), default=None,
-                 help="Tensor-parallel ranks (split heads and matmul columns/rows; all-reduce)."),
+                 help="Tensor-parallel ranks (split heads and matmul columns/rows; all-reduce). "
+                      "Without --ep, every routed expert is split over the tp x dp-attn chips."),
     click.option("--pp", type=click.IntRange(min=1), default=None,
                  help="Pipeline stages (contiguous layers per stage; sends between stages)."),
+    click.option("--dp-attn", "dp", type=click.IntRange(min=1), default=None, expose_value=False,
+                 callback=lambda ctx, _param, value: ctx.meta.__setitem__(_DP_KEY, value),
+                 help="Attention data-parallel ranks: each holds whole attention heads (split "
+                      "over its --tp ranks) and the dense weights, and runs batch/dp-attn of the "
+                      "sequences; must divide --batch. [default: 1]"),
     click.option("--ep", type=click.IntRange(min=1), default=None,
-                 help="Expert-parallel ranks for MoE models (experts split; all-to-all)."),
+                 help="Expert parallelism for MoE models: split the routed experts over the "
+                      "tp x dp-attn chips of each stage (must divide tp x dp-attn and the expert "
+                      "count; each expert tensor-split over the (tp x dp-attn)/ep chips that "
+                      "share it; all-to-all dispatch and combine). --chips 8 --tp 8 --ep 8 and "
+                      "--chips 8 --dp-attn 8 --ep 8 are both one 8-chip node. [default: 1]"),
     click.option("--tp-x", "tp_x", type=click.IntRange(min=1), default=None,
                  help="Lay the --tp ranks out as a 2D weight-stationary grid of TP_X x TP/TP_X "
                       "(Pope et al. 2022): model width split over x, heads/columns over y. "
@@ -73,9 +89,13 @@ parallel_options = _compose(
 
 
 def parallelism_from(chips: int | None, tp: int | None, pp: int | None, ep: int | None,
-                     tp_x: int | None = None, attention: str | None = None):
-    from accelsim.parallel import Parallelism
-    return Parallelism.from_options(chips=chips, tp=tp, pp=pp, ep=ep, tp_x=tp_x, attention=attention)
+                     tp_x: int | None = None, attention: str | None = None, dp: int | None = None):
+    from accelsim.transform import Parallelism
+    if dp is None:
+        ctx = click.get_current_context(silent=True)
+        dp = ctx.meta.get(_DP_KEY) if ctx is not None else None
+    return Parallelism.from_options(chips=chips, tp=tp, pp=pp, dp=dp, ep=ep, tp_x=tp_x,
+                                    attention=attention)
 
 
 def workload_from(phase: str, batch: int, prompt: int, context: int,

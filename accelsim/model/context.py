@@ -43,7 +43,7 @@ class LoweringContext:
         self.graph.add(op)
         return op.outputs[0]
 
-    def linear(self, name: str, x: Tensor, out_features: int, layer: int | None, *,
+    def linear(self, name: str, x: Tensor, out_features: int, layer: int | None, *, role: str,
                bias: bool = False, weight: Tensor | None = None, rows: int | None = None,
                block: bool = True) -> Tensor:
         """y = x W (+ b): one matmul whose B operand is a weight. ``rows`` overrides M.
@@ -60,17 +60,17 @@ class LoweringContext:
         w = weight if weight is not None else self.weight(f"{name}.weight", k, out_features)
         inputs = (x, w) + ((self.weight(f"{name}.bias", out_features),) if bias else ())
         y = self.activation(f"{name}.out", m, out_features)
-        return self.add(MatMul(name, inputs, (y,), layer=layer, m=m, k=k, n=out_features))
+        return self.add(MatMul(name, inputs, (y,), layer=layer, role=role, m=m, k=k, n=out_features))
 
     def _bitlinear_input(self, name: str, x: Tensor, layer: int | None, input_norm: bool) -> Tensor:
         if input_norm:
             x = self.norm(f"{name}.input_norm", x, layer, kind="rmsnorm")
         q = self.activation(f"{name}.quant.out", *x.shape, dtype=BITLINEAR_ACT_DTYPE)
-        return self.add(Elementwise(f"{name}.quant", (x,), (q,), layer=layer, elements=q.elements,
+        return self.add(Elementwise(f"{name}.quant", (x,), (q,), layer=layer, role="quant", elements=q.elements,
                                     ops_per_element=QUANT_OPS_PER_ELEMENT))
 
     def norm(self, name: str, x: Tensor, layer: int | None, *, kind: str | None = None,
-             cols: int | None = None) -> Tensor:
+             cols: int | None = None, role: str = "norm") -> Tensor:
         """Norm over the last axis; ``cols`` < width normalises groups of ``cols`` (QK-norm,
         GroupNorm) with one ``cols``-wide weight."""
         rows, width = x.shape[0], x.shape[-1]
@@ -81,14 +81,14 @@ class LoweringContext:
             params.append(self.weight(f"{name}.bias", group))
         y = self.activation(f"{name}.out", rows, width)
         ops = 4.0 if kind == "rmsnorm" else 6.0  # LayerNorm also subtracts the mean
-        return self.add(Norm(name, (x, *params), (y,), layer=layer, rows=rows * width // group,
+        return self.add(Norm(name, (x, *params), (y,), layer=layer, role=role, rows=rows * width // group,
                              cols=group, ops_per_element=ops))
 
     def pointwise(self, name: str, inputs: tuple[Tensor, ...], ops_per_element: float,
-                  layer: int | None, shape: tuple[int, ...] | None = None) -> Tensor:
+                  layer: int | None, shape: tuple[int, ...] | None = None, *, role: str) -> Tensor:
         out_shape = shape or inputs[0].shape
         y = self.activation(f"{name}.out", *out_shape)
-        return self.add(Elementwise(name, inputs, (y,), layer=layer, elements=y.elements,
+        return self.add(Elementwise(name, inputs, (y,), layer=layer, role=role, elements=y.elements,
                                     ops_per_element=ops_per_element))
 
     def short_conv(self, name: str, x: Tensor, width: int, layer: int, *, bias: bool) -> Tensor:
@@ -101,5 +101,5 @@ class LoweringContext:
         window = self.state(f"{name}.state", channels, width - 1)
         y = self.activation(f"{name}.out", x.shape[0], channels)
         new_window = Tensor(f"{name}.state_new", window.shape, window.dtype, "state")
-        return self.add(Conv(name, (x, *params, window), (y, new_window), layer=layer,
+        return self.add(Conv(name, (x, *params, window), (y, new_window), layer=layer, role="conv",
                              batch=wl.batch, length=wl.query_len, channels=channels, width=width))

@@ -9,7 +9,8 @@ from accelsim.workload import Workload
 
 
 def lower(model: ModelSpec, workload: Workload) -> Graph:
-    ctx = LoweringContext(model, workload, Graph(name=f"{model.name} {workload.describe()}"))
+    ctx = LoweringContext(model, workload, Graph(name=f"{model.name} {workload.describe()}",
+                                                      batch=workload.batch))
     x = _embed(ctx)
     for layer, kind in enumerate(model.layer_kinds):
         x = _decoder_layer(ctx, x, layer, kind)
@@ -22,13 +23,14 @@ def _embed(ctx: LoweringContext) -> Tensor:
     ids = Tensor("input_ids", (tokens,), "int8", "activation")  # storage of ids is negligible
     table = ctx.weight("embed.weight", spec.vocab_size, spec.hidden_size)
     x = ctx.add(Embedding("embed", (table, ids), (ctx.activation("embed.out", tokens, spec.hidden_size),),
-                          tokens=tokens, dim=spec.hidden_size))
+                          role="embedding", tokens=tokens, dim=spec.hidden_size))
     if spec.position == "learned":
         pos_table = ctx.weight("embed_positions.weight", spec.learned_positions, spec.hidden_size)
         pos = ctx.add(Embedding("embed_positions", (pos_table,),
                                 (ctx.activation("embed_positions.out", tokens, spec.hidden_size),),
+                                role="position_embedding",
                                 tokens=ctx.workload.query_len, dim=spec.hidden_size))
-        x = ctx.pointwise("embed.add_positions", (x, pos), 1.0, None)
+        x = ctx.pointwise("embed.add_positions", (x, pos), 1.0, None, role="position_embedding")
     if spec.embed_norm:
         x = ctx.norm("embed_norm", x, None)
     return x
@@ -40,7 +42,7 @@ def _residual_block(ctx: LoweringContext, x: Tensor, layer: int, part: str, body
     h = body(h)
     if ctx.spec.norm_placement == "pre_post":
         h = ctx.norm(f"layers.{layer}.{part}_post_norm", h, layer)
-    return ctx.pointwise(f"layers.{layer}.{part}_residual", (x, h), 1.0, layer)
+    return ctx.pointwise(f"layers.{layer}.{part}_residual", (x, h), 1.0, layer, role="residual")
 
 
 def _mixers(ctx: LoweringContext, h: Tensor, layer: int, kind: LayerKind) -> Tensor:
@@ -48,7 +50,7 @@ def _mixers(ctx: LoweringContext, h: Tensor, layer: int, kind: LayerKind) -> Ten
     if len(outs) == 1:
         return outs[0]
     # Parallel hybrids (Falcon-H1) run every mixer on the same normed input and sum the outputs.
-    return ctx.pointwise(f"layers.{layer}.mixer_sum", tuple(outs), len(outs) - 1.0, layer)
+    return ctx.pointwise(f"layers.{layer}.mixer_sum", tuple(outs), len(outs) - 1.0, layer, role="residual")
 
 
 def _decoder_layer(ctx: LoweringContext, x: Tensor, layer: int, kind: LayerKind) -> Tensor:
@@ -57,7 +59,7 @@ def _decoder_layer(ctx: LoweringContext, x: Tensor, layer: int, kind: LayerKind)
     if ctx.spec.block == "parallel" and kind.ffn != "none":
         h = ctx.norm(f"layers.{layer}.attn_norm", x, layer)
         branches = (_mixers(ctx, h, layer, kind), FFNS[kind.ffn](ctx, h, layer))
-        return ctx.pointwise(f"layers.{layer}.parallel_residual", (x, *branches), 2.0, layer)
+        return ctx.pointwise(f"layers.{layer}.parallel_residual", (x, *branches), 2.0, layer, role="residual")
     x = _residual_block(ctx, x, layer, "attn", lambda h: _mixers(ctx, h, layer, kind))
     if kind.ffn == "none":
         return x
@@ -71,9 +73,10 @@ def _head(ctx: LoweringContext, x: Tensor) -> Tensor:
     x = ctx.norm("final_norm", x, None)
     rows = ctx.workload.batch
     if spec.bitlinear is not None and spec.bitlinear.head:
-        return ctx.linear("lm_head", x, spec.vocab_size, None, rows=rows)
+        return ctx.linear("lm_head", x, spec.vocab_size, None, role="lm_head", rows=rows)
     tied = ctx.graph.weights()["embed.weight"] if spec.tied_embeddings else None
     # A tied head reuses the embedding table (same tensor name, so it is counted once).
     head_name = tied.name if tied is not None else "lm_head.weight"
     head_weight = ctx.weight(head_name, spec.hidden_size, spec.vocab_size)
-    return ctx.linear("lm_head", x, spec.vocab_size, None, weight=head_weight, rows=rows, block=False)
+    return ctx.linear("lm_head", x, spec.vocab_size, None, weight=head_weight, rows=rows, block=False,
+                      role="lm_head")

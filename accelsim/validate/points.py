@@ -19,7 +19,7 @@ from accelsim.config.types import PositiveInt, Spec
 from accelsim.dtypes import DType
 from accelsim.errors import ConfigError
 from accelsim.hardware.spec import AttentionKernel
-from accelsim.sim.fusion import Unfused
+from accelsim.transform.fusion import Unfused
 
 VALIDATION_DIR = loader.PACKAGE_ROOT.parent / "validation"
 DEFAULT_POINTS = VALIDATION_DIR / "points.yaml"
@@ -96,7 +96,7 @@ class Point(Spec):
     weight_dtype: Literal["int8"] | None = None  # weight-only quantisation; else ``dtype``
     chips: PositiveInt = 1
     tp_x: PositiveInt = 1  # the chips as a 2D weight-stationary grid of tp_x x chips/tp_x
-    attention: Literal["heads", "batch"] = "heads"  # attention sharding (accelsim.parallel)
+    attention: Literal["heads", "batch"] = "heads"  # attention sharding (accelsim.transform)
     batch: PositiveInt | None = None
     input_len: PositiveInt | None = None
     output_len: PositiveInt | None = None

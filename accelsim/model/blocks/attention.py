@@ -31,14 +31,14 @@ def kv_tensors(ctx: LoweringContext, prefix: str, window: int | None, per_token:
 def rope(ctx: LoweringContext, name: str, x: Tensor, rotated_fraction: float, layer: int) -> Tensor:
     if ctx.spec.position != "rope":
         return x
-    return ctx.pointwise(name, (x,), ROPE_OPS_PER_ELEMENT * rotated_fraction, layer)
+    return ctx.pointwise(name, (x,), ROPE_OPS_PER_ELEMENT * rotated_fraction, layer, role="rope")
 
 
 def qk_norm(ctx: LoweringContext, p: str, qkv: Tensor, heads: int, d: int, layer: int) -> Tensor:
     """RMSNorm over head_dim of every q and k head, with one d-wide weight each for q and k."""
     weights = (ctx.weight(f"{p}.q_norm.weight", d), ctx.weight(f"{p}.k_norm.weight", d))
     y = ctx.activation(f"{p}.qk_norm.out", *qkv.shape)
-    return ctx.add(Norm(f"{p}.qk_norm", (qkv, *weights), (y,), layer=layer,
+    return ctx.add(Norm(f"{p}.qk_norm", (qkv, *weights), (y,), layer=layer, role="qk_norm",
                         rows=qkv.shape[0] * heads, cols=d))
 
 
@@ -46,16 +46,16 @@ def lower(ctx: LoweringContext, x: Tensor, layer: int, kind: LayerKind) -> Tenso
     spec, wl = ctx.spec.attention, ctx.workload
     d, h, hkv = spec.head_dim, spec.num_heads, spec.num_kv_heads
     p = f"layers.{layer}.attn"
-    qkv = ctx.linear(f"{p}.qkv", x, (h + 2 * hkv) * d, layer, bias=spec.qkv_bias)
+    qkv = ctx.linear(f"{p}.qkv", x, (h + 2 * hkv) * d, layer, role="qkv", bias=spec.qkv_bias)
     if spec.qk_norm:
         qkv = qk_norm(ctx, p, qkv, h + hkv, d, layer)
     qkv = rope(ctx, f"{p}.rope", qkv, spec.rope_fraction * (h + hkv) / (h + 2 * hkv), layer)
 
     old, new = kv_tensors(ctx, p, kind.window, (2, hkv, d))
     out = ctx.activation(f"{p}.sdpa.out", ctx.tokens, h * d)
-    ctx.add(Attention(f"{p}.sdpa", (qkv, *old), (out, new), layer=layer, batch=wl.batch,
+    ctx.add(Attention(f"{p}.sdpa", (qkv, *old), (out, new), layer=layer, role="attention", batch=wl.batch,
                       heads=h, kv_heads=hkv, q_len=wl.query_len, kv_len=wl.kv_len, qk_dim=d,
                       v_dim=d, causal=True, window=kind.window))
     if spec.sub_norm:
         out = ctx.norm(f"{p}.sub_norm", out, layer, kind="rmsnorm")
-    return ctx.linear(f"{p}.o_proj", out, ctx.spec.hidden_size, layer, bias=spec.o_bias)
+    return ctx.linear(f"{p}.o_proj", out, ctx.spec.hidden_size, layer, role="o_proj", bias=spec.o_bias)

@@ -32,7 +32,7 @@ def fft_conv_ops_per_element(t: int) -> float:
 def lower(ctx: LoweringContext, x: Tensor, layer: int, kind: LayerKind) -> Tensor:
     spec, d, wl = ctx.spec.hyena, ctx.spec.hidden_size, ctx.workload
     p = f"layers.{layer}.hyena"
-    u = ctx.linear(f"{p}.in_proj", x, 3 * d, layer, bias=spec.proj_bias)
+    u = ctx.linear(f"{p}.in_proj", x, 3 * d, layer, role="in_proj", bias=spec.proj_bias)
     u = ctx.short_conv(f"{p}.short_filter", u, spec.short_filter_len, layer, bias=True)
     # poles and residues: (D, S) complex each, stored as real/imaginary pairs.
     poles = ctx.weight(f"{p}.poles", d, spec.state_size, 2)
@@ -43,10 +43,11 @@ def lower(ctx: LoweringContext, x: Tensor, layer: int, kind: LayerKind) -> Tenso
     y = ctx.activation(f"{p}.iir.out", ctx.tokens, d)
     if wl.phase == "prefill" and wl.query_len > 1:
         # The final modal state for decode is a by-product; the output comes from the FFT conv.
-        ctx.add(Elementwise(f"{p}.fft_conv", (u, poles, residues, s), (y, s_new), layer=layer,
+        ctx.add(Elementwise(f"{p}.fft_conv", (u, poles, residues, s), (y, s_new), layer=layer, role="scan",
                             elements=ctx.tokens * d, ops_per_element=fft_conv_ops_per_element(wl.query_len)))
     else:
-        ctx.add(Scan(f"{p}.iir", (u, poles, residues, s), (y, s_new), layer=layer, batch=wl.batch,
+        ctx.add(Scan(f"{p}.iir", (u, poles, residues, s), (y, s_new), layer=layer, role="scan", batch=wl.batch,
                      steps=wl.query_len, channels=d * spec.state_size, ops_per_step=IIR_OPS_PER_STATE))
-    y = ctx.pointwise(f"{p}.gate", (y, ctx.view(u, 2 * d), skip), GATING_OPS, layer, shape=(ctx.tokens, d))
-    return ctx.linear(f"{p}.out_proj", y, d, layer, bias=spec.proj_bias)
+    y = ctx.pointwise(f"{p}.gate", (y, ctx.view(u, 2 * d), skip), GATING_OPS, layer, shape=(ctx.tokens, d),
+                      role="gate")
+    return ctx.linear(f"{p}.out_proj", y, d, layer, role="out_proj", bias=spec.proj_bias)

@@ -26,7 +26,7 @@ def selective_scan(ctx: LoweringContext, name: str, inputs: tuple[Tensor, ...], 
     h = ctx.state(f"{name}.state", channels)
     y = ctx.activation(f"{name}.out", out_rows or ctx.tokens, out_width)
     h_new = Tensor(f"{name}.state_new", h.shape, h.dtype, "state")
-    return ctx.add(Scan(name, (*inputs, h), (y, h_new), layer=layer, batch=wl.batch,
+    return ctx.add(Scan(name, (*inputs, h), (y, h_new), layer=layer, role="scan", batch=wl.batch,
                         steps=steps or wl.query_len, channels=channels, ops_per_step=ops))
 
 
@@ -34,24 +34,25 @@ def lower(ctx: LoweringContext, x: Tensor, layer: int, kind: LayerKind) -> Tenso
     spec, d = ctx.spec.mamba1, ctx.spec.hidden_size
     e, n, r = spec.expand * d, spec.d_state, dt_rank(ctx.spec)
     p = f"layers.{layer}.mamba"
-    xz = ctx.linear(f"{p}.in_proj", x, 2 * e, layer, bias=spec.proj_bias)
+    xz = ctx.linear(f"{p}.in_proj", x, 2 * e, layer, role="in_proj", bias=spec.proj_bias)
     xc = ctx.short_conv(f"{p}.conv", ctx.view(xz, e), spec.d_conv, layer,
                         bias=spec.conv_bias)
-    dbc = ctx.linear(f"{p}.x_proj", xc, r + 2 * n, layer)
+    dbc = ctx.linear(f"{p}.x_proj", xc, r + 2 * n, layer, role="x_proj")
     if spec.inner_norms:  # Jamba: RMSNorm on dt (width R), B and C (width N each)
         dbc = _inner_norms(ctx, p, dbc, r, n, layer)
-    dt = ctx.linear(f"{p}.dt_proj", ctx.view(dbc, r), e, layer, bias=True)
+    dt = ctx.linear(f"{p}.dt_proj", ctx.view(dbc, r), e, layer, role="dt_proj", bias=True)
     a = ctx.weight(f"{p}.A_log", e, n)
     skip = ctx.weight(f"{p}.D", e)
     y = selective_scan(ctx, f"{p}.scan", (xc, dt, ctx.view(dbc, 2 * n), a, skip), e * n, e,
                        SCAN_OPS_PER_STATE, layer)
-    y = ctx.pointwise(f"{p}.gate", (y, ctx.view(xz, e)), CHANNEL_OPS, layer, shape=(ctx.tokens, e))
-    return ctx.linear(f"{p}.out_proj", y, d, layer, bias=spec.proj_bias)
+    y = ctx.pointwise(f"{p}.gate", (y, ctx.view(xz, e)), CHANNEL_OPS, layer, shape=(ctx.tokens, e),
+                      role="gate")
+    return ctx.linear(f"{p}.out_proj", y, d, layer, role="out_proj", bias=spec.proj_bias)
 
 
 def _inner_norms(ctx: LoweringContext, p: str, dbc: Tensor, r: int, n: int, layer: int) -> Tensor:
     weights = tuple(ctx.weight(f"{p}.{part}_norm.weight", width)
                     for part, width in (("dt", r), ("b", n), ("c", n)))
     y = ctx.activation(f"{p}.inner_norm.out", *dbc.shape)
-    return ctx.add(Norm(f"{p}.inner_norm", (dbc, *weights), (y,), layer=layer, rows=dbc.shape[0],
+    return ctx.add(Norm(f"{p}.inner_norm", (dbc, *weights), (y,), layer=layer, role="norm", rows=dbc.shape[0],
                         cols=dbc.shape[-1]))

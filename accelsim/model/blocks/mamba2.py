@@ -34,7 +34,7 @@ def d_inner(ctx: LoweringContext) -> int:
 def _batched(ctx: LoweringContext, name: str, a: Tensor, b: Tensor, m: int, k: int, n: int,
              count: int, layer: int) -> Tensor:
     y = ctx.activation(f"{name}.out", count * m, n)
-    return ctx.add(MatMul(name, (a, b), (y,), layer=layer, m=m, k=k, n=n, count=count))
+    return ctx.add(MatMul(name, (a, b), (y,), layer=layer, role="scan", m=m, k=k, n=n, count=count))
 
 
 def _ssd_prefill(ctx: LoweringContext, p: str, x: Tensor, bc: Tensor, head_params: tuple[Tensor, ...],
@@ -45,7 +45,7 @@ def _ssd_prefill(ctx: LoweringContext, p: str, x: Tensor, bc: Tensor, head_param
     chunks = wl.batch * math.ceil(wl.query_len / q)
     # 1. diagonal blocks: C B^T per chunk and group, masked, times X per chunk and head.
     cb = _batched(ctx, f"{p}.ssd.cb", bc, bc, q, n, q, chunks * g, layer)
-    mask = ctx.pointwise(f"{p}.ssd.mask", (cb, *head_params[:2]), MASK_OPS * hs / g, layer)
+    mask = ctx.pointwise(f"{p}.ssd.mask", (cb, *head_params[:2]), MASK_OPS * hs / g, layer, role="scan")
     y_diag = _batched(ctx, f"{p}.ssd.diag", mask, x, q, q, pd, chunks * hs, layer)
     # 2. chunk states B^T diag(decay) X, 3. state passing across chunks, 4. C . h_prev.
     states = _batched(ctx, f"{p}.ssd.states", bc, x, n, q, pd, chunks * hs, layer)
@@ -54,7 +54,7 @@ def _ssd_prefill(ctx: LoweringContext, p: str, x: Tensor, bc: Tensor, head_param
                             steps=chunks // wl.batch, out_rows=chunks)
     y_off = _batched(ctx, f"{p}.ssd.off", bc, passed, q, n, pd, chunks * hs, layer)
     return ctx.pointwise(f"{p}.ssd.sum", (y_diag, y_off, x, head_params[2]), 3.0, layer,
-                         shape=(ctx.tokens, e))
+                         shape=(ctx.tokens, e), role="scan")
 
 
 def lower(ctx: LoweringContext, x: Tensor, layer: int, kind: LayerKind) -> Tensor:
@@ -62,7 +62,8 @@ def lower(ctx: LoweringContext, x: Tensor, layer: int, kind: LayerKind) -> Tenso
     e = d_inner(ctx)
     g, n, hs = spec.ngroups, spec.d_state, e // spec.headdim
     p = f"layers.{layer}.mamba"
-    zxbcdt = ctx.linear(f"{p}.in_proj", x, 2 * e + 2 * g * n + hs, layer, bias=spec.proj_bias)
+    zxbcdt = ctx.linear(f"{p}.in_proj", x, 2 * e + 2 * g * n + hs, layer, role="in_proj",
+                        bias=spec.proj_bias)
     xbc = ctx.short_conv(f"{p}.conv", ctx.view(zxbcdt, e + 2 * g * n), spec.d_conv, layer,
                          bias=spec.conv_bias)
     head_params = tuple(ctx.weight(f"{p}.{name}", hs) for name in ("dt_bias", "A_log", "D"))
@@ -74,5 +75,5 @@ def lower(ctx: LoweringContext, x: Tensor, layer: int, kind: LayerKind) -> Tenso
                            STEP_OPS_PER_STATE, layer)
     norm_w = ctx.weight(f"{p}.norm.weight", e)
     y = ctx.pointwise(f"{p}.gated_norm", (y, ctx.view(zxbcdt, e), norm_w), CHANNEL_OPS, layer,
-                      shape=(ctx.tokens, e))
-    return ctx.linear(f"{p}.out_proj", y, d, layer, bias=spec.proj_bias)
+                      shape=(ctx.tokens, e), role="gate")
+    return ctx.linear(f"{p}.out_proj", y, d, layer, role="out_proj", bias=spec.proj_bias)

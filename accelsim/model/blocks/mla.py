@@ -15,10 +15,10 @@ from accelsim.model.spec import LayerKind
 
 
 def _per_head(ctx: LoweringContext, name: str, x: Tensor, w: Tensor, heads: int, k: int, n: int,
-              fraction: float, layer: int) -> Tensor:
+              fraction: float, layer: int, role: str) -> Tensor:
     """``heads`` GEMMs of (tokens x k).(k x n), each against its own slice of ``w``."""
     y = ctx.activation(f"{name}.out", ctx.tokens, heads * n)
-    return ctx.add(MatMul(name, (x, w), (y,), layer=layer, m=ctx.tokens, k=k, n=n, count=heads,
+    return ctx.add(MatMul(name, (x, w), (y,), layer=layer, role=role, m=ctx.tokens, k=k, n=n, count=heads,
                           b_fraction=fraction))
 
 
@@ -28,17 +28,17 @@ def lower(ctx: LoweringContext, x: Tensor, layer: int, kind: LayerKind) -> Tenso
                                 spec.qk_rope_head_dim, spec.v_head_dim)
     p = f"layers.{layer}.attn"
     if spec.q_lora_rank is not None:
-        q = ctx.linear(f"{p}.q_a", x, spec.q_lora_rank, layer)
+        q = ctx.linear(f"{p}.q_a", x, spec.q_lora_rank, layer, role="q_a")
         q = ctx.norm(f"{p}.q_a_norm", q, layer, kind="rmsnorm")
     else:
         q = x
-    q = ctx.linear(f"{p}.q_b", q, h * (nope + rope_d), layer)
+    q = ctx.linear(f"{p}.q_b", q, h * (nope + rope_d), layer, role="q_b")
     q = rope(ctx, f"{p}.q_rope", q, rope_d / (nope + rope_d), layer)
-    latent = ctx.linear(f"{p}.kv_a", x, rank + rope_d, layer)
+    latent = ctx.linear(f"{p}.kv_a", x, rank + rope_d, layer, role="kv_a")
     # The norm covers the latent only, not the RoPE key riding alongside it.
     normed = ctx.activation(f"{p}.kv_a_norm.out", *latent.shape)
     latent = ctx.add(Norm(f"{p}.kv_a_norm", (latent, ctx.weight(f"{p}.kv_a_norm.weight", rank)), (normed,),
-                          layer=layer, rows=ctx.tokens, cols=rank))
+                          layer=layer, role="norm", rows=ctx.tokens, cols=rank))
     latent = rope(ctx, f"{p}.k_rope", latent, rope_d / (rank + rope_d), layer)
     # One kv_b weight (rank -> heads*(nope+v)) holds W_UK and W_UV side by side.
     kv_b = ctx.weight(f"{p}.kv_b.weight", rank, h * (nope + v))
@@ -47,16 +47,17 @@ def lower(ctx: LoweringContext, x: Tensor, layer: int, kind: LayerKind) -> Tenso
     common = {"layer": layer, "batch": wl.batch, "heads": h, "q_len": wl.query_len,
               "kv_len": wl.kv_len, "causal": True, "window": kind.window}
     if spec.absorbed:
-        q_latent = _per_head(ctx, f"{p}.q_absorb", q, kv_b, h, nope, rank, nope / (nope + v), layer)
-        ctx.add(Attention(f"{p}.sdpa", (q_latent, latent, *old), (out, new), kv_heads=1,
+        q_latent = _per_head(ctx, f"{p}.q_absorb", q, kv_b, h, nope, rank, nope / (nope + v), layer,
+                             "q_absorb")
+        ctx.add(Attention(f"{p}.sdpa", (q_latent, latent, *old), (out, new), role="attention", kv_heads=1,
                           qk_dim=rank + rope_d, v_dim=rank, **common))
-        out = _per_head(ctx, f"{p}.v_absorb", out, kv_b, h, rank, v, v / (nope + v), layer)
+        out = _per_head(ctx, f"{p}.v_absorb", out, kv_b, h, rank, v, v / (nope + v), layer, "v_absorb")
     else:
         # Every step re-expands all cached latents (plus the new ones) into per-head K and V.
         rows = wl.batch * wl.kv_len
         kv = ctx.activation(f"{p}.kv_b.out", rows, h * (nope + v))
-        ctx.add(MatMul(f"{p}.kv_b", (latent, kv_b, *old), (kv, new), layer=layer, m=rows, k=rank,
+        ctx.add(MatMul(f"{p}.kv_b", (latent, kv_b, *old), (kv, new), layer=layer, role="kv_b", m=rows, k=rank,
                        n=h * (nope + v)))
-        ctx.add(Attention(f"{p}.sdpa", (q, kv), (out,), kv_heads=h, qk_dim=nope + rope_d, v_dim=v,
+        ctx.add(Attention(f"{p}.sdpa", (q, kv), (out,), role="attention", kv_heads=h, qk_dim=nope + rope_d, v_dim=v,
                           **common))
-    return ctx.linear(f"{p}.o_proj", out, ctx.spec.hidden_size, layer)
+    return ctx.linear(f"{p}.o_proj", out, ctx.spec.hidden_size, layer, role="o_proj")

@@ -22,13 +22,15 @@ OUT_GATE_OPS = 8.0
 def lower(ctx: LoweringContext, x: Tensor, layer: int, kind: LayerKind) -> Tensor:
     spec, d, wl = ctx.spec.mlgru, ctx.spec.hidden_size, ctx.workload
     p = f"layers.{layer}.mlgru"
-    i, f, g = (ctx.linear(f"{p}.{name}_proj", x, d, layer) for name in ("i", "f", "g"))
+    i, f, g = (ctx.linear(f"{p}.{name}_proj", x, d, layer, role="in_proj") for name in ("i", "f", "g"))
     bound = (ctx.weight(f"{p}.lower_bound", d),) if spec.lower_bound else ()
-    coeffs = ctx.pointwise(f"{p}.gates", (i, f, *bound), GATE_OPS, layer, shape=(ctx.tokens, 2 * d))
+    coeffs = ctx.pointwise(f"{p}.gates", (i, f, *bound), GATE_OPS, layer, shape=(ctx.tokens, 2 * d),
+                           role="gate")
     h = ctx.state(f"{p}.scan.state", d)
     h_new = Tensor(f"{p}.scan.state_new", h.shape, h.dtype, "state")
     hx = ctx.activation(f"{p}.scan.out", ctx.tokens, d)
-    ctx.add(Scan(f"{p}.scan", (coeffs, h), (hx, h_new), layer=layer, batch=wl.batch, steps=wl.query_len,
+    ctx.add(Scan(f"{p}.scan", (coeffs, h), (hx, h_new), layer=layer, role="scan", batch=wl.batch, steps=wl.query_len,
                  channels=d, ops_per_step=SCAN_OPS))
-    o = ctx.pointwise(f"{p}.out_gate", (hx, g, ctx.weight(f"{p}.g_norm.weight", d)), OUT_GATE_OPS, layer)
-    return ctx.linear(f"{p}.o_proj", o, d, layer)
+    o = ctx.pointwise(f"{p}.out_gate", (hx, g, ctx.weight(f"{p}.g_norm.weight", d)), OUT_GATE_OPS, layer,
+                      role="gate")
+    return ctx.linear(f"{p}.o_proj", o, d, layer, role="out_proj")

@@ -19,19 +19,23 @@ def token_shift(ctx: LoweringContext, name: str, x: Tensor, lerps: int, layer: i
     mus = tuple(ctx.weight(f"{name}.mu{i}", width) for i in range(lerps))
     y = ctx.activation(f"{name}.out", x.shape[0], lerps * width)
     new_prev = Tensor(f"{name}.state_new", prev.shape, prev.dtype, "state")
-    return ctx.add(Elementwise(name, (x, prev, *mus), (y, new_prev), layer=layer,
+    return ctx.add(Elementwise(name, (x, prev, *mus), (y, new_prev), layer=layer, role="token_shift",
                                elements=x.elements, ops_per_element=1.0 + 2.0 * lerps))
 
 
 def feed_forward(ctx: LoweringContext, p: str, x: Tensor, kind: str,
-                 width: int, bias: bool, layer: int, *, sub_norm: bool = False) -> Tensor:
-    """up (fused gate+up when gated) -> activation -> down, on x's rows."""
+                 width: int, bias: bool, layer: int, *, sub_norm: bool = False,
+                 roles: tuple[str, str, str] = ("gate_up", "act", "down")) -> Tensor:
+    """up (fused gate+up when gated) -> activation -> down, on x's rows; ``roles`` names the
+    three (a shared expert tags them shared_up, shared_act, shared_down)."""
     gated = kind in ("swiglu", "geglu", "relu2_glu")
-    up = ctx.linear(f"{p}.up", x, width * (2 if gated else 1), layer, bias=bias)
-    act = ctx.pointwise(f"{p}.act", (up,), ACTIVATION_OPS[kind], layer, shape=(x.shape[0], width))
+    up_role, act_role, down_role = roles
+    up = ctx.linear(f"{p}.up", x, width * (2 if gated else 1), layer, role=up_role, bias=bias)
+    act = ctx.pointwise(f"{p}.act", (up,), ACTIVATION_OPS[kind], layer, shape=(x.shape[0], width),
+                        role=act_role)
     if sub_norm:
         act = ctx.norm(f"{p}.sub_norm", act, layer, kind="rmsnorm")
-    return ctx.linear(f"{p}.down", act, ctx.spec.hidden_size, layer, bias=bias)
+    return ctx.linear(f"{p}.down", act, ctx.spec.hidden_size, layer, role=down_role, bias=bias)
 
 
 def lower(ctx: LoweringContext, x: Tensor, layer: int) -> Tensor:

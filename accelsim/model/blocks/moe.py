@@ -21,7 +21,8 @@ def expected_distinct_experts(num_experts: int, top_k: int, tokens: int) -> floa
     return num_experts * (1.0 - (1.0 - top_k / num_experts) ** tokens)
 
 
-def _experts(ctx: LoweringContext, name: str, x: Tensor, in_f: int, out_f: int, layer: int) -> Tensor:
+def _experts(ctx: LoweringContext, name: str, x: Tensor, in_f: int, out_f: int, layer: int,
+             role: str) -> Tensor:
     """The routed-expert GEMMs: one per distinct expert touched, over a stacked (E, in, out) weight."""
     spec = ctx.spec.moe
     e, routed = spec.num_experts, x.shape[0]
@@ -30,7 +31,7 @@ def _experts(ctx: LoweringContext, name: str, x: Tensor, in_f: int, out_f: int, 
     dtype = "ternary" if ctx.spec.bitlinear is not None else None
     w = ctx.weight(f"{name}.weight", e, in_f, out_f, dtype=dtype)
     y = ctx.activation(f"{name}.out", routed, out_f)
-    return ctx.add(MatMul(name, (x, w), (y,), layer=layer, m=math.ceil(routed / count), k=in_f,
+    return ctx.add(MatMul(name, (x, w), (y,), layer=layer, role=role, m=math.ceil(routed / count), k=in_f,
                           n=out_f, count=count, rows=routed, b_fraction=touched / e))
 
 
@@ -38,22 +39,25 @@ def lower(ctx: LoweringContext, x: Tensor, layer: int) -> Tensor:
     spec, d = ctx.spec.moe, ctx.spec.hidden_size
     p = f"layers.{layer}.moe"
     w = spec.expert_intermediate_size
-    router = ctx.linear(f"{p}.router", x, spec.num_experts, layer, bias=False, block=False)
+    router = ctx.linear(f"{p}.router", x, spec.num_experts, layer, role="router", bias=False,
+                        block=False)
     if spec.router_bias:
         router = ctx.pointwise(f"{p}.router_bias", (router, ctx.weight(f"{p}.router.bias", spec.num_experts)),
-                               1.0, layer)
-    gates = ctx.pointwise(f"{p}.topk", (router,), ROUTER_OPS_PER_LOGIT, layer)
+                               1.0, layer, role="router")
+    gates = ctx.pointwise(f"{p}.topk", (router,), ROUTER_OPS_PER_LOGIT, layer, role="topk")
     # Every token is copied to its k experts: the expert GEMMs see tokens*k rows in all.
-    routed = ctx.pointwise(f"{p}.dispatch", (x, gates), 0.0, layer, shape=(ctx.tokens * spec.top_k, d))
-    up = _experts(ctx, f"{p}.experts.up", routed, d, w * (2 if spec.gated else 1), layer)
+    routed = ctx.pointwise(f"{p}.dispatch", (x, gates), 0.0, layer, shape=(ctx.tokens * spec.top_k, d),
+                           role="dispatch")
+    up = _experts(ctx, f"{p}.experts.up", routed, d, w * (2 if spec.gated else 1), layer, "expert_up")
     act = ctx.pointwise(f"{p}.experts.act", (up,), ACTIVATION_OPS[spec.kind], layer,
-                        shape=(routed.shape[0], w))
-    down = _experts(ctx, f"{p}.experts.down", act, w, d, layer)
+                        shape=(routed.shape[0], w), role="expert_act")
+    down = _experts(ctx, f"{p}.experts.down", act, w, d, layer, "expert_down")
     # Weighted sum of each token's k expert outputs.
     out = ctx.pointwise(f"{p}.combine", (down, gates), 2.0 * spec.top_k, layer,
-                        shape=(ctx.tokens, d))
+                        shape=(ctx.tokens, d), role="combine")
     if spec.shared_experts:
         width = spec.shared_experts * (spec.shared_intermediate_size or w)
-        shared = feed_forward(ctx, f"{p}.shared", x, spec.kind, width, False, layer)
-        out = ctx.pointwise(f"{p}.add_shared", (out, shared), 1.0, layer)
+        shared = feed_forward(ctx, f"{p}.shared", x, spec.kind, width, False, layer,
+                              roles=("shared_up", "shared_act", "shared_down"))
+        out = ctx.pointwise(f"{p}.add_shared", (out, shared), 1.0, layer, role="combine")
     return out

@@ -26,25 +26,27 @@ def _block_diagonal(ctx: LoweringContext, name: str, x: Tensor, blocks: int, lay
     w = ctx.weight(f"{name}.weight", blocks, size, size)
     b = ctx.weight(f"{name}.bias", width)
     y = ctx.activation(f"{name}.out", x.shape[0], width)
-    return ctx.add(MatMul(name, (x, w, b), (y,), layer=layer, m=x.shape[0], k=size, n=size, count=blocks))
+    return ctx.add(MatMul(name, (x, w, b), (y,), layer=layer, role="head_gate", m=x.shape[0], k=size,
+                          n=size, count=blocks))
 
 
 def lower(ctx: LoweringContext, x: Tensor, layer: int, kind: LayerKind) -> Tensor:
     spec, d, wl = ctx.spec.rglru, ctx.spec.hidden_size, ctx.workload
     r = spec.lru_width
     p = f"layers.{layer}.rglru"
-    y = ctx.linear(f"{p}.linear_y", x, r, layer, bias=True)
-    y = ctx.pointwise(f"{p}.gelu", (y,), GELU_OPS, layer)
-    xb = ctx.linear(f"{p}.linear_x", x, r, layer, bias=True)
+    y = ctx.linear(f"{p}.linear_y", x, r, layer, role="in_proj", bias=True)
+    y = ctx.pointwise(f"{p}.gelu", (y,), GELU_OPS, layer, role="act")
+    xb = ctx.linear(f"{p}.linear_x", x, r, layer, role="in_proj", bias=True)
     xb = ctx.short_conv(f"{p}.conv", xb, spec.conv_width, layer, bias=True)
     gate_a = _block_diagonal(ctx, f"{p}.gate_a", xb, spec.num_blocks, layer)
     gate_x = _block_diagonal(ctx, f"{p}.gate_x", xb, spec.num_blocks, layer)
     lam = ctx.weight(f"{p}.a_param", r)
-    coeffs = ctx.pointwise(f"{p}.gates", (gate_a, gate_x, xb, lam), GATE_OPS, layer, shape=(ctx.tokens, 2 * r))
+    coeffs = ctx.pointwise(f"{p}.gates", (gate_a, gate_x, xb, lam), GATE_OPS, layer, shape=(ctx.tokens, 2 * r),
+                           role="gate")
     h = ctx.state(f"{p}.scan.state", r)
     h_new = Tensor(f"{p}.scan.state_new", h.shape, h.dtype, "state")
     hx = ctx.activation(f"{p}.scan.out", ctx.tokens, r)
-    ctx.add(Scan(f"{p}.scan", (coeffs, h), (hx, h_new), layer=layer, batch=wl.batch, steps=wl.query_len,
+    ctx.add(Scan(f"{p}.scan", (coeffs, h), (hx, h_new), layer=layer, role="scan", batch=wl.batch, steps=wl.query_len,
                  channels=r, ops_per_step=SCAN_OPS))
-    out = ctx.pointwise(f"{p}.out_gate", (hx, y), OUT_GATE_OPS, layer)
-    return ctx.linear(f"{p}.linear_out", out, d, layer, bias=True)
+    out = ctx.pointwise(f"{p}.out_gate", (hx, y), OUT_GATE_OPS, layer, role="gate")
+    return ctx.linear(f"{p}.linear_out", out, d, layer, role="out_proj", bias=True)

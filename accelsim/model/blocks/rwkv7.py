@@ -27,9 +27,9 @@ SIGMOID_OPS = 4.0
 
 def _lora(ctx: LoweringContext, name: str, x: Tensor, rank: int, between: float, layer: int) -> Tensor:
     """C -> rank -> C with a nonlinearity (``between`` ops per element) in the middle."""
-    h = ctx.linear(f"{name}.down", x, rank, layer)
-    h = ctx.pointwise(f"{name}.act", (h,), between, layer)
-    return ctx.linear(f"{name}.up", h, ctx.spec.hidden_size, layer)
+    h = ctx.linear(f"{name}.down", x, rank, layer, role="lora_down")
+    h = ctx.pointwise(f"{name}.act", (h,), between, layer, role="act")
+    return ctx.linear(f"{name}.up", h, ctx.spec.hidden_size, layer, role="lora_up")
 
 
 def lower(ctx: LoweringContext, x: Tensor, layer: int, kind: LayerKind) -> Tensor:
@@ -38,20 +38,21 @@ def lower(ctx: LoweringContext, x: Tensor, layer: int, kind: LayerKind) -> Tenso
     p = f"layers.{layer}.rwkv"
     mixed = token_shift(ctx, f"{p}.shift", x, LERPS, layer)
     xs = ctx.view(mixed, c)
-    r, k, v = (ctx.linear(f"{p}.{name}_proj", xs, c, layer) for name in ("r", "k", "v"))
+    r, k, v = (ctx.linear(f"{p}.{name}_proj", xs, c, layer, role="in_proj") for name in ("r", "k", "v"))
     w = _lora(ctx, f"{p}.decay_lora", xs, spec.decay_lora, TANH_OPS, layer)
     a = _lora(ctx, f"{p}.a_lora", xs, spec.a_lora, 0.0, layer)
     vr = _lora(ctx, f"{p}.value_lora", xs, spec.value_lora, 0.0, layer)
     g = _lora(ctx, f"{p}.gate_lora", xs, spec.gate_lora, SIGMOID_OPS, layer)
     vectors = tuple(ctx.weight(f"{p}.{name}", c) for name in ("w0", "a0", "v0", "k_k", "k_a"))
-    prep = ctx.pointwise(f"{p}.prep", (k, v, w, a, vr, *vectors), PREP_OPS, layer, shape=(ctx.tokens, 4 * c))
+    prep = ctx.pointwise(f"{p}.prep", (k, v, w, a, vr, *vectors), PREP_OPS, layer, shape=(ctx.tokens, 4 * c),
+                         role="gate")
     s = ctx.state(f"{p}.wkv.state", c * n)
     s_new = Tensor(f"{p}.wkv.state_new", s.shape, s.dtype, "state")
     y = ctx.activation(f"{p}.wkv.out", ctx.tokens, c)
-    ctx.add(Scan(f"{p}.wkv", (prep, r, s), (y, s_new), layer=layer, batch=wl.batch, steps=wl.query_len,
+    ctx.add(Scan(f"{p}.wkv", (prep, r, s), (y, s_new), layer=layer, role="scan", batch=wl.batch, steps=wl.query_len,
                  channels=c * n, ops_per_step=WKV_OPS_PER_STATE))
     # ln_x is a GroupNorm with one group per head; its affine weight and bias span all C channels.
     y = ctx.norm(f"{p}.ln_x", y, layer, kind="layernorm")
     y = ctx.pointwise(f"{p}.bonus", (y, r, k, v, g, ctx.weight(f"{p}.r_k", c)), BONUS_OPS, layer,
-                      shape=(ctx.tokens, c))
-    return ctx.linear(f"{p}.o_proj", y, c, layer)
+                      shape=(ctx.tokens, c), role="gate")
+    return ctx.linear(f"{p}.o_proj", y, c, layer, role="out_proj")

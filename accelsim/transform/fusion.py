@@ -1,4 +1,4 @@
-"""Kernel fusion as a graph transform: ``fuse(graph, policy) -> Graph``.
+"""Kernel fusion as a graph transform: ``fuse(graph, policy, unfused) -> Graph``.
 
 The lowering emits one op per mathematical step (RMSNorm, RoPE, residual add, SiLU x mul ...).
 Production engines do not launch them one by one: TensorRT-LLM and vLLM run pointwise work in
@@ -16,11 +16,12 @@ may absorb pointwise neighbours (residual add + RMSNorm in one kernel).  Collect
 embedding gathers are never fused.  Policy ``none`` returns the graph unchanged.
 
 ``unfused`` names pointwise ops a kernel library runs as kernels of their own even under
-``epilogue`` (``gpu.unfused``): ``gated_activation``, a gated MLP's activation (the op that
-halves the gate-and-up projection, SwiGLU / GeGLU) where there is no fused GEMM + gated
+``epilogue`` (``gpu.unfused``): ``gated_activation``, a gated MLP's activation (an op of role
+act / expert_act / shared_act that halves the gate-and-up projection, SwiGLU / GeGLU) where there is no fused GEMM + gated
 activation kernel; ``context_rope``, RoPE on a prefill's queries and keys, which TensorRT-LLM's
 context phase applies in a kernel of its own before the fused attention (with the KV-cache
-write) and vLLM as its own rotary op.  Their inputs then make a round trip through memory.
+write) and vLLM as its own rotary op (an op of role rope feeding an op of role attention whose
+queries are longer than one token).  Their inputs then make a round trip through memory.
 
 A fused op keeps its primary kind (it is an instance of a subclass of ``MatMul``,
 ``Attention``, ``Norm`` ... so every backend costs it with its primary's formulas) and its
@@ -37,6 +38,7 @@ from typing import Literal, get_args
 
 from accelsim.errors import AccelsimError
 from accelsim.graph import Attention, Conv, Elementwise, Graph, MatMul, Norm, Op, Scan, Tensor
+from accelsim.transform._common import ACTIVATION_ROLES
 
 Policy = Literal["none", "epilogue"]
 POLICIES: tuple[str, ...] = get_args(Policy)
@@ -119,8 +121,9 @@ def _is_pointwise(op: Op) -> bool:
 
 
 def _is_gating(op: Op) -> bool:
-    """The activation of a gated MLP: a pointwise op that halves its one input (gate and up)."""
-    return (_is_pointwise(op) and len(op.inputs) == 1
+    """The activation of a gated MLP: an activation (by role) that halves its input, gate and
+    up side by side (the role says what the op is; the halving says the MLP is gated)."""
+    return (op.role in ACTIVATION_ROLES and _is_pointwise(op)
             and op.inputs[0].elements == 2 * op.outputs[0].elements)
 
 
@@ -130,13 +133,13 @@ def _standalone(graph: Graph, unfused: tuple[str, ...]):
     if unknown:
         raise AccelsimError(f"unfused ops must be among {', '.join(UNFUSED)}; got {', '.join(unknown)}")
     # RoPE's output feeding a prefill's attention (queries longer than one token)
-    prefill_inputs = {t.name for op in graph if isinstance(op, Attention) and op.q_len > 1
+    prefill_inputs = {t.name for op in graph if op.role == "attention" and getattr(op, "q_len", 1) > 1
                       for t in op.inputs} if "context_rope" in unfused else set()
 
     def standalone(op: Op) -> bool:
         if "gated_activation" in unfused and _is_gating(op):
             return True
-        return (_is_pointwise(op) and _label(op) == "rope"
+        return (_is_pointwise(op) and op.role == "rope"
                 and any(t.name in prefill_inputs for t in op.outputs))
     return standalone
 
@@ -171,7 +174,7 @@ def fuse(graph: Graph, policy: str = "epilogue", unfused: tuple[str, ...] = ()) 
             last.primary = op
         else:
             kernels.append(_Kernel(op, [op]))
-    fused = Graph(graph.name)
+    fused = Graph(graph.name, batch=graph.batch)
     for kernel in kernels:
         fused.add(_merge(kernel, consumers))
     return fused
@@ -256,6 +259,9 @@ def _label(op: Op) -> str:
     """Layer-free name of an absorbed op, so identical layers keep one shape key."""
     return op.name.rsplit(".", 1)[-1]
 
+
+# --- to be removed: the backends' ``fusion_policy(hw)`` hook replaces these (they read a chip's
+# kind section by name, which nothing outside accelsim.hardware should do) ----------------------
 
 def policy_of(chip) -> str:
     """The fusion policy the chip's kind section names; kinds without one (hardwired, already
