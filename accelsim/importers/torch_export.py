@@ -563,6 +563,16 @@ def _layer_of(path: str) -> int | None:
     return next((int(p) for p in path.split(".") if p.isdigit()), None)
 
 
+def _role(op: Op) -> str:
+    """An imported op's role, from what the traced kernel is: the module graph does not say
+    whether a linear layer is a QKV or an MLP projection, so weight matmuls take the generic
+    ``linear`` (transforms replicate it) and pointwise arithmetic ``pointwise``."""
+    if isinstance(op, MatMul):
+        return "linear" if len(op.inputs) > 1 and op.inputs[1].role == "weight" else "matmul"
+    return {Attention: "attention", Norm: "norm", Embedding: "embedding", Conv: "conv",
+            Scan: "scan"}.get(type(op), "pointwise")
+
+
 def _named(drafts: list[_Draft]) -> list[Op]:
     """A module call that lowers to one op gives it its path (``layers.0.attn.q_proj``);
     otherwise ops are ``<path>.<aten op>``, with ``_1``, ``_2`` ... on repeats."""
@@ -576,7 +586,7 @@ def _named(drafts: list[_Draft]) -> list[Op]:
             base = f"{d.path}.{d.short}" if d.path else d.short
         name = base if not used[base] else f"{base}_{used[base]}"
         used[base] += 1
-        ops.append(replace(d.op, name=name, layer=_layer_of(d.path)))
+        ops.append(replace(d.op, name=name, layer=_layer_of(d.path), role=_role(d.op)))
     return ops
 
 
