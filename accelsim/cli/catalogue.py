@@ -71,8 +71,7 @@ def hw_list(as_json):
         except AccelsimError as err:
             rows.append({"name": name, "error": err.one_line()})
             continue
-        mem = chip.memory
-        offchip = getattr(mem, "hbm", None) or getattr(mem, "dram", None) or mem.sram
+        offchip = hardware.backend(chip).main_memory(chip)
         rows.append({"name": name, "kind": chip.kind, "description": chip.description,
                      "peak_matrix_flops": max(chip.compute.matrix.values()),
                      "memory_bytes": offchip.capacity, "memory_bandwidth": offchip.bandwidth,

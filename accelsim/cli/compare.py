@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from accelsim import api
+from accelsim import api, hardware
 from accelsim.api import resolve_hardware, resolve_model
 from accelsim.cli import options
 from accelsim.report.compare import _display as display_frame
@@ -15,9 +15,8 @@ DEFAULT_HW = ("h100-sxm", "tpu-v5e", "hardwired-llama-3.1-8b")
 
 
 def roof_of(chip) -> tuple[float, float]:
-    """(peak matrix FLOP/s, outermost memory bandwidth) for the roofline plot."""
-    mem = chip.memory
-    outer = getattr(mem, "hbm", None) or getattr(mem, "dram", None) or mem.sram
+    """(peak matrix FLOP/s, bandwidth of the memory holding weights and KV) for the roofline plot."""
+    outer = hardware.backend(chip).main_memory(chip)
     return max(chip.compute.matrix.values()), outer.bandwidth
 
 

@@ -13,8 +13,9 @@ A grid or random space varies a few independent keys, so most of a point's confi
     scalar path runs (there is no second copy of any formula here);
   * rows are built as columns.
 Points the view cannot express (a non-numeric field that differs inside one layout) and kinds
-without ``demand``/``allocate``/``params``/``terms`` are evaluated one by one, and the caller
-is told so.
+that choose their own chip count (``Backend.spans_chips``: the fast path costs one chip) are
+evaluated one by one, and the caller is told so: ``evaluate`` returns the table with
+``vectorised`` and ``one_by_one``, the points counted each way, and the notes say it.
 """
 from __future__ import annotations
 
@@ -27,18 +28,16 @@ import numpy as np
 import pandas as pd
 from pydantic import ValidationError
 
-from accelsim import hardware
+from accelsim import hardware, pipeline
 from accelsim.dse import metrics
 from accelsim.dse.columns import Mixed, spec_columns
 from accelsim.dse.evaluate import Job, evaluate_scalar
 from accelsim.dse.space import METRICS, _adapter, _compile, _dotted, dimension_of, point_ids, to_number
 from accelsim.errors import DoesNotFitError
 from accelsim.hardware import common
+from accelsim.hardware.base import Backend
 from accelsim.model.lower import lower
-from accelsim.sim import fusion
 from accelsim.sim.mapper import _shape_key
-
-VECTORISED_API = ("demand", "allocate", "params", "terms", "mappings", "microbatch", "schedule")
 
 
 @dataclass
@@ -49,18 +48,23 @@ class _Timed:
     time_s: Any
 
 
-def vectorised(kind) -> bool:
-    return all(hasattr(kind, name) for name in VECTORISED_API)
+def evaluate(job: Job, points: list[dict[str, Any]], notes: list[str] | None = None) -> _Table:
+    """The sweep's table: ``records()``, ``frame()``, and how many points were evaluated
+    vectorised (``vectorised``) and one by one (``one_by_one``)."""
+    table = _Table.evaluate(job, points, notes)
+    if notes is not None and points:
+        notes.append(f"{table.vectorised} point(s) evaluated vectorised, {table.one_by_one} one by one")
+    return table
 
 
 def evaluate_points(job: Job, points: list[dict[str, Any]], notes: list[str] | None = None) -> list[dict]:
     """Rows for ``points`` equal (to float rounding) to ``evaluate_scalar`` on each point."""
-    return _Table.evaluate(job, points, notes).records()
+    return evaluate(job, points, notes).records()
 
 
 def evaluate_frame(job: Job, points: list[dict[str, Any]], notes: list[str] | None = None) -> pd.DataFrame:
     """The same rows as ``evaluate_points`` as one DataFrame (metrics NaN where a point failed)."""
-    return _Table.evaluate(job, points, notes).frame()
+    return evaluate(job, points, notes).frame()
 
 
 # ---------------------------------------------------------------------------------------------
@@ -109,6 +113,8 @@ class _Table:
     values: dict[str, np.ndarray]
     encoded: _Encoded | None = None
     rows: dict[int, dict[str, Any]] = field(default_factory=dict)
+    vectorised: int = 0  # points costed as columns
+    one_by_one: int = 0  # points costed through the scalar path (``evaluate_scalar``)
 
     @classmethod
     def evaluate(cls, job: Job, points: list[dict[str, Any]], notes: list[str] | None) -> _Table:
@@ -136,6 +142,7 @@ class _Table:
 
     def scalar(self, job: Job, i: int) -> None:
         row = evaluate_scalar(job, self.points[i])
+        self.one_by_one += 1
         self.rows[i] = row
         self.fail(i, row["status"], row["reason"])
         if row["status"] == metrics.STATUS_OK:
@@ -276,20 +283,17 @@ class _Reads:
 _LOWERED: dict[tuple, tuple[Job, Any]] = {}
 
 
-def _lower(spec, workload, chip):
-    """The graph ``simulate`` costs on ``chip`` (lowered, then fused for the chip)."""
-    return fusion.for_chip(lower(spec, workload), chip)
-
-
-def _lowered(job: Job, forced: str | None, workload, chip) -> Any:
-    """``_lower`` memoised per process: a worker lowers once however many chunks it runs."""
-    key = (id(job), forced, repr(workload), fusion.policy_of(chip))
+def _lowered(job: Job, kind: Backend, workload, chip) -> Any:
+    """The graph ``simulate`` costs on ``chip`` (the typed model lowered, then the chip's
+    kernels: ``pipeline.typed_model``, ``pipeline.chip_graph``), memoised per process: a worker
+    lowers once however many chunks it runs."""
+    key = (id(job), kind.forced_weight_dtype(chip), repr(workload), kind.fusion_policy(chip))
     hit = _LOWERED.get(key)
     if hit is None or hit[0] is not job:
         if len(_LOWERED) > 16:
             _LOWERED.clear()
-        spec = job.model.with_dtypes(weight=forced)
-        hit = _LOWERED[key] = (job, _lower(spec, workload, chip))
+        spec = pipeline.typed_model(job.model, chip)
+        hit = _LOWERED[key] = (job, pipeline.chip_graph(lower(spec, workload), chip))
     return hit[1]
 
 
@@ -299,7 +303,7 @@ _DEMANDS: dict[tuple[int, str], tuple[Any, list[tuple[dict[str, Any], Any]]]] = 
 def _demand(kind, graph, hw, spec, workload) -> Any:
     """``kind.demand`` memoised per lowered graph (which fixes the model and workload): a spec
     that agrees with an earlier one on every field that call read gets its result."""
-    key = (id(graph), kind.__name__)
+    key = (id(graph), kind.name)
     entry = _DEMANDS.get(key)
     if entry is None or entry[0] is not graph:
         if len(_DEMANDS) > 16:
@@ -339,11 +343,8 @@ class _Group:
         if kind_name not in hardware.KINDS:
             self.one_by_one(range(len(members)))  # refused by the loader, as one by one
             return
-        cls, kind = hardware.KINDS[kind_name]
-        if not vectorised(kind):
-            self.note(f"kind '{kind_name}' has no vectorised cost: evaluated one by one")
-            self.one_by_one(range(len(members)))
-            return
+        kind = hardware.KINDS[kind_name]
+        cls = kind.spec
         sections = self.sections(cls, template)
         if sections is None:
             self.one_by_one(range(len(members)))
@@ -351,6 +352,11 @@ class _Group:
         hws, invalid = self.validate(cls, template, sections)
         self.one_by_one(invalid)
         valid = [j for j, hw in enumerate(hws) if hw is not None]
+        if valid and kind.spans_chips(hws[valid[0]]):
+            self.note(f"kind '{kind_name}' chooses its own chip count and the fast path costs one "
+                      f"chip: evaluated one by one")
+            self.one_by_one(valid)
+            return
         if valid:
             self.place_and_cost(kind, hws, valid, sections)
 
@@ -414,13 +420,12 @@ class _Group:
     def place_and_cost(self, kind, hws: list, valid: list[int], sections) -> None:
         job = self.job
         hw0 = hws[valid[0]]
-        forced = getattr(getattr(hw0, "hardwired", None), "weight_dtype", None)
-        spec = job.model.with_dtypes(weight=forced)
+        spec = pipeline.typed_model(job.model, hw0)
         workload = job.workload
-        full = _lowered(job, forced, workload, hw0)
+        full = _lowered(job, kind, workload, hw0)
         full_need = _demand(kind, full, hw0, spec, workload)
         group_workload, groups = kind.microbatch(hw0, spec, workload)
-        graph = full if group_workload == workload else _lowered(job, forced, group_workload, hw0)
+        graph = full if group_workload == workload else _lowered(job, kind, group_workload, hw0)
         need = full_need if graph is full else _demand(kind, graph, hw0, spec, group_workload)
 
         # Placement reads a few sections: place once per distinct combination of those.
@@ -499,13 +504,14 @@ class _Group:
         step = kind.schedule(timed, view, workload, groups)
         shape = (len(local),)
         latency = np.broadcast_to(step.latency_s, shape)
-        energy_total = energy * groups + p["static"] * step.busy_s
+        energy_total = pipeline.step_joules(energy, groups, 1, p["static"], 1, step.busy_s)
         chip = metrics.silicon(view)
         values = metrics.step_metrics(latency, np.broadcast_to(step.throughput_tokens_per_s, shape),
                                       np.broadcast_to(energy_total, shape), workload,
                                       area_mm2=np.broadcast_to(chip.area_mm2, shape),
                                       die_usd=np.broadcast_to(chip.die_usd, shape))
         self.table.put(self.members[local], values)
+        self.table.vectorised += len(local)
 
     def placement(self, local: np.ndarray, placed, outcomes, workload):
         """One placement over the layout's members: capacities and region sizes as arrays."""
@@ -526,20 +532,16 @@ class _Group:
         return out
 
 
-def _region_classes(kind, graph, placement) -> dict[Any, Any]:
+def _region_classes(kind: Backend, graph, placement) -> dict[Any, Any]:
     """Layer -> what of the layer an op's cost depends on.  On spatial chips that is its region
-    (``placement.regions``); where the kind names a layer's region (``_region_key``), layers
-    whose regions are equal on every point share one class, so identical layers are costed
-    once.  Otherwise the layer itself, as ``sim.mapper`` keys spatial ops."""
+    (``placement.regions``, keyed by ``Backend.region_key``): layers whose regions are equal on
+    every point share one class, so identical layers are costed once."""
     if not placement.regions:
         return {}
-    region_of = getattr(kind, "_region_key", None)
-    layers = {op.layer for op in graph}
-    if region_of is None:
-        return {layer: ("layer", layer) for layer in layers}
     classes: dict[bytes, int] = {}
-    return {layer: classes.setdefault(np.asarray(placement.regions[region_of(layer)]).tobytes(), len(classes))
-            for layer in layers}
+    return {layer: classes.setdefault(np.asarray(placement.regions[kind.region_key(layer)]).tobytes(),
+                                      len(classes))
+            for layer in {op.layer for op in graph}}
 
 
 def _distinct_rows(columns: list[np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]:

@@ -288,7 +288,7 @@ class Space:
         kind = doc.get("kind")
         if kind not in hardware.KINDS:
             return hardware.parse_hardware(doc, source)
-        cls = hardware.KINDS[kind][0]
+        cls = hardware.KINDS[kind].spec
         touched = self._touched_sections(point)
         staged = dict(doc)
         for section, value in doc.items():

@@ -1,26 +1,24 @@
-"""Where models run: one spec class and one backend module per hardware kind.
+"""Where models run: one spec class and one backend per hardware kind.
 
-Adding a kind means one new module implementing ``base.Backend`` and one entry in ``KINDS``.
+Adding a kind means one new ``BackendBase`` subclass implementing ``base.Backend`` (its spec
+class in ``spec``) and one entry in ``KINDS``; mypy checks the entry against the protocol.
 """
 from __future__ import annotations
-
-from types import ModuleType
 
 from accelsim.config import loader
 from accelsim.errors import ConfigError
 from accelsim.hardware import dataflow, gpu, hardwired, systolic
-from accelsim.hardware.spec import GpuSpec, HardwareBase, HardwiredSpec, SystolicSpec
+from accelsim.hardware.base import Backend
+from accelsim.hardware.spec import HardwareBase
 
-KINDS: dict[str, tuple[type[HardwareBase], ModuleType]] = {
-    "gpu": (GpuSpec, gpu),
-    "systolic": (SystolicSpec, systolic),
-    "hardwired": (HardwiredSpec, hardwired),
-    "dataflow": (dataflow.DataflowSpec, dataflow),
-}
+KINDS: dict[str, Backend] = {b.name: b for b in (gpu.BACKEND, systolic.BACKEND, hardwired.BACKEND,
+                                                  dataflow.BACKEND)}
 
 
-def backend(hw: HardwareBase) -> ModuleType:
-    return KINDS[hw.kind][1]
+def backend(hw: HardwareBase) -> Backend:
+    """The backend of ``hw``'s kind: every question about the chip that depends on its kind
+    goes through it."""
+    return KINDS[hw.kind]
 
 
 def parse_hardware(data: dict, source: str) -> HardwareBase:
@@ -28,7 +26,7 @@ def parse_hardware(data: dict, source: str) -> HardwareBase:
     if kind not in KINDS:
         got = "missing" if kind is None else f"got {kind!r}"
         raise ConfigError(f"{got}; allowed: {', '.join(KINDS)}", source=source, key="kind")
-    return loader.validate(KINDS[kind][0], data, source)
+    return loader.validate(KINDS[kind].spec, data, source)
 
 
 def load_hardware(name_or_path: str) -> HardwareBase:

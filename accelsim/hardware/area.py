@@ -11,9 +11,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from functools import lru_cache
 
-from accelsim.dtypes import bits
+from accelsim.hardware import backend
 from accelsim.hardware.arraymath import exp, safe_divisor, sqrt, vmax, where
 
 WAFER_DIAMETER_MM = 300.0
@@ -97,25 +96,9 @@ def datapath_mm2(hw, node: NodeConstants) -> float:
 
 
 def onchip_bytes(hw) -> tuple[float, float]:
-    """(SRAM bytes, ROM bits) held on die."""
-    mem = hw.memory
-    sram = sum(getattr(mem, level).capacity for level in ("l2", "buffer", "sram") if hasattr(mem, level))
-    rom_bits = 0.0
-    if hw.kind == "hardwired":
-        rom_bits = _published_params(hw.hardwired.model) * bits(hw.hardwired.weight_dtype)
-        if hw.memory.weights.technology == "sram":
-            sram += rom_bits / 8
-            rom_bits = 0.0
-    return sram, rom_bits
-
-
-@lru_cache(maxsize=64)
-def _published_params(model_name: str) -> int:
-    """Parameter count of a bundled model, read once (design-space sweeps ask per point).
-    A model without a published parameter count contributes no modelled ROM area."""
-    from accelsim.model.spec import load_model
-    published = load_model(model_name).published
-    return published.params_total if published is not None else 0
+    """(SRAM bytes, ROM bits) held on die: the kind says what its die stores
+    (``Backend.die_storage``)."""
+    return backend(hw).die_storage(hw)
 
 
 def area_breakdown(hw) -> AreaBreakdown:

@@ -1,21 +1,41 @@
 """The protocol every hardware kind implements, and the records that cross its boundary.
 
-A kind answers four questions, each a pure function of its inputs:
-  * ``place``: where do weights, KV cache and activations live, and do they fit?
+A kind answers, each a pure function of its inputs:
+  * ``demand`` / ``allocate`` / ``place``: where do weights, KV cache and activations live, and
+    do they fit?
+  * ``plan``: how is a graph spread over chips (or refused)?
   * ``mappings``: which ways could this op run here (tiles, dataflows, splits)?
-  * ``cost``: what does one op cost under one mapping?
+  * ``params`` / ``terms`` / ``cost``: what does one op cost under one mapping?
   * ``schedule``: how do per-op costs combine into a step (sequential, or a layer pipeline)?
+  * memory-level and runtime questions (what is off-chip, what holds the KV cache, what the
+    software fuses, which overheads calibration fits, what silicon the die holds).
 The mapper (``accelsim.sim.mapper``) picks, per op shape, the mapping with the least time.
+
+``Backend`` is the protocol (checked by mypy: ``hardware.KINDS`` is typed with it);
+``BackendBase`` gives the hooks whose default is honest for most kinds.  Nothing outside
+``accelsim.hardware`` asks which kind it holds: it asks the backend.
 """
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
+
+import numpy as np
 
 from accelsim.density import DensityProfile
+from accelsim.errors import CannotRunError
 from accelsim.graph import Graph, Op
+from accelsim.hardware.arraymath import nonzero, vmax
+from accelsim.hardware.spec import HardwareBase, MemoryLevel
 from accelsim.model.spec import ModelSpec
+from accelsim.transform import Parallelism, shard, stage_graphs
 from accelsim.workload import Workload
+
+HEAD = "head"  # the region / stage key of ops outside every layer (embedding, final norm, LM head)
+
+Splitter = Callable[[Graph], list[Graph]]
 
 
 @dataclass(frozen=True)
@@ -24,11 +44,21 @@ class Placement:
 
     level_of: dict[str, str]
     footprint: dict[str, float]  # bytes per role (weights, kv_cache, state)
-    capacity: dict[str, float]   # bytes per memory level
-    regions: dict[str, float] = field(default_factory=dict)  # spatial chips: MACs per layer region
+    capacity: dict[str, Any]     # bytes per memory level (arrays over design points in the fast path)
+    regions: dict[str, Any] = field(default_factory=dict)  # spatial chips: MACs per layer region
     # Input-activation density of the step's ops (``Workload.density``), set by the mapper so
     # every kind's cost reads it the same way (``common.skip_share``); None means dense.
     density: DensityProfile | None = None
+
+
+@dataclass(frozen=True)
+class Demand:
+    """What a step needs from memory, independent of the chip's sizes: computed once per graph,
+    then ``allocate``d against each design point's capacities."""
+
+    graph_name: str
+    resident: dict[str, float]
+    stage_weights: dict[str, int] = field(default_factory=dict)  # spatial chips: weights per region
 
 
 @dataclass(frozen=True)
@@ -37,6 +67,25 @@ class Mapping:
 
     label: str
     params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Terms:
+    """An op's cost under one mapping before it is labelled.  Each number is a float for one
+    design point or an array over many (``accelsim.dse.fastpath``); ``detail`` feeds labels."""
+
+    time_s: Any
+    compute_s: Any
+    memory_s: dict[str, Any]
+    bytes: dict[str, Any]
+    energy_j: dict[str, Any]
+    peak_flops: Any
+    overhead_s: Any = 0.0
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def energy_total(self):
+        return sum(self.energy_j.values())
 
 
 @dataclass(frozen=True)
@@ -69,22 +118,242 @@ class OpCost:
 class StepTime:
     """How long one step takes and how many tokens/s it sustains (a pipeline overlaps steps)."""
 
-    latency_s: float
-    throughput_tokens_per_s: float
-    busy_s: float  # time the chip is powered for the step's tokens (for static energy)
+    latency_s: Any
+    throughput_tokens_per_s: Any
+    busy_s: Any  # time the chip is powered for the step's tokens (for static energy)
     notes: tuple[str, ...] = ()
 
 
-class Backend(Protocol):
-    def place(self, graph: Graph, hw: Any, model: ModelSpec, workload: Workload) -> Placement: ...
+@dataclass(frozen=True)
+class Plan:
+    """How a kind spreads a graph over chips: the parallelism actually used, and ``split``,
+    which turns a graph (the full step, or one group's) into its per-stage one-chip graphs."""
 
-    def microbatch(self, hw: Any, model: ModelSpec, workload: Workload) -> tuple[Workload, int]: ...
+    parallelism: Parallelism
+    split: Splitter
+
+
+class Timed(Protocol):
+    """What ``schedule`` reads of an op cost (an ``OpCost``, or the fast path's array record)."""
+
+    @property
+    def layer(self) -> int | None: ...
+
+    @property
+    def time_s(self) -> Any: ...
+
+
+class Backend(Protocol):
+    """Every hook a hardware kind provides.  ``hw`` is the kind's validated spec (or, in the
+    design-space fast path, a column view of many specs with the same fields)."""
+
+    @property
+    def name(self) -> str:
+        """The kind, as a config's ``kind:`` names it."""
+
+    @property
+    def spec(self) -> type[HardwareBase]:
+        """The spec class a config of this kind validates into."""
+
+    # -- placement
+    def demand(self, graph: Graph, hw: Any, model: ModelSpec | None, workload: Workload | None) -> Demand: ...
+
+    def allocate(self, need: Demand, hw: Any) -> Placement: ...
+
+    def place(self, graph: Graph, hw: Any, model: ModelSpec | None, workload: Workload | None) -> Placement: ...
+
+    def plan(self, graph: Graph, hw: Any, parallelism: Parallelism | None) -> Plan: ...
+
+    def spans_chips(self, hw: Any) -> bool: ...
+
+    def microbatch(self, hw: Any, model: ModelSpec | None, workload: Workload) -> tuple[Workload, int]: ...
+
+    # -- cost
+    def params(self, hw: Any) -> dict[str, Any]: ...
 
     def mappings(self, op: Op, hw: Any) -> list[Mapping]: ...
 
+    def terms(self, op: Op, mapping: Mapping, hw: Any, p: dict[str, Any], placement: Placement) -> Terms: ...
+
     def cost(self, op: Op, mapping: Mapping, hw: Any, placement: Placement) -> OpCost: ...
 
-    def schedule(self, costs: list[OpCost], hw: Any, workload: Workload, groups: int) -> StepTime: ...
+    def check_lone_op(self, hw: Any) -> None: ...
+
+    def dataflows(self, hw: Any) -> tuple[str, ...]: ...
+
+    def region_key(self, layer: int | None) -> str: ...
+
+    # -- step
+    def schedule(self, costs: Sequence[Timed], hw: Any, workload: Workload, groups: int) -> StepTime: ...
+
+    def system_figures(self, hw: Any, workload: Workload, footprint: dict[str, float]) -> dict[str, Any]: ...
+
+    # -- software on the chip
+    def fusion_policy(self, hw: Any) -> tuple[str, tuple[str, ...]]: ...
+
+    def forced_weight_dtype(self, hw: Any) -> str | None: ...
+
+    def fixed_model(self, hw: Any) -> str | None: ...
+
+    def request_overhead(self, hw: Any) -> float: ...
+
+    def overhead_keys(self, hw: Any) -> dict[str, str]: ...
+
+    # -- memory levels and silicon
+    def offchip_level(self, hw: Any) -> str | None: ...
+
+    def main_memory(self, hw: Any) -> MemoryLevel: ...
+
+    def kv_capacity(self, hw: Any, weight_bytes: float, chips: int) -> float: ...
+
+    def onchip_capacity(self, hw: Any) -> float: ...
+
+    def pipelined(self, hw: Any) -> bool: ...
+
+    def stage_latency(self, hw: Any) -> float: ...
+
+    def die_storage(self, hw: Any) -> tuple[Any, Any]: ...
+
+
+class BackendBase(ABC):
+    """Hooks with an honest default, and the abstract hooks every kind must write itself.
+    A subclass that leaves an abstract hook out cannot be instantiated."""
+
+    name: ClassVar[str]
+    spec: ClassVar[type[HardwareBase]]
+
+    # -- placement
+
+    @abstractmethod
+    def demand(self, graph: Graph, hw: Any, model: ModelSpec | None, workload: Workload | None) -> Demand:
+        """What the step needs from memory (independent of the chip's sizes)."""
+
+    @abstractmethod
+    def allocate(self, need: Demand, hw: Any) -> Placement:
+        """Where ``need`` lives on ``hw``; ``DoesNotFitError`` when it does not fit."""
+
+    def place(self, graph: Graph, hw: Any, model: ModelSpec | None, workload: Workload | None) -> Placement:
+        return self.allocate(self.demand(graph, hw, model, workload), hw)
+
+    def plan(self, graph: Graph, hw: Any, parallelism: Parallelism | None) -> Plan:
+        """The layout asked for (one chip when none), sharded then cut into pipeline stages."""
+        layout = parallelism or Parallelism()
+        if layout.chips == 1:
+            return Plan(layout, _whole)
+        return Plan(layout, lambda g: stage_graphs(shard(g, layout)))
+
+    def spans_chips(self, hw: Any) -> bool:
+        """True when the kind chooses its own chip count (even without ``--chips``)."""
+        return False
+
+    def microbatch(self, hw: Any, model: ModelSpec | None, workload: Workload) -> tuple[Workload, int]:
+        """The workload one group of users in flight runs, and the number of groups."""
+        return workload, 1
+
+    # -- cost
+
+    @abstractmethod
+    def params(self, hw: Any) -> dict[str, Any]:
+        """Every number ``terms`` reads (the fast path stacks these across design points)."""
+
+    @abstractmethod
+    def mappings(self, op: Op, hw: Any) -> list[Mapping]:
+        """The ways ``op`` could run on ``hw``."""
+
+    @abstractmethod
+    def terms(self, op: Op, mapping: Mapping, hw: Any, p: dict[str, Any], placement: Placement) -> Terms:
+        """The cost formulas (numbers or arrays over design points)."""
+
+    @abstractmethod
+    def cost(self, op: Op, mapping: Mapping, hw: Any, placement: Placement) -> OpCost:
+        """``terms`` on one chip, labelled."""
+
+    def check_lone_op(self, hw: Any) -> None:
+        """Raise ``CannotRunError`` when ``hw`` cannot run an op by itself (``accelsim op``)."""
+
+    def dataflows(self, hw: Any) -> tuple[str, ...]:
+        """The array dataflows a user may force on an op (``accelsim op --dataflow``); none
+        where the kind has no such choice."""
+        return ()
+
+    def region_key(self, layer: int | None) -> str:
+        """The layer region / pipeline stage an op of ``layer`` belongs to."""
+        return HEAD if layer is None else str(layer)
+
+    # -- step
+
+    def schedule(self, costs: Sequence[Timed], hw: Any, workload: Workload, groups: int) -> StepTime:
+        """Ops run one after another: the step takes the sum of op times."""
+        return sequential_schedule(costs, workload)
+
+    def system_figures(self, hw: Any, workload: Workload, footprint: dict[str, float]) -> dict[str, Any]:
+        """Kind-specific figures for ``Result.system``."""
+        return {}
+
+    # -- software on the chip
+
+    def fusion_policy(self, hw: Any) -> tuple[str, tuple[str, ...]]:
+        """(fusion policy, ops the kernel library leaves unfused): spatial kinds do not fuse."""
+        return "none", ()
+
+    def forced_weight_dtype(self, hw: Any) -> str | None:
+        """The weight format the silicon fixes (hardwired chips), overriding ``--weight-dtype``."""
+        return None
+
+    def fixed_model(self, hw: Any) -> str | None:
+        """The one model whose weights the chip holds in silicon; None: it runs any model."""
+        return None
+
+    def request_overhead(self, hw: Any) -> float:
+        """Seconds the serving runtime spends per request (added to TTFT, never to a step)."""
+        return 0.0
+
+    def overhead_keys(self, hw: Any) -> dict[str, str]:
+        """Dotted spec keys of the overheads calibration may fit: ``op`` (per op), ``step`` (per
+        step), ``request`` (per request); a kind without calibrated overheads gives none."""
+        return {}
+
+    # -- memory levels and silicon
+
+    @abstractmethod
+    def offchip_level(self, hw: Any) -> str | None:
+        """The memory level reached across the chip boundary (HBM, DRAM), or None."""
+
+    @abstractmethod
+    def main_memory(self, hw: Any) -> MemoryLevel:
+        """The level that holds the model's weights and KV cache (the one a catalogue shows)."""
+
+    @abstractmethod
+    def kv_capacity(self, hw: Any, weight_bytes: float, chips: int) -> float:
+        """Bytes of KV cache and recurrent state ``chips`` chips hold beside ``weight_bytes`` of
+        weights (the same rule ``allocate`` applies)."""
+
+    @abstractmethod
+    def onchip_capacity(self, hw: Any) -> float:
+        """On-chip bytes that can hold operands (the engine's prefetch buffer)."""
+
+    def pipelined(self, hw: Any) -> bool:
+        """True when the chip runs its layers as a spatial pipeline of users in groups."""
+        return False
+
+    def stage_latency(self, hw: Any) -> float:
+        """Hop between the stages of that pipeline (0 when not pipelined)."""
+        return 0.0
+
+    @abstractmethod
+    def die_storage(self, hw: Any) -> tuple[Any, Any]:
+        """(SRAM bytes, ROM bits) on the die, for the area model."""
+
+
+def _whole(graph: Graph) -> list[Graph]:
+    """One chip: the graph is its only stage, as it is."""
+    return [graph]
+
+
+def refuse_lone_op(hw: Any, kind: str) -> None:
+    """The one refusal of kinds that run ops only inside their model."""
+    raise CannotRunError(f"{hw.name} is a {kind} chip: it runs ops only inside its model; "
+                         f"use `accelsim run` for it")
 
 
 def bound_of(compute_s: float, memory_s: dict[str, float], overhead_s: float = 0.0) -> str:
@@ -94,16 +363,39 @@ def bound_of(compute_s: float, memory_s: dict[str, float], overhead_s: float = 0
     return "overhead" if overhead_s > longest else name
 
 
-def memory_energy(bytes_by_level: dict[str, float], energy_per_byte: dict[str, float]) -> dict[str, float]:
-    return {level: b * energy_per_byte[level] for level, b in bytes_by_level.items() if b}
+def to_cost(op: Op, terms: Terms, label: str) -> OpCost:
+    """The scalar record of one op's cost (zero-byte levels and zero energies left out)."""
+    memory_s = nonzero(terms.memory_s)
+    return OpCost(op.name, op.kind, op.layer, terms.time_s, terms.compute_s, memory_s, terms.bytes,
+                  nonzero(terms.energy_j), op.flops, terms.peak_flops,
+                  bound_of(terms.compute_s, memory_s, terms.overhead_s), label, terms.overhead_s)
 
 
-def sequential_schedule(costs: list[OpCost], hw: Any, workload: Workload, groups: int) -> StepTime:
+def memory_energy(bytes_by_level: dict[str, Any], energy_per_byte: dict[str, Any]) -> dict[str, Any]:
+    """Joules per level for the bytes moved there."""
+    return {level: b * energy_per_byte[level] for level, b in bytes_by_level.items()}
+
+
+def sequential_schedule(costs: Sequence[Timed], workload: Workload) -> StepTime:
     """Ops run one after another: the step takes the sum of op times."""
     latency = sum(c.time_s for c in costs)
     tokens = workload.tokens if workload.phase == "prefill" else workload.batch
     return StepTime(latency, tokens / latency, latency)
 
 
-def single_group(hw: Any, model: ModelSpec, workload: Workload) -> tuple[Workload, int]:
-    return workload, 1
+def pipelined_round(stage_s: Sequence[Any], workload: Workload, groups: int,
+                    stage_latency: Any = 0.0) -> StepTime:
+    """An autoregressive pipeline's round: a user's next token enters only after its previous
+    one left the last stage, so with ``groups`` groups in flight a round takes
+    max(one group's trip through every stage, groups x the slowest stage).  One rule for a
+    hardwired chip's layer pipeline and for pipeline stages across chips; numbers, or arrays
+    over design points."""
+    trip = sum(stage_s) + len(stage_s) * stage_latency
+    slowest = vmax(*stage_s) + stage_latency
+    round_time = vmax(trip, groups * slowest)
+    tokens = workload.tokens if workload.phase == "prefill" else workload.batch
+    notes: tuple[str, ...] = ()
+    if not isinstance(round_time, np.ndarray):  # one design point: say what bounds the round
+        bound = "trip-bound" if trip >= groups * slowest else "slowest-stage-bound"
+        notes = (f"{groups} group(s) in flight over {len(stage_s)} stages; {bound}",)
+    return StepTime(round_time, tokens / round_time, round_time, notes)

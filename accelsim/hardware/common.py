@@ -1,17 +1,27 @@
-"""Pieces shared by the kinds that keep weights and KV in an off-chip memory (GPU, systolic):
-placement and fit check, per-level byte split, and the cost of ops that run on a vector unit."""
+"""Pieces the kinds share: placement and fit check of kinds that keep weights and KV in an
+off-chip memory (GPU, systolic), the bytes an op moves per level (always from its accesses,
+``Op.reads``/``Op.writes``, so a MoE op reads only its touched experts' share of the stacked
+weight), and the cost of ops that run on a vector unit."""
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from accelsim.dtypes import DTYPES
 from accelsim.errors import DoesNotFitError
-from accelsim.graph import Graph, MatMul, Op
+from accelsim.graph import Access, Graph, MatMul, Op
 from accelsim.hardware.arraymath import nonzero, vmax, where
-from accelsim.hardware.base import Mapping, OpCost, Placement, StepTime, bound_of
+from accelsim.hardware.base import (  # noqa: F401  (Demand, Terms, to_cost: re-exported)
+    Demand,
+    Mapping,
+    Placement,
+    StepTime,
+    Terms,
+    memory_energy,
+    to_cost,
+)
+from accelsim.sim.traffic import gemm_offchip_bytes
 from accelsim.units import format_si
 
 # An activation stays on chip between ops when it takes at most this share of the on-chip level
@@ -21,47 +31,10 @@ ONCHIP_ACTIVATION_SHARE = 0.25
 VECTOR = Mapping("vector unit")
 
 
-@dataclass(frozen=True)
-class Demand:
-    """What a step needs from memory, independent of the chip's sizes: computed once per graph,
-    then ``allocate``d against each design point's capacities."""
-
-    graph_name: str
-    resident: dict[str, float]
-    stage_weights: dict[str, int] = field(default_factory=dict)  # spatial chips: weights per region
-
-
-def resident_demand(graph, hw, model, workload) -> Demand:
+def resident_demand(graph: Graph) -> Demand:
     """The demand of kinds that keep everything resident in one memory pool (GPU, systolic):
     the step's footprint, whatever the chip."""
     return Demand(graph.name, footprint(graph))
-
-
-@dataclass(frozen=True)
-class Terms:
-    """An op's cost under one mapping before it is labelled.  Each number is a float for one
-    design point or an array over many (``accelsim.dse.fastpath``); ``detail`` feeds labels."""
-
-    time_s: Any
-    compute_s: Any
-    memory_s: dict[str, Any]
-    bytes: dict[str, Any]
-    energy_j: dict[str, Any]
-    peak_flops: Any
-    overhead_s: Any = 0.0
-    detail: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def energy_total(self):
-        return sum(self.energy_j.values())
-
-
-def to_cost(op: Op, terms: Terms, label: str) -> OpCost:
-    """The scalar record of one op's cost (zero-byte levels and zero energies left out)."""
-    memory_s = nonzero(terms.memory_s)
-    return OpCost(op.name, op.kind, op.layer, terms.time_s, terms.compute_s, memory_s, terms.bytes,
-                  nonzero(terms.energy_j), op.flops, terms.peak_flops,
-                  bound_of(terms.compute_s, memory_s, terms.overhead_s), label, terms.overhead_s)
 
 
 def base_params(hw) -> dict[str, Any]:
@@ -76,10 +49,6 @@ def base_params(hw) -> dict[str, Any]:
     }
 
 
-def memory_energy(bytes_by_level: dict[str, Any], energy_per_byte: dict[str, Any]) -> dict[str, Any]:
-    return {level: b * energy_per_byte[level] for level, b in bytes_by_level.items()}
-
-
 def footprint(graph: Graph) -> dict[str, float]:
     """Bytes resident across steps: every weight once, and the KV cache / recurrent state as it
     stands at the end of the step (cached entries read plus new entries written)."""
@@ -92,12 +61,6 @@ def footprint(graph: Graph) -> dict[str, float]:
             if access.tensor.role == "kv_cache":
                 resident["kv_cache"] += access.tensor.nbytes
     return resident
-
-
-def offchip_placement(graph: Graph, hw_name: str, offchip: str, offchip_capacity: float,
-                      onchip: str, onchip_capacity: float) -> Placement:
-    return offchip_allocate(Demand(graph.name, footprint(graph)), hw_name, offchip, offchip_capacity,
-                            onchip, onchip_capacity)
 
 
 def offchip_allocate(demand: Demand, hw_name: str, offchip: str, offchip_capacity: float,
@@ -115,22 +78,50 @@ def offchip_allocate(demand: Demand, hw_name: str, offchip: str, offchip_capacit
                      footprint=resident, capacity={offchip: offchip_capacity, onchip: onchip_capacity})
 
 
-def bytes_by_level(op: Op, placement: Placement) -> dict[str, float]:
+def accesses(op: Op) -> tuple[Access, ...]:
+    """Every tensor ``op`` reads, then every one it writes, with the bytes it moves of each:
+    the one source of every backend's byte count (a gather reads some rows of its table, a MoE
+    GEMM only the touched experts' slices of its stacked weight, ``MatMul.b_fraction``)."""
+    return (*op.reads(), *op.writes())
+
+
+def crossing_bytes(access: Access, placement: Placement, onchip: str) -> Any:
+    """Bytes of ``access`` that cross the off-chip interface when ``onchip`` is the on-chip
+    level: all of them for a tensor placed elsewhere; for one placed on chip, all of them when
+    the whole tensor is too large for its share of that level (which may differ per design
+    point), else none."""
+    if placement.level_of[access.tensor.role] != onchip:
+        return access.nbytes
+    limit = placement.capacity[onchip] * ONCHIP_ACTIVATION_SHARE
+    return where(access.tensor.nbytes > limit, access.nbytes, 0.0)
+
+
+def bytes_by_level(op: Op, placement: Placement) -> dict[str, Any]:
+    """Each access's bytes at the level that holds it, an activation too large for its share
+    of the on-chip level counted off chip (kinds with one off-chip and one on-chip level)."""
     onchip = placement.level_of["activation"]
     offchip = placement.level_of["weight"]
-    limit = placement.capacity[onchip] * ONCHIP_ACTIVATION_SHARE
-    totals = {offchip: 0.0, onchip: 0.0}
-    for access in (*op.reads(), *op.writes()):
-        role = access.tensor.role
-        if role == "activation":
-            # An activation too large for its share of the on-chip level (which may differ per
-            # design point) goes off chip.
-            spills = access.tensor.nbytes > limit
-            totals[offchip] = totals[offchip] + where(spills, access.nbytes, 0.0)
-            totals[onchip] = totals[onchip] + where(spills, 0.0, access.nbytes)
+    totals: dict[str, Any] = {offchip: 0.0, onchip: 0.0}
+    for access in accesses(op):
+        if access.tensor.role == "activation":
+            crossing = crossing_bytes(access, placement, onchip)
+            totals[offchip] = totals[offchip] + crossing
+            totals[onchip] = totals[onchip] + where(crossing, 0.0, access.nbytes)
         else:
-            totals[placement.level_of[role]] += access.nbytes
+            totals[placement.level_of[access.tensor.role]] += access.nbytes
     return totals
+
+
+def gemm_offchip(op: MatMul, placement: Placement, onchip: str, reuse_capacity: Any) -> Any:
+    """Off-chip bytes of a GEMM: its A, B and C accesses' crossing bytes through the reuse rule of
+    ``sim.traffic`` (each once while the smaller operand fits half the on-chip level), plus any
+    further operands (bias) once.  B is the bytes the op reads of its weight, so a MoE GEMM
+    moves only its touched experts."""
+    reads, writes = op.reads(), op.writes()
+    a, b = (crossing_bytes(x, placement, onchip) for x in reads[:2])
+    c = crossing_bytes(writes[0], placement, onchip)
+    extra = sum((crossing_bytes(x, placement, onchip) for x in (*reads[2:], *writes[1:])), 0.0)
+    return gemm_offchip_bytes(a, b, c, reuse_capacity) + extra
 
 
 def vector_terms(op: Op, p: dict[str, Any], placement: Placement, bandwidth: dict[str, Any],

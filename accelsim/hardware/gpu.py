@@ -3,12 +3,14 @@
 A GEMM is cut into CTA tiles; tiles run in waves of one tile per SM, so a grid of 133 tiles on
 132 SMs takes two waves (wave quantisation), and M, N, K are padded up to the tile (odd shapes
 pay).  Small grids may split K across CTAs at the price of a partial-sum reduction.  Off-chip
-traffic follows ``sim.traffic`` with the L2 as the reuse level.
+traffic follows ``sim.traffic`` with the L2 as the reuse level, counted from the bytes each op
+reads and writes (``common.gemm_offchip``).
 """
 from __future__ import annotations
 
 import math
 from dataclasses import replace
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -17,67 +19,120 @@ from accelsim import dtypes
 from accelsim.graph import Attention, Graph, MatMul, Op
 from accelsim.hardware import common
 from accelsim.hardware.arraymath import ceil_div, vmax, vmin, where
-from accelsim.hardware.base import Mapping, OpCost, Placement, StepTime, sequential_schedule, single_group
-from accelsim.hardware.spec import GpuSpec
+from accelsim.hardware.base import (
+    Backend,
+    BackendBase,
+    Demand,
+    Mapping,
+    OpCost,
+    Placement,
+    StepTime,
+    Terms,
+    Timed,
+    memory_energy,
+    sequential_schedule,
+    to_cost,
+)
+from accelsim.hardware.spec import GpuSpec, MemoryLevel
 from accelsim.model.spec import ModelSpec
-from accelsim.sim.traffic import gemm_offchip_bytes
 from accelsim.workload import Workload
 
 SPLIT_K_CHOICES = (1, 2, 4, 8, 16)
 PARTIAL_SUM_BYTES = 4  # split-K partials are reduced in fp32
 
 
-def place(graph: Graph, hw: GpuSpec, model: ModelSpec, workload: Workload) -> Placement:
-    return allocate(demand(graph, hw, model, workload), hw)
+class GpuBackend(BackendBase):
+    """The ``gpu`` kind: HBM off chip, L2 on chip, kernels on SMs launched back to back."""
 
+    name = "gpu"
+    spec = GpuSpec
 
-demand = common.resident_demand
+    def demand(self, graph: Graph, hw: GpuSpec, model: ModelSpec | None,
+               workload: Workload | None) -> Demand:
+        return common.resident_demand(graph)
 
+    def allocate(self, need: Demand, hw: GpuSpec) -> Placement:
+        return common.offchip_allocate(need, hw.name, "hbm", hw.memory.hbm.capacity, "l2",
+                                       hw.memory.l2.capacity)
 
-def allocate(need: common.Demand, hw: GpuSpec) -> Placement:
-    return common.offchip_allocate(need, hw.name, "hbm", hw.memory.hbm.capacity, "l2",
-                                   hw.memory.l2.capacity)
+    def params(self, hw: GpuSpec) -> dict[str, Any]:
+        mem = hw.memory
+        return {**common.base_params(hw), "sms": hw.gpu.sms, "cluster": hw.gpu.cluster,
+                "launch_overhead": hw.gpu.launch_overhead, "attention": hw.gpu.attention,
+                "attention_dtype": hw.gpu.attention_dtype, "hbm_bw": mem.hbm.bandwidth,
+                "hbm_energy": mem.hbm.energy, "l2_bw": mem.l2.bandwidth, "l2_energy": mem.l2.energy,
+                "l2_capacity": mem.l2.capacity}
 
+    def mappings(self, op: Op, hw: GpuSpec) -> list[Mapping]:
+        if isinstance(op, (MatMul, Attention)):
+            tiles = hw.gpu.tiles
+            splits = SPLIT_K_CHOICES if isinstance(op, MatMul) else (1,)
+            return [Mapping(f"tile {t.m}x{t.n}x{t.k}" + (f" split-k {s}" if s > 1 else ""),
+                            {"tm": t.m, "tn": t.n, "tk": t.k, "split": s}) for t in tiles for s in splits]
+        return [common.VECTOR]
 
-def params(hw: GpuSpec) -> dict[str, Any]:
-    """Every number ``terms`` reads (the fast path stacks these across design points)."""
-    mem = hw.memory
-    return {**common.base_params(hw), "sms": hw.gpu.sms, "cluster": hw.gpu.cluster,
-            "launch_overhead": hw.gpu.launch_overhead, "attention": hw.gpu.attention,
-            "attention_dtype": hw.gpu.attention_dtype, "hbm_bw": mem.hbm.bandwidth,
-            "hbm_energy": mem.hbm.energy, "l2_bw": mem.l2.bandwidth, "l2_energy": mem.l2.energy,
-            "l2_capacity": mem.l2.capacity}
+    def terms(self, op: Op, mapping: Mapping, hw: GpuSpec, p: dict[str, Any],
+              placement: Placement) -> Terms:
+        """The cost formulas; every number comes from ``p`` (``params``), so the same code costs
+        one chip or an array of design points."""
+        bandwidth, energy = _levels(p)
+        if isinstance(op, MatMul):
+            return _gemm_terms(op, mapping, p, placement, bandwidth, energy)
+        if isinstance(op, Attention):
+            return _attention_terms(op, mapping, p, placement, bandwidth, energy)
+        return common.vector_terms(op, p, placement, bandwidth, energy, p["launch_overhead"])
 
+    def cost(self, op: Op, mapping: Mapping, hw: GpuSpec, placement: Placement) -> OpCost:
+        t = self.terms(op, mapping, hw, self.params(hw), placement)
+        if isinstance(op, MatMul):
+            return to_cost(op, t, f"{mapping.label} ({'add' if op.add_only else 'mac'})")
+        if isinstance(op, Attention):
+            split = t.detail["split"]
+            return to_cost(op, t, f"flash q-tile {mapping.params['tm']}"
+                                  + (f" kv-split {split}" if split > 1 else ""))
+        return to_cost(op, t, common.VECTOR.label)
 
-microbatch = single_group
+    def schedule(self, costs: Sequence[Timed], hw: GpuSpec, workload: Workload, groups: int) -> StepTime:
+        """Kernels run back to back, then the engine's host-side step work
+        (``gpu.step_overhead``) is paid once: the GPU idles while the runtime schedules, samples
+        and prepares the next step's inputs."""
+        step = common.host_stepped(sequential_schedule(costs, workload), hw.gpu.step_overhead,
+                                   "gpu.step_overhead")
+        request = hw.gpu.request_overhead
+        if not isinstance(request, np.ndarray) and request > 0:  # per request: noted, not in the step
+            note = (f"request overhead {request * 1e3:,.2f} ms per request (gpu.request_overhead: "
+                    f"added to TTFT by `accelsim serve`, not to this step's latency)")
+            step = replace(step, notes=(*step.notes, note))
+        return step
 
+    def system_figures(self, hw: GpuSpec, workload: Workload, footprint: dict[str, float]) -> dict[str, Any]:
+        """The per-step host overhead charged in ``schedule``, for ``Result.step_overhead_s``."""
+        return common.step_figures(hw.gpu.step_overhead)
 
-def schedule(costs: list[OpCost], hw: GpuSpec, workload: Workload, groups: int) -> StepTime:
-    """Kernels run back to back, then the engine's host-side step work (``gpu.step_overhead``)
-    is paid once: the GPU idles while the runtime schedules, samples and prepares the next
-    step's inputs."""
-    step = common.host_stepped(sequential_schedule(costs, hw, workload, groups), hw.gpu.step_overhead,
-                               "gpu.step_overhead")
-    request = hw.gpu.request_overhead
-    if not isinstance(request, np.ndarray) and request > 0:  # a per-request cost: noted, not in the step
-        note = (f"request overhead {request * 1e3:,.2f} ms per request (gpu.request_overhead: "
-                f"added to TTFT by `accelsim serve`, not to this step's latency)")
-        step = replace(step, notes=(*step.notes, note))
-    return step
+    def fusion_policy(self, hw: GpuSpec) -> tuple[str, tuple[str, ...]]:
+        return hw.gpu.fusion, tuple(hw.gpu.unfused)
 
+    def request_overhead(self, hw: GpuSpec) -> float:
+        return hw.gpu.request_overhead
 
-def system_figures(hw: GpuSpec, workload: Workload, footprint: dict[str, float]) -> dict[str, Any]:
-    """The per-step host overhead charged in ``schedule``, for ``Result.step_overhead_s``."""
-    return common.step_figures(hw.gpu.step_overhead)
+    def overhead_keys(self, hw: GpuSpec) -> dict[str, str]:
+        return {"op": "gpu.launch_overhead", "step": "gpu.step_overhead",
+                "request": "gpu.request_overhead"}
 
+    def offchip_level(self, hw: GpuSpec) -> str | None:
+        return "hbm"
 
-def mappings(op: Op, hw: GpuSpec) -> list[Mapping]:
-    if isinstance(op, (MatMul, Attention)):
-        tiles = hw.gpu.tiles
-        splits = SPLIT_K_CHOICES if isinstance(op, MatMul) else (1,)
-        return [Mapping(f"tile {t.m}x{t.n}x{t.k}" + (f" split-k {s}" if s > 1 else ""),
-                        {"tm": t.m, "tn": t.n, "tk": t.k, "split": s}) for t in tiles for s in splits]
-    return [common.VECTOR]
+    def main_memory(self, hw: GpuSpec) -> MemoryLevel:
+        return hw.memory.hbm
+
+    def kv_capacity(self, hw: GpuSpec, weight_bytes: float, chips: int) -> float:
+        return hw.memory.hbm.capacity * chips - weight_bytes
+
+    def onchip_capacity(self, hw: GpuSpec) -> float:
+        return hw.memory.l2.capacity
+
+    def die_storage(self, hw: GpuSpec) -> tuple[Any, Any]:
+        return hw.memory.l2.capacity, 0.0
 
 
 def _levels(p: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -85,28 +140,6 @@ def _levels(p: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     bandwidth = {"hbm": p["hbm_bw"] * eff, "l2": p["l2_bw"] * eff}
     energy = {"hbm": p["hbm_energy"], "l2": p["l2_energy"]}
     return bandwidth, energy
-
-
-def cost(op: Op, mapping: Mapping, hw: GpuSpec, placement: Placement) -> OpCost:
-    t = terms(op, mapping, hw, params(hw), placement)
-    if isinstance(op, MatMul):
-        return common.to_cost(op, t, f"{mapping.label} ({'add' if op.add_only else 'mac'})")
-    if isinstance(op, Attention):
-        split = t.detail["split"]
-        return common.to_cost(op, t, f"flash q-tile {mapping.params['tm']}"
-                                     + (f" kv-split {split}" if split > 1 else ""))
-    return common.to_cost(op, t, common.VECTOR.label)
-
-
-def terms(op: Op, mapping: Mapping, hw: GpuSpec, p: dict[str, Any], placement: Placement) -> common.Terms:
-    """The cost formulas; every number comes from ``p`` (``params``), so the same code costs one
-    chip or an array of design points."""
-    bandwidth, energy = _levels(p)
-    if isinstance(op, MatMul):
-        return _gemm_terms(op, mapping, p, placement, bandwidth, energy)
-    if isinstance(op, Attention):
-        return _attention_terms(op, mapping, p, placement, bandwidth, energy)
-    return common.vector_terms(op, p, placement, bandwidth, energy, p["launch_overhead"])
 
 
 def _waves_time(work_units: int, unit_flops: float, p: dict[str, Any], peak):
@@ -117,7 +150,7 @@ def _waves_time(work_units: int, unit_flops: float, p: dict[str, Any], peak):
 
 
 def _gemm_terms(op: MatMul, mapping: Mapping, p: dict[str, Any], placement: Placement,
-                bandwidth: dict[str, Any], energy: dict[str, Any]) -> common.Terms:
+                bandwidth: dict[str, Any], energy: dict[str, Any]) -> Terms:
     tile = mapping.params
     tm, tn, tk, split = tile["tm"], tile["tn"], tile["tk"], tile["split"]
     peak = p["peak"][op.compute_dtype]
@@ -135,25 +168,18 @@ def _gemm_terms(op: MatMul, mapping: Mapping, p: dict[str, Any], placement: Plac
     overhead = p["launch_overhead"] * (2 if split > 1 else 1)
     time = vmax(compute_s, *memory_s.values()) + overhead
     e = {"compute": op.macs * kept * p["mac_energy"][op.compute_dtype],
-         "vector": op.vector_flops * p["vector_op"], **common.memory_energy(moved, energy)}
-    return common.Terms(time, compute_s, memory_s, moved, e, peak, overhead)
+         "vector": op.vector_flops * p["vector_op"], **memory_energy(moved, energy)}
+    return Terms(time, compute_s, memory_s, moved, e, peak, overhead)
 
 
 def _gemm_bytes(op: MatMul, placement: Placement, p: dict[str, Any], units: int, tm: int, tn: int,
                 k_per_unit: int, split: int) -> dict[str, Any]:
-    """HBM bytes: each off-chip operand once while reuse fits in L2 (``sim.traffic``).
+    """HBM bytes: the bytes the op reads and writes (``common.gemm_offchip``: a MoE GEMM reads
+    only its touched experts), each off-chip operand once while reuse fits in L2.
     L2 bytes: every CTA reads its A and B slabs, the output is written once, and split-K partial
     sums are written and read back."""
     a, b, c = op.inputs[0], op.inputs[1], op.outputs[0]
-    onchip_limit = placement.capacity["l2"] * common.ONCHIP_ACTIVATION_SHARE
-
-    def offchip(t):
-        if placement.level_of[t.role] != "l2":
-            return t.nbytes
-        return where(t.nbytes <= onchip_limit, 0.0, t.nbytes)
-
-    bias = sum(offchip(t) for t in op.inputs[2:])
-    hbm = gemm_offchip_bytes(offchip(a), offchip(b), offchip(c), p["l2_capacity"]) + bias
+    hbm = common.gemm_offchip(op, placement, "l2", p["l2_capacity"])
     a_elem, b_elem = a.nbytes / a.elements, b.nbytes / b.elements
     partials = op.count * op.m * op.n * PARTIAL_SUM_BYTES * 2 * (split - 1)
     # A cluster multicasts each operand slab to its CTAs, dividing L2 reads by the cluster size.
@@ -162,7 +188,7 @@ def _gemm_bytes(op: MatMul, placement: Placement, p: dict[str, Any], units: int,
 
 
 def _attention_terms(op: Attention, mapping: Mapping, p: dict[str, Any], placement: Placement,
-                     bandwidth: dict[str, Any], energy: dict[str, Any]) -> common.Terms:
+                     bandwidth: dict[str, Any], energy: dict[str, Any]) -> Terms:
     """Fused (FlashAttention-style) attention: Q tiles of ``tm`` rows, the score matrix never
     leaves the SM, decode splits the KV length across CTAs (flash-decoding) to fill the SMs.
     With ``gpu.attention: grouped`` the query heads of a GQA group share the rows of one tile and
@@ -188,8 +214,8 @@ def _attention_terms(op: Attention, mapping: Mapping, p: dict[str, Any], placeme
     overhead = p["launch_overhead"] * where(split > 1, 2, 1)
     time = vmax(compute_s, *memory_s.values()) + overhead
     e = {"compute": op.macs * p["mac_energy"][datapath], "vector": op.vector_flops * p["vector_op"],
-         **common.memory_energy(moved, energy)}
-    return common.Terms(time, compute_s, memory_s, moved, e, peak, overhead, {"split": split})
+         **memory_energy(moved, energy)}
+    return Terms(time, compute_s, memory_s, moved, e, peak, overhead, {"split": split})
 
 
 def attention_datapath(activation: str, narrowest: str | None) -> str:
@@ -208,3 +234,6 @@ def _attention_bytes(op: Attention, placement: Placement, streams: int) -> dict[
     cached = sum(a.nbytes for a in op.reads() if a.tensor.role == "kv_cache")
     level = placement.level_of["kv_cache"]
     return {**moved, level: moved[level] + (streams - 1) * cached}
+
+
+BACKEND: Backend = GpuBackend()

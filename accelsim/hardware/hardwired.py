@@ -12,26 +12,44 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import replace
+from functools import lru_cache
 from typing import Any
 
-import numpy as np
-
+from accelsim.dtypes import bits
 from accelsim.errors import CannotRunError, DoesNotFitError
 from accelsim.graph import Attention, Embedding, Graph, MatMul, Op
 from accelsim.hardware import common
 from accelsim.hardware.arraymath import ceil, vmax
-from accelsim.hardware.base import Mapping, OpCost, Placement, StepTime
-from accelsim.hardware.spec import HardwiredSpec
+from accelsim.hardware.base import (
+    HEAD,
+    Backend,
+    BackendBase,
+    Demand,
+    Mapping,
+    OpCost,
+    Placement,
+    Plan,
+    StepTime,
+    Terms,
+    Timed,
+    Parallelism,
+    memory_energy,
+    pipelined_round,
+    refuse_lone_op,
+    to_cost,
+)
+from accelsim.hardware.spec import HardwiredSpec, MemoryLevel
 from accelsim.model.spec import ModelSpec
 from accelsim.units import format_si
 from accelsim.workload import Workload
 
 SPATIAL = Mapping("layer region")
-HEAD = "head"  # the region holding embedding, final norm and LM head
 
 
-def _region_key(layer: int | None) -> str:
+def region_key(layer: int | None) -> str:
+    """The region of ``layer``'s ops (``HEAD``: embedding, final norm and LM head)."""
     return HEAD if layer is None else str(layer)
 
 
@@ -43,26 +61,20 @@ def stages(graph: Graph) -> dict[str, int]:
         for t in op.inputs:
             if t.role == "weight" and t.name not in seen:
                 seen.add(t.name)
-                weights[_region_key(op.layer)] += t.elements
+                weights[region_key(op.layer)] += t.elements
     return dict(weights)
 
 
-def check_model(hw: HardwiredSpec, model: ModelSpec) -> None:
+def check_model(hw: HardwiredSpec, model: ModelSpec | None) -> None:
+    if model is None:
+        raise CannotRunError(f"{hw.name} holds the weights of '{hw.hardwired.model}' in silicon; "
+                             f"it runs that model only, not an imported graph or a lone op")
     if model.name != hw.hardwired.model:
         raise CannotRunError(f"{hw.name} has the weights of '{hw.hardwired.model}' fixed in silicon; "
                             f"it cannot run '{model.name}'")
 
 
-def place(graph: Graph, hw: HardwiredSpec, model: ModelSpec, workload: Workload) -> Placement:
-    return allocate(demand(graph, hw, model, workload), hw)
-
-
-def demand(graph: Graph, hw: HardwiredSpec, model: ModelSpec, workload: Workload) -> common.Demand:
-    check_model(hw, model)
-    return common.Demand(graph.name, common.footprint(graph), stages(graph))
-
-
-def allocate(need: common.Demand, hw: HardwiredSpec) -> Placement:
+def _allocate(need: Demand, hw: HardwiredSpec) -> Placement:
     resident = need.resident
     sram, dram = hw.memory.sram, hw.memory.dram
     kv = resident["kv_cache"] + resident["state"]
@@ -88,35 +100,20 @@ def allocate(need: common.Demand, hw: HardwiredSpec) -> Placement:
                      footprint=resident, capacity=capacity, regions=regions)
 
 
-def max_users(hw: HardwiredSpec, per_user_bytes: float) -> int | None:
-    """Users whose KV cache and recurrent state fit on the chip at once: the same rule as
-    ``allocate`` (the whole cache in SRAM, or in DRAM where there is some).  None when a user
-    keeps no per-user state, so memory sets no ceiling."""
+def kv_room(hw: HardwiredSpec) -> float:
+    """Bytes of KV cache and state the chip holds: the whole cache in SRAM, or in DRAM where
+    there is some (``_allocate``'s rule)."""
     dram = hw.memory.dram
-    room = max(hw.memory.sram.capacity, dram.capacity if dram is not None else 0.0)
-    return math.floor(room / per_user_bytes) if per_user_bytes > 0 else None
+    return max(hw.memory.sram.capacity, dram.capacity if dram is not None else 0.0)
 
 
-def system_figures(hw: HardwiredSpec, workload: Workload, footprint: dict[str, float]) -> dict[str, Any]:
-    """The concurrency ceiling at this step's context, for ``Result.system``."""
-    per_user = (footprint.get("kv_cache", 0.0) + footprint.get("state", 0.0)) / workload.batch
-    return {"kv_state_bytes_per_user": per_user, "max_concurrent_users": max_users(hw, per_user)}
+def max_users(hw: HardwiredSpec, per_user_bytes: float) -> int | None:
+    """Users whose KV cache and recurrent state fit on the chip at once (``kv_room``).  None
+    when a user keeps no per-user state, so memory sets no ceiling."""
+    return math.floor(kv_room(hw) / per_user_bytes) if per_user_bytes > 0 else None
 
 
-def microbatch(hw: HardwiredSpec, model: ModelSpec, workload: Workload) -> tuple[Workload, int]:
-    """Decode keeps up to one group of users per pipeline stage in flight."""
-    if workload.phase == "prefill":
-        return workload, 1
-    n_stages = model.num_layers + 1
-    groups = min(workload.batch, n_stages)
-    return replace(workload, batch=math.ceil(workload.batch / groups)), groups
-
-
-def mappings(op: Op, hw: HardwiredSpec) -> list[Mapping]:
-    return [SPATIAL]
-
-
-def params(hw: HardwiredSpec) -> dict[str, Any]:
+def _params(hw: HardwiredSpec) -> dict[str, Any]:
     """Every number ``terms`` and ``schedule`` read (the fast path stacks these across points)."""
     mem = hw.memory
     levels = {"sram": mem.sram, **({"dram": mem.dram} if mem.dram else {})}
@@ -126,23 +123,17 @@ def params(hw: HardwiredSpec) -> dict[str, Any]:
             "energy": {lvl: spec.energy for lvl, spec in levels.items()}}
 
 
-def cost(op: Op, mapping: Mapping, hw: HardwiredSpec, placement: Placement) -> OpCost:
-    key = _region_key(op.layer)
-    label = "weights in ROM" if isinstance(op, (MatMul, Embedding)) else SPATIAL.label
-    return common.to_cost(op, terms(op, mapping, hw, params(hw), placement), f"region {key}: {label}")
-
-
-def terms(op: Op, mapping: Mapping, hw: HardwiredSpec, p: dict[str, Any],
-          placement: Placement) -> common.Terms:
+def _terms(op: Op, mapping: Mapping, hw: HardwiredSpec, p: dict[str, Any],
+           placement: Placement) -> Terms:
     """The cost formulas; every number comes from ``p`` (``params``) and the placement's region
     sizes, so the same code costs one chip or an array of design points."""
-    key = _region_key(op.layer)
+    key = region_key(op.layer)
     region = placement.regions[key]
     share = region / p["macs"]
     n_regions = len(placement.regions)
     clock = p["clock"] * p["eff_compute"]
-    moved: dict[str, float] = defaultdict(float)
-    for access in (*op.reads(), *op.writes()):
+    moved: dict[str, Any] = defaultdict(float)
+    for access in common.accesses(op):  # a MoE op reads only its touched experts' weights
         moved["rom" if access.tensor.role == "weight" else placement.level_of[access.tensor.role]] += access.nbytes
     moved = dict(moved)
     levels = p["bandwidth"]
@@ -159,31 +150,130 @@ def terms(op: Op, mapping: Mapping, hw: HardwiredSpec, p: dict[str, Any],
     vector_s = op.vector_flops / (p["vector"] * share * p["eff_compute"])
     compute_s = vmax(tensor_s, vector_s)
     time = vmax(compute_s, *memory_s.values(), 0.0)
-    energy = common.memory_energy(moved, energy_per_byte)
+    energy = memory_energy(moved, energy_per_byte)
     if op.macs:
         energy["compute"] = op.macs * kept * p["mac_energy"][dtype]
     if op.vector_flops:
         energy["vector"] = op.vector_flops * p["vector_op"]
     peak = 2.0 * region * p["clock"] if op.macs else p["vector"] * share
-    return common.Terms(time, compute_s, memory_s, moved, energy, peak)
+    return Terms(time, compute_s, memory_s, moved, energy, peak)
 
 
-def schedule(costs: list[OpCost], hw: HardwiredSpec, workload: Workload, groups: int) -> StepTime:
-    return pipeline_step([(c.layer, c.time_s) for c in costs], hw.hardwired.stage_latency, workload, groups)
-
-
-def pipeline_step(op_times: list[tuple[int | None, Any]], stage_latency, workload: Workload,
+def pipeline_step(op_times: Sequence[tuple[int | None, Any]], stage_latency: Any, workload: Workload,
                   groups: int) -> StepTime:
-    """Combine per-op times (numbers, or arrays over design points) into a pipelined round."""
+    """Combine per-op times (numbers, or arrays over design points) into a pipelined round:
+    each op's time goes to its layer's region, the regions are the stages of
+    ``base.pipelined_round``."""
     stage_time: dict[str, Any] = defaultdict(float)
     for layer, time_s in op_times:
-        stage_time[_region_key(layer)] += time_s
-    trip = sum(stage_time.values()) + len(stage_time) * stage_latency
-    slowest = vmax(*stage_time.values()) + stage_latency
-    round_time = vmax(trip, groups * slowest)
-    tokens = workload.tokens if workload.phase == "prefill" else workload.batch
-    notes: tuple[str, ...] = ()
-    if not isinstance(round_time, np.ndarray):  # one design point: say what bounds the round
-        bound = "trip-bound" if trip >= groups * slowest else "slowest-stage-bound"
-        notes = (f"{groups} group(s) in flight over {len(stage_time)} stages; {bound}",)
-    return StepTime(round_time, tokens / round_time, round_time, notes)
+        stage_time[region_key(layer)] += time_s
+    return pipelined_round(list(stage_time.values()), workload, groups, stage_latency)
+
+
+class HardwiredBackend(BackendBase):
+    """The ``hardwired`` kind: one model's weights in silicon, its layers a spatial pipeline."""
+
+    name = "hardwired"
+    spec = HardwiredSpec
+
+    def demand(self, graph: Graph, hw: HardwiredSpec, model: ModelSpec | None,
+               workload: Workload | None) -> Demand:
+        check_model(hw, model)
+        return Demand(graph.name, common.footprint(graph), stages(graph))
+
+    def allocate(self, need: Demand, hw: HardwiredSpec) -> Placement:
+        return _allocate(need, hw)
+
+    def plan(self, graph: Graph, hw: HardwiredSpec, parallelism: Parallelism | None) -> Plan:
+        if parallelism is not None and parallelism.chips != 1:
+            raise CannotRunError(f"{hw.name} is a single-model chip with its weights in silicon; "
+                                 f"it does not take --chips/--tp/--pp/--ep")
+        return super().plan(graph, hw, None)
+
+    def microbatch(self, hw: HardwiredSpec, model: ModelSpec | None,
+                   workload: Workload) -> tuple[Workload, int]:
+        """Decode keeps up to one group of users per pipeline stage in flight."""
+        if workload.phase == "prefill":
+            return workload, 1
+        check_model(hw, model)
+        assert model is not None
+        n_stages = model.num_layers + 1
+        groups = min(workload.batch, n_stages)
+        return replace(workload, batch=math.ceil(workload.batch / groups)), groups
+
+    def params(self, hw: HardwiredSpec) -> dict[str, Any]:
+        return _params(hw)
+
+    def mappings(self, op: Op, hw: HardwiredSpec) -> list[Mapping]:
+        return [SPATIAL]
+
+    def terms(self, op: Op, mapping: Mapping, hw: HardwiredSpec, p: dict[str, Any],
+              placement: Placement) -> Terms:
+        return _terms(op, mapping, hw, p, placement)
+
+    def cost(self, op: Op, mapping: Mapping, hw: HardwiredSpec, placement: Placement) -> OpCost:
+        label = "weights in ROM" if isinstance(op, (MatMul, Embedding)) else SPATIAL.label
+        t = _terms(op, mapping, hw, _params(hw), placement)
+        return to_cost(op, t, f"region {region_key(op.layer)}: {label}")
+
+    def check_lone_op(self, hw: HardwiredSpec) -> None:
+        refuse_lone_op(hw, self.name)
+
+    def region_key(self, layer: int | None) -> str:
+        return region_key(layer)
+
+    def schedule(self, costs: Sequence[Timed], hw: HardwiredSpec, workload: Workload,
+                 groups: int) -> StepTime:
+        return pipeline_step([(c.layer, c.time_s) for c in costs], hw.hardwired.stage_latency,
+                             workload, groups)
+
+    def system_figures(self, hw: HardwiredSpec, workload: Workload,
+                       footprint: dict[str, float]) -> dict[str, Any]:
+        """The concurrency ceiling at this step's context, for ``Result.system``."""
+        per_user = (footprint.get("kv_cache", 0.0) + footprint.get("state", 0.0)) / workload.batch
+        return {"kv_state_bytes_per_user": per_user, "max_concurrent_users": max_users(hw, per_user)}
+
+    def forced_weight_dtype(self, hw: HardwiredSpec) -> str | None:
+        return hw.hardwired.weight_dtype
+
+    def fixed_model(self, hw: HardwiredSpec) -> str | None:
+        return hw.hardwired.model
+
+    def offchip_level(self, hw: HardwiredSpec) -> str | None:
+        return "dram" if hw.memory.dram is not None else None
+
+    def main_memory(self, hw: HardwiredSpec) -> MemoryLevel:
+        return hw.memory.dram or hw.memory.sram
+
+    def kv_capacity(self, hw: HardwiredSpec, weight_bytes: float, chips: int) -> float:
+        return kv_room(hw)  # the weights are in silicon: they take none of it
+
+    def onchip_capacity(self, hw: HardwiredSpec) -> float:
+        return hw.memory.sram.capacity
+
+    def pipelined(self, hw: HardwiredSpec) -> bool:
+        return True
+
+    def stage_latency(self, hw: HardwiredSpec) -> float:
+        return hw.hardwired.stage_latency
+
+    def die_storage(self, hw: HardwiredSpec) -> tuple[Any, Any]:
+        """The SRAM, and the weights of the model in silicon: ROM bits, or SRAM bytes where the
+        weight store is SRAM."""
+        sram = hw.memory.sram.capacity
+        rom_bits = published_params(hw.hardwired.model) * bits(hw.hardwired.weight_dtype)
+        if hw.memory.weights.technology == "sram":
+            return sram + rom_bits / 8, 0.0
+        return sram, rom_bits
+
+
+@lru_cache(maxsize=64)
+def published_params(model_name: str) -> int:
+    """Parameter count of a bundled model, read once (design-space sweeps ask per point).
+    A model without a published parameter count contributes no modelled ROM area."""
+    from accelsim.model.spec import load_model
+    published = load_model(model_name).published
+    return published.params_total if published is not None else 0
+
+
+BACKEND: Backend = HardwiredBackend()

@@ -71,6 +71,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import cast
 
 from accelsim.errors import AccelsimError
 from accelsim.graph import Collective, Op
@@ -138,9 +139,10 @@ def mappings(op: Op, hw: HardwareBase) -> list[Mapping]:
     topology = links_of(hw).topology
     if topology == "torus":
         return [TORUS]
-    if op.pattern == "send":
+    pattern = cast(Collective, op).pattern
+    if pattern == "send":
         return [DIRECT]
-    if op.pattern == "all_to_all":
+    if pattern == "all_to_all":
         return [DIRECT] if topology == "switch" else [RING]
     return {"ring": [RING], "tree": [TREE], "switch": [RING, TREE]}[topology]
 
@@ -167,12 +169,13 @@ def slice_shape(links: Interconnect, chips: int) -> tuple[int, ...]:
     """Axis lengths of a slice of ``chips``: the configured (published) shape, else the most
     cube-like one."""
     listed = (links.slice_shapes or {}).get(chips)
+    assert links.axes is not None  # a torus names its axes (``Interconnect`` checks)
     return tuple(listed) if listed else most_cubic(chips, links.axes)
 
 
 def wraps(links: Interconnect, shape: tuple[int, ...]) -> tuple[bool, ...]:
     """Which axes of a slice of this shape have wraparound links."""
-    rule, length = links.wraparound, links.wrap_length
+    rule, length = links.wraparound, links.wrap_length or 1
     if rule == "whole_cubes":
         whole = all(n % length == 0 for n in shape)
         return tuple(whole for _ in shape)
@@ -235,6 +238,7 @@ def torus_time(pattern: str, axes: list[Axis], payload: float, links: Interconne
                ) -> tuple[float, float]:
     """(seconds, bytes each chip puts on links) for one collective over the spanned ``axes``."""
     L = links.link_bandwidth
+    assert L is not None  # a torus gives its link bandwidth (``Interconnect`` checks)
     if pattern == "send":
         return links.base_latency + links.latency + payload / L, payload
     if not axes:
@@ -256,6 +260,7 @@ def collective_time(pattern: str, group: int, payload: float, links: Interconnec
     if group <= 1 and pattern != "send":
         return 0.0, 0.0
     steps = ALGORITHMS[algorithm](pattern, max(group, 2), payload)
+    assert links.bandwidth is not None  # every topology but the torus gives it
     return links.base_latency + steps.hops * links.latency + steps.sent / links.bandwidth, steps.sent
 
 

@@ -7,7 +7,7 @@ that carries figures has a required ``source``.
 from __future__ import annotations
 
 import math
-from typing import Literal
+from typing import Literal, cast
 
 from pydantic import Field, model_validator
 
@@ -31,7 +31,7 @@ from accelsim.config.types import (
     Throughput,
 )
 from accelsim.dtypes import DType
-from accelsim.sim.fusion import Policy, Unfused
+from accelsim.transform.fusion import Policy, Unfused
 
 ProcessNodeName = Literal["16nm", "14nm", "7nm", "6nm", "5nm", "4nm"]  # keys of hardware.area.NODES
 
@@ -119,7 +119,7 @@ class Interconnect(Spec):
     latency: Seconds
     # Fixed cost of one collective call whatever its size (kernel launch, protocol setup and
     # synchronisation: NCCL's ``baseLat``); ``latency`` is then paid per algorithm step.
-    base_latency: Seconds = "0 s"
+    base_latency: Seconds = "0 s"  # type: ignore[assignment]  # parsed like the YAML
     energy: EnergyPerByte
     topology: Literal["ring", "tree", "switch", "torus"]
     link_bandwidth: Bandwidth | None = None
@@ -162,6 +162,7 @@ class Interconnect(Spec):
 
 
 class HardwareBase(Spec):
+    kind: str  # each kind's spec narrows this to its own name
     name: str = Field(min_length=1)
     description: str = ""
     compute: Compute
@@ -174,7 +175,7 @@ class HardwareBase(Spec):
     def matrix_peak(self, dtype: str) -> float:
         """Peak matrix FLOP/s for a datapath; narrower formats fall back to the nearest wider one
         the hardware has (an int4 matmul on a chip without int4 units runs at int8 or bf16)."""
-        return self.compute.matrix[self.fallback_dtype(dtype)]
+        return self.compute.matrix[cast(DType, self.fallback_dtype(dtype))]
 
     def fallback_dtype(self, dtype: str) -> str:
         from accelsim.dtypes import bits
@@ -192,7 +193,7 @@ class HardwareBase(Spec):
         """Energy of one MAC on the datapath that runs ``dtype``: a format the chip has no units
         for (ternary on a GPU) pays for the wider datapath it falls back to, so add-only energy
         is charged only where the hardware has a ternary (add-only) datapath."""
-        datapath = self.fallback_dtype(dtype)
+        datapath = cast(DType, self.fallback_dtype(dtype))
         return self.energy.mac.get(datapath, max(self.energy.mac.values()))
 
     def has_datapath(self, dtype: str) -> bool:
@@ -224,11 +225,11 @@ class GpuSection(Spec):
     # Host-side work of the inference engine per forward step (scheduling, input preparation,
     # sampling): charged once per model step by ``gpu.schedule``, never per kernel, so
     # single-kernel costs (``accelsim op``, the GEMM validation points) do not include it.
-    step_overhead: Seconds = "0 s"
+    step_overhead: Seconds = "0 s"  # type: ignore[assignment]  # parsed like the YAML
     # Per-request work of the serving runtime (request setup, tokenisation hand-off, first-token
     # return): paid once per request with its first token, never per step, so ``accelsim run``
     # step latency excludes it; ``accelsim serve`` adds it to each request's TTFT.
-    request_overhead: Seconds = "0 s"
+    request_overhead: Seconds = "0 s"  # type: ignore[assignment]  # parsed like the YAML
     # Pointwise ops run in the epilogue/prologue of a neighbouring kernel (``sim.fusion``), as
     # TensorRT-LLM and vLLM do; ``none`` launches every op as its own kernel.
     fusion: Policy = "epilogue"
@@ -270,7 +271,7 @@ class SystolicSection(Spec):
     op_overhead: Seconds
     # Host-side work of the runtime per forward step (dispatching the compiled step, fetching the
     # sampled tokens), as ``gpu.step_overhead``: once per model step, never per op.
-    step_overhead: Seconds = "0 s"
+    step_overhead: Seconds = "0 s"  # type: ignore[assignment]  # parsed like the YAML
     fusion: Literal["none", "epilogue"] = "epilogue"  # XLA fuses pointwise ops into GEMMs (sim.fusion)
     source: Source
 
@@ -338,4 +339,27 @@ class HardwiredSpec(HardwareBase):
         return self
 
 
-HardwareSpec = GpuSpec | SystolicSpec | HardwiredSpec
+class DataflowMemory(Spec):
+    sram: MemoryLevel
+
+
+class DataflowSection(Spec):
+    op_overhead: Seconds  # issue time per op (statically scheduled chips: small)
+    source: Source
+
+
+class DataflowSpec(HardwareBase):
+    """SRAM-only chips that span as many chips as a model's bytes need (``hardware.dataflow``)."""
+
+    kind: Literal["dataflow"]
+    memory: DataflowMemory
+    dataflow: DataflowSection
+
+    @model_validator(mode="after")
+    def _needs_links(self):
+        if self.interconnect is None:
+            raise ValueError("a dataflow system spans chips: give its interconnect section")
+        return self
+
+
+HardwareSpec = GpuSpec | SystolicSpec | HardwiredSpec | DataflowSpec

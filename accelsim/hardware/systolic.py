@@ -10,15 +10,28 @@ preload but the first behind the previous fold's compute.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, cast
 
 from accelsim.graph import Attention, Graph, MatMul, Op
 from accelsim.hardware import common
-from accelsim.hardware.arraymath import ceil, ceil_div, vmax, where
-from accelsim.hardware.base import Mapping, OpCost, Placement, StepTime, sequential_schedule, single_group
-from accelsim.hardware.spec import SystolicSpec
+from accelsim.hardware.arraymath import ceil, ceil_div, vmax
+from accelsim.hardware.base import (
+    Backend,
+    BackendBase,
+    Demand,
+    Mapping,
+    OpCost,
+    Placement,
+    StepTime,
+    Terms,
+    Timed,
+    memory_energy,
+    sequential_schedule,
+    to_cost,
+)
+from accelsim.hardware.spec import MemoryLevel, SystolicSpec
 from accelsim.model.spec import ModelSpec
-from accelsim.sim.traffic import gemm_offchip_bytes
 from accelsim.workload import Workload
 
 
@@ -91,50 +104,6 @@ def shared_array_cycles(m: int, k: int, n: int, rows, cols, arrays, overlap: str
     return per_array * f.cycles_per_fold
 
 
-def place(graph: Graph, hw: SystolicSpec, model: ModelSpec, workload: Workload) -> Placement:
-    return allocate(demand(graph, hw, model, workload), hw)
-
-
-demand = common.resident_demand
-
-
-def allocate(need: common.Demand, hw: SystolicSpec) -> Placement:
-    return common.offchip_allocate(need, hw.name, "hbm", hw.memory.hbm.capacity, "buffer",
-                                   hw.memory.buffer.capacity)
-
-
-def params(hw: SystolicSpec) -> dict[str, Any]:
-    """Every number ``terms`` reads (the fast path stacks these across design points)."""
-    s, mem = hw.systolic, hw.memory
-    return {**common.base_params(hw), "rows": s.rows, "cols": s.cols, "arrays": s.arrays,
-            "op_overhead": s.op_overhead, "hbm_bw": mem.hbm.bandwidth, "hbm_energy": mem.hbm.energy,
-            "buffer_bw": mem.buffer.bandwidth, "buffer_energy": mem.buffer.energy,
-            "buffer_capacity": mem.buffer.capacity,
-            "rate": {d: _rate(hw, d) for d in common.DTYPES}}
-
-
-microbatch = single_group
-
-
-def schedule(costs: list[OpCost], hw: SystolicSpec, workload: Workload, groups: int) -> StepTime:
-    """Ops run one after another (XLA executes the step's program in order), then the runtime's
-    host-side step work (``systolic.step_overhead``: dispatching the program, fetching the
-    sampled tokens) is paid once."""
-    return common.host_stepped(sequential_schedule(costs, hw, workload, groups), hw.systolic.step_overhead,
-                               "systolic.step_overhead")
-
-
-def system_figures(hw: SystolicSpec, workload: Workload, footprint: dict[str, float]) -> dict[str, Any]:
-    """The per-step host overhead charged in ``schedule``, for ``Result.step_overhead_s``."""
-    return common.step_figures(hw.systolic.step_overhead)
-
-
-def mappings(op: Op, hw: SystolicSpec) -> list[Mapping]:
-    if isinstance(op, (MatMul, Attention)):
-        return [Mapping(f"dataflow {d}", {"dataflow": d}) for d in hw.systolic.dataflows]
-    return [common.VECTOR]
-
-
 def _levels(p: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
     bandwidth = {"hbm": p["hbm_bw"] * p["eff_memory"], "buffer": p["buffer_bw"]}
     energy = {"hbm": p["hbm_energy"], "buffer": p["buffer_energy"]}
@@ -142,18 +111,11 @@ def _levels(p: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
 
 
 def _rate(hw: SystolicSpec, dtype: str) -> int:
-    per_pe = hw.systolic.macs_per_pe
+    per_pe = cast(dict[str, int], hw.systolic.macs_per_pe)
     return per_pe.get(dtype, per_pe.get(hw.fallback_dtype(dtype), 1))
 
 
-def cost(op: Op, mapping: Mapping, hw: SystolicSpec, placement: Placement) -> OpCost:
-    t = terms(op, mapping, hw, params(hw), placement)
-    if "cycles" not in t.detail:
-        return common.to_cost(op, t, common.VECTOR.label)
-    return common.to_cost(op, t, f"{mapping.label}, {t.detail['cycles']} cycles")
-
-
-def terms(op: Op, mapping: Mapping, hw: SystolicSpec, p: dict[str, Any], placement: Placement) -> common.Terms:
+def _terms(op: Op, mapping: Mapping, hw: SystolicSpec, p: dict[str, Any], placement: Placement) -> Terms:
     """The cost formulas.  ``hw`` supplies only structure (overlap mode); every number comes
     from ``p`` (``params``), so the same code costs one chip or an array of design points."""
     bandwidth, energy = _levels(p)
@@ -168,13 +130,8 @@ def terms(op: Op, mapping: Mapping, hw: SystolicSpec, p: dict[str, Any], placeme
     if isinstance(op, MatMul):
         dtype = op.compute_dtype
         cycles = ceil(shared_array_cycles(op.m, op.k, op.n, *sizes, op.count) * kept)
-        a, b, c = op.inputs[0], op.inputs[1], op.outputs[0]
-        limit = p["buffer_capacity"] * common.ONCHIP_ACTIVATION_SHARE
-        hbm_of = {t.name: (t.nbytes if placement.level_of[t.role] == "hbm" else
-                           where(t.nbytes > limit, t.nbytes, 0.0))
-                  for t in (a, b, c, *op.inputs[2:])}
-        hbm = gemm_offchip_bytes(hbm_of[a.name], hbm_of[b.name], hbm_of[c.name],
-                                 p["buffer_capacity"]) + sum(hbm_of[t.name] for t in op.inputs[2:])
+        # Bytes the op reads and writes (a MoE GEMM: only its touched experts' weights).
+        hbm = common.gemm_offchip(op, placement, "buffer", p["buffer_capacity"])
         moved = {"hbm": hbm, "buffer": op.bytes_moved}
         vector_s = op.vector_flops / (p["vector"] * p["eff_compute"])  # fused epilogue work
     else:
@@ -192,8 +149,86 @@ def terms(op: Op, mapping: Mapping, hw: SystolicSpec, p: dict[str, Any], placeme
         time = vmax(compute_s, *memory_s.values()) + overhead
     else:
         time = compute_s + sum(memory_s.values()) + overhead
-    e = {"compute": op.macs * kept * p["mac_energy"][dtype], **common.memory_energy(moved, energy)}
+    e = {"compute": op.macs * kept * p["mac_energy"][dtype], **memory_energy(moved, energy)}
     if op.vector_flops:  # attention's softmax, or pointwise work fused into a GEMM
         e["vector"] = op.vector_flops * p["vector_op"]
-    return common.Terms(time, compute_s, memory_s, moved, e, p["peak"][dtype], overhead,
+    return Terms(time, compute_s, memory_s, moved, e, p["peak"][dtype], overhead,
                         {"cycles": cycles})
+
+
+class SystolicBackend(BackendBase):
+    """The ``systolic`` kind: HBM off chip, an on-chip buffer, ops run in program order."""
+
+    name = "systolic"
+    spec = SystolicSpec
+
+    def demand(self, graph: Graph, hw: SystolicSpec, model: ModelSpec | None,
+               workload: Workload | None) -> Demand:
+        return common.resident_demand(graph)
+
+    def allocate(self, need: Demand, hw: SystolicSpec) -> Placement:
+        return common.offchip_allocate(need, hw.name, "hbm", hw.memory.hbm.capacity, "buffer",
+                                       hw.memory.buffer.capacity)
+
+    def params(self, hw: SystolicSpec) -> dict[str, Any]:
+        s, mem = hw.systolic, hw.memory
+        return {**common.base_params(hw), "rows": s.rows, "cols": s.cols, "arrays": s.arrays,
+                "op_overhead": s.op_overhead, "hbm_bw": mem.hbm.bandwidth, "hbm_energy": mem.hbm.energy,
+                "buffer_bw": mem.buffer.bandwidth, "buffer_energy": mem.buffer.energy,
+                "buffer_capacity": mem.buffer.capacity,
+                "rate": {d: _rate(hw, d) for d in common.DTYPES}}
+
+    def mappings(self, op: Op, hw: SystolicSpec) -> list[Mapping]:
+        if isinstance(op, (MatMul, Attention)):
+            return [Mapping(f"dataflow {d}", {"dataflow": d}) for d in hw.systolic.dataflows]
+        return [common.VECTOR]
+
+    def terms(self, op: Op, mapping: Mapping, hw: SystolicSpec, p: dict[str, Any],
+              placement: Placement) -> Terms:
+        return _terms(op, mapping, hw, p, placement)
+
+    def cost(self, op: Op, mapping: Mapping, hw: SystolicSpec, placement: Placement) -> OpCost:
+        t = _terms(op, mapping, hw, self.params(hw), placement)
+        if "cycles" not in t.detail:
+            return to_cost(op, t, common.VECTOR.label)
+        return to_cost(op, t, f"{mapping.label}, {t.detail['cycles']} cycles")
+
+    def dataflows(self, hw: SystolicSpec) -> tuple[str, ...]:
+        return tuple(hw.systolic.dataflows)
+
+    def schedule(self, costs: Sequence[Timed], hw: SystolicSpec, workload: Workload,
+                 groups: int) -> StepTime:
+        """Ops run one after another (XLA executes the step's program in order), then the
+        runtime's host-side step work (``systolic.step_overhead``: dispatching the program,
+        fetching the sampled tokens) is paid once."""
+        return common.host_stepped(sequential_schedule(costs, workload), hw.systolic.step_overhead,
+                                   "systolic.step_overhead")
+
+    def system_figures(self, hw: SystolicSpec, workload: Workload,
+                       footprint: dict[str, float]) -> dict[str, Any]:
+        """The per-step host overhead charged in ``schedule``, for ``Result.step_overhead_s``."""
+        return common.step_figures(hw.systolic.step_overhead)
+
+    def fusion_policy(self, hw: SystolicSpec) -> tuple[str, tuple[str, ...]]:
+        return hw.systolic.fusion, ()
+
+    def overhead_keys(self, hw: SystolicSpec) -> dict[str, str]:
+        return {"op": "systolic.op_overhead", "step": "systolic.step_overhead"}
+
+    def offchip_level(self, hw: SystolicSpec) -> str | None:
+        return "hbm"
+
+    def main_memory(self, hw: SystolicSpec) -> MemoryLevel:
+        return hw.memory.hbm
+
+    def kv_capacity(self, hw: SystolicSpec, weight_bytes: float, chips: int) -> float:
+        return hw.memory.hbm.capacity * chips - weight_bytes
+
+    def onchip_capacity(self, hw: SystolicSpec) -> float:
+        return hw.memory.buffer.capacity
+
+    def die_storage(self, hw: SystolicSpec) -> tuple[Any, Any]:
+        return hw.memory.buffer.capacity, 0.0
+
+
+BACKEND: Backend = SystolicBackend()

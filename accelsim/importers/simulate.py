@@ -1,7 +1,8 @@
 """Simulate a graph that did not come from a ModelSpec (an imported torch module)."""
 from __future__ import annotations
 
-from accelsim.api import resolve_hardware, simulate_lowered
+from accelsim import hardware, pipeline
+from accelsim.api import resolve_hardware
 from accelsim.errors import AccelsimError
 from accelsim.graph import Graph
 from accelsim.hardware.spec import HardwareBase
@@ -17,9 +18,10 @@ def simulate_graph(graph: Graph, hw: HardwareBase | str, workload: Workload) -> 
     tokens that throughput and energy per token are divided by, and carries the density profile.
     """
     chip = resolve_hardware(hw)
-    if chip.kind == "hardwired":
-        # A hardwired chip holds one catalogue model's weights in silicon: nothing else runs on it.
-        raise AccelsimError(f"{chip.name} is hardwired for '{chip.hardwired.model}'; an imported "
+    fixed = hardware.backend(chip).fixed_model(chip)
+    if fixed is not None:
+        # The chip holds one catalogue model's weights in silicon: nothing else runs on it.
+        raise AccelsimError(f"{chip.name} is hardwired for '{fixed}'; an imported "
                             f"graph cannot run on it (choose a gpu or systolic chip)")
 
     def fixed_graph(asked: Workload) -> Graph:
@@ -28,4 +30,4 @@ def simulate_graph(graph: Graph, hw: HardwareBase | str, workload: Workload) -> 
                                 f"cannot be re-lowered for {asked.describe()}")
         return graph
 
-    return simulate_lowered(graph.name, fixed_graph, chip, workload, None)
+    return pipeline.run(graph.name, fixed_graph, chip, workload, None).result

@@ -36,7 +36,9 @@ from typing import Any, Literal
 
 import numpy as np
 
+from accelsim import hardware
 from accelsim.errors import AccelsimError, DoesNotFitError
+from accelsim.transform import Parallelism
 from accelsim.workload import Workload
 
 Scheduler = Literal["static", "continuous", "pipelined"]
@@ -168,20 +170,25 @@ class CostModel:
         self.density = resolve_density(density)  # every step's Workload carries it
         self.model = resolve_model(model)
         self.hw = resolve_hardware(hw)
-        # Footprints from ``simulate`` are system totals, so capacity is counted over all chips.
-        self.chips = getattr(parallelism, "chips", None) or 1
+        self.backend = hardware.backend(self.hw)
         self.dtypes = {**dtypes, **({"parallelism": parallelism} if parallelism is not None else {})}
         self.memo: dict[tuple, StepCost] = {}
         self.calls = 0
         probe = self._simulate(Workload("decode", 1, 1, 0))
+        # Footprints from ``simulate`` are system totals, so capacity is counted over all chips:
+        # those asked for, or those a kind that sizes its own system chose for the model.
+        self.chips = probe.chips
+        if parallelism is None and self.backend.spans_chips(self.hw):
+            # Serve on that one system: every step runs on the chips the capacity counts.
+            self.dtypes["parallelism"] = Parallelism(pp=self.chips)
         self.weight_bytes = probe.footprint_bytes.get("weight", 0.0)
         self.state_bytes_per_seq = probe.footprint_bytes.get("state", 0.0)
         # One cached token; 0 for purely recurrent models, whose memory per user is their state.
         self.kv_bytes_per_token = probe.footprint_bytes.get("kv_cache", 0.0)
         self.static_w = self.hw.power.static * self.chips  # drawn while idle between requests
-        # The runtime's per-request work (gpu.request_overhead; 0 for other kinds): it delays a
-        # request's first token, and so everything after it, but occupies no chip step.
-        self.request_overhead_s = float(getattr(getattr(self.hw, "gpu", None), "request_overhead", 0.0))
+        # The runtime's per-request work (``Backend.request_overhead``): it delays a request's
+        # first token, and so everything after it, but occupies no chip step.
+        self.request_overhead_s = float(self.backend.request_overhead(self.hw))
 
     def _simulate(self, workload: Workload):
         from accelsim.api import simulate
@@ -222,15 +229,9 @@ class CostModel:
         return math.ceil(self.state_bytes_per_seq / self.block_bytes(block_size))
 
     def cache_capacity_bytes(self, utilisation: float) -> float:
-        """Bytes of KV cache and state the chip holds beside its weights (a share of free memory)."""
-        memory = self.hw.memory
-        if hasattr(memory, "hbm"):
-            free = memory.hbm.capacity * self.chips - self.weight_bytes
-        elif hasattr(memory, "sram"):  # hardwired: weights in ROM, KV in SRAM (+ DRAM)
-            free = memory.sram.capacity + (memory.dram.capacity if memory.dram else 0.0)
-        else:
-            raise AccelsimError(f"serving does not know where {self.hw.name} ('{self.hw.kind}') "
-                                f"keeps its KV cache; supported kinds: gpu, systolic, hardwired")
+        """Bytes of KV cache and state the chips hold beside their weights (a share of what the
+        kind says is free: ``Backend.kv_capacity``)."""
+        free = self.backend.kv_capacity(self.hw, self.weight_bytes, self.chips)
         if free <= 0:
             raise DoesNotFitError(f"{self.model.name} weights do not fit on {self.hw.name}")
         return free * utilisation
@@ -363,9 +364,9 @@ def serve(requests: list[Request], costs: CostModel, config: ServeConfig = Serve
     """Run every request to completion under ``config``'s scheduler; deterministic."""
     if not requests:
         raise AccelsimError("no requests to serve")
-    if config.scheduler == "pipelined" and costs.hw.kind != "hardwired":
-        raise AccelsimError(f"--scheduler pipelined is for hardwired chips; {costs.hw.name} is "
-                            f"'{costs.hw.kind}' (use continuous or static)")
+    if config.scheduler == "pipelined" and not costs.backend.pipelined(costs.hw):
+        raise AccelsimError(f"--scheduler pipelined is for chips that run their layers as a pipeline "
+                            f"of users (hardwired); {costs.hw.name} does not (use continuous or static)")
     capacity = config.kv_blocks if config.kv_blocks is not None else int(
         costs.cache_capacity_bytes(config.memory_utilisation) // costs.block_bytes(config.block_size))
     loop = _Loop(requests, costs, config, capacity)
