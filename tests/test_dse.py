@@ -44,11 +44,25 @@ def _assert_rows_equal(fast: list[dict], slow: list[dict]) -> None:
                 assert math.isclose(f[key], s[key], rel_tol=1e-9), (key, f[key], s[key])
 
 
+def _vectorised(job: Job, points: list[dict]) -> list[dict]:
+    """The fast path's rows, after checking that it really evaluated them as columns: every
+    point whose spec validates is placed and costed vectorised; only refused specs (whose
+    refusal line comes from the scalar path) go one by one."""
+    notes: list[str] = []
+    table = fastpath.evaluate(job, points, notes)
+    rows = table.records()
+    invalid = sum(r["status"] == "invalid" for r in rows)
+    assert table.one_by_one == invalid, notes
+    assert table.vectorised == len(points) - invalid > 0, notes
+    assert f"{table.vectorised} point(s) evaluated vectorised, {invalid} one by one" in notes
+    return rows
+
+
 @pytest.mark.parametrize("space_file", ["hardwired.yaml", "systolic.yaml"])
 def test_fast_path_equals_one_by_one_on_random_points(space_file):
     job = _job(space_file)
     points = search.random_points(job.space, 10, seed=7)
-    fast = evaluate_points(job, points)
+    fast = _vectorised(job, points)
     slow = evaluate_points_scalar(job, points)
     _assert_rows_equal(fast, slow)
     assert any(r["status"] == "ok" for r in fast)
@@ -69,7 +83,7 @@ objectives: {tokens_per_s: max, joules_per_token: min}
 """)
     job = Job(load_space(space), load_model("llama-3.1-8b"), Workload(batch=4, context=512))
     points = search.grid_points(job.space)
-    _assert_rows_equal(evaluate_points(job, points), evaluate_points_scalar(job, points))
+    _assert_rows_equal(_vectorised(job, points), evaluate_points_scalar(job, points))
 
 
 def test_fast_path_refuses_invalid_points_as_one_by_one_does(write):
@@ -92,7 +106,7 @@ objectives: {area_mm2: min}
 """)
     job = Job(load_space(space), load_model("llama-3.1-8b"), Workload(batch=1, context=2048))
     points = search.grid_points(job.space)
-    fast, slow = evaluate_points(job, points), evaluate_points_scalar(job, points)
+    fast, slow = _vectorised(job, points), evaluate_points_scalar(job, points)
     _assert_rows_equal(fast, slow)
     reasons = {r["reason"] for r in fast if r["status"] == "invalid"}
     # At 40 W and 512 MiB: 4194304 and 4300000 (2.5 % off) MACs at 1 GHz, 8388608 at 0.5 GHz.
@@ -118,7 +132,7 @@ objectives: {tokens_per_s: max}
 """)
     job = Job(load_space(space), load_model("llama-3.1-8b"), Workload(batch=2, context=1024))
     points = search.grid_points(job.space)
-    fast = evaluate_points(job, points)
+    fast = _vectorised(job, points)
     _assert_rows_equal(fast, evaluate_points_scalar(job, points))
     assert {r["status"] for r in fast} == {"ok", "invalid", "does not fit"}
     frame = evaluate_frame(job, points)

@@ -113,7 +113,7 @@ class _Table:
     values: dict[str, np.ndarray]
     encoded: _Encoded | None = None
     rows: dict[int, dict[str, Any]] = field(default_factory=dict)
-    vectorised: int = 0  # points costed as columns
+    vectorised: int = 0  # points placed (and, where they fit, costed) as columns
     one_by_one: int = 0  # points costed through the scalar path (``evaluate_scalar``)
 
     @classmethod
@@ -433,9 +433,10 @@ class _Group:
         placed: dict[int, list[int]] = defaultdict(list)
         for rows, outcome in self.place(kind, hws, np.asarray(valid, dtype=np.intp), full_need, need,
                                         sections, outcomes, ()):
-            if isinstance(outcome, str):
+            if isinstance(outcome, str):  # refused by the vectorised placement
                 for i in self.members[rows].tolist():
                     self.table.fail(i, metrics.STATUS_NO_FIT, outcome)
+                self.table.vectorised += len(rows)
             else:
                 placed[outcome].extend(rows.tolist())
 
