@@ -83,9 +83,11 @@ class Op:
     ``role`` says what the op is in the model (one of ``OP_ROLES``; lowering sets it on every op,
     "" is left only for ops built by hand).  ``replicas`` counts the chips of a parallel layout
     that run this very same piece of work (1 when the work is split; tp when every tensor-
-    parallel rank runs it whole: norms, residual adds, a router).  For an ``Attention`` whose
-    query heads are split while its KV heads are fewer than the ranks, ``replicas`` counts the
-    chips that hold and read the same KV-cache share (its FLOPs are split, its KV reads are not).
+    parallel rank runs it whole: norms, residual adds, a router).  Attention whose query heads are
+    split is not replicated even when its KV heads are fewer than the ranks (MLA's latent cache,
+    GQA past the KV-head count): each chip's KV-cache tensors show the copy it holds and reads.
+    Attention data parallelism never replicates work (each rank runs its own sequences), though
+    each of its ranks reads its own copy of the dense weights.
     """
 
     kind: ClassVar[str] = "op"

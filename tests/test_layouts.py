@@ -47,7 +47,11 @@ def test_mla_under_tp8_splits_by_heads(deepseek, absorbed):
         v = local["layers.0.attn.v_absorb"]
         assert (v.count, v.k, v.n) == (16, 512, 128)  # 16 heads of rank 512 -> v 128
         assert v.flops == pytest.approx(full["layers.0.attn.v_absorb"].flops / 8)
-        assert local["layers.0.attn.sdpa"].replicas == 8  # the latent cache: one head, on every rank
+        sdpa, full_sdpa = local["layers.0.attn.sdpa"], full["layers.0.attn.sdpa"]
+        # The latent cache is one MQA-like head: every rank holds and reads all of it, while
+        # the query heads (and FLOPs) split.
+        assert (sdpa.heads, sdpa.kv_heads, sdpa.replicas) == (16, 1, 1)
+        assert [t.shape for t in sdpa.inputs[1:]] == [t.shape for t in full_sdpa.inputs[1:]]
     else:
         kv_b = local["layers.0.attn.kv_b"]
         assert kv_b.n == full["layers.0.attn.kv_b"].n // 8
@@ -120,6 +124,19 @@ def test_dense_dp_ranks_are_replicas_of_the_tp_layout(model, tp):
     assert with_dp.weight_bytes == pytest.approx(half.weight_bytes)
 
 
+def test_batch_smaller_than_dp_idles_ranks(deepseek):
+    # Batch-1 decode at --dp-attn 8 --ep 8: one rank runs the sequence, the experts still serve
+    # the batch's tokens (2 of 8 rows... here 8 of 256 experts, over 8 chips).
+    full = lower(deepseek, DECODE1)
+    local = shard(full, Parallelism(dp=8, ep=8))
+    assert local.batch == 1
+    sdpa = next(op for op in local if op.name == "layers.0.attn.sdpa")
+    assert sdpa.batch == 1 and sdpa.heads == 128
+    up = next(op for op in full if op.name == "layers.5.moe.experts.up")
+    mine = next(op for op in local if op.name == up.name)
+    assert mine.reads()[1].nbytes * 8 == pytest.approx(up.reads()[1].nbytes)
+
+
 def test_layout_rule_and_options():
     assert Parallelism.from_options(chips=8) == Parallelism(tp=8)
     assert Parallelism.from_options(chips=8, dp=2) == Parallelism(tp=4, dp=2)
@@ -140,7 +157,7 @@ def test_layout_rule_and_options():
     (lambda: shard(lower(load_model("mixtral-8x7b"), DECODE8), Parallelism(tp=16, ep=16)),
      r"--ep 16 must divide the 8 experts"),
     (lambda: shard(lower(load_model("llama-3.1-8b"), DECODE8), Parallelism(tp=2, dp=3)),
-     r"--dp-attn 3 must divide the batch \(8\)"),
+     r"--dp-attn 3 must divide the batch \(8\) or exceed it"),
 ])
 def test_bad_layouts_are_one_clear_line(make, message):
     with pytest.raises(AccelsimError, match=message) as info:

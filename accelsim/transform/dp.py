@@ -1,6 +1,7 @@
 """Attention data parallelism (``--dp-attn``): each dp rank runs batch/dp of the sequences.
 
-Every op but the routed experts shrinks to its rank's sequences: activations, KV cache and
+Every op but the routed experts shrinks to its rank's sequences (one each when the batch is
+smaller than dp: the ranks past the batch idle, and the step is the busy ranks' step): activations, KV cache and
 recurrent state lose (dp-1)/dp of their leading (token or sequence) axis, weights stay whole
 (each rank holds the dense weights).  The routed experts are left whole here: expert
 parallelism (``ep``) places them with the tokens of every dp rank, since the experts of a stage
@@ -22,12 +23,16 @@ def data_parallel(graph: Graph, dp: int) -> Graph:
     if graph.batch is None:
         raise AccelsimError(f"--dp-attn {dp} splits the sequences of a step, but graph {graph.name!r} "
                             f"does not say its batch; use --dp-attn 1")
-    if graph.batch % dp:
+    if graph.batch % dp and graph.batch > dp:
         allowed = ", ".join(str(d) for d in range(1, graph.batch + 1) if graph.batch % d == 0)
-        raise AccelsimError(f"--dp-attn {dp} must divide the batch ({graph.batch}): each "
-                            f"attention data-parallel rank runs batch/dp sequences; allowed: {allowed}")
-    out = copy_graph(graph, (_rank_share(op, dp) for op in graph))
-    out.batch = graph.batch // dp
+        raise AccelsimError(f"--dp-attn {dp} must divide the batch ({graph.batch}) or exceed it: each "
+                            f"attention data-parallel rank runs batch/dp sequences; allowed: {allowed} "
+                            f"or more than {graph.batch}")
+    # Fewer sequences than ranks (batch-1 decode at --dp-attn 8): the busy ranks run one
+    # sequence each and the rest idle, as engines run them; every chip is costed as a busy one.
+    local = max(1, graph.batch // dp)
+    out = copy_graph(graph, (_rank_share(op, graph.batch // local) for op in graph))
+    out.batch = local
     return out
 
 

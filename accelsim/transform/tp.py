@@ -290,10 +290,10 @@ def _tp_attention(op: Attention, grid: Grid, split: Split) -> list[Op]:
                               role="collective", pattern="all_to_all", group=f,
                               grid=(grid.x, grid.y), span="y"))
         attn_out = renamed(scaled(out, seq / f * h_local / op.heads), f"{out.name}.by_batch")
-    # Chips holding the same KV share: the y ranks (over f) past the KV-head count, and the x
-    # ranks when they do not split the sequences.
-    kv_copies = (grid.y // f) // op.kv_heads if op.kv_heads < grid.y // f else 1
-    copies = kv_copies * (1 if by_x else grid.x)
+    # The x ranks that do not split the sequences run the same heads of the same sequences;
+    # the y ranks run different query heads (their FLOPs are split) even where fewer KV heads
+    # than ranks leave them reading the same, replicated KV cache (visible in its shapes).
+    copies = 1 if by_x else grid.x
     inputs = (qkv_local, *(kv(t) for t in op.inputs[1:]))
     outputs = (attn_out, *(kv(t) for t in op.outputs[1:]))
     ops.append(replace(op, inputs=inputs, outputs=outputs, heads=h_local, kv_heads=kv_local,
