@@ -16,9 +16,9 @@ import platform
 import time
 from pathlib import Path
 
-from accelsim.parallel import Parallelism
+from accelsim.transform import Parallelism
 from accelsim.sim import serving
-from accelsim.sim.engine import step_timeline
+from accelsim.api import timeline as step_timeline
 from accelsim.workload import Workload
 
 HERE = Path(__file__).resolve().parent

@@ -13,7 +13,8 @@ from accelsim.api import simulate
 from accelsim.graph import Graph, MatMul, Tensor
 from accelsim.hardware.base import OpCost
 from accelsim.report.trace import timeline_plot, timeline_trace, trace_events
-from accelsim.sim.engine import Machine, run, step_timeline
+from accelsim.api import timeline as step_timeline
+from accelsim.sim.engine import Machine, run
 from accelsim.workload import Workload
 
 BIG_BUFFER = Machine("test", clock_hz=1e9, buffer_bytes=1e12)

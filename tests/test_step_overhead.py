@@ -7,8 +7,8 @@ import pytest
 import yaml
 
 from accelsim.api import resolve_hardware, simulate
-from accelsim.hardware.opcost import matmul_report
-from accelsim.parallel import Parallelism
+from accelsim.report.opcost import matmul_report
+from accelsim.transform import Parallelism
 from accelsim.report.text import result_summary
 from accelsim.validate.points import Catalogue
 from accelsim.validate.predict import Calibration, calibrated, current_calibration, predict

@@ -27,7 +27,7 @@ def parse_rates(text: str | None, rate: float) -> list[float]:
 
 def typical_step(result: serving.ServeResult, costs: serving.CostModel):
     """The engine's timeline of a decode step at the run's median batch and mean context."""
-    from accelsim.sim.engine import step_timeline
+    from accelsim.api import timeline as step_timeline
     from accelsim.workload import Workload
     decodes = sorted(s.decodes for s in result.steps if s.decodes)
     if not decodes:

@@ -28,7 +28,7 @@ def silicon(hw: HardwareBase) -> Silicon:
 def step_metrics(latency_s, tokens_per_s, energy_total_j, workload: Workload, chip: Silicon | None = None,
                  area_mm2=None, die_usd=None) -> dict:
     """Per-point metrics from one simulated step (``Result``-equivalent numbers)."""
-    tokens = workload.tokens if workload.phase == "prefill" else workload.batch
+    tokens = workload.tokens_credited
     power = energy_total_j / latency_s
     area_mm2 = chip.area_mm2 if chip is not None else area_mm2
     die_usd = chip.die_usd if chip is not None else die_usd

@@ -32,16 +32,18 @@ levels have no clock in the hardware spec, so DMA time is kept unrounded.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Literal
 
 import networkx as nx
 import simpy
 
+from accelsim import hardware
 from accelsim.errors import AccelsimError
 from accelsim.graph import Graph, Op
 from accelsim.hardware.base import OpCost
+from accelsim.pipeline import Costed
 from accelsim.sim.timeline import Interval, Timeline
 
 Overlap = Literal["none", "double_buffered"]
@@ -67,16 +69,10 @@ class Machine:
 
 def machine_for(hw: Any) -> Machine:
     """Compute clock, on-chip capacity and pipelining of a validated hardware spec."""
-    memory = hw.memory
-    onchip = 0.0
-    for name in type(memory).model_fields:
-        level = getattr(memory, name)
-        if name not in OFFCHIP_LEVELS and hasattr(level, "bandwidth"):
-            onchip += level.capacity
-    hardwired = getattr(hw, "hardwired", None)
-    return Machine(name=hw.name, clock_hz=hw.compute.clock, buffer_bytes=onchip,
-                   pipelined=hardwired is not None,
-                   stage_latency_s=hardwired.stage_latency if hardwired is not None else 0.0)
+    backend = hardware.backend(hw)
+    pipelined = backend.pipelined(hw)
+    return Machine(name=hw.name, clock_hz=hw.compute.clock, buffer_bytes=backend.onchip_capacity(hw),
+                   pipelined=pipelined, stage_latency_s=backend.stage_latency(hw) if pipelined else 0.0)
 
 
 @dataclass(frozen=True)
@@ -122,35 +118,18 @@ def run(costs: list[OpCost], machine: Machine, *, graph: Graph | nx.DiGraph | No
     return _Simulation(tasks, machine, overlap).execute()
 
 
-def step_timeline(model: Any, hw: Any, workload: Any, *, overlap: Overlap = "double_buffered",
-                  rounds: int = 1, quantise: bool = False, parallelism: Any = None,
-                  **dtypes: str | None) -> Timeline:
-    """Cost one step the analytical way (``accelsim.api.simulate``), then execute it here.
+def replay(step: Costed, hw: Any, *, overlap: Overlap = "double_buffered", rounds: int = 1,
+           quantise: bool = False) -> Timeline:
+    """Execute a step the pipeline costed (``accelsim.pipeline.run``): its ops, on the graph
+    they were costed on, with the runtime's host work per step as a task of its own.
 
-    With ``parallelism`` the ops are one chip's share (tensor parallelism: every chip runs the
-    same ops at the same time), collectives included; a pipeline-parallel split is executed as
-    one chain of its stages.
-    """
-    from accelsim.api import resolve_hardware, resolve_model, simulate
-    from accelsim.model.lower import lower
-    from accelsim.sim import fusion
-
-    spec, chip = resolve_model(model), resolve_hardware(hw)
-    extra = {"parallelism": parallelism} if parallelism is not None else {}
-    result = simulate(spec, chip, workload, **dtypes, **extra)
-    group_workload = replace(workload, batch=math.ceil(workload.batch / result.groups))
-    forced = getattr(getattr(chip, "hardwired", None), "weight_dtype", None)
-    typed = spec.with_dtypes(weight=forced or dtypes.get("weight_dtype"),
-                             activation=dtypes.get("act_dtype"), kv=dtypes.get("kv_dtype"))
-    graph = lower(typed, group_workload)
-    if parallelism is not None:
-        from accelsim.parallel import shard
-        graph = shard(graph, parallelism)
-    graph = fusion.for_chip(graph, chip)  # the same kernels simulate() costed
+    Across chips the ops are one chip's share (every chip of a stage runs the same ops at the
+    same time, collectives included); pipeline stages run as one chain."""
+    result = step.result
     costs = list(result.ops)
     if result.step_overhead_s:
         costs.append(host_step(result.step_overhead_s))
-    return run(costs, machine_for(chip), graph=graph, overlap=overlap, groups=result.groups,
+    return run(costs, machine_for(hw), graph=step.graph, overlap=overlap, groups=result.groups,
                rounds=rounds, quantise=quantise)
 
 

@@ -1,26 +1,33 @@
 """Choose, per op shape, the mapping its backend offers that finishes soonest."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import replace
-from types import ModuleType
 from typing import Any
 
 from accelsim.density import DensityProfile
 from accelsim.graph import Collective, Graph, Op
 from accelsim.hardware import common, interconnect
-from accelsim.hardware.base import OpCost, Placement
+from accelsim.hardware.base import Backend, Mapping, OpCost, Placement
 
 
-def best_cost(op: Op, hw: Any, backend: ModuleType, placement: Placement) -> OpCost:
-    """Rank every mapping by time, then energy; ties keep the first listed.  Collectives are
-    costed by the shared link model whatever the chip's kind."""
+def best_cost(op: Op, hw: Any, backend: Backend, placement: Placement,
+              keep: Callable[[Mapping], bool] | None = None) -> OpCost:
+    """Rank every mapping (those ``keep`` accepts) by time, then energy; ties keep the first
+    listed.  Collectives are costed by the shared link model whatever the chip's kind."""
     if isinstance(op, Collective):
-        backend = interconnect
-    return min((backend.cost(op, m, hw, placement) for m in backend.mappings(op, hw)),
-               key=lambda c: (c.time_s, c.energy_total))
+        return min((interconnect.cost(op, m, hw, placement) for m in interconnect.mappings(op, hw)),
+                   key=rank)
+    candidates = [m for m in backend.mappings(op, hw) if keep is None or keep(m)]
+    return min((backend.cost(op, m, hw, placement) for m in candidates), key=rank)
 
 
-def map_graph(graph: Graph, hw: Any, backend: ModuleType, placement: Placement,
+def rank(cost: OpCost) -> tuple[float, float]:
+    """The mapper's order: least time, then least energy (the fast path applies it elementwise)."""
+    return cost.time_s, cost.energy_total
+
+
+def map_graph(graph: Graph, hw: Any, backend: Backend, placement: Placement,
               density: DensityProfile | None = None) -> list[OpCost]:
     """Cost every op under its best mapping; ops of identical shape (and input density) are
     mapped once.  ``density`` (``Workload.density``) reaches every kind's cost through the

@@ -22,11 +22,11 @@ import numpy as np
 from accelsim import hardware
 from accelsim.api import simulate
 from accelsim.errors import ConfigError
-from accelsim.graph import Elementwise, Graph, MatMul, Tensor
-from accelsim.hardware.spec import GpuSpec, HardwareBase, SystolicSpec
+from accelsim.graph import Elementwise, MatMul, Tensor
+from accelsim.hardware.spec import HardwareBase
 from accelsim.model.spec import ModelSpec, load_model
-from accelsim.parallel import Parallelism
-from accelsim.sim.mapper import best_cost
+from accelsim.pipeline import cost_alone
+from accelsim.transform import Parallelism
 from accelsim.validate.points import VALIDATION_DIR, Catalogue, Point, Runtime
 from accelsim.workload import Workload
 
@@ -55,49 +55,50 @@ class Calibration:
     step_s: float = 0.0
     request_s: float = 0.0
 
-    def as_dict(self) -> dict[str, float]:
-        return {"compute": self.compute, "memory": self.memory, "overhead_s": self.overhead_s,
-                "step_s": self.step_s, "request_s": self.request_s}
+
+# Which overhead each Calibration field sets, by the ``overhead_keys`` role of the backend.
+_FIELD_OF = {"op": "overhead_s", "step": "step_s", "request": "request_s"}
 
 
-def overhead_key(hw: HardwareBase) -> tuple[str, str]:
-    """(section, key) of the per-op overhead: gpu.launch_overhead or systolic.op_overhead."""
-    if isinstance(hw, GpuSpec):
-        return "gpu", "launch_overhead"
-    if isinstance(hw, SystolicSpec):
-        return "systolic", "op_overhead"
-    raise ValueError(f"{hw.name}: kind '{hw.kind}' has no calibrated overhead")
+def _keys(hw: HardwareBase) -> dict[str, tuple[str, str]]:
+    """Calibration field -> (spec section, key) of the overheads ``hw``'s kind calibrates."""
+    keys = hardware.backend(hw).overhead_keys(hw)
+    if "op" not in keys:
+        raise ValueError(f"{hw.name}: kind '{hw.kind}' has no calibrated overhead")
+    fields: dict[str, tuple[str, str]] = {}
+    for role, dotted in keys.items():
+        section, key = dotted.split(".", 1)
+        fields[_FIELD_OF[role]] = (section, key)
+    return fields
 
 
 def has_request_overhead(hw: HardwareBase) -> bool:
     """Whether the kind charges a per-request runtime overhead (``gpu.request_overhead``)."""
-    return isinstance(hw, GpuSpec)
+    return "request" in hardware.backend(hw).overhead_keys(hw)
 
 
 def request_overhead(hw: HardwareBase) -> float:
     """Seconds the serving runtime spends per request (``gpu.request_overhead``; 0 elsewhere)."""
-    return hw.gpu.request_overhead if has_request_overhead(hw) else 0.0
+    return hardware.backend(hw).request_overhead(hw)
 
 
 def current_calibration(hw: HardwareBase) -> Calibration:
-    section, key = overhead_key(hw)
-    kind_section = getattr(hw, section)
-    return Calibration(hw.efficiency.compute, hw.efficiency.memory, getattr(kind_section, key),
-                       kind_section.step_overhead, request_overhead(hw))
+    overheads = {name: getattr(getattr(hw, section), key) for name, (section, key) in _keys(hw).items()}
+    return Calibration(hw.efficiency.compute, hw.efficiency.memory, **overheads)
 
 
 def calibrated(hw: HardwareBase, cal: Calibration) -> HardwareBase:
     """A copy of ``hw`` with the efficiency constants and the per-op, per-step and per-request
-    overheads replaced (every calibrated kind has a per-step overhead; only GPUs a per-request one)."""
-    section, key = overhead_key(hw)
-    update = {key: cal.overhead_s, "step_overhead": cal.step_s}
-    if has_request_overhead(hw):
-        update["request_overhead"] = cal.request_s
-    elif cal.request_s:
+    overheads replaced (each kind sets those it has: ``overhead_keys``)."""
+    keys = _keys(hw)
+    if cal.request_s and "request_s" not in keys:
         raise ValueError(f"{hw.name}: kind '{hw.kind}' has no per-request overhead to set")
+    sections: dict[str, dict[str, float]] = {}
+    for name, (section, key) in keys.items():
+        sections.setdefault(section, {})[key] = getattr(cal, name)
     return hw.model_copy(update={
         "efficiency": hw.efficiency.model_copy(update={"compute": cal.compute, "memory": cal.memory}),
-        section: getattr(hw, section).model_copy(update=update),
+        **{section: getattr(hw, section).model_copy(update=update) for section, update in sections.items()},
     })
 
 
@@ -105,10 +106,11 @@ def under_runtime(hw: HardwareBase, runtime: Runtime | None) -> HardwareBase:
     """``hw`` with the kernel-library settings of the software that measured a point."""
     if runtime is None:
         return hw
-    if not isinstance(hw, GpuSpec):
+    if "gpu" not in type(hw).model_fields:  # the runtime's settings are a section of the spec
         raise ConfigError(f"{hw.name}: a runtime's settings name gpu keys, but its kind is '{hw.kind}'")
     settings = runtime.gpu.model_dump(exclude_none=True)
-    return hw.model_copy(update={"gpu": hw.gpu.model_copy(update=settings)})
+    section = hw.gpu
+    return hw.model_copy(update={"gpu": section.model_copy(update=settings)})
 
 
 @cache
@@ -153,15 +155,6 @@ def decode_time(point: Point, hw: HardwareBase, first_context: int, steps: int,
     return float(np.interp(every, sampled, times).sum())
 
 
-def cost_op(op, hw: HardwareBase):
-    """Cost one op alone on ``hw`` under its best mapping (its operands start off chip)."""
-    backend = hardware.backend(hw)
-    graph = Graph(name=op.name)
-    graph.add(op)
-    placement = backend.place(graph, hw, None, None)
-    return best_cost(op, hw, backend, placement)
-
-
 def gemm_op(m: int, n: int, k: int, dtype: str) -> MatMul:
     a = Tensor("a", (m, k), dtype, "activation")
     b = Tensor("b", (k, n), dtype, "weight")
@@ -203,10 +196,10 @@ def predict(point: Point, hw: HardwareBase) -> Prediction:
     if point.kind == "gemm":
         g = point.gemm
         op = gemm_op(g.m, g.n, g.k, point.dtype)
-        return Prediction(op.flops / cost_op(op, hw).time_s)
+        return Prediction(op.flops / cost_alone(op, hw).time_s)
     s = point.stream
     op = stream_op(s.reads, s.writes, s.ops_per_element)
-    return Prediction(op.bytes_moved / cost_op(op, hw).time_s)
+    return Prediction(op.bytes_moved / cost_alone(op, hw).time_s)
 
 
 def predict_measured(point: Point, hw: HardwareBase, catalogue: Catalogue) -> Prediction:

@@ -6,13 +6,14 @@ stand-alone kernel call does.
 """
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 
 from accelsim import hardware
 from accelsim.errors import AccelsimError
-from accelsim.graph import Graph, MatMul, Tensor
+from accelsim.graph import MatMul, Tensor
 from accelsim.hardware.base import OpCost
 from accelsim.hardware.spec import HardwareBase
+from accelsim.pipeline import cost_alone
 from accelsim.units import format_si
 
 
@@ -64,33 +65,23 @@ def matmul_op(m: int, k: int, n: int, count: int, dtype: str) -> MatMul:
     return MatMul("matmul", (a, b), (c,), m=m, k=k, n=n, count=count)
 
 
-def cost_alone(op: MatMul, chip: HardwareBase, dataflow: str | None = None) -> OpCost:
-    if chip.kind not in ("gpu", "systolic"):
-        raise AccelsimError(f"{chip.name} is a {chip.kind} chip: it runs ops only inside its model; "
-                            f"use `accelsim run` for it")
-    kind = hardware.backend(chip)
-    graph = Graph("op")
-    graph.add(op)
-    placement = kind.place(graph, chip, None, None)
-    offchip = placement.level_of["weight"]
-    placement = replace(placement, level_of={role: offchip for role in placement.level_of})
-    candidates = kind.mappings(op, chip)
-    if dataflow is not None:
-        if chip.kind != "systolic":
-            raise AccelsimError(f"--dataflow applies to systolic chips; {chip.name} is a {chip.kind}")
-        allowed = chip.systolic.dataflows
-        if dataflow not in allowed:
-            raise AccelsimError(f"{chip.name} offers dataflows {', '.join(allowed)}; got {dataflow!r}")
-        candidates = [c for c in candidates if c.params.get("dataflow") == dataflow]
-    return min((kind.cost(op, c, chip, placement) for c in candidates),
-               key=lambda c: (c.time_s, c.energy_total))
+def cost_matmul(op: MatMul, chip: HardwareBase, dataflow: str | None = None) -> OpCost:
+    """``op`` alone (``pipeline.cost_alone``), under the dataflow the user forces if any."""
+    if dataflow is None:
+        return cost_alone(op, chip)
+    allowed = hardware.backend(chip).dataflows(chip)
+    if not allowed:
+        raise AccelsimError(f"--dataflow applies to systolic chips; {chip.name} is a {chip.kind}")
+    if dataflow not in allowed:
+        raise AccelsimError(f"{chip.name} offers dataflows {', '.join(allowed)}; got {dataflow!r}")
+    return cost_alone(op, chip, lambda m: m.params.get("dataflow") == dataflow)
 
 
 def matmul_report(hw: HardwareBase | str, *, m: int, k: int, n: int, count: int = 1,
                   dtype: str = "bf16", dataflow: str | None = None) -> OpReport:
     chip = hw if isinstance(hw, HardwareBase) else hardware.load_hardware(hw)
     op = matmul_op(m, k, n, count, dtype)
-    cost = cost_alone(op, chip, dataflow)
+    cost = cost_matmul(op, chip, dataflow)
     clock = chip.compute.clock
     return OpReport(
         hw=chip.name, hw_kind=chip.kind,

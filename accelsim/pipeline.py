@@ -1,0 +1,200 @@
+"""The step, written once: lower -> transform -> place -> map + cost -> schedule -> figures.
+
+Every way accelsim costs a step goes through ``run``: ``accelsim.simulate`` on one chip or
+many, the event-driven engine (which replays the graphs ``run`` costed, never lowering again),
+serving (one ``run`` per bucketed step shape), validation and the DSE reference path.  The
+vectorised fast path (``accelsim.dse.fastpath``) evaluates the same stages over arrays of design
+points and takes every rule it shares with this one from here: the typed model, the chip's
+kernels and the energy of a step.  ``cost_alone`` is the one rule for an op costed by itself
+(``accelsim op``, validation's GEMM and stream points).
+
+Nothing here reads a file or resolves a name (``accelsim.api`` does), and nothing asks which
+kind of hardware it holds: each stage is a hook of the backend protocol
+(``accelsim.hardware.base.Backend``).
+"""
+from __future__ import annotations
+
+import math
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+from accelsim import hardware
+from accelsim.graph import Graph, Op
+from accelsim.hardware import area, common
+from accelsim.hardware.base import Backend, Mapping, OpCost, Placement, StepTime, pipelined_round
+from accelsim.hardware.spec import HardwareBase
+from accelsim.model.spec import ModelSpec
+from accelsim.sim.mapper import best_cost, map_graph
+from accelsim.sim.result import Result
+from accelsim.transform import Parallelism, fuse
+from accelsim.workload import Workload
+
+LowerFor = Callable[[Workload], Graph]
+
+
+@dataclass(frozen=True)
+class Costed:
+    """A costed step: its ``Result`` and the one-chip graph of each pipeline stage for one group
+    of users in flight, joined in stage order (what the engine replays against ``result.ops``)."""
+
+    result: Result
+    graph: Graph
+
+
+def typed_model(spec: ModelSpec, hw: HardwareBase, *, weight: str | None = None,
+                activation: str | None = None, kv: str | None = None) -> ModelSpec:
+    """The model with the asked-for storage formats; a chip whose weights are fixed in silicon
+    overrides the weight format with its own."""
+    forced = hardware.backend(hw).forced_weight_dtype(hw)
+    return spec.with_dtypes(weight=forced or weight, activation=activation, kv=kv)
+
+
+def chip_graph(graph: Graph, hw: HardwareBase) -> Graph:
+    """The kernels ``hw``'s software launches for ``graph`` (fusion after any sharding, so a
+    collective stays a kernel of its own)."""
+    policy, unfused = hardware.backend(hw).fusion_policy(hw)
+    return fuse(graph, policy, unfused)
+
+
+def step_joules(op_joules: Any, groups: int, chips_per_stage: int, static_w: Any, chips: int,
+                busy_s: Any) -> Any:
+    """Joules of one step: the ops' energy (one chip, one group of users) for each group and
+    each chip of its stage, plus the static power of every chip while the step keeps it busy.
+    Numbers, or arrays over design points (the fast path)."""
+    return op_joules * groups * chips_per_stage + static_w * chips * busy_s
+
+
+def step_energy(costs: Sequence[OpCost], groups: int, chips_per_stage: int, static_w: float,
+                chips: int, busy_s: float) -> dict[str, float]:
+    """``step_joules`` by component (``static`` for the chips' static power)."""
+    energy: dict[str, float] = defaultdict(float)
+    for c in costs:
+        for component, joules in c.energy_j.items():
+            energy[component] += step_joules(joules, groups, chips_per_stage, 0.0, chips, 0.0)
+    energy["static"] = step_joules(0.0, groups, chips_per_stage, static_w, chips, busy_s)
+    return dict(energy)
+
+
+def run(name: str, lower_for: LowerFor, hw: HardwareBase, workload: Workload,
+        spec: ModelSpec | None, parallelism: Parallelism | None = None) -> Costed:
+    """One step of the graph ``lower_for(workload)`` on ``hw`` (spread over chips as the backend
+    plans it from ``parallelism``).
+
+    ``lower_for`` is called again when users are split into groups in flight (a layer or stage
+    pipeline runs one group per stage); ``spec`` reaches backends that must know the model (a
+    hardwired chip checks that its weights are this model's) and is None for imported graphs."""
+    backend = hardware.backend(hw)
+    full = lower_for(workload)
+    plan = backend.plan(full, hw, parallelism)
+    layout = plan.parallelism
+
+    def stages_of(graph: Graph) -> list[Graph]:
+        return [chip_graph(stage, hw) for stage in plan.split(graph)]
+
+    full_stages = stages_of(full)
+    full_placements = [backend.place(g, hw, spec, workload) for g in full_stages]  # it must fit
+    micro, groups = _groups(backend, hw, spec, workload, len(full_stages))
+    if micro == workload:
+        stages, placements = full_stages, full_placements
+    else:  # one group of users in flight is what each op processes at a time
+        stages = stages_of(lower_for(micro))
+        placements = [backend.place(g, hw, spec, micro) for g in stages]
+    stage_costs = [map_graph(g, hw, backend, pl, micro.density) for g, pl in zip(stages, placements)]
+    step, stage_s = _schedule(backend, hw, stage_costs, workload, micro, groups)
+
+    costs = [c for stage in stage_costs for c in stage]
+    energy = step_energy(costs, groups, layout.per_stage, hw.power.static, layout.chips, step.busy_s)
+    footprint = common.footprint(full)
+    system = backend.system_figures(hw, workload, footprint)
+    notes = step.notes
+    if layout.chips > 1:
+        system = {**_spread_figures(layout, stage_s, costs, step, energy, workload, full_placements),
+                  **system}
+        notes = (_headline(layout, step, costs), *notes)
+    result = Result(
+        model=name, hw=hw.name, hw_kind=hw.kind,
+        workload={"phase": workload.phase, "batch": workload.batch, "prompt": workload.prompt,
+                  "context": workload.context},
+        latency_s=step.latency_s, tokens_per_s=step.throughput_tokens_per_s,
+        joules_per_token=sum(energy.values()) / workload.tokens_credited, energy_j=energy, ops=costs,
+        footprint_bytes=footprint, groups=groups, notes=notes, chips=layout.chips, system=system)
+    joined = Graph(name=full.name if len(stages) == 1 else f"{full.name} [{layout.describe()}]")
+    for graph in stages:
+        for op in graph:
+            joined.add(op)
+    return Costed(_per_chip_silicon(result, hw), joined)
+
+
+def _groups(backend: Backend, hw: HardwareBase, spec: ModelSpec | None, workload: Workload,
+            stages: int) -> tuple[Workload, int]:
+    """Users in flight at once: the backend's own rule on one chip (a hardwired layer pipeline),
+    one group per stage across chips."""
+    if stages == 1:
+        return backend.microbatch(hw, spec, workload)
+    groups = min(workload.batch, stages)
+    return replace(workload, batch=math.ceil(workload.batch / groups)), groups
+
+
+def _schedule(backend: Backend, hw: HardwareBase, stage_costs: list[list[OpCost]],
+              workload: Workload, micro: Workload, groups: int) -> tuple[StepTime, list[float]]:
+    """The step and each stage's time.  One chip: the backend's schedule.  Several stages: each
+    stage's one-group time, combined as an autoregressive pipeline (the round rule a hardwired
+    layer pipeline uses too)."""
+    if len(stage_costs) == 1:
+        step = backend.schedule(stage_costs[0], hw, workload, groups)
+        return step, [step.latency_s]
+    stage_s = [backend.schedule(c, hw, micro, 1).latency_s for c in stage_costs]
+    return pipelined_round(stage_s, workload, groups), stage_s
+
+
+def _spread_figures(layout: Parallelism, stage_s: list[float], costs: Sequence[OpCost],
+                    step: StepTime, energy: dict[str, float], workload: Workload,
+                    placements: Sequence[Placement]) -> dict[str, Any]:
+    """Per-chip figures of a step spread over several chips."""
+    per_chip = [pl.footprint for pl in placements]
+    return {
+        **layout.to_dict(),
+        "stages": len(stage_s),
+        "stage_latency_s": stage_s,
+        "trip_s": sum(stage_s),
+        "collective_s": _collective_s(costs),
+        "tokens_per_s_per_chip": step.throughput_tokens_per_s / layout.chips,
+        "joules_per_token_per_chip": sum(energy.values()) / workload.tokens_credited / layout.chips,
+        "per_chip_footprint_bytes": max(per_chip, key=lambda f: sum(f.values())),
+    }
+
+
+def _collective_s(costs: Sequence[OpCost]) -> float:
+    return sum(c.time_s for c in costs if c.kind == "collective")
+
+
+def _headline(layout: Parallelism, step: StepTime, costs: Sequence[OpCost]) -> str:
+    return (f"{layout.describe()}: per chip {step.throughput_tokens_per_s / layout.chips:,.1f} "
+            f"tokens/s; collectives {_collective_s(costs) * 1e6:,.1f} us per trip")
+
+
+def _per_chip_silicon(result: Result, hw: HardwareBase) -> Result:
+    """Die area, $/Mtoken and the TDP check are per die: judge one chip's share (its power and
+    tokens/s), which leaves $/Mtoken the same for the system."""
+    n = result.chips
+    one = replace(result, tokens_per_s=result.tokens_per_s / n,
+                  energy_j={k: v / n for k, v in result.energy_j.items()})
+    annotated = area.annotate(one, hw)
+    return replace(result, area_mm2=annotated.area_mm2, die_cost_usd=annotated.die_cost_usd,
+                   usd_per_mtoken=annotated.usd_per_mtoken, notes=annotated.notes)
+
+
+def cost_alone(op: Op, hw: HardwareBase, keep: Callable[[Mapping], bool] | None = None) -> OpCost:
+    """``op`` run by itself on ``hw`` under its best mapping (among those ``keep`` accepts): its
+    operands start and end in off-chip memory, as in a kernel benchmark that times one GEMM or
+    one stream over arrays larger than any cache."""
+    backend = hardware.backend(hw)
+    backend.check_lone_op(hw)
+    graph = Graph(name=op.name)
+    graph.add(op)
+    placement = backend.place(graph, hw, None, None)
+    offchip = placement.level_of["weight"]
+    placement = replace(placement, level_of={role: offchip for role in placement.level_of})
+    return best_cost(op, hw, backend, placement, keep)
