@@ -2,6 +2,7 @@
 
     python benchmarks/run_all.py            # all of them
     python benchmarks/run_all.py dse op     # some of them
+    python benchmarks/run_all.py conservation  # issue 14's conservation laws, full matrix (exits 1 on a violation)
 
 Benchmarks report ratios against a baseline measured in the same run (the machines are shared
 and noisy), never absolute targets checked in tests; docs/performance.md records the results.
