@@ -82,8 +82,10 @@ class Op:
 
     ``role`` says what the op is in the model (one of ``OP_ROLES``; lowering sets it on every op,
     "" is left only for ops built by hand).  ``replicas`` counts the chips of a parallel layout
-    that run this very same piece of work (1 when the work is split; tp when every tensor-
-    parallel rank runs it whole: norms, residual adds, a router).  Attention whose query heads are
+    that run each unit of this op's work, on average (1 when the work is split; tp when every
+    tensor-parallel rank runs it whole: norms, residual adds, a router; in between for a fused
+    QKV projection whose K/V columns are copied on ranks past the KV-head count while its Q
+    columns split).  Attention whose query heads are
     split is not replicated even when its KV heads are fewer than the ranks (MLA's latent cache,
     GQA past the KV-head count): each chip's KV-cache tensors show the copy it holds and reads.
     Attention data parallelism never replicates work (each rank runs its own sequences), though
@@ -96,13 +98,14 @@ class Op:
     outputs: tuple[Tensor, ...]
     layer: int | None = None
     role: str = ""
-    replicas: int = 1
+    replicas: float = 1.0
 
     def __post_init__(self) -> None:
         if self.role and self.role not in _OP_ROLE_SET:
             raise ValueError(f"op {self.name}: role {self.role!r} is not one of {', '.join(OP_ROLES)}")
-        if isinstance(self.replicas, bool) or not isinstance(self.replicas, int) or self.replicas < 1:
-            raise ValueError(f"op {self.name}: replicas must be an integer >= 1, got {self.replicas!r}")
+        if isinstance(self.replicas, bool) or not isinstance(self.replicas, (int, float)) \
+                or not self.replicas >= 1:
+            raise ValueError(f"op {self.name}: replicas must be a number >= 1, got {self.replicas!r}")
 
     @property
     def tensor_flops(self) -> float:

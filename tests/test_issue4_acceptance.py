@@ -177,7 +177,7 @@ def _run_llama(hw):
 def _roofline_tokens_per_s(result, chip):
     """tokens / max(FLOPs over the peak, bytes that must be read over the bandwidth), system-wide,
     with raw (underated) peaks: weights outside ROM and the KV cache are read once per step."""
-    per_stage = result.system.get("tp", 1) * result.system.get("ep", 1)
+    per_stage = result.system.get("tp", 1) * result.system.get("dp", 1)
     flops = result.flops * per_stage
     peak = max(*chip.compute.matrix.values(), chip.compute.vector) * result.chips
     mem = chip.memory
@@ -268,6 +268,6 @@ def test_run_headline_names_chips_and_parallelism(cli):
     code, out, _ = cli("run", "--model", "llama-3.2-1b", "--tp", "2", "--pp", "2")
     assert code == 0
     head = out.split("\n\n")[0].splitlines()
-    assert "chips: 4 (tp=2 pp=2 ep=1)" in head[1]
+    assert "chips: 4 (tp=2 pp=2 dp=1 ep=1)" in head[1]
     code, out, _ = cli("run", "--model", "llama-3.2-1b")
     assert "chips: 1" in out.splitlines()[1]

@@ -128,7 +128,7 @@ def test_cli_run_text_names_the_grid(cli):
     code, out, err = cli("run", "--model", MODEL, "--hw", "tpu-v4", "--tp", "16", "--tp-x", "4",
                          "--phase", "prefill", "--prompt", "512")
     assert code == 0, err
-    assert "chips: 16 (tp=16 as 4x4 pp=1 ep=1)" in out
+    assert "chips: 16 (tp=16 as 4x4 pp=1 dp=1 ep=1)" in out
 
 
 # --- batch-sharded attention (Pope et al. 2022, Sec. 3.3) ----------------------------------
@@ -186,4 +186,4 @@ def test_cli_run_names_batch_sharded_attention(cli):
     code, out, err = cli("run", "--model", MODEL, "--hw", "tpu-v4", "--tp", "16", "--tp-x", "4",
                          "--attention-sharding", "batch", "--batch", "16")
     assert code == 0, err
-    assert "chips: 16 (tp=16 as 4x4 pp=1 ep=1 attention=batch)" in out
+    assert "chips: 16 (tp=16 as 4x4 pp=1 dp=1 ep=1 attention=batch)" in out

@@ -12,7 +12,7 @@ F = torch.nn.functional
 from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
-from accelsim import hardware
+from accelsim import hardware, pipeline
 from accelsim.errors import AccelsimError
 from accelsim.graph import Attention, MatMul, Norm, Scan
 from accelsim.importers import torch_export
@@ -20,7 +20,6 @@ from accelsim.importers.simulate import simulate_graph
 from accelsim.importers.torch_export import import_module
 from accelsim.model.lower import lower
 from accelsim.model.spec import ModelSpec
-from accelsim.transform import fusion
 from accelsim.workload import Workload
 
 VOCAB, HIDDEN, HEADS, KV_HEADS, FFN, LAYERS = 96, 64, 4, 2, 160, 2
@@ -164,7 +163,7 @@ def test_llama_param_count_and_simulation(llama):
     result = simulate_graph(imported.graph, "h100-sxm", Workload(phase="prefill", batch=BATCH, prompt=SEQ))
     assert result.latency_s > 0 and result.tokens_per_s > 0
     # One cost per kernel of the graph the chip runs (pointwise ops fused, accelsim.transform.fusion).
-    kernels = fusion.for_chip(imported.graph, hardware.load_hardware("h100-sxm"))
+    kernels = pipeline.chip_graph(imported.graph, hardware.load_hardware("h100-sxm"))
     assert result.model == "tiny-llama" and len(result.ops) == len(kernels) < len(imported.graph)
 
 

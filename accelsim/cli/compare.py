@@ -32,14 +32,13 @@ def roof_of(chip) -> tuple[float, float]:
               help="Report folder [default: reports/<name>].")
 @click.option("--name", default="compare", show_default=True, help="Report name (folder under reports/).")
 @options.json_option
-def compare(model, hws, phase, batch, prompt, context, density, weight_dtype, act_dtype, kv_dtype, chips, tp,
-            pp, ep, tp_x, attention, out, name, as_json):
+def compare(model, hws, phase, batch, prompt, context, density, weight_dtype, act_dtype, kv_dtype,
+            parallelism, out, name, as_json):
     """Compare chips on one model and workload; write Markdown + HTML + CSV + plots.
 
     A chip that cannot run the model (it does not fit; another model's weights are in its
     silicon) is reported as such (a real cliff), not dropped.
     """
-    parallelism = options.parallelism_from(chips, tp, pp, ep, tp_x, attention)
     workload = options.workload_from(phase, batch, prompt, context, density)
     spec = resolve_model(model)
     chips = [resolve_hardware(h) for h in hws]

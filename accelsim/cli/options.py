@@ -1,12 +1,14 @@
 """Options shared by several commands, declared once."""
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Callable
 
 import click
 
 from accelsim.dtypes import DTYPES
+from accelsim.transform import Parallelism
 from accelsim.workload import Workload
 
 DEFAULT_MODEL = "llama-3.1-8b"
@@ -50,11 +52,7 @@ density_option = click.option(
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 
-# --dp-attn reaches ``parallelism_from`` through the click context, so commands that spell out
-# their parallel parameters need no new argument for it (pass ``dp=`` to override).
-_DP_KEY = "accelsim.dp_attn"
-
-parallel_options = _compose(
+_LAYOUT_OPTIONS = _compose(
     click.option("--chips", type=click.IntRange(min=1), default=None,
                  help="Chips in the system: chips = tp x pp x dp-attn (--ep does not multiply "
                       "them); alone, they split the model by tensor parallelism. "
@@ -65,8 +63,7 @@ parallel_options = _compose(
                       "Without --ep, every routed expert is split over the tp x dp-attn chips."),
     click.option("--pp", type=click.IntRange(min=1), default=None,
                  help="Pipeline stages (contiguous layers per stage; sends between stages)."),
-    click.option("--dp-attn", "dp", type=click.IntRange(min=1), default=None, expose_value=False,
-                 callback=lambda ctx, _param, value: ctx.meta.__setitem__(_DP_KEY, value),
+    click.option("--dp-attn", "dp", type=click.IntRange(min=1), default=None,
                  help="Attention data-parallel ranks: each holds whole attention heads (split "
                       "over its --tp ranks) and the dense weights, and runs batch/dp-attn of the "
                       "sequences; must divide --batch. [default: 1]"),
@@ -88,14 +85,16 @@ parallel_options = _compose(
 )
 
 
-def parallelism_from(chips: int | None, tp: int | None, pp: int | None, ep: int | None,
-                     tp_x: int | None = None, attention: str | None = None, dp: int | None = None):
-    from accelsim.transform import Parallelism
-    if dp is None:
-        ctx = click.get_current_context(silent=True)
-        dp = ctx.meta.get(_DP_KEY) if ctx is not None else None
-    return Parallelism.from_options(chips=chips, tp=tp, pp=pp, dp=dp, ep=ep, tp_x=tp_x,
-                                    attention=attention)
+def parallel_options(command: Callable) -> Callable:
+    """The layout options, handed to ``command`` as one ``parallelism`` argument (None when no
+    option is given: one chip, or as many as a dataflow system's bytes need)."""
+    @functools.wraps(command)
+    def with_layout(*args, chips=None, tp=None, pp=None, dp=None, ep=None, tp_x=None, attention=None,
+                    **kwargs):
+        layout = Parallelism.from_options(chips=chips, tp=tp, pp=pp, dp=dp, ep=ep, tp_x=tp_x,
+                                          attention=attention)
+        return command(*args, parallelism=layout, **kwargs)
+    return _LAYOUT_OPTIONS(with_layout)
 
 
 def workload_from(phase: str, batch: int, prompt: int, context: int,

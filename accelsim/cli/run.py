@@ -19,8 +19,8 @@ from accelsim.report.text import result_summary
 @click.option("--top", type=click.IntRange(min=0), default=12, show_default=True,
               help="Rows of the per-op table (slowest ops first); 0 for all.")
 @options.json_option
-def run(model, hw, phase, batch, prompt, context, density, weight_dtype, act_dtype, kv_dtype, chips,
-        tp, pp, ep, tp_x, attention, top, as_json):
+def run(model, hw, phase, batch, prompt, context, density, weight_dtype, act_dtype, kv_dtype,
+        parallelism, top, as_json):
     """Simulate one step: latency, tokens/s, joules/token and the per-op breakdown.
 
     \b
@@ -30,7 +30,7 @@ def run(model, hw, phase, batch, prompt, context, density, weight_dtype, act_dty
     workload = options.workload_from(phase, batch, prompt, context, density)
     result = simulate(model, hw, workload, weight_dtype=weight_dtype, act_dtype=act_dtype,
                       kv_dtype=kv_dtype,
-                      parallelism=options.parallelism_from(chips, tp, pp, ep, tp_x, attention))
+                      parallelism=parallelism)
     if as_json:
         options.echo_json(result.to_dict())
     else:

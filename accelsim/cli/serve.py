@@ -73,7 +73,7 @@ def typical_step(result: serving.ServeResult, costs: serving.CostModel):
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Report folder [default: reports/serve].")
 @options.json_option
-def serve(model, hw, chips, tp, pp, ep, tp_x, attention, weight_dtype, act_dtype, kv_dtype, density, rate, n_requests, arrival, cv, trace_file, prompt, output, scheduler, max_batch,
+def serve(model, hw, parallelism, weight_dtype, act_dtype, kv_dtype, density, rate, n_requests, arrival, cv, trace_file, prompt, output, scheduler, max_batch,
           chunk, block_size, rates, slo_ttft, slo_tpot, seed, out, as_json):
     """Serve a stream of requests and report TTFT, TPOT, end-to-end latency, throughput, goodput
     under the SLOs, energy per token, the queue over time and a latency-throughput curve.
@@ -102,7 +102,7 @@ def serve(model, hw, chips, tp, pp, ep, tp_x, attention, weight_dtype, act_dtype
         def workload_at(r: float) -> list[serving.Request]:
             return serving.synthetic_requests(n_requests, r, arrival=arrival, cv=cv, prompt=prompt,
                                               output=output, seed=seed)
-    costs = serving.CostModel(model, hw, parallelism=options.parallelism_from(chips, tp, pp, ep, tp_x, attention),
+    costs = serving.CostModel(model, hw, parallelism=parallelism,
                               density=density, weight_dtype=weight_dtype, act_dtype=act_dtype,
                               kv_dtype=kv_dtype)
     main = serving.serve(base if base is not None else workload_at(rate), costs, config, main_rate)

@@ -8,9 +8,9 @@ from accelsim.units import format_si
 
 
 def chips_line(result: Result) -> str:
-    """'1', '8 (tp=8 pp=1 ep=1)' or '64 (tp=64 as 4x16 pp=1 ep=1)': the system the figures are for."""
+    """'1', '8 (tp=8 pp=1 dp=1 ep=1)' or '64 (tp=64 as 4x16 pp=1 dp=1 ep=1)': the system the figures are for."""
     system = result.system
-    split = " ".join(f"{k}={system[k]}" for k in ("tp", "pp", "ep") if k in system)
+    split = " ".join(f"{k}={system[k]}" for k in ("tp", "pp", "dp", "ep") if k in system)
     if system.get("tp_x", 1) > 1:
         split = split.replace(f"tp={system['tp']}", f"tp={system['tp']} as {system['tp_x']}x"
                                                     f"{system['tp'] // system['tp_x']}")

@@ -258,20 +258,3 @@ def _dedupe(tensors) -> list[Tensor]:
 def _label(op: Op) -> str:
     """Layer-free name of an absorbed op, so identical layers keep one shape key."""
     return op.name.rsplit(".", 1)[-1]
-
-
-# --- to be removed: the backends' ``fusion_policy(hw)`` hook replaces these (they read a chip's
-# kind section by name, which nothing outside accelsim.hardware should do) ----------------------
-
-def policy_of(chip) -> str:
-    """The fusion policy the chip's kind section names; kinds without one (hardwired, already
-    spatial; dataflow) do not fuse."""
-    section = getattr(chip, chip.kind, None)
-    return getattr(section, "fusion", "none")
-
-
-def for_chip(graph: Graph, chip) -> Graph:
-    """The graph a backend costs on ``chip``: the one place fusion is applied (after sharding,
-    so collectives stay separate kernels)."""
-    section = getattr(chip, chip.kind, None)
-    return fuse(graph, policy_of(chip), tuple(getattr(section, "unfused", ())))

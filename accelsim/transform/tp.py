@@ -246,6 +246,8 @@ def _column_parallel(op: MatMul, w: Tensor, grid: Grid, split: Split, qkv: dict[
     else:
         y_local = renamed(y_cols, f"{y.name}.local" if gathered_at_end else y.name)
         ops.append(replace(op, inputs=(a_local, w_local, *extras), outputs=(y_local, *rest), n=n_local))
+    if op.name in qkv:  # K/V columns copied on the ranks past the KV-head count
+        ops = [replace(o, replicas=max(1.0, qkv[op.name] * grid.y)) if o.role == "qkv" else o for o in ops]
     split.ratio[y.name] = r
     if gathered_at_end:  # the graph's output (the LM head's logits): gather the slices
         ops.append(Collective(f"{op.name}.all_gather", (y_local,), (y,), layer=op.layer,
@@ -353,8 +355,10 @@ def _tp_embedding(op: Embedding, grid: Grid, split: Split) -> list[Op]:
     local_table = scaled(scaled(table, 1 / grid.y, axis=0), 1 / grid.x)
     if grid.x > 1:
         split.residual.add(y.name)
+    # Each rank gathers only the ids that fall in its rows (1/y of them on average) and writes
+    # zeros for the rest, which the all-reduce fills in.
     return reduced_over_y(replace(op, inputs=(local_table, *rest), outputs=(y_local,),
-                                  dim=y_local.shape[-1]), grid)
+                                  dim=y_local.shape[-1], tokens=math.ceil(op.tokens / grid.y)), grid)
 
 
 def merged_reductions(graph: Graph) -> Graph:
