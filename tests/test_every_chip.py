@@ -76,3 +76,19 @@ def test_serve_on_dataflow_counts_kv_capacity_over_its_chips(name):
     assert free == pytest.approx(hardware.backend(chip).main_memory(chip).capacity * costs.chips
                                  - costs.weight_bytes)
     assert costs.dtypes["parallelism"].chips == costs.chips
+
+
+@pytest.mark.parametrize("name", CHIPS)
+def test_sweep_runs_around_every_chip(cli, tmp_path, name):
+    """A two-point design space around each bundled chip (its memory derate varied) sweeps to
+    a results file: the fast path, or one by one for kinds that choose their own chip count."""
+    space = tmp_path / "space.yaml"
+    space.write_text(f"name: around-{name}\nbase: {name}\n"
+                     "workload: {phase: decode, batch: 1, context: 64}\n"
+                     "parameters:\n  - key: efficiency.memory\n    values: [0.7, 0.9]\n"
+                     "objectives: {tokens_per_s: max}\n")
+    code, out, err = cli("sweep", "--model", _model_for(name), "--space", str(space),
+                         "--out", str(tmp_path / "dse"))
+    assert code == 0, err
+    rows = (tmp_path / "dse" / "results.csv").read_text().strip().splitlines()
+    assert len(rows) == 3 and all(",ok," in row for row in rows[1:]), rows
