@@ -81,14 +81,6 @@ def load_density(path: str | Path) -> DensityProfile:
     return loader.validate(DensityProfile, loader.read_document(path), str(path))
 
 
-def resolve_density(density: DensityProfile | str | Path | None) -> DensityProfile | None:
-    if density is None or isinstance(density, DensityProfile):
-        return density
-    if isinstance(density, (str, Path)):
-        return load_density(density)
-    raise AccelsimError(f"density must be a DensityProfile or a path to one, got {type(density).__name__}")
-
-
 def effective_macs(macs: float, density: float, skip_granularity: int = 1) -> float:
     """Multiply-accumulates left when the datapath skips groups of ``skip_granularity``
     consecutive input activations that are all negligible.

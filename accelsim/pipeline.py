@@ -21,10 +21,12 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from accelsim import hardware
+from accelsim.errors import AccelsimError
 from accelsim.graph import Graph, Op
 from accelsim.hardware import area, common
 from accelsim.hardware.base import Backend, Mapping, OpCost, Placement, StepTime, pipelined_round
 from accelsim.hardware.spec import HardwareBase
+from accelsim.model.lower import lower
 from accelsim.model.spec import ModelSpec
 from accelsim.sim.mapper import best_cost, map_graph
 from accelsim.sim.result import Result
@@ -77,6 +79,34 @@ def step_energy(costs: Sequence[OpCost], groups: int, chips_per_stage: int, stat
     return dict(energy)
 
 
+def model_step(spec: ModelSpec, hw: HardwareBase, workload: Workload, *, weight_dtype: str | None = None,
+               act_dtype: str | None = None, kv_dtype: str | None = None,
+               parallelism: Parallelism | None = None) -> Costed:
+    """One step of a catalogue-style model (validated objects, no names): ``spec`` in the asked-for
+    formats, lowered for each workload ``run`` asks about."""
+    typed = typed_model(spec, hw, weight=weight_dtype, activation=act_dtype, kv=kv_dtype)
+    return run(typed.name, lambda w: lower(typed, w), hw, workload, typed, parallelism)
+
+
+def graph_step(graph: Graph, hw: HardwareBase, workload: Workload) -> Costed:
+    """One step of a graph that did not come from a ModelSpec (an imported torch module), costed
+    exactly as a lowered model.  ``workload`` must describe the step the graph was traced for (it
+    sets the tokens throughput and energy per token are divided by, and carries the density)."""
+    fixed = hardware.backend(hw).fixed_model(hw)
+    if fixed is not None:
+        # The chip holds one catalogue model's weights in silicon: nothing else runs on it.
+        raise AccelsimError(f"{hw.name} is hardwired for '{fixed}'; an imported "
+                            f"graph cannot run on it (choose a gpu or systolic chip)")
+
+    def fixed_graph(asked: Workload) -> Graph:
+        if asked != workload:
+            raise AccelsimError(f"{graph.name}: an imported graph is fixed by its example inputs and "
+                                f"cannot be re-lowered for {asked.describe()}")
+        return graph
+
+    return run(graph.name, fixed_graph, hw, workload, None)
+
+
 def run(name: str, lower_for: LowerFor, hw: HardwareBase, workload: Workload,
         spec: ModelSpec | None, parallelism: Parallelism | None = None) -> Costed:
     """One step of the graph ``lower_for(workload)`` on ``hw`` (spread over chips as the backend
@@ -124,7 +154,7 @@ def run(name: str, lower_for: LowerFor, hw: HardwareBase, workload: Workload,
     for graph in stages:
         for op in graph:
             joined.add(op)
-    return Costed(_per_chip_silicon(result, hw), joined)
+    return Costed(_per_chip_silicon(result, hw, spec), joined)
 
 
 def _groups(backend: Backend, hw: HardwareBase, spec: ModelSpec | None, workload: Workload,
@@ -175,13 +205,13 @@ def _headline(layout: Parallelism, step: StepTime, costs: Sequence[OpCost]) -> s
             f"tokens/s; collectives {_collective_s(costs) * 1e6:,.1f} us per trip")
 
 
-def _per_chip_silicon(result: Result, hw: HardwareBase) -> Result:
+def _per_chip_silicon(result: Result, hw: HardwareBase, spec: ModelSpec | None) -> Result:
     """Die area, $/Mtoken and the TDP check are per die: judge one chip's share (its power and
     tokens/s), which leaves $/Mtoken the same for the system."""
     n = result.chips
     one = replace(result, tokens_per_s=result.tokens_per_s / n,
                   energy_j={k: v / n for k, v in result.energy_j.items()})
-    annotated = area.annotate(one, hw)
+    annotated = area.annotate(one, hw, spec)
     return replace(result, area_mm2=annotated.area_mm2, die_cost_usd=annotated.die_cost_usd,
                    usd_per_mtoken=annotated.usd_per_mtoken, notes=annotated.notes)
 

@@ -1,20 +1,19 @@
 """Studies: several models x several chips x several workloads, declared in one YAML file.
 
 A study is the comparison a hardware architect actually publishes ("model family F on chips
-A, B, C at these operating points"); it is `compare` run over a grid, with every refusal kept.
+A, B, C at these operating points"); it is `compare` run over a grid, with every refusal kept
+(``accelsim.api.load_study`` reads the file, ``accelsim.api.run_study`` runs it).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Literal
 
 from pydantic import Field
 
-from accelsim import api
-from accelsim.config import loader
 from accelsim.config.types import NonNegativeInt, PositiveInt, Spec
 from accelsim.dtypes import DType
+from accelsim.hardware.spec import HardwareBase
 from accelsim.sim.result import Refusal, Result
 from accelsim.workload import Workload
 
@@ -49,6 +48,7 @@ class StudySpec(Spec):
 @dataclass(frozen=True)
 class StudyCell:
     case: StudyCase
+    chips: tuple[HardwareBase, ...]  # the case's hardware, resolved
     workload: Workload
     results: list[Result]
     refusals: list[Refusal]
@@ -62,22 +62,3 @@ class StudyCell:
                                                         ("kv", self.case.kv_dtype)) if d)
         return f"{self.case.model}{dtypes}_{wl.phase}_b{wl.batch}_{size}"
 
-
-def load_study(path: str) -> StudySpec:
-    resolved = Path(path)
-    if not resolved.is_file():
-        raise loader.ConfigError("no such study file", source=path)
-    return loader.validate(StudySpec, loader.read_document(resolved), path)
-
-
-def run_study(study: StudySpec) -> list[StudyCell]:
-    cells = []
-    for case in study.cases:
-        chips = [api.resolve_hardware(h) for h in case.hardware]
-        spec = api.resolve_model(case.model)
-        for item in study.workloads:
-            workload = item.workload()
-            results, refusals = api.compare(spec, chips, workload, weight_dtype=case.weight_dtype,
-                                            act_dtype=case.act_dtype, kv_dtype=case.kv_dtype)
-            cells.append(StudyCell(case, workload, results, refusals))
-    return cells

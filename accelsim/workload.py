@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from accelsim.density import DensityProfile, resolve_density
+from accelsim.density import DensityProfile
 from accelsim.errors import AccelsimError
 
 Phase = Literal["prefill", "decode"]
@@ -22,13 +22,14 @@ class Workload:
     batch: int = 1
     prompt: int = 2048
     context: int = 2048
-    # Per-op input activation density (a DensityProfile or a path to one); None means dense.
-    # Only hardware that skips zeros reads it (see accelsim.density.effective_macs).
+    # Per-op input activation density; None means dense.  Only hardware that skips zeros reads
+    # it (see accelsim.density.effective_macs).  A path is read by ``accelsim.api.resolve_density``.
     density: DensityProfile | None = None
 
     def __post_init__(self) -> None:
-        # A path is loaded here, once, so everything downstream sees a validated profile.
-        object.__setattr__(self, "density", resolve_density(self.density))
+        if self.density is not None and not isinstance(self.density, DensityProfile):
+            raise AccelsimError("density must be a DensityProfile (accelsim.api.resolve_density reads "
+                                f"one from a path), got {type(self.density).__name__}")
         if self.phase not in ("prefill", "decode"):
             raise AccelsimError(f"phase must be 'prefill' or 'decode', got {self.phase!r}")
         for name in ("batch", "prompt", "context"):

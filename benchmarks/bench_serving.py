@@ -18,6 +18,7 @@ from pathlib import Path
 
 from accelsim.transform import Parallelism
 from accelsim.sim import serving
+from accelsim.api import cost_model
 from accelsim.api import timeline as step_timeline
 from accelsim.workload import Workload
 
@@ -29,7 +30,7 @@ MODEL, HW, PARALLEL = "llama-3.1-70b", "h100-sxm", Parallelism(tp=8)
 def bench_serving(n: int, rate: float) -> dict:
     requests = serving.synthetic_requests(n, rate, prompt=1024, output=256, seed=0)
     t0 = time.perf_counter()
-    costs = serving.CostModel(MODEL, HW, parallelism=PARALLEL)
+    costs = cost_model(MODEL, HW, parallelism=PARALLEL)
     cold_start = time.perf_counter()
     result = serving.serve(requests, costs, serving.ServeConfig(), rate)
     cold = time.perf_counter() - cold_start

@@ -5,6 +5,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from accelsim.api import resolve_density
 from accelsim.density import DensityEntry, DensityProfile, effective_macs, load_density
 from accelsim.errors import AccelsimError, ConfigError
 from accelsim.workload import Workload
@@ -25,8 +26,10 @@ def test_lookup_exact_then_longest_prefix_then_default():
 def test_round_trip_and_workload_reads_a_path(tmp_path, suffix):
     path = PROFILE.save(tmp_path / f"profile{suffix}")
     assert load_density(path) == PROFILE
-    workload = Workload(phase="prefill", batch=1, prompt=8, density=str(path))
+    workload = Workload(phase="prefill", batch=1, prompt=8, density=resolve_density(str(path)))
     assert workload.density == PROFILE
+    with pytest.raises(AccelsimError, match="density must be a DensityProfile"):
+        Workload(density=str(path))  # a path is read at the API, not by the workload
     assert Workload().density is None
 
 
@@ -39,7 +42,7 @@ def test_bad_profiles_give_one_line_naming_the_key(tmp_path):
     with pytest.raises(ConfigError, match="duplicate entry name 'a'"):
         load_density(bad)
     with pytest.raises(ConfigError, match="no such density profile"):
-        Workload(density=str(tmp_path / "missing.yaml"))
+        resolve_density(str(tmp_path / "missing.yaml"))
 
 
 @given(macs=st.floats(0, 1e12), density=st.floats(0, 1), g=st.integers(1, 64))

@@ -68,8 +68,8 @@ def test_compare_over_every_chip(cli, tmp_path):
 def test_serve_on_dataflow_counts_kv_capacity_over_its_chips(name):
     """The KV capacity of an SRAM-only system is the SRAM of the chips it spans beyond the
     weights, and every step runs on that one system."""
-    from accelsim.sim import serving
-    costs = serving.CostModel(SMALL, name)
+    from accelsim import api
+    costs = api.cost_model(SMALL, name)
     assert costs.chips >= 1
     chip = costs.hw
     free = costs.cache_capacity_bytes(1.0)

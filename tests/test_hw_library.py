@@ -10,6 +10,7 @@ import yaml
 from accelsim.config.loader import bundled_names
 from accelsim.errors import ConfigError
 from accelsim.hardware import area, load_hardware, parse_hardware
+from accelsim.model.spec import load_model
 
 NAMES = sorted(bundled_names("hw_configs"))
 EXPECTED = {"a100-sxm", "h100-sxm", "h200", "b200", "mi300x", "tpu-v4", "tpu-v5e", "tpu-v5p",
@@ -76,7 +77,7 @@ def test_die_cost_grows_faster_than_area():
 
 def test_stated_die_area_wins_and_hardwired_rom_is_modelled():
     hw = load_hardware("hardwired-llama-3.1-8b")
-    b = area.area_breakdown(hw)
+    b = area.area_breakdown(hw, load_model("llama-3.1-8b"))
     assert b.stated and b.die_mm2 == pytest.approx(815.0)
     assert b.rom_mm2 > 0 and b.modelled_mm2 <= b.die_mm2
 

@@ -41,7 +41,7 @@ def test_the_engine_replays_the_costed_graph_without_lowering_again(monkeypatch)
         calls.append(workload)
         return real(spec, workload)
 
-    monkeypatch.setattr(api, "lower", counted)
+    monkeypatch.setattr(pipeline, "lower", counted)
     timeline = api.timeline("llama-3.2-1b", "h100-sxm", Workload("decode", 4, 1, 256), overlap="none")
     assert len(calls) == 1
     result = accelsim.simulate("llama-3.2-1b", "h100-sxm", Workload("decode", 4, 1, 256))

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from accelsim.api import resolve_hardware, simulate
-from accelsim.sim.serving import CostModel, ServeConfig, serve, synthetic_requests
+from accelsim.api import cost_model, resolve_hardware, simulate
+from accelsim.sim.serving import ServeConfig, serve, synthetic_requests
 from accelsim.validate.points import Catalogue
 from accelsim.validate.predict import Calibration, calibrated, current_calibration, predict
 from accelsim.workload import Workload
@@ -57,8 +57,8 @@ def test_run_step_latency_is_unchanged_and_the_note_says_why(workload):
 def test_serve_ttft_and_e2e_grow_by_it_and_tpot_does_not():
     requests = synthetic_requests(12, 4.0, prompt=256, output=32, seed=2)
     config = ServeConfig(max_batch=8)
-    plain = serve(requests, CostModel("llama-3.2-1b", _with_request(0.0)), config, 4.0)
-    slow = serve(requests, CostModel("llama-3.2-1b", _with_request(REQUEST)), config, 4.0)
+    plain = serve(requests, cost_model("llama-3.2-1b", _with_request(0.0)), config, 4.0)
+    slow = serve(requests, cost_model("llama-3.2-1b", _with_request(REQUEST)), config, 4.0)
     assert [s.end_s for s in slow.steps] == [s.end_s for s in plain.steps]  # steps untouched
     for a, b in zip(plain.requests, slow.requests):
         assert b.ttft_s - a.ttft_s == pytest.approx(REQUEST, rel=1e-9)

@@ -8,14 +8,13 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from accelsim.api import cost_model, load_trace
 from accelsim.cli import main
 from accelsim.errors import AccelsimError
 from accelsim.sim.serving import (
-    CostModel,
     Request,
     ServeConfig,
     bucket,
-    read_trace,
     serve,
     synthetic_requests,
 )
@@ -25,7 +24,7 @@ MODEL, HW = "llama-3.1-8b", "h100-sxm"
 
 @pytest.fixture(scope="module")
 def costs():
-    return CostModel(MODEL, HW)
+    return cost_model(MODEL, HW)
 
 
 def requests_at(rate, n=200, prompt=256, output=32, seed=0, **kw):
@@ -118,7 +117,7 @@ def test_capacity_from_the_chip_is_free_memory_over_kv_per_token(costs):
 
 def test_recurrent_model_capacity_counts_sequences_of_state_not_tokens():
     # The MatMul-free LM has no KV cache: each user pins its fp32 recurrent state, whatever its length.
-    chip = CostModel("mmfreelm-370m", HW)
+    chip = cost_model("mmfreelm-370m", HW)
     assert chip.kv_bytes_per_token == 0 and chip.state_bytes_per_seq == 24 * 1024 * 4
     assert chip.block_bytes(16) == chip.state_bytes_per_seq and chip.state_blocks(16) == 1
     result = serve(requests_at(50, n=12, prompt=64, output=8), chip, ServeConfig(kv_blocks=3), 50)
@@ -131,27 +130,27 @@ def test_a_request_larger_than_the_cache_is_one_clear_error(costs):
 
 
 def test_pipelined_users_on_the_hardwired_chip():
-    chip = CostModel(MODEL, "hardwired-llama-3.1-8b")
+    chip = cost_model(MODEL, "hardwired-llama-3.1-8b")
     result = serve(requests_at(50, n=30, prompt=128, output=16), chip, ServeConfig(scheduler="pipelined"), 50)
     capacity_tokens = chip.cache_capacity_bytes(0.9) / chip.kv_bytes_per_token
     assert result.max_running * (128 + 16) <= capacity_tokens + 16 * result.max_running
     assert all(r.ttft_s > 0 for r in result.requests)
     with pytest.raises(AccelsimError, match="hardwired"):
-        serve(requests_at(1, n=2), CostModel(MODEL, HW), ServeConfig(scheduler="pipelined"), 1)
+        serve(requests_at(1, n=2), cost_model(MODEL, HW), ServeConfig(scheduler="pipelined"), 1)
 
 
 def test_trace_file_round_trip_and_errors(tmp_path):
     good = tmp_path / "t.csv"
     good.write_text("arrival_s,prompt_tokens,output_tokens\n0.5,100,10\n0.1,50,5\n")
-    reqs = read_trace(good)
+    reqs = load_trace(good)
     assert [(r.arrival_s, r.prompt, r.output) for r in reqs] == [(0.1, 50, 5), (0.5, 100, 10)]
     bad = tmp_path / "bad.csv"
     bad.write_text("arrival_s,prompt_tokens,output_tokens\n0.5,abc,10\n")
     with pytest.raises(AccelsimError, match="bad.csv:2"):
-        read_trace(bad)
+        load_trace(bad)
     with pytest.raises(AccelsimError, match="columns"):
         (tmp_path / "cols.csv").write_text("t,p\n1,2\n")
-        read_trace(tmp_path / "cols.csv")
+        load_trace(tmp_path / "cols.csv")
 
 
 def test_serve_cli_writes_report_curve_and_valid_trace(tmp_path, capsys):

@@ -13,10 +13,10 @@ from torch.nn.attention import SDPBackend, sdpa_kernel
 from torch.utils.flop_counter import FlopCounterMode
 
 from accelsim import hardware, pipeline
+from accelsim.api import simulate_graph
 from accelsim.errors import AccelsimError
 from accelsim.graph import Attention, MatMul, Norm, Scan
 from accelsim.importers import torch_export
-from accelsim.importers.simulate import simulate_graph
 from accelsim.importers.torch_export import import_module
 from accelsim.model.lower import lower
 from accelsim.model.spec import ModelSpec

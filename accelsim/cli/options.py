@@ -7,6 +7,7 @@ from collections.abc import Callable
 
 import click
 
+from accelsim import api
 from accelsim.dtypes import DTYPES
 from accelsim.transform import Parallelism
 from accelsim.workload import Workload
@@ -99,7 +100,8 @@ def parallel_options(command: Callable) -> Callable:
 
 def workload_from(phase: str, batch: int, prompt: int, context: int,
                   density: str | None = None) -> Workload:
-    return Workload(phase=phase, batch=batch, prompt=prompt, context=context, density=density)
+    return Workload(phase=phase, batch=batch, prompt=prompt, context=context,
+                    density=api.resolve_density(density))
 
 
 def echo_json(data: object) -> None:

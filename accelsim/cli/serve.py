@@ -5,9 +5,11 @@ from pathlib import Path
 
 import click
 
+from accelsim import api
 from accelsim.cli import options
 from accelsim.errors import AccelsimError
 from accelsim.sim import serving
+from accelsim.workload import Workload
 
 DEFAULT_RATE_FACTORS = (0.25, 0.5, 1.0, 1.5, 2.0)
 
@@ -27,15 +29,13 @@ def parse_rates(text: str | None, rate: float) -> list[float]:
 
 def typical_step(result: serving.ServeResult, costs: serving.CostModel):
     """The engine's timeline of a decode step at the run's median batch and mean context."""
-    from accelsim.api import timeline as step_timeline
-    from accelsim.workload import Workload
     decodes = sorted(s.decodes for s in result.steps if s.decodes)
     if not decodes:
         return None, ""
     batch = decodes[len(decodes) // 2]
     context = round(sum(r.prompt + r.output / 2 for r in result.requests) / len(result.requests))
     workload = Workload("decode", batch, 1, context, density=costs.density)
-    timeline = step_timeline(costs.model, costs.hw, workload, overlap="double_buffered",
+    timeline = api.timeline(costs.model, costs.hw, workload, overlap="double_buffered",
                              **costs.dtypes)
     return timeline, f"{workload.describe()}, double-buffered"
 
@@ -90,7 +90,7 @@ def serve(model, hw, parallelism, weight_dtype, act_dtype, kv_dtype, density, ra
     config = serving.ServeConfig(scheduler=scheduler, max_batch=max_batch, chunk=chunk,
                                  block_size=block_size, slo_ttft_s=slo_ttft, slo_tpot_s=slo_tpot)
     if trace_file is not None:
-        base = serving.read_trace(trace_file)
+        base = api.load_trace(trace_file)
         main_rate = (len(base) - 1) / max(base[-1].arrival_s - base[0].arrival_s, 1e-12) if len(base) > 1 else rate
 
         def workload_at(r: float) -> list[serving.Request]:
@@ -102,8 +102,8 @@ def serve(model, hw, parallelism, weight_dtype, act_dtype, kv_dtype, density, ra
         def workload_at(r: float) -> list[serving.Request]:
             return serving.synthetic_requests(n_requests, r, arrival=arrival, cv=cv, prompt=prompt,
                                               output=output, seed=seed)
-    costs = serving.CostModel(model, hw, parallelism=parallelism,
-                              density=density, weight_dtype=weight_dtype, act_dtype=act_dtype,
+    costs = api.cost_model(model, hw, parallelism=parallelism,
+                           density=density, weight_dtype=weight_dtype, act_dtype=act_dtype,
                               kv_dtype=kv_dtype)
     main = serving.serve(base if base is not None else workload_at(rate), costs, config, main_rate)
     sweep = [serving.serve(workload_at(r), costs, config, r) for r in curve_rates]

@@ -6,9 +6,9 @@ from pathlib import Path
 import click
 import pandas as pd
 
+from accelsim.api import load_study, run_study
 from accelsim.cli import options
 from accelsim.report.study import study_frame, write_study
-from accelsim.study import load_study, run_study
 
 
 @click.command()

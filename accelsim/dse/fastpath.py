@@ -31,7 +31,7 @@ from pydantic import ValidationError
 from accelsim import hardware, pipeline
 from accelsim.dse import metrics
 from accelsim.dse.columns import Mixed, spec_columns
-from accelsim.dse.evaluate import Job, evaluate_scalar
+from accelsim.dse.evaluate import Job, base_row, evaluate_scalar
 from accelsim.dse.space import METRICS, _adapter, _compile, _dotted, dimension_of, point_ids, to_number
 from accelsim.errors import DoesNotFitError
 from accelsim.hardware import common
@@ -162,7 +162,6 @@ class _Table:
         return ["point_id", *e.keys], columns
 
     def records(self) -> list[dict[str, Any]]:
-        from accelsim.dse.evaluate import base_row
         base = self._base()
         status, reason = self.status.tolist(), self.reason.tolist()
         values = list(zip(*(self.values[m].tolist() for m in METRICS))) or [()] * len(status)
@@ -506,7 +505,7 @@ class _Group:
         shape = (len(local),)
         latency = np.broadcast_to(step.latency_s, shape)
         energy_total = pipeline.step_joules(energy, groups, 1, p["static"], 1, step.busy_s)
-        chip = metrics.silicon(view)
+        chip = metrics.silicon(view, self.job.model)
         values = metrics.step_metrics(latency, np.broadcast_to(step.throughput_tokens_per_s, shape),
                                       np.broadcast_to(energy_total, shape), workload,
                                       area_mm2=np.broadcast_to(chip.area_mm2, shape),

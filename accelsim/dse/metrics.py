@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from accelsim.hardware import area
 from accelsim.hardware.spec import HardwareBase
+from accelsim.model.spec import ModelSpec
 from accelsim.workload import Workload
 
 STATUS_OK = "ok"
@@ -21,8 +22,8 @@ class Silicon:
     die_usd: float
 
 
-def silicon(hw: HardwareBase) -> Silicon:
-    return Silicon(area.area_breakdown(hw).die_mm2, area.die_cost_usd(hw))
+def silicon(hw: HardwareBase, model: ModelSpec | None = None) -> Silicon:
+    return Silicon(area.area_breakdown(hw, model).die_mm2, area.die_cost_usd(hw, model))
 
 
 def step_metrics(latency_s, tokens_per_s, energy_total_j, workload: Workload, chip: Silicon | None = None,

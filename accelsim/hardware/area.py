@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 
 from accelsim.hardware import backend
 from accelsim.hardware.arraymath import exp, safe_divisor, sqrt, vmax, where
+from accelsim.model.spec import ModelSpec
 
 WAFER_DIAMETER_MM = 300.0
 # Chips are paid for over this service life and run at the result's average power meanwhile.
@@ -95,15 +96,15 @@ def datapath_mm2(hw, node: NodeConstants) -> float:
     return vmax(*per_dtype) * 1e-6
 
 
-def onchip_bytes(hw) -> tuple[float, float]:
-    """(SRAM bytes, ROM bits) held on die: the kind says what its die stores
+def onchip_bytes(hw, model: ModelSpec | None = None) -> tuple[float, float]:
+    """(SRAM bytes, ROM bits) held on die running ``model``: the kind says what its die stores
     (``Backend.die_storage``)."""
-    return backend(hw).die_storage(hw)
+    return backend(hw).die_storage(hw, model)
 
 
-def area_breakdown(hw) -> AreaBreakdown:
+def area_breakdown(hw, model: ModelSpec | None = None) -> AreaBreakdown:
     node = node_of(hw)
-    sram_bytes, rom_bits = onchip_bytes(hw)
+    sram_bytes, rom_bits = onchip_bytes(hw, model)
     sram = sram_bytes * 8 * node.sram_um2_per_bit * 1e-6
     rom = rom_bits / (hw.memory.weights.density * 8) if rom_bits else 0.0  # density is B/mm2
     phys = (hw.area.phys if hw.area is not None else 0) * PHY_MM2
@@ -127,9 +128,9 @@ def murphy_yield(die_mm2: float, defects_per_cm2: float) -> float:
     return where(ad == 0, 1.0, ((1 - exp(-safe)) / safe) ** 2)
 
 
-def die_cost_usd(hw) -> float:
+def die_cost_usd(hw, model: ModelSpec | None = None) -> float:
     node = node_of(hw)
-    die = area_breakdown(hw).die_mm2
+    die = area_breakdown(hw, model).die_mm2
     wafer = hw.area.wafer_cost if hw.area is not None and hw.area.wafer_cost else node.wafer_cost_usd
     if hw.area is not None and hw.area.wafer_scale:
         return wafer
@@ -150,13 +151,13 @@ def tdp_note(hw, power_w: float) -> str | None:
     return None
 
 
-def annotate(result, hw):
+def annotate(result, hw, model: ModelSpec | None = None):
     """The result with die area, $/Mtoken and, where exceeded, a TDP warning filled in."""
-    die_usd = die_cost_usd(hw)
+    die_usd = die_cost_usd(hw, model)
     notes = result.notes
     note = tdp_note(hw, result.power_w)
     if note:
         notes = (*notes, note)
-    return replace(result, area_mm2=area_breakdown(hw).die_mm2, die_cost_usd=die_usd,
+    return replace(result, area_mm2=area_breakdown(hw, model).die_mm2, die_cost_usd=die_usd,
                    usd_per_mtoken=usd_per_mtoken(die_usd, result.power_w, result.tokens_per_s),
                    notes=notes)

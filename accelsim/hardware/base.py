@@ -212,7 +212,7 @@ class Backend(Protocol):
 
     def stage_latency(self, hw: Any) -> float: ...
 
-    def die_storage(self, hw: Any) -> tuple[Any, Any]: ...
+    def die_storage(self, hw: Any, model: ModelSpec | None) -> tuple[Any, Any]: ...
 
 
 class BackendBase(ABC):
@@ -341,8 +341,9 @@ class BackendBase(ABC):
         return 0.0
 
     @abstractmethod
-    def die_storage(self, hw: Any) -> tuple[Any, Any]:
-        """(SRAM bytes, ROM bits) on the die, for the area model."""
+    def die_storage(self, hw: Any, model: ModelSpec | None) -> tuple[Any, Any]:
+        """(SRAM bytes, ROM bits) on the die, for the area model; ``model`` is the model the chip
+        runs (None when unknown), for dies whose storage holds its weights."""
 
 
 def _whole(graph: Graph) -> list[Graph]:

@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from accelsim.density import effective_macs
 from accelsim.dtypes import DTYPES
 from accelsim.errors import DoesNotFitError
 from accelsim.graph import Access, Graph, MatMul, Op
@@ -142,7 +143,6 @@ def datapath_macs(macs: float, zero_skipping: bool, density: float = 1.0, granul
     op's input-activation density.  Pure cost hook, read by every kind through ``skip_share``."""
     if not zero_skipping:
         return macs
-    from accelsim.density import effective_macs
     return effective_macs(macs, density, granularity)
 
 

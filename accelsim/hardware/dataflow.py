@@ -143,7 +143,7 @@ class DataflowBackend(BackendBase):
     def onchip_capacity(self, hw: DataflowSpec) -> float:
         return hw.memory.sram.capacity
 
-    def die_storage(self, hw: DataflowSpec) -> tuple[Any, Any]:
+    def die_storage(self, hw: DataflowSpec, model: ModelSpec | None) -> tuple[Any, Any]:
         return hw.memory.sram.capacity, 0.0
 
 

@@ -131,7 +131,7 @@ class GpuBackend(BackendBase):
     def onchip_capacity(self, hw: GpuSpec) -> float:
         return hw.memory.l2.capacity
 
-    def die_storage(self, hw: GpuSpec) -> tuple[Any, Any]:
+    def die_storage(self, hw: GpuSpec, model: ModelSpec | None) -> tuple[Any, Any]:
         return hw.memory.l2.capacity, 0.0
 
 

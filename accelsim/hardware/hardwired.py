@@ -14,7 +14,6 @@ import math
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import replace
-from functools import lru_cache
 from typing import Any
 
 from accelsim.dtypes import bits
@@ -257,23 +256,16 @@ class HardwiredBackend(BackendBase):
     def stage_latency(self, hw: HardwiredSpec) -> float:
         return hw.hardwired.stage_latency
 
-    def die_storage(self, hw: HardwiredSpec) -> tuple[Any, Any]:
-        """The SRAM, and the weights of the model in silicon: ROM bits, or SRAM bytes where the
-        weight store is SRAM."""
+    def die_storage(self, hw: HardwiredSpec, model: ModelSpec | None) -> tuple[Any, Any]:
+        """The SRAM, and the weights of ``model`` in silicon: ROM bits, or SRAM bytes where the
+        weight store is SRAM.  A model without a published parameter count (or none given)
+        contributes no modelled ROM area."""
         sram = hw.memory.sram.capacity
-        rom_bits = published_params(hw.hardwired.model) * bits(hw.hardwired.weight_dtype)
+        params = model.published.params_total if model is not None and model.published is not None else 0
+        rom_bits = params * bits(hw.hardwired.weight_dtype)
         if hw.memory.weights.technology == "sram":
             return sram + rom_bits / 8, 0.0
         return sram, rom_bits
-
-
-@lru_cache(maxsize=64)
-def published_params(model_name: str) -> int:
-    """Parameter count of a bundled model, read once (design-space sweeps ask per point).
-    A model without a published parameter count contributes no modelled ROM area."""
-    from accelsim.model.spec import load_model
-    published = load_model(model_name).published
-    return published.params_total if published is not None else 0
 
 
 BACKEND: Backend = HardwiredBackend()

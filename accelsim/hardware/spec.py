@@ -30,7 +30,7 @@ from accelsim.config.types import (
     Spec,
     Throughput,
 )
-from accelsim.dtypes import DType
+from accelsim.dtypes import DType, bits
 from accelsim.transform.fusion import Policy, Unfused
 
 ProcessNodeName = Literal["16nm", "14nm", "7nm", "6nm", "5nm", "4nm"]  # keys of hardware.area.NODES
@@ -178,7 +178,6 @@ class HardwareBase(Spec):
         return self.compute.matrix[cast(DType, self.fallback_dtype(dtype))]
 
     def fallback_dtype(self, dtype: str) -> str:
-        from accelsim.dtypes import bits
         if dtype in self.compute.matrix:
             return dtype
         wider = [d for d in self.compute.matrix if bits(d) >= bits(dtype)]

@@ -227,7 +227,7 @@ class SystolicBackend(BackendBase):
     def onchip_capacity(self, hw: SystolicSpec) -> float:
         return hw.memory.buffer.capacity
 
-    def die_storage(self, hw: SystolicSpec) -> tuple[Any, Any]:
+    def die_storage(self, hw: SystolicSpec, model: ModelSpec | None) -> tuple[Any, Any]:
         return hw.memory.buffer.capacity, 0.0
 
 

@@ -27,6 +27,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from accelsim.dtypes import DTYPES
 from accelsim.errors import AccelsimError
 from accelsim.graph import Attention, Conv, Elementwise, Embedding, Graph, MatMul, Norm, Op, Scan, Tensor
 
@@ -599,7 +600,6 @@ def import_module(module: torch.nn.Module, example_inputs: tuple, *, example_kwa
     prefill.  ``weight_dtype``/``act_dtype`` override the traced dtypes (trace in fp32 on CPU,
     simulate in bf16); integer tensors stay int8-sized.
     """
-    from accelsim.dtypes import DTYPES
     for label, value in (("weight_dtype", weight_dtype), ("act_dtype", act_dtype)):
         if value is not None and value not in DTYPES:
             raise AccelsimError(f"{label} {value!r} is not a dtype; allowed: {', '.join(DTYPES)}")

@@ -18,6 +18,7 @@ from pydantic import Field, model_validator
 from accelsim.config import loader
 from accelsim.config.types import NonNegativeInt, PositiveInt, Spec
 from accelsim.dtypes import DType
+from accelsim.model import hf_import
 
 MixerKind = Literal["attention", "mla", "mamba1", "mamba2", "rglru", "mlgru", "rwkv7", "hyena"]
 FfnKind = Literal["mlp", "moe", "none"]
@@ -317,6 +318,5 @@ def dt_rank(spec: ModelSpec) -> int:
 def load_model(name_or_path: str) -> ModelSpec:
     """A bundled name, a model YAML, or a Hugging Face ``config.json`` (read by model_type)."""
     if name_or_path.endswith(".json"):
-        from accelsim.model import hf_import  # imported late: it builds ModelSpec itself
-        return hf_import.load_hf_config(name_or_path)
+        return loader.validate(ModelSpec, hf_import.read_hf_config(name_or_path), name_or_path)
     return loader.load(ModelSpec, name_or_path, "models", "model")

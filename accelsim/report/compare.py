@@ -7,6 +7,8 @@ from pathlib import Path
 import jinja2
 import pandas as pd
 
+from accelsim import hardware
+from accelsim.hardware.spec import HardwareBase
 from accelsim.report import plots
 from accelsim.sim.result import Refusal, Result
 from accelsim.units import format_si
@@ -14,6 +16,12 @@ from accelsim.units import format_si
 TEMPLATES = jinja2.Environment(
     loader=jinja2.PackageLoader("accelsim.report", "templates"),
     autoescape=jinja2.select_autoescape(["html", "html.j2"]), trim_blocks=True, lstrip_blocks=True)
+
+
+def roof_of(chip: HardwareBase) -> tuple[float, float]:
+    """(peak matrix FLOP/s, bandwidth of the memory holding weights and KV) for the roofline plot."""
+    outer = hardware.backend(chip).main_memory(chip)
+    return max(chip.compute.matrix.values()), outer.bandwidth
 
 
 def summary_frame(results: list[Result], refusals: list[Refusal]) -> pd.DataFrame:

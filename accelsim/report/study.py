@@ -6,8 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from accelsim.api import resolve_hardware
-from accelsim.report.compare import TEMPLATES, write_report
+from accelsim.report.compare import TEMPLATES, roof_of, write_report
 from accelsim.study import StudyCell, StudySpec
 
 METRICS = {"tokens_per_s": "tokens/s", "joules_per_token": "J/token", "usd_per_mtoken": "$/Mtoken",
@@ -51,10 +50,8 @@ def _fmt(value: float) -> str:
 
 def write_study(study: StudySpec, cells: list[StudyCell], out_dir: Path) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
-    from accelsim.cli.compare import roof_of  # the roof definition lives with compare
     for cell in cells:
-        chips = [resolve_hardware(h) for h in cell.case.hardware]
-        write_report(cell.results, cell.refusals, {c.name: roof_of(c) for c in chips},
+        write_report(cell.results, cell.refusals, {c.name: roof_of(c) for c in cell.chips},
                      out_dir / cell.slug, f"{cell.case.model}: {', '.join(cell.case.hardware)}",
                      cell.workload.describe())
     frame = study_frame(cells)

@@ -15,7 +15,8 @@ import numpy as np
 import pandas as pd
 
 from accelsim.dse.metrics import STATUS_OK
-from accelsim.dse.space import METRICS, to_number
+from accelsim.dse.pareto import oriented, pareto_mask
+from accelsim.dse.space import METRICS, Condition, to_number
 
 _LOADER = jinja2.PackageLoader("accelsim.report", "templates")
 HTML = jinja2.Environment(loader=_LOADER, autoescape=True, trim_blocks=True, lstrip_blocks=True)
@@ -166,7 +167,6 @@ def _axis_label(key: str) -> str:
 
 def write_report(frame: pd.DataFrame, summary: SweepSummary, out_dir: Path) -> dict[str, Path]:
     """Every file of the report; ``frame`` holds one row per design point (results.csv)."""
-    from accelsim.dse.space import Condition
     conditions = [Condition.parse(c, "sweep.json") for c in summary.constraints]
     frame = frame.copy()
     frame["feasible"] = frame["status"].eq(STATUS_OK)
@@ -174,7 +174,6 @@ def write_report(frame: pd.DataFrame, summary: SweepSummary, out_dir: Path) -> d
         frame["feasible"] &= c.holds(frame[c.metric].astype(float)).fillna(False)
     files: dict[str, Path] = {"results_csv": out_dir / "results.csv"}
     feas = frame[frame["feasible"]]
-    from accelsim.dse.pareto import oriented, pareto_mask
     if len(feas):
         values = oriented([feas[m].to_numpy(dtype=float) for m in summary.objectives],
                           list(summary.objectives.values()))

@@ -27,17 +27,19 @@ chunks are short against the matmul work).
 """
 from __future__ import annotations
 
-import csv
 import math
 from collections import deque
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
 
-from accelsim import hardware
+from accelsim import hardware, pipeline
+from accelsim.density import DensityProfile
 from accelsim.errors import AccelsimError, DoesNotFitError
+from accelsim.hardware.spec import HardwareBase
+from accelsim.model.spec import ModelSpec
+from accelsim.sim.result import Result
 from accelsim.transform import Parallelism
 from accelsim.workload import Workload
 
@@ -110,15 +112,11 @@ def synthetic_requests(n: int, rate: float, *, arrival: str = "poisson", cv: flo
     return [Request(i, float(t), prompt, output) for i, t in enumerate(times)]
 
 
-def read_trace(path: Path) -> list[Request]:
-    """A CSV with columns arrival_s, prompt_tokens, output_tokens (one request a row)."""
-    try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle))
-    except OSError as err:
-        raise AccelsimError(f"cannot read trace: {err.strerror}", source=str(path)) from None
+def parse_trace(rows: list[dict[str, str]], path: str) -> list[Request]:
+    """Requests from the rows of a trace CSV with columns arrival_s, prompt_tokens, output_tokens
+    (one request a row; ``accelsim.api.load_trace`` reads the file); errors name ``path``."""
     if not rows or any(c not in rows[0] for c in TRACE_COLUMNS):
-        raise AccelsimError(f"trace needs columns {', '.join(TRACE_COLUMNS)}", source=str(path))
+        raise AccelsimError(f"trace needs columns {', '.join(TRACE_COLUMNS)}", source=path)
     requests = []
     for line, row in enumerate(rows, start=2):
         try:
@@ -163,15 +161,14 @@ class StepCost:
 class CostModel:
     """Memoised step costs for one model on one chip (shared across request rates)."""
 
-    def __init__(self, model: Any, hw: Any, parallelism: Any = None, density: Any = None,
-                 **dtypes: str | None):
-        from accelsim.api import resolve_hardware, resolve_model
-        from accelsim.density import resolve_density
-        self.density = resolve_density(density)  # every step's Workload carries it
-        self.model = resolve_model(model)
-        self.hw = resolve_hardware(hw)
+    def __init__(self, model: ModelSpec, hw: HardwareBase, parallelism: Parallelism | None = None,
+                 density: DensityProfile | None = None, **dtypes: str | None):
+        self.density = density  # every step's Workload carries it
+        self.model = model
+        self.hw = hw
         self.backend = hardware.backend(self.hw)
-        self.dtypes = {**dtypes, **({"parallelism": parallelism} if parallelism is not None else {})}
+        # The options every step is costed with (``pipeline.model_step``'s keywords).
+        self.dtypes: dict[str, Any] = {**dtypes, **({"parallelism": parallelism} if parallelism else {})}
         self.memo: dict[tuple, StepCost] = {}
         self.calls = 0
         probe = self._simulate(Workload("decode", 1, 1, 0))
@@ -190,10 +187,10 @@ class CostModel:
         # first token, and so everything after it, but occupies no chip step.
         self.request_overhead_s = float(self.backend.request_overhead(self.hw))
 
-    def _simulate(self, workload: Workload):
-        from accelsim.api import simulate
+    def _simulate(self, workload: Workload) -> Result:
         self.calls += 1
-        return simulate(self.model, self.hw, replace(workload, density=self.density), **self.dtypes)
+        return pipeline.model_step(self.model, self.hw, replace(workload, density=self.density),
+                                   **self.dtypes).result
 
     def _cost(self, key: tuple, exact: Workload, bucketed: Workload) -> StepCost:
         if key not in self.memo:
