@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+from collections.abc import Sequence
 from pathlib import Path
 
 from accelsim import hardware, pipeline
@@ -112,7 +113,7 @@ def timeline(model: ModelSpec | str, hw: HardwareBase | str, workload: Workload,
     return engine.replay(step, chip, overlap=overlap, rounds=rounds, quantise=quantise)
 
 
-def compare(model: ModelSpec | str, hws: list[HardwareBase | str], workload: Workload | None = None,
+def compare(model: ModelSpec | str, hws: Sequence[HardwareBase | str], workload: Workload | None = None,
             parallelism: Parallelism | None = None, **dtypes: str | None
             ) -> tuple[list[Result], list[Refusal]]:
     """One model on several chips: the results, and a refusal for each chip that cannot run it."""

@@ -10,7 +10,7 @@ import click
 from accelsim import api
 from accelsim.dtypes import DTYPES
 from accelsim.transform import Parallelism
-from accelsim.workload import Workload
+from accelsim.workload import Phase, Workload
 
 DEFAULT_MODEL = "llama-3.1-8b"
 
@@ -98,7 +98,7 @@ def parallel_options(command: Callable) -> Callable:
     return _LAYOUT_OPTIONS(with_layout)
 
 
-def workload_from(phase: str, batch: int, prompt: int, context: int,
+def workload_from(phase: Phase, batch: int, prompt: int, context: int,
                   density: str | None = None) -> Workload:
     return Workload(phase=phase, batch=batch, prompt=prompt, context=context,
                     density=api.resolve_density(density))

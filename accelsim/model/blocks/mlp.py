@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from accelsim.graph import Elementwise, Tensor
+from accelsim.model.spec import configured
 from accelsim.model.context import LoweringContext
 
 # Arithmetic per hidden element: SiLU = x*sigmoid(x) (~4 ops incl. exp); tanh-GELU ~8 ops; ReLU 1;
@@ -39,7 +40,7 @@ def feed_forward(ctx: LoweringContext, p: str, x: Tensor, kind: str,
 
 
 def lower(ctx: LoweringContext, x: Tensor, layer: int) -> Tensor:
-    spec = ctx.spec.mlp
+    spec = configured(ctx.spec.mlp, "mlp")
     p = f"layers.{layer}.mlp"
     if spec.token_shift:
         x = token_shift(ctx, f"{p}.shift", x, 1, layer)
