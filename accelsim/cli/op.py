@@ -68,10 +68,11 @@ def _scalesim(cfg: str, topology: str, as_json: bool) -> None:
 @click.pass_context
 def matmul(ctx, m, k, n, count, dtype, dataflow, sub_json):
     """One GEMM (m x k) . (k x n), all operands starting in off-chip memory."""
+    from accelsim.api import resolve_hardware
     from accelsim.report.opcost import matmul_report
     if ctx.obj["hw"] is None:
         raise AccelsimError("give --hw before the op, e.g. `accelsim op --hw tpu-v5e matmul ...`")
-    report = matmul_report(ctx.obj["hw"], m=m, k=k, n=n, count=count, dtype=dtype, dataflow=dataflow)
+    report = matmul_report(resolve_hardware(ctx.obj["hw"]), m=m, k=k, n=n, count=count, dtype=dtype, dataflow=dataflow)
     if ctx.obj["as_json"] or sub_json:
         options.echo_json(report.to_dict())
     else:

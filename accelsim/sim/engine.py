@@ -397,7 +397,7 @@ class _Simulation:
         self.fetch_done[task.index].succeed()
 
     def _transfer(self, task: Task, channel: str, busy: Fraction, waits):
-        env, rec = self.env, self.records[task.index]
+        rec = self.records[task.index]
         with self._resource(channel).request(priority=task.index) as req:
             yield req
             if rec.fetch_start is None:

@@ -8,8 +8,6 @@ from accelsim.model.context import LoweringContext
 # Arithmetic per hidden element: SiLU = x*sigmoid(x) (~4 ops incl. exp); tanh-GELU ~8 ops; ReLU 1;
 # squared ReLU 2; a gated kind adds the gate multiply.
 ACTIVATION_OPS = {"swiglu": 5.0, "geglu": 9.0, "relu2_glu": 3.0, "gelu": 8.0, "relu": 1.0, "relu2": 2.0}
-# RWKV token shift: xx = x_prev - x, then x + xx*mu (source: refdata/models/README.md 5.5).
-TOKEN_SHIFT_OPS = 3.0
 
 
 def token_shift(ctx: LoweringContext, name: str, x: Tensor, lerps: int, layer: int) -> Tensor:
