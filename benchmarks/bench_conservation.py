@@ -133,13 +133,17 @@ def acceptance_section() -> list[dict]:
             rows.append({**row, **_error_row(err)})
             continue
         bad = []
-        if latency > 3 * bound:
+        # The suite's bound (tests/test_conservation.py says why 3x is not a physical one); the
+        # issue's 3x target is recorded beside it, met or not.
+        if not bound <= latency <= law.DSV3_MAX_OVER_BOUND * bound:
             bad.append(f"{latency * 1e3:.4g} ms/token is x{latency / bound:.3g} its memory bound "
-                       f"{bound * 1e3:.4g} ms (allowed 3x)")
+                       f"{bound * 1e3:.4g} ms (allowed 1x to {law.DSV3_MAX_OVER_BOUND:g}x)")
         if latency >= pp8:
             bad.append(f"{latency * 1e3:.4g} ms/token not faster than PP8 {pp8 * 1e3:.4g} ms")
         rows.append({**row, "status": "violation" if bad else "ok", "latency_s": latency,
-                     "memory_bound_s": bound, "pp8_latency_s": pp8, "violations": bad})
+                     "memory_bound_s": bound, "over_bound": latency / bound,
+                     "issue_target_3x_met": latency <= 3 * bound, "pp8_latency_s": pp8,
+                     "violations": bad})
     row = {"check": "mixtral-8x7b h200 fp8 batch-1 decode reads 2/8 of the expert weights"}
     try:
         found = law.expert_bytes(law.catalogue("mixtral-8x7b"), "h200",
