@@ -2,10 +2,14 @@
 from __future__ import annotations
 
 import csv
+from dataclasses import replace
+from functools import cache
 from pathlib import Path
 
 from accelsim import hardware, pipeline
 from accelsim.density import DensityProfile, load_density
+from accelsim.economics import system as economics_system
+from accelsim.economics.tables import Tables, load_tables
 from accelsim.config import loader
 from accelsim.errors import AccelsimError, CannotRunError, ConfigError
 from accelsim.graph import Graph
@@ -45,6 +49,12 @@ def load_trace(path: str | Path) -> list[serving.Request]:
     except OSError as err:
         raise AccelsimError(f"cannot read trace: {err.strerror}", source=str(path)) from None
     return serving.parse_trace(rows, str(path))
+
+
+@cache
+def economics() -> Tables:
+    """The bundled economics tables (``accelsim/economics/data``), read once."""
+    return load_tables()
 
 
 def cost_model(model: ModelSpec | str, hw: HardwareBase | str, parallelism: Parallelism | None = None,
@@ -91,16 +101,19 @@ def simulate(model: ModelSpec | str, hw: HardwareBase | str, workload: Workload 
 def costed_step(model: ModelSpec | str, hw: HardwareBase | str, workload: Workload | None = None, *,
                 weight_dtype: str | None = None, act_dtype: str | None = None,
                 kv_dtype: str | None = None, parallelism: Parallelism | None = None) -> pipeline.Costed:
-    """``simulate``'s step with the per-chip graphs it costed (what the engine replays)."""
-    return pipeline.model_step(resolve_model(model), resolve_hardware(hw), workload or Workload(),
-                               weight_dtype=weight_dtype, act_dtype=act_dtype, kv_dtype=kv_dtype,
-                               parallelism=parallelism)
+    """``simulate``'s step with the per-chip graphs it costed (what the engine replays), priced
+    with the bundled economics tables (``accelsim.economics.system.price``)."""
+    spec, chip = resolve_model(model), resolve_hardware(hw)
+    step = pipeline.model_step(spec, chip, workload or Workload(), weight_dtype=weight_dtype,
+                               act_dtype=act_dtype, kv_dtype=kv_dtype, parallelism=parallelism)
+    return replace(step, result=economics_system.price(step.result, chip, spec, economics()))
 
 
 def simulate_graph(graph: Graph, hw: HardwareBase | str, workload: Workload) -> Result:
     """Map and cost an imported ``graph`` (``accelsim.importers.torch_export``) on ``hw`` exactly
     as ``simulate`` does a lowered model; ``workload`` is the step the graph was traced for."""
-    return pipeline.graph_step(graph, resolve_hardware(hw), workload).result
+    chip = resolve_hardware(hw)
+    return economics_system.price(pipeline.graph_step(graph, chip, workload).result, chip, None, economics())
 
 
 def timeline(model: ModelSpec | str, hw: HardwareBase | str, workload: Workload, *,

@@ -506,10 +506,14 @@ class _Group:
         latency = np.broadcast_to(step.latency_s, shape)
         energy_total = pipeline.step_joules(energy, groups, 1, p["static"], 1, step.busy_s)
         chip = metrics.silicon(view, self.job.model)
-        values = metrics.step_metrics(latency, np.broadcast_to(step.throughput_tokens_per_s, shape),
-                                      np.broadcast_to(energy_total, shape), workload,
-                                      area_mm2=np.broadcast_to(chip.area_mm2, shape),
-                                      die_usd=np.broadcast_to(chip.die_usd, shape))
+        tokens_per_s = np.broadcast_to(step.throughput_tokens_per_s, shape)
+        energy_total = np.broadcast_to(energy_total, shape)
+        usd = metrics.usd_per_mtoken(view, self.job.model, self.job.economics, energy_total / latency,
+                                     tokens_per_s)
+        values = metrics.step_metrics(latency, tokens_per_s, energy_total, workload,
+                                      metrics.Silicon(*(np.broadcast_to(v, shape) for v in (
+                                          chip.area_mm2, chip.die_mm2, chip.dies, chip.reticle_limited))),
+                                      np.broadcast_to(usd, shape))
         self.table.put(self.members[local], values)
         self.table.vectorised += len(local)
 

@@ -33,7 +33,7 @@ from accelsim.config.types import (
 from accelsim.dtypes import DType, bits
 from accelsim.transform.fusion import Policy, Unfused
 
-ProcessNodeName = Literal["16nm", "14nm", "7nm", "6nm", "5nm", "4nm"]  # keys of hardware.area.NODES
+ProcessNodeName = Literal["16nm", "14nm", "7nm", "6nm", "5nm", "4nm", "3nm"]  # keys of hardware.area.NODES
 
 
 class MemoryLevel(Spec):
