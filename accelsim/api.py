@@ -9,6 +9,7 @@ from pathlib import Path
 from accelsim import hardware, pipeline
 from accelsim.density import DensityProfile, load_density
 from accelsim.economics import system as economics_system
+from accelsim.economics import tco as economics_tco
 from accelsim.economics.tables import Tables, load_tables
 from accelsim.config import loader
 from accelsim.errors import AccelsimError, CannotRunError, ConfigError
@@ -138,3 +139,32 @@ def compare(model: ModelSpec | str, hws: list[HardwareBase | str], workload: Wor
         except CannotRunError as err:
             refusals.append(Refusal(chip.name, err.one_line()))
     return results, refusals
+
+
+def tco(model: ModelSpec | str, hws: list[HardwareBase | str], workload: Workload | None = None, *,
+        deploy_years: float | None = None, model_life_months: float | None = None,
+        tokens_per_day: float | None = None, utilisation: float | None = None,
+        tables: Tables | None = None, parallelism: Parallelism | None = None,
+        **dtypes: str | None) -> economics_tco.TcoReport:
+    """Total cost of ownership of ``model`` served on each chip of ``hws``: capex, opex, NRE,
+    $/Mtoken at the load, and the breakeven of each custom chip against each merchant chip
+    (``accelsim.economics.tco``).  The load is ``tokens_per_day`` (whole systems bought to carry
+    it) or one system at ``utilisation``; neither: one system at the tables' utilisation."""
+    base = tables or economics()
+    changes: dict = {}
+    if deploy_years is not None:
+        changes["deploy_years"] = deploy_years
+    if model_life_months is not None:
+        changes["model_life_months"] = model_life_months
+    priced_tables = base.with_system(**changes) if changes else base
+    load = economics_tco.Load(tokens_per_day, utilisation)
+    spec = resolve_model(model)
+    chips = [resolve_hardware(h) for h in hws]
+    if not chips:
+        raise AccelsimError("tco needs at least one --hw")
+    results, refusals = compare(spec, list(chips), workload, parallelism=parallelism, **dtypes)
+    by_name = {r.hw: r for r in results}
+    priced = [(economics_system.price(by_name[c.name], c, spec, priced_tables), c)
+              for c in chips if c.name in by_name]
+    notes = tuple(f"{r.hw}: {r.reason}" for r in refusals)
+    return economics_tco.report(priced, spec, priced_tables, load, notes)

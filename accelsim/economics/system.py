@@ -157,9 +157,10 @@ def per_mtoken(usd_per_hour: Any, tokens_per_s: Any, utilisation: float) -> Any:
 
 def running(capex: ChipCapex | None, chips: int, power_w: Any, idle_w: Any, tokens_per_s: Any,
             tables: Tables, utilisation: float, rent_per_hour: float | None = None,
-            basis: Basis = "custom silicon") -> Running:
+            basis: Basis = "custom silicon", card_years: float | None = None) -> Running:
     """A system of ``chips`` priced at ``utilisation``: bought (capex over the deployment life
-    plus electricity) or, where ``rent_per_hour`` is given, rented by the chip-hour."""
+    plus electricity) or, where ``rent_per_hour`` is given, rented by the chip-hour.  A card
+    retired before the deployment ends (its model replaced) is paid off over ``card_years``."""
     s = tables.system
     it, wall = wall_power(power_w, idle_w, utilisation, s.pue)
     if rent_per_hour is not None:
@@ -169,7 +170,10 @@ def running(capex: ChipCapex | None, chips: int, power_w: Any, idle_w: Any, toke
     assert capex is not None
     energy_per_year = wall / 1e3 * HOURS_PER_YEAR * s.electricity
     total = capex.total_usd * chips
-    hourly = total / (s.deploy_years * HOURS_PER_YEAR) + energy_per_year / HOURS_PER_YEAR
+    card_life = min(card_years, s.deploy_years) if card_years is not None else s.deploy_years
+    hourly = (capex.card_usd * chips / (card_life * HOURS_PER_YEAR)
+              + capex.shared_usd * chips / (s.deploy_years * HOURS_PER_YEAR)
+              + energy_per_year / HOURS_PER_YEAR)
     return Running(basis, chips, total, capex.card_usd * chips, energy_per_year, it, wall, hourly,
                    per_mtoken(hourly, tokens_per_s, utilisation), utilisation)
 
@@ -180,7 +184,8 @@ def idle_power_w(hw, chips: int) -> float:
 
 
 def system_running(hw: Any, model: ModelSpec | None, tables: Tables, chips: int, power_w: Any,
-                   tokens_per_s: Any, utilisation: float | None = None) -> tuple[Running, ChipCapex | None]:
+                   tokens_per_s: Any, utilisation: float | None = None,
+                   card_years: float | None = None) -> tuple[Running, ChipCapex | None]:
     """Price a system of ``chips`` chips ``hw`` (a spec, or ``dse.columns`` over design points) drawing ``power_w`` while it serves
     ``tokens_per_s`` (numbers, or arrays over design points)."""
     u = tables.system.utilisation if utilisation is None else utilisation
@@ -195,7 +200,7 @@ def system_running(hw: Any, model: ModelSpec | None, tables: Tables, chips: int,
         capex = card_capex(hw, merchant.price, tables)
         return running(capex, chips, power, idle, tokens_per_s, tables, u, basis="card price"), capex
     capex = custom_capex(hw, model, tables)
-    return running(capex, chips, power, idle, tokens_per_s, tables, u), capex
+    return running(capex, chips, power, idle, tokens_per_s, tables, u, card_years=card_years), capex
 
 
 def price(result, hw: HardwareBase, model: ModelSpec | None, tables: Tables,

@@ -6,6 +6,7 @@ Only ``load_tables`` reads files; ``accelsim.api`` and the CLI call it and pass 
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Literal
@@ -80,7 +81,9 @@ class Respin(Spec):
 
 class SystemAssumptions(Spec):
     deploy_years: Positive
+    model_life_months: Positive
     utilisation: Fraction
+    tokens_per_day: Positive
     pue: Annotated[float, AfterValidator(_at_least_one)]  # facility power over IT power
     electricity: NonNegative       # USD per kWh
     yield_model: YieldModel
@@ -151,12 +154,16 @@ class Tables:
         (a design point of a sweep is a new chip, whatever its base config is called)."""
         return Tables(self.nodes, self.system, {})
 
-    def with_system(self, **changes) -> Tables:
-        """The same tables with some system assumptions replaced (validated again)."""
-        data = {**self.system.model_dump(), **changes}
-        data["respin"] = {**self.system.respin.model_dump(), **changes.get("respin", {})}
-        return Tables(self.nodes, loader.validate(SystemAssumptions, data, "economics assumptions"),
-                      self.merchant)
+    def with_system(self, **changes: float) -> Tables:
+        """The same tables with some numeric system assumptions (deploy_years,
+        model_life_months, ...) replaced; each must be a finite number > 0."""
+        for key, value in changes.items():
+            if key not in SystemAssumptions.model_fields:
+                raise ConfigError(f"unknown economics assumption {key!r}")
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) \
+                    or value <= 0:
+                raise ConfigError(f"{key} must be a finite number > 0, got {value!r}")
+        return Tables(self.nodes, self.system.model_copy(update=changes), self.merchant)
 
 
 DEFAULT_NODE = "7nm"

@@ -1,0 +1,110 @@
+"""`accelsim tco`: breakeven against hand-worked two-system cases, its monotony in the model's
+service life, the acceptance command end to end, and bad input."""
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+
+from accelsim import api
+from accelsim.economics import tco
+from accelsim.errors import AccelsimError
+
+
+def test_breakeven_two_systems_hand_worked():
+    # Custom: NRE $10M, $100k a month at the load; merchant: $600k a month at the same load.
+    # It saves $500k a month, so the NRE is back after 10M / 0.5M = 20 months.
+    months, _ = tco.breakeven_months(10e6, None, None, 100e3, 600e3)
+    assert months == pytest.approx(20.0)
+    # At 1e10 tokens a day that is 20 x 30.4375 days x 1e10 = 6.0875e12 tokens.
+    assert months * 30.4375 * 1e10 == pytest.approx(6.0875e12)
+
+
+def test_breakeven_with_respins_hand_worked():
+    # Same chips; every 6 months a respin of $2M.  Each model saves 6 x 0.5M = $3M > $2M, so the
+    # gap closes by $1M a model.  Model k (from 0) breaks even if 10M + 2M k < 0.5M x 6 (k + 1):
+    # k > (10 - 3) / (3 - 2) = 7, so k = 8, which starts at month 48 with 10 + 16 = $26M paid:
+    # even at 26 / 0.5 = 52 months (inside model 8's [48, 54)).
+    months, reason = tco.breakeven_months(10e6, 2e6, 6.0, 100e3, 600e3)
+    assert months == pytest.approx(52.0) and "model 9" in reason
+    assert tco.cumulative_usd(52.0, 10e6, 2e6, 6.0, 100e3) == pytest.approx(600e3 * 52.0)
+    # A respin ($4M) dearer than a model's savings ($3M): only the first model could, and 20 > 6.
+    never, why = tco.breakeven_months(10e6, 4e6, 6.0, 100e3, 600e3)
+    assert never is None and "never" in why
+    # A custom system no cheaper per month never breaks even.
+    assert tco.breakeven_months(1e6, None, None, 600e3, 600e3)[0] is None
+
+
+@pytest.fixture(scope="module")
+def hardwired_vs_h100():
+    return api.tco("llama-3.1-8b", ["hardwired-llama-3.1-8b", "h100-sxm"], tokens_per_day=1e10)
+
+
+def test_breakeven_falls_as_model_life_grows(hardwired_vs_h100):
+    curve = [row for row in hardwired_vs_h100.life_curve if row["merchant"] == "h100-sxm"]
+    lives = [row["model_life_months"] for row in curve]
+    assert lives == sorted(lives) and len(lives) >= 5
+    months = [math.inf if row["months"] is None else row["months"] for row in curve]
+    assert all(a >= b for a, b in zip(months, months[1:]))
+    assert months[0] > months[-1] and math.isfinite(months[-1])
+    # too short a life: the chip arrives after its model is retired
+    short = api.tco("llama-3.1-8b", ["hardwired-llama-3.1-8b", "h100-sxm"], model_life_months=1.5)
+    assert short.breakevens[0].months is None and "lead time" in short.breakevens[0].reason
+
+
+def test_tco_report_figures(hardwired_vs_h100):
+    custom, merchant = hardwired_vs_h100.options
+    assert custom.custom and not merchant.custom
+    assert custom.nre_usd > 1e6 and custom.respin_usd is not None and custom.respin_usd > 0
+    assert merchant.nre_usd == 0 and merchant.basis == "card price"
+    # both carry the same load with whole systems
+    assert custom.tokens_per_day == merchant.tokens_per_day == 1e10
+    for o in (custom, merchant):
+        assert o.systems * o.tokens_per_s * 86400 * o.utilisation == pytest.approx(1e10)
+    b = hardwired_vs_h100.breakevens[0]
+    assert b.months is not None and b.tokens == pytest.approx(b.months * 30.4375 * 1e10)
+    # at breakeven the cumulative costs meet
+    assert custom.cumulative_usd(b.months) == pytest.approx(merchant.cumulative_usd(b.months), rel=1e-9)
+
+
+def test_acceptance_command_json(cli):
+    code, out, err = cli("tco", "--model", "llama-3.1-8b", "--hw", "hardwired-llama-3.1-8b", "--hw", "h100-sxm",
+                         "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    hardwired = next(s for s in data["systems"] if s["hw"] == "hardwired-llama-3.1-8b")
+    assert hardwired["nre_usd"] > 1e6
+    assert data["breakeven"] and data["breakeven"][0]["merchant"] == "h100-sxm"
+    assert data["breakeven"][0]["tokens"] > 0
+    assert "NaN" not in out and "Infinity" not in out
+
+
+def test_tco_writes_plots(cli, tmp_path):
+    code, out, err = cli("tco", "--hw", "hardwired-llama-3.1-8b", "--hw", "h100-sxm", "--deploy-years", "4",
+                         "--model-life", "9", "--out", str(tmp_path / "tco"))
+    assert code == 0, err
+    assert "breakeven" in out
+    for name in ("tco.json", "tco.txt", "cost_vs_tokens.png", "breakeven_vs_life.png"):
+        assert (tmp_path / "tco" / name).stat().st_size > 0
+    assert json.loads((tmp_path / "tco" / "tco.json").read_text())["deploy_years"] == 4
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--tokens-per-day", "1e9", "--utilisation", "0.5"], "not both"),
+    (["--tokens-per-day", "-3"], "--tokens-per-day"),
+    (["--model-life", "0"], "--model-life"),
+    (["--deploy-years", "nan"], "--deploy-years"),
+    (["--utilisation", "1.5"], "--utilisation"),
+    (["--hw", "h100-sxmm"], "h100-sxm"),
+])
+def test_bad_input_is_one_line_exit_2(cli, args, fragment):
+    code, _, err = cli("tco", *args)
+    assert code == 2 and fragment in err and len(err.strip().splitlines()) == 1
+
+
+def test_load_validation_in_python():
+    with pytest.raises(AccelsimError):
+        tco.Load(tokens_per_day=1.0, utilisation=0.5)
+    with pytest.raises(AccelsimError):
+        tco.Load(utilisation=0.0)
