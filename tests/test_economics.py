@@ -133,3 +133,14 @@ def test_opex_hand_worked(tables):
     assert run.usd_per_hour == pytest.approx(hourly)
     assert run.usd_per_mtoken == pytest.approx(hourly / (100.0 * 0.5 * 3600) * 1e6)
     assert math.isfinite(run.usd_per_mtoken)
+
+
+def test_hardwired_70b_is_multi_die_within_the_reticle():
+    r = api.simulate("llama-3.1-70b", "hardwired-llama-3.1-70b")
+    assert r.dies > 1 and r.reticle_limited
+    assert r.die_mm2 <= area.RETICLE_MM2  # every die printable: <= 858 mm2
+    # the dies hold the modelled silicon plus their link ends
+    b = area.area_breakdown(load_hardware("hardwired-llama-3.1-70b"), load_model("llama-3.1-70b"))
+    assert r.die_mm2 * r.dies == pytest.approx(b.die_mm2 + 2 * (r.dies - 1) * area.D2D_LINK_END_MM2)
+    assert any("reticle" in n for n in r.notes)
+    assert r.cost["nre_usd"] > 1e6 and math.isfinite(r.usd_per_mtoken)
