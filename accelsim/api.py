@@ -84,7 +84,10 @@ def run_study(study: StudySpec) -> list[StudyCell]:
             workload = item.workload()
             results, refusals = compare(spec, list(chips), workload, weight_dtype=case.weight_dtype,
                                         act_dtype=case.act_dtype, kv_dtype=case.kv_dtype)
-            cells.append(StudyCell(case, chips, workload, results, refusals))
+            by_name = {c.name: c for c in chips}
+            costs = economics_tco.report([(r, by_name[r.hw]) for r in results], spec, economics(),
+                                         economics_tco.Load()) if results else None
+            cells.append(StudyCell(case, chips, workload, results, refusals, costs))
     return cells
 
 

@@ -108,3 +108,17 @@ def test_load_validation_in_python():
         tco.Load(tokens_per_day=1.0, utilisation=0.5)
     with pytest.raises(AccelsimError):
         tco.Load(utilisation=0.0)
+
+
+def test_study_report_gains_the_economics(tmp_path):
+    from accelsim.report.study import write_study
+    from accelsim.study import StudySpec
+    spec = StudySpec.model_validate({
+        "name": "econ", "title": "economics", "workloads": [{"phase": "decode", "batch": 1, "context": 2048}],
+        "cases": [{"model": "llama-3.1-8b", "hardware": ["hardwired-llama-3.1-8b", "h100-sxm"]}]})
+    cells = api.run_study(spec)
+    assert cells[0].tco is not None and cells[0].tco.breakevens
+    files = write_study(spec, cells, tmp_path / "study")
+    text = files["markdown"].read_text()
+    assert "When the custom chip pays off" in text and "hardwired-llama-3.1-8b" in text
+    assert "breakeven_months" in files["economics"].read_text()
