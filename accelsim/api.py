@@ -7,11 +7,11 @@ from functools import cache
 from pathlib import Path
 
 from accelsim import hardware, pipeline
+from accelsim.config import loader
 from accelsim.density import DensityProfile, load_density
 from accelsim.economics import system as economics_system
 from accelsim.economics import tco as economics_tco
 from accelsim.economics.tables import Tables, load_tables
-from accelsim.config import loader
 from accelsim.errors import AccelsimError, CannotRunError, ConfigError
 from accelsim.graph import Graph
 from accelsim.hardware.spec import HardwareBase

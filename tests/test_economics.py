@@ -144,3 +144,15 @@ def test_hardwired_70b_is_multi_die_within_the_reticle():
     assert r.die_mm2 * r.dies == pytest.approx(b.die_mm2 + 2 * (r.dies - 1) * area.D2D_LINK_END_MM2)
     assert any("reticle" in n for n in r.notes)
     assert r.cost["nre_usd"] > 1e6 and math.isfinite(r.usd_per_mtoken)
+
+
+def test_run_json_carries_silicon_and_cost(cli):
+    code, out, err = cli("run", "--model", "llama-3.1-8b", "--hw", "tpu-v5e", "--weight-dtype", "int8", "--json")
+    assert code == 0, err
+    import json
+    data = json.loads(out)
+    for key in ("die_mm2", "dies", "reticle_limited", "area_mm2", "usd_per_mtoken", "cost"):
+        assert key in data
+    # a TPU is rented, not sold: priced by its chip-hour, its die modelled and marked so
+    assert data["cost"]["basis"] == "cloud rent" and data["cost"]["die_basis"].startswith("modelled")
+    assert data["usd_per_mtoken"] == pytest.approx(data["cost"]["usd_per_mtoken_rent"])

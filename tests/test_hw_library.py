@@ -8,9 +8,9 @@ import pytest
 import yaml
 
 from accelsim.config.loader import bundled_names
-from accelsim.errors import ConfigError
 from accelsim.economics import silicon
 from accelsim.economics.tables import load_tables
+from accelsim.errors import ConfigError
 from accelsim.hardware import area, load_hardware, parse_hardware
 from accelsim.model.spec import load_model
 

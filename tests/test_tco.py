@@ -2,6 +2,7 @@
 service life, the acceptance command end to end, and bad input."""
 from __future__ import annotations
 
+import itertools
 import json
 import math
 
@@ -46,7 +47,7 @@ def test_breakeven_falls_as_model_life_grows(hardwired_vs_h100):
     lives = [row["model_life_months"] for row in curve]
     assert lives == sorted(lives) and len(lives) >= 5
     months = [math.inf if row["months"] is None else row["months"] for row in curve]
-    assert all(a >= b for a, b in zip(months, months[1:]))
+    assert all(a >= b for a, b in itertools.pairwise(months))
     assert months[0] > months[-1] and math.isfinite(months[-1])
     # too short a life: the chip arrives after its model is retired
     short = api.tco("llama-3.1-8b", ["hardwired-llama-3.1-8b", "h100-sxm"], model_life_months=1.5)

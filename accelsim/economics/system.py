@@ -231,6 +231,7 @@ def price(result, hw: HardwareBase, model: ModelSpec | None, tables: Tables,
             cost["rent_usd_per_chip_hour"], cost["rent_date"] = merchant.rent_per_hour, str(merchant.rent_date)
             cost["usd_per_mtoken_rent"] = per_mtoken(merchant.rent_per_hour * result.chips,
                                                      result.tokens_per_s, run.utilisation)
+        cost["die_basis"] = "modelled: no published die area"
         if merchant.die is not None:
             cost["die_basis"] = merchant.die_basis
             silicon_fields = {"die_mm2": merchant.die, "dies": merchant.dies,

@@ -25,8 +25,9 @@ def _money(value: float | None) -> str:
 
 def summary_text(report: TcoReport) -> str:
     """The terminal view: one line per system, one per breakeven."""
-    lines = [f"{report.model}, {report.workload.get('phase')} batch {report.workload.get('batch')}: "
-             f"deployment {report.deploy_years:g} years, model life {report.model_life_months:g} months"]
+    title = (f"{report.model}, {report.workload.get('phase')} batch {report.workload.get('batch')}: "
+             f"deployment {report.deploy_years:g} years, model life {report.model_life_months:g} months")
+    lines = [title]
     header = (f"{'system':<26}{'basis':<16}{'systems':>8}{'util':>6}{'capex/sys':>11}{'opex/yr/sys':>12}"
               f"{'NRE':>9}{'respin':>9}{'$/Mtok':>10}{'w/ NRE':>10}")
     lines += [header, "-" * len(header)]
