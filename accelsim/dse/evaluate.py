@@ -1,6 +1,7 @@
 """Evaluate design points one by one through ``accelsim.api.simulate`` (the reference path)."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -23,6 +24,7 @@ class Job:
     # Prices $/Mtoken: the bundled tables without merchant prices, since every point of a sweep
     # is a chip to be built, even one whose base config is a merchant chip.
     economics: Tables = field(default_factory=lambda: economics().custom_only())
+    reference: metrics.Reference | None = None  # the merchant chip breakeven is measured against
 
 
 def base_row(point: dict[str, Any]) -> dict[str, Any]:
@@ -49,8 +51,10 @@ def evaluate_scalar(job: Job, point: dict[str, Any]) -> dict[str, Any]:
     except DoesNotFitError as err:
         return failed_row(point, metrics.STATUS_NO_FIT, err.one_line())
     usd = metrics.usd_per_mtoken(hw, job.model, job.economics, r.power_w, r.tokens_per_s, r.chips)
+    breakeven = metrics.breakeven_mtokens(hw, job.model, job.economics, job.reference, r.power_w,
+                                          r.tokens_per_s, r.chips)
     values = metrics.step_metrics(r.latency_s, r.tokens_per_s, r.energy_total_j, job.workload,
-                                  metrics.silicon(hw, job.model), usd)
+                                  metrics.silicon(hw, job.model), usd, None if math.isnan(breakeven) else breakeven)
     return {**base_row(point), "status": metrics.STATUS_OK, "reason": "", **values}
 
 

@@ -2,11 +2,14 @@
 vectorised evaluation (every function here works on floats and on numpy arrays)."""
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
+
 from accelsim.dse.columns import SectionColumns
-from accelsim.economics import system
+from accelsim.economics import system, tco
 from accelsim.economics.tables import Tables
 from accelsim.hardware import area
 from accelsim.hardware.spec import HardwareBase
@@ -42,8 +45,44 @@ def usd_per_mtoken(hw: HardwareBase | SectionColumns, model: ModelSpec | None, t
     return run.usd_per_mtoken
 
 
+@dataclass(frozen=True)
+class Reference:
+    """The merchant chip a sweep's designs are weighed against (``accelsim tco``'s other side):
+    its system $/Mtoken on the sweep's model and workload."""
+
+    hw: str
+    usd_per_mtoken: float
+
+
+def breakeven_mtokens(hw: HardwareBase | SectionColumns, model: ModelSpec | None, tables: Tables,
+                      reference: Reference | None, power_w, tokens_per_s, chips: int = 1):
+    """Millions of tokens, at the tables' load and model life, after which a design's NRE (and
+    respins, where its weights are in silicon) is paid back by its saving per token against
+    ``reference`` (``economics.tco.breakeven_months``); NaN where it never is or no reference
+    was given (written as an empty cell)."""
+    if reference is None:
+        return np.full(np.shape(tokens_per_s), np.nan) if np.ndim(tokens_per_s) else math.nan
+    s = tables.system
+    nre = system.nre(hw, tables)
+    generation = s.model_life_months - nre.lead_time_months if nre.respin_usd is not None else None
+    if generation is not None and generation <= 0:
+        return np.full(np.shape(tokens_per_s), np.nan) if np.ndim(tokens_per_s) else math.nan
+    run, _ = system.system_running(hw, model, tables, chips, power_w, tokens_per_s,
+                                   card_years=generation / 12 if generation is not None else None)
+    per_month = s.tokens_per_day * tco.DAYS_PER_MONTH / 1e6  # Mtokens a month at the load
+
+    def one(custom_usd_per_mtoken: float) -> float:
+        months, _ = tco.breakeven_months(nre.initial_usd, nre.respin_usd, generation,
+                                         custom_usd_per_mtoken * per_month,
+                                         reference.usd_per_mtoken * per_month)
+        return math.nan if months is None else months * per_month
+
+    usd = run.usd_per_mtoken
+    return np.vectorize(one, otypes=[float])(usd) if np.ndim(usd) else one(usd)
+
+
 def step_metrics(latency_s, tokens_per_s, energy_total_j, workload: Workload, chip: Silicon,
-                 usd_per_mtoken) -> dict:
+                 usd_per_mtoken, breakeven=math.nan) -> dict:
     """Per-point metrics from one simulated step (``Result``-equivalent numbers)."""
     tokens = workload.tokens_credited
     power = energy_total_j / latency_s
@@ -58,4 +97,5 @@ def step_metrics(latency_s, tokens_per_s, energy_total_j, workload: Workload, ch
         "dies": chip.dies,
         "reticle_limited": chip.reticle_limited,
         "usd_per_mtoken": usd_per_mtoken,
+        "breakeven_mtokens": breakeven,
     }

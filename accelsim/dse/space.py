@@ -39,6 +39,7 @@ METRICS: dict[str, str] = {
     "dies": "dies per chip",
     "reticle_limited": "split over reticles (0/1)",
     "usd_per_mtoken": "system cost per million tokens ($)",
+    "breakeven_mtokens": "breakeven vs the reference merchant chip (Mtokens)",
 }
 Sense = Literal["max", "min"]
 _DIMENSIONS = (units.SIZE, units.BANDWIDTH, units.FREQUENCY, units.THROUGHPUT, units.POWER,

@@ -131,7 +131,7 @@ def card_capex(hw, price: float, tables: Tables) -> ChipCapex:
     return ChipCapex(0.0, 0.0, 0.0, 0.0, price, host, network, rack)
 
 
-def nre(hw: HardwareBase, tables: Tables) -> Nre:
+def nre(hw: Any, tables: Tables) -> Nre:
     """A custom chip's design and first masks; a respin where the chip holds one model's
     weights in silicon (``Backend.fixed_model``)."""
     node = node_economics(hw, tables)
