@@ -123,3 +123,31 @@ def test_study_report_gains_the_economics(tmp_path):
     text = files["markdown"].read_text()
     assert "When the custom chip pays off" in text and "hardwired-llama-3.1-8b" in text
     assert "breakeven_months" in files["economics"].read_text()
+
+
+def test_breakeven_from_nre_capex_opex_and_tokens_per_s_hand_worked():
+    """Two systems from first principles (3-year life, PUE 1.3, $0.08/kWh, 8.64e8 tokens/day):
+    custom: $10,000 capex, 500 W, 10,000 tokens/s, NRE $5M -> one system;
+      $/h = 10,000 / (3 x 8766) + 0.5 kW x 1.3 x 0.08 = 0.380257 + 0.052 = 0.432257
+    merchant: $40,000 capex, 700 W, 100 tokens/s -> 8.64e8 / (100 x 86,400) = 100 systems;
+      $/h = 40,000 / 26,298 + 0.7 x 1.3 x 0.08 = 1.521028 + 0.0728 = 1.593828 each
+    per month (730.5 h): custom $315.76, merchant $116,429.1 -> saving $116,113.3 a month;
+    breakeven 5e6 / 116,113.3 = 43.06 months = 43.06 x 30.4375 x 8.64e8 = 1.1325e12 tokens."""
+    from accelsim.economics import system
+    from accelsim.economics.tables import load_tables
+    tables = load_tables()
+    custom = system.running(system.ChipCapex(0, 0, 0, 0, 10_000.0, 0.0, 0.0, 0.0), 1, 500.0, 0.0, 10_000.0,
+                            tables, 1.0)
+    merchant = system.running(system.ChipCapex(0, 0, 0, 0, 40_000.0, 0.0, 0.0, 0.0), 1, 700.0, 0.0, 100.0,
+                              tables, 1.0)
+    assert custom.usd_per_hour == pytest.approx(0.432257, abs=1e-6)
+    assert merchant.usd_per_hour == pytest.approx(1.593828, abs=1e-6)
+    systems_c, u_c, _ = tco.whole_systems(tco.Load(8.64e8), 10_000.0, 1.0)
+    systems_m, u_m, _ = tco.whole_systems(tco.Load(8.64e8), 100.0, 1.0)
+    assert (systems_c, u_c, systems_m, u_m) == (1, 1.0, 100, 1.0)
+    per_month_c = custom.usd_per_hour * tco.HOURS_PER_MONTH * systems_c
+    per_month_m = merchant.usd_per_hour * tco.HOURS_PER_MONTH * systems_m
+    assert (per_month_c, per_month_m) == pytest.approx((315.764, 116_429.1), abs=0.1)
+    months, _ = tco.breakeven_months(5e6, None, None, per_month_c, per_month_m)
+    assert months == pytest.approx(43.06, abs=0.01)
+    assert months * tco.DAYS_PER_MONTH * 8.64e8 == pytest.approx(1.1325e12, rel=1e-3)
