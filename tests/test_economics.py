@@ -156,3 +156,26 @@ def test_run_json_carries_silicon_and_cost(cli):
     # a TPU is rented, not sold: priced by its chip-hour, its die modelled and marked so
     assert data["cost"]["basis"] == "cloud rent" and data["cost"]["die_basis"].startswith("modelled")
     assert data["usd_per_mtoken"] == pytest.approx(data["cost"]["usd_per_mtoken_rent"])
+
+
+def test_respin_masks_are_a_config_field_with_a_source(tables):
+    import yaml
+
+    from accelsim.config.loader import bundled_names
+    from accelsim.hardware import parse_hardware
+    doc = yaml.safe_load(bundled_names("hw_configs")["hardwired-llama-3.1-8b"].read_text())
+    assert doc["respin"]["masks"] == 2 and "Taalas" in doc["respin"]["source"]
+    node = tables.nodes["6nm"]
+    doc["respin"]["masks"] = 4
+    four = system.nre(parse_hardware(doc, "four.yaml"), tables)
+    assert four.respin_usd == pytest.approx(4 * node.mask_set / node.masks + tables.system.respin.engineering)
+    # a GPU runs any model: nothing to respin
+    assert system.nre(load_hardware("h100-sxm"), tables).respin_usd is None
+    doc["respin"]["masks"] = 0
+    with pytest.raises(ConfigError) as err:
+        parse_hardware(doc, "bad.yaml")
+    assert "respin.masks" in err.value.one_line()
+    doc["respin"] = {"masks": 2}
+    with pytest.raises(ConfigError) as err:
+        parse_hardware(doc, "bad.yaml")
+    assert "respin.source" in err.value.one_line()

@@ -137,11 +137,15 @@ def nre(hw: Any, tables: Tables) -> Nre:
     node = node_economics(hw, tables)
     low, high = node.design_nre_low, node.design_nre_high
     design = low if tables.system.design_nre == "low" else high
-    respin = tables.system.respin
+    default = tables.system.respin
+    stated = hw.respin  # the chip's own figures, where its config gives them
+    masks = stated.masks if stated is not None and stated.masks is not None else default.masks
+    lead = (stated.lead_time_months if stated is not None and stated.lead_time_months is not None
+            else default.lead_time_months)
     fixed = backend(hw).fixed_model(hw) is not None
-    respin_usd = respin.masks * node.mask_usd + respin.engineering if fixed else None
-    return Nre(design, (low, high), node.mask_set, respin_usd, respin.masks if fixed else None,
-               respin.lead_time_months if fixed else 0.0)
+    respin_usd = masks * node.mask_usd + default.engineering if fixed else None
+    return Nre(design, (low, high), node.mask_set, respin_usd, masks if fixed else None,
+               lead if fixed else 0.0)
 
 
 def wall_power(power_w: Any, idle_w: Any, utilisation: float, pue: float) -> tuple[Any, Any]:
