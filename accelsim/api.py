@@ -3,11 +3,16 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Sequence
+from dataclasses import replace
+from functools import cache
 from pathlib import Path
 
 from accelsim import hardware, pipeline
-from accelsim.density import DensityProfile, load_density
 from accelsim.config import loader
+from accelsim.density import DensityProfile, load_density
+from accelsim.economics import system as economics_system
+from accelsim.economics import tco as economics_tco
+from accelsim.economics.tables import Tables, load_tables
 from accelsim.errors import AccelsimError, CannotRunError, ConfigError
 from accelsim.graph import Graph
 from accelsim.hardware.spec import HardwareBase
@@ -48,6 +53,12 @@ def load_trace(path: str | Path) -> list[serving.Request]:
     return serving.parse_trace(rows, str(path))
 
 
+@cache
+def economics() -> Tables:
+    """The bundled economics tables (``accelsim/economics/data``), read once."""
+    return load_tables()
+
+
 def cost_model(model: ModelSpec | str, hw: HardwareBase | str, parallelism: Parallelism | None = None,
                density: DensityProfile | str | Path | None = None,
                **dtypes: str | None) -> serving.CostModel:
@@ -74,7 +85,10 @@ def run_study(study: StudySpec) -> list[StudyCell]:
             workload = item.workload()
             results, refusals = compare(spec, list(chips), workload, weight_dtype=case.weight_dtype,
                                         act_dtype=case.act_dtype, kv_dtype=case.kv_dtype)
-            cells.append(StudyCell(case, chips, workload, results, refusals))
+            by_name = {c.name: c for c in chips}
+            costs = economics_tco.report([(r, by_name[r.hw]) for r in results], spec, economics(),
+                                         economics_tco.Load()) if results else None
+            cells.append(StudyCell(case, chips, workload, results, refusals, costs))
     return cells
 
 
@@ -92,16 +106,19 @@ def simulate(model: ModelSpec | str, hw: HardwareBase | str, workload: Workload 
 def costed_step(model: ModelSpec | str, hw: HardwareBase | str, workload: Workload | None = None, *,
                 weight_dtype: str | None = None, act_dtype: str | None = None,
                 kv_dtype: str | None = None, parallelism: Parallelism | None = None) -> pipeline.Costed:
-    """``simulate``'s step with the per-chip graphs it costed (what the engine replays)."""
-    return pipeline.model_step(resolve_model(model), resolve_hardware(hw), workload or Workload(),
-                               weight_dtype=weight_dtype, act_dtype=act_dtype, kv_dtype=kv_dtype,
-                               parallelism=parallelism)
+    """``simulate``'s step with the per-chip graphs it costed (what the engine replays), priced
+    with the bundled economics tables (``accelsim.economics.system.price``)."""
+    spec, chip = resolve_model(model), resolve_hardware(hw)
+    step = pipeline.model_step(spec, chip, workload or Workload(), weight_dtype=weight_dtype,
+                               act_dtype=act_dtype, kv_dtype=kv_dtype, parallelism=parallelism)
+    return replace(step, result=economics_system.price(step.result, chip, spec, economics()))
 
 
 def simulate_graph(graph: Graph, hw: HardwareBase | str, workload: Workload) -> Result:
     """Map and cost an imported ``graph`` (``accelsim.importers.torch_export``) on ``hw`` exactly
     as ``simulate`` does a lowered model; ``workload`` is the step the graph was traced for."""
-    return pipeline.graph_step(graph, resolve_hardware(hw), workload).result
+    chip = resolve_hardware(hw)
+    return economics_system.price(pipeline.graph_step(graph, chip, workload).result, chip, None, economics())
 
 
 def timeline(model: ModelSpec | str, hw: HardwareBase | str, workload: Workload, *,
@@ -126,3 +143,32 @@ def compare(model: ModelSpec | str, hws: Sequence[HardwareBase | str], workload:
         except CannotRunError as err:
             refusals.append(Refusal(chip.name, err.one_line()))
     return results, refusals
+
+
+def tco(model: ModelSpec | str, hws: list[HardwareBase | str], workload: Workload | None = None, *,
+        deploy_years: float | None = None, model_life_months: float | None = None,
+        tokens_per_day: float | None = None, utilisation: float | None = None,
+        tables: Tables | None = None, parallelism: Parallelism | None = None,
+        **dtypes: str | None) -> economics_tco.TcoReport:
+    """Total cost of ownership of ``model`` served on each chip of ``hws``: capex, opex, NRE,
+    $/Mtoken at the load, and the breakeven of each custom chip against each merchant chip
+    (``accelsim.economics.tco``).  The load is ``tokens_per_day`` (whole systems bought to carry
+    it) or one system at ``utilisation``; neither: one system at the tables' utilisation."""
+    base = tables or economics()
+    changes: dict = {}
+    if deploy_years is not None:
+        changes["deploy_years"] = deploy_years
+    if model_life_months is not None:
+        changes["model_life_months"] = model_life_months
+    priced_tables = base.with_system(**changes) if changes else base
+    load = economics_tco.Load(tokens_per_day, utilisation)
+    spec = resolve_model(model)
+    chips = [resolve_hardware(h) for h in hws]
+    if not chips:
+        raise AccelsimError("tco needs at least one --hw")
+    results, refusals = compare(spec, list(chips), workload, parallelism=parallelism, **dtypes)
+    by_name = {r.hw: r for r in results}
+    priced = [(economics_system.price(by_name[c.name], c, spec, priced_tables), c)
+              for c in chips if c.name in by_name]
+    notes = tuple(f"{r.hw}: {r.reason}" for r in refusals)
+    return economics_tco.report(priced, spec, priced_tables, load, notes)

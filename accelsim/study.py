@@ -13,6 +13,7 @@ from pydantic import Field
 
 from accelsim.config.types import NonNegativeInt, PositiveInt, Spec
 from accelsim.dtypes import DType
+from accelsim.economics.tco import TcoReport
 from accelsim.hardware.spec import HardwareBase
 from accelsim.sim.result import Refusal, Result
 from accelsim.workload import Workload
@@ -52,6 +53,7 @@ class StudyCell:
     workload: Workload
     results: list[Result]
     refusals: list[Refusal]
+    tco: TcoReport | None = None  # the chips that run it, priced at the default load
 
     @property
     def slug(self) -> str:

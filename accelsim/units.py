@@ -65,7 +65,7 @@ AREA = Dimension("area", "814 mm2", {"mm2": 1.0, "mm^2": 1.0, "mm²": 1.0, "um2"
 BIT_DENSITY = Dimension("storage density", "30 Mbit/mm2",
                         {f"{u}/{a}": s / sa for u, s in _BYTES.items() for a, sa in
                          (("mm2", 1.0), ("mm^2", 1.0), ("mm²", 1.0))})
-MONEY = Dimension("cost", "17000 USD", {"USD": 1.0, "$": 1.0, "kUSD": 1e3})
+MONEY = Dimension("cost", "17000 USD", {"USD": 1.0, "$": 1.0, "kUSD": 1e3, "MUSD": 1e6})
 
 _QUANTITY = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(\S+)\s*$")
 

@@ -17,14 +17,14 @@ from hypothesis import strategies as st
 from accelsim.dse import fastpath, pareto, runner, search
 from accelsim.dse.evaluate import Job, evaluate_points_scalar
 from accelsim.dse.fastpath import evaluate_frame, evaluate_points
-from accelsim.dse.space import load_space, point_id, point_ids
+from accelsim.dse.space import Condition, load_space, point_id, point_ids
 from accelsim.model.spec import load_model
 from accelsim.workload import Workload
 
 REPO = Path(__file__).resolve().parent.parent
 SPACES = REPO / "hw_configs" / "spaces"
 METRIC_KEYS = ("tokens_per_s_per_user", "tokens_per_s", "latency_s", "joules_per_token", "power_w",
-               "area_mm2", "usd_per_mtoken")
+               "area_mm2", "die_mm2", "dies", "reticle_limited", "usd_per_mtoken", "breakeven_mtokens")
 
 
 def _job(name: str, **workload) -> Job:
@@ -40,7 +40,9 @@ def _assert_rows_equal(fast: list[dict], slow: list[dict]) -> None:
         assert f["status"] == s["status"], (f, s)
         assert f["reason"] == s["reason"]
         for key in METRIC_KEYS:
-            if s["status"] == "ok":
+            if s["status"] == "ok" and (f[key] is None or s[key] is None):
+                assert f[key] is None and s[key] is None, (key, f[key], s[key])
+            elif s["status"] == "ok":
                 assert math.isclose(f[key], s[key], rel_tol=1e-9), (key, f[key], s[key])
 
 
@@ -291,3 +293,26 @@ def test_sweep_cli_writes_report_and_report_command_redraws_it(cli, tmp_path):
     (out / "report.html").unlink()
     code, _, err = cli("report", str(out))
     assert code == 0 and (out / "report.html").is_file(), err
+
+
+def test_breakeven_objective_same_on_both_paths_and_never_is_empty():
+    """A sweep weighs each design's NRE against a merchant chip's $/Mtoken: the fast path and the
+    one-by-one path agree, and a reference no design undercuts gives no value (never NaN)."""
+    from dataclasses import replace
+
+    from accelsim.dse.metrics import Reference
+    job = _job("hardwired.yaml")
+    points = search.random_points(job.space, 6, seed=3)
+    cheap = replace(job, reference=Reference("h100-sxm", 2.76))
+    fast, slow = _vectorised(cheap, points), evaluate_points_scalar(cheap, points)
+    _assert_rows_equal(fast, slow)
+    ok = [r for r in fast if r["status"] == "ok"]
+    assert ok and all(r["breakeven_mtokens"] is not None and r["breakeven_mtokens"] > 0 for r in ok)
+    # the design whose $/Mtoken is lowest pays its NRE back soonest
+    soonest = min(ok, key=lambda r: r["breakeven_mtokens"])
+    assert soonest["usd_per_mtoken"] == min(r["usd_per_mtoken"] for r in ok)
+    free = replace(job, reference=Reference("free", 1e-9))
+    never = _vectorised(free, points)
+    assert all(r["breakeven_mtokens"] is None for r in never if r["status"] == "ok")
+    assert search.pick([r for r in never if r["status"] == "ok"], "breakeven_mtokens", "min").row is None
+    assert search.feasible(never, [Condition.parse("breakeven_mtokens<=1e9", "test")]) == []

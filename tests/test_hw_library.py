@@ -8,6 +8,8 @@ import pytest
 import yaml
 
 from accelsim.config.loader import bundled_names
+from accelsim.economics import silicon
+from accelsim.economics.tables import load_tables
 from accelsim.errors import ConfigError
 from accelsim.hardware import area, load_hardware, parse_hardware
 from accelsim.model.spec import load_model
@@ -61,18 +63,17 @@ def test_ternary_add_energy_only_where_a_ternary_datapath_exists():
 
 def test_murphy_yield_and_dies_per_wafer_hand_values():
     # AD = 1 cm2 x 0.1 /cm2 -> ((1 - e^-0.1) / 0.1)^2
-    assert area.murphy_yield(100.0, 0.1) == pytest.approx(((1 - math.exp(-0.1)) / 0.1) ** 2)
+    assert silicon.murphy_yield(100.0, 0.1) == pytest.approx(((1 - math.exp(-0.1)) / 0.1) ** 2)
     # 300 mm wafer, 100 mm2 die: pi*150^2/100 - pi*300/sqrt(200)
-    assert area.dies_per_wafer(100.0) == pytest.approx(math.pi * 225 - math.pi * 300 / math.sqrt(200))
+    assert silicon.dies_per_wafer(100.0) == pytest.approx(math.pi * 225 - math.pi * 300 / math.sqrt(200))
 
 
 def test_die_cost_grows_faster_than_area():
     small, big = 100.0, 800.0
-    node = area.NODES["5nm"]
-
-    def cost(a):
-        return node.wafer_cost_usd / (area.dies_per_wafer(a) * area.murphy_yield(a, node.defect_density_cm2))
-    assert cost(big) / cost(small) > big / small
+    node = load_tables().nodes["5nm"]
+    for model in ("poisson", "murphy", "negative_binomial"):
+        cost = [silicon.good_die_usd(a, node, model) for a in (small, big)]
+        assert cost[1] / cost[0] > big / small
 
 
 def test_stated_die_area_wins_and_hardwired_rom_is_modelled():
@@ -122,12 +123,11 @@ def test_zero_skipping_hook_gains_only_what_density_allows():
 def test_wafer_scale_engine_costs_one_wafer_not_infinity():
     """A 46,225 mm2 engine has no room for a second die and no yield by discard: its spares route
     around defects, so the chip costs a wafer (the die-per-wafer formula alone gives zero)."""
-    import math
-
     from accelsim import hardware
-    from accelsim.hardware import area
 
     chip = hardware.load_hardware("cerebras-wse3")
-    assert area.dies_per_wafer(46225) == 0
-    cost = area.die_cost_usd(chip)
-    assert math.isfinite(cost) and cost == area.node_of(chip).wafer_cost_usd
+    node = load_tables().nodes["5nm"]
+    assert silicon.dies_per_wafer(46225) == 0
+    cost = silicon.good_die_usd(46225, node, "negative_binomial", wafer_scale=True)
+    assert math.isfinite(cost) and cost == node.wafer_price
+    assert area.chip_dies(chip).dies == 1  # stitched across reticles by design, never split

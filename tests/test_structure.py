@@ -26,6 +26,7 @@ LOADERS = {
     "accelsim.dse.space": {"load_space"},
     "accelsim.validate.predict": {"model_for"},
     "accelsim.scalesim_compat": {"read_config", "read_topology"},
+    "accelsim.economics.tables": {"read"},
     # Validation's drivers read the points file and the configs its rows name.
     "accelsim.validate.points": {"__init__", "rows"},
     "accelsim.validate.run": {"hardware_for"},

@@ -25,6 +25,7 @@ def cli() -> None:
       accelsim study studies/headline.yaml  # models x chips x workloads -> reports/headline
       accelsim sweep --space hw_configs/spaces/hardwired.yaml   # design-space exploration
       accelsim serve --rate 8 --requests 2000                   # TTFT/TPOT under load
+      accelsim tco --hw hardwired-llama-3.1-8b --hw h100-sxm    # cost, NRE, breakeven
       accelsim validate                     # predictions vs published measurements
       accelsim models / accelsim hw         # what is in the catalogue
     Models and hardware are given by bundled name or by path to a YAML file

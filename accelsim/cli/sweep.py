@@ -7,12 +7,13 @@ from pathlib import Path
 
 import click
 
-from accelsim.api import resolve_model
+from accelsim.api import resolve_model, simulate
 from accelsim.cli import options
 from accelsim.dse import runner, search
 from accelsim.dse.evaluate import Job
+from accelsim.dse.metrics import Reference
 from accelsim.dse.space import METRICS, Condition, load_space
-from accelsim.errors import AccelsimError
+from accelsim.errors import AccelsimError, CannotRunError
 from accelsim.report.sweep import SweepSummary, cliffs_from, load_frame, write_report
 from accelsim.workload import Workload
 
@@ -46,6 +47,9 @@ def _progress(total: int):
 @click.option("--pick", "pick_metric", type=click.Choice(list(METRICS)), default="area_mm2",
               show_default=True, help="Among designs meeting every target and constraint, choose the "
                                       "one that minimises this (maximises for throughput metrics).")
+@click.option("--breakeven-vs", "breakeven_vs", default="h100-sxm", show_default=True,
+              help="Merchant chip the breakeven_mtokens metric weighs each design against (its system "
+                   "$/Mtoken on the same model and workload; docs/economics.md).")
 @click.option("--phase", type=click.Choice(["prefill", "decode"]), default=None,
               help="Override the space's workload phase.")
 @click.option("--batch", type=click.IntRange(min=1), default=None, help="Override the space's batch.")
@@ -53,7 +57,7 @@ def _progress(total: int):
 @click.option("--no-report", is_flag=True, help="Write results.csv only (`accelsim report OUT` later).")
 @options.json_option
 def sweep(model, space_path, out, strategy, samples, seed, workers, scheduler, resume, targets,
-          constraints, pick_metric, phase, batch, context, no_report, as_json):
+          constraints, pick_metric, breakeven_vs, phase, batch, context, no_report, as_json):
     """Explore a hardware design space for one model and workload.
 
     \b
@@ -71,7 +75,7 @@ def sweep(model, space_path, out, strategy, samples, seed, workers, scheduler, r
                         context=w.context if context is None else context)
     conditions = space.constraints + [Condition.parse(t, "--target") for t in targets] + \
         [Condition.parse(c, "--constraint") for c in constraints]
-    job = Job(space, spec, workload)
+    job = Job(space, spec, workload, reference=_reference(spec, breakeven_vs, workload))
     out.mkdir(parents=True, exist_ok=True)
     csv_path = out / "results.csv"
     if csv_path.exists() and not resume and csv_path.stat().st_size > 0:
@@ -120,8 +124,20 @@ def sweep(model, space_path, out, strategy, samples, seed, workers, scheduler, r
         params = ", ".join(f"{k}={choice.row[k]:.4g}" if isinstance(choice.row[k], float) else f"{k}={choice.row[k]}"
                            for k in space.keys)
         click.echo(f"chosen ({pick_sense} {pick_metric}): {params}")
-        click.echo("  " + ", ".join(f"{m} {choice.row[m]:.4g}" for m in METRICS))
+        click.echo("  " + ", ".join(f"{m} {choice.row[m]:.4g}" if choice.row[m] is not None else f"{m} never"
+                                    for m in METRICS))
     click.echo(f"report: {files['html']} (results.csv, pareto.csv and plots in {out})")
+
+
+def _reference(spec, name: str, workload: Workload) -> Reference | None:
+    """The merchant chip's system $/Mtoken on this model and workload; None (and a note) where it
+    cannot run them, so breakeven_mtokens stays empty."""
+    try:
+        result = simulate(spec, name, workload)
+    except CannotRunError as err:
+        click.echo(f"note: no breakeven_mtokens: {err.one_line()}", err=True)
+        return None
+    return Reference(result.hw, result.usd_per_mtoken) if result.usd_per_mtoken is not None else None
 
 
 COMMANDS = (sweep,)

@@ -1,12 +1,14 @@
 """Evaluate design points one by one through ``accelsim.api.simulate`` (the reference path)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import dataclass, field
 from typing import Any
 
-from accelsim.api import simulate
+from accelsim.api import economics, simulate
 from accelsim.dse import metrics
 from accelsim.dse.space import Space, point_id, to_number
+from accelsim.economics.tables import Tables
 from accelsim.errors import ConfigError, DoesNotFitError
 from accelsim.model.spec import ModelSpec
 from accelsim.workload import Workload
@@ -19,6 +21,10 @@ class Job:
     space: Space
     model: ModelSpec
     workload: Workload
+    # Prices $/Mtoken: the bundled tables without merchant prices, since every point of a sweep
+    # is a chip to be built, even one whose base config is a merchant chip.
+    economics: Tables = field(default_factory=lambda: economics().custom_only())
+    reference: metrics.Reference | None = None  # the merchant chip breakeven is measured against
 
 
 def base_row(point: dict[str, Any]) -> dict[str, Any]:
@@ -44,8 +50,11 @@ def evaluate_scalar(job: Job, point: dict[str, Any]) -> dict[str, Any]:
         r = simulate(job.model, hw, job.workload)
     except DoesNotFitError as err:
         return failed_row(point, metrics.STATUS_NO_FIT, err.one_line())
+    usd = metrics.usd_per_mtoken(hw, job.model, job.economics, r.power_w, r.tokens_per_s, r.chips)
+    breakeven = metrics.breakeven_mtokens(hw, job.model, job.economics, job.reference, r.power_w,
+                                          r.tokens_per_s, r.chips)
     values = metrics.step_metrics(r.latency_s, r.tokens_per_s, r.energy_total_j, job.workload,
-                                  area_mm2=r.area_mm2, die_usd=r.die_cost_usd)
+                                  metrics.silicon(hw, job.model), usd, None if math.isnan(breakeven) else breakeven)
     return {**base_row(point), "status": metrics.STATUS_OK, "reason": "", **values}
 
 

@@ -20,6 +20,7 @@ evaluated one by one, and the caller is told so: ``evaluate`` returns the table 
 from __future__ import annotations
 
 import ast
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -147,7 +148,7 @@ class _Table:
         self.fail(i, row["status"], row["reason"])
         if row["status"] == metrics.STATUS_OK:
             for name in METRICS:
-                self.values[name][i] = row[name]
+                self.values[name][i] = math.nan if row[name] is None else row[name]
 
     def _base(self) -> tuple[list[str], list[list[Any]]] | None:
         """Point id and parameter columns (values as ``evaluate.base_row`` writes them), or
@@ -177,7 +178,8 @@ class _Table:
                 continue
             head["status"], head["reason"] = s, r
             if s == metrics.STATUS_OK:
-                head.update(zip(METRICS, v))
+                # NaN marks a metric with no value (a breakeven that never comes): an empty cell
+                head.update((m, None if isinstance(x, float) and math.isnan(x) else x) for m, x in zip(METRICS, v))
             out.append(head)
         return out
 
@@ -506,10 +508,16 @@ class _Group:
         latency = np.broadcast_to(step.latency_s, shape)
         energy_total = pipeline.step_joules(energy, groups, 1, p["static"], 1, step.busy_s)
         chip = metrics.silicon(view, self.job.model)
-        values = metrics.step_metrics(latency, np.broadcast_to(step.throughput_tokens_per_s, shape),
-                                      np.broadcast_to(energy_total, shape), workload,
-                                      area_mm2=np.broadcast_to(chip.area_mm2, shape),
-                                      die_usd=np.broadcast_to(chip.die_usd, shape))
+        tokens_per_s = np.broadcast_to(step.throughput_tokens_per_s, shape)
+        energy_total = np.broadcast_to(energy_total, shape)
+        power = energy_total / latency
+        usd = metrics.usd_per_mtoken(view, self.job.model, self.job.economics, power, tokens_per_s)
+        breakeven = metrics.breakeven_mtokens(view, self.job.model, self.job.economics, self.job.reference,
+                                              power, tokens_per_s)
+        values = metrics.step_metrics(latency, tokens_per_s, energy_total, workload,
+                                      metrics.Silicon(*(np.broadcast_to(v, shape) for v in (
+                                          chip.area_mm2, chip.die_mm2, chip.dies, chip.reticle_limited))),
+                                      np.broadcast_to(usd, shape), np.broadcast_to(breakeven, shape))
         self.table.put(self.members[local], values)
         self.table.vectorised += len(local)
 

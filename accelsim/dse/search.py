@@ -40,6 +40,8 @@ def violation(row: dict[str, Any], conditions: list[Condition]) -> float:
     total = 0.0
     for c in conditions:
         v = row[c.metric]
+        if v is None:  # a metric with no value (a breakeven that never comes) meets no bound
+            return float("inf")
         gap = (v - c.value) if c.op == "<=" else (c.value - v)
         total += max(gap, 0.0) / max(abs(c.value), 1e-30)
     return total
@@ -50,8 +52,11 @@ def feasible(rows: list[dict[str, Any]], conditions: list[Condition]) -> list[di
 
 
 def objective_matrix(rows: list[dict[str, Any]], objectives: Mapping[str, str]) -> np.ndarray:
-    return pareto.oriented([np.array([r[m] for r in rows], dtype=float) for m in objectives],
-                           list(objectives.values()))
+    """Objectives oriented for minimisation; a metric with no value (a breakeven that never
+    comes) is the worst possible."""
+    worst = {"min": np.inf, "max": -np.inf}
+    return pareto.oriented([np.array([worst[s] if r[m] is None else r[m] for r in rows], dtype=float)
+                            for m, s in objectives.items()], list(objectives.values()))
 
 
 def front(rows: list[dict[str, Any]], objectives: Mapping[str, str]) -> list[dict[str, Any]]:
@@ -73,8 +78,11 @@ class Pick:
 def pick(rows: list[dict[str, Any]], metric: str, sense: str) -> Pick:
     if not rows:
         return Pick(metric, sense, None)
+    valued = [r for r in rows if r[metric] is not None]
+    if not valued:
+        return Pick(metric, sense, None)
     key = (lambda r: r[metric]) if sense == "min" else (lambda r: -r[metric])
-    return Pick(metric, sense, min(rows, key=key))
+    return Pick(metric, sense, min(valued, key=key))
 
 
 def nsga2(space: Space, evaluate: Evaluate, objectives: Mapping[str, str], conditions: list[Condition],

@@ -34,8 +34,12 @@ METRICS: dict[str, str] = {
     "latency_s": "step latency (s)",
     "joules_per_token": "energy per token (J)",
     "power_w": "average power (W)",
-    "area_mm2": "die area (mm²)",
-    "usd_per_mtoken": "cost per million tokens ($)",
+    "area_mm2": "silicon per chip (mm²)",
+    "die_mm2": "largest die (mm²)",
+    "dies": "dies per chip",
+    "reticle_limited": "split over reticles (0/1)",
+    "usd_per_mtoken": "system cost per million tokens ($)",
+    "breakeven_mtokens": "breakeven vs the reference merchant chip (Mtokens)",
 }
 Sense = Literal["max", "min"]
 _DIMENSIONS = (units.SIZE, units.BANDWIDTH, units.FREQUENCY, units.THROUGHPUT, units.POWER,

@@ -1,58 +1,50 @@
-"""Silicon area and cost: MAC arrays, on-chip SRAM and ROM, memory PHYs; die cost from wafer
-cost and yield; energy cost and $ per million tokens; the TDP check.
+"""Silicon area: MAC arrays, on-chip SRAM and ROM, memory PHYs sized by the die edge they
+need, the reticle limit and the split of a larger design into dies joined by die-to-die links;
+the TDP check.  What the silicon costs lives in ``accelsim.economics``.
 
 Every function reads numbers from a spec or from ``accelsim.dse.columns`` (the same spec seen
 over many design points, numbers as arrays), so one formula serves one chip and a sweep.
 Per-node constants carry their sources.  Where a config states its die area the stated figure
-is the die; otherwise the die is the sum of the modelled components (control, NoC and I/O other
+is the silicon; otherwise it is the sum of the modelled components (control, NoC and I/O other
 than memory PHYs are not modelled, so a modelled die is a lower bound).
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass, replace
+from typing import Any
 
 from accelsim.hardware import backend
-from accelsim.hardware.arraymath import exp, safe_divisor, sqrt, vmax, where
+from accelsim.hardware.arraymath import ceil, vmax, where
 from accelsim.model.spec import ModelSpec
-
-WAFER_DIAMETER_MM = 300.0
-# Chips are paid for over this service life and run at the result's average power meanwhile.
-# source: assumptions -- 3 years is a common accelerator depreciation schedule; 0.08 USD/kWh
-# is near the US industrial average retail price (EIA Electric Power Monthly, 2023).
-SERVICE_YEARS = 3.0
-ELECTRICITY_USD_PER_KWH = 0.08
 
 
 @dataclass(frozen=True)
 class NodeConstants:
     sram_um2_per_bit: float   # SRAM macro area per bit, periphery included
     mac_scale: float          # logic area relative to 16 nm
-    wafer_cost_usd: float     # 300 mm wafer
-    defect_density_cm2: float
     source: str
 
 
 _SRAM16 = 0.10  # um2/bit at 16 nm, Stream 2.x public defaults (refdata energy.csv)
 NODES: dict[str, NodeConstants] = {
-    "16nm": NodeConstants(_SRAM16, 1.0, 3984.0, 0.10,
-                          "SRAM 0.10 um2/bit and MAC 200 um2: Stream 2.x 16 nm defaults (refdata energy.csv); "
-                          "wafer: CSET 'AI Chips' (Khan & Mann 2020) 16/12 nm estimate; D0: estimate"),
-    "14nm": NodeConstants(_SRAM16, 1.0, 3984.0, 0.10,
+    "16nm": NodeConstants(_SRAM16, 1.0,
+                          "SRAM 0.10 um2/bit and MAC 200 um2: Stream 2.x 16 nm defaults (refdata energy.csv)"),
+    "14nm": NodeConstants(_SRAM16, 1.0,
                           "treated as 16 nm (estimate; Intel 14 nm density is close to TSMC 16FF+)"),
-    "7nm": NodeConstants(_SRAM16 * 0.027 / 0.074, 1 / 3.3, 9346.0, 0.09,
+    "7nm": NodeConstants(_SRAM16 * 0.027 / 0.074, 1 / 3.3,
                          "SRAM: 16 nm macro scaled by the TSMC HD bit-cell ratio 0.027/0.074 um2 (N7 vs "
                          "16FF+, as reported by WikiChip); logic: TSMC's ~3.3x N7 density over 16FF+ "
-                         "(WikiChip); wafer: CSET 2020 7 nm estimate; D0: ~0.09/cm2 press-reported for "
-                         "mature N7 (estimate)"),
-    "6nm": NodeConstants(_SRAM16 * 0.027 / 0.074, 1 / (3.3 * 1.18), 9346.0, 0.09,
-                         "N7 values with TSMC's stated +18% N6 logic density (WikiChip); wafer as N7 (estimate)"),
-    "5nm": NodeConstants(_SRAM16 * 0.021 / 0.074, 1 / (3.3 * 1.8), 16988.0, 0.10,
+                         "(WikiChip)"),
+    "6nm": NodeConstants(_SRAM16 * 0.027 / 0.074, 1 / (3.3 * 1.18),
+                         "N7 values with TSMC's stated +18% N6 logic density (WikiChip)"),
+    "5nm": NodeConstants(_SRAM16 * 0.021 / 0.074, 1 / (3.3 * 1.8),
                          "SRAM: N5 HD bit cell 0.021 um2 (TSMC IEDM 2019 via WikiChip) scaled as above; logic: "
-                         "TSMC's 1.8x N5 over N7; wafer: CSET 2020 5 nm estimate; D0 ~0.1/cm2 "
-                         "(TSMC figure reported by AnandTech 2020; estimate)"),
-    "4nm": NodeConstants(_SRAM16 * 0.021 / 0.074, 1 / (3.3 * 1.8 * 1.06), 16988.0, 0.10,
-                         "N5 values with TSMC's ~6% N4 logic shrink (press; estimate); wafer as N5"),
+                         "TSMC's 1.8x N5 over N7"),
+    "4nm": NodeConstants(_SRAM16 * 0.021 / 0.074, 1 / (3.3 * 1.8 * 1.06),
+                         "N5 values with TSMC's ~6% N4 logic shrink (press; estimate)"),
+    "3nm": NodeConstants(_SRAM16 * 0.021 / 0.074, 1 / (3.3 * 1.8 * 1.6),
+                         "SRAM: N3E keeps N5's 0.021 um2 HD bit cell (TSMC, as reported by WikiChip 2022), "
+                         "so SRAM does not shrink; logic: TSMC's ~1.6x N3 density over N5 (press; estimate)"),
 }
 
 # Area of one MAC unit per datapath relative to a 16-bit floating-point MAC (200 um2 at 16 nm,
@@ -64,25 +56,66 @@ MAC_RELATIVE = {"fp32": (24 / 11) ** 2, "bf16": 1.0, "fp16": 1.0, "fp8": 0.5, "i
                 "int4": 0.15, "ternary": 179 / 4600}
 # source: estimate (not in refdata) of one HBM PHY's beachfront area; DDR PHYs are smaller.
 PHY_MM2 = 12.0
+# Die edge one HBM PHY occupies, and what one stack delivers.  source: shoreline: estimate,
+# bounded by H100's six stack sites along the two long edges of its ~28.5 mm-wide 814 mm2 die
+# (at most 9.5 mm each); bandwidth: HBM3E >1.2 TB/s per stack (Micron HBM3E announcement, 2023).
+HBM_SHORELINE_MM = 8.0
+HBM_STACK_BANDWIDTH = 1.2e12  # B/s
+# Memory PHYs sit along two opposite edges of the die; the other two carry host I/O and links.
+MEMORY_EDGES = 2
+
+# One exposure field of a lithography scanner: no single die can be larger.
+# source: ASML scanner field 26 mm x 33 mm (ASML product specifications; the 858 mm2 limit
+# NVIDIA cites for reticle-sized dies).
+RETICLE_MM = (26.0, 33.0)
+RETICLE_MM2 = RETICLE_MM[0] * RETICLE_MM[1]
+# A design larger than the reticle becomes dies in a chain on one interposer, each link a UCIe
+# 2.5D die-to-die interface.  source: UCIe 2.5D (25-55 um bump pitch) up to 1.3 TB/s per mm of
+# die edge at 0.25-0.3 pJ/bit (D. Das Sharma, Hot Interconnects 2025, as reported by Converge
+# Digest); the link bandwidth (1 TB/s each way) and the PHY's 1 mm depth are estimates.
+D2D_BANDWIDTH = 1.0e12           # B/s per link
+D2D_BYTES_PER_S_PER_MM = 1.3e12  # shoreline density
+D2D_DEPTH_MM = 1.0
+D2D_PJ_PER_BIT = 0.3
+D2D_LINK_END_MM2 = D2D_BANDWIDTH / D2D_BYTES_PER_S_PER_MM * D2D_DEPTH_MM  # one end of a link
 
 
 @dataclass(frozen=True)
 class AreaBreakdown:
-    mac_mm2: float
-    sram_mm2: float
-    rom_mm2: float
-    phy_mm2: float
-    die_mm2: float       # stated die area, or the modelled sum when none is stated
-    stated: bool
+    mac_mm2: Any
+    sram_mm2: Any
+    rom_mm2: Any
+    phy_mm2: Any
+    die_mm2: Any         # silicon of one chip: stated, or the modelled sum (at least the
+    stated: bool         # shoreline its memory PHYs need) when none is stated
+    phys: Any = 0        # memory PHYs (HBM stacks / DRAM channels)
 
     @property
-    def modelled_mm2(self) -> float:
+    def modelled_mm2(self) -> Any:
         return self.mac_mm2 + self.sram_mm2 + self.rom_mm2 + self.phy_mm2
 
 
+@dataclass(frozen=True)
+class DieSplit:
+    """One chip's silicon as dies: a design within the reticle is one die; a larger one is the
+    fewest equal dies in a chain, each carrying the ends of the links it terminates."""
+
+    dies: Any
+    die_mm2: Any              # one die, link ends included
+    link_mm2: Any             # all link ends of the chip
+    links: Any
+    link_bandwidth: float     # B/s each way per link
+    link_power_w: Any         # every link busy at full bandwidth (an upper bound)
+    reticle_limited: Any      # split because the design exceeds one reticle
+
+
 def node_of(hw) -> NodeConstants:
-    name = hw.area.node if hw.area is not None and hw.area.node else "7nm"
-    return NODES[name]
+    return NODES[node_name(hw)]
+
+
+def node_name(hw) -> str:
+    """The chip's stated node; chips that state none are modelled as 7 nm."""
+    return hw.area.node if hw.area is not None and hw.area.node else "7nm"
 
 
 def mac_units(hw, dtype: str) -> float:
@@ -102,46 +135,54 @@ def onchip_bytes(hw, model: ModelSpec | None = None) -> tuple[float, float]:
     return backend(hw).die_storage(hw, model)
 
 
+def memory_phys(hw) -> Any:
+    """Off-chip memory PHYs: the stated count, or as many HBM stacks as the off-chip bandwidth
+    needs, whichever is more, so bandwidth always costs area."""
+    stated = hw.area.phys if hw.area is not None else 0
+    kind = backend(hw)
+    if kind.offchip_level(hw) is None:
+        return stated
+    return vmax(stated, ceil(kind.main_memory(hw).bandwidth / HBM_STACK_BANDWIDTH))
+
+
+def shoreline_mm2(phys) -> Any:
+    """The smallest square die whose memory edges hold ``phys`` PHYs side by side."""
+    side = phys / MEMORY_EDGES * HBM_SHORELINE_MM
+    return side * side
+
+
 def area_breakdown(hw, model: ModelSpec | None = None) -> AreaBreakdown:
     node = node_of(hw)
     sram_bytes, rom_bits = onchip_bytes(hw, model)
     sram = sram_bytes * 8 * node.sram_um2_per_bit * 1e-6
     rom = rom_bits / (hw.memory.weights.density * 8) if rom_bits else 0.0  # density is B/mm2
-    phys = (hw.area.phys if hw.area is not None else 0) * PHY_MM2
+    phys = memory_phys(hw)
+    phy = phys * PHY_MM2
     mac = datapath_mm2(hw, node)
     stated = hw.area is not None and hw.area.die is not None
-    die = hw.area.die if stated else mac + sram + rom + phys
-    return AreaBreakdown(mac, sram, rom, phys, die, stated)
+    die = hw.area.die if stated else vmax(mac + sram + rom + phy, shoreline_mm2(phys))
+    return AreaBreakdown(mac, sram, rom, phy, die, stated, phys)
 
 
-def dies_per_wafer(die_mm2: float, diameter_mm: float = WAFER_DIAMETER_MM) -> float:
-    """Gross dies per wafer with the edge-loss term (de Vries, 'Investigating the die per wafer
-    formula', IEEE Trans. Semicond. Manuf. 2005)."""
-    r = diameter_mm / 2
-    return vmax(math.pi * r * r / die_mm2 - math.pi * diameter_mm / sqrt(2 * die_mm2), 0.0)
+def split_dies(silicon_mm2, wafer_scale: bool = False) -> DieSplit:
+    """The fewest dies n, each within the reticle, holding ``silicon_mm2`` plus the link ends:
+    n dies in a chain have n - 1 links and 2(n - 1) ends, so n * reticle >= silicon + 2(n - 1)
+    * end, i.e. n = ceil((silicon - 2 end) / (reticle - 2 end)).  A wafer-scale engine is one
+    die stitched across reticles by design, never split."""
+    end = D2D_LINK_END_MM2
+    if wafer_scale:
+        return DieSplit(1, silicon_mm2, 0.0, 0, D2D_BANDWIDTH, 0.0, False)
+    dies = vmax(ceil((silicon_mm2 - 2 * end) / (RETICLE_MM2 - 2 * end)), 1)
+    links = dies - 1
+    link_mm2 = 2 * links * end
+    power = links * D2D_BANDWIDTH * 8 * D2D_PJ_PER_BIT * 1e-12
+    return DieSplit(dies, (silicon_mm2 + link_mm2) / dies, link_mm2, links, D2D_BANDWIDTH, power,
+                    where(dies > 1, True, False))
 
 
-def murphy_yield(die_mm2: float, defects_per_cm2: float) -> float:
-    """Murphy's yield model, Y = ((1 - e^-AD) / AD)^2 (Murphy, Proc. IEEE 1964)."""
-    ad = die_mm2 / 100.0 * defects_per_cm2
-    safe = safe_divisor(ad, ad == 0)
-    return where(ad == 0, 1.0, ((1 - exp(-safe)) / safe) ** 2)
-
-
-def die_cost_usd(hw, model: ModelSpec | None = None) -> float:
-    node = node_of(hw)
-    die = area_breakdown(hw, model).die_mm2
-    wafer = hw.area.wafer_cost if hw.area is not None and hw.area.wafer_cost else node.wafer_cost_usd
-    if hw.area is not None and hw.area.wafer_scale:
-        return wafer
-    good = dies_per_wafer(die) * murphy_yield(die, node.defect_density_cm2)
-    return where(good > 0, wafer / safe_divisor(good, good <= 0), math.inf)
-
-
-def usd_per_mtoken(die_usd: float, power_w: float, tokens_per_s: float) -> float:
-    """Silicon amortised over the service life plus electricity at the average power."""
-    per_s = die_usd / (SERVICE_YEARS * 365.25 * 86400) + power_w * ELECTRICITY_USD_PER_KWH / 3.6e6
-    return per_s / tokens_per_s * 1e6
+def chip_dies(hw, model: ModelSpec | None = None) -> DieSplit:
+    wafer_scale = hw.area is not None and hw.area.wafer_scale
+    return split_dies(area_breakdown(hw, model).die_mm2, wafer_scale)
 
 
 def tdp_note(hw, power_w: float) -> str | None:
@@ -151,13 +192,20 @@ def tdp_note(hw, power_w: float) -> str | None:
     return None
 
 
+def reticle_note(name: str, dies: int, die_mm2: float) -> str | None:
+    """Said wherever a chip's silicon is more than one reticle can print."""
+    if dies <= 1:
+        return None
+    return (f"{name}'s silicon exceeds one {RETICLE_MM2:.0f} mm2 reticle: {dies} dies of "
+            f"{die_mm2:,.0f} mm2 joined by die-to-die links")
+
+
 def annotate(result, hw, model: ModelSpec | None = None):
-    """The result with die area, $/Mtoken and, where exceeded, a TDP warning filled in."""
-    die_usd = die_cost_usd(hw, model)
-    notes = result.notes
-    note = tdp_note(hw, result.power_w)
-    if note:
-        notes = (*notes, note)
-    return replace(result, area_mm2=area_breakdown(hw, model).die_mm2, die_cost_usd=die_usd,
-                   usd_per_mtoken=usd_per_mtoken(die_usd, result.power_w, result.tokens_per_s),
+    """The result with its silicon (area, dies, reticle) and, where exceeded, a TDP warning
+    (``economics.system.price`` says when the silicon spans several dies: a merchant chip's
+    datasheet can replace the modelled dies)."""
+    split = chip_dies(hw, model)
+    notes = tuple(n for n in (*result.notes, tdp_note(hw, result.power_w)) if n)
+    return replace(result, area_mm2=area_breakdown(hw, model).die_mm2 + split.link_mm2,
+                   die_mm2=split.die_mm2, dies=int(split.dies), reticle_limited=bool(split.reticle_limited),
                    notes=notes)

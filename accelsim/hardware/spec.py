@@ -7,7 +7,7 @@ that carries figures has a required ``source``.
 from __future__ import annotations
 
 import math
-from typing import Literal, cast
+from typing import Annotated, Literal, cast
 
 from pydantic import Field, model_validator
 
@@ -33,7 +33,7 @@ from accelsim.config.types import (
 from accelsim.dtypes import DType, bits
 from accelsim.transform.fusion import Policy, Unfused
 
-ProcessNodeName = Literal["16nm", "14nm", "7nm", "6nm", "5nm", "4nm"]  # keys of hardware.area.NODES
+ProcessNodeName = Literal["16nm", "14nm", "7nm", "6nm", "5nm", "4nm", "3nm"]  # keys of hardware.area.NODES
 
 
 class MemoryLevel(Spec):
@@ -89,6 +89,15 @@ class AreaSpec(Spec):
     # One die per wafer that routes around defective cores with spares (Cerebras WSE): the
     # chip costs a whole wafer and yield losses are absorbed by redundancy, not by discards.
     wafer_scale: bool = False
+    source: Source
+
+
+class Respin(Spec):
+    """What changes when a chip that holds one model's weights in silicon gets a new model
+    (``accelsim.economics``); anything not given takes ``economics/data/system.yaml``'s default."""
+
+    masks: PositiveInt | None = None         # masks holding the weights (mask-ROM metal/via layers)
+    lead_time_months: Annotated[float, Field(ge=0)] | None = None
     source: Source
 
 
@@ -171,6 +180,7 @@ class HardwareBase(Spec):
     efficiency: Efficiency
     area: AreaSpec | None = None
     interconnect: Interconnect | None = None
+    respin: Respin | None = None  # economics of a model change (weights in silicon only)
 
     def matrix_peak(self, dtype: str) -> float:
         """Peak matrix FLOP/s for a datapath; narrower formats fall back to the nearest wider one

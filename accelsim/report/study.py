@@ -29,6 +29,29 @@ def study_frame(cells: list[StudyCell]) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def economics_frame(cells: list[StudyCell]) -> pd.DataFrame:
+    """One row per (model, workload, custom chip, merchant chip): the breakeven at the default
+    load and model life, and the shortest model life (of those tried) that breaks even within
+    the deployment (``accelsim.economics.tco``)."""
+    rows = []
+    for cell in cells:
+        if cell.tco is None:
+            continue
+        horizon = cell.tco.deploy_years * 12
+        for b in cell.tco.breakevens:
+            lives = [row["model_life_months"] for row in cell.tco.life_curve
+                     if (row["custom"], row["merchant"]) == (b.custom, b.merchant)
+                     and row["months"] is not None and row["months"] <= horizon]
+            rows.append({"model": cell.case.model, "workload": cell.workload.describe(),
+                         "custom": b.custom, "merchant": b.merchant,
+                         "tokens_per_day": cell.tco.options[0].tokens_per_day,
+                         "model_life_months": cell.tco.model_life_months,
+                         "breakeven_tokens": b.tokens, "breakeven_months": b.months,
+                         "within_deployment": b.within_deployment,
+                         "shortest_life_within_deployment_months": min(lives) if lives else None})
+    return pd.DataFrame(rows)
+
+
 def metric_grid(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
     """(model, workload) x chip table of one metric; chips that cannot run show a dash."""
     ok = frame[frame["status"] == "ok"]
@@ -58,11 +81,24 @@ def write_study(study: StudySpec, cells: list[StudyCell], out_dir: Path) -> dict
     files = {"csv": out_dir / "study.csv", "markdown": out_dir / "index.md",
              "html": out_dir / "index.html"}
     frame.to_csv(files["csv"], index=False)
+    costs = economics_frame(cells)
+    if not costs.empty:
+        files["economics"] = out_dir / "economics.csv"
+        costs.to_csv(files["economics"], index=False)
+    shown = costs.copy()
+    for column in ("tokens_per_day", "breakeven_tokens"):
+        if column in shown:
+            shown[column] = shown[column].map(lambda v: "never" if pd.isna(v) else f"{v:.3g}")
+    for column in ("breakeven_months", "shortest_life_within_deployment_months"):
+        if column in shown:
+            shown[column] = shown[column].map(lambda v: "never" if pd.isna(v) else f"{v:.1f}")
     grids = {label: metric_grid(frame, metric).map(_fmt).reset_index()
              for metric, label in METRICS.items()}
     refusals = frame[frame["status"] != "ok"][["model", "workload", "hw", "status"]]
     context = {"title": study.title, "reports": [c.slug for c in cells],
-               "refusals": refusals.to_dict("records")}
+               "refusals": refusals.to_dict("records"),
+               "economics_md": shown.to_markdown(index=False) if not shown.empty else "",
+               "economics_html": shown.to_html(index=False, border=0) if not shown.empty else ""}
     files["markdown"].write_text(TEMPLATES.get_template("study.md.j2").render(
         **context, grids={k: g.to_markdown(index=False) for k, g in grids.items()}), encoding="utf-8")
     files["html"].write_text(TEMPLATES.get_template("study.html.j2").render(

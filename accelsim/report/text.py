@@ -37,9 +37,12 @@ def headline(result: Result) -> dict[str, str]:
         rows["max users"] = (f"{users:,} at context {result.workload['context']} ({per_user} KV + state each)"
                              if users is not None else "no per-user state: not memory-limited")
     if result.area_mm2 is not None:
-        rows["die area"] = f"{result.area_mm2:,.0f} mm2 per chip"
+        dies = f" ({result.dies} dies of {result.die_mm2:,.0f} mm2)" if result.dies > 1 and result.die_mm2 else ""
+        basis = f", {result.cost['die_basis']}" if result.cost.get("die_basis") else ""
+        rows["die area"] = f"{result.area_mm2:,.0f} mm2 per chip{dies}{basis}"
     if result.usd_per_mtoken is not None:
-        rows["$/Mtoken"] = f"{result.usd_per_mtoken:.4g}"
+        basis = f" (system, {result.cost['basis']})" if result.cost.get("basis") else ""
+        rows["$/Mtoken"] = f"{result.usd_per_mtoken:.4g}{basis}"
     return rows
 
 

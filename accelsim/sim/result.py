@@ -31,12 +31,16 @@ class Result:
     footprint_bytes: dict[str, float]
     groups: int = 1
     notes: tuple[str, ...] = field(default_factory=tuple)
-    area_mm2: float | None = None        # die area (stated, or modelled: hardware.area)
-    die_cost_usd: float | None = None    # wafer cost over good dies per wafer
-    usd_per_mtoken: float | None = None  # silicon amortised + electricity, per 1e6 tokens
+    area_mm2: float | None = None        # silicon per chip, die-to-die link ends included
+    die_cost_usd: float | None = None    # one good die (custom silicon; economics.price)
+    usd_per_mtoken: float | None = None  # the system's cost per 1e6 tokens (economics.price)
     chips: int = 1                       # chips in the system (all numbers above are system-wide)
     system: dict = field(default_factory=dict)  # multi-chip: parallelism, per-chip figures;
     # hardwired: KV + state per user and the concurrent users that fit (hardware.hardwired)
+    die_mm2: float | None = None         # one die (hardware.area.split_dies)
+    dies: int = 1                        # dies per chip
+    reticle_limited: bool = False        # split into dies because one reticle cannot hold it
+    cost: dict = field(default_factory=dict)  # capex, opex and $/Mtoken parts (economics.price)
 
     @property
     def energy_total_j(self) -> float:
@@ -92,8 +96,9 @@ class Result:
             "joules_per_token": self.joules_per_token, "power_w": self.power_w,
             "energy_j": self.energy_j, "footprint_bytes": self.footprint_bytes,
             "groups_in_flight": self.groups, "notes": list(self.notes),
-            "area_mm2": self.area_mm2, "die_cost_usd": self.die_cost_usd,
-            "usd_per_mtoken": self.usd_per_mtoken,
+            "area_mm2": self.area_mm2, "die_mm2": self.die_mm2, "dies": self.dies,
+            "reticle_limited": self.reticle_limited, "die_cost_usd": self.die_cost_usd,
+            "usd_per_mtoken": self.usd_per_mtoken, "cost": self.cost,
             "chips": self.chips, "tokens_per_s_per_chip": self.tokens_per_s_per_chip,
             "tokens_per_s_per_user": self.tokens_per_s_per_user,
             "step_overhead_s": self.step_overhead_s,
