@@ -26,7 +26,7 @@ from accelsim.graph import Graph, Op
 from accelsim.hardware import area, common
 from accelsim.hardware.base import Backend, Mapping, OpCost, Placement, StepTime, pipelined_round
 from accelsim.hardware.spec import HardwareBase
-from accelsim.model.lower import lower
+from accelsim.model.lower import lower, lower_mtp
 from accelsim.model.spec import ModelSpec
 from accelsim.sim.mapper import best_cost, map_graph
 from accelsim.sim.result import Result
@@ -86,6 +86,15 @@ def model_step(spec: ModelSpec, hw: HardwareBase, workload: Workload, *, weight_
     formats, lowered for each workload ``run`` asks about."""
     typed = typed_model(spec, hw, weight=weight_dtype, activation=act_dtype, kv=kv_dtype)
     return run(typed.name, lambda w: lower(typed, w), hw, workload, typed, parallelism)
+
+
+def mtp_step(spec: ModelSpec, hw: HardwareBase, workload: Workload, *, weight_dtype: str | None = None,
+             act_dtype: str | None = None, kv_dtype: str | None = None,
+             parallelism: Parallelism | None = None) -> Costed:
+    """One step of ``spec``'s multi-token-prediction module alone (``lower_mtp``): the draft
+    step of speculative decoding with ``--spec-decode mtp``, in the formats the model runs in."""
+    typed = typed_model(spec, hw, weight=weight_dtype, activation=act_dtype, kv=kv_dtype)
+    return run(f"{typed.name} mtp", lambda w: lower_mtp(typed, w), hw, workload, typed, parallelism)
 
 
 def graph_step(graph: Graph, hw: HardwareBase, workload: Workload) -> Costed:
