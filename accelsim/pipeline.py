@@ -155,7 +155,8 @@ def run(name: str, lower_for: LowerFor, hw: HardwareBase, workload: Workload,
     result = Result(
         model=name, hw=hw.name, hw_kind=hw.kind,
         workload={"phase": workload.phase, "batch": workload.batch, "prompt": workload.prompt,
-                  "context": workload.context},
+                  "context": workload.context,
+                  **({"spec_tokens": workload.spec_tokens} if workload.spec_tokens else {})},
         latency_s=step.latency_s, tokens_per_s=step.throughput_tokens_per_s,
         joules_per_token=sum(energy.values()) / workload.tokens_credited, energy_j=energy, ops=costs,
         footprint_bytes=footprint, groups=groups, notes=notes, chips=layout.chips, system=system)
