@@ -1,6 +1,7 @@
 """accelsim: how fast, how efficient and how big is a language model on a given chip."""
-from accelsim.api import compare, simulate
+from accelsim.api import compare, simulate, speculative
+from accelsim.sim.speculative import SpecDecode
 from accelsim.workload import Workload
 
-__all__ = ["Workload", "compare", "simulate"]
+__all__ = ["SpecDecode", "Workload", "compare", "simulate", "speculative"]
 __version__ = "0.1.0"

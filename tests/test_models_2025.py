@@ -191,8 +191,9 @@ def test_hf_configs_import_to_the_catalogue_models(config, data, yaml_name):
     bundled = load_model(yaml_name)
     assert imported.layer_kinds == bundled.layer_kinds
     got, want = describe_model(imported), describe_model(bundled)
-    for key in ("params_total", "params_active", "params_mtp", "kv_bytes_per_token"):
+    for key in ("params_total", "params_active", "kv_bytes_per_token"):
         assert got[key] == want[key], key
+    assert got.get("params_mtp") == want.get("params_mtp")
     assert imported.attention == bundled.attention and imported.moe == bundled.moe
     assert imported.mtp == bundled.mtp
 

@@ -73,8 +73,9 @@ def describe_model(spec: ModelSpec) -> dict:
         "params_active": active,
         "published_params_total": spec.published.params_total if spec.published else None,
         "published_params_active": spec.published.params_active if spec.published else None,
-        "params_mtp": mtp_params(spec),
-        "published_params_mtp": spec.published.params_mtp if spec.published else None,
+        **({"params_mtp": mtp_params(spec),
+            "published_params_mtp": spec.published.params_mtp if spec.published else None}
+           if spec.mtp is not None else {}),
         "weight_bytes": graph.weight_bytes,
         "kv_bytes_per_token": per_token,
         "kv_bytes_per_token_past_window": growth if growth is not None else per_token,
