@@ -17,7 +17,7 @@ from accelsim.errors import AccelsimError, CannotRunError, ConfigError
 from accelsim.graph import Graph
 from accelsim.hardware.spec import HardwareBase
 from accelsim.model.spec import ModelSpec, load_model
-from accelsim.sim import engine, serving
+from accelsim.sim import engine, serving, speculative as spec_decoding
 from accelsim.sim.engine import Overlap
 from accelsim.sim.result import Refusal, Result
 from accelsim.sim.timeline import Timeline
@@ -112,6 +112,42 @@ def costed_step(model: ModelSpec | str, hw: HardwareBase | str, workload: Worklo
     step = pipeline.model_step(spec, chip, workload or Workload(), weight_dtype=weight_dtype,
                                act_dtype=act_dtype, kv_dtype=kv_dtype, parallelism=parallelism)
     return replace(step, result=economics_system.price(step.result, chip, spec, economics()))
+
+
+def speculative(model: ModelSpec | str, hw: HardwareBase | str, workload: Workload | None = None,
+                spec_decode: spec_decoding.SpecDecode | None = None, *, weight_dtype: str | None = None,
+                act_dtype: str | None = None, kv_dtype: str | None = None,
+                parallelism: Parallelism | None = None) -> spec_decoding.SpecResult:
+    """Speculative decoding of ``model`` on ``hw``: an ordinary decode step, the verify step
+    (K + 1 tokens per sequence) and one draft step, each through the one pipeline, turned into
+    effective TPOT and tokens/s per user by ``accelsim.sim.speculative.figures``.  The draft
+    (``spec_decode.draft``) is a catalogue model or path run on the same chips, or ``mtp`` for
+    the model's own multi-token-prediction module; dtype overrides apply to both models."""
+    if spec_decode is None:
+        raise AccelsimError("speculative decoding needs a SpecDecode(draft, k, accept)")
+    target, chip = resolve_model(model), resolve_hardware(hw)
+    wl = workload or Workload()
+    if wl.phase != "decode":
+        raise AccelsimError("--spec-decode speeds up decode steps; use --phase decode")
+    dtypes = {"weight_dtype": weight_dtype, "act_dtype": act_dtype, "kv_dtype": kv_dtype}
+    ordinary = replace(wl, spec_tokens=0)
+    baseline = pipeline.model_step(target, chip, ordinary, parallelism=parallelism, **dtypes).result
+    verify = pipeline.model_step(target, chip, replace(wl, spec_tokens=spec_decode.k),
+                                 parallelism=parallelism, **dtypes).result
+    if spec_decode.uses_mtp:
+        if target.mtp is None:
+            raise AccelsimError(f"--spec-decode mtp: model '{target.name}' has no multi-token-"
+                                f"prediction module ('mtp:' section); name a draft model instead")
+        experts = target.layer_kinds[-1].ffn == "moe"
+        draft = pipeline.mtp_step(target, chip, ordinary, **dtypes,
+                                  parallelism=spec_decoding.draft_layout(parallelism, experts)).result
+    else:
+        drafter = resolve_model(spec_decode.draft)
+        layout = spec_decoding.draft_layout(parallelism, drafter.moe is not None)
+        draft = pipeline.model_step(drafter, chip, ordinary, parallelism=layout, **dtypes).result
+    figures = spec_decoding.figures(spec_decode, verify.latency_s, draft.latency_s, baseline.latency_s,
+                                    wl.batch)
+    return spec_decoding.SpecResult(baseline, verify, draft, figures)
 
 
 def simulate_graph(graph: Graph, hw: HardwareBase | str, workload: Workload) -> Result:

@@ -42,6 +42,9 @@ OpRole = Literal[
     "in_proj", "out_proj", "x_proj", "dt_proj", "head_gate", "lora_down", "lora_up", "gate",
     "scan", "conv",
     "lm_head",
+    # multi-token prediction (DeepSeek-V3's MTP module): joining the normed hidden state and
+    # the next token's embedding, and projecting them back to the model width
+    "mtp",
     # generic roles for graphs imported from real modules (torch.export): a weight matmul or a
     # pointwise op of unknown purpose; transforms replicate what they cannot place
     "linear", "matmul", "pointwise",
@@ -167,8 +170,9 @@ class MatMul(Op):
         accesses = super().reads()
         if self.b_fraction == 1.0:
             return accesses
-        b = accesses[1]
-        return (accesses[0], Access(b.tensor, b.nbytes * self.b_fraction), *accesses[2:])
+        # Every weight operand is stacked the same way (a MoE GEMM's per-expert biases too).
+        return (accesses[0], *(Access(a.tensor, a.nbytes * self.b_fraction) if a.tensor.role == "weight"
+                               else a for a in accesses[1:]))
 
     @property
     def a_dtype(self) -> str:

@@ -26,7 +26,7 @@ from accelsim.graph import Graph, Op
 from accelsim.hardware import area, common
 from accelsim.hardware.base import Backend, Mapping, OpCost, Placement, StepTime, pipelined_round
 from accelsim.hardware.spec import HardwareBase
-from accelsim.model.lower import lower
+from accelsim.model.lower import lower, lower_mtp
 from accelsim.model.spec import ModelSpec
 from accelsim.sim.mapper import best_cost, map_graph
 from accelsim.sim.result import Result
@@ -88,6 +88,15 @@ def model_step(spec: ModelSpec, hw: HardwareBase, workload: Workload, *, weight_
     return run(typed.name, lambda w: lower(typed, w), hw, workload, typed, parallelism)
 
 
+def mtp_step(spec: ModelSpec, hw: HardwareBase, workload: Workload, *, weight_dtype: str | None = None,
+             act_dtype: str | None = None, kv_dtype: str | None = None,
+             parallelism: Parallelism | None = None) -> Costed:
+    """One step of ``spec``'s multi-token-prediction module alone (``lower_mtp``): the draft
+    step of speculative decoding with ``--spec-decode mtp``, in the formats the model runs in."""
+    typed = typed_model(spec, hw, weight=weight_dtype, activation=act_dtype, kv=kv_dtype)
+    return run(f"{typed.name} mtp", lambda w: lower_mtp(typed, w), hw, workload, typed, parallelism)
+
+
 def graph_step(graph: Graph, hw: HardwareBase, workload: Workload) -> Costed:
     """One step of a graph that did not come from a ModelSpec (an imported torch module), costed
     exactly as a lowered model.  ``workload`` must describe the step the graph was traced for (it
@@ -146,7 +155,8 @@ def run(name: str, lower_for: LowerFor, hw: HardwareBase, workload: Workload,
     result = Result(
         model=name, hw=hw.name, hw_kind=hw.kind,
         workload={"phase": workload.phase, "batch": workload.batch, "prompt": workload.prompt,
-                  "context": workload.context},
+                  "context": workload.context,
+                  **({"spec_tokens": workload.spec_tokens} if workload.spec_tokens else {})},
         latency_s=step.latency_s, tokens_per_s=step.throughput_tokens_per_s,
         joules_per_token=sum(energy.values()) / workload.tokens_credited, energy_j=energy, ops=costs,
         footprint_bytes=footprint, groups=groups, notes=notes, chips=layout.chips, system=system)

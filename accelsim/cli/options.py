@@ -9,6 +9,8 @@ import click
 
 from accelsim import api
 from accelsim.dtypes import DTYPES
+from accelsim.errors import AccelsimError
+from accelsim.sim.speculative import SpecDecode
 from accelsim.transform import Parallelism
 from accelsim.workload import Phase, Workload
 
@@ -96,6 +98,42 @@ def parallel_options(command: Callable) -> Callable:
                                           attention=attention)
         return command(*args, parallelism=layout, **kwargs)
     return _LAYOUT_OPTIONS(with_layout)
+
+
+_SPEC_DECODE_OPTIONS = _compose(
+    click.option("--spec-decode", "spec_draft", default=None, metavar="DRAFT",
+                 help="Speculative decoding: the draft, a catalogue model (e.g. llama-3.2-1b) or "
+                      "YAML/config.json path run on the same chips, or 'mtp' for the model's own "
+                      "multi-token-prediction module (DeepSeek-V3/R1). Needs --spec-k and "
+                      "--spec-accept."),
+    click.option("--spec-k", "spec_k", type=int, default=None, metavar="K",
+                 help="Draft tokens per verify step (>= 1); the verify step computes K+1 tokens "
+                      "per sequence."),
+    click.option("--spec-accept", "spec_accept", type=float, default=None, metavar="A",
+                 help="Chance each drafted token is accepted, in [0, 1); expected tokens per "
+                      "verify step (1 - A^(K+1)) / (1 - A) (Leviathan et al. 2023)."),
+)
+
+
+def spec_decode_options(command: Callable) -> Callable:
+    """--spec-decode/--spec-k/--spec-accept, handed to ``command`` as one ``spec_decode``
+    argument (None when none is given)."""
+    @functools.wraps(command)
+    def with_spec(*args, spec_draft=None, spec_k=None, spec_accept=None, **kwargs):
+        return command(*args, spec_decode=spec_decode_from(spec_draft, spec_k, spec_accept), **kwargs)
+    return _SPEC_DECODE_OPTIONS(with_spec)
+
+
+def spec_decode_from(draft: str | None, k: int | None, accept: float | None) -> SpecDecode | None:
+    if draft is None:
+        if k is not None or accept is not None:
+            raise AccelsimError("--spec-k and --spec-accept go with --spec-decode DRAFT "
+                                "(a catalogue model, a path, or 'mtp')")
+        return None
+    if k is None or accept is None:
+        raise AccelsimError("--spec-decode needs --spec-k K (draft tokens per verify step) and "
+                            "--spec-accept A (acceptance rate in [0, 1))")
+    return SpecDecode(draft, k, accept)
 
 
 def workload_from(phase: Phase, batch: int, prompt: int, context: int,

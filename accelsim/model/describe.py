@@ -2,20 +2,21 @@
 from __future__ import annotations
 
 from accelsim.graph import Graph, MatMul
-from accelsim.model.lower import lower
+from accelsim.model.lower import lower, lower_mtp
 from accelsim.model.spec import ModelSpec
 from accelsim.workload import Workload
 
 
 def _touched_fraction(graph: Graph) -> dict[str, float]:
     """Per weight, the fraction of it one step reads: MoE experts and absorbed-MLA halves are
-    read in slices (``MatMul.b_fraction``); every other use reads the whole tensor."""
+    read in slices (``MatMul.b_fraction``, which covers a GEMM's every weight operand: stacked
+    expert biases too); every other use reads the whole tensor."""
     fraction: dict[str, float] = {}
     for op in graph:
         for i, t in enumerate(op.inputs):
             if t.role != "weight":
                 continue
-            part = op.b_fraction if isinstance(op, MatMul) and i == 1 else 1.0
+            part = op.b_fraction if isinstance(op, MatMul) and i >= 1 else 1.0
             fraction[t.name] = min(1.0, fraction.get(t.name, 0.0) + part)
     return fraction
 
@@ -42,6 +43,19 @@ def kv_bytes(spec: ModelSpec, context: int, batch: int = 1) -> float:
     return resident_bytes(lower(spec, Workload("decode", batch=batch, prompt=1, context=context)), "kv_cache")
 
 
+def mtp_params(spec: ModelSpec) -> int | None:
+    """Weights of the multi-token-prediction modules beyond those they share with the main model
+    (the embedding table and the LM head); None for a model without one."""
+    if spec.mtp is None:
+        return None
+    shared = lower(spec, Workload(phase="decode", batch=1, prompt=1, context=0)).weights()
+    own: dict[str, int] = {}
+    for depth in range(spec.mtp.num_layers):
+        mtp = lower_mtp(spec, Workload(phase="decode", batch=1, prompt=1, context=0), depth)
+        own.update({name: w.elements for name, w in mtp.weights().items() if name not in shared})
+    return sum(own.values())
+
+
 def describe_model(spec: ModelSpec) -> dict:
     graph = lower(spec, Workload(phase="decode", batch=1, prompt=1, context=0))
     kinds = spec.layer_kinds
@@ -59,6 +73,9 @@ def describe_model(spec: ModelSpec) -> dict:
         "params_active": active,
         "published_params_total": spec.published.params_total if spec.published else None,
         "published_params_active": spec.published.params_active if spec.published else None,
+        **({"params_mtp": mtp_params(spec),
+            "published_params_mtp": spec.published.params_mtp if spec.published else None}
+           if spec.mtp is not None else {}),
         "weight_bytes": graph.weight_bytes,
         "kv_bytes_per_token": per_token,
         "kv_bytes_per_token_past_window": growth if growth is not None else per_token,

@@ -121,6 +121,65 @@ def _deepseek_v3(f: _Fields, path: str) -> dict[str, Any]:
     spec["layers"] = [{"ffn": "moe"}]
     if f.get("first_k_dense_replace", 0):
         spec["layers"].append({"first": f.data["first_k_dense_replace"], "ffn": "mlp"})
+    if f.get("num_nextn_predict_layers", 0):  # DeepSeek-V3/R1 ship one MTP module (layer 61)
+        spec["mtp"] = {"num_layers": f.data["num_nextn_predict_layers"]}
+    return spec
+
+
+def _layer_indices(f: _Fields, key: str, count: int) -> list[Any]:
+    value = f.need(key)
+    if not isinstance(value, list) or len(value) != count:
+        raise ConfigError(f"must be a list of {count} entries (one per hidden layer)",
+                          source=f.source, key=key)
+    return value
+
+
+def _gpt_oss(f: _Fields, path: str) -> dict[str, Any]:
+    """OpenAI gpt-oss: GQA with q/k/v/o biases and a learned sink logit per head, layers of
+    ``sliding_attention`` (window ``sliding_window``) or ``full_attention`` as ``layer_types``
+    lists them, and a SwiGLU MoE in every layer whose router and experts carry biases."""
+    f = f.renamed(num_experts_per_tok=("num_experts_per_tok", "experts_per_token"))
+    spec = _base(f, path, "gpt-oss")
+    bias = bool(f.get("attention_bias", True))
+    spec["attention"] = _attention(f, qkv_bias=bias, o_bias=bias, sliding_window=f.need("sliding_window"),
+                                   sinks=True)
+    act = _mlp(f, width=f.need("intermediate_size"))["kind"]
+    spec["moe"] = {"num_experts": f.need("num_local_experts"),
+                   "top_k": f.need("num_experts_per_tok"),
+                   "expert_intermediate_size": f.need("intermediate_size"), "kind": act,
+                   "router_bias": True, "expert_bias": True}
+    types = _layer_indices(f, "layer_types", spec["num_layers"])
+    unknown = sorted({str(t) for t in types} - {"sliding_attention", "full_attention"})
+    if unknown:
+        raise ConfigError(f"unknown layer type(s) {', '.join(unknown)}; supported: "
+                          f"sliding_attention, full_attention", source=f.source, key="layer_types")
+    full = [i for i, t in enumerate(types) if t == "full_attention"]
+    spec["layers"] = [{"indices": full, "window": "global"}] if full else []
+    return spec
+
+
+def _qwen3(f: _Fields, path: str) -> dict[str, Any]:
+    """Qwen3 dense and MoE: GQA with RMSNorm on every q and k head, no attention biases unless
+    ``attention_bias``; MoE layers are those not in ``mlp_only_layers`` whose index + 1 is a
+    multiple of ``decoder_sparse_step`` (the rest run the dense ``intermediate_size`` MLP)."""
+    kind = f.data["model_type"]
+    spec = _base(f, path, kind)
+    window = f.get("sliding_window", None) if f.get("use_sliding_window", False) else None
+    spec["attention"] = _attention(f, qkv_bias=bool(f.get("attention_bias", False)), qk_norm=True,
+                                   sliding_window=window)
+    if kind == "qwen3":
+        spec["mlp"] = _mlp(f)
+        return spec
+    layers = spec["num_layers"]
+    step = f.get("decoder_sparse_step", 1)
+    dense = set(f.get("mlp_only_layers", []))
+    moe_layers = [i for i in range(layers) if i not in dense and step > 0 and (i + 1) % step == 0]
+    spec["moe"] = {"num_experts": f.need("num_experts"), "top_k": f.need("num_experts_per_tok"),
+                   "expert_intermediate_size": f.need("moe_intermediate_size"),
+                   "kind": _mlp(f, width=f.need("moe_intermediate_size"))["kind"]}
+    if len(moe_layers) < layers:
+        spec["mlp"] = _mlp(f)
+        spec["layers"] = [{"ffn": "mlp"}] + ([{"indices": moe_layers, "ffn": "moe"}] if moe_layers else [])
     return spec
 
 
@@ -261,7 +320,8 @@ def _falcon(f: _Fields, path: str) -> dict[str, Any]:
 BUILDERS = {"llama": _llama, "mistral": _llama, "mixtral": _llama, "qwen2": _llama,
             "gemma2": _gemma, "gemma3_text": _gemma, "deepseek_v3": _deepseek_v3,
             "mamba": _mamba, "mamba2": _mamba, "jamba": _jamba, "recurrent_gemma": _recurrent_gemma,
-            "falcon_h1": _falcon_h1, "gptj": _gptj, "gpt_neox": _gpt_neox, "falcon": _falcon}
+            "falcon_h1": _falcon_h1, "gptj": _gptj, "gpt_neox": _gpt_neox, "falcon": _falcon,
+            "gpt_oss": _gpt_oss, "qwen3": _qwen3, "qwen3_moe": _qwen3}
 
 
 def spec_dict(data: dict[str, Any], path: str) -> dict[str, Any]:

@@ -40,6 +40,9 @@ class AttentionSpec(Spec):
     qk_norm: bool = False           # Gemma-3: RMSNorm over head_dim on q and k
     sub_norm: bool = False          # BitNet "subln": RMSNorm on the attention output before o_proj
     rope_fraction: float = Field(default=1.0, gt=0, le=1)  # RecurrentGemma rotates half of each head
+    # gpt-oss: one learned logit per query head joins each softmax's denominator ("attention
+    # sink"), a weight of num_heads values per layer
+    sinks: bool = False
 
     @model_validator(mode="after")
     def _heads_group(self):
@@ -80,7 +83,8 @@ class MoeSpec(Spec):
     kind: ActivationKind = "swiglu"
     shared_experts: NonNegativeInt = 0
     shared_intermediate_size: PositiveInt | None = None  # per shared expert; default = expert width
-    router_bias: bool = False   # DeepSeek-V3 e_score_correction_bias
+    router_bias: bool = False   # E biases on the router logits: DeepSeek-V3's e_score_correction_bias, gpt-oss's router Linear bias
+    expert_bias: bool = False   # gpt-oss: every routed expert's up and down projections carry biases
 
     @model_validator(mode="after")
     def _k_le_e(self):
@@ -158,6 +162,17 @@ class BitLinearSpec(Spec):
     head: bool = False        # the LM head is a BitLinear too
 
 
+class MtpSpec(Spec):
+    """DeepSeek-V3's multi-token prediction (arXiv 2412.19437 Sec. 2.2): ``num_layers`` modules
+    after the main model, each normalising the previous hidden state and the next token's
+    embedding, projecting their concatenation back to the model width and running one more
+    decoder layer (the kind of the main model's last layer), sharing the embedding and the LM
+    head.  Not part of an ordinary step: lowered on its own (``model.lower.lower_mtp``) when it
+    drafts tokens for speculative decoding."""
+
+    num_layers: PositiveInt = 1   # HF num_nextn_predict_layers
+
+
 class LayerRule(Spec):
     """Selects layers and sets what they hold; later rules override earlier ones."""
 
@@ -201,6 +216,7 @@ class DTypeSpec(Spec):
 class Published(Spec):
     params_total: PositiveInt
     params_active: PositiveInt | None = None
+    params_mtp: PositiveInt | None = None   # the MTP module's own weights (embedding and head shared)
     source: str = Field(min_length=3)
 
 
@@ -232,6 +248,7 @@ class ModelSpec(Spec):
     mlp: MlpSpec | None = None
     moe: MoeSpec | None = None
     bitlinear: BitLinearSpec | None = None
+    mtp: MtpSpec | None = None
     layers: tuple[LayerRule, ...] | None = None
     dtypes: DTypeSpec = DTypeSpec()
     published: Published | None = None

@@ -54,6 +54,8 @@ def _piece(op: Op, lo: float, hi: float, index: int, last: bool) -> Op | None:
         batch = round(hi * op.batch) - round(lo * op.batch)
         rows = batch * op.q_len
         def part(t: Tensor) -> Tensor:
+            if t.role == "weight":  # per-head values (attention sinks): every part needs them all
+                return t
             return cut(t, batch if t.role == "kv_cache" else rows, 0)
         return replace(op, name=f"{op.name}@{index}", batch=batch,
                        inputs=tuple(part(t) for t in op.inputs),

@@ -279,6 +279,8 @@ def _tp_attention(op: Attention, grid: Grid, split: Split) -> list[Op]:
     width = op.heads + 2 * op.kv_heads
 
     def kv(t: Tensor) -> Tensor:
+        if t.role == "weight":  # per-query-head values (attention sinks): the local heads' share
+            return scaled(t, h_local / op.heads)
         share = scaled_axis_of(t, op.kv_heads, kv_local / op.kv_heads)
         return scaled(share, seq / f, axis=0) if t.role == "kv_cache" else share
 

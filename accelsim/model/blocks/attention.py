@@ -1,5 +1,5 @@
 """Multi-head attention with grouped KV heads (MHA, GQA and MQA are head-count choices),
-RoPE, optional biases, QK-norm, BitNet sub-norm and a per-layer sliding window."""
+RoPE, optional biases, QK-norm, BitNet sub-norm, attention sinks and a per-layer sliding window."""
 from __future__ import annotations
 
 from accelsim.graph import Attention, Norm, Tensor
@@ -52,8 +52,11 @@ def lower(ctx: LoweringContext, x: Tensor, layer: int, kind: LayerKind) -> Tenso
     qkv = rope(ctx, f"{p}.rope", qkv, spec.rope_fraction * (h + hkv) / (h + 2 * hkv), layer)
 
     old, new = kv_tensors(ctx, p, kind.window, (2, hkv, d))
+    # Attention sinks (gpt-oss): one learned logit per head, read by the attention kernel; the
+    # extra softmax term per (query, head) is negligible arithmetic.
+    sinks = (ctx.weight(f"{p}.sinks", h),) if spec.sinks else ()
     out = ctx.activation(f"{p}.sdpa.out", ctx.tokens, h * d)
-    ctx.add(Attention(f"{p}.sdpa", (qkv, *old), (out, new), layer=layer, role="attention", batch=wl.batch,
+    ctx.add(Attention(f"{p}.sdpa", (qkv, *old, *sinks), (out, new), layer=layer, role="attention", batch=wl.batch,
                       heads=h, kv_heads=hkv, q_len=wl.query_len, kv_len=wl.kv_len, qk_dim=d,
                       v_dim=d, causal=True, window=kind.window))
     if spec.sub_norm:

@@ -31,8 +31,10 @@ def _experts(ctx: LoweringContext, name: str, x: Tensor, in_f: int, out_f: int, 
     count = min(e, max(1, math.ceil(touched - 1e-9)))
     dtype = "ternary" if ctx.spec.bitlinear is not None else None
     w = ctx.weight(f"{name}.weight", e, in_f, out_f, dtype=dtype)
+    # gpt-oss: a bias per expert, stacked like the weights; a step reads the touched experts' rows
+    bias = (ctx.weight(f"{name}.bias", e, out_f),) if spec.expert_bias else ()
     y = ctx.activation(f"{name}.out", routed, out_f)
-    return ctx.add(MatMul(name, (x, w), (y,), layer=layer, role=role, m=math.ceil(routed / count), k=in_f,
+    return ctx.add(MatMul(name, (x, w, *bias), (y,), layer=layer, role=role, m=math.ceil(routed / count), k=in_f,
                           n=out_f, count=count, rows=routed, b_fraction=touched / e))
 
 
