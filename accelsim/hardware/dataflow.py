@@ -16,7 +16,7 @@ from typing import Any
 
 from accelsim.errors import AccelsimError, DoesNotFitError
 from accelsim.graph import Attention, Graph, MatMul, Op
-from accelsim.hardware import common
+from accelsim.hardware import common, power
 from accelsim.hardware.arraymath import vmax
 from accelsim.hardware.base import (
     Backend,
@@ -95,7 +95,8 @@ class DataflowBackend(BackendBase):
 
     def params(self, hw: DataflowSpec) -> dict[str, Any]:
         return {**common.base_params(hw), "op_overhead": hw.dataflow.op_overhead,
-                "sram_bw": hw.memory.sram.bandwidth, "sram_energy": hw.memory.sram.energy}
+                "sram_bw": hw.memory.sram.bandwidth, "sram_energy": hw.memory.sram.energy,
+                "active": power.active_w(hw, ("sram",), None)}
 
     def mappings(self, op: Op, hw: DataflowSpec) -> list[Mapping]:
         return [STREAMING]
@@ -118,7 +119,7 @@ class DataflowBackend(BackendBase):
             energy["compute"] = op.macs * kept * p["mac_energy"][dtype]
         if op.vector_flops:
             energy["vector"] = op.vector_flops * p["vector_op"]
-        return Terms(time, compute_s, memory_s, moved, energy, peak, overhead)
+        return power.with_activity(op, Terms(time, compute_s, memory_s, moved, energy, peak, overhead), p, kept)
 
     def cost(self, op: Op, mapping: Mapping, hw: DataflowSpec, placement: Placement) -> OpCost:
         label = "matrix units" if isinstance(op, (MatMul, Attention)) else "vector units"

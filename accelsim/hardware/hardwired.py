@@ -19,7 +19,7 @@ from typing import Any
 from accelsim.dtypes import bits
 from accelsim.errors import CannotRunError, DoesNotFitError
 from accelsim.graph import Attention, Embedding, Graph, MatMul, Op
-from accelsim.hardware import common
+from accelsim.hardware import common, power
 from accelsim.hardware.arraymath import ceil, vmax
 from accelsim.hardware.base import (
     HEAD,
@@ -119,7 +119,8 @@ def _params(hw: HardwiredSpec) -> dict[str, Any]:
     return {**common.base_params(hw), "macs": hw.hardwired.macs,
             "stage_latency": hw.hardwired.stage_latency, "rom_energy": mem.weights.read_energy,
             "bandwidth": {lvl: spec.bandwidth for lvl, spec in levels.items()},
-            "energy": {lvl: spec.energy for lvl, spec in levels.items()}}
+            "energy": {lvl: spec.energy for lvl, spec in levels.items()},
+            "active": power.active_w(hw, tuple(levels), "dram" if mem.dram else None)}
 
 
 def _terms(op: Op, mapping: Mapping, hw: HardwiredSpec, p: dict[str, Any],
@@ -155,7 +156,9 @@ def _terms(op: Op, mapping: Mapping, hw: HardwiredSpec, p: dict[str, Any],
     if op.vector_flops:
         energy["vector"] = op.vector_flops * p["vector_op"]
     peak = 2.0 * region * p["clock"] if op.macs else p["vector"] * share
-    return Terms(time, compute_s, memory_s, moved, energy, peak)
+    # The op busies its own region's units and its region's share of the SRAM/DRAM ports.
+    return power.with_activity(op, Terms(time, compute_s, memory_s, moved, energy, peak), p, kept,
+                               compute_share=share, memory_share=1.0 / n_regions)
 
 
 def pipeline_step(op_times: Sequence[tuple[int | None, Any]], stage_latency: Any, workload: Workload,
