@@ -26,7 +26,15 @@ from accelsim import hardware
 from accelsim.errors import AccelsimError
 from accelsim.graph import Graph, Op
 from accelsim.hardware import area, common, power
-from accelsim.hardware.base import Backend, Mapping, OpCost, Placement, StepTime, pipelined_round
+from accelsim.hardware.base import (
+    Backend,
+    Mapping,
+    OpCost,
+    Placement,
+    StepTime,
+    pipelined_round,
+    streamed_prefill,
+)
 from accelsim.hardware.spec import HardwareBase
 from accelsim.model.lower import lower
 from accelsim.model.spec import ModelSpec
@@ -196,6 +204,8 @@ def _schedule(backend: Backend, hw: HardwareBase, stage_costs: list[list[OpCost]
         step = backend.schedule(stage_costs[0], hw, workload, groups)
         return step, [step.latency_s]
     stage_s = [backend.schedule(c, hw, micro, 1).latency_s for c in stage_costs]
+    if workload.phase == "prefill" and backend.streams_prefill(hw):  # spatial: the prompt streams
+        return streamed_prefill(stage_s, workload), stage_s
     return pipelined_round(stage_s, workload, groups), stage_s
 
 

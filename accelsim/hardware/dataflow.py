@@ -93,6 +93,9 @@ class DataflowBackend(BackendBase):
     def spans_chips(self, hw: DataflowSpec) -> bool:
         return True
 
+    def streams_prefill(self, hw: DataflowSpec) -> bool:
+        return True
+
     def params(self, hw: DataflowSpec) -> dict[str, Any]:
         return {**common.base_params(hw), "op_overhead": hw.dataflow.op_overhead,
                 "sram_bw": hw.memory.sram.bandwidth, "sram_energy": hw.memory.sram.energy,

@@ -37,6 +37,7 @@ from accelsim.hardware.base import (
     memory_energy,
     pipelined_round,
     refuse_lone_op,
+    streamed_prefill,
     to_cost,
 )
 from accelsim.hardware.spec import HardwiredSpec, MemoryLevel
@@ -169,6 +170,8 @@ def pipeline_step(op_times: Sequence[tuple[int | None, Any]], stage_latency: Any
     stage_time: dict[str, Any] = defaultdict(float)
     for layer, time_s in op_times:
         stage_time[region_key(layer)] += time_s
+    if workload.phase == "prefill":  # the prompt streams through the regions
+        return streamed_prefill(list(stage_time.values()), workload, stage_latency)
     return pipelined_round(list(stage_time.values()), workload, groups, stage_latency)
 
 
@@ -254,6 +257,9 @@ class HardwiredBackend(BackendBase):
         return hw.memory.sram.capacity
 
     def pipelined(self, hw: HardwiredSpec) -> bool:
+        return True
+
+    def streams_prefill(self, hw: HardwiredSpec) -> bool:
         return True
 
     def stage_latency(self, hw: HardwiredSpec) -> float:
