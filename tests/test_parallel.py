@@ -203,7 +203,7 @@ def test_cli_run_tp8_json(cli):
 
 @pytest.mark.parametrize("args, message", [
     (("--tp", "3"), "must divide the attention heads"),
-    (("--tp", "2", "--chips", "8"), "must equal"),
+    (("--tp", "2", "--pp", "2", "--chips", "8"), "must equal"),
     (("--chips", "6", "--pp", "4"), "not a multiple"),
 ])
 def test_cli_bad_parallelism_is_one_line_exit_2(cli, args, message):

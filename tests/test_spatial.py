@@ -30,3 +30,25 @@ def test_streamed_prefill_is_one_trip_plus_the_slowest_stage_per_token():
     step = streamed_prefill([4.0, 8.0, 2.0], Workload("prefill", batch=1, prompt=4), 0.0)
     # per token: 1, 2, 0.5 -> trip 3.5, then 3 more tokens at 2 each
     assert step.latency_s == pytest.approx(3.5 + 3 * 2.0)
+
+
+def test_dataflow_chips_set_the_system_size_and_tp_splits_inside_it():
+    from accelsim.transform import Parallelism
+    w = Workload("decode", batch=1, context=512)
+    sized = api.simulate(MODEL, "groq-lpu", w, weight_dtype="int8",
+                         parallelism=Parallelism.from_options(chips=72))
+    assert sized.chips == 72 and (sized.system["tp"], sized.system["pp"]) == (8, 9)  # GroqNode rule
+    split = api.simulate(MODEL, "groq-lpu", w, weight_dtype="int8",
+                         parallelism=Parallelism.from_options(chips=72, tp=4))
+    assert (split.system["tp"], split.system["pp"]) == (4, 18)
+    assert split.latency_s != sized.latency_s
+    default = api.simulate(MODEL, "groq-lpu", w, weight_dtype="int8")
+    assert default.chips == 40 and default.system["tp"] == 8  # as many as the bytes need
+
+
+def test_dataflow_system_too_small_is_one_line():
+    from accelsim.errors import DoesNotFitError
+    from accelsim.transform import Parallelism
+    with pytest.raises(DoesNotFitError, match="needs at least 36 groq-lpu chips"):
+        api.simulate(MODEL, "groq-lpu", Workload("decode", batch=1, context=512), weight_dtype="int8",
+                     parallelism=Parallelism.from_options(chips=16))

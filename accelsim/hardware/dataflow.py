@@ -33,7 +33,7 @@ from accelsim.hardware.base import (
 )
 from accelsim.hardware.spec import DataflowMemory, DataflowSection, DataflowSpec, MemoryLevel
 from accelsim.model.spec import ModelSpec
-from accelsim.transform import Parallelism, byte_stages, resident_bytes
+from accelsim.transform import Parallelism, byte_stages, resident_bytes, shard
 from accelsim.units import format_si
 from accelsim.workload import Workload
 
@@ -71,23 +71,32 @@ class DataflowBackend(BackendBase):
         return Placement(level_of=levels, footprint=resident, capacity={"sram": room})
 
     def plan(self, graph: Graph, hw: DataflowSpec, parallelism: Parallelism | None) -> Plan:
-        """As many chips as the model's bytes need (or those asked for), pipelined by bytes."""
+        """A system of ``chips`` chips: tp-way tensor parallelism inside each pipeline stage,
+        pp stages laid end to end by bytes.  A lone ``--chips N`` (or ``--tp N``) gives the
+        system's size, split by ``split_rule``; ``--tp`` with ``--pp`` (or ``--chips``) gives
+        the split itself.  Without either, the system is as many chips as the bytes need."""
         requested = parallelism or Parallelism()
-        if requested.tp > 1 or requested.ep > 1:
-            raise AccelsimError(f"{hw.name} is a dataflow system that splits the model along its "
-                                f"layers by bytes; give --chips (or --pp), not --tp/--ep")
-        asked = requested.chips or 1
+        if requested.ep > 1 or requested.dp > 1:
+            raise AccelsimError(f"{hw.name} is a dataflow system: give --chips (its size), --tp "
+                                f"and --pp; --ep and --dp-attn are not modelled on it")
+        room = hw.memory.sram.capacity
         least = chips_needed(graph, hw)
-        if 1 < asked < least:
-            raise DoesNotFitError(f"{graph.name} needs at least {least} {hw.name} chips "
-                                  f"({format_si(hw.memory.sram.capacity, 'B')} SRAM each), "
-                                  f"not {asked}")
-        start = max(least, asked)
-        for chips in range(start, start + EXTRA_CHIPS_TRIED + 1):
-            stages = byte_stages(graph, chips)
-            if all(sum(common.footprint(s).values()) <= hw.memory.sram.capacity for s in stages):
-                return Plan(Parallelism(pp=chips), _splitter(chips))
-        raise DoesNotFitError(f"{graph.name} does not split onto {start}..{start + EXTRA_CHIPS_TRIED} "
+        if parallelism is None:  # as many chips as the bytes need, split by the rule
+            tp = hw.dataflow.node_chips
+            start = math.ceil(least / tp)
+            tried = tuple(range(start, start + EXTRA_CHIPS_TRIED + 1))
+        else:
+            size = requested.chips or 1
+            if size < least:
+                raise DoesNotFitError(f"{graph.name} needs at least {least} {hw.name} chips "
+                                      f"({format_si(room, 'B')} SRAM each), not {size}")
+            tp = requested.tp if requested.pp > 1 else split_rule(hw, size)
+            tried = (size // tp,)
+        for pp in tried:
+            split = _splitter(tp, pp)
+            if all(sum(common.footprint(s).values()) <= room for s in split(graph)):
+                return Plan(Parallelism(tp=tp, pp=pp), split)
+        raise DoesNotFitError(f"{graph.name} does not split onto tp={tp} x pp={tried[0]}..{tried[-1]} "
                               f"{hw.name} chips: an op that cannot be cut exceeds one chip's SRAM")
 
     def spans_chips(self, hw: DataflowSpec) -> bool:
@@ -151,9 +160,18 @@ class DataflowBackend(BackendBase):
         return hw.memory.sram.capacity, 0.0
 
 
-def _splitter(chips: int):
+def split_rule(hw: DataflowSpec, chips: int) -> int:
+    """Tensor-parallel chips inside each stage of a system of ``chips`` chips, where the vendor
+    does not say: the chips of one node (``dataflow.node_chips``, joined all to all, as a
+    GroqNode's 8 cards), or the largest divisor of ``chips`` not above it."""
+    return max(d for d in range(1, min(hw.dataflow.node_chips, chips) + 1) if chips % d == 0)
+
+
+def _splitter(tp: int, pp: int):
+    layout = Parallelism(tp=tp)
+
     def split(graph: Graph) -> list[Graph]:
-        return byte_stages(graph, chips)
+        return byte_stages(shard(graph, layout) if tp > 1 else graph, pp)
     return split
 
 

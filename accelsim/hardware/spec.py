@@ -375,6 +375,9 @@ class DataflowMemory(Spec):
 
 class DataflowSection(Spec):
     op_overhead: Seconds  # issue time per op (statically scheduled chips: small)
+    # Chips joined all to all in one node (a GroqNode's 8 cards; 1 for a wafer-scale system):
+    # the tensor-parallel split inside each stage when the system's size is given alone.
+    node_chips: PositiveInt = 1
     source: Source
 
 
