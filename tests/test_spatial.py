@@ -52,3 +52,24 @@ def test_dataflow_system_too_small_is_one_line():
     with pytest.raises(DoesNotFitError, match="needs at least 36 groq-lpu chips"):
         api.simulate(MODEL, "groq-lpu", Workload("decode", batch=1, context=512), weight_dtype="int8",
                      parallelism=Parallelism.from_options(chips=16))
+
+
+def test_non_gpu_speed_table_marks_every_row_and_predicts_it():
+    from accelsim.validate import systems
+    points = systems.load()
+    assert {p.kind for p in points} == set(systems.KINDS) and all(p.source for p in points)
+    for hw in ("groq-lpu", "cerebras-wse3", "hardwired-llama-3.1-8b"):
+        assert any(p.hw == hw for p in points)
+    sample = [p for p in points if p.model == MODEL]
+    frame = systems.table(sample)
+    assert frame["predicted"].gt(0).all() and frame["error"].abs().lt(1.0).all()
+
+
+def test_bad_speed_row_is_one_line(tmp_path):
+    from accelsim.errors import ConfigError
+    from accelsim.validate import systems
+    path = tmp_path / "rows.csv"
+    path.write_text("hw,model,weight_dtype,chips,context,value,kind,source,notes\n"
+                    "groq-lpu,llama-3.1-8b,int8,,1000,751,rumour,x,y\n")
+    with pytest.raises(ConfigError, match="row 2: kind must be one of"):
+        systems.load(path)
