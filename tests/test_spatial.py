@@ -73,3 +73,19 @@ def test_bad_speed_row_is_one_line(tmp_path):
                     "groq-lpu,llama-3.1-8b,int8,,1000,751,rumour,x,y\n")
     with pytest.raises(ConfigError, match="row 2: kind must be one of"):
         systems.load(path)
+
+
+def test_sn40l_places_a_model_in_the_first_tier_that_holds_it():
+    from accelsim.transform import Parallelism
+    w = Workload("decode", batch=1, context=512)
+    small = api.simulate("llama-3.2-1b", "sn40l", w)  # 2.5 GB over 16 sockets: SRAM
+    mid = api.simulate(MODEL, "sn40l", w)  # 16 GB over 16 sockets: HBM
+    big = api.simulate(MODEL, "sn40l", w, parallelism=Parallelism.from_options(chips=1))  # DDR? no: HBM
+    huge = api.simulate("llama-3.1-70b", "sn40l", w, parallelism=Parallelism.from_options(chips=1))
+    levels = lambda r: {k for c in r.ops for k, v in c.bytes.items() if v}  # noqa: E731
+    assert levels(small) <= {"sram", "link"}
+    assert "hbm" in levels(mid) and "ddr" not in levels(mid)
+    assert "hbm" in levels(big) and "ddr" in levels(huge)  # 141 GB exceed one socket's 64 GB HBM
+    assert small.tokens_per_s_per_user > mid.tokens_per_s_per_user > huge.tokens_per_s_per_user
+    # one socket reading 141 GB of weights from DDR at 100 GB/s: about 1.4 s per token
+    assert huge.latency_s == pytest.approx(141e9 / (100e9 * 0.9), rel=0.1)

@@ -44,10 +44,23 @@ STREAMING = Mapping("SRAM-fed units")
 EXTRA_CHIPS_TRIED = 4
 
 
+def tiers(hw: DataflowSpec) -> dict[str, MemoryLevel]:
+    """The chip's memory levels, SRAM first, then its off-chip tiers in order."""
+    mem = hw.memory
+    return {name: level for name, level in (("sram", mem.sram), ("hbm", mem.hbm), ("ddr", mem.ddr))
+            if level is not None}
+
+
+def chip_room(hw: DataflowSpec) -> float:
+    """Bytes one chip can hold resident: its SRAM, or its largest tier where weights may live
+    off chip (a model lives in one tier, activations staged through the SRAM)."""
+    return max(level.capacity for level in tiers(hw).values())
+
+
 def chips_needed(graph: Graph, hw: DataflowSpec) -> int:
-    """Chips whose SRAM holds every resident byte as ``byte_stages`` lays them out (a tied
+    """Chips that hold every resident byte as ``byte_stages`` lays them out (a tied
     embedding/LM-head table counts at both ends of the pipeline)."""
-    return max(1, math.ceil(sum(resident_bytes(graph)) / hw.memory.sram.capacity))
+    return max(1, math.ceil(sum(resident_bytes(graph)) / chip_room(hw)))
 
 
 class DataflowBackend(BackendBase):
@@ -61,14 +74,20 @@ class DataflowBackend(BackendBase):
         return common.resident_demand(graph)
 
     def allocate(self, need: Demand, hw: DataflowSpec) -> Placement:
+        """Everything in SRAM when it fits; else weights, KV cache and state in the first
+        off-chip tier that holds them, activations in SRAM."""
         resident = need.resident
-        total, room = sum(resident.values()), hw.memory.sram.capacity
-        if total > room:
+        total = sum(resident.values())
+        levels = tiers(hw)
+        home = next((name for name, level in levels.items() if total <= level.capacity), None)
+        if home is None:
+            room = chip_room(hw)
             raise DoesNotFitError(
                 f"{need.graph_name} does not fit on one {hw.name} chip: needs {format_si(total, 'B')} "
-                f"but its SRAM holds {format_si(room, 'B')}; give more --chips")
-        levels = {"weight": "sram", "kv_cache": "sram", "state": "sram", "activation": "sram"}
-        return Placement(level_of=levels, footprint=resident, capacity={"sram": room})
+                f"but its largest memory holds {format_si(room, 'B')}; give more --chips")
+        level_of = {"weight": home, "kv_cache": home, "state": home, "activation": "sram"}
+        return Placement(level_of=level_of, footprint=resident,
+                         capacity={name: level.capacity for name, level in levels.items()})
 
     def plan(self, graph: Graph, hw: DataflowSpec, parallelism: Parallelism | None) -> Plan:
         """A system of ``chips`` chips: tp-way tensor parallelism inside each pipeline stage,
@@ -79,7 +98,7 @@ class DataflowBackend(BackendBase):
         if requested.ep > 1 or requested.dp > 1:
             raise AccelsimError(f"{hw.name} is a dataflow system: give --chips (its size), --tp "
                                 f"and --pp; --ep and --dp-attn are not modelled on it")
-        room = hw.memory.sram.capacity
+        room = chip_room(hw)
         least = chips_needed(graph, hw)
         if parallelism is None:  # as many chips as the bytes need, split by the rule
             tp = hw.dataflow.node_chips
@@ -89,7 +108,7 @@ class DataflowBackend(BackendBase):
             size = requested.chips or 1
             if size < least:
                 raise DoesNotFitError(f"{graph.name} needs at least {least} {hw.name} chips "
-                                      f"({format_si(room, 'B')} SRAM each), not {size}")
+                                      f"({format_si(room, 'B')} each), not {size}")
             tp = requested.tp if requested.pp > 1 else split_rule(hw, size)
             tried = (size // tp,)
         for pp in tried:
@@ -106,9 +125,11 @@ class DataflowBackend(BackendBase):
         return True
 
     def params(self, hw: DataflowSpec) -> dict[str, Any]:
+        levels = tiers(hw)
         return {**common.base_params(hw), "op_overhead": hw.dataflow.op_overhead,
-                "sram_bw": hw.memory.sram.bandwidth, "sram_energy": hw.memory.sram.energy,
-                "active": power.active_w(hw, ("sram",), None)}
+                "bandwidth": {name: level.bandwidth for name, level in levels.items()},
+                "energy": {name: level.energy for name, level in levels.items()},
+                "active": power.active_w(hw, tuple(levels), tuple(n for n in levels if n != "sram"))}
 
     def mappings(self, op: Op, hw: DataflowSpec) -> list[Mapping]:
         return [STREAMING]
@@ -122,11 +143,14 @@ class DataflowBackend(BackendBase):
         tensor_s = kept * op.tensor_flops / (matrix * p["eff_compute"]) if op.tensor_flops else 0.0
         vector_s = op.vector_flops / (p["vector"] * p["eff_compute"])
         compute_s = vmax(tensor_s, vector_s)
-        moved = {"sram": sum(a.nbytes for a in common.accesses(op))}
-        memory_s = {"sram": moved["sram"] / (p["sram_bw"] * p["eff_memory"])}
+        if placement.level_of["weight"] == "sram":
+            moved = {"sram": sum(a.nbytes for a in common.accesses(op))}
+        else:  # weights and KV stream from their off-chip tier, activations stay in SRAM
+            moved = common.bytes_by_level(op, placement)
+        memory_s = {lvl: b / (p["bandwidth"][lvl] * p["eff_memory"]) for lvl, b in moved.items()}
         overhead = p["op_overhead"]
         time = vmax(compute_s, *memory_s.values()) + overhead
-        energy = memory_energy(moved, {"sram": p["sram_energy"]})
+        energy = memory_energy(moved, p["energy"])
         if op.macs:
             energy["compute"] = op.macs * kept * p["mac_energy"][dtype]
         if op.vector_flops:
@@ -145,13 +169,13 @@ class DataflowBackend(BackendBase):
         return {"op": "dataflow.op_overhead"}
 
     def offchip_level(self, hw: DataflowSpec) -> str | None:
-        return None
+        return next((name for name in tiers(hw) if name != "sram"), None)
 
     def main_memory(self, hw: DataflowSpec) -> MemoryLevel:
-        return hw.memory.sram
+        return hw.memory.hbm or hw.memory.ddr or hw.memory.sram
 
     def kv_capacity(self, hw: DataflowSpec, weight_bytes: float, chips: int) -> float:
-        return hw.memory.sram.capacity * chips - weight_bytes
+        return chip_room(hw) * chips - weight_bytes
 
     def onchip_capacity(self, hw: DataflowSpec) -> float:
         return hw.memory.sram.capacity

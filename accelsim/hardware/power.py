@@ -47,15 +47,16 @@ ACTIVE_SHARE = {"compute": 0.7, "offchip": 0.6, "onchip": 0.1}
 IDLE_SHARE = 0.1
 
 
-def active_w(hw: Any, levels: tuple[str, ...], offchip: str | None) -> dict[str, Any]:
+def active_w(hw: Any, levels: tuple[str, ...], offchip: str | tuple[str, ...] | None) -> dict[str, Any]:
     """Watts each unit of ``hw`` draws while busy: ``power.active`` where given, else the
     default rule (``ACTIVE_SHARE`` of TDP - idle).  ``levels`` are the chip's memory levels
-    that have a bandwidth, ``offchip`` the one across the chip boundary (None: all on chip)."""
+    that have a bandwidth, ``offchip`` the one(s) across the chip boundary (None: all on chip)."""
+    outside = (offchip,) if isinstance(offchip, str) else (offchip or ())
     given = hw.power.active or {}
     headroom = hw.power.tdp - hw.power.static
     units = {"compute": ACTIVE_SHARE["compute"] * headroom}
     for level in levels:
-        units[level] = ACTIVE_SHARE["offchip" if level == offchip else "onchip"] * headroom
+        units[level] = ACTIVE_SHARE["offchip" if level in outside else "onchip"] * headroom
     return {unit: given.get(unit, default) for unit, default in units.items()}
 
 

@@ -370,7 +370,13 @@ class HardwiredSpec(HardwareBase):
 
 
 class DataflowMemory(Spec):
+    """On-chip SRAM, and optionally off-chip tiers behind it (SambaNova SN40L: HBM, then DDR):
+    a model whose bytes fit the SRAM lives there; otherwise its weights and KV cache live in the
+    first off-chip tier that holds them and stream through the SRAM (``hardware.dataflow``)."""
+
     sram: MemoryLevel
+    hbm: MemoryLevel | None = None
+    ddr: MemoryLevel | None = None
 
 
 class DataflowSection(Spec):
