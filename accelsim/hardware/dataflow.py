@@ -159,8 +159,10 @@ class DataflowBackend(BackendBase):
 
     def cost(self, op: Op, mapping: Mapping, hw: DataflowSpec, placement: Placement) -> OpCost:
         label = "matrix units" if isinstance(op, (MatMul, Attention)) else "vector units"
+        home = placement.level_of["weight"]
+        source = "SRAM" if home == "sram" else f"{home.upper()} through SRAM"
         return to_cost(op, self.terms(op, mapping, hw, self.params(hw), placement),
-                       f"{label} fed from SRAM")
+                       f"{label} fed from {source}")
 
     def check_lone_op(self, hw: DataflowSpec) -> None:
         refuse_lone_op(hw, self.name)
