@@ -20,11 +20,21 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
+import numpy as np
+
 from accelsim import hardware
 from accelsim.errors import AccelsimError
 from accelsim.graph import Graph, Op
-from accelsim.hardware import area, common
-from accelsim.hardware.base import Backend, Mapping, OpCost, Placement, StepTime, pipelined_round
+from accelsim.hardware import area, common, power
+from accelsim.hardware.base import (
+    Backend,
+    Mapping,
+    OpCost,
+    Placement,
+    StepTime,
+    pipelined_round,
+    streamed_prefill,
+)
 from accelsim.hardware.spec import HardwareBase
 from accelsim.model.lower import lower, lower_mtp
 from accelsim.model.spec import ModelSpec
@@ -66,6 +76,20 @@ def step_joules(op_joules: Any, groups: int, chips_per_stage: int, static_w: Any
     each chip of its stage, plus the static power of every chip while the step keeps it busy.
     Numbers, or arrays over design points (the fast path)."""
     return op_joules * groups * chips_per_stage + static_w * chips * busy_s
+
+
+def capped(step: StepTime, dynamic_j: Any, idle_w: Any, cap_w: Any) -> StepTime:
+    """``step`` under the chip's power cap (``hardware.power``): stretched until one chip's
+    idle + dynamic power (``dynamic_j`` over the busy time) fits the cap.  Numbers, or arrays
+    over design points (the fast path)."""
+    k = power.stretch(dynamic_j, step.busy_s, idle_w, cap_w)
+    notes = step.notes
+    if not isinstance(k, np.ndarray):
+        if k <= 1.0:
+            return step
+        notes = (*notes, f"power-capped at {cap_w:,.0f} W: the clock drops and the step "
+                         f"stretches {k:.2f}x")
+    return StepTime(step.latency_s * k, step.throughput_tokens_per_s / k, step.busy_s * k, notes)
 
 
 def step_energy(costs: Sequence[OpCost], groups: int, chips_per_stage: int, static_w: float,
@@ -144,9 +168,13 @@ def run(name: str, lower_for: LowerFor, hw: HardwareBase, workload: Workload,
     step, stage_s = _schedule(backend, hw, stage_costs, workload, micro, groups)
 
     costs = [c for stage in stage_costs for c in stage]
-    energy = step_energy(costs, groups, layout.per_stage, hw.power.static, layout.chips, step.busy_s)
+    chips = layout.chips or 1
+    dynamic = math.fsum(step_energy(costs, groups, layout.per_stage, 0.0, chips, 0.0).values())
+    step = capped(step, dynamic / chips, hw.power.static, power.cap_w(hw))
+    energy = step_energy(costs, groups, layout.per_stage, hw.power.static, chips, step.busy_s)
     footprint = common.footprint(full)
-    system = backend.system_figures(hw, workload, footprint)
+    system = {**backend.system_figures(hw, workload, footprint),
+              **power.node_power(hw, chips, sum(energy.values()) / step.latency_s / chips)}
     notes = step.notes
     if layout.chips > 1:
         system = {**_spread_figures(layout, stage_s, costs, step, energy, workload, full_placements),
@@ -186,6 +214,8 @@ def _schedule(backend: Backend, hw: HardwareBase, stage_costs: list[list[OpCost]
         step = backend.schedule(stage_costs[0], hw, workload, groups)
         return step, [step.latency_s]
     stage_s = [backend.schedule(c, hw, micro, 1).latency_s for c in stage_costs]
+    if workload.phase == "prefill" and backend.streams_prefill(hw):  # spatial: the prompt streams
+        return streamed_prefill(stage_s, workload), stage_s
     return pipelined_round(stage_s, workload, groups), stage_s
 
 

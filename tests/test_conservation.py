@@ -368,7 +368,10 @@ def expert_bytes(spec: ModelSpec, hw, workload: Workload, weight_dtype: str | No
     chip = load_hardware(hw) if isinstance(hw, str) else hw
     result = simulate(spec, chip, workload, weight_dtype=weight_dtype, parallelism=parallelism)
     level = WEIGHT_LEVEL[chip.kind]
-    charged = sum(c.bytes.get(level, 0.0) for c in result.ops if is_expert_op(c))
+    # result.ops are one chip's per stage: a stage split tensor-parallel (a dataflow system's
+    # node split) charges each of its tp ranks the same share.
+    ranks = result.system.get("tp", 1) if result.chips > 1 else 1
+    charged = ranks * sum(c.bytes.get(level, 0.0) for c in result.ops if is_expert_op(c))
     # Each op of the result processes one group of users (a pipelined backend splits the batch).
     groups = max(1, int(result.groups))
     per_group = math.ceil(workload.batch / groups)
@@ -389,7 +392,7 @@ def expert_bytes(spec: ModelSpec, hw, workload: Workload, weight_dtype: str | No
             w = next(t for t in op.inputs if t.role == "weight")
             expected += w.nbytes * distinct / moe.num_experts
             activations = sum(a.nbytes for a in (*op.reads(), *op.writes()) if a.tensor.role != "weight")
-            slack += activations * max(1, pieces.get(op.name, 1))
+            slack += activations * max(1, pieces.get(op.name, 1)) * ranks
     return ExpertBytes(spec.name, chip.name, workload.batch, level, charged, expected, slack, distinct)
 
 

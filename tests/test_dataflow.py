@@ -57,9 +57,19 @@ def test_too_few_chips_refused():
         simulate("llama-3.1-70b", "cerebras-wse3", WL, parallelism=Parallelism(pp=2))
 
 
-def test_dataflow_rejects_tensor_parallel_options(cli):
-    code, _, err = cli("run", "--model", "llama-3.1-8b", "--hw", "groq-lpu", "--tp", "2")
-    assert code == 2 and "not --tp/--ep" in err
+def test_dataflow_rejects_expert_and_attention_data_parallel_options(cli):
+    code, _, err = cli("run", "--model", "mixtral-8x7b", "--hw", "cerebras-wse3", "--chips", "4",
+                       "--tp", "2", "--ep", "2")
+    assert code == 2 and "--ep and --dp-attn are not modelled" in err
+
+
+def test_dataflow_tp_runs_inside_a_system_of_the_asked_size(cli):
+    code, out, _ = cli("run", "--model", "llama-3.1-8b", "--hw", "groq-lpu", "--chips", "72",
+                       "--tp", "8", "--weight-dtype", "int8", "--json")
+    assert code == 0
+    import json
+    system = json.loads(out)["system"]
+    assert (system["chips"], system["tp"], system["pp"]) == (72, 8, 9)
 
 
 def test_decode_is_sram_bandwidth_bound_and_within_roofline():

@@ -194,7 +194,7 @@ def _roofline_tokens_per_s(result, chip):
 
 
 BUNDLED = ("a100-sxm", "b200", "cerebras-wse3", "fpga-ternary-mmfree", "groq-lpu", "h100-sxm", "h200",
-           "hardwired-llama-3.1-8b", "hardwired-llama-3.1-70b", "mi300x", "tpu-v4", "tpu-v5e", "tpu-v5p", "tpu-v6e")
+           "hardwired-llama-3.1-8b", "hardwired-llama-3.1-70b", "mi300x", "sn40l", "tpu-v4", "tpu-v5e", "tpu-v5p", "tpu-v6e")
 
 
 @pytest.mark.parametrize("hw", BUNDLED)

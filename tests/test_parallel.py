@@ -38,7 +38,7 @@ def test_70b_runs_on_tp_with_collectives_in_breakdown(tp):
     # 2 all-reduces per layer, the embedding's all-reduce and the logits' all-gather.
     assert kinds.loc["collective", "count"] == 2 * 80 + 2
     assert r.chips == tp and r.system["tp"] == tp
-    assert r.energy_j["static"] == pytest.approx(200.0 * tp * r.latency_s)  # every chip's static
+    assert r.energy_j["static"] == pytest.approx(70.0 * tp * r.latency_s)  # every chip's idle power
     assert r.to_dict()["tokens_per_s_per_chip"] == pytest.approx(r.tokens_per_s / tp)
 
 
@@ -203,7 +203,7 @@ def test_cli_run_tp8_json(cli):
 
 @pytest.mark.parametrize("args, message", [
     (("--tp", "3"), "must divide the attention heads"),
-    (("--tp", "2", "--chips", "8"), "must equal"),
+    (("--tp", "2", "--pp", "2", "--chips", "8"), "must equal"),
     (("--chips", "6", "--pp", "4"), "not a multiple"),
 ])
 def test_cli_bad_parallelism_is_one_line_exit_2(cli, args, message):

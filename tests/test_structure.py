@@ -31,6 +31,8 @@ LOADERS = {
     "accelsim.validate.points": {"__init__", "rows"},
     "accelsim.validate.run": {"hardware_for"},
     "accelsim.validate.calibrate": {"fit_hardware", "_runs"},
+    "accelsim.validate.energy": {"load", "predict"},
+    "accelsim.validate.systems": {"load"},
     # A sweep's own results store, re-read to resume it and to re-render its report.
     "accelsim.dse.runner": {"read_rows", "__init__", "_truncate_torn_tail"},
     "accelsim.report.sweep": {"load"},

@@ -114,7 +114,7 @@ def test_smoke_run_writes_the_error_table(cli, tmp_path):
     assert set(data["points"][0]) == set(POINT_COLUMNS)
     for row in data["points"]:
         assert row["measured"] > 0 and row["predicted"] > 0
-        assert row["error"] == pytest.approx(row["predicted"] / row["measured"] - 1)
+        assert row["error"] == pytest.approx(row["predicted"] / row["measured"] - 1, abs=1e-8)
     with (tmp_path / "summary.csv").open() as handle:
         header = next(csv.reader(handle))
     assert header == ["hw", "metric", "split", "points", "median_abs_error", "mean_abs_error", "max_abs_error"]

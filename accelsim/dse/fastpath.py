@@ -503,7 +503,8 @@ class _Group:
             time_s, energy_j = memo[key]
             timed.append(_Timed(op.layer, time_s))
             energy = energy + energy_j
-        step = kind.schedule(timed, view, workload, groups)
+        step = pipeline.capped(kind.schedule(timed, view, workload, groups), energy * groups,
+                               p["static"], p["cap"])
         shape = (len(local),)
         latency = np.broadcast_to(step.latency_s, shape)
         energy_total = pipeline.step_joules(energy, groups, 1, p["static"], 1, step.busy_s)

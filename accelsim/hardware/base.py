@@ -210,6 +210,8 @@ class Backend(Protocol):
 
     def pipelined(self, hw: Any) -> bool: ...
 
+    def streams_prefill(self, hw: Any) -> bool: ...
+
     def stage_latency(self, hw: Any) -> float: ...
 
     def die_storage(self, hw: Any, model: ModelSpec | None) -> tuple[Any, Any]: ...
@@ -336,6 +338,11 @@ class BackendBase(ABC):
         """True when the chip runs its layers as a spatial pipeline of users in groups."""
         return False
 
+    def streams_prefill(self, hw: Any) -> bool:
+        """True when a prompt streams token by token through the stages (spatial pipelines:
+        weights stay in place, tokens move); False where stages take whole batches."""
+        return False
+
     def stage_latency(self, hw: Any) -> float:
         """Hop between the stages of that pipeline (0 when not pipelined)."""
         return 0.0
@@ -382,6 +389,26 @@ def sequential_schedule(costs: Sequence[Timed], workload: Workload) -> StepTime:
     latency = sum(c.time_s for c in costs)
     tokens = workload.tokens if workload.phase == "prefill" else workload.batch
     return StepTime(latency, tokens / latency, latency)
+
+
+def streamed_prefill(stage_s: Sequence[Any], workload: Workload, stage_latency: Any = 0.0) -> StepTime:
+    """A prompt streamed token by token through a spatial pipeline (a hardwired chip's layer
+    regions, a dataflow system's chips): each stage passes a token on as soon as it has
+    processed it, so the prefill takes one token's trip through every stage plus (tokens - 1)
+    of the slowest stage's per-token time.  ``stage_s`` are the stages' times for the whole
+    prompt (every token; attention's growing span averaged over them).  As prompts lengthen the
+    fill is amortised and throughput rises toward the slowest stage's rate, the pipeline bound.
+    Numbers, or arrays over design points."""
+    tokens = workload.tokens
+    per_token = [s / tokens for s in stage_s]
+    trip = sum(per_token) + len(per_token) * stage_latency
+    slowest = vmax(*per_token) + stage_latency
+    latency = trip + (tokens - 1) * slowest
+    notes: tuple[str, ...] = ()
+    if not isinstance(latency, np.ndarray):
+        notes = (f"prompt streamed token by token through {len(stage_s)} stages: one token's trip "
+                 f"{trip * 1e6:,.1f} us, then one token per {slowest * 1e6:,.2f} us (slowest stage)",)
+    return StepTime(latency, tokens / latency, latency, notes)
 
 
 def pipelined_round(stage_s: Sequence[Any], workload: Workload, groups: int,

@@ -12,6 +12,7 @@ from accelsim.density import effective_macs
 from accelsim.dtypes import DTYPES
 from accelsim.errors import DoesNotFitError
 from accelsim.graph import Access, Graph, MatMul, Op
+from accelsim.hardware import power
 from accelsim.hardware.arraymath import nonzero, vmax, where
 from accelsim.hardware.base import (  # noqa: F401  (Demand, Terms, to_cost: re-exported)
     Demand,
@@ -44,7 +45,7 @@ def base_params(hw) -> dict[str, Any]:
     return {
         "clock": hw.compute.clock, "vector": hw.compute.vector, "vector_op": hw.energy.vector_op,
         "eff_compute": hw.efficiency.compute, "eff_memory": hw.efficiency.memory,
-        "static": hw.power.static, "zero_skipping": hw.compute.zero_skipping,
+        "static": hw.power.static, "cap": power.cap_w(hw), "zero_skipping": hw.compute.zero_skipping,
         "peak": {d: hw.matrix_peak(d) for d in DTYPES},
         "mac_energy": {d: hw.mac_energy(d) for d in DTYPES},
     }

@@ -16,7 +16,7 @@ from typing import Any
 
 from accelsim.errors import AccelsimError, DoesNotFitError
 from accelsim.graph import Attention, Graph, MatMul, Op
-from accelsim.hardware import common
+from accelsim.hardware import common, power
 from accelsim.hardware.arraymath import vmax
 from accelsim.hardware.base import (
     Backend,
@@ -33,7 +33,7 @@ from accelsim.hardware.base import (
 )
 from accelsim.hardware.spec import DataflowMemory, DataflowSection, DataflowSpec, MemoryLevel
 from accelsim.model.spec import ModelSpec
-from accelsim.transform import Parallelism, byte_stages, resident_bytes
+from accelsim.transform import Parallelism, byte_stages, resident_bytes, shard
 from accelsim.units import format_si
 from accelsim.workload import Workload
 
@@ -44,10 +44,23 @@ STREAMING = Mapping("SRAM-fed units")
 EXTRA_CHIPS_TRIED = 4
 
 
+def tiers(hw: DataflowSpec) -> dict[str, MemoryLevel]:
+    """The chip's memory levels, SRAM first, then its off-chip tiers in order."""
+    mem = hw.memory
+    return {name: level for name, level in (("sram", mem.sram), ("hbm", mem.hbm), ("ddr", mem.ddr))
+            if level is not None}
+
+
+def chip_room(hw: DataflowSpec) -> float:
+    """Bytes one chip can hold resident: its SRAM, or its largest tier where weights may live
+    off chip (a model lives in one tier, activations staged through the SRAM)."""
+    return max(level.capacity for level in tiers(hw).values())
+
+
 def chips_needed(graph: Graph, hw: DataflowSpec) -> int:
-    """Chips whose SRAM holds every resident byte as ``byte_stages`` lays them out (a tied
+    """Chips that hold every resident byte as ``byte_stages`` lays them out (a tied
     embedding/LM-head table counts at both ends of the pipeline)."""
-    return max(1, math.ceil(sum(resident_bytes(graph)) / hw.memory.sram.capacity))
+    return max(1, math.ceil(sum(resident_bytes(graph)) / chip_room(hw)))
 
 
 class DataflowBackend(BackendBase):
@@ -61,41 +74,62 @@ class DataflowBackend(BackendBase):
         return common.resident_demand(graph)
 
     def allocate(self, need: Demand, hw: DataflowSpec) -> Placement:
+        """Everything in SRAM when it fits; else weights, KV cache and state in the first
+        off-chip tier that holds them, activations in SRAM."""
         resident = need.resident
-        total, room = sum(resident.values()), hw.memory.sram.capacity
-        if total > room:
+        total = sum(resident.values())
+        levels = tiers(hw)
+        home = next((name for name, level in levels.items() if total <= level.capacity), None)
+        if home is None:
+            room = chip_room(hw)
             raise DoesNotFitError(
                 f"{need.graph_name} does not fit on one {hw.name} chip: needs {format_si(total, 'B')} "
-                f"but its SRAM holds {format_si(room, 'B')}; give more --chips")
-        levels = {"weight": "sram", "kv_cache": "sram", "state": "sram", "activation": "sram"}
-        return Placement(level_of=levels, footprint=resident, capacity={"sram": room})
+                f"but its largest memory holds {format_si(room, 'B')}; give more --chips")
+        level_of = {"weight": home, "kv_cache": home, "state": home, "activation": "sram"}
+        return Placement(level_of=level_of, footprint=resident,
+                         capacity={name: level.capacity for name, level in levels.items()})
 
     def plan(self, graph: Graph, hw: DataflowSpec, parallelism: Parallelism | None) -> Plan:
-        """As many chips as the model's bytes need (or those asked for), pipelined by bytes."""
+        """A system of ``chips`` chips: tp-way tensor parallelism inside each pipeline stage,
+        pp stages laid end to end by bytes.  A lone ``--chips N`` (or ``--tp N``) gives the
+        system's size, split by ``split_rule``; ``--tp`` with ``--pp`` (or ``--chips``) gives
+        the split itself.  Without either, the system is as many chips as the bytes need."""
         requested = parallelism or Parallelism()
-        if requested.tp > 1 or requested.ep > 1:
-            raise AccelsimError(f"{hw.name} is a dataflow system that splits the model along its "
-                                f"layers by bytes; give --chips (or --pp), not --tp/--ep")
-        asked = requested.chips or 1
+        if requested.ep > 1 or requested.dp > 1:
+            raise AccelsimError(f"{hw.name} is a dataflow system: give --chips (its size), --tp "
+                                f"and --pp; --ep and --dp-attn are not modelled on it")
+        room = chip_room(hw)
         least = chips_needed(graph, hw)
-        if 1 < asked < least:
-            raise DoesNotFitError(f"{graph.name} needs at least {least} {hw.name} chips "
-                                  f"({format_si(hw.memory.sram.capacity, 'B')} SRAM each), "
-                                  f"not {asked}")
-        start = max(least, asked)
-        for chips in range(start, start + EXTRA_CHIPS_TRIED + 1):
-            stages = byte_stages(graph, chips)
-            if all(sum(common.footprint(s).values()) <= hw.memory.sram.capacity for s in stages):
-                return Plan(Parallelism(pp=chips), _splitter(chips))
-        raise DoesNotFitError(f"{graph.name} does not split onto {start}..{start + EXTRA_CHIPS_TRIED} "
+        if parallelism is None:  # as many chips as the bytes need, split by the rule
+            tp = hw.dataflow.node_chips
+            start = math.ceil(least / tp)
+            tried = tuple(range(start, start + EXTRA_CHIPS_TRIED + 1))
+        else:
+            size = requested.chips or 1
+            if size < least:
+                raise DoesNotFitError(f"{graph.name} needs at least {least} {hw.name} chips "
+                                      f"({format_si(room, 'B')} each), not {size}")
+            tp = requested.tp if requested.pp > 1 else split_rule(hw, size)
+            tried = (size // tp,)
+        for pp in tried:
+            split = _splitter(tp, pp)
+            if all(sum(common.footprint(s).values()) <= room for s in split(graph)):
+                return Plan(Parallelism(tp=tp, pp=pp), split)
+        raise DoesNotFitError(f"{graph.name} does not split onto tp={tp} x pp={tried[0]}..{tried[-1]} "
                               f"{hw.name} chips: an op that cannot be cut exceeds one chip's SRAM")
 
     def spans_chips(self, hw: DataflowSpec) -> bool:
         return True
 
+    def streams_prefill(self, hw: DataflowSpec) -> bool:
+        return True
+
     def params(self, hw: DataflowSpec) -> dict[str, Any]:
+        levels = tiers(hw)
         return {**common.base_params(hw), "op_overhead": hw.dataflow.op_overhead,
-                "sram_bw": hw.memory.sram.bandwidth, "sram_energy": hw.memory.sram.energy}
+                "bandwidth": {name: level.bandwidth for name, level in levels.items()},
+                "energy": {name: level.energy for name, level in levels.items()},
+                "active": power.active_w(hw, tuple(levels), tuple(n for n in levels if n != "sram"))}
 
     def mappings(self, op: Op, hw: DataflowSpec) -> list[Mapping]:
         return [STREAMING]
@@ -109,21 +143,26 @@ class DataflowBackend(BackendBase):
         tensor_s = kept * op.tensor_flops / (matrix * p["eff_compute"]) if op.tensor_flops else 0.0
         vector_s = op.vector_flops / (p["vector"] * p["eff_compute"])
         compute_s = vmax(tensor_s, vector_s)
-        moved = {"sram": sum(a.nbytes for a in common.accesses(op))}
-        memory_s = {"sram": moved["sram"] / (p["sram_bw"] * p["eff_memory"])}
+        if placement.level_of["weight"] == "sram":
+            moved = {"sram": sum(a.nbytes for a in common.accesses(op))}
+        else:  # weights and KV stream from their off-chip tier, activations stay in SRAM
+            moved = common.bytes_by_level(op, placement)
+        memory_s = {lvl: b / (p["bandwidth"][lvl] * p["eff_memory"]) for lvl, b in moved.items()}
         overhead = p["op_overhead"]
         time = vmax(compute_s, *memory_s.values()) + overhead
-        energy = memory_energy(moved, {"sram": p["sram_energy"]})
+        energy = memory_energy(moved, p["energy"])
         if op.macs:
             energy["compute"] = op.macs * kept * p["mac_energy"][dtype]
         if op.vector_flops:
             energy["vector"] = op.vector_flops * p["vector_op"]
-        return Terms(time, compute_s, memory_s, moved, energy, peak, overhead)
+        return power.with_activity(op, Terms(time, compute_s, memory_s, moved, energy, peak, overhead), p, kept)
 
     def cost(self, op: Op, mapping: Mapping, hw: DataflowSpec, placement: Placement) -> OpCost:
         label = "matrix units" if isinstance(op, (MatMul, Attention)) else "vector units"
+        home = placement.level_of["weight"]
+        source = "SRAM" if home == "sram" else f"{home.upper()} through SRAM"
         return to_cost(op, self.terms(op, mapping, hw, self.params(hw), placement),
-                       f"{label} fed from SRAM")
+                       f"{label} fed from {source}")
 
     def check_lone_op(self, hw: DataflowSpec) -> None:
         refuse_lone_op(hw, self.name)
@@ -132,13 +171,13 @@ class DataflowBackend(BackendBase):
         return {"op": "dataflow.op_overhead"}
 
     def offchip_level(self, hw: DataflowSpec) -> str | None:
-        return None
+        return next((name for name in tiers(hw) if name != "sram"), None)
 
     def main_memory(self, hw: DataflowSpec) -> MemoryLevel:
-        return hw.memory.sram
+        return hw.memory.hbm or hw.memory.ddr or hw.memory.sram
 
     def kv_capacity(self, hw: DataflowSpec, weight_bytes: float, chips: int) -> float:
-        return hw.memory.sram.capacity * chips - weight_bytes
+        return chip_room(hw) * chips - weight_bytes
 
     def onchip_capacity(self, hw: DataflowSpec) -> float:
         return hw.memory.sram.capacity
@@ -147,9 +186,18 @@ class DataflowBackend(BackendBase):
         return hw.memory.sram.capacity, 0.0
 
 
-def _splitter(chips: int):
+def split_rule(hw: DataflowSpec, chips: int) -> int:
+    """Tensor-parallel chips inside each stage of a system of ``chips`` chips, where the vendor
+    does not say: the chips of one node (``dataflow.node_chips``, joined all to all, as a
+    GroqNode's 8 cards), or the largest divisor of ``chips`` not above it."""
+    return max(d for d in range(1, min(hw.dataflow.node_chips, chips) + 1) if chips % d == 0)
+
+
+def _splitter(tp: int, pp: int):
+    layout = Parallelism(tp=tp)
+
     def split(graph: Graph) -> list[Graph]:
-        return byte_stages(graph, chips)
+        return byte_stages(shard(graph, layout) if tp > 1 else graph, pp)
     return split
 
 

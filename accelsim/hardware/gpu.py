@@ -17,7 +17,7 @@ import numpy as np
 
 from accelsim import dtypes
 from accelsim.graph import Attention, Graph, MatMul, Op
-from accelsim.hardware import common
+from accelsim.hardware import common, power
 from accelsim.hardware.arraymath import ceil_div, vmax, vmin, where
 from accelsim.hardware.base import (
     Backend,
@@ -61,7 +61,8 @@ class GpuBackend(BackendBase):
                 "launch_overhead": hw.gpu.launch_overhead, "attention": hw.gpu.attention,
                 "attention_dtype": hw.gpu.attention_dtype, "hbm_bw": mem.hbm.bandwidth,
                 "hbm_energy": mem.hbm.energy, "l2_bw": mem.l2.bandwidth, "l2_energy": mem.l2.energy,
-                "l2_capacity": mem.l2.capacity}
+                "l2_capacity": mem.l2.capacity,
+                "active": power.active_w(hw, ("hbm", "l2"), "hbm")}
 
     def mappings(self, op: Op, hw: GpuSpec) -> list[Mapping]:
         if isinstance(op, (MatMul, Attention)):
@@ -77,10 +78,12 @@ class GpuBackend(BackendBase):
         one chip or an array of design points."""
         bandwidth, energy = _levels(p)
         if isinstance(op, MatMul):
-            return _gemm_terms(op, mapping, p, placement, bandwidth, energy)
-        if isinstance(op, Attention):
-            return _attention_terms(op, mapping, p, placement, bandwidth, energy)
-        return common.vector_terms(op, p, placement, bandwidth, energy, p["launch_overhead"])
+            t = _gemm_terms(op, mapping, p, placement, bandwidth, energy)
+        elif isinstance(op, Attention):
+            t = _attention_terms(op, mapping, p, placement, bandwidth, energy)
+        else:
+            t = common.vector_terms(op, p, placement, bandwidth, energy, p["launch_overhead"])
+        return power.with_activity(op, t, p, common.skip_share(op, placement, p["zero_skipping"]))
 
     def cost(self, op: Op, mapping: Mapping, hw: GpuSpec, placement: Placement) -> OpCost:
         t = self.terms(op, mapping, hw, self.params(hw), placement)

@@ -19,7 +19,7 @@ from typing import Any
 from accelsim.dtypes import bits
 from accelsim.errors import CannotRunError, DoesNotFitError
 from accelsim.graph import Attention, Embedding, Graph, MatMul, Op
-from accelsim.hardware import common
+from accelsim.hardware import common, power
 from accelsim.hardware.arraymath import ceil, vmax
 from accelsim.hardware.base import (
     HEAD,
@@ -37,6 +37,7 @@ from accelsim.hardware.base import (
     memory_energy,
     pipelined_round,
     refuse_lone_op,
+    streamed_prefill,
     to_cost,
 )
 from accelsim.hardware.spec import HardwiredSpec, MemoryLevel
@@ -119,7 +120,8 @@ def _params(hw: HardwiredSpec) -> dict[str, Any]:
     return {**common.base_params(hw), "macs": hw.hardwired.macs,
             "stage_latency": hw.hardwired.stage_latency, "rom_energy": mem.weights.read_energy,
             "bandwidth": {lvl: spec.bandwidth for lvl, spec in levels.items()},
-            "energy": {lvl: spec.energy for lvl, spec in levels.items()}}
+            "energy": {lvl: spec.energy for lvl, spec in levels.items()},
+            "active": power.active_w(hw, tuple(levels), "dram" if mem.dram else None)}
 
 
 def _terms(op: Op, mapping: Mapping, hw: HardwiredSpec, p: dict[str, Any],
@@ -155,7 +157,9 @@ def _terms(op: Op, mapping: Mapping, hw: HardwiredSpec, p: dict[str, Any],
     if op.vector_flops:
         energy["vector"] = op.vector_flops * p["vector_op"]
     peak = 2.0 * region * p["clock"] if op.macs else p["vector"] * share
-    return Terms(time, compute_s, memory_s, moved, energy, peak)
+    # The op busies its own region's units and its region's share of the SRAM/DRAM ports.
+    return power.with_activity(op, Terms(time, compute_s, memory_s, moved, energy, peak), p, kept,
+                               compute_share=share, memory_share=1.0 / n_regions)
 
 
 def pipeline_step(op_times: Sequence[tuple[int | None, Any]], stage_latency: Any, workload: Workload,
@@ -166,6 +170,8 @@ def pipeline_step(op_times: Sequence[tuple[int | None, Any]], stage_latency: Any
     stage_time: dict[str, Any] = defaultdict(float)
     for layer, time_s in op_times:
         stage_time[region_key(layer)] += time_s
+    if workload.phase == "prefill":  # the prompt streams through the regions
+        return streamed_prefill(list(stage_time.values()), workload, stage_latency)
     return pipelined_round(list(stage_time.values()), workload, groups, stage_latency)
 
 
@@ -251,6 +257,9 @@ class HardwiredBackend(BackendBase):
         return hw.memory.sram.capacity
 
     def pipelined(self, hw: HardwiredSpec) -> bool:
+        return True
+
+    def streams_prefill(self, hw: HardwiredSpec) -> bool:
         return True
 
     def stage_latency(self, hw: HardwiredSpec) -> float:

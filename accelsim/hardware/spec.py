@@ -59,15 +59,34 @@ class EnergyTable(Spec):
     source: Source
 
 
+class NodePower(Spec):
+    """What a node adds around its chips (host CPUs and DRAM, NICs, fans, switches, power-supply
+    losses): system-level figures only (``hardware.power.node_power``)."""
+
+    chips: PositiveInt  # accelerators per node
+    host: PowerOrZero   # watts the node draws beside its chips
+    source: Source
+
+
 class PowerSpec(Spec):
+    """``static``: the idle power a chip draws whenever it is powered (measured, or the default
+    rule of ``hardware.power``); ``limit``: a configured power limit below the TDP (MaxQ-style
+    runs); ``active``: watts each unit (``compute`` or a memory level) draws while busy, where
+    calibrated against measured power; ``node``: what a node adds around its chips."""
+
     tdp: Power
     static: PowerOrZero
+    limit: Power | None = None
+    active: dict[str, PowerOrZero] | None = None
+    node: NodePower | None = None
     source: Source
 
     @model_validator(mode="after")
     def _static_below_tdp(self):
         if self.static > self.tdp:
             raise ValueError("static power cannot exceed TDP")
+        if self.limit is not None and not self.static < self.limit <= self.tdp:
+            raise ValueError("limit must lie above the static (idle) power and at most the TDP")
         return self
 
 
@@ -181,6 +200,18 @@ class HardwareBase(Spec):
     area: AreaSpec | None = None
     interconnect: Interconnect | None = None
     respin: Respin | None = None  # economics of a model change (weights in silicon only)
+
+    @model_validator(mode="after")
+    def _active_units_exist(self):
+        given = self.power.active or {}
+        memory = getattr(self, "memory", None)
+        levels = [k for k in (type(memory).model_fields if memory is not None else {})
+                  if isinstance(getattr(memory, k), MemoryLevel)]
+        for unit in given:
+            if unit != "compute" and unit not in levels:
+                allowed = ", ".join(["compute", *levels])
+                raise ValueError(f"power.active.{unit}: no such unit on this chip (allowed: {allowed})")
+        return self
 
     def matrix_peak(self, dtype: str) -> float:
         """Peak matrix FLOP/s for a datapath; narrower formats fall back to the nearest wider one
@@ -349,11 +380,20 @@ class HardwiredSpec(HardwareBase):
 
 
 class DataflowMemory(Spec):
+    """On-chip SRAM, and optionally off-chip tiers behind it (SambaNova SN40L: HBM, then DDR):
+    a model whose bytes fit the SRAM lives there; otherwise its weights and KV cache live in the
+    first off-chip tier that holds them and stream through the SRAM (``hardware.dataflow``)."""
+
     sram: MemoryLevel
+    hbm: MemoryLevel | None = None
+    ddr: MemoryLevel | None = None
 
 
 class DataflowSection(Spec):
     op_overhead: Seconds  # issue time per op (statically scheduled chips: small)
+    # Chips joined all to all in one node (a GroqNode's 8 cards; 1 for a wafer-scale system):
+    # the tensor-parallel split inside each stage when the system's size is given alone.
+    node_chips: PositiveInt = 1
     source: Source
 
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from typing import Any, cast
 
 from accelsim.graph import Attention, Graph, MatMul, Op
-from accelsim.hardware import common
+from accelsim.hardware import common, power
 from accelsim.hardware.arraymath import ceil, ceil_div, vmax
 from accelsim.hardware.base import (
     Backend,
@@ -111,6 +111,12 @@ def _rate(hw: SystolicSpec, dtype: str) -> int:
 
 
 def _terms(op: Op, mapping: Mapping, hw: SystolicSpec, p: dict[str, Any], placement: Placement) -> Terms:
+    """``_formulas`` with the busy units' activity energy (``hardware.power``)."""
+    return power.with_activity(op, _formulas(op, mapping, hw, p, placement), p,
+                               common.skip_share(op, placement, p["zero_skipping"]))
+
+
+def _formulas(op: Op, mapping: Mapping, hw: SystolicSpec, p: dict[str, Any], placement: Placement) -> Terms:
     """The cost formulas.  ``hw`` supplies only structure (overlap mode); every number comes
     from ``p`` (``params``), so the same code costs one chip or an array of design points."""
     bandwidth, energy = _levels(p)
@@ -171,6 +177,7 @@ class SystolicBackend(BackendBase):
                 "op_overhead": s.op_overhead, "hbm_bw": mem.hbm.bandwidth, "hbm_energy": mem.hbm.energy,
                 "buffer_bw": mem.buffer.bandwidth, "buffer_energy": mem.buffer.energy,
                 "buffer_capacity": mem.buffer.capacity,
+                "active": power.active_w(hw, ("hbm", "buffer"), "hbm"),
                 "rate": {d: _rate(hw, d) for d in common.DTYPES}}
 
     def mappings(self, op: Op, hw: SystolicSpec) -> list[Mapping]:

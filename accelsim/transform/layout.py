@@ -70,7 +70,8 @@ class Parallelism:
                      dp: int | None = None, ep: int | None = None, tp_x: int | None = None,
                      attention: str | None = None) -> Parallelism | None:
         """From CLI options, where None means 'not given': a lone --chips N becomes tensor
-        parallelism over whatever --pp and --dp-attn leave; nothing given means one chip (None)."""
+        parallelism over whatever --pp and --dp-attn leave, --chips with --tp leaves the rest to
+        pipeline stages; nothing given means one chip (None)."""
         if chips is None and tp is None and pp is None and dp is None and ep is None:
             if tp_x not in (None, 1) or attention not in (None, "heads"):
                 raise AccelsimError("--tp-x and --attention-sharding lay out tensor-parallel chips; "
@@ -78,6 +79,8 @@ class Parallelism:
             return None
         if chips is not None and (isinstance(chips, bool) or not isinstance(chips, int) or chips < 1):
             raise AccelsimError(f"--chips must be an integer >= 1, got {chips!r}")
+        if pp is None and tp is not None and chips is not None and chips % (tp * (dp or 1)) == 0:
+            pp = chips // (tp * (dp or 1))  # --chips 72 --tp 8: the rest are pipeline stages
         pp, dp = pp or 1, dp or 1
         if tp is None and chips is not None:
             if chips % (pp * dp):
