@@ -1,0 +1,166 @@
+"""Serving as benchmarks measure it: closed loop, offline, length spread, KV reservation and
+preemption policies, the SLO capacity search."""
+from __future__ import annotations
+
+import json
+import math
+
+import numpy as np
+import pytest
+
+from accelsim.api import cost_model
+from accelsim.cli import main
+from accelsim.errors import AccelsimError
+from accelsim.sim import load as loads
+from accelsim.sim.serving import ServeConfig, queued_requests, serve, synthetic_requests
+
+MODEL, HW = "llama-3.2-1b", "h100-sxm"
+
+
+@pytest.fixture(scope="module")
+def costs():
+    return cost_model(MODEL, HW)
+
+
+def in_flight(result, t):
+    return sum(1 for r in result.requests if r.arrival_s <= t < r.arrival_s + r.e2e_s)
+
+
+@pytest.mark.parametrize("scheduler", ["continuous", "static"])
+def test_closed_loop_keeps_exactly_n_in_flight_and_times_ttft_from_each_send(costs, scheduler):
+    n = 6
+    reqs = queued_requests(40, prompt=200, output=24, spread=0.5, seed=3)
+    result = serve(reqs, costs, ServeConfig(scheduler=scheduler, max_batch=4), concurrency=n)
+    sends = sorted(r.arrival_s for r in result.requests)
+    assert sends[:n] == [0.0] * n and sends[n] > 0
+    last_send = sends[-1]
+    for t in np.linspace(0, last_send, 400, endpoint=False):
+        assert in_flight(result, t) == n
+    # TTFT counts from the send, so no request waits for one sent before the loop had room.
+    assert all(0 < r.ttft_s <= r.e2e_s for r in result.requests)
+    assert result.summary()["load"] == {"kind": "concurrency", "value": n}
+
+
+def test_closed_loop_is_deterministic_and_more_users_buy_throughput_with_latency(costs):
+    reqs = queued_requests(60, prompt=256, output=32)
+    one = serve(reqs, costs, ServeConfig(), concurrency=1)
+    again = serve(reqs, costs, ServeConfig(), concurrency=1)
+    many = serve(reqs, costs, ServeConfig(), concurrency=16)
+    assert one.summary() == again.summary()
+    assert many.throughput_tokens_per_s > 4 * one.throughput_tokens_per_s
+    assert many.tokens_per_s_per_user < one.tokens_per_s_per_user
+    assert one.max_running == 1
+
+
+def test_length_spread_draws_uniform_80_to_100_percent_and_leaves_arrivals_alone():
+    spread = synthetic_requests(4000, 10.0, prompt=1000, output=200, seed=5, spread=0.8)
+    fixed = synthetic_requests(4000, 10.0, prompt=1000, output=200, seed=5)
+    assert [r.arrival_s for r in spread] == [r.arrival_s for r in fixed]
+    prompts = np.array([r.prompt for r in spread])
+    outputs = np.array([r.output for r in spread])
+    assert prompts.min() == 800 and prompts.max() == 1000 and outputs.min() == 160 and outputs.max() == 200
+    assert prompts.mean() == pytest.approx(900, rel=0.01) and outputs.mean() == pytest.approx(180, rel=0.01)
+    with pytest.raises(AccelsimError, match="--length-spread"):
+        queued_requests(3, spread=0.0)
+
+
+def test_offline_with_no_evict_never_preempts_where_prompt_only_reservation_thrashes(costs):
+    # 64 + 64 tokens in 16-token blocks: 8 blocks to finish; 40 blocks hold 5 finished requests.
+    reqs = queued_requests(30, prompt=64, output=64)
+    assert all(r.arrival_s == 0 for r in reqs)
+    greedy = serve(reqs, costs, ServeConfig(kv_blocks=40))
+    no_evict = serve(reqs, costs, ServeConfig(kv_blocks=40, reserve_output=1.0))
+    assert greedy.preemptions > 0 and greedy.offline
+    assert no_evict.preemptions == 0 and no_evict.max_running == 5
+    for result in (greedy, no_evict):
+        assert sorted(r.rid for r in result.requests) == list(range(30))
+        assert all(r.e2e_s == pytest.approx(r.ttft_s + r.tpot_s * (r.output - 1)) for r in result.requests)
+    # A partial reservation (SGLang's new-token ratio) admits between the two and preempts less.
+    partial = serve(reqs, costs, ServeConfig(kv_blocks=40, reserve_output=0.5))
+    assert partial.preemptions < greedy.preemptions
+
+
+def test_recompute_prefills_again_and_swap_copies_instead(costs):
+    reqs = queued_requests(30, prompt=64, output=64)
+    recompute = serve(reqs, costs, ServeConfig(kv_blocks=40))
+    swap = serve(reqs, costs, ServeConfig(kv_blocks=40, preemption="swap"))
+    prompts = sum(r.prompt for r in reqs)
+    assert swap.preemptions > 0
+    assert sum(s.prefill_tokens for s in swap.steps) == prompts  # nothing computed twice
+    assert sum(s.prefill_tokens for s in recompute.steps) > prompts
+    # Every request still produces exactly its output tokens.
+    assert all(r.output == 64 for r in swap.requests + recompute.requests)
+    # A swap of C tokens each way at the host link: 64 GB/s moves Llama-3.2-1B's 32 KiB/token fast,
+    # but not for free.
+    assert costs.swap_time_s(128, 64e9) == pytest.approx(128 * costs.kv_bytes_per_token / 64e9)
+
+
+def test_memory_fraction_of_all_memory_leaves_less_than_of_free_memory(costs):
+    total = costs.backend.kv_capacity(costs.hw, 0.0, costs.chips)
+    assert costs.cache_capacity_bytes(0.9, "total") == pytest.approx(0.9 * total - costs.weight_bytes)
+    assert costs.cache_capacity_bytes(0.9, "total") < costs.cache_capacity_bytes(0.9, "free")
+    with pytest.raises(AccelsimError, match="KV memory fraction"):
+        cost_model("llama-3.1-70b", HW, weight_dtype="fp8").cache_capacity_bytes(0.5, "total")
+
+
+@pytest.mark.parametrize("kind, start", [("rate", 20.0), ("concurrency", 4)])
+def test_capacity_search_returns_a_load_that_meets_the_slo_and_5_percent_more_does_not(costs, kind, start):
+    config = ServeConfig(chunk=2048)
+    load = loads.Load(kind, start, requests=80, prompt=512, output=48, seed=1)
+    slo = loads.Slo(ttft_s=0.08, tpot_s=0.012, percentile=90)
+    cap = loads.find_capacity(costs, config, load, slo)
+    best = loads.run(costs, config, load.at(cap.value))
+    above_value = math.ceil(cap.value * 1.05) if kind == "concurrency" else cap.value * 1.05
+    above = loads.run(costs, config, load.at(above_value))
+    assert slo.met(best)
+    assert not slo.met(above)
+    ttft, tpot = slo.measured(best)
+    assert ttft == pytest.approx(np.percentile([r.ttft_s for r in best.requests], 90))
+    assert cap.summary()["percentile"] == "p90" and cap.summary()["value"] == cap.value
+
+
+def test_capacity_search_says_when_nothing_meets_the_slo(costs):
+    load = loads.Load("concurrency", 2, requests=10, prompt=256, output=16)
+    with pytest.raises(AccelsimError, match="no load meets the SLO"):
+        loads.find_capacity(costs, ServeConfig(), load, loads.Slo(ttft_s=1e-6, tpot_s=1e-6))
+
+
+def test_serve_cli_concurrency_json_and_frontier(tmp_path, capsys):
+    out = tmp_path / "c"
+    code = main(["serve", "--model", MODEL, "--requests", "40", "--concurrency", "4", "--prompt", "128",
+                 "--output", "16", "--length-spread", "0.8", "--out", str(out), "--json"])
+    assert code == 0
+    payload = json.loads(capsys.readouterr().out)
+    summary = payload["summary"]
+    assert summary["load"] == {"kind": "concurrency", "value": 4}
+    assert [c["load"]["value"] for c in payload["curve"]] == [1, 2, 4, 8]
+    for key in ("ttft_s", "tpot_s"):
+        assert set(summary[key]) == {"p50", "p90", "p99", "mean"}
+    assert summary["throughput_tokens_per_s"] > 0 and summary["preemptions"] == 0
+    assert (out / "frontier.png").stat().st_size > 0
+
+
+def test_serve_cli_offline_runs_one_point(tmp_path, capsys):
+    code = main(["serve", "--model", MODEL, "--requests", "30", "--offline", "--prompt", "128",
+                 "--output", "16", "--kv-reserve", "1", "--out", str(tmp_path / "o"), "--json"])
+    assert code == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert payload["summary"]["load"]["kind"] == "offline" and len(payload["curve"]) == 1
+    assert payload["summary"]["preemptions"] == 0
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--concurrency", "4", "--offline"], "--concurrency and --offline"),
+    (["--concurrency", "0"], "--concurrency"),
+    (["--concurrency", "4", "--rates", "1,2"], "--rates"),
+    (["--length-spread", "1.5"], "--length-spread"),
+    (["--kv-reserve", "2"], "--kv-reserve"),
+    (["--kv-memory-fraction", "0"], "--kv-memory-fraction"),
+    (["--offline", "--find-capacity"], "--find-capacity"),
+    (["--find-capacity", "--slo-percentile", "0"], "--slo-percentile"),
+])
+def test_bad_load_options_exit_2_with_one_line(args, message, capsys, tmp_path):
+    code = main(["serve", "--model", MODEL, "--requests", "5", "--out", str(tmp_path / "r"), *args])
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert message in err and len(err.splitlines()) == 1
