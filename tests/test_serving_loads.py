@@ -119,10 +119,12 @@ def test_capacity_search_returns_a_load_that_meets_the_slo_and_5_percent_more_do
     assert cap.summary()["percentile"] == "p90" and cap.summary()["value"] == cap.value
 
 
-def test_capacity_search_says_when_nothing_meets_the_slo(costs):
+def test_capacity_search_says_when_nothing_or_everything_meets_the_slo(costs):
     load = loads.Load("concurrency", 2, requests=10, prompt=256, output=16)
     with pytest.raises(AccelsimError, match="no load meets the SLO"):
         loads.find_capacity(costs, ServeConfig(), load, loads.Slo(ttft_s=1e-6, tpot_s=1e-6))
+    with pytest.raises(AccelsimError, match="all 10 requests in flight"):
+        loads.find_capacity(costs, ServeConfig(), load, loads.Slo(ttft_s=100, tpot_s=100))
 
 
 def test_serve_cli_concurrency_json_and_frontier(tmp_path, capsys):
@@ -164,3 +166,74 @@ def test_bad_load_options_exit_2_with_one_line(args, message, capsys, tmp_path):
     err = capsys.readouterr().err.strip()
     assert code == 2
     assert message in err and len(err.splitlines()) == 1
+
+
+# --- runtime presets ------------------------------------------------------------------------
+
+PRESETS = ("accelsim", "vllm", "sglang", "tensorrt-llm", "nim")
+
+
+@pytest.mark.parametrize("name", PRESETS)
+def test_every_preset_value_carries_a_source(name):
+    from accelsim.api import load_runtime
+    preset = load_runtime(name)
+    assert preset.name == name and len(preset.engine) > 3
+    settings = preset.settings()
+    assert {"scheduler", "kv_reserve", "preemption", "max_tokens_per_step", "max_batch", "block_size",
+            "kv_memory", "request_overhead", "step_overhead"} <= set(settings)
+    for key, setting in settings.items():
+        assert len(setting.source.strip()) > 20, f"{name}.{key} needs a source"
+    preset.serve_config()  # every preset makes a valid scheduler configuration
+
+
+def test_accelsim_preset_is_the_old_default_and_engines_differ_where_documented():
+    from accelsim.api import load_runtime
+    assert load_runtime(None).serve_config() == ServeConfig()
+    assert load_runtime("tensorrt-llm").serve_config().reserve_output == 1.0  # GUARANTEED_NO_EVICT
+    vllm = load_runtime("vllm").serve_config()
+    assert (vllm.chunk, vllm.max_batch, vllm.memory_basis, vllm.reserve_output) == (8192, 1024, "total", 0.0)
+    nim, trt = load_runtime("nim").serve_config(), load_runtime("tensorrt-llm").serve_config()
+    assert nim == trt
+
+
+def test_explicit_options_override_the_preset(tmp_path, capsys):
+    code = main(["serve", "--model", MODEL, "--runtime", "vllm", "--chunk", "256", "--kv-reserve", "1",
+                 "--offline", "--requests", "10", "--prompt", "64", "--output", "8",
+                 "--out", str(tmp_path / "o")])
+    assert code == 0
+    text = capsys.readouterr().out
+    assert "under the vllm runtime" in text and "chunk 256" in text and "KV reserve 1 of the output" in text
+    assert "max batch 1024" in text  # the rest stays the preset's
+
+
+def test_a_bad_preset_is_one_line_naming_file_and_key(tmp_path, capsys):
+    bad = tmp_path / "rt.yaml"
+    bad.write_text("name: x\nengine: some engine\nscheduler: {value: continuous}\n")
+    code = main(["serve", "--model", MODEL, "--runtime", str(bad), "--requests", "5",
+                 "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "rt.yaml" in err and len(err.splitlines()) == 1
+    code = main(["serve", "--model", MODEL, "--runtime", "vlm", "--requests", "5", "--out", str(tmp_path / "r")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and "did you mean 'vllm'" in err
+
+
+def test_a_runtime_host_overhead_replaces_the_hardware_configs(tmp_path):
+    from accelsim.api import hardware_under, load_runtime
+    preset = load_runtime("vllm")
+    moved = preset.model_copy(update={"request_overhead": preset.request_overhead.model_copy(update={"value": 0.004})})
+    assert hardware_under(HW, moved).gpu.request_overhead == 0.004
+    assert hardware_under(HW, preset).gpu.request_overhead == hardware_under(HW, None).gpu.request_overhead
+    with pytest.raises(AccelsimError, match="per-request host overhead"):
+        hardware_under("tpu-v5e", moved)
+
+
+def test_python_serve_returns_summary_curve_and_capacity():
+    import accelsim
+    report = accelsim.serve(MODEL, HW, runtime="tensorrt-llm", concurrency=2, requests=40, prompt=256,
+                            output=16, find_capacity=True, slo_ttft=0.012, slo_tpot=0.01)
+    assert report.runtime == "tensorrt-llm"
+    assert report.summary["load"] == {"kind": "concurrency", "value": 2}
+    assert [c["load"]["value"] for c in report.curve] == [1, 2, 4]
+    assert report.capacity["load"] == "concurrency" and report.capacity["value"] >= 1
+    assert report.capacity["at_capacity"]["ttft_s"] <= 0.05

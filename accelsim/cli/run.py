@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from accelsim.api import simulate
+from accelsim.api import hardware_under, simulate
 from accelsim.cli import options
 from accelsim.report.text import result_summary
 
@@ -16,11 +16,14 @@ from accelsim.report.text import result_summary
 @options.density_option
 @options.dtype_options
 @options.parallel_options
+@click.option("--runtime", default=None,
+              help="Serving engine preset (runtimes/: vllm, sglang, tensorrt-llm, nim, accelsim) whose "
+                   "kernels and host overheads the step runs with [default: the hardware config's].")
 @click.option("--top", type=click.IntRange(min=0), default=12, show_default=True,
               help="Rows of the per-op table (slowest ops first); 0 for all.")
 @options.json_option
 def run(model, hw, phase, batch, prompt, context, density, weight_dtype, act_dtype, kv_dtype,
-        parallelism, top, as_json):
+        parallelism, runtime, top, as_json):
     """Simulate one step: latency, tokens/s, joules/token and the per-op breakdown.
 
     \b
@@ -28,7 +31,7 @@ def run(model, hw, phase, batch, prompt, context, density, weight_dtype, act_dty
     bytes at each memory level takes longer under the mapping the mapper chose for its shape.
     """
     workload = options.workload_from(phase, batch, prompt, context, density)
-    result = simulate(model, hw, workload, weight_dtype=weight_dtype, act_dtype=act_dtype,
+    result = simulate(model, hardware_under(hw, runtime), workload, weight_dtype=weight_dtype, act_dtype=act_dtype,
                       kv_dtype=kv_dtype,
                       parallelism=parallelism)
     if as_json:

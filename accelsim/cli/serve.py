@@ -66,21 +66,27 @@ def typical_step(result: serving.ServeResult, costs: serving.CostModel):
               help="CSV of requests (arrival_s,prompt_tokens,output_tokens) instead of synthetic ones.")
 @click.option("--prompt", type=int, default=1024, show_default=True, help="Prompt tokens per synthetic request.")
 @click.option("--output", type=int, default=256, show_default=True, help="Output tokens per synthetic request.")
-@click.option("--scheduler", type=click.Choice(serving.SCHEDULERS), default="continuous", show_default=True,
-              help="static batches, continuous (vLLM-style) batching, or pipelined users (hardwired).")
-@click.option("--max-batch", type=int, default=256, show_default=True, help="Most requests in one batch.")
-@click.option("--chunk", type=int, default=512, show_default=True,
-              help="Prefill tokens per step (continuous batching's chunked prefill).")
-@click.option("--block-size", type=int, default=serving.DEFAULT_BLOCK_SIZE, show_default=True,
-              help="Tokens per KV-cache block (paging).")
+@click.option("--runtime", default=None,
+              help="Serving engine preset: accelsim, vllm, sglang, tensorrt-llm, nim, or a YAML path "
+                   "(runtimes/; its scheduler settings and host overheads, each with its source) "
+                   "[default: accelsim]. Options below override it.")
+@click.option("--scheduler", type=click.Choice(serving.SCHEDULERS), default=None,
+              help="static batches, continuous (vLLM-style) batching, or pipelined users (hardwired) "
+                   "[default: the runtime's].")
+@click.option("--max-batch", type=int, default=None, help="Most requests in one batch [default: the runtime's].")
+@click.option("--chunk", type=int, default=None,
+              help="Most tokens per step, i.e. the prefill chunk (max_num_batched_tokens) "
+                   "[default: the runtime's; accelsim 512].")
+@click.option("--block-size", type=int, default=None,
+              help="Tokens per KV-cache block (paging) [default: the runtime's].")
 @click.option("--kv-reserve", type=float, default=None,
               help="Share of each request's output whose KV is reserved before admission: 1 = prompt + "
-                   "output up front (never preempts), 0 = prompt + 1 [default: 0].")
+                   "output up front (never preempts), 0 = prompt + 1 [default: the runtime's; accelsim 0].")
 @click.option("--preemption", type=click.Choice(serving.PREEMPTIONS), default=None,
               help="What a preempted request loses: recompute its tokens, or swap its cache to host "
-                   "memory and back [default: recompute].")
+                   "memory and back [default: the runtime's].")
 @click.option("--kv-memory-fraction", type=float, default=None,
-              help="Share of the memory beside the weights given to the KV cache [default: 0.9].")
+              help="Share of the memory beside the weights (or of all of it, as the runtime sizes its pool) given to the KV cache [default: the runtime's; accelsim 0.9].")
 @click.option("--rates", default=None,
               help="Comma-separated rates for the latency-throughput curve [default: 0.25x..2x --rate].")
 @click.option("--find-capacity", is_flag=True, default=False,
@@ -95,7 +101,7 @@ def typical_step(result: serving.ServeResult, costs: serving.CostModel):
               help="Report folder [default: reports/serve].")
 @options.json_option
 def serve(model, hw, parallelism, weight_dtype, act_dtype, kv_dtype, density, rate, concurrency, offline,
-          length_spread, n_requests, arrival, cv, trace_file, prompt, output, scheduler, max_batch,
+          length_spread, n_requests, arrival, cv, trace_file, prompt, output, runtime, scheduler, max_batch,
           chunk, block_size, kv_reserve, preemption, kv_memory_fraction, rates, find_capacity,
           slo_percentile, slo_ttft, slo_tpot, seed, out, as_json):
     """Serve a stream of requests and report TTFT, TPOT, end-to-end latency, throughput, goodput
@@ -124,11 +130,12 @@ def serve(model, hw, parallelism, weight_dtype, act_dtype, kv_dtype, density, ra
         points = parse_rates(rates, rate)
     else:
         points = load.default_points(base_load)
-    config = serving.ServeConfig(scheduler=scheduler, max_batch=max_batch, chunk=chunk,
-                                 block_size=block_size, slo_ttft_s=slo_ttft, slo_tpot_s=slo_tpot,
-                                 **{k: v for k, v in (("reserve_output", kv_reserve), ("preemption", preemption),
-                                                      ("memory_utilisation", kv_memory_fraction)) if v is not None})
-    costs = api.cost_model(model, hw, parallelism=parallelism,
+    preset = api.load_runtime(runtime)
+    config = preset.serve_config(scheduler=scheduler, max_batch=max_batch, chunk=chunk, block_size=block_size,
+                                 slo_ttft_s=slo_ttft, slo_tpot_s=slo_tpot, reserve_output=kv_reserve,
+                                 preemption=preemption, memory_utilisation=kv_memory_fraction)
+    scheduler, max_batch, chunk, block_size = config.scheduler, config.max_batch, config.chunk, config.block_size
+    costs = api.cost_model(model, hw, parallelism=parallelism, runtime=preset,
                            density=density, weight_dtype=weight_dtype, act_dtype=act_dtype,
                            kv_dtype=kv_dtype)
     slo = load.Slo(slo_ttft, slo_tpot, slo_percentile)
@@ -146,7 +153,9 @@ def serve(model, hw, parallelism, weight_dtype, act_dtype, kv_dtype, density, ra
         f"{n_requests} {how}, prompt {prompt} / output {output} tokens{spread}, seed {seed}")
     main_load = {"rate": f"main rate {main_rate:g} requests/s", "concurrency": f"concurrency {concurrency}",
                  "offline": "offline"}[kind]
-    setup = (f"{costs.model.name} on {costs.hw.name}, {scheduler} batching (max batch {max_batch}"
+    setup = (f"{costs.model.name} on {costs.hw.name} under the {preset.name} runtime ({preset.engine}), "
+             f"KV reserve {config.reserve_output:g} of the output, {config.preemption} preemption, KV pool "
+             f"{config.memory_utilisation:g} of {config.memory_basis} memory; {scheduler} batching (max batch {max_batch}"
              f"{f', chunk {chunk}' if scheduler == 'continuous' else ''}), KV blocks of {block_size} "
              f"tokens; {source}; {main_load}.")
     out_dir = out or Path("reports") / "serve"

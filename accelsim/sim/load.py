@@ -24,6 +24,7 @@ LoadKind = Literal["rate", "concurrency", "offline"]
 # The capacity search's resolution: the answer meets the SLO, the answer x STEP does not.
 STEP = 1.05
 MAX_PROBES = 60
+MAX_RATE = 1e9  # requests/s: a burst, for any chip
 DEFAULT_CURVE_FACTORS = (0.25, 0.5, 1.0, 1.5, 2.0)
 
 
@@ -164,23 +165,32 @@ def find_capacity(costs: CostModel, config: ServeConfig, load: Load, slo: Slo) -
         return seen[value]
 
     floor = 1.0 if kind == "concurrency" else 1e-6
-    lo, hi = _bracket(probe, slo.met, kind, max(float(load.value), floor), floor)
+    # Past every request in flight at once (or arriving at once) more load changes nothing.
+    ceiling = float(len(requests_for(load))) if kind == "concurrency" else MAX_RATE
+    start = min(max(float(load.value), floor), ceiling)
+    lo, hi = _bracket(probe, slo.met, kind, start, floor, ceiling)
     while True:
         lo, hi = _bisect(probe, slo.met, kind, lo, hi)
         up = _next_up(kind, lo)
         if not slo.met(probe(up)):
             return Capacity(kind, lo, seen[lo], up, seen[up], slo, len(seen))
-        lo, hi = _bracket(probe, slo.met, kind, up, floor)
+        lo, hi = _bracket(probe, slo.met, kind, up, floor, ceiling)
 
 
 def _bracket(probe: Callable[[float], ServeResult], met: Callable[[ServeResult], bool], kind: LoadKind,
-             start: float, floor: float) -> tuple[float, float]:
+             start: float, floor: float, ceiling: float) -> tuple[float, float]:
     """(meets, fails) around ``start``."""
     if met(probe(start)):
         lo = start
-        hi = _grow(lo, kind)
+        hi = min(_grow(lo, kind), ceiling)
         while met(probe(hi)):
-            lo, hi = hi, _grow(hi, kind)
+            if hi >= ceiling:
+                raise AccelsimError(
+                    f"the SLO is met even with all {int(ceiling)} requests in flight at once; raise "
+                    f"--requests to find the limit" if kind == "concurrency" else
+                    "the SLO is met at every rate up to all requests arriving at once; raise --requests "
+                    "or tighten the SLO")
+            lo, hi = hi, min(_grow(hi, kind), ceiling)
         return lo, hi
     hi = start
     lo = _shrink(hi, kind)

@@ -19,7 +19,7 @@ from accelsim.config.types import PositiveInt, Spec
 from accelsim.dtypes import DType
 from accelsim.errors import ConfigError
 from accelsim.hardware.spec import AttentionKernel
-from accelsim.transform.fusion import Unfused
+from accelsim.runtime import RuntimeGpu
 
 VALIDATION_DIR = loader.PACKAGE_ROOT.parent / "validation"
 DEFAULT_POINTS = VALIDATION_DIR / "points.yaml"
@@ -60,20 +60,6 @@ class StreamKernel(Spec):
     reads: int = Field(ge=1)
     writes: int = Field(ge=0)
     ops_per_element: float = Field(ge=0)
-
-
-class RuntimeGpu(Spec):
-    """``gpu`` keys of the hardware config a runtime overrides (``GpuSection``)."""
-
-    attention: AttentionKernel | None = None
-    attention_dtype: DType | None = None
-    unfused: list[Unfused] | None = None
-
-    @model_validator(mode="after")
-    def _sets_something(self):
-        if not self.model_dump(exclude_none=True):
-            raise ValueError(f"a runtime's gpu settings need one of {', '.join(type(self).model_fields)}")
-        return self
 
 
 class Runtime(Spec):
