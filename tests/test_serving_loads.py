@@ -237,3 +237,37 @@ def test_python_serve_returns_summary_curve_and_capacity():
     assert [c["load"]["value"] for c in report.curve] == [1, 2, 4]
     assert report.capacity["load"] == "concurrency" and report.capacity["value"] >= 1
     assert report.capacity["at_capacity"]["ttft_s"] <= 0.05
+
+
+def test_validation_points_may_name_a_bundled_preset_and_get_its_overheads(tmp_path):
+    import shutil
+
+    from accelsim.runtime import RuntimePreset
+    from accelsim.validate.points import DEFAULT_POINTS, Catalogue
+    from accelsim.validate.predict import under_runtime
+    text = DEFAULT_POINTS.read_text().replace("runtime: tensorrt-llm-v0.9", "runtime: tensorrt-llm", 1)
+    for name in ("measured_inference.csv", "kernels.csv", "measured_tpu.csv", "measured_trtllm_blogs.csv",
+                 "measured_trtllm_v0.9.csv"):
+        shutil.copy(DEFAULT_POINTS.parent / name, tmp_path / name)
+    (tmp_path / "points.yaml").write_text(text)
+    catalogue = Catalogue(tmp_path / "points.yaml")
+    point = next(p for p in catalogue.points if p.runtime == "tensorrt-llm")
+    preset = catalogue.runtime(point)
+    assert isinstance(preset, RuntimePreset) and preset.name == "tensorrt-llm"
+    from accelsim.api import resolve_hardware
+    hw = resolve_hardware(point.hw)
+    assert under_runtime(hw, preset).gpu.request_overhead == hw.gpu.request_overhead  # null keeps the config's
+    with pytest.raises(AccelsimError, match="neither one of the file's runtimes nor a bundled preset"):
+        (tmp_path / "bad.yaml").write_text(text.replace("runtime: tensorrt-llm\n", "runtime: tensorrt\n", 1))
+        Catalogue(tmp_path / "bad.yaml")
+
+
+def test_serving_validation_file_maps_every_row_with_the_split_by_model():
+    from accelsim.validate import serving
+    points = serving.load_points()
+    assert len(points) == 60
+    assert {p.split for p in points if p.model == "llama-3.1-8b"} == {"calibration"}
+    assert {p.split for p in points if p.model != "llama-3.1-8b"} == {"holdout"}
+    assert all(p.runtime == "tensorrt-llm" and p.measured > 0 for p in points)
+    h200_70b = next(p for p in points if p.id.endswith("H200 SXM 141GB/Llama-3.3-70B/2048-2048"))
+    assert (h200_70b.tp, h200_70b.requests, h200_70b.measured) == (1, 1500, 2003.0)
