@@ -496,11 +496,13 @@ def serve(requests: list[Request], costs: CostModel, config: ServeConfig = Serve
 def _stats(live: _Live, request_overhead_s: float = 0.0) -> RequestStats:
     """Per-request figures; the per-request overhead is paid once with the first token, so it
     moves TTFT and end-to-end latency by the same amount and leaves TPOT alone."""
-    req = live.req
-    ttft = live.first_token_s - req.arrival_s + request_overhead_s
-    tpot = (live.finish_s - live.first_token_s) / (req.output - 1) if req.output > 1 else 0.0
+    req, first, finish = live.req, live.first_token_s, live.finish_s
+    if first is None or finish is None:  # the loop only finishes requests that have both
+        raise AccelsimError(f"request {req.rid} finished without a first token")
+    ttft = first - req.arrival_s + request_overhead_s
+    tpot = (finish - first) / (req.output - 1) if req.output > 1 else 0.0
     return RequestStats(req.rid, req.arrival_s, req.prompt, req.output, ttft, tpot,
-                        live.finish_s - req.arrival_s + request_overhead_s, live.preemptions)
+                        finish - req.arrival_s + request_overhead_s, live.preemptions)
 
 
 class _Loop:
