@@ -271,3 +271,24 @@ def test_serving_validation_file_maps_every_row_with_the_split_by_model():
     assert all(p.runtime == "tensorrt-llm" and p.measured > 0 for p in points)
     h200_70b = next(p for p in points if p.id.endswith("H200 SXM 141GB/Llama-3.3-70B/2048-2048"))
     assert (h200_70b.tp, h200_70b.requests, h200_70b.measured) == (1, 1500, 2003.0)
+
+
+def test_validate_serving_cli_reports_errors_per_source_metric_and_split(tmp_path, capsys):
+    from accelsim.validate.serving import DEFAULT_FILE
+    rows = (DEFAULT_FILE.parent / "measured_trtllm_v1.0.csv").read_text().splitlines()
+    header = rows[0]
+    picked = [r for r in rows[1:] if "Llama-3.1-8B" in r and "H100" in r and ",128,128," in r]
+    assert len(picked) == 1
+    small = picked[0].replace(",30000,128,128,", ",200,128,128,")  # fewer requests: a fast check
+    (tmp_path / "measured_trtllm_v1.0.csv").write_text("\n".join([header, small]) + "\n")
+    (tmp_path / "serving.yaml").write_text(DEFAULT_FILE.read_text())
+    code = main(["validate", "--serving", "--points", str(tmp_path / "serving.yaml"), "--json", "--max-error", "5",
+                 "--out", str(tmp_path / "out")])
+    payload = json.loads(capsys.readouterr().out)
+    assert code == 0
+    (point,) = payload["points"]
+    assert point["split"] == "calibration" and point["measured"] == 28312.0
+    assert point["error"] == pytest.approx(point["predicted"] / 28312.0 - 1)
+    (group,) = payload["summary"]
+    assert group["source"] == "trtllm-1.0-throughput" and group["metric"] == "output_throughput"
+    assert (tmp_path / "out" / "serving_summary.csv").exists()

@@ -26,7 +26,7 @@ class BoundExceeded(click.ClickException):
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write points.csv, summary.csv, validation.json, validation.md and plots here.")
 @click.option("--points", "points_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Points file (default: validation/points.yaml).")
+              help="Points file (default: validation/points.yaml; with --serving, validation/serving.yaml).")
 @click.option("--serving", is_flag=True, default=False,
               help="Replay the serving measurements of validation/serving.yaml through `serve` under their "
                    "runtime presets instead (slow: minutes), and report median |error| per source and metric.")
@@ -39,7 +39,7 @@ def validate(subset, max_error, out, points_path, serving, as_json):
     Points accelsim cannot simulate (e.g. a model that does not fit) are listed with the reason, not run.
     """
     if serving:
-        _validate_serving(subset, max_error, out, as_json)
+        _validate_serving(subset, max_error, out, points_path, as_json)
         return
     from accelsim.validate.run import markdown, to_json, write
     from accelsim.validate.run import validate as run_validation
@@ -57,10 +57,11 @@ def validate(subset, max_error, out, points_path, serving, as_json):
         raise BoundExceeded(f"median |error| above {100 * max_error:.1f} %: {names}")
 
 
-def _validate_serving(subset: str, max_error: float, out: Path | None, as_json: bool) -> None:
+def _validate_serving(subset: str, max_error: float, out: Path | None, points_path: Path | None,
+                      as_json: bool) -> None:
     from accelsim.validate import serving
 
-    points = [p for p in serving.load_points() if subset in ("all", p.split)]
+    points = [p for p in serving.load_points(points_path or serving.DEFAULT_FILE) if subset in ("all", p.split)]
     if not points:
         raise click.UsageError(f"--subset {subset} selects no serving point (use all, calibration or holdout)")
     frame = serving.evaluate(points)
