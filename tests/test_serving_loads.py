@@ -134,7 +134,7 @@ def test_serve_cli_concurrency_json_and_frontier(tmp_path, capsys):
     assert code == 0
     payload = json.loads(capsys.readouterr().out)
     summary = payload["summary"]
-    assert summary["load"] == {"kind": "concurrency", "value": 4}
+    assert summary["load"] == {"kind": "concurrency", "value": 4} and summary["rate"] is None
     assert [c["load"]["value"] for c in payload["curve"]] == [1, 2, 4, 8]
     for key in ("ttft_s", "tpot_s"):
         assert set(summary[key]) == {"p50", "p90", "p99", "mean"}

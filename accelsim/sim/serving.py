@@ -447,7 +447,8 @@ class ServeResult:
 
     def summary(self) -> dict:
         return {
-            "rate": self.rate, "load": self.load, "scheduler": self.scheduler, "requests": len(self.requests),
+            # A closed-loop or offline run has no offered rate: null, never NaN, in JSON.
+            "rate": self.rate if math.isfinite(self.rate) else None, "load": self.load, "scheduler": self.scheduler, "requests": len(self.requests),
             "ttft_s": self.percentiles("ttft_s"), "tpot_s": self.percentiles("tpot_s"),
             "e2e_s": self.percentiles("e2e_s"),
             "throughput_tokens_per_s": self.throughput_tokens_per_s,
