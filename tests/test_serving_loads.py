@@ -292,3 +292,16 @@ def test_validate_serving_cli_reports_errors_per_source_metric_and_split(tmp_pat
     (group,) = payload["summary"]
     assert group["source"] == "trtllm-1.0-throughput" and group["metric"] == "output_throughput"
     assert (tmp_path / "out" / "serving_summary.csv").exists()
+
+
+def test_serve_cli_find_capacity_reports_it_in_json_and_the_report(tmp_path, capsys):
+    out = tmp_path / "cap"
+    code = main(["serve", "--model", MODEL, "--requests", "40", "--concurrency", "2", "--prompt", "256",
+                 "--output", "16", "--find-capacity", "--slo-ttft", "0.012", "--slo-tpot", "0.01",
+                 "--slo-percentile", "90", "--out", str(out), "--json"])
+    assert code == 0
+    capacity = json.loads(capsys.readouterr().out)["capacity"]
+    assert capacity["load"] == "concurrency" and capacity["percentile"] == "p90"
+    assert capacity["at_capacity"]["ttft_s"] <= 0.012 and capacity["at_capacity"]["tpot_s"] <= 0.01
+    assert capacity["above"]["ttft_s"] > 0.012 or capacity["above"]["tpot_s"] > 0.01
+    assert "SLO capacity (p90" in (out / "report.md").read_text()
