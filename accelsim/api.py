@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
+from typing import Any
 
 from accelsim import hardware, pipeline
 from accelsim.config import loader
@@ -17,13 +18,22 @@ from accelsim.errors import AccelsimError, CannotRunError, ConfigError
 from accelsim.graph import Graph
 from accelsim.hardware.spec import HardwareBase
 from accelsim.model.spec import ModelSpec, load_model
-from accelsim.sim import engine, serving, speculative as spec_decoding
+from accelsim.runtime import RuntimePreset, on_hardware
+from accelsim.sim import engine, serving
+from accelsim.sim import speculative as spec_decoding
+from accelsim.sim.load import Capacity, Load, LoadKind, Slo, default_points
+from accelsim.sim.load import curve as load_curve
+from accelsim.sim.load import find_capacity as find_load_capacity
+from accelsim.sim.load import run as run_load
 from accelsim.sim.engine import Overlap
 from accelsim.sim.result import Refusal, Result
 from accelsim.sim.timeline import Timeline
 from accelsim.study import StudyCell, StudySpec
 from accelsim.transform import Parallelism
 from accelsim.workload import Workload
+
+
+DEFAULT_RUNTIME = "accelsim"
 
 
 def resolve_model(model: ModelSpec | str) -> ModelSpec:
@@ -59,12 +69,75 @@ def economics() -> Tables:
     return load_tables()
 
 
+def load_runtime(runtime: RuntimePreset | str | None) -> RuntimePreset:
+    """A serving runtime preset: bundled by name (``runtimes/``: accelsim, vllm, sglang,
+    tensorrt-llm, nim) or a YAML path; None is the ``accelsim`` preset."""
+    if isinstance(runtime, RuntimePreset):
+        return runtime
+    name = runtime or DEFAULT_RUNTIME
+    # Bundled names first: "accelsim" is also the package folder beside runtimes/.
+    path = loader.bundled_names("runtimes").get(name) or loader.resolve(name, "runtimes", "runtime preset")
+    return loader.validate(RuntimePreset, loader.read_document(path), str(path))
+
+
+def hardware_under(hw: HardwareBase | str, runtime: RuntimePreset | str | None) -> HardwareBase:
+    """``hw`` with ``runtime``'s kernels and host overheads (``hw`` itself without a runtime)."""
+    chip = resolve_hardware(hw)
+    return chip if runtime is None else on_hardware(chip, load_runtime(runtime))
+
+
 def cost_model(model: ModelSpec | str, hw: HardwareBase | str, parallelism: Parallelism | None = None,
-               density: DensityProfile | str | Path | None = None,
+               density: DensityProfile | str | Path | None = None, runtime: RuntimePreset | str | None = None,
                **dtypes: str | None) -> serving.CostModel:
-    """Memoised serving step costs of ``model`` on ``hw`` (``accelsim.sim.serving``)."""
-    return serving.CostModel(resolve_model(model), resolve_hardware(hw), parallelism,
-                             resolve_density(density), **dtypes)
+    """Memoised serving step costs of ``model`` on ``hw`` (``accelsim.sim.serving``), under the
+    kernels and host overheads of ``runtime`` when one is given."""
+    chip = hardware_under(hw, runtime)
+    return serving.CostModel(resolve_model(model), chip, parallelism, resolve_density(density), **dtypes)
+
+
+@dataclass(frozen=True)
+class ServeReport:
+    """What ``serve`` returns: the main run's summary, the curve over loads, the SLO capacity."""
+
+    summary: dict
+    curve: list[dict]
+    capacity: dict | None
+    runtime: str
+
+
+def serve(model: ModelSpec | str, hw: HardwareBase | str, *, runtime: RuntimePreset | str | None = None,
+          rate: float | None = None, concurrency: int | None = None, offline: bool = False,
+          requests: int = 2000, prompt: int = 1024, output: int = 256, length_spread: float = 1.0,
+          arrival: str = "poisson", cv: float = 2.0, seed: int = 0, trace: str | Path | None = None,
+          curve: list[float] | None = None, find_capacity: bool = False, slo_ttft: float = 0.5,
+          slo_tpot: float = 0.05, slo_percentile: float = 99.0, parallelism: Parallelism | None = None,
+          density: DensityProfile | str | Path | None = None, results: bool = False,
+          **options: Any) -> ServeReport | tuple[ServeReport, serving.ServeResult, list[serving.ServeResult], Capacity | None]:
+    """``accelsim serve`` from Python: a load (``rate`` requests/s, ``concurrency`` in flight, or
+    ``offline``) under ``runtime``'s scheduler; the summary, the curve over ``curve`` loads
+    (default: around the load) and, with ``find_capacity``, the highest load meeting the SLOs.
+    ``options`` override the preset's scheduler settings (ServeConfig fields: chunk, max_batch,
+    reserve_output, preemption, memory_utilisation, ...) and pick dtypes (weight_dtype, ...).
+    ``results=True`` also returns the runs themselves."""
+    if concurrency is not None and offline:
+        raise AccelsimError("--concurrency and --offline are two different loads; give one")
+    kind: LoadKind = "concurrency" if concurrency is not None else "offline" if offline else "rate"
+    dtypes = {k: options.pop(k) for k in ("weight_dtype", "act_dtype", "kv_dtype") if k in options}
+    preset = load_runtime(runtime)
+    config = preset.serve_config(slo_ttft_s=slo_ttft, slo_tpot_s=slo_tpot, **options)
+    costs = cost_model(model, hw, parallelism, density, preset, **dtypes)
+    requests_trace = tuple(load_trace(trace)) if trace is not None else None
+    value = float(concurrency if concurrency is not None else rate if rate is not None else 8.0)
+    if kind == "rate" and requests_trace is not None and rate is None and len(requests_trace) > 1:
+        value = (len(requests_trace) - 1) / max(requests_trace[-1].arrival_s - requests_trace[0].arrival_s, 1e-12)
+    base = Load(kind, value, requests, prompt, output, length_spread, arrival, cv, seed, requests_trace)
+    slo = Slo(slo_ttft, slo_tpot, slo_percentile)
+    capacity = find_load_capacity(costs, config, base, slo) if find_capacity else None
+    main = run_load(costs, config, base)
+    sweep = load_curve(costs, config, base, curve or default_points(base)) if kind != "offline" else [main]
+    report = ServeReport(main.summary(), [r.summary() for r in sweep],
+                         capacity.summary() if capacity is not None else None, preset.name)
+    return (report, main, sweep, capacity) if results else report
 
 
 def load_study(path: str) -> StudySpec:

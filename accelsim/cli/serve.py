@@ -8,7 +8,7 @@ import click
 from accelsim import api
 from accelsim.cli import options
 from accelsim.errors import AccelsimError
-from accelsim.sim import serving
+from accelsim.sim import load, serving
 from accelsim.workload import Workload
 
 DEFAULT_RATE_FACTORS = (0.25, 0.5, 1.0, 1.5, 2.0)
@@ -48,6 +48,14 @@ def typical_step(result: serving.ServeResult, costs: serving.CostModel):
 @options.dtype_options
 @options.density_option
 @click.option("--rate", type=float, default=8.0, show_default=True, help="Mean request arrivals per second.")
+@click.option("--concurrency", type=int, default=None,
+              help="Closed loop: keep N requests in flight, sending the next as one completes "
+                   "(TTFT from each send), instead of --rate arrivals.")
+@click.option("--offline", is_flag=True, default=False,
+              help="Queue all --requests at t=0 (max-throughput / MLPerf Offline), instead of --rate arrivals.")
+@click.option("--length-spread", type=float, default=1.0, show_default=True,
+              help="Synthetic lengths uniform over SPREAD x nominal .. nominal (0.8: 80-100 %, as "
+                   "InferenceX draws them); 1 = fixed --prompt/--output.")
 @click.option("--requests", "n_requests", type=int, default=2000, show_default=True,
               help="Requests to simulate per rate.")
 @click.option("--arrival", type=click.Choice(serving.ARRIVALS), default="poisson", show_default=True,
@@ -58,23 +66,44 @@ def typical_step(result: serving.ServeResult, costs: serving.CostModel):
               help="CSV of requests (arrival_s,prompt_tokens,output_tokens) instead of synthetic ones.")
 @click.option("--prompt", type=int, default=1024, show_default=True, help="Prompt tokens per synthetic request.")
 @click.option("--output", type=int, default=256, show_default=True, help="Output tokens per synthetic request.")
-@click.option("--scheduler", type=click.Choice(serving.SCHEDULERS), default="continuous", show_default=True,
-              help="static batches, continuous (vLLM-style) batching, or pipelined users (hardwired).")
-@click.option("--max-batch", type=int, default=256, show_default=True, help="Most requests in one batch.")
-@click.option("--chunk", type=int, default=512, show_default=True,
-              help="Prefill tokens per step (continuous batching's chunked prefill).")
-@click.option("--block-size", type=int, default=serving.DEFAULT_BLOCK_SIZE, show_default=True,
-              help="Tokens per KV-cache block (paging).")
+@click.option("--runtime", default=None,
+              help="Serving engine preset: accelsim, vllm, sglang, tensorrt-llm, nim, or a YAML path "
+                   "(runtimes/; its scheduler settings and host overheads, each with its source) "
+                   "[default: accelsim]. Options below override it.")
+@click.option("--scheduler", type=click.Choice(serving.SCHEDULERS), default=None,
+              help="static batches, continuous (vLLM-style) batching, or pipelined users (hardwired) "
+                   "[default: the runtime's].")
+@click.option("--max-batch", type=int, default=None, help="Most requests in one batch [default: the runtime's].")
+@click.option("--chunk", type=int, default=None,
+              help="Most tokens per step, i.e. the prefill chunk (max_num_batched_tokens) "
+                   "[default: the runtime's; accelsim 512].")
+@click.option("--block-size", type=int, default=None,
+              help="Tokens per KV-cache block (paging) [default: the runtime's].")
+@click.option("--kv-reserve", type=float, default=None,
+              help="Share of each request's output whose KV is reserved before admission: 1 = prompt + "
+                   "output up front (never preempts), 0 = prompt + 1 [default: the runtime's; accelsim 0].")
+@click.option("--preemption", type=click.Choice(serving.PREEMPTIONS), default=None,
+              help="What a preempted request loses: recompute its tokens, or swap its cache to host "
+                   "memory and back [default: the runtime's].")
+@click.option("--kv-memory-fraction", type=float, default=None,
+              help="Share of the memory beside the weights (or of all of it, as the runtime sizes its pool) given to the KV cache [default: the runtime's; accelsim 0.9].")
 @click.option("--rates", default=None,
               help="Comma-separated rates for the latency-throughput curve [default: 0.25x..2x --rate].")
+@click.option("--find-capacity", is_flag=True, default=False,
+              help="Search the highest --rate (or --concurrency) whose TTFT and TPOT at --slo-percentile "
+                   "meet --slo-ttft/--slo-tpot (to 5 %).")
+@click.option("--slo-percentile", type=float, default=99.0, show_default=True,
+              help="Percentile at which --find-capacity holds the SLOs.")
 @click.option("--slo-ttft", type=float, default=0.5, show_default=True, help="TTFT SLO in seconds (goodput).")
 @click.option("--slo-tpot", type=float, default=0.05, show_default=True, help="TPOT SLO in seconds (goodput).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the arrival process.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Report folder [default: reports/serve].")
 @options.json_option
-def serve(model, hw, parallelism, weight_dtype, act_dtype, kv_dtype, density, rate, n_requests, arrival, cv, trace_file, prompt, output, scheduler, max_batch,
-          chunk, block_size, rates, slo_ttft, slo_tpot, seed, out, as_json):
+def serve(model, hw, parallelism, weight_dtype, act_dtype, kv_dtype, density, rate, concurrency, offline,
+          length_spread, n_requests, arrival, cv, trace_file, prompt, output, runtime, scheduler, max_batch,
+          chunk, block_size, kv_reserve, preemption, kv_memory_fraction, rates, find_capacity,
+          slo_percentile, slo_ttft, slo_tpot, seed, out, as_json):
     """Serve a stream of requests and report TTFT, TPOT, end-to-end latency, throughput, goodput
     under the SLOs, energy per token, the queue over time and a latency-throughput curve.
 
@@ -84,43 +113,58 @@ def serve(model, hw, parallelism, weight_dtype, act_dtype, kv_dtype, density, ra
     Example:
       accelsim serve --model llama-3.1-8b --hw h100-sxm --rate 8 --requests 2000 --rates 2,4,8,16
     """
-    if not rate > 0:
-        raise AccelsimError(f"--rate must be > 0 requests/s, got {rate}")
-    curve_rates = parse_rates(rates, rate)
-    config = serving.ServeConfig(scheduler=scheduler, max_batch=max_batch, chunk=chunk,
-                                 block_size=block_size, slo_ttft_s=slo_ttft, slo_tpot_s=slo_tpot)
-    if trace_file is not None:
-        base = api.load_trace(trace_file)
-        main_rate = (len(base) - 1) / max(base[-1].arrival_s - base[0].arrival_s, 1e-12) if len(base) > 1 else rate
-
-        def workload_at(r: float) -> list[serving.Request]:
-            return serving.scaled(base, r)
+    if concurrency is not None and offline:
+        raise AccelsimError("--concurrency and --offline are two different loads; give one")
+    kind: load.LoadKind = "concurrency" if concurrency is not None else "offline" if offline else "rate"
+    if kind != "rate" and rates is not None:
+        raise AccelsimError("--rates lists request rates; with --concurrency the curve doubles the "
+                            "concurrency, and --offline has no curve")
+    trace = tuple(api.load_trace(trace_file)) if trace_file is not None else None
+    if kind == "rate" and trace is not None and len(trace) > 1:
+        span = max(trace[-1].arrival_s - trace[0].arrival_s, 1e-12)
+        value = (len(trace) - 1) / span
     else:
-        base = None
-        main_rate = rate
-
-        def workload_at(r: float) -> list[serving.Request]:
-            return serving.synthetic_requests(n_requests, r, arrival=arrival, cv=cv, prompt=prompt,
-                                              output=output, seed=seed)
-    costs = api.cost_model(model, hw, parallelism=parallelism,
+        value = float(concurrency if concurrency is not None else rate)
+    base_load = load.Load(kind, value, n_requests, prompt, output, length_spread, arrival, cv, seed, trace)
+    if kind == "rate":
+        points = parse_rates(rates, rate)
+    else:
+        points = load.default_points(base_load)
+    preset = api.load_runtime(runtime)
+    config = preset.serve_config(scheduler=scheduler, max_batch=max_batch, chunk=chunk, block_size=block_size,
+                                 slo_ttft_s=slo_ttft, slo_tpot_s=slo_tpot, reserve_output=kv_reserve,
+                                 preemption=preemption, memory_utilisation=kv_memory_fraction)
+    scheduler, max_batch, chunk, block_size = config.scheduler, config.max_batch, config.chunk, config.block_size
+    costs = api.cost_model(model, hw, parallelism=parallelism, runtime=preset,
                            density=density, weight_dtype=weight_dtype, act_dtype=act_dtype,
-                              kv_dtype=kv_dtype)
-    main = serving.serve(base if base is not None else workload_at(rate), costs, config, main_rate)
-    sweep = [serving.serve(workload_at(r), costs, config, r) for r in curve_rates]
+                           kv_dtype=kv_dtype)
+    slo = load.Slo(slo_ttft, slo_tpot, slo_percentile)
+    capacity = load.find_capacity(costs, config, base_load, slo) if find_capacity else None
+    main = load.run(costs, config, base_load)
+    sweep = load.curve(costs, config, base_load, points) if kind != "offline" else [main]
+    main_rate = value
 
     from accelsim.report.serving import write_report
+    spread = f" (x{length_spread:g}..1)" if length_spread < 1 else ""
+    how = {"rate": f"{arrival} requests{f' (cv {cv:g})' if arrival == 'gamma' else ''}",
+           "concurrency": f"requests, closed loop of {concurrency} in flight",
+           "offline": "requests queued at t=0 (offline)"}[kind]
     source = f"trace {trace_file}" if trace_file else (
-        f"{n_requests} {arrival} requests{f' (cv {cv:g})' if arrival == 'gamma' else ''}, "
-        f"prompt {prompt} / output {output} tokens, seed {seed}")
-    setup = (f"{costs.model.name} on {costs.hw.name}, {scheduler} batching (max batch {max_batch}"
+        f"{n_requests} {how}, prompt {prompt} / output {output} tokens{spread}, seed {seed}")
+    main_load = {"rate": f"main rate {main_rate:g} requests/s", "concurrency": f"concurrency {concurrency}",
+                 "offline": "offline"}[kind]
+    setup = (f"{costs.model.name} on {costs.hw.name} under the {preset.name} runtime ({preset.engine}), "
+             f"KV reserve {config.reserve_output:g} of the output, {config.preemption} preemption, KV pool "
+             f"{config.memory_utilisation:g} of {config.memory_basis} memory; {scheduler} batching (max batch {max_batch}"
              f"{f', chunk {chunk}' if scheduler == 'continuous' else ''}), KV blocks of {block_size} "
-             f"tokens; {source}; main rate {main_rate:g} requests/s.")
+             f"tokens; {source}; {main_load}.")
     out_dir = out or Path("reports") / "serve"
     step, step_label = typical_step(main, costs)
     files = write_report(main, sweep, out_dir, f"Serving {costs.model.name} on {costs.hw.name}", setup,
-                         step, step_label)
+                         step, step_label, capacity)
     if as_json:
         options.echo_json({"summary": main.summary(), "curve": [r.summary() for r in sweep],
+                           "capacity": capacity.summary() if capacity is not None else None,
                            "files": {k: str(v) for k, v in files.items()}})
         return
     s = main.summary()
@@ -134,6 +178,11 @@ def serve(model, hw, parallelism, weight_dtype, act_dtype, kv_dtype, density, ra
                f"{s['goodput_requests_per_s']:.3g} requests/s")
     click.echo(f"  {'energy':>10}: {s['joules_per_token']:.4g} J/token; max running {s['max_running']}, "
                f"preemptions {s['preemptions']}")
+    if capacity is not None:
+        c = capacity.summary()
+        click.echo(f"  {'capacity':>10}: {c['load']} {c['value']:g} meets {c['percentile']} TTFT <= "
+                   f"{slo_ttft:g} s and TPOT <= {slo_tpot:g} s "
+                   f"({c['at_capacity']['throughput_tokens_per_s']:,.1f} tokens/s); {c['above']['value']:g} does not")
     click.echo(f"\nreport: {files['html']} (report.md, CSV, plots and trace.json in {out_dir})")
 
 

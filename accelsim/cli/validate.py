@@ -26,15 +26,21 @@ class BoundExceeded(click.ClickException):
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write points.csv, summary.csv, validation.json, validation.md and plots here.")
 @click.option("--points", "points_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Points file (default: validation/points.yaml).")
+              help="Points file (default: validation/points.yaml; with --serving, validation/serving.yaml).")
+@click.option("--serving", is_flag=True, default=False,
+              help="Replay the serving measurements of validation/serving.yaml through `serve` under their "
+                   "runtime presets instead (slow: minutes), and report median |error| per source and metric.")
 @options.json_option
-def validate(subset, max_error, out, points_path, as_json):
+def validate(subset, max_error, out, points_path, serving, as_json):
     """Predict every measured point in validation/ and report the errors.
 
     \b
     Prints predicted vs measured per point, then median / mean |error| per hardware and metric.
     Points accelsim cannot simulate (e.g. a model that does not fit) are listed with the reason, not run.
     """
+    if serving:
+        _validate_serving(subset, max_error, out, points_path, as_json)
+        return
     from accelsim.validate.run import markdown, to_json, write
     from accelsim.validate.run import validate as run_validation
 
@@ -48,6 +54,32 @@ def validate(subset, max_error, out, points_path, as_json):
     if not result.passed:
         failed = result.gate[~result.gate["pass"]]
         names = ", ".join(f"{r.hw}/{r.metric} {100 * r.median_abs_error:.1f} %" for r in failed.itertuples())
+        raise BoundExceeded(f"median |error| above {100 * max_error:.1f} %: {names}")
+
+
+def _validate_serving(subset: str, max_error: float, out: Path | None, points_path: Path | None,
+                      as_json: bool) -> None:
+    from accelsim.validate import serving
+
+    points = [p for p in serving.load_points(points_path or serving.DEFAULT_FILE) if subset in ("all", p.split)]
+    if not points:
+        raise click.UsageError(f"--subset {subset} selects no serving point (use all, calibration or holdout)")
+    frame = serving.evaluate(points)
+    summary = serving.summarise(frame)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        frame.to_csv(out / "serving_points.csv", index=False)
+        summary.to_csv(out / "serving_summary.csv", index=False)
+    if as_json:
+        options.echo_json({"points": frame.to_dict("records"), "summary": summary.to_dict("records")})
+    else:
+        click.echo(frame[["id", "split", "measured", "predicted", "error"]].to_markdown(index=False, floatfmt=".4g"))
+        click.echo()
+        click.echo(summary.to_markdown(index=False, floatfmt=".4g"))
+    gated = summary[summary["split"] == "holdout"] if (summary["split"] == "holdout").any() else summary
+    failed = gated[gated["median_abs_error"] > max_error]
+    if not failed.empty:
+        names = ", ".join(f"{r.source}/{r.metric} {100 * r.median_abs_error:.1f} %" for r in failed.itertuples())
         raise BoundExceeded(f"median |error| above {100 * max_error:.1f} %: {names}")
 
 

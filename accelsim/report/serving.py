@@ -12,6 +12,7 @@ import pandas as pd
 
 from accelsim.report.compare import TEMPLATES
 from accelsim.report.trace import Counter, timeline_plot, timeline_trace, write_trace
+from accelsim.sim.load import Capacity
 from accelsim.sim.serving import ServeResult
 from accelsim.sim.timeline import Interval, Timeline
 
@@ -20,14 +21,21 @@ def curve_frame(results: list[ServeResult]) -> pd.DataFrame:
     rows = []
     for r in results:
         s = r.summary()
-        rows.append({"rate_req_per_s": r.rate, "throughput_tokens_per_s": s["throughput_tokens_per_s"],
+        rows.append({"load": r.load["kind"], "load_value": r.load["value"], "rate_req_per_s": r.rate,
+                     "throughput_tokens_per_s": s["throughput_tokens_per_s"],
+                     "throughput_tokens_per_s_per_chip": s["throughput_tokens_per_s_per_chip"],
+                     "tokens_per_s_per_user": s["tokens_per_s_per_user"],
                      "goodput_req_per_s": s["goodput_requests_per_s"],
                      **{f"ttft_{k}_s": v for k, v in s["ttft_s"].items()},
                      **{f"tpot_{k}_s": v for k, v in s["tpot_s"].items()},
                      **{f"e2e_{k}_s": v for k, v in s["e2e_s"].items()},
                      "joules_per_token": s["joules_per_token"], "max_running": s["max_running"],
                      "preemptions": s["preemptions"]})
-    return pd.DataFrame(rows).sort_values("rate_req_per_s")
+    return pd.DataFrame(rows).sort_values("load_value")
+
+
+def load_label(kind: str, value: float) -> str:
+    return {"rate": f"{value:g}/s", "concurrency": f"N={value:g}", "offline": "offline"}[kind]
 
 
 def requests_frame(result: ServeResult) -> pd.DataFrame:
@@ -46,14 +54,33 @@ def latency_throughput_plot(curve: pd.DataFrame, path: Path, slo_ttft: float, sl
             ax.plot(curve["throughput_tokens_per_s"], curve[f"{metric}_{q}_s"] * 1e3, style, label=q)
         ax.axhline(slo * 1e3, color="red", lw=0.8, label="SLO")
         for _, row in curve.iterrows():
-            ax.annotate(f"{row['rate_req_per_s']:g}/s", (row["throughput_tokens_per_s"],
+            ax.annotate(load_label(row["load"], row["load_value"]), (row["throughput_tokens_per_s"],
                         row[f"{metric}_p50_s"] * 1e3), fontsize=7, textcoords="offset points", xytext=(3, 3))
         ax.set_xlabel("throughput (output tokens/s)")
         ax.set_ylabel(f"{label} (ms)")
         ax.set_yscale("log")
         ax.grid(which="both", alpha=0.25)
         ax.legend(fontsize=8)
-    fig.suptitle("Latency vs throughput over request rates (labels: offered rate)")
+    fig.suptitle("Latency vs throughput over the offered loads (labels: rate or concurrency)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path
+
+
+def frontier_plot(curve: pd.DataFrame, path: Path) -> Path:
+    """Throughput per chip against tokens/s per user (median 1/TPOT) across the loads: the
+    trade-off InferenceX plots, interactivity bought with throughput."""
+    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    ax.plot(curve["tokens_per_s_per_user"], curve["throughput_tokens_per_s_per_chip"], "o-")
+    for _, row in curve.iterrows():
+        ax.annotate(load_label(row["load"], row["load_value"]),
+                    (row["tokens_per_s_per_user"], row["throughput_tokens_per_s_per_chip"]),
+                    fontsize=7, textcoords="offset points", xytext=(3, 3))
+    ax.set_xlabel("tokens/s per user (median 1 / TPOT)")
+    ax.set_ylabel("output tokens/s per chip")
+    ax.grid(alpha=0.25)
+    ax.set_title("Throughput per chip vs interactivity")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -88,10 +115,10 @@ def serving_trace(result: ServeResult, path: Path, title: str) -> Path:
     return write_trace(path, intervals, counters, {"title": title, **result.summary()})
 
 
-def findings(main: ServeResult, curve: pd.DataFrame) -> list[str]:
+def findings(main: ServeResult, curve: pd.DataFrame, capacity: Capacity | None = None) -> list[str]:
     s = main.summary()
     lines = [
-        (f"At {main.rate:g} requests/s: TTFT p50 {s['ttft_s']['p50'] * 1e3:.1f} ms / p99 "
+        (f"At {load_label(main.load['kind'], main.load['value'])}: TTFT p50 {s['ttft_s']['p50'] * 1e3:.1f} ms / p99 "
         f"{s['ttft_s']['p99'] * 1e3:.1f} ms, TPOT p50 {s['tpot_s']['p50'] * 1e3:.2f} ms / p99 "
         f"{s['tpot_s']['p99'] * 1e3:.2f} ms, {s['throughput_tokens_per_s']:,.0f} output tokens/s, "
         f"{s['joules_per_token']:.3g} J/token."),
@@ -104,15 +131,24 @@ def findings(main: ServeResult, curve: pd.DataFrame) -> list[str]:
     ok = curve[(curve["ttft_p99_s"] <= main.config.slo_ttft_s) & (curve["tpot_p99_s"] <= main.config.slo_tpot_s)]
     if not ok.empty:
         best = ok.iloc[-1]
-        lines.append(f"Highest offered rate meeting both SLOs at p99: {best['rate_req_per_s']:g} requests/s "
+        lines.append(f"Highest offered load on the curve meeting both SLOs at p99: "
+                     f"{load_label(best['load'], best['load_value'])} "
                      f"({best['throughput_tokens_per_s']:,.0f} tokens/s).")
     else:
-        lines.append("No offered rate met both SLOs at p99.")
+        lines.append("No offered load on the curve met both SLOs at p99.")
+    if capacity is not None:
+        c = capacity.summary()
+        lines.append(f"SLO capacity ({c['percentile']} TTFT <= {c['slo']['ttft_s']:g} s and TPOT <= "
+                     f"{c['slo']['tpot_s']:g} s): {load_label(c['load'], c['value'])}, "
+                     f"{c['at_capacity']['throughput_tokens_per_s']:,.0f} tokens/s; "
+                     f"{load_label(c['load'], c['above']['value'])} misses it "
+                     f"({c['probes']} runs searched).")
     return lines
 
 
 def write_report(main: ServeResult, sweep: list[ServeResult], out_dir: Path, title: str,
-                 setup: str, step: Timeline | None = None, step_label: str = "") -> dict[str, Path]:
+                 setup: str, step: Timeline | None = None, step_label: str = "",
+                 capacity: Capacity | None = None) -> dict[str, Path]:
     """``step``: an engine timeline of one typical decode step, drawn and exported as well."""
     out_dir.mkdir(parents=True, exist_ok=True)
     curve = curve_frame(sweep)
@@ -123,6 +159,7 @@ def write_report(main: ServeResult, sweep: list[ServeResult], out_dir: Path, tit
     steps_frame(main).to_csv(files["steps_csv"], index=False)
     files["latency_throughput_png"] = latency_throughput_plot(
         curve, out_dir / "latency_throughput.png", main.config.slo_ttft_s, main.config.slo_tpot_s)
+    files["frontier_png"] = frontier_plot(curve, out_dir / "frontier.png")
     files["queue_png"] = queue_plot(main, out_dir / "queue.png")
     files["trace"] = serving_trace(main, out_dir / "trace.json", title)
     if step is not None:
@@ -132,9 +169,10 @@ def write_report(main: ServeResult, sweep: list[ServeResult], out_dir: Path, tit
     table = pd.DataFrame([{"metric": m, "p50": s[k]["p50"], "p90": s[k]["p90"], "p99": s[k]["p99"],
                            "mean": s[k]["mean"]} for m, k in (("TTFT (s)", "ttft_s"),
                                                              ("TPOT (s)", "tpot_s"), ("end-to-end (s)", "e2e_s"))])
-    shown_curve = curve[["rate_req_per_s", "throughput_tokens_per_s", "goodput_req_per_s", "ttft_p50_s",
+    shown_curve = curve[["load", "load_value", "throughput_tokens_per_s", "throughput_tokens_per_s_per_chip",
+                         "tokens_per_s_per_user", "goodput_req_per_s", "ttft_p50_s",
                          "ttft_p99_s", "tpot_p50_s", "tpot_p99_s", "e2e_p99_s", "joules_per_token"]]
-    context = {"title": title, "setup": setup, "findings": findings(main, curve),
+    context = {"title": title, "setup": setup, "findings": findings(main, curve, capacity),
                "images": {k: v.name for k, v in files.items() if k.endswith("_png")},
                "trace": files["trace"].name,
                "step_trace": files["step_trace"].name if "step_trace" in files else None,

@@ -11,10 +11,20 @@ come from ``accelsim.api.simulate`` for that batch shape.  Schedulers:
 ``pipelined``   hardwired chips: users occupy groups of the layer pipeline; new users join at
                 round boundaries and their whole prompt streams through the pipeline at once.
 
-KV cache is paged (blocks of ``block_size`` tokens).  A request is admitted only when blocks
-for its prompt are free; when a decoding request needs a block and none is free, the most
-recently admitted request is preempted (its blocks freed, its progress recomputed later), as
-vLLM's recompute preemption does.
+Loads: open loop (requests arrive at their ``arrival_s``: Poisson, gamma or a trace), closed
+loop (``concurrency`` N: N requests are sent at t=0 and each completion sends the next, as
+GenAI-Perf / vLLM's benchmark_serving / InferenceX measure; TTFT counts from each send), and
+offline (every request queued at t=0, as TensorRT-LLM's max-throughput benchmark and MLPerf
+Offline run).
+
+KV cache is paged (blocks of ``block_size`` tokens).  ``reserve_output`` says how much of a
+request's output the scheduler must find room for before admitting it: 1 reserves prompt +
+output up front (TensorRT-LLM's GUARANTEED_NO_EVICT: a started request never pauses), 0 only
+prompt + 1 (vLLM: blocks are taken as tokens come), a fraction in between keeps that share of
+the running requests' remaining outputs free (SGLang's new-token ratio).  When a decoding request
+needs a block and none is free, the most recently admitted request is preempted: its blocks are
+freed and its prompt and output so far recomputed later (``recompute``), or its cache is copied
+to host memory and back (``swap``, charged at ``swap_bandwidth`` each way).
 
 Step-time memoisation (documented conservatism): shapes are rounded *up* to a geometric bucket
 grid before they are costed (batch, prefill tokens, mean context: ratio ``2**(1/4)``, exact
@@ -45,7 +55,14 @@ from accelsim.workload import Workload
 
 Scheduler = Literal["static", "continuous", "pipelined"]
 SCHEDULERS: tuple[str, ...] = ("static", "continuous", "pipelined")
+Preemption = Literal["recompute", "swap"]
+PREEMPTIONS: tuple[str, ...] = ("recompute", "swap")
+MemoryBasis = Literal["free", "total"]
+MEMORY_BASES: tuple[str, ...] = ("free", "total")
 ARRIVALS: tuple[str, ...] = ("poisson", "gamma")
+# source: PCIe Gen5 x16, 64 GB/s per direction: the host interface of H100 SXM and H200
+# (NVIDIA H100 / H200 datasheets); what a swapped KV cache crosses each way.
+DEFAULT_SWAP_BANDWIDTH = 64e9
 BUCKET_RATIO = 2 ** 0.25
 EXACT_BELOW = 8
 # source: vLLM's default KV block size (16 tokens) and gpu_memory_utilization (0.9),
@@ -71,12 +88,30 @@ class ServeConfig:
     block_size: int = DEFAULT_BLOCK_SIZE
     kv_blocks: int | None = None  # override the capacity derived from the chip
     memory_utilisation: float = DEFAULT_MEMORY_UTILISATION
+    # What ``memory_utilisation`` is a share of: the memory left beside the weights (``free``:
+    # TensorRT-LLM's free_gpu_memory_fraction) or all of it, weights included (``total``: vLLM's
+    # gpu_memory_utilization, SGLang's mem_fraction_static).
+    memory_basis: MemoryBasis = "free"
+    reserve_output: float = 0.0
+    preemption: Preemption = "recompute"
+    swap_bandwidth: float = DEFAULT_SWAP_BANDWIDTH
     slo_ttft_s: float = 0.5
     slo_tpot_s: float = 0.05
 
     def __post_init__(self) -> None:
         if self.scheduler not in SCHEDULERS:
             raise AccelsimError(f"--scheduler must be one of {', '.join(SCHEDULERS)}, got {self.scheduler!r}")
+        if self.preemption not in PREEMPTIONS:
+            raise AccelsimError(f"--preemption must be one of {', '.join(PREEMPTIONS)}, got {self.preemption!r}")
+        if self.memory_basis not in MEMORY_BASES:
+            raise AccelsimError(f"memory basis must be one of {', '.join(MEMORY_BASES)}, got {self.memory_basis!r}")
+        if not 0.0 <= self.reserve_output <= 1.0:
+            raise AccelsimError(f"--kv-reserve must be within 0..1 (share of the output reserved), "
+                                f"got {self.reserve_output}")
+        if not 0.0 < self.memory_utilisation <= 1.0:
+            raise AccelsimError(f"--kv-memory-fraction must be within (0, 1], got {self.memory_utilisation}")
+        if not self.swap_bandwidth > 0:
+            raise AccelsimError(f"swap bandwidth must be > 0 B/s, got {self.swap_bandwidth}")
         for name in ("max_batch", "chunk", "block_size"):
             if getattr(self, name) < 1:
                 raise AccelsimError(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
@@ -88,18 +123,45 @@ class ServeConfig:
 
 # --- arrivals -------------------------------------------------------------------------------
 
+def _check_lengths(prompt: int, output: int, spread: float) -> None:
+    if prompt < 1 or output < 1:
+        raise AccelsimError(f"--prompt and --output must be >= 1 tokens, got {prompt} and {output}")
+    if not 0.0 < spread <= 1.0:
+        raise AccelsimError(f"--length-spread must be within (0, 1] (the shortest length as a share "
+                            f"of the nominal one; 1 = fixed lengths), got {spread}")
+
+
+def spread_lengths(n: int, nominal: int, spread: float, rng: np.random.Generator) -> np.ndarray:
+    """``n`` lengths uniform over the integers ``ceil(spread * nominal) .. nominal`` (all
+    ``nominal`` when ``spread`` is 1): vLLM's benchmark_serving random dataset with
+    ``--random-range-ratio``, as InferenceX runs it (ratio 0.8: 80-100 % of the nominal length)."""
+    if spread >= 1.0:
+        return np.full(n, nominal, dtype=int)
+    low = max(1, math.ceil(spread * nominal))
+    return rng.integers(low, nominal + 1, n)
+
+
+def _with_lengths(times: np.ndarray, prompt: int, output: int, spread: float, seed: int) -> list[Request]:
+    # Lengths draw from their own stream, so a spread leaves the arrival times of a seed unchanged.
+    rng = np.random.default_rng([seed, 1])
+    prompts = spread_lengths(len(times), prompt, spread, rng)
+    outputs = spread_lengths(len(times), output, spread, rng)
+    return [Request(i, float(t), int(p), int(o)) for i, (t, p, o) in enumerate(zip(times, prompts, outputs))]
+
+
 def synthetic_requests(n: int, rate: float, *, arrival: str = "poisson", cv: float = 2.0,
-                       prompt: int = 1024, output: int = 256, seed: int = 0) -> list[Request]:
+                       prompt: int = 1024, output: int = 256, seed: int = 0,
+                       spread: float = 1.0) -> list[Request]:
     """``n`` requests at mean ``rate``/s: Poisson (exponential gaps) or bursty gamma gaps with
-    coefficient of variation ``cv`` (shape 1/cv^2, same mean).  Lengths are fixed."""
+    coefficient of variation ``cv`` (shape 1/cv^2, same mean).  Lengths are the nominal ones,
+    or spread uniformly down to ``spread`` x nominal (``spread_lengths``)."""
     if n < 1:
         raise AccelsimError(f"--requests must be >= 1, got {n}")
     if not rate > 0:
         raise AccelsimError(f"--rate must be > 0 requests/s, got {rate}")
     if arrival not in ARRIVALS:
         raise AccelsimError(f"--arrival must be one of {', '.join(ARRIVALS)}, got {arrival!r}")
-    if prompt < 1 or output < 1:
-        raise AccelsimError(f"--prompt and --output must be >= 1 tokens, got {prompt} and {output}")
+    _check_lengths(prompt, output, spread)
     rng = np.random.default_rng(seed)
     if arrival == "poisson":
         gaps = rng.exponential(1.0 / rate, n)
@@ -108,8 +170,17 @@ def synthetic_requests(n: int, rate: float, *, arrival: str = "poisson", cv: flo
             raise AccelsimError(f"--cv must be > 0, got {cv}")
         shape = 1.0 / cv**2
         gaps = rng.gamma(shape, 1.0 / (rate * shape), n)
-    times = np.cumsum(gaps)
-    return [Request(i, float(t), prompt, output) for i, t in enumerate(times)]
+    return _with_lengths(np.cumsum(gaps), prompt, output, spread, seed)
+
+
+def queued_requests(n: int, *, prompt: int = 1024, output: int = 256, seed: int = 0,
+                    spread: float = 1.0) -> list[Request]:
+    """``n`` requests all queued at t=0, in order: the offline load, and the order in which a
+    closed loop sends them (``serve(..., concurrency=N)`` rewrites their send times)."""
+    if n < 1:
+        raise AccelsimError(f"--requests must be >= 1, got {n}")
+    _check_lengths(prompt, output, spread)
+    return _with_lengths(np.zeros(n), prompt, output, spread, seed)
 
 
 def parse_trace(rows: list[dict[str, str]], path: str) -> list[Request]:
@@ -225,13 +296,24 @@ class CostModel:
         """Blocks a sequence pins for its recurrent state (hybrids), whatever its length."""
         return math.ceil(self.state_bytes_per_seq / self.block_bytes(block_size))
 
-    def cache_capacity_bytes(self, utilisation: float) -> float:
-        """Bytes of KV cache and state the chips hold beside their weights (a share of what the
-        kind says is free: ``Backend.kv_capacity``)."""
+    def cache_capacity_bytes(self, utilisation: float, basis: MemoryBasis = "free") -> float:
+        """Bytes of KV cache and state the chips hold beside their weights: a share of what the
+        kind says is free (``Backend.kv_capacity``), or, with ``basis="total"``, a share of all
+        of it less the weights (how vLLM and SGLang size their pools)."""
         free = self.backend.kv_capacity(self.hw, self.weight_bytes, self.chips)
         if free <= 0:
             raise DoesNotFitError(f"{self.model.name} weights do not fit on {self.hw.name}")
+        if basis == "total":
+            pool = self.backend.kv_capacity(self.hw, 0.0, self.chips) * utilisation - self.weight_bytes
+            if pool <= 0:
+                raise DoesNotFitError(f"{self.model.name} weights take more than {utilisation:g} of "
+                                      f"{self.hw.name}'s memory (the runtime's KV memory fraction)")
+            return pool
         return free * utilisation
+
+    def swap_time_s(self, tokens: int, bandwidth: float) -> float:
+        """Seconds to copy one sequence's cache (``tokens`` of KV and its state) one way."""
+        return (tokens * self.kv_bytes_per_token + self.state_bytes_per_seq) / bandwidth
 
 
 # --- the scheduler loop ---------------------------------------------------------------------
@@ -247,11 +329,12 @@ class _Live:
     first_token_s: float | None = None
     finish_s: float | None = None
     preemptions: int = 0
+    refill: int = 0  # tokens to recompute after a recompute preemption (prompt + output so far)
+    swapped: bool = False  # its cache waits in host memory
 
     @property
     def to_prefill(self) -> int:
-        # After a preemption the prompt and the tokens already generated are recomputed.
-        return self.req.prompt + (self.generated if self.preemptions else 0)
+        return self.refill or self.req.prompt
 
     @property
     def context(self) -> int:
@@ -299,6 +382,17 @@ class ServeResult:
     idle_energy_j: float
     config: ServeConfig
     notes: tuple[str, ...] = field(default_factory=tuple)
+    concurrency: int | None = None  # closed loop: requests kept in flight
+    offline: bool = False
+    chips: int = 1
+
+    @property
+    def load(self) -> dict[str, Any]:
+        if self.concurrency is not None:
+            return {"kind": "concurrency", "value": self.concurrency}
+        if self.offline:
+            return {"kind": "offline", "value": len(self.requests)}
+        return {"kind": "rate", "value": self.rate}
 
     @property
     def makespan_s(self) -> float:
@@ -312,6 +406,17 @@ class ServeResult:
     @property
     def throughput_tokens_per_s(self) -> float:
         return self.output_tokens / self.makespan_s
+
+    @property
+    def throughput_tokens_per_s_per_chip(self) -> float:
+        return self.throughput_tokens_per_s / self.chips
+
+    @property
+    def tokens_per_s_per_user(self) -> float:
+        """Median over requests of 1 / TPOT (InferenceX's "interactivity"); requests of one
+        output token have no TPOT and are left out."""
+        rates = [1.0 / r.tpot_s for r in self.requests if r.tpot_s > 0]
+        return float(np.median(rates)) if rates else 0.0
 
     @property
     def throughput_requests_per_s(self) -> float:
@@ -342,10 +447,13 @@ class ServeResult:
 
     def summary(self) -> dict:
         return {
-            "rate": self.rate, "scheduler": self.scheduler, "requests": len(self.requests),
+            # A closed-loop or offline run has no offered rate: null, never NaN, in JSON.
+            "rate": self.rate if math.isfinite(self.rate) else None, "load": self.load, "scheduler": self.scheduler, "requests": len(self.requests),
             "ttft_s": self.percentiles("ttft_s"), "tpot_s": self.percentiles("tpot_s"),
             "e2e_s": self.percentiles("e2e_s"),
             "throughput_tokens_per_s": self.throughput_tokens_per_s,
+            "throughput_tokens_per_s_per_chip": self.throughput_tokens_per_s_per_chip,
+            "tokens_per_s_per_user": self.tokens_per_s_per_user, "chips": self.chips,
             "throughput_requests_per_s": self.throughput_requests_per_s,
             "goodput_requests_per_s": self.goodput_requests_per_s,
             "slo": {"ttft_s": self.config.slo_ttft_s, "tpot_s": self.config.slo_tpot_s},
@@ -357,39 +465,58 @@ class ServeResult:
 
 
 def serve(requests: list[Request], costs: CostModel, config: ServeConfig = ServeConfig(),
-          rate: float = float("nan")) -> ServeResult:
-    """Run every request to completion under ``config``'s scheduler; deterministic."""
+          rate: float = float("nan"), concurrency: int | None = None) -> ServeResult:
+    """Run every request to completion under ``config``'s scheduler; deterministic.
+
+    With ``concurrency`` N the load is a closed loop: the arrival times of ``requests`` are
+    ignored, the first N are sent at t=0 and each completion (as the client sees it, after the
+    per-request overhead) sends the next one in order."""
     if not requests:
         raise AccelsimError("no requests to serve")
+    if concurrency is not None and concurrency < 1:
+        raise AccelsimError(f"--concurrency must be >= 1 requests in flight, got {concurrency}")
     if config.scheduler == "pipelined" and not costs.backend.pipelined(costs.hw):
         raise AccelsimError(f"--scheduler pipelined is for chips that run their layers as a pipeline "
                             f"of users (hardwired); {costs.hw.name} does not (use continuous or static)")
     capacity = config.kv_blocks if config.kv_blocks is not None else int(
-        costs.cache_capacity_bytes(config.memory_utilisation) // costs.block_bytes(config.block_size))
-    loop = _Loop(requests, costs, config, capacity)
+        costs.cache_capacity_bytes(config.memory_utilisation, config.memory_basis)
+        // costs.block_bytes(config.block_size))
+    loop = _Loop(requests, costs, config, capacity, concurrency)
     loop.run()
     stats = [_stats(live, costs.request_overhead_s) for live in loop.finished]
     if costs.request_overhead_s > 0:
         loop.notes.append(f"request overhead {costs.request_overhead_s * 1e3:.2f} ms per request "
                           f"(gpu.request_overhead) added to TTFT and end-to-end latency, not to steps")
     stats.sort(key=lambda s: s.rid)
+    offline = concurrency is None and all(r.arrival_s == 0 for r in requests) and len(requests) > 1
     return ServeResult(rate, config.scheduler, stats, loop.steps, capacity, config.block_size,
-                       loop.idle_s * costs.static_w, config, tuple(loop.notes))
+                       loop.idle_s * costs.static_w, config, tuple(loop.notes), concurrency, offline,
+                       costs.chips)
 
 
 def _stats(live: _Live, request_overhead_s: float = 0.0) -> RequestStats:
     """Per-request figures; the per-request overhead is paid once with the first token, so it
     moves TTFT and end-to-end latency by the same amount and leaves TPOT alone."""
-    req = live.req
-    ttft = live.first_token_s - req.arrival_s + request_overhead_s
-    tpot = (live.finish_s - live.first_token_s) / (req.output - 1) if req.output > 1 else 0.0
+    req, first, finish = live.req, live.first_token_s, live.finish_s
+    if first is None or finish is None:  # the loop only finishes requests that have both
+        raise AccelsimError(f"request {req.rid} finished without a first token")
+    ttft = first - req.arrival_s + request_overhead_s
+    tpot = (finish - first) / (req.output - 1) if req.output > 1 else 0.0
     return RequestStats(req.rid, req.arrival_s, req.prompt, req.output, ttft, tpot,
-                        live.finish_s - req.arrival_s + request_overhead_s, live.preemptions)
+                        finish - req.arrival_s + request_overhead_s, live.preemptions)
 
 
 class _Loop:
-    def __init__(self, requests: list[Request], costs: CostModel, config: ServeConfig, blocks: int):
-        self.pending = deque(sorted(requests, key=lambda r: (r.arrival_s, r.rid)))
+    def __init__(self, requests: list[Request], costs: CostModel, config: ServeConfig, blocks: int,
+                 concurrency: int | None = None):
+        if concurrency is None:
+            self.pending = deque(sorted(requests, key=lambda r: (r.arrival_s, r.rid)))
+            self.unsent: deque[Request] = deque()
+        else:
+            # Closed loop: the first N go out at t=0, the rest wait for a completion each.
+            ordered = sorted(requests, key=lambda r: r.rid)
+            self.pending = deque(replace(r, arrival_s=0.0) for r in ordered[:concurrency])
+            self.unsent = deque(ordered[concurrency:])
         self.costs, self.config = costs, config
         self.capacity = blocks
         self.free = blocks
@@ -399,6 +526,7 @@ class _Loop:
         self.steps: list[Step] = []
         self.now = 0.0
         self.idle_s = 0.0
+        self.swap_s = 0.0  # host copies the next step waits for
         self.notes: list[str] = []
         self.state_blocks = costs.state_blocks(config.block_size)
         self.tokens_take_blocks = costs.kv_bytes_per_token > 0
@@ -416,6 +544,13 @@ class _Loop:
         while self.pending and self.pending[0].arrival_s <= self.now:
             self.waiting.append(_Live(self.pending.popleft()))
 
+    def _send_next(self, done: list[_Live]) -> None:
+        """Closed loop: each completion sends the next request when the client sees it end."""
+        for live in sorted(done, key=lambda d: (d.finish_s or 0.0, d.req.rid)):
+            if self.unsent:
+                sent = (live.finish_s or 0.0) + self.costs.request_overhead_s
+                self.pending.append(replace(self.unsent.popleft(), arrival_s=sent))
+
     def run(self) -> None:
         step = {"static": self._static_batch, "continuous": self._continuous_step,
                 "pipelined": self._pipelined_step}[self.config.scheduler]
@@ -429,24 +564,50 @@ class _Loop:
 
     # -- shared pieces
 
+    def _future_blocks(self, extra: _Live | None = None) -> int:
+        """Blocks kept free for the share ``reserve_output`` of the remaining outputs of the
+        running requests (and of ``extra``), beyond the blocks they already hold."""
+        share = self.config.reserve_output
+        if share <= 0 or not self.tokens_take_blocks:
+            return 0
+        lives = self.running + ([extra] if extra is not None else [])
+        tokens = sum(max(0, math.ceil(live.context + share * (live.req.output - live.generated))
+                         - (live.blocks - self.state_blocks) * self.config.block_size)
+                     for live in lives)
+        return -(-tokens // self.config.block_size)
+
     def _admit(self, limit: int, reserve_output: bool) -> list[_Live]:
-        """FIFO admission while blocks (prompt, or prompt + output) and batch slots allow."""
+        """FIFO admission while blocks and batch slots allow.  Blocks are taken for the prompt
+        (or what is recomputed, or a swapped-in cache) plus one token, or plus the whole
+        remaining output when it is reserved up front; a partial reservation only admits while
+        its share of every running request's remaining output still fits."""
         admitted = []
+        full = reserve_output or self.config.reserve_output >= 1.0
         while self.waiting and len(self.running) < limit:
             live = self.waiting[0]
-            tokens = live.to_prefill + (live.req.output if reserve_output else 1)
+            held = live.context if live.swapped else live.to_prefill
+            tokens = held + (live.req.output - live.generated if full else 1)
             need = self._blocks_for(tokens)
             if need > self.free:
                 break
+            if not full and self.config.reserve_output > 0 and self.running:
+                live.blocks = need
+                fits = need + self._future_blocks(live) <= self.free
+                live.blocks = 0
+                if not fits:
+                    break
             self.waiting.popleft()
             live.blocks, self.free = need, self.free - need
+            if live.swapped:
+                self.swap_s += self.costs.swap_time_s(live.context, self.config.swap_bandwidth)
+                live.swapped = False
             self.running.append(live)
             admitted.append(live)
         return admitted
 
     def _grow(self, decoding: list[_Live]) -> list[_Live]:
         """Give each decoding request room for its next token, preempting the newest when the
-        cache is full (recompute: blocks freed, request back at the head of the queue)."""
+        cache is full (its blocks freed, the request back at the head of the queue)."""
         size = self.config.block_size
         # A request needs a new block only when its next token starts one.
         needs = [live for live in decoding if self.tokens_take_blocks
@@ -470,14 +631,24 @@ class _Loop:
         return [live for live in decoding if live.req.rid not in preempted]
 
     def _preempt(self, live: _Live) -> None:
+        """Recompute: the prompt and the output so far are prefilled again on readmission (and
+        that prefill yields the next token).  Swap: the cache is copied out now and back in on
+        readmission, and decoding resumes where it stopped."""
         self.running.remove(live)
         self.free += live.blocks
-        live.blocks, live.prefilled = 0, 0
+        live.blocks = 0
         live.preemptions += 1
+        if self.config.preemption == "swap" and live.prefilled >= live.to_prefill:
+            self.swap_s += self.costs.swap_time_s(live.context, self.config.swap_bandwidth)
+            live.swapped = True
+        else:
+            live.prefilled = 0
+            live.refill = live.req.prompt + live.generated if live.generated else 0
         self.waiting.appendleft(live)
 
     def _advance(self, prefill_tokens: int, prefill_seqs: int, decoding: list[_Live]) -> float:
-        cost_time, energy = 0.0, 0.0
+        cost_time, energy = self.swap_s, 0.0
+        self.swap_s = 0.0
         if prefill_tokens:
             c = self.costs.prefill(prefill_tokens, max(prefill_seqs, 1))
             cost_time, energy = cost_time + c.time_s, energy + c.energy_j
@@ -494,20 +665,23 @@ class _Loop:
         return self.now
 
     def _finish_done(self) -> None:
-        for live in [r for r in self.running if r.generated >= r.req.output]:
+        done = [r for r in self.running if r.generated >= r.req.output]
+        for live in done:
             live.finish_s = self.now
             self.running.remove(live)
             self.free += live.blocks
             live.blocks = 0
             self.finished.append(live)
+        self._send_next(done)
 
     def _first_tokens(self, completed: list[_Live]) -> None:
-        """A finished prefill yields the request's first token at the end of the step."""
+        """A finished prefill yields a token at the end of the step: the request's first, or,
+        after a recompute, the next one."""
         for live in completed:
             if live.first_token_s is None:
                 live.first_token_s = self.now
-            if live.generated == 0:
-                live.generated = 1
+            if live.generated == 0 or live.refill:
+                live.generated += 1
 
     # -- schedulers
 
@@ -576,6 +750,7 @@ class _Loop:
         self.running = [r for r in self.running if r not in batch]
         self.free += sum(live.blocks for live in batch)
         self.finished += batch
+        self._send_next(batch)
         self._arrive()
 
     def _stall(self) -> None:

@@ -19,7 +19,7 @@ from accelsim.config.types import PositiveInt, Spec
 from accelsim.dtypes import DType
 from accelsim.errors import ConfigError
 from accelsim.hardware.spec import AttentionKernel
-from accelsim.transform.fusion import Unfused
+from accelsim.runtime import RuntimeGpu, RuntimePreset
 
 VALIDATION_DIR = loader.PACKAGE_ROOT.parent / "validation"
 DEFAULT_POINTS = VALIDATION_DIR / "points.yaml"
@@ -60,20 +60,6 @@ class StreamKernel(Spec):
     reads: int = Field(ge=1)
     writes: int = Field(ge=0)
     ops_per_element: float = Field(ge=0)
-
-
-class RuntimeGpu(Spec):
-    """``gpu`` keys of the hardware config a runtime overrides (``GpuSection``)."""
-
-    attention: AttentionKernel | None = None
-    attention_dtype: DType | None = None
-    unfused: list[Unfused] | None = None
-
-    @model_validator(mode="after")
-    def _sets_something(self):
-        if not self.model_dump(exclude_none=True):
-            raise ValueError(f"a runtime's gpu settings need one of {', '.join(type(self).model_fields)}")
-        return self
 
 
 class Runtime(Spec):
@@ -158,10 +144,11 @@ class PointsFile(Spec):
         unknown = sorted(set(self.smoke) - set(ids))
         if unknown:
             raise ValueError(f"smoke names unknown point ids: {', '.join(unknown)}")
+        known = set(self.runtimes) | set(loader.bundled_names("runtimes"))
         for p in self.points:
-            if p.runtime is not None and p.runtime not in self.runtimes:
-                raise ValueError(f"point {p.id}: runtime {p.runtime!r} is not one of the runtimes "
-                                 f"({', '.join(sorted(self.runtimes)) or 'none defined'})")
+            if p.runtime is not None and p.runtime not in known:
+                raise ValueError(f"point {p.id}: runtime {p.runtime!r} is neither one of the file's runtimes "
+                                 f"nor a bundled preset ({', '.join(sorted(known))})")
         return self
 
 
@@ -198,8 +185,15 @@ class Catalogue:
     def points(self) -> list[Point]:
         return self.spec.points
 
-    def runtime(self, point: Point) -> Runtime | None:
-        return None if point.runtime is None else self.spec.runtimes[point.runtime]
+    def runtime(self, point: Point) -> Runtime | RuntimePreset | None:
+        """The software that measured ``point``: a historical engine version's kernel settings from
+        the points file's ``runtimes``, or a bundled serving preset (``runtimes/``) by name."""
+        if point.runtime is None:
+            return None
+        if point.runtime in self.spec.runtimes:
+            return self.spec.runtimes[point.runtime]
+        path = loader.bundled_names("runtimes")[point.runtime]
+        return loader.validate(RuntimePreset, loader.read_document(path), str(path))
 
     def row(self, ref: RowRef) -> dict[str, str]:
         table = self.rows[ref.file]

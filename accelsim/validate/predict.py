@@ -26,6 +26,7 @@ from accelsim.graph import Elementwise, MatMul, Tensor
 from accelsim.hardware.spec import HardwareBase
 from accelsim.model.spec import ModelSpec, load_model
 from accelsim.pipeline import cost_alone
+from accelsim.runtime import RuntimePreset, on_hardware
 from accelsim.transform import Parallelism
 from accelsim.validate.points import VALIDATION_DIR, Catalogue, Point, Runtime
 from accelsim.workload import Workload
@@ -102,10 +103,13 @@ def calibrated(hw: HardwareBase, cal: Calibration) -> HardwareBase:
     })
 
 
-def under_runtime(hw: HardwareBase, runtime: Runtime | None) -> HardwareBase:
-    """``hw`` with the kernel-library settings of the software that measured a point."""
+def under_runtime(hw: HardwareBase, runtime: Runtime | RuntimePreset | None) -> HardwareBase:
+    """``hw`` with the kernel-library settings of the software that measured a point (a bundled
+    serving preset brings its host overheads too: ``accelsim.runtime.on_hardware``)."""
     if runtime is None:
         return hw
+    if isinstance(runtime, RuntimePreset):
+        return on_hardware(hw, runtime)
     if "gpu" not in type(hw).model_fields:  # the runtime's settings are a section of the spec
         raise ConfigError(f"{hw.name}: a runtime's settings name gpu keys, but its kind is '{hw.kind}'")
     settings = runtime.gpu.model_dump(exclude_none=True)

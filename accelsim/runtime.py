@@ -1,0 +1,133 @@
+"""Serving runtimes: what the engine software (vLLM, SGLang, TensorRT-LLM, NIM) decides that the
+chip does not — how it schedules, how much KV it reserves, what it does on preemption, how many
+tokens a step takes, how big the KV pool is, and what the host costs per step and per request.
+
+A preset is a YAML file in ``runtimes/`` (``accelsim serve --runtime NAME``).  Every setting is
+``{value: ..., source: ...}``: the engine's documented default with its version, never a value
+fitted to a measured point.  Explicit CLI options override the preset.  ``accelsim`` is today's
+defaults written down as a preset.  Validation reads the same kernel-library settings
+(``RuntimeGpu``) for the software that produced each measured row.
+"""
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import Field, model_validator
+
+from accelsim import hardware
+from accelsim.config.types import PositiveInt, Spec
+from accelsim.dtypes import DType
+from accelsim.errors import ConfigError
+from accelsim.hardware.spec import AttentionKernel, HardwareBase
+from accelsim.sim.serving import ServeConfig
+from accelsim.transform.fusion import Unfused
+
+SOURCE = Field(min_length=3)
+
+
+class RuntimeGpu(Spec):
+    """``gpu`` keys of the hardware config a runtime overrides (``GpuSection``): its kernels."""
+
+    attention: AttentionKernel | None = None
+    attention_dtype: DType | None = None
+    unfused: list[Unfused] | None = None
+
+    @model_validator(mode="after")
+    def _sets_something(self):
+        if not self.model_dump(exclude_none=True):
+            raise ValueError(f"a runtime's gpu settings need one of {', '.join(type(self).model_fields)}")
+        return self
+
+
+class SchedulerSetting(Spec):
+    value: Literal["static", "continuous"]
+    source: str = SOURCE
+
+
+class CountSetting(Spec):
+    value: PositiveInt
+    source: str = SOURCE
+
+
+class ShareSetting(Spec):
+    value: float = Field(ge=0.0, le=1.0)
+    source: str = SOURCE
+
+
+class PoolSetting(Spec):
+    value: float = Field(gt=0.0, le=1.0)
+    basis: Literal["free", "total"]
+    source: str = SOURCE
+
+
+class PreemptionSetting(Spec):
+    value: Literal["recompute", "swap"]
+    source: str = SOURCE
+
+
+class OverheadSetting(Spec):
+    """Seconds of host work; null keeps the hardware config's calibrated value."""
+
+    value: float | None = Field(default=None, ge=0.0, le=1.0)
+    source: str = SOURCE
+
+
+class KernelSetting(Spec):
+    value: RuntimeGpu
+    source: str = SOURCE
+
+
+# Preset key -> ServeConfig field it sets.
+SERVE_FIELDS = {"scheduler": "scheduler", "kv_reserve": "reserve_output", "preemption": "preemption",
+                "max_tokens_per_step": "chunk", "max_batch": "max_batch", "block_size": "block_size"}
+
+
+class RuntimePreset(Spec):
+    name: str = Field(min_length=1)
+    engine: str = Field(min_length=3)  # the software and version the defaults are read from
+    scheduler: SchedulerSetting
+    kv_reserve: ShareSetting
+    preemption: PreemptionSetting
+    max_tokens_per_step: CountSetting
+    max_batch: CountSetting
+    block_size: CountSetting
+    kv_memory: PoolSetting
+    request_overhead: OverheadSetting
+    step_overhead: OverheadSetting
+    kernels: KernelSetting | None = None
+
+    def settings(self) -> dict[str, Any]:
+        """Every setting -> its object (each has ``value`` and ``source``)."""
+        return {name: getattr(self, name) for name in type(self).model_fields
+                if name not in ("name", "engine") and getattr(self, name) is not None}
+
+    def serve_config(self, **overrides: Any) -> ServeConfig:
+        """The scheduler settings, with the options given explicitly (not None) on top."""
+        values: dict[str, Any] = {field: getattr(self, key).value for key, field in SERVE_FIELDS.items()}
+        values["memory_utilisation"] = self.kv_memory.value
+        values["memory_basis"] = self.kv_memory.basis
+        values.update({k: v for k, v in overrides.items() if v is not None})
+        return ServeConfig(**values)
+
+
+def on_hardware(hw: HardwareBase, preset: RuntimePreset | None) -> HardwareBase:
+    """``hw`` under ``preset``: its kernel settings and host overheads replace the config's (the
+    kind says which keys hold them: ``Backend.overhead_keys``)."""
+    if preset is None:
+        return hw
+    keys = hardware.backend(hw).overhead_keys(hw)
+    sections: dict[str, dict[str, Any]] = {}
+    for role, setting in (("request", preset.request_overhead), ("step", preset.step_overhead)):
+        if setting.value is None:
+            continue
+        if role not in keys:
+            raise ConfigError(f"runtime '{preset.name}' sets a per-{role} host overhead, but "
+                              f"{hw.name} (kind '{hw.kind}') has none to set")
+        section, key = keys[role].split(".", 1)
+        sections.setdefault(section, {})[key] = setting.value
+    if preset.kernels is not None:
+        if "gpu" not in type(hw).model_fields:  # kernel settings are keys of the gpu section
+            raise ConfigError(f"runtime '{preset.name}' sets gpu kernels, but {hw.name} is kind '{hw.kind}'")
+        sections.setdefault("gpu", {}).update(preset.kernels.value.model_dump(exclude_none=True))
+    return hw.model_copy(update={section: getattr(hw, section).model_copy(update=update)
+                                 for section, update in sections.items()})
