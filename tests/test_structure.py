@@ -17,22 +17,17 @@ KIND_CLASSES = {"GpuSpec", "SystolicSpec", "HardwiredSpec", "DataflowSpec"}
 
 # Modules that read input files or turn a catalogue name into a spec: the user-facing edge and
 # the one loader per format it calls.  Everything else takes typed values.
-EDGE = ("accelsim.cli", "accelsim.api", "accelsim.config.loader")
+# Validation sits above the API as the CLI does: it reads its measured-points files and the
+# configs their rows name, then predicts through the API.
+EDGE = ("accelsim.cli", "accelsim.api", "accelsim.config.loader", "accelsim.validate")
 LOADERS = {
     "accelsim.hardware": {"load_hardware"},
     "accelsim.model.spec": {"load_model"},
     "accelsim.model.hf_import": {"read_hf_config"},
     "accelsim.density": {"load_density"},
     "accelsim.dse.space": {"load_space"},
-    "accelsim.validate.predict": {"model_for"},
     "accelsim.scalesim_compat": {"read_config", "read_topology"},
     "accelsim.economics.tables": {"read"},
-    # Validation's drivers read the points file and the configs its rows name.
-    "accelsim.validate.points": {"__init__", "rows"},
-    "accelsim.validate.run": {"hardware_for"},
-    "accelsim.validate.calibrate": {"fit_hardware", "_runs"},
-    "accelsim.validate.energy": {"load", "predict"},
-    "accelsim.validate.systems": {"load"},
     # A sweep's own results store, re-read to resume it and to re-render its report.
     "accelsim.dse.runner": {"read_rows", "__init__", "_truncate_torn_tail"},
     "accelsim.report.sweep": {"load"},
