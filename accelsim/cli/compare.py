@@ -10,6 +10,7 @@ from accelsim.api import resolve_hardware, resolve_model
 from accelsim.cli import options
 from accelsim.report.compare import _display as display_frame
 from accelsim.report.compare import summary_frame, write_report
+from accelsim.sim.result import precision_note
 
 DEFAULT_HW = ("h100-sxm", "tpu-v5e", "hardwired-llama-3.1-8b")
 
@@ -53,8 +54,10 @@ def compare(model, hws, phase, batch, prompt, context, density, weight_dtype, ac
         options.echo_json(payload)
         return
     click.echo(f"{spec.name}, {workload.describe()}")
+    precision = precision_note(results)
+    if precision:
+        click.echo(f"not like for like ({precision}): each row ran in its own formats")
     table = display_frame(summary_frame(results, refusals))
-    table["status"] = table["status"].map(lambda v: v if v == "ok" else "cannot run (below)")
     click.echo(table.to_string(index=False))
     for refusal in refusals:
         click.echo(f"  {refusal.hw}: {refusal.reason}")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import html
+from collections.abc import Callable
 from pathlib import Path
 
 import jinja2
@@ -10,8 +11,8 @@ import pandas as pd
 from accelsim import hardware
 from accelsim.hardware.spec import HardwareBase
 from accelsim.report import plots
-from accelsim.sim.result import Refusal, Result
-from accelsim.units import format_si
+from accelsim.sim.result import Refusal, Result, precision_note
+from accelsim.units import format_plain, format_rate, format_si
 
 TEMPLATES = jinja2.Environment(
     loader=jinja2.PackageLoader("accelsim.report", "templates"),
@@ -25,7 +26,8 @@ def roof_of(chip: HardwareBase) -> tuple[float, float]:
 
 
 def summary_frame(results: list[Result], refusals: list[Refusal]) -> pd.DataFrame:
-    rows = [{"hw": r.hw, "kind": r.hw_kind, "status": "ok", "latency_s": r.latency_s,
+    rows = [{"hw": r.hw, "kind": r.hw_kind, **dtype_columns(r), "chips": r.chips, "layout": r.layout,
+             "status": "ok", "latency_s": r.latency_s,
              "tokens_per_s": r.tokens_per_s, "joules_per_token": r.joules_per_token,
              "power_w": r.power_w, "area_mm2": r.area_mm2, "usd_per_mtoken": r.usd_per_mtoken,
              "weight_bytes": r.footprint_bytes.get("weight", 0.0),
@@ -37,21 +39,53 @@ def summary_frame(results: list[Result], refusals: list[Refusal]) -> pd.DataFram
     return pd.DataFrame(rows)
 
 
-def _display(frame: pd.DataFrame) -> pd.DataFrame:
-    shown = frame.copy()
-    fmt = {"latency_s": ("s", "latency"), "power_w": ("W", "avg power"),
-           "weight_bytes": ("B", "weights"), "kv_bytes": ("B", "KV cache"),
-           "weight_traffic_bytes": ("B", "off-chip matmul bytes")}
-    for col, (unit, _) in fmt.items():
-        if col in shown:
-            shown[col] = shown[col].map(lambda v, u=unit: format_si(v, u) if pd.notna(v) else "")
-    if "tokens_per_s" in shown:
-        shown["tokens_per_s"] = shown["tokens_per_s"].map(lambda v: f"{v:,.1f}" if pd.notna(v) else "")
-        shown["joules_per_token"] = shown["joules_per_token"].map(lambda v: f"{v:.4g}" if pd.notna(v) else "")
-    for col in ("area_mm2", "usd_per_mtoken"):
-        if col in shown:
-            shown[col] = shown[col].map(lambda v: f"{v:.4g}" if pd.notna(v) else "")
-    return shown.rename(columns={c: name for c, (_, name) in fmt.items()}).fillna("")
+def dtype_columns(result: Result) -> dict[str, str]:
+    """weight_dtype / act_dtype / kv_dtype of one row ('' where the model keeps no KV cache)."""
+    return {"weight_dtype": result.dtypes.get("weight", ""), "act_dtype": result.dtypes.get("activation", ""),
+            "kv_dtype": result.dtypes.get("kv", "")}
+
+
+def formats_label(row: pd.Series) -> str:
+    """'w int4 / a bf16 / kv bf16' from a summary row's dtype columns."""
+    parts = [f"{tag} {row.get(col)}" for col, tag in (("weight_dtype", "w"), ("act_dtype", "a"),
+                                                       ("kv_dtype", "kv"))
+             if isinstance(row.get(col), str) and row.get(col)]
+    return " / ".join(parts)
+
+
+# column -> (header, formatter): every number with its SI-prefixed unit, never in exponent form
+_SHOWN: dict[str, tuple[str, Callable[[float], str]]] = {
+    "latency_s": ("step latency", lambda v: format_si(v, "s")),
+    "tokens_per_s": ("throughput", lambda v: format_rate(v, "tokens/s")),
+    "joules_per_token": ("energy/token", lambda v: format_si(v, "J")),
+    "power_w": ("avg power", lambda v: format_si(v, "W")),
+    "area_mm2": ("die area", lambda v: f"{v:,.0f} mm²"),
+    "usd_per_mtoken": ("cost", lambda v: f"${format_plain(v)}/Mtoken"),
+    "weight_bytes": ("weights", lambda v: format_si(v, "B")),
+    "kv_bytes": ("KV cache", lambda v: format_si(v, "B")),
+    "weight_traffic_bytes": ("off-chip matmul bytes", lambda v: format_si(v, "B")),
+}
+
+
+def _display(frame: pd.DataFrame, reasons_inline: bool = False) -> pd.DataFrame:
+    """The summary as a person reads it: formats and system beside each chip, units in every
+    cell; a refusal's reason stays in the status cell only when asked (the reports list them
+    below the table so one long reason does not stretch a row to 25 lines)."""
+    shown = pd.DataFrame({"hw": frame["hw"]})
+    if "kind" in frame:
+        shown["kind"] = frame["kind"].fillna("")
+    if "weight_dtype" in frame:
+        shown["formats"] = frame.apply(formats_label, axis=1)
+    if "layout" in frame:
+        shown["system"] = frame["layout"].fillna("")
+    shown["status"] = frame["status"].map(
+        lambda v: v if v == "ok" or reasons_inline else "cannot run (below)")
+    for col, (header, fmt) in _SHOWN.items():
+        if col in frame:
+            shown[header] = frame[col].map(lambda v, f=fmt: f(v) if pd.notna(v) else "")
+    if "dominant_bound" in frame:
+        shown["dominant bound"] = frame["dominant_bound"].fillna("")
+    return shown
 
 
 def write_report(results: list[Result], refusals: list[Refusal], roofs: dict[str, tuple[float, float]],
@@ -66,8 +100,10 @@ def write_report(results: list[Result], refusals: list[Refusal], roofs: dict[str
     if results:
         files["time_breakdown_png"] = plots.time_breakdown(results, out_dir / "time_breakdown.png")
         files["roofline_png"] = plots.roofline(results, roofs, out_dir / "roofline.png")
+    precision = precision_note(results)
     context = {
-        "title": title, "workload": workload_text, "table": _display(frame),
+        "title": title + (" (unlike precisions)" if precision else ""), "precision": precision,
+        "workload": workload_text, "table": _display(frame),
         "findings": findings(results), "refusals": refusals,
         "images": {k: v.name for k, v in files.items() if k.endswith("_png")},
     }

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from accelsim.report.compare import TEMPLATES, roof_of, write_report
+from accelsim.report.compare import TEMPLATES, dtype_columns, roof_of, write_report
 from accelsim.study import StudyCell, StudySpec
 
 METRICS = {"tokens_per_s": "tokens/s", "joules_per_token": "J/token", "usd_per_mtoken": "$/Mtoken",
@@ -23,7 +23,8 @@ def study_frame(cells: list[StudyCell]) -> pd.DataFrame:
         model = f"{cell.case.model} ({dtypes})" if dtypes else cell.case.model
         base = {"model": model, "workload": cell.workload.describe(), "report": cell.slug}
         for r in cell.results:
-            rows.append({**base, "hw": r.hw, "status": "ok", "chips": r.chips,
+            rows.append({**base, "hw": r.hw, **dtype_columns(r), "chips": r.chips, "layout": r.layout,
+                         "status": "ok",
                          **{m: getattr(r, m) for m in METRICS}})
         rows += [{**base, "hw": f.hw, "status": f"cannot run: {f.reason}"} for f in cell.refusals]
     return pd.DataFrame(rows)

@@ -19,9 +19,16 @@ def chips_line(result: Result) -> str:
     return f"{result.chips}" + (f" ({split})" if split else "")
 
 
+def workload_line(workload: dict) -> str:
+    """'decode batch=1 context=2048': only the sizes the phase reads."""
+    size = "prompt" if workload["phase"] == "prefill" else "context"
+    return f"{workload['phase']} batch={workload['batch']} {size}={workload[size]}"
+
+
 def headline(result: Result) -> dict[str, str]:
     rows = {
         "chips": chips_line(result),
+        "formats": result.dtype_label + (f" / state {result.dtypes['state']}" if "state" in result.dtypes else ""),
         "latency": format_si(result.latency_s, "s"),
         "tokens/s": f"{result.tokens_per_s:,.1f}",
         "per user": f"{result.tokens_per_s_per_user:,.1f} tokens/s",
@@ -58,8 +65,7 @@ def op_table(result: Result, top: int = 12) -> pd.DataFrame:
 
 
 def result_summary(result: Result, top: int = 12) -> str:
-    lines = [f"{result.model} on {result.hw} ({result.hw_kind}) - "
-             + ", ".join(f"{k}={v}" for k, v in result.workload.items())]
+    lines = [f"{result.model} on {result.hw} ({result.hw_kind}) - {workload_line(result.workload)}"]
     lines += [f"  {k:>10}: {v}" for k, v in headline(result).items()]
     lines += [f"  {'note':>10}: {n}" for n in result.notes]
     kinds = result.by_kind()

@@ -8,6 +8,26 @@ import pandas as pd
 from accelsim.hardware.base import OpCost
 
 
+DTYPE_TAGS = (("weight", "w"), ("activation", "a"), ("kv", "kv"))
+
+
+def precision_note(results: "list[Result]") -> str | None:
+    """A heading's warning when rows ran in different formats ('weights: int4 on X, bf16 on Y'),
+    None when every row ran in the same ones."""
+    differing = []
+    for key, _ in DTYPE_TAGS:
+        seen: dict[str, list[str]] = {}
+        for r in results:
+            if key in r.dtypes:
+                seen.setdefault(r.dtypes[key], []).append(r.hw)
+        if len(seen) > 1:
+            differing.append(f"{key}s " + ", ".join(f"{d} on {' and '.join(dict.fromkeys(hws))}"
+                                                    for d, hws in seen.items()))
+    if not differing:
+        return None
+    return "unlike precisions: " + "; ".join(differing)
+
+
 @dataclass(frozen=True)
 class Refusal:
     """A chip that cannot run the asked-for model/workload, and why: a real cliff (does not fit,
@@ -37,6 +57,30 @@ class Result:
     chips: int = 1                       # chips in the system (all numbers above are system-wide)
     system: dict = field(default_factory=dict)  # multi-chip: parallelism, per-chip figures;
     # hardwired: KV + state per user and the concurrent users that fit (hardware.hardwired)
+    # Storage formats the step ran in (weight, activation, kv, state): a chip's weights fixed in
+    # silicon override the asked-for format, so a table must say which ran, row by row.
+    dtypes: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def dtype_label(self) -> str:
+        """'w int4 / a bf16 / kv bf16': the formats a row's numbers are for."""
+        return " / ".join(f"{tag} {self.dtypes[key]}" for key, tag in DTYPE_TAGS if key in self.dtypes)
+
+    @property
+    def layout(self) -> str:
+        """'1 chip', or '72 chips: pp=72', '8 chips: tp=8 as 2x4 ep=8 attention=batch'."""
+        if self.chips == 1:
+            return "1 chip"
+        system = self.system
+        parts = []
+        for key in ("tp", "pp", "dp", "ep"):
+            if system.get(key, 1) > 1:
+                grid = (f" as {system['tp_x']}x{system['tp'] // system['tp_x']}"
+                        if key == "tp" and system.get("tp_x", 1) > 1 else "")
+                parts.append(f"{key}={system[key]}{grid}")
+        if system.get("attention") == "batch":
+            parts.append("attention=batch")
+        return f"{self.chips} chips" + (f": {' '.join(parts)}" if parts else "")
 
     @property
     def energy_total_j(self) -> float:
@@ -97,6 +141,7 @@ class Result:
             "chips": self.chips, "tokens_per_s_per_chip": self.tokens_per_s_per_chip,
             "tokens_per_s_per_user": self.tokens_per_s_per_user,
             "step_overhead_s": self.step_overhead_s,
+            "dtypes": self.dtypes, "layout": self.layout,
             "system": self.system,
             "ops": [{"name": c.op, "kind": c.kind, "layer": c.layer, "time_s": c.time_s,
                      "bound": c.bound, "flops": c.flops, "bytes": c.bytes,
