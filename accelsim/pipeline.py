@@ -145,11 +145,10 @@ def run(name: str, lower_for: LowerFor, hw: HardwareBase, workload: Workload,
         notes = (_headline(layout, step, costs), *notes)
     result = Result(
         model=name, hw=hw.name, hw_kind=hw.kind,
-        workload={"phase": workload.phase, "batch": workload.batch, "prompt": workload.prompt,
-                  "context": workload.context},
+        workload=workload.to_dict(),
         latency_s=step.latency_s, tokens_per_s=step.throughput_tokens_per_s,
         joules_per_token=sum(energy.values()) / workload.tokens_credited, energy_j=energy, ops=costs,
-        footprint_bytes=footprint, groups=groups, notes=notes, chips=layout.chips, system=system,
+        footprint_bytes={**footprint, "activation": common.peak_activation_bytes(full)}, groups=groups, notes=notes, chips=layout.chips, system=system,
         dtypes=step_dtypes(spec, full, footprint))
     joined = Graph(name=full.name if len(stages) == 1 else f"{full.name} [{layout.describe()}]")
     for graph in stages:

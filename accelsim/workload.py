@@ -59,6 +59,10 @@ class Workload:
         processes, one new token per sequence in decode."""
         return self.tokens if self.phase == "prefill" else self.batch
 
+    def to_dict(self) -> dict:
+        """The step's sizes as results and refusals carry them."""
+        return {"phase": self.phase, "batch": self.batch, "prompt": self.prompt, "context": self.context}
+
     def describe(self) -> str:
         if self.phase == "prefill":
             return f"prefill batch={self.batch} prompt={self.prompt}"

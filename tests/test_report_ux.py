@@ -70,3 +70,111 @@ def test_study_csv_names_formats_and_layout(cli, write, tmp_path):
     rows = {r["hw"]: r for r in _rows(tmp_path / "out" / "study.csv")}
     assert rows["h100-sxm"]["weight_dtype"] == "bf16" and rows["h100-sxm"]["layout"] == "1 chip"
     assert rows["groq-lpu"]["layout"].endswith(f"pp={rows['groq-lpu']['chips']}")
+
+
+# --- impossible workloads are refused ---------------------------------------------------------
+
+def test_context_beyond_max_context_is_refused(cli):
+    code, out, err = cli("run", "--model", "gpt2", "--context", "100000")
+    assert code == 2 and out == ""
+    assert "context 100,000 is beyond gpt2's max_context 1,024" in err
+    assert "--allow-long-context" in err and len(err.strip().splitlines()) == 1
+
+
+def test_prompt_beyond_max_context_is_refused_on_compare(cli, tmp_path):
+    code, _, err = cli("compare", "--model", "gpt2", "--phase", "prefill", "--prompt", "2k",
+                       "--out", str(tmp_path))
+    assert code == 2 and "prompt 2,048 is beyond gpt2's max_context 1,024" in err
+
+
+def test_long_context_allowed_with_a_note(cli):
+    code, out, err = cli("run", "--model", "gpt2", "--context", "100000", "--allow-long-context", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    assert data["workload"]["context"] == 100000
+    assert any("beyond gpt2's max_context" in n for n in data["notes"])
+
+
+def test_default_context_fits_a_short_model(cli):
+    code, out, err = cli("run", "--model", "gpt2", "--json")
+    assert code == 0, err
+    assert json.loads(out)["workload"]["context"] == 1024
+
+
+@pytest.mark.parametrize("args, ignored", [
+    (("--phase", "prefill", "--context", "4096"), "--context"),
+    (("--phase", "decode", "--prompt", "512"), "--prompt"),
+])
+def test_an_option_the_phase_ignores_is_refused(cli, args, ignored):
+    code, _, err = cli("run", *args)
+    assert code == 2
+    assert f"{ignored} is ignored by --phase" in err
+
+
+def test_bad_size_list_is_one_line(cli):
+    code, _, err = cli("run", "--batch", "1,eight")
+    assert code == 2 and "'eight' is not a whole number" in err and len(err.strip().splitlines()) == 1
+
+
+# --- list-valued sizes, --csv, --perfetto ------------------------------------------------------
+
+def test_run_with_lists_runs_every_point_and_keeps_cliffs(cli):
+    code, out, err = cli("run", "--batch", "1,32", "--context", "1k,32k", "--json")
+    assert code == 0, err
+    data = json.loads(out)
+    ran = [(d["workload"]["batch"], d["workload"]["context"]) for d in data if "latency_s" in d]
+    refused = [(d["workload"]["batch"], d["workload"]["context"]) for d in data if d.get("status") == "cannot run"]
+    assert ran == [(1, 1024), (1, 32768), (32, 1024)]
+    assert refused == [(32, 32768)]  # 137 GB of KV cache does not fit an 80 GB H100
+
+
+def test_run_csv_has_one_row_per_point_with_formats(cli):
+    code, out, err = cli("run", "--phase", "prefill", "--prompt", "512,2k", "--csv")
+    assert code == 0, err
+    rows = list(csv.DictReader(out.splitlines()))
+    assert [r["prompt"] for r in rows] == ["512", "2048"]
+    assert all(r["weight_dtype"] == "bf16" and r["layout"] == "1 chip" for r in rows)
+    assert float(rows[1]["latency_s"]) > float(rows[0]["latency_s"])
+
+
+def test_run_perfetto_writes_a_trace(cli, tmp_path):
+    path = tmp_path / "step.json"
+    code, out, err = cli("run", "--model", "llama-3.2-1b", "--perfetto", str(path))
+    assert code == 0, err
+    events = json.loads(path.read_text())["traceEvents"]
+    assert any(e["ph"] == "X" for e in events)
+    assert f"trace: {path}" in out
+
+
+def test_run_perfetto_refuses_a_list(cli, tmp_path):
+    code, _, err = cli("run", "--batch", "1,2", "--perfetto", str(tmp_path / "t.json"))
+    assert code == 2 and "--perfetto traces one step" in err
+
+
+def test_op_table_groups_layers(cli):
+    code, out, _ = cli("run", "--hw", "tpu-v5e", "--weight-dtype", "int8")
+    assert code == 0
+    table = out.split("Slowest ops")[1]
+    assert "layers.*.mlp.up" in table and "layers.0.mlp.up" not in table
+    # a batch-1 GEMM on 128x128 arrays is busy well under 10 % of peak: not "compute-bound"
+    assert "latency-bound" in table
+
+
+# --- small CLI defects -----------------------------------------------------------------------
+
+def test_sweep_no_report_prints_no_report_path(cli, tmp_path):
+    out = tmp_path / "dse"
+    code, stdout, err = cli("sweep", "--space", "hardwired", "--out", str(out),
+                            "--search", "random", "--samples", "8", "--no-report")
+    assert code == 0, err
+    assert "report:" not in stdout and not (out / "report.html").exists()
+    assert f"results: {out / 'results.csv'}" in stdout
+    code, stdout, err = cli("sweep", "--space", "hardwired", "--out", str(out),
+                            "--search", "random", "--samples", "8", "--no-report", "--json")
+    assert code == 0 and json.loads(stdout)["report"] is None
+
+
+def test_sweep_refuses_context_beyond_the_model(cli, tmp_path):
+    code, _, err = cli("sweep", "--model", "gpt2", "--space", "hardwired",
+                       "--out", str(tmp_path), "--context", "5000")
+    assert code == 2 and "beyond gpt2's max_context" in err

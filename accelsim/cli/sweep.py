@@ -7,6 +7,7 @@ from pathlib import Path
 
 import click
 
+from accelsim import api
 from accelsim.api import resolve_model
 from accelsim.cli import options
 from accelsim.dse import runner, search
@@ -71,6 +72,10 @@ def sweep(model, space_path, out, strategy, samples, seed, workers, scheduler, r
                         context=w.context if context is None else context)
     conditions = space.constraints + [Condition.parse(t, "--target") for t in targets] + \
         [Condition.parse(c, "--constraint") for c in constraints]
+    if context is not None and workload.phase == "prefill":
+        raise click.UsageError("--context is ignored by a prefill sweep (it reads the space's prompt); "
+                               "drop --context or use --phase decode")
+    api.long_context_note(spec, workload, allow=False)  # the model's limit, before any design point
     job = Job(space, spec, workload)
     out.mkdir(parents=True, exist_ok=True)
     csv_path = out / "results.csv"
@@ -101,13 +106,14 @@ def sweep(model, space_path, out, strategy, samples, seed, workers, scheduler, r
         objectives=dict(space.spec.objectives), constraints=[str(c) for c in conditions],
         pick_metric=pick_metric, pick_sense=pick_sense, cliffs=cliffs_from(space))
     summary.save(out / "sweep.json")
-    files = {"html": out / "report.html"} if no_report else write_report(load_frame(csv_path), summary, out)
+    files = {} if no_report else write_report(load_frame(csv_path), summary, out)
     feasible = search.feasible(rows, conditions)
     choice = search.pick(search.front(feasible, space.spec.objectives) or feasible, pick_metric, pick_sense)
     if as_json:
         options.echo_json({"points": len(rows), "feasible": len(feasible),
                            "front": len(search.front(feasible, space.spec.objectives)),
-                           "chosen": choice.row, "report": str(files["html"])})
+                           "chosen": choice.row,
+                           "report": str(files["html"]) if "html" in files else None})
         return
     invalid = [r for r in rows if r["status"] == "invalid"]
     if invalid:
@@ -121,7 +127,10 @@ def sweep(model, space_path, out, strategy, samples, seed, workers, scheduler, r
                            for k in space.keys)
         click.echo(f"chosen ({pick_sense} {pick_metric}): {params}")
         click.echo("  " + ", ".join(f"{m} {choice.row[m]:.4g}" for m in METRICS))
-    click.echo(f"report: {files['html']} (results.csv, pareto.csv and plots in {out})")
+    if no_report:
+        click.echo(f"results: {csv_path} (no report written: `accelsim report {out}` draws it)")
+    else:
+        click.echo(f"report: {files['html']} (results.csv, pareto.csv and plots in {out})")
 
 
 COMMANDS = (sweep,)

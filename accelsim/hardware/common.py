@@ -64,6 +64,16 @@ def footprint(graph: Graph) -> dict[str, float]:
     return resident
 
 
+def peak_activation_bytes(graph: Graph) -> float:
+    """The largest activation working set of one op (its activation inputs and outputs): what
+    must be live at once beside the resident weights and cache, for the memory-footprint view."""
+    peak = 0.0
+    for op in graph:
+        live = sum(a.tensor.nbytes for a in (*op.reads(), *op.writes()) if a.tensor.role == "activation")
+        peak = max(peak, live)
+    return peak
+
+
 def offchip_allocate(demand: Demand, hw_name: str, offchip: str, offchip_capacity: float,
                      onchip: str, onchip_capacity: float) -> Placement:
     resident = demand.resident

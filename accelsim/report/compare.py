@@ -26,8 +26,8 @@ def roof_of(chip: HardwareBase) -> tuple[float, float]:
 
 
 def summary_frame(results: list[Result], refusals: list[Refusal]) -> pd.DataFrame:
-    rows = [{"hw": r.hw, "kind": r.hw_kind, **dtype_columns(r), "chips": r.chips, "layout": r.layout,
-             "status": "ok", "latency_s": r.latency_s,
+    rows = [{"model": r.model, "hw": r.hw, "kind": r.hw_kind, **workload_columns(r.workload), **dtype_columns(r),
+             "chips": r.chips, "layout": r.layout, "status": "ok", "latency_s": r.latency_s,
              "tokens_per_s": r.tokens_per_s, "joules_per_token": r.joules_per_token,
              "power_w": r.power_w, "area_mm2": r.area_mm2, "usd_per_mtoken": r.usd_per_mtoken,
              "weight_bytes": r.footprint_bytes.get("weight", 0.0),
@@ -35,14 +35,27 @@ def summary_frame(results: list[Result], refusals: list[Refusal]) -> pd.DataFram
              "weight_traffic_bytes": sum(c.bytes.get("hbm", 0.0) + c.bytes.get("dram", 0.0)
                                          for c in r.ops if c.kind == "matmul") * r.groups,
              "dominant_bound": r.by_kind()["bound"].iloc[0]} for r in results]
-    rows += [{"hw": f.hw, "status": f"cannot run: {f.reason}"} for f in refusals]
+    rows += [{"hw": f.hw, **(workload_columns(f.workload) if f.workload else {}),
+              "status": f"cannot run: {f.reason}"} for f in refusals]
     return pd.DataFrame(rows)
+
+
+def workload_columns(workload: dict) -> dict[str, object]:
+    """phase, batch and the one size the phase reads (prompt or context) of a row."""
+    size = "prompt" if workload["phase"] == "prefill" else "context"
+    return {"phase": workload["phase"], "batch": workload["batch"], size: workload[size]}
 
 
 def dtype_columns(result: Result) -> dict[str, str]:
     """weight_dtype / act_dtype / kv_dtype of one row ('' where the model keeps no KV cache)."""
     return {"weight_dtype": result.dtypes.get("weight", ""), "act_dtype": result.dtypes.get("activation", ""),
             "kv_dtype": result.dtypes.get("kv", "")}
+
+
+def _workload_cell(row: pd.Series) -> str:
+    size = "prompt" if row.get("phase") == "prefill" else "context"
+    value = row.get(size)
+    return f"batch {int(row['batch'])}, {size} {int(value):,}" if pd.notna(value) else ""
 
 
 def formats_label(row: pd.Series) -> str:
@@ -72,6 +85,9 @@ def _display(frame: pd.DataFrame, reasons_inline: bool = False) -> pd.DataFrame:
     cell; a refusal's reason stays in the status cell only when asked (the reports list them
     below the table so one long reason does not stretch a row to 25 lines)."""
     shown = pd.DataFrame({"hw": frame["hw"]})
+    if "phase" in frame and len(frame[["phase", "batch"] + [c for c in ("prompt", "context") if c in frame]]
+                                .drop_duplicates()) > 1:
+        shown["workload"] = frame.apply(_workload_cell, axis=1)
     if "kind" in frame:
         shown["kind"] = frame["kind"].fillna("")
     if "weight_dtype" in frame:

@@ -35,6 +35,10 @@ class Refusal:
 
     hw: str
     reason: str
+    workload: dict | None = None  # the step asked for, as Result.workload has it
+
+    def to_dict(self) -> dict:
+        return {"hw": self.hw, "workload": self.workload, "status": "cannot run", "reason": self.reason}
 
 
 @dataclass(frozen=True)
@@ -112,7 +116,8 @@ class Result:
     def ops_frame(self) -> pd.DataFrame:
         rows = [{
             "name": c.op, "kind": c.kind, "layer": c.layer, "time_s": c.time_s,
-            "compute_s": c.compute_s, "bound": c.bound, "flops": c.flops,
+            "compute_s": c.compute_s, "bound": c.bound, "regime": c.regime, "dtype": c.dtype,
+            "flops": c.flops,
             "bytes": sum(c.bytes.values()), "energy_j": c.energy_total, "utilisation": c.utilisation,
             "mapping": c.mapping, **{f"bytes_{k}": v for k, v in c.bytes.items()},
         } for c in self.ops]
@@ -127,6 +132,8 @@ class Result:
         bound = frame.groupby("kind").apply(
             lambda g: g.groupby("bound")["time_s"].sum().idxmax(), include_groups=False)
         grouped["bound"] = bound
+        grouped["regime"] = frame.groupby("kind").apply(
+            lambda g: g.groupby("regime")["time_s"].sum().idxmax(), include_groups=False)
         return grouped.sort_values("time_s", ascending=False)
 
     def to_dict(self) -> dict:
@@ -144,7 +151,8 @@ class Result:
             "dtypes": self.dtypes, "layout": self.layout,
             "system": self.system,
             "ops": [{"name": c.op, "kind": c.kind, "layer": c.layer, "time_s": c.time_s,
-                     "bound": c.bound, "flops": c.flops, "bytes": c.bytes,
+                     "bound": c.bound, "regime": c.regime, "dtype": c.dtype, "flops": c.flops,
+                     "bytes": c.bytes,
                      "energy_j": c.energy_total, "utilisation": c.utilisation, "mapping": c.mapping}
                     for c in self.ops],
         }
