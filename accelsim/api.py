@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -65,8 +65,9 @@ def load_study(path: str) -> StudySpec:
     return loader.validate(StudySpec, loader.read_document(resolved), path)
 
 
-def run_study(study: StudySpec) -> list[StudyCell]:
-    """Every (case, workload) cell of ``study``: ``compare`` over the case's chips."""
+def run_study(study: StudySpec, done: Callable[[], None] | None = None) -> list[StudyCell]:
+    """Every (case, workload) cell of ``study``: ``compare`` over the case's chips (``done`` is
+    called after each cell, for a progress bar)."""
     cells = []
     for case in study.cases:
         chips = tuple(resolve_hardware(h) for h in case.hardware)
@@ -76,6 +77,8 @@ def run_study(study: StudySpec) -> list[StudyCell]:
             results, refusals = compare(spec, list(chips), workload, weight_dtype=case.weight_dtype,
                                         act_dtype=case.act_dtype, kv_dtype=case.kv_dtype)
             cells.append(StudyCell(case, chips, workload, results, refusals))
+            if done is not None:
+                done()
     return cells
 
 

@@ -37,7 +37,7 @@ def compare(model, hws, phase, batch, prompt, context, allow_long_context, densi
     throughput-latency, latency-context and TTFT-prompt curves to the report.
     """
     from accelsim.report.compare import _display as display_frame  # pandas/matplotlib: lazily
-    from accelsim.report.compare import roof_of, summary_frame, write_report
+    from accelsim.report.compare import summary_frame, write_report
     if as_json and as_csv:
         raise click.UsageError("--json and --csv: choose one")
     spec = resolve_model(model)
@@ -55,7 +55,7 @@ def compare(model, hws, phase, batch, prompt, context, allow_long_context, densi
     out_dir = out or Path("reports") / name
     sizes = ", ".join(p.describe() for p in points) if len(points) <= 4 else \
         f"{len(points)} points from {points[0].describe()} to {points[-1].describe()}"
-    files = write_report(results, refusals, {c.name: roof_of(c) for c in chips}, out_dir,
+    files = write_report(results, refusals, chips, out_dir,
                          f"{spec.name}: {', '.join(c.name for c in chips)}", sizes)
     if as_json:
         options.echo_json([{**r.to_dict(), "status": "ok"} for r in results] +

@@ -2,7 +2,8 @@
 from __future__ import annotations
 
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -27,3 +28,17 @@ def progress(items: Iterable[T], unit: str, *, quiet: bool = False, total: int |
     from tqdm import tqdm  # only on a terminal: keeps the import off the quiet path
     yield from tqdm(items, unit=f" {unit}", total=total, desc=description, delay=DELAY_S,
                     file=sys.stderr, leave=False, dynamic_ncols=True)
+
+
+@contextmanager
+def bar(total: int, unit: str, *, quiet: bool = False, description: str | None = None
+        ) -> Iterator[Callable[[], None]]:
+    """A counter to call once per finished item (work a library drives, e.g. a study's cells);
+    shown like ``progress``: on a terminal, after the first second, never for --json."""
+    if quiet or not on_terminal():
+        yield lambda: None
+        return
+    from tqdm import tqdm
+    with tqdm(total=total, unit=f" {unit}", desc=description, delay=DELAY_S, file=sys.stderr,
+              leave=False, dynamic_ncols=True) as shown:
+        yield lambda: shown.update(1) and None

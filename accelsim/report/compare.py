@@ -2,16 +2,19 @@
 from __future__ import annotations
 
 import html
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import jinja2
 import pandas as pd
 
 from accelsim import hardware
+from accelsim.dtypes import DTYPES
 from accelsim.hardware.spec import HardwareBase
 from accelsim.report import plots
 from accelsim.sim.result import Refusal, Result, precision_note
+from accelsim.workload import Workload
+from accelsim.report.text import op_table
 from accelsim.units import format_plain, format_rate, format_si
 
 TEMPLATES = jinja2.Environment(
@@ -19,10 +22,22 @@ TEMPLATES = jinja2.Environment(
     autoescape=jinja2.select_autoescape(["html", "html.j2"]), trim_blocks=True, lstrip_blocks=True)
 
 
-def roof_of(chip: HardwareBase) -> tuple[float, float]:
-    """(peak matrix FLOP/s, bandwidth of the memory holding weights and KV) for the roofline plot."""
+OFF_CHIP_LEVELS = ("hbm", "dram")
+
+
+def roof_of(chip: HardwareBase) -> plots.Roof:
+    """The memory holding the chip's weights and KV cache, for its roofline (each op brings its
+    own compute peak, that of its format)."""
     outer = hardware.backend(chip).main_memory(chip)
-    return max(chip.compute.matrix.values()), outer.bandwidth
+    levels = getattr(chip, "memory")  # every kind's spec has its memory levels by name
+    level = next(name for name, held in levels if held is outer)
+    matrix = {d: chip.matrix_peak(d) for d in DTYPES}  # a format without units falls back to a wider one
+    return plots.Roof(level, outer.bandwidth, level not in OFF_CHIP_LEVELS, matrix, chip.compute.vector)
+
+
+def capacity_of(chip: HardwareBase) -> float:
+    """Bytes one chip's main memory holds (the footprint plot's mark)."""
+    return hardware.backend(chip).main_memory(chip).capacity
 
 
 def summary_frame(results: list[Result], refusals: list[Refusal]) -> pd.DataFrame:
@@ -104,23 +119,27 @@ def _display(frame: pd.DataFrame, reasons_inline: bool = False) -> pd.DataFrame:
     return shown
 
 
-def write_report(results: list[Result], refusals: list[Refusal], roofs: dict[str, tuple[float, float]],
+def write_report(results: list[Result], refusals: list[Refusal], chips: Sequence[HardwareBase],
                  out_dir: Path, title: str, workload_text: str) -> dict[str, Path]:
+    """Every file of a comparison.  ``results`` may hold several workload points per chip (a
+    list-valued --batch/--context/--prompt): the table has a row each, the per-op views show
+    the first point and the curves show them all."""
     out_dir.mkdir(parents=True, exist_ok=True)
     frame = summary_frame(results, refusals)
     files = {"summary_csv": out_dir / "summary.csv", "ops_csv": out_dir / "ops.csv"}
     frame.to_csv(files["summary_csv"], index=False)
-    ops = pd.concat([r.ops_frame().assign(hw=r.hw) for r in results], ignore_index=True) \
-        if results else pd.DataFrame()
+    first = [r for r in results if r.workload == results[0].workload] if results else []
+    ops = pd.concat([r.ops_frame().assign(hw=r.hw, **workload_columns(r.workload)) for r in results],
+                    ignore_index=True) if results else pd.DataFrame()
     ops.to_csv(files["ops_csv"], index=False)
-    if results:
-        files["time_breakdown_png"] = plots.time_breakdown(results, out_dir / "time_breakdown.png")
-        files["roofline_png"] = plots.roofline(results, roofs, out_dir / "roofline.png")
+    files.update(_figures(results, first, chips, out_dir))
     precision = precision_note(results)
     context = {
         "title": title + (" (unlike precisions)" if precision else ""), "precision": precision,
         "workload": workload_text, "table": _display(frame),
-        "findings": findings(results), "refusals": refusals,
+        "findings": findings(first), "refusals": refusals,
+        "op_tables": {r.hw: op_table(r, top=8).to_html(index=False, border=0) for r in first},
+        "first_point": workload_text_of(first[0]) if first and len(first) < len(results) else "",
         "images": {k: v.name for k, v in files.items() if k.endswith("_png")},
     }
     files["markdown"] = out_dir / "report.md"
@@ -131,6 +150,32 @@ def write_report(results: list[Result], refusals: list[Refusal], roofs: dict[str
     files["html"].write_text(TEMPLATES.get_template("compare.html.j2").render(
         **context, html_table=_display(frame).to_html(index=False, escape=True, border=0)),
         encoding="utf-8")
+    return files
+
+
+def workload_text_of(result: Result) -> str:
+    return Workload(**result.workload).describe()
+
+
+def _figures(results: list[Result], first: list[Result], chips: Sequence[HardwareBase],
+             out_dir: Path) -> dict[str, Path]:
+    """The plots, by file key: per-op views of the first point, curves over every point."""
+    if not results:
+        return {}
+    files = {
+        "time_breakdown_png": plots.time_breakdown(first, out_dir / "time_breakdown.png"),
+        "roofline_png": plots.roofline(first, {c.name: roof_of(c) for c in chips}, out_dir / "roofline.png"),
+        "memory_footprint_png": plots.memory_footprint(first, {c.name: capacity_of(c) for c in chips},
+                                                       out_dir / "memory_footprint.png"),
+    }
+    batches = {r.workload["batch"] for r in results}
+    size = "prompt" if results[0].workload["phase"] == "prefill" else "context"
+    sizes = {r.workload[size] for r in results}
+    if len(batches) > 1:
+        files["throughput_latency_png"] = plots.throughput_latency(results, out_dir / "throughput_latency.png")
+    if len(sizes) > 1:
+        name = "ttft_prompt" if size == "prompt" else "latency_context"
+        files[f"{name}_png"] = plots.latency_size(results, out_dir / f"{name}.png")
     return files
 
 

@@ -6,11 +6,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from accelsim.report.compare import TEMPLATES, dtype_columns, roof_of, write_report
+from accelsim.report.compare import TEMPLATES, dtype_columns, write_report
 from accelsim.study import StudyCell, StudySpec
+from accelsim.units import format_plain, format_rate, format_si
 
-METRICS = {"tokens_per_s": "tokens/s", "joules_per_token": "J/token", "usd_per_mtoken": "$/Mtoken",
-           "latency_s": "step latency (s)"}
+METRICS = {"tokens_per_s": "throughput (tokens/s)", "joules_per_token": "energy per token",
+           "usd_per_mtoken": "cost per million tokens", "latency_s": "step latency"}
+# How each metric's cells read: SI-prefixed units, counts with separators, never an exponent.
+CELL = {"tokens_per_s": lambda v: format_rate(v, "tokens/s"), "joules_per_token": lambda v: format_si(v, "J"),
+        "usd_per_mtoken": lambda v: f"${format_plain(v)}", "latency_s": lambda v: format_si(v, "s")}
+CHART_UNITS = {"tokens_per_s": "tokens/s", "joules_per_token": "J"}
 
 
 def study_frame(cells: list[StudyCell]) -> pd.DataFrame:
@@ -23,46 +28,71 @@ def study_frame(cells: list[StudyCell]) -> pd.DataFrame:
         model = f"{cell.case.model} ({dtypes})" if dtypes else cell.case.model
         base = {"model": model, "workload": cell.workload.describe(), "report": cell.slug}
         for r in cell.results:
-            rows.append({**base, "hw": r.hw, **dtype_columns(r), "chips": r.chips, "layout": r.layout,
-                         "status": "ok",
+            rows.append({**base, "hw": r.hw, **dtype_columns(r), "formats": r.dtype_label,
+                         "chips": r.chips, "layout": r.layout, "status": "ok",
                          **{m: getattr(r, m) for m in METRICS}})
         rows += [{**base, "hw": f.hw, "status": f"cannot run: {f.reason}"} for f in cell.refusals]
     return pd.DataFrame(rows)
 
 
 def metric_grid(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """(model, workload) x chip table of one metric; chips that cannot run show a dash."""
-    ok = frame[frame["status"] == "ok"]
-    grid = ok.pivot_table(index=["model", "workload"], columns="hw", values=metric, aggfunc="first")
-    all_hw = list(dict.fromkeys(frame["hw"]))
-    grid = grid.reindex(columns=all_hw)
+    """(model, workload) x chip table of one metric, each cell with its unit and, where the
+    chip ran other formats than the rest of its row (a hardwired chip's int4 weights) or more
+    than one chip, a tag saying so; chips that cannot run show a dash."""
+    ok = frame[frame["status"] == "ok"].copy()
+    usual = ok.groupby(["model", "workload"])["formats"].agg(lambda f: f.mode().iloc[0])
+    ok["cell"] = [_cell(metric, row, usual[(row["model"], row["workload"])]) for _, row in ok.iterrows()]
+    grid = ok.pivot_table(index=["model", "workload"], columns="hw", values="cell", aggfunc="first")
+    grid = grid.reindex(columns=list(dict.fromkeys(frame["hw"])))
+    grid.columns.name = None  # no empty "hw" header row above the chips
     index = pd.MultiIndex.from_frame(frame[["model", "workload"]].drop_duplicates())
-    return grid.reindex(index)
+    return grid.reindex(index).astype(object).fillna("–")
 
 
-def _fmt(value: float) -> str:
-    """Four significant digits, thousands separated, never exponent notation above 1."""
+def _cell(metric: str, row: pd.Series, usual_formats: str) -> str:
+    value = row[metric]
     if pd.isna(value):
         return "–"
-    if abs(value) >= 1000:
-        return f"{value:,.0f}"
-    return f"{value:.4g}"
+    tags = [row["formats"]] if row["formats"] != usual_formats else []
+    if row["chips"] > 1:
+        tags.append(f"{int(row['chips'])} chips")
+    return CELL[metric](value) + (f" ({'; '.join(tags)})" if tags else "")
+
+
+def charts(frame: pd.DataFrame, out_dir: Path) -> list[tuple[str, str]]:
+    """One chart per workload and metric (tokens/s, J/token): a bar per model and chip, log
+    scale where they span decades (a hardwired chip beside a GPU)."""
+    from accelsim.report import plots  # matplotlib: only when a report is drawn
+    ok = frame[frame["status"] == "ok"]
+    shown = []
+    for n, (workload, rows) in enumerate(ok.groupby("workload", sort=False)):
+        usual = rows["formats"].mode().iloc[0]
+        labels = [f"{r.hw} · {r.model}" + "".join(
+            f" ({tag})" for tag in (r.formats if r.formats != usual else "",
+                                    f"{int(r.chips)} chips" if r.chips > 1 else "") if tag)
+            for r in rows.itertuples()]
+        for metric, unit in CHART_UNITS.items():
+            name = f"chart_{n}_{metric}.png"
+            title = f"{METRICS[metric]}, {workload}"
+            plots.metric_bars(labels, rows[metric].astype(float).tolist(), unit, title, out_dir / name,
+                              higher_is_better=metric == "tokens_per_s")
+            shown.append((title, name))
+    return shown
 
 
 def write_study(study: StudySpec, cells: list[StudyCell], out_dir: Path) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     for cell in cells:
-        write_report(cell.results, cell.refusals, {c.name: roof_of(c) for c in cell.chips},
+        write_report(cell.results, cell.refusals, cell.chips,
                      out_dir / cell.slug, f"{cell.case.model}: {', '.join(cell.case.hardware)}",
                      cell.workload.describe())
     frame = study_frame(cells)
     files = {"csv": out_dir / "study.csv", "markdown": out_dir / "index.md",
              "html": out_dir / "index.html"}
     frame.to_csv(files["csv"], index=False)
-    grids = {label: metric_grid(frame, metric).map(_fmt).reset_index()
-             for metric, label in METRICS.items()}
+    grids = {label: metric_grid(frame, metric).reset_index() for metric, label in METRICS.items()}
     refusals = frame[frame["status"] != "ok"][["model", "workload", "hw", "status"]]
-    context = {"title": study.title, "reports": [c.slug for c in cells],
+    context = {"title": study.title, "reports": [c.slug for c in cells], "charts": charts(frame, out_dir),
                "refusals": refusals.to_dict("records")}
     files["markdown"].write_text(TEMPLATES.get_template("study.md.j2").render(
         **context, grids={k: g.to_markdown(index=False) for k, g in grids.items()}), encoding="utf-8")
