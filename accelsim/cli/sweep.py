@@ -14,6 +14,7 @@ from accelsim.dse import runner, search
 from accelsim.dse.evaluate import Job
 from accelsim.dse.space import METRICS, Condition, load_space
 from accelsim.errors import AccelsimError
+from accelsim.report.cells import format_cell
 from accelsim.report.sweep import SweepSummary, cliffs_from, load_frame, write_report
 from accelsim.workload import Workload
 
@@ -123,10 +124,9 @@ def sweep(model, space_path, out, strategy, samples, seed, workers, scheduler, r
     if choice.row is None:
         click.echo("no design meets every target and constraint")
     else:
-        params = ", ".join(f"{k}={choice.row[k]:.4g}" if isinstance(choice.row[k], float) else f"{k}={choice.row[k]}"
-                           for k in space.keys)
+        params = ", ".join(f"{k}={format_cell(k, choice.row[k])}" for k in space.keys)
         click.echo(f"chosen ({pick_sense} {pick_metric}): {params}")
-        click.echo("  " + ", ".join(f"{m} {choice.row[m]:.4g}" for m in METRICS))
+        click.echo("  " + ", ".join(f"{m} {format_cell(m, choice.row[m])}" for m in METRICS))
     if no_report:
         click.echo(f"results: {csv_path} (no report written: `accelsim report {out}` draws it)")
     else:

@@ -71,7 +71,10 @@ def si_ticks(ax: Axes, axis: str, unit: str) -> None:
     target = ax.xaxis if axis == "x" else ax.yaxis
     target.set_major_formatter(formatter)
     if (ax.get_xscale() if axis == "x" else ax.get_yscale()) == "log":
-        target.set_major_locator(LogLocator(base=10, numticks=12))
+        low, high = ax.get_xlim() if axis == "x" else ax.get_ylim()
+        # Under two decades, label 1-2-5 steps so the axis has more than one or two numbers.
+        subs = (1.0, 2.0, 5.0) if low > 0 and high / low < 100 else (1.0,)
+        target.set_major_locator(LogLocator(base=10, subs=subs, numticks=12))
         target.set_minor_formatter(FuncFormatter(lambda _v, _p: ""))
 
 
