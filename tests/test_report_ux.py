@@ -249,3 +249,36 @@ def test_bundled_scalesim_example_runs_with_the_worked_cycles(cli):
     cycles = {r["layer"]: r["total_cycles"] for r in json.loads(out)["layers"]}
     # SCALE-Sim's own report for these shapes on 128x128 OS (/work/shared/PEERS.md)
     assert cycles["o_proj_b1"] == 139199 and cycles["square_256"] == 2039
+
+
+# --- live progress: on a terminal only, never in --json ---------------------------------------
+
+@pytest.fixture
+def terminal(monkeypatch):
+    """stderr as a terminal, and no delay before a bar appears."""
+    from accelsim.cli import progress
+    monkeypatch.setattr(progress, "on_terminal", lambda: True)
+    monkeypatch.setattr(progress, "DELAY_S", 0.0)
+
+
+def test_progress_bar_on_a_terminal(cli, terminal, write, tmp_path):
+    spec = write("s.yaml", "name: s\ntitle: t\ncases:\n  - {model: llama-3.2-1b, hardware: [h100-sxm]}\n"
+                           "workloads:\n  - {phase: decode, batch: 1, context: 512}\n"
+                           "  - {phase: decode, batch: 4, context: 512}\n")
+    code, out, err = cli("study", str(spec), "--out", str(tmp_path))
+    assert code == 0
+    assert "cells" in err and "2/2" in err  # tqdm's count on stderr
+    assert "cells" not in out
+
+
+def test_no_progress_bar_in_json(cli, terminal):
+    code, out, err = cli("run", "--batch", "1,2", "--json")
+    assert code == 0 and err == ""
+    json.loads(out)
+
+
+def test_no_progress_bar_off_a_terminal(cli, write, tmp_path):
+    spec = write("s.yaml", "name: s\ntitle: t\ncases:\n  - {model: llama-3.2-1b, hardware: [h100-sxm]}\n"
+                           "workloads:\n  - {phase: decode, batch: 1, context: 512}\n")
+    code, _, err = cli("study", str(spec), "--out", str(tmp_path))
+    assert code == 0 and err == ""

@@ -31,7 +31,7 @@ def progress(items: Iterable[T], unit: str, *, quiet: bool = False, total: int |
 
 
 @contextmanager
-def bar(total: int, unit: str, *, quiet: bool = False, description: str | None = None
+def bar(total: int | None, unit: str, *, quiet: bool = False, description: str | None = None
         ) -> Iterator[Callable[[], None]]:
     """A counter to call once per finished item (work a library drives, e.g. a study's cells);
     shown like ``progress``: on a terminal, after the first second, never for --json."""

@@ -7,6 +7,7 @@ import click
 
 from accelsim import api
 from accelsim.cli import options
+from accelsim.cli.progress import progress
 from accelsim.errors import AccelsimError
 from accelsim.sim import serving
 from accelsim.workload import Workload
@@ -106,7 +107,8 @@ def serve(model, hw, parallelism, weight_dtype, act_dtype, kv_dtype, density, ra
                            density=density, weight_dtype=weight_dtype, act_dtype=act_dtype,
                               kv_dtype=kv_dtype)
     main = serving.serve(base if base is not None else workload_at(rate), costs, config, main_rate)
-    sweep = [serving.serve(workload_at(r), costs, config, r) for r in curve_rates]
+    sweep = [serving.serve(workload_at(r), costs, config, r)
+             for r in progress(curve_rates, "rates", quiet=as_json)]  # a bar on a terminal only
 
     from accelsim.report.serving import write_report
     source = f"trace {trace_file}" if trace_file else (

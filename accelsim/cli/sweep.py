@@ -10,6 +10,7 @@ import click
 from accelsim import api
 from accelsim.api import resolve_model
 from accelsim.cli import options
+from accelsim.cli.progress import DELAY_S, on_terminal
 from accelsim.dse import runner, search
 from accelsim.dse.evaluate import Job
 from accelsim.dse.space import METRICS, Condition, load_space
@@ -19,9 +20,11 @@ from accelsim.report.sweep import SweepSummary, cliffs_from, load_frame, write_r
 from accelsim.workload import Workload
 
 
-def _progress(total: int):
+def _progress(total: int, quiet: bool):
+    """The points bar: on a terminal, after the first second, never under --json."""
     from tqdm import tqdm
-    bar = tqdm(total=total, unit="pt", file=sys.stderr, disable=not sys.stderr.isatty(), leave=False)
+    bar = tqdm(total=total, unit="pt", file=sys.stderr, disable=quiet or not on_terminal(),
+               delay=DELAY_S, leave=False)
     return bar
 
 
@@ -84,7 +87,7 @@ def sweep(model, space_path, out, strategy, samples, seed, workers, scheduler, r
         click.echo(f"note: overwriting {csv_path} (use --resume to continue it)", err=True)
 
     def evaluate(points):
-        bar = _progress(len(points))
+        bar = _progress(len(points), as_json)
         try:
             return runner.run(job, points, csv_path, workers=workers, scheduler=scheduler,
                               resume=True if strategy == "nsga2" else resume, progress=bar.update)
