@@ -345,9 +345,6 @@ class Collective(Op):
         return 0.0
 
 
-OP_KINDS: tuple[type[Op], ...] = (MatMul, Attention, Elementwise, Norm, Embedding, Scan, Conv, Collective)
-
-
 @dataclass
 class Graph:
     """Ops in a valid execution order plus the producer->consumer dependency graph."""

@@ -62,7 +62,6 @@ ENERGY_PER_BYTE = Dimension(
 TIME = Dimension("time", "4 us", {**_scaled("s", _SMALL), "min": 60.0})
 AREA = Dimension("area", "814 mm2", {"mm2": 1.0, "mm^2": 1.0, "mm²": 1.0, "um2": 1e-6, "um^2": 1e-6,
                                        "µm2": 1e-6, "µm²": 1e-6, "cm2": 100.0, "cm^2": 100.0})
-AREA_DENSITY = Dimension("area per unit", "0.0001 mm2", AREA.units)
 BIT_DENSITY = Dimension("storage density", "30 Mbit/mm2",
                         {f"{u}/{a}": s / sa for u, s in _BYTES.items() for a, sa in
                          (("mm2", 1.0), ("mm^2", 1.0), ("mm²", 1.0))})

@@ -164,10 +164,10 @@ def test_no_config_beats_its_roofline_and_energy_sums(name):
 
 
 def test_ternary_matmul_charged_add_energy_on_ternary_hardware():
-    fpga = matmul_report("fpga-ternary-mmfree", m=1, k=2048, n=2048, dtype="ternary")
+    fpga = matmul_report(load_hardware("fpga-ternary-mmfree"), m=1, k=2048, n=2048, dtype="ternary")
     assert fpga.op["add_only"] and fpga.op["datapath"] == "ternary"
     assert fpga.energy_j["compute"] == pytest.approx(2048 * 2048 * 0.42e-12)
-    gpu = matmul_report("h100-sxm", m=1, k=2048, n=2048, dtype="ternary")
+    gpu = matmul_report(load_hardware("h100-sxm"), m=1, k=2048, n=2048, dtype="ternary")
     assert gpu.op["datapath"] == "int8" and gpu.energy_j["compute"] == pytest.approx(2048 * 2048 * 0.077e-12)
 
 

@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         return done.exit_code
     except click.ClickException as err:
         # One line, like every other bad-input error; `--help` has the usage.
-        command = err.ctx.command_path if getattr(err, "ctx", None) is not None else "accelsim"
+        ctx = getattr(err, "ctx", None)  # only usage errors carry their command's context
+        command = ctx.command_path if ctx is not None else "accelsim"
         hint = f" (see '{command} --help')" if isinstance(err, click.UsageError) else ""
         click.echo(f"error: {command}: {' '.join(err.format_message().split())}{hint}", err=True)
         return 2 if isinstance(err, click.UsageError) else err.exit_code

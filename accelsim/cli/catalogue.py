@@ -20,7 +20,7 @@ def models(ctx, as_json):
     """List the bundled models, or `models show NAME|PATH` for one model's spec."""
     if ctx.invoked_subcommand is not None:
         return
-    rows = []
+    rows: list[dict[str, object]] = []
     for name, path in loader.bundled_names("models").items():
         try:
             info = describe_model(load_model(str(path)))
@@ -64,7 +64,7 @@ def models_show(name, as_json):
 @options.json_option
 def hw_list(as_json):
     """List the bundled hardware configs."""
-    rows = []
+    rows: list[dict[str, object]] = []
     for name, path in loader.bundled_names("hw_configs").items():
         try:
             chip = hardware.load_hardware(str(path))

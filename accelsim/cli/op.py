@@ -72,10 +72,11 @@ def matmul(ctx, m, k, n, count, dtype, dataflow, sub_json):
 
     Every operand starts in off-chip memory and the result ends there (the rule validation's
     GEMM points use too)."""
+    from accelsim.api import resolve_hardware
     from accelsim.report.opcost import matmul_report
     if ctx.obj["hw"] is None:
         raise AccelsimError("give --hw before the op, e.g. `accelsim op --hw tpu-v5e matmul ...`")
-    report = matmul_report(ctx.obj["hw"], m=m, k=k, n=n, count=count, dtype=dtype, dataflow=dataflow)
+    report = matmul_report(resolve_hardware(ctx.obj["hw"]), m=m, k=k, n=n, count=count, dtype=dtype, dataflow=dataflow)
     if ctx.obj["as_json"] or sub_json:
         options.echo_json(report.to_dict())
     else:

@@ -10,7 +10,7 @@ import click
 from accelsim import api
 from accelsim.dtypes import DTYPES
 from accelsim.transform import Parallelism
-from accelsim.workload import Workload
+from accelsim.workload import Phase, Workload
 
 DEFAULT_MODEL = "llama-3.1-8b"
 
@@ -143,7 +143,7 @@ def parallel_options(command: Callable) -> Callable:
     return _LAYOUT_OPTIONS(with_layout)
 
 
-def workload_points(phase: str, batch: tuple[int, ...], prompt: tuple[int, ...] | None,
+def workload_points(phase: Phase, batch: tuple[int, ...], prompt: tuple[int, ...] | None,
                     context: tuple[int, ...] | None, density: str | None = None,
                     max_context: int | None = None) -> list[Workload]:
     """Every (batch, size) point asked for, in order; a size option the phase does not read is
@@ -159,14 +159,16 @@ def workload_points(phase: str, batch: tuple[int, ...], prompt: tuple[int, ...] 
                   max_context or DEFAULT_CONTEXT)
     sizes = (prompt if phase == "prefill" else context) or (default,)
     points = []
+    prefill = phase == "prefill"
     for b in batch:
-        for size in sizes:
-            fields = {"prompt": size} if phase == "prefill" else {"context": size}
-            points.append(Workload(phase=phase, batch=b, density=profile, **fields))  # type: ignore[arg-type]
+        for size in sizes:  # the size the phase does not read keeps Workload's default
+            points.append(Workload(phase=phase, batch=b, density=profile,
+                                   prompt=size if prefill else Workload.prompt,
+                                   context=Workload.context if prefill else size))
     return points
 
 
-def workload_from(phase: str, batch: tuple[int, ...], prompt: tuple[int, ...] | None,
+def workload_from(phase: Phase, batch: tuple[int, ...], prompt: tuple[int, ...] | None,
                   context: tuple[int, ...] | None, density: str | None = None,
                   max_context: int | None = None) -> Workload:
     """The one workload of a command that takes one point (a list is refused)."""

@@ -12,6 +12,7 @@ from typing import Any, TypeVar
 
 import yaml
 from pydantic import BaseModel, ValidationError
+from pydantic_core import ErrorDetails
 
 from accelsim.errors import ConfigError
 
@@ -74,7 +75,7 @@ def _key_path(loc: tuple) -> str:
     return "".join(parts) or "(top level)"
 
 
-def _describe(error: dict, model: type[BaseModel]) -> str:
+def _describe(error: ErrorDetails, model: type[BaseModel]) -> str:
     kind = error["type"]
     if kind == "extra_forbidden":
         return "unknown key (check spelling; unknown keys are not ignored)"

@@ -39,7 +39,6 @@ def _require(check, message):
 
 
 Bytes = Annotated[float, _quantity(units.SIZE)]
-BytesOrZero = Annotated[float, _quantity(units.SIZE, positive=False)]
 Bandwidth = Annotated[float, _quantity(units.BANDWIDTH)]
 Frequency = Annotated[float, _quantity(units.FREQUENCY)]
 Throughput = Annotated[float, _quantity(units.THROUGHPUT)]
@@ -49,7 +48,6 @@ Energy = Annotated[float, _quantity(units.ENERGY, positive=False)]
 EnergyPerByte = Annotated[float, _quantity(units.ENERGY_PER_BYTE, positive=False)]
 Seconds = Annotated[float, _quantity(units.TIME, positive=False)]
 Area = Annotated[float, _quantity(units.AREA)]
-AreaOrZero = Annotated[float, _quantity(units.AREA, positive=False)]
 BitDensity = Annotated[float, _quantity(units.BIT_DENSITY)]
 Money = Annotated[float, _quantity(units.MONEY, positive=False)]
 

@@ -10,7 +10,7 @@ so the same runner (local, Dask, resumable) serves all three.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -49,12 +49,12 @@ def feasible(rows: list[dict[str, Any]], conditions: list[Condition]) -> list[di
     return [r for r in rows if violation(r, conditions) == 0.0]
 
 
-def objective_matrix(rows: list[dict[str, Any]], objectives: dict[str, str]) -> np.ndarray:
+def objective_matrix(rows: list[dict[str, Any]], objectives: Mapping[str, str]) -> np.ndarray:
     return pareto.oriented([np.array([r[m] for r in rows], dtype=float) for m in objectives],
                            list(objectives.values()))
 
 
-def front(rows: list[dict[str, Any]], objectives: dict[str, str]) -> list[dict[str, Any]]:
+def front(rows: list[dict[str, Any]], objectives: Mapping[str, str]) -> list[dict[str, Any]]:
     if not rows:
         return []
     mask = pareto.pareto_mask(objective_matrix(rows, objectives))
@@ -77,7 +77,7 @@ def pick(rows: list[dict[str, Any]], metric: str, sense: str) -> Pick:
     return Pick(metric, sense, min(rows, key=key))
 
 
-def nsga2(space: Space, evaluate: Evaluate, objectives: dict[str, str], conditions: list[Condition],
+def nsga2(space: Space, evaluate: Evaluate, objectives: Mapping[str, str], conditions: list[Condition],
           samples: int, seed: int, population: int = 32) -> list[dict[str, Any]]:
     """Evolve ``population`` designs for about ``samples`` evaluations; return every row seen."""
     rng = np.random.default_rng(seed)

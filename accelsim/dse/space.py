@@ -231,11 +231,8 @@ class SpaceSpec(Spec):
 class Space:
     """A loaded space: the spec, its file, and the base config document it varies."""
 
-    def __init__(self, spec: SpaceSpec, source: str):
-        self.spec, self.source = spec, source
-        path = loader.resolve(spec.base, "hw_configs", "hardware config")
-        self.base_source = str(path)
-        base = loader.read_document(path)
+    def __init__(self, spec: SpaceSpec, source: str, base_source: str, base: dict[str, Any]):
+        self.spec, self.source, self.base_source = spec, source, base_source
         for key, value in spec.set.items():
             _assign(base, key, value, self.source, f"set.{key}", create=True)
         self.base = base
@@ -339,7 +336,8 @@ def load_space(path: str | Path) -> Space:
                               source=str(path))
         path = candidate
     spec = loader.validate(SpaceSpec, loader.read_document(path), str(path))
-    return Space(spec, str(path))
+    base = loader.resolve(spec.base, "hw_configs", "hardware config")
+    return Space(spec, str(path), str(base), loader.read_document(base))
 
 
 def point_id(point: dict[str, Any]) -> str:

@@ -88,15 +88,10 @@ def scalesim_compute_util(m: int, k: int, n: int, rows: int, cols: int, dataflow
     return f.mapping_efficiency * streamed / fold_cycles
 
 
-def array_cycles(m: int, k: int, n: int, hw: SystolicSpec, dataflow: str, count: int = 1) -> int:
-    """Cycles on the chip's arrays: ``count`` independent GEMMs' folds shared among the arrays."""
-    s = hw.systolic
-    return shared_array_cycles(m, k, n, s.rows, s.cols, s.arrays, s.overlap, dataflow, count)
-
-
 def shared_array_cycles(m: int, k: int, n: int, rows, cols, arrays, overlap: str, dataflow: str,
                         count: int = 1):
-    """``array_cycles`` on explicit array sizes (numbers, or arrays over design points)."""
+    """Cycles on ``arrays`` arrays of rows x cols (numbers, or arrays over design points):
+    ``count`` independent GEMMs' folds shared among the arrays."""
     f = folds(m, k, n, rows, cols, dataflow)
     per_array = ceil_div(count * f.folds, arrays)
     if overlap == "double_buffered":

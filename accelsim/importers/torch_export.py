@@ -25,11 +25,11 @@ import operator
 from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, cast
 
 from accelsim.dtypes import DTYPES
 from accelsim.errors import AccelsimError
-from accelsim.graph import Attention, Conv, Elementwise, Embedding, Graph, MatMul, Norm, Op, Scan, Tensor
+from accelsim.graph import Attention, Conv, Elementwise, Embedding, Graph, MatMul, Norm, Op, Role, Scan, Tensor
 
 try:
     import torch
@@ -62,7 +62,7 @@ class Ref:
 class Leaf:
     tensor_name: str
     meta: Meta
-    role: str
+    role: Role
     parameter: bool
 
 
@@ -208,7 +208,7 @@ def _trace_fx(module: torch.nn.Module, args: tuple, kwargs: dict) -> Trace:
 def _fx_module_call(sub: torch.nn.Module, node: torch.fx.Node, param_ref) -> tuple[str, tuple]:
     """Express a call of a standard torch.nn leaf module as the ATen op it runs."""
     x = _refs(node.args[0])
-    p = node.target + "."
+    p = f"{node.target}."
     kind = type(sub).__name__
     if kind == "Linear":
         return "linear", (x, param_ref(p + "weight"), param_ref(p + "bias"))
@@ -222,7 +222,7 @@ def _fx_module_call(sub: torch.nn.Module, node: torch.fx.Node, param_ref) -> tup
         return "convolution", (x, param_ref(p + "weight"), param_ref(p + "bias"), sub.stride,
                                sub.padding, sub.dilation, False, (0,), sub.groups)
     if kind in ("GRU", "LSTM"):
-        weights = [param_ref(p + n) for n in sub._flat_weights_names]
+        weights = [param_ref(p + n) for n in cast(list[str], sub._flat_weights_names)]
         hx = _refs(node.args[1]) if len(node.args) > 1 else None
         return kind.lower(), (x, hx, weights, sub.bias, sub.num_layers, sub.dropout, False,
                               sub.bidirectional, sub.batch_first)
@@ -290,7 +290,7 @@ class _Lowerer:
         chosen = self.weight_dtype if role == "weight" else self.act_dtype
         return chosen or meta.dtype
 
-    def make(self, name: str, meta: Meta, role: str = "activation") -> Tensor:
+    def make(self, name: str, meta: Meta, role: Role = "activation") -> Tensor:
         return Tensor(name, meta.shape, self.dtype(meta, role), role)
 
     def __post_init__(self) -> None:
@@ -303,6 +303,13 @@ class _Lowerer:
     def tensor(self, arg: Any) -> Tensor | None:
         value = self.values.get(arg.name) if isinstance(arg, Ref) else None
         return value if isinstance(value, Tensor) else None
+
+    def operand(self, arg: Any, node: TracedNode) -> Tensor:
+        """A tensor operand the op cannot do without."""
+        value = self.tensor(arg)
+        if value is None:
+            raise AccelsimError(f"{node.name}: {node.op} expects a tensor operand, got {arg!r}")
+        return value
 
     def meta(self, arg: Any) -> Meta:
         return self.metas[arg.name]
@@ -365,9 +372,8 @@ class _Lowerer:
             return
         outs = self.outputs(node)
         if op in POINTWISE or op in REDUCTIONS:
-            per = POINTWISE.get(op) or REDUCTIONS[op]
             elements = max(t.elements for t in (*inputs, *outs)) if op in REDUCTIONS else outs[0].elements
-            ops = per
+            ops = float(POINTWISE.get(op) or REDUCTIONS[op])
         else:
             self.unmapped[op] += 1
             elements, ops = outs[0].elements, 0.0
@@ -437,7 +443,7 @@ def _matmul(low: _Lowerer, node: TracedNode) -> None:
         m, k, n = (sa[-2] if len(sa) > 1 else 1), sa[-1], sb[-1]
     extra = (t,) if (t := low.tensor(bias)) is not None else ()
     out = low.outputs(node)[0]
-    low.emit(node, MatMul("", (low.tensor(a), low.tensor(b), *extra), (out,), m=m, k=k, n=n, count=count))
+    low.emit(node, MatMul("", (low.operand(a, node), low.operand(b, node), *extra), (out,), m=m, k=k, n=n, count=count))
     low.bind(node, out)
 
 
@@ -454,7 +460,7 @@ def _attention(low: _Lowerer, node: TracedNode) -> None:
         # torch aligns is_causal top-left; accelsim's Attention counts bottom-right (queries last)
         low.notes.append(f"{node.name}: is_causal with q_len != kv_len counted with queries last")
     out = low.outputs(node)[0]
-    low.emit(node, Attention("", (low.tensor(q), low.tensor(k), low.tensor(v)), (out,), batch=batch,
+    low.emit(node, Attention("", (low.operand(q, node), low.operand(k, node), low.operand(v, node)), (out,), batch=batch,
                              heads=heads, kv_heads=kv_heads, q_len=sq[-2], kv_len=sk[-2],
                              qk_dim=sq[-1], v_dim=sv[-1], causal=causal and mask is None))
     low.bind(node, out)
@@ -463,13 +469,13 @@ def _attention(low: _Lowerer, node: TracedNode) -> None:
 def _embedding(low: _Lowerer, node: TracedNode) -> None:
     table, ids = node.args[:2]
     out = low.outputs(node)[0]
-    low.emit(node, Embedding("", (low.tensor(table), low.tensor(ids)), (out,),
+    low.emit(node, Embedding("", (low.operand(table, node), low.operand(ids, node)), (out,),
                              tokens=low.meta(ids).elements, dim=low.meta(table).shape[-1]))
     low.bind(node, out)
 
 
 def _norm(low: _Lowerer, node: TracedNode) -> None:
-    x = low.tensor(node.args[0])
+    x = low.operand(node.args[0], node)
     cols = math.prod(node.args[1])
     params = [t for a in node.args[2:4] if (t := low.tensor(a)) is not None]
     outs = low.outputs(node)
@@ -487,7 +493,7 @@ def _conv(low: _Lowerer, node: TracedNode) -> None:
     sx, sw, so = low.meta(x).shape, low.meta(w).shape, node.out.shape
     kernel = math.prod(sw[2:])
     extra = (t,) if (t := low.tensor(bias)) is not None else ()
-    inputs = (low.tensor(x), low.tensor(w), *extra)
+    inputs = (low.operand(x, node), low.operand(w, node), *extra)
     out = low.outputs(node)[0]
     if not transposed and groups == sx[1] and sw[1] == 1:  # depthwise: one filter per channel
         low.emit(node, Conv("", inputs, (out,), batch=so[0], length=math.prod(so[2:]),
@@ -513,13 +519,13 @@ def _rnn(low: _Lowerer, node: TracedNode) -> None:
     batch, steps = (sx[0], sx[1]) if batch_first else (sx[1], sx[0])
     per_dir = 4 if has_bias else 2
     dirs = 2 if bidirectional else 1
-    layer_in = low.tensor(x)
+    layer_in = low.operand(x, node)
     out_meta, hn_meta = node.out[0], node.out[1] if isinstance(node.out[1], Meta) else node.out[1][0]
     y, width = layer_in, sx[-1]  # the aliased tensor may be a transposed view: use traced shapes
     for layer in range(layers):
         ys = []
         for d in range(dirs):
-            w = [low.tensor(r) for r in weights[(layer * dirs + d) * per_dir:][:per_dir]]
+            w = [low.operand(r, node) for r in weights[(layer * dirs + d) * per_dir:][:per_dir]]
             w_ih, w_hh = w[0], w[1]
             b_ih, b_hh = (w[2],) if has_bias else (), (w[3],) if has_bias else ()
             hidden = w_hh.shape[1]

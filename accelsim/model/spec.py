@@ -12,20 +12,20 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypeVar, get_args
 
 from pydantic import Field, model_validator
 
 from accelsim.config import loader
-from accelsim.errors import ConfigError
 from accelsim.config.types import NonNegativeInt, PositiveInt, Spec
 from accelsim.dtypes import DType
+from accelsim.errors import AccelsimError, ConfigError
 from accelsim.model import hf_import
 
 MixerKind = Literal["attention", "mla", "mamba1", "mamba2", "rglru", "mlgru", "rwkv7", "hyena"]
 FfnKind = Literal["mlp", "moe", "none"]
-MIXER_KINDS: tuple[str, ...] = MixerKind.__args__
-FFN_KINDS: tuple[str, ...] = FfnKind.__args__
+MIXER_KINDS: tuple[str, ...] = get_args(MixerKind)
+FFN_KINDS: tuple[str, ...] = get_args(FfnKind)
 ActivationKind = Literal["swiglu", "geglu", "relu2_glu", "gelu", "relu", "relu2"]
 
 
@@ -301,19 +301,31 @@ def _resolve(spec: ModelSpec) -> tuple[LayerKind, ...]:
                 windows[layer] = rule.window
     kinds = []
     for layer in range(spec.num_layers):
-        if mixers[layer] is None:
+        mixer_of, ffn_of = mixers[layer], ffns[layer]
+        if mixer_of is None:
             raise ValueError(f"layer {layer} has no mixer: add a 'layers:' rule giving it one of "
                              f"{', '.join(MIXER_KINDS)} (needed when the file configures several or none)")
-        if ffns[layer] is None:
+        if ffn_of is None:
             raise ValueError(f"layer {layer} has no ffn: the file has both 'mlp:' and 'moe:', so add "
                              f"a 'layers:' rule giving it one of {', '.join(FFN_KINDS)}")
         window = spec.attention.sliding_window if spec.attention and windows[layer] == "local" else None
-        kinds.append(LayerKind(mixers[layer], ffns[layer], window if "attention" in mixers[layer] else None))
+        kinds.append(LayerKind(mixer_of, ffn_of, window if "attention" in mixer_of else None))
     return tuple(kinds)
 
 
+Section = TypeVar("Section")
+
+
+def configured(section: Section | None, name: str) -> Section:
+    """The section a layer's kind needs; validation refuses a layer whose kind has none, so a
+    missing one here is a lowering bug, said plainly."""
+    if section is None:
+        raise AccelsimError(f"the model has no '{name}:' section, yet a layer uses it")
+    return section
+
+
 def dt_rank(spec: ModelSpec) -> int:
-    m = spec.mamba1
+    m = configured(spec.mamba1, "mamba1")
     return m.dt_rank if m.dt_rank is not None else math.ceil(spec.hidden_size / 16)
 
 

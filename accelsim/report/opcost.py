@@ -77,9 +77,8 @@ def cost_matmul(op: MatMul, chip: HardwareBase, dataflow: str | None = None) -> 
     return cost_alone(op, chip, lambda m: m.params.get("dataflow") == dataflow)
 
 
-def matmul_report(hw: HardwareBase | str, *, m: int, k: int, n: int, count: int = 1,
+def matmul_report(chip: HardwareBase, *, m: int, k: int, n: int, count: int = 1,
                   dtype: str = "bf16", dataflow: str | None = None) -> OpReport:
-    chip = hw if isinstance(hw, HardwareBase) else hardware.load_hardware(hw)
     op = matmul_op(m, k, n, count, dtype)
     cost = cost_matmul(op, chip, dataflow)
     clock = chip.compute.clock

@@ -34,7 +34,7 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import networkx as nx
 import simpy
@@ -275,7 +275,8 @@ class _Record:
 class _Simulation:
     def __init__(self, tasks: list[Task], machine: Machine, overlap: Overlap):
         self.tasks, self.machine, self.overlap = tasks, machine, overlap
-        self.env = simpy.Environment(initial_time=Fraction(0))
+        # Times are exact Fractions; simpy adds whatever numbers it is given (its stubs say float).
+        self.env = simpy.Environment(initial_time=Fraction(0))  # type: ignore[arg-type]
         self.done = [self.env.event() for _ in tasks]
         self.fetch_started = [self.env.event() for _ in tasks]
         self.fetch_done = [self.env.event() for _ in tasks]
@@ -283,10 +284,17 @@ class _Simulation:
         self.resources: dict[str, simpy.PriorityResource] = {}
         self.last_release: dict[str, tuple[Fraction, tuple[str, int]]] = {}
         self.intervals: list[Interval] = []
-        self.held: dict[int, simpy.resources.resource.Request] = {}
+        self.held: dict[int, simpy.resources.resource.PriorityRequest] = {}
         self.on_unit = self._previous_on_unit()
         # Without overlap one op runs at a time on the whole chip, whichever unit it names.
         self.serial = simpy.PriorityResource(self.env, capacity=1) if overlap == "none" else None
+
+    @property
+    def now(self) -> Fraction:
+        return cast(Fraction, self.env.now)
+
+    def _wait(self, delay: Fraction) -> simpy.events.Timeout:
+        return self.env.timeout(delay)  # type: ignore[arg-type]
 
     def _previous_on_unit(self) -> list[list[int]]:
         seen: dict[str, list[int]] = {}
@@ -305,7 +313,7 @@ class _Simulation:
 
     def _resource(self, name: str) -> simpy.PriorityResource:
         key = self._key(name)
-        if key == SERIAL:
+        if key == SERIAL and self.serial is not None:
             return self.serial
         if key not in self.resources:
             self.resources[key] = simpy.PriorityResource(self.env, capacity=1)
@@ -345,20 +353,22 @@ class _Simulation:
         yield env.all_of([self.done[d] for d in task.deps])
         waits = self._deps_ready(task)
         ready = max((w[0] for w in waits), default=Fraction(0))
-        if ready > env.now:
-            yield env.timeout(ready - env.now)
+        if ready > self.now:
+            yield self._wait(ready - self.now)
         yield (self.fetch_started if task.streaming else self.fetch_done)[task.index]
         if task.fetch:
-            waits.append((rec.fetch_start if task.streaming else rec.fetch_end, ("fetch", task.index)))
+            fetched = rec.fetch_start if task.streaming else rec.fetch_end
+            assert fetched is not None  # the event just waited on sets it
+            waits.append((fetched, ("fetch", task.index)))
         if task.visit == task.index:
             request = self._resource(task.unit).request(priority=task.index)
             yield request
             self.held[task.index] = request
-        rec.exec_start = env.now
+        rec.exec_start = self.now
         rec.exec_after = self._binding(task.unit, waits)
-        yield env.timeout(task.exec_s)
-        rec.exec_end = env.now
-        self.last_release[self._key(task.unit)] = (env.now, ("exec", task.index))
+        yield self._wait(task.exec_s)
+        rec.exec_end = self.now
+        self.last_release[self._key(task.unit)] = (self.now, ("exec", task.index))
         if task.visit_end:
             self._resource(task.unit).release(self.held.pop(task.visit))
         self._record(task, task.unit, rec.exec_start, task.exec_s)
@@ -383,20 +393,20 @@ class _Simulation:
         jobs = [env.process(self._transfer(task, channel, busy, waits))
                 for channel, busy in task.fetch.items()]
         yield env.all_of(jobs)
-        rec.fetch_end = env.now
+        rec.fetch_end = self.now
         self.fetch_done[task.index].succeed()
 
     def _transfer(self, task: Task, channel: str, busy: Fraction, waits):
-        env, rec = self.env, self.records[task.index]
+        rec = self.records[task.index]
         with self._resource(channel).request(priority=task.index) as req:
             yield req
             if rec.fetch_start is None:
-                rec.fetch_start = env.now
+                rec.fetch_start = self.now
                 rec.fetch_after = self._binding(channel, waits)
                 self.fetch_started[task.index].succeed()
-            start = env.now
-            yield env.timeout(busy)
-            self.last_release[self._key(channel)] = (env.now, ("fetch", task.index))
+            start = self.now
+            yield self._wait(busy)
+            self.last_release[self._key(channel)] = (self.now, ("fetch", task.index))
         self._record(task, channel, start, busy)
 
     def _record(self, task: Task, resource: str, start: Fraction, busy: Fraction) -> None:
@@ -408,7 +418,7 @@ class _Simulation:
 
     def _critical_path(self) -> tuple[Interval, ...]:
         """Walk back from the last activity to finish through what each one waited for."""
-        by_key = {}
+        by_key: dict[tuple[str, int, int, str], Interval] = {}
         for iv in self.intervals:
             by_key.setdefault((iv.name, iv.group, iv.round, iv.resource), iv)
         last = max(range(len(self.tasks)), key=lambda i: (self.records[i].end, i))

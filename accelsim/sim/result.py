@@ -1,7 +1,7 @@
 """``Result``: what one simulated step says, as plain data (dataclass, dict, DataFrame)."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import pandas as pd
 
@@ -156,7 +156,3 @@ class Result:
                      "energy_j": c.energy_total, "utilisation": c.utilisation, "mapping": c.mapping}
                     for c in self.ops],
         }
-
-
-def op_cost_dict(cost: OpCost) -> dict:
-    return asdict(cost)

@@ -86,8 +86,9 @@ def byte_stages(graph: Graph, chips: int) -> list[Graph]:
         cut = [_piece(op, (max(position, c * budget) - position) / size,
                       (min(end, (c + 1) * budget) - position) / size, c, c == last)
                for c in range(first, last + 1)] if last > first else []
-        if cut and all(p is not None for p in cut):
-            for chip, p in zip(range(first, last + 1), cut):
+        whole = [p for p in cut if p is not None]
+        if cut and len(whole) == len(cut):
+            for chip, p in zip(range(first, last + 1), whole):
                 pieces.append(p)
                 stages.append(max(chip, stages[-1] if stages else 0))
         else:

@@ -67,7 +67,8 @@ def _local_gemms(op: MatMul, par: Parallelism, experts: int) -> dict:
     return {"count": count, "m": math.ceil(rows / count), "rows": rows}
 
 
-def _expert_up(op: MatMul, par: Parallelism) -> list[Op]:
+def _expert_up(op: Op, par: Parallelism) -> list[Op]:
+    assert isinstance(op, MatMul)
     experts = _experts(op, par)
     etp = par.expert_tp
     a, w, y = op.inputs[0], op.inputs[1], op.outputs[0]
@@ -109,7 +110,8 @@ def _expert_act(op: Op, par: Parallelism) -> Op:
                    elements=outputs[0].elements, replicas=1)
 
 
-def _expert_down(op: MatMul, par: Parallelism) -> list[Op]:
+def _expert_down(op: Op, par: Parallelism) -> list[Op]:
+    assert isinstance(op, MatMul)
     experts = _experts(op, par)
     etp = par.expert_tp
     a, w, y = op.inputs[0], op.inputs[1], op.outputs[0]

@@ -38,7 +38,7 @@ class Parallelism:
     pp: int = 1
     dp: int = 1
     ep: int = 1
-    chips: int | None = None
+    chips: int = 0  # 0 means tp x pp x dp, filled in at construction
     tp_x: int = 1
     attention: Literal["heads", "batch"] = "heads"
 
@@ -58,7 +58,7 @@ class Parallelism:
                                 f"({self.tp} x {self.dp} = {self.per_stage}); allowed: "
                                 f"{', '.join(str(d) for d in _divisors(self.per_stage))}")
         product = self.tp * self.pp * self.dp
-        if self.chips is None:
+        if self.chips == 0:
             object.__setattr__(self, "chips", product)
         elif self.chips != product:
             raise AccelsimError(f"--chips {self.chips} must equal --tp x --pp x --dp-attn "
@@ -76,13 +76,15 @@ class Parallelism:
                 raise AccelsimError("--tp-x and --attention-sharding lay out tensor-parallel chips; "
                                     "give --tp or --chips too")
             return None
+        if chips is not None and (isinstance(chips, bool) or not isinstance(chips, int) or chips < 1):
+            raise AccelsimError(f"--chips must be an integer >= 1, got {chips!r}")
         pp, dp = pp or 1, dp or 1
         if tp is None and chips is not None:
             if chips % (pp * dp):
                 raise AccelsimError(f"--chips {chips} is not a multiple of --pp x --dp-attn "
                                     f"({pp} x {dp}); give --tp explicitly")
             tp = chips // (pp * dp)
-        return cls(tp=tp or 1, pp=pp, dp=dp, ep=ep or 1, chips=chips, tp_x=tp_x or 1,
+        return cls(tp=tp or 1, pp=pp, dp=dp, ep=ep or 1, chips=chips or 0, tp_x=tp_x or 1,
                    attention=attention or "heads")  # type: ignore[arg-type]
 
     @property

@@ -339,7 +339,7 @@ def _tp_pointwise(op: Op, r: float, split: Split, rows_by_x: bool) -> Op:
         # A grouped norm (per head) keeps its group width and runs fewer rows.
         key = "cols" if op.cols == op.inputs[0].shape[-1] else "rows"
         changes[key] = local_count(getattr(op, key), r)
-    else:
+    elif isinstance(op, (Scan, Conv)):
         changes["channels"] = local_count(op.channels, r)
     return replace(op, **changes)
 
@@ -385,6 +385,7 @@ def merged_reductions(graph: Graph) -> Graph:
         if op.name in dropped:
             continue
         if op.name in merges:
+            assert isinstance(op, Elementwise)  # merges holds elementwise sums only
             branches = merges[op.name]
             partials = tuple(c.inputs[0] for c in branches)
             partial_sum = renamed(partials[0], f"{op.name}.partial_sum")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from accelsim.graph import Attention, Norm, Tensor
 from accelsim.model.context import LoweringContext
-from accelsim.model.spec import LayerKind
+from accelsim.model.spec import LayerKind, configured
 
 # RoPE rotates pairs: two multiplies and one add per element of q and k.
 ROPE_OPS_PER_ELEMENT = 3.0
@@ -43,7 +43,7 @@ def qk_norm(ctx: LoweringContext, p: str, qkv: Tensor, heads: int, d: int, layer
 
 
 def lower(ctx: LoweringContext, x: Tensor, layer: int, kind: LayerKind) -> Tensor:
-    spec, wl = ctx.spec.attention, ctx.workload
+    spec, wl = configured(ctx.spec.attention, "attention"), ctx.workload
     d, h, hkv = spec.head_dim, spec.num_heads, spec.num_kv_heads
     p = f"layers.{layer}.attn"
     qkv = ctx.linear(f"{p}.qkv", x, (h + 2 * hkv) * d, layer, role="qkv", bias=spec.qkv_bias)

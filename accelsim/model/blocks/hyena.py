@@ -12,7 +12,7 @@ import math
 
 from accelsim.graph import Elementwise, Scan, Tensor
 from accelsim.model.context import LoweringContext
-from accelsim.model.spec import LayerKind
+from accelsim.model.spec import LayerKind, configured
 
 # Per complex state element per step: p*s complex multiply (6) + real input add (1); read-out
 # Re(R*s) (2 mul + 1 sub) and accumulate (1).
@@ -30,7 +30,7 @@ def fft_conv_ops_per_element(t: int) -> float:
 
 
 def lower(ctx: LoweringContext, x: Tensor, layer: int, kind: LayerKind) -> Tensor:
-    spec, d, wl = ctx.spec.hyena, ctx.spec.hidden_size, ctx.workload
+    spec, d, wl = configured(ctx.spec.hyena, "hyena"), ctx.spec.hidden_size, ctx.workload
     p = f"layers.{layer}.hyena"
     u = ctx.linear(f"{p}.in_proj", x, 3 * d, layer, role="in_proj", bias=spec.proj_bias)
     u = ctx.short_conv(f"{p}.short_filter", u, spec.short_filter_len, layer, bias=True)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from accelsim.graph import Norm, Scan, Tensor
 from accelsim.model.context import LoweringContext
-from accelsim.model.spec import LayerKind, dt_rank
+from accelsim.model.spec import LayerKind, configured, dt_rank
 
 # Per state element per step: dA = exp(dt*A) (mul + exp), dBx (2), h = h*dA + dBx (2), y += h*C (2).
 SCAN_OPS_PER_STATE = 8.0
@@ -31,7 +31,7 @@ def selective_scan(ctx: LoweringContext, name: str, inputs: tuple[Tensor, ...], 
 
 
 def lower(ctx: LoweringContext, x: Tensor, layer: int, kind: LayerKind) -> Tensor:
-    spec, d = ctx.spec.mamba1, ctx.spec.hidden_size
+    spec, d = configured(ctx.spec.mamba1, "mamba1"), ctx.spec.hidden_size
     e, n, r = spec.expand * d, spec.d_state, dt_rank(ctx.spec)
     p = f"layers.{layer}.mamba"
     xz = ctx.linear(f"{p}.in_proj", x, 2 * e, layer, role="in_proj", bias=spec.proj_bias)

@@ -13,7 +13,7 @@ import math
 from accelsim.graph import MatMul, Tensor
 from accelsim.model.blocks.mamba1 import selective_scan
 from accelsim.model.context import LoweringContext
-from accelsim.model.spec import LayerKind
+from accelsim.model.spec import LayerKind, configured
 
 # Decode, per state element: h = dA*h + (dt*x)*B (3), y += h*C (2).
 STEP_OPS_PER_STATE = 5.0
@@ -27,7 +27,7 @@ MASK_OPS = 3.0
 
 
 def d_inner(ctx: LoweringContext) -> int:
-    spec = ctx.spec.mamba2
+    spec = configured(ctx.spec.mamba2, "mamba2")
     return spec.d_ssm if spec.d_ssm is not None else spec.expand * ctx.spec.hidden_size
 
 
@@ -39,7 +39,7 @@ def _batched(ctx: LoweringContext, name: str, a: Tensor, b: Tensor, m: int, k: i
 
 def _ssd_prefill(ctx: LoweringContext, p: str, x: Tensor, bc: Tensor, head_params: tuple[Tensor, ...],
                 e: int, layer: int) -> Tensor:
-    spec, wl = ctx.spec.mamba2, ctx.workload
+    spec, wl = configured(ctx.spec.mamba2, "mamba2"), ctx.workload
     g, n, hs, pd = spec.ngroups, spec.d_state, e // spec.headdim, spec.headdim
     q = min(spec.chunk_size, wl.query_len)
     chunks = wl.batch * math.ceil(wl.query_len / q)
@@ -58,7 +58,7 @@ def _ssd_prefill(ctx: LoweringContext, p: str, x: Tensor, bc: Tensor, head_param
 
 
 def lower(ctx: LoweringContext, x: Tensor, layer: int, kind: LayerKind) -> Tensor:
-    spec, d = ctx.spec.mamba2, ctx.spec.hidden_size
+    spec, d = configured(ctx.spec.mamba2, "mamba2"), ctx.spec.hidden_size
     e = d_inner(ctx)
     g, n, hs = spec.ngroups, spec.d_state, e // spec.headdim
     p = f"layers.{layer}.mamba"

@@ -8,10 +8,12 @@ latent space as MQA (qk width rank+rope, v width rank) and the cache is never de
 """
 from __future__ import annotations
 
+from functools import partial
+
 from accelsim.graph import Attention, MatMul, Norm, Tensor
 from accelsim.model.blocks.attention import kv_tensors, rope
 from accelsim.model.context import LoweringContext
-from accelsim.model.spec import LayerKind
+from accelsim.model.spec import LayerKind, configured
 
 
 def _per_head(ctx: LoweringContext, name: str, x: Tensor, w: Tensor, heads: int, k: int, n: int,
@@ -23,7 +25,7 @@ def _per_head(ctx: LoweringContext, name: str, x: Tensor, w: Tensor, heads: int,
 
 
 def lower(ctx: LoweringContext, x: Tensor, layer: int, kind: LayerKind) -> Tensor:
-    spec, wl = ctx.spec.mla, ctx.workload
+    spec, wl = configured(ctx.spec.mla, "mla"), ctx.workload
     h, rank, nope, rope_d, v = (spec.num_heads, spec.kv_lora_rank, spec.qk_nope_head_dim,
                                 spec.qk_rope_head_dim, spec.v_head_dim)
     p = f"layers.{layer}.attn"
@@ -44,13 +46,12 @@ def lower(ctx: LoweringContext, x: Tensor, layer: int, kind: LayerKind) -> Tenso
     kv_b = ctx.weight(f"{p}.kv_b.weight", rank, h * (nope + v))
     old, new = kv_tensors(ctx, p, kind.window, (rank + rope_d,))
     out = ctx.activation(f"{p}.sdpa.out", ctx.tokens, h * (rank if spec.absorbed else v))
-    common = {"layer": layer, "batch": wl.batch, "heads": h, "q_len": wl.query_len,
-              "kv_len": wl.kv_len, "causal": True, "window": kind.window}
+    sdpa = partial(Attention, f"{p}.sdpa", layer=layer, role="attention", batch=wl.batch, heads=h,
+                   q_len=wl.query_len, kv_len=wl.kv_len, causal=True, window=kind.window)
     if spec.absorbed:
         q_latent = _per_head(ctx, f"{p}.q_absorb", q, kv_b, h, nope, rank, nope / (nope + v), layer,
                              "q_absorb")
-        ctx.add(Attention(f"{p}.sdpa", (q_latent, latent, *old), (out, new), role="attention", kv_heads=1,
-                          qk_dim=rank + rope_d, v_dim=rank, **common))
+        ctx.add(sdpa((q_latent, latent, *old), (out, new), kv_heads=1, qk_dim=rank + rope_d, v_dim=rank))
         out = _per_head(ctx, f"{p}.v_absorb", out, kv_b, h, rank, v, v / (nope + v), layer, "v_absorb")
     else:
         # Every step re-expands all cached latents (plus the new ones) into per-head K and V.
@@ -58,6 +59,5 @@ def lower(ctx: LoweringContext, x: Tensor, layer: int, kind: LayerKind) -> Tenso
         kv = ctx.activation(f"{p}.kv_b.out", rows, h * (nope + v))
         ctx.add(MatMul(f"{p}.kv_b", (latent, kv_b, *old), (kv, new), layer=layer, role="kv_b", m=rows, k=rank,
                        n=h * (nope + v)))
-        ctx.add(Attention(f"{p}.sdpa", (q, kv), (out,), role="attention", kv_heads=h, qk_dim=nope + rope_d, v_dim=v,
-                          **common))
+        ctx.add(sdpa((q, kv), (out,), kv_heads=h, qk_dim=nope + rope_d, v_dim=v))
     return ctx.linear(f"{p}.o_proj", out, ctx.spec.hidden_size, layer, role="o_proj")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from accelsim.graph import Scan, Tensor
 from accelsim.model.context import LoweringContext
-from accelsim.model.spec import LayerKind
+from accelsim.model.spec import LayerKind, configured
 
 # Per channel per token (README 5.4): sigmoid(f) 1, lower bound 2, SiLU(i)*(1-f) 4.
 GATE_OPS = 7.0
@@ -20,7 +20,7 @@ OUT_GATE_OPS = 8.0
 
 
 def lower(ctx: LoweringContext, x: Tensor, layer: int, kind: LayerKind) -> Tensor:
-    spec, d, wl = ctx.spec.mlgru, ctx.spec.hidden_size, ctx.workload
+    spec, d, wl = configured(ctx.spec.mlgru, "mlgru"), ctx.spec.hidden_size, ctx.workload
     p = f"layers.{layer}.mlgru"
     i, f, g = (ctx.linear(f"{p}.{name}_proj", x, d, layer, role="in_proj") for name in ("i", "f", "g"))
     bound = (ctx.weight(f"{p}.lower_bound", d),) if spec.lower_bound else ()

@@ -2,13 +2,12 @@
 from __future__ import annotations
 
 from accelsim.graph import Elementwise, Tensor
+from accelsim.model.spec import configured
 from accelsim.model.context import LoweringContext
 
 # Arithmetic per hidden element: SiLU = x*sigmoid(x) (~4 ops incl. exp); tanh-GELU ~8 ops; ReLU 1;
 # squared ReLU 2; a gated kind adds the gate multiply.
 ACTIVATION_OPS = {"swiglu": 5.0, "geglu": 9.0, "relu2_glu": 3.0, "gelu": 8.0, "relu": 1.0, "relu2": 2.0}
-# RWKV token shift: xx = x_prev - x, then x + xx*mu (source: refdata/models/README.md 5.5).
-TOKEN_SHIFT_OPS = 3.0
 
 
 def token_shift(ctx: LoweringContext, name: str, x: Tensor, lerps: int, layer: int) -> Tensor:
@@ -39,7 +38,7 @@ def feed_forward(ctx: LoweringContext, p: str, x: Tensor, kind: str,
 
 
 def lower(ctx: LoweringContext, x: Tensor, layer: int) -> Tensor:
-    spec = ctx.spec.mlp
+    spec = configured(ctx.spec.mlp, "mlp")
     p = f"layers.{layer}.mlp"
     if spec.token_shift:
         x = token_shift(ctx, f"{p}.shift", x, 1, layer)

@@ -11,6 +11,7 @@ import math
 
 from accelsim.graph import MatMul, Tensor
 from accelsim.model.blocks.mlp import ACTIVATION_OPS, feed_forward
+from accelsim.model.spec import configured
 from accelsim.model.context import LoweringContext
 
 # Softmax/sigmoid over E logits and a top-k selection: ~4 ops per logit.
@@ -24,7 +25,7 @@ def expected_distinct_experts(num_experts: int, top_k: int, tokens: int) -> floa
 def _experts(ctx: LoweringContext, name: str, x: Tensor, in_f: int, out_f: int, layer: int,
              role: str) -> Tensor:
     """The routed-expert GEMMs: one per distinct expert touched, over a stacked (E, in, out) weight."""
-    spec = ctx.spec.moe
+    spec = configured(ctx.spec.moe, "moe")
     e, routed = spec.num_experts, x.shape[0]
     touched = expected_distinct_experts(e, spec.top_k, ctx.tokens)
     count = min(e, max(1, math.ceil(touched - 1e-9)))
@@ -36,7 +37,7 @@ def _experts(ctx: LoweringContext, name: str, x: Tensor, in_f: int, out_f: int, 
 
 
 def lower(ctx: LoweringContext, x: Tensor, layer: int) -> Tensor:
-    spec, d = ctx.spec.moe, ctx.spec.hidden_size
+    spec, d = configured(ctx.spec.moe, "moe"), ctx.spec.hidden_size
     p = f"layers.{layer}.moe"
     w = spec.expert_intermediate_size
     router = ctx.linear(f"{p}.router", x, spec.num_experts, layer, role="router", bias=False,

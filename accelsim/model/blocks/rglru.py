@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from accelsim.graph import MatMul, Scan, Tensor
 from accelsim.model.context import LoweringContext
-from accelsim.model.spec import LayerKind
+from accelsim.model.spec import LayerKind, configured
 
 GELU_OPS = 1.0   # README 5.3 counts the GeLU branch as R ops per token
 # Two sigmoids (2), log a (2), exp (1), a^2 (1), sqrt(1-a^2) (2), i*x*mult (2): README 5.3.
@@ -31,7 +31,7 @@ def _block_diagonal(ctx: LoweringContext, name: str, x: Tensor, blocks: int, lay
 
 
 def lower(ctx: LoweringContext, x: Tensor, layer: int, kind: LayerKind) -> Tensor:
-    spec, d, wl = ctx.spec.rglru, ctx.spec.hidden_size, ctx.workload
+    spec, d, wl = configured(ctx.spec.rglru, "rglru"), ctx.spec.hidden_size, ctx.workload
     r = spec.lru_width
     p = f"layers.{layer}.rglru"
     y = ctx.linear(f"{p}.linear_y", x, r, layer, role="in_proj", bias=True)

@@ -12,7 +12,7 @@ from __future__ import annotations
 from accelsim.graph import Scan, Tensor
 from accelsim.model.blocks.mlp import token_shift
 from accelsim.model.context import LoweringContext
-from accelsim.model.spec import LayerKind
+from accelsim.model.spec import LayerKind, configured
 
 LERPS = 6                 # r, w, k, v, a, g each get their own mix of x_t and x_{t-1}
 WKV_OPS_PER_STATE = 9.0   # rank-1 form of the delta-rule update and the read-out (README 5.5)
@@ -33,7 +33,7 @@ def _lora(ctx: LoweringContext, name: str, x: Tensor, rank: int, between: float,
 
 
 def lower(ctx: LoweringContext, x: Tensor, layer: int, kind: LayerKind) -> Tensor:
-    spec, c, wl = ctx.spec.rwkv7, ctx.spec.hidden_size, ctx.workload
+    spec, c, wl = configured(ctx.spec.rwkv7, "rwkv7"), ctx.spec.hidden_size, ctx.workload
     n = spec.head_size
     p = f"layers.{layer}.rwkv"
     mixed = token_shift(ctx, f"{p}.shift", x, LERPS, layer)
