@@ -82,7 +82,7 @@ def test_compare_page(cli, tmp_path):
     page = check_page(tmp_path / "report.html", min_images=4)
     assert {"roofline.png", "memory_footprint.png", "throughput_latency.png", "time_breakdown.png"} <= set(page.images)
     header = page.tables[0][0]
-    assert {"formats", "system", "step latency", "throughput"} <= set(header)
+    assert {"formats w / a / kv", "system", "step latency", "throughput"} <= set(header)
 
 
 def test_compare_page_context_and_prompt_curves(cli, tmp_path):
@@ -101,7 +101,7 @@ def test_study_index_page(cli, write, tmp_path):
                            "[h100-sxm, groq-lpu]}\nworkloads:\n  - {phase: decode, batch: 1, context: 512}\n")
     code, _, err = cli("study", str(spec), "--out", str(tmp_path))
     assert code == 0, err
-    page = check_page(tmp_path / "index.html", min_images=2)
+    page = check_page(tmp_path / "index.html", min_images=1)
     assert all(src.startswith("chart_") for src in page.images)
     # the chip columns have no empty 'hw' header row above them
     assert all(row[0] != "hw" for table in page.tables for row in table)

@@ -74,11 +74,15 @@ def _workload_cell(row: pd.Series) -> str:
 
 
 def formats_label(row: pd.Series) -> str:
-    """'w int4 / a bf16 / kv bf16' from a summary row's dtype columns."""
-    parts = [f"{tag} {row.get(col)}" for col, tag in (("weight_dtype", "w"), ("act_dtype", "a"),
-                                                       ("kv_dtype", "kv"))
-             if isinstance(row.get(col), str) and row.get(col)]
-    return " / ".join(parts)
+    """'int4 / bf16 / bf16' (weights / activations / KV, under a header that says so) from a
+    summary row's dtype columns; '-' for a cache the model does not keep."""
+    if not isinstance(row.get("weight_dtype"), str) or not row.get("weight_dtype"):
+        return ""
+    return " / ".join(row.get(col) if isinstance(row.get(col), str) and row.get(col) else "-"
+                      for col in ("weight_dtype", "act_dtype", "kv_dtype"))
+
+
+FORMATS_HEADER = "formats w / a / kv"
 
 
 # column -> (header, formatter): every number with its SI-prefixed unit, never in exponent form
@@ -91,7 +95,6 @@ _SHOWN: dict[str, tuple[str, Callable[[float], str]]] = {
     "usd_per_mtoken": ("cost", lambda v: f"${format_plain(v)}/Mtoken"),
     "weight_bytes": ("weights", lambda v: format_si(v, "B")),
     "kv_bytes": ("KV cache", lambda v: format_si(v, "B")),
-    "weight_traffic_bytes": ("off-chip matmul bytes", lambda v: format_si(v, "B")),
 }
 
 
@@ -103,10 +106,8 @@ def _display(frame: pd.DataFrame, reasons_inline: bool = False) -> pd.DataFrame:
     if "phase" in frame and len(frame[["phase", "batch"] + [c for c in ("prompt", "context") if c in frame]]
                                 .drop_duplicates()) > 1:
         shown["workload"] = frame.apply(_workload_cell, axis=1)
-    if "kind" in frame:
-        shown["kind"] = frame["kind"].fillna("")
     if "weight_dtype" in frame:
-        shown["formats"] = frame.apply(formats_label, axis=1)
+        shown[FORMATS_HEADER] = frame.apply(formats_label, axis=1)
     if "layout" in frame:
         shown["system"] = frame["layout"].fillna("")
     shown["status"] = frame["status"].map(
@@ -194,8 +195,8 @@ def findings(results: list[Result]) -> list[str]:
     lines = []
     fastest = max(results, key=lambda r: r.tokens_per_s)
     frugal = min(results, key=lambda r: r.joules_per_token)
-    lines.append(f"Highest throughput: {fastest.hw} at {fastest.tokens_per_s:,.1f} tokens/s.")
-    lines.append(f"Lowest energy: {frugal.hw} at {frugal.joules_per_token:.4g} J/token.")
+    lines.append(f"Highest throughput: {fastest.hw} at {format_rate(fastest.tokens_per_s, 'tokens/s')}.")
+    lines.append(f"Lowest energy: {frugal.hw} at {format_si(frugal.joules_per_token, 'J')} per token.")
     for r in results:
         kinds = r.by_kind()
         top = kinds.index[0]
@@ -204,6 +205,6 @@ def findings(results: list[Result]) -> list[str]:
                              for c in r.ops if c.kind == "matmul") * r.groups
         lines.append(
             f"{r.hw}: {kinds['time_s'].iloc[0] / kinds['time_s'].sum():.0%} of op time in {top} "
-            f"ops, mostly {kinds['bound'].iloc[0]}-bound; {format_si(offchip, 'B')} cross the "
+            f"ops, mostly {kinds['regime'].iloc[0]}; {format_si(offchip, 'B')} cross the "
             f"off-chip interface per step ({format_si(weight_offchip, 'B')} for matmul operands).")
     return [html.unescape(line) for line in lines]

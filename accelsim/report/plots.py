@@ -266,32 +266,38 @@ def _log_if_wide(ax: Axes, xs: Sequence[float], ys: Sequence[float]) -> None:
         ax.set_yscale("log")
 
 
-def metric_bars(labels: list[str], values: list[float], unit: str, title: str, path: Path,
-                higher_is_better: bool = True) -> Path:
-    """One horizontal bar per row (a study's chips), log scale when they span decades, each
-    bar labelled with its value: the chart a headline index opens with."""
-    fig, ax = _figure(9, 1.4 + 0.42 * len(labels))
-    ax.barh(range(len(labels)), values, color="#4c72b0")
-    for y, v in enumerate(values):
-        ax.annotate(f" {_value(v, unit)}", (v, y), va="center", fontsize=9)
-    if spans_decades(values):
-        ax.set_xscale("log")
-    if unit in ("tokens/s", "$/Mtoken"):
-        plain_ticks(ax, "x")
-    else:
-        si_ticks(ax, "x", unit)
-    ax.set_yticks(range(len(labels)), labels)
-    ax.invert_yaxis()
-    ax.set_xlabel(f"{unit} ({'higher' if higher_is_better else 'lower'} is better"
-                  f"{', log scale' if ax.get_xscale() == 'log' else ''})")
-    ax.set_title(title)
-    ax.grid(axis="x", which="major", alpha=0.25)
-    return _save(fig, path)
-
-
 def _value(v: float, unit: str) -> str:
     if unit == "tokens/s":
         return f"{format_plain(v)} tokens/s"
     if unit == "$/Mtoken":
         return f"${format_plain(v)}/Mtoken"
     return format_si(v, unit)
+
+
+def metric_panels(labels: list[str], panels: dict[str, tuple[list[float], str, bool]], title: str,
+                  path: Path) -> Path:
+    """Side-by-side horizontal bars of several metrics for the same rows (a study's chips):
+    ``panels`` maps a panel title to (values, unit, higher is better); each panel takes a log
+    scale when its values span decades, and every bar is labelled with its value."""
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(1, len(panels), figsize=(7 * len(panels), 1.5 + 0.42 * len(labels)),
+                                 sharey=True, squeeze=False)
+    for ax, (name, (values, unit, higher)) in zip(axes[0], panels.items()):
+        ax.barh(range(len(labels)), values, color="#4c72b0")
+        for y, v in enumerate(values):
+            ax.annotate(f" {_value(v, unit)}", (v, y), va="center", fontsize=9)
+        if spans_decades(values):
+            ax.set_xscale("log")
+        if unit in ("tokens/s", "$/Mtoken"):
+            plain_ticks(ax, "x")
+        else:
+            si_ticks(ax, "x", unit)
+        ax.margins(x=0.25)  # room for the value labels
+        ax.set_title(name)
+        ax.set_xlabel(f"{unit}, {'higher' if higher else 'lower'} is better"
+                      f"{' (log scale)' if ax.get_xscale() == 'log' else ''}")
+        ax.grid(axis="x", which="major", alpha=0.25)
+    axes[0][0].set_yticks(range(len(labels)), labels)
+    axes[0][0].invert_yaxis()
+    fig.suptitle(title, fontsize=13)
+    return _save(fig, path)

@@ -53,30 +53,36 @@ def _cell(metric: str, row: pd.Series, usual_formats: str) -> str:
     value = row[metric]
     if pd.isna(value):
         return "–"
-    tags = [row["formats"]] if row["formats"] != usual_formats else []
-    if row["chips"] > 1:
-        tags.append(f"{int(row['chips'])} chips")
-    return CELL[metric](value) + (f" ({'; '.join(tags)})" if tags else "")
+    tags = _tags(row["formats"], usual_formats, int(row["chips"]))
+    return CELL[metric](value) + (f" ({tags})" if tags else "")
+
+
+def _tags(formats: str, usual: str, chips: int) -> str:
+    """What sets a cell apart from its row: the formats that differ ('w int4'), the chips."""
+    parts = [part for part in formats.split(" / ") if part not in usual.split(" / ")]
+    if chips > 1:
+        parts.append(f"{chips} chips")
+    return "; ".join(parts)
 
 
 def charts(frame: pd.DataFrame, out_dir: Path) -> list[tuple[str, str]]:
-    """One chart per workload and metric (tokens/s, J/token): a bar per model and chip, log
-    scale where they span decades (a hardwired chip beside a GPU)."""
+    """One chart per workload: tokens/s and J/token side by side, a bar per model and chip
+    (tagged with the formats that differ from the model's other rows and with its chips), log
+    scales where they span decades (a hardwired chip beside a GPU)."""
     from accelsim.report import plots  # matplotlib: only when a report is drawn
     ok = frame[frame["status"] == "ok"]
+    usual = ok.groupby("model")["formats"].agg(lambda f: f.mode().iloc[0])
     shown = []
     for n, (workload, rows) in enumerate(ok.groupby("workload", sort=False)):
-        usual = rows["formats"].mode().iloc[0]
-        labels = [f"{r.hw} · {r.model}" + "".join(
-            f" ({tag})" for tag in (r.formats if r.formats != usual else "",
-                                    f"{int(r.chips)} chips" if r.chips > 1 else "") if tag)
-            for r in rows.itertuples()]
-        for metric, unit in CHART_UNITS.items():
-            name = f"chart_{n}_{metric}.png"
-            title = f"{METRICS[metric]}, {workload}"
-            plots.metric_bars(labels, rows[metric].astype(float).tolist(), unit, title, out_dir / name,
-                              higher_is_better=metric == "tokens_per_s")
-            shown.append((title, name))
+        labels = []
+        for r in rows.itertuples():
+            tags = _tags(r.formats, usual[r.model], int(r.chips))
+            labels.append(f"{r.hw} · {r.model}" + (f" ({tags})" if tags else ""))
+        panels = {METRICS[m]: (rows[m].astype(float).tolist(), unit, m == "tokens_per_s")
+                  for m, unit in CHART_UNITS.items()}
+        name = f"chart_{n}.png"
+        plots.metric_panels(labels, panels, workload, out_dir / name)
+        shown.append((workload, name))
     return shown
 
 

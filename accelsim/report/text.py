@@ -53,8 +53,10 @@ def headline(result: Result) -> dict[str, str]:
 def op_groups(frame: pd.DataFrame) -> pd.DataFrame:
     """Ops grouped by what they are in every layer ('layers.*.mlp.up' x 32), slowest group
     first: a table of 12 near-identical rows says less than one row with its count."""
+    # 'layers.12.mlp.up' -> 'layers.*.mlp.up'; a dataflow system's op split at a chip boundary
+    # ('layers.12.mlp.up@58') counts with its layer's others
     keyed = frame.assign(group=frame["name"].str.replace(r"(^|\.)layers\.\d+\.", r"\1layers.*.",
-                                                          regex=True))
+                                                          regex=True).str.replace(r"@\d+$", "", regex=True))
     rows = []
     for group, ops in keyed.groupby("group", sort=False):
         slowest = ops.loc[ops["time_s"].idxmax()]
