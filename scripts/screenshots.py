@@ -32,9 +32,11 @@ PAGES: dict[str, tuple[list[str], str, int]] = {
 }
 
 
-def write_reports(work: Path) -> dict[str, Path]:
+def write_reports(work: Path, only: list[str] | None) -> dict[str, Path]:
     pages = {}
     for name, (args, page, _height) in PAGES.items():
+        if only and name not in only:
+            continue
         out = work / name
         command = [sys.executable, "-m", "accelsim", *[a.format(out=out) for a in args]]
         print("$", " ".join(command[2:]), flush=True)
@@ -54,13 +56,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--browser", default="chromium", help="a Chromium binary [chromium]")
     parser.add_argument("--keep", type=Path, default=None, help="write the reports here and keep them")
+    parser.add_argument("--only", choices=list(PAGES), action="append", help="redraw only these pages")
     args = parser.parse_args()
     if shutil.which(args.browser) is None:
         print(f"error: no '{args.browser}' on PATH (Debian: apt-get install -y chromium)", file=sys.stderr)
         return 2
     work = args.keep or Path(tempfile.mkdtemp(prefix="accelsim-screens-"))
     IMG.mkdir(parents=True, exist_ok=True)
-    for name, page in write_reports(work).items():
+    for name, page in write_reports(work, args.only).items():
         png = IMG / f"{name}.png"
         screenshot(args.browser, page, png, PAGES[name][2])
         print(f"{png.relative_to(ROOT)}  <-  {page}")

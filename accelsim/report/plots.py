@@ -79,11 +79,21 @@ def si_ticks(ax: Axes, axis: str, unit: str) -> None:
 
 
 def plain_ticks(ax: Axes, axis: str) -> None:
-    """Counts in positional notation on any scale ('1,024', not '2¹⁰' or '1e3')."""
+    """Counts in positional notation ('1,024', not '2¹⁰' or '1e3'); from 10,000 up as '10k',
+    '1M', so a log axis over many decades keeps its labels apart."""
     target = ax.xaxis if axis == "x" else ax.yaxis
-    target.set_major_formatter(FuncFormatter(lambda v, _pos: format_plain(v, 2) if 0 < abs(v) < 1
-                                             else f"{v:,.0f}"))
+    target.set_major_formatter(FuncFormatter(lambda v, _pos: _count_tick(v)))
     target.set_minor_formatter(FuncFormatter(lambda _v, _p: ""))
+
+
+def _count_tick(v: float) -> str:
+    if 0 < abs(v) < 1:
+        return format_plain(v, 2)
+    if abs(v) >= 1e6:
+        return f"{v / 1e6:,.3g}M"
+    if abs(v) >= 1e4:
+        return f"{v / 1e3:,.3g}k"
+    return f"{v:,.0f}"
 
 
 def spans_decades(values: Sequence[float]) -> bool:
