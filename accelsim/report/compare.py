@@ -35,9 +35,11 @@ def roof_of(chip: HardwareBase) -> plots.Roof:
     return plots.Roof(level, outer.bandwidth, level not in OFF_CHIP_LEVELS, matrix, chip.compute.vector)
 
 
-def capacity_of(chip: HardwareBase) -> float:
-    """Bytes one chip's main memory holds (the footprint plot's mark)."""
-    return hardware.backend(chip).main_memory(chip).capacity
+def capacity_of(chip: HardwareBase) -> tuple[str, float]:
+    """The memory holding the KV cache and the bytes one chip's share of it holds (the
+    footprint plot's mark)."""
+    roof = roof_of(chip)
+    return roof.level, hardware.backend(chip).main_memory(chip).capacity
 
 
 def summary_frame(results: list[Result], refusals: list[Refusal]) -> pd.DataFrame:

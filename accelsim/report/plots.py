@@ -188,10 +188,11 @@ def roofline(results: list[Result], roofs: dict[str, Roof], path: Path) -> Path:
     return _save(fig, path)
 
 
-def memory_footprint(results: list[Result], capacities: dict[str, float], path: Path) -> Path:
+def memory_footprint(results: list[Result], capacities: dict[str, tuple[str, float]], path: Path) -> Path:
     """What each system holds: weights, KV cache, recurrent state and the largest op's
-    activations, on a log axis (16 GB of weights beside 300 MB of KV), with the system's memory
-    capacity marked."""
+    activations, on a log axis (16 GB of weights beside 300 MB of KV), with the capacity of the
+    memory that holds the KV cache marked (``capacities``: chip -> (level, bytes per chip);
+    weights fixed in ROM sit outside it)."""
     parts = [p for p in FOOTPRINT_LABELS if any(r.footprint_bytes.get(p, 0) > 0 for r in results)]
     fig, ax = _figure(9, 1.8 + 0.3 * len(results) * len(parts))
     height = 0.8 / max(len(parts), 1)
@@ -203,18 +204,18 @@ def memory_footprint(results: list[Result], capacities: dict[str, float], path: 
         for y, v in zip(ys, values):
             ax.annotate(f" {format_si(v, 'B')}", (max(v, 1.0), y), va="center", fontsize=8)
     for y, r in enumerate(results):
-        capacity = capacities.get(r.hw)
+        level, capacity = capacities.get(r.hw, ("", 0.0))
         if capacity:
             total = capacity * r.chips
             ax.plot([total, total], [y - 0.45, y + 0.45], color="black", lw=2)
-            ax.annotate(f"{format_si(total, 'B')} memory ({r.chips} chip{'s' if r.chips > 1 else ''})",
+            ax.annotate(f"{level.upper()} {format_si(total, 'B')} ({r.chips} chip{'s' if r.chips > 1 else ''})",
                         (total, y - 0.45), fontsize=8, ha="right", va="bottom")
     ax.set_xscale("log")
     si_ticks(ax, "x", "B")
     ax.set_yticks(range(len(results)), [r.hw for r in results])
     ax.invert_yaxis()
     ax.set_xlabel("bytes held (log scale)")
-    ax.set_title("Memory footprint per system")
+    ax.set_title("Memory footprint per system (mark: the memory holding the KV cache)")
     ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0))
     ax.grid(axis="x", alpha=0.25)
     return _save(fig, path)
