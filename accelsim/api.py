@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from functools import cache
 from pathlib import Path
@@ -148,8 +148,9 @@ def load_study(path: str) -> StudySpec:
     return loader.validate(StudySpec, loader.read_document(resolved), path)
 
 
-def run_study(study: StudySpec) -> list[StudyCell]:
-    """Every (case, workload) cell of ``study``: ``compare`` over the case's chips."""
+def run_study(study: StudySpec, done: Callable[[], None] | None = None) -> list[StudyCell]:
+    """Every (case, workload) cell of ``study``: ``compare`` over the case's chips (``done`` is
+    called after each cell, for a progress bar)."""
     cells = []
     for case in study.cases:
         chips = tuple(resolve_hardware(h) for h in case.hardware)
@@ -162,18 +163,41 @@ def run_study(study: StudySpec) -> list[StudyCell]:
             costs = economics_tco.report([(r, by_name[r.hw]) for r in results], spec, economics(),
                                          economics_tco.Load()) if results else None
             cells.append(StudyCell(case, chips, workload, results, refusals, costs))
+            if done is not None:
+                done()
     return cells
+
+
+def long_context_note(spec: ModelSpec, workload: Workload, allow: bool) -> str | None:
+    """Refuse a prompt or cached context longer than the model's ``max_context`` (positions it
+    has no trained embedding or RoPE scaling for; a KV cache nobody can fill), or, when
+    ``allow``, the note the result carries instead.  The tokens already in the sequence are
+    compared (the prompt a prefill reads, the context a decode step attends to)."""
+    size_name, size = ("prompt", workload.prompt) if workload.phase == "prefill" else ("context", workload.context)
+    if size <= spec.max_context:
+        return None
+    message = (f"{size_name} {size:,} is beyond {spec.name}'s max_context {spec.max_context:,}")
+    if not allow:
+        raise AccelsimError(f"--{size_name}: {message}; use --{size_name} <= {spec.max_context:,} "
+                            f"or --allow-long-context to cost it anyway")
+    return f"{message} (--allow-long-context): the cost is what the shapes cost; the model was never trained this long"
 
 
 def simulate(model: ModelSpec | str, hw: HardwareBase | str, workload: Workload | None = None, *,
              weight_dtype: str | None = None, act_dtype: str | None = None,
-             kv_dtype: str | None = None, parallelism: Parallelism | None = None) -> Result:
+             kv_dtype: str | None = None, parallelism: Parallelism | None = None,
+             allow_long_context: bool = False) -> Result:
     """Lower ``model`` for ``workload``, map it onto ``hw``, cost every op, combine the step.
 
     ``parallelism`` spreads the model over several chips (``accelsim.transform``); kinds that
-    always span chips (``dataflow``) choose their own when it is None."""
-    return costed_step(model, hw, workload, weight_dtype=weight_dtype, act_dtype=act_dtype,
-                       kv_dtype=kv_dtype, parallelism=parallelism).result
+    always span chips (``dataflow``) choose their own when it is None.  A prompt or context
+    beyond the model's ``max_context`` is refused unless ``allow_long_context``."""
+    spec = resolve_model(model)
+    asked = workload or Workload()
+    note = long_context_note(spec, asked, allow_long_context)
+    result = costed_step(spec, hw, asked, weight_dtype=weight_dtype, act_dtype=act_dtype,
+                         kv_dtype=kv_dtype, parallelism=parallelism).result
+    return result if note is None else replace(result, notes=(*result.notes, note))
 
 
 def costed_step(model: ModelSpec | str, hw: HardwareBase | str, workload: Workload | None = None, *,
@@ -239,18 +263,36 @@ def timeline(model: ModelSpec | str, hw: HardwareBase | str, workload: Workload,
     return engine.replay(step, chip, overlap=overlap, rounds=rounds, quantise=quantise)
 
 
+def sweep_points(model: ModelSpec | str, hw: HardwareBase | str, workloads: Iterable[Workload],
+                 parallelism: Parallelism | None = None, allow_long_context: bool = False,
+                 **dtypes: str | None) -> tuple[list[Result], list[Refusal]]:
+    """One model on one chip at several workload points (a list-valued ``--batch``/``--context``):
+    the results, and a refusal for each point the chip cannot run."""
+    spec, chip = resolve_model(model), resolve_hardware(hw)
+    results, refusals = [], []
+    for workload in workloads:
+        try:
+            results.append(simulate(spec, chip, workload, parallelism=parallelism,
+                                    allow_long_context=allow_long_context, **dtypes))
+        except CannotRunError as err:
+            refusals.append(Refusal(chip.name, err.one_line(), workload.to_dict()))
+    return results, refusals
+
+
 def compare(model: ModelSpec | str, hws: Sequence[HardwareBase | str], workload: Workload | None = None,
-            parallelism: Parallelism | None = None, **dtypes: str | None
-            ) -> tuple[list[Result], list[Refusal]]:
+            parallelism: Parallelism | None = None, allow_long_context: bool = False,
+            **dtypes: str | None) -> tuple[list[Result], list[Refusal]]:
     """One model on several chips: the results, and a refusal for each chip that cannot run it."""
     spec = resolve_model(model)
+    long_context_note(spec, workload or Workload(), allow_long_context)  # the model's limit, not a chip's
     results, refusals = [], []
     for hw in hws:
         chip = resolve_hardware(hw)
         try:
-            results.append(simulate(spec, chip, workload, parallelism=parallelism, **dtypes))
+            results.append(simulate(spec, chip, workload, parallelism=parallelism,
+                                    allow_long_context=allow_long_context, **dtypes))
         except CannotRunError as err:
-            refusals.append(Refusal(chip.name, err.one_line()))
+            refusals.append(Refusal(chip.name, err.one_line(), (workload or Workload()).to_dict()))
     return results, refusals
 
 

@@ -24,7 +24,7 @@ import numpy as np
 
 from accelsim import hardware
 from accelsim.errors import AccelsimError
-from accelsim.graph import Graph, Op
+from accelsim.graph import Graph, MatMul, Op
 from accelsim.hardware import area, common, power
 from accelsim.hardware.base import (
     Backend,
@@ -182,17 +182,30 @@ def run(name: str, lower_for: LowerFor, hw: HardwareBase, workload: Workload,
         notes = (_headline(layout, step, costs), *notes)
     result = Result(
         model=name, hw=hw.name, hw_kind=hw.kind,
-        workload={"phase": workload.phase, "batch": workload.batch, "prompt": workload.prompt,
-                  "context": workload.context,
-                  **({"spec_tokens": workload.spec_tokens} if workload.spec_tokens else {})},
+        workload=workload.to_dict(),
         latency_s=step.latency_s, tokens_per_s=step.throughput_tokens_per_s,
         joules_per_token=sum(energy.values()) / workload.tokens_credited, energy_j=energy, ops=costs,
-        footprint_bytes=footprint, groups=groups, notes=notes, chips=layout.chips, system=system)
+        footprint_bytes={**footprint, "activation": common.peak_activation_bytes(full)}, groups=groups, notes=notes, chips=layout.chips, system=system,
+        dtypes=step_dtypes(spec, full, footprint))
     joined = Graph(name=full.name if len(stages) == 1 else f"{full.name} [{layout.describe()}]")
     for graph in stages:
         for op in graph:
             joined.add(op)
     return Costed(_per_chip_silicon(result, hw, spec), joined)
+
+
+def step_dtypes(spec: ModelSpec | None, graph: Graph, footprint: dict[str, float]) -> dict[str, str]:
+    """The storage formats a step ran in: the typed model's (a cache or state the model does not
+    keep is left out), or for an imported graph those its matmuls read (weights, activations)."""
+    if spec is not None:
+        held = {"kv": footprint.get("kv_cache", 0.0) > 0, "state": footprint.get("state", 0.0) > 0}
+        return {k: v for k, v in spec.dtypes.model_dump().items() if held.get(k, True)}
+    found: dict[str, str] = {}
+    for op in graph:
+        if isinstance(op, MatMul):
+            found.setdefault("weight", op.b_dtype)
+            found.setdefault("activation", op.a_dtype)
+    return found
 
 
 def _groups(backend: Backend, hw: HardwareBase, spec: ModelSpec | None, workload: Workload,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import configparser
 import csv
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -17,7 +18,13 @@ from accelsim.errors import ConfigError
 from accelsim.hardware.systolic import DATAFLOWS, folds, scalesim_compute_util, scalesim_cycles
 
 ARCH_SECTION = "architecture_presets"
-TOPOLOGY_HEADER = ("layer name", "m", "n", "k")
+# SCALE-Sim's GEMM topology header: 'Layer, M, N, K,' in v2's files, 'Layer Name, M, N, K,' in v3's.
+LAYER_COLUMN = ("layer", "layer name")
+GEMM_COLUMNS = ("m", "n", "k")
+# Its convolution topologies: one stride (v2) or a stride per axis (v3's 'Stride Height, Stride Width').
+CONV_COLUMNS = ("ifmap height", "ifmap width", "filter height", "filter width", "channels", "num filter")
+ACCEPTED = ("'Layer, M, N, K,' (GEMM, v2), 'Layer Name, M, N, K,' (GEMM, v3) or 'Layer name, IFMAP "
+            "Height, IFMAP Width, Filter Height, Filter Width, Channels, Num Filter, Strides,' (conv)")
 
 
 @dataclass(frozen=True)
@@ -92,7 +99,9 @@ def read_config(path: str | Path) -> ScaleSimArray:
 
 
 def read_topology(path: str | Path) -> list[GemmLayer]:
-    """Rows of ``Layer Name, M, N, K,`` (SCALE-Sim's GEMM topology; a trailing comma is usual)."""
+    """A SCALE-Sim topology CSV as GEMMs: its GEMM files (v2 and v3 headers; a trailing comma
+    is usual) as they are, its convolution files lowered the way SCALE-Sim lowers them (M =
+    output pixels, N = filters, K = filter window x channels)."""
     source = str(path)
     try:
         with open(path, encoding="utf-8", newline="") as handle:
@@ -101,19 +110,44 @@ def read_topology(path: str | Path) -> list[GemmLayer]:
         raise ConfigError(f"cannot read topology ({err.strerror})", source=source) from None
     rows = [[c for c in row if c] for row in rows]
     rows = [row for row in rows if row]
-    if not rows or tuple(c.lower() for c in rows[0][:4]) != TOPOLOGY_HEADER:
-        raise ConfigError("expected a GEMM topology with header 'Layer Name, M, N, K,'", source=source,
-                          key="line 1")
+    header = tuple(" ".join(c.lower().split()) for c in rows[0]) if rows else ()
+    if header[:1] not in [(name,) for name in LAYER_COLUMN]:
+        raise ConfigError(f"expected a SCALE-Sim topology header: {ACCEPTED}", source=source, key="line 1")
+    if header[1:4] == GEMM_COLUMNS:
+        reader, width = _gemm_row, 4
+    elif header[1:7] == CONV_COLUMNS and len(header) >= 8:
+        reader, width = _conv_row, 8
+    else:
+        raise ConfigError(f"expected a SCALE-Sim topology header: {ACCEPTED}; got {', '.join(rows[0])}",
+                          source=source, key="line 1")
     layers = []
     for line, row in enumerate(rows[1:], start=2):
-        if len(row) < 4:
-            raise ConfigError(f"expected 4 fields (Layer Name, M, N, K), got {len(row)}", source=source,
-                              key=f"line {line}")
-        m, n, k = (_positive_int(v, source, f"line {line} {col}") for v, col in zip(row[1:4], "MNK"))
-        layers.append(GemmLayer(row[0], m, n, k))
+        if len(row) < width:
+            raise ConfigError(f"expected {width} fields ({', '.join(rows[0][:width])}), got {len(row)}",
+                              source=source, key=f"line {line}")
+        layers.append(reader(row, [h for h in rows[0]], source, line))
     if not layers:
         raise ConfigError("the topology lists no layers", source=source)
     return layers
+
+
+def _gemm_row(row: list[str], header: list[str], source: str, line: int) -> GemmLayer:
+    m, n, k = (_positive_int(v, source, f"line {line} {col}") for v, col in zip(row[1:4], "MNK"))
+    return GemmLayer(row[0], m, n, k)
+
+
+def _conv_row(row: list[str], header: list[str], source: str, line: int) -> GemmLayer:
+    ih, iw, fh, fw, ch, nf = (_positive_int(v, source, f"line {line} {col}")
+                              for v, col in zip(row[1:7], header[1:7]))
+    # One stride column serves both axes (v2); v3 gives height and width.
+    sh = _positive_int(row[7], source, f"line {line} {header[7]}")
+    sw = _positive_int(row[8], source, f"line {line} {header[8]}") if len(row) > 8 and len(header) > 8 else sh
+    if fh > ih or fw > iw:
+        raise ConfigError(f"filter {fh}x{fw} is larger than its input {ih}x{iw} (SCALE-Sim pads nothing)",
+                          source=source, key=f"line {line}")
+    out_h = math.ceil((ih - fh + sh) / sh)  # SCALE-Sim's output size: no padding
+    out_w = math.ceil((iw - fw + sw) / sw)
+    return GemmLayer(row[0], out_h * out_w, nf, fh * fw * ch)
 
 
 def layer_report(layer: GemmLayer, array: ScaleSimArray) -> LayerReport:

@@ -107,3 +107,21 @@ def format_si(value: float, unit: str, *, digits: int = 3) -> str:
         if abs(rounded) >= scale:
             return f"{rounded / scale:.{digits}g} {prefix}{unit}"
     return f"{value:.{digits}g} {unit}"
+
+
+def format_plain(value: float, digits: int = 3) -> str:
+    """``digits`` significant figures in positional notation with thousands separators, never an
+    exponent (reports are read by people: 0.000123, 12.3, 45,600)."""
+    if value == 0 or not math.isfinite(value):
+        return f"{value:g}"
+    magnitude = math.floor(math.log10(abs(float(f"{value:.{digits}g}"))))
+    decimals = max(0, digits - 1 - magnitude)
+    return f"{value:,.{decimals}f}"
+
+
+def format_rate(value: float, unit: str, digits: int = 3) -> str:
+    """A count per something ('tokens/s', 'requests/s') as '1,234 tokens/s': counts keep their
+    digits rather than an SI prefix, which reads as bytes or hertz to most people."""
+    if abs(value) >= 10 ** digits:
+        return f"{value:,.0f} {unit}"
+    return f"{format_plain(value, digits)} {unit}"

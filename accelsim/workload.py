@@ -68,6 +68,11 @@ class Workload:
         on the acceptance rate: ``accelsim.sim.speculative`` credits them)."""
         return self.tokens if self.phase == "prefill" else self.batch
 
+    def to_dict(self) -> dict:
+        """The step's sizes as results and refusals carry them."""
+        sizes = {"phase": self.phase, "batch": self.batch, "prompt": self.prompt, "context": self.context}
+        return {**sizes, "spec_tokens": self.spec_tokens} if self.spec_tokens else sizes
+
     def describe(self) -> str:
         if self.phase == "prefill":
             return f"prefill batch={self.batch} prompt={self.prompt}"

@@ -27,7 +27,8 @@ def test_run_table_names_compute_and_memory_bound_ops(cli):
     code, out, _ = cli("run", "--phase", "prefill", "--prompt", "1024", "--batch", "4")
     assert code == 0
     assert "tokens/s" in out and "J/token" in out
-    assert "compute" in out and "memory:hbm" in out
+    # The table explains each bound (issue 22): 'compute-bound', 'hbm-bandwidth-bound'.
+    assert "compute-bound" in out and "hbm-bandwidth-bound" in out
 
 
 def test_dtype_override_halves_weight_bytes(cli):

@@ -5,19 +5,13 @@ from pathlib import Path
 
 import click
 
-from accelsim import api, hardware
+from accelsim import api
 from accelsim.api import resolve_hardware, resolve_model
 from accelsim.cli import options
-from accelsim.report.compare import _display as display_frame
-from accelsim.report.compare import summary_frame, write_report
+from accelsim.cli.progress import progress
+from accelsim.sim.result import precision_note
 
 DEFAULT_HW = ("h100-sxm", "tpu-v5e", "hardwired-llama-3.1-8b")
-
-
-def roof_of(chip) -> tuple[float, float]:
-    """(peak matrix FLOP/s, bandwidth of the memory holding weights and KV) for the roofline plot."""
-    outer = hardware.backend(chip).main_memory(chip)
-    return max(chip.compute.matrix.values()), outer.bandwidth
 
 
 @click.command()
@@ -32,30 +26,49 @@ def roof_of(chip) -> tuple[float, float]:
               help="Report folder [default: reports/<name>].")
 @click.option("--name", default="compare", show_default=True, help="Report name (folder under reports/).")
 @options.json_option
-def compare(model, hws, phase, batch, prompt, context, density, weight_dtype, act_dtype, kv_dtype,
-            parallelism, out, name, as_json):
+@options.csv_option
+def compare(model, hws, phase, batch, prompt, context, allow_long_context, density, weight_dtype,
+            act_dtype, kv_dtype, parallelism, out, name, as_json, as_csv):
     """Compare chips on one model and workload; write Markdown + HTML + CSV + plots.
 
     A chip that cannot run the model (it does not fit; another model's weights are in its
-    silicon) is reported as such (a real cliff), not dropped.
+    silicon) is reported as such (a real cliff), not dropped.  List values (--batch 1,8,32,128,
+    --context 1k,8k,32k, --prompt 512,2k,8k) run every point on every chip and add
+    throughput-latency, latency-context and TTFT-prompt curves to the report.
     """
-    workload = options.workload_from(phase, batch, prompt, context, density)
+    from accelsim.report.compare import _display as display_frame  # pandas/matplotlib: lazily
+    from accelsim.report.compare import summary_frame, write_report
+    if as_json and as_csv:
+        raise click.UsageError("--json and --csv: choose one")
     spec = resolve_model(model)
+    points = options.workload_points(phase, batch, prompt, context, density, spec.max_context)
     chips = [resolve_hardware(h) for h in hws]
-    results, refusals = api.compare(spec, chips, workload, parallelism=parallelism,
-                                    weight_dtype=weight_dtype, act_dtype=act_dtype, kv_dtype=kv_dtype)
+    dtypes = {"weight_dtype": weight_dtype, "act_dtype": act_dtype, "kv_dtype": kv_dtype}
+    for point in points:  # the model's own limit: refuse before costing anything
+        api.long_context_note(spec, point, allow_long_context)
+    results, refusals = [], []
+    for point in progress(points, "points", quiet=as_json or as_csv or len(points) == 1):
+        done, refused = api.compare(spec, chips, point, parallelism=parallelism,
+                                    allow_long_context=allow_long_context, **dtypes)
+        results += done
+        refusals += refused
     out_dir = out or Path("reports") / name
-    files = write_report(results, refusals, {c.name: roof_of(c) for c in chips}, out_dir,
-                         f"{spec.name}: {', '.join(c.name for c in chips)}", workload.describe())
+    sizes = ", ".join(p.describe() for p in points) if len(points) <= 4 else \
+        f"{len(points)} points from {points[0].describe()} to {points[-1].describe()}"
+    files = write_report(results, refusals, chips, out_dir,
+                         f"{spec.name}: {', '.join(c.name for c in chips)}", sizes)
     if as_json:
-        payload = [{**r.to_dict(), "hw": r.hw, "status": "ok"} for r in results]
-        payload += [{"hw": f.hw, "status": "cannot run", "reason": f.reason} for f in refusals]
-        options.echo_json(payload)
+        options.echo_json([{**r.to_dict(), "status": "ok"} for r in results] +
+                          [f.to_dict() for f in refusals])
         return
-    click.echo(f"{spec.name}, {workload.describe()}")
-    table = display_frame(summary_frame(results, refusals))
-    table["status"] = table["status"].map(lambda v: v if v == "ok" else "cannot run (below)")
-    click.echo(table.to_string(index=False))
+    if as_csv:
+        options.echo_csv(results, refusals)
+        return
+    click.echo(f"{spec.name}, {sizes}")
+    precision = precision_note(results)
+    if precision:
+        click.echo(f"not like for like ({precision}): each row ran in its own formats")
+    click.echo(display_frame(summary_frame(results, refusals)).to_string(index=False))
     for refusal in refusals:
         click.echo(f"  {refusal.hw}: {refusal.reason}")
     click.echo(f"\nreport: {files['html']} (and report.md, CSV and plots in {out_dir})")

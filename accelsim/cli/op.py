@@ -13,7 +13,8 @@ from accelsim.errors import AccelsimError
 @click.option("--scalesim-cfg", type=click.Path(dir_okay=False), default=None,
               help="A SCALE-Sim .cfg (reads ArrayHeight, ArrayWidth, Dataflow).")
 @click.option("--topology", type=click.Path(dir_okay=False), default=None,
-              help="A SCALE-Sim GEMM topology CSV ('Layer Name, M, N, K,').")
+              help="A SCALE-Sim topology CSV: GEMM ('Layer, M, N, K,' in v2, 'Layer Name, M, N, "
+                   "K,' in v3) or convolution ('Layer name, IFMAP Height, ..., Strides,').")
 @options.json_option
 @click.pass_context
 def op(ctx, hw, scalesim_cfg, topology, as_json):
@@ -67,7 +68,10 @@ def _scalesim(cfg: str, topology: str, as_json: bool) -> None:
 @click.option("--json", "sub_json", is_flag=True, help="Print machine-readable JSON.")
 @click.pass_context
 def matmul(ctx, m, k, n, count, dtype, dataflow, sub_json):
-    """One GEMM (m x k) . (k x n), all operands starting in off-chip memory."""
+    """One GEMM: A (m x k) times B (k x n).
+
+    Every operand starts in off-chip memory and the result ends there (the rule validation's
+    GEMM points use too)."""
     from accelsim.api import resolve_hardware
     from accelsim.report.opcost import matmul_report
     if ctx.obj["hw"] is None:

@@ -28,16 +28,58 @@ def _compose(*decorators: Callable) -> Callable:
 model_option = click.option("--model", "-m", default=DEFAULT_MODEL, show_default=True,
                             help="Model: a bundled name (see `accelsim models`) or a YAML path.")
 
+class SizeList(click.ParamType):
+    """'1,8,32,128' or '1k,8k,32k,128k' (k = 1,024 tokens): one or more sizes, each >= ``floor``."""
+
+    name = "N[,N...]"
+
+    def __init__(self, floor: int) -> None:
+        self.floor = floor
+
+    def convert(self, value, param, ctx):
+        if isinstance(value, tuple):
+            return value
+        items = [item.strip() for item in str(value).split(",")]
+        sizes = []
+        for item in items:
+            sizes.append(_size(item, self.floor, param, ctx, self))
+        return tuple(sizes)
+
+
+def _size(item: str, floor: int, param, ctx, kind: click.ParamType) -> int:
+    text = item.lower()
+    scale = 1024 if text.endswith("k") else 1
+    digits = text[:-1] if scale > 1 else text
+    if not digits.isdigit():
+        kind.fail(f"{item!r} is not a whole number (write 2048, 2k or a list 1k,8k,32k; k = 1,024)",
+                  param, ctx)
+    size = int(digits) * scale
+    if size < floor:
+        kind.fail(f"{item!r} must be >= {floor}", param, ctx)
+    return size
+
+
+# Sizes the phase reads; a size given for a phase that ignores it is refused (workload_points).
+DEFAULT_PROMPT = 2048
+DEFAULT_CONTEXT = 2048
+
 workload_options = _compose(
     click.option("--phase", type=click.Choice(["prefill", "decode"]), default="decode",
                  show_default=True, help="Prefill a prompt, or decode one token per sequence."),
-    click.option("--batch", "-b", type=click.IntRange(min=1), default=1, show_default=True,
-                 help="Sequences processed together."),
-    click.option("--prompt", type=click.IntRange(min=1), default=2048, show_default=True,
-                 help="Prompt tokens per sequence (prefill)."),
-    click.option("--context", type=click.IntRange(min=0), default=2048, show_default=True,
-                 help="Tokens already in the KV cache per sequence (decode)."),
+    click.option("--batch", "-b", type=SizeList(1), default="1", show_default=True,
+                 help="Sequences processed together; a list (1,8,32,128) runs each and draws "
+                      "throughput against latency."),
+    click.option("--prompt", type=SizeList(1), default=None,
+                 help="Prompt tokens per sequence (prefill only; k = 1,024; a list such as "
+                      "1k,4k,16k draws TTFT against prompt length). [default: 2048]"),
+    click.option("--context", type=SizeList(0), default=None,
+                 help="Tokens already in the KV cache per sequence (decode only; k = 1,024; a list "
+                      "such as 1k,8k,32k,128k draws latency against context). [default: 2048]"),
+    click.option("--allow-long-context", is_flag=True,
+                 help="Run a prompt or context beyond the model's max_context (positions it was "
+                      "never trained on) instead of refusing it; the result carries a note."),
 )
+
 
 dtype_options = _compose(
     click.option("--weight-dtype", type=click.Choice(DTYPES), default=None,
@@ -54,6 +96,9 @@ density_option = click.option(
          "with compute.zero_skipping performs only the MACs it allows; dense hardware ignores it.")
 
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+csv_option = click.option("--csv", "as_csv", is_flag=True,
+                          help="Print one CSV row per chip and workload point (formats, chips and "
+                               "layout in every row).")
 
 _LAYOUT_OPTIONS = _compose(
     click.option("--chips", type=click.IntRange(min=1), default=None,
@@ -136,11 +181,46 @@ def spec_decode_from(draft: str | None, k: int | None, accept: float | None) -> 
     return SpecDecode(draft, k, accept)
 
 
-def workload_from(phase: Phase, batch: int, prompt: int, context: int,
-                  density: str | None = None) -> Workload:
-    return Workload(phase=phase, batch=batch, prompt=prompt, context=context,
-                    density=api.resolve_density(density))
+def workload_points(phase: Phase, batch: tuple[int, ...], prompt: tuple[int, ...] | None,
+                    context: tuple[int, ...] | None, density: str | None = None,
+                    max_context: int | None = None) -> list[Workload]:
+    """Every (batch, size) point asked for, in order; a size option the phase does not read is
+    refused rather than silently ignored.  A size not given defaults to 2,048 tokens, or the
+    model's ``max_context`` when that is shorter (GPT-2's 1,024)."""
+    ignored = {"prefill": ("--context", context), "decode": ("--prompt", prompt)}[phase]
+    if ignored[1] is not None:
+        reads = "--prompt" if phase == "prefill" else "--context"
+        raise click.UsageError(f"{ignored[0]} is ignored by --phase {phase} (it reads {reads}); "
+                               f"drop {ignored[0]} or change --phase")
+    profile = api.resolve_density(density)
+    default = min(DEFAULT_PROMPT if phase == "prefill" else DEFAULT_CONTEXT,
+                  max_context or DEFAULT_CONTEXT)
+    sizes = (prompt if phase == "prefill" else context) or (default,)
+    points = []
+    prefill = phase == "prefill"
+    for b in batch:
+        for size in sizes:  # the size the phase does not read keeps Workload's default
+            points.append(Workload(phase=phase, batch=b, density=profile,
+                                   prompt=size if prefill else Workload.prompt,
+                                   context=Workload.context if prefill else size))
+    return points
+
+
+def workload_from(phase: Phase, batch: tuple[int, ...], prompt: tuple[int, ...] | None,
+                  context: tuple[int, ...] | None, density: str | None = None,
+                  max_context: int | None = None) -> Workload:
+    """The one workload of a command that takes one point (a list is refused)."""
+    points = workload_points(phase, batch, prompt, context, density, max_context)
+    if len(points) > 1:
+        raise click.UsageError("this command takes one --batch and one --prompt/--context value")
+    return points[0]
 
 
 def echo_json(data: object) -> None:
     click.echo(json.dumps(data, indent=2, default=float))
+
+
+def echo_csv(results: list, refusals: list) -> None:
+    """One CSV row per result and refusal, the columns of a compare report's summary.csv."""
+    from accelsim.report.compare import summary_frame  # pandas: only when asked for
+    click.echo(summary_frame(results, refusals).to_csv(index=False), nl=False)

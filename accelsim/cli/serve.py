@@ -7,6 +7,7 @@ import click
 
 from accelsim import api
 from accelsim.cli import options
+from accelsim.cli.progress import progress
 from accelsim.errors import AccelsimError
 from accelsim.sim import load, serving
 from accelsim.workload import Workload
@@ -141,7 +142,9 @@ def serve(model, hw, parallelism, weight_dtype, act_dtype, kv_dtype, density, ra
     slo = load.Slo(slo_ttft, slo_tpot, slo_percentile)
     capacity = load.find_capacity(costs, config, base_load, slo) if find_capacity else None
     main = load.run(costs, config, base_load)
-    sweep = load.curve(costs, config, base_load, points) if kind != "offline" else [main]
+    sweep = ([load.run(costs, config, base_load.at(p))  # a bar on a terminal only
+              for p in progress(sorted(set(points)), "loads", quiet=as_json)]
+             if kind != "offline" else [main])
     main_rate = value
 
     from accelsim.report.serving import write_report

@@ -8,6 +8,8 @@ import pandas as pd
 
 from accelsim.api import load_study, run_study
 from accelsim.cli import options
+from accelsim.cli.progress import bar
+from accelsim.units import format_rate, format_si
 from accelsim.report.study import study_frame, write_study
 
 
@@ -28,18 +30,22 @@ def study(study_file, out, as_json):
       - {phase: decode, batch: 1, context: 2048}
     """
     spec = load_study(study_file)
-    cells = run_study(spec)
+    with bar(len(spec.cases) * len(spec.workloads), "cells", quiet=as_json) as done:
+        cells = run_study(spec, done)
     out_dir = out or Path("reports") / spec.name
     files = write_study(spec, cells, out_dir)
     frame = study_frame(cells)
     if as_json:
         options.echo_json(frame.to_dict("records"))
         return
-    shown = frame.copy()
-    shown["tokens_per_s"] = shown["tokens_per_s"].map(lambda v: "" if pd.isna(v) else f"{v:,.1f}")
-    shown["joules_per_token"] = shown["joules_per_token"].map(lambda v: "" if pd.isna(v) else f"{v:.4g}")
-    click.echo(shown[["model", "workload", "hw", "tokens_per_s", "joules_per_token", "status"]]
-               .to_string(index=False, max_colwidth=60))
+    shown = pd.DataFrame({
+        "model": frame["model"], "workload": frame["workload"], "hw": frame["hw"],
+        "formats": frame["formats"].fillna(""), "system": frame["layout"].fillna(""),
+        "throughput": frame["tokens_per_s"].map(lambda v: "" if pd.isna(v) else format_rate(v, "tokens/s")),
+        "energy/token": frame["joules_per_token"].map(lambda v: "" if pd.isna(v) else format_si(v, "J")),
+        "status": frame["status"].map(lambda v: v if v == "ok" else "cannot run (see report)"),
+    })
+    click.echo(shown.to_string(index=False))
     click.echo(f"\nreport: {files['html']} (index.md, study.csv and one folder per model/workload)")
 
 

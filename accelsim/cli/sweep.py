@@ -7,20 +7,25 @@ from pathlib import Path
 
 import click
 
+from accelsim import api
 from accelsim.api import resolve_model, simulate
 from accelsim.cli import options
+from accelsim.cli.progress import DELAY_S, on_terminal
 from accelsim.dse import runner, search
 from accelsim.dse.evaluate import Job
 from accelsim.dse.metrics import Reference
 from accelsim.dse.space import METRICS, Condition, load_space
 from accelsim.errors import AccelsimError, CannotRunError
+from accelsim.report.cells import format_cell
 from accelsim.report.sweep import SweepSummary, cliffs_from, load_frame, write_report
 from accelsim.workload import Workload
 
 
-def _progress(total: int):
+def _progress(total: int, quiet: bool):
+    """The points bar: on a terminal, after the first second, never under --json."""
     from tqdm import tqdm
-    bar = tqdm(total=total, unit="pt", file=sys.stderr, disable=not sys.stderr.isatty(), leave=False)
+    bar = tqdm(total=total, unit="pt", file=sys.stderr, disable=quiet or not on_terminal(),
+               delay=DELAY_S, leave=False)
     return bar
 
 
@@ -75,6 +80,10 @@ def sweep(model, space_path, out, strategy, samples, seed, workers, scheduler, r
                         context=w.context if context is None else context)
     conditions = space.constraints + [Condition.parse(t, "--target") for t in targets] + \
         [Condition.parse(c, "--constraint") for c in constraints]
+    if context is not None and workload.phase == "prefill":
+        raise click.UsageError("--context is ignored by a prefill sweep (it reads the space's prompt); "
+                               "drop --context or use --phase decode")
+    api.long_context_note(spec, workload, allow=False)  # the model's limit, before any design point
     job = Job(space, spec, workload, reference=_reference(spec, breakeven_vs, workload))
     out.mkdir(parents=True, exist_ok=True)
     csv_path = out / "results.csv"
@@ -82,7 +91,7 @@ def sweep(model, space_path, out, strategy, samples, seed, workers, scheduler, r
         click.echo(f"note: overwriting {csv_path} (use --resume to continue it)", err=True)
 
     def evaluate(points):
-        bar = _progress(len(points))
+        bar = _progress(len(points), as_json)
         try:
             return runner.run(job, points, csv_path, workers=workers, scheduler=scheduler,
                               resume=True if strategy == "nsga2" else resume, progress=bar.update)
@@ -105,13 +114,14 @@ def sweep(model, space_path, out, strategy, samples, seed, workers, scheduler, r
         objectives=dict(space.spec.objectives), constraints=[str(c) for c in conditions],
         pick_metric=pick_metric, pick_sense=pick_sense, cliffs=cliffs_from(space))
     summary.save(out / "sweep.json")
-    files = {"html": out / "report.html"} if no_report else write_report(load_frame(csv_path), summary, out)
+    files = {} if no_report else write_report(load_frame(csv_path), summary, out)
     feasible = search.feasible(rows, conditions)
     choice = search.pick(search.front(feasible, space.spec.objectives) or feasible, pick_metric, pick_sense)
     if as_json:
         options.echo_json({"points": len(rows), "feasible": len(feasible),
                            "front": len(search.front(feasible, space.spec.objectives)),
-                           "chosen": choice.row, "report": str(files["html"])})
+                           "chosen": choice.row,
+                           "report": str(files["html"]) if "html" in files else None})
         return
     invalid = [r for r in rows if r["status"] == "invalid"]
     if invalid:
@@ -121,12 +131,14 @@ def sweep(model, space_path, out, strategy, samples, seed, workers, scheduler, r
     if choice.row is None:
         click.echo("no design meets every target and constraint")
     else:
-        params = ", ".join(f"{k}={choice.row[k]:.4g}" if isinstance(choice.row[k], float) else f"{k}={choice.row[k]}"
-                           for k in space.keys)
+        params = ", ".join(f"{k}={format_cell(k, choice.row[k])}" for k in space.keys)
         click.echo(f"chosen ({pick_sense} {pick_metric}): {params}")
-        click.echo("  " + ", ".join(f"{m} {choice.row[m]:.4g}" if choice.row[m] is not None else f"{m} never"
+        click.echo("  " + ", ".join(f"{m} {format_cell(m, choice.row[m]) if choice.row[m] is not None else 'never'}"
                                     for m in METRICS))
-    click.echo(f"report: {files['html']} (results.csv, pareto.csv and plots in {out})")
+    if no_report:
+        click.echo(f"results: {csv_path} (no report written: `accelsim report {out}` draws it)")
+    else:
+        click.echo(f"report: {files['html']} (results.csv, pareto.csv and plots in {out})")
 
 
 def _reference(spec, name: str, workload: Workload) -> Reference | None:

@@ -6,6 +6,7 @@ from pathlib import Path
 import click
 
 from accelsim.cli import options
+from accelsim.cli.progress import bar
 from accelsim.validate.points import SUBSETS
 
 
@@ -44,7 +45,8 @@ def validate(subset, max_error, out, points_path, serving, as_json):
     from accelsim.validate.run import markdown, to_json, write
     from accelsim.validate.run import validate as run_validation
 
-    result = run_validation(subset, max_error, points_path)
+    with bar(None, "points", quiet=as_json) as done:
+        result = run_validation(subset, max_error, points_path, done=done)
     if out is not None:
         write(result, out)
     if as_json:

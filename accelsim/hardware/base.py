@@ -26,7 +26,7 @@ import numpy as np
 
 from accelsim.density import DensityProfile
 from accelsim.errors import CannotRunError
-from accelsim.graph import Graph, Op
+from accelsim.graph import Graph, MatMul, Op
 from accelsim.hardware.arraymath import nonzero, vmax
 from accelsim.hardware.spec import HardwareBase, MemoryLevel
 from accelsim.model.spec import ModelSpec
@@ -103,6 +103,7 @@ class OpCost:
     bound: str
     mapping: str
     overhead_s: float = 0.0
+    dtype: str = ""  # the format its datapath computes in (a matmul's narrower operand), for rooflines
 
     @property
     def utilisation(self) -> float:
@@ -112,6 +113,26 @@ class OpCost:
     @property
     def energy_total(self) -> float:
         return sum(self.energy_j.values())
+
+    @property
+    def regime(self) -> str:
+        """The bound in words that explain a low utilisation: 'launch-bound' (a fixed per-kernel
+        cost outweighs the work), '<level>-bandwidth-bound', 'latency-bound' (the datapath's
+        time is mostly array fill and drain, padding of a small shape or a partial wave, so it
+        is busy yet under LOW_UTILISATION of its peak: a batch-1 GEMM on a 128x128 array), or
+        'compute-bound'."""
+        if self.bound == "overhead":
+            return "launch-bound"
+        if self.bound.startswith("memory:"):
+            return f"{self.bound.split(':', 1)[1]}-bandwidth-bound"
+        if self.bound == "compute" and self.peak_flops and self.utilisation < LOW_UTILISATION:
+            return "latency-bound"
+        return self.bound if self.bound != "compute" else "compute-bound"
+
+
+# Below this share of its peak, a compute-bound op is waiting on its own pipeline (fill, drain,
+# padding), not doing arithmetic: reports call it latency-bound so 0.7 % is not read as "compute".
+LOW_UTILISATION = 0.10
 
 
 @dataclass(frozen=True)
@@ -376,7 +397,8 @@ def to_cost(op: Op, terms: Terms, label: str) -> OpCost:
     memory_s = nonzero(terms.memory_s)
     return OpCost(op.name, op.kind, op.layer, terms.time_s, terms.compute_s, memory_s, terms.bytes,
                   nonzero(terms.energy_j), op.flops, terms.peak_flops,
-                  bound_of(terms.compute_s, memory_s, terms.overhead_s), label, terms.overhead_s)
+                  bound_of(terms.compute_s, memory_s, terms.overhead_s), label, terms.overhead_s,
+                  op.compute_dtype if isinstance(op, MatMul) else op.dtype)
 
 
 def memory_energy(bytes_by_level: dict[str, Any], energy_per_byte: dict[str, Any]) -> dict[str, Any]:

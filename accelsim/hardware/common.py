@@ -13,7 +13,7 @@ from accelsim.dtypes import DTYPES
 from accelsim.errors import DoesNotFitError
 from accelsim.graph import Access, Graph, MatMul, Op
 from accelsim.hardware import power
-from accelsim.hardware.arraymath import nonzero, vmax, where
+from accelsim.hardware.arraymath import vmax, where
 from accelsim.hardware.base import (  # noqa: F401  (Demand, Terms, to_cost: re-exported)
     Demand,
     Mapping,
@@ -63,6 +63,16 @@ def footprint(graph: Graph) -> dict[str, float]:
             if access.tensor.role == "kv_cache":
                 resident["kv_cache"] += access.tensor.nbytes
     return resident
+
+
+def peak_activation_bytes(graph: Graph) -> float:
+    """The largest activation working set of one op (its activation inputs and outputs): what
+    must be live at once beside the resident weights and cache, for the memory-footprint view."""
+    peak = 0.0
+    for op in graph:
+        live = sum(a.tensor.nbytes for a in (*op.reads(), *op.writes()) if a.tensor.role == "activation")
+        peak = max(peak, live)
+    return peak
 
 
 def offchip_allocate(demand: Demand, hw_name: str, offchip: str, offchip_capacity: float,

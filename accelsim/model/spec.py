@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Literal, TypeVar, get_args
 
 from pydantic import Field, model_validator
@@ -18,7 +19,7 @@ from pydantic import Field, model_validator
 from accelsim.config import loader
 from accelsim.config.types import NonNegativeInt, PositiveInt, Spec
 from accelsim.dtypes import DType
-from accelsim.errors import AccelsimError
+from accelsim.errors import AccelsimError, ConfigError
 from accelsim.model import hf_import
 
 MixerKind = Literal["attention", "mla", "mamba1", "mamba2", "rglru", "mlgru", "rwkv7", "hyena"]
@@ -346,7 +347,15 @@ def dt_rank(spec: ModelSpec) -> int:
 
 
 def load_model(name_or_path: str) -> ModelSpec:
-    """A bundled name, a model YAML, or a Hugging Face ``config.json`` (read by model_type)."""
+    """A bundled name, a model YAML, a Hugging Face ``config.json`` (read by model_type), or a
+    Hugging Face model folder holding one (a downloaded snapshot, with or without weights)."""
+    folder = Path(name_or_path)
+    if folder.is_dir():
+        config = folder / "config.json"
+        if not config.is_file():
+            raise ConfigError("a model folder must hold a Hugging Face config.json (none here)",
+                              source=name_or_path)
+        name_or_path = str(config)
     if name_or_path.endswith(".json"):
         return loader.validate(ModelSpec, hf_import.read_hf_config(name_or_path), name_or_path)
     return loader.load(ModelSpec, name_or_path, "models", "model")

@@ -10,11 +10,23 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from accelsim.report.cells import format_cell
 from accelsim.report.compare import TEMPLATES
+from accelsim.report.plots import STYLE, plain_ticks, si_ticks
 from accelsim.report.trace import Counter, timeline_plot, timeline_trace, write_trace
 from accelsim.sim.load import Capacity
 from accelsim.sim.serving import ServeResult
 from accelsim.sim.timeline import Interval, Timeline
+from accelsim.units import format_si
+
+
+# the curve table as shown: column -> header (each cell carries its unit)
+CURVE_COLUMNS = {"throughput_tokens_per_s": "throughput",
+                 "throughput_tokens_per_s_per_chip": "throughput per chip",
+                 "tokens_per_s_per_user": "per user",
+                 "goodput_req_per_s": "goodput", "ttft_p50_s": "TTFT p50", "ttft_p99_s": "TTFT p99",
+                 "tpot_p50_s": "TPOT p50", "tpot_p99_s": "TPOT p99", "e2e_p99_s": "end-to-end p99",
+                 "joules_per_token": "energy/token"}
 
 
 def curve_frame(results: list[ServeResult]) -> pd.DataFrame:
@@ -47,20 +59,23 @@ def steps_frame(result: ServeResult) -> pd.DataFrame:
 
 
 def latency_throughput_plot(curve: pd.DataFrame, path: Path, slo_ttft: float, slo_tpot: float) -> Path:
-    fig, axes = plt.subplots(1, 2, figsize=(11, 4.2))
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(1, 2, figsize=(12, 4.8))
     for ax, metric, slo, label in ((axes[0], "ttft", slo_ttft, "time to first token"),
                                    (axes[1], "tpot", slo_tpot, "time per output token")):
         for q, style in (("p50", "o-"), ("p90", "s--"), ("p99", "^:")):
-            ax.plot(curve["throughput_tokens_per_s"], curve[f"{metric}_{q}_s"] * 1e3, style, label=q)
-        ax.axhline(slo * 1e3, color="red", lw=0.8, label="SLO")
+            ax.plot(curve["throughput_tokens_per_s"], curve[f"{metric}_{q}_s"], style, label=q)
+        ax.axhline(slo, color="red", lw=0.8, label="SLO")
         for _, row in curve.iterrows():
             ax.annotate(load_label(row["load"], row["load_value"]), (row["throughput_tokens_per_s"],
-                        row[f"{metric}_p50_s"] * 1e3), fontsize=7, textcoords="offset points", xytext=(3, 3))
+                        row[f"{metric}_p50_s"]), fontsize=9, textcoords="offset points", xytext=(3, 3))
         ax.set_xlabel("throughput (output tokens/s)")
-        ax.set_ylabel(f"{label} (ms)")
+        ax.set_ylabel(label)
         ax.set_yscale("log")
-        ax.grid(which="both", alpha=0.25)
-        ax.legend(fontsize=8)
+        si_ticks(ax, "y", "s")  # '20 ms', not '2×10¹'
+        plain_ticks(ax, "x")
+        ax.grid(which="major", alpha=0.25)
+        ax.legend(fontsize=9)
     fig.suptitle("Latency vs throughput over the offered loads (labels: rate or concurrency)")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
@@ -71,14 +86,17 @@ def latency_throughput_plot(curve: pd.DataFrame, path: Path, slo_ttft: float, sl
 def frontier_plot(curve: pd.DataFrame, path: Path) -> Path:
     """Throughput per chip against tokens/s per user (median 1/TPOT) across the loads: the
     trade-off InferenceX plots, interactivity bought with throughput."""
-    fig, ax = plt.subplots(figsize=(6.5, 4.2))
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(6.5, 4.2))
     ax.plot(curve["tokens_per_s_per_user"], curve["throughput_tokens_per_s_per_chip"], "o-")
     for _, row in curve.iterrows():
         ax.annotate(load_label(row["load"], row["load_value"]),
                     (row["tokens_per_s_per_user"], row["throughput_tokens_per_s_per_chip"]),
-                    fontsize=7, textcoords="offset points", xytext=(3, 3))
+                    fontsize=9, textcoords="offset points", xytext=(3, 3))
     ax.set_xlabel("tokens/s per user (median 1 / TPOT)")
     ax.set_ylabel("output tokens/s per chip")
+    plain_ticks(ax, "x")
+    plain_ticks(ax, "y")
     ax.grid(alpha=0.25)
     ax.set_title("Throughput per chip vs interactivity")
     fig.tight_layout()
@@ -89,11 +107,13 @@ def frontier_plot(curve: pd.DataFrame, path: Path) -> Path:
 
 def queue_plot(result: ServeResult, path: Path) -> Path:
     steps = steps_frame(result)
-    fig, ax = plt.subplots(figsize=(10, 3.6))
+    with plt.rc_context(STYLE):
+        fig, ax = plt.subplots(figsize=(11, 4))
     if not steps.empty:
         ax.step(steps["start_s"], steps["waiting"], where="post", label="waiting requests")
         ax.step(steps["start_s"], steps["running"], where="post", label="running requests")
-    ax.set_xlabel("time (s)")
+    si_ticks(ax, "x", "s")
+    ax.set_xlabel("simulated time")
     ax.set_ylabel("requests")
     ax.set_title(f"Queue over time at {result.rate:g} requests/s ({result.scheduler} batching)")
     ax.grid(alpha=0.3)
@@ -121,7 +141,7 @@ def findings(main: ServeResult, curve: pd.DataFrame, capacity: Capacity | None =
         (f"At {load_label(main.load['kind'], main.load['value'])}: TTFT p50 {s['ttft_s']['p50'] * 1e3:.1f} ms / p99 "
         f"{s['ttft_s']['p99'] * 1e3:.1f} ms, TPOT p50 {s['tpot_s']['p50'] * 1e3:.2f} ms / p99 "
         f"{s['tpot_s']['p99'] * 1e3:.2f} ms, {s['throughput_tokens_per_s']:,.0f} output tokens/s, "
-        f"{s['joules_per_token']:.3g} J/token."),
+        f"{format_si(s['joules_per_token'], 'J')} per token."),
         (f"Goodput {s['goodput_requests_per_s']:.3g} requests/s met both SLOs (TTFT <= "
         f"{s['slo']['ttft_s']:g} s, TPOT <= {s['slo']['tpot_s']:g} s) of "
         f"{s['throughput_requests_per_s']:.3g} served."),
@@ -166,12 +186,11 @@ def write_report(main: ServeResult, sweep: list[ServeResult], out_dir: Path, tit
         files["step_timeline_png"] = timeline_plot(step, out_dir / "step_timeline.png", step_label)
         files["step_trace"] = timeline_trace(step, out_dir / "step_trace.json", step_label)
     s = main.summary()
-    table = pd.DataFrame([{"metric": m, "p50": s[k]["p50"], "p90": s[k]["p90"], "p99": s[k]["p99"],
-                           "mean": s[k]["mean"]} for m, k in (("TTFT (s)", "ttft_s"),
-                                                             ("TPOT (s)", "tpot_s"), ("end-to-end (s)", "e2e_s"))])
-    shown_curve = curve[["load", "load_value", "throughput_tokens_per_s", "throughput_tokens_per_s_per_chip",
-                         "tokens_per_s_per_user", "goodput_req_per_s", "ttft_p50_s",
-                         "ttft_p99_s", "tpot_p50_s", "tpot_p99_s", "e2e_p99_s", "joules_per_token"]]
+    table = pd.DataFrame([{"metric": m, **{q: format_si(s[k][q], "s") for q in ("p50", "p90", "p99", "mean")}}
+                          for m, k in (("TTFT", "ttft_s"), ("TPOT", "tpot_s"), ("end-to-end", "e2e_s"))])
+    shown_curve = pd.DataFrame({"load": [load_label(k, v) for k, v in zip(curve["load"], curve["load_value"])],
+                                **{header: [format_cell(col, v) for v in curve[col]]
+                                   for col, header in CURVE_COLUMNS.items()}})
     context = {"title": title, "setup": setup, "findings": findings(main, curve, capacity),
                "images": {k: v.name for k, v in files.items() if k.endswith("_png")},
                "trace": files["trace"].name,
@@ -179,11 +198,11 @@ def write_report(main: ServeResult, sweep: list[ServeResult], out_dir: Path, tit
                "step_label": step_label}
     files["markdown"] = out_dir / "report.md"
     files["markdown"].write_text(TEMPLATES.get_template("serve.md.j2").render(
-        **context, latency_table=table.to_markdown(index=False, floatfmt=".4g"),
-        curve_table=shown_curve.to_markdown(index=False, floatfmt=".4g")), encoding="utf-8")
+        **context, latency_table=table.to_markdown(index=False),
+        curve_table=shown_curve.to_markdown(index=False)), encoding="utf-8")
     files["html"] = out_dir / "report.html"
     files["html"].write_text(TEMPLATES.get_template("serve.html.j2").render(
-        **context, latency_table=table.to_html(index=False, border=0, float_format="{:.4g}".format),
-        curve_table=shown_curve.to_html(index=False, border=0, float_format="{:.4g}".format)),
+        **context, latency_table=table.to_html(index=False, border=0),
+        curve_table=shown_curve.to_html(index=False, border=0)),
         encoding="utf-8")
     return files

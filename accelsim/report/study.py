@@ -6,11 +6,16 @@ from pathlib import Path
 
 import pandas as pd
 
-from accelsim.report.compare import TEMPLATES, roof_of, write_report
+from accelsim.report.compare import TEMPLATES, dtype_columns, write_report
 from accelsim.study import StudyCell, StudySpec
+from accelsim.units import format_plain, format_rate, format_si
 
-METRICS = {"tokens_per_s": "tokens/s", "joules_per_token": "J/token", "usd_per_mtoken": "$/Mtoken",
-           "latency_s": "step latency (s)"}
+METRICS = {"tokens_per_s": "throughput (tokens/s)", "joules_per_token": "energy per token",
+           "usd_per_mtoken": "cost per million tokens", "latency_s": "step latency"}
+# How each metric's cells read: SI-prefixed units, counts with separators, never an exponent.
+CELL = {"tokens_per_s": lambda v: format_rate(v, "tokens/s"), "joules_per_token": lambda v: format_si(v, "J"),
+        "usd_per_mtoken": lambda v: f"${format_plain(v)}", "latency_s": lambda v: format_si(v, "s")}
+CHART_UNITS = {"tokens_per_s": "tokens/s", "joules_per_token": "J"}
 
 
 def study_frame(cells: list[StudyCell]) -> pd.DataFrame:
@@ -23,7 +28,8 @@ def study_frame(cells: list[StudyCell]) -> pd.DataFrame:
         model = f"{cell.case.model} ({dtypes})" if dtypes else cell.case.model
         base = {"model": model, "workload": cell.workload.describe(), "report": cell.slug}
         for r in cell.results:
-            rows.append({**base, "hw": r.hw, "status": "ok", "chips": r.chips,
+            rows.append({**base, "hw": r.hw, **dtype_columns(r), "formats": r.dtype_label,
+                         "chips": r.chips, "layout": r.layout, "status": "ok",
                          **{m: getattr(r, m) for m in METRICS}})
         rows += [{**base, "hw": f.hw, "status": f"cannot run: {f.reason}"} for f in cell.refusals]
     return pd.DataFrame(rows)
@@ -53,28 +59,60 @@ def economics_frame(cells: list[StudyCell]) -> pd.DataFrame:
 
 
 def metric_grid(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
-    """(model, workload) x chip table of one metric; chips that cannot run show a dash."""
-    ok = frame[frame["status"] == "ok"]
-    grid = ok.pivot_table(index=["model", "workload"], columns="hw", values=metric, aggfunc="first")
-    all_hw = list(dict.fromkeys(frame["hw"]))
-    grid = grid.reindex(columns=all_hw)
+    """(model, workload) x chip table of one metric, each cell with its unit and, where the
+    chip ran other formats than the rest of its row (a hardwired chip's int4 weights) or more
+    than one chip, a tag saying so; chips that cannot run show a dash."""
+    ok = frame[frame["status"] == "ok"].copy()
+    usual = ok.groupby(["model", "workload"])["formats"].agg(lambda f: f.mode().iloc[0])
+    ok["cell"] = [_cell(metric, row, usual[(row["model"], row["workload"])]) for _, row in ok.iterrows()]
+    grid = ok.pivot_table(index=["model", "workload"], columns="hw", values="cell", aggfunc="first")
+    grid = grid.reindex(columns=list(dict.fromkeys(frame["hw"])))
+    grid.columns.name = None  # no empty "hw" header row above the chips
     index = pd.MultiIndex.from_frame(frame[["model", "workload"]].drop_duplicates())
-    return grid.reindex(index)
+    return grid.reindex(index).astype(object).fillna("–")
 
 
-def _fmt(value: float) -> str:
-    """Four significant digits, thousands separated, never exponent notation above 1."""
+def _cell(metric: str, row: pd.Series, usual_formats: str) -> str:
+    value = row[metric]
     if pd.isna(value):
         return "–"
-    if abs(value) >= 1000:
-        return f"{value:,.0f}"
-    return f"{value:.4g}"
+    tags = _tags(row["formats"], usual_formats, int(row["chips"]))
+    return CELL[metric](value) + (f" ({tags})" if tags else "")
+
+
+def _tags(formats: str, usual: str, chips: int) -> str:
+    """What sets a cell apart from its row: the formats that differ ('w int4'), the chips."""
+    parts = [part for part in formats.split(" / ") if part not in usual.split(" / ")]
+    if chips > 1:
+        parts.append(f"{chips} chips")
+    return "; ".join(parts)
+
+
+def charts(frame: pd.DataFrame, out_dir: Path) -> list[tuple[str, str]]:
+    """One chart per workload: tokens/s and J/token side by side, a bar per model and chip
+    (tagged with the formats that differ from the model's other rows and with its chips), log
+    scales where they span decades (a hardwired chip beside a GPU)."""
+    from accelsim.report import plots  # matplotlib: only when a report is drawn
+    ok = frame[frame["status"] == "ok"]
+    usual = ok.groupby("model")["formats"].agg(lambda f: f.mode().iloc[0])
+    shown = []
+    for n, (workload, rows) in enumerate(ok.groupby("workload", sort=False)):
+        labels = []
+        for r in rows.itertuples():
+            tags = _tags(r.formats, usual[r.model], int(r.chips))
+            labels.append(f"{r.hw} · {r.model}" + (f" ({tags})" if tags else ""))
+        panels = {METRICS[m]: (rows[m].astype(float).tolist(), unit, m == "tokens_per_s")
+                  for m, unit in CHART_UNITS.items()}
+        name = f"chart_{n}.png"
+        plots.metric_panels(labels, panels, workload, out_dir / name)
+        shown.append((workload, name))
+    return shown
 
 
 def write_study(study: StudySpec, cells: list[StudyCell], out_dir: Path) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     for cell in cells:
-        write_report(cell.results, cell.refusals, {c.name: roof_of(c) for c in cell.chips},
+        write_report(cell.results, cell.refusals, cell.chips,
                      out_dir / cell.slug, f"{cell.case.model}: {', '.join(cell.case.hardware)}",
                      cell.workload.describe())
     frame = study_frame(cells)
@@ -88,14 +126,13 @@ def write_study(study: StudySpec, cells: list[StudyCell], out_dir: Path) -> dict
     shown = costs.copy()
     for column in ("tokens_per_day", "breakeven_tokens"):
         if column in shown:
-            shown[column] = shown[column].map(lambda v: "never" if pd.isna(v) else f"{v:.3g}")
+            shown[column] = shown[column].map(lambda v: "never" if pd.isna(v) else format_plain(v))
     for column in ("breakeven_months", "shortest_life_within_deployment_months"):
         if column in shown:
             shown[column] = shown[column].map(lambda v: "never" if pd.isna(v) else f"{v:.1f}")
-    grids = {label: metric_grid(frame, metric).map(_fmt).reset_index()
-             for metric, label in METRICS.items()}
+    grids = {label: metric_grid(frame, metric).reset_index() for metric, label in METRICS.items()}
     refusals = frame[frame["status"] != "ok"][["model", "workload", "hw", "status"]]
-    context = {"title": study.title, "reports": [c.slug for c in cells],
+    context = {"title": study.title, "reports": [c.slug for c in cells], "charts": charts(frame, out_dir),
                "refusals": refusals.to_dict("records"),
                "economics_md": shown.to_markdown(index=False) if not shown.empty else "",
                "economics_html": shown.to_html(index=False, border=0) if not shown.empty else ""}

@@ -17,6 +17,7 @@ import pandas as pd
 from accelsim.dse.metrics import STATUS_OK
 from accelsim.dse.pareto import oriented, pareto_mask
 from accelsim.dse.space import METRICS, Condition, to_number
+from accelsim.report.cells import format_cell, unit_of
 
 _LOADER = jinja2.PackageLoader("accelsim.report", "templates")
 HTML = jinja2.Environment(loader=_LOADER, autoescape=True, trim_blocks=True, lstrip_blocks=True)
@@ -88,8 +89,10 @@ def pareto_plot(frame: pd.DataFrame, front: pd.DataFrame, chosen: dict[str, pd.S
         values = ok[metric].to_numpy(dtype=float)
         if len(values) and values.min() > 0 and values.max() / values.min() > 30:
             setter("log")
-    ax.set_xlabel(f"{_label(x)} ({objectives[x]}imise)")
-    ax.set_ylabel(f"{_label(y)} ({objectives[y]}imise)")
+    _ticks(ax, "x", x)
+    _ticks(ax, "y", y)
+    ax.set_xlabel(f"{_metric_axis(x)}, {objectives[x]}imise")
+    ax.set_ylabel(f"{_metric_axis(y)}, {objectives[y]}imise")
     ax.set_title("Design space: Pareto front and chosen designs")
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8, loc="best")
@@ -122,8 +125,10 @@ def sensitivity(frame: pd.DataFrame, key: str, keys: list[str], metric: str, sen
 
 def sensitivity_plot(frame: pd.DataFrame, key: str, keys: list[str], objectives: dict[str, str],
                      cliffs: list[Cliff], path: Path) -> tuple[Path, pd.DataFrame]:
+    from accelsim.report.plots import STYLE
     metrics = list(objectives)[:3]
-    fig, axes = plt.subplots(1, len(metrics), figsize=(4.6 * len(metrics), 4.2), squeeze=False)
+    with plt.rc_context(STYLE):
+        fig, axes = plt.subplots(1, len(metrics), figsize=(5.2 * len(metrics), 4.6), squeeze=False)
     tables = []
     for ax, metric in zip(axes[0], metrics):
         table = sensitivity(frame, key, keys, metric, objectives[metric])
@@ -139,16 +144,23 @@ def sensitivity_plot(frame: pd.DataFrame, key: str, keys: list[str], objectives:
             if c.key == key:
                 ax.axvline(c.at, color="#d62728", lw=1.5)
                 ax.annotate(c.label, (c.at, 0.5), xycoords=("data", "axes fraction"), rotation=90,
-                            fontsize=7, ha="right", va="center", color="#d62728")
+                            fontsize=9, ha="right", va="center", color="#d62728")
         ax.set_xlabel(_axis_label(key))
-        ax.set_ylabel(_label(metric))
+        ax.set_ylabel(_metric_axis(metric))
         ax.grid(alpha=0.3)
         if xs.min() > 0 and xs.max() / xs.min() >= 7:
             ax.set_xscale("log", base=2)
-    axes[0][0].legend(fontsize=7, loc="best")
-    fig.suptitle(f"Sensitivity to {key}", fontsize=11)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
+        values = table[f"{metric}_slice"].dropna().to_numpy(dtype=float)
+        if len(values) and values.min() > 0 and values.max() / values.min() > 30:
+            ax.set_yscale("log")
+        _ticks(ax, "x", key)
+        _ticks(ax, "y", metric)
+        ax.tick_params(axis="x", labelrotation=30)
+    axes[0][0].legend(fontsize=9, loc="best")
+    fig.suptitle(f"Sensitivity to {key}", fontsize=13)
+    with plt.rc_context(STYLE):
+        fig.tight_layout()
+        fig.savefig(path)
     plt.close(fig)
     merged = tables[0]
     for t in tables[1:]:
@@ -156,13 +168,36 @@ def sensitivity_plot(frame: pd.DataFrame, key: str, keys: list[str], objectives:
     return path, merged
 
 
-_UNITS = {"capacity": "bytes", "bandwidth": "bytes/s", "clock": "Hz", "macs": "count",
-          "rows": "PEs", "cols": "PEs", "arrays": "count", "sms": "count"}
+_UNITS = {"rows": "PEs", "cols": "PEs"}
 
 
 def _axis_label(key: str) -> str:
-    unit = _UNITS.get(_short(key))
-    return f"{key} ({unit})" if unit else key
+    return key if unit_of(key) else f"{key} ({_UNITS.get(_short(key), 'count')})"
+
+
+def _header(column: str) -> str:
+    """A table header: a metric's name, or a design key's last part (its unit is in each cell)."""
+    return _label(column).split(" (")[0] if column in METRICS else _short(column)
+
+
+def _metric_axis(metric: str) -> str:
+    """A metric's axis label: its unit rides on the SI ticks, or stays in the label for plain
+    counts (tokens/s, mm², $)."""
+    unit = unit_of(metric)
+    return _label(metric).split(" (")[0] if unit and unit not in _PLAIN_TICKS else _label(metric)
+
+
+_PLAIN_TICKS = ("tokens/s", "$/Mtoken", "mm²")
+
+
+def _ticks(ax, axis: str, column: str) -> None:
+    """SI-prefixed ticks for a column with a unit, plain counts otherwise."""
+    from accelsim.report.plots import plain_ticks, si_ticks
+    unit = unit_of(column)
+    if unit and unit not in _PLAIN_TICKS:
+        si_ticks(ax, axis, unit)
+    else:
+        plain_ticks(ax, axis)
 
 
 def write_report(frame: pd.DataFrame, summary: SweepSummary, out_dir: Path) -> dict[str, Path]:
@@ -207,7 +242,8 @@ def write_report(frame: pd.DataFrame, summary: SweepSummary, out_dir: Path) -> d
     context = {
         "s": summary, "counts": counts, "total": len(frame), "feasible": int(frame["feasible"].sum()),
         "front_size": len(front), "images": images, "metrics": METRICS,
-        "chosen": table.to_dict("records"), "columns": list(table.columns),
+        "chosen": [{c: format_cell(c, v) for c, v in row.items()} for row in table.to_dict("records")],
+        "columns": list(table.columns), "headers": {c: _header(c) for c in table.columns},
         "findings": findings(frame, front, chosen, summary, cliffs),
     }
     files["markdown"] = out_dir / "report.md"
@@ -240,10 +276,11 @@ def findings(frame, front, chosen, summary, cliffs) -> list[str]:
                  f"also meet the constraints ({', '.join(summary.constraints) or 'none'}); "
                  f"{len(front)} are Pareto-optimal.")
     for c in cliffs:
-        lines.append(f"Cliff at {c.key} = {c.at:.4g}: {c.label}.")
+        lines.append(f"Cliff at {c.key} = {format_cell(c.key, c.at)}: {c.label}.")
     for name, row in chosen.items():
-        parts = ", ".join(f"{k}={row[k]:.4g}" for k in summary.keys if isinstance(row[k], float))
-        metric_parts = ", ".join(f"{_label(m)} {row[m]:.4g}" for m in summary.objectives)
+        parts = ", ".join(f"{_short(k)} {format_cell(k, row[k])}" for k in summary.keys
+                          if isinstance(row[k], float))
+        metric_parts = ", ".join(f"{_header(m)} {format_cell(m, row[m])}" for m in summary.objectives)
         lines.append(f"{name}: {parts} -> {metric_parts}.")
     if not chosen:
         lines.append("No design meets every constraint and target.")

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from accelsim.sim.result import Result
-from accelsim.units import format_si
+from accelsim.sim.result import Refusal, Result
+from accelsim.units import format_rate, format_si
 
 
 def chips_line(result: Result) -> str:
@@ -19,9 +19,16 @@ def chips_line(result: Result) -> str:
     return f"{result.chips}" + (f" ({split})" if split else "")
 
 
+def workload_line(workload: dict) -> str:
+    """'decode batch=1 context=2048': only the sizes the phase reads."""
+    size = "prompt" if workload["phase"] == "prefill" else "context"
+    return f"{workload['phase']} batch={workload['batch']} {size}={workload[size]}"
+
+
 def headline(result: Result) -> dict[str, str]:
     rows = {
         "chips": chips_line(result),
+        "formats": result.dtype_label + (f" / state {result.dtypes['state']}" if "state" in result.dtypes else ""),
         "latency": format_si(result.latency_s, "s"),
         "tokens/s": f"{result.tokens_per_s:,.1f}",
         "per user": f"{result.tokens_per_s_per_user:,.1f} tokens/s",
@@ -46,42 +53,88 @@ def headline(result: Result) -> dict[str, str]:
     return rows
 
 
+def op_groups(frame: pd.DataFrame) -> pd.DataFrame:
+    """Ops grouped by what they are in every layer ('layers.*.mlp.up' x 32), slowest group
+    first: a table of 12 near-identical rows says less than one row with its count."""
+    # 'layers.12.mlp.up' -> 'layers.*.mlp.up'; a dataflow system's op split at a chip boundary
+    # ('layers.12.mlp.up@58') counts with its layer's others
+    keyed = frame.assign(group=frame["name"].str.replace(r"(^|\.)layers\.\d+\.", r"\1layers.*.",
+                                                          regex=True).str.replace(r"@\d+$", "", regex=True))
+    rows = []
+    for group, ops in keyed.groupby("group", sort=False):
+        slowest = ops.loc[ops["time_s"].idxmax()]
+        rows.append({"op": group, "count": len(ops), "kind": slowest["kind"], "dtype": slowest["dtype"],
+                     "time_s": ops["time_s"].sum(), "time_each_s": ops["time_s"].mean(),
+                     "regime": ops.groupby("regime")["time_s"].sum().idxmax(),
+                     "utilisation": ops["utilisation"].mean(), "mapping": slowest["mapping"]})
+    return pd.DataFrame(rows).sort_values("time_s", ascending=False)
+
+
 def op_table(result: Result, top: int = 12) -> pd.DataFrame:
-    frame = result.ops_frame().sort_values("time_s", ascending=False)
+    """The slowest op groups (per-layer ops summed over layers) with units in every cell."""
+    everything = result.ops_frame()
+    frame = op_groups(everything)
     if top:
         frame = frame.head(top)
     shown = pd.DataFrame({
-        "op": frame["name"], "kind": frame["kind"],
+        "op": frame["op"], "count": frame["count"], "kind": frame["kind"], "dtype": frame["dtype"],
         "time": frame["time_s"].map(lambda v: format_si(v, "s")),
-        "share": (frame["time_s"] / result.ops_frame()["time_s"].sum()).map("{:.1%}".format),
-        "bound": frame["bound"], "util": frame["utilisation"].map("{:.1%}".format),
+        "each": frame["time_each_s"].map(lambda v: format_si(v, "s")),
+        "share": (frame["time_s"] / everything["time_s"].sum()).map("{:.1%}".format),
+        "bound": frame["regime"], "util": frame["utilisation"].map("{:.1%}".format),
         "mapping": frame["mapping"],
     })
     return shown
 
 
 def result_summary(result: Result, top: int = 12) -> str:
-    lines = [f"{result.model} on {result.hw} ({result.hw_kind}) - "
-             + ", ".join(f"{k}={v}" for k, v in result.workload.items())]
+    lines = [f"{result.model} on {result.hw} ({result.hw_kind}) - {workload_line(result.workload)}"]
     lines += [f"  {k:>10}: {v}" for k, v in headline(result).items()]
     lines += [f"  {'note':>10}: {n}" for n in result.notes]
     kinds = result.by_kind()
-    times, counts, bounds = kinds["time_s"], kinds["count"], kinds["bound"]
+    times, counts, bounds = kinds["time_s"], kinds["count"], kinds["regime"]
     if result.step_overhead_s:
         # Host-side step work belongs to no op: its own line, so the shares add up to the step.
         times = pd.concat([times, pd.Series({"step overhead (host)": result.step_overhead_s})])
         counts = pd.concat([counts, pd.Series({"step overhead (host)": 0})])
-        bounds = pd.concat([bounds, pd.Series({"step overhead (host)": "overhead"})])
+        bounds = pd.concat([bounds, pd.Series({"step overhead (host)": "host-bound"})])
     lines.append("\nTime by op kind:")
     lines.append(pd.DataFrame({
         "time": times.map(lambda v: format_si(v, "s")),
         "share": (times / times.sum()).map("{:.1%}".format),
         "ops": counts, "bound": bounds,
     }).to_string())
-    lines.append(f"\nSlowest ops{' (top ' + str(top) + ')' if top else ''}:")
+    lines.append(f"\nSlowest ops, summed over layers{' (top ' + str(top) + ')' if top else ''}:")
     lines.append(op_table(result, top).to_string(index=False))
     energy = result.energy_j
     total = sum(energy.values())
     lines.append("\nEnergy per step: " + ", ".join(
         f"{k} {v / total:.1%}" for k, v in sorted(energy.items(), key=lambda kv: -kv[1])))
+    return "\n".join(lines)
+
+
+def points_table(results: list[Result], refusals: list[Refusal]) -> str:
+    """One row per workload point of a list-valued run, each with its formats and system; a
+    point the chip cannot run keeps its row and its reason follows the table."""
+    lines = [f"{results[0].model} on {results[0].hw} ({results[0].hw_kind})" if results
+             else f"{refusals[0].hw}: no point runs"]
+    frame = pd.DataFrame([{
+        "workload": workload_line(r.workload),
+        "formats": r.dtype_label,
+        "system": r.layout,
+        "step latency": format_si(r.latency_s, "s"),
+        "throughput": format_rate(r.tokens_per_s, "tokens/s"),
+        "per user": format_rate(r.tokens_per_s_per_user, "tokens/s"),
+        "energy/token": format_si(r.joules_per_token, "J"),
+        "KV cache": format_si(r.footprint_bytes.get("kv_cache", 0.0), "B"),
+    } for r in results] + [{"workload": workload_line(f.workload or {}), "step latency": "cannot run (below)"}
+                           for f in refusals]).fillna("")
+    lines.append(frame.to_string(index=False))
+    lines += [f"cannot run {workload_line(f.workload or {})}: {f.reason}" for f in refusals]
+    where: dict[str, list[str]] = {}
+    for r in results:
+        for note in r.notes:
+            where.setdefault(note, []).append(workload_line(r.workload))
+    lines += [f"note{'' if len(at) == len(results) else ' (' + '; '.join(at) + ')'}: {note}"
+              for note, at in where.items()]
     return "\n".join(lines)

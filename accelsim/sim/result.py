@@ -8,6 +8,26 @@ import pandas as pd
 from accelsim.hardware.base import OpCost
 
 
+DTYPE_TAGS = (("weight", "w"), ("activation", "a"), ("kv", "kv"))
+
+
+def precision_note(results: "list[Result]") -> str | None:
+    """A heading's warning when rows ran in different formats ('weights: int4 on X, bf16 on Y'),
+    None when every row ran in the same ones."""
+    differing = []
+    for key, _ in DTYPE_TAGS:
+        seen: dict[str, list[str]] = {}
+        for r in results:
+            if key in r.dtypes:
+                seen.setdefault(r.dtypes[key], []).append(r.hw)
+        if len(seen) > 1:
+            differing.append(f"{key}s " + ", ".join(f"{d} on {' and '.join(dict.fromkeys(hws))}"
+                                                    for d, hws in seen.items()))
+    if not differing:
+        return None
+    return "unlike precisions: " + "; ".join(differing)
+
+
 @dataclass(frozen=True)
 class Refusal:
     """A chip that cannot run the asked-for model/workload, and why: a real cliff (does not fit,
@@ -15,6 +35,10 @@ class Refusal:
 
     hw: str
     reason: str
+    workload: dict | None = None  # the step asked for, as Result.workload has it
+
+    def to_dict(self) -> dict:
+        return {"hw": self.hw, "workload": self.workload, "status": "cannot run", "reason": self.reason}
 
 
 @dataclass(frozen=True)
@@ -41,6 +65,30 @@ class Result:
     dies: int = 1                        # dies per chip
     reticle_limited: bool = False        # split into dies because one reticle cannot hold it
     cost: dict = field(default_factory=dict)  # capex, opex and $/Mtoken parts (economics.price)
+    # Storage formats the step ran in (weight, activation, kv, state): a chip's weights fixed in
+    # silicon override the asked-for format, so a table must say which ran, row by row.
+    dtypes: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def dtype_label(self) -> str:
+        """'w int4 / a bf16 / kv bf16': the formats a row's numbers are for."""
+        return " / ".join(f"{tag} {self.dtypes[key]}" for key, tag in DTYPE_TAGS if key in self.dtypes)
+
+    @property
+    def layout(self) -> str:
+        """'1 chip', or '72 chips: pp=72', '8 chips: tp=8 as 2x4 ep=8 attention=batch'."""
+        if self.chips == 1:
+            return "1 chip"
+        system = self.system
+        parts = []
+        for key in ("tp", "pp", "dp", "ep"):
+            if system.get(key, 1) > 1:
+                grid = (f" as {system['tp_x']}x{system['tp'] // system['tp_x']}"
+                        if key == "tp" and system.get("tp_x", 1) > 1 else "")
+                parts.append(f"{key}={system[key]}{grid}")
+        if system.get("attention") == "batch":
+            parts.append("attention=batch")
+        return f"{self.chips} chips" + (f": {' '.join(parts)}" if parts else "")
 
     @property
     def energy_total_j(self) -> float:
@@ -72,7 +120,8 @@ class Result:
     def ops_frame(self) -> pd.DataFrame:
         rows = [{
             "name": c.op, "kind": c.kind, "layer": c.layer, "time_s": c.time_s,
-            "compute_s": c.compute_s, "bound": c.bound, "flops": c.flops,
+            "compute_s": c.compute_s, "bound": c.bound, "regime": c.regime, "dtype": c.dtype,
+            "flops": c.flops,
             "bytes": sum(c.bytes.values()), "energy_j": c.energy_total, "utilisation": c.utilisation,
             "mapping": c.mapping, **{f"bytes_{k}": v for k, v in c.bytes.items()},
         } for c in self.ops]
@@ -87,6 +136,8 @@ class Result:
         bound = frame.groupby("kind").apply(
             lambda g: g.groupby("bound")["time_s"].sum().idxmax(), include_groups=False)
         grouped["bound"] = bound
+        grouped["regime"] = frame.groupby("kind").apply(
+            lambda g: g.groupby("regime")["time_s"].sum().idxmax(), include_groups=False)
         return grouped.sort_values("time_s", ascending=False)
 
     def to_dict(self) -> dict:
@@ -102,9 +153,11 @@ class Result:
             "chips": self.chips, "tokens_per_s_per_chip": self.tokens_per_s_per_chip,
             "tokens_per_s_per_user": self.tokens_per_s_per_user,
             "step_overhead_s": self.step_overhead_s,
+            "dtypes": self.dtypes, "layout": self.layout,
             "system": self.system,
             "ops": [{"name": c.op, "kind": c.kind, "layer": c.layer, "time_s": c.time_s,
-                     "bound": c.bound, "flops": c.flops, "bytes": c.bytes,
+                     "bound": c.bound, "regime": c.regime, "dtype": c.dtype, "flops": c.flops,
+                     "bytes": c.bytes,
                      "energy_j": c.energy_total, "utilisation": c.utilisation, "mapping": c.mapping}
                     for c in self.ops],
         }

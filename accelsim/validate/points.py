@@ -16,9 +16,7 @@ from pydantic import Field, model_validator
 
 from accelsim.config import loader
 from accelsim.config.types import PositiveInt, Spec
-from accelsim.dtypes import DType
 from accelsim.errors import ConfigError
-from accelsim.hardware.spec import AttentionKernel
 from accelsim.runtime import RuntimeGpu, RuntimePreset
 
 VALIDATION_DIR = loader.PACKAGE_ROOT.parent / "validation"

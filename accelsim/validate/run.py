@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -44,10 +45,15 @@ def hardware_for(points: list[Point], overrides: dict[str, Calibration] | None =
     return chips
 
 
-def evaluate(catalogue: Catalogue, points: list[Point], chips: dict[str, HardwareBase]) -> tuple[pd.DataFrame, pd.DataFrame]:
+def evaluate(catalogue: Catalogue, points: list[Point], chips: dict[str, HardwareBase],
+             done: Callable[[], None] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Predicted against measured for each point (``done`` is called after each, for a
+    progress bar)."""
     assignment = split(catalogue.points)
     rows, skipped = [], []
     for p in points:
+        if done is not None:
+            done()
         measured = catalogue.measured(p)
         try:
             predicted = predict_measured(p, chips[p.hw], catalogue)
@@ -91,10 +97,11 @@ def gate(frame: pd.DataFrame, max_error: float) -> pd.DataFrame:
 
 
 def validate(subset: str = "all", max_error: float = 0.15, points_path: Path | None = None,
-             overrides: dict[str, Calibration] | None = None) -> Validation:
+             overrides: dict[str, Calibration] | None = None,
+             done: Callable[[], None] | None = None) -> Validation:
     catalogue = Catalogue(points_path) if points_path else Catalogue()
     points = select(catalogue, subset)
-    frame, skipped = evaluate(catalogue, points, hardware_for(points, overrides))
+    frame, skipped = evaluate(catalogue, points, hardware_for(points, overrides), done)
     return Validation(frame, skipped, summarise(frame), gate(frame, max_error), max_error)
 
 
