@@ -350,7 +350,8 @@ class _Group:
             return
         hws, invalid = self.validate(cls, template, sections)
         self.one_by_one(invalid)
-        valid = [j for j, hw in enumerate(hws) if hw is not None]
+        refused = set(invalid)
+        valid = [j for j in range(len(members)) if j not in refused]
         if valid and kind.spans_chips(hws[valid[0]]):
             self.note(f"kind '{kind_name}' chooses its own chip count and the fast path costs one "
                       f"chip: evaluated one by one")
@@ -386,9 +387,13 @@ class _Group:
         except ValidationError:
             return None
 
-    def validate(self, cls, template: dict, sections) -> tuple[list, list[int]]:
+    def validate(self, cls, template: dict, sections) -> tuple[Any, list[int]]:
         """Each member's spec, built from validated sections (the kind's cross-section checks
-        run here, per point); members refused anywhere are listed in ``invalid``."""
+        run here); members refused anywhere are listed in ``invalid``.
+
+        Where the kind's only whole-spec checks are after-validators, each check runs once per
+        distinct combination of the sections it reads (traced, as placement is), and specs are
+        built only where something asks for them; otherwise every point is validated whole."""
         staged = dict(template)
         for name, value in template.items():
             if name not in sections:
@@ -398,6 +403,11 @@ class _Group:
                 staged[name] = checked
         names = list(sections)
         lists = [sections[s][0] for s in names]
+        checks = _after_checks(cls)
+        if checks is not None and all(name in cls.model_fields for name in names):
+            grouped = _GroupedSpecs.build(cls, staged, names, lists, [sections[s][1] for s in names], checks)
+            if grouped is not None:
+                return grouped, grouped.invalid
         indices = [sections[s][1].tolist() for s in names]
         hws: list[Any] = []
         invalid: list[int] = []
@@ -530,6 +540,89 @@ class _Group:
         if workload.density is not None:
             out = replace(out, density=workload.density)
         return out
+
+
+def _after_checks(cls) -> list[Any] | None:
+    """The spec class's whole-spec checks, when all are plain after-validators (functions of the
+    built spec that raise on a bad one) and no field validator looks across fields; else None."""
+    decorators = cls.__pydantic_decorators__
+    if decorators.field_validators or getattr(decorators, "root_validators", None):
+        return None
+    checks = list(decorators.model_validators.values())
+    if any(d.info.mode != "after" for d in checks):
+        return None
+    return [d.func for d in checks]
+
+
+class _GroupedSpecs:
+    """Members' specs, built on demand from their section indices (``hws[j]``), and which members
+    a cross-section check refused.  A check is a pure function of the spec fields it reads, so
+    members that agree on those share its outcome: it runs on one representative per distinct
+    combination, split again on what the representative actually read."""
+
+    def __init__(self, proto, names: list[str], lists: list[list], codes: list[np.ndarray]):
+        self.proto, self.names, self.lists, self.codes = proto, names, lists, codes
+        self.invalid: list[int] = []
+        self._built: dict[int, Any] = {}
+
+    @classmethod
+    def build(cls, spec_cls, staged: dict, names: list[str], lists: list[list], codes: list[np.ndarray],
+              checks: list[Any]) -> _GroupedSpecs | None:
+        n = len(codes[0]) if codes else 0
+        bad = np.zeros(n, dtype=bool)
+        for values, index in zip(lists, codes):
+            refused = np.array([v is None for v in values], dtype=bool)
+            bad |= refused[index]
+        ok = np.flatnonzero(~bad)
+        if not len(ok):
+            return None
+        first = dict(staged)
+        for name, values, index in zip(names, lists, codes):
+            first[name] = values[index[ok[0]]]
+        try:
+            proto = spec_cls.model_validate(first)  # top-level plain values validated once here
+        except ValidationError:
+            return None  # let the whole-spec path refuse it point by point
+        table = cls(proto, names, lists, codes)
+        table._built[int(ok[0])] = proto
+        for check in checks:
+            for rows, passed in table._outcomes(check, ok, ()):
+                if not passed:
+                    bad[rows] = True
+        table.invalid = np.flatnonzero(bad).tolist()
+        for j in table.invalid:
+            table._built[j] = None
+        return table
+
+    def _outcomes(self, check, rows: np.ndarray, fields: tuple[int, ...]):
+        columns = [self.codes[f][rows] for f in fields]
+        reps, index = _distinct_rows(columns, len(rows))
+        for g, rep in enumerate(reps.tolist()):
+            members = rows[index == g]
+            traced = _Reads(self[int(rows[rep])])
+            try:
+                check(traced)
+                passed = True
+            except (ValueError, AssertionError):
+                passed = False
+            read = {self.names.index(f) for f in traced.read if f in self.names}
+            if any(f not in type(self.proto).model_fields for f in traced.read):
+                read = set(range(len(self.names)))  # a method read: it may have looked anywhere
+            if read <= set(fields) or len(members) == 1:
+                yield members, passed
+            else:
+                yield from self._outcomes(check, members, tuple(sorted(read | set(fields))))
+
+    def __getitem__(self, j: int) -> Any:
+        hit = self._built.get(j, False)
+        if hit is False:
+            update = {name: values[index[j]] for name, values, index in zip(self.names, self.lists, self.codes)}
+            hit = self._built[j] = self.proto.model_copy(update=update)
+        return hit
+
+    def __len__(self) -> int:
+        return len(self.codes[0]) if self.codes else 0
+
 
 
 def _region_classes(kind: Backend, graph, placement) -> dict[Any, Any]:
