@@ -32,7 +32,7 @@ from accelsim import hardware, pipeline
 from accelsim.dse import metrics
 from accelsim.dse.columns import Mixed, spec_columns
 from accelsim.dse.evaluate import Job, base_row, evaluate_scalar
-from accelsim.dse.space import METRICS, _adapter, _compile, _dotted, dimension_of, point_ids, to_number
+from accelsim.dse.space import METRICS, _adapter, _compile, _dotted, dimension_of, point_id, point_ids, to_number
 from accelsim.errors import DoesNotFitError
 from accelsim.hardware import common
 from accelsim.hardware.base import Backend
@@ -60,6 +60,17 @@ def evaluate(job: Job, points: list[dict[str, Any]], notes: list[str] | None = N
 def evaluate_points(job: Job, points: list[dict[str, Any]], notes: list[str] | None = None) -> list[dict]:
     """Rows for ``points`` equal (to float rounding) to ``evaluate_scalar`` on each point."""
     return evaluate(job, points, notes).records()
+
+
+def ids(points: list[dict[str, Any]]) -> list[str]:
+    """``space.point_id`` of each point, computed column-wise where the points share one key list."""
+    if not points:
+        return []
+    keys = list(points[0])
+    if any(list(p) != keys for p in points):
+        return [point_id(p) for p in points]
+    encoded = _Encoded.of(points, keys)
+    return point_ids(keys, encoded.distinct, encoded.index)
 
 
 def evaluate_frame(job: Job, points: list[dict[str, Any]], notes: list[str] | None = None) -> pd.DataFrame:
@@ -161,6 +172,27 @@ class _Table:
             columns.append([cells[c] for c in index.tolist()])
         return ["point_id", *e.keys], columns
 
+    def cells(self, fields: list[str]) -> list[list[Any]] | None:
+        """The table as CSV cells, column by column in the order of ``fields``: floats as their
+        exact ``repr``, gaps empty (what the row writer makes of ``records()``); None when the
+        points do not share one key list."""
+        base = self._base()
+        if base is None:
+            return None
+        names, columns = base
+        by_name: dict[str, list[Any]] = {n: [_text(v) for v in c] for n, c in zip(names, columns)}
+        by_name["status"] = self.status.tolist()
+        by_name["reason"] = self.reason.tolist()
+        ok = self.status == metrics.STATUS_OK
+        for m in METRICS:
+            values = self.values[m]
+            # A failed point has no metrics (``records`` leaves them out): an empty cell.
+            by_name[m] = [repr(v) if good else "" for v, good in zip(values.tolist(), ok.tolist())]
+        for i, row in self.rows.items():  # points the scalar path wrote, as it wrote them
+            for f in fields:
+                by_name[f][i] = _text(row.get(f))
+        return [by_name[f] for f in fields]
+
     def records(self) -> list[dict[str, Any]]:
         base = self._base()
         status, reason = self.status.tolist(), self.reason.tolist()
@@ -189,6 +221,15 @@ class _Table:
         data: dict[str, Any] = dict(zip(names, columns))
         data.update(status=self.status, reason=self.reason, **self.values)
         return pd.DataFrame(data)
+
+
+def _text(value: Any) -> Any:
+    """A cell as the CSV writer gets it: floats exactly (``repr``), None as empty."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value)
+    return value
 
 
 def _cell(value: Any) -> Any:

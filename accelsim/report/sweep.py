@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from accelsim.dse.metrics import STATUS_OK
-from accelsim.dse.pareto import oriented, pareto_mask
+from accelsim.dse import reading
 from accelsim.dse.space import METRICS, Condition, to_number
 
 _LOADER = jinja2.PackageLoader("accelsim.report", "templates")
@@ -165,21 +165,18 @@ def _axis_label(key: str) -> str:
     return f"{key} ({unit})" if unit else key
 
 
-def write_report(frame: pd.DataFrame, summary: SweepSummary, out_dir: Path) -> dict[str, Path]:
-    """Every file of the report; ``frame`` holds one row per design point (results.csv)."""
-    conditions = [Condition.parse(c, "sweep.json") for c in summary.constraints]
+def write_report(frame: pd.DataFrame, summary: SweepSummary, out_dir: Path,
+                 found: reading.Reading | None = None) -> dict[str, Path]:
+    """Every file of the report; ``frame`` holds one row per design point (results.csv), and
+    ``found`` its feasible designs and front when the caller already has them."""
+    if found is None:
+        conditions = [Condition.parse(c, "sweep.json") for c in summary.constraints]
+        found = reading.read(frame, summary.objectives, conditions)
     frame = frame.copy()
-    frame["feasible"] = frame["status"].eq(STATUS_OK)
-    for c in conditions:
-        frame["feasible"] &= c.holds(frame[c.metric].astype(float)).fillna(False)
+    frame["feasible"] = found.feasible
     files: dict[str, Path] = {"results_csv": out_dir / "results.csv"}
     feas = frame[frame["feasible"]]
-    if len(feas):
-        values = oriented([feas[m].to_numpy(dtype=float) for m in summary.objectives],
-                          list(summary.objectives.values()))
-        front = feas[pareto_mask(values)]
-    else:
-        front = feas
+    front = frame[found.front]
     files["pareto_csv"] = out_dir / "pareto.csv"
     front.to_csv(files["pareto_csv"], index=False)
     chosen = _chosen(feas, front, summary)
@@ -255,4 +252,8 @@ def cliffs_from(space) -> list[dict]:
 
 
 def load_frame(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path, keep_default_na=True)
+    """A sweep's results from results.parquet (typed columns) or results.csv."""
+    if path.suffix == ".parquet":
+        return pd.read_parquet(path)
+    # Ids, status and reason are text: a hex id such as "1234e56789012345" must not read as a number.
+    return pd.read_csv(path, keep_default_na=True, dtype={"point_id": str, "status": str, "reason": str})
