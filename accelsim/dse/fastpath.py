@@ -337,6 +337,19 @@ def _lowered(job: Job, kind: Backend, workload, chip) -> Any:
     return hit[1]
 
 
+_SECTIONS: dict[int, tuple[Any, dict[tuple, Any]]] = {}
+
+
+def _section_cache(space) -> dict[tuple, Any]:
+    """Validated section values of one space, kept for the process (bounded)."""
+    entry = _SECTIONS.get(id(space))
+    if entry is None or entry[0] is not space or len(entry[1]) > 200_000:
+        if len(_SECTIONS) > 8:
+            _SECTIONS.clear()
+        entry = _SECTIONS[id(space)] = (space, {})
+    return entry[1]
+
+
 _DEMANDS: dict[tuple[int, str], tuple[Any, list[tuple[dict[str, Any], Any]]]] = {}
 
 
@@ -412,11 +425,18 @@ class _Group:
             if section not in template:
                 return None  # the loader names the unknown key: let the scalar path say it
             reps, index = _distinct_rows([codes[k] for k in deps], len(members))
+            known = _section_cache(self.space)
             values = []
             for r in reps.tolist():
-                if r not in documents:
-                    documents[r] = self.space.document(self.points[members[r]])
-                values.append(self.validated(cls, section, documents[r][section]))
+                point = self.points[members[r]]
+                # A section is a function of the keys it depends on: validated once per process
+                # for each distinct value of those, however many chunks repeat it.
+                key = (section, tuple((type(point[k]), repr(point[k])) for k in deps))
+                if key not in known:
+                    if r not in documents:
+                        documents[r] = self.space.document(point)
+                    known[key] = self.validated(cls, section, documents[r][section])
+                values.append(known[key])
             out[section] = (values, np.asarray(index, dtype=np.intp).ravel())
         return out
 

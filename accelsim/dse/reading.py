@@ -4,6 +4,7 @@ asks for.  The row-by-row equivalents in ``search`` serve NSGA-II's small genera
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +26,7 @@ class Reading:
     front: np.ndarray
 
 
-def read(frame: pd.DataFrame, objectives: dict[str, str], conditions: list[Condition]) -> Reading:
+def read(frame: pd.DataFrame, objectives: Mapping[str, str], conditions: list[Condition]) -> Reading:
     feasible = np.array(frame["status"].eq(STATUS_OK), dtype=bool)
     for c in conditions:
         feasible &= c.holds(frame[c.metric].astype(float)).fillna(False).to_numpy(dtype=bool)

@@ -164,11 +164,15 @@ def _worker_chunk(points: list[dict]) -> str:
     return chunk_text(_WORKER_JOB, points)
 
 
+# Largest pool task: with a few tasks in flight per worker, this bounds the points held in memory.
+POOL_CHUNK_MAX = 32_768
+
+
 def pool_chunk(todo: int, workers: int, chunk: int) -> int:
     """Points per pool task: at least ``chunk``, and few enough tasks that each worker's fixed
     cost (its first lowering, task round trips) is spread over many points -- about four tasks
     per worker, so the last to finish does not leave the others idle for long."""
-    return max(chunk, -(-todo // (4 * workers)))
+    return max(chunk, min(-(-todo // (4 * workers)), POOL_CHUNK_MAX))
 
 
 def done_ids(path: Path) -> set[str]:
