@@ -7,7 +7,6 @@ from collections.abc import Callable
 
 import click
 
-from accelsim import api
 from accelsim.dtypes import DTYPES
 from accelsim.transform import Parallelism
 from accelsim.workload import Workload
@@ -101,8 +100,14 @@ def parallel_options(command: Callable) -> Callable:
 def workload_from(phase: str, batch: int, prompt: int, context: int,
                   density: str | None = None) -> Workload:
     return Workload(phase=phase, batch=batch, prompt=prompt, context=context,
-                    density=api.resolve_density(density))
+                    density=_density(density))
 
 
 def echo_json(data: object) -> None:
     click.echo(json.dumps(data, indent=2, default=float))
+
+
+def _density(path: str | None):  # noqa: ANN202 (DensityProfile | None)
+    from accelsim import api  # the model and hardware stack load only when a command runs
+
+    return api.resolve_density(path)
