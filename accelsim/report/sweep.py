@@ -198,7 +198,7 @@ def write_report(frame: pd.DataFrame, summary: SweepSummary, out_dir: Path,
     if found is None:
         conditions = [Condition.parse(c, "sweep.json") for c in summary.constraints]
         found = reading.read(frame, summary.objectives, conditions)
-    frame = frame.copy()
+    frame = frame.copy(deep=False)  # a new column on a view: the caller's frame is untouched, no data copied
     frame["feasible"] = found.feasible
     files: dict[str, Path] = {"results_csv": out_dir / "results.csv"}
     feas = frame[frame["feasible"]]
