@@ -45,3 +45,4 @@ def test_documents_are_copies_and_the_c_loader_still_refuses_duplicates(tmp_path
     path.write_text("a: 1\nb: 2\na: 3\n", encoding="utf-8")
     with pytest.raises(ConfigError, match="duplicate key 'a'"):
         loader.read_document(path)
+

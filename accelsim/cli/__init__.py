@@ -77,6 +77,8 @@ class _Group(click.Group):
             for real in getattr(module, "COMMANDS", ()):
                 self.add_command(real)
             command = super().get_command(ctx, cmd_name)
+            if isinstance(command, _Lazy):  # the source was misread: never run a placeholder
+                raise click.ClickException(f"internal: command {cmd_name!r} is not in {command.module}")
         return command
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
