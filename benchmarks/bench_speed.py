@@ -104,13 +104,13 @@ def bench_fastpath(points: int, samples: int) -> dict:
             runner.stream(job, search.iter_grid_points(job.space), csv_path, distinct=True,
                           total=search.grid_size(job.space))  # warm-up: lowering, caches
             n = search.grid_size(job.space)
-            wall, cpu = _timed(lambda: runner.stream(job, search.iter_grid_points(job.space), csv_path,
-                                                     distinct=True, total=n))
-            rw, rc = _timed(lambda: runner.stream(job, search.iter_random_points(job.space, samples, 1),
-                                                  csv_path, total=samples))
+            wall, cpu = _timed(lambda job=job, csv_path=csv_path, n=n: runner.stream(
+                job, search.iter_grid_points(job.space), csv_path, distinct=True, total=n))
+            rw, rc = _timed(lambda job=job, csv_path=csv_path: runner.stream(
+                job, search.iter_random_points(job.space, samples, 1), csv_path, total=samples))
 
-            def evolve():
-                def evaluate(pts):
+            def evolve(job=job, csv_path=csv_path):
+                def evaluate(pts, job=job, csv_path=csv_path):
                     return runner.run(job, pts, csv_path, resume=True)
                 csv_path.write_text("", encoding="utf-8")
                 search.nsga2(job.space, evaluate, job.space.spec.objectives, job.space.constraints,
@@ -139,9 +139,9 @@ def bench_pareto(n: int) -> dict:
     for k in (2, 3, 4):
         values = rng.random((n, k))
         small = values[:5000]
-        base, _ = _timed(lambda: _definition(small))
-        fast_small, _ = _timed(lambda: pareto.pareto_mask(small))
-        fast, _ = _timed(lambda: pareto.pareto_mask(values))
+        base, _ = _timed(lambda small=small: _definition(small))
+        fast_small, _ = _timed(lambda small=small: pareto.pareto_mask(small))
+        fast, _ = _timed(lambda values=values: pareto.pareto_mask(values))
         # the O(n^2) definition grows with n^2: its time at n, extrapolated from the subset
         out[f"{k}d"] = {"points": n, "front_s": fast, "definition_s_at_5000": base,
                         "front_s_at_5000": fast_small, "speedup_at_5000": base / fast_small,

@@ -60,8 +60,7 @@ def _listed(source: str, module: str) -> list[_Lazy] | None:
         # click's own rule: the function's name, underscores as dashes, suffixes trimmed.
         default = name.lower().replace("_", "-")
         for suffix in ("-command", "-cmd", "-group", "-grp"):
-            if default.endswith(suffix):
-                default = default[: -len(suffix)]
+            default = default.removesuffix(suffix)
         out.append(_Lazy(given or default, module, ast.get_docstring(fn)))
     return out
 

@@ -107,7 +107,7 @@ def echo_json(data: object) -> None:
     click.echo(json.dumps(data, indent=2, default=float))
 
 
-def _density(path: str | None):  # noqa: ANN202 (DensityProfile | None)
+def _density(path: str | None):
     from accelsim import api  # the model and hardware stack load only when a command runs
 
     return api.resolve_density(path)

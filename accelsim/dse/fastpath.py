@@ -32,7 +32,16 @@ from accelsim import hardware, pipeline
 from accelsim.dse import metrics
 from accelsim.dse.columns import Mixed, spec_columns
 from accelsim.dse.evaluate import Job, base_row, evaluate_scalar
-from accelsim.dse.space import METRICS, _adapter, _compile, _dotted, dimension_of, point_id, point_ids, to_number
+from accelsim.dse.space import (
+    METRICS,
+    _adapter,
+    _compile,
+    _dotted,
+    dimension_of,
+    point_id,
+    point_ids,
+    to_number,
+)
 from accelsim.errors import DoesNotFitError
 from accelsim.hardware import common
 from accelsim.hardware.base import Backend

@@ -23,9 +23,9 @@ from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
-from accelsim.dse.evaluate import Job
 from accelsim.dse import fastpath
-from accelsim.dse.space import METRICS, point_id
+from accelsim.dse.evaluate import Job
+from accelsim.dse.space import METRICS
 from accelsim.errors import AccelsimError
 
 # Points per task: large enough that the fast path's per-chunk work (placing and costing each

@@ -14,8 +14,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from accelsim.dse.metrics import STATUS_OK
 from accelsim.dse import reading
+from accelsim.dse.metrics import STATUS_OK
 from accelsim.dse.space import METRICS, Condition, to_number
 
 _LOADER = jinja2.PackageLoader("accelsim.report", "templates")
