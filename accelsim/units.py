@@ -74,8 +74,26 @@ class UnitError(ValueError):
     """Raised with a message that says what was expected; wrapped into ConfigError at the edge."""
 
 
+# Parsed quantities by (text, dimension): a sweep validates the same config strings for every
+# section it builds.  Only successful parses are kept (errors are raised afresh each time).
+_PARSED: dict[tuple[str, int], tuple[Dimension, float]] = {}
+
+
 def parse_quantity(text: object, dim: Dimension) -> float:
     """Parse ``text`` (e.g. "3.35 TB/s") as a quantity of dimension ``dim``; return the SI value."""
+    if type(text) is str:
+        hit = _PARSED.get((text, id(dim)))
+        if hit is not None and hit[0] is dim:
+            return hit[1]
+        value = _parse_quantity(text, dim)
+        if len(_PARSED) >= 100_000:
+            _PARSED.clear()
+        _PARSED[(text, id(dim))] = (dim, value)
+        return value
+    return _parse_quantity(text, dim)
+
+
+def _parse_quantity(text: object, dim: Dimension) -> float:
     if isinstance(text, bool) or not isinstance(text, (str, int, float)):
         raise UnitError(f"expected a {dim.name} with a unit like '{dim.example}', got {text!r}")
     if isinstance(text, (int, float)):

@@ -7,7 +7,6 @@ from collections.abc import Callable
 
 import click
 
-from accelsim import api
 from accelsim.dtypes import DTYPES
 from accelsim.errors import AccelsimError
 from accelsim.sim.speculative import SpecDecode
@@ -192,7 +191,7 @@ def workload_points(phase: Phase, batch: tuple[int, ...], prompt: tuple[int, ...
         reads = "--prompt" if phase == "prefill" else "--context"
         raise click.UsageError(f"{ignored[0]} is ignored by --phase {phase} (it reads {reads}); "
                                f"drop {ignored[0]} or change --phase")
-    profile = api.resolve_density(density)
+    profile = _density(density)
     default = min(DEFAULT_PROMPT if phase == "prefill" else DEFAULT_CONTEXT,
                   max_context or DEFAULT_CONTEXT)
     sizes = (prompt if phase == "prefill" else context) or (default,)
@@ -224,3 +223,9 @@ def echo_csv(results: list, refusals: list) -> None:
     """One CSV row per result and refusal, the columns of a compare report's summary.csv."""
     from accelsim.report.compare import summary_frame  # pandas: only when asked for
     click.echo(summary_frame(results, refusals).to_csv(index=False), nl=False)
+
+
+def _density(path: str | None):
+    from accelsim import api  # the model and hardware stack load only when a command runs
+
+    return api.resolve_density(path)

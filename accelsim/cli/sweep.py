@@ -6,12 +6,13 @@ import sys
 from pathlib import Path
 
 import click
+import numpy as np
 
 from accelsim import api
 from accelsim.api import resolve_model, simulate
 from accelsim.cli import options
 from accelsim.cli.progress import DELAY_S, on_terminal
-from accelsim.dse import runner, search
+from accelsim.dse import reading, runner, search
 from accelsim.dse.evaluate import Job
 from accelsim.dse.metrics import Reference
 from accelsim.dse.space import METRICS, Condition, load_space
@@ -67,7 +68,7 @@ def sweep(model, space_path, out, strategy, samples, seed, workers, scheduler, r
 
     \b
     Results stream to OUT/results.csv as they complete (kill it and --resume loses only the
-    points in flight).  Points are costed by the vectorised fast path, identical to running
+    points in flight), with OUT/results.parquet written beside it at the end.  Points are costed by the vectorised fast path, identical to running
     `accelsim run` on each.  Example, the smallest hardwired die that reaches 1,000 tokens/s
     per user under 200 W:
       accelsim sweep --space hw_configs/spaces/hardwired.yaml \\
@@ -101,11 +102,21 @@ def sweep(model, space_path, out, strategy, samples, seed, workers, scheduler, r
     if strategy == "nsga2":
         if not resume:
             csv_path.write_text("", encoding="utf-8")
-        rows = search.nsga2(space, evaluate, space.spec.objectives, conditions, samples, seed)
+        search.nsga2(space, evaluate, space.spec.objectives, conditions, samples, seed)
     else:
-        points = search.grid_points(space) if strategy == "grid" else search.random_points(space, samples, seed)
-        rows = evaluate(points)
-    if not rows:
+        # Grid and random points are generated lazily and streamed: memory stays flat.
+        if strategy == "grid":
+            points, total = search.iter_grid_points(space), search.grid_size(space)
+        else:
+            points, total = search.iter_random_points(space, samples, seed), samples
+        bar = _progress(total, as_json)
+        try:
+            runner.stream(job, points, csv_path, workers=workers, scheduler=scheduler, resume=resume,
+                          distinct=strategy == "grid", total=total, progress=bar.update)
+        finally:
+            bar.close()
+    frame = load_frame(runner.to_parquet(csv_path))
+    if not len(frame):
         raise AccelsimError("the sweep evaluated no design points")
     pick_sense = "max" if pick_metric.startswith("tokens_per_s") else "min"
     summary = SweepSummary(
@@ -114,31 +125,33 @@ def sweep(model, space_path, out, strategy, samples, seed, workers, scheduler, r
         objectives=dict(space.spec.objectives), constraints=[str(c) for c in conditions],
         pick_metric=pick_metric, pick_sense=pick_sense, cliffs=cliffs_from(space))
     summary.save(out / "sweep.json")
-    files = {} if no_report else write_report(load_frame(csv_path), summary, out)
-    feasible = search.feasible(rows, conditions)
-    choice = search.pick(search.front(feasible, space.spec.objectives) or feasible, pick_metric, pick_sense)
+    # The front is found once and shared by this summary and the report.
+    found = reading.read(frame, space.spec.objectives, conditions)
+    files = {} if no_report else write_report(frame, summary, out, found)
+    chosen = reading.pick(found, pick_metric, pick_sense)
+    choice = None if chosen is None else reading.row(frame, chosen)
     if as_json:
-        options.echo_json({"points": len(rows), "feasible": len(feasible),
-                           "front": len(search.front(feasible, space.spec.objectives)),
-                           "chosen": choice.row,
+        options.echo_json({"points": len(frame), "feasible": int(found.feasible.sum()),
+                           "front": int(found.front.sum()), "chosen": choice,
                            "report": str(files["html"]) if "html" in files else None})
         return
-    invalid = [r for r in rows if r["status"] == "invalid"]
-    if invalid:
-        click.echo(f"warning: {len(invalid)} point(s) are not valid configs, e.g. {invalid[0]['reason']}",
-                   err=True)
-    click.echo(f"{len(rows)} designs, {len(feasible)} feasible under {', '.join(map(str, conditions)) or 'no constraints'}")
-    if choice.row is None:
+    invalid = np.flatnonzero(frame["status"].eq("invalid").to_numpy(dtype=bool))
+    if len(invalid):
+        click.echo(f"warning: {len(invalid)} point(s) are not valid configs, e.g. "
+                   f"{frame['reason'].iloc[int(invalid[0])]}", err=True)
+    click.echo(f"{len(frame)} designs, {int(found.feasible.sum())} feasible under "
+               f"{', '.join(map(str, conditions)) or 'no constraints'}")
+    if choice is None:
         click.echo("no design meets every target and constraint")
     else:
-        params = ", ".join(f"{k}={format_cell(k, choice.row[k])}" for k in space.keys)
+        params = ", ".join(f"{k}={format_cell(k, choice[k])}" for k in space.keys)
         click.echo(f"chosen ({pick_sense} {pick_metric}): {params}")
-        click.echo("  " + ", ".join(f"{m} {format_cell(m, choice.row[m]) if choice.row[m] is not None else 'never'}"
+        click.echo("  " + ", ".join(f"{m} {format_cell(m, choice[m]) if choice[m] is not None else 'never'}"
                                     for m in METRICS))
     if no_report:
         click.echo(f"results: {csv_path} (no report written: `accelsim report {out}` draws it)")
     else:
-        click.echo(f"report: {files['html']} (results.csv, pareto.csv and plots in {out})")
+        click.echo(f"report: {files['html']} (results.csv, results.parquet, pareto.csv and plots in {out})")
 
 
 def _reference(spec, name: str, workload: Workload) -> Reference | None:

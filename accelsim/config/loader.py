@@ -5,8 +5,10 @@ what is allowed, so the CLI can print it and exit 2 without a traceback.
 """
 from __future__ import annotations
 
+import copy
 import difflib
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -20,9 +22,15 @@ PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 BUNDLED_ROOTS = (PACKAGE_ROOT / "data", PACKAGE_ROOT.parent)
 
 T = TypeVar("T", bound=BaseModel)
+S = TypeVar("S")
 
 
-class _UniqueKeyLoader(yaml.SafeLoader):
+# libyaml's C parser where PyYAML was built with it (about ten times faster); the duplicate-key
+# check below is a constructor, which runs the same on either.
+_SafeLoader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _UniqueKeyLoader(_SafeLoader):
     """SafeLoader that refuses duplicate keys instead of keeping the last one silently."""
 
 
@@ -40,12 +48,29 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 
 
+# Parsed documents by (path, text): a file is read on every load (so an edit is seen at once)
+# but parsed again only when its text changed.  Callers get their own copy.
+_PARSED: dict[tuple[str, str], dict[str, Any]] = {}
+_PARSED_MAX = 64
+
+
 def read_document(path: Path) -> dict[str, Any]:
     """Parse a YAML (or JSON, which is YAML) file into a mapping; one-line errors on failure."""
     try:
         text = path.read_text(encoding="utf-8")
     except OSError as err:
         raise ConfigError(f"cannot read file ({err.strerror})", source=str(path)) from None
+    key = (str(path), text)
+    cached = _PARSED.get(key)
+    if cached is None:
+        cached = _parse(path, text)
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.pop(next(iter(_PARSED)))
+        _PARSED[key] = cached
+    return copy.deepcopy(cached)
+
+
+def _parse(path: Path, text: str) -> dict[str, Any]:
     try:
         if path.suffix == ".json":
             data = json.loads(text)
@@ -130,6 +155,28 @@ def resolve(name_or_path: str, folder: str, what: str) -> Path:
                       f"or give a path to a .yaml file)")
 
 
+# Validated specs by (what built them, path, text): specs are frozen, so one object serves
+# every caller until the file's text changes.
+_SPECS: dict[tuple[Any, str, str], Any] = {}
+
+
+def load_spec(path: Path, build: Callable[[dict[str, Any], str], S], tag: Any) -> S:
+    """``build(document, source)`` for the file at ``path``, kept while its text is unchanged;
+    ``tag`` names the builder (a spec class, or the hardware loader)."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as err:
+        raise ConfigError(f"cannot read file ({err.strerror})", source=str(path)) from None
+    key = (tag, str(path), text)
+    spec = _SPECS.get(key)
+    if spec is None:
+        spec = build(read_document(path), str(path))
+        if len(_SPECS) >= _PARSED_MAX:
+            _SPECS.pop(next(iter(_SPECS)))
+        _SPECS[key] = spec
+    return spec
+
+
 def load(model: type[T], name_or_path: str, folder: str, what: str) -> T:
     path = resolve(name_or_path, folder, what)
-    return validate(model, read_document(path), str(path))
+    return load_spec(path, lambda document, source: validate(model, document, source), model)

@@ -33,7 +33,16 @@ from accelsim import hardware, pipeline
 from accelsim.dse import metrics
 from accelsim.dse.columns import Mixed, spec_columns
 from accelsim.dse.evaluate import Job, base_row, evaluate_scalar
-from accelsim.dse.space import METRICS, _adapter, _compile, _dotted, dimension_of, point_ids, to_number
+from accelsim.dse.space import (
+    METRICS,
+    _adapter,
+    _compile,
+    _dotted,
+    dimension_of,
+    point_id,
+    point_ids,
+    to_number,
+)
 from accelsim.errors import DoesNotFitError
 from accelsim.hardware import common
 from accelsim.hardware.base import Backend
@@ -61,6 +70,17 @@ def evaluate(job: Job, points: list[dict[str, Any]], notes: list[str] | None = N
 def evaluate_points(job: Job, points: list[dict[str, Any]], notes: list[str] | None = None) -> list[dict]:
     """Rows for ``points`` equal (to float rounding) to ``evaluate_scalar`` on each point."""
     return evaluate(job, points, notes).records()
+
+
+def ids(points: list[dict[str, Any]]) -> list[str]:
+    """``space.point_id`` of each point, computed column-wise where the points share one key list."""
+    if not points:
+        return []
+    keys = list(points[0])
+    if any(list(p) != keys for p in points):
+        return [point_id(p) for p in points]
+    encoded = _Encoded.of(points, keys)
+    return point_ids(keys, encoded.distinct, encoded.index)
 
 
 def evaluate_frame(job: Job, points: list[dict[str, Any]], notes: list[str] | None = None) -> pd.DataFrame:
@@ -162,6 +182,27 @@ class _Table:
             columns.append([cells[c] for c in index.tolist()])
         return ["point_id", *e.keys], columns
 
+    def cells(self, fields: list[str]) -> list[list[Any]] | None:
+        """The table as CSV cells, column by column in the order of ``fields``: floats as their
+        exact ``repr``, gaps empty (what the row writer makes of ``records()``); None when the
+        points do not share one key list."""
+        base = self._base()
+        if base is None:
+            return None
+        names, columns = base
+        by_name: dict[str, list[Any]] = {n: [_text(v) for v in c] for n, c in zip(names, columns)}
+        by_name["status"] = self.status.tolist()
+        by_name["reason"] = self.reason.tolist()
+        ok = self.status == metrics.STATUS_OK
+        for m in METRICS:
+            values = self.values[m]
+            # A failed point has no metrics (``records`` leaves them out): an empty cell.
+            by_name[m] = [repr(v) if good else "" for v, good in zip(values.tolist(), ok.tolist())]
+        for i, row in self.rows.items():  # points the scalar path wrote, as it wrote them
+            for f in fields:
+                by_name[f][i] = _text(row.get(f))
+        return [by_name[f] for f in fields]
+
     def records(self) -> list[dict[str, Any]]:
         base = self._base()
         status, reason = self.status.tolist(), self.reason.tolist()
@@ -191,6 +232,15 @@ class _Table:
         data: dict[str, Any] = dict(zip(names, columns))
         data.update(status=self.status, reason=self.reason, **self.values)
         return pd.DataFrame(data)
+
+
+def _text(value: Any) -> Any:
+    """A cell as the CSV writer gets it: floats exactly (``repr``), None as empty."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return repr(value)
+    return value
 
 
 def _cell(value: Any) -> Any:
@@ -298,6 +348,19 @@ def _lowered(job: Job, kind: Backend, workload, chip) -> Any:
     return hit[1]
 
 
+_SECTIONS: dict[int, tuple[Any, dict[tuple, Any]]] = {}
+
+
+def _section_cache(space) -> dict[tuple, Any]:
+    """Validated section values of one space, kept for the process (bounded)."""
+    entry = _SECTIONS.get(id(space))
+    if entry is None or entry[0] is not space or len(entry[1]) > 200_000:
+        if len(_SECTIONS) > 8:
+            _SECTIONS.clear()
+        entry = _SECTIONS[id(space)] = (space, {})
+    return entry[1]
+
+
 _DEMANDS: dict[tuple[int, str], tuple[Any, list[tuple[dict[str, Any], Any]]]] = {}
 
 
@@ -352,7 +415,8 @@ class _Group:
             return
         hws, invalid = self.validate(cls, template, sections)
         self.one_by_one(invalid)
-        valid = [j for j, hw in enumerate(hws) if hw is not None]
+        refused = set(invalid)
+        valid = [j for j in range(len(members)) if j not in refused]
         if valid and kind.spans_chips(hws[valid[0]]):
             self.note(f"kind '{kind_name}' chooses its own chip count and the fast path costs one "
                       f"chip: evaluated one by one")
@@ -372,11 +436,18 @@ class _Group:
             if section not in template:
                 return None  # the loader names the unknown key: let the scalar path say it
             reps, index = _distinct_rows([codes[k] for k in deps], len(members))
+            known = _section_cache(self.space)
             values = []
             for r in reps.tolist():
-                if r not in documents:
-                    documents[r] = self.space.document(self.points[members[r]])
-                values.append(self.validated(cls, section, documents[r][section]))
+                point = self.points[members[r]]
+                # A section is a function of the keys it depends on: validated once per process
+                # for each distinct value of those, however many chunks repeat it.
+                key = (section, tuple((type(point[k]), repr(point[k])) for k in deps))
+                if key not in known:
+                    if r not in documents:
+                        documents[r] = self.space.document(point)
+                    known[key] = self.validated(cls, section, documents[r][section])
+                values.append(known[key])
             out[section] = (values, np.asarray(index, dtype=np.intp).ravel())
         return out
 
@@ -388,9 +459,13 @@ class _Group:
         except ValidationError:
             return None
 
-    def validate(self, cls, template: dict, sections) -> tuple[list, list[int]]:
+    def validate(self, cls, template: dict, sections) -> tuple[Any, list[int]]:
         """Each member's spec, built from validated sections (the kind's cross-section checks
-        run here, per point); members refused anywhere are listed in ``invalid``."""
+        run here); members refused anywhere are listed in ``invalid``.
+
+        Where the kind's only whole-spec checks are after-validators, each check runs once per
+        distinct combination of the sections it reads (traced, as placement is), and specs are
+        built only where something asks for them; otherwise every point is validated whole."""
         staged = dict(template)
         for name, value in template.items():
             if name not in sections:
@@ -400,6 +475,11 @@ class _Group:
                 staged[name] = checked
         names = list(sections)
         lists = [sections[s][0] for s in names]
+        checks = _after_checks(cls)
+        if checks is not None and all(name in cls.model_fields for name in names):
+            grouped = _GroupedSpecs.build(cls, staged, names, lists, [sections[s][1] for s in names], checks)
+            if grouped is not None:
+                return grouped, grouped.invalid
         indices = [sections[s][1].tolist() for s in names]
         hws: list[Any] = []
         invalid: list[int] = []
@@ -539,6 +619,89 @@ class _Group:
         if workload.density is not None:
             out = replace(out, density=workload.density)
         return out
+
+
+def _after_checks(cls) -> list[Any] | None:
+    """The spec class's whole-spec checks, when all are plain after-validators (functions of the
+    built spec that raise on a bad one) and no field validator looks across fields; else None."""
+    decorators = cls.__pydantic_decorators__
+    if decorators.field_validators or getattr(decorators, "root_validators", None):
+        return None
+    checks = list(decorators.model_validators.values())
+    if any(d.info.mode != "after" for d in checks):
+        return None
+    return [d.func for d in checks]
+
+
+class _GroupedSpecs:
+    """Members' specs, built on demand from their section indices (``hws[j]``), and which members
+    a cross-section check refused.  A check is a pure function of the spec fields it reads, so
+    members that agree on those share its outcome: it runs on one representative per distinct
+    combination, split again on what the representative actually read."""
+
+    def __init__(self, proto, names: list[str], lists: list[list], codes: list[np.ndarray]):
+        self.proto, self.names, self.lists, self.codes = proto, names, lists, codes
+        self.invalid: list[int] = []
+        self._built: dict[int, Any] = {}
+
+    @classmethod
+    def build(cls, spec_cls, staged: dict, names: list[str], lists: list[list], codes: list[np.ndarray],
+              checks: list[Any]) -> _GroupedSpecs | None:
+        n = len(codes[0]) if codes else 0
+        bad = np.zeros(n, dtype=bool)
+        for values, index in zip(lists, codes):
+            refused = np.array([v is None for v in values], dtype=bool)
+            bad |= refused[index]
+        ok = np.flatnonzero(~bad)
+        if not len(ok):
+            return None
+        first = dict(staged)
+        for name, values, index in zip(names, lists, codes):
+            first[name] = values[index[ok[0]]]
+        try:
+            proto = spec_cls.model_validate(first)  # top-level plain values validated once here
+        except ValidationError:
+            return None  # let the whole-spec path refuse it point by point
+        table = cls(proto, names, lists, codes)
+        table._built[int(ok[0])] = proto
+        for check in checks:
+            for rows, passed in table._outcomes(check, ok, ()):
+                if not passed:
+                    bad[rows] = True
+        table.invalid = np.flatnonzero(bad).tolist()
+        for j in table.invalid:
+            table._built[j] = None
+        return table
+
+    def _outcomes(self, check, rows: np.ndarray, fields: tuple[int, ...]):
+        columns = [self.codes[f][rows] for f in fields]
+        reps, index = _distinct_rows(columns, len(rows))
+        for g, rep in enumerate(reps.tolist()):
+            members = rows[index == g]
+            traced = _Reads(self[int(rows[rep])])
+            try:
+                check(traced)
+                passed = True
+            except (ValueError, AssertionError):
+                passed = False
+            read = {self.names.index(f) for f in traced.read if f in self.names}
+            if any(f not in type(self.proto).model_fields for f in traced.read):
+                read = set(range(len(self.names)))  # a method read: it may have looked anywhere
+            if read <= set(fields) or len(members) == 1:
+                yield members, passed
+            else:
+                yield from self._outcomes(check, members, tuple(sorted(read | set(fields))))
+
+    def __getitem__(self, j: int) -> Any:
+        hit = self._built.get(j, False)
+        if hit is False:
+            update = {name: values[index[j]] for name, values, index in zip(self.names, self.lists, self.codes)}
+            hit = self._built[j] = self.proto.model_copy(update=update)
+        return hit
+
+    def __len__(self) -> int:
+        return len(self.codes[0]) if self.codes else 0
+
 
 
 def _region_classes(kind: Backend, graph, placement) -> dict[Any, Any]:

@@ -5,6 +5,8 @@ is better (negate a maximised metric first, see ``oriented``).
 """
 from __future__ import annotations
 
+import bisect
+
 import numpy as np
 
 
@@ -19,15 +21,141 @@ def dominates(a: np.ndarray, b: np.ndarray) -> bool:
 
 
 def pareto_mask(values: np.ndarray) -> np.ndarray:
-    """True for points no other point dominates (duplicates of a front point stay on it)."""
-    n = len(values)
-    keep = np.ones(n, dtype=bool)
-    for i in range(n):
-        no_worse = np.all(values <= values[i], axis=1)
-        better = np.any(values < values[i], axis=1)
-        if np.any(no_worse & better):
-            keep[i] = False
+    """True for points no other point dominates (duplicates of a front point stay on it).
+
+    O(n log n) for one to three objectives (a sort and a sweep), a sort-filter skyline beyond.
+    A row with a NaN compares false with everything, as in the definition: nothing dominates it
+    and it dominates nothing, so it is kept and left out of the sweep.
+    """
+    values = np.asarray(values, dtype=float)
+    if values.ndim == 1:
+        values = values[:, None]
+    keep = np.ones(len(values), dtype=bool)
+    rows = np.flatnonzero(~np.isnan(values).any(axis=1))
+    if len(rows) == 0:
+        return keep
+    # Cheap first pass: a few strong points knock out most of a large set at numpy speed; the
+    # exact sweep then runs on what is left (anything a knocked-out row dominates, the row that
+    # knocked it out dominates too, so the front of the rest is the front of all).
+    knocked = _dominated_by_pivots(values[rows])
+    keep[rows[knocked]] = False
+    rows = rows[~knocked]
+    # Dominance ignores duplicates (a point never dominates its copy), so decide each distinct
+    # row once, in lexicographic order: a dominator is always lexicographically smaller than
+    # the point it dominates, so each sweep looks only backwards.
+    distinct, group = _distinct_sorted(values[rows])
+    m = distinct.shape[1]
+    if m == 1:
+        front = np.zeros(len(distinct), dtype=bool)
+        front[0] = True
+    elif m == 2:
+        front = _front_2d(distinct)
+    elif m == 3:
+        front = _front_3d(distinct)
+    else:
+        front = _front_kd(distinct)
+    keep[rows] = front[group]
     return keep
+
+
+# Points used by the first pass; a handful is enough to remove most of a random or grid set.
+_PIVOTS = 24
+
+
+def _dominated_by_pivots(values: np.ndarray) -> np.ndarray:
+    """Rows dominated by one of the rows with the smallest range-normalised sum of objectives."""
+    n = len(values)
+    hit = np.zeros(n, dtype=bool)
+    if n <= 4 * _PIVOTS:
+        return hit
+    finite = np.where(np.isfinite(values), values, np.nan)
+    low, high = np.nanmin(finite, axis=0), np.nanmax(finite, axis=0)
+    span = np.where(high > low, high - low, 1.0)
+    scaled = np.nan_to_num((np.clip(values, low, high) - low) / span, nan=0.0)
+    score = scaled.sum(axis=1)
+    for p in np.argpartition(score, _PIVOTS)[:_PIVOTS]:
+        pivot = values[p]
+        alive = np.flatnonzero(~hit)
+        part = values[alive]
+        hit[alive] = np.all(pivot <= part, axis=1) & np.any(pivot < part, axis=1)
+    return hit
+
+
+def _distinct_sorted(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct rows in lexicographic order and, for each input row, the index of its copy."""
+    order = np.lexsort(rows.T[::-1])
+    ordered = rows[order]
+    new = np.ones(len(rows), dtype=bool)
+    new[1:] = np.any(ordered[1:] != ordered[:-1], axis=1)
+    group = np.empty(len(rows), dtype=np.intp)
+    group[order] = np.cumsum(new) - 1
+    return ordered[new], group
+
+
+def _front_2d(distinct: np.ndarray) -> np.ndarray:
+    """Distinct rows in lexicographic order: a row is dominated exactly when some earlier row
+    has a second objective no worse, i.e. when the running minimum before it is <= its own."""
+    before = np.minimum.accumulate(distinct[:-1, 1])
+    dominated = np.zeros(len(distinct), dtype=bool)
+    dominated[1:] = before <= distinct[1:, 1]
+    return ~dominated
+
+
+def _front_3d(distinct: np.ndarray) -> np.ndarray:
+    """Distinct rows in lexicographic order, swept with the staircase of the front so far in
+    the last two objectives (second ascending, third strictly descending): a row is dominated
+    when the stair at or left of its second objective is no higher in the third."""
+    front = np.zeros(len(distinct), dtype=bool)
+    ys: list[float] = []
+    zs: list[float] = []
+    for i, (y, z) in enumerate(distinct[:, 1:].tolist()):
+        at = bisect.bisect_right(ys, y)
+        if at and zs[at - 1] <= z:
+            continue
+        front[i] = True
+        # The new stair hides every stair right of it that is no lower.
+        end = at
+        while end < len(ys) and zs[end] >= z:
+            end += 1
+        ys[at:end] = [y]
+        zs[at:end] = [z]
+    return front
+
+
+# Rows compared at once in the k-D skyline: bounds the (block x front x k) temporaries.
+_BLOCK = 256
+
+
+def _front_kd(distinct: np.ndarray) -> np.ndarray:
+    """Sort-filter skyline for four or more objectives: distinct rows in lexicographic order
+    (so only earlier rows can dominate), a block at a time, first against the front found so
+    far and then against the rest of the block."""
+    front = np.zeros(len(distinct), dtype=bool)
+    sky = np.empty((0, distinct.shape[1]))
+    for start in range(0, len(distinct), _BLOCK):
+        block = distinct[start:start + _BLOCK]
+        alive = np.flatnonzero(~_dominated_by(block, sky))
+        cand = block[alive]
+        # Rows are distinct, so "no worse everywhere" than another row means dominated by it.
+        no_worse = np.all(cand[None, :, :] <= cand[:, None, :], axis=2)
+        np.fill_diagonal(no_worse, False)
+        survivors = ~no_worse.any(axis=1)
+        front[start + alive[survivors]] = True
+        sky = np.vstack([sky, cand[survivors]])
+    return front
+
+
+def _dominated_by(block: np.ndarray, sky: np.ndarray) -> np.ndarray:
+    """For each row of ``block``, whether a (distinct) row of ``sky`` is no worse everywhere;
+    rows already knocked out are not compared again."""
+    hit = np.zeros(len(block), dtype=bool)
+    for s in range(0, len(sky), _BLOCK):
+        alive = np.flatnonzero(~hit)
+        if not len(alive):
+            break
+        part = sky[s:s + _BLOCK]
+        hit[alive] = np.all(part[None, :, :] <= block[alive][:, None, :], axis=2).any(axis=1)
+    return hit
 
 
 def non_dominated_ranks(values: np.ndarray) -> np.ndarray:

@@ -1,5 +1,11 @@
 """Run design points on local processes or a Dask cluster, streaming rows to CSV as they land.
 
+Points are read lazily and evaluated a chunk at a time by the vectorised fast path; each chunk
+goes to the file as columns (no per-row dicts), so memory stays flat however long the sweep.
+``stream`` is the sweep's path (it returns only counts); ``run`` also returns every row as a
+dict, for callers that want them (NSGA-II's generations, tests).  ``to_parquet`` writes the
+finished CSV's Parquet twin, with typed columns, for fast reading back.
+
 Each finished chunk's rows are appended as complete lines with one write, flush and fsync, so a sweep killed at any
 moment loses at most the chunks in flight; ``resume`` reads the file, drops a torn last line,
 and skips every point already there.  Rows are identified by ``point_id`` (a hash of the
@@ -10,19 +16,21 @@ from __future__ import annotations
 
 import csv
 import io
+import itertools
 import os
-from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor, as_completed
+from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
 from typing import Any
 
+from accelsim.dse import fastpath
 from accelsim.dse.evaluate import Job
-from accelsim.dse.fastpath import evaluate_points
-from accelsim.dse.space import METRICS, point_id
+from accelsim.dse.space import METRICS
 from accelsim.errors import AccelsimError
 
-# Points per task; small enough that a kill loses little, large enough to vectorise well.
-CHUNK = int(os.environ.get("ACCELSIM_DSE_CHUNK", "256"))
+# Points per task: large enough that the fast path's per-chunk work (placing and costing each
+# layout) is spread thin, small enough that a kill loses about a second of work.
+CHUNK = int(os.environ.get("ACCELSIM_DSE_CHUNK", "4096"))
 
 
 def columns(keys: list[str]) -> list[str]:
@@ -95,7 +103,11 @@ class CsvSink:
         out = csv.writer(buffer, lineterminator="\n")
         for row in rows:
             out.writerow([_cell(row.get(f)) for f in self.fields])
-        self.handle.write(buffer.getvalue())
+        self.write_text(buffer.getvalue())
+
+    def write_text(self, text: str) -> None:
+        """Append whole CSV lines with one write, flush and fsync."""
+        self.handle.write(text)
         self.handle.flush()
         os.fsync(self.handle.fileno())
 
@@ -111,13 +123,30 @@ def _cell(value: Any) -> Any:
     return value
 
 
-def _chunks(points: list[dict], size: int) -> Iterator[list[dict]]:
-    for start in range(0, len(points), size):
-        yield points[start:start + size]
+def _chunks(points: Iterable[dict], size: int) -> Iterator[list[dict]]:
+    iterator = iter(points)
+    while chunk := list(itertools.islice(iterator, size)):
+        yield chunk
 
 
-def evaluate_chunk(job: Job, points: list[dict]) -> list[dict]:
-    return evaluate_points(job, points)
+def chunk_text(job: Job, points: list[dict]) -> str:
+    """A chunk's rows as CSV lines (the columns of ``columns``), written column by column from
+    the fast path's table: the same text the row-by-row writer produces for ``evaluate_points``."""
+    fields = columns(job.space.keys)
+    table = fastpath.evaluate(job, points)
+    cells = table.cells(fields)
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    if cells is None:  # points with different key lists: row by row
+        for row in table.records():
+            writer.writerow([_cell(row.get(f)) for f in fields])
+    else:
+        writer.writerows(zip(*cells))
+    return buffer.getvalue()
+
+
+def evaluate_chunk(job: Job, points: list[dict]) -> str:
+    return chunk_text(job, points)
 
 
 # The job a pool worker received once at start-up: tasks then carry only their points, and the
@@ -130,69 +159,110 @@ def _start_worker(job: Job) -> None:
     _WORKER_JOB = job
 
 
-def _worker_chunk(points: list[dict]) -> list[dict]:
+def _worker_chunk(points: list[dict]) -> str:
     assert _WORKER_JOB is not None, "pool worker started without its job"
-    return evaluate_points(_WORKER_JOB, points)
+    return chunk_text(_WORKER_JOB, points)
+
+
+# Largest pool task: with a few tasks in flight per worker, this bounds the points held in memory.
+POOL_CHUNK_MAX = 32_768
 
 
 def pool_chunk(todo: int, workers: int, chunk: int) -> int:
     """Points per pool task: at least ``chunk``, and few enough tasks that each worker's fixed
     cost (its first lowering, task round trips) is spread over many points -- about four tasks
     per worker, so the last to finish does not leave the others idle for long."""
-    return max(chunk, -(-todo // (4 * workers)))
+    return max(chunk, min(-(-todo // (4 * workers)), POOL_CHUNK_MAX))
+
+
+def done_ids(path: Path) -> set[str]:
+    """Point ids already in a results CSV (a torn last line is not counted)."""
+    if not path.is_file():
+        return set()
+    with path.open(encoding="utf-8", newline="") as handle:
+        text = handle.read()
+    if text and not text.endswith("\n"):
+        text = text[: text.rfind("\n") + 1]
+    reader = csv.reader(io.StringIO(text))
+    next(reader, None)
+    return {line[0] for line in reader if line}
+
+
+def stream(job: Job, points: Iterable[dict[str, Any]], out_csv: Path, *, workers: int = 1,
+           scheduler: str | None = None, resume: bool = False, distinct: bool = False,
+           total: int | None = None, progress: Callable[[int], None] | None = None,
+           chunk: int = CHUNK) -> int:
+    """Evaluate ``points`` (read lazily; skipping those already in ``out_csv`` when resuming, and
+    repeats unless the caller says they are ``distinct``) into ``out_csv``; return how many
+    rows were written.  Memory does not grow with the number of points, except for the set of
+    ids kept to skip repeats and resumed points."""
+    sink = CsvSink(out_csv, columns(job.space.keys), resume=resume)
+    seen = done_ids(out_csv) if resume else set()
+    check = resume or not distinct
+
+    def todo() -> Iterator[list[dict]]:
+        for c in _chunks(points, chunk):
+            if check:
+                fresh = []
+                for p, pid in zip(c, fastpath.ids(c)):
+                    if pid not in seen:
+                        seen.add(pid)
+                        fresh.append(p)
+                if progress and len(fresh) < len(c):
+                    progress(len(c) - len(fresh))
+                c = fresh
+            if c:
+                yield c
+
+    written = 0
+    try:
+        for text, count in _dispatch(job, todo(), workers, scheduler, chunk, total):
+            sink.write_text(text)
+            written += count
+            if progress:
+                progress(count)
+    finally:
+        sink.close()
+    return written
 
 
 def run(job: Job, points: list[dict[str, Any]], out_csv: Path, *, workers: int = 1,
         scheduler: str | None = None, resume: bool = False,
         progress: Callable[[int], None] | None = None, chunk: int = CHUNK) -> list[dict[str, Any]]:
     """Evaluate ``points`` (skipping those already in ``out_csv`` when resuming); return the rows
-    of every point, in the order of ``points``."""
-    fields = columns(job.space.keys)
-    sink = CsvSink(out_csv, fields, resume=resume)
-    done = {r["point_id"]: r for r in read_rows(out_csv)} if resume else {}
-    todo, seen = [], set(done)
-    for p in points:
-        pid = point_id(p)
-        if pid not in seen:
-            seen.add(pid)
-            todo.append(p)
-    if progress:
-        progress(len(points) - len(todo))
-    try:
-        for rows in _dispatch(job, todo, workers, scheduler, chunk):
-            sink.write(rows)
-            for row in rows:
-                done[row["point_id"]] = _normalise(row, fields)
-            if progress:
-                progress(len(rows))
-    finally:
-        sink.close()
-    return [done[point_id(p)] for p in points]
+    of every point, in the order of ``points``, as they read back from the CSV."""
+    stream(job, points, out_csv, workers=workers, scheduler=scheduler, resume=resume,
+           total=len(points), progress=progress, chunk=chunk)
+    done = {r["point_id"]: r for r in read_rows(out_csv)}
+    return [done[pid] for pid in fastpath.ids(points)]
 
 
-def _normalise(row: dict, fields: list[str]) -> dict:
-    """A fresh row as it will read back from the CSV (numbers as floats, gaps as None)."""
-    return {f: _parse(str(_cell(row.get(f))), f) if row.get(f) is not None else None for f in fields}
-
-
-def _dispatch(job: Job, todo: list[dict], workers: int, scheduler: str | None,
-              chunk: int) -> Iterator[list[dict]]:
-    if not todo:
-        return
+def _dispatch(job: Job, todo: Iterator[list[dict]], workers: int, scheduler: str | None,
+              chunk: int, total: int | None) -> Iterator[tuple[str, int]]:
+    """(CSV text, rows) per finished chunk.  Pool tasks are submitted a few at a time, so points
+    not yet running are never all in memory."""
     if scheduler:
-        yield from _dask(job, list(_chunks(todo, chunk)), scheduler)
+        yield from _dask(job, todo, scheduler)
     elif workers <= 1:
-        for c in _chunks(todo, chunk):
-            yield evaluate_chunk(job, c)
+        for c in todo:
+            yield chunk_text(job, c), len(c)
     else:
+        size = pool_chunk(total, workers, chunk) if total else chunk
+        pending: dict[Any, int] = {}
         with ProcessPoolExecutor(max_workers=workers, initializer=_start_worker, initargs=(job,)) as pool:
-            futures = [pool.submit(_worker_chunk, c)
-                       for c in _chunks(todo, pool_chunk(len(todo), workers, chunk))]
-            for future in as_completed(futures):
-                yield future.result()
+            for c in _chunks(itertools.chain.from_iterable(todo), size):
+                if len(pending) >= 2 * workers:
+                    finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                    for future in finished:
+                        yield future.result(), pending.pop(future)
+                pending[pool.submit(_worker_chunk, c)] = len(c)
+            while pending:
+                finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+                for future in finished:
+                    yield future.result(), pending.pop(future)
 
 
-def _dask(job: Job, chunks: list[list[dict]], scheduler: str) -> Iterator[list[dict]]:
+def _dask(job: Job, chunks: Iterable[list[dict]], scheduler: str) -> Iterator[tuple[str, int]]:
     try:
         from dask.distributed import Client
         from dask.distributed import as_completed as dask_completed
@@ -204,9 +274,29 @@ def _dask(job: Job, chunks: list[list[dict]], scheduler: str) -> Iterator[list[d
         raise AccelsimError(f"cannot reach the Dask scheduler at {scheduler}: {err}") from None
     try:
         job_future = client.scatter(job, broadcast=True)
-        futures = [client.submit(evaluate_chunk, job_future, c, pure=False) for c in chunks]
-        for future in dask_completed(futures):
-            yield future.result()
+        futures = {}
+        for c in chunks:
+            futures[client.submit(evaluate_chunk, job_future, c, pure=False)] = len(c)
+        for future in dask_completed(list(futures)):
+            yield future.result(), futures[future]
     finally:
         if isinstance(scheduler, str):
             client.close()
+
+
+def to_parquet(csv_path: Path) -> Path:
+    """Write ``results.parquet`` beside a finished results CSV (same rows and columns; ids,
+    status and reason typed as text, so a hex id such as "1234e56789012345" stays text; an
+    empty cell is a gap, as pandas reads the CSV) and
+    return its path.  Read with ``report.sweep.load_frame``."""
+    import pyarrow as pa  # only sweeps need it: kept off the CLI's start-up path
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    target = csv_path.with_suffix(".parquet")
+    table = pacsv.read_csv(csv_path, convert_options=pacsv.ConvertOptions(
+        column_types={name: pa.string() for name in TEXT_COLUMNS}, strings_can_be_null=True))
+    temporary = target.with_suffix(".parquet.tmp")
+    pq.write_table(table, temporary)
+    os.replace(temporary, target)  # a reader never sees half a file
+    return target

@@ -10,7 +10,8 @@ so the same runner (local, Dask, resumable) serves all three.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Mapping
+import math
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -24,13 +25,29 @@ Evaluate = Callable[[list[dict[str, Any]]], list[dict[str, Any]]]
 SEARCHES = ("grid", "random", "nsga2")
 
 
+def iter_grid_points(space: Space) -> Iterator[dict[str, Any]]:
+    """Every combination, lazily (a million-point grid is never a list)."""
+    keys = space.keys
+    return (dict(zip(keys, combo)) for combo in itertools.product(*(p.grid() for p in space.parameters)))
+
+
+def grid_size(space: Space) -> int:
+    return math.prod(len(p.grid()) for p in space.parameters)
+
+
+def iter_random_points(space: Space, samples: int, seed: int) -> Iterator[dict[str, Any]]:
+    """``samples`` seeded draws, lazily, in the same order as ``random_points``."""
+    rng = np.random.default_rng(seed)
+    for _ in range(samples):
+        yield {p.key: p.sample(rng) for p in space.parameters}
+
+
 def grid_points(space: Space) -> list[dict[str, Any]]:
-    return [dict(zip(space.keys, combo)) for combo in itertools.product(*(p.grid() for p in space.parameters))]
+    return list(iter_grid_points(space))
 
 
 def random_points(space: Space, samples: int, seed: int) -> list[dict[str, Any]]:
-    rng = np.random.default_rng(seed)
-    return [{p.key: p.sample(rng) for p in space.parameters} for _ in range(samples)]
+    return list(iter_random_points(space, samples, seed))
 
 
 def violation(row: dict[str, Any], conditions: list[Condition]) -> float:

@@ -31,4 +31,4 @@ def parse_hardware(data: dict, source: str) -> HardwareBase:
 
 def load_hardware(name_or_path: str) -> HardwareBase:
     path = loader.resolve(name_or_path, "hw_configs", "hardware config")
-    return parse_hardware(loader.read_document(path), str(path))
+    return loader.load_spec(path, parse_hardware, "hardware")

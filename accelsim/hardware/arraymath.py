@@ -15,7 +15,12 @@ import numpy as np
 
 
 def _is_array(*values: Any) -> bool:
-    return any(isinstance(v, np.ndarray) for v in values)
+    # A plain loop: called for every term of every op and mapping, where a generator's setup
+    # cost more than the test.
+    for v in values:
+        if isinstance(v, np.ndarray):
+            return True
+    return False
 
 
 def ceil_div(a, b):

@@ -39,9 +39,25 @@ def resident_demand(graph: Graph) -> Demand:
     return Demand(graph.name, footprint(graph))
 
 
+# base_params of the last few specs: a step costs every op under every mapping with the same
+# chip, and specs (and the fast path's column views) never change once built.
+_PARAMS: dict[int, tuple[Any, dict[str, Any]]] = {}
+
+
 def base_params(hw) -> dict[str, Any]:
     """The numbers every kind's formulas read, flattened so the fast path can stack them into
-    one array per field across design points."""
+    one array per field across design points (computed once per spec object; read-only)."""
+    hit = _PARAMS.get(id(hw))
+    if hit is not None and hit[0] is hw:
+        return hit[1]
+    if len(_PARAMS) >= 8:
+        _PARAMS.clear()
+    params = _base_params(hw)
+    _PARAMS[id(hw)] = (hw, params)
+    return params
+
+
+def _base_params(hw) -> dict[str, Any]:
     return {
         "clock": hw.compute.clock, "vector": hw.compute.vector, "vector_op": hw.energy.vector_op,
         "eff_compute": hw.efficiency.compute, "eff_memory": hw.efficiency.memory,

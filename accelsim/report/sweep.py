@@ -14,8 +14,8 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
+from accelsim.dse import reading
 from accelsim.dse.metrics import STATUS_OK
-from accelsim.dse.pareto import oriented, pareto_mask
 from accelsim.dse.space import METRICS, Condition, to_number
 from accelsim.report.cells import format_cell, unit_of
 
@@ -70,9 +70,11 @@ def pareto_plot(frame: pd.DataFrame, front: pd.DataFrame, chosen: dict[str, pd.S
     x, y = list(objectives)[:2]
     ok = frame[frame["status"] == STATUS_OK]
     fig, ax = plt.subplots(figsize=(8, 5.5))
-    ax.scatter(ok[x], ok[y], s=8, color="#bbbbbb", label="infeasible (violates a constraint)")
+    shown, note = _thinned(ok)
+    ax.scatter(shown[x], shown[y], s=8, color="#bbbbbb", label=f"infeasible (violates a constraint){note}")
     feas = ok[ok["feasible"]]
-    ax.scatter(feas[x], feas[y], s=10, color="#6baed6", label="feasible design")
+    shown, note = _thinned(feas)
+    ax.scatter(shown[x], shown[y], s=10, color="#6baed6", label=f"feasible design{note}")
     f = front.sort_values(x)
     ax.plot(f[x], f[y], "-o", color="#d62728", ms=4, lw=1.2,
             label=f"Pareto front ({', '.join(f'{s} {_short(m)}' for m, s in objectives.items())})")
@@ -95,32 +97,56 @@ def pareto_plot(frame: pd.DataFrame, front: pd.DataFrame, chosen: dict[str, pd.S
     ax.set_ylabel(f"{_metric_axis(y)}, {objectives[y]}imise")
     ax.set_title("Design space: Pareto front and chosen designs")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="best")
+    # Matplotlib's "best" legend spot tests every point: fine for a grid, minutes for a million.
+    ax.legend(fontsize=8, loc="best" if len(ok) <= PLOT_POINTS else "upper right")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
 
 
+# Most points a scatter draws per series; beyond it every n-th point is drawn (and the legend
+# says so): a million dots draw as one grey cloud anyway.
+PLOT_POINTS = 50_000
+
+
+def _thinned(points: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    if len(points) <= PLOT_POINTS:
+        return points, ""
+    step = -(-len(points) // PLOT_POINTS)
+    return points.iloc[::step], f", every {step}th shown"
+
+
 def sensitivity(frame: pd.DataFrame, key: str, keys: list[str], metric: str, sense: str) -> pd.DataFrame:
     """``metric`` against ``key`` with every other parameter held at its middle grid value, plus
-    the best value over all other parameters, per value of ``key``."""
+    the best value over all other parameters, per value of ``key`` (grouped column-wise: a
+    million-point sweep has thousands of values per key)."""
     held = frame
     for other in keys:
         if other == key:
             continue
         levels = np.sort(frame[other].dropna().unique())
         held = held[held[other] == levels[len(levels) // 2]]
-    rows = []
-    for value, group in frame.groupby(key):
-        ok = group[group["status"] == STATUS_OK]
-        at = held[held[key] == value]
-        fits = bool((at["status"] == STATUS_OK).any())
-        rows.append({key: value, f"{metric}_slice": at[metric].iloc[0] if fits else np.nan,
-                     f"{metric}_best": (ok[metric].max() if sense == "max" else ok[metric].min())
-                     if len(ok) else np.nan,
-                     "fits_in_slice": fits, "fraction_that_fit": len(ok) / len(group)})
-    return pd.DataFrame(rows)
+    ok = frame["status"] == STATUS_OK
+    values = frame[key]
+    groups = values.groupby(values)
+    size = groups.size()
+    fit_count = ok.groupby(values).sum()
+    metric_ok = frame[metric].where(ok)
+    best = metric_ok.groupby(values).max() if sense == "max" else metric_ok.groupby(values).min()
+    held_ok = (held["status"] == STATUS_OK).groupby(held[key]).any()
+    first = held[metric].groupby(held[key]).nth(0)  # the slice's first row, as it stands
+    first = pd.Series(first.to_numpy(), index=held[key].loc[first.index].to_numpy())
+    index = size.index
+    fits = held_ok.reindex(index, fill_value=False).astype(bool)
+    table = pd.DataFrame({
+        key: index.to_numpy(),
+        f"{metric}_slice": np.where(fits.to_numpy(), first.reindex(index).to_numpy(dtype=float), np.nan),
+        f"{metric}_best": np.where(fit_count.to_numpy() > 0, best.reindex(index).to_numpy(dtype=float), np.nan),
+        "fits_in_slice": fits.to_numpy(),
+        "fraction_that_fit": fit_count.to_numpy() / size.to_numpy(),
+    })
+    return table
 
 
 def sensitivity_plot(frame: pd.DataFrame, key: str, keys: list[str], objectives: dict[str, str],
@@ -200,21 +226,18 @@ def _ticks(ax, axis: str, column: str) -> None:
         plain_ticks(ax, axis)
 
 
-def write_report(frame: pd.DataFrame, summary: SweepSummary, out_dir: Path) -> dict[str, Path]:
-    """Every file of the report; ``frame`` holds one row per design point (results.csv)."""
-    conditions = [Condition.parse(c, "sweep.json") for c in summary.constraints]
-    frame = frame.copy()
-    frame["feasible"] = frame["status"].eq(STATUS_OK)
-    for c in conditions:
-        frame["feasible"] &= c.holds(frame[c.metric].astype(float)).fillna(False)
+def write_report(frame: pd.DataFrame, summary: SweepSummary, out_dir: Path,
+                 found: reading.Reading | None = None) -> dict[str, Path]:
+    """Every file of the report; ``frame`` holds one row per design point (results.csv), and
+    ``found`` its feasible designs and front when the caller already has them."""
+    if found is None:
+        conditions = [Condition.parse(c, "sweep.json") for c in summary.constraints]
+        found = reading.read(frame, summary.objectives, conditions)
+    frame = frame.copy(deep=False)  # a new column on a view: the caller's frame is untouched, no data copied
+    frame["feasible"] = found.feasible
     files: dict[str, Path] = {"results_csv": out_dir / "results.csv"}
     feas = frame[frame["feasible"]]
-    if len(feas):
-        values = oriented([feas[m].to_numpy(dtype=float) for m in summary.objectives],
-                          list(summary.objectives.values()))
-        front = feas[pareto_mask(values)]
-    else:
-        front = feas
+    front = frame[found.front]
     files["pareto_csv"] = out_dir / "pareto.csv"
     front.to_csv(files["pareto_csv"], index=False)
     chosen = _chosen(feas, front, summary)
@@ -292,4 +315,8 @@ def cliffs_from(space) -> list[dict]:
 
 
 def load_frame(path: Path) -> pd.DataFrame:
-    return pd.read_csv(path, keep_default_na=True)
+    """A sweep's results from results.parquet (typed columns) or results.csv."""
+    if path.suffix == ".parquet":
+        return pd.read_parquet(path)
+    # Ids, status and reason are text: a hex id such as "1234e56789012345" must not read as a number.
+    return pd.read_csv(path, keep_default_na=True, dtype={"point_id": str, "status": str, "reason": str})

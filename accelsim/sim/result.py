@@ -3,7 +3,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-import pandas as pd
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import pandas as pd
 
 from accelsim.hardware.base import OpCost
 
@@ -118,6 +121,8 @@ class Result:
         return sum(c.flops for c in self.ops) * self.groups
 
     def ops_frame(self) -> pd.DataFrame:
+        import pandas as pd  # only the tables need it: kept off the CLI's start-up path
+
         rows = [{
             "name": c.op, "kind": c.kind, "layer": c.layer, "time_s": c.time_s,
             "compute_s": c.compute_s, "bound": c.bound, "regime": c.regime, "dtype": c.dtype,

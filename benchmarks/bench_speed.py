@@ -1,0 +1,214 @@
+"""Issue 20's speed and scale targets, each beside a baseline measured in the same run (the
+machines are shared: absolute numbers move with the load, ratios much less).  Writes
+benchmarks/results/speed.json.
+
+    python benchmarks/bench_speed.py                 # everything (several minutes)
+    python benchmarks/bench_speed.py --only cli,pareto --sweep-points 100000
+
+Parts (``--only``):
+  cli      `accelsim --help`, `accelsim run` (default job), `accelsim op` (small GEMM): wall and
+           CPU seconds of a fresh process, median of --repeats; baseline `python -c "import numpy"`.
+  simulate one-by-one ``accelsim.simulate`` of Llama-3.1-8B decode on H100 by name, batch and
+           context varying per call: configurations per second (wall and CPU).
+  fastpath design points per second, single process, on the bundled grids (densified to
+           --points), and random search and NSGA-II on the same spaces (rows as the runner writes them).
+  pareto   the front of n random points in 2, 3 and 4 objectives; baseline the O(n^2)
+           definition on a 5,000-point subset, both timed here.
+  sweep    a --sweep-points grid sweep end to end in a fresh process (`accelsim sweep
+           --workers 2`: evaluation, CSV + Parquet, front, report), wall time and peak memory,
+           and peak memory of a 10x smaller sweep (flat memory: the two should be close).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+OUT = ROOT / "benchmarks" / "results" / "speed.json"
+ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
+CLI = [sys.executable, "-c", "import sys; from accelsim.cli import main; sys.exit(main())"]
+
+
+def _process(args: list[str], repeats: int) -> dict:
+    """Median wall and CPU seconds (user + system of the child) of a fresh process."""
+    wall, cpu = [], []
+    for _ in range(repeats):
+        before = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t = time.perf_counter()
+        subprocess.run(args, env=ENV, cwd=ROOT, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wall.append(time.perf_counter() - t)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        cpu.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
+    return {"wall_s": statistics.median(wall), "cpu_s": statistics.median(cpu)}
+
+
+def bench_cli(repeats: int) -> dict:
+    base = _process([sys.executable, "-c", "import numpy"], repeats)
+    out = {"baseline_python_import_numpy": base}
+    for name, args in (("help", ["--help"]), ("run", ["run"]),
+                       ("op", ["op", "--hw", "tpu-v5e", "matmul", "--m", "256", "--k", "256", "--n", "256"])):
+        r = _process(CLI + args, repeats)
+        r["cpu_ratio_to_baseline"] = r["cpu_s"] / base["cpu_s"]
+        out[name] = r
+    out["targets_s"] = {"help": 0.3, "run": 1.0, "op": 0.5}
+    return out
+
+
+def bench_simulate(n: int) -> dict:
+    from accelsim import Workload, simulate
+    simulate("llama-3.1-8b", "h100-sxm", Workload(phase="decode", batch=1, context=2048))
+    jobs = [Workload(phase="decode", batch=1 + i % 16, context=1024 + 128 * (i % 8)) for i in range(n)]
+    t, c = time.perf_counter(), time.process_time()
+    for w in jobs:
+        simulate("llama-3.1-8b", "h100-sxm", w)
+    wall, cpu = time.perf_counter() - t, time.process_time() - c
+    return {"configs": n, "configs_per_s": n / wall, "configs_per_cpu_s": n / cpu, "target_per_s": 1000}
+
+
+def _job(path: Path, points: int):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from bench_dse import dense
+
+    from accelsim.dse.evaluate import Job
+    from accelsim.dse.space import load_space
+    from accelsim.model.spec import load_model
+    from accelsim.workload import Workload
+    space = dense(load_space(path), points)
+    return Job(space, load_model("llama-3.1-8b"), Workload(**space.spec.workload.model_dump()))
+
+
+def _timed(fn) -> tuple[float, float]:
+    t, c = time.perf_counter(), time.process_time()
+    fn()
+    return time.perf_counter() - t, time.process_time() - c
+
+
+def bench_fastpath(points: int, samples: int) -> dict:
+    from accelsim.dse import runner, search
+    out = []
+    for name in ("hardwired.yaml", "systolic.yaml"):
+        job = _job(ROOT / "hw_configs" / "spaces" / name, points)
+        with tempfile.TemporaryDirectory() as tmp:
+            csv_path = Path(tmp) / "r.csv"
+            runner.stream(job, search.iter_grid_points(job.space), csv_path, distinct=True,
+                          total=search.grid_size(job.space))  # warm-up: lowering, caches
+            n = search.grid_size(job.space)
+            wall, cpu = _timed(lambda job=job, csv_path=csv_path, n=n: runner.stream(
+                job, search.iter_grid_points(job.space), csv_path, distinct=True, total=n))
+            rw, rc = _timed(lambda job=job, csv_path=csv_path: runner.stream(
+                job, search.iter_random_points(job.space, samples, 1), csv_path, total=samples))
+
+            def evolve(job=job, csv_path=csv_path):
+                def evaluate(pts, job=job, csv_path=csv_path):
+                    return runner.run(job, pts, csv_path, resume=True)
+                csv_path.write_text("", encoding="utf-8")
+                search.nsga2(job.space, evaluate, job.space.spec.objectives, job.space.constraints,
+                             samples // 10, 0, population=256)
+            ew, ec = _timed(evolve)
+            evolved = csv_path.read_text().count("\n") - 1
+        out.append({"space": name, "grid_points": n, "grid_points_per_s": n / wall,
+                    "grid_points_per_cpu_s": n / cpu, "random_points": samples,
+                    "random_points_per_s": samples / rw, "random_points_per_cpu_s": samples / rc,
+                    "nsga2_points": evolved, "nsga2_points_per_s": evolved / ew,
+                    "nsga2_points_per_cpu_s": evolved / ec})
+    return {"spaces": out, "targets_per_s": {"grid": 100_000, "random_and_evolutionary": 20_000}}
+
+
+def _definition(values: np.ndarray) -> np.ndarray:
+    keep = np.ones(len(values), dtype=bool)
+    for i in range(len(values)):
+        keep[i] = not np.any(np.all(values <= values[i], axis=1) & np.any(values < values[i], axis=1))
+    return keep
+
+
+def bench_pareto(n: int) -> dict:
+    from accelsim.dse import pareto
+    rng = np.random.default_rng(0)
+    out = {}
+    for k in (2, 3, 4):
+        values = rng.random((n, k))
+        small = values[:5000]
+        base, _ = _timed(lambda small=small: _definition(small))
+        fast_small, _ = _timed(lambda small=small: pareto.pareto_mask(small))
+        fast, _ = _timed(lambda values=values: pareto.pareto_mask(values))
+        # the O(n^2) definition grows with n^2: its time at n, extrapolated from the subset
+        out[f"{k}d"] = {"points": n, "front_s": fast, "definition_s_at_5000": base,
+                        "front_s_at_5000": fast_small, "speedup_at_5000": base / fast_small,
+                        "definition_s_at_n_extrapolated": base * (n / 5000) ** 2}
+    return out
+
+
+def _sweep_space(points: int, folder: Path) -> Path:
+    """The bundled hardwired space with its clock grid made fine enough for ``points`` points."""
+    import yaml
+    doc = yaml.safe_load((ROOT / "hw_configs" / "spaces" / "hardwired.yaml").read_text(encoding="utf-8"))
+    fixed = 7 * 29
+    doc["parameters"][2]["linear"]["num"] = -(-points // fixed)
+    doc["base"] = "hardwired-llama-3.1-8b"
+    path = folder / f"space-{points}.yaml"
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    return path
+
+
+def _sweep(points: int, folder: Path) -> dict:
+    space = _sweep_space(points, folder)
+    out = folder / f"out-{points}"
+    args = ["/usr/bin/time", "-f", "%e %M"] + CLI + ["sweep", "--space", str(space), "--out", str(out),
+                                                     "--workers", "2"]
+    done = subprocess.run(args, env=ENV, cwd=ROOT, check=True, capture_output=True, text=True)
+    wall, peak_kb = done.stderr.strip().splitlines()[-1].split()
+    return {"points": points, "wall_s": float(wall), "peak_rss_mb_main_process": int(peak_kb) / 1024,
+            "summary": done.stdout.strip().splitlines()[0],
+            "files": sorted(p.name for p in out.iterdir())}
+
+
+def bench_sweep(points: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        small = _sweep(points // 10, Path(tmp))
+        large = _sweep(points, Path(tmp))
+    return {"small": small, "large": large, "target_s": 120,
+            "peak_rss_ratio_large_to_small": large["peak_rss_mb_main_process"] / small["peak_rss_mb_main_process"]}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--only", default="cli,simulate,fastpath,pareto,sweep")
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--simulate", type=int, default=200)
+    ap.add_argument("--points", type=int, default=100_000)
+    ap.add_argument("--samples", type=int, default=20_000)
+    ap.add_argument("--pareto-points", type=int, default=1_000_000)
+    ap.add_argument("--sweep-points", type=int, default=1_000_000)
+    args = ap.parse_args()
+    parts = args.only.split(",")
+    results: dict = {"machine": {"python": platform.python_version(), "cpu": platform.machine(),
+                                 "cpus": os.cpu_count(), "load_average_at_start": os.getloadavg()[0]}}
+    runs = {"cli": lambda: bench_cli(args.repeats), "simulate": lambda: bench_simulate(args.simulate),
+            "fastpath": lambda: bench_fastpath(args.points, args.samples),
+            "pareto": lambda: bench_pareto(args.pareto_points), "sweep": lambda: bench_sweep(args.sweep_points)}
+    for part in parts:
+        if part not in runs:
+            sys.exit(f"error: --only: unknown part {part!r}; allowed: {', '.join(runs)}")
+        print(f"-- {part}", flush=True)
+        results[part] = runs[part]()
+        print(json.dumps(results[part], indent=1), flush=True)
+    results["machine"]["load_average_at_end"] = os.getloadavg()[0]
+    OUT.parent.mkdir(parents=True, exist_ok=True)
+    previous = json.loads(OUT.read_text()) if OUT.is_file() else {}
+    OUT.write_text(json.dumps({**previous, **results}, indent=2) + "\n", encoding="utf-8")
+    print(f"wrote {OUT}")
+
+
+if __name__ == "__main__":
+    main()
