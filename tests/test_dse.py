@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -160,7 +161,8 @@ def test_process_pool_equals_one_process(tmp_path):
     points = search.grid_points(job.space)[::3]
     one = runner.run(job, points, tmp_path / "one.csv")
     two = runner.run(job, points, tmp_path / "two.csv", workers=2, chunk=64)
-    assert two == one
+    # a breakeven that never comes is an empty cell (NaN), equal to itself here
+    pd.testing.assert_frame_equal(pd.DataFrame(two), pd.DataFrame(one))
     assert runner.pool_chunk(100_000, 2, 256) == 12_500 and runner.pool_chunk(100, 2, 256) == 256
 
 

@@ -39,7 +39,7 @@ def _positive_finite(ctx, param, value):
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Also write tco.json, tco.txt and the plots (cost vs tokens, breakeven vs model life) here.")
 @options.json_option
-def tco(model, hws, phase, batch, prompt, context, weight_dtype, act_dtype, kv_dtype, parallelism,
+def tco(model, hws, phase, batch, prompt, context, allow_long_context, weight_dtype, act_dtype, kv_dtype, parallelism,
         deploy_years, model_life, tokens_per_day, utilisation, out, as_json):
     """Total cost of ownership: capex, opex per year, NRE, $/Mtoken at the load, and the
     breakeven (tokens and months) of each custom chip against each merchant chip.
@@ -52,8 +52,10 @@ def tco(model, hws, phase, batch, prompt, context, weight_dtype, act_dtype, kv_d
     """
     if tokens_per_day is not None and utilisation is not None:
         raise click.UsageError("give --tokens-per-day or --utilisation, not both")
-    workload = options.workload_from(phase, batch, prompt, context)
-    report = api.tco(model, list(hws), workload, deploy_years=deploy_years, model_life_months=model_life,
+    spec = api.resolve_model(model)
+    workload = options.workload_from(phase, batch, prompt, context, max_context=spec.max_context)
+    api.long_context_note(spec, workload, allow_long_context)
+    report = api.tco(spec, list(hws), workload, deploy_years=deploy_years, model_life_months=model_life,
                      tokens_per_day=tokens_per_day, utilisation=utilisation, parallelism=parallelism,
                      weight_dtype=weight_dtype, act_dtype=act_dtype, kv_dtype=kv_dtype)
     files = write_report(report, out) if out is not None else {}

@@ -196,8 +196,10 @@ class _Table:
         ok = self.status == metrics.STATUS_OK
         for m in METRICS:
             values = self.values[m]
-            # A failed point has no metrics (``records`` leaves them out): an empty cell.
-            by_name[m] = [repr(v) if good else "" for v, good in zip(values.tolist(), ok.tolist())]
+            # A failed point has no metrics (``records`` leaves them out), and NaN marks a metric
+            # with no value (a breakeven that never comes): both an empty cell.
+            by_name[m] = [repr(v) if good and not math.isnan(v) else ""
+                          for v, good in zip(values.tolist(), ok.tolist())]
         for i, row in self.rows.items():  # points the scalar path wrote, as it wrote them
             for f in fields:
                 by_name[f][i] = _text(row.get(f))

@@ -295,7 +295,10 @@ def to_parquet(csv_path: Path) -> Path:
 
     target = csv_path.with_suffix(".parquet")
     table = pacsv.read_csv(csv_path, convert_options=pacsv.ConvertOptions(
-        column_types={name: pa.string() for name in TEXT_COLUMNS}, strings_can_be_null=True))
+        column_types={**{name: pa.string() for name in TEXT_COLUMNS},
+                      # a metric with no value in every row (no breakeven) is still a number
+                      **{name: pa.float64() for name in METRICS}},
+        strings_can_be_null=True))
     temporary = target.with_suffix(".parquet.tmp")
     pq.write_table(table, temporary)
     os.replace(temporary, target)  # a reader never sees half a file
