@@ -76,6 +76,9 @@ class Efficiency(Spec):
 
     compute: Fraction = 1.0
     memory: Fraction = 1.0
+    # The chip family whose shared fit set these constants (validation/points.yaml `families:`),
+    # so a member with no measurements of its own is labelled by its family's (``accelsim.trust``).
+    family: str | None = None
     source: Source
 
 

@@ -40,6 +40,8 @@ def headline(result: Result) -> dict[str, str]:
         rows["die area"] = f"{result.area_mm2:,.0f} mm2 per chip"
     if result.usd_per_mtoken is not None:
         rows["$/Mtoken"] = f"{result.usd_per_mtoken:.4g}"
+    if result.trust is not None:  # so nobody takes a datasheet estimate for a measurement
+        rows["trust"] = f"{result.trust.short}: {result.trust.basis}"
     return rows
 
 

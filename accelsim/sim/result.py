@@ -6,6 +6,7 @@ from dataclasses import asdict, dataclass, field
 import pandas as pd
 
 from accelsim.hardware.base import OpCost
+from accelsim.trust import Trust
 
 
 @dataclass(frozen=True)
@@ -35,6 +36,9 @@ class Result:
     die_cost_usd: float | None = None    # wafer cost over good dies per wafer
     usd_per_mtoken: float | None = None  # silicon amortised + electricity, per 1e6 tokens
     chips: int = 1                       # chips in the system (all numbers above are system-wide)
+    # How far these numbers are checked against measurements (``accelsim.trust``; None where the
+    # caller did not ask: the pipeline alone cannot know, ``api.simulate`` attaches it).
+    trust: Trust | None = None
     system: dict = field(default_factory=dict)  # multi-chip: parallelism, per-chip figures;
     # hardwired: KV + state per user and the concurrent users that fit (hardware.hardwired)
 
@@ -98,6 +102,7 @@ class Result:
             "tokens_per_s_per_user": self.tokens_per_s_per_user,
             "step_overhead_s": self.step_overhead_s,
             "system": self.system,
+            **(self.trust.to_dict() if self.trust is not None else {"trust": None, "error_band": None}),
             "ops": [{"name": c.op, "kind": c.kind, "layer": c.layer, "time_s": c.time_s,
                      "bound": c.bound, "flops": c.flops, "bytes": c.bytes,
                      "energy_j": c.energy_total, "utilisation": c.utilisation, "mapping": c.mapping}

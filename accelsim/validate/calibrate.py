@@ -118,12 +118,51 @@ def fitted_points(points: list[Point]) -> list[Point]:
     return single or points
 
 
+# A family fit runs DeepSeek-sized steps (~0.6 s a point): no start grid, fewer iterations, and no
+# request overhead (interactivity points pay none).
+FAMILY_ITER = 60
+
+
+def fit_family(family: str, catalogue: Catalogue | None = None, max_iter: int = FAMILY_ITER) -> Fit:
+    """One set of constants for every chip of ``family`` (``PointsFile.families``), fitted on the
+    family's calibration points, each predicted on its own chip's config with those constants.
+    The start is the first member's current constants; Nelder-Mead refines compute, memory, the
+    per-op and the per-step overheads inside ``BOUNDS``."""
+    from scipy.optimize import minimize
+
+    catalogue = catalogue or Catalogue()
+    members = catalogue.spec.families.get(family)
+    if not members:
+        raise AccelsimError(f"no chip family {family!r} in {catalogue.path}; allowed: "
+                            f"{', '.join(sorted(catalogue.spec.families)) or 'none defined'}")
+    chips = {name: resolve_hardware(name) for name in members}
+    points = [p for p in select(catalogue, "calibration") if p.hw in chips and _runs(p, catalogue)]
+    if not points:
+        raise AccelsimError(f"family {family!r} has no predictable calibration points")
+    box = {**BOUNDS, "request_s": (0.0, 0.0)}
+
+    def family_loss(cal: Calibration) -> float:
+        residuals = [np.log(predict_measured(p, calibrated(chips[p.hw], cal), catalogue).value
+                            / catalogue.measured(p).value) for p in points]
+        return float(np.sum(np.square(residuals)))
+
+    before = current_calibration(chips[members[0]])
+    start = np.array([before.compute, before.memory, before.overhead_s, before.step_s, 0.0]) / SCALE
+    bounds = [(lo / s, hi / s) for (lo, hi), s in zip(box.values(), SCALE)]
+    best = minimize(lambda x: family_loss(_clip(x * SCALE, box)), start, method="Nelder-Mead",
+                    bounds=bounds, options={"maxiter": max_iter, "xatol": 1e-3, "fatol": 1e-4})
+    after = _clip(best.x * SCALE, box)
+    return Fit(family, before, after, len(points), family_loss(before), family_loss(after))
+
+
 def calibrate(hws: list[str] | None = None, catalogue: Catalogue | None = None) -> list[Fit]:
     """Fit every hardware config that has predictable calibration points (or those named)."""
     catalogue = catalogue or Catalogue()
     by_hw: dict[str, list[Point]] = {}
+    in_family = {name for members in catalogue.spec.families.values() for name in members}
     for p in select(catalogue, "calibration"):
-        if _runs(p, catalogue):
+        # A family's chips are fitted together (``fit_family``), never one by one.
+        if p.hw not in in_family and _runs(p, catalogue):
             by_hw.setdefault(p.hw, []).append(p)
     names = sorted(by_hw) if hws is None else hws
     return [fit_hardware(name, fitted_points(by_hw[name]), catalogue) for name in names if by_hw.get(name)]
