@@ -91,9 +91,8 @@ def simulate(model: ModelSpec | str, hw: HardwareBase | str, workload: Workload 
 
     ``parallelism`` spreads the model over several chips (``accelsim.transform``); kinds that
     always span chips (``dataflow``) choose their own when it is None."""
-    result = costed_step(model, hw, workload, weight_dtype=weight_dtype, act_dtype=act_dtype,
-                         kv_dtype=kv_dtype, parallelism=parallelism).result
-    return replace(result, trust=chip_trust(resolve_hardware(hw), result.workload["phase"]))
+    return costed_step(model, hw, workload, weight_dtype=weight_dtype, act_dtype=act_dtype,
+                       kv_dtype=kv_dtype, parallelism=parallelism).result
 
 
 @cache
@@ -138,10 +137,14 @@ def chip_trust(hw: HardwareBase, phase: str, table: tuple[Row, ...] | None = Non
 def costed_step(model: ModelSpec | str, hw: HardwareBase | str, workload: Workload | None = None, *,
                 weight_dtype: str | None = None, act_dtype: str | None = None,
                 kv_dtype: str | None = None, parallelism: Parallelism | None = None) -> pipeline.Costed:
-    """``simulate``'s step with the per-chip graphs it costed (what the engine replays)."""
-    return pipeline.model_step(resolve_model(model), resolve_hardware(hw), workload or Workload(),
+    """``simulate``'s step with the per-chip graphs it costed (what the engine replays); its
+    result carries the chip's trust label (``chip_trust``)."""
+    chip = resolve_hardware(hw)
+    step = pipeline.model_step(resolve_model(model), chip, workload or Workload(),
                                weight_dtype=weight_dtype, act_dtype=act_dtype, kv_dtype=kv_dtype,
                                parallelism=parallelism)
+    trust = chip_trust(chip, step.result.workload["phase"])
+    return replace(step, result=replace(step.result, trust=trust))
 
 
 def simulate_graph(graph: Graph, hw: HardwareBase | str, workload: Workload) -> Result:

@@ -94,7 +94,7 @@ def test_an_edited_config_is_a_design(cli, tmp_path):
 
 
 def test_compare_and_study_tables_show_trust(cli, tmp_path):
-    code, out, err = cli("compare", "--model", "llama-3.2-1b", "--hw", "h100-sxm", "--hw", "b300",
+    code, out, err = cli("compare", "--model", "llama-3.2-1b", "--hw", "h100-sxm", "--hw", "tpu-v5p",
                          "--context", "64", "--out", str(tmp_path / "cmp"), "--json")
     assert code == 0, err
     payload = json.loads(out)
@@ -102,7 +102,7 @@ def test_compare_and_study_tables_show_trust(cli, tmp_path):
     assert "validated" in text and "datasheet" in text
     study = tmp_path / "s.yaml"
     study.write_text(yaml.safe_dump({"name": "t", "title": "t", "cases": [{"model": "llama-3.2-1b",
-                                                             "hardware": ["h100-sxm", "b300"]}],
+                                                             "hardware": ["h100-sxm", "tpu-v5p"]}],
                                      "workloads": [{"phase": "decode", "batch": 1, "context": 64}]}))
     code, out, err = cli("study", str(study), "--out", str(tmp_path / "study"))
     assert code == 0, err
@@ -117,3 +117,11 @@ def test_family_member_without_rows_is_judged_by_its_family():
     assert t.label == "validated" and "fam family" in t.basis and "chip-a" in t.basis
     assert trust_of("chip-b", "decode", kin).label == "datasheet"
     assert trust_of("chip-b", "decode", kin, family="other").label == "datasheet"
+
+
+def test_family_members_without_rows_follow_the_bundled_family_rows():
+    """gb200 has no measurement of its own: its label comes from the blackwell family's rows
+    (b200 calibration, b300 held out) and says so; a chip outside any family stays datasheet."""
+    t = api.chip_trust(load_hardware("gb200"), "decode")
+    assert "blackwell family" in t.basis and t.label in ("validated", "calibrated")
+    assert api.chip_trust(load_hardware("tpu-v7"), "decode").label == "datasheet"

@@ -283,3 +283,20 @@ def test_tensorrt_llm_v09_rows_are_read_with_their_runtime(catalogue):
     assert {p.runtime for p in v09} == {"tensorrt-llm-v0.9"}
     # Mistral / Falcon throughput depends on an unstated decode-attention kernel: TTFT only
     assert {p.kind for p in v09 if "mistral" in p.model or "falcon" in p.model} == {"ttft"}
+
+
+def test_interactivity_rows_are_read_as_seconds_per_token(catalogue):
+    """InferenceX's interactivity is tokens/s per user = 1 / TPOT: compared as s/token."""
+    points = [p for p in catalogue.points if p.kind == "interactivity"]
+    assert points
+    for p in points[:3]:
+        row = catalogue.row(p.source)
+        measured = catalogue.measured(p)
+        assert measured.unit == "s" and p.metric == "tpot"
+        assert measured.value == pytest.approx(1.0 / float(row["value"]))
+        assert "InferenceX" in measured.source_url
+
+
+def test_unknown_family_is_one_line(cli):
+    code, _, err = cli("calibrate", "--family", "nope")
+    assert code == 2 and "blackwell" in err and len(err.strip().splitlines()) == 1

@@ -118,16 +118,17 @@ def fitted_points(points: list[Point]) -> list[Point]:
     return single or points
 
 
-# A family fit runs DeepSeek-sized steps (~0.6 s a point): no start grid, fewer iterations, and no
-# request overhead (interactivity points pay none).
-FAMILY_ITER = 60
+# A family fit runs DeepSeek-sized steps (~0.6 s of CPU a point): it fits the two efficiencies
+# only, from the first member's current values, with a short Nelder-Mead.  The per-kernel and
+# per-step overheads stay as configured: the interactivity rows (steps of 4-3072 sequences,
+# 2-12 ms and more) cannot tell a few microseconds per kernel from a lower efficiency.
+FAMILY_ITER = 30
 
 
 def fit_family(family: str, catalogue: Catalogue | None = None, max_iter: int = FAMILY_ITER) -> Fit:
-    """One set of constants for every chip of ``family`` (``PointsFile.families``), fitted on the
-    family's calibration points, each predicted on its own chip's config with those constants.
-    The start is the first member's current constants; Nelder-Mead refines compute, memory, the
-    per-op and the per-step overheads inside ``BOUNDS``."""
+    """One set of efficiency constants for every chip of ``family`` (``PointsFile.families``),
+    fitted on the family's calibration points, each predicted on its own chip's config with
+    those constants."""
     from scipy.optimize import minimize
 
     catalogue = catalogue or Catalogue()
@@ -139,19 +140,21 @@ def fit_family(family: str, catalogue: Catalogue | None = None, max_iter: int = 
     points = [p for p in select(catalogue, "calibration") if p.hw in chips and _runs(p, catalogue)]
     if not points:
         raise AccelsimError(f"family {family!r} has no predictable calibration points")
-    box = {**BOUNDS, "request_s": (0.0, 0.0)}
+    before = current_calibration(chips[members[0]])
+
+    def with_efficiency(x: np.ndarray) -> Calibration:
+        compute, memory = (float(np.clip(v, *BOUNDS[k])) for v, k in zip(x, ("compute", "memory")))
+        return Calibration(compute, memory, before.overhead_s, before.step_s, before.request_s)
 
     def family_loss(cal: Calibration) -> float:
         residuals = [np.log(predict_measured(p, calibrated(chips[p.hw], cal), catalogue).value
                             / catalogue.measured(p).value) for p in points]
         return float(np.sum(np.square(residuals)))
 
-    before = current_calibration(chips[members[0]])
-    start = np.array([before.compute, before.memory, before.overhead_s, before.step_s, 0.0]) / SCALE
-    bounds = [(lo / s, hi / s) for (lo, hi), s in zip(box.values(), SCALE)]
-    best = minimize(lambda x: family_loss(_clip(x * SCALE, box)), start, method="Nelder-Mead",
-                    bounds=bounds, options={"maxiter": max_iter, "xatol": 1e-3, "fatol": 1e-4})
-    after = _clip(best.x * SCALE, box)
+    best = minimize(lambda x: family_loss(with_efficiency(x)), np.array([before.compute, before.memory]),
+                    method="Nelder-Mead", bounds=[BOUNDS["compute"], BOUNDS["memory"]],
+                    options={"maxiter": max_iter, "xatol": 5e-3, "fatol": 1e-3})
+    after = with_efficiency(best.x)
     return Fit(family, before, after, len(points), family_loss(before), family_loss(after))
 
 
