@@ -30,7 +30,12 @@ from accelsim.sim.result import Refusal, Result
 from accelsim.sim.timeline import Timeline
 from accelsim.study import StudyCell, StudySpec
 from accelsim.transform import Parallelism
+from accelsim.trust import Row, Trust, rows_from_records, trust_of
 from accelsim.workload import Workload
+
+# The validation table trust labels are computed from (``accelsim.trust``): one row per predicted
+# measurement, rewritten by `accelsim validate --subset all --trust-table validation/trust_table.csv`.
+TRUST_TABLE = loader.PACKAGE_ROOT.parent / "validation" / "trust_table.csv"
 
 
 DEFAULT_RUNTIME = "accelsim"
@@ -200,15 +205,56 @@ def simulate(model: ModelSpec | str, hw: HardwareBase | str, workload: Workload 
     return result if note is None else replace(result, notes=(*result.notes, note))
 
 
+@cache
+def trust_table(path: Path = TRUST_TABLE) -> tuple[Row, ...]:
+    """The validation table's rows (empty when the file is absent: every chip is then
+    'datasheet', which is what an unvalidated install can honestly say)."""
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            records = list(csv.DictReader(handle))
+    except FileNotFoundError:
+        return ()
+    except OSError as err:
+        raise ConfigError(f"cannot read the trust table ({err.strerror})", source=str(path)) from None
+    try:
+        return tuple(rows_from_records(records))
+    except (KeyError, ValueError) as err:
+        raise ConfigError(f"bad row ({err}); columns: hw, metric, split, error, status",
+                          source=str(path)) from None
+
+
+@cache
+def _shipped(name: str) -> dict | None:
+    """The bundled config of this name as shipped (None when no bundled config has it)."""
+    if name not in loader.bundled_names("hw_configs"):
+        return None
+    return hardware.load_hardware(name).model_dump()
+
+
+def is_design(hw: HardwareBase) -> bool:
+    """Whether ``hw`` differs from the bundled config of its name (or has none): a design point
+    that no measurement speaks for."""
+    shipped = _shipped(hw.name)
+    return shipped is None or shipped != hw.model_dump()
+
+
+def chip_trust(hw: HardwareBase, phase: str, table: tuple[Row, ...] | None = None) -> Trust:
+    """``hw``'s trust label for a step of ``phase`` (``accelsim.trust``)."""
+    return trust_of(hw.name, phase, trust_table() if table is None else table, design=is_design(hw),
+                    family=hw.efficiency.family)
+
+
 def costed_step(model: ModelSpec | str, hw: HardwareBase | str, workload: Workload | None = None, *,
                 weight_dtype: str | None = None, act_dtype: str | None = None,
                 kv_dtype: str | None = None, parallelism: Parallelism | None = None) -> pipeline.Costed:
     """``simulate``'s step with the per-chip graphs it costed (what the engine replays), priced
-    with the bundled economics tables (``accelsim.economics.system.price``)."""
+    with the bundled economics tables (``accelsim.economics.system.price``) and carrying the
+    chip's trust label (``chip_trust``)."""
     spec, chip = resolve_model(model), resolve_hardware(hw)
     step = pipeline.model_step(spec, chip, workload or Workload(), weight_dtype=weight_dtype,
                                act_dtype=act_dtype, kv_dtype=kv_dtype, parallelism=parallelism)
-    return replace(step, result=economics_system.price(step.result, chip, spec, economics()))
+    priced = economics_system.price(step.result, chip, spec, economics())
+    return replace(step, result=replace(priced, trust=chip_trust(chip, priced.workload["phase"])))
 
 
 def speculative(model: ModelSpec | str, hw: HardwareBase | str, workload: Workload | None = None,

@@ -193,8 +193,9 @@ def _roofline_tokens_per_s(result, chip):
     return tokens / floor
 
 
-BUNDLED = ("a100-sxm", "b200", "cerebras-wse3", "fpga-ternary-mmfree", "groq-lpu", "h100-sxm", "h200",
-           "hardwired-llama-3.1-8b", "hardwired-llama-3.1-70b", "mi300x", "sn40l", "tpu-v4", "tpu-v5e", "tpu-v5p", "tpu-v6e")
+BUNDLED = ("a100-sxm", "b200", "b300", "cerebras-wse3", "fpga-ternary-mmfree", "gb200", "gb300", "groq-lpu",
+           "h100-sxm", "h200", "hardwired-llama-3.1-8b", "hardwired-llama-3.1-70b", "mi300x", "mi325x", "mi355x",
+           "sn40l", "tpu-v4", "tpu-v5e", "tpu-v5p", "tpu-v6e", "tpu-v7")
 
 
 @pytest.mark.parametrize("hw", BUNDLED)

@@ -59,10 +59,25 @@ def test_split_is_deterministic_disjoint_and_covers_every_point(catalogue):
     # each (hardware, metric, chip count) stratum is halved: sizes differ by at most one
     groups = {}
     for p in catalogue.points:
-        if not p.preliminary:
+        if not p.preliminary and p.split is None:  # family points follow their own rule
             groups.setdefault((p.hw, p.metric, p.chips), []).append(first[p.id])
     for labels in groups.values():
         assert abs(labels.count("calibration") - labels.count("holdout")) <= 1
+
+
+def test_family_points_are_split_by_source_not_by_row(catalogue):
+    """The issue-17 rule: within each family, InferenceX aggregated single-node runs calibrate and
+    disaggregated decode pools are held out -- a function of the run, never of the row."""
+    assignment = split(catalogue.points)
+    family_of = {hw: name for name, members in catalogue.spec.families.items() for hw in members}
+    family_points = [p for p in catalogue.points if p.hw in family_of]
+    assert family_points and all(p.split is not None for p in family_points)
+    for p in family_points:
+        expected = "calibration" if p.prefill_interleaved else "holdout"
+        assert assignment[p.id] == p.split == expected, p.id
+    for family in catalogue.spec.families:
+        halves = {assignment[p.id] for p in family_points if family_of[p.hw] == family}
+        assert halves == {"calibration", "holdout"}, family
 
 
 def test_adding_a_point_leaves_other_chip_counts_halves_alone(catalogue):
@@ -269,3 +284,20 @@ def test_tensorrt_llm_v09_rows_are_read_with_their_runtime(catalogue):
     assert {p.runtime for p in v09} == {"tensorrt-llm-v0.9"}
     # Mistral / Falcon throughput depends on an unstated decode-attention kernel: TTFT only
     assert {p.kind for p in v09 if "mistral" in p.model or "falcon" in p.model} == {"ttft"}
+
+
+def test_interactivity_rows_are_read_as_seconds_per_token(catalogue):
+    """InferenceX's interactivity is tokens/s per user = 1 / TPOT: compared as s/token."""
+    points = [p for p in catalogue.points if p.kind == "interactivity"]
+    assert points
+    for p in points[:3]:
+        row = catalogue.row(p.source)
+        measured = catalogue.measured(p)
+        assert measured.unit == "s" and p.metric == "tpot"
+        assert measured.value == pytest.approx(1.0 / float(row["value"]))
+        assert "InferenceX" in measured.source_url
+
+
+def test_unknown_family_is_one_line(cli):
+    code, _, err = cli("calibrate", "--family", "nope")
+    assert code == 2 and "blackwell" in err and len(err.strip().splitlines()) == 1

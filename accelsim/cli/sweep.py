@@ -61,9 +61,11 @@ def _progress(total: int, quiet: bool):
 @click.option("--batch", type=click.IntRange(min=1), default=None, help="Override the space's batch.")
 @click.option("--context", type=click.IntRange(min=0), default=None, help="Override the space's context.")
 @click.option("--no-report", is_flag=True, help="Write results.csv only (`accelsim report OUT` later).")
+@options.dtype_options
 @options.json_option
 def sweep(model, space_path, out, strategy, samples, seed, workers, scheduler, resume, targets,
-          constraints, pick_metric, breakeven_vs, phase, batch, context, no_report, as_json):
+          constraints, pick_metric, breakeven_vs, phase, batch, context, no_report, weight_dtype, act_dtype,
+          kv_dtype, as_json):
     """Explore a hardware design space for one model and workload.
 
     \b
@@ -75,7 +77,7 @@ def sweep(model, space_path, out, strategy, samples, seed, workers, scheduler, r
         --target 'tokens_per_s_per_user>=1000' --constraint 'power_w<=200' --pick area_mm2
     """
     space = load_space(space_path)
-    spec = resolve_model(model)
+    spec = resolve_model(model).with_dtypes(weight=weight_dtype, activation=act_dtype, kv=kv_dtype)
     w = space.spec.workload
     workload = Workload(phase=phase or w.phase, batch=batch or w.batch, prompt=w.prompt,
                         context=w.context if context is None else context)

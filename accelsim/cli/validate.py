@@ -31,8 +31,12 @@ class BoundExceeded(click.ClickException):
 @click.option("--serving", is_flag=True, default=False,
               help="Replay the serving measurements of validation/serving.yaml through `serve` under their "
                    "runtime presets instead (slow: minutes), and report median |error| per source and metric.")
+@click.option("--trust-table", "trust_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
+              help="Write the per-point table trust labels are computed from (hw, metric, split, "
+                   "error, status); `--subset all --trust-table validation/trust_table.csv` refreshes "
+                   "the bundled one.")
 @options.json_option
-def validate(subset, max_error, out, points_path, serving, as_json):
+def validate(subset, max_error, out, points_path, serving, trust_path, as_json):
     """Predict every measured point in validation/ and report the errors.
 
     \b
@@ -42,13 +46,20 @@ def validate(subset, max_error, out, points_path, serving, as_json):
     if serving:
         _validate_serving(subset, max_error, out, points_path, as_json)
         return
-    from accelsim.validate.run import markdown, to_json, write
+    from accelsim.validate.run import markdown, to_json, trust_frame, write
     from accelsim.validate.run import validate as run_validation
 
     with bar(None, "points", quiet=as_json) as done:
         result = run_validation(subset, max_error, points_path, done=done)
     if out is not None:
         write(result, out)
+    if trust_path is not None:
+        try:
+            from accelsim.validate.points import DEFAULT_POINTS, Catalogue
+            families = Catalogue(points_path or DEFAULT_POINTS).spec.families
+            trust_frame(result, families).to_csv(trust_path, index=False, float_format="%.6g")
+        except OSError as err:
+            raise click.UsageError(f"--trust-table {trust_path}: cannot write ({err.strerror})") from None
     if as_json:
         options.echo_json(to_json(result))
     else:
@@ -87,7 +98,10 @@ def _validate_serving(subset: str, max_error: float, out: Path | None, points_pa
 
 @click.command()
 @click.option("--hw", "hws", multiple=True, help="Hardware config(s) to fit (default: every one with points).")
-def calibrate(hws):
+@click.option("--family", default=None,
+              help="Fit one set of constants for a chip family of the points file (`families:`, "
+                   "e.g. blackwell, instinct) on its calibration points instead.")
+def calibrate(hws, family):
     """Fit efficiency.compute, efficiency.memory, the per-op, per-step and per-request overheads on the calibration subset.
 
     \b
@@ -95,8 +109,10 @@ def calibrate(hws):
     and after; `accelsim validate --subset holdout` then checks them on the other half.
     """
     from accelsim.validate.calibrate import calibrate as fit
+    from accelsim.validate.calibrate import fit_family
 
-    for f in fit(list(hws) or None):
+    fits = [fit_family(family)] if family else fit(list(hws) or None)
+    for f in fits:
         a = f.after
         click.echo(f"# {f.hw}: {f.points} calibration points, sum log-error^2 {f.loss_before:.4f} -> "
                    f"{f.loss_after:.4f}")

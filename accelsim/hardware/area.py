@@ -53,7 +53,10 @@ NODES: dict[str, NodeConstants] = {
 # add-only units, Aladdin 40 nm adder 179 um2 vs multiplier 4600 um2 (refdata energy.csv).
 MAC16_UM2 = 200.0
 MAC_RELATIVE = {"fp32": (24 / 11) ** 2, "bf16": 1.0, "fp16": 1.0, "fp8": 0.5, "int8": 0.5,
-                "int4": 0.15, "ternary": 179 / 4600}
+                "int4": 0.15, "ternary": 179 / 4600,
+                # block-scaled formats by element width (the per-block scale multiply is shared by
+                # the block): FP4 as int4, FP8 as fp8, FP6 between them (estimate)
+                "nvfp4": 0.15, "mxfp4": 0.15, "mxfp6": 0.3, "mxfp8": 0.5}
 # source: estimate (not in refdata) of one HBM PHY's beachfront area; DDR PHYs are smaller.
 PHY_MM2 = 12.0
 # Die edge one HBM PHY occupies, and what one stack delivers.  source: shoreline: estimate,

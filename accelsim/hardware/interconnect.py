@@ -267,6 +267,10 @@ def collective_time(pattern: str, group: int, payload: float, links: Interconnec
 def cost(op: Op, mapping: Mapping, hw: HardwareBase, placement: Placement | None = None) -> OpCost:
     assert isinstance(op, Collective)
     links = links_of(hw)
+    if links.domain is not None and op.group > links.domain:
+        raise AccelsimError(f"{hw.name}: a {op.pattern} over {op.group} chips spans more than the "
+                            f"{links.domain} chips its links join (interconnect.domain); use at "
+                            f"most {links.domain} chips per parallel group")
     algorithm = mapping.params["algorithm"]
     if algorithm == "torus":
         axes = group_axes(op, links) if op.group > 1 and op.pattern != "send" else []

@@ -30,7 +30,7 @@ from accelsim.config.types import (
     Spec,
     Throughput,
 )
-from accelsim.dtypes import DType, bits
+from accelsim.dtypes import DType, bits, element_bits, is_float
 from accelsim.transform.fusion import Policy, Unfused
 
 ProcessNodeName = Literal["16nm", "14nm", "7nm", "6nm", "5nm", "4nm", "3nm"]  # keys of hardware.area.NODES
@@ -95,6 +95,9 @@ class Efficiency(Spec):
 
     compute: Fraction = 1.0
     memory: Fraction = 1.0
+    # The chip family whose shared fit set these constants (validation/points.yaml `families:`),
+    # so a member with no measurements of its own is labelled by its family's (``accelsim.trust``).
+    family: str | None = None
     source: Source
 
 
@@ -155,6 +158,10 @@ class Interconnect(Spec):
     wraparound: Literal["whole_cubes", "full_axis", "always", "never"] | None = None
     wrap_length: PositiveInt | None = None
     slice_shapes: dict[PositiveInt, list[PositiveInt]] | None = None
+    # Chips one scale-up domain joins at this bandwidth (HGX boards: 8 through NVSwitch; GB200/
+    # GB300 NVL72 racks: 72): a collective over more chips would leave these links (for the
+    # scale-out network, which accelsim does not model) and is refused.  None: no limit stated.
+    domain: PositiveInt | None = None
     source: Source
 
     @model_validator(mode="after")
@@ -221,12 +228,15 @@ class HardwareBase(Spec):
     def fallback_dtype(self, dtype: str) -> str:
         if dtype in self.compute.matrix:
             return dtype
-        wider = [d for d in self.compute.matrix if bits(d) >= bits(dtype)]
+        # Widths compare by element, not storage: a block-scaled format's scales are applied per
+        # block outside the multipliers, so nvfp4 on a chip without FP4 tensor cores (Hopper)
+        # runs on its fp8 datapath and mxfp8 on plain fp8.
+        wider = [d for d in self.compute.matrix if element_bits(d) >= element_bits(dtype)]
         # A float format needs a float datapath (fp8 on A100 runs at bf16, not int8); integer
         # and ternary formats run on the narrowest integer datapath that holds them.
-        family = [d for d in wider if d.startswith(("fp", "bf")) == dtype.startswith(("fp", "bf"))]
+        family = [d for d in wider if is_float(d) == is_float(dtype)]
         if family or wider:
-            return min(family or wider, key=bits)
+            return min(family or wider, key=lambda d: (element_bits(d), bits(d)))
         return max(self.compute.matrix, key=bits)
 
     def mac_energy(self, dtype: str) -> float:

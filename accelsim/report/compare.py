@@ -51,7 +51,8 @@ def summary_frame(results: list[Result], refusals: list[Refusal]) -> pd.DataFram
              "kv_bytes": r.footprint_bytes.get("kv_cache", 0.0),
              "weight_traffic_bytes": sum(c.bytes.get("hbm", 0.0) + c.bytes.get("dram", 0.0)
                                          for c in r.ops if c.kind == "matmul") * r.groups,
-             "dominant_bound": r.by_kind()["bound"].iloc[0]} for r in results]
+             "dominant_bound": r.by_kind()["bound"].iloc[0],
+             "trust": r.trust.short if r.trust is not None else ""} for r in results]
     rows += [{"hw": f.hw, **(workload_columns(f.workload) if f.workload else {}),
               "status": f"cannot run: {f.reason}"} for f in refusals]
     return pd.DataFrame(rows)

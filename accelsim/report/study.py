@@ -28,9 +28,14 @@ def study_frame(cells: list[StudyCell]) -> pd.DataFrame:
         model = f"{cell.case.model} ({dtypes})" if dtypes else cell.case.model
         base = {"model": model, "workload": cell.workload.describe(), "report": cell.slug}
         for r in cell.results:
+            band = r.trust.error_band if r.trust is not None else None
             rows.append({**base, "hw": r.hw, **dtype_columns(r), "formats": r.dtype_label,
                          "chips": r.chips, "layout": r.layout, "status": "ok",
-                         **{m: getattr(r, m) for m in METRICS}})
+                         **{m: getattr(r, m) for m in METRICS},
+                         "trust": r.trust.label if r.trust is not None else "",
+                         "error_band_low": band[0] if band else None,
+                         "error_band_high": band[1] if band else None,
+                         "trust_short": r.trust.short if r.trust is not None else ""})
         rows += [{**base, "hw": f.hw, "status": f"cannot run: {f.reason}"} for f in cell.refusals]
     return pd.DataFrame(rows)
 
@@ -131,6 +136,8 @@ def write_study(study: StudySpec, cells: list[StudyCell], out_dir: Path) -> dict
         if column in shown:
             shown[column] = shown[column].map(lambda v: "never" if pd.isna(v) else f"{v:.1f}")
     grids = {label: metric_grid(frame, metric).reset_index() for metric, label in METRICS.items()}
+    # Which of those numbers rest on measurements (accelsim.trust): a grid of labels and bands.
+    grids["trust (held-out error band)"] = metric_grid(frame, "trust_short").fillna("–").reset_index()
     refusals = frame[frame["status"] != "ok"][["model", "workload", "hw", "status"]]
     context = {"title": study.title, "reports": [c.slug for c in cells], "charts": charts(frame, out_dir),
                "refusals": refusals.to_dict("records"),

@@ -50,6 +50,8 @@ def headline(result: Result) -> dict[str, str]:
     if result.usd_per_mtoken is not None:
         basis = f" (system, {result.cost['basis']})" if result.cost.get("basis") else ""
         rows["$/Mtoken"] = f"{result.usd_per_mtoken:.4g}{basis}"
+    if result.trust is not None:  # so nobody takes a datasheet estimate for a measurement
+        rows["trust"] = f"{result.trust.short}: {result.trust.basis}"
     return rows
 
 

@@ -9,6 +9,7 @@ if TYPE_CHECKING:
     import pandas as pd
 
 from accelsim.hardware.base import OpCost
+from accelsim.trust import Trust
 
 
 DTYPE_TAGS = (("weight", "w"), ("activation", "a"), ("kv", "kv"))
@@ -62,6 +63,9 @@ class Result:
     die_cost_usd: float | None = None    # one good die (custom silicon; economics.price)
     usd_per_mtoken: float | None = None  # the system's cost per 1e6 tokens (economics.price)
     chips: int = 1                       # chips in the system (all numbers above are system-wide)
+    # How far these numbers are checked against measurements (``accelsim.trust``; None where the
+    # caller did not ask: the pipeline alone cannot know, ``api.simulate`` attaches it).
+    trust: Trust | None = None
     system: dict = field(default_factory=dict)  # multi-chip: parallelism, per-chip figures;
     # hardwired: KV + state per user and the concurrent users that fit (hardware.hardwired)
     die_mm2: float | None = None         # one die (hardware.area.split_dies)
@@ -160,6 +164,7 @@ class Result:
             "step_overhead_s": self.step_overhead_s,
             "dtypes": self.dtypes, "layout": self.layout,
             "system": self.system,
+            **(self.trust.to_dict() if self.trust is not None else {"trust": None, "error_band": None}),
             "ops": [{"name": c.op, "kind": c.kind, "layer": c.layer, "time_s": c.time_s,
                      "bound": c.bound, "regime": c.regime, "dtype": c.dtype, "flops": c.flops,
                      "bytes": c.bytes,

@@ -118,12 +118,54 @@ def fitted_points(points: list[Point]) -> list[Point]:
     return single or points
 
 
+# A family fit runs DeepSeek-sized steps (~0.6 s of CPU a point): it fits the two efficiencies
+# only, from the first member's current values, with a short Nelder-Mead.  The per-kernel and
+# per-step overheads stay as configured: the interactivity rows (steps of 4-3072 sequences,
+# 2-12 ms and more) cannot tell a few microseconds per kernel from a lower efficiency.
+FAMILY_ITER = 30
+
+
+def fit_family(family: str, catalogue: Catalogue | None = None, max_iter: int = FAMILY_ITER) -> Fit:
+    """One set of efficiency constants for every chip of ``family`` (``PointsFile.families``),
+    fitted on the family's calibration points, each predicted on its own chip's config with
+    those constants."""
+    from scipy.optimize import minimize
+
+    catalogue = catalogue or Catalogue()
+    members = catalogue.spec.families.get(family)
+    if not members:
+        raise AccelsimError(f"no chip family {family!r} in {catalogue.path}; allowed: "
+                            f"{', '.join(sorted(catalogue.spec.families)) or 'none defined'}")
+    chips = {name: resolve_hardware(name) for name in members}
+    points = [p for p in select(catalogue, "calibration") if p.hw in chips and _runs(p, catalogue)]
+    if not points:
+        raise AccelsimError(f"family {family!r} has no predictable calibration points")
+    before = current_calibration(chips[members[0]])
+
+    def with_efficiency(x: np.ndarray) -> Calibration:
+        compute, memory = (float(np.clip(v, *BOUNDS[k])) for v, k in zip(x, ("compute", "memory")))
+        return Calibration(compute, memory, before.overhead_s, before.step_s, before.request_s)
+
+    def family_loss(cal: Calibration) -> float:
+        residuals = [np.log(predict_measured(p, calibrated(chips[p.hw], cal), catalogue).value
+                            / catalogue.measured(p).value) for p in points]
+        return float(np.sum(np.square(residuals)))
+
+    best = minimize(lambda x: family_loss(with_efficiency(x)), np.array([before.compute, before.memory]),
+                    method="Nelder-Mead", bounds=[BOUNDS["compute"], BOUNDS["memory"]],
+                    options={"maxiter": max_iter, "xatol": 5e-3, "fatol": 1e-3})
+    after = with_efficiency(best.x)
+    return Fit(family, before, after, len(points), family_loss(before), family_loss(after))
+
+
 def calibrate(hws: list[str] | None = None, catalogue: Catalogue | None = None) -> list[Fit]:
     """Fit every hardware config that has predictable calibration points (or those named)."""
     catalogue = catalogue or Catalogue()
     by_hw: dict[str, list[Point]] = {}
+    in_family = {name for members in catalogue.spec.families.values() for name in members}
     for p in select(catalogue, "calibration"):
-        if _runs(p, catalogue):
+        # A family's chips are fitted together (``fit_family``), never one by one.
+        if p.hw not in in_family and _runs(p, catalogue):
             by_hw.setdefault(p.hw, []).append(p)
     names = sorted(by_hw) if hws is None else hws
     return [fit_hardware(name, fitted_points(by_hw[name]), catalogue) for name in names if by_hw.get(name)]

@@ -22,7 +22,7 @@ from accelsim.runtime import RuntimeGpu, RuntimePreset
 VALIDATION_DIR = loader.PACKAGE_ROOT.parent / "validation"
 DEFAULT_POINTS = VALIDATION_DIR / "points.yaml"
 
-Kind = Literal["static_batch", "ttft", "tpot", "decode_steps", "gemm", "bandwidth"]
+Kind = Literal["static_batch", "ttft", "tpot", "decode_steps", "interactivity", "gemm", "bandwidth"]
 Metric = Literal["decode_throughput", "mixed_throughput", "prefill_throughput", "ttft", "tpot",
                  "gemm_throughput", "bandwidth"]
 Subset = Literal["smoke", "calibration", "holdout", "preliminary", "all"]
@@ -33,11 +33,14 @@ UNITS: dict[str, tuple[float, str]] = {
     "tokens/s": (1.0, "tokens/s"), "tokens/s/GPU": (1.0, "tokens/s"), "ms": (1e-3, "s"),
     "ms/token": (1e-3, "s"), "s": (1.0, "s"), "TFLOPS": (1e12, "FLOP/s"), "TB/s": (1e12, "B/s"),
 }
+# Units measured as a rate whose reciprocal is the predicted time: InferenceX's interactivity
+# (tokens/s per user) is 1 / TPOT, so it is compared as seconds per output token.
+RECIPROCAL_UNITS: dict[str, str] = {"tok/s/user": "s"}
 # The measurement tables in validation/: two verbatim copies of shared/refdata, and TPU rows,
 # TensorRT-LLM blog rows and TensorRT-LLM v0.9.0's performance tables collected for accelsim
 # (validation/README.md).
 MeasurementFile = Literal["measured_inference.csv", "kernels.csv", "measured_tpu.csv",
-                          "measured_trtllm_blogs.csv", "measured_trtllm_v0.9.csv"]
+                          "measured_trtllm_blogs.csv", "measured_trtllm_v0.9.csv", "measured_2025.csv"]
 MEASUREMENT_FILES: tuple[str, ...] = get_args(MeasurementFile)
 
 
@@ -77,8 +80,19 @@ class Point(Spec):
     hw: str
     model: str | None = None
     dtype: Literal["fp8", "fp16", "bf16"] | None = None
-    weight_dtype: Literal["int8"] | None = None  # weight-only quantisation; else ``dtype``
+    # weight-only quantisation (int8) or block-scaled weights (nvfp4 / mxfp4 checkpoints); else ``dtype``
+    weight_dtype: Literal["int8", "nvfp4", "mxfp4"] | None = None
     chips: PositiveInt = 1
+    # Expert parallelism and attention data parallelism of the chips (``Parallelism.ep`` / ``dp``):
+    # tensor parallelism is then chips / dp_attn.
+    ep: PositiveInt = 1
+    dp_attn: PositiveInt = 1
+    # An interactivity point from a serving run whose prompts are prefilled on the same chips
+    # between decode steps (aggregated serving); False for a disaggregated decode pool.
+    prefill_interleaved: bool = True
+    # Points of a chip family (``PointsFile.families``) whose half is set by a rule written down
+    # before fitting (by source or model, docs/validation.md), not by the size alternation.
+    split: Literal["calibration", "holdout"] | None = None
     tp_x: PositiveInt = 1  # the chips as a 2D weight-stationary grid of tp_x x chips/tp_x
     attention: Literal["heads", "batch"] = "heads"  # attention sharding (accelsim.transform)
     batch: PositiveInt | None = None
@@ -98,6 +112,7 @@ class Point(Spec):
                   "ttft": ("model", "dtype", "batch", "input_len"),
                   "tpot": ("model", "dtype", "batch", "input_len"),
                   "decode_steps": ("model", "dtype", "batch", "input_len", "output_len"),
+                  "interactivity": ("model", "dtype", "batch", "input_len", "output_len"),
                   "gemm": ("dtype", "gemm"), "bandwidth": ("stream",)}[self.kind]
         missing = [name for name in needed if getattr(self, name) is None]
         if missing:
@@ -129,6 +144,9 @@ class Unpredictable(Spec):
 
 class PointsFile(Spec):
     smoke: list[str] = Field(default_factory=list)
+    # Chip families calibrated together: one set of constants fitted on the family's calibration
+    # points and written to every member's config (``accelsim calibrate --family``).
+    families: dict[str, list[str]] = Field(default_factory=dict)
     runtimes: dict[str, Runtime] = Field(default_factory=dict)
     points: list[Point]
     not_predictable: list[Unpredictable] = Field(default_factory=list)
@@ -207,16 +225,22 @@ class Catalogue:
                 raise ConfigError(f"point {point.id}: {point.source.file} row {point.source.row} has "
                                   f"{column}={row.get(column)!r}, points.yaml expects {expected!r}",
                                   source=str(self.path))
-        if row["unit"] not in UNITS:
-            raise ConfigError(f"point {point.id}: unit {row['unit']!r} not one of {', '.join(UNITS)}",
-                              source=str(self.path))
-        factor, unit = UNITS[row["unit"]]
+        if row["unit"] not in UNITS and row["unit"] not in RECIPROCAL_UNITS:
+            raise ConfigError(f"point {point.id}: unit {row['unit']!r} not one of "
+                              f"{', '.join([*UNITS, *RECIPROCAL_UNITS])}", source=str(self.path))
         try:
-            value = float(row["value"]) * factor
+            number = float(row["value"])
         except ValueError:
             raise ConfigError(f"point {point.id}: value {row['value']!r} is not a number",
                               source=str(self.path)) from None
-        return Measured(value=value, unit=unit, status=row["status"], source_url=row["source_url"])
+        if row["unit"] in RECIPROCAL_UNITS:
+            value, unit = 1.0 / number, RECIPROCAL_UNITS[row["unit"]]
+        else:
+            factor, unit = UNITS[row["unit"]]
+            value = number * factor
+        # measured_2025.csv names its provenance column ``source``, the older tables ``source_url``.
+        url = row.get("source_url") or row.get("source", "")
+        return Measured(value=value, unit=unit, status=row["status"], source_url=url)
 
 
 def split(points: list[Point]) -> dict[str, str]:
@@ -236,8 +260,10 @@ def split(points: list[Point]) -> dict[str, str]:
     """
     groups: dict[tuple[str, str, int], list[Point]] = {}
     assignment = {p.id: "preliminary" for p in points if p.preliminary}
+    # A family point's half is set by its rule (by source or model), never by alternation.
+    assignment.update({p.id: p.split for p in points if p.split is not None and not p.preliminary})
     for p in points:
-        if not p.preliminary:
+        if not p.preliminary and p.split is None:
             groups.setdefault((p.hw, p.metric, p.chips), []).append(p)
     for members in groups.values():
         for index, p in enumerate(sorted(members, key=lambda q: (q.work, q.hash_key))):

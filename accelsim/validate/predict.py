@@ -126,7 +126,8 @@ def model_for(name: str) -> ModelSpec:
 
 
 def _step_latency(point: Point, hw: HardwareBase, workload: Workload) -> float:
-    parallelism = (Parallelism(tp=point.chips, tp_x=point.tp_x, attention=point.attention)
+    parallelism = (Parallelism(tp=point.chips // point.dp_attn, dp=point.dp_attn, ep=point.ep,
+                               tp_x=point.tp_x, attention=point.attention)
                    if point.chips > 1 else None)
     d = point.dtype
     # A measured point ran its sequence length on real hardware (GPT-J's 2,048-token prompt plus
@@ -162,6 +163,31 @@ def decode_time(point: Point, hw: HardwareBase, first_context: int, steps: int,
     return float(np.interp(every, sampled, times).sum())
 
 
+# Decode time is close to affine in the context (module docstring): two samples, its ends, give
+# the sum over an interactivity point's output tokens within a fraction of a percent.
+INTERACTIVITY_SAMPLES = 2
+
+
+def interactive_tpot(point: Point, hw: HardwareBase) -> float:
+    """Mean time per output token of one of ``point.batch`` concurrent requests in steady state.
+
+    Each request decodes ``output_len`` tokens in steps of the whole batch, attending to
+    ``input_len + j`` cached tokens at its step j.  In aggregated serving the chips also prefill
+    the prompts of the requests that start meanwhile: with ``batch`` requests in flight, each
+    lasting ``output_len`` steps, ``batch`` new prompts arrive over one request's life, and
+    their prefills (one prompt at a time) stall its decode steps.  A disaggregated decode pool
+    never prefills.  A serving runtime's scheduler (chunked prefill, prefill batching) would
+    move this between the two; the runtime presets of ``accelsim serve`` are where that belongs."""
+    batch, prompt, outputs = point.batch, point.input_len, point.output_len
+    assert batch and prompt and outputs  # Point checks an interactivity point names all three
+    steps = decode_time(point, hw, prompt, outputs, INTERACTIVITY_SAMPLES)
+    stalls = 0.0
+    if point.prefill_interleaved:
+        one = _step_latency(point, hw, Workload("prefill", batch=1, prompt=prompt, context=0))
+        stalls = batch * one
+    return (steps + stalls) / outputs
+
+
 def gemm_op(m: int, n: int, k: int, dtype: str) -> MatMul:
     a = Tensor("a", (m, k), dtype, "activation")
     b = Tensor("b", (k, n), dtype, "weight")
@@ -195,6 +221,8 @@ def predict(point: Point, hw: HardwareBase) -> Prediction:
                                                             prompt=point.input_len, context=point.input_len)))
     if point.kind == "decode_steps":  # output_len steps timed together, the prompt cached
         return Prediction(decode_time(point, hw, point.input_len, point.output_len))
+    if point.kind == "interactivity":
+        return Prediction(interactive_tpot(point, hw))
     if point.kind == "static_batch":
         prefill, decode = static_batch_time(point, hw)
         total = prefill + decode + request_overhead(hw)

@@ -105,6 +105,15 @@ def validate(subset: str = "all", max_error: float = 0.15, points_path: Path | N
     return Validation(frame, skipped, summarise(frame), gate(frame, max_error), max_error)
 
 
+def trust_frame(result: Validation, families: dict[str, list[str]] | None = None) -> pd.DataFrame:
+    """The validation table trust labels are computed from (``accelsim.trust.TABLE_COLUMNS``):
+    one row per predicted point, with the chip family it belongs to (``families``)."""
+    from accelsim.trust import TABLE_COLUMNS
+    family_of = {hw: name for name, members in (families or {}).items() for hw in members}
+    frame = result.points.assign(family=result.points["hw"].map(lambda h: family_of.get(h, "")))
+    return frame[list(TABLE_COLUMNS)].sort_values(["hw", "metric", "split", "error"])
+
+
 def to_json(result: Validation) -> dict:
     def records(frame: pd.DataFrame) -> list[dict]:
         return json.loads(frame.to_json(orient="records"))
