@@ -79,8 +79,10 @@ def metric_grid(frame: pd.DataFrame, metric: str) -> pd.DataFrame:
 
 def _cell(metric: str, row: pd.Series, usual_formats: str) -> str:
     value = row[metric]
-    if pd.isna(value):
+    if pd.isna(value) or value == "":
         return "–"
+    if metric not in CELL:  # a label (the trust grid): no unit, and formats do not change it
+        return str(value)
     tags = _tags(row["formats"], usual_formats, int(row["chips"]))
     return CELL[metric](value) + (f" ({tags})" if tags else "")
 
