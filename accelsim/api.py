@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import io
 from pathlib import Path
 
 from accelsim import hardware, pipeline
@@ -18,6 +19,9 @@ from accelsim.sim.timeline import Timeline
 from accelsim.study import StudyCell, StudySpec
 from accelsim.transform import Parallelism
 from accelsim.workload import Workload
+
+
+MAX_TRACE_BYTES = 256 * 2**20  # a million requests are about 30 MiB of CSV
 
 
 def resolve_model(model: ModelSpec | str) -> ModelSpec:
@@ -39,11 +43,11 @@ def resolve_density(density: DensityProfile | str | Path | None) -> DensityProfi
 
 def load_trace(path: str | Path) -> list[serving.Request]:
     """A request trace: a CSV with columns arrival_s, prompt_tokens, output_tokens."""
+    text = loader.read_text(path, "trace", max_bytes=MAX_TRACE_BYTES)
     try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle))
-    except OSError as err:
-        raise AccelsimError(f"cannot read trace: {err.strerror}", source=str(path)) from None
+        rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    except csv.Error as err:
+        raise AccelsimError(f"not a CSV trace: {err}", source=str(path)) from None
     return serving.parse_trace(rows, str(path))
 
 

@@ -150,11 +150,25 @@ def run(name: str, lower_for: LowerFor, hw: HardwareBase, workload: Workload,
         latency_s=step.latency_s, tokens_per_s=step.throughput_tokens_per_s,
         joules_per_token=sum(energy.values()) / workload.tokens_credited, energy_j=energy, ops=costs,
         footprint_bytes=footprint, groups=groups, notes=notes, chips=layout.chips, system=system)
+    _require_finite(result)
     joined = Graph(name=full.name if len(stages) == 1 else f"{full.name} [{layout.describe()}]")
     for graph in stages:
         for op in graph:
             joined.add(op)
     return Costed(_per_chip_silicon(result, hw, spec), joined)
+
+
+def _require_finite(result: Result) -> None:
+    """A refusal, never NaN or inf in a result: configs are bounded at the edge, but a product of
+    extreme (each allowed) figures can still overflow or divide by an underflowed zero."""
+    figures = {"latency_s": result.latency_s, "tokens_per_s": result.tokens_per_s,
+               "joules_per_token": result.joules_per_token}
+    bad = [k for k, v in figures.items() if not (math.isfinite(v) and v >= 0)]
+    if bad or not result.latency_s > 0:
+        raise AccelsimError(f"the step's {', '.join(bad) or 'latency_s'} would not be a finite positive "
+                            f"number ({', '.join(f'{k} {v:g}' for k, v in figures.items())}); check "
+                            f"the config's extreme figures (efficiency, bandwidth, clock, sizes)",
+                            source=result.hw)
 
 
 def _groups(backend: Backend, hw: HardwareBase, spec: ModelSpec | None, workload: Workload,

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from collections.abc import Callable
 
 import click
@@ -13,6 +14,38 @@ from accelsim.transform import Parallelism
 from accelsim.workload import Workload
 
 DEFAULT_MODEL = "llama-3.1-8b"
+
+
+class Finite(click.ParamType):
+    """A float in a stated range that is never NaN or infinite (click's FloatRange lets NaN
+    through, and an inf rate or SLO would end as Infinity/NaN in the JSON)."""
+
+    name = "number"
+
+    def __init__(self, low: float, high: float, *, low_open: bool = True):
+        self.low, self.high, self.low_open = low, high, low_open
+
+    def convert(self, value, param, ctx):  # type: ignore[no-untyped-def]
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        above = number > self.low if self.low_open else number >= self.low
+        if not (math.isfinite(number) and above and number <= self.high):
+            bracket = "(" if self.low_open else "["
+            self.fail(f"{value!r} is not a finite number in {bracket}{self.low:g}, {self.high:g}]",
+                      param, ctx)
+        return number
+
+
+def count(low: int, high: int) -> click.IntRange:
+    """An integer option with a sane maximum, stated in --help and in the error."""
+    return click.IntRange(min=low, max=high)
+
+
+# Workload sizes a step is costed for: a batch or context beyond these is a typo, not a design.
+MAX_BATCH = 2**20
+MAX_TOKENS = 2**24
 
 
 def _compose(*decorators: Callable) -> Callable:
@@ -29,11 +62,11 @@ model_option = click.option("--model", "-m", default=DEFAULT_MODEL, show_default
 workload_options = _compose(
     click.option("--phase", type=click.Choice(["prefill", "decode"]), default="decode",
                  show_default=True, help="Prefill a prompt, or decode one token per sequence."),
-    click.option("--batch", "-b", type=click.IntRange(min=1), default=1, show_default=True,
+    click.option("--batch", "-b", type=count(1, MAX_BATCH), default=1, show_default=True,
                  help="Sequences processed together."),
-    click.option("--prompt", type=click.IntRange(min=1), default=2048, show_default=True,
+    click.option("--prompt", type=count(1, MAX_TOKENS), default=2048, show_default=True,
                  help="Prompt tokens per sequence (prefill)."),
-    click.option("--context", type=click.IntRange(min=0), default=2048, show_default=True,
+    click.option("--context", type=count(0, MAX_TOKENS), default=2048, show_default=True,
                  help="Tokens already in the KV cache per sequence (decode)."),
 )
 

@@ -12,6 +12,9 @@ from accelsim.sim import serving
 from accelsim.workload import Workload
 
 DEFAULT_RATE_FACTORS = (0.25, 0.5, 1.0, 1.5, 2.0)
+MAX_RATE = 1e9     # requests/s: beyond any cluster; keeps arrival times distinct in float64
+MAX_SLO_S = 1e6    # seconds: about 11 days
+MAX_CURVE_RATES = 64
 
 
 def parse_rates(text: str | None, rate: float) -> list[float]:
@@ -22,8 +25,9 @@ def parse_rates(text: str | None, rate: float) -> list[float]:
         rates = [float(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise AccelsimError(f"--rates must be comma-separated numbers (e.g. 1,2,4,8), got {text!r}") from None
-    if not rates or any(not r > 0 for r in rates):
-        raise AccelsimError(f"--rates must list request rates > 0 per second, got {text!r}")
+    if not rates or any(not 0 < r <= MAX_RATE for r in rates) or len(rates) > MAX_CURVE_RATES:
+        raise AccelsimError(f"--rates must list at most {MAX_CURVE_RATES} finite request rates in "
+                            f"(0, {MAX_RATE:g}] per second, got {text[:80]!r}")
     return sorted(set(rates))
 
 
@@ -47,28 +51,28 @@ def typical_step(result: serving.ServeResult, costs: serving.CostModel):
 @options.parallel_options
 @options.dtype_options
 @options.density_option
-@click.option("--rate", type=float, default=8.0, show_default=True, help="Mean request arrivals per second.")
-@click.option("--requests", "n_requests", type=int, default=2000, show_default=True,
+@click.option("--rate", type=options.Finite(0, MAX_RATE), default=8.0, show_default=True, help="Mean request arrivals per second.")
+@click.option("--requests", "n_requests", type=options.count(1, serving.MAX_REQUESTS), default=2000, show_default=True,
               help="Requests to simulate per rate.")
 @click.option("--arrival", type=click.Choice(serving.ARRIVALS), default="poisson", show_default=True,
               help="Arrival process: Poisson, or bursty gamma with --cv.")
-@click.option("--cv", type=float, default=2.0, show_default=True,
+@click.option("--cv", type=options.Finite(0, 100), default=2.0, show_default=True,
               help="Coefficient of variation of gamma inter-arrival gaps (1 = Poisson).")
 @click.option("--trace", "trace_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="CSV of requests (arrival_s,prompt_tokens,output_tokens) instead of synthetic ones.")
-@click.option("--prompt", type=int, default=1024, show_default=True, help="Prompt tokens per synthetic request.")
-@click.option("--output", type=int, default=256, show_default=True, help="Output tokens per synthetic request.")
+@click.option("--prompt", type=options.count(1, serving.MAX_TOKENS), default=1024, show_default=True, help="Prompt tokens per synthetic request.")
+@click.option("--output", type=options.count(1, serving.MAX_TOKENS), default=256, show_default=True, help="Output tokens per synthetic request.")
 @click.option("--scheduler", type=click.Choice(serving.SCHEDULERS), default="continuous", show_default=True,
               help="static batches, continuous (vLLM-style) batching, or pipelined users (hardwired).")
-@click.option("--max-batch", type=int, default=256, show_default=True, help="Most requests in one batch.")
-@click.option("--chunk", type=int, default=512, show_default=True,
+@click.option("--max-batch", type=options.count(1, options.MAX_BATCH), default=256, show_default=True, help="Most requests in one batch.")
+@click.option("--chunk", type=options.count(1, serving.MAX_TOKENS), default=512, show_default=True,
               help="Prefill tokens per step (continuous batching's chunked prefill).")
-@click.option("--block-size", type=int, default=serving.DEFAULT_BLOCK_SIZE, show_default=True,
+@click.option("--block-size", type=options.count(1, serving.MAX_TOKENS), default=serving.DEFAULT_BLOCK_SIZE, show_default=True,
               help="Tokens per KV-cache block (paging).")
 @click.option("--rates", default=None,
               help="Comma-separated rates for the latency-throughput curve [default: 0.25x..2x --rate].")
-@click.option("--slo-ttft", type=float, default=0.5, show_default=True, help="TTFT SLO in seconds (goodput).")
-@click.option("--slo-tpot", type=float, default=0.05, show_default=True, help="TPOT SLO in seconds (goodput).")
+@click.option("--slo-ttft", type=options.Finite(0, MAX_SLO_S), default=0.5, show_default=True, help="TTFT SLO in seconds (goodput).")
+@click.option("--slo-tpot", type=options.Finite(0, MAX_SLO_S), default=0.05, show_default=True, help="TPOT SLO in seconds (goodput).")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the arrival process.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Report folder [default: reports/serve].")

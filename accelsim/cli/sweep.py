@@ -11,7 +11,7 @@ from accelsim.api import resolve_model
 from accelsim.cli import options
 from accelsim.dse import runner, search
 from accelsim.dse.evaluate import Job
-from accelsim.dse.space import METRICS, Condition, load_space
+from accelsim.dse.space import MAX_GRID_POINTS, METRICS, Condition, load_space
 from accelsim.errors import AccelsimError
 from accelsim.report.sweep import SweepSummary, cliffs_from, load_frame, write_report
 from accelsim.workload import Workload
@@ -31,7 +31,7 @@ def _progress(total: int):
               show_default=True, help="Folder for results.csv, the report and plots.")
 @click.option("--search", "strategy", type=click.Choice(search.SEARCHES), default="grid", show_default=True,
               help="grid: every combination; random: --samples draws; nsga2: evolve ~--samples designs.")
-@click.option("--samples", type=click.IntRange(min=1), default=512, show_default=True,
+@click.option("--samples", type=click.IntRange(min=1, max=MAX_GRID_POINTS), default=512, show_default=True,
               help="Evaluations for random and nsga2.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed for random and nsga2.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
