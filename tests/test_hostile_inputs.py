@@ -222,3 +222,88 @@ def test_tiny_efficiency_is_refused_not_inf(cli, tmp_path):
         assert math.isfinite(data["latency_s"]) and math.isfinite(data["tokens_per_s"])
     else:
         _one_line_error(code, err, str(path), "efficiency")
+
+
+# --- output safety ----------------------------------------------------------------------------
+
+@pytest.mark.parametrize("name", ["../../x", "/abs/path", "a/b", "..", ".hidden", ""])
+def test_compare_name_is_a_name(cli, tmp_path, monkeypatch, name):
+    monkeypatch.chdir(tmp_path)
+    code, _, err = cli("compare", "--hw", "h100-sxm", "--name", name)
+    _one_line_error(code, err, "--name", "path separators")
+    assert not any(tmp_path.iterdir()) and not (tmp_path.parent / "x").exists()
+
+
+def test_unwritable_out_is_refused_in_one_line(cli, tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("x", encoding="utf-8")
+    for args in (("compare", "--hw", "h100-sxm"), ("sweep", "--space", "systolic", "--no-report")):
+        code, _, err = cli(*args, "--out", str(blocker / "sub"))
+        _one_line_error(code, err, "--out", "cannot write")
+    code, _, err = cli("compare", "--hw", "h100-sxm", "--out", "/proc/x")
+    _one_line_error(code, err, "--out")
+
+
+def test_existing_report_is_kept_unless_forced(cli, tmp_path):
+    out = tmp_path / "cmp"
+    assert cli("compare", "--hw", "h100-sxm", "--out", str(out))[0] == 0
+    (out / "mine.txt").write_text("keep", encoding="utf-8")
+    code, stdout, err = cli("compare", "--hw", "h100-sxm", "--out", str(out))
+    assert code == 0 and len(err.strip().splitlines()) == 1 and "--force" in err
+    assert (out / "mine.txt").read_text(encoding="utf-8") == "keep"
+    assert (tmp_path / "cmp-2" / "report.html").is_file() and str(tmp_path / "cmp-2") in stdout
+    code, _, err = cli("compare", "--hw", "h100-sxm", "--out", str(out), "--force")
+    assert code == 0 and not (out / "mine.txt").exists() and (out / "report.html").is_file()
+    # No temporary folders are left beside the reports.
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cmp", "cmp-2"]
+
+
+def test_study_case_slug_is_one_folder(tmp_path):
+    from accelsim.study import StudyCase, StudyCell
+    from accelsim.workload import Workload
+    cell = StudyCell(StudyCase(model="../../models/x.yaml", hardware=["h100-sxm"]), (), Workload(), [], [])
+    assert "/" not in cell.slug and not cell.slug.startswith(".")
+
+
+# --- concurrency ------------------------------------------------------------------------------
+
+def test_second_sweep_on_one_folder_is_refused(cli, tmp_path):
+    from accelsim.dse import runner
+    out = tmp_path / "dse"
+    with runner.locked_folder(out):
+        code, _, err = cli("sweep", "--space", "systolic", "--out", str(out), "--no-report")
+        _one_line_error(code, err, "--out", "another sweep", str(out))
+    assert not (out / "results.csv").exists()
+
+
+def test_pool_workers_die_with_their_parent(tmp_path):
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+    # A parent that starts a worker with the pool's initializer, prints its pid, then is killed.
+    script = (
+        "import os, sys, time, multiprocessing as mp\n"
+        "from accelsim.dse import runner\n"
+        "def work(parent):\n"
+        "    runner.die_with_parent(parent)\n"
+        "    time.sleep(60)\n"
+        "p = mp.get_context('fork').Process(target=work, args=(os.getpid(),))\n"
+        "p.start(); print(p.pid, flush=True); time.sleep(60)\n")
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True,
+                              cwd=REPO, env={**os.environ, "PYTHONPATH": str(REPO)})
+    child = int(parent.stdout.readline())
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    for _ in range(100):  # the worker must be gone within seconds, not minutes
+        try:
+            state = Path(f"/proc/{child}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (FileNotFoundError, ProcessLookupError):
+            break
+        if state in ("Z", "X"):  # dead, waiting for a reaper that may not be init
+            break
+        time.sleep(0.05)
+    else:
+        os.kill(child, signal.SIGKILL)
+        pytest.fail("the worker outlived its parent")

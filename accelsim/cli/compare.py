@@ -7,7 +7,7 @@ import click
 
 from accelsim import api, hardware
 from accelsim.api import resolve_hardware, resolve_model
-from accelsim.cli import options
+from accelsim.cli import options, output
 from accelsim.report.compare import _display as display_frame
 from accelsim.report.compare import summary_frame, write_report
 
@@ -30,10 +30,11 @@ def roof_of(chip) -> tuple[float, float]:
 @options.parallel_options
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Report folder [default: reports/<name>].")
-@click.option("--name", default="compare", show_default=True, help="Report name (folder under reports/).")
+@output.name_option("compare")
+@output.force_option
 @options.json_option
 def compare(model, hws, phase, batch, prompt, context, density, weight_dtype, act_dtype, kv_dtype,
-            parallelism, out, name, as_json):
+            parallelism, out, name, force, as_json):
     """Compare chips on one model and workload; write Markdown + HTML + CSV + plots.
 
     A chip that cannot run the model (it does not fit; another model's weights are in its
@@ -44,9 +45,10 @@ def compare(model, hws, phase, batch, prompt, context, density, weight_dtype, ac
     chips = [resolve_hardware(h) for h in hws]
     results, refusals = api.compare(spec, chips, workload, parallelism=parallelism,
                                     weight_dtype=weight_dtype, act_dtype=act_dtype, kv_dtype=kv_dtype)
-    out_dir = out or Path("reports") / name
-    files = write_report(results, refusals, {c.name: roof_of(c) for c in chips}, out_dir,
-                         f"{spec.name}: {', '.join(c.name for c in chips)}", workload.describe())
+    with output.report_folder(out or Path("reports") / name, force) as (staging, out_dir):
+        files = output.moved(write_report(results, refusals, {c.name: roof_of(c) for c in chips}, staging,
+                                          f"{spec.name}: {', '.join(c.name for c in chips)}",
+                                          workload.describe()), staging, out_dir)
     if as_json:
         payload = [{**r.to_dict(), "hw": r.hw, "status": "ok"} for r in results]
         payload += [{"hw": f.hw, "status": "cannot run", "reason": f.reason} for f in refusals]

@@ -7,6 +7,7 @@ import click
 
 from accelsim import api
 from accelsim.cli import options
+from accelsim.cli import output as folders  # `output` is the --output option here
 from accelsim.errors import AccelsimError
 from accelsim.sim import serving
 from accelsim.workload import Workload
@@ -76,9 +77,10 @@ def typical_step(result: serving.ServeResult, costs: serving.CostModel):
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the arrival process.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Report folder [default: reports/serve].")
+@folders.force_option
 @options.json_option
 def serve(model, hw, parallelism, weight_dtype, act_dtype, kv_dtype, density, rate, n_requests, arrival, cv, trace_file, prompt, output, scheduler, max_batch,
-          chunk, block_size, rates, slo_ttft, slo_tpot, seed, out, as_json):
+          chunk, block_size, rates, slo_ttft, slo_tpot, seed, out, force, as_json):
     """Serve a stream of requests and report TTFT, TPOT, end-to-end latency, throughput, goodput
     under the SLOs, energy per token, the queue over time and a latency-throughput curve.
 
@@ -119,10 +121,10 @@ def serve(model, hw, parallelism, weight_dtype, act_dtype, kv_dtype, density, ra
     setup = (f"{costs.model.name} on {costs.hw.name}, {scheduler} batching (max batch {max_batch}"
              f"{f', chunk {chunk}' if scheduler == 'continuous' else ''}), KV blocks of {block_size} "
              f"tokens; {source}; main rate {main_rate:g} requests/s.")
-    out_dir = out or Path("reports") / "serve"
     step, step_label = typical_step(main, costs)
-    files = write_report(main, sweep, out_dir, f"Serving {costs.model.name} on {costs.hw.name}", setup,
-                         step, step_label)
+    with folders.report_folder(out or Path("reports") / "serve", force) as (staging, out_dir):
+        files = folders.moved(write_report(main, sweep, staging, f"Serving {costs.model.name} on "
+                                          f"{costs.hw.name}", setup, step, step_label), staging, out_dir)
     if as_json:
         options.echo_json({"summary": main.summary(), "curve": [r.summary() for r in sweep],
                            "files": {k: str(v) for k, v in files.items()}})

@@ -72,7 +72,8 @@ def sweep(model, space_path, out, strategy, samples, seed, workers, scheduler, r
     conditions = space.constraints + [Condition.parse(t, "--target") for t in targets] + \
         [Condition.parse(c, "--constraint") for c in constraints]
     job = Job(space, spec, workload)
-    out.mkdir(parents=True, exist_ok=True)
+    # Held until the command ends (click closes the context): one sweep per folder at a time.
+    click.get_current_context().with_resource(runner.locked_folder(out))
     csv_path = out / "results.csv"
     if csv_path.exists() and not resume and csv_path.stat().st_size > 0:
         click.echo(f"note: overwriting {csv_path} (use --resume to continue it)", err=True)

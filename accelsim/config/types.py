@@ -17,10 +17,10 @@ class Spec(BaseModel):
 
 # Sane maxima at the edge: every count and size a config gives is bounded, so arithmetic on it
 # stays finite in float64 and nothing allocates per unit of a runaway value.  2**40 (about 1.1e12)
-# is far beyond any real count (vocabularies ~1e6, widths ~1e5, MACs on a die ~1e7); layers get
-# their own, lower bound because lowering builds ops per layer.
+# is far beyond any real count (vocabularies ~1e6, widths ~1e5, MACs on a die ~1e7); layers (8x the
+# deepest published model, Llama-3.1-405B with 126) get their own bound: lowering builds ops per layer.
 MAX_COUNT = 2**40
-MAX_LAYERS = 4096
+MAX_LAYERS = 1024
 # A derate below this is a typo (it would make a step last longer than the universe's age).
 MIN_FRACTION = 1e-6
 
