@@ -14,6 +14,7 @@ from accelsim.workload import Workload
 
 DEFAULT_RATE_FACTORS = (0.25, 0.5, 1.0, 1.5, 2.0)
 MAX_RATE = 1e9     # requests/s: beyond any cluster; keeps arrival times distinct in float64
+MIN_RATE = 1e-6    # requests/s (one in 11 days): slower, and arrival times stop being finite
 MAX_SLO_S = 1e6    # seconds: about 11 days
 MAX_CURVE_RATES = 64
 
@@ -26,9 +27,9 @@ def parse_rates(text: str | None, rate: float) -> list[float]:
         rates = [float(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise AccelsimError(f"--rates must be comma-separated numbers (e.g. 1,2,4,8), got {text!r}") from None
-    if not rates or any(not 0 < r <= MAX_RATE for r in rates) or len(rates) > MAX_CURVE_RATES:
+    if not rates or any(not MIN_RATE <= r <= MAX_RATE for r in rates) or len(rates) > MAX_CURVE_RATES:
         raise AccelsimError(f"--rates must list at most {MAX_CURVE_RATES} finite request rates in "
-                            f"(0, {MAX_RATE:g}] per second, got {text[:80]!r}")
+                            f"[{MIN_RATE:g}, {MAX_RATE:g}] per second, got {text[:80]!r}")
     return sorted(set(rates))
 
 
@@ -52,12 +53,12 @@ def typical_step(result: serving.ServeResult, costs: serving.CostModel):
 @options.parallel_options
 @options.dtype_options
 @options.density_option
-@click.option("--rate", type=options.Finite(0, MAX_RATE), default=8.0, show_default=True, help="Mean request arrivals per second.")
+@click.option("--rate", type=options.Finite(MIN_RATE, MAX_RATE, low_open=False), default=8.0, show_default=True, help="Mean request arrivals per second.")
 @click.option("--requests", "n_requests", type=options.count(1, serving.MAX_REQUESTS), default=2000, show_default=True,
               help="Requests to simulate per rate.")
 @click.option("--arrival", type=click.Choice(serving.ARRIVALS), default="poisson", show_default=True,
               help="Arrival process: Poisson, or bursty gamma with --cv.")
-@click.option("--cv", type=options.Finite(0, 100), default=2.0, show_default=True,
+@click.option("--cv", type=options.Finite(1e-3, 1e3, low_open=False), default=2.0, show_default=True,
               help="Coefficient of variation of gamma inter-arrival gaps (1 = Poisson).")
 @click.option("--trace", "trace_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="CSV of requests (arrival_s,prompt_tokens,output_tokens) instead of synthetic ones.")
