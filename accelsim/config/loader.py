@@ -42,7 +42,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         self._nodes = 0
         self._sizes: dict[str, int] = {}
 
-    def compose_node(self, parent, index):  # type: ignore[no-untyped-def]
+    def compose_node(self, parent, index):
         event = self.peek_event()
         if isinstance(event, yaml.AliasEvent):
             self._count(self._sizes.get(event.anchor or "", 1), event.start_mark)
@@ -60,7 +60,7 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         self._depth -= 1
         return node
 
-    def _count(self, nodes: int, mark) -> None:  # type: ignore[no-untyped-def]
+    def _count(self, nodes: int, mark) -> None:
         self._nodes += nodes
         if self._nodes > MAX_NODES:
             raise yaml.composer.ComposerError(
@@ -195,7 +195,7 @@ def validate_value(kind: Any, value: Any, source: str, key: str, *, strict: bool
         return _adapter(kind).validate_python(value, strict=strict)
     except ValidationError as err:
         first = err.errors(include_url=False)[0]
-        message = _describe(first, BaseModel)
+        message = _describe(dict(first), BaseModel)
         if first["type"] in ("int_type", "float_type", "string_type", "bool_type", "list_type",
                              "literal_error", "int_from_float"):
             message = f"{message}, got {value!r}"[:300]
