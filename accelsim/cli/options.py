@@ -46,6 +46,8 @@ def count(low: int, high: int) -> click.IntRange:
 # Workload sizes a step is costed for: a batch or context beyond these is a typo, not a design.
 MAX_BATCH = 2**20
 MAX_TOKENS = 2**24
+MAX_CHIPS = 2**16  # chips in one system (the largest TPU pods are ~9,000 chips)
+SEED = click.IntRange(min=0, max=2**32 - 1)  # numpy's generators refuse negative seeds
 
 
 def _compose(*decorators: Callable) -> Callable:
@@ -87,27 +89,27 @@ density_option = click.option(
 json_option = click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 
 _LAYOUT_OPTIONS = _compose(
-    click.option("--chips", type=click.IntRange(min=1), default=None,
+    click.option("--chips", type=count(1, MAX_CHIPS), default=None,
                  help="Chips in the system: chips = tp x pp x dp-attn (--ep does not multiply "
                       "them); alone, they split the model by tensor parallelism. "
                       "[default: tp x pp x dp-attn; dataflow chips: as many as the model's bytes "
                       "need]"),
-    click.option("--tp", type=click.IntRange(min=1), default=None,
+    click.option("--tp", type=count(1, MAX_CHIPS), default=None,
                  help="Tensor-parallel ranks (split heads and matmul columns/rows; all-reduce). "
                       "Without --ep, every routed expert is split over the tp x dp-attn chips."),
-    click.option("--pp", type=click.IntRange(min=1), default=None,
+    click.option("--pp", type=count(1, MAX_CHIPS), default=None,
                  help="Pipeline stages (contiguous layers per stage; sends between stages)."),
-    click.option("--dp-attn", "dp", type=click.IntRange(min=1), default=None,
+    click.option("--dp-attn", "dp", type=count(1, MAX_CHIPS), default=None,
                  help="Attention data-parallel ranks: each holds whole attention heads (split "
                       "over its --tp ranks) and the dense weights, and runs batch/dp-attn of the "
                       "sequences; must divide --batch. [default: 1]"),
-    click.option("--ep", type=click.IntRange(min=1), default=None,
+    click.option("--ep", type=count(1, MAX_CHIPS), default=None,
                  help="Expert parallelism for MoE models: split the routed experts over the "
                       "tp x dp-attn chips of each stage (must divide tp x dp-attn and the expert "
                       "count; each expert tensor-split over the (tp x dp-attn)/ep chips that "
                       "share it; all-to-all dispatch and combine). --chips 8 --tp 8 --ep 8 and "
                       "--chips 8 --dp-attn 8 --ep 8 are both one 8-chip node. [default: 1]"),
-    click.option("--tp-x", "tp_x", type=click.IntRange(min=1), default=None,
+    click.option("--tp-x", "tp_x", type=count(1, MAX_CHIPS), default=None,
                  help="Lay the --tp ranks out as a 2D weight-stationary grid of TP_X x TP/TP_X "
                       "(Pope et al. 2022): model width split over x, heads/columns over y. "
                       "[default: 1, Megatron 1D]"),

@@ -16,7 +16,7 @@ from accelsim.report.text import result_summary
 @options.density_option
 @options.dtype_options
 @options.parallel_options
-@click.option("--top", type=click.IntRange(min=0), default=12, show_default=True,
+@click.option("--top", type=click.IntRange(min=0, max=100_000), default=12, show_default=True,
               help="Rows of the per-op table (slowest ops first); 0 for all.")
 @options.json_option
 def run(model, hw, phase, batch, prompt, context, density, weight_dtype, act_dtype, kv_dtype,

@@ -75,7 +75,7 @@ def typical_step(result: serving.ServeResult, costs: serving.CostModel):
               help="Comma-separated rates for the latency-throughput curve [default: 0.25x..2x --rate].")
 @click.option("--slo-ttft", type=options.Finite(0, MAX_SLO_S), default=0.5, show_default=True, help="TTFT SLO in seconds (goodput).")
 @click.option("--slo-tpot", type=options.Finite(0, MAX_SLO_S), default=0.05, show_default=True, help="TPOT SLO in seconds (goodput).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the arrival process.")
+@click.option("--seed", type=options.SEED, default=0, show_default=True, help="Seed of the arrival process.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Report folder [default: reports/serve].")
 @folders.force_option

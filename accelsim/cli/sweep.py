@@ -33,8 +33,8 @@ def _progress(total: int):
               help="grid: every combination; random: --samples draws; nsga2: evolve ~--samples designs.")
 @click.option("--samples", type=click.IntRange(min=1, max=MAX_GRID_POINTS), default=512, show_default=True,
               help="Evaluations for random and nsga2.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for random and nsga2.")
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--seed", type=options.SEED, default=0, show_default=True, help="Seed for random and nsga2.")
+@click.option("--workers", type=options.count(1, 256), default=1, show_default=True,
               help="Local processes evaluating chunks of points.")
 @click.option("--scheduler", default=None, metavar="tcp://HOST:PORT",
               help="Run on a Dask cluster instead of local processes.")
@@ -48,8 +48,8 @@ def _progress(total: int):
                                       "one that minimises this (maximises for throughput metrics).")
 @click.option("--phase", type=click.Choice(["prefill", "decode"]), default=None,
               help="Override the space's workload phase.")
-@click.option("--batch", type=click.IntRange(min=1), default=None, help="Override the space's batch.")
-@click.option("--context", type=click.IntRange(min=0), default=None, help="Override the space's context.")
+@click.option("--batch", type=options.count(1, options.MAX_BATCH), default=None, help="Override the space's batch.")
+@click.option("--context", type=options.count(0, options.MAX_TOKENS), default=None, help="Override the space's context.")
 @click.option("--no-report", is_flag=True, help="Write results.csv only (`accelsim report OUT` later).")
 @options.json_option
 def sweep(model, space_path, out, strategy, samples, seed, workers, scheduler, resume, targets,

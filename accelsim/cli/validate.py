@@ -6,6 +6,7 @@ from pathlib import Path
 import click
 
 from accelsim.cli import options
+from accelsim.errors import AccelsimError
 from accelsim.validate.points import SUBSETS
 
 
@@ -20,7 +21,7 @@ class BoundExceeded(click.ClickException):
               help="smoke: a few cheap points; calibration / holdout: the two halves of the split "
                    "(docs/validation.md); preliminary: points their publisher calls preliminary "
                    "(never fitted or bounded); all: every point.")
-@click.option("--max-error", type=click.FloatRange(min=0.0), default=0.15, show_default=True,
+@click.option("--max-error", type=options.Finite(0.0, 1e6, low_open=False), default=0.15, show_default=True,
               help="Bound on the median |error| per hardware and metric over the holdout points run "
                    "(over all points run when none is a holdout point); exit 1 when exceeded.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -40,7 +41,10 @@ def validate(subset, max_error, out, points_path, as_json):
 
     result = run_validation(subset, max_error, points_path)
     if out is not None:
-        write(result, out)
+        try:
+            write(result, out)
+        except OSError as err:
+            raise AccelsimError(f"--out: cannot write to {out} ({err.strerror or err})") from None
     if as_json:
         options.echo_json(to_json(result))
     else:

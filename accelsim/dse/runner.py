@@ -131,9 +131,17 @@ def evaluate_chunk(job: Job, points: list[dict]) -> list[dict]:
 _WORKER_JOB: Job | None = None
 
 
+# The descriptor of the sweep's folder lock in this process.  A forked worker closes its copy,
+# so the lock is the sweep's alone and ends the moment the sweep does, dying workers or not.
+_LOCK_FD: int | None = None
+
+
 def _start_worker(job: Job, parent: int | None = None) -> None:
     global _WORKER_JOB
     _WORKER_JOB = job
+    if _LOCK_FD is not None:
+        with contextlib.suppress(OSError):
+            os.close(_LOCK_FD)
     if parent is not None:
         die_with_parent(parent)
 
@@ -181,9 +189,12 @@ def locked_folder(out: Path) -> Iterator[Path]:
         handle.truncate()
         handle.write(f"pid {os.getpid()}")
         handle.flush()
+        global _LOCK_FD
+        _LOCK_FD = handle.fileno()
         try:
             yield out
         finally:
+            _LOCK_FD = None
             handle.truncate(0)
             fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 

@@ -24,7 +24,7 @@ from pydantic import Field, TypeAdapter, ValidationError, model_validator
 
 from accelsim import hardware, units
 from accelsim.config import loader
-from accelsim.config.types import PositiveInt, Spec
+from accelsim.config.types import NonNegativeInt, PositiveInt, Spec
 from accelsim.errors import ConfigError
 from accelsim.hardware.spec import HardwareBase
 
@@ -194,7 +194,7 @@ class WorkloadSection(Spec):
     phase: Literal["prefill", "decode"] = "decode"
     batch: PositiveInt = 1
     prompt: PositiveInt = 2048
-    context: int = Field(default=2048, ge=0)
+    context: NonNegativeInt = 2048
 
 
 class Annotation(Spec):
