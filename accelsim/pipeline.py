@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from accelsim import hardware
-from accelsim.errors import AccelsimError
+from accelsim.errors import NotFiniteError
 from accelsim.graph import Graph, Op
 from accelsim.hardware import area, common
 from accelsim.hardware.base import Backend, Mapping, OpCost, Placement, StepTime, pipelined_round
@@ -165,7 +165,7 @@ def _require_finite(result: Result) -> None:
                "joules_per_token": result.joules_per_token}
     bad = [k for k, v in figures.items() if not (math.isfinite(v) and v >= 0)]
     if bad or not result.latency_s > 0:
-        raise AccelsimError(f"the step's {', '.join(bad) or 'latency_s'} would not be a finite positive "
+        raise NotFiniteError(f"the step's {', '.join(bad) or 'latency_s'} would not be a finite positive "
                             f"number ({', '.join(f'{k} {v:g}' for k, v in figures.items())}); check "
                             f"the config's extreme figures (efficiency, bandwidth, clock, sizes)",
                             source=result.hw)

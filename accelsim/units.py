@@ -74,6 +74,7 @@ _QUANTITY = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(\S+)
 # The largest quantity a config may state, in base SI units: 1e30 is beyond any real size,
 # bandwidth, rate or energy (a zettabyte is 1e21 B) and keeps products of a few of them finite.
 MAX_QUANTITY = 1e30
+MIN_POSITIVE = 1e-24  # a positive quantity below yocto-units is a typo; dividing by it stays finite
 
 
 class UnitError(ValueError):

@@ -307,3 +307,33 @@ def test_pool_workers_die_with_their_parent(tmp_path):
     else:
         os.kill(child, signal.SIGKILL)
         pytest.fail("the worker outlived its parent")
+
+
+# --- more hostile files -----------------------------------------------------------------------
+
+def test_a_device_file_is_not_read_forever(cli, tmp_path):
+    code, _, err = cli("serve", "--trace", "/dev/zero", "--out", str(tmp_path / "o"))
+    _one_line_error(code, err, "/dev/zero", "not a regular file")
+
+
+@pytest.mark.parametrize("expr", ["2 ** 100000", "1 / 0", "sqrt(0 - 1)", "compute.clock ** 40"])
+def test_derived_expressions_that_cannot_be_evaluated(cli, tmp_path, expr):
+    doc = {"name": "s", "base": "tpu-v5e", "objectives": {"tokens_per_s": "max"},
+           "parameters": [{"key": "systolic.rows", "values": [128]}],
+           "derived": {"compute.matrix.bf16": expr}}
+    path = tmp_path / "space.yaml"
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    code, out, err = cli("sweep", "--space", str(path), "--out", str(tmp_path / "o"), "--no-report")
+    if code == 0:  # recorded as an invalid point, said in one line
+        assert "not valid" in err
+    else:
+        _one_line_error(code, err, "derived.compute.matrix.bf16")
+
+
+def test_positive_quantities_have_a_floor(cli, tmp_path):
+    doc = _hw_doc()
+    doc["compute"]["clock"] = "1e-40 GHz"
+    path = tmp_path / "hw.yaml"
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    code, _, err = cli("run", "--hw", str(path))
+    _one_line_error(code, err, "compute.clock", "at least 1e-24")

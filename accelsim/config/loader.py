@@ -9,6 +9,7 @@ import difflib
 import itertools
 import json
 import re
+import stat
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -90,11 +91,16 @@ def read_text(path: str | Path, what: str = "file", *, max_bytes: int = MAX_CONF
     the offset of the first bad byte; every input file accelsim reads comes through here."""
     source = str(path)
     try:
-        size = Path(path).stat().st_size
-        if size > max_bytes:
-            raise ConfigError(f"{what} is {size / 2**20:.1f} MiB; the most allowed is "
+        info = Path(path).stat()
+        if not stat.S_ISREG(info.st_mode):  # /dev/zero or a pipe would be read forever
+            raise ConfigError(f"{what} is not a regular file", source=source)
+        if info.st_size > max_bytes:
+            raise ConfigError(f"{what} is {info.st_size / 2**20:.1f} MiB; the most allowed is "
                               f"{max_bytes / 2**20:g} MiB", source=source)
-        data = Path(path).read_bytes()
+        with open(path, "rb") as handle:
+            data = handle.read(max_bytes + 1)  # a file growing while read stops here too
+        if len(data) > max_bytes:
+            raise ConfigError(f"{what} is over the {max_bytes / 2**20:g} MiB allowed", source=source)
     except OSError as err:
         raise ConfigError(f"cannot read {what} ({err.strerror or err})", source=source) from None
     try:

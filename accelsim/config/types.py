@@ -33,6 +33,8 @@ def _quantity(dim: units.Dimension, *, positive: bool = True):
             raise ValueError(str(err)) from None
         if parsed > units.MAX_QUANTITY:
             raise ValueError(f"must be at most {units.MAX_QUANTITY:g} (in base units), got {value!r}")
+        if positive and 0 < parsed < units.MIN_POSITIVE:
+            raise ValueError(f"must be at least {units.MIN_POSITIVE:g} (in base units), got {value!r}")
         if positive and parsed <= 0:
             raise ValueError(f"must be > 0, got {value!r}")
         if parsed < 0:

@@ -7,7 +7,7 @@ from typing import Any
 from accelsim.api import simulate
 from accelsim.dse import metrics
 from accelsim.dse.space import Space, point_id, to_number
-from accelsim.errors import ConfigError, DoesNotFitError
+from accelsim.errors import ConfigError, DoesNotFitError, NotFiniteError
 from accelsim.model.spec import ModelSpec
 from accelsim.workload import Workload
 
@@ -44,6 +44,8 @@ def evaluate_scalar(job: Job, point: dict[str, Any]) -> dict[str, Any]:
         r = simulate(job.model, hw, job.workload)
     except DoesNotFitError as err:
         return failed_row(point, metrics.STATUS_NO_FIT, err.one_line())
+    except NotFiniteError as err:
+        return failed_row(point, metrics.STATUS_INVALID, err.one_line())
     values = metrics.step_metrics(r.latency_s, r.tokens_per_s, r.energy_total_j, job.workload,
                                   area_mm2=r.area_mm2, die_usd=r.die_cost_usd)
     return {**base_row(point), "status": metrics.STATUS_OK, "reason": "", **values}

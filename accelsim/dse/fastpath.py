@@ -20,6 +20,7 @@ evaluated one by one, and the caller is told so: ``evaluate`` returns the table 
 from __future__ import annotations
 
 import ast
+import math
 from collections import defaultdict
 from dataclasses import dataclass, field, replace
 from typing import Any
@@ -175,6 +176,9 @@ class _Table:
             if i in self.rows:
                 out.append(self.rows[i])
                 continue
+            if s == metrics.STATUS_OK and not all(math.isfinite(x) for x in v):
+                # The vectorised twin of pipeline's NotFiniteError: an invalid point, never inf.
+                s, r = metrics.STATUS_INVALID, "the step's figures would not be finite numbers"
             head["status"], head["reason"] = s, r
             if s == metrics.STATUS_OK:
                 head.update(zip(METRICS, v))

@@ -283,7 +283,15 @@ class Space:
                     if name in names:
                         return names[name]
                     return to_number(_lookup(doc, name, self.source, where))
-                value = _evaluate(expr, value_of)
+                try:
+                    value = _evaluate(expr, value_of)
+                except (ArithmeticError, ValueError, TypeError) as err:
+                    raise ConfigError(f"{expr!r} cannot be evaluated at this point ({err})",
+                                      source=self.source, key=f"derived.{key}") from None
+                if not math.isfinite(value) or abs(value) > units.MAX_QUANTITY:
+                    raise ConfigError(f"{expr!r} gives {value:g} at this point (must be finite, "
+                                      f"at most {units.MAX_QUANTITY:g})", source=self.source,
+                                      key=f"derived.{key}")
                 template = _lookup(doc, key, self.source, f"derived.{key}")
                 dim = dimension_of(template) if isinstance(template, str) else None
                 written = f"{value!r} {base_unit(dim)}" if dim else (
