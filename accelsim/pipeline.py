@@ -21,7 +21,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 from accelsim import hardware
-from accelsim.errors import NotFiniteError
+from accelsim.errors import AccelsimError, NotFiniteError
 from accelsim.graph import Graph, Op
 from accelsim.hardware import area, common
 from accelsim.hardware.base import Backend, Mapping, OpCost, Placement, StepTime, pipelined_round
