@@ -16,6 +16,7 @@ import datetime as dt
 import json
 import os
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -51,8 +52,12 @@ def main() -> int:
     import pytest
     collect = Collect()
     start = time.perf_counter()
-    code = pytest.main(["-q", "-p", "no:cacheprovider", "-p", "no:xdist", "-o", "addopts=",
-                        str(REPO / "tests" / "test_fuzz_inputs.py")], plugins=[collect])
+    # A private basetemp: pytest prunes old numbered temp folders, and a concurrent pytest run
+    # would otherwise delete this run's scratch files from under it.
+    with tempfile.TemporaryDirectory(prefix="accelsim-bench-fuzz-") as base:
+        code = pytest.main(["-q", "-p", "no:cacheprovider", "-p", "no:xdist", "-o", "addopts=",
+                            "--basetemp", base, str(REPO / "tests" / "test_fuzz_inputs.py")],
+                           plugins=[collect])
     wall = time.perf_counter() - start
     kinds = [f["kind"] for f in collect.failures]
     record = {
