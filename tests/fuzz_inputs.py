@@ -119,6 +119,12 @@ HOSTILE = st.one_of(
 )
 
 
+def _fresh(value: Any) -> Any:
+    """A private copy of a drawn value: ``SPECIAL``'s lists and dicts are shared between draws,
+    and editing one in place would leak state from case to case (or nest a dict in itself)."""
+    return copy.deepcopy(value)
+
+
 def _paths(node: Any, prefix: tuple = ()) -> Iterator[tuple]:
     yield prefix
     if isinstance(node, dict):
@@ -157,7 +163,7 @@ def mutated(draw: st.DrawFn, doc: Any, max_edits: int = 3) -> Any:
         value = parent[key]
         action = draw(st.sampled_from(["replace", "replace", "number", "delete", "add", "grow"]))
         if action == "replace":
-            parent[key] = draw(HOSTILE)
+            parent[key] = _fresh(draw(HOSTILE))
         elif action == "number":
             number = draw(st.sampled_from(NUMBER_TEXT))
             if isinstance(value, str):
@@ -173,9 +179,10 @@ def mutated(draw: st.DrawFn, doc: Any, max_edits: int = 3) -> Any:
             target = value if isinstance(value, dict) else parent
             if isinstance(target, dict):
                 target[draw(st.sampled_from(["extra", "kind", "name", "source", "num_layers", "1"]))] = \
-                    draw(HOSTILE)
-        elif action == "grow" and isinstance(value, list) and value:
-            parent[key] = value * draw(st.sampled_from([0, 2, 50]))
+                    _fresh(draw(HOSTILE))
+        elif action == "grow" and isinstance(value, list) and 0 < len(value) <= 4:
+            times = draw(st.sampled_from([0, 2, 50]))
+            parent[key] = [copy.deepcopy(v) for v in value for _ in range(times)]
     return doc
 
 
