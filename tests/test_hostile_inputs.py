@@ -323,7 +323,7 @@ def test_derived_expressions_that_cannot_be_evaluated(cli, tmp_path, expr):
            "derived": {"compute.matrix.bf16": expr}}
     path = tmp_path / "space.yaml"
     path.write_text(yaml.safe_dump(doc), encoding="utf-8")
-    code, out, err = cli("sweep", "--space", str(path), "--out", str(tmp_path / "o"), "--no-report")
+    code, _, err = cli("sweep", "--space", str(path), "--out", str(tmp_path / "o"), "--no-report")
     if code == 0:  # recorded as an invalid point, said in one line
         assert "not valid" in err
     else:

@@ -10,12 +10,11 @@ import itertools
 import json
 import re
 import stat
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from functools import lru_cache
-
 from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from accelsim.errors import ConfigError
