@@ -153,6 +153,7 @@ def _space(tmp_path, parameter: dict) -> str:
     ({"key": "compute.clock", "linear": {"start": "1 GHz", "stop": "2 GHz", "num": 100_000_000}}, "num"),
     ({"key": "compute.clock", "log": {"start": "1 GHz", "stop": "inf GHz", "num": 3}}, "stop"),
     ({"key": "compute.clock", "values": [[1, 2]]}, "values[0]"),
+    ({"key": "systolic.rows", "values": [10 ** 400]}, "values[0]"),
 ])
 def test_space_parameters(cli, tmp_path, parameter, needle):
     path = _space(tmp_path, parameter)

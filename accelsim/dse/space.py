@@ -75,7 +75,10 @@ def _to_number(value: str | float) -> float:
     if isinstance(value, bool):
         raise ValueError(f"expected a number or a quantity with a unit, got {value!r}")  # noqa: TRY004
     if isinstance(value, (int, float)):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an int beyond float64: a ValueError like any other bad number
+            raise ValueError(f"{str(value)[:40]}... is too large a number") from None
     dim = dimension_of(str(value))
     if dim is None:
         raise ValueError(f"expected a number or a quantity with a unit like '3.35 TB/s', got {value!r}")
