@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from functools import cache
@@ -41,6 +42,9 @@ TRUST_TABLE = loader.PACKAGE_ROOT.parent / "validation" / "trust_table.csv"
 DEFAULT_RUNTIME = "accelsim"
 
 
+MAX_TRACE_BYTES = 256 * 2**20  # a million requests are about 30 MiB of CSV
+
+
 def resolve_model(model: ModelSpec | str) -> ModelSpec:
     return model if isinstance(model, ModelSpec) else load_model(model)
 
@@ -60,11 +64,11 @@ def resolve_density(density: DensityProfile | str | Path | None) -> DensityProfi
 
 def load_trace(path: str | Path) -> list[serving.Request]:
     """A request trace: a CSV with columns arrival_s, prompt_tokens, output_tokens."""
+    text = loader.read_text(path, "trace", max_bytes=MAX_TRACE_BYTES)
     try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            rows = list(csv.DictReader(handle))
-    except OSError as err:
-        raise AccelsimError(f"cannot read trace: {err.strerror}", source=str(path)) from None
+        rows = list(csv.DictReader(io.StringIO(text, newline="")))
+    except csv.Error as err:
+        raise AccelsimError(f"not a CSV trace: {err}", source=str(path)) from None
     return serving.parse_trace(rows, str(path))
 
 

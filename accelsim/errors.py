@@ -26,5 +26,10 @@ class CannotRunError(AccelsimError):
     commands that compare several chips, not an input mistake)."""
 
 
+class NotFiniteError(AccelsimError):
+    """A step whose figures would overflow or divide by an underflowed zero: the config's
+    numbers, each allowed, are too extreme together.  Refused, never reported as NaN or inf."""
+
+
 class DoesNotFitError(CannotRunError):
     """A model/workload whose memory footprint exceeds what the hardware offers."""

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 
 from accelsim import hardware
-from accelsim.errors import AccelsimError
+from accelsim.errors import AccelsimError, NotFiniteError
 from accelsim.graph import Graph, MatMul, Op
 from accelsim.hardware import area, common, power
 from accelsim.hardware.base import (
@@ -187,6 +187,7 @@ def run(name: str, lower_for: LowerFor, hw: HardwareBase, workload: Workload,
         joules_per_token=sum(energy.values()) / workload.tokens_credited, energy_j=energy, ops=costs,
         footprint_bytes={**footprint, "activation": common.peak_activation_bytes(full)}, groups=groups, notes=notes, chips=layout.chips, system=system,
         dtypes=step_dtypes(spec, full, footprint))
+    _require_finite(result)
     joined = Graph(name=full.name if len(stages) == 1 else f"{full.name} [{layout.describe()}]")
     for graph in stages:
         for op in graph:
@@ -206,6 +207,19 @@ def step_dtypes(spec: ModelSpec | None, graph: Graph, footprint: dict[str, float
             found.setdefault("weight", op.b_dtype)
             found.setdefault("activation", op.a_dtype)
     return found
+
+
+def _require_finite(result: Result) -> None:
+    """A refusal, never NaN or inf in a result: configs are bounded at the edge, but a product of
+    extreme (each allowed) figures can still overflow or divide by an underflowed zero."""
+    figures = {"latency_s": result.latency_s, "tokens_per_s": result.tokens_per_s,
+               "joules_per_token": result.joules_per_token}
+    bad = [k for k, v in figures.items() if not (math.isfinite(v) and v >= 0)]
+    if bad or not result.latency_s > 0:
+        raise NotFiniteError(f"the step's {', '.join(bad) or 'latency_s'} would not be a finite positive "
+                            f"number ({', '.join(f'{k} {v:g}' for k, v in figures.items())}); check "
+                            f"the config's extreme figures (efficiency, bandwidth, clock, sizes)",
+                            source=result.hw)
 
 
 def _groups(backend: Backend, hw: HardwareBase, spec: ModelSpec | None, workload: Workload,

@@ -11,9 +11,12 @@ from __future__ import annotations
 import configparser
 import csv
 import math
+import io
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from accelsim.config import loader
+from accelsim.config.types import MAX_COUNT
 from accelsim.errors import ConfigError
 from accelsim.hardware.systolic import DATAFLOWS, folds, scalesim_compute_util, scalesim_cycles
 
@@ -65,20 +68,21 @@ def _positive_int(text: str, source: str, key: str) -> int:
         value = int(text.strip())
     except ValueError:
         raise ConfigError(f"expected a positive integer, got {text.strip()!r}", source=source, key=key) from None
-    if value <= 0:
-        raise ConfigError(f"expected a positive integer, got {value}", source=source, key=key)
+    if not 0 < value <= MAX_COUNT:
+        raise ConfigError(f"expected a positive integer <= {MAX_COUNT}, got {text.strip()[:40]}",
+                          source=source, key=key)
     return value
 
 
 def read_config(path: str | Path) -> ScaleSimArray:
     """ArrayHeight, ArrayWidth and Dataflow from ``[architecture_presets]``."""
     source = str(path)
-    parser = configparser.ConfigParser()  # option names are case-insensitive, ':' or '='
+    # Option names are case-insensitive, ':' or '='; no '%' interpolation (SCALE-Sim has none,
+    # and a stray '%' must be a bad value, not a parser crash).
+    parser = configparser.ConfigParser(interpolation=None)
+    text = loader.read_text(path, "SCALE-Sim config")
     try:
-        with open(path, encoding="utf-8") as handle:
-            parser.read_file(handle)
-    except OSError as err:
-        raise ConfigError(f"cannot read SCALE-Sim config ({err.strerror})", source=source) from None
+        parser.read_string(text, source)
     except configparser.Error as err:
         raise ConfigError(f"not a SCALE-Sim INI config: {err.message.splitlines()[0]}", source=source) from None
     if not parser.has_section(ARCH_SECTION):
@@ -103,11 +107,11 @@ def read_topology(path: str | Path) -> list[GemmLayer]:
     is usual) as they are, its convolution files lowered the way SCALE-Sim lowers them (M =
     output pixels, N = filters, K = filter window x channels)."""
     source = str(path)
+    text = loader.read_text(path, "topology")
     try:
-        with open(path, encoding="utf-8", newline="") as handle:
-            rows = [[cell.strip() for cell in row] for row in csv.reader(handle)]
-    except OSError as err:
-        raise ConfigError(f"cannot read topology ({err.strerror})", source=source) from None
+        rows = [[cell.strip() for cell in row] for row in csv.reader(io.StringIO(text, newline=""))]
+    except csv.Error as err:
+        raise ConfigError(f"not a CSV topology: {err}", source=source) from None
     rows = [[c for c in row if c] for row in rows]
     rows = [row for row in rows if row]
     header = tuple(" ".join(c.lower().split()) for c in rows[0]) if rows else ()

@@ -6,6 +6,7 @@ A, B, C at these operating points"); it is `compare` run over a grid, with every
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Literal
 
@@ -40,7 +41,7 @@ class StudyCase(Spec):
 
 
 class StudySpec(Spec):
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.-]+$")
+    name: str = Field(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_][A-Za-z0-9_.-]*$")  # a folder name: no "..", no separators
     title: str = Field(min_length=1)
     cases: list[StudyCase] = Field(min_length=1)
     workloads: list[StudyWorkload] = Field(min_length=1)
@@ -62,5 +63,7 @@ class StudyCell:
         dtypes = "".join(f"_{tag}-{d}" for tag, d in (("w", self.case.weight_dtype),
                                                         ("a", self.case.act_dtype),
                                                         ("kv", self.case.kv_dtype)) if d)
-        return f"{self.case.model}{dtypes}_{wl.phase}_b{wl.batch}_{size}"
+        raw = f"{self.case.model}{dtypes}_{wl.phase}_b{wl.batch}_{size}"
+        # A model given by path must not make the folder a path: one name, no separators.
+        return re.sub(r"[^A-Za-z0-9._+-]+", "_", raw).lstrip(".") or "case"
 

@@ -70,6 +70,12 @@ MONEY = Dimension("cost", "17000 USD", {"USD": 1.0, "$": 1.0, "kUSD": 1e3, "MUSD
 _QUANTITY = re.compile(r"^\s*([-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?)\s*(\S+)\s*$")
 
 
+# The largest quantity a config may state, in base SI units: 1e30 is beyond any real size,
+# bandwidth, rate or energy (a zettabyte is 1e21 B) and keeps products of a few of them finite.
+MAX_QUANTITY = 1e30
+MIN_POSITIVE = 1e-24  # a positive quantity below yocto-units is a typo; dividing by it stays finite
+
+
 class UnitError(ValueError):
     """Raised with a message that says what was expected; wrapped into ConfigError at the edge."""
 

@@ -233,11 +233,13 @@ def _sweep_cmd(out: Path, *extra: str) -> list[str]:
             "--out", str(out), "--search", "random", "--samples", "1200", "--seed", "5", "--no-report", *extra]
 
 
-def test_kill_and_resume_gives_identical_results(tmp_path):
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_kill_and_resume_gives_identical_results(tmp_path, workers):
     whole, broken = tmp_path / "whole", tmp_path / "broken"
     env = {**os.environ, "ACCELSIM_DSE_CHUNK": "8"}
     subprocess.run(_sweep_cmd(whole), check=True, capture_output=True, env=env)
-    proc = subprocess.Popen(_sweep_cmd(broken), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(_sweep_cmd(broken, "--workers", workers), env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
     results = broken / "results.csv"
     deadline = time.time() + 30
     while time.time() < deadline and (not results.exists() or results.read_text().count("\n") < 40):
@@ -246,10 +248,14 @@ def test_kill_and_resume_gives_identical_results(tmp_path):
     proc.wait()
     partial = results.read_text().count("\n") - 1
     assert 0 < partial < 1200, "the kill must land mid-sweep"
-    subprocess.run(_sweep_cmd(broken, "--resume"), check=True, capture_output=True, env=env)
+    # At once: the killed sweep's lock is gone with it (its workers never held it).
+    subprocess.run(_sweep_cmd(broken, "--resume", "--workers", workers), check=True, capture_output=True,
+                   env=env)
     expected = sorted(runner.read_rows(whole / "results.csv"), key=lambda r: r["point_id"])
     got = sorted(runner.read_rows(results), key=lambda r: r["point_id"])
     assert got == expected
+    # Byte for byte, up to the order in which chunks landed.
+    assert sorted(results.read_bytes().splitlines()) == sorted((whole / "results.csv").read_bytes().splitlines())
 
 
 def test_dask_local_cluster_equals_local_run(tmp_path):

@@ -7,7 +7,7 @@ import click
 
 from accelsim import api
 from accelsim.api import resolve_hardware, resolve_model
-from accelsim.cli import options
+from accelsim.cli import options, output
 from accelsim.cli.progress import progress
 from accelsim.sim.result import precision_note
 
@@ -24,11 +24,12 @@ DEFAULT_HW = ("h100-sxm", "tpu-v5e", "hardwired-llama-3.1-8b")
 @options.parallel_options
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Report folder [default: reports/<name>].")
-@click.option("--name", default="compare", show_default=True, help="Report name (folder under reports/).")
+@output.name_option("compare")
+@output.force_option
 @options.json_option
 @options.csv_option
 def compare(model, hws, phase, batch, prompt, context, allow_long_context, density, weight_dtype,
-            act_dtype, kv_dtype, parallelism, out, name, as_json, as_csv):
+            act_dtype, kv_dtype, parallelism, out, name, force, as_json, as_csv):
     """Compare chips on one model and workload; write Markdown + HTML + CSV + plots.
 
     A chip that cannot run the model (it does not fit; another model's weights are in its
@@ -52,11 +53,12 @@ def compare(model, hws, phase, batch, prompt, context, allow_long_context, densi
                                     allow_long_context=allow_long_context, **dtypes)
         results += done
         refusals += refused
-    out_dir = out or Path("reports") / name
     sizes = ", ".join(p.describe() for p in points) if len(points) <= 4 else \
         f"{len(points)} points from {points[0].describe()} to {points[-1].describe()}"
-    files = write_report(results, refusals, chips, out_dir,
-                         f"{spec.name}: {', '.join(c.name for c in chips)}", sizes)
+    with output.report_folder(out or Path("reports") / name, force) as (staging, out_dir):
+        files = output.moved(write_report(results, refusals, chips, staging,
+                                          f"{spec.name}: {', '.join(c.name for c in chips)}", sizes),
+                             staging, out_dir)
     if as_json:
         options.echo_json([{**r.to_dict(), "status": "ok"} for r in results] +
                           [f.to_dict() for f in refusals])

@@ -4,6 +4,7 @@ from __future__ import annotations
 import click
 
 from accelsim.cli import options
+from accelsim.config.types import MAX_COUNT
 from accelsim.dtypes import DTYPES
 from accelsim.errors import AccelsimError
 
@@ -56,10 +57,10 @@ def _scalesim(cfg: str, topology: str, as_json: bool) -> None:
 
 
 @op.command()
-@click.option("--m", "m", type=click.IntRange(min=1), required=True, help="Rows of A and C.")
-@click.option("--k", "k", type=click.IntRange(min=1), required=True, help="Reduction dimension.")
-@click.option("--n", "n", type=click.IntRange(min=1), required=True, help="Columns of B and C.")
-@click.option("--count", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--m", "m", type=options.count(1, MAX_COUNT), required=True, help="Rows of A and C.")
+@click.option("--k", "k", type=options.count(1, MAX_COUNT), required=True, help="Reduction dimension.")
+@click.option("--n", "n", type=options.count(1, MAX_COUNT), required=True, help="Columns of B and C.")
+@click.option("--count", type=options.count(1, MAX_COUNT), default=1, show_default=True,
               help="Independent GEMMs of this shape (batched).")
 @click.option("--dtype", type=click.Choice(DTYPES), default="bf16", show_default=True,
               help="Operand format (ternary: ternary B with int8 A, add-only).")

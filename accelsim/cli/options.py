@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import functools
 import json
+import math
 from collections.abc import Callable
 
 import click
@@ -14,6 +15,41 @@ from accelsim.transform import Parallelism
 from accelsim.workload import Phase, Workload
 
 DEFAULT_MODEL = "llama-3.1-8b"
+
+
+class Finite(click.ParamType):
+    """A float in a stated range that is never NaN or infinite (click's FloatRange lets NaN
+    through, and an inf rate or SLO would end as Infinity/NaN in the JSON)."""
+
+    name = "number"
+
+    def __init__(self, low: float, high: float, *, low_open: bool = True):
+        self.low, self.high, self.low_open = low, high, low_open
+
+    def convert(self, value, param, ctx):  # type: ignore[no-untyped-def]
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        above = number > self.low if self.low_open else number >= self.low
+        if not (math.isfinite(number) and above and number <= self.high):
+            bracket = "(" if self.low_open else "["
+            self.fail(f"{value!r} is not a finite number in {bracket}{self.low:g}, {self.high:g}]",
+                      param, ctx)
+        return number
+
+
+def count(low: int, high: int) -> click.IntRange:
+    """An integer option with a sane maximum, stated in --help and in the error."""
+    return click.IntRange(min=low, max=high)
+
+
+# Workload sizes a step is costed for: a batch or context beyond these is a typo, not a design.
+MAX_BATCH = 2**20
+MAX_TOKENS = 2**24
+MAX_LIST = 256  # values in one list-valued size option (each is a full simulation)
+MAX_CHIPS = 2**16  # chips in one system (the largest TPU pods are ~9,000 chips)
+SEED = click.IntRange(min=0, max=2**32 - 1)  # numpy's generators refuse negative seeds
 
 
 def _compose(*decorators: Callable) -> Callable:
@@ -28,24 +64,24 @@ model_option = click.option("--model", "-m", default=DEFAULT_MODEL, show_default
                             help="Model: a bundled name (see `accelsim models`) or a YAML path.")
 
 class SizeList(click.ParamType):
-    """'1,8,32,128' or '1k,8k,32k,128k' (k = 1,024 tokens): one or more sizes, each >= ``floor``."""
+    """'1,8,32,128' or '1k,8k,32k,128k' (k = 1,024 tokens): one or more sizes, each in
+    [``floor``, ``ceiling``], at most ``MAX_LIST`` of them."""
 
     name = "N[,N...]"
 
-    def __init__(self, floor: int) -> None:
-        self.floor = floor
+    def __init__(self, floor: int, ceiling: int) -> None:
+        self.floor, self.ceiling = floor, ceiling
 
     def convert(self, value, param, ctx):
         if isinstance(value, tuple):
             return value
         items = [item.strip() for item in str(value).split(",")]
-        sizes = []
-        for item in items:
-            sizes.append(_size(item, self.floor, param, ctx, self))
-        return tuple(sizes)
+        if len(items) > MAX_LIST:
+            self.fail(f"{len(items)} values; at most {MAX_LIST} in one list", param, ctx)
+        return tuple(_size(item, self.floor, self.ceiling, param, ctx, self) for item in items)
 
 
-def _size(item: str, floor: int, param, ctx, kind: click.ParamType) -> int:
+def _size(item: str, floor: int, ceiling: int, param, ctx, kind: click.ParamType) -> int:
     text = item.lower()
     scale = 1024 if text.endswith("k") else 1
     digits = text[:-1] if scale > 1 else text
@@ -53,8 +89,8 @@ def _size(item: str, floor: int, param, ctx, kind: click.ParamType) -> int:
         kind.fail(f"{item!r} is not a whole number (write 2048, 2k or a list 1k,8k,32k; k = 1,024)",
                   param, ctx)
     size = int(digits) * scale
-    if size < floor:
-        kind.fail(f"{item!r} must be >= {floor}", param, ctx)
+    if not floor <= size <= ceiling:
+        kind.fail(f"{item!r} must be between {floor:,} and {ceiling:,}", param, ctx)
     return size
 
 
@@ -65,13 +101,13 @@ DEFAULT_CONTEXT = 2048
 workload_options = _compose(
     click.option("--phase", type=click.Choice(["prefill", "decode"]), default="decode",
                  show_default=True, help="Prefill a prompt, or decode one token per sequence."),
-    click.option("--batch", "-b", type=SizeList(1), default="1", show_default=True,
+    click.option("--batch", "-b", type=SizeList(1, MAX_BATCH), default="1", show_default=True,
                  help="Sequences processed together; a list (1,8,32,128) runs each and draws "
                       "throughput against latency."),
-    click.option("--prompt", type=SizeList(1), default=None,
+    click.option("--prompt", type=SizeList(1, MAX_TOKENS), default=None,
                  help="Prompt tokens per sequence (prefill only; k = 1,024; a list such as "
                       "1k,4k,16k draws TTFT against prompt length). [default: 2048]"),
-    click.option("--context", type=SizeList(0), default=None,
+    click.option("--context", type=SizeList(0, MAX_TOKENS), default=None,
                  help="Tokens already in the KV cache per sequence (decode only; k = 1,024; a list "
                       "such as 1k,8k,32k,128k draws latency against context). [default: 2048]"),
     click.option("--allow-long-context", is_flag=True,
@@ -100,27 +136,27 @@ csv_option = click.option("--csv", "as_csv", is_flag=True,
                                "layout in every row).")
 
 _LAYOUT_OPTIONS = _compose(
-    click.option("--chips", type=click.IntRange(min=1), default=None,
+    click.option("--chips", type=count(1, MAX_CHIPS), default=None,
                  help="Chips in the system: chips = tp x pp x dp-attn (--ep does not multiply "
                       "them); alone, they split the model by tensor parallelism. "
                       "[default: tp x pp x dp-attn; dataflow chips: as many as the model's bytes "
                       "need]"),
-    click.option("--tp", type=click.IntRange(min=1), default=None,
+    click.option("--tp", type=count(1, MAX_CHIPS), default=None,
                  help="Tensor-parallel ranks (split heads and matmul columns/rows; all-reduce). "
                       "Without --ep, every routed expert is split over the tp x dp-attn chips."),
-    click.option("--pp", type=click.IntRange(min=1), default=None,
+    click.option("--pp", type=count(1, MAX_CHIPS), default=None,
                  help="Pipeline stages (contiguous layers per stage; sends between stages)."),
-    click.option("--dp-attn", "dp", type=click.IntRange(min=1), default=None,
+    click.option("--dp-attn", "dp", type=count(1, MAX_CHIPS), default=None,
                  help="Attention data-parallel ranks: each holds whole attention heads (split "
                       "over its --tp ranks) and the dense weights, and runs batch/dp-attn of the "
                       "sequences; must divide --batch. [default: 1]"),
-    click.option("--ep", type=click.IntRange(min=1), default=None,
+    click.option("--ep", type=count(1, MAX_CHIPS), default=None,
                  help="Expert parallelism for MoE models: split the routed experts over the "
                       "tp x dp-attn chips of each stage (must divide tp x dp-attn and the expert "
                       "count; each expert tensor-split over the (tp x dp-attn)/ep chips that "
                       "share it; all-to-all dispatch and combine). --chips 8 --tp 8 --ep 8 and "
                       "--chips 8 --dp-attn 8 --ep 8 are both one 8-chip node. [default: 1]"),
-    click.option("--tp-x", "tp_x", type=click.IntRange(min=1), default=None,
+    click.option("--tp-x", "tp_x", type=count(1, MAX_CHIPS), default=None,
                  help="Lay the --tp ranks out as a 2D weight-stationary grid of TP_X x TP/TP_X "
                       "(Pope et al. 2022): model width split over x, heads/columns over y. "
                       "[default: 1, Megatron 1D]"),

@@ -24,7 +24,7 @@ from accelsim.sim.result import Refusal
 @click.option("--runtime", default=None,
               help="Serving engine preset (runtimes/: vllm, sglang, tensorrt-llm, nim, accelsim) whose "
                    "kernels and host overheads the step runs with [default: the hardware config's].")
-@click.option("--top", type=click.IntRange(min=0), default=12, show_default=True,
+@click.option("--top", type=click.IntRange(min=0, max=100_000), default=12, show_default=True,
               help="Rows of the per-op tables (slowest first); 0 for all.")
 @click.option("--perfetto", type=click.Path(dir_okay=False, path_type=Path), default=None,
               metavar="FILE.json",

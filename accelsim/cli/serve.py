@@ -8,11 +8,16 @@ import click
 from accelsim import api
 from accelsim.cli import options
 from accelsim.cli.progress import progress
+from accelsim.cli import output as folders  # `output` is the --output option here
 from accelsim.errors import AccelsimError
 from accelsim.sim import load, serving
 from accelsim.workload import Workload
 
 DEFAULT_RATE_FACTORS = (0.25, 0.5, 1.0, 1.5, 2.0)
+MAX_RATE = 1e9     # requests/s: beyond any cluster; keeps arrival times distinct in float64
+MIN_RATE = 1e-6    # requests/s (one in 11 days): slower, and arrival times stop being finite
+MAX_SLO_S = 1e6    # seconds: about 11 days
+MAX_CURVE_RATES = 64
 
 
 def parse_rates(text: str | None, rate: float) -> list[float]:
@@ -23,8 +28,9 @@ def parse_rates(text: str | None, rate: float) -> list[float]:
         rates = [float(part) for part in text.split(",") if part.strip()]
     except ValueError:
         raise AccelsimError(f"--rates must be comma-separated numbers (e.g. 1,2,4,8), got {text!r}") from None
-    if not rates or any(not r > 0 for r in rates):
-        raise AccelsimError(f"--rates must list request rates > 0 per second, got {text!r}")
+    if not rates or any(not MIN_RATE <= r <= MAX_RATE for r in rates) or len(rates) > MAX_CURVE_RATES:
+        raise AccelsimError(f"--rates must list at most {MAX_CURVE_RATES} finite request rates in "
+                            f"[{MIN_RATE:g}, {MAX_RATE:g}] per second, got {text[:80]!r}")
     return sorted(set(rates))
 
 
@@ -48,25 +54,25 @@ def typical_step(result: serving.ServeResult, costs: serving.CostModel):
 @options.parallel_options
 @options.dtype_options
 @options.density_option
-@click.option("--rate", type=float, default=8.0, show_default=True, help="Mean request arrivals per second.")
-@click.option("--concurrency", type=int, default=None,
+@click.option("--rate", type=options.Finite(MIN_RATE, MAX_RATE, low_open=False), default=8.0, show_default=True, help="Mean request arrivals per second.")
+@click.option("--concurrency", type=options.count(1, serving.MAX_REQUESTS), default=None,
               help="Closed loop: keep N requests in flight, sending the next as one completes "
                    "(TTFT from each send), instead of --rate arrivals.")
 @click.option("--offline", is_flag=True, default=False,
               help="Queue all --requests at t=0 (max-throughput / MLPerf Offline), instead of --rate arrivals.")
-@click.option("--length-spread", type=float, default=1.0, show_default=True,
+@click.option("--length-spread", type=options.Finite(0, 1), default=1.0, show_default=True,
               help="Synthetic lengths uniform over SPREAD x nominal .. nominal (0.8: 80-100 %, as "
                    "InferenceX draws them); 1 = fixed --prompt/--output.")
-@click.option("--requests", "n_requests", type=int, default=2000, show_default=True,
+@click.option("--requests", "n_requests", type=options.count(1, serving.MAX_REQUESTS), default=2000, show_default=True,
               help="Requests to simulate per rate.")
 @click.option("--arrival", type=click.Choice(serving.ARRIVALS), default="poisson", show_default=True,
               help="Arrival process: Poisson, or bursty gamma with --cv.")
-@click.option("--cv", type=float, default=2.0, show_default=True,
+@click.option("--cv", type=options.Finite(1e-3, 1e3, low_open=False), default=2.0, show_default=True,
               help="Coefficient of variation of gamma inter-arrival gaps (1 = Poisson).")
 @click.option("--trace", "trace_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="CSV of requests (arrival_s,prompt_tokens,output_tokens) instead of synthetic ones.")
-@click.option("--prompt", type=int, default=1024, show_default=True, help="Prompt tokens per synthetic request.")
-@click.option("--output", type=int, default=256, show_default=True, help="Output tokens per synthetic request.")
+@click.option("--prompt", type=options.count(1, serving.MAX_TOKENS), default=1024, show_default=True, help="Prompt tokens per synthetic request.")
+@click.option("--output", type=options.count(1, serving.MAX_TOKENS), default=256, show_default=True, help="Output tokens per synthetic request.")
 @click.option("--runtime", default=None,
               help="Serving engine preset: accelsim, vllm, sglang, tensorrt-llm, nim, or a YAML path "
                    "(runtimes/; its scheduler settings and host overheads, each with its source) "
@@ -74,37 +80,38 @@ def typical_step(result: serving.ServeResult, costs: serving.CostModel):
 @click.option("--scheduler", type=click.Choice(serving.SCHEDULERS), default=None,
               help="static batches, continuous (vLLM-style) batching, or pipelined users (hardwired) "
                    "[default: the runtime's].")
-@click.option("--max-batch", type=int, default=None, help="Most requests in one batch [default: the runtime's].")
-@click.option("--chunk", type=int, default=None,
+@click.option("--max-batch", type=options.count(1, options.MAX_BATCH), default=None, help="Most requests in one batch [default: the runtime's].")
+@click.option("--chunk", type=options.count(1, serving.MAX_TOKENS), default=None,
               help="Most tokens per step, i.e. the prefill chunk (max_num_batched_tokens) "
                    "[default: the runtime's; accelsim 512].")
-@click.option("--block-size", type=int, default=None,
+@click.option("--block-size", type=options.count(1, serving.MAX_TOKENS), default=None,
               help="Tokens per KV-cache block (paging) [default: the runtime's].")
-@click.option("--kv-reserve", type=float, default=None,
+@click.option("--kv-reserve", type=options.Finite(0, 1, low_open=False), default=None,
               help="Share of each request's output whose KV is reserved before admission: 1 = prompt + "
                    "output up front (never preempts), 0 = prompt + 1 [default: the runtime's; accelsim 0].")
 @click.option("--preemption", type=click.Choice(serving.PREEMPTIONS), default=None,
               help="What a preempted request loses: recompute its tokens, or swap its cache to host "
                    "memory and back [default: the runtime's].")
-@click.option("--kv-memory-fraction", type=float, default=None,
+@click.option("--kv-memory-fraction", type=options.Finite(0, 1), default=None,
               help="Share of the memory beside the weights (or of all of it, as the runtime sizes its pool) given to the KV cache [default: the runtime's; accelsim 0.9].")
 @click.option("--rates", default=None,
               help="Comma-separated rates for the latency-throughput curve [default: 0.25x..2x --rate].")
 @click.option("--find-capacity", is_flag=True, default=False,
               help="Search the highest --rate (or --concurrency) whose TTFT and TPOT at --slo-percentile "
                    "meet --slo-ttft/--slo-tpot (to 5 %).")
-@click.option("--slo-percentile", type=float, default=99.0, show_default=True,
+@click.option("--slo-percentile", type=options.Finite(0, 100), default=99.0, show_default=True,
               help="Percentile at which --find-capacity holds the SLOs.")
-@click.option("--slo-ttft", type=float, default=0.5, show_default=True, help="TTFT SLO in seconds (goodput).")
-@click.option("--slo-tpot", type=float, default=0.05, show_default=True, help="TPOT SLO in seconds (goodput).")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the arrival process.")
+@click.option("--slo-ttft", type=options.Finite(0, MAX_SLO_S), default=0.5, show_default=True, help="TTFT SLO in seconds (goodput).")
+@click.option("--slo-tpot", type=options.Finite(0, MAX_SLO_S), default=0.05, show_default=True, help="TPOT SLO in seconds (goodput).")
+@click.option("--seed", type=options.SEED, default=0, show_default=True, help="Seed of the arrival process.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Report folder [default: reports/serve].")
+@folders.force_option
 @options.json_option
 def serve(model, hw, parallelism, weight_dtype, act_dtype, kv_dtype, density, rate, concurrency, offline,
           length_spread, n_requests, arrival, cv, trace_file, prompt, output, runtime, scheduler, max_batch,
           chunk, block_size, kv_reserve, preemption, kv_memory_fraction, rates, find_capacity,
-          slo_percentile, slo_ttft, slo_tpot, seed, out, as_json):
+          slo_percentile, slo_ttft, slo_tpot, seed, out, force, as_json):
     """Serve a stream of requests and report TTFT, TPOT, end-to-end latency, throughput, goodput
     under the SLOs, energy per token, the queue over time and a latency-throughput curve.
 
@@ -161,10 +168,11 @@ def serve(model, hw, parallelism, weight_dtype, act_dtype, kv_dtype, density, ra
              f"{config.memory_utilisation:g} of {config.memory_basis} memory; {scheduler} batching (max batch {max_batch}"
              f"{f', chunk {chunk}' if scheduler == 'continuous' else ''}), KV blocks of {block_size} "
              f"tokens; {source}; {main_load}.")
-    out_dir = out or Path("reports") / "serve"
     step, step_label = typical_step(main, costs)
-    files = write_report(main, sweep, out_dir, f"Serving {costs.model.name} on {costs.hw.name}", setup,
-                         step, step_label, capacity)
+    with folders.report_folder(out or Path("reports") / "serve", force) as (staging, out_dir):
+        files = folders.moved(write_report(main, sweep, staging, f"Serving {costs.model.name} on "
+                                           f"{costs.hw.name}", setup, step, step_label, capacity),
+                              staging, out_dir)
     if as_json:
         options.echo_json({"summary": main.summary(), "curve": [r.summary() for r in sweep],
                            "capacity": capacity.summary() if capacity is not None else None,

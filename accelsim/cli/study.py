@@ -7,7 +7,7 @@ import click
 import pandas as pd
 
 from accelsim.api import load_study, run_study
-from accelsim.cli import options
+from accelsim.cli import options, output
 from accelsim.cli.progress import bar
 from accelsim.units import format_rate, format_si
 from accelsim.report.study import study_frame, write_study
@@ -17,8 +17,9 @@ from accelsim.report.study import study_frame, write_study
 @click.argument("study_file")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Report folder [default: reports/<study name>].")
+@output.force_option
 @options.json_option
-def study(study_file, out, as_json):
+def study(study_file, out, force, as_json):
     """Run a study declared in YAML (models x chips x workloads) and write its report.
 
     \b
@@ -32,8 +33,8 @@ def study(study_file, out, as_json):
     spec = load_study(study_file)
     with bar(len(spec.cases) * len(spec.workloads), "cells", quiet=as_json) as done:
         cells = run_study(spec, done)
-    out_dir = out or Path("reports") / spec.name
-    files = write_study(spec, cells, out_dir)
+    with output.report_folder(out or Path("reports") / spec.name, force) as (staging, out_dir):
+        files = output.moved(write_study(spec, cells, staging), staging, out_dir)
     frame = study_frame(cells)
     if as_json:
         options.echo_json(frame.to_dict("records"))

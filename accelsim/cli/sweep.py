@@ -15,7 +15,7 @@ from accelsim.cli.progress import DELAY_S, on_terminal
 from accelsim.dse import reading, runner, search
 from accelsim.dse.evaluate import Job
 from accelsim.dse.metrics import Reference
-from accelsim.dse.space import METRICS, Condition, load_space
+from accelsim.dse.space import MAX_GRID_POINTS, METRICS, Condition, load_space
 from accelsim.errors import AccelsimError, CannotRunError
 from accelsim.report.cells import format_cell
 from accelsim.report.sweep import SweepSummary, cliffs_from, load_frame, write_report
@@ -38,10 +38,10 @@ def _progress(total: int, quiet: bool):
               show_default=True, help="Folder for results.csv, the report and plots.")
 @click.option("--search", "strategy", type=click.Choice(search.SEARCHES), default="grid", show_default=True,
               help="grid: every combination; random: --samples draws; nsga2: evolve ~--samples designs.")
-@click.option("--samples", type=click.IntRange(min=1), default=512, show_default=True,
+@click.option("--samples", type=click.IntRange(min=1, max=MAX_GRID_POINTS), default=512, show_default=True,
               help="Evaluations for random and nsga2.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed for random and nsga2.")
-@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--seed", type=options.SEED, default=0, show_default=True, help="Seed for random and nsga2.")
+@click.option("--workers", type=options.count(1, 256), default=1, show_default=True,
               help="Local processes evaluating chunks of points.")
 @click.option("--scheduler", default=None, metavar="tcp://HOST:PORT",
               help="Run on a Dask cluster instead of local processes.")
@@ -58,8 +58,8 @@ def _progress(total: int, quiet: bool):
                    "$/Mtoken on the same model and workload; docs/economics.md).")
 @click.option("--phase", type=click.Choice(["prefill", "decode"]), default=None,
               help="Override the space's workload phase.")
-@click.option("--batch", type=click.IntRange(min=1), default=None, help="Override the space's batch.")
-@click.option("--context", type=click.IntRange(min=0), default=None, help="Override the space's context.")
+@click.option("--batch", type=options.count(1, options.MAX_BATCH), default=None, help="Override the space's batch.")
+@click.option("--context", type=options.count(0, options.MAX_TOKENS), default=None, help="Override the space's context.")
 @click.option("--no-report", is_flag=True, help="Write results.csv only (`accelsim report OUT` later).")
 @options.dtype_options
 @options.json_option
@@ -88,7 +88,8 @@ def sweep(model, space_path, out, strategy, samples, seed, workers, scheduler, r
                                "drop --context or use --phase decode")
     api.long_context_note(spec, workload, allow=False)  # the model's limit, before any design point
     job = Job(space, spec, workload, reference=_reference(spec, breakeven_vs, workload))
-    out.mkdir(parents=True, exist_ok=True)
+    # Held until the command ends (click closes the context): one sweep per folder at a time.
+    click.get_current_context().with_resource(runner.locked_folder(out))
     csv_path = out / "results.csv"
     if csv_path.exists() and not resume and csv_path.stat().st_size > 0:
         click.echo(f"note: overwriting {csv_path} (use --resume to continue it)", err=True)

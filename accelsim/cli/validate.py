@@ -7,6 +7,7 @@ import click
 
 from accelsim.cli import options
 from accelsim.cli.progress import bar
+from accelsim.errors import AccelsimError
 from accelsim.validate.points import SUBSETS
 
 
@@ -21,7 +22,7 @@ class BoundExceeded(click.ClickException):
               help="smoke: a few cheap points; calibration / holdout: the two halves of the split "
                    "(docs/validation.md); preliminary: points their publisher calls preliminary "
                    "(never fitted or bounded); all: every point.")
-@click.option("--max-error", type=click.FloatRange(min=0.0), default=0.15, show_default=True,
+@click.option("--max-error", type=options.Finite(0.0, 1e6, low_open=False), default=0.15, show_default=True,
               help="Bound on the median |error| per hardware and metric over the holdout points run "
                    "(over all points run when none is a holdout point); exit 1 when exceeded.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
@@ -52,7 +53,10 @@ def validate(subset, max_error, out, points_path, serving, trust_path, as_json):
     with bar(None, "points", quiet=as_json) as done:
         result = run_validation(subset, max_error, points_path, done=done)
     if out is not None:
-        write(result, out)
+        try:
+            write(result, out)
+        except OSError as err:
+            raise AccelsimError(f"--out: cannot write to {out} ({err.strerror or err})") from None
     if trust_path is not None:
         try:
             from accelsim.validate.points import DEFAULT_POINTS, Catalogue

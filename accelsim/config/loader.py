@@ -7,13 +7,17 @@ from __future__ import annotations
 
 import copy
 import difflib
+import itertools
 import json
+import re
+import stat
 from collections.abc import Callable
+from functools import lru_cache
 from pathlib import Path
 from typing import Any, TypeVar
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from pydantic_core import ErrorDetails
 
 from accelsim.errors import ConfigError
@@ -24,20 +28,60 @@ BUNDLED_ROOTS = (PACKAGE_ROOT / "data", PACKAGE_ROOT.parent)
 T = TypeVar("T", bound=BaseModel)
 S = TypeVar("S")
 
+# Limits checked before (or while) parsing, so a hostile file ends in one line, not a
+# RecursionError, minutes of parsing or a memory blow-up.  The largest bundled config is a few
+# kB and the deepest about 5 levels: these leave a wide margin for real files.
+MAX_CONFIG_BYTES = 8 * 2**20
+MAX_DEPTH = 64
+MAX_NODES = 1_000_000  # YAML nodes after expanding aliases (a "billion laughs" file is refused)
 
-# libyaml's C parser where PyYAML was built with it (about ten times faster); the duplicate-key
-# check below is a constructor, which runs the same on either.
-_SafeLoader: type = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
+# The pure-Python loader, not libyaml's: its composer is where nesting depth and alias
+# expansion are bounded (the C composer offers no hook); parsed documents are cached by
+# text below, so a spec read again costs a file read and a copy, not a parse.
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """SafeLoader that refuses duplicate keys instead of keeping the last one silently, and
+    bounds nesting depth and alias expansion while composing (the composer recurses per level)."""
 
-class _UniqueKeyLoader(_SafeLoader):
-    """SafeLoader that refuses duplicate keys instead of keeping the last one silently."""
+    def __init__(self, stream):
+        super().__init__(stream)
+        self._depth = 0
+        self._nodes = 0
+        self._sizes: dict[str, int] = {}
+
+    def compose_node(self, parent, index):
+        event = self.peek_event()
+        if isinstance(event, yaml.AliasEvent):
+            self._count(self._sizes.get(event.anchor or "", 1), event.start_mark)
+            return super().compose_node(parent, index)
+        self._depth += 1
+        if self._depth > MAX_DEPTH:
+            raise yaml.composer.ComposerError(
+                None, None, f"nested deeper than {MAX_DEPTH} levels (the most allowed)", event.start_mark)
+        start = self._nodes
+        self._count(1, event.start_mark)
+        node = super().compose_node(parent, index)
+        anchor = getattr(event, "anchor", None)
+        if anchor:
+            self._sizes[anchor] = self._nodes - start
+        self._depth -= 1
+        return node
+
+    def _count(self, nodes: int, mark) -> None:
+        self._nodes += nodes
+        if self._nodes > MAX_NODES:
+            raise yaml.composer.ComposerError(
+                None, None, f"more than {MAX_NODES} values once aliases are expanded (the most "
+                            f"allowed)", mark)
 
 
 def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: bool = False):
     seen: dict[Any, int] = {}
     for key_node, _ in node.value:
         key = loader.construct_object(key_node, deep=deep)
+        if not isinstance(key, (str, int, float, bool)) and key is not None:
+            raise yaml.constructor.ConstructorError(
+                None, None, f"a key must be a name, got a {type(key).__name__}", key_node.start_mark)
         if key in seen:
             raise yaml.constructor.ConstructorError(
                 None, None, f"duplicate key '{key}' (first on line {seen[key] + 1})", key_node.start_mark)
@@ -54,38 +98,74 @@ _PARSED: dict[tuple[str, str], dict[str, Any]] = {}
 _PARSED_MAX = 64
 
 
-def read_document(path: Path) -> dict[str, Any]:
-    """Parse a YAML (or JSON, which is YAML) file into a mapping; one-line errors on failure."""
+def read_text(path: str | Path, what: str = "file", *, max_bytes: int = MAX_CONFIG_BYTES) -> str:
+    """The UTF-8 text of a file, refused by size before any byte is read and by encoding with
+    the offset of the first bad byte; every input file accelsim reads comes through here."""
+    source = str(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        info = Path(path).stat()
+        if not stat.S_ISREG(info.st_mode):  # /dev/zero or a pipe would be read forever
+            raise ConfigError(f"{what} is not a regular file", source=source)
+        if info.st_size > max_bytes:
+            raise ConfigError(f"{what} is {info.st_size / 2**20:.1f} MiB; the most allowed is "
+                              f"{max_bytes / 2**20:g} MiB", source=source)
+        with open(path, "rb") as handle:
+            data = handle.read(max_bytes + 1)  # a file growing while read stops here too
+        if len(data) > max_bytes:
+            raise ConfigError(f"{what} is over the {max_bytes / 2**20:g} MiB allowed", source=source)
     except OSError as err:
-        raise ConfigError(f"cannot read file ({err.strerror})", source=str(path)) from None
-    key = (str(path), text)
-    cached = _PARSED.get(key)
-    if cached is None:
-        cached = _parse(path, text)
-        if len(_PARSED) >= _PARSED_MAX:
-            _PARSED.pop(next(iter(_PARSED)))
-        _PARSED[key] = cached
-    return copy.deepcopy(cached)
-
-
-def _parse(path: Path, text: str) -> dict[str, Any]:
+        raise ConfigError(f"cannot read {what} ({err.strerror or err})", source=source) from None
     try:
-        if path.suffix == ".json":
-            data = json.loads(text)
-        else:
-            data = yaml.load(text, Loader=_UniqueKeyLoader)
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start}); "
+                          f"save the {what} as UTF-8", source=source) from None
+
+
+_JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
+_JSON_BRACKETS = re.compile(r"[\[\]{}]")
+
+
+def _json_depth(text: str) -> int:
+    """Deepest bracket nesting outside strings, found without recursing (json.loads would)."""
+    steps = (1 if b in "[{" else -1 for b in _JSON_BRACKETS.findall(_JSON_STRING.sub("", text)))
+    return max(itertools.accumulate(steps, initial=0))
+
+
+def parse_text(text: str, source: str, *, as_json: bool) -> Any:
+    """Parse YAML or JSON text with the depth, size and duplicate-key rules; one-line errors."""
+    try:
+        if as_json:
+            if _json_depth(text) > MAX_DEPTH:
+                raise ConfigError(f"invalid JSON: nested deeper than {MAX_DEPTH} levels (the most "
+                                  f"allowed)", source=source)
+            return json.loads(text)  # NaN/Infinity parse; the typed fields refuse them by key
+        return yaml.load(text, Loader=_UniqueKeyLoader)
     except json.JSONDecodeError as err:
-        raise ConfigError(f"invalid JSON at line {err.lineno}: {err.msg}", source=str(path)) from None
+        raise ConfigError(f"invalid JSON at line {err.lineno}: {err.msg}", source=source) from None
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" at line {mark.line + 1}" if mark else ""
         problem = getattr(err, "problem", None) or str(err)
-        raise ConfigError(f"invalid YAML{where}: {problem}", source=str(path)) from None
-    if not isinstance(data, dict):
-        raise ConfigError("expected a mapping of keys to values at the top level", source=str(path))
-    return data
+        raise ConfigError(f"invalid YAML{where}: {problem}", source=source) from None
+    except (ValueError, RecursionError) as err:  # e.g. an integer of more than 4300 digits
+        kind = "JSON" if as_json else "YAML"
+        raise ConfigError(f"invalid {kind}: {' '.join(str(err).split())[:200]}", source=source) from None
+
+
+def read_document(path: Path) -> dict[str, Any]:
+    """Parse a YAML (or JSON, which is YAML) file into a mapping; one-line errors on failure."""
+    text = read_text(path)
+    key = (str(path), text)
+    cached = _PARSED.get(key)
+    if cached is None:
+        data = parse_text(text, str(path), as_json=path.suffix == ".json")
+        if not isinstance(data, dict):
+            raise ConfigError("expected a mapping of keys to values at the top level", source=str(path))
+        if len(_PARSED) >= _PARSED_MAX:
+            _PARSED.pop(next(iter(_PARSED)))
+        _PARSED[key] = cached = data
+    return copy.deepcopy(cached)
 
 
 def _key_path(loc: tuple) -> str:
@@ -126,6 +206,25 @@ def validate(model: type[T], data: dict[str, Any], source: str) -> T:
         suffix = f" (and {extra} more problem{'s' if extra > 1 else ''})" if extra else ""
         raise ConfigError(_describe(first, model) + suffix, source=source,
                           key=_key_path(first["loc"])) from None
+
+
+@lru_cache(maxsize=64)
+def _adapter(kind: Any) -> TypeAdapter:
+    return TypeAdapter(kind)
+
+
+def validate_value(kind: Any, value: Any, source: str, key: str, *, strict: bool = True) -> Any:
+    """One field validated by the same types and messages as a spec's fields (for readers of
+    foreign formats, e.g. Hugging Face configs); strict: no '4096' for 4096, no true for 1."""
+    try:
+        return _adapter(kind).validate_python(value, strict=strict)
+    except ValidationError as err:
+        first = err.errors(include_url=False)[0]
+        message = _describe(dict(first), BaseModel)
+        if first["type"] in ("int_type", "float_type", "string_type", "bool_type", "list_type",
+                             "literal_error", "int_from_float"):
+            message = f"{message}, got {value!r}"[:300]
+        raise ConfigError(message, source=source, key=key) from None
 
 
 def bundled_names(folder: str) -> dict[str, Path]:

@@ -11,7 +11,18 @@ from accelsim import units
 class Spec(BaseModel):
     """Immutable and strict: unknown keys are errors, and no coercion of '3' into 3."""
 
-    model_config = ConfigDict(frozen=True, extra="forbid", strict=False, validate_default=True)
+    model_config = ConfigDict(frozen=True, extra="forbid", strict=False, validate_default=True,
+                              allow_inf_nan=False)
+
+
+# Sane maxima at the edge: every count and size a config gives is bounded, so arithmetic on it
+# stays finite in float64 and nothing allocates per unit of a runaway value.  2**40 (about 1.1e12)
+# is far beyond any real count (vocabularies ~1e6, widths ~1e5, MACs on a die ~1e7); layers (8x the
+# deepest published model, Llama-3.1-405B with 126) get their own bound: lowering builds ops per layer.
+MAX_COUNT = 2**40
+MAX_LAYERS = 1024
+# A derate below this is a typo (it would make a step last longer than the universe's age).
+MIN_FRACTION = 1e-6
 
 
 def _quantity(dim: units.Dimension, *, positive: bool = True):
@@ -20,6 +31,10 @@ def _quantity(dim: units.Dimension, *, positive: bool = True):
             parsed = units.parse_quantity(value, dim)
         except units.UnitError as err:
             raise ValueError(str(err)) from None
+        if parsed > units.MAX_QUANTITY:
+            raise ValueError(f"must be at most {units.MAX_QUANTITY:g} (in base units), got {value!r}")
+        if positive and 0 < parsed < units.MIN_POSITIVE:
+            raise ValueError(f"must be at least {units.MIN_POSITIVE:g} (in base units), got {value!r}")
         if positive and parsed <= 0:
             raise ValueError(f"must be > 0, got {value!r}")
         if parsed < 0:
@@ -51,8 +66,13 @@ Area = Annotated[float, _quantity(units.AREA)]
 BitDensity = Annotated[float, _quantity(units.BIT_DENSITY)]
 Money = Annotated[float, _quantity(units.MONEY, positive=False)]
 
-PositiveInt = Annotated[int, _require(lambda v: v > 0, "must be a positive integer, got {value}")]
-NonNegativeInt = Annotated[int, _require(lambda v: v >= 0, "must be >= 0, got {value}")]
-Fraction = Annotated[float, _require(lambda v: 0 < v <= 1, "must be a fraction in (0, 1], got {value}")]
+PositiveInt = Annotated[int, _require(lambda v: 0 < v <= MAX_COUNT,
+                                      f"must be a positive integer <= {MAX_COUNT}, got {{value}}")]
+NonNegativeInt = Annotated[int, _require(lambda v: 0 <= v <= MAX_COUNT,
+                                         f"must be an integer in [0, {MAX_COUNT}], got {{value}}")]
+LayerCount = Annotated[int, _require(lambda v: 0 < v <= MAX_LAYERS,
+                                     f"must be a positive integer <= {MAX_LAYERS}, got {{value}}")]
+Fraction = Annotated[float, _require(lambda v: MIN_FRACTION <= v <= 1,
+                                     f"must be a fraction in [{MIN_FRACTION:g}, 1], got {{value}}")]
 Source = Annotated[str, _require(lambda v: len(v.strip()) >= 3,
                                  "must cite where the figures come from (datasheet, paper, URL)")]

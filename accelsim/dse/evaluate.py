@@ -9,7 +9,7 @@ from accelsim.api import economics, simulate
 from accelsim.dse import metrics
 from accelsim.dse.space import Space, point_id, to_number
 from accelsim.economics.tables import Tables
-from accelsim.errors import ConfigError, DoesNotFitError
+from accelsim.errors import ConfigError, DoesNotFitError, NotFiniteError
 from accelsim.model.spec import ModelSpec
 from accelsim.workload import Workload
 
@@ -50,6 +50,8 @@ def evaluate_scalar(job: Job, point: dict[str, Any]) -> dict[str, Any]:
         r = simulate(job.model, hw, job.workload)
     except DoesNotFitError as err:
         return failed_row(point, metrics.STATUS_NO_FIT, err.one_line())
+    except NotFiniteError as err:
+        return failed_row(point, metrics.STATUS_INVALID, err.one_line())
     usd = metrics.usd_per_mtoken(hw, job.model, job.economics, r.power_w, r.tokens_per_s, r.chips)
     breakeven = metrics.breakeven_mtokens(hw, job.model, job.economics, job.reference, r.power_w,
                                           r.tokens_per_s, r.chips)

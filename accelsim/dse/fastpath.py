@@ -219,6 +219,9 @@ class _Table:
             if i in self.rows:
                 out.append(self.rows[i])
                 continue
+            if s == metrics.STATUS_OK and not all(math.isfinite(x) for x in v):
+                # The vectorised twin of pipeline's NotFiniteError: an invalid point, never inf.
+                s, r = metrics.STATUS_INVALID, "the step's figures would not be finite numbers"
             head["status"], head["reason"] = s, r
             if s == metrics.STATUS_OK:
                 # NaN marks a metric with no value (a breakeven that never comes): an empty cell

@@ -14,10 +14,15 @@ the rows an uninterrupted one would have.
 """
 from __future__ import annotations
 
+import contextlib
 import csv
+import fcntl
 import io
 import itertools
 import os
+import signal
+import threading
+import time
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
 from pathlib import Path
@@ -31,6 +36,7 @@ from accelsim.errors import AccelsimError
 # Points per task: large enough that the fast path's per-chunk work (placing and costing each
 # layout) is spread thin, small enough that a kill loses about a second of work.
 CHUNK = int(os.environ.get("ACCELSIM_DSE_CHUNK", "4096"))
+LOCK_FILE = ".sweep.lock"
 
 
 def columns(keys: list[str]) -> list[str]:
@@ -154,9 +160,72 @@ def evaluate_chunk(job: Job, points: list[dict]) -> str:
 _WORKER_JOB: Job | None = None
 
 
-def _start_worker(job: Job) -> None:
+# The descriptor of the sweep's folder lock in this process.  A forked worker closes its copy,
+# so the lock is the sweep's alone and ends the moment the sweep does, dying workers or not.
+_LOCK_FD: int | None = None
+
+
+def _start_worker(job: Job, parent: int | None = None) -> None:
     global _WORKER_JOB
     _WORKER_JOB = job
+    if _LOCK_FD is not None:
+        with contextlib.suppress(OSError):
+            os.close(_LOCK_FD)
+    if parent is not None:
+        die_with_parent(parent)
+
+
+def die_with_parent(parent: int) -> None:
+    """End this worker when the sweep that started it ends, however it ends (a SIGKILL runs no
+    clean-up, and orphaned workers would hold results.csv and the CPUs for minutes): Linux's
+    parent-death signal, and on every platform a thread that watches the parent's pid."""
+    try:
+        import ctypes
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except (OSError, AttributeError):
+        pass
+    if os.getppid() != parent:  # it died before the signal was armed
+        os._exit(1)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+@contextlib.contextmanager
+def locked_folder(out: Path) -> Iterator[Path]:
+    """Hold an exclusive lock on ``out`` for the life of a sweep: a second sweep on the same
+    folder is refused in one line instead of writing every row twice.  The lock is the
+    kernel's (flock), so a killed sweep never leaves a stale one."""
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        handle = (out / LOCK_FILE).open("a+", encoding="utf-8")
+    except OSError as err:
+        raise AccelsimError(f"--out: cannot write to {out} ({err.strerror or err})") from None
+    with handle:
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            handle.seek(0)
+            holder = handle.read().strip() or "another process"
+            raise AccelsimError(f"--out: another sweep ({holder}) is writing to {out}; wait for it to "
+                                f"finish or choose another --out") from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        global _LOCK_FD
+        _LOCK_FD = handle.fileno()
+        try:
+            yield out
+        finally:
+            _LOCK_FD = None
+            handle.truncate(0)
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
 
 def _worker_chunk(points: list[dict]) -> str:
@@ -249,7 +318,8 @@ def _dispatch(job: Job, todo: Iterator[list[dict]], workers: int, scheduler: str
     else:
         size = pool_chunk(total, workers, chunk) if total else chunk
         pending: dict[Any, int] = {}
-        with ProcessPoolExecutor(max_workers=workers, initializer=_start_worker, initargs=(job,)) as pool:
+        with ProcessPoolExecutor(max_workers=workers, initializer=_start_worker,
+                                 initargs=(job, os.getpid())) as pool:
             for c in _chunks(itertools.chain.from_iterable(todo), size):
                 if len(pending) >= 2 * workers:
                     finished, _ = wait(pending, return_when=FIRST_COMPLETED)

@@ -24,7 +24,7 @@ from pydantic import Field, TypeAdapter, ValidationError, model_validator
 
 from accelsim import hardware, units
 from accelsim.config import loader
-from accelsim.config.types import PositiveInt, Spec
+from accelsim.config.types import NonNegativeInt, PositiveInt, Spec
 from accelsim.errors import ConfigError
 from accelsim.hardware.spec import HardwareBase
 
@@ -45,6 +45,9 @@ Sense = Literal["max", "min"]
 _DIMENSIONS = (units.SIZE, units.BANDWIDTH, units.FREQUENCY, units.THROUGHPUT, units.POWER,
                units.ENERGY, units.ENERGY_PER_BYTE, units.TIME, units.AREA, units.BIT_DENSITY,
                units.MONEY)
+# Grid sizes a sweep can enumerate in memory: values per range, and points in a whole grid.
+MAX_RANGE_POINTS = 10_000
+MAX_GRID_POINTS = 1_000_000
 _CONDITION = re.compile(r"^\s*([a-z_0-9]+)\s*(<=|>=)\s*([-+0-9.eE]+)\s*$")
 
 
@@ -76,7 +79,10 @@ def _to_number(value: str | float) -> float:
     if isinstance(value, bool):
         raise ValueError(f"expected a number or a quantity with a unit, got {value!r}")  # noqa: TRY004
     if isinstance(value, (int, float)):
-        return float(value)
+        try:
+            return float(value)
+        except OverflowError:  # an int beyond float64: a ValueError like any other bad number
+            raise ValueError(f"{str(value)[:40]}... is too large a number") from None
     dim = dimension_of(str(value))
     if dim is None:
         raise ValueError(f"expected a number or a quantity with a unit like '3.35 TB/s', got {value!r}")
@@ -88,7 +94,7 @@ class Range(Spec):
 
     start: float | str
     stop: float | str
-    num: PositiveInt
+    num: int = Field(ge=1, le=MAX_RANGE_POINTS)
     integer: bool = False
 
 
@@ -111,6 +117,12 @@ class Parameter(Spec):
                 if r is self.log and (to_number(r.start) <= 0 or to_number(r.stop) <= 0):
                     raise ValueError("a log range needs start and stop > 0")
         return self
+
+    @property
+    def size(self) -> int:
+        """Values a grid visits (before duplicates are dropped)."""
+        r = self.linear or self.log
+        return len(self.values) if self.values is not None else (r.num if r else 0)
 
     @property
     def unit(self) -> str | None:
@@ -189,7 +201,7 @@ class WorkloadSection(Spec):
     phase: Literal["prefill", "decode"] = "decode"
     batch: PositiveInt = 1
     prompt: PositiveInt = 2048
-    context: int = Field(default=2048, ge=0)
+    context: NonNegativeInt = 2048
 
 
 class Annotation(Spec):
@@ -224,6 +236,10 @@ class SpaceSpec(Spec):
             if not match or match.group(1) not in METRICS:
                 raise ValueError(f"constraint {text!r} must read 'METRIC<=NUMBER' or 'METRIC>=NUMBER' "
                                  f"with METRIC one of {', '.join(METRICS)}")
+        size = math.prod(p.size for p in self.parameters)
+        if size > MAX_GRID_POINTS:
+            raise ValueError(f"the grid has {size:,} points; the most a sweep enumerates is "
+                             f"{MAX_GRID_POINTS:,} (use fewer values, or --search random)")
         keys = [p.key for p in self.parameters]
         if len(set(keys)) != len(keys):
             raise ValueError("a parameter key is listed twice")
@@ -241,7 +257,9 @@ class Space:
             _assign(base, key, value, self.source, f"set.{key}", create=True)
         self.base = base
         for i, p in enumerate(spec.parameters):
-            _lookup(base, p.key, self.source, f"parameters[{i}].key")
+            template = _lookup(base, p.key, self.source, f"parameters[{i}].key")
+            for j, value in enumerate(p.values or ()):
+                _check_like(value, template, self.source, f"parameters[{i}].values[{j}]")
         for key in spec.derived:
             _lookup(base, key, self.source, f"derived.{key}")
         self.constraints = [Condition.parse(c, f"{source}: constraints") for c in spec.constraints]
@@ -269,7 +287,15 @@ class Space:
                     if name in names:
                         return names[name]
                     return to_number(_lookup(doc, name, self.source, where))
-                value = _evaluate(expr, value_of)
+                try:
+                    value = _evaluate(expr, value_of)
+                except (ArithmeticError, ValueError, TypeError) as err:
+                    raise ConfigError(f"{expr!r} cannot be evaluated at this point ({err})",
+                                      source=self.source, key=f"derived.{key}") from None
+                if not math.isfinite(value) or abs(value) > units.MAX_QUANTITY:
+                    raise ConfigError(f"{expr!r} gives {value:g} at this point (must be finite, "
+                                      f"at most {units.MAX_QUANTITY:g})", source=self.source,
+                                      key=f"derived.{key}")
                 template = _lookup(doc, key, self.source, f"derived.{key}")
                 dim = dimension_of(template) if isinstance(template, str) else None
                 written = f"{value!r} {base_unit(dim)}" if dim else (
@@ -287,7 +313,7 @@ class Space:
         doc = self.document(point)
         source = f"{self.source} point {describe(point)}"
         kind = doc.get("kind")
-        if kind not in hardware.KINDS:
+        if not isinstance(kind, str) or kind not in hardware.KINDS:
             return hardware.parse_hardware(doc, source)
         cls = hardware.KINDS[kind].spec
         touched = self._touched_sections(point)
@@ -317,6 +343,30 @@ class Space:
 @lru_cache(maxsize=256)
 def _adapter(cls: type, section: str) -> TypeAdapter:
     return TypeAdapter(cls.model_fields[section].annotation)
+
+
+def _check_like(value: Any, template: Any, source: str, where: str) -> None:
+    """A listed value must be of the kind the base config holds at its key (a number for a
+    number, a quantity of the same dimension for a quantity), so it fails here, by name, and not
+    as arithmetic on text inside a derived key or the fast path."""
+    if isinstance(template, bool) or not isinstance(template, (int, float, str)):
+        if isinstance(value, (list, dict)) and not isinstance(template, (list, dict)):
+            raise ConfigError(f"expected a single value, got {value!r}", source=source, key=where)
+        return
+    dim = dimension_of(template) if isinstance(template, str) else None
+    if isinstance(template, str) and dim is None:
+        if not isinstance(value, str):
+            raise ConfigError(f"expected text like the base's {template!r}, got {value!r}",
+                              source=source, key=where)
+        return
+    try:
+        number = to_number(value)
+    except (ValueError, units.UnitError):
+        number = None
+    same = dim is None and not isinstance(value, str) or dim is not None and dimension_of(str(value)) == dim
+    if number is None or not math.isfinite(number) or not same:
+        like = f"a {dim.name} like '{dim.example}'" if dim else f"a number like the base's {template!r}"
+        raise ConfigError(f"expected {like}, got {value!r}", source=source, key=where)
 
 
 def _leaves(section: dict, paths: tuple[str, ...]) -> tuple:

@@ -23,7 +23,7 @@ def backend(hw: HardwareBase) -> Backend:
 
 def parse_hardware(data: dict, source: str) -> HardwareBase:
     kind = data.get("kind")
-    if kind not in KINDS:
+    if not isinstance(kind, str) or kind not in KINDS:
         got = "missing" if kind is None else f"got {kind!r}"
         raise ConfigError(f"{got}; allowed: {', '.join(KINDS)}", source=source, key="kind")
     return loader.validate(KINDS[kind].spec, data, source)

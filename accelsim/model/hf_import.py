@@ -8,10 +8,21 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
 
 from accelsim.config import loader
+from accelsim.config.types import LayerCount, NonNegativeInt, PositiveInt
 from accelsim.errors import ConfigError
+
+# Field kinds an HF config's values are validated as before any arithmetic touches them: the
+# same pydantic types (and bounds) the YAML specs use, read strictly (no "4096", no 4096.0).
+Count = PositiveInt
+Text = str
+Flag = bool
+Ratio = Annotated[float, Field(gt=0, le=1, allow_inf_nan=False)]
+Blocks = Annotated[list[Literal["recurrent", "attention"]], Field(min_length=1, max_length=4096)]
 
 # Feed-forward activation names in HF configs -> gated MLP kinds.
 GATED = {"silu": "swiglu", "swish": "swiglu", "gelu_pytorch_tanh": "geglu", "gelu": "geglu",
@@ -46,25 +57,29 @@ class _Fields:
                 return self.data[name]
         return None
 
-    def need(self, key: str) -> Any:
+    def _typed(self, key: str, value: Any, kind: Any) -> Any:
+        return loader.validate_value(kind, value, self.source, self.name(key))
+
+    def need(self, key: str, kind: Any = Count) -> Any:
         value = self._lookup(key)
         if value is None:
             raise ConfigError(f"required field is missing for model_type "
                               f"'{self.data.get('model_type')}'", source=self.source, key=self.name(key))
-        return value
+        return self._typed(key, value, kind)
 
-    def get(self, key: str, default: Any) -> Any:
+    def get(self, key: str, default: Any, kind: Any = Count) -> Any:
+        """The field validated as ``kind``, or ``default`` (used as given) when absent."""
         value = self._lookup(key)
-        return default if value is None else value
+        return default if value is None else self._typed(key, value, kind)
 
 
 def _base(f: _Fields, path: str, family: str, *, tied_default: bool = False,
           context_default: int = 1 << 20) -> dict[str, Any]:
-    return {"name": f.get("_name_or_path", Path(path).parent.name or Path(path).stem) or Path(path).stem,
+    return {"name": f.get("_name_or_path", Path(path).parent.name or Path(path).stem, Text) or Path(path).stem,
             "source": str(path), "family": family, "vocab_size": f.need("vocab_size"),
-            "hidden_size": f.need("hidden_size"), "num_layers": f.need("num_hidden_layers"),
+            "hidden_size": f.need("hidden_size"), "num_layers": f.need("num_hidden_layers", LayerCount),
             "max_context": f.get("max_position_embeddings", context_default),
-            "tied_embeddings": bool(f.get("tie_word_embeddings", tied_default))}
+            "tied_embeddings": f.get("tie_word_embeddings", tied_default, Flag)}
 
 
 def _attention(f: _Fields, **extra) -> dict[str, Any]:
@@ -77,7 +92,7 @@ def _mlp(f: _Fields, width_key: str = "intermediate_size", *, plain: bool = Fals
          width: int | None = None, **extra) -> dict[str, Any]:
     """Gated MLP (default) or, with ``plain``, an ungated one; ``width`` overrides the field."""
     kinds, default = (PLAIN, "gelu") if plain else (GATED, "silu")
-    act = f.get("hidden_act", f.get("hidden_activation", default))
+    act = f.get("hidden_act", f.get("hidden_activation", default, Text), Text)
     if act not in kinds:
         raise ConfigError(f"unsupported activation {act!r}; supported: {', '.join(kinds)}",
                           source=f.source, key=f.name("hidden_act"))
@@ -85,9 +100,9 @@ def _mlp(f: _Fields, width_key: str = "intermediate_size", *, plain: bool = Fals
 
 
 def _llama(f: _Fields, path: str) -> dict[str, Any]:
-    kind = f.data["model_type"]
-    window = f.get("sliding_window", None) if kind == "mistral" or f.get("use_sliding_window", False) else None
-    bias = kind == "qwen2" or bool(f.get("attention_bias", False))
+    kind = f.need("model_type", Text)
+    window = f.get("sliding_window", None) if kind == "mistral" or f.get("use_sliding_window", False, Flag) else None
+    bias = kind == "qwen2" or f.get("attention_bias", False, Flag)
     spec = _base(f, path, kind)
     spec["attention"] = _attention(f, qkv_bias=bias, sliding_window=window)
     if kind == "mixtral":
@@ -99,7 +114,7 @@ def _llama(f: _Fields, path: str) -> dict[str, Any]:
 
 
 def _gemma(f: _Fields, path: str) -> dict[str, Any]:
-    gemma3 = f.data["model_type"] == "gemma3_text"
+    gemma3 = f.need("model_type", Text) == "gemma3_text"
     spec = _base(f, path, "gemma", tied_default=True)
     spec.update(norm_placement="pre_post",
                 attention=_attention(f, sliding_window=f.need("sliding_window"), qk_norm=gemma3),
@@ -117,12 +132,14 @@ def _deepseek_v3(f: _Fields, path: str) -> dict[str, Any]:
     spec["mlp"] = _mlp(f)
     spec["moe"] = {"num_experts": f.need("n_routed_experts"), "top_k": f.need("num_experts_per_tok"),
                    "expert_intermediate_size": f.need("moe_intermediate_size"),
-                   "shared_experts": f.get("n_shared_experts", 0), "router_bias": True}
+                   "shared_experts": f.get("n_shared_experts", 0, NonNegativeInt), "router_bias": True}
     spec["layers"] = [{"ffn": "moe"}]
-    if f.get("first_k_dense_replace", 0):
-        spec["layers"].append({"first": f.data["first_k_dense_replace"], "ffn": "mlp"})
-    if f.get("num_nextn_predict_layers", 0):  # DeepSeek-V3/R1 ship one MTP module (layer 61)
-        spec["mtp"] = {"num_layers": f.data["num_nextn_predict_layers"]}
+    dense = f.get("first_k_dense_replace", 0, NonNegativeInt)
+    if dense:
+        spec["layers"].append({"first": dense, "ffn": "mlp"})
+    mtp = f.get("num_nextn_predict_layers", 0, NonNegativeInt)
+    if mtp:  # DeepSeek-V3/R1 ship one MTP module (layer 61)
+        spec["mtp"] = {"num_layers": mtp}
     return spec
 
 
@@ -191,45 +208,45 @@ def _padded_vocab(f: _Fields, multiple_key: str) -> int:
 def _mamba(f: _Fields, path: str) -> dict[str, Any]:
     spec = _base(f, path, "mamba", tied_default=True)
     spec.update(vocab_size=_padded_vocab(f, "pad_vocab_size_multiple"), position="none")
-    if f.data["model_type"] == "mamba":
-        rank = f.get("time_step_rank", "auto")
+    if f.need("model_type", Text) == "mamba":
+        rank = f.get("time_step_rank", "auto", Count | Literal["auto"])
         spec["mamba1"] = {"d_state": f.get("state_size", 16), "d_conv": f.get("conv_kernel", 4),
-                          "expand": f.get("expand", 2), "conv_bias": bool(f.get("use_conv_bias", True)),
-                          "proj_bias": bool(f.get("use_bias", False)),
+                          "expand": f.get("expand", 2), "conv_bias": f.get("use_conv_bias", True, Flag),
+                          "proj_bias": f.get("use_bias", False, Flag),
                           "dt_rank": None if rank == "auto" else rank}
     else:
         spec["mamba2"] = {"d_state": f.get("state_size", 128), "d_conv": f.get("conv_kernel", 4),
                           "expand": f.get("expand", 2), "headdim": f.get("head_dim", 64),
                           "ngroups": f.get("n_groups", 1), "chunk_size": f.get("chunk_size", 256),
-                          "conv_bias": bool(f.get("use_conv_bias", True)),
-                          "proj_bias": bool(f.get("use_bias", False))}
+                          "conv_bias": f.get("use_conv_bias", True, Flag),
+                          "proj_bias": f.get("use_bias", False, Flag)}
     return spec
 
 
 def _jamba(f: _Fields, path: str) -> dict[str, Any]:
     spec = _base(f, path, "jamba")
-    rank = f.get("mamba_dt_rank", "auto")
+    rank = f.get("mamba_dt_rank", "auto", Count | Literal["auto"])
     spec.update(position="none", attention=_attention(f), mlp=_mlp(f),
                 mamba1={"d_state": f.get("mamba_d_state", 16), "d_conv": f.get("mamba_d_conv", 4),
-                        "expand": f.get("mamba_expand", 2), "conv_bias": bool(f.get("mamba_conv_bias", True)),
-                        "proj_bias": bool(f.get("mamba_proj_bias", False)), "inner_norms": True,
+                        "expand": f.get("mamba_expand", 2), "conv_bias": f.get("mamba_conv_bias", True, Flag),
+                        "proj_bias": f.get("mamba_proj_bias", False, Flag), "inner_norms": True,
                         "dt_rank": None if rank == "auto" else rank},
                 moe={"num_experts": f.need("num_experts"), "top_k": f.need("num_experts_per_tok"),
                      "expert_intermediate_size": f.need("intermediate_size")})
     spec["layers"] = [{"mixer": "mamba1", "ffn": "mlp"},
-                      {"every": f.need("attn_layer_period"), "offset": f.need("attn_layer_offset"),
+                      {"every": f.need("attn_layer_period"), "offset": f.need("attn_layer_offset", NonNegativeInt),
                        "mixer": "attention"},
-                      {"every": f.need("expert_layer_period"), "offset": f.need("expert_layer_offset"),
+                      {"every": f.need("expert_layer_period"), "offset": f.need("expert_layer_offset", NonNegativeInt),
                        "ffn": "moe"}]
     return spec
 
 
 def _recurrent_gemma(f: _Fields, path: str) -> dict[str, Any]:
     spec = _base(f, path, "griffin", tied_default=True)
-    blocks = f.need("block_types")
+    blocks = f.need("block_types", Blocks)
     # HF intermediate_size counts both GeGLU branches; ModelSpec wants one branch.
     spec.update(attention=_attention(f, o_bias=True, sliding_window=f.need("attention_window_size"),
-                                     rope_fraction=f.get("partial_rotary_factor", 0.5)),
+                                     rope_fraction=f.get("partial_rotary_factor", 0.5, Ratio)),
                 rglru={"lru_width": f.get("lru_width", f.need("hidden_size")),
                        "conv_width": f.get("conv1d_width", 4), "num_blocks": f.need("num_attention_heads")},
                 mlp={"kind": "geglu", "intermediate_size": f.need("intermediate_size") // 2, "bias": True})
@@ -247,8 +264,8 @@ def _falcon_h1(f: _Fields, path: str) -> dict[str, Any]:
                         "expand": f.get("mamba_expand", 2), "d_ssm": d_ssm,
                         "headdim": f.need("mamba_d_head"), "ngroups": f.get("mamba_n_groups", 1),
                         "chunk_size": f.get("mamba_chunk_size", 256),
-                        "conv_bias": bool(f.get("mamba_conv_bias", True)),
-                        "proj_bias": bool(f.get("mamba_proj_bias", False))},
+                        "conv_bias": f.get("mamba_conv_bias", True, Flag),
+                        "proj_bias": f.get("mamba_proj_bias", False, Flag)},
                 layers=[{"mixer": ["attention", "mamba2"]}])
     return spec
 
@@ -268,9 +285,9 @@ def _gptj(f: _Fields, path: str) -> dict[str, Any]:
     spec = _base(f, path, "gptj")
     hidden, heads = spec["hidden_size"], f.need("num_attention_heads")
     head_dim = hidden // heads
-    rotary = f.data.get("rotary_dim", 64) or head_dim  # GPTJConfig default 64; null rotates it all
+    rotary = f.get("rotary_dim", 64 if "rotary_dim" not in f.data else head_dim)  # GPTJConfig default 64; null rotates it all
     spec.update(norm="layernorm", block="parallel",
-                attention=_attention(f, head_dim=head_dim, rope_fraction=min(rotary / head_dim, 1.0)),
+                attention=_attention(f, head_dim=head_dim, rope_fraction=min(rotary / head_dim, 1.0) if head_dim else 1.0),
                 mlp=_mlp(f, plain=True, width=f.get("intermediate_size", 4 * hidden), bias=True))
     return spec
 
@@ -279,10 +296,10 @@ def _gpt_neox(f: _Fields, path: str) -> dict[str, Any]:
     """GPT-NeoX-20B / Pythia: LayerNorm, partial RoPE, biased attention and MLP, untied head.
     The parallel residual has two LayerNorms in HF; see the approximation note above."""
     spec = _base(f, path, "gpt_neox")
-    bias = bool(f.get("attention_bias", True))
-    rotary = f.get("rotary_pct", f.get("partial_rotary_factor", 0.25))
+    bias = f.get("attention_bias", True, Flag)
+    rotary = f.get("rotary_pct", f.get("partial_rotary_factor", 0.25, Ratio), Ratio)
     spec.update(norm="layernorm",
-                block="parallel" if f.get("use_parallel_residual", True) else "sequential",
+                block="parallel" if f.get("use_parallel_residual", True, Flag) else "sequential",
                 attention=_attention(f, qkv_bias=bias, o_bias=bias, rope_fraction=rotary),
                 mlp=_mlp(f, plain=True, bias=True))
     return spec
@@ -298,19 +315,19 @@ def _falcon(f: _Fields, path: str) -> dict[str, Any]:
     f = f.renamed(num_hidden_layers=("num_hidden_layers", "n_layer"),
                   num_attention_heads=("num_attention_heads", "n_head"),
                   hidden_act="activation", intermediate_size="ffn_hidden_size")
-    if f.get("alibi", False):
+    if f.get("alibi", False, Flag):
         raise ConfigError("ALiBi position bias is not supported (accelsim models RoPE)",
                           source=f.source, key="alibi")
     spec = _base(f, path, "falcon", tied_default=True, context_default=2048)
     heads, hidden = f.need("num_attention_heads"), spec["hidden_size"]
-    new_arch = bool(f.get("new_decoder_architecture", False))
+    new_arch = f.get("new_decoder_architecture", False, Flag)
     if new_arch:
         kv_heads = f.get("num_kv_heads", heads)
     else:
-        kv_heads = 1 if f.get("multi_query", True) else f.get("num_kv_heads", heads)
-    bias = bool(f.get("bias", False))
+        kv_heads = 1 if f.get("multi_query", True, Flag) else f.get("num_kv_heads", heads)
+    bias = f.get("bias", False, Flag)
     spec.update(norm="layernorm",
-                block="parallel" if new_arch or f.get("parallel_attn", True) else "sequential",
+                block="parallel" if new_arch or f.get("parallel_attn", True, Flag) else "sequential",
                 attention=_attention(f, num_kv_heads=kv_heads, head_dim=hidden // heads,
                                      qkv_bias=bias, o_bias=bias),
                 mlp=_mlp(f, plain=True, width=f.get("intermediate_size", 4 * hidden), bias=bias))
@@ -327,7 +344,7 @@ BUILDERS = {"llama": _llama, "mistral": _llama, "mixtral": _llama, "qwen2": _lla
 def spec_dict(data: dict[str, Any], path: str) -> dict[str, Any]:
     """The ModelSpec mapping for one HF config (before validation)."""
     kind = data.get("model_type")
-    if kind not in BUILDERS:
+    if not isinstance(kind, str) or kind not in BUILDERS:
         raise ConfigError(f"unsupported model_type {kind!r}; supported: {', '.join(BUILDERS)}",
                           source=path, key="model_type")
     built = BUILDERS[kind](_Fields(data, path), path)

@@ -17,7 +17,7 @@ from typing import Literal, TypeVar, get_args
 from pydantic import Field, model_validator
 
 from accelsim.config import loader
-from accelsim.config.types import NonNegativeInt, PositiveInt, Spec
+from accelsim.config.types import MAX_LAYERS, LayerCount, NonNegativeInt, PositiveInt, Spec
 from accelsim.dtypes import DType
 from accelsim.errors import AccelsimError, ConfigError
 from accelsim.model import hf_import
@@ -180,7 +180,7 @@ class LayerRule(Spec):
     every: PositiveInt = 1
     offset: NonNegativeInt = 0
     first: PositiveInt | None = None            # only layers [0, first)
-    indices: tuple[NonNegativeInt, ...] | None = None
+    indices: tuple[NonNegativeInt, ...] | None = Field(default=None, max_length=MAX_LAYERS)
     mixer: MixerKind | tuple[MixerKind, ...] | None = None
     ffn: FfnKind | None = None
     window: Literal["local", "global"] | None = None  # attention: use sliding_window or not
@@ -191,6 +191,14 @@ class LayerRule(Spec):
         if self.first is not None and layer >= self.first:
             return False
         return layer >= self.offset and (layer - self.offset) % self.every == 0
+
+    def selected(self, num_layers: int) -> range | tuple[int, ...]:
+        """The layers ``selects`` accepts among ``num_layers``, listed without visiting the
+        others (rules x layers would be quadratic in a hostile file)."""
+        if self.indices is not None:
+            return self.indices
+        stop = num_layers if self.first is None else min(self.first, num_layers)
+        return range(self.offset, stop, self.every)
 
 
 @dataclass(frozen=True)
@@ -227,7 +235,7 @@ class ModelSpec(Spec):
     family: str = "transformer"
     vocab_size: PositiveInt
     hidden_size: PositiveInt
-    num_layers: PositiveInt
+    num_layers: LayerCount
     max_context: PositiveInt
     tied_embeddings: bool = False
     norm: Literal["rmsnorm", "layernorm"] = "rmsnorm"
@@ -250,7 +258,7 @@ class ModelSpec(Spec):
     moe: MoeSpec | None = None
     bitlinear: BitLinearSpec | None = None
     mtp: MtpSpec | None = None
-    layers: tuple[LayerRule, ...] | None = None
+    layers: tuple[LayerRule, ...] | None = Field(default=None, max_length=MAX_LAYERS)
     dtypes: DTypeSpec = DTypeSpec()
     published: Published | None = None
 
@@ -307,9 +315,7 @@ def _resolve(spec: ModelSpec) -> tuple[LayerKind, ...]:
     for i, rule in enumerate(spec.layers or ()):
         if rule.indices is not None and any(j >= spec.num_layers for j in rule.indices):
             raise ValueError(f"layers[{i}].indices: every index must be < num_layers ({spec.num_layers})")
-        for layer in range(spec.num_layers):
-            if not rule.selects(layer):
-                continue
+        for layer in rule.selected(spec.num_layers):
             if rule.mixer is not None:
                 mixers[layer] = (rule.mixer,) if isinstance(rule.mixer, str) else tuple(rule.mixer)
             if rule.ffn is not None:

@@ -123,9 +123,18 @@ class ServeConfig:
 
 # --- arrivals -------------------------------------------------------------------------------
 
+# Sane maxima for a serving run, stated in the errors: every request is simulated one by one, so
+# the count bounds time and memory (a million takes minutes); token counts and times beyond these
+# are typos, and keeping them finite keeps every reported figure finite.
+MAX_REQUESTS = 1_000_000
+MAX_TOKENS = 2**24
+MAX_ARRIVAL_S = 1e9
+
+
 def _check_lengths(prompt: int, output: int, spread: float) -> None:
-    if prompt < 1 or output < 1:
-        raise AccelsimError(f"--prompt and --output must be >= 1 tokens, got {prompt} and {output}")
+    if not (1 <= prompt <= MAX_TOKENS and 1 <= output <= MAX_TOKENS):
+        raise AccelsimError(f"--prompt and --output must be in [1, {MAX_TOKENS}] tokens, got {prompt} "
+                            f"and {output}")
     if not 0.0 < spread <= 1.0:
         raise AccelsimError(f"--length-spread must be within (0, 1] (the shortest length as a share "
                             f"of the nominal one; 1 = fixed lengths), got {spread}")
@@ -155,8 +164,8 @@ def synthetic_requests(n: int, rate: float, *, arrival: str = "poisson", cv: flo
     """``n`` requests at mean ``rate``/s: Poisson (exponential gaps) or bursty gamma gaps with
     coefficient of variation ``cv`` (shape 1/cv^2, same mean).  Lengths are the nominal ones,
     or spread uniformly down to ``spread`` x nominal (``spread_lengths``)."""
-    if n < 1:
-        raise AccelsimError(f"--requests must be >= 1, got {n}")
+    if not 1 <= n <= MAX_REQUESTS:
+        raise AccelsimError(f"--requests must be in [1, {MAX_REQUESTS}], got {n}")
     if not rate > 0:
         raise AccelsimError(f"--rate must be > 0 requests/s, got {rate}")
     if arrival not in ARRIVALS:
@@ -195,8 +204,11 @@ def parse_trace(rows: list[dict[str, str]], path: str) -> list[Request]:
         except (TypeError, ValueError):
             raise AccelsimError("arrival_s must be a number and prompt_tokens/output_tokens integers",
                                 source=f"{path}:{line}") from None
-        if arrival < 0 or prompt < 1 or output < 1:
-            raise AccelsimError("arrival_s must be >= 0 and token counts >= 1", source=f"{path}:{line}")
+        if not (0 <= arrival <= MAX_ARRIVAL_S and 1 <= prompt <= MAX_TOKENS and 1 <= output <= MAX_TOKENS):
+            raise AccelsimError(f"arrival_s must be a number in [0, {MAX_ARRIVAL_S:g}] s and prompt_tokens/"
+                                f"output_tokens integers in [1, {MAX_TOKENS}]", source=f"{path}:{line}")
+        if len(requests) == MAX_REQUESTS:
+            raise AccelsimError(f"a trace may hold at most {MAX_REQUESTS} requests", source=f"{path}:{line}")
         requests.append((arrival, prompt, output))
     requests.sort(key=lambda r: r[0])
     return [Request(i, a, p, o) for i, (a, p, o) in enumerate(requests)]
