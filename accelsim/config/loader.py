@@ -155,7 +155,10 @@ def parse_text(text: str, source: str, *, as_json: bool) -> Any:
 
 def read_document(path: Path) -> dict[str, Any]:
     """Parse a YAML (or JSON, which is YAML) file into a mapping; one-line errors on failure."""
-    text = read_text(path)
+    return _document(path, read_text(path))
+
+
+def _document(path: Path, text: str) -> dict[str, Any]:
     key = (str(path), text)
     cached = _PARSED.get(key)
     if cached is None:
@@ -262,14 +265,11 @@ _SPECS: dict[tuple[Any, str, str], Any] = {}
 def load_spec(path: Path, build: Callable[[dict[str, Any], str], S], tag: Any) -> S:
     """``build(document, source)`` for the file at ``path``, kept while its text is unchanged;
     ``tag`` names the builder (a spec class, or the hardware loader)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as err:
-        raise ConfigError(f"cannot read file ({err.strerror})", source=str(path)) from None
+    text = read_text(path)
     key = (tag, str(path), text)
     spec = _SPECS.get(key)
     if spec is None:
-        spec = build(read_document(path), str(path))
+        spec = build(_document(path, text), str(path))
         if len(_SPECS) >= _PARSED_MAX:
             _SPECS.pop(next(iter(_SPECS)))
         _SPECS[key] = spec
