@@ -58,10 +58,15 @@ class _Timed:
     time_s: Any
 
 
+# Metrics that may have no value (NaN: a breakeven that never comes); every other must be finite.
+OPTIONAL_METRICS = frozenset({"breakeven_mtokens"})
+
+
 def evaluate(job: Job, points: list[dict[str, Any]], notes: list[str] | None = None) -> _Table:
     """The sweep's table: ``records()``, ``frame()``, and how many points were evaluated
     vectorised (``vectorised``) and one by one (``one_by_one``)."""
     table = _Table.evaluate(job, points, notes)
+    table.refuse_non_finite()
     if notes is not None and points:
         notes.append(f"{table.vectorised} point(s) evaluated vectorised, {table.one_by_one} one by one")
     return table
@@ -182,6 +187,18 @@ class _Table:
             columns.append([cells[c] for c in index.tolist()])
         return ["point_id", *e.keys], columns
 
+    def refuse_non_finite(self) -> None:
+        """The vectorised twin of pipeline's NotFiniteError: a point whose figures would not be
+        finite is invalid, never inf (a breakeven that never comes is NaN by design)."""
+        ok = self.status == metrics.STATUS_OK
+        for m in METRICS:
+            values = np.asarray(self.values[m], dtype=float)
+            bad = ~np.isfinite(values) & ~(np.isnan(values) if m in OPTIONAL_METRICS else False)
+            for i in np.flatnonzero(ok & bad):
+                if int(i) not in self.rows:
+                    self.status[i] = metrics.STATUS_INVALID
+                    self.reason[i] = "the step's figures would not be finite numbers"
+
     def cells(self, fields: list[str]) -> list[list[Any]] | None:
         """The table as CSV cells, column by column in the order of ``fields``: floats as their
         exact ``repr``, gaps empty (what the row writer makes of ``records()``); None when the
@@ -219,9 +236,6 @@ class _Table:
             if i in self.rows:
                 out.append(self.rows[i])
                 continue
-            if s == metrics.STATUS_OK and not all(math.isfinite(x) for x in v):
-                # The vectorised twin of pipeline's NotFiniteError: an invalid point, never inf.
-                s, r = metrics.STATUS_INVALID, "the step's figures would not be finite numbers"
             head["status"], head["reason"] = s, r
             if s == metrics.STATUS_OK:
                 # NaN marks a metric with no value (a breakeven that never comes): an empty cell
