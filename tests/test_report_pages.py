@@ -77,7 +77,7 @@ def check_page(path: Path, min_images: int) -> Page:
 
 def test_compare_page(cli, tmp_path):
     code, _, err = cli("compare", "--model", "llama-3.2-1b", "--hw", "h100-sxm", "--hw", "groq-lpu",
-                       "--hw", "hardwired-llama-3.1-8b", "--batch", "1,16", "--out", str(tmp_path))  # hardwired: another model, refused
+                       "--hw", "hardwired-llama-3.1-8b", "--batch", "1,16", "--out", str(tmp_path), "--force")  # hardwired: another model, refused
     assert code == 0, err
     page = check_page(tmp_path / "report.html", min_images=4)
     assert {"roofline.png", "memory_footprint.png", "throughput_latency.png", "time_breakdown.png"} <= set(page.images)
@@ -99,7 +99,7 @@ def test_compare_page_context_and_prompt_curves(cli, tmp_path):
 def test_study_index_page(cli, write, tmp_path):
     spec = write("s.yaml", "name: s\ntitle: t\ncases:\n  - {model: llama-3.2-1b, hardware: "
                            "[h100-sxm, groq-lpu]}\nworkloads:\n  - {phase: decode, batch: 1, context: 512}\n")
-    code, _, err = cli("study", str(spec), "--out", str(tmp_path))
+    code, _, err = cli("study", str(spec), "--out", str(tmp_path), "--force")
     assert code == 0, err
     page = check_page(tmp_path / "index.html", min_images=1)
     assert all(src.startswith("chart_") for src in page.images)
@@ -116,7 +116,7 @@ def test_sweep_page(cli, tmp_path):
 
 def test_serve_page(cli, tmp_path):
     code, _, err = cli("serve", "--model", "llama-3.2-1b", "--requests", "60", "--rate", "4",
-                       "--rates", "2,8", "--out", str(tmp_path))
+                       "--rates", "2,8", "--out", str(tmp_path), "--force")
     assert code == 0, err
     page = check_page(tmp_path / "report.html", min_images=2)
     latency = page.tables[0]

@@ -50,7 +50,7 @@ def test_run_text_names_formats_and_only_the_phase_sizes(cli):
 
 def test_compare_of_unlike_precisions_says_so(cli, tmp_path):
     code, out, err = cli("compare", "--hw", "h100-sxm", "--hw", "hardwired-llama-3.1-8b",
-                         "--out", str(tmp_path))
+                         "--out", str(tmp_path), "--force")
     assert code == 0, err
     assert "not like for like (unlike precisions: weights bf16 on h100-sxm, int4 on " \
            "hardwired-llama-3.1-8b)" in out
@@ -66,7 +66,7 @@ def test_compare_of_unlike_precisions_says_so(cli, tmp_path):
 
 
 def test_compare_of_like_precisions_has_no_warning(cli, tmp_path):
-    code, out, _ = cli("compare", "--hw", "h100-sxm", "--hw", "a100-sxm", "--out", str(tmp_path))
+    code, out, _ = cli("compare", "--hw", "h100-sxm", "--hw", "a100-sxm", "--out", str(tmp_path), "--force")
     assert code == 0
     assert "not like for like" not in out
     assert "unlike precisions" not in (tmp_path / "report.html").read_text(encoding="utf-8")
@@ -94,7 +94,7 @@ def test_context_beyond_max_context_is_refused(cli):
 
 def test_prompt_beyond_max_context_is_refused_on_compare(cli, tmp_path):
     code, _, err = cli("compare", "--model", "gpt2", "--phase", "prefill", "--prompt", "2k",
-                       "--out", str(tmp_path))
+                       "--out", str(tmp_path), "--force")
     assert code == 2 and "prompt 2,048 is beyond gpt2's max_context 1,024" in err
 
 
@@ -275,7 +275,7 @@ def test_progress_bar_on_a_terminal(cli, terminal, write, tmp_path):
     spec = write("s.yaml", "name: s\ntitle: t\ncases:\n  - {model: llama-3.2-1b, hardware: [h100-sxm]}\n"
                            "workloads:\n  - {phase: decode, batch: 1, context: 512}\n"
                            "  - {phase: decode, batch: 4, context: 512}\n")
-    code, out, err = cli("study", str(spec), "--out", str(tmp_path))
+    code, out, err = cli("study", str(spec), "--out", str(tmp_path), "--force")
     assert code == 0
     assert "cells/s" in err and "0/2" in err  # tqdm's bar and count on stderr
     assert "cells" not in out
@@ -290,5 +290,5 @@ def test_no_progress_bar_in_json(cli, terminal):
 def test_no_progress_bar_off_a_terminal(cli, write, tmp_path):
     spec = write("s.yaml", "name: s\ntitle: t\ncases:\n  - {model: llama-3.2-1b, hardware: [h100-sxm]}\n"
                            "workloads:\n  - {phase: decode, batch: 1, context: 512}\n")
-    code, _, err = cli("study", str(spec), "--out", str(tmp_path))
+    code, _, err = cli("study", str(spec), "--out", str(tmp_path), "--force")
     assert code == 0 and err == ""

@@ -143,8 +143,8 @@ def _deepseek_v3(f: _Fields, path: str) -> dict[str, Any]:
     return spec
 
 
-def _layer_indices(f: _Fields, key: str, count: int) -> list[Any]:
-    value = f.need(key)
+def _layer_indices(f: _Fields, key: str, count: int) -> list[str]:
+    value = f.need(key, list[Text])
     if not isinstance(value, list) or len(value) != count:
         raise ConfigError(f"must be a list of {count} entries (one per hidden layer)",
                           source=f.source, key=key)
@@ -157,7 +157,7 @@ def _gpt_oss(f: _Fields, path: str) -> dict[str, Any]:
     lists them, and a SwiGLU MoE in every layer whose router and experts carry biases."""
     f = f.renamed(num_experts_per_tok=("num_experts_per_tok", "experts_per_token"))
     spec = _base(f, path, "gpt-oss")
-    bias = bool(f.get("attention_bias", True))
+    bias = f.get("attention_bias", True, Flag)
     spec["attention"] = _attention(f, qkv_bias=bias, o_bias=bias, sliding_window=f.need("sliding_window"),
                                    sinks=True)
     act = _mlp(f, width=f.need("intermediate_size"))["kind"]
@@ -179,17 +179,17 @@ def _qwen3(f: _Fields, path: str) -> dict[str, Any]:
     """Qwen3 dense and MoE: GQA with RMSNorm on every q and k head, no attention biases unless
     ``attention_bias``; MoE layers are those not in ``mlp_only_layers`` whose index + 1 is a
     multiple of ``decoder_sparse_step`` (the rest run the dense ``intermediate_size`` MLP)."""
-    kind = f.data["model_type"]
+    kind = f.need("model_type", Text)
     spec = _base(f, path, kind)
-    window = f.get("sliding_window", None) if f.get("use_sliding_window", False) else None
-    spec["attention"] = _attention(f, qkv_bias=bool(f.get("attention_bias", False)), qk_norm=True,
+    window = f.get("sliding_window", None) if f.get("use_sliding_window", False, Flag) else None
+    spec["attention"] = _attention(f, qkv_bias=f.get("attention_bias", False, Flag), qk_norm=True,
                                    sliding_window=window)
     if kind == "qwen3":
         spec["mlp"] = _mlp(f)
         return spec
     layers = spec["num_layers"]
-    step = f.get("decoder_sparse_step", 1)
-    dense = set(f.get("mlp_only_layers", []))
+    step = f.get("decoder_sparse_step", 1, NonNegativeInt)
+    dense = set(f.get("mlp_only_layers", [], list[NonNegativeInt]))
     moe_layers = [i for i in range(layers) if i not in dense and step > 0 and (i + 1) % step == 0]
     spec["moe"] = {"num_experts": f.need("num_experts"), "top_k": f.need("num_experts_per_tok"),
                    "expert_intermediate_size": f.need("moe_intermediate_size"),
