@@ -22,11 +22,11 @@ from accelsim.model.spec import ModelSpec, load_model
 from accelsim.runtime import RuntimePreset, on_hardware
 from accelsim.sim import engine, serving
 from accelsim.sim import speculative as spec_decoding
+from accelsim.sim.engine import Overlap
 from accelsim.sim.load import Capacity, Load, LoadKind, Slo, default_points
 from accelsim.sim.load import curve as load_curve
 from accelsim.sim.load import find_capacity as find_load_capacity
 from accelsim.sim.load import run as run_load
-from accelsim.sim.engine import Overlap
 from accelsim.sim.result import Refusal, Result
 from accelsim.sim.timeline import Timeline
 from accelsim.study import StudyCell, StudySpec
@@ -367,7 +367,9 @@ def tco(model: ModelSpec | str, hws: list[HardwareBase | str], workload: Workloa
     chips = [resolve_hardware(h) for h in hws]
     if not chips:
         raise AccelsimError("tco needs at least one --hw")
-    results, refusals = compare(spec, list(chips), workload, parallelism=parallelism, **dtypes)
+    results, refusals = compare(spec, list(chips), workload, parallelism=parallelism,
+                                weight_dtype=dtypes.get("weight_dtype"), act_dtype=dtypes.get("act_dtype"),
+                                kv_dtype=dtypes.get("kv_dtype"))
     by_name = {r.hw: r for r in results}
     priced = [(economics_system.price(by_name[c.name], c, spec, priced_tables), c)
               for c in chips if c.name in by_name]

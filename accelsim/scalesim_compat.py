@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import configparser
 import csv
-import math
 import io
+import math
 from dataclasses import asdict, dataclass
 from pathlib import Path
 

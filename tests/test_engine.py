@@ -10,10 +10,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from accelsim.api import simulate
+from accelsim.api import timeline as step_timeline
 from accelsim.graph import Graph, MatMul, Tensor
 from accelsim.hardware.base import OpCost
 from accelsim.report.trace import timeline_plot, timeline_trace, trace_events
-from accelsim.api import timeline as step_timeline
 from accelsim.sim.engine import Machine, run
 from accelsim.workload import Workload
 

@@ -10,9 +10,8 @@ from accelsim.errors import AccelsimError, ConfigError
 from accelsim.graph import Collective
 from accelsim.model.lower import lower
 from accelsim.model.spec import load_model
-from accelsim.transform import Parallelism, shard
-from accelsim.transform import fusion
 from accelsim.sim.mapper import map_graph
+from accelsim.transform import Parallelism, fusion, shard
 from accelsim.workload import Workload
 
 MODELS = ("llama-3.1-8b", "mixtral-8x7b", "mamba2-2.7b", "gemma-2-9b", "qwen2.5-7b")

@@ -1,6 +1,5 @@
 """Layouts as engines run them: chips = tp x pp x dp, ep splits the experts over the tp x dp
 chips of a stage; MLA, absorbed or not, splits correctly under TP, EP and PP."""
-import math
 
 import pytest
 

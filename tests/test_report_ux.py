@@ -1,7 +1,7 @@
 """Issue 22: reports and CLI a person would rather use.  Each test names the defect it guards."""
 import csv
-from pathlib import Path
 import json
+from pathlib import Path
 
 import pytest
 

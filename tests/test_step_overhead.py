@@ -8,8 +8,8 @@ import yaml
 
 from accelsim.api import resolve_hardware, simulate
 from accelsim.report.opcost import matmul_report
-from accelsim.transform import Parallelism
 from accelsim.report.text import result_summary
+from accelsim.transform import Parallelism
 from accelsim.validate.points import Catalogue
 from accelsim.validate.predict import Calibration, calibrated, current_calibration, predict
 from accelsim.workload import Workload

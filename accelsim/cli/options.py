@@ -26,7 +26,7 @@ class Finite(click.ParamType):
     def __init__(self, low: float, high: float, *, low_open: bool = True):
         self.low, self.high, self.low_open = low, high, low_open
 
-    def convert(self, value, param, ctx):  # type: ignore[no-untyped-def]
+    def convert(self, value, param, ctx):
         try:
             number = float(value)
         except (TypeError, ValueError):

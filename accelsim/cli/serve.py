@@ -7,8 +7,8 @@ import click
 
 from accelsim import api
 from accelsim.cli import options
-from accelsim.cli.progress import progress
 from accelsim.cli import output as folders  # `output` is the --output option here
+from accelsim.cli.progress import progress
 from accelsim.errors import AccelsimError
 from accelsim.sim import load, serving
 from accelsim.workload import Workload

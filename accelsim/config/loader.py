@@ -223,7 +223,7 @@ def validate_value(kind: Any, value: Any, source: str, key: str, *, strict: bool
         return _adapter(kind).validate_python(value, strict=strict)
     except ValidationError as err:
         first = err.errors(include_url=False)[0]
-        message = _describe(dict(first), BaseModel)
+        message = _describe(first, BaseModel)
         if first["type"] in ("int_type", "float_type", "string_type", "bool_type", "list_type",
                              "literal_error", "int_from_float"):
             message = f"{message}, got {value!r}"[:300]

@@ -22,6 +22,7 @@ from __future__ import annotations
 import ast
 import math
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -278,7 +279,7 @@ def _codes(values: list[Any]) -> tuple[list[Any], np.ndarray]:
         if (index >= 0).all():
             return list(distinct), np.asarray(index, dtype=np.intp)
     seen: dict[Any, int] = {}
-    distinct: list[Any] = []
+    distinct = []
     index = np.empty(len(values), dtype=np.intp)
     for i, v in enumerate(values):
         key = (type(v), v) if isinstance(v, (str, int, float)) else repr(v)
@@ -414,7 +415,7 @@ class _Group:
         if self.notes is not None and text not in self.notes:
             self.notes.append(text)
 
-    def one_by_one(self, local: np.ndarray | list[int]) -> None:
+    def one_by_one(self, local: np.ndarray | Sequence[int]) -> None:
         for j in local:
             self.table.scalar(self.job, int(self.members[j]))
 
@@ -754,7 +755,8 @@ def _distinct_rows(columns: list[np.ndarray], n: int) -> tuple[np.ndarray, np.nd
 def _best(kind, op, hw, p, placement) -> tuple[Any, Any]:
     """Per point, the mapping with the least time, then the least energy; ties keep the first
     listed (``sim.mapper.best_cost``'s rule, elementwise)."""
-    best_t = best_e = None
+    best_t: np.ndarray | None = None
+    best_e: np.ndarray = np.empty(0)
     for mapping in kind.mappings(op, hw):
         t = kind.terms(op, mapping, hw, p, placement)
         time_s, energy_j = np.asarray(t.time_s, dtype=float), np.asarray(t.energy_total, dtype=float)

@@ -15,9 +15,10 @@ import json
 import math
 import operator
 import re
+from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, cast
 
 import numpy as np
 from pydantic import Field, TypeAdapter, ValidationError, model_validator
@@ -125,6 +126,15 @@ class Parameter(Spec):
         return len(self.values) if self.values is not None else (r.num if r else 0)
 
     @property
+    def range(self) -> Range:
+        """The linear or log range of a parameter given as one (the spec holds exactly one of
+        values, linear and log)."""
+        r = self.linear or self.log
+        if r is None:
+            raise ValueError("a parameter with listed values has no range")
+        return r
+
+    @property
     def unit(self) -> str | None:
         r = self.linear or self.log
         return _range_unit(r) if r else None
@@ -133,7 +143,7 @@ class Parameter(Spec):
         """The values a grid search visits, as they are written into the config."""
         if self.values is not None:
             return list(self.values)
-        r = self.linear or self.log
+        r = self.range
         lo, hi = to_number(r.start), to_number(r.stop)
         xs = np.linspace(lo, hi, r.num) if self.linear else np.geomspace(lo, hi, r.num)
         return _dedupe([self.encode(x) for x in xs])
@@ -142,15 +152,14 @@ class Parameter(Spec):
         """One random value: uniform (linear), log-uniform (log) or a uniform pick (values)."""
         if self.values is not None:
             return self.values[int(rng.integers(len(self.values)))]
-        r = self.linear or self.log
+        r = self.range
         lo, hi = to_number(r.start), to_number(r.stop)
         u = float(rng.random())
         x = lo + u * (hi - lo) if self.linear else math.exp(math.log(lo) + u * (math.log(hi) - math.log(lo)))
         return self.encode(x)
 
     def encode(self, x: float) -> Any:
-        r = self.linear or self.log
-        if r.integer:
+        if self.range.integer:
             return round(float(x))
         unit = self.unit
         x = float(f"{x:.12g}")  # stable text for hashing and resuming
@@ -161,8 +170,8 @@ def _range_unit(r: Range) -> str | None:
     texts = [v for v in (r.start, r.stop) if isinstance(v, str)]
     if not texts:
         return None
-    dims = [dimension_of(t) for t in texts]
-    if None in dims or len({d.name for d in dims}) != 1 or len(texts) != 2:
+    dims = [d for d in (dimension_of(t) for t in texts) if d is not None]
+    if len(dims) != 2 or len({d.name for d in dims}) != 1:
         raise ValueError(f"start and stop must both be numbers or both quantities of one kind "
                          f"(got {r.start!r}, {r.stop!r})")
     return base_unit(dims[0])
@@ -188,7 +197,8 @@ class Condition(Spec):
         if not match or match.group(1) not in METRICS:
             raise ConfigError(f"expected 'METRIC<=NUMBER' or 'METRIC>=NUMBER' with METRIC one of "
                               f"{', '.join(METRICS)}, got {text!r}", source=where)
-        return cls(metric=match.group(1), op=match.group(2), value=float(match.group(3)))
+        op: Literal["<=", ">="] = "<=" if match.group(2) == "<=" else ">="
+        return cls(metric=match.group(1), op=op, value=float(match.group(3)))
 
     def holds(self, values):
         return values <= self.value if self.op == "<=" else values >= self.value
@@ -341,8 +351,9 @@ class Space:
 
 
 @lru_cache(maxsize=256)
-def _adapter(cls: type, section: str) -> TypeAdapter:
-    return TypeAdapter(cls.model_fields[section].annotation)
+def _adapter(cls: type, section: str) -> TypeAdapter[Any]:
+    annotation: Any = getattr(cls, "model_fields")[section].annotation
+    return TypeAdapter(annotation)
 
 
 def _check_like(value: Any, template: Any, source: str, where: str) -> None:
@@ -423,7 +434,7 @@ def describe(point: dict[str, Any]) -> str:
 
 def _lookup(doc: dict, dotted: str, source: str, where: str) -> Any:
     node: Any = doc
-    walked = []
+    walked: list[str] = []
     for part in dotted.split("."):
         if not isinstance(node, dict) or part not in node:
             known = list(node) if isinstance(node, dict) else []
@@ -440,14 +451,14 @@ def _lookup(doc: dict, dotted: str, source: str, where: str) -> Any:
 def _assign(doc: dict, dotted: str, value: Any, source: str, where: str, *, create: bool = False,
             copy_path: bool = False) -> None:
     parts = dotted.split(".")
-    node = doc
+    node: Any = doc
     for depth, part in enumerate(parts[:-1]):
         child = node.get(part)
         if child is None and create:
             child = {}
         elif not isinstance(child, dict):
             _lookup(doc, ".".join(parts[:depth + 1]) + "." + parts[depth + 1], source, where)
-        if copy_path:
+        if copy_path and child is not None:
             child = dict(child)
         node[part] = child
         node = child
@@ -456,9 +467,9 @@ def _assign(doc: dict, dotted: str, value: Any, source: str, where: str, *, crea
     node[parts[-1]] = copy.deepcopy(value) if isinstance(value, (list, dict)) else value
 
 
-_OPS = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
+_OPS: dict[type, Callable[..., Any]] = {ast.Add: operator.add, ast.Sub: operator.sub, ast.Mult: operator.mul, ast.Div: operator.truediv,
         ast.Pow: operator.pow, ast.USub: operator.neg, ast.UAdd: operator.pos}
-_FUNCS = {"min": min, "max": max, "ceil": math.ceil, "sqrt": math.sqrt, "log2": math.log2}
+_FUNCS: dict[str, Callable[..., Any]] = {"min": min, "max": max, "ceil": math.ceil, "sqrt": math.sqrt, "log2": math.log2}
 
 
 @lru_cache(maxsize=256)
@@ -485,20 +496,22 @@ def _compile(expr: str) -> ast.Expression:
 def _dotted(node: ast.AST) -> str:
     if isinstance(node, ast.Name):
         return node.id
+    assert isinstance(node, ast.Attribute)  # _compile admits names and attributes only
     return f"{_dotted(node.value)}.{node.attr}"
 
 
-def _evaluate(expr: str, value_of) -> float:
-    def walk(node):
+def _evaluate(expr: str, value_of: Callable[[str], float]) -> float:
+    def walk(node: ast.AST) -> Any:
         if isinstance(node, ast.Expression):
             return walk(node.body)
         if isinstance(node, ast.Constant):
-            return float(node.value)
+            return float(cast(float, node.value))
         if isinstance(node, ast.BinOp):
             return _OPS[type(node.op)](walk(node.left), walk(node.right))
         if isinstance(node, ast.UnaryOp):
             return _OPS[type(node.op)](walk(node.operand))
         if isinstance(node, ast.Call):
+            assert isinstance(node.func, ast.Name)  # _compile admits calls of _FUNCS by name
             return float(_FUNCS[node.func.id](*(walk(a) for a in node.args)))
         return value_of(_dotted(node))
     return float(walk(_compile(expr)))

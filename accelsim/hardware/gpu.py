@@ -9,8 +9,8 @@ reads and writes (``common.gemm_offchip``).
 from __future__ import annotations
 
 import math
-from dataclasses import replace
 from collections.abc import Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np

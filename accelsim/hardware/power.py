@@ -32,8 +32,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from accelsim.hardware.arraymath import vmax
 from accelsim.graph import Op
+from accelsim.hardware.arraymath import vmax
 from accelsim.hardware.base import Terms
 
 # Default rule for chips without their own ``power.active``: watts each unit draws at full use,

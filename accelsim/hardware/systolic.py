@@ -9,8 +9,8 @@ preload but the first behind the previous fold's compute.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 from accelsim.graph import Attention, Graph, MatMul, Op

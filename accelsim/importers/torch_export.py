@@ -29,7 +29,19 @@ from typing import Any, cast
 
 from accelsim.dtypes import DTYPES
 from accelsim.errors import AccelsimError
-from accelsim.graph import Attention, Conv, Elementwise, Embedding, Graph, MatMul, Norm, Op, Role, Scan, Tensor
+from accelsim.graph import (
+    Attention,
+    Conv,
+    Elementwise,
+    Embedding,
+    Graph,
+    MatMul,
+    Norm,
+    Op,
+    Role,
+    Scan,
+    Tensor,
+)
 
 try:
     import torch

@@ -12,10 +12,10 @@ from accelsim import hardware
 from accelsim.dtypes import DTYPES
 from accelsim.hardware.spec import HardwareBase
 from accelsim.report import plots
-from accelsim.sim.result import Refusal, Result, precision_note
-from accelsim.workload import Workload
 from accelsim.report.text import op_table
+from accelsim.sim.result import Refusal, Result, precision_note
 from accelsim.units import format_plain, format_rate, format_si
+from accelsim.workload import Workload
 
 TEMPLATES = jinja2.Environment(
     loader=jinja2.PackageLoader("accelsim.report", "templates"),

@@ -19,7 +19,6 @@ from accelsim.sim.serving import ServeResult
 from accelsim.sim.timeline import Interval, Timeline
 from accelsim.units import format_si
 
-
 # the curve table as shown: column -> header (each cell carries its unit)
 CURVE_COLUMNS = {"throughput_tokens_per_s": "throughput",
                  "throughput_tokens_per_s_per_chip": "throughput per chip",

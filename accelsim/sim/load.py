@@ -17,8 +17,16 @@ from typing import Callable, Literal
 import numpy as np
 
 from accelsim.errors import AccelsimError
-from accelsim.sim.serving import CostModel, Request, ServeConfig, ServeResult, queued_requests, scaled, serve, \
-    synthetic_requests
+from accelsim.sim.serving import (
+    CostModel,
+    Request,
+    ServeConfig,
+    ServeResult,
+    queued_requests,
+    scaled,
+    serve,
+    synthetic_requests,
+)
 
 LoadKind = Literal["rate", "concurrency", "offline"]
 # The capacity search's resolution: the answer meets the SLO, the answer x STEP does not.

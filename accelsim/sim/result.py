@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
@@ -10,7 +9,6 @@ if TYPE_CHECKING:
 
 from accelsim.hardware.base import OpCost
 from accelsim.trust import Trust
-
 
 DTYPE_TAGS = (("weight", "w"), ("activation", "a"), ("kv", "kv"))
 

@@ -197,7 +197,7 @@ def parse_trace(rows: list[dict[str, str]], path: str) -> list[Request]:
     (one request a row; ``accelsim.api.load_trace`` reads the file); errors name ``path``."""
     if not rows or any(c not in rows[0] for c in TRACE_COLUMNS):
         raise AccelsimError(f"trace needs columns {', '.join(TRACE_COLUMNS)}", source=path)
-    requests = []
+    requests: list[tuple[float, int, int]] = []
     for line, row in enumerate(rows, start=2):
         try:
             arrival, prompt, output = float(row["arrival_s"]), int(row["prompt_tokens"]), int(row["output_tokens"])

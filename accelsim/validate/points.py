@@ -133,7 +133,14 @@ class Point(Spec):
             return self.gemm.m * self.gemm.n * self.gemm.k
         if self.kind == "bandwidth":
             return 0
-        return self.batch * (self.input_len + (self.output_len or 0))
+        return self.sized("batch") * (self.sized("input_len") + (self.output_len or 0))
+
+    def sized(self, name: Literal["batch", "input_len", "output_len"]) -> int:
+        """A size its kind requires (``_fields_for_kind`` refused the point without it)."""
+        value = getattr(self, name)
+        if value is None:
+            raise ValueError(f"point {self.id}: kind '{self.kind}' has no {name}")
+        return int(value)
 
 
 class Unpredictable(Spec):

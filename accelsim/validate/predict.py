@@ -113,7 +113,7 @@ def under_runtime(hw: HardwareBase, runtime: Runtime | RuntimePreset | None) -> 
     if "gpu" not in type(hw).model_fields:  # the runtime's settings are a section of the spec
         raise ConfigError(f"{hw.name}: a runtime's settings name gpu keys, but its kind is '{hw.kind}'")
     settings = runtime.gpu.model_dump(exclude_none=True)
-    section = hw.gpu
+    section = getattr(hw, "gpu")  # the section just checked for
     return hw.model_copy(update={"gpu": section.model_copy(update=settings)})
 
 
@@ -145,19 +145,19 @@ def decode_contexts(input_len: int, output_len: int, samples: int = DECODE_SAMPL
 
 def static_batch_time(point: Point, hw: HardwareBase, samples: int = DECODE_SAMPLES) -> tuple[float, float]:
     """(prefill seconds, summed decode seconds) for the whole static batch."""
-    b, il, ol = point.batch, point.input_len, point.output_len
+    b, il, ol = point.sized("batch"), point.sized("input_len"), point.sized("output_len")
     prefill = _step_latency(point, hw, Workload("prefill", batch=b, prompt=il, context=0))
     return prefill, decode_time(point, hw, il, ol - 1, samples)
 
 
 def decode_time(point: Point, hw: HardwareBase, first_context: int, steps: int,
                 samples: int = DECODE_SAMPLES) -> float:
-    """Summed latency of ``steps`` decode steps of ``point.batch`` sequences, step j attending to
+    """Summed latency of ``steps`` decode steps of ``point.sized("batch")`` sequences, step j attending to
     ``first_context + j`` cached tokens (j = 0 .. steps-1)."""
     if steps < 1:
         return 0.0
     sampled = decode_contexts(first_context, steps + 1, samples)
-    times = [_step_latency(point, hw, Workload("decode", batch=point.batch, prompt=first_context,
+    times = [_step_latency(point, hw, Workload("decode", batch=point.sized("batch"), prompt=first_context,
                                                context=int(c))) for c in sampled]
     every = np.arange(first_context, first_context + steps)
     return float(np.interp(every, sampled, times).sum())
@@ -169,7 +169,7 @@ INTERACTIVITY_SAMPLES = 2
 
 
 def interactive_tpot(point: Point, hw: HardwareBase) -> float:
-    """Mean time per output token of one of ``point.batch`` concurrent requests in steady state.
+    """Mean time per output token of one of ``point.sized("batch")`` concurrent requests in steady state.
 
     Each request decodes ``output_len`` tokens in steps of the whole batch, attending to
     ``input_len + j`` cached tokens at its step j.  In aggregated serving the chips also prefill
@@ -178,7 +178,7 @@ def interactive_tpot(point: Point, hw: HardwareBase) -> float:
     their prefills (one prompt at a time) stall its decode steps.  A disaggregated decode pool
     never prefills.  A serving runtime's scheduler (chunked prefill, prefill batching) would
     move this between the two; the runtime presets of ``accelsim serve`` are where that belongs."""
-    batch, prompt, outputs = point.batch, point.input_len, point.output_len
+    batch, prompt, outputs = point.sized("batch"), point.sized("input_len"), point.sized("output_len")
     assert batch and prompt and outputs  # Point checks an interactivity point names all three
     steps = decode_time(point, hw, prompt, outputs, INTERACTIVITY_SAMPLES)
     stalls = 0.0
@@ -213,28 +213,30 @@ class Prediction:
 def predict(point: Point, hw: HardwareBase) -> Prediction:
     """The predicted value of ``point`` in the SI unit its measurement converts to."""
     if point.kind == "ttft":
-        return Prediction(_step_latency(point, hw, Workload("prefill", batch=point.batch,
-                                                            prompt=point.input_len, context=0))
+        return Prediction(_step_latency(point, hw, Workload("prefill", batch=point.sized("batch"),
+                                                            prompt=point.sized("input_len"), context=0))
                           + request_overhead(hw))
     if point.kind == "tpot":  # one decode step with the prompt in the KV cache
-        return Prediction(_step_latency(point, hw, Workload("decode", batch=point.batch,
-                                                            prompt=point.input_len, context=point.input_len)))
+        return Prediction(_step_latency(point, hw, Workload("decode", batch=point.sized("batch"),
+                                                            prompt=point.sized("input_len"), context=point.sized("input_len"))))
     if point.kind == "decode_steps":  # output_len steps timed together, the prompt cached
-        return Prediction(decode_time(point, hw, point.input_len, point.output_len))
+        return Prediction(decode_time(point, hw, point.sized("input_len"), point.sized("output_len")))
     if point.kind == "interactivity":
         return Prediction(interactive_tpot(point, hw))
     if point.kind == "static_batch":
         prefill, decode = static_batch_time(point, hw)
         total = prefill + decode + request_overhead(hw)
         per = point.chips if point.per_chip else 1
-        return Prediction(point.batch * point.output_len / total / per, decode / total)
+        return Prediction(point.sized("batch") * point.sized("output_len") / total / per, decode / total)
     if point.kind == "gemm":
-        g = point.gemm
-        op = gemm_op(g.m, g.n, g.k, point.dtype)
-        return Prediction(op.flops / cost_alone(op, hw).time_s)
+        g, dtype = point.gemm, point.dtype
+        assert g is not None and dtype is not None  # Point._fields_for_kind
+        gemm = gemm_op(g.m, g.n, g.k, dtype)
+        return Prediction(gemm.flops / cost_alone(gemm, hw).time_s)
     s = point.stream
-    op = stream_op(s.reads, s.writes, s.ops_per_element)
-    return Prediction(op.bytes_moved / cost_alone(op, hw).time_s)
+    assert s is not None  # Point._fields_for_kind
+    stream = stream_op(s.reads, s.writes, s.ops_per_element)
+    return Prediction(stream.bytes_moved / cost_alone(stream, hw).time_s)
 
 
 def predict_measured(point: Point, hw: HardwareBase, catalogue: Catalogue) -> Prediction:

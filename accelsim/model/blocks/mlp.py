@@ -2,8 +2,8 @@
 from __future__ import annotations
 
 from accelsim.graph import Elementwise, Tensor
-from accelsim.model.spec import configured
 from accelsim.model.context import LoweringContext
+from accelsim.model.spec import configured
 
 # Arithmetic per hidden element: SiLU = x*sigmoid(x) (~4 ops incl. exp); tanh-GELU ~8 ops; ReLU 1;
 # squared ReLU 2; a gated kind adds the gate multiply.

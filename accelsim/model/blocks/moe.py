@@ -11,8 +11,8 @@ import math
 
 from accelsim.graph import MatMul, Tensor
 from accelsim.model.blocks.mlp import ACTIVATION_OPS, feed_forward
-from accelsim.model.spec import configured
 from accelsim.model.context import LoweringContext
+from accelsim.model.spec import configured
 
 # Softmax/sigmoid over E logits and a top-k selection: ~4 ops per logit.
 ROUTER_OPS_PER_LOGIT = 4.0
