@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import csv
-import io
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from functools import cache
@@ -64,11 +63,7 @@ def resolve_density(density: DensityProfile | str | Path | None) -> DensityProfi
 
 def load_trace(path: str | Path) -> list[serving.Request]:
     """A request trace: a CSV with columns arrival_s, prompt_tokens, output_tokens."""
-    text = loader.read_text(path, "trace", max_bytes=MAX_TRACE_BYTES)
-    try:
-        rows = list(csv.DictReader(io.StringIO(text, newline="")))
-    except csv.Error as err:
-        raise AccelsimError(f"not a CSV trace: {err}", source=str(path)) from None
+    rows = loader.read_csv(path, "trace", max_bytes=MAX_TRACE_BYTES)
     return serving.parse_trace(rows, str(path))
 
 

@@ -6,7 +6,9 @@ what is allowed, so the CLI can print it and exit 2 without a traceback.
 from __future__ import annotations
 
 import copy
+import csv
 import difflib
+import io
 import itertools
 import json
 import re
@@ -120,6 +122,16 @@ def read_text(path: str | Path, what: str = "file", *, max_bytes: int = MAX_CONF
     except UnicodeDecodeError as err:
         raise ConfigError(f"not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start}); "
                           f"save the {what} as UTF-8", source=source) from None
+
+
+def read_csv(path: str | Path, what: str = "file", *, max_bytes: int = MAX_CONFIG_BYTES) -> list[dict[str, str]]:
+    """The rows of a CSV file with a header, read through ``read_text`` (size and UTF-8 checks);
+    a malformed file is one line."""
+    text = read_text(path, what, max_bytes=max_bytes)
+    try:
+        return list(csv.DictReader(io.StringIO(text, newline="")))
+    except csv.Error as err:
+        raise ConfigError(f"not a CSV {what}: {err}", source=str(path)) from None
 
 
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')

@@ -17,7 +17,6 @@ of the compute.
 """
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import median
@@ -25,6 +24,7 @@ from statistics import median
 import pandas as pd
 
 from accelsim.api import resolve_hardware, simulate
+from accelsim.config import loader
 from accelsim.errors import ConfigError
 from accelsim.hardware import power
 from accelsim.hardware.spec import HardwareBase
@@ -60,21 +60,20 @@ def load(path: Path | None = None) -> list[PowerPoint]:
     """The measured power rows; a malformed row is one clear error naming the file and row."""
     path = path or DEFAULT_POWER_POINTS
     points = []
-    with open(path, newline="") as f:
-        for i, row in enumerate(csv.DictReader(f), start=2):
-            try:
-                point = PowerPoint(row["set"], row["hw"], row["model"], row["weight_dtype"],
-                                   int(row["tp"]), int(row["pp"]), int(row["batch"]),
-                                   int(row["prompt"]), int(row["output"]), row["metric"],
-                                   float(row["value"]),
-                                   float(row["power_limit_w"]) if row["power_limit_w"] else None,
-                                   row["runtime"], row["source"])
-            except (KeyError, ValueError) as err:
-                raise ConfigError(f"{path}: row {i}: {err}") from None
-            if point.metric not in METRICS or point.subset not in ("calibration", "holdout"):
-                raise ConfigError(f"{path}: row {i}: metric must be one of {', '.join(METRICS)} "
-                                  f"and set calibration or holdout")
-            points.append(point)
+    for i, row in enumerate(loader.read_csv(path, "power points"), start=2):
+        try:
+            point = PowerPoint(row["set"], row["hw"], row["model"], row["weight_dtype"],
+                               int(row["tp"]), int(row["pp"]), int(row["batch"]),
+                               int(row["prompt"]), int(row["output"]), row["metric"],
+                               float(row["value"]),
+                               float(row["power_limit_w"]) if row["power_limit_w"] else None,
+                               row["runtime"], row["source"])
+        except (KeyError, ValueError) as err:
+            raise ConfigError(f"{path}: row {i}: {err}") from None
+        if point.metric not in METRICS or point.subset not in ("calibration", "holdout"):
+            raise ConfigError(f"{path}: row {i}: metric must be one of {', '.join(METRICS)} "
+                              f"and set calibration or holdout")
+        points.append(point)
     return points
 
 

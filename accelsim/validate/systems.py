@@ -7,7 +7,6 @@ row's cited source or from one stated default rule (the byte rule and split rule
 network and queueing time and may batch users, which a batch-1 step leaves out."""
 from __future__ import annotations
 
-import csv
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import median
@@ -15,6 +14,7 @@ from statistics import median
 import pandas as pd
 
 from accelsim.api import simulate
+from accelsim.config import loader
 from accelsim.errors import ConfigError
 from accelsim.transform import Parallelism
 from accelsim.validate.points import VALIDATION_DIR
@@ -40,17 +40,16 @@ class SpeedPoint:
 def load(path: Path | None = None) -> list[SpeedPoint]:
     path = path or DEFAULT_SYSTEM_POINTS
     points = []
-    with open(path, newline="") as f:
-        for i, row in enumerate(csv.DictReader(f), start=2):
-            try:
-                point = SpeedPoint(row["hw"], row["model"], row["weight_dtype"],
-                                   int(row["chips"]) if row["chips"] else None, int(row["context"]),
-                                   float(row["value"]), row["kind"], row["source"])
-            except (KeyError, ValueError) as err:
-                raise ConfigError(f"{path}: row {i}: {err}") from None
-            if point.kind not in KINDS:
-                raise ConfigError(f"{path}: row {i}: kind must be one of {', '.join(KINDS)}")
-            points.append(point)
+    for i, row in enumerate(loader.read_csv(path, "system points"), start=2):
+        try:
+            point = SpeedPoint(row["hw"], row["model"], row["weight_dtype"],
+                               int(row["chips"]) if row["chips"] else None, int(row["context"]),
+                               float(row["value"]), row["kind"], row["source"])
+        except (KeyError, ValueError) as err:
+            raise ConfigError(f"{path}: row {i}: {err}") from None
+        if point.kind not in KINDS:
+            raise ConfigError(f"{path}: row {i}: kind must be one of {', '.join(KINDS)}")
+        points.append(point)
     return points
 
 
