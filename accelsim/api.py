@@ -10,15 +10,15 @@ from typing import Any
 
 from accelsim import hardware, pipeline
 from accelsim.config import loader
-from accelsim.density import DensityProfile, load_density
+from accelsim.config.study import StudyCell, StudySpec
 from accelsim.economics import system as economics_system
 from accelsim.economics import tco as economics_tco
 from accelsim.economics.tables import Tables, load_tables
 from accelsim.errors import AccelsimError, CannotRunError, ConfigError
 from accelsim.graph import Graph
 from accelsim.hardware.spec import HardwareBase
+from accelsim.model.density import DensityProfile, load_density
 from accelsim.model.spec import ModelSpec, load_model
-from accelsim.runtime import RuntimePreset, on_hardware
 from accelsim.sim import engine, serving
 from accelsim.sim import speculative as spec_decoding
 from accelsim.sim.engine import Overlap
@@ -27,8 +27,8 @@ from accelsim.sim.load import curve as load_curve
 from accelsim.sim.load import find_capacity as find_load_capacity
 from accelsim.sim.load import run as run_load
 from accelsim.sim.result import Refusal, Result
+from accelsim.sim.runtime import RuntimePreset, on_hardware
 from accelsim.sim.timeline import Timeline
-from accelsim.study import StudyCell, StudySpec
 from accelsim.transform import Parallelism
 from accelsim.trust import Row, Trust, rows_from_records, trust_of
 from accelsim.workload import Workload

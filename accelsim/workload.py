@@ -4,8 +4,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-from accelsim.density import DensityProfile
 from accelsim.errors import AccelsimError
+from accelsim.model.density import DensityProfile
 
 Phase = Literal["prefill", "decode"]
 
@@ -25,7 +25,7 @@ class Workload:
     prompt: int = 2048
     context: int = 2048
     # Per-op input activation density; None means dense.  Only hardware that skips zeros reads
-    # it (see accelsim.density.effective_macs).  A path is read by ``accelsim.api.resolve_density``.
+    # it (see accelsim.model.density.effective_macs).  A path is read by ``accelsim.api.resolve_density``.
     density: DensityProfile | None = None
     spec_tokens: int = 0
 

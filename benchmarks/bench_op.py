@@ -57,7 +57,7 @@ def write_inputs(folder: Path, rows: int, cols: int, dataflow: str) -> tuple[Pat
 
 
 def time_accelsim(cfg: Path, topo: Path, repeats: int = 50) -> tuple[float, list[int]]:
-    from accelsim.scalesim_compat import compute_report
+    from accelsim.importers.scalesim import compute_report
     start = time.perf_counter()
     for _ in range(repeats):
         _, rows = compute_report(cfg, topo)

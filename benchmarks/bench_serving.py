@@ -16,10 +16,10 @@ import platform
 import time
 from pathlib import Path
 
-from accelsim.transform import Parallelism
-from accelsim.sim import serving
 from accelsim.api import cost_model
 from accelsim.api import timeline as step_timeline
+from accelsim.sim import serving
+from accelsim.transform import Parallelism
 from accelsim.workload import Workload
 
 HERE = Path(__file__).resolve().parent

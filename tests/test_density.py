@@ -6,8 +6,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from accelsim.api import resolve_density
-from accelsim.density import DensityEntry, DensityProfile, effective_macs, load_density
 from accelsim.errors import AccelsimError, ConfigError
+from accelsim.model.density import DensityEntry, DensityProfile, effective_macs, load_density
 from accelsim.workload import Workload
 
 PROFILE = DensityProfile(threshold=0.0, default=0.9, source="hand-written",

@@ -260,7 +260,7 @@ def test_existing_report_is_kept_unless_forced(cli, tmp_path):
 
 
 def test_study_case_slug_is_one_folder(tmp_path):
-    from accelsim.study import StudyCase, StudyCell
+    from accelsim.config.study import StudyCase, StudyCell
     from accelsim.workload import Workload
     cell = StudyCell(StudyCase(model="../../models/x.yaml", hardware=["h100-sxm"]), (), Workload(), [], [])
     assert "/" not in cell.slug and not cell.slug.startswith(".")

@@ -6,10 +6,10 @@ import pytest
 
 from accelsim import hardware
 from accelsim.api import simulate
-from accelsim.density import DensityEntry, DensityProfile
 from accelsim.errors import DoesNotFitError
 from accelsim.graph import MatMul
 from accelsim.hardware import hardwired
+from accelsim.model.density import DensityEntry, DensityProfile
 from accelsim.model.lower import lower
 from accelsim.model.spec import load_model
 from accelsim.workload import Workload

@@ -11,8 +11,8 @@ from scalesim_config import scalesim_config
 
 from accelsim.config.loader import bundled_names
 from accelsim.hardware import load_hardware
+from accelsim.importers.scalesim import GemmLayer, ScaleSimArray, layer_report
 from accelsim.report.opcost import matmul_report
-from accelsim.scalesim_compat import GemmLayer, ScaleSimArray, layer_report
 
 TOPOLOGY = "Layer Name, M, N, K,\nsq, 256, 256, 256,\ndecode, 1, 4096, 4096,\nodd, 100, 50, 70,\n"
 

@@ -228,7 +228,7 @@ def test_folder_without_config_json_is_one_line(cli, tmp_path):
 # --- SCALE-Sim files as they are --------------------------------------------------------------
 
 def test_scalesim_v2_and_v3_gemm_headers_read_alike(write):
-    from accelsim.scalesim_compat import read_topology
+    from accelsim.importers.scalesim import read_topology
     v2 = write("v2.csv", "Layer,M,N,K\nfc,1,4096,4096\n")
     v3 = write("v3.csv", "Layer Name, M, N, K,\nfc, 1, 4096, 4096,\n")
     assert read_topology(v2) == read_topology(v3)
@@ -236,7 +236,7 @@ def test_scalesim_v2_and_v3_gemm_headers_read_alike(write):
 
 
 def test_scalesim_conv_topology_lowers_as_scalesim_does(write):
-    from accelsim.scalesim_compat import read_topology
+    from accelsim.importers.scalesim import read_topology
     conv = write("conv.csv", "Layer name, IFMAP Height, IFMAP Width, Filter Height, Filter Width, "
                              "Channels, Num Filter, Strides,\nconv1, 230, 230, 7, 7, 3, 64, 2,\n")
     layer = read_topology(conv)[0]

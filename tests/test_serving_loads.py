@@ -242,7 +242,7 @@ def test_python_serve_returns_summary_curve_and_capacity():
 def test_validation_points_may_name_a_bundled_preset_and_get_its_overheads(tmp_path):
     import shutil
 
-    from accelsim.runtime import RuntimePreset
+    from accelsim.sim.runtime import RuntimePreset
     from accelsim.validate.points import DEFAULT_POINTS, Catalogue
     from accelsim.validate.predict import under_runtime
     text = DEFAULT_POINTS.read_text().replace("runtime: tensorrt-llm-v0.9", "runtime: tensorrt-llm", 1)

@@ -24,9 +24,9 @@ LOADERS = {
     "accelsim.hardware": {"load_hardware"},
     "accelsim.model.spec": {"load_model"},
     "accelsim.model.hf_import": {"read_hf_config"},
-    "accelsim.density": {"load_density"},
+    "accelsim.model.density": {"load_density"},
     "accelsim.dse.space": {"load_space"},
-    "accelsim.scalesim_compat": {"read_config", "read_topology"},
+    "accelsim.importers.scalesim": {"read_config", "read_topology"},
     "accelsim.economics.tables": {"read"},
     # A sweep's own results store, re-read to resume it and to re-render its report.
     "accelsim.dse.runner": {"read_rows", "__init__", "_truncate_torn_tail", "done_ids",

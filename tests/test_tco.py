@@ -112,8 +112,8 @@ def test_load_validation_in_python():
 
 
 def test_study_report_gains_the_economics(tmp_path):
+    from accelsim.config.study import StudySpec
     from accelsim.report.study import write_study
-    from accelsim.study import StudySpec
     spec = StudySpec.model_validate({
         "name": "econ", "title": "economics", "workloads": [{"phase": "decode", "batch": 1, "context": 2048}],
         "cases": [{"model": "llama-3.1-8b", "hardware": ["hardwired-llama-3.1-8b", "h100-sxm"]}]})

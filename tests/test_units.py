@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from accelsim import units
+from accelsim.config import units
 
 
 @pytest.mark.parametrize("text, dim, expected", [

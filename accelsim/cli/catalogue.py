@@ -7,10 +7,10 @@ import pandas as pd
 from accelsim import hardware
 from accelsim.cli import options
 from accelsim.config import loader
+from accelsim.config.units import format_si
 from accelsim.errors import AccelsimError
 from accelsim.model.describe import describe_model
 from accelsim.model.spec import load_model
-from accelsim.units import format_si
 
 
 @click.group(invoke_without_command=True)

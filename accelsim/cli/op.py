@@ -40,7 +40,7 @@ def op(ctx, hw, scalesim_cfg, topology, as_json):
 
 
 def _scalesim(cfg: str, topology: str, as_json: bool) -> None:
-    from accelsim.scalesim_compat import compute_report
+    from accelsim.importers.scalesim import compute_report
     array, rows = compute_report(cfg, topology)
     if as_json:
         options.echo_json({"array": {"rows": array.rows, "cols": array.cols, "dataflow": array.dataflow},

@@ -9,8 +9,8 @@ import pandas as pd
 from accelsim.api import load_study, run_study
 from accelsim.cli import options, output
 from accelsim.cli.progress import bar
+from accelsim.config.units import format_rate, format_si
 from accelsim.report.study import study_frame, write_study
-from accelsim.units import format_rate, format_si
 
 
 @click.command()

@@ -5,7 +5,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict
 
-from accelsim import units
+from accelsim.config import units
 
 
 class Spec(BaseModel):

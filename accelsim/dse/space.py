@@ -23,8 +23,8 @@ from typing import Any, Literal, cast
 import numpy as np
 from pydantic import Field, TypeAdapter, ValidationError, model_validator
 
-from accelsim import hardware, units
-from accelsim.config import loader
+from accelsim import hardware
+from accelsim.config import loader, units
 from accelsim.config.types import NonNegativeInt, PositiveInt, Spec
 from accelsim.errors import ConfigError
 from accelsim.hardware.spec import HardwareBase

@@ -24,11 +24,11 @@ from typing import Any, ClassVar, Protocol
 
 import numpy as np
 
-from accelsim.density import DensityProfile
 from accelsim.errors import CannotRunError
 from accelsim.graph import Graph, MatMul, Op
 from accelsim.hardware.arraymath import nonzero, vmax
 from accelsim.hardware.spec import HardwareBase, MemoryLevel
+from accelsim.model.density import DensityProfile
 from accelsim.model.spec import ModelSpec
 from accelsim.transform import Parallelism, shard, stage_graphs
 from accelsim.workload import Workload

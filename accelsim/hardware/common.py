@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from accelsim.density import effective_macs
+from accelsim.config.units import format_si
 from accelsim.dtypes import DTYPES
 from accelsim.errors import DoesNotFitError
 from accelsim.graph import Access, Graph, MatMul, Op
@@ -23,8 +23,8 @@ from accelsim.hardware.base import (  # noqa: F401  (Demand, Terms, to_cost: re-
     memory_energy,
     to_cost,
 )
+from accelsim.model.density import effective_macs
 from accelsim.sim.traffic import gemm_offchip_bytes
-from accelsim.units import format_si
 
 # An activation stays on chip between ops when it takes at most this share of the on-chip level
 # (the rest holds operand tiles of the running kernel and other live tensors).
@@ -166,7 +166,7 @@ def vector_terms(op: Op, p: dict[str, Any], placement: Placement, bandwidth: dic
 
 def datapath_macs(macs: float, zero_skipping: bool, density: float = 1.0, granularity: int = 1) -> float:
     """MACs the datapath actually performs: all of them on dense hardware; on hardware with
-    ``compute.zero_skipping`` only those ``accelsim.density.effective_macs`` leaves for the
+    ``compute.zero_skipping`` only those ``accelsim.model.density.effective_macs`` leaves for the
     op's input-activation density.  Pure cost hook, read by every kind through ``skip_share``."""
     if not zero_skipping:
         return macs

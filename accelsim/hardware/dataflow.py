@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from accelsim.config.units import format_si
 from accelsim.errors import AccelsimError, DoesNotFitError
 from accelsim.graph import Attention, Graph, MatMul, Op
 from accelsim.hardware import common, power
@@ -34,7 +35,6 @@ from accelsim.hardware.base import (
 from accelsim.hardware.spec import DataflowMemory, DataflowSection, DataflowSpec, MemoryLevel
 from accelsim.model.spec import ModelSpec
 from accelsim.transform import Parallelism, byte_stages, resident_bytes, shard
-from accelsim.units import format_si
 from accelsim.workload import Workload
 
 __all__ = ["DataflowBackend", "DataflowMemory", "DataflowSection", "DataflowSpec"]

@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+from accelsim.config.units import format_si
 from accelsim.dtypes import bits
 from accelsim.errors import CannotRunError, DoesNotFitError
 from accelsim.graph import Attention, Embedding, Graph, MatMul, Op
@@ -42,7 +43,6 @@ from accelsim.hardware.base import (
 )
 from accelsim.hardware.spec import HardwiredSpec, MemoryLevel
 from accelsim.model.spec import ModelSpec
-from accelsim.units import format_si
 from accelsim.workload import Workload
 
 SPATIAL = Mapping("layer region")

@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Iterable
 
-from accelsim.density import DensityEntry, DensityProfile
 from accelsim.errors import AccelsimError
+from accelsim.model.density import DensityEntry, DensityProfile
 
 try:
     import torch

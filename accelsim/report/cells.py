@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import math
 
-from accelsim.units import format_plain, format_rate, format_si
+from accelsim.config.units import format_plain, format_rate, format_si
 
 # column name (or the last part of a dotted design key) -> the unit its numbers are in;
 # checked in order, first match wins

@@ -9,12 +9,12 @@ import jinja2
 import pandas as pd
 
 from accelsim import hardware
+from accelsim.config.units import format_plain, format_rate, format_si
 from accelsim.dtypes import DTYPES
 from accelsim.hardware.spec import HardwareBase
 from accelsim.report import plots
 from accelsim.report.text import op_table
 from accelsim.sim.result import Refusal, Result, precision_note
-from accelsim.units import format_plain, format_rate, format_si
 from accelsim.workload import Workload
 
 TEMPLATES = jinja2.Environment(

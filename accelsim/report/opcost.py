@@ -9,12 +9,12 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 from accelsim import hardware
+from accelsim.config.units import format_si
 from accelsim.errors import AccelsimError
 from accelsim.graph import MatMul, Tensor
 from accelsim.hardware.base import OpCost
 from accelsim.hardware.spec import HardwareBase
 from accelsim.pipeline import cost_alone
-from accelsim.units import format_si
 
 
 @dataclass(frozen=True)

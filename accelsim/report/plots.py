@@ -15,9 +15,9 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.ticker import FuncFormatter, LogLocator
 
+from accelsim.config.units import format_plain, format_si
 from accelsim.hardware.base import OpCost
 from accelsim.sim.result import Result
-from accelsim.units import format_plain, format_si
 
 KIND_COLOURS = {"matmul": "#1f77b4", "attention": "#ff7f0e", "elementwise": "#2ca02c",
                 "norm": "#d62728", "embedding": "#9467bd", "scan": "#8c564b", "conv": "#e377c2",

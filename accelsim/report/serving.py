@@ -10,6 +10,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from accelsim.config.units import format_si
 from accelsim.report.cells import format_cell
 from accelsim.report.compare import TEMPLATES
 from accelsim.report.plots import STYLE, plain_ticks, si_ticks
@@ -17,7 +18,6 @@ from accelsim.report.trace import Counter, timeline_plot, timeline_trace, write_
 from accelsim.sim.load import Capacity
 from accelsim.sim.serving import ServeResult
 from accelsim.sim.timeline import Interval, Timeline
-from accelsim.units import format_si
 
 # the curve table as shown: column -> header (each cell carries its unit)
 CURVE_COLUMNS = {"throughput_tokens_per_s": "throughput",

@@ -1,8 +1,8 @@
 """Terminal text for speculative decoding's effective figures (``accelsim run --spec-decode``)."""
 from __future__ import annotations
 
+from accelsim.config.units import format_si
 from accelsim.sim.speculative import SpecFigures
-from accelsim.units import format_si
 
 
 def speculative_summary(f: SpecFigures) -> str:

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import pandas as pd
 
+from accelsim.config.study import StudyCell, StudySpec
+from accelsim.config.units import format_plain, format_rate, format_si
 from accelsim.report.compare import TEMPLATES, dtype_columns, write_report
-from accelsim.study import StudyCell, StudySpec
-from accelsim.units import format_plain, format_rate, format_si
 
 METRICS = {"tokens_per_s": "throughput (tokens/s)", "joules_per_token": "energy per token",
            "usd_per_mtoken": "cost per million tokens", "latency_s": "step latency"}

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pandas as pd
 
+from accelsim.config.units import format_rate, format_si
 from accelsim.sim.result import Refusal, Result
-from accelsim.units import format_rate, format_si
 
 
 def chips_line(result: Result) -> str:

@@ -5,10 +5,10 @@ from collections.abc import Callable
 from dataclasses import replace
 from typing import Any
 
-from accelsim.density import DensityProfile
 from accelsim.graph import Collective, Graph, Op
 from accelsim.hardware import common, interconnect
 from accelsim.hardware.base import Backend, Mapping, OpCost, Placement
+from accelsim.model.density import DensityProfile
 
 
 def best_cost(op: Op, hw: Any, backend: Backend, placement: Placement,

@@ -45,9 +45,9 @@ from typing import Any, Literal
 import numpy as np
 
 from accelsim import hardware, pipeline
-from accelsim.density import DensityProfile
 from accelsim.errors import AccelsimError, DoesNotFitError
 from accelsim.hardware.spec import HardwareBase
+from accelsim.model.density import DensityProfile
 from accelsim.model.spec import ModelSpec
 from accelsim.sim.result import Result
 from accelsim.transform import Parallelism

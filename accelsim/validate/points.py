@@ -17,7 +17,7 @@ from pydantic import Field, model_validator
 from accelsim.config import loader
 from accelsim.config.types import PositiveInt, Spec
 from accelsim.errors import ConfigError
-from accelsim.runtime import RuntimeGpu, RuntimePreset
+from accelsim.sim.runtime import RuntimeGpu, RuntimePreset
 
 VALIDATION_DIR = loader.PACKAGE_ROOT.parent / "validation"
 DEFAULT_POINTS = VALIDATION_DIR / "points.yaml"

@@ -26,7 +26,7 @@ from accelsim.graph import Elementwise, MatMul, Tensor
 from accelsim.hardware.spec import HardwareBase
 from accelsim.model.spec import ModelSpec, load_model
 from accelsim.pipeline import cost_alone
-from accelsim.runtime import RuntimePreset, on_hardware
+from accelsim.sim.runtime import RuntimePreset, on_hardware
 from accelsim.transform import Parallelism
 from accelsim.validate.points import VALIDATION_DIR, Catalogue, Point, Runtime
 from accelsim.workload import Workload
@@ -105,7 +105,7 @@ def calibrated(hw: HardwareBase, cal: Calibration) -> HardwareBase:
 
 def under_runtime(hw: HardwareBase, runtime: Runtime | RuntimePreset | None) -> HardwareBase:
     """``hw`` with the kernel-library settings of the software that measured a point (a bundled
-    serving preset brings its host overheads too: ``accelsim.runtime.on_hardware``)."""
+    serving preset brings its host overheads too: ``accelsim.sim.runtime.on_hardware``)."""
     if runtime is None:
         return hw
     if isinstance(runtime, RuntimePreset):
