@@ -338,3 +338,16 @@ def test_positive_quantities_have_a_floor(cli, tmp_path):
     path.write_text(yaml.safe_dump(doc), encoding="utf-8")
     code, _, err = cli("run", "--hw", str(path))
     _one_line_error(code, err, "compute.clock", "at least 1e-24")
+
+
+def test_a_name_too_long_for_the_file_system_is_one_line(cli, tmp_path):
+    """Found by the long fuzz profile: a space's ``base:`` (or any --hw/--model) of thousands of
+    characters made the path check itself raise (ENAMETOOLONG)."""
+    code, _, err = cli("run", "--hw", "x" * 5000)
+    assert code == 2 and len(err.strip().splitlines()) == 1
+    assert "not a usable hardware config name or path" in err and len(err) < 400
+    space = tmp_path / "s.yaml"
+    space.write_text("name: s\nbase: " + "y" * 5000 + "\nparameters:\n  - key: compute.clock\n"
+                     "    values: [1 GHz]\nobjectives: {tokens_per_s: max}\n", encoding="utf-8")
+    code, _, err = cli("sweep", "--space", str(space), "--out", str(tmp_path / "out"))
+    assert code == 2 and "not a usable hardware config name or path" in err

@@ -256,16 +256,21 @@ def bundled_names(folder: str) -> dict[str, Path]:
 def resolve(name_or_path: str, folder: str, what: str) -> Path:
     """A config given as a path, or by name among the bundled ones (with a did-you-mean)."""
     candidate = Path(name_or_path)
-    if candidate.suffix in (".yaml", ".yml", ".json") or candidate.exists():
-        if not candidate.is_file():
-            raise ConfigError(f"no such {what} file", source=str(candidate))
+    shown = name_or_path if len(name_or_path) <= 80 else f"{name_or_path[:77]}..."
+    try:
+        exists, is_file = candidate.exists(), candidate.is_file()
+    except OSError as err:  # a name too long for the file system, say
+        raise ConfigError(f"not a usable {what} name or path ({err.strerror or err})", source=shown) from None
+    if candidate.suffix in (".yaml", ".yml", ".json") or exists:
+        if not is_file:
+            raise ConfigError(f"no such {what} file", source=shown)
         return candidate
     names = bundled_names(folder)
     if name_or_path in names:
         return names[name_or_path]
-    close = difflib.get_close_matches(name_or_path, list(names), n=3, cutoff=0.5)
+    close = difflib.get_close_matches(shown, list(names), n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
-    raise ConfigError(f"unknown {what} '{name_or_path}'{hint} (known: {', '.join(names) or 'none'}; "
+    raise ConfigError(f"unknown {what} '{shown}'{hint} (known: {', '.join(names) or 'none'}; "
                       f"or give a path to a .yaml file)")
 
 
