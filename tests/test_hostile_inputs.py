@@ -351,3 +351,17 @@ def test_a_name_too_long_for_the_file_system_is_one_line(cli, tmp_path):
                      "    values: [1 GHz]\nobjectives: {tokens_per_s: max}\n", encoding="utf-8")
     code, _, err = cli("sweep", "--space", str(space), "--out", str(tmp_path / "out"))
     assert code == 2 and "not a usable hardware config name or path" in err
+
+
+def test_a_sweep_report_lands_whole_and_leaves_no_staging_folder(cli, tmp_path):
+    """A sweep's folder also holds its results, so its report files are renamed in one by one
+    from a staging folder inside it; nothing of the staging folder is left behind."""
+    out = tmp_path / "sweep"
+    code, _, err = cli("sweep", "--space", "hardwired", "--out", str(out), "--search", "random",
+                       "--samples", "6")
+    assert code == 0, err
+    assert (out / "report.html").is_file() and (out / "pareto.csv").is_file()
+    assert not [p for p in out.iterdir() if p.name.startswith(".report.tmp-")]
+    code, _, err = cli("report", str(out))
+    assert code == 0, err
+    assert not [p for p in out.iterdir() if p.name.startswith(".report.tmp-")]

@@ -84,6 +84,29 @@ def report_folder(out: Path, force: bool, option: str = "--out") -> Iterator[tup
         shutil.rmtree(staging, ignore_errors=True)
 
 
+@contextlib.contextmanager
+def files_into(folder: Path, option: str = "--out") -> Iterator[Path]:
+    """Yield a temporary folder inside ``folder`` to write a report into; on success each file
+    written there is renamed into ``folder`` (for a folder that holds more than the report, such
+    as a sweep's results), so a reader never sees half a file."""
+    try:
+        staging = Path(tempfile.mkdtemp(prefix=".report.tmp-", dir=folder))
+    except OSError as err:
+        raise AccelsimError(f"{option}: cannot write to {folder} ({err.strerror or err})") from None
+    try:
+        yield staging
+        for path in sorted(staging.rglob("*"), key=lambda q: len(q.parts)):
+            destination = folder / path.relative_to(staging)
+            if path.is_dir():
+                destination.mkdir(exist_ok=True)
+            else:
+                os.replace(path, destination)
+    except OSError as err:
+        raise AccelsimError(f"{option}: cannot write to {folder} ({err.strerror or err})") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import click
 
+from accelsim.cli import output
 from accelsim.errors import AccelsimError
 from accelsim.report.sweep import SweepSummary, load_frame, write_report
 
@@ -18,7 +19,9 @@ def report(directory: Path):
         if not path.is_file():
             raise AccelsimError(f"{directory}: no {path.name} here; point at a folder written by "
                                 f"`accelsim sweep --out`")
-    files = write_report(load_frame(results), SweepSummary.load(meta), directory)
+    with output.files_into(directory, "DIRECTORY") as staging:
+        files = output.moved(write_report(load_frame(results), SweepSummary.load(meta), staging),
+                             staging, directory)
     click.echo(f"report: {files['html']}")
 
 

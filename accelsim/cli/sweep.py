@@ -10,7 +10,7 @@ import numpy as np
 
 from accelsim import api
 from accelsim.api import resolve_model, simulate
-from accelsim.cli import options
+from accelsim.cli import options, output
 from accelsim.cli.progress import DELAY_S, on_terminal
 from accelsim.dse import reading, runner, search
 from accelsim.dse.evaluate import Job
@@ -130,7 +130,10 @@ def sweep(model, space_path, out, strategy, samples, seed, workers, scheduler, r
     summary.save(out / "sweep.json")
     # The front is found once and shared by this summary and the report.
     found = reading.read(frame, space.spec.objectives, conditions)
-    files = {} if no_report else write_report(frame, summary, out, found)
+    files: dict[str, Path] = {}
+    if not no_report:
+        with output.files_into(out) as staging:
+            files = output.moved(write_report(frame, summary, staging, found), staging, out)
     chosen = reading.pick(found, pick_metric, pick_sense)
     choice = None if chosen is None else reading.row(frame, chosen)
     if as_json:
