@@ -5,7 +5,7 @@ from pathlib import Path
 
 import click
 
-from accelsim.cli import options
+from accelsim.cli import options, output
 from accelsim.cli.progress import bar
 from accelsim.errors import AccelsimError
 from accelsim.validate.points import SUBSETS
@@ -54,7 +54,9 @@ def validate(subset, max_error, out, points_path, serving, trust_path, as_json):
         result = run_validation(subset, max_error, points_path, done=done)
     if out is not None:
         try:
-            write(result, out)
+            out.mkdir(parents=True, exist_ok=True)
+            with output.files_into(out) as staging:  # each table and plot lands whole
+                write(result, staging)
         except OSError as err:
             raise AccelsimError(f"--out: cannot write to {out} ({err.strerror or err})") from None
     if trust_path is not None:
