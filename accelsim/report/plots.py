@@ -73,7 +73,7 @@ def si_ticks(ax: Axes, axis: str, unit: str) -> None:
     if (ax.get_xscale() if axis == "x" else ax.get_yscale()) == "log":
         low, high = ax.get_xlim() if axis == "x" else ax.get_ylim()
         # Under two decades, label 1-2-5 steps so the axis has more than one or two numbers.
-        subs = (1.0, 2.0, 5.0) if low > 0 and high / low < 100 else (1.0,)
+        subs = (1.0, 2.0, 5.0) if 0 < low and high < 100 * low else (1.0,)  # no division: low may underflow
         target.set_major_locator(LogLocator(base=10, subs=subs, numticks=12))
         target.set_minor_formatter(FuncFormatter(lambda _v, _p: ""))
 
