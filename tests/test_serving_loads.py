@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+import yaml
 
 from accelsim.api import cost_model
 from accelsim.cli import main
@@ -264,13 +265,107 @@ def test_validation_points_may_name_a_bundled_preset_and_get_its_overheads(tmp_p
 
 def test_serving_validation_file_maps_every_row_with_the_split_by_model():
     from accelsim.validate import serving
-    points = serving.load_points()
+    points = [p for p in serving.load_points() if p.source == "trtllm-1.0-throughput"]
     assert len(points) == 60
-    assert {p.split for p in points if p.model == "llama-3.1-8b"} == {"calibration"}
-    assert {p.split for p in points if p.model != "llama-3.1-8b"} == {"holdout"}
-    assert all(p.runtime == "tensorrt-llm" and p.measured > 0 for p in points)
+    assert {p.split for p in points if p.run.model == "llama-3.1-8b"} == {"calibration"}
+    assert {p.split for p in points if p.run.model != "llama-3.1-8b"} == {"holdout"}
+    assert all(p.run.runtime == "tensorrt-llm" and p.run.load == "offline" and p.measured > 0 for p in points)
     h200_70b = next(p for p in points if p.id.endswith("H200 SXM 141GB/Llama-3.3-70B/2048-2048"))
-    assert (h200_70b.tp, h200_70b.requests, h200_70b.measured) == (1, 1500, 2003.0)
+    assert (h200_70b.run.tp, h200_70b.run.requests, h200_70b.measured) == (1, 1500, 2003.0)
+
+
+def test_inferencex_rows_map_to_closed_loop_runs_as_the_benchmark_client_sends_them():
+    from accelsim.validate import serving
+    points = [p for p in serving.load_points() if p.source == "inferencex-aggregated"]
+    # B200 TensorRT-LLM fp4 (28) and fp8 (8), MI355X SGLang fp4 (44); vLLM's DeepSeek-V4-Pro and the
+    # H100 row without a stated layout are excluded with a reason, power/energy rows are unscored.
+    assert len(points) == 80
+    assert {p.split for p in points if p.metric == "ttft_p50"} == {"holdout"}
+    assert {p.split for p in points if p.metric != "ttft_p50"} == {"calibration"}
+    runs = {p.run for p in points}
+    assert len(runs) == 22  # one simulation answers every metric of its measured run
+    assert all(r.requests == 10 * r.concurrency and r.spread == 0.8 and r.load == "concurrency" for r in runs)
+    b200 = {(r.weight_dtype, r.tp, r.ep) for r in runs if r.hw == "b200"}
+    assert b200 == {("nvfp4", 8, 8), ("fp8", 8, 8)}
+    assert {(r.weight_dtype, r.runtime, r.tp) for r in runs if r.hw == "mi355x"} == {("mxfp4", "sglang", 4)}
+
+
+@pytest.mark.parametrize("text, chips, layout", [
+    ("TP8 EP8 (single node, 8 GPUs)", 8, (8, 8, 1)),
+    ("TP4 EP1 (single node, 4 GPUs)", 4, (4, 1, 1)),
+    ("TP8 EP8 DP-attention (single node)", 8, (1, 8, 8)),
+    ("TP2", 2, (2, 1, 1)),
+])
+def test_inferencex_parallelism_cells_parse_to_tp_ep_dp(text, chips, layout):
+    from accelsim.validate.serving import parse_layout
+    assert parse_layout(text, chips, "row") == layout
+
+
+@pytest.mark.parametrize("text, chips, message", [
+    ("TP8 EP8", 4, "does not account for the row's 4 chips"),
+    ("same as above", 64, "names no TPn"),
+])
+def test_inferencex_parallelism_cells_that_do_not_fit_are_refused(text, chips, message):
+    from accelsim.validate.serving import parse_layout
+    with pytest.raises(AccelsimError, match=message):
+        parse_layout(text, chips, "row")
+
+
+_IX_HEADER = ("hardware,chips,parallelism,model,precision,framework,batch_or_concurrency,input_len,output_len,"
+              "scenario,metric,value,unit,status,source,notes")
+
+
+def _inferencex_file(tmp_path, rows: list[str], framework_map: str = "{SGLang: sglang}"):
+    (tmp_path / "ix.csv").write_text("\n".join([_IX_HEADER, *rows]) + "\n")
+    (tmp_path / "serving.yaml").write_text(f"""
+sources:
+  ix:
+    format: inferencex
+    file: ix.csv
+    scenario: fixed-concurrency
+    serving: aggregated
+    runtimes: {framework_map}
+    metrics: {{median TTFT: ttft_p50, median interactivity (1/TPOT): interactivity_p50,
+              output throughput per GPU: output_throughput_per_chip,
+              total throughput per GPU (input+output): total_throughput_per_chip}}
+    precisions: {{bf16: {{"*": {{weight: bf16, act: bf16, kv: bf16}}}}}}
+    requests_per_concurrency: 4
+    length_spread: 0.8
+    calibration_metrics: [interactivity_p50]
+    source: a test
+models: {{Llama-3.2-1B: {MODEL}}}
+hardware: {{H100: {HW}}}
+""")
+    return tmp_path / "serving.yaml"
+
+
+def _ix_row(metric: str, value: float, framework: str = "SGLang") -> str:
+    return f"H100,2,TP2 EP1,Llama-3.2-1B,bf16,{framework},concurrency 2,256,32,fixed-concurrency,{metric},{value},x,m,s,"
+
+
+def test_inferencex_run_predicts_every_metric_of_one_measured_run(tmp_path):
+    from accelsim.validate import serving
+    path = _inferencex_file(tmp_path, [_ix_row("median TTFT", 0.05), _ix_row("median interactivity (1/TPOT)", 200),
+                                       _ix_row("output throughput per GPU", 300),
+                                       _ix_row("total throughput per GPU (input+output)", 2000)])
+    points = serving.load_points(path)
+    assert len({p.run for p in points}) == 1 and points[0].run.requests == 8
+    frame = serving.evaluate(points).set_index("metric")
+    result = serving.simulate(points[0].run)
+    prompt, output = (sum(getattr(r, k) for r in result.requests) for k in ("prompt", "output"))
+    # total and output throughput share the run's makespan and chips: they differ by (in + out) / out
+    assert frame.loc["total_throughput_per_chip", "predicted"] == pytest.approx(
+        frame.loc["output_throughput_per_chip", "predicted"] * (prompt + output) / output)
+    assert frame.loc["ttft_p50", "predicted"] == pytest.approx(result.percentiles("ttft_s")["p50"])
+    assert frame.loc["interactivity_p50", "split"] == "calibration" and frame.loc["ttft_p50", "split"] == "holdout"
+    assert all(0.8 * 256 <= r.prompt <= 256 and 0.8 * 32 <= r.output <= 32 for r in result.requests)
+
+
+def test_inferencex_row_of_an_unmapped_framework_is_refused_with_its_line(tmp_path):
+    from accelsim.validate import serving
+    path = _inferencex_file(tmp_path, [_ix_row("median TTFT", 0.05), _ix_row("median TTFT", 0.05, "vLLM")])
+    with pytest.raises(AccelsimError, match=r"ix.csv:3.*no runtimes mapping for 'vLLM'"):
+        serving.load_points(path)
 
 
 def test_validate_serving_cli_reports_errors_per_source_metric_and_split(tmp_path, capsys):
@@ -281,7 +376,9 @@ def test_validate_serving_cli_reports_errors_per_source_metric_and_split(tmp_pat
     assert len(picked) == 1
     small = picked[0].replace(",30000,128,128,", ",200,128,128,")  # fewer requests: a fast check
     (tmp_path / "measured_trtllm_v1.0.csv").write_text("\n".join([header, small]) + "\n")
-    (tmp_path / "serving.yaml").write_text(DEFAULT_FILE.read_text())
+    document = yaml.safe_load(DEFAULT_FILE.read_text())
+    document["sources"] = {"trtllm-1.0-throughput": document["sources"]["trtllm-1.0-throughput"]}
+    (tmp_path / "serving.yaml").write_text(yaml.safe_dump(document))
     code = main(["validate", "--serving", "--points", str(tmp_path / "serving.yaml"), "--json", "--max-error", "5",
                  "--out", str(tmp_path / "out")])
     payload = json.loads(capsys.readouterr().out)

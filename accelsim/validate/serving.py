@@ -1,118 +1,297 @@
 """Serving validation: measured serving rows replayed through the whole scheduler (``serve``).
 
 ``validation/serving.yaml`` names the measurement files, how each was measured (runtime preset,
-load, metric), how their names map to accelsim's, and the calibration split, chosen by model
-before anything was fitted.  Each row becomes a ``ServingPoint``; ``predict`` runs it under the
-runtime preset the source names; errors are summarised per (source, metric, split) group.
+load, metrics), how their names map to accelsim's, and the calibration split, chosen before
+anything was fitted.  Two row formats are read:
+
+- ``trtllm-bench``: one row per max-throughput run (TensorRT-LLM's performance tables), all
+  requests queued at once, one metric (output tokens/s);
+- ``inferencex``: InferenceX's fixed-concurrency sweeps in ``measured_2025.csv``, one row per
+  (run, metric), so one simulated run predicts every metric of its measured run (TTFT,
+  interactivity, throughput per GPU).
+
+Every row a source selects is either mapped or excluded with a stated reason, so a new row
+can never vanish silently.  Errors are summarised per (source, metric, split) group.
 """
 from __future__ import annotations
 
 import csv
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal, Union, get_args
 
 import numpy as np
 import pandas as pd
 from pydantic import Field
 
 from accelsim.config import loader
-from accelsim.config.types import Spec
+from accelsim.config.types import PositiveInt, Spec
+from accelsim.dtypes import DType
 from accelsim.errors import ConfigError
+from accelsim.sim.serving import ServeResult
 from accelsim.validate.points import VALIDATION_DIR
 
 DEFAULT_FILE = VALIDATION_DIR / "serving.yaml"
-ServingMetric = Literal["output_throughput"]
+# What a serving row is compared on: the whole group's output tokens/s (TensorRT-LLM tables),
+# or InferenceX's per-run medians and per-GPU throughputs.
+ServingMetric = Literal["output_throughput", "ttft_p50", "interactivity_p50", "output_throughput_per_chip",
+                        "total_throughput_per_chip"]
+SERVING_METRICS: tuple[str, ...] = get_args(ServingMetric)
 
 
-class ServingSource(Spec):
+class Dtypes(Spec):
+    weight: DType
+    act: DType
+    kv: DType
+
+
+class TrtllmBenchSource(Spec):
+    format: Literal["trtllm-bench"]
     file: str = Field(min_length=1)
     runtime: str = Field(min_length=1)  # a bundled runtime preset (runtimes/)
     load: Literal["offline"]
-    metric: ServingMetric
+    metric: Literal["output_throughput"]
+    dtypes: Dtypes
+    calibration_models: list[str] = Field(min_length=1)
     source: str = Field(min_length=3)
 
 
+class Exclusion(Spec):
+    """Rows whose ``column`` equals ``value`` are left out, for ``reason``."""
+    column: str = Field(min_length=1)
+    value: str
+    reason: str = Field(min_length=3)
+
+
+class InferenceXSource(Spec):
+    format: Literal["inferencex"]
+    file: str = Field(min_length=1)
+    scenario: str = Field(min_length=1)  # the rows whose scenario contains this text
+    serving: Literal["aggregated"]  # rows of disaggregated pools ("disagg" in parallelism) are not this source's
+    runtimes: dict[str, str] = Field(min_length=1)  # framework -> bundled runtime preset
+    metrics: dict[str, ServingMetric] = Field(min_length=1)  # measured metric name -> accelsim's
+    unscored: dict[str, str] = {}  # measured metric name -> why it is not compared here
+    # measured precision -> measured hardware name (or "*") -> the dtypes that run uses
+    precisions: dict[str, dict[str, Dtypes]] = Field(min_length=1)
+    requests_per_concurrency: PositiveInt  # the client sends concurrency x this many requests
+    length_spread: float = Field(gt=0, le=1)  # lengths uniform over spread..1 of nominal
+    exclude: list[Exclusion] = []
+    calibration_metrics: list[ServingMetric] = []
+    source: str = Field(min_length=3)
+
+
+ServingSource = Annotated[Union[TrtllmBenchSource, InferenceXSource], Field(discriminator="format")]
+
+
 class ServingFile(Spec):
-    calibration_models: list[str] = Field(min_length=1)
     sources: dict[str, ServingSource] = Field(min_length=1)
     models: dict[str, str]
     hardware: dict[str, str]
-    dtype: Literal["fp8", "fp16", "bf16"]
+
+
+@dataclass(frozen=True)
+class ServingRun:
+    """One simulated serving run: what the benchmark client and the engine did."""
+    runtime: str
+    model: str
+    hw: str
+    tp: int
+    ep: int
+    dp: int
+    weight_dtype: str
+    act_dtype: str
+    kv_dtype: str
+    load: Literal["offline", "concurrency"]
+    concurrency: int  # 0 offline
+    requests: int
+    input_len: int
+    output_len: int
+    spread: float
+
+    @property
+    def chips(self) -> int:
+        return self.tp * self.dp
 
 
 @dataclass(frozen=True)
 class ServingPoint:
     id: str
     source: str
-    runtime: str
     metric: str
-    model: str
-    hw: str
-    tp: int
-    dtype: str
-    requests: int
-    input_len: int
-    output_len: int
+    run: ServingRun
     measured: float
     split: str
+    where: str
 
 
-def _row_point(name: str, src: ServingSource, spec: ServingFile, row: dict[str, str], where: str) -> ServingPoint:
+def _read_rows(table: Path) -> list[dict[str, str]]:
     try:
-        model, hw = spec.models[row["model"]], spec.hardware[row["hardware"]]
-        tp, requests = int(row["chips"]), int(row["num_requests"])
-        isl, osl, value = int(row["input_len"]), int(row["output_len"]), float(row["value"])
-    except KeyError as err:
-        raise ConfigError(f"no mapping or column for {err}", source=where) from None
+        with open(table, newline="", encoding="utf-8") as handle:
+            return list(csv.DictReader(handle))
+    except OSError as err:
+        raise ConfigError(f"cannot read measurements: {err.strerror}", source=str(table)) from None
+
+
+def _mapped(mapping: Mapping[str, str], key: str, what: str, where: str) -> str:
+    if key not in mapping:
+        raise ConfigError(f"no {what} mapping for {key!r} (add it to serving.yaml's `{what}`, or exclude the row)",
+                          source=where)
+    return mapping[key]
+
+
+def _number(row: dict[str, str], column: str, where: str) -> float:
+    try:
+        value = float(row[column])
+    except KeyError:
+        raise ConfigError(f"no column {column!r}", source=where) from None
     except ValueError:
-        raise ConfigError("chips, num_requests, input_len, output_len and value must be numbers",
-                          source=where) from None
-    split = "calibration" if row["model"] in spec.calibration_models else "holdout"
-    return ServingPoint(f"{name}/{row['hardware']}/{row['model']}/{isl}-{osl}", name, src.runtime, src.metric,
-                        model, hw, tp, spec.dtype, requests, isl, osl, value, split)
+        raise ConfigError(f"{column} must be a number, got {row[column]!r}", source=where) from None
+    if not np.isfinite(value) or value <= 0:
+        raise ConfigError(f"{column} must be a finite number > 0, got {row[column]!r}", source=where)
+    return value
 
 
-def load_points(path: Path = DEFAULT_FILE) -> list[ServingPoint]:
-    """Every measured row the serving file's sources name, mapped to what accelsim runs."""
-    spec = loader.validate(ServingFile, loader.read_document(path), str(path))
+def _trtllm_points(name: str, src: TrtllmBenchSource, spec: ServingFile, rows: list[dict[str, str]],
+                   table: Path) -> list[ServingPoint]:
     points = []
-    for name, src in spec.sources.items():
-        table = path.parent / src.file
-        try:
-            with open(table, newline="", encoding="utf-8") as handle:
-                rows = list(csv.DictReader(handle))
-        except OSError as err:
-            raise ConfigError(f"cannot read measurements: {err.strerror}", source=str(table)) from None
-        points += [_row_point(name, src, spec, row, f"{table}:{i}") for i, row in enumerate(rows, start=2)]
+    for i, row in enumerate(rows, start=2):
+        where = f"{table}:{i}"
+        model = _mapped(spec.models, row.get("model", ""), "models", where)
+        hw = _mapped(spec.hardware, row.get("hardware", ""), "hardware", where)
+        tp, requests = int(_number(row, "chips", where)), int(_number(row, "num_requests", where))
+        isl, osl = int(_number(row, "input_len", where)), int(_number(row, "output_len", where))
+        run = ServingRun(src.runtime, model, hw, tp, 1, 1, src.dtypes.weight, src.dtypes.act, src.dtypes.kv,
+                         "offline", 0, requests, isl, osl, 1.0)
+        split = "calibration" if row["model"] in src.calibration_models else "holdout"
+        points.append(ServingPoint(f"{name}/{row['hardware']}/{row['model']}/{isl}-{osl}", name, src.metric, run,
+                                   _number(row, "value", where), split, where))
     return points
 
 
-def predict(point: ServingPoint, step_overhead_s: float | None = None) -> float:
-    """Output tokens/s of the whole TP group, served offline under the point's runtime preset
-    (with its per-step host overhead replaced when ``step_overhead_s`` is given)."""
+def parse_layout(text: str, chips: int, where: str) -> tuple[int, int, int]:
+    """(tp, ep, dp) from an InferenceX parallelism cell such as "TP8 EP8 (single node, 8 GPUs)";
+    "DP-attention" puts the attention on data-parallel ranks (dp = the TP count, tp = 1), the layout
+    InferenceX's DeepSeek runs use.  The ranks must account for the row's chips."""
+    tp_match, ep_match = re.search(r"\bTP(\d+)\b", text), re.search(r"\bEP(\d+)\b", text)
+    if tp_match is None:
+        raise ConfigError(f"parallelism {text!r} names no TPn (exclude the row with a reason)", source=where)
+    ranks, ep = int(tp_match.group(1)), int(ep_match.group(1)) if ep_match else 1
+    tp, dp = (1, ranks) if re.search(r"DP[- ]att", text, re.IGNORECASE) else (ranks, 1)
+    if ranks < 1 or ep < 1 or tp * dp != chips:
+        raise ConfigError(f"parallelism {text!r} does not account for the row's {chips} chips", source=where)
+    return tp, ep, dp
+
+
+def _concurrency(text: str, where: str) -> int:
+    match = re.fullmatch(r"\s*concurrency\s+(\d+)\s*", text)
+    if match is None or int(match.group(1)) < 1:
+        raise ConfigError(f"batch_or_concurrency must read 'concurrency N', got {text!r}", source=where)
+    return int(match.group(1))
+
+
+def _excluded(src: InferenceXSource, row: dict[str, str]) -> bool:
+    return any(row.get(e.column) == e.value for e in src.exclude)
+
+
+def _inferencex_points(name: str, src: InferenceXSource, spec: ServingFile, rows: list[dict[str, str]],
+                       table: Path) -> list[ServingPoint]:
+    points = []
+    for i, row in enumerate(rows, start=2):
+        where = f"{table}:{i}"
+        if src.scenario not in row.get("scenario", "") or "disagg" in row.get("parallelism", ""):
+            continue
+        if _excluded(src, row) or row.get("metric") in src.unscored:
+            continue
+        framework, metric_name = row.get("framework", ""), row.get("metric", "")
+        runtime = _mapped(src.runtimes, framework, "runtimes", where)
+        metric = _mapped(src.metrics, metric_name, "metrics", where)
+        model = _mapped(spec.models, row.get("model", ""), "models", where)
+        hw = _mapped(spec.hardware, row.get("hardware", ""), "hardware", where)
+        by_hw = src.precisions.get(row.get("precision", ""))
+        dtypes = None if by_hw is None else by_hw.get(row["hardware"], by_hw.get("*"))
+        if dtypes is None:
+            raise ConfigError(f"no precisions mapping for {row.get('precision')!r} on {row['hardware']!r}", source=where)
+        chips = int(_number(row, "chips", where))
+        tp, ep, dp = parse_layout(row.get("parallelism", ""), chips, where)
+        concurrency = _concurrency(row.get("batch_or_concurrency", ""), where)
+        isl, osl = int(_number(row, "input_len", where)), int(_number(row, "output_len", where))
+        run = ServingRun(runtime, model, hw, tp, ep, dp, dtypes.weight, dtypes.act, dtypes.kv, "concurrency",
+                         concurrency, concurrency * src.requests_per_concurrency, isl, osl, src.length_spread)
+        split = "calibration" if metric in src.calibration_metrics else "holdout"
+        layout = f"tp{tp}" + (f"-ep{ep}" if ep > 1 else "") + (f"-dp{dp}" if dp > 1 else "")
+        points.append(ServingPoint(f"{name}/{hw}/{model}/{row['precision']}/{layout}/c{concurrency}-{isl}-{osl}/{metric}",
+                                   name, metric, run, _number(row, "value", where), split, where))
+    return points
+
+
+def load_points(path: Path = DEFAULT_FILE) -> list[ServingPoint]:
+    """Every measured row the serving file's sources select, mapped to what accelsim runs."""
+    spec = loader.validate(ServingFile, loader.read_document(path), str(path))
+    points: list[ServingPoint] = []
+    for name, src in spec.sources.items():
+        table = path.parent / src.file
+        rows = _read_rows(table)
+        if isinstance(src, TrtllmBenchSource):
+            points += _trtllm_points(name, src, spec, rows, table)
+        else:
+            points += _inferencex_points(name, src, spec, rows, table)
+    return points
+
+
+def simulate(run: ServingRun, step_overhead_s: float | None = None) -> ServeResult:
+    """``run`` served under its runtime preset (with the per-step host overhead replaced when
+    ``step_overhead_s`` is given): one load, no curve."""
     from accelsim import api
+    from accelsim.sim import load
     from accelsim.transform import Parallelism
 
-    preset = api.load_runtime(point.runtime)
+    preset = api.load_runtime(run.runtime)
     if step_overhead_s is not None:
         preset = preset.model_copy(update={"step_overhead": preset.step_overhead.model_copy(
             update={"value": step_overhead_s})})
-    parallelism = Parallelism(tp=point.tp) if point.tp > 1 else None
-    report = api.serve(point.model, point.hw, runtime=preset, offline=True, requests=point.requests,
-                       prompt=point.input_len, output=point.output_len, parallelism=parallelism,
-                       weight_dtype=point.dtype, act_dtype=point.dtype, kv_dtype=point.dtype)
-    assert isinstance(report, api.ServeReport)
-    return float(report.summary["throughput_tokens_per_s"])
+    parallelism = Parallelism(tp=run.tp, ep=run.ep, dp=run.dp) if run.chips > 1 else None
+    costs = api.cost_model(run.model, run.hw, parallelism, runtime=preset, weight_dtype=run.weight_dtype,
+                           act_dtype=run.act_dtype, kv_dtype=run.kv_dtype)
+    value = run.concurrency if run.load == "concurrency" else run.requests
+    offered = load.Load(run.load, float(value), run.requests, run.input_len, run.output_len, run.spread)
+    return load.run(costs, preset.serve_config(), offered)
+
+
+def measure(result: ServeResult, metric: str) -> float:
+    """``metric`` of a simulated run, in the unit its measurement uses."""
+    if metric == "output_throughput":
+        return result.throughput_tokens_per_s
+    if metric == "output_throughput_per_chip":
+        return result.throughput_tokens_per_s_per_chip
+    if metric == "total_throughput_per_chip":
+        tokens = sum(r.prompt + r.output for r in result.requests)
+        return tokens / result.makespan_s / result.chips
+    if metric == "ttft_p50":
+        return result.percentiles("ttft_s")["p50"]
+    if metric == "interactivity_p50":
+        return result.tokens_per_s_per_user
+    raise ConfigError(f"unknown serving metric {metric!r}; allowed: {', '.join(SERVING_METRICS)}")
+
+
+def predict(point: ServingPoint, step_overhead_s: float | None = None) -> float:
+    return measure(simulate(point.run, step_overhead_s), point.metric)
 
 
 def evaluate(points: list[ServingPoint], step_overhead_s: float | None = None) -> pd.DataFrame:
+    """Predicted against measured for every point; each distinct run is simulated once."""
+    results: dict[ServingRun, ServeResult] = {}
     rows = []
     for p in points:
-        predicted = predict(p, step_overhead_s)
-        rows.append({"id": p.id, "source": p.source, "metric": p.metric, "split": p.split, "hw": p.hw,
-                     "model": p.model, "tp": p.tp, "input_len": p.input_len, "output_len": p.output_len,
-                     "measured": p.measured, "predicted": predicted, "error": predicted / p.measured - 1})
+        if p.run not in results:
+            results[p.run] = simulate(p.run, step_overhead_s)
+        predicted = measure(results[p.run], p.metric)
+        rows.append({"id": p.id, "source": p.source, "metric": p.metric, "split": p.split, "hw": p.run.hw,
+                     "model": p.run.model, "chips": p.run.chips, "tp": p.run.tp, "ep": p.run.ep, "dp": p.run.dp,
+                     "load": p.run.load, "concurrency": p.run.concurrency, "input_len": p.run.input_len,
+                     "output_len": p.run.output_len, "measured": p.measured, "predicted": predicted,
+                     "error": predicted / p.measured - 1, "row": p.where})
     return pd.DataFrame(rows)
 
 
@@ -129,6 +308,6 @@ def fit_step_overhead(points: list[ServingPoint], grid: tuple[float, ...]) -> tu
     ``points`` (the calibration subset), and that loss at every grid value."""
     losses = {}
     for value in grid:
-        errors = np.array([predict(p, value) / p.measured for p in points])
-        losses[value] = float(np.sum(np.log(errors) ** 2))
+        frame = evaluate(points, value)
+        losses[value] = float(np.sum(np.log(frame["predicted"] / frame["measured"]) ** 2))
     return min(losses, key=lambda v: losses[v]), losses
