@@ -266,12 +266,17 @@ def test_validation_points_may_name_a_bundled_preset_and_get_its_overheads(tmp_p
 def test_serving_validation_file_maps_every_row_with_the_split_by_model():
     from accelsim.validate import serving
     points = [p for p in serving.load_points() if p.source == "trtllm-1.0-throughput"]
-    assert len(points) == 60
+    assert len(points) == 100
     assert {p.split for p in points if p.run.model == "llama-3.1-8b"} == {"calibration"}
     assert {p.split for p in points if p.run.model != "llama-3.1-8b"} == {"holdout"}
     assert all(p.run.runtime == "tensorrt-llm" and p.run.load == "offline" and p.measured > 0 for p in points)
     h200_70b = next(p for p in points if p.id.endswith("H200 SXM 141GB/Llama-3.3-70B/2048-2048"))
     assert (h200_70b.run.tp, h200_70b.run.requests, h200_70b.measured) == (1, 1500, 2003.0)
+    # the Blackwell FP4 columns: NVFP4 GEMMs with an FP8 KV cache, all in the holdout (not 8B)
+    b200_405b = next(p for p in points if p.id.endswith("B200 180GB/Llama-3.1-405B/20000-2000"))
+    assert (b200_405b.run.hw, b200_405b.run.tp, b200_405b.measured) == ("b200", 4, 672.0)
+    assert (b200_405b.run.weight_dtype, b200_405b.run.act_dtype, b200_405b.run.kv_dtype) == ("nvfp4", "nvfp4", "fp8")
+    assert {p.split for p in points if p.run.hw in ("b200", "gb200")} == {"holdout"}
 
 
 def test_inferencex_rows_map_to_closed_loop_runs_as_the_benchmark_client_sends_them():

@@ -53,7 +53,8 @@ class TrtllmBenchSource(Spec):
     runtime: str = Field(min_length=1)  # a bundled runtime preset (runtimes/)
     load: Literal["offline"]
     metric: Literal["output_throughput"]
-    dtypes: Dtypes
+    # the precision cell's first word (e.g. "FP8" of "FP8 (nvidia/..., ModelOpt)") -> dtypes
+    precisions: dict[str, Dtypes] = Field(min_length=1)
     calibration_models: list[str] = Field(min_length=1)
     source: str = Field(min_length=3)
 
@@ -160,9 +161,13 @@ def _trtllm_points(name: str, src: TrtllmBenchSource, spec: ServingFile, rows: l
         where = f"{table}:{i}"
         model = _mapped(spec.models, row.get("model", ""), "models", where)
         hw = _mapped(spec.hardware, row.get("hardware", ""), "hardware", where)
+        dtypes = src.precisions.get(row.get("precision", "").split(" ")[0])
+        if dtypes is None:
+            raise ConfigError(f"no precisions mapping for {row.get('precision')!r}; known: "
+                              f"{', '.join(src.precisions)}", source=where)
         tp, requests = int(_number(row, "chips", where)), int(_number(row, "num_requests", where))
         isl, osl = int(_number(row, "input_len", where)), int(_number(row, "output_len", where))
-        run = ServingRun(src.runtime, model, hw, tp, 1, 1, src.dtypes.weight, src.dtypes.act, src.dtypes.kv,
+        run = ServingRun(src.runtime, model, hw, tp, 1, 1, dtypes.weight, dtypes.act, dtypes.kv,
                          "offline", 0, requests, isl, osl, 1.0)
         split = "calibration" if row["model"] in src.calibration_models else "holdout"
         points.append(ServingPoint(f"{name}/{row['hardware']}/{row['model']}/{isl}-{osl}", name, src.metric, run,
