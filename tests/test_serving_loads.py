@@ -292,6 +292,7 @@ def test_inferencex_rows_map_to_closed_loop_runs_as_the_benchmark_client_sends_t
     assert all(r.requests == 10 * r.concurrency and r.spread == 0.8 and r.load == "concurrency" for r in runs)
     b200 = {(r.weight_dtype, r.tp, r.ep) for r in runs if r.hw == "b200"}
     assert b200 == {("nvfp4", 8, 8), ("fp8", 8, 8)}
+    assert {r.act_dtype for r in runs if r.weight_dtype in ("nvfp4", "mxfp4")} == {"nvfp4", "mxfp4"}
     assert {(r.weight_dtype, r.runtime, r.tp) for r in runs if r.hw == "mi355x"} == {("mxfp4", "sglang", 4)}
 
 
