@@ -85,9 +85,25 @@ class PowerSpec(Spec):
     def _static_below_tdp(self):
         if self.static > self.tdp:
             raise ValueError("static power cannot exceed TDP")
-        if self.limit is not None and not self.static < self.limit <= self.tdp:
-            raise ValueError("limit must lie above the static (idle) power and at most the TDP")
+        if self.limit is not None and (problem := self.limit_problem(self.limit)):
+            raise ValueError(f"limit {problem}")
         return self
+
+    def limit_problem(self, watts: float) -> str | None:
+        """Why ``watts`` cannot be this chip's power limit, or None.  A limit at or below the
+        idle power leaves nothing to run on; one above the TDP is refused as ``nvidia-smi -pl``
+        refuses it (the cap is min(TDP, limit), so it would change nothing and is a typo)."""
+        if self.static < watts <= self.tdp:
+            return None
+        return (f"must lie above the idle (static) power and at most the TDP: "
+                f"({self.static:g}, {self.tdp:g}] W, got {watts:g} W")
+
+    def limited(self, watts: float) -> PowerSpec:
+        """This spec under a configured power limit of ``watts`` (a MaxQ-style run)."""
+        problem = self.limit_problem(watts)
+        if problem:
+            raise ValueError(problem)
+        return self.model_copy(update={"limit": watts})
 
 
 class Efficiency(Spec):

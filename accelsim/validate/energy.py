@@ -23,11 +23,10 @@ from statistics import median
 
 import pandas as pd
 
-from accelsim.api import resolve_hardware, simulate
+from accelsim.api import power_limited, simulate
 from accelsim.config import loader
 from accelsim.errors import ConfigError
 from accelsim.hardware import power
-from accelsim.hardware.spec import HardwareBase
 from accelsim.transform import Parallelism
 from accelsim.validate.points import VALIDATION_DIR
 from accelsim.validate.predict import model_for
@@ -77,15 +76,8 @@ def load(path: Path | None = None) -> list[PowerPoint]:
     return points
 
 
-def limited(hw: HardwareBase, limit_w: float | None) -> HardwareBase:
-    """``hw`` under a configured power limit (a MaxQ run), as ``power.limit`` would set it."""
-    if limit_w is None:
-        return hw
-    return hw.model_copy(update={"power": hw.power.model_copy(update={"limit": limit_w})})
-
-
 def predict(point: PowerPoint) -> float:
-    hw = limited(resolve_hardware(point.hw), point.power_limit_w)
+    hw = power_limited(point.hw, point.power_limit_w)
     chips = point.tp * point.pp
     layout = Parallelism(tp=point.tp, pp=point.pp) if chips > 1 else None
     model = model_for(point.model)
