@@ -157,3 +157,34 @@ def test_power_limit_option_caps_run_compare_and_serve(cli, tmp_path):
 def test_bad_power_limit_is_one_line_exit_2(cli, args, message):
     code, _, err = cli(*args)
     assert code == 2 and message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("hw", ["h200", "b200", "mi300x"])
+def test_node_components_beyond_h100_join_system_power(hw):
+    chip = load_hardware(hw)
+    r = api.simulate("llama-3.1-70b", chip, Workload("decode", batch=16, context=512),
+                     parallelism=Parallelism(tp=8))
+    assert r.system["nodes"] == 1 and r.system["node_host_w"] == chip.power.node.host
+    assert r.system["system_power_w"] == pytest.approx(8 * _chip_w(r) + chip.power.node.host)
+    # 16 chips fill two nodes
+    r16 = api.simulate("llama-3.1-70b", chip, Workload("decode", batch=16, context=512),
+                       parallelism=Parallelism(tp=8, pp=2))
+    assert r16.system["nodes"] == 2 and r16.system["node_host_w"] == 2 * chip.power.node.host
+
+
+def test_node_rule_scales_the_dgx_h100_host_share_to_the_dgx_b200():
+    # docs/validation.md "Power": host = (calibrated DGX H100 host) / (10.2 kW max - 8 x 700 W)
+    # x (DGX B200's 14.3 kW max - 8 x 1,000 W); the DGX H200 is the DGX H100 chassis.
+    h100 = load_hardware(H100).power.node.host
+    share = h100 / (10_200 - 8 * 700)
+    assert load_hardware("b200").power.node.host == pytest.approx(share * (14_300 - 8 * 1_000), abs=1.0)
+    assert load_hardware("h200").power.node.host == h100
+
+
+def test_held_out_h200_node_power_follows_the_h100_node():
+    # MLPerf v4.1 H200 MaxQ (500 W per GPU) Llama-2-70B Offline and Server: never fitted; the
+    # node rule lands 13-15 % high (docs/validation.md "Power" says why this is not closed).
+    rows = [p for p in energy.load() if p.hw == "h200" and p.metric == "system_power_w"]
+    assert len(rows) == 2 and {p.subset for p in rows} == {"holdout"}
+    frame = energy.table(rows)
+    assert frame["error"].abs().max() < 0.2
