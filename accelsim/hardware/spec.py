@@ -420,6 +420,11 @@ class DataflowSection(Spec):
     # Chips joined all to all in one node (a GroqNode's 8 cards; 1 for a wafer-scale system):
     # the tensor-parallel split inside each stage when the system's size is given alone.
     node_chips: PositiveInt = 1
+    # How an op reaches its weights and KV cache in SRAM (``hardware.dataflow.resident_read_s``):
+    # ``streamed``, from the whole chip's SRAM through shared functional units (Groq's TSP);
+    # ``stationary``, in place on the cores that hold them, each core reading only its own SRAM
+    # (a wafer's distributed memory), so an op reads at its share of the chip's bandwidth.
+    weights: Literal["streamed", "stationary"] = "streamed"
     source: Source
 
 
