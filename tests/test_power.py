@@ -132,6 +132,8 @@ def test_power_limit_option_caps_run_compare_and_serve(cli, tmp_path):
     asked = free["power_w"] - 70.0
     assert capped["latency_s"] / free["latency_s"] == pytest.approx(asked / (450.0 - 70.0), rel=1e-6)
     assert capped["power_w"] == pytest.approx(450.0)
+    # the option takes watts as a number or with a unit, as configs write them
+    assert _json(cli, *prefill, "--power-limit", "0.45 kW")["latency_s"] == pytest.approx(capped["latency_s"])
     decode = ("run", "--context", "1024")
     assert _json(cli, *decode, "--power-limit", "450")["latency_s"] < 1.05 * _json(cli, *decode)["latency_s"]
     rows = _json(cli, "compare", "--hw", "h100-sxm", "--hw", "a100-sxm", "--phase", "prefill",
@@ -153,6 +155,7 @@ def test_power_limit_option_caps_run_compare_and_serve(cli, tmp_path):
     (("serve", "--power-limit", "5000"), "--power-limit: h100-sxm must lie above"),
     (("run", "--power-limit", "nan"), "'nan' is not a finite number"),
     (("run", "--power-limit", "-3"), "'-3' is not a finite number"),
+    (("run", "--power-limit", "5 parsecs"), "unit 'parsecs' is not a power unit"),
 ])
 def test_bad_power_limit_is_one_line_exit_2(cli, args, message):
     code, _, err = cli(*args)
