@@ -84,18 +84,35 @@ def load_runtime(runtime: RuntimePreset | str | None) -> RuntimePreset:
     return loader.validate(RuntimePreset, loader.read_document(path), str(path))
 
 
-def hardware_under(hw: HardwareBase | str, runtime: RuntimePreset | str | None) -> HardwareBase:
-    """``hw`` with ``runtime``'s kernels and host overheads (``hw`` itself without a runtime)."""
-    chip = resolve_hardware(hw)
+def hardware_under(hw: HardwareBase | str, runtime: RuntimePreset | str | None,
+                   power_limit: float | None = None) -> HardwareBase:
+    """``hw`` with ``runtime``'s kernels and host overheads (``hw`` itself without a runtime),
+    under ``power_limit`` watts per chip when one is given (``power_limited``)."""
+    chip = power_limited(hw, power_limit)
     return chip if runtime is None else on_hardware(chip, load_runtime(runtime))
+
+
+def power_limited(hw: HardwareBase | str, watts: float | None) -> HardwareBase:
+    """``hw`` with its power limit set to ``watts`` per chip (a MaxQ-style run: each step's
+    power is capped at min(TDP, limit) by ``hardware.power``), or ``hw`` as configured when None.
+    A limit outside (idle power, TDP] is one clear error naming the chip and the allowed range."""
+    chip = resolve_hardware(hw)
+    if watts is None:
+        return chip
+    try:
+        power = chip.power.limited(watts)
+    except ValueError as err:
+        raise AccelsimError(f"--power-limit: {chip.name} {err}") from None
+    return chip.model_copy(update={"power": power})
 
 
 def cost_model(model: ModelSpec | str, hw: HardwareBase | str, parallelism: Parallelism | None = None,
                density: DensityProfile | str | Path | None = None, runtime: RuntimePreset | str | None = None,
-               **dtypes: str | None) -> serving.CostModel:
+               power_limit: float | None = None, **dtypes: str | None) -> serving.CostModel:
     """Memoised serving step costs of ``model`` on ``hw`` (``accelsim.sim.serving``), under the
-    kernels and host overheads of ``runtime`` when one is given."""
-    chip = hardware_under(hw, runtime)
+    kernels and host overheads of ``runtime`` when one is given and ``power_limit`` watts per
+    chip when one is given."""
+    chip = hardware_under(hw, runtime, power_limit)
     return serving.CostModel(resolve_model(model), chip, parallelism, resolve_density(density), **dtypes)
 
 

@@ -53,7 +53,7 @@ def test_compute_bound_power_reaches_tdp_without_double_throttling():
 
 def test_power_limit_slows_compute_bound_by_the_capped_share_memory_bound_barely():
     chip = load_hardware(H100)
-    capped = energy.limited(chip, 450.0)
+    capped = api.power_limited(chip, 450.0)
     prefill, decode = Workload("prefill", batch=1, prompt=2048), Workload("decode", batch=1, context=1024)
     free_p, cap_p = api.simulate(MODEL, chip, prefill), api.simulate(MODEL, capped, prefill)
     free_d, cap_d = api.simulate(MODEL, chip, decode), api.simulate(MODEL, capped, decode)
@@ -115,3 +115,79 @@ def test_held_out_gpu_power_within_bound():
     assert len(rows) >= 4
     frame = energy.table(rows)
     assert frame["error"].abs().median() <= 0.15
+
+
+def _json(cli, *args):
+    import json
+    code, out, err = cli(*args, "--json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+def test_power_limit_option_caps_run_compare_and_serve(cli, tmp_path):
+    # `--power-limit 450` on the CLI does what power.limit does: the 2,048-token prefill slows by
+    # (watts asked above idle) / (450 - 70 W idle); a batch-1 decode barely moves.
+    prefill = ("run", "--phase", "prefill", "--prompt", "2048")
+    free, capped = _json(cli, *prefill), _json(cli, *prefill, "--power-limit", "450")
+    asked = free["power_w"] - 70.0
+    assert capped["latency_s"] / free["latency_s"] == pytest.approx(asked / (450.0 - 70.0), rel=1e-6)
+    assert capped["power_w"] == pytest.approx(450.0)
+    # the option takes watts as a number or with a unit, as configs write them
+    assert _json(cli, *prefill, "--power-limit", "0.45 kW")["latency_s"] == pytest.approx(capped["latency_s"])
+    decode = ("run", "--context", "1024")
+    assert _json(cli, *decode, "--power-limit", "450")["latency_s"] < 1.05 * _json(cli, *decode)["latency_s"]
+    rows = _json(cli, "compare", "--hw", "h100-sxm", "--hw", "a100-sxm", "--phase", "prefill",
+                 "--prompt", "2048", "--power-limit", "300", "--out", str(tmp_path / "cmp"))
+    assert [r["hw"] for r in rows] == ["h100-sxm", "a100-sxm"]
+    assert all(r["power_w"] == pytest.approx(300.0) for r in rows)
+    serve = ("serve", "--requests", "40", "--rate", "4", "--rates", "4", "--prompt", "1024", "--output", "16")
+    fast = _json(cli, *serve, "--out", str(tmp_path / "s1"))["summary"]
+    slow = _json(cli, *serve, "--power-limit", "200", "--out", str(tmp_path / "s2"))["summary"]
+    assert slow["ttft_s"]["p50"] > 1.5 * fast["ttft_s"]["p50"]
+
+
+@pytest.mark.parametrize("args, message", [
+    (("run", "--power-limit", "50"), ("--power-limit: h100-sxm must lie above the idle (static) power "
+                                      "and at most the TDP: (70, 700] W, got 50 W")),
+    (("run", "--power-limit", "701"), "(70, 700] W, got 701 W"),
+    (("compare", "--hw", "h100-sxm", "--hw", "groq-lpu", "--power-limit", "450"),
+     "--power-limit: groq-lpu must lie above"),
+    (("serve", "--power-limit", "5000"), "--power-limit: h100-sxm must lie above"),
+    (("run", "--power-limit", "nan"), "'nan' is not a finite number"),
+    (("run", "--power-limit", "-3"), "'-3' is not a finite number"),
+    (("run", "--power-limit", "5 parsecs"), "unit 'parsecs' is not a power unit"),
+])
+def test_bad_power_limit_is_one_line_exit_2(cli, args, message):
+    code, _, err = cli(*args)
+    assert code == 2 and message in err and err.count("\n") == 1 and "Traceback" not in err
+
+
+@pytest.mark.parametrize("hw", ["h200", "b200", "mi300x"])
+def test_node_components_beyond_h100_join_system_power(hw):
+    chip = load_hardware(hw)
+    r = api.simulate("llama-3.1-70b", chip, Workload("decode", batch=16, context=512),
+                     parallelism=Parallelism(tp=8))
+    assert r.system["nodes"] == 1 and r.system["node_host_w"] == chip.power.node.host
+    assert r.system["system_power_w"] == pytest.approx(8 * _chip_w(r) + chip.power.node.host)
+    # 16 chips fill two nodes
+    r16 = api.simulate("llama-3.1-70b", chip, Workload("decode", batch=16, context=512),
+                       parallelism=Parallelism(tp=8, pp=2))
+    assert r16.system["nodes"] == 2 and r16.system["node_host_w"] == 2 * chip.power.node.host
+
+
+def test_node_rule_scales_the_dgx_h100_host_share_to_the_dgx_b200():
+    # docs/validation.md "Power": host = (calibrated DGX H100 host) / (10.2 kW max - 8 x 700 W)
+    # x (DGX B200's 14.3 kW max - 8 x 1,000 W); the DGX H200 is the DGX H100 chassis.
+    h100 = load_hardware(H100).power.node.host
+    share = h100 / (10_200 - 8 * 700)
+    assert load_hardware("b200").power.node.host == pytest.approx(share * (14_300 - 8 * 1_000), abs=1.0)
+    assert load_hardware("h200").power.node.host == h100
+
+
+def test_held_out_h200_node_power_follows_the_h100_node():
+    # MLPerf v4.1 H200 MaxQ (500 W per GPU) Llama-2-70B Offline and Server: never fitted; the
+    # node rule lands 13-15 % high (docs/validation.md "Power" says why this is not closed).
+    rows = [p for p in energy.load() if p.hw == "h200" and p.metric == "system_power_w"]
+    assert len(rows) == 2 and {p.subset for p in rows} == {"holdout"}
+    frame = energy.table(rows)
+    assert frame["error"].abs().max() < 0.2

@@ -6,7 +6,7 @@ from pathlib import Path
 import click
 
 from accelsim import api
-from accelsim.api import resolve_hardware, resolve_model
+from accelsim.api import resolve_model
 from accelsim.cli import options, output
 from accelsim.cli.progress import progress
 from accelsim.sim.result import precision_note
@@ -22,6 +22,7 @@ DEFAULT_HW = ("h100-sxm", "tpu-v5e", "hardwired-llama-3.1-8b")
 @options.density_option
 @options.dtype_options
 @options.parallel_options
+@options.power_limit_option
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Report folder [default: reports/<name>].")
 @output.name_option("compare")
@@ -29,7 +30,7 @@ DEFAULT_HW = ("h100-sxm", "tpu-v5e", "hardwired-llama-3.1-8b")
 @options.json_option
 @options.csv_option
 def compare(model, hws, phase, batch, prompt, context, allow_long_context, density, weight_dtype,
-            act_dtype, kv_dtype, parallelism, out, name, force, as_json, as_csv):
+            act_dtype, kv_dtype, parallelism, power_limit, out, name, force, as_json, as_csv):
     """Compare chips on one model and workload; write Markdown + HTML + CSV + plots.
 
     A chip that cannot run the model (it does not fit; another model's weights are in its
@@ -43,7 +44,7 @@ def compare(model, hws, phase, batch, prompt, context, allow_long_context, densi
         raise click.UsageError("--json and --csv: choose one")
     spec = resolve_model(model)
     points = options.workload_points(phase, batch, prompt, context, density, spec.max_context)
-    chips = [resolve_hardware(h) for h in hws]
+    chips = [api.power_limited(h, power_limit) for h in hws]
     dtypes = {"weight_dtype": weight_dtype, "act_dtype": act_dtype, "kv_dtype": kv_dtype}
     for point in points:  # the model's own limit: refuse before costing anything
         api.long_context_note(spec, point, allow_long_context)

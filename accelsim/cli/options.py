@@ -60,6 +60,39 @@ def _compose(*decorators: Callable) -> Callable:
     return apply
 
 
+# Watts: above any chip's TDP (a CS-3 system is ~23 kW), so a larger value is a typo; the chip's
+# own range (idle, TDP] is checked when the limit is applied (``api.power_limited``).
+MAX_POWER_W = 1e6
+
+
+class Watts(Finite):
+    """A power: a plain number of watts (450) or a quantity with its unit as configs write it
+    ('450 W', '20 kW'), finite and in (0, ``MAX_POWER_W``]."""
+
+    name = "watts"
+
+    def __init__(self) -> None:
+        super().__init__(0, MAX_POWER_W)
+
+    def convert(self, value, param, ctx):
+        from accelsim.config.units import POWER, UnitError, parse_quantity
+        try:
+            float(value)
+        except (TypeError, ValueError):
+            try:
+                value = parse_quantity(str(value), POWER)
+            except UnitError as err:
+                self.fail(str(err), param, ctx)
+        return super().convert(value, param, ctx)
+
+
+power_limit_option = click.option(
+    "--power-limit", "power_limit", type=Watts(), default=None, metavar="WATTS",
+    help="Cap each chip at WATTS (a MaxQ-style power limit, as nvidia-smi -pl sets it): a step that "
+         "would draw more runs at a lower clock until it fits, so compute-bound steps slow and "
+         "memory-bound ones barely move. Must lie above the chip's idle power and at most its "
+         "TDP. [default: the config's power.limit, else the TDP]")
+
 model_option = click.option("--model", "-m", default=DEFAULT_MODEL, show_default=True,
                             help="Model: a bundled name (see `accelsim models`) or a YAML path.")
 

@@ -30,11 +30,13 @@ from accelsim.sim.result import Refusal
               metavar="FILE.json",
               help="Also write the step replayed in simulated time as a Chrome/Perfetto trace "
                    "(open it at ui.perfetto.dev); one workload point only.")
+@options.power_limit_option
 @options.spec_decode_options
 @options.json_option
 @options.csv_option
 def run(model, hw, phase, batch, prompt, context, allow_long_context, density, weight_dtype,
-        act_dtype, kv_dtype, parallelism, runtime, top, perfetto, spec_decode, as_json, as_csv):
+        act_dtype, kv_dtype, parallelism, runtime, top, perfetto, power_limit, spec_decode, as_json,
+        as_csv):
     """Simulate one step: latency, tokens/s, joules/token and the per-op breakdown.
 
     \b
@@ -48,7 +50,7 @@ def run(model, hw, phase, batch, prompt, context, allow_long_context, density, w
     if as_json and as_csv:
         raise click.UsageError("--json and --csv: choose one")
     spec = api.resolve_model(model)
-    chip = api.hardware_under(hw, runtime)
+    chip = api.hardware_under(hw, runtime, power_limit)
     points = options.workload_points(phase, batch, prompt, context, density, spec.max_context)
     if perfetto is not None and len(points) > 1:
         raise click.UsageError("--perfetto traces one step: give one --batch and one --prompt/--context")

@@ -54,6 +54,7 @@ def typical_step(result: serving.ServeResult, costs: serving.CostModel):
 @options.parallel_options
 @options.dtype_options
 @options.density_option
+@options.power_limit_option
 @click.option("--rate", type=options.Finite(MIN_RATE, MAX_RATE, low_open=False), default=8.0, show_default=True, help="Mean request arrivals per second.")
 @click.option("--concurrency", type=options.count(1, serving.MAX_REQUESTS), default=None,
               help="Closed loop: keep N requests in flight, sending the next as one completes "
@@ -108,7 +109,7 @@ def typical_step(result: serving.ServeResult, costs: serving.CostModel):
               help="Report folder [default: reports/serve].")
 @folders.force_option
 @options.json_option
-def serve(model, hw, parallelism, weight_dtype, act_dtype, kv_dtype, density, rate, concurrency, offline,
+def serve(model, hw, parallelism, weight_dtype, act_dtype, kv_dtype, density, power_limit, rate, concurrency, offline,
           length_spread, n_requests, arrival, cv, trace_file, prompt, output, runtime, scheduler, max_batch,
           chunk, block_size, kv_reserve, preemption, kv_memory_fraction, rates, find_capacity,
           slo_percentile, slo_ttft, slo_tpot, seed, out, force, as_json):
@@ -143,7 +144,7 @@ def serve(model, hw, parallelism, weight_dtype, act_dtype, kv_dtype, density, ra
                                  slo_ttft_s=slo_ttft, slo_tpot_s=slo_tpot, reserve_output=kv_reserve,
                                  preemption=preemption, memory_utilisation=kv_memory_fraction)
     scheduler, max_batch, chunk, block_size = config.scheduler, config.max_batch, config.chunk, config.block_size
-    costs = api.cost_model(model, hw, parallelism=parallelism, runtime=preset,
+    costs = api.cost_model(model, hw, parallelism=parallelism, runtime=preset, power_limit=power_limit,
                            density=density, weight_dtype=weight_dtype, act_dtype=act_dtype,
                            kv_dtype=kv_dtype)
     slo = load.Slo(slo_ttft, slo_tpot, slo_percentile)

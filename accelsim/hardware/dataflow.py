@@ -127,6 +127,7 @@ class DataflowBackend(BackendBase):
     def params(self, hw: DataflowSpec) -> dict[str, Any]:
         levels = tiers(hw)
         return {**common.base_params(hw), "op_overhead": hw.dataflow.op_overhead,
+                "stationary": hw.dataflow.weights == "stationary",
                 "bandwidth": {name: level.bandwidth for name, level in levels.items()},
                 "energy": {name: level.energy for name, level in levels.items()},
                 "active": power.active_w(hw, tuple(levels), tuple(n for n in levels if n != "sram"))}
@@ -143,11 +144,15 @@ class DataflowBackend(BackendBase):
         tensor_s = kept * op.tensor_flops / (matrix * p["eff_compute"]) if op.tensor_flops else 0.0
         vector_s = op.vector_flops / (p["vector"] * p["eff_compute"])
         compute_s = vmax(tensor_s, vector_s)
+        share = 1.0
         if placement.level_of["weight"] == "sram":
             moved = {"sram": sum(a.nbytes for a in common.accesses(op))}
+            memory_s = {"sram": moved["sram"] / (p["bandwidth"]["sram"] * p["eff_memory"])}
+            if p["stationary"]:
+                memory_s["sram"], share = resident_read_s(op, placement, p)
         else:  # weights and KV stream from their off-chip tier, activations stay in SRAM
             moved = common.bytes_by_level(op, placement)
-        memory_s = {lvl: b / (p["bandwidth"][lvl] * p["eff_memory"]) for lvl, b in moved.items()}
+            memory_s = {lvl: b / (p["bandwidth"][lvl] * p["eff_memory"]) for lvl, b in moved.items()}
         overhead = p["op_overhead"]
         time = vmax(compute_s, *memory_s.values()) + overhead
         energy = memory_energy(moved, p["energy"])
@@ -155,7 +160,8 @@ class DataflowBackend(BackendBase):
             energy["compute"] = op.macs * kept * p["mac_energy"][dtype]
         if op.vector_flops:
             energy["vector"] = op.vector_flops * p["vector_op"]
-        return power.with_activity(op, Terms(time, compute_s, memory_s, moved, energy, peak, overhead), p, kept)
+        return power.with_activity(op, Terms(time, compute_s, memory_s, moved, energy, peak, overhead), p, kept,
+                                   memory_share=share)
 
     def cost(self, op: Op, mapping: Mapping, hw: DataflowSpec, placement: Placement) -> OpCost:
         label = "matrix units" if isinstance(op, (MatMul, Attention)) else "vector units"
@@ -184,6 +190,23 @@ class DataflowBackend(BackendBase):
 
     def die_storage(self, hw: DataflowSpec, model: ModelSpec | None) -> tuple[Any, Any]:
         return hw.memory.sram.capacity, 0.0
+
+
+def resident_read_s(op: Op, placement: Placement, p: dict[str, Any]) -> tuple[Any, Any]:
+    """(SRAM seconds, share of the SRAM busy) of ``op`` on a chip whose weights stay where they
+    are (``dataflow.weights: stationary``): the op runs on the cores that hold its weights and KV
+    cache, which the compiler spreads over the whole chip in proportion to bytes, so it reads
+    them at its share of the chip's bandwidth -- its resident bytes over the chip's -- and takes
+    the chip's resident bytes over the chip's bandwidth whatever its size.  Activations cross
+    the on-chip fabric at the full rate.  At batch 1 one layer's cores work while the rest wait,
+    which the streamed model (every op at the whole chip's bandwidth) leaves out."""
+    resident = sum(a.nbytes for a in common.accesses(op) if a.tensor.role != "activation")
+    passing = sum(a.nbytes for a in common.accesses(op) if a.tensor.role == "activation")
+    held = sum(placement.footprint.values())
+    rate = p["bandwidth"]["sram"] * p["eff_memory"]
+    if not resident or not held:
+        return passing / rate, 1.0
+    return (held + passing) / rate, resident / held
 
 
 def split_rule(hw: DataflowSpec, chips: int) -> int:

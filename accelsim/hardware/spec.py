@@ -85,9 +85,25 @@ class PowerSpec(Spec):
     def _static_below_tdp(self):
         if self.static > self.tdp:
             raise ValueError("static power cannot exceed TDP")
-        if self.limit is not None and not self.static < self.limit <= self.tdp:
-            raise ValueError("limit must lie above the static (idle) power and at most the TDP")
+        if self.limit is not None and (problem := self.limit_problem(self.limit)):
+            raise ValueError(f"limit {problem}")
         return self
+
+    def limit_problem(self, watts: float) -> str | None:
+        """Why ``watts`` cannot be this chip's power limit, or None.  A limit at or below the
+        idle power leaves nothing to run on; one above the TDP is refused as ``nvidia-smi -pl``
+        refuses it (the cap is min(TDP, limit), so it would change nothing and is a typo)."""
+        if self.static < watts <= self.tdp:
+            return None
+        return (f"must lie above the idle (static) power and at most the TDP: "
+                f"({self.static:g}, {self.tdp:g}] W, got {watts:g} W")
+
+    def limited(self, watts: float) -> PowerSpec:
+        """This spec under a configured power limit of ``watts`` (a MaxQ-style run)."""
+        problem = self.limit_problem(watts)
+        if problem:
+            raise ValueError(problem)
+        return self.model_copy(update={"limit": watts})
 
 
 class Efficiency(Spec):
@@ -404,6 +420,11 @@ class DataflowSection(Spec):
     # Chips joined all to all in one node (a GroqNode's 8 cards; 1 for a wafer-scale system):
     # the tensor-parallel split inside each stage when the system's size is given alone.
     node_chips: PositiveInt = 1
+    # How an op reaches its weights and KV cache in SRAM (``hardware.dataflow.resident_read_s``):
+    # ``streamed``, from the whole chip's SRAM through shared functional units (Groq's TSP);
+    # ``stationary``, in place on the cores that hold them, each core reading only its own SRAM
+    # (a wafer's distributed memory), so an op reads at its share of the chip's bandwidth.
+    weights: Literal["streamed", "stationary"] = "streamed"
     source: Source
 
 

@@ -1,11 +1,12 @@
 """Power and energy against measurements (``validation/measured_power.csv``).
 
 Each row is a published measurement: ML.ENERGY's average GPU power and J/token of vLLM serving
-Llama 3.1 at a steady batch (v3: vLLM 0.11.1; v2: vLLM 0.5.4), and MLPerf Inference v4.0's
-audited whole-node power of a DGX H100 (MaxQ: GPUs limited to 350 W).  The split is written in
-the file's ``set`` column, chosen by model and source before anything was fitted: ML.ENERGY v3
-Llama-3.1-8B rows (the H100's ``power.active``) and the MLPerf Offline row (the DGX node's host
-power) calibrate; every other row is held out.
+Llama 3.1 at a steady batch (v3: vLLM 0.11.1; v2: vLLM 0.5.4), MLPerf Inference v4.0's
+audited whole-node power of a DGX H100 (MaxQ: GPUs limited to 350 W) and v4.1's of an 8 x H200
+node (MaxQ: 500 W).  The split is written in the file's ``set`` column, chosen by model and
+source before anything was fitted: ML.ENERGY v3 Llama-3.1-8B rows (the H100's ``power.active``)
+and the v4.0 MLPerf Offline row (the DGX node's host power) calibrate; every other row is held
+out (the H200 rows check the node rule: the DGX H200 is the DGX H100 chassis).
 
 A row is predicted from one decode step at its batch, mid-generation (context = prompt +
 output / 2; the prompt length is not in the files, so every ML.ENERGY row takes the stated
@@ -23,11 +24,10 @@ from statistics import median
 
 import pandas as pd
 
-from accelsim.api import resolve_hardware, simulate
+from accelsim.api import power_limited, simulate
 from accelsim.config import loader
 from accelsim.errors import ConfigError
 from accelsim.hardware import power
-from accelsim.hardware.spec import HardwareBase
 from accelsim.transform import Parallelism
 from accelsim.validate.points import VALIDATION_DIR
 from accelsim.validate.predict import model_for
@@ -77,15 +77,8 @@ def load(path: Path | None = None) -> list[PowerPoint]:
     return points
 
 
-def limited(hw: HardwareBase, limit_w: float | None) -> HardwareBase:
-    """``hw`` under a configured power limit (a MaxQ run), as ``power.limit`` would set it."""
-    if limit_w is None:
-        return hw
-    return hw.model_copy(update={"power": hw.power.model_copy(update={"limit": limit_w})})
-
-
 def predict(point: PowerPoint) -> float:
-    hw = limited(resolve_hardware(point.hw), point.power_limit_w)
+    hw = power_limited(point.hw, point.power_limit_w)
     chips = point.tp * point.pp
     layout = Parallelism(tp=point.tp, pp=point.pp) if chips > 1 else None
     model = model_for(point.model)

@@ -23,10 +23,16 @@ from accelsim.workload import Workload
 
 DEFAULT_SYSTEM_POINTS = VALIDATION_DIR / "measured_systems.csv"
 KINDS = ("third-party measurement", "vendor claim")
+# calibration: the row a config's one calibrated figure was fitted on (chosen by source before
+# fitting, docs/validation.md); design point: rows of a hypothetical chip whose unpublished
+# figures (MAC count, SRAM) were chosen with that speed in view, so not an independent check;
+# holdout: every other row.
+SETS = ("calibration", "holdout", "design point")
 
 
 @dataclass(frozen=True)
 class SpeedPoint:
+    subset: str  # one of SETS
     hw: str
     model: str
     weight_dtype: str
@@ -42,13 +48,15 @@ def load(path: Path | None = None) -> list[SpeedPoint]:
     points = []
     for i, row in enumerate(loader.read_csv(path, "system points"), start=2):
         try:
-            point = SpeedPoint(row["hw"], row["model"], row["weight_dtype"],
+            point = SpeedPoint(row["set"], row["hw"], row["model"], row["weight_dtype"],
                                int(row["chips"]) if row["chips"] else None, int(row["context"]),
                                float(row["value"]), row["kind"], row["source"])
         except (KeyError, ValueError) as err:
             raise ConfigError(f"{path}: row {i}: {err}") from None
         if point.kind not in KINDS:
             raise ConfigError(f"{path}: row {i}: kind must be one of {', '.join(KINDS)}")
+        if point.subset not in SETS:
+            raise ConfigError(f"{path}: row {i}: set must be one of {', '.join(SETS)}")
         points.append(point)
     return points
 
@@ -65,11 +73,13 @@ def table(points: list[SpeedPoint]) -> pd.DataFrame:
     rows = []
     for p in points:
         predicted, chips = predict(p)
-        rows.append({"hw": p.hw, "model": p.model, "weights": p.weight_dtype, "chips": chips,
+        rows.append({"set": p.subset, "hw": p.hw, "model": p.model, "weights": p.weight_dtype, "chips": chips,
                      "kind": p.kind, "measured": p.value, "predicted": predicted,
                      "error": predicted / p.value - 1.0})
     return pd.DataFrame(rows)
 
 
-def median_abs_error(frame: pd.DataFrame) -> float:
-    return median(frame["error"].abs().tolist())
+def median_abs_error(frame: pd.DataFrame, subset: str | None = None) -> float:
+    """Median |error| over the rows of ``subset`` (every row when None)."""
+    rows = frame if subset is None else frame[frame["set"] == subset]
+    return median(rows["error"].abs().tolist())
