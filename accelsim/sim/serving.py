@@ -352,12 +352,18 @@ class CostModel:
     def prefill(self, tokens: int, sequences: int = 1) -> StepCost:
         per_seq = math.ceil(tokens / sequences)
         b_seq, b_len = bucket(sequences), bucket(per_seq)
+        known = self.memo.get(("prefill", b_seq, b_len))  # most steps: no Workload to build
+        if known is not None:
+            return known
         return self._cost(("prefill", b_seq, b_len), Workload("prefill", sequences, per_seq, 0),
                           Workload("prefill", b_seq, b_len, 0))
 
     def decode(self, batch: int, mean_context: float) -> StepCost:
         context = math.ceil(mean_context)
         b_batch, b_ctx = bucket(batch), bucket(max(context, 1))
+        known = self.memo.get(("decode", b_batch, b_ctx))
+        if known is not None:
+            return known
         return self._cost(("decode", b_batch, b_ctx), Workload("decode", batch, 1, context),
                           Workload("decode", b_batch, 1, b_ctx))
 
