@@ -125,6 +125,16 @@ def test_cli_kv_offload_reports_bytes_moved(tmp_path, capsys):
     assert "KV offload to host memory" in (tmp_path / "r" / "report.md").read_text()
 
 
+def test_cli_text_shows_hit_rate_and_host_traffic(tmp_path, capsys):
+    code = main(["serve", "--model", MODEL, "--offline", "--requests", "30", "--prompt", "512", "--output", "384",
+                 "--shared-prefix", "256", "--prefix-cache", "--kv-offload", "host", "--kv-memory-fraction", "0.003",
+                 "--out", str(tmp_path / "r")])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "prefix cache and KV offload to host memory" in out and "swap-to-host preemption" in out
+    assert "prefix: token hit rate" in out and "offload:" in out and "GB to host" in out
+
+
 def test_kv_offload_without_a_host_tier_is_one_line_and_exit_2(tmp_path, capsys):
     code = main(["serve", "--model", MODEL, "--hw", "a100-sxm", "--requests", "5", "--kv-offload", "host",
                  "--out", str(tmp_path / "r")])

@@ -199,6 +199,9 @@ def test_hit_tokens_never_exceed_prompt_tokens_and_blocks_never_exceed_capacity(
         assert loop.prefix is not None
         assert 0 <= loop.free and loop.free + private + loop.prefix.blocks == capacity
         assert loop.prefix.idle >= 0 and loop.prefix.blocks <= capacity
+        # A hit never covers a whole prompt: its last token is always computed.
+        assert all(live.hit < live.req.prompt for live in loop.running)
+        assert all(live.hit <= live.req.prefix_len for live in loop.running)
         if loop.host is not None:
             assert 0 <= loop.host.used <= loop.host.tier.capacity_bytes + 1e-6
         return advance(*args, **kwargs)

@@ -759,7 +759,8 @@ class _Loop:
         if live.prefilled >= live.to_prefill and self._swap_out(live):
             live.swapped = True
         else:
-            self.recomputed += live.context if live.prefilled >= live.to_prefill else live.prefilled
+            # Tokens whose KV this discards (a prefix cache hit's were never computed here).
+            self.recomputed += (live.context if live.prefilled >= live.to_prefill else live.prefilled) - live.hit
             live.prefilled = 0
             live.refill = live.req.prompt + live.generated if live.generated else 0
         self.waiting.appendleft(live)
