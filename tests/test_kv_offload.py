@@ -115,6 +115,26 @@ def test_evicted_prefix_blocks_go_to_the_host_and_come_back_on_reuse(costs):
     assert ttft[0]["mean"] != ttft[1]["mean"]
 
 
+def test_host_pool_drops_least_recently_offloaded_blocks_and_leaves_the_chip_order_alone():
+    tier = kvcache.HostTier(capacity_bytes=3.0, bandwidth=1.0, latency_s=0.5)
+    host = kvcache.HostPool(tier, block_bytes=1.0)
+    cache = kvcache.PrefixCache(host)
+    cache.publish(1, 0, 4)           # B: 4 blocks
+    cache.release(1, 4)
+    assert cache.evict(1) == 1       # B's tail goes to the host: 1 byte at 1 B/s + 0.5 s
+    assert cache.take_transfer_s() == pytest.approx(1.5)
+    assert (cache.prefixes[1].on_chip, cache.prefixes[1].on_host, host.used) == (3, 1, 1.0)
+    cache.publish(0, 0, 2)           # A: 2 blocks, used after B ...
+    cache.release(0, 2)
+    cache.acquire(1, 3, 0)           # ... then B used again: A is the least recently used
+    cache.release(1, 3)
+    assert host.swap_out(3.0) == pytest.approx(3.5)  # room for a swapped cache: B's host block dropped
+    assert (cache.prefixes[1].on_host, host.used, host.peak) == (0, 3.0, 3.0)
+    assert host.swap_out(1.0) is None  # full of pinned caches: recompute instead
+    assert cache.evict(1) == 1 and cache.prefixes[0].on_chip == 1  # still A first: dropping is no use
+    assert cache.prefixes[0].on_host == 0  # no host room left for it: dropped
+
+
 def test_cli_kv_offload_reports_bytes_moved(tmp_path, capsys):
     code = main(["serve", "--model", MODEL, "--offline", "--requests", "40", "--prompt", "512", "--output", "384",
                  "--kv-offload", "host", "--kv-memory-fraction", "0.003", "--json", "--out", str(tmp_path / "r")])

@@ -139,17 +139,25 @@ class PrefixCache:
     def _get(self, pid: int) -> _Prefix:
         return self.prefixes.setdefault(pid, _Prefix())
 
-    def _touch(self, pid: int, p: _Prefix, before_idle: int, before_host: int) -> None:
-        """Book the change of ``p``'s idle and host blocks, and mark it most recently used."""
+    def _touch(self, pid: int, p: _Prefix, before_idle: int, before_host: int, used: bool = True) -> None:
+        """Book the change of ``p``'s idle and host blocks; ``used``: a request used it, so it
+        becomes the most recently used (eviction itself leaves the order alone).  A prefix's
+        place on the host is when its blocks last went there."""
         self.idle += p.idle - before_idle
-        self.lru.pop(pid, None)
-        if p.idle > 0:
+        if used:
+            self.lru.pop(pid, None)
+        if p.idle <= 0:
+            self.lru.pop(pid, None)
+        elif pid not in self.lru:
             self.lru[pid] = None
         if self.host is not None:
             self.host.prefix_blocks += p.on_host - before_host
             self.host._note()
-            self.host_lru.pop(pid, None)
-            if p.on_host > 0:
+            if p.on_host > before_host:
+                self.host_lru.pop(pid, None)
+            if p.on_host <= 0:
+                self.host_lru.pop(pid, None)
+            elif pid not in self.host_lru:
                 self.host_lru[pid] = None
 
     def lookup(self, pid: int, limit: int) -> tuple[int, int]:
@@ -238,9 +246,7 @@ class PrefixCache:
             p.on_chip -= take
             self.blocks -= take
             freed += take
-            self._touch(pid, p, idle, on_host)
-            if pid in self.lru:  # evicting is no use: it keeps its place
-                self.lru.move_to_end(pid, last=False)
+            self._touch(pid, p, idle, on_host, used=False)
         if moved and self.host is not None:
             nbytes = moved * self.host.block_bytes
             self.host.bytes_out += nbytes
@@ -257,9 +263,7 @@ class PrefixCache:
             take = min(n, on_host)
             p.host_end -= take
             n -= take
-            self._touch(pid, p, idle, on_host)
-            if pid in self.lru:  # dropping host copies is no use of the chip's blocks
-                self.lru.move_to_end(pid, last=False)
+            self._touch(pid, p, idle, on_host, used=False)
 
     def take_transfer_s(self) -> float:
         t, self.transfer_s = self.transfer_s, 0.0
