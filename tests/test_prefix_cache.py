@@ -247,6 +247,8 @@ def test_cli_serve_json_and_report_show_the_hit_rate(tmp_path, capsys):
     data = json.loads(capsys.readouterr().out)
     assert 0.8 < data["summary"]["prefix_cache"]["request_hit_rate"] < 1
     assert all("prefix_cache" in point for point in data["curve"])
+    curve = (tmp_path / "r" / "curve.csv").read_text().splitlines()
+    assert "token_hit_rate" in curve[0] and "request_hit_rate" in curve[0]
     report = (tmp_path / "r" / "report.md").read_text()
     assert "Prefix cache:" in report and "request hit rate" in report and "first 384 shared" in report
 

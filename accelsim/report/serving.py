@@ -41,8 +41,21 @@ def curve_frame(results: list[ServeResult]) -> pd.DataFrame:
                      **{f"tpot_{k}_s": v for k, v in s["tpot_s"].items()},
                      **{f"e2e_{k}_s": v for k, v in s["e2e_s"].items()},
                      "joules_per_token": s["joules_per_token"], "max_running": s["max_running"],
-                     "preemptions": s["preemptions"]})
+                     "preemptions": s["preemptions"], **kv_columns(s)})
     return pd.DataFrame(rows).sort_values("load_value")
+
+
+def kv_columns(s: dict) -> dict[str, float]:
+    """Curve CSV columns of the prefix cache and the host tier, for runs that had them on."""
+    cols: dict[str, float] = {}
+    if "prefix_cache" in s:
+        cols |= {"token_hit_rate": s["prefix_cache"]["token_hit_rate"],
+                 "request_hit_rate": s["prefix_cache"]["request_hit_rate"]}
+    if "kv_offload" in s:
+        cols |= {"bytes_to_host": s["kv_offload"]["bytes_to_host"],
+                 "bytes_from_host": s["kv_offload"]["bytes_from_host"],
+                 "host_peak_bytes": s["kv_offload"]["host_peak_bytes"]}
+    return cols
 
 
 def load_label(kind: str, value: float) -> str:
