@@ -130,7 +130,7 @@ def serve(model: ModelSpec | str, hw: HardwareBase | str, *, runtime: RuntimePre
           rate: float | None = None, concurrency: int | None = None, offline: bool = False,
           requests: int = 2000, prompt: int = 1024, output: int = 256, length_spread: float = 1.0,
           arrival: str = "poisson", cv: float = 2.0, seed: int = 0, trace: str | Path | None = None,
-          curve: list[float] | None = None, find_capacity: bool = False, slo_ttft: float = 0.5,
+          shared_prefix: int = 0, curve: list[float] | None = None, find_capacity: bool = False, slo_ttft: float = 0.5,
           slo_tpot: float = 0.05, slo_percentile: float = 99.0, parallelism: Parallelism | None = None,
           density: DensityProfile | str | Path | None = None, results: bool = False,
           **options: Any) -> ServeReport | tuple[ServeReport, serving.ServeResult, list[serving.ServeResult], Capacity | None]:
@@ -138,7 +138,8 @@ def serve(model: ModelSpec | str, hw: HardwareBase | str, *, runtime: RuntimePre
     ``offline``) under ``runtime``'s scheduler; the summary, the curve over ``curve`` loads
     (default: around the load) and, with ``find_capacity``, the highest load meeting the SLOs.
     ``options`` override the preset's scheduler settings (ServeConfig fields: chunk, max_batch,
-    reserve_output, preemption, memory_utilisation, ...) and pick dtypes (weight_dtype, ...).
+    reserve_output, preemption, memory_utilisation, prefix_cache, kv_offload, ...) and pick dtypes
+    (weight_dtype, ...).  ``shared_prefix`` P: every synthetic prompt starts with the same P tokens.
     ``results=True`` also returns the runs themselves."""
     if concurrency is not None and offline:
         raise AccelsimError("--concurrency and --offline are two different loads; give one")
@@ -151,7 +152,8 @@ def serve(model: ModelSpec | str, hw: HardwareBase | str, *, runtime: RuntimePre
     value = float(concurrency if concurrency is not None else rate if rate is not None else 8.0)
     if kind == "rate" and requests_trace is not None and rate is None and len(requests_trace) > 1:
         value = (len(requests_trace) - 1) / max(requests_trace[-1].arrival_s - requests_trace[0].arrival_s, 1e-12)
-    base = Load(kind, value, requests, prompt, output, length_spread, arrival, cv, seed, requests_trace)
+    base = Load(kind, value, requests, prompt, output, length_spread, arrival, cv, seed, requests_trace,
+                shared_prefix)
     slo = Slo(slo_ttft, slo_tpot, slo_percentile)
     capacity = find_load_capacity(costs, config, base, slo) if find_capacity else None
     main = run_load(costs, config, base)

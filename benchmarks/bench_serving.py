@@ -3,6 +3,10 @@
 
     python benchmarks/bench_serving.py            # 10,000 requests
     python benchmarks/bench_serving.py --requests 2000
+    python benchmarks/bench_serving.py --requests 100000 --only-prefix-cache   # the issue-16 case
+
+The prefix-cache case serves the same requests with a 768-token prefix shared by every prompt,
+``--prefix-cache`` and ``--kv-offload host`` on (the features' bookkeeping in the loop).
 
 Serving time is split into filling the step-cost memo (one ``accelsim.api.simulate`` call per
 bucketed batch shape) and the scheduler loop; a second run over the same requests with the memo
@@ -27,16 +31,22 @@ OUT = HERE / "results" / "serving.json"
 MODEL, HW, PARALLEL = "llama-3.1-70b", "h100-sxm", Parallelism(tp=8)
 
 
-def bench_serving(n: int, rate: float) -> dict:
-    requests = serving.synthetic_requests(n, rate, prompt=1024, output=256, seed=0)
+SHARED_PREFIX = 768
+
+
+def bench_serving(n: int, rate: float, prefix_cache: bool = False) -> dict:
+    shared = SHARED_PREFIX if prefix_cache else 0
+    requests = serving.synthetic_requests(n, rate, prompt=1024, output=256, seed=0, shared_prefix=shared)
+    config = (serving.ServeConfig(prefix_cache=True, kv_offload="host") if prefix_cache
+              else serving.ServeConfig())
     t0 = time.perf_counter()
     costs = cost_model(MODEL, HW, parallelism=PARALLEL)
     cold_start = time.perf_counter()
-    result = serving.serve(requests, costs, serving.ServeConfig(), rate)
+    result = serving.serve(requests, costs, config, rate)
     cold = time.perf_counter() - cold_start
     simulate_calls = costs.calls
     warm_start = time.perf_counter()
-    again = serving.serve(requests, costs, serving.ServeConfig(), rate)
+    again = serving.serve(requests, costs, config, rate)
     warm = time.perf_counter() - warm_start
     assert again.summary() == result.summary()  # deterministic
     s = result.summary()
@@ -48,7 +58,9 @@ def bench_serving(n: int, rate: float) -> dict:
             "tpot_p50_s": s["tpot_s"]["p50"], "tpot_p99_s": s["tpot_s"]["p99"],
             "throughput_tokens_per_s": s["throughput_tokens_per_s"],
             "joules_per_token": s["joules_per_token"], "max_running": s["max_running"],
-            "preemptions": s["preemptions"]}
+            "preemptions": s["preemptions"],
+            **({"shared_prefix": shared, "prefix_cache": s["prefix_cache"], "kv_offload": s["kv_offload"]}
+               if prefix_cache else {})}
 
 
 def bench_engine(batch: int, context: int) -> list[dict]:
@@ -69,11 +81,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=10_000)
     parser.add_argument("--rate", type=float, default=8.0)
+    parser.add_argument("--only-prefix-cache", action="store_true",
+                        help="time only the prefix-cache case; print it, write nothing")
     args = parser.parse_args()
+    if args.only_prefix_cache:
+        print(json.dumps(bench_serving(args.requests, args.rate, prefix_cache=True), indent=2))
+        return
     payload = {
         "model": MODEL, "hw": HW, "parallelism": PARALLEL.to_dict(),
         "machine": {"python": platform.python_version(), "cpu": platform.processor() or platform.machine()},
         "serving": bench_serving(args.requests, args.rate),
+        "serving_prefix_cache": bench_serving(args.requests, args.rate, prefix_cache=True),
         "engine_decode_step": bench_engine(32, 2048),
     }
     OUT.parent.mkdir(parents=True, exist_ok=True)

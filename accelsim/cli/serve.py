@@ -10,7 +10,7 @@ from accelsim.cli import options
 from accelsim.cli import output as folders  # `output` is the --output option here
 from accelsim.cli.progress import progress
 from accelsim.errors import AccelsimError
-from accelsim.sim import load, serving
+from accelsim.sim import kvcache, load, serving
 from accelsim.workload import Workload
 
 DEFAULT_RATE_FACTORS = (0.25, 0.5, 1.0, 1.5, 2.0)
@@ -71,7 +71,18 @@ def typical_step(result: serving.ServeResult, costs: serving.CostModel):
 @click.option("--cv", type=options.Finite(1e-3, 1e3, low_open=False), default=2.0, show_default=True,
               help="Coefficient of variation of gamma inter-arrival gaps (1 = Poisson).")
 @click.option("--trace", "trace_file", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="CSV of requests (arrival_s,prompt_tokens,output_tokens) instead of synthetic ones.")
+              help="CSV of requests (arrival_s,prompt_tokens,output_tokens; optional prefix_id,prefix_len "
+                   "for shared prompt prefixes) instead of synthetic ones.")
+@click.option("--shared-prefix", type=options.count(0, serving.MAX_TOKENS), default=0, show_default=True,
+              help="Every synthetic prompt starts with the same TOKENS-token prefix (part of --prompt; "
+                   "--length-spread draws the rest).")
+@click.option("--prefix-cache/--no-prefix-cache", default=None,
+              help="Keep shared prefixes' KV blocks for later requests (block-level LRU, ref-counted) "
+                   "[default: the runtime's; on for vllm and sglang].")
+@click.option("--kv-offload", type=click.Choice(kvcache.OFFLOADS), default=None,
+              help="host: evicted prefix blocks and preempted requests' KV move to host memory over the "
+                   "link in the hardware config's host_memory, instead of being dropped or recomputed "
+                   "[default: none].")
 @click.option("--prompt", type=options.count(1, serving.MAX_TOKENS), default=1024, show_default=True, help="Prompt tokens per synthetic request.")
 @click.option("--output", type=options.count(1, serving.MAX_TOKENS), default=256, show_default=True, help="Output tokens per synthetic request.")
 @click.option("--runtime", default=None,
@@ -110,7 +121,8 @@ def typical_step(result: serving.ServeResult, costs: serving.CostModel):
 @folders.force_option
 @options.json_option
 def serve(model, hw, parallelism, weight_dtype, act_dtype, kv_dtype, density, power_limit, rate, concurrency, offline,
-          length_spread, n_requests, arrival, cv, trace_file, prompt, output, runtime, scheduler, max_batch,
+          length_spread, n_requests, arrival, cv, trace_file, shared_prefix, prefix_cache, kv_offload, prompt,
+          output, runtime, scheduler, max_batch,
           chunk, block_size, kv_reserve, preemption, kv_memory_fraction, rates, find_capacity,
           slo_percentile, slo_ttft, slo_tpot, seed, out, force, as_json):
     """Serve a stream of requests and report TTFT, TPOT, end-to-end latency, throughput, goodput
@@ -134,7 +146,8 @@ def serve(model, hw, parallelism, weight_dtype, act_dtype, kv_dtype, density, po
         value = (len(trace) - 1) / span
     else:
         value = float(concurrency if concurrency is not None else rate)
-    base_load = load.Load(kind, value, n_requests, prompt, output, length_spread, arrival, cv, seed, trace)
+    base_load = load.Load(kind, value, n_requests, prompt, output, length_spread, arrival, cv, seed, trace,
+                          shared_prefix)
     if kind == "rate":
         points = parse_rates(rates, rate)
     else:
@@ -142,7 +155,8 @@ def serve(model, hw, parallelism, weight_dtype, act_dtype, kv_dtype, density, po
     preset = api.load_runtime(runtime)
     config = preset.serve_config(scheduler=scheduler, max_batch=max_batch, chunk=chunk, block_size=block_size,
                                  slo_ttft_s=slo_ttft, slo_tpot_s=slo_tpot, reserve_output=kv_reserve,
-                                 preemption=preemption, memory_utilisation=kv_memory_fraction)
+                                 preemption=preemption, memory_utilisation=kv_memory_fraction,
+                                 prefix_cache=prefix_cache, kv_offload=kv_offload)
     scheduler, max_batch, chunk, block_size = config.scheduler, config.max_batch, config.chunk, config.block_size
     costs = api.cost_model(model, hw, parallelism=parallelism, runtime=preset, power_limit=power_limit,
                            density=density, weight_dtype=weight_dtype, act_dtype=act_dtype,
@@ -160,15 +174,17 @@ def serve(model, hw, parallelism, weight_dtype, act_dtype, kv_dtype, density, po
     how = {"rate": f"{arrival} requests{f' (cv {cv:g})' if arrival == 'gamma' else ''}",
            "concurrency": f"requests, closed loop of {concurrency} in flight",
            "offline": "requests queued at t=0 (offline)"}[kind]
+    shared = f" (the first {shared_prefix} shared by all)" if shared_prefix else ""
     source = f"trace {trace_file}" if trace_file else (
-        f"{n_requests} {how}, prompt {prompt} / output {output} tokens{spread}, seed {seed}")
+        f"{n_requests} {how}, prompt {prompt}{shared} / output {output} tokens{spread}, seed {seed}")
     main_load = {"rate": f"main rate {main_rate:g} requests/s", "concurrency": f"concurrency {concurrency}",
                  "offline": "offline"}[kind]
     setup = (f"{costs.model.name} on {costs.hw.name} under the {preset.name} runtime ({preset.engine}), "
-             f"KV reserve {config.reserve_output:g} of the output, {config.preemption} preemption, KV pool "
+             f"KV reserve {config.reserve_output:g} of the output, "
+             f"{'swap-to-host' if config.kv_offload == 'host' else config.preemption} preemption, KV pool "
              f"{config.memory_utilisation:g} of {config.memory_basis} memory; {scheduler} batching (max batch {max_batch}"
              f"{f', chunk {chunk}' if scheduler == 'continuous' else ''}), KV blocks of {block_size} "
-             f"tokens; {source}; {main_load}.")
+             f"tokens{kv_features(main)}; {source}; {main_load}.")
     step, step_label = typical_step(main, costs)
     with folders.report_folder(out or Path("reports") / "serve", force) as (staging, out_dir):
         files = folders.moved(write_report(main, sweep, staging, f"Serving {costs.model.name} on "
@@ -190,12 +206,34 @@ def serve(model, hw, parallelism, weight_dtype, act_dtype, kv_dtype, density, po
                f"{s['goodput_requests_per_s']:.3g} requests/s")
     click.echo(f"  {'energy':>10}: {s['joules_per_token']:.4g} J/token; max running {s['max_running']}, "
                f"preemptions {s['preemptions']}")
+    for line in kv_lines(s):
+        click.echo(line)
     if capacity is not None:
         c = capacity.summary()
         click.echo(f"  {'capacity':>10}: {c['load']} {c['value']:g} meets {c['percentile']} TTFT <= "
                    f"{slo_ttft:g} s and TPOT <= {slo_tpot:g} s "
                    f"({c['at_capacity']['throughput_tokens_per_s']:,.1f} tokens/s); {c['above']['value']:g} does not")
     click.echo(f"\nreport: {files['html']} (report.md, CSV, plots and trace.json in {out_dir})")
+
+
+def kv_features(result: serving.ServeResult) -> str:
+    """The prefix cache and KV offload settings, for the setup line (empty when both are off)."""
+    on = (["prefix cache"] if "prefix_cache" in result.kv else []) + \
+         (["KV offload to host memory"] if "kv_offload" in result.kv else [])
+    return f", {' and '.join(on)}" if on else ""
+
+
+def kv_lines(summary: dict) -> list[str]:
+    lines = []
+    if "prefix_cache" in summary:
+        p = summary["prefix_cache"]
+        lines.append(f"  {'prefix':>10}: token hit rate {p['token_hit_rate']:.1%}, request hit rate "
+                     f"{p['request_hit_rate']:.1%} ({p['hit_tokens']:,} prompt tokens not prefilled)")
+    if "kv_offload" in summary:
+        o = summary["kv_offload"]
+        lines.append(f"  {'offload':>10}: {o['bytes_to_host'] / 1e9:.3g} GB to host, {o['bytes_from_host'] / 1e9:.3g} GB "
+                     f"back, host tier peak {o['host_peak_bytes'] / 1e9:.3g} of {o['host_capacity_bytes'] / 1e9:.3g} GB")
+    return lines
 
 
 COMMANDS = (serve,)

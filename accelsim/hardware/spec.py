@@ -212,6 +212,17 @@ class Interconnect(Spec):
         return self
 
 
+class HostMemory(Spec):
+    """Host memory a serving runtime may offload KV cache blocks to (``serve --kv-offload host``),
+    per chip: its share of the host's DRAM and its own link to it (PCIe, NVLink-C2C).
+    ``bandwidth`` is one direction; ``latency`` is paid once per transfer (a DMA's start-up)."""
+
+    capacity: Bytes
+    bandwidth: Bandwidth
+    latency: Seconds
+    source: Source
+
+
 class HardwareBase(Spec):
     kind: str  # each kind's spec narrows this to its own name
     name: str = Field(min_length=1)
@@ -223,6 +234,7 @@ class HardwareBase(Spec):
     area: AreaSpec | None = None
     interconnect: Interconnect | None = None
     respin: Respin | None = None  # economics of a model change (weights in silicon only)
+    host_memory: HostMemory | None = None  # a KV offload tier for serving (optional)
 
     @model_validator(mode="after")
     def _active_units_exist(self):

@@ -41,8 +41,21 @@ def curve_frame(results: list[ServeResult]) -> pd.DataFrame:
                      **{f"tpot_{k}_s": v for k, v in s["tpot_s"].items()},
                      **{f"e2e_{k}_s": v for k, v in s["e2e_s"].items()},
                      "joules_per_token": s["joules_per_token"], "max_running": s["max_running"],
-                     "preemptions": s["preemptions"]})
+                     "preemptions": s["preemptions"], **kv_columns(s)})
     return pd.DataFrame(rows).sort_values("load_value")
+
+
+def kv_columns(s: dict) -> dict[str, float]:
+    """Curve CSV columns of the prefix cache and the host tier, for runs that had them on."""
+    cols: dict[str, float] = {}
+    if "prefix_cache" in s:
+        cols |= {"token_hit_rate": s["prefix_cache"]["token_hit_rate"],
+                 "request_hit_rate": s["prefix_cache"]["request_hit_rate"]}
+    if "kv_offload" in s:
+        cols |= {"bytes_to_host": s["kv_offload"]["bytes_to_host"],
+                 "bytes_from_host": s["kv_offload"]["bytes_from_host"],
+                 "host_peak_bytes": s["kv_offload"]["host_peak_bytes"]}
+    return cols
 
 
 def load_label(kind: str, value: float) -> str:
@@ -146,7 +159,7 @@ def findings(main: ServeResult, curve: pd.DataFrame, capacity: Capacity | None =
         f"{s['throughput_requests_per_s']:.3g} served."),
         (f"KV cache: {s['kv_blocks']:,} blocks of {s['block_size']} tokens; up to {s['max_running']} "
         f"requests ran at once; {s['preemptions']} preemption(s)."),
-    ]
+    ] + kv_findings(s)
     ok = curve[(curve["ttft_p99_s"] <= main.config.slo_ttft_s) & (curve["tpot_p99_s"] <= main.config.slo_tpot_s)]
     if not ok.empty:
         best = ok.iloc[-1]
@@ -162,6 +175,24 @@ def findings(main: ServeResult, curve: pd.DataFrame, capacity: Capacity | None =
                      f"{c['at_capacity']['throughput_tokens_per_s']:,.0f} tokens/s; "
                      f"{load_label(c['load'], c['above']['value'])} misses it "
                      f"({c['probes']} runs searched).")
+    return lines
+
+
+def kv_findings(s: dict) -> list[str]:
+    """Prefix cache hit rates and host-tier traffic, where the run had them on."""
+    lines = []
+    if "prefix_cache" in s:
+        p = s["prefix_cache"]
+        lines.append(f"Prefix cache: {p['token_hit_rate']:.1%} of the prompt tokens looked up were cached "
+                     f"(token hit rate), {p['request_hit_rate']:.1%} of the prefills hit (request hit rate); "
+                     f"{p['hit_tokens']:,} prompt tokens were not prefilled.")
+    if "kv_offload" in s:
+        o = s["kv_offload"]
+        lines.append(f"KV offload to host memory: {format_si(o['bytes_to_host'], 'B')} moved to the host and "
+                     f"{format_si(o['bytes_from_host'], 'B')} back over a {format_si(o['link_bandwidth_bytes_per_s'], 'B/s')} "
+                     f"link; host tier peak {format_si(o['host_peak_bytes'], 'B')} of "
+                     f"{format_si(o['host_capacity_bytes'], 'B')}; {o['recomputed_tokens']:,} tokens recomputed "
+                     f"after preemptions.")
     return lines
 
 

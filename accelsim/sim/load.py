@@ -51,8 +51,12 @@ class Load:
     cv: float = 2.0
     seed: int = 0
     trace: tuple[Request, ...] | None = None
+    shared_prefix: int = 0  # tokens every synthetic prompt starts with (one shared prefix)
 
     def __post_init__(self) -> None:
+        if self.shared_prefix and self.trace is not None:
+            raise AccelsimError("--shared-prefix is for synthetic requests; a trace gives its prefixes "
+                                "in the prefix_id and prefix_len columns")
         if self.kind == "rate" and not self.value > 0:
             raise AccelsimError(f"--rate must be > 0 requests/s, got {self.value}")
         if self.kind == "concurrency" and (self.value < 1 or self.value != int(self.value)):
@@ -71,9 +75,10 @@ def requests_for(load: Load) -> list[Request]:
         return [replace(r, arrival_s=0.0) for r in base]
     if load.kind == "rate":
         return synthetic_requests(load.requests, load.value, arrival=load.arrival, cv=load.cv,
-                                  prompt=load.prompt, output=load.output, seed=load.seed, spread=load.spread)
+                                  prompt=load.prompt, output=load.output, seed=load.seed, spread=load.spread,
+                                  shared_prefix=load.shared_prefix)
     return queued_requests(load.requests, prompt=load.prompt, output=load.output, seed=load.seed,
-                           spread=load.spread)
+                           spread=load.spread, shared_prefix=load.shared_prefix)
 
 
 def run(costs: CostModel, config: ServeConfig, load: Load) -> ServeResult:

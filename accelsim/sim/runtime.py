@@ -60,6 +60,11 @@ class PoolSetting(Spec):
     source: str = SOURCE
 
 
+class SwitchSetting(Spec):
+    value: bool
+    source: str = SOURCE
+
+
 class PreemptionSetting(Spec):
     value: Literal["recompute", "swap"]
     source: str = SOURCE
@@ -95,6 +100,9 @@ class RuntimePreset(Spec):
     request_overhead: OverheadSetting
     step_overhead: OverheadSetting
     kernels: KernelSetting | None = None
+    # On: the engine caches shared prefixes by default, wherever it can (continuous batching of
+    # an attention-only model; ServeConfig's "auto").
+    prefix_cache: SwitchSetting | None = None
 
     def settings(self) -> dict[str, Any]:
         """Every setting -> its object (each has ``value`` and ``source``)."""
@@ -106,6 +114,8 @@ class RuntimePreset(Spec):
         values: dict[str, Any] = {field: getattr(self, key).value for key, field in SERVE_FIELDS.items()}
         values["memory_utilisation"] = self.kv_memory.value
         values["memory_basis"] = self.kv_memory.basis
+        if self.prefix_cache is not None and self.prefix_cache.value:
+            values["prefix_cache"] = "auto"
         values.update({k: v for k, v in overrides.items() if v is not None})
         return ServeConfig(**values)
 

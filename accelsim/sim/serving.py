@@ -49,6 +49,7 @@ from accelsim.errors import AccelsimError, DoesNotFitError
 from accelsim.hardware.spec import HardwareBase
 from accelsim.model.density import DensityProfile
 from accelsim.model.spec import ModelSpec
+from accelsim.sim import kvcache
 from accelsim.sim.result import Result
 from accelsim.transform import Parallelism
 from accelsim.workload import Workload
@@ -70,6 +71,8 @@ EXACT_BELOW = 8
 DEFAULT_BLOCK_SIZE = 16
 DEFAULT_MEMORY_UTILISATION = 0.9
 TRACE_COLUMNS = ("arrival_s", "prompt_tokens", "output_tokens")
+# Optional trace columns: requests with the same prefix_id share their first prefix_len tokens.
+PREFIX_COLUMNS = ("prefix_id", "prefix_len")
 
 
 @dataclass(frozen=True)
@@ -78,6 +81,9 @@ class Request:
     arrival_s: float
     prompt: int
     output: int
+    # A shared prompt prefix: its id (-1: none) and its tokens, the first of ``prompt``.
+    prefix_id: int = -1
+    prefix_len: int = 0
 
 
 @dataclass(frozen=True)
@@ -97,6 +103,10 @@ class ServeConfig:
     swap_bandwidth: float = DEFAULT_SWAP_BANDWIDTH
     slo_ttft_s: float = 0.5
     slo_tpot_s: float = 0.05
+    # Keep shared prefixes' KV blocks for reuse (``sim.kvcache``): True, False, or "auto" (a
+    # runtime's default: on where it applies, i.e. continuous batching of an attention-only model).
+    prefix_cache: bool | Literal["auto"] = False
+    kv_offload: str = "none"    # "host": evicted and swapped KV goes to the host tier
 
     def __post_init__(self) -> None:
         if self.scheduler not in SCHEDULERS:
@@ -119,6 +129,10 @@ class ServeConfig:
             raise AccelsimError(f"kv_blocks must be >= 1, got {self.kv_blocks}")
         if self.slo_ttft_s <= 0 or self.slo_tpot_s <= 0:
             raise AccelsimError("--slo-ttft and --slo-tpot must be > 0 seconds")
+        if self.prefix_cache not in (True, False, "auto"):
+            raise AccelsimError(f"prefix_cache must be true, false or 'auto', got {self.prefix_cache!r}")
+        if self.kv_offload not in kvcache.OFFLOADS:
+            raise AccelsimError(f"--kv-offload must be one of {', '.join(kvcache.OFFLOADS)}, got {self.kv_offload!r}")
 
 
 # --- arrivals -------------------------------------------------------------------------------
@@ -150,9 +164,25 @@ def spread_lengths(n: int, nominal: int, spread: float, rng: np.random.Generator
     return rng.integers(low, nominal + 1, n)
 
 
-def _with_lengths(times: np.ndarray, prompt: int, output: int, spread: float, seed: int) -> list[Request]:
+def _check_prefix(shared_prefix: int, prompt: int) -> None:
+    if not 0 <= shared_prefix <= prompt:
+        raise AccelsimError(f"--shared-prefix must be within 0..--prompt ({prompt}) tokens (the prefix is "
+                            f"the start of every prompt), got {shared_prefix}")
+
+
+def _with_lengths(times: np.ndarray, prompt: int, output: int, spread: float, seed: int,
+                  shared_prefix: int = 0) -> list[Request]:
     # Lengths draw from their own stream, so a spread leaves the arrival times of a seed unchanged.
     rng = np.random.default_rng([seed, 1])
+    if shared_prefix:
+        # Every prompt is the shared prefix and its own tail; the spread draws the tail only
+        # (as vLLM's random dataset does with --random-prefix-len), so the prefix is whole in
+        # every request: a prompt of 1024 with a prefix of 512 at spread 0.8 is 512 + 410..512.
+        tails = (spread_lengths(len(times), prompt - shared_prefix, spread, rng)
+                 if prompt > shared_prefix else np.zeros(len(times), dtype=int))
+        outputs = spread_lengths(len(times), output, spread, rng)
+        return [Request(i, float(t), shared_prefix + int(p), int(o), 0, shared_prefix)
+                for i, (t, p, o) in enumerate(zip(times, tails, outputs))]
     prompts = spread_lengths(len(times), prompt, spread, rng)
     outputs = spread_lengths(len(times), output, spread, rng)
     return [Request(i, float(t), int(p), int(o)) for i, (t, p, o) in enumerate(zip(times, prompts, outputs))]
@@ -160,10 +190,11 @@ def _with_lengths(times: np.ndarray, prompt: int, output: int, spread: float, se
 
 def synthetic_requests(n: int, rate: float, *, arrival: str = "poisson", cv: float = 2.0,
                        prompt: int = 1024, output: int = 256, seed: int = 0,
-                       spread: float = 1.0) -> list[Request]:
+                       spread: float = 1.0, shared_prefix: int = 0) -> list[Request]:
     """``n`` requests at mean ``rate``/s: Poisson (exponential gaps) or bursty gamma gaps with
     coefficient of variation ``cv`` (shape 1/cv^2, same mean).  Lengths are the nominal ones,
-    or spread uniformly down to ``spread`` x nominal (``spread_lengths``)."""
+    or spread uniformly down to ``spread`` x nominal (``spread_lengths``); with
+    ``shared_prefix`` P every prompt starts with the same P tokens (prefix id 0)."""
     if not 1 <= n <= MAX_REQUESTS:
         raise AccelsimError(f"--requests must be in [1, {MAX_REQUESTS}], got {n}")
     if not rate > 0:
@@ -171,6 +202,7 @@ def synthetic_requests(n: int, rate: float, *, arrival: str = "poisson", cv: flo
     if arrival not in ARRIVALS:
         raise AccelsimError(f"--arrival must be one of {', '.join(ARRIVALS)}, got {arrival!r}")
     _check_lengths(prompt, output, spread)
+    _check_prefix(shared_prefix, prompt)
     rng = np.random.default_rng(seed)
     if arrival == "poisson":
         gaps = rng.exponential(1.0 / rate, n)
@@ -179,24 +211,28 @@ def synthetic_requests(n: int, rate: float, *, arrival: str = "poisson", cv: flo
             raise AccelsimError(f"--cv must be > 0, got {cv}")
         shape = 1.0 / cv**2
         gaps = rng.gamma(shape, 1.0 / (rate * shape), n)
-    return _with_lengths(np.cumsum(gaps), prompt, output, spread, seed)
+    return _with_lengths(np.cumsum(gaps), prompt, output, spread, seed, shared_prefix)
 
 
 def queued_requests(n: int, *, prompt: int = 1024, output: int = 256, seed: int = 0,
-                    spread: float = 1.0) -> list[Request]:
+                    spread: float = 1.0, shared_prefix: int = 0) -> list[Request]:
     """``n`` requests all queued at t=0, in order: the offline load, and the order in which a
     closed loop sends them (``serve(..., concurrency=N)`` rewrites their send times)."""
     if n < 1:
         raise AccelsimError(f"--requests must be >= 1, got {n}")
     _check_lengths(prompt, output, spread)
-    return _with_lengths(np.zeros(n), prompt, output, spread, seed)
+    _check_prefix(shared_prefix, prompt)
+    return _with_lengths(np.zeros(n), prompt, output, spread, seed, shared_prefix)
 
 
 def parse_trace(rows: list[dict[str, str]], path: str) -> list[Request]:
     """Requests from the rows of a trace CSV with columns arrival_s, prompt_tokens, output_tokens
-    (one request a row; ``accelsim.api.load_trace`` reads the file); errors name ``path``."""
+    (one request a row; ``accelsim.api.load_trace`` reads the file); errors name ``path``.
+    Optional columns prefix_id (any label; empty: none) and prefix_len (tokens, at most the
+    prompt) say which requests start with the same prefix."""
     if not rows or any(c not in rows[0] for c in TRACE_COLUMNS):
         raise AccelsimError(f"trace needs columns {', '.join(TRACE_COLUMNS)}", source=path)
+    prefixes = _trace_prefixes(rows, path) if any(c in rows[0] for c in PREFIX_COLUMNS) else None
     requests: list[tuple[float, int, int]] = []
     for line, row in enumerate(rows, start=2):
         try:
@@ -209,9 +245,37 @@ def parse_trace(rows: list[dict[str, str]], path: str) -> list[Request]:
                                 f"output_tokens integers in [1, {MAX_TOKENS}]", source=f"{path}:{line}")
         if len(requests) == MAX_REQUESTS:
             raise AccelsimError(f"a trace may hold at most {MAX_REQUESTS} requests", source=f"{path}:{line}")
+        if prefixes is not None and prefixes[line - 2][1] > prompt:
+            raise AccelsimError(f"prefix_len ({prefixes[line - 2][1]}) must not exceed prompt_tokens ({prompt})",
+                                source=f"{path}:{line}")
         requests.append((arrival, prompt, output))
-    requests.sort(key=lambda r: r[0])
-    return [Request(i, a, p, o) for i, (a, p, o) in enumerate(requests)]
+    if prefixes is None:
+        requests.sort(key=lambda r: r[0])
+        return [Request(i, a, p, o) for i, (a, p, o) in enumerate(requests)]
+    order = sorted(range(len(requests)), key=lambda k: requests[k][0])  # stable: ties keep file order
+    return [Request(i, *requests[k], *prefixes[k]) for i, k in enumerate(order)]
+
+
+def _trace_prefixes(rows: list[dict[str, str]], path: str) -> list[tuple[int, int]]:
+    """(prefix id, prefix tokens) of every trace row: labels become ids in order of appearance."""
+    if any(c not in rows[0] for c in PREFIX_COLUMNS):
+        raise AccelsimError(f"a trace with prefixes needs both columns {', '.join(PREFIX_COLUMNS)}", source=path)
+    ids: dict[str, int] = {}
+    out = []
+    for line, row in enumerate(rows, start=2):
+        label, length = (row.get("prefix_id") or "").strip(), (row.get("prefix_len") or "").strip()
+        if not label:
+            out.append((-1, 0))
+            continue
+        try:
+            tokens = int(length)
+        except ValueError:
+            tokens = -1
+        if not 0 <= tokens <= MAX_TOKENS:
+            raise AccelsimError(f"prefix_len must be an integer in [0, {MAX_TOKENS}] where prefix_id is given, "
+                                f"got {length[:40]!r}", source=f"{path}:{line}")
+        out.append((ids.setdefault(label, len(ids)), tokens))
+    return out
 
 
 def scaled(requests: list[Request], rate: float) -> list[Request]:
@@ -288,14 +352,35 @@ class CostModel:
     def prefill(self, tokens: int, sequences: int = 1) -> StepCost:
         per_seq = math.ceil(tokens / sequences)
         b_seq, b_len = bucket(sequences), bucket(per_seq)
+        known = self.memo.get(("prefill", b_seq, b_len))  # most steps: no Workload to build
+        if known is not None:
+            return known
         return self._cost(("prefill", b_seq, b_len), Workload("prefill", sequences, per_seq, 0),
                           Workload("prefill", b_seq, b_len, 0))
 
     def decode(self, batch: int, mean_context: float) -> StepCost:
         context = math.ceil(mean_context)
         b_batch, b_ctx = bucket(batch), bucket(max(context, 1))
+        known = self.memo.get(("decode", b_batch, b_ctx))
+        if known is not None:
+            return known
         return self._cost(("decode", b_batch, b_ctx), Workload("decode", batch, 1, context),
                           Workload("decode", b_batch, 1, b_ctx))
+
+    def cached_attention(self, sequences: int, tokens: float, context: float) -> StepCost:
+        """What a prefill of ``tokens`` per sequence after ``context`` cached tokens (a prefix
+        cache hit) costs beyond ``prefill`` of the same tokens from scratch: its queries also
+        attend to, and read, the cached KV.  Costed as the difference of two steps computing
+        ``tokens`` queries per sequence (a decode step verifying that many tokens) with and
+        without the cached context, so the weight pass and fixed overheads cancel."""
+        q, ctx = math.ceil(tokens), math.ceil(context)
+        b_seq, b_q, b_ctx = bucket(sequences), bucket(max(q, 1)), bucket(max(ctx, 1))
+        with_ctx = self._cost(("cached", b_seq, b_q, b_ctx),
+                              Workload("decode", sequences, 1, ctx, spec_tokens=q - 1),
+                              Workload("decode", b_seq, 1, b_ctx, spec_tokens=b_q - 1))
+        without = self._cost(("cached", b_seq, b_q, 0), Workload("decode", sequences, 1, 0, spec_tokens=q - 1),
+                             Workload("decode", b_seq, 1, 0, spec_tokens=b_q - 1))
+        return StepCost(max(0.0, with_ctx.time_s - without.time_s), max(0.0, with_ctx.energy_j - without.energy_j))
 
     def block_bytes(self, block_size: int) -> float:
         """Bytes of one cache block: ``block_size`` tokens of KV, or, for a model with no KV
@@ -343,6 +428,9 @@ class _Live:
     preemptions: int = 0
     refill: int = 0  # tokens to recompute after a recompute preemption (prompt + output so far)
     swapped: bool = False  # its cache waits in host memory
+    shared: int = 0  # of ``blocks``, those in the prefix cache (referenced, not owned)
+    hit: int = 0  # prompt tokens the prefix cache supplied to the current prefill
+    host_bytes: float = 0.0  # its swapped cache pinned in the host tier
 
     @property
     def to_prefill(self) -> int:
@@ -397,6 +485,7 @@ class ServeResult:
     concurrency: int | None = None  # closed loop: requests kept in flight
     offline: bool = False
     chips: int = 1
+    kv: dict[str, Any] = field(default_factory=dict)  # prefix cache / KV offload figures, when on
 
     @property
     def load(self) -> dict[str, Any]:
@@ -473,7 +562,7 @@ class ServeResult:
             "makespan_s": self.makespan_s, "steps": len(self.steps),
             "max_running": self.max_running, "preemptions": self.preemptions,
             "kv_blocks": self.kv_blocks, "block_size": self.block_size, "notes": list(self.notes),
-        }
+        } | self.kv
 
 
 def serve(requests: list[Request], costs: CostModel, config: ServeConfig = ServeConfig(),
@@ -490,6 +579,14 @@ def serve(requests: list[Request], costs: CostModel, config: ServeConfig = Serve
     if config.scheduler == "pipelined" and not costs.backend.pipelined(costs.hw):
         raise AccelsimError(f"--scheduler pipelined is for chips that run their layers as a pipeline "
                             f"of users (hardwired); {costs.hw.name} does not (use continuous or static)")
+    if config.prefix_cache == "auto":
+        config = replace(config, prefix_cache=config.scheduler == "continuous" and costs.kv_bytes_per_token > 0
+                         and costs.state_bytes_per_seq <= 0)
+    if config.prefix_cache and config.scheduler != "continuous":
+        raise AccelsimError(f"--prefix-cache needs --scheduler continuous (got {config.scheduler})")
+    if config.prefix_cache and (costs.kv_bytes_per_token <= 0 or costs.state_bytes_per_seq > 0):
+        raise AccelsimError(f"--prefix-cache reuses attention KV blocks; {costs.model.name} keeps a "
+                            f"recurrent state per request, which a prefix cache does not share")
     capacity = config.kv_blocks if config.kv_blocks is not None else int(
         costs.cache_capacity_bytes(config.memory_utilisation, config.memory_basis)
         // costs.block_bytes(config.block_size))
@@ -503,7 +600,7 @@ def serve(requests: list[Request], costs: CostModel, config: ServeConfig = Serve
     offline = concurrency is None and all(r.arrival_s == 0 for r in requests) and len(requests) > 1
     return ServeResult(rate, config.scheduler, stats, loop.steps, capacity, config.block_size,
                        loop.idle_s * costs.static_w, config, tuple(loop.notes), concurrency, offline,
-                       costs.chips)
+                       costs.chips, loop.kv_summary())
 
 
 def _stats(live: _Live, request_overhead_s: float = 0.0) -> RequestStats:
@@ -542,6 +639,12 @@ class _Loop:
         self.notes: list[str] = []
         self.state_blocks = costs.state_blocks(config.block_size)
         self.tokens_take_blocks = costs.kv_bytes_per_token > 0
+        # Prefix cache and host tier (``sim.kvcache``); None when off, and then every step
+        # below runs exactly as without them.
+        self.host = (kvcache.HostPool(kvcache.host_tier(costs.hw, costs.chips), costs.block_bytes(config.block_size))
+                     if config.kv_offload == "host" else None)
+        self.prefix = kvcache.PrefixCache(self.host) if config.prefix_cache else None
+        self.lookups = self.hit_requests = self.lookup_tokens = self.hit_tokens = self.recomputed = 0
         need = max(self._blocks_for(r.prompt + r.output) for r in requests)
         if need > blocks:
             raise AccelsimError(
@@ -600,18 +703,22 @@ class _Loop:
             held = live.context if live.swapped else live.to_prefill
             tokens = held + (live.req.output - live.generated if full else 1)
             need = self._blocks_for(tokens)
-            if need > self.free:
+            chip, host = self._prefix_hit(live)
+            new, room = need - chip, self._room(live, chip)  # cached blocks are not taken anew
+            if new > room:
                 break
             if not full and self.config.reserve_output > 0 and self.running:
                 live.blocks = need
-                fits = need + self._future_blocks(live) <= self.free
+                fits = new + self._future_blocks(live) <= room
                 live.blocks = 0
                 if not fits:
                     break
             self.waiting.popleft()
-            live.blocks, self.free = need, self.free - need
+            self._take_prefix(live, chip, host)
+            self._reclaim(new)
+            live.blocks, self.free = need, self.free - new
             if live.swapped:
-                self.swap_s += self.costs.swap_time_s(live.context, self.config.swap_bandwidth)
+                self.swap_s += self._swap_in_s(live)
                 live.swapped = False
             self.running.append(live)
             admitted.append(live)
@@ -624,7 +731,7 @@ class _Loop:
         # A request needs a new block only when its next token starts one.
         needs = [live for live in decoding if self.tokens_take_blocks
                  and live.context + 1 > (live.blocks - self.state_blocks) * size]
-        if len(needs) <= self.free:
+        if self._reclaim(len(needs)):
             for live in needs:
                 live.blocks += 1
             self.free -= len(needs)
@@ -633,7 +740,7 @@ class _Loop:
         for live in needs:
             if live.req.rid in preempted:
                 continue
-            while self.free < 1 and live.req.rid not in preempted:
+            while not self._reclaim(1) and live.req.rid not in preempted:
                 victim = self.running[-1]
                 self._preempt(victim)
                 preempted.add(victim.req.rid)
@@ -647,22 +754,30 @@ class _Loop:
         that prefill yields the next token).  Swap: the cache is copied out now and back in on
         readmission, and decoding resumes where it stopped."""
         self.running.remove(live)
-        self.free += live.blocks
-        live.blocks = 0
+        self._release(live)
         live.preemptions += 1
-        if self.config.preemption == "swap" and live.prefilled >= live.to_prefill:
-            self.swap_s += self.costs.swap_time_s(live.context, self.config.swap_bandwidth)
+        if live.prefilled >= live.to_prefill and self._swap_out(live):
             live.swapped = True
         else:
+            # Tokens whose KV this discards (a prefix cache hit's were never computed here).
+            self.recomputed += (live.context if live.prefilled >= live.to_prefill else live.prefilled) - live.hit
             live.prefilled = 0
             live.refill = live.req.prompt + live.generated if live.generated else 0
         self.waiting.appendleft(live)
 
-    def _advance(self, prefill_tokens: int, prefill_seqs: int, decoding: list[_Live]) -> float:
+    def _advance(self, prefill_tokens: int, prefill_seqs: int, decoding: list[_Live],
+                 cached: tuple[int, float, float] | None = None) -> float:
+        """``cached``: (chunks after a prefix cache hit, their mean tokens, their mean cached
+        context), whose attention to the cached tokens the step also pays."""
+        if self.prefix is not None:
+            self.swap_s += self.prefix.take_transfer_s()  # offloads and reloads of prefix blocks
         cost_time, energy = self.swap_s, 0.0
         self.swap_s = 0.0
         if prefill_tokens:
             c = self.costs.prefill(prefill_tokens, max(prefill_seqs, 1))
+            cost_time, energy = cost_time + c.time_s, energy + c.energy_j
+        if cached is not None:
+            c = self.costs.cached_attention(*cached)
             cost_time, energy = cost_time + c.time_s, energy + c.energy_j
         if decoding:
             mean_ctx = sum(live.context for live in decoding) / len(decoding)
@@ -681,8 +796,7 @@ class _Loop:
         for live in done:
             live.finish_s = self.now
             self.running.remove(live)
-            self.free += live.blocks
-            live.blocks = 0
+            self._release(live)
             self.finished.append(live)
         self._send_next(done)
 
@@ -695,6 +809,101 @@ class _Loop:
             if live.generated == 0 or live.refill:
                 live.generated += 1
 
+    # -- prefix cache and host tier (``sim.kvcache``): no-ops when both are off
+
+    def _prefix_hit(self, live: _Live) -> tuple[int, int]:
+        """(blocks on the chip, blocks on the host) of ``live``'s prefix the cache can supply:
+        full blocks only, and never the prompt's last token (its logits make the first token)."""
+        req = live.req
+        if self.prefix is None or live.swapped or req.prefix_id < 0:
+            return 0, 0
+        size = self.config.block_size
+        return self.prefix.lookup(req.prefix_id, min(req.prefix_len // size, (live.to_prefill - 1) // size))
+
+    def _room(self, live: _Live, chip: int) -> int:
+        """Blocks an admission can have: the free ones and the idle cached ones it does not hit."""
+        if self.prefix is None:
+            return self.free
+        return self.free + self.prefix.idle - self.prefix.pins(live.req.prefix_id, chip)
+
+    def _take_prefix(self, live: _Live, chip: int, host: int) -> None:
+        """Reference the hit blocks; their tokens are not prefilled again."""
+        if self.prefix is None or live.swapped:
+            return
+        self.lookups += 1
+        self.lookup_tokens += live.to_prefill
+        live.hit = 0
+        if chip + host:
+            self.prefix.acquire(live.req.prefix_id, chip, host)
+            live.shared = chip + host
+            live.hit = live.prefilled = live.shared * self.config.block_size
+            self.hit_requests += 1
+            self.hit_tokens += live.hit
+
+    def _publish(self, completed: list[_Live]) -> None:
+        """A finished prefill's full prefix blocks join the cache (or, where another request put
+        them there first, its copies are freed)."""
+        if self.prefix is None:
+            return
+        for live in completed:
+            if live.req.prefix_id >= 0:
+                full = live.req.prefix_len // self.config.block_size
+                _, duplicates = self.prefix.publish(live.req.prefix_id, live.shared, full)
+                live.shared = full
+                self.free += duplicates
+
+    def _reclaim(self, n: int) -> bool:
+        """Evict idle cached blocks until ``n`` are free (if it can); whether ``n`` are free."""
+        if self.prefix is not None and self.free < n:
+            self.free += self.prefix.evict(n - self.free)
+        return self.free >= n
+
+    def _release(self, live: _Live) -> None:
+        """``live`` gives its blocks back: its own are freed, its cached prefix stays cached."""
+        if self.prefix is not None and live.shared:
+            self.prefix.release(live.req.prefix_id, live.shared)
+        self.free += live.blocks - live.shared
+        live.blocks = live.shared = 0
+
+    def _swap_out(self, live: _Live) -> bool:
+        """Copy a preempted request's cache out (to the host tier if there is one and it has
+        room, else over ``swap_bandwidth`` when preemption swaps); False: recompute it."""
+        if self.host is not None:
+            nbytes = live.context * self.costs.kv_bytes_per_token + self.costs.state_bytes_per_seq
+            seconds = self.host.swap_out(nbytes)
+            if seconds is None:
+                return False
+            live.host_bytes, self.swap_s = nbytes, self.swap_s + seconds
+            return True
+        if self.config.preemption == "swap":
+            self.swap_s += self.costs.swap_time_s(live.context, self.config.swap_bandwidth)
+            return True
+        return False
+
+    def _swap_in_s(self, live: _Live) -> float:
+        if live.host_bytes and self.host is not None:
+            seconds = self.host.swap_in(live.host_bytes)
+            live.host_bytes = 0.0
+            return seconds
+        return self.costs.swap_time_s(live.context, self.config.swap_bandwidth)
+
+    def kv_summary(self) -> dict[str, Any]:
+        """The prefix cache's hit rates and the host tier's traffic (only for what is on)."""
+        out: dict[str, Any] = {}
+        if self.prefix is not None:
+            out["prefix_cache"] = {
+                "token_hit_rate": self.hit_tokens / self.lookup_tokens if self.lookup_tokens else 0.0,
+                "request_hit_rate": self.hit_requests / self.lookups if self.lookups else 0.0,
+                "hit_tokens": self.hit_tokens, "prefill_tokens_looked_up": self.lookup_tokens,
+                "prefills_looked_up": self.lookups, "cached_blocks_at_end": self.prefix.blocks}
+        if self.host is not None:
+            out["kv_offload"] = {
+                "tier": "host", "bytes_to_host": self.host.bytes_out, "bytes_from_host": self.host.bytes_in,
+                "host_peak_bytes": self.host.peak, "host_capacity_bytes": self.host.tier.capacity_bytes,
+                "link_bandwidth_bytes_per_s": self.host.tier.bandwidth, "link_latency_s": self.host.tier.latency_s,
+                "recomputed_tokens": self.recomputed}
+        return out
+
     # -- schedulers
 
     def _continuous_step(self) -> None:
@@ -702,11 +911,13 @@ class _Loop:
         decoding = [r for r in self.running if r.prefilled >= r.to_prefill]
         decoding = self._grow(decoding)
         budget, chunks, completed = self.config.chunk, 0, []
-        prefill_tokens = 0
+        prefill_tokens = hits = hit_tokens = hit_context = 0
         for live in self.running:
             if live.prefilled >= live.to_prefill or budget == 0:
                 continue
             take = min(budget, live.to_prefill - live.prefilled)
+            if live.hit:  # after a prefix cache hit: attends to the cached tokens too
+                hits, hit_tokens, hit_context = hits + 1, hit_tokens + take, hit_context + live.prefilled
             live.prefilled += take
             budget -= take
             prefill_tokens += take
@@ -716,7 +927,9 @@ class _Loop:
         if not prefill_tokens and not decoding:
             self._stall()
             return
-        self._advance(prefill_tokens, chunks, decoding)
+        self._advance(prefill_tokens, chunks, decoding,
+                      (hits, hit_tokens / hits, hit_context / hits) if hits else None)
+        self._publish(completed)
         self._first_tokens(completed)
         self._finish_done()
 
