@@ -37,6 +37,7 @@ chunks are short against the matmul work).
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections import deque
 from dataclasses import dataclass, field, replace
@@ -227,6 +228,7 @@ def scaled(requests: list[Request], rate: float) -> list[Request]:
 
 # --- step costs -----------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=None)  # every step buckets its shape; few distinct values
 def bucket(value: int) -> int:
     """Round up to the geometric grid (exact below ``EXACT_BELOW``): never below ``value``."""
     if value <= EXACT_BELOW:
@@ -285,17 +287,20 @@ class CostModel:
             self.memo[key] = StepCost(result.latency_s, result.energy_total_j)
         return self.memo[key]
 
+    # prefill and decode run every step: a memo hit builds no Workload (they are only for a miss)
     def prefill(self, tokens: int, sequences: int = 1) -> StepCost:
         per_seq = math.ceil(tokens / sequences)
         b_seq, b_len = bucket(sequences), bucket(per_seq)
-        return self._cost(("prefill", b_seq, b_len), Workload("prefill", sequences, per_seq, 0),
-                          Workload("prefill", b_seq, b_len, 0))
+        key = ("prefill", b_seq, b_len)
+        return self.memo.get(key) or self._cost(key, Workload("prefill", sequences, per_seq, 0),
+                                                Workload("prefill", b_seq, b_len, 0))
 
     def decode(self, batch: int, mean_context: float) -> StepCost:
         context = math.ceil(mean_context)
         b_batch, b_ctx = bucket(batch), bucket(max(context, 1))
-        return self._cost(("decode", b_batch, b_ctx), Workload("decode", batch, 1, context),
-                          Workload("decode", b_batch, 1, b_ctx))
+        key = ("decode", b_batch, b_ctx)
+        return self.memo.get(key) or self._cost(key, Workload("decode", batch, 1, context),
+                                                Workload("decode", b_batch, 1, b_ctx))
 
     def block_bytes(self, block_size: int) -> float:
         """Bytes of one cache block: ``block_size`` tokens of KV, or, for a model with no KV
@@ -330,7 +335,7 @@ class CostModel:
 
 # --- the scheduler loop ---------------------------------------------------------------------
 
-@dataclass
+@dataclass(slots=True)  # slots: the loop reads these fields for every running request every step
 class _Live:
     """A request in the system: how far its prompt and output have got, and its KV blocks."""
 
@@ -620,10 +625,12 @@ class _Loop:
     def _grow(self, decoding: list[_Live]) -> list[_Live]:
         """Give each decoding request room for its next token, preempting the newest when the
         cache is full (its blocks freed, the request back at the head of the queue)."""
-        size = self.config.block_size
-        # A request needs a new block only when its next token starts one.
-        needs = [live for live in decoding if self.tokens_take_blocks
-                 and live.context + 1 > (live.blocks - self.state_blocks) * size]
+        size, state = self.config.block_size, self.state_blocks
+        # A request needs a new block only when its next token starts one (``context`` written
+        # out: this runs for every decoding request every step).
+        needs = [live for live in decoding
+                 if live.req.prompt + live.generated + 1 > (live.blocks - state) * size] \
+            if self.tokens_take_blocks else []
         if len(needs) <= self.free:
             for live in needs:
                 live.blocks += 1
@@ -665,7 +672,7 @@ class _Loop:
             c = self.costs.prefill(prefill_tokens, max(prefill_seqs, 1))
             cost_time, energy = cost_time + c.time_s, energy + c.energy_j
         if decoding:
-            mean_ctx = sum(live.context for live in decoding) / len(decoding)
+            mean_ctx = sum([live.req.prompt + live.generated for live in decoding]) / len(decoding)
             c = self.costs.decode(len(decoding), mean_ctx)
             cost_time, energy = cost_time + c.time_s, energy + c.energy_j
         start = self.now
@@ -699,19 +706,21 @@ class _Loop:
 
     def _continuous_step(self) -> None:
         self._admit(self.config.max_batch, reserve_output=False)
-        decoding = [r for r in self.running if r.prefilled >= r.to_prefill]
+        decoding = [r for r in self.running if r.prefilled >= (r.refill or r.req.prompt)]
         decoding = self._grow(decoding)
         budget, chunks, completed = self.config.chunk, 0, []
         prefill_tokens = 0
-        for live in self.running:
-            if live.prefilled >= live.to_prefill or budget == 0:
+        # Every running request decoding (most steps): no prompt to walk.
+        for live in self.running if len(decoding) < len(self.running) else ():
+            to_prefill = live.refill or live.req.prompt  # ``to_prefill``, written out
+            if live.prefilled >= to_prefill or budget == 0:
                 continue
-            take = min(budget, live.to_prefill - live.prefilled)
+            take = min(budget, to_prefill - live.prefilled)
             live.prefilled += take
             budget -= take
             prefill_tokens += take
             chunks += 1
-            if live.prefilled >= live.to_prefill:
+            if live.prefilled >= to_prefill:
                 completed.append(live)
         if not prefill_tokens and not decoding:
             self._stall()
