@@ -10,7 +10,9 @@ from accelsim.cli import options
 from accelsim.cli import output as folders  # `output` is the --output option here
 from accelsim.cli.progress import progress
 from accelsim.errors import AccelsimError
+from accelsim.report.speculative import speculation_line
 from accelsim.sim import load, serving
+from accelsim.sim.speculative import SpecDecode
 from accelsim.workload import Workload
 
 DEFAULT_RATE_FACTORS = (0.25, 0.5, 1.0, 1.5, 2.0)
@@ -32,6 +34,14 @@ def parse_rates(text: str | None, rate: float) -> list[float]:
         raise AccelsimError(f"--rates must list at most {MAX_CURVE_RATES} finite request rates in "
                             f"[{MIN_RATE:g}, {MAX_RATE:g}] per second, got {text[:80]!r}")
     return sorted(set(rates))
+
+
+def speculation_setup(spec_decode: SpecDecode | None) -> str:
+    if spec_decode is None:
+        return ""
+    draft = "the model's MTP module" if spec_decode.uses_mtp else spec_decode.draft
+    return (f"; speculative decoding: draft {draft}, K={spec_decode.k}, acceptance "
+            f"{spec_decode.accept:g}")
 
 
 def typical_step(result: serving.ServeResult, costs: serving.CostModel):
@@ -106,18 +116,21 @@ def typical_step(result: serving.ServeResult, costs: serving.CostModel):
 @click.option("--seed", type=options.SEED, default=0, show_default=True, help="Seed of the arrival process.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Report folder [default: reports/serve].")
+@options.spec_decode_options
 @folders.force_option
 @options.json_option
 def serve(model, hw, parallelism, weight_dtype, act_dtype, kv_dtype, density, rate, concurrency, offline,
           length_spread, n_requests, arrival, cv, trace_file, prompt, output, runtime, scheduler, max_batch,
           chunk, block_size, kv_reserve, preemption, kv_memory_fraction, rates, find_capacity,
-          slo_percentile, slo_ttft, slo_tpot, seed, out, force, as_json):
+          slo_percentile, slo_ttft, slo_tpot, seed, spec_decode, out, force, as_json):
     """Serve a stream of requests and report TTFT, TPOT, end-to-end latency, throughput, goodput
     under the SLOs, energy per token, the queue over time and a latency-throughput curve.
 
     \b
     Step times come from the same cost model as `accelsim run`, memoised by batch shape
     (rounded up to a bucket grid, so never optimistic).  Same inputs and --seed, same results.
+    With --spec-decode every decode step is a speculative round (K draft steps, then a verify
+    step of K+1 tokens per sequence) and each sequence advances by the expected accepted tokens.
     Example:
       accelsim serve --model llama-3.1-8b --hw h100-sxm --rate 8 --requests 2000 --rates 2,4,8,16
     """
@@ -144,8 +157,8 @@ def serve(model, hw, parallelism, weight_dtype, act_dtype, kv_dtype, density, ra
                                  preemption=preemption, memory_utilisation=kv_memory_fraction)
     scheduler, max_batch, chunk, block_size = config.scheduler, config.max_batch, config.chunk, config.block_size
     costs = api.cost_model(model, hw, parallelism=parallelism, runtime=preset,
-                           density=density, weight_dtype=weight_dtype, act_dtype=act_dtype,
-                           kv_dtype=kv_dtype)
+                           density=density, spec_decode=spec_decode, weight_dtype=weight_dtype,
+                           act_dtype=act_dtype, kv_dtype=kv_dtype)
     slo = load.Slo(slo_ttft, slo_tpot, slo_percentile)
     capacity = load.find_capacity(costs, config, base_load, slo) if find_capacity else None
     main = load.run(costs, config, base_load)
@@ -167,7 +180,7 @@ def serve(model, hw, parallelism, weight_dtype, act_dtype, kv_dtype, density, ra
              f"KV reserve {config.reserve_output:g} of the output, {config.preemption} preemption, KV pool "
              f"{config.memory_utilisation:g} of {config.memory_basis} memory; {scheduler} batching (max batch {max_batch}"
              f"{f', chunk {chunk}' if scheduler == 'continuous' else ''}), KV blocks of {block_size} "
-             f"tokens; {source}; {main_load}.")
+             f"tokens; {source}; {main_load}{speculation_setup(spec_decode)}.")
     step, step_label = typical_step(main, costs)
     with folders.report_folder(out or Path("reports") / "serve", force) as (staging, out_dir):
         files = folders.moved(write_report(main, sweep, staging, f"Serving {costs.model.name} on "
@@ -189,6 +202,8 @@ def serve(model, hw, parallelism, weight_dtype, act_dtype, kv_dtype, density, ra
                f"{s['goodput_requests_per_s']:.3g} requests/s")
     click.echo(f"  {'energy':>10}: {s['joules_per_token']:.4g} J/token; max running {s['max_running']}, "
                f"preemptions {s['preemptions']}")
+    if main.speculation is not None:
+        click.echo(f"  {'speculate':>10}: {speculation_line(main.speculation)}")
     if capacity is not None:
         c = capacity.summary()
         click.echo(f"  {'capacity':>10}: {c['load']} {c['value']:g} meets {c['percentile']} TTFT <= "

@@ -51,6 +51,7 @@ from accelsim.hardware.spec import HardwareBase
 from accelsim.model.density import DensityProfile
 from accelsim.model.spec import ModelSpec
 from accelsim.sim.result import Result
+from accelsim.sim.speculative import SpecDecode, accepted_tokens
 from accelsim.transform import Parallelism
 from accelsim.workload import Workload
 
@@ -247,8 +248,12 @@ class CostModel:
     """Memoised step costs for one model on one chip (shared across request rates)."""
 
     def __init__(self, model: ModelSpec, hw: HardwareBase, parallelism: Parallelism | None = None,
-                 density: DensityProfile | None = None, **dtypes: str | None):
+                 density: DensityProfile | None = None, spec_decode: SpecDecode | None = None,
+                 draft: ModelSpec | None = None, **dtypes: str | None):
         self.density = density  # every step's Workload carries it
+        # Speculative decoding (``decode_round``): ``draft`` is the draft model, None for the
+        # target's own MTP module.
+        self.spec_decode, self.draft = spec_decode, draft
         self.model = model
         self.hw = hw
         self.backend = hardware.backend(self.hw)
@@ -267,6 +272,12 @@ class CostModel:
         self.state_bytes_per_seq = probe.footprint_bytes.get("state", 0.0)
         # One cached token; 0 for purely recurrent models, whose memory per user is their state.
         self.kv_bytes_per_token = probe.footprint_bytes.get("kv_cache", 0.0)
+        if spec_decode is not None:
+            # The draft lives on the same chips: its weights and its own KV cache (one entry per
+            # token of every sequence, as the target's) come out of the same pool.
+            footprint = self._simulate_draft(Workload("decode", 1, 1, 0)).footprint_bytes
+            self.weight_bytes += footprint.get("weight", 0.0)
+            self.kv_bytes_per_token += footprint.get("kv_cache", 0.0)
         self.static_w = self.hw.power.static * self.chips  # drawn while idle between requests
         # The runtime's per-request work (``Backend.request_overhead``): it delays a request's
         # first token, and so everything after it, but occupies no chip step.
@@ -277,13 +288,20 @@ class CostModel:
         return pipeline.model_step(self.model, self.hw, replace(workload, density=self.density),
                                    **self.dtypes).result
 
-    def _cost(self, key: tuple, exact: Workload, bucketed: Workload) -> StepCost:
+    def _simulate_draft(self, workload: Workload) -> Result:
+        """One draft step (``pipeline.draft_step``), dense: a density profile describes the
+        target's activations, not the draft's."""
+        self.calls += 1
+        return pipeline.draft_step(self.model, self.draft, self.hw, workload, **self.dtypes).result
+
+    def _cost(self, key: tuple, exact: Workload, bucketed: Workload, draft: bool = False) -> StepCost:
         if key not in self.memo:
+            simulate = self._simulate_draft if draft else self._simulate
             try:
-                result = self._simulate(bucketed)
+                result = simulate(bucketed)
             except DoesNotFitError:
                 # The bucket overshoots capacity; the exact shape was admitted, so it fits.
-                result = self._simulate(exact)
+                result = simulate(exact)
             self.memo[key] = StepCost(result.latency_s, result.energy_total_j)
         return self.memo[key]
 
@@ -301,6 +319,24 @@ class CostModel:
         key = ("decode", b_batch, b_ctx)
         return self.memo.get(key) or self._cost(key, Workload("decode", batch, 1, context),
                                                 Workload("decode", b_batch, 1, b_ctx))
+
+    def decode_round(self, batch: int, mean_context: float) -> tuple[StepCost, StepCost]:
+        """Speculative decoding's round in place of a decode step: (the K draft steps, each
+        costed at the round's starting context as ``api.speculative`` does; the verify step,
+        a decode of K + 1 tokens per sequence), bucketed as ``decode``."""
+        if self.spec_decode is None:
+            raise AccelsimError("decode_round needs a cost model built with spec_decode")
+        k = self.spec_decode.k
+        context = math.ceil(mean_context)
+        b_batch, b_ctx = bucket(batch), bucket(max(context, 1))
+        key = ("draft", b_batch, b_ctx)
+        draft = self.memo.get(key) or self._cost(key, Workload("decode", batch, 1, context),
+                                                 Workload("decode", b_batch, 1, b_ctx), draft=True)
+        key = ("verify", b_batch, b_ctx)
+        verify = self.memo.get(key) or self._cost(
+            key, Workload("decode", batch, 1, context, spec_tokens=k),
+            Workload("decode", b_batch, 1, b_ctx, spec_tokens=k))
+        return StepCost(k * draft.time_s, k * draft.energy_j), verify
 
     def block_bytes(self, block_size: int) -> float:
         """Bytes of one cache block: ``block_size`` tokens of KV, or, for a model with no KV
@@ -348,6 +384,7 @@ class _Live:
     preemptions: int = 0
     refill: int = 0  # tokens to recompute after a recompute preemption (prompt + output so far)
     swapped: bool = False  # its cache waits in host memory
+    credit: float = 0.0  # speculative decoding: expected tokens earned but not yet emitted (< 1)
 
     @property
     def to_prefill(self) -> int:
@@ -389,6 +426,38 @@ class RequestStats:
 
 
 @dataclass(frozen=True)
+class SpecStats:
+    """Speculative decoding over a serving run: what was asked, the tokens its verify steps
+    committed and where the rounds' time went."""
+
+    draft: str
+    k: int
+    accept: float
+    accepted_tokens_per_step: float  # expected per verify step and sequence (Leviathan et al.)
+    sequence_steps: int    # (sequence, verify step) pairs that emitted tokens
+    tokens_emitted: int    # tokens those pairs emitted (below the expectation where outputs end)
+    draft_s: float         # time in draft steps
+    verify_s: float        # time in verify steps
+
+    @property
+    def tokens_per_sequence_step(self) -> float:
+        return self.tokens_emitted / self.sequence_steps if self.sequence_steps else 0.0
+
+    @property
+    def draft_share(self) -> float:
+        """Share of the speculative rounds' time spent drafting."""
+        total = self.draft_s + self.verify_s
+        return self.draft_s / total if total > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"draft": self.draft, "k": self.k, "acceptance_rate": self.accept,
+                "accepted_tokens_per_step": self.accepted_tokens_per_step,
+                "tokens_per_sequence_step": self.tokens_per_sequence_step,
+                "draft_share_of_decode_time": self.draft_share, "draft_s": self.draft_s,
+                "verify_s": self.verify_s, "sequence_steps": self.sequence_steps}
+
+
+@dataclass(frozen=True)
 class ServeResult:
     rate: float
     scheduler: str
@@ -402,6 +471,7 @@ class ServeResult:
     concurrency: int | None = None  # closed loop: requests kept in flight
     offline: bool = False
     chips: int = 1
+    speculation: SpecStats | None = None  # with speculative decoding
 
     @property
     def load(self) -> dict[str, Any]:
@@ -478,6 +548,7 @@ class ServeResult:
             "makespan_s": self.makespan_s, "steps": len(self.steps),
             "max_running": self.max_running, "preemptions": self.preemptions,
             "kv_blocks": self.kv_blocks, "block_size": self.block_size, "notes": list(self.notes),
+            "speculative": self.speculation.to_dict() if self.speculation is not None else None,
         }
 
 
@@ -508,7 +579,7 @@ def serve(requests: list[Request], costs: CostModel, config: ServeConfig = Serve
     offline = concurrency is None and all(r.arrival_s == 0 for r in requests) and len(requests) > 1
     return ServeResult(rate, config.scheduler, stats, loop.steps, capacity, config.block_size,
                        loop.idle_s * costs.static_w, config, tuple(loop.notes), concurrency, offline,
-                       costs.chips)
+                       costs.chips, loop.spec_stats())
 
 
 def _stats(live: _Live, request_overhead_s: float = 0.0) -> RequestStats:
@@ -547,11 +618,31 @@ class _Loop:
         self.notes: list[str] = []
         self.state_blocks = costs.state_blocks(config.block_size)
         self.tokens_take_blocks = costs.kv_bytes_per_token > 0
+        # Speculative decoding: every decode step is a round (K drafts + a verify step) that
+        # earns each sequence ``per_round`` expected tokens (``_round_tokens``).
+        self.spec = costs.spec_decode
+        self.per_round = accepted_tokens(self.spec.accept, self.spec.k) if self.spec else 1.0
+        self.draft_s = self.verify_s = 0.0
+        self.sequence_steps = self.tokens_emitted = 0
         need = max(self._blocks_for(r.prompt + r.output) for r in requests)
         if need > blocks:
             raise AccelsimError(
                 f"one request needs {need} KV blocks of {config.block_size} tokens but the chip "
                 f"holds {blocks}; shorten --prompt/--output or use a larger chip")
+
+    def spec_stats(self) -> SpecStats | None:
+        if self.spec is None:
+            return None
+        return SpecStats(self.spec.draft, self.spec.k, float(self.spec.accept), self.per_round,
+                         self.sequence_steps, self.tokens_emitted, self.draft_s, self.verify_s)
+
+    def _round_tokens(self, live: _Live) -> int:
+        """Tokens a speculative round emits for ``live``: the whole part of the expected tokens
+        it has earned (its ``credit`` plus this round's ``per_round``), never past its output.
+        Carrying the fraction makes a request emit, over n rounds, the whole part of n x
+        expected tokens, so its output ends at the round the expectation says, never earlier
+        (the KV cache grows by the same emitted tokens)."""
+        return max(0, min(int(live.credit + self.per_round + 1e-9), live.req.output - live.generated))
 
     def _blocks_for(self, tokens: int) -> int:
         kv = -(-tokens // self.config.block_size) if self.tokens_take_blocks else 0
@@ -628,9 +719,15 @@ class _Loop:
         size, state = self.config.block_size, self.state_blocks
         # A request needs a new block only when its next token starts one (``context`` written
         # out: this runs for every decoding request every step).
-        needs = [live for live in decoding
-                 if live.req.prompt + live.generated + 1 > (live.blocks - state) * size] \
-            if self.tokens_take_blocks else []
+        if not self.tokens_take_blocks:
+            needs: list[_Live] = []
+        elif self.spec is None:
+            needs = [live for live in decoding
+                     if live.req.prompt + live.generated + 1 > (live.blocks - state) * size]
+        else:
+            # A speculative round may emit several tokens: listed once per block it needs.
+            needs = [live for live in decoding for _ in range(
+                -(-(live.context + self._round_tokens(live)) // size) - (live.blocks - state))]
         if len(needs) <= self.free:
             for live in needs:
                 live.blocks += 1
@@ -673,14 +770,27 @@ class _Loop:
             cost_time, energy = cost_time + c.time_s, energy + c.energy_j
         if decoding:
             mean_ctx = sum([live.req.prompt + live.generated for live in decoding]) / len(decoding)
-            c = self.costs.decode(len(decoding), mean_ctx)
+            if self.spec is None:
+                c = self.costs.decode(len(decoding), mean_ctx)
+            else:
+                drafts, c = self.costs.decode_round(len(decoding), mean_ctx)
+                self.draft_s, self.verify_s = self.draft_s + drafts.time_s, self.verify_s + c.time_s
+                cost_time, energy = cost_time + drafts.time_s, energy + drafts.energy_j
             cost_time, energy = cost_time + c.time_s, energy + c.energy_j
         start = self.now
         self.now += cost_time
         self.steps.append(Step(start, self.now, prefill_tokens, len(decoding), len(self.running),
                                len(self.waiting), self.capacity - self.free, energy))
-        for live in decoding:
-            live.generated += 1
+        if self.spec is None:
+            for live in decoding:
+                live.generated += 1
+        else:
+            for live in decoding:
+                tokens = self._round_tokens(live)
+                live.credit += self.per_round - tokens
+                live.generated += tokens
+                self.tokens_emitted += tokens
+                self.sequence_steps += tokens > 0  # a padded, finished request emits nothing
         return self.now
 
     def _finish_done(self) -> None:
@@ -751,7 +861,6 @@ class _Loop:
             self._stall()
             return
         longest_prompt = max(live.req.prompt for live in batch)
-        longest_output = max(live.req.output for live in batch)
         for live in batch:
             live.prefilled = live.to_prefill
         self._advance(longest_prompt * len(batch), len(batch), [])
@@ -759,7 +868,7 @@ class _Loop:
         for live in batch:
             if live.req.output == 1:
                 live.finish_s = self.now
-        for _ in range(longest_output - 1):
+        while any(live.generated < live.req.output for live in batch):  # longest output - 1 steps
             # Finished requests keep their slot (padding) until the batch completes.
             self._advance(0, 0, batch)
             for live in batch:
