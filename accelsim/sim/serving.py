@@ -622,6 +622,7 @@ class _Loop:
         # earns each sequence ``per_round`` expected tokens (``_round_tokens``).
         self.spec = costs.spec_decode
         self.per_round = accepted_tokens(self.spec.accept, self.spec.k) if self.spec else 1.0
+        self.most_per_round = int(self.per_round + 1 + 1e-9)  # a bound on ``_round_tokens`` (credit < 1)
         self.draft_s = self.verify_s = 0.0
         self.sequence_steps = self.tokens_emitted = 0
         need = max(self._blocks_for(r.prompt + r.output) for r in requests)
@@ -642,7 +643,8 @@ class _Loop:
         Carrying the fraction makes a request emit, over n rounds, the whole part of n x
         expected tokens, so its output ends at the round the expectation says, never earlier
         (the KV cache grows by the same emitted tokens)."""
-        return max(0, min(int(live.credit + self.per_round + 1e-9), live.req.output - live.generated))
+        whole, left = int(live.credit + self.per_round + 1e-9), live.req.output - live.generated
+        return whole if whole <= left else max(left, 0)  # (min and max: slower, and per request)
 
     def _blocks_for(self, tokens: int) -> int:
         kv = -(-tokens // self.config.block_size) if self.tokens_take_blocks else 0
@@ -725,9 +727,13 @@ class _Loop:
             needs = [live for live in decoding
                      if live.req.prompt + live.generated + 1 > (live.blocks - state) * size]
         else:
-            # A speculative round may emit several tokens: listed once per block it needs.
-            needs = [live for live in decoding for _ in range(
-                -(-(live.context + self._round_tokens(live)) // size) - (live.blocks - state))]
+            # A speculative round may emit several tokens: listed once per block it needs (the
+            # bound skips the requests far from their last block's end).
+            most = self.most_per_round
+            needs = [live for live in decoding
+                     if live.req.prompt + live.generated + most > (live.blocks - state) * size
+                     for _ in range(-(-(live.context + self._round_tokens(live)) // size)
+                                    - (live.blocks - state))]
         if len(needs) <= self.free:
             for live in needs:
                 live.blocks += 1
@@ -785,12 +791,15 @@ class _Loop:
             for live in decoding:
                 live.generated += 1
         else:
+            emitted, emitting, per_round = 0, 0, self.per_round
             for live in decoding:
                 tokens = self._round_tokens(live)
-                live.credit += self.per_round - tokens
+                live.credit += per_round - tokens
                 live.generated += tokens
-                self.tokens_emitted += tokens
-                self.sequence_steps += tokens > 0  # a padded, finished request emits nothing
+                emitted += tokens
+                emitting += tokens > 0  # a padded, finished request emits nothing
+            self.tokens_emitted += emitted
+            self.sequence_steps += emitting
         return self.now
 
     def _finish_done(self) -> None:
