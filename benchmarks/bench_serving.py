@@ -34,15 +34,17 @@ SPEC = SpecDecode("llama-3.2-1b", 3, 0.8)
 
 def bench_serving(n: int, rate: float, spec_decode: SpecDecode | None = None) -> dict:
     requests = serving.synthetic_requests(n, rate, prompt=1024, output=256, seed=0)
-    t0 = time.perf_counter()
+    # Wall time, and beside it this process's CPU time: on a shared machine the wall clock
+    # also counts other jobs, the CPU time only this one (compare those across runs).
+    t0, c0 = time.perf_counter(), time.process_time()
     costs = cost_model(MODEL, HW, parallelism=PARALLEL, spec_decode=spec_decode)
-    cold_start = time.perf_counter()
+    cold_start, cpu_cold_start = time.perf_counter(), time.process_time()
     result = serving.serve(requests, costs, serving.ServeConfig(), rate)
-    cold = time.perf_counter() - cold_start
+    cold, cpu_cold = time.perf_counter() - cold_start, time.process_time() - cpu_cold_start
     simulate_calls = costs.calls
-    warm_start = time.perf_counter()
+    warm_start, cpu_warm_start = time.perf_counter(), time.process_time()
     again = serving.serve(requests, costs, serving.ServeConfig(), rate)
-    warm = time.perf_counter() - warm_start
+    warm, cpu_warm = time.perf_counter() - warm_start, time.process_time() - cpu_warm_start
     assert again.summary() == result.summary()  # deterministic
     s = result.summary()
     return {"requests": n, "rate_req_per_s": rate, "prompt": 1024, "output": 256,
@@ -50,6 +52,7 @@ def bench_serving(n: int, rate: float, spec_decode: SpecDecode | None = None) ->
             {"draft": spec_decode.draft, "k": spec_decode.k, "accept": spec_decode.accept},
             "setup_s": cold_start - t0, "wall_s_cold_memo": cold,
             "wall_s_setup_and_cold": cold + cold_start - t0,
+            "cpu_s_setup_and_cold": cpu_cold + cpu_cold_start - c0, "cpu_s_warm_memo": cpu_warm,
             "wall_s_warm_memo": warm, "simulate_calls": simulate_calls, "steps": s["steps"],
             "us_per_step_warm": warm / s["steps"] * 1e6,
             "ttft_p50_s": s["ttft_s"]["p50"], "ttft_p99_s": s["ttft_s"]["p99"],

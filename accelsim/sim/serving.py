@@ -385,14 +385,21 @@ class _Live:
     refill: int = 0  # tokens to recompute after a recompute preemption (prompt + output so far)
     swapped: bool = False  # its cache waits in host memory
     credit: float = 0.0  # speculative decoding: expected tokens earned but not yet emitted (< 1)
+    # ``req.prompt`` and ``req.output`` one attribute away: the loop reads them for every running
+    # request every step.
+    prompt: int = field(init=False)
+    output: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.prompt, self.output = self.req.prompt, self.req.output
 
     @property
     def to_prefill(self) -> int:
-        return self.refill or self.req.prompt
+        return self.refill or self.prompt
 
     @property
     def context(self) -> int:
-        return self.req.prompt + self.generated
+        return self.prompt + self.generated
 
 
 @dataclass(frozen=True)
@@ -643,7 +650,7 @@ class _Loop:
         Carrying the fraction makes a request emit, over n rounds, the whole part of n x
         expected tokens, so its output ends at the round the expectation says, never earlier
         (the KV cache grows by the same emitted tokens)."""
-        whole, left = int(live.credit + self.per_round + 1e-9), live.req.output - live.generated
+        whole, left = int(live.credit + self.per_round + 1e-9), live.output - live.generated
         return whole if whole <= left else max(left, 0)  # (min and max: slower, and per request)
 
     def _blocks_for(self, tokens: int) -> int:
@@ -725,13 +732,13 @@ class _Loop:
             needs: list[_Live] = []
         elif self.spec is None:
             needs = [live for live in decoding
-                     if live.req.prompt + live.generated + 1 > (live.blocks - state) * size]
+                     if live.prompt + live.generated + 1 > (live.blocks - state) * size]
         else:
             # A speculative round may emit several tokens: listed once per block it needs (the
             # bound skips the requests far from their last block's end).
             most = self.most_per_round
             needs = [live for live in decoding
-                     if live.req.prompt + live.generated + most > (live.blocks - state) * size
+                     if live.prompt + live.generated + most > (live.blocks - state) * size
                      for _ in range(-(-(live.context + self._round_tokens(live)) // size)
                                     - (live.blocks - state))]
         if len(needs) <= self.free:
@@ -775,35 +782,41 @@ class _Loop:
             c = self.costs.prefill(prefill_tokens, max(prefill_seqs, 1))
             cost_time, energy = cost_time + c.time_s, energy + c.energy_j
         if decoding:
-            mean_ctx = sum([live.req.prompt + live.generated for live in decoding]) / len(decoding)
+            n = len(decoding)
             if self.spec is None:
-                c = self.costs.decode(len(decoding), mean_ctx)
+                total = 0
+                for live in decoding:  # one pass: each context before the step, then its new token
+                    total += live.prompt + live.generated
+                    live.generated += 1
+                c = self.costs.decode(n, total / n)
             else:
-                drafts, c = self.costs.decode_round(len(decoding), mean_ctx)
+                drafts, c = self.costs.decode_round(n, sum([live.prompt + live.generated
+                                                            for live in decoding]) / n)
                 self.draft_s, self.verify_s = self.draft_s + drafts.time_s, self.verify_s + c.time_s
                 cost_time, energy = cost_time + drafts.time_s, energy + drafts.energy_j
+                self._emit_round(decoding)
             cost_time, energy = cost_time + c.time_s, energy + c.energy_j
         start = self.now
         self.now += cost_time
         self.steps.append(Step(start, self.now, prefill_tokens, len(decoding), len(self.running),
                                len(self.waiting), self.capacity - self.free, energy))
-        if self.spec is None:
-            for live in decoding:
-                live.generated += 1
-        else:
-            emitted, emitting, per_round = 0, 0, self.per_round
-            for live in decoding:
-                tokens = self._round_tokens(live)
-                live.credit += per_round - tokens
-                live.generated += tokens
-                emitted += tokens
-                emitting += tokens > 0  # a padded, finished request emits nothing
-            self.tokens_emitted += emitted
-            self.sequence_steps += emitting
         return self.now
 
+    def _emit_round(self, decoding: list[_Live]) -> None:
+        """Each decoding request emits its speculative round's tokens (``_round_tokens``) and
+        carries the unspent fraction of the expectation."""
+        emitted, emitting, per_round = 0, 0, self.per_round
+        for live in decoding:
+            tokens = self._round_tokens(live)
+            live.credit += per_round - tokens
+            live.generated += tokens
+            emitted += tokens
+            emitting += tokens > 0  # a padded, finished request emits nothing
+        self.tokens_emitted += emitted
+        self.sequence_steps += emitting
+
     def _finish_done(self) -> None:
-        done = [r for r in self.running if r.generated >= r.req.output]
+        done = [r for r in self.running if r.generated >= r.output]
         for live in done:
             live.finish_s = self.now
             self.running.remove(live)
@@ -825,13 +838,13 @@ class _Loop:
 
     def _continuous_step(self) -> None:
         self._admit(self.config.max_batch, reserve_output=False)
-        decoding = [r for r in self.running if r.prefilled >= (r.refill or r.req.prompt)]
+        decoding = [r for r in self.running if r.prefilled >= (r.refill or r.prompt)]
         decoding = self._grow(decoding)
         budget, chunks, completed = self.config.chunk, 0, []
         prefill_tokens = 0
         # Every running request decoding (most steps): no prompt to walk.
         for live in self.running if len(decoding) < len(self.running) else ():
-            to_prefill = live.refill or live.req.prompt  # ``to_prefill``, written out
+            to_prefill = live.refill or live.prompt  # ``to_prefill``, written out
             if live.prefilled >= to_prefill or budget == 0:
                 continue
             take = min(budget, to_prefill - live.prefilled)
