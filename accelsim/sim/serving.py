@@ -26,6 +26,12 @@ needs a block and none is free, the most recently admitted request is preempted:
 freed and its prompt and output so far recomputed later (``recompute``), or its cache is copied
 to host memory and back (``swap``, charged at ``swap_bandwidth`` each way).
 
+Speculative decoding (``CostModel(spec_decode=...)``, ``serve --spec-decode``): every decode step
+is a round of K draft steps and a verify step of K + 1 tokens per sequence
+(``CostModel.decode_round``); each sequence emits the expected accepted tokens per round
+(``sim.speculative.accepted_tokens``), whole tokens with the fraction carried per request
+(``_Loop._round_tokens``), and its KV grows by what it emits.
+
 Step-time memoisation (documented conservatism): shapes are rounded *up* to a geometric bucket
 grid before they are costed (batch, prefill tokens, mean context: ratio ``2**(1/4)``, exact
 below 8), so a bucketed step is never cheaper than the exact one.  A decode batch is costed at
