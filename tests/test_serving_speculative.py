@@ -127,3 +127,18 @@ def test_cli_serve_bad_spec_decode_inputs_are_one_line_and_exit_2(cli, tmp_path,
     code, out, err = cli("serve", "--model", MODEL, "--requests", "5", "--out", str(tmp_path / "r"), *args)
     assert code == 2 and out == ""
     assert needle in err and len(err.strip().splitlines()) == 1 and "Traceback" not in err
+
+
+def test_mtp_serving_on_deepseek_drafts_with_the_models_own_module():
+    # K = 1 at a = 0.85: 1.85 tokens per round (DeepSeek-V3 report's acceptance, Sec. 5.4.3)
+    from accelsim.transform import Parallelism
+    layout = Parallelism(tp=8, ep=8)
+    costs = api.cost_model("deepseek-v3", "h200", layout, spec_decode=SpecDecode("mtp", 1, 0.85))
+    result = serving.serve(serving.queued_requests(4, prompt=128, output=24), costs, concurrency=2)
+    s = result.speculation
+    assert s is not None and s.accepted_tokens_per_step == pytest.approx(1.85)
+    # one extra decoder layer against 61: a small but real share of each round
+    assert 0.0 < s.draft_share < 0.1
+    assert s.tokens_emitted == 4 * 23  # every request's output after its prefill token
+    plain = api.cost_model("deepseek-v3", "h200", layout)
+    assert costs.weight_bytes > plain.weight_bytes  # the MTP module's weights share the pool
