@@ -451,6 +451,7 @@ class SpecStats:
     tokens_emitted: int    # tokens those pairs emitted (below the expectation where outputs end)
     draft_s: float         # time in draft steps
     verify_s: float        # time in verify steps
+    step_s: float          # time in all steps (prefill chunks included)
 
     @property
     def tokens_per_sequence_step(self) -> float:
@@ -462,11 +463,17 @@ class SpecStats:
         total = self.draft_s + self.verify_s
         return self.draft_s / total if total > 0 else 0.0
 
+    @property
+    def draft_share_of_steps(self) -> float:
+        """Share of all step time (prefill chunks included) spent drafting."""
+        return self.draft_s / self.step_s if self.step_s > 0 else 0.0
+
     def to_dict(self) -> dict[str, Any]:
         return {"draft": self.draft, "k": self.k, "acceptance_rate": self.accept,
                 "accepted_tokens_per_step": self.accepted_tokens_per_step,
                 "tokens_per_sequence_step": self.tokens_per_sequence_step,
-                "draft_share_of_decode_time": self.draft_share, "draft_s": self.draft_s,
+                "draft_share_of_decode_time": self.draft_share,
+                "draft_share_of_step_time": self.draft_share_of_steps, "draft_s": self.draft_s,
                 "verify_s": self.verify_s, "sequence_steps": self.sequence_steps}
 
 
@@ -647,8 +654,9 @@ class _Loop:
     def spec_stats(self) -> SpecStats | None:
         if self.spec is None:
             return None
+        step_s = math.fsum(step.end_s - step.start_s for step in self.steps)
         return SpecStats(self.spec.draft, self.spec.k, float(self.spec.accept), self.per_round,
-                         self.sequence_steps, self.tokens_emitted, self.draft_s, self.verify_s)
+                         self.sequence_steps, self.tokens_emitted, self.draft_s, self.verify_s, step_s)
 
     def _round_tokens(self, live: _Live) -> int:
         """Tokens a speculative round emits for ``live``: the whole part of the expected tokens
