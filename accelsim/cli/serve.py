@@ -10,7 +10,7 @@ from accelsim.cli import options
 from accelsim.cli import output as folders  # `output` is the --output option here
 from accelsim.cli.progress import progress
 from accelsim.errors import AccelsimError
-from accelsim.report.speculative import speculation_line
+from accelsim.report.speculative import draft_label, speculation_line
 from accelsim.sim import load, serving
 from accelsim.sim.speculative import SpecDecode
 from accelsim.workload import Workload
@@ -39,8 +39,7 @@ def parse_rates(text: str | None, rate: float) -> list[float]:
 def speculation_setup(spec_decode: SpecDecode | None) -> str:
     if spec_decode is None:
         return ""
-    draft = "the model's MTP module" if spec_decode.uses_mtp else spec_decode.draft
-    return (f"; speculative decoding: draft {draft}, K={spec_decode.k}, acceptance "
+    return (f"; speculative decoding: draft {draft_label(spec_decode.draft)}, K={spec_decode.k}, acceptance "
             f"{spec_decode.accept:g}")
 
 

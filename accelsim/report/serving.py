@@ -14,7 +14,7 @@ from accelsim.config.units import format_si
 from accelsim.report.cells import format_cell
 from accelsim.report.compare import TEMPLATES
 from accelsim.report.plots import STYLE, plain_ticks, si_ticks
-from accelsim.report.speculative import speculation_line
+from accelsim.report.speculative import draft_label, speculation_line
 from accelsim.report.trace import Counter, timeline_plot, timeline_trace, write_trace
 from accelsim.sim.load import Capacity
 from accelsim.sim.serving import ServeResult
@@ -151,8 +151,8 @@ def findings(main: ServeResult, curve: pd.DataFrame, capacity: Capacity | None =
         f"requests ran at once; {s['preemptions']} preemption(s)."),
     ]
     if main.speculation is not None:
-        draft = "the model's MTP module" if main.speculation.draft == "mtp" else main.speculation.draft
-        lines.append(f"Speculative decoding, draft {draft}: {speculation_line(main.speculation)}.")
+        lines.append(f"Speculative decoding, draft {draft_label(main.speculation.draft)}: "
+                     f"{speculation_line(main.speculation)}.")
     ok = curve[(curve["ttft_p99_s"] <= main.config.slo_ttft_s) & (curve["tpot_p99_s"] <= main.config.slo_tpot_s)]
     if not ok.empty:
         best = ok.iloc[-1]

@@ -4,11 +4,16 @@ from __future__ import annotations
 
 from accelsim.config.units import format_si
 from accelsim.sim.serving import SpecStats
-from accelsim.sim.speculative import SpecFigures
+from accelsim.sim.speculative import MTP, SpecFigures
+
+
+def draft_label(draft: str) -> str:
+    """The draft as a reader names it."""
+    return "the model's MTP module" if draft == MTP else draft
 
 
 def speculative_summary(f: SpecFigures) -> str:
-    draft = "the model's MTP module" if f.draft == "mtp" else f.draft
+    draft = draft_label(f.draft)
     return "\n".join([
         f"\nSpeculative decoding: draft {draft}, K={f.k}, acceptance {f.accept:g}",
         f"  accepted tokens per verify step: {f.tokens_per_step:.3f}  ((1 - a^(K+1)) / (1 - a))",

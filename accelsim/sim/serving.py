@@ -235,7 +235,7 @@ def scaled(requests: list[Request], rate: float) -> list[Request]:
 
 # --- step costs -----------------------------------------------------------------------------
 
-@functools.lru_cache(maxsize=None)  # every step buckets its shape; few distinct values
+@functools.cache  # every step buckets its shape; few distinct values
 def bucket(value: int) -> int:
     """Round up to the geometric grid (exact below ``EXACT_BELOW``): never below ``value``."""
     if value <= EXACT_BELOW:
