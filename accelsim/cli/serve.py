@@ -44,13 +44,15 @@ def speculation_setup(spec_decode: SpecDecode | None) -> str:
 
 
 def typical_step(result: serving.ServeResult, costs: serving.CostModel):
-    """The engine's timeline of a decode step at the run's median batch and mean context."""
+    """The engine's timeline of a decode step at the run's median batch and mean context (with
+    speculative decoding, its verify step)."""
     decodes = sorted(s.decodes for s in result.steps if s.decodes)
     if not decodes:
         return None, ""
     batch = decodes[len(decodes) // 2]
     context = round(sum(r.prompt + r.output / 2 for r in result.requests) / len(result.requests))
-    workload = Workload("decode", batch, 1, context, density=costs.density)
+    workload = Workload("decode", batch, 1, context, density=costs.density,
+                        spec_tokens=costs.spec_decode.k if costs.spec_decode is not None else 0)
     timeline = api.timeline(costs.model, costs.hw, workload, overlap="double_buffered",
                              **costs.dtypes)
     return timeline, f"{workload.describe()}, double-buffered"
