@@ -108,12 +108,16 @@ def power_limited(hw: HardwareBase | str, watts: float | None) -> HardwareBase:
 
 def cost_model(model: ModelSpec | str, hw: HardwareBase | str, parallelism: Parallelism | None = None,
                density: DensityProfile | str | Path | None = None, runtime: RuntimePreset | str | None = None,
-               power_limit: float | None = None, **dtypes: str | None) -> serving.CostModel:
+               power_limit: float | None = None, spec_decode: spec_decoding.SpecDecode | None = None,
+               **dtypes: str | None) -> serving.CostModel:
     """Memoised serving step costs of ``model`` on ``hw`` (``accelsim.sim.serving``), under the
     kernels and host overheads of ``runtime`` when one is given and ``power_limit`` watts per
-    chip when one is given."""
+    chip when one is given; with ``spec_decode`` every decode step is a speculative round (its
+    draft model resolved here)."""
     chip = hardware_under(hw, runtime, power_limit)
-    return serving.CostModel(resolve_model(model), chip, parallelism, resolve_density(density), **dtypes)
+    draft = draft_model(spec_decode) if spec_decode is not None else None
+    return serving.CostModel(resolve_model(model), chip, parallelism, resolve_density(density),
+                             spec_decode, draft, **dtypes)
 
 
 @dataclass(frozen=True)
@@ -132,7 +136,8 @@ def serve(model: ModelSpec | str, hw: HardwareBase | str, *, runtime: RuntimePre
           arrival: str = "poisson", cv: float = 2.0, seed: int = 0, trace: str | Path | None = None,
           shared_prefix: int = 0, curve: list[float] | None = None, find_capacity: bool = False, slo_ttft: float = 0.5,
           slo_tpot: float = 0.05, slo_percentile: float = 99.0, parallelism: Parallelism | None = None,
-          density: DensityProfile | str | Path | None = None, results: bool = False,
+          density: DensityProfile | str | Path | None = None,
+          spec_decode: spec_decoding.SpecDecode | None = None, results: bool = False,
           **options: Any) -> ServeReport | tuple[ServeReport, serving.ServeResult, list[serving.ServeResult], Capacity | None]:
     """``accelsim serve`` from Python: a load (``rate`` requests/s, ``concurrency`` in flight, or
     ``offline``) under ``runtime``'s scheduler; the summary, the curve over ``curve`` loads
@@ -140,6 +145,8 @@ def serve(model: ModelSpec | str, hw: HardwareBase | str, *, runtime: RuntimePre
     ``options`` override the preset's scheduler settings (ServeConfig fields: chunk, max_batch,
     reserve_output, preemption, memory_utilisation, prefix_cache, kv_offload, ...) and pick dtypes
     (weight_dtype, ...).  ``shared_prefix`` P: every synthetic prompt starts with the same P tokens.
+    ``spec_decode`` (``SpecDecode(draft, k, accept)``) makes every decode step a speculative
+    round; the summary's ``speculative`` section then holds the accepted tokens per step.
     ``results=True`` also returns the runs themselves."""
     if concurrency is not None and offline:
         raise AccelsimError("--concurrency and --offline are two different loads; give one")
@@ -147,7 +154,7 @@ def serve(model: ModelSpec | str, hw: HardwareBase | str, *, runtime: RuntimePre
     dtypes = {k: options.pop(k) for k in ("weight_dtype", "act_dtype", "kv_dtype") if k in options}
     preset = load_runtime(runtime)
     config = preset.serve_config(slo_ttft_s=slo_ttft, slo_tpot_s=slo_tpot, **options)
-    costs = cost_model(model, hw, parallelism, density, preset, **dtypes)
+    costs = cost_model(model, hw, parallelism, density, preset, spec_decode=spec_decode, **dtypes)
     requests_trace = tuple(load_trace(trace)) if trace is not None else None
     value = float(concurrency if concurrency is not None else rate if rate is not None else 8.0)
     if kind == "rate" and requests_trace is not None and rate is None and len(requests_trace) > 1:
@@ -275,6 +282,11 @@ def costed_step(model: ModelSpec | str, hw: HardwareBase | str, workload: Worklo
     return replace(step, result=replace(priced, trust=chip_trust(chip, priced.workload["phase"])))
 
 
+def draft_model(spec_decode: spec_decoding.SpecDecode) -> ModelSpec | None:
+    """The draft model ``spec_decode`` names, resolved; None for ``mtp`` (the target's own module)."""
+    return None if spec_decode.uses_mtp else resolve_model(spec_decode.draft)
+
+
 def speculative(model: ModelSpec | str, hw: HardwareBase | str, workload: Workload | None = None,
                 spec_decode: spec_decoding.SpecDecode | None = None, *, weight_dtype: str | None = None,
                 act_dtype: str | None = None, kv_dtype: str | None = None,
@@ -295,17 +307,8 @@ def speculative(model: ModelSpec | str, hw: HardwareBase | str, workload: Worklo
     baseline = pipeline.model_step(target, chip, ordinary, parallelism=parallelism, **dtypes).result
     verify = pipeline.model_step(target, chip, replace(wl, spec_tokens=spec_decode.k),
                                  parallelism=parallelism, **dtypes).result
-    if spec_decode.uses_mtp:
-        if target.mtp is None:
-            raise AccelsimError(f"--spec-decode mtp: model '{target.name}' has no multi-token-"
-                                f"prediction module ('mtp:' section); name a draft model instead")
-        experts = target.layer_kinds[-1].ffn == "moe"
-        draft = pipeline.mtp_step(target, chip, ordinary, **dtypes,
-                                  parallelism=spec_decoding.draft_layout(parallelism, experts)).result
-    else:
-        drafter = resolve_model(spec_decode.draft)
-        layout = spec_decoding.draft_layout(parallelism, drafter.moe is not None)
-        draft = pipeline.model_step(drafter, chip, ordinary, parallelism=layout, **dtypes).result
+    draft = pipeline.draft_step(target, draft_model(spec_decode), chip, ordinary, parallelism=parallelism,
+                                **dtypes).result
     figures = spec_decoding.figures(spec_decode, verify.latency_s, draft.latency_s, baseline.latency_s,
                                     wl.batch)
     return spec_decoding.SpecResult(baseline, verify, draft, figures)

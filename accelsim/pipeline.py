@@ -40,6 +40,7 @@ from accelsim.model.lower import lower, lower_mtp
 from accelsim.model.spec import ModelSpec
 from accelsim.sim.mapper import best_cost, map_graph
 from accelsim.sim.result import Result
+from accelsim.sim.speculative import draft_layout
 from accelsim.transform import Parallelism, fuse
 from accelsim.workload import Workload
 
@@ -119,6 +120,24 @@ def mtp_step(spec: ModelSpec, hw: HardwareBase, workload: Workload, *, weight_dt
     step of speculative decoding with ``--spec-decode mtp``, in the formats the model runs in."""
     typed = typed_model(spec, hw, weight=weight_dtype, activation=act_dtype, kv=kv_dtype)
     return run(f"{typed.name} mtp", lambda w: lower_mtp(typed, w), hw, workload, typed, parallelism)
+
+
+def draft_step(target: ModelSpec, draft: ModelSpec | None, hw: HardwareBase, workload: Workload, *,
+               weight_dtype: str | None = None, act_dtype: str | None = None, kv_dtype: str | None = None,
+               parallelism: Parallelism | None = None) -> Costed:
+    """One draft step of speculative decoding on the target's chips: ``draft`` (a catalogue model)
+    or, with None, ``target``'s own multi-token-prediction module, in the draft's layout
+    (``sim.speculative.draft_layout`` of the target's ``parallelism``).  The one rule for
+    ``accelsim run --spec-decode`` and for serving with it."""
+    dtypes = {"weight_dtype": weight_dtype, "act_dtype": act_dtype, "kv_dtype": kv_dtype}
+    if draft is None:
+        if target.mtp is None:
+            raise AccelsimError(f"--spec-decode mtp: model '{target.name}' has no multi-token-"
+                                f"prediction module ('mtp:' section); name a draft model instead")
+        experts = target.layer_kinds[-1].ffn == "moe"
+        return mtp_step(target, hw, workload, parallelism=draft_layout(parallelism, experts), **dtypes)
+    return model_step(draft, hw, workload, parallelism=draft_layout(parallelism, draft.moe is not None),
+                      **dtypes)
 
 
 def graph_step(graph: Graph, hw: HardwareBase, workload: Workload) -> Costed:

@@ -10,7 +10,9 @@ from accelsim.cli import options
 from accelsim.cli import output as folders  # `output` is the --output option here
 from accelsim.cli.progress import progress
 from accelsim.errors import AccelsimError
+from accelsim.report.speculative import draft_label, speculation_line
 from accelsim.sim import kvcache, load, serving
+from accelsim.sim.speculative import SpecDecode
 from accelsim.workload import Workload
 
 DEFAULT_RATE_FACTORS = (0.25, 0.5, 1.0, 1.5, 2.0)
@@ -34,14 +36,23 @@ def parse_rates(text: str | None, rate: float) -> list[float]:
     return sorted(set(rates))
 
 
+def speculation_setup(spec_decode: SpecDecode | None) -> str:
+    if spec_decode is None:
+        return ""
+    return (f"; speculative decoding: draft {draft_label(spec_decode.draft)}, K={spec_decode.k}, acceptance "
+            f"{spec_decode.accept:g}")
+
+
 def typical_step(result: serving.ServeResult, costs: serving.CostModel):
-    """The engine's timeline of a decode step at the run's median batch and mean context."""
+    """The engine's timeline of a decode step at the run's median batch and mean context (with
+    speculative decoding, its verify step)."""
     decodes = sorted(s.decodes for s in result.steps if s.decodes)
     if not decodes:
         return None, ""
     batch = decodes[len(decodes) // 2]
     context = round(sum(r.prompt + r.output / 2 for r in result.requests) / len(result.requests))
-    workload = Workload("decode", batch, 1, context, density=costs.density)
+    workload = Workload("decode", batch, 1, context, density=costs.density,
+                        spec_tokens=costs.spec_decode.k if costs.spec_decode is not None else 0)
     timeline = api.timeline(costs.model, costs.hw, workload, overlap="double_buffered",
                              **costs.dtypes)
     return timeline, f"{workload.describe()}, double-buffered"
@@ -118,19 +129,22 @@ def typical_step(result: serving.ServeResult, costs: serving.CostModel):
 @click.option("--seed", type=options.SEED, default=0, show_default=True, help="Seed of the arrival process.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Report folder [default: reports/serve].")
+@options.spec_decode_options
 @folders.force_option
 @options.json_option
 def serve(model, hw, parallelism, weight_dtype, act_dtype, kv_dtype, density, power_limit, rate, concurrency, offline,
           length_spread, n_requests, arrival, cv, trace_file, shared_prefix, prefix_cache, kv_offload, prompt,
           output, runtime, scheduler, max_batch,
           chunk, block_size, kv_reserve, preemption, kv_memory_fraction, rates, find_capacity,
-          slo_percentile, slo_ttft, slo_tpot, seed, out, force, as_json):
+          slo_percentile, slo_ttft, slo_tpot, seed, spec_decode, out, force, as_json):
     """Serve a stream of requests and report TTFT, TPOT, end-to-end latency, throughput, goodput
     under the SLOs, energy per token, the queue over time and a latency-throughput curve.
 
     \b
     Step times come from the same cost model as `accelsim run`, memoised by batch shape
     (rounded up to a bucket grid, so never optimistic).  Same inputs and --seed, same results.
+    With --spec-decode every decode step is a speculative round (K draft steps, then a verify
+    step of K+1 tokens per sequence) and each sequence advances by the expected accepted tokens.
     Example:
       accelsim serve --model llama-3.1-8b --hw h100-sxm --rate 8 --requests 2000 --rates 2,4,8,16
     """
@@ -159,8 +173,8 @@ def serve(model, hw, parallelism, weight_dtype, act_dtype, kv_dtype, density, po
                                  prefix_cache=prefix_cache, kv_offload=kv_offload)
     scheduler, max_batch, chunk, block_size = config.scheduler, config.max_batch, config.chunk, config.block_size
     costs = api.cost_model(model, hw, parallelism=parallelism, runtime=preset, power_limit=power_limit,
-                           density=density, weight_dtype=weight_dtype, act_dtype=act_dtype,
-                           kv_dtype=kv_dtype)
+                           density=density, spec_decode=spec_decode, weight_dtype=weight_dtype,
+                           act_dtype=act_dtype, kv_dtype=kv_dtype)
     slo = load.Slo(slo_ttft, slo_tpot, slo_percentile)
     capacity = load.find_capacity(costs, config, base_load, slo) if find_capacity else None
     main = load.run(costs, config, base_load)
@@ -184,7 +198,7 @@ def serve(model, hw, parallelism, weight_dtype, act_dtype, kv_dtype, density, po
              f"{'swap-to-host' if config.kv_offload == 'host' else config.preemption} preemption, KV pool "
              f"{config.memory_utilisation:g} of {config.memory_basis} memory; {scheduler} batching (max batch {max_batch}"
              f"{f', chunk {chunk}' if scheduler == 'continuous' else ''}), KV blocks of {block_size} "
-             f"tokens{kv_features(main)}; {source}; {main_load}.")
+             f"tokens{kv_features(main)}; {source}; {main_load}{speculation_setup(spec_decode)}.")
     step, step_label = typical_step(main, costs)
     with folders.report_folder(out or Path("reports") / "serve", force) as (staging, out_dir):
         files = folders.moved(write_report(main, sweep, staging, f"Serving {costs.model.name} on "
@@ -208,6 +222,8 @@ def serve(model, hw, parallelism, weight_dtype, act_dtype, kv_dtype, density, po
                f"preemptions {s['preemptions']}")
     for line in kv_lines(s):
         click.echo(line)
+    if main.speculation is not None:
+        click.echo(f"  {'speculate':>10}: {speculation_line(main.speculation)}")
     if capacity is not None:
         c = capacity.summary()
         click.echo(f"  {'capacity':>10}: {c['load']} {c['value']:g} meets {c['percentile']} TTFT <= "

@@ -14,6 +14,7 @@ from accelsim.config.units import format_si
 from accelsim.report.cells import format_cell
 from accelsim.report.compare import TEMPLATES
 from accelsim.report.plots import STYLE, plain_ticks, si_ticks
+from accelsim.report.speculative import draft_label, speculation_line
 from accelsim.report.trace import Counter, timeline_plot, timeline_trace, write_trace
 from accelsim.sim.load import Capacity
 from accelsim.sim.serving import ServeResult
@@ -41,7 +42,9 @@ def curve_frame(results: list[ServeResult]) -> pd.DataFrame:
                      **{f"tpot_{k}_s": v for k, v in s["tpot_s"].items()},
                      **{f"e2e_{k}_s": v for k, v in s["e2e_s"].items()},
                      "joules_per_token": s["joules_per_token"], "max_running": s["max_running"],
-                     "preemptions": s["preemptions"], **kv_columns(s)})
+                     "preemptions": s["preemptions"], **kv_columns(s),
+                     **({"spec_tokens_per_sequence_step": r.speculation.tokens_per_sequence_step,
+                         "spec_draft_share": r.speculation.draft_share} if r.speculation else {})})
     return pd.DataFrame(rows).sort_values("load_value")
 
 
@@ -160,6 +163,9 @@ def findings(main: ServeResult, curve: pd.DataFrame, capacity: Capacity | None =
         (f"KV cache: {s['kv_blocks']:,} blocks of {s['block_size']} tokens; up to {s['max_running']} "
         f"requests ran at once; {s['preemptions']} preemption(s)."),
     ] + kv_findings(s)
+    if main.speculation is not None:
+        lines.append(f"Speculative decoding, draft {draft_label(main.speculation.draft)}: "
+                     f"{speculation_line(main.speculation)}.")
     ok = curve[(curve["ttft_p99_s"] <= main.config.slo_ttft_s) & (curve["tpot_p99_s"] <= main.config.slo_tpot_s)]
     if not ok.empty:
         best = ok.iloc[-1]

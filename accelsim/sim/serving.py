@@ -26,6 +26,12 @@ needs a block and none is free, the most recently admitted request is preempted:
 freed and its prompt and output so far recomputed later (``recompute``), or its cache is copied
 to host memory and back (``swap``, charged at ``swap_bandwidth`` each way).
 
+Speculative decoding (``CostModel(spec_decode=...)``, ``serve --spec-decode``): every decode step
+is a round of K draft steps and a verify step of K + 1 tokens per sequence
+(``CostModel.decode_round``); each sequence emits the expected accepted tokens per round
+(``sim.speculative.accepted_tokens``), whole tokens with the fraction carried per request
+(``_Loop._round_tokens``), and its KV grows by what it emits.
+
 Step-time memoisation (documented conservatism): shapes are rounded *up* to a geometric bucket
 grid before they are costed (batch, prefill tokens, mean context: ratio ``2**(1/4)``, exact
 below 8), so a bucketed step is never cheaper than the exact one.  A decode batch is costed at
@@ -37,6 +43,7 @@ chunks are short against the matmul work).
 """
 from __future__ import annotations
 
+import functools
 import math
 from collections import deque
 from dataclasses import dataclass, field, replace
@@ -51,6 +58,7 @@ from accelsim.model.density import DensityProfile
 from accelsim.model.spec import ModelSpec
 from accelsim.sim import kvcache
 from accelsim.sim.result import Result
+from accelsim.sim.speculative import SpecDecode, accepted_tokens
 from accelsim.transform import Parallelism
 from accelsim.workload import Workload
 
@@ -291,6 +299,7 @@ def scaled(requests: list[Request], rate: float) -> list[Request]:
 
 # --- step costs -----------------------------------------------------------------------------
 
+@functools.cache  # every step buckets its shape; few distinct values
 def bucket(value: int) -> int:
     """Round up to the geometric grid (exact below ``EXACT_BELOW``): never below ``value``."""
     if value <= EXACT_BELOW:
@@ -309,8 +318,12 @@ class CostModel:
     """Memoised step costs for one model on one chip (shared across request rates)."""
 
     def __init__(self, model: ModelSpec, hw: HardwareBase, parallelism: Parallelism | None = None,
-                 density: DensityProfile | None = None, **dtypes: str | None):
+                 density: DensityProfile | None = None, spec_decode: SpecDecode | None = None,
+                 draft: ModelSpec | None = None, **dtypes: str | None):
         self.density = density  # every step's Workload carries it
+        # Speculative decoding (``decode_round``): ``draft`` is the draft model, None for the
+        # target's own MTP module.
+        self.spec_decode, self.draft = spec_decode, draft
         self.model = model
         self.hw = hw
         self.backend = hardware.backend(self.hw)
@@ -329,6 +342,12 @@ class CostModel:
         self.state_bytes_per_seq = probe.footprint_bytes.get("state", 0.0)
         # One cached token; 0 for purely recurrent models, whose memory per user is their state.
         self.kv_bytes_per_token = probe.footprint_bytes.get("kv_cache", 0.0)
+        if spec_decode is not None:
+            # The draft lives on the same chips: its weights and its own KV cache (one entry per
+            # token of every sequence, as the target's) come out of the same pool.
+            footprint = self._simulate_draft(Workload("decode", 1, 1, 0)).footprint_bytes
+            self.weight_bytes += footprint.get("weight", 0.0)
+            self.kv_bytes_per_token += footprint.get("kv_cache", 0.0)
         self.static_w = self.hw.power.static * self.chips  # drawn while idle between requests
         # The runtime's per-request work (``Backend.request_overhead``): it delays a request's
         # first token, and so everything after it, but occupies no chip step.
@@ -339,33 +358,55 @@ class CostModel:
         return pipeline.model_step(self.model, self.hw, replace(workload, density=self.density),
                                    **self.dtypes).result
 
-    def _cost(self, key: tuple, exact: Workload, bucketed: Workload) -> StepCost:
+    def _simulate_draft(self, workload: Workload) -> Result:
+        """One draft step (``pipeline.draft_step``), dense: a density profile describes the
+        target's activations, not the draft's."""
+        self.calls += 1
+        return pipeline.draft_step(self.model, self.draft, self.hw, workload, **self.dtypes).result
+
+    def _cost(self, key: tuple, exact: Workload, bucketed: Workload, draft: bool = False) -> StepCost:
         if key not in self.memo:
+            simulate = self._simulate_draft if draft else self._simulate
             try:
-                result = self._simulate(bucketed)
+                result = simulate(bucketed)
             except DoesNotFitError:
                 # The bucket overshoots capacity; the exact shape was admitted, so it fits.
-                result = self._simulate(exact)
+                result = simulate(exact)
             self.memo[key] = StepCost(result.latency_s, result.energy_total_j)
         return self.memo[key]
 
+    # prefill and decode run every step: a memo hit builds no Workload (they are only for a miss)
     def prefill(self, tokens: int, sequences: int = 1) -> StepCost:
         per_seq = math.ceil(tokens / sequences)
         b_seq, b_len = bucket(sequences), bucket(per_seq)
-        known = self.memo.get(("prefill", b_seq, b_len))  # most steps: no Workload to build
-        if known is not None:
-            return known
-        return self._cost(("prefill", b_seq, b_len), Workload("prefill", sequences, per_seq, 0),
-                          Workload("prefill", b_seq, b_len, 0))
+        key = ("prefill", b_seq, b_len)
+        return self.memo.get(key) or self._cost(key, Workload("prefill", sequences, per_seq, 0),
+                                                Workload("prefill", b_seq, b_len, 0))
 
     def decode(self, batch: int, mean_context: float) -> StepCost:
         context = math.ceil(mean_context)
         b_batch, b_ctx = bucket(batch), bucket(max(context, 1))
-        known = self.memo.get(("decode", b_batch, b_ctx))
-        if known is not None:
-            return known
-        return self._cost(("decode", b_batch, b_ctx), Workload("decode", batch, 1, context),
-                          Workload("decode", b_batch, 1, b_ctx))
+        key = ("decode", b_batch, b_ctx)
+        return self.memo.get(key) or self._cost(key, Workload("decode", batch, 1, context),
+                                                Workload("decode", b_batch, 1, b_ctx))
+
+    def decode_round(self, batch: int, mean_context: float) -> tuple[StepCost, StepCost]:
+        """Speculative decoding's round in place of a decode step: (the K draft steps, each
+        costed at the round's starting context as ``api.speculative`` does; the verify step,
+        a decode of K + 1 tokens per sequence), bucketed as ``decode``."""
+        if self.spec_decode is None:
+            raise AccelsimError("decode_round needs a cost model built with spec_decode")
+        k = self.spec_decode.k
+        context = math.ceil(mean_context)
+        b_batch, b_ctx = bucket(batch), bucket(max(context, 1))
+        key = ("draft", b_batch, b_ctx)
+        draft = self.memo.get(key) or self._cost(key, Workload("decode", batch, 1, context),
+                                                 Workload("decode", b_batch, 1, b_ctx), draft=True)
+        key = ("verify", b_batch, b_ctx)
+        verify = self.memo.get(key) or self._cost(
+            key, Workload("decode", batch, 1, context, spec_tokens=k),
+            Workload("decode", b_batch, 1, b_ctx, spec_tokens=k))
+        return StepCost(k * draft.time_s, k * draft.energy_j), verify
 
     def cached_attention(self, sequences: int, tokens: float, context: float) -> StepCost:
         """What a prefill of ``tokens`` per sequence after ``context`` cached tokens (a prefix
@@ -415,7 +456,7 @@ class CostModel:
 
 # --- the scheduler loop ---------------------------------------------------------------------
 
-@dataclass
+@dataclass(slots=True)  # slots: the loop reads these fields for every running request every step
 class _Live:
     """A request in the system: how far its prompt and output have got, and its KV blocks."""
 
@@ -431,14 +472,22 @@ class _Live:
     shared: int = 0  # of ``blocks``, those in the prefix cache (referenced, not owned)
     hit: int = 0  # prompt tokens the prefix cache supplied to the current prefill
     host_bytes: float = 0.0  # its swapped cache pinned in the host tier
+    credit: float = 0.0  # speculative decoding: expected tokens earned but not yet emitted (< 1)
+    # ``req.prompt`` and ``req.output`` one attribute away: the loop reads them for every running
+    # request every step.
+    prompt: int = field(init=False)
+    output: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.prompt, self.output = self.req.prompt, self.req.output
 
     @property
     def to_prefill(self) -> int:
-        return self.refill or self.req.prompt
+        return self.refill or self.prompt
 
     @property
     def context(self) -> int:
-        return self.req.prompt + self.generated
+        return self.prompt + self.generated
 
 
 @dataclass(frozen=True)
@@ -472,6 +521,45 @@ class RequestStats:
 
 
 @dataclass(frozen=True)
+class SpecStats:
+    """Speculative decoding over a serving run: what was asked, the tokens its verify steps
+    committed and where the rounds' time went."""
+
+    draft: str
+    k: int
+    accept: float
+    accepted_tokens_per_step: float  # expected per verify step and sequence (Leviathan et al.)
+    sequence_steps: int    # (sequence, verify step) pairs that emitted tokens
+    tokens_emitted: int    # tokens those pairs emitted (below the expectation where outputs end)
+    draft_s: float         # time in draft steps
+    verify_s: float        # time in verify steps
+    step_s: float          # time in all steps (prefill chunks included)
+
+    @property
+    def tokens_per_sequence_step(self) -> float:
+        return self.tokens_emitted / self.sequence_steps if self.sequence_steps else 0.0
+
+    @property
+    def draft_share(self) -> float:
+        """Share of the speculative rounds' time spent drafting."""
+        total = self.draft_s + self.verify_s
+        return self.draft_s / total if total > 0 else 0.0
+
+    @property
+    def draft_share_of_steps(self) -> float:
+        """Share of all step time (prefill chunks included) spent drafting."""
+        return self.draft_s / self.step_s if self.step_s > 0 else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"draft": self.draft, "k": self.k, "acceptance_rate": self.accept,
+                "accepted_tokens_per_step": self.accepted_tokens_per_step,
+                "tokens_per_sequence_step": self.tokens_per_sequence_step,
+                "draft_share_of_decode_time": self.draft_share,
+                "draft_share_of_step_time": self.draft_share_of_steps, "draft_s": self.draft_s,
+                "verify_s": self.verify_s, "sequence_steps": self.sequence_steps}
+
+
+@dataclass(frozen=True)
 class ServeResult:
     rate: float
     scheduler: str
@@ -486,6 +574,7 @@ class ServeResult:
     offline: bool = False
     chips: int = 1
     kv: dict[str, Any] = field(default_factory=dict)  # prefix cache / KV offload figures, when on
+    speculation: SpecStats | None = None  # with speculative decoding
 
     @property
     def load(self) -> dict[str, Any]:
@@ -562,6 +651,7 @@ class ServeResult:
             "makespan_s": self.makespan_s, "steps": len(self.steps),
             "max_running": self.max_running, "preemptions": self.preemptions,
             "kv_blocks": self.kv_blocks, "block_size": self.block_size, "notes": list(self.notes),
+            "speculative": self.speculation.to_dict() if self.speculation is not None else None,
         } | self.kv
 
 
@@ -600,7 +690,7 @@ def serve(requests: list[Request], costs: CostModel, config: ServeConfig = Serve
     offline = concurrency is None and all(r.arrival_s == 0 for r in requests) and len(requests) > 1
     return ServeResult(rate, config.scheduler, stats, loop.steps, capacity, config.block_size,
                        loop.idle_s * costs.static_w, config, tuple(loop.notes), concurrency, offline,
-                       costs.chips, loop.kv_summary())
+                       costs.chips, kv=loop.kv_summary(), speculation=loop.spec_stats())
 
 
 def _stats(live: _Live, request_overhead_s: float = 0.0) -> RequestStats:
@@ -645,11 +735,34 @@ class _Loop:
                      if config.kv_offload == "host" else None)
         self.prefix = kvcache.PrefixCache(self.host) if config.prefix_cache else None
         self.lookups = self.hit_requests = self.lookup_tokens = self.hit_tokens = self.recomputed = 0
+        # Speculative decoding: every decode step is a round (K drafts + a verify step) that
+        # earns each sequence ``per_round`` expected tokens (``_round_tokens``).
+        self.spec = costs.spec_decode
+        self.per_round = accepted_tokens(self.spec.accept, self.spec.k) if self.spec else 1.0
+        self.most_per_round = int(self.per_round + 1 + 1e-9)  # a bound on ``_round_tokens`` (credit < 1)
+        self.draft_s = self.verify_s = 0.0
+        self.sequence_steps = self.tokens_emitted = 0
         need = max(self._blocks_for(r.prompt + r.output) for r in requests)
         if need > blocks:
             raise AccelsimError(
                 f"one request needs {need} KV blocks of {config.block_size} tokens but the chip "
                 f"holds {blocks}; shorten --prompt/--output or use a larger chip")
+
+    def spec_stats(self) -> SpecStats | None:
+        if self.spec is None:
+            return None
+        step_s = math.fsum(step.end_s - step.start_s for step in self.steps)
+        return SpecStats(self.spec.draft, self.spec.k, float(self.spec.accept), self.per_round,
+                         self.sequence_steps, self.tokens_emitted, self.draft_s, self.verify_s, step_s)
+
+    def _round_tokens(self, live: _Live) -> int:
+        """Tokens a speculative round emits for ``live``: the whole part of the expected tokens
+        it has earned (its ``credit`` plus this round's ``per_round``), never past its output.
+        Carrying the fraction makes a request emit, over n rounds, the whole part of n x
+        expected tokens, so its output ends at the round the expectation says, never earlier
+        (the KV cache grows by the same emitted tokens)."""
+        whole, left = int(live.credit + self.per_round + 1e-9), live.output - live.generated
+        return whole if whole <= left else max(left, 0)  # (min and max: slower, and per request)
 
     def _blocks_for(self, tokens: int) -> int:
         kv = -(-tokens // self.config.block_size) if self.tokens_take_blocks else 0
@@ -727,10 +840,22 @@ class _Loop:
     def _grow(self, decoding: list[_Live]) -> list[_Live]:
         """Give each decoding request room for its next token, preempting the newest when the
         cache is full (its blocks freed, the request back at the head of the queue)."""
-        size = self.config.block_size
-        # A request needs a new block only when its next token starts one.
-        needs = [live for live in decoding if self.tokens_take_blocks
-                 and live.context + 1 > (live.blocks - self.state_blocks) * size]
+        size, state = self.config.block_size, self.state_blocks
+        # A request needs a new block only when its next token starts one (``context`` written
+        # out: this runs for every decoding request every step).
+        if not self.tokens_take_blocks:
+            needs: list[_Live] = []
+        elif self.spec is None:
+            needs = [live for live in decoding
+                     if live.prompt + live.generated + 1 > (live.blocks - state) * size]
+        else:
+            # A speculative round may emit several tokens: listed once per block it needs (the
+            # bound skips the requests far from their last block's end).
+            most = self.most_per_round
+            needs = [live for live in decoding
+                     if live.prompt + live.generated + most > (live.blocks - state) * size
+                     for _ in range(-(-(live.context + self._round_tokens(live)) // size)
+                                    - (live.blocks - state))]
         if self._reclaim(len(needs)):
             for live in needs:
                 live.blocks += 1
@@ -780,19 +905,41 @@ class _Loop:
             c = self.costs.cached_attention(*cached)
             cost_time, energy = cost_time + c.time_s, energy + c.energy_j
         if decoding:
-            mean_ctx = sum(live.context for live in decoding) / len(decoding)
-            c = self.costs.decode(len(decoding), mean_ctx)
+            n = len(decoding)
+            if self.spec is None:
+                total = 0
+                for live in decoding:  # one pass: each context before the step, then its new token
+                    total += live.prompt + live.generated
+                    live.generated += 1
+                c = self.costs.decode(n, total / n)
+            else:
+                drafts, c = self.costs.decode_round(n, sum([live.prompt + live.generated
+                                                            for live in decoding]) / n)
+                self.draft_s, self.verify_s = self.draft_s + drafts.time_s, self.verify_s + c.time_s
+                cost_time, energy = cost_time + drafts.time_s, energy + drafts.energy_j
+                self._emit_round(decoding)
             cost_time, energy = cost_time + c.time_s, energy + c.energy_j
         start = self.now
         self.now += cost_time
         self.steps.append(Step(start, self.now, prefill_tokens, len(decoding), len(self.running),
                                len(self.waiting), self.capacity - self.free, energy))
-        for live in decoding:
-            live.generated += 1
         return self.now
 
+    def _emit_round(self, decoding: list[_Live]) -> None:
+        """Each decoding request emits its speculative round's tokens (``_round_tokens``) and
+        carries the unspent fraction of the expectation."""
+        emitted, emitting, per_round = 0, 0, self.per_round
+        for live in decoding:
+            tokens = self._round_tokens(live)
+            live.credit += per_round - tokens
+            live.generated += tokens
+            emitted += tokens
+            emitting += tokens > 0  # a padded, finished request emits nothing
+        self.tokens_emitted += emitted
+        self.sequence_steps += emitting
+
     def _finish_done(self) -> None:
-        done = [r for r in self.running if r.generated >= r.req.output]
+        done = [r for r in self.running if r.generated >= r.output]
         for live in done:
             live.finish_s = self.now
             self.running.remove(live)
@@ -908,21 +1055,23 @@ class _Loop:
 
     def _continuous_step(self) -> None:
         self._admit(self.config.max_batch, reserve_output=False)
-        decoding = [r for r in self.running if r.prefilled >= r.to_prefill]
+        decoding = [r for r in self.running if r.prefilled >= (r.refill or r.prompt)]
         decoding = self._grow(decoding)
         budget, chunks, completed = self.config.chunk, 0, []
         prefill_tokens = hits = hit_tokens = hit_context = 0
-        for live in self.running:
-            if live.prefilled >= live.to_prefill or budget == 0:
+        # Every running request decoding (most steps): no prompt to walk.
+        for live in self.running if len(decoding) < len(self.running) else ():
+            to_prefill = live.refill or live.prompt  # ``to_prefill``, written out
+            if live.prefilled >= to_prefill or budget == 0:
                 continue
-            take = min(budget, live.to_prefill - live.prefilled)
+            take = min(budget, to_prefill - live.prefilled)
             if live.hit:  # after a prefix cache hit: attends to the cached tokens too
                 hits, hit_tokens, hit_context = hits + 1, hit_tokens + take, hit_context + live.prefilled
             live.prefilled += take
             budget -= take
             prefill_tokens += take
             chunks += 1
-            if live.prefilled >= live.to_prefill:
+            if live.prefilled >= to_prefill:
                 completed.append(live)
         if not prefill_tokens and not decoding:
             self._stall()
@@ -955,7 +1104,6 @@ class _Loop:
             self._stall()
             return
         longest_prompt = max(live.req.prompt for live in batch)
-        longest_output = max(live.req.output for live in batch)
         for live in batch:
             live.prefilled = live.to_prefill
         self._advance(longest_prompt * len(batch), len(batch), [])
@@ -963,7 +1111,7 @@ class _Loop:
         for live in batch:
             if live.req.output == 1:
                 live.finish_s = self.now
-        for _ in range(longest_output - 1):
+        while any(live.generated < live.req.output for live in batch):  # longest output - 1 steps
             # Finished requests keep their slot (padding) until the batch completes.
             self._advance(0, 0, batch)
             for live in batch:

@@ -20,9 +20,10 @@ as SGLang and vLLM run a single MTP module for more than one draft token.  Each 
 costed at the round's starting context (the K extra cached tokens change it by K / context).
 
 Nothing here costs a step: ``accelsim.api.speculative`` costs the three steps (an ordinary
-decode, the verify step and a draft step) through the one pipeline and hands the times to
-``figures``; a serving simulator that memoises its own step costs calls ``figures`` (or
-``accepted_tokens`` and ``round_s``) the same way.
+decode, the verify step and a draft step, ``pipeline.draft_step``) through the one pipeline and
+hands the times to ``figures``; the serving loop (``sim.serving``, ``serve --spec-decode``) costs
+its rounds with its memoised ``CostModel.decode_round`` and advances each sequence by
+``accepted_tokens``.
 """
 from __future__ import annotations
 
