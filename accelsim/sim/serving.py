@@ -490,9 +490,7 @@ def serve(requests: list[Request], costs: CostModel, config: ServeConfig = Serve
     if config.scheduler == "pipelined" and not costs.backend.pipelined(costs.hw):
         raise AccelsimError(f"--scheduler pipelined is for chips that run their layers as a pipeline "
                             f"of users (hardwired); {costs.hw.name} does not (use continuous or static)")
-    capacity = config.kv_blocks if config.kv_blocks is not None else int(
-        costs.cache_capacity_bytes(config.memory_utilisation, config.memory_basis)
-        // costs.block_bytes(config.block_size))
+    capacity = kv_capacity_blocks(costs, config)
     loop = _Loop(requests, costs, config, capacity, concurrency)
     loop.run()
     stats = [_stats(live, costs.request_overhead_s) for live in loop.finished]
@@ -504,6 +502,14 @@ def serve(requests: list[Request], costs: CostModel, config: ServeConfig = Serve
     return ServeResult(rate, config.scheduler, stats, loop.steps, capacity, config.block_size,
                        loop.idle_s * costs.static_w, config, tuple(loop.notes), concurrency, offline,
                        costs.chips)
+
+
+def kv_capacity_blocks(costs: CostModel, config: ServeConfig) -> int:
+    """KV blocks one replica of ``costs``' chips holds under ``config`` (``kv_blocks`` overrides)."""
+    if config.kv_blocks is not None:
+        return config.kv_blocks
+    return int(costs.cache_capacity_bytes(config.memory_utilisation, config.memory_basis)
+               // costs.block_bytes(config.block_size))
 
 
 def _stats(live: _Live, request_overhead_s: float = 0.0) -> RequestStats:
