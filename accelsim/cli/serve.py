@@ -10,7 +10,7 @@ from accelsim.cli import options
 from accelsim.cli import output as folders  # `output` is the --output option here
 from accelsim.cli.progress import progress
 from accelsim.errors import AccelsimError
-from accelsim.sim import load, serving
+from accelsim.sim import disagg, load, serving
 from accelsim.workload import Workload
 
 DEFAULT_RATE_FACTORS = (0.25, 0.5, 1.0, 1.5, 2.0)
@@ -103,6 +103,16 @@ def typical_step(result: serving.ServeResult, costs: serving.CostModel):
               help="Percentile at which --find-capacity holds the SLOs.")
 @click.option("--slo-ttft", type=options.Finite(0, MAX_SLO_S), default=0.5, show_default=True, help="TTFT SLO in seconds (goodput).")
 @click.option("--slo-tpot", type=options.Finite(0, MAX_SLO_S), default=0.05, show_default=True, help="TPOT SLO in seconds (goodput).")
+@click.option("--disagg", "disagg_spec", default=None, metavar="SPEC",
+              help="Disaggregated serving: prefill=HW:N[:tpX][:ppW][:epY][:dpZ],decode=HW:M[...] -- "
+                   "separate prefill and decode pools (any chip kinds; N/(tp x pp x dp) replicas "
+                   "each), the KV cache moved between them over --kv-link; instead of --hw and "
+                   "the layout options.")
+@click.option("--kv-link", default=None, type=click.Choice(disagg.KV_LINKS),
+              help="Link the KV cache crosses from a prefill to a decode replica: nvlink / "
+                   "chip-to-chip (the configs' interconnect sections, the slower end's), infiniband "
+                   "or roce (400 Gb/s per chip) [default: the chips' own link when both pools are "
+                   "one chip kind within one scale-up domain, else infiniband].")
 @click.option("--seed", type=options.SEED, default=0, show_default=True, help="Seed of the arrival process.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Report folder [default: reports/serve].")
@@ -111,7 +121,7 @@ def typical_step(result: serving.ServeResult, costs: serving.CostModel):
 def serve(model, hw, parallelism, weight_dtype, act_dtype, kv_dtype, density, rate, concurrency, offline,
           length_spread, n_requests, arrival, cv, trace_file, prompt, output, runtime, scheduler, max_batch,
           chunk, block_size, kv_reserve, preemption, kv_memory_fraction, rates, find_capacity,
-          slo_percentile, slo_ttft, slo_tpot, seed, out, force, as_json):
+          slo_percentile, slo_ttft, slo_tpot, disagg_spec, kv_link, seed, out, force, as_json):
     """Serve a stream of requests and report TTFT, TPOT, end-to-end latency, throughput, goodput
     under the SLOs, energy per token, the queue over time and a latency-throughput curve.
 
@@ -143,15 +153,28 @@ def serve(model, hw, parallelism, weight_dtype, act_dtype, kv_dtype, density, ra
                                  slo_ttft_s=slo_ttft, slo_tpot_s=slo_tpot, reserve_output=kv_reserve,
                                  preemption=preemption, memory_utilisation=kv_memory_fraction)
     scheduler, max_batch, chunk, block_size = config.scheduler, config.max_batch, config.chunk, config.block_size
-    costs = api.cost_model(model, hw, parallelism=parallelism, runtime=preset,
-                           density=density, weight_dtype=weight_dtype, act_dtype=act_dtype,
-                           kv_dtype=kv_dtype)
-    slo = load.Slo(slo_ttft, slo_tpot, slo_percentile)
-    capacity = load.find_capacity(costs, config, base_load, slo) if find_capacity else None
-    main = load.run(costs, config, base_load)
-    sweep = ([load.run(costs, config, base_load.at(p))  # a bar on a terminal only
-              for p in progress(sorted(set(points)), "loads", quiet=as_json)]
-             if kind != "offline" else [main])
+    hw_given = click.get_current_context().get_parameter_source("hw") != click.core.ParameterSource.DEFAULT
+    api.check_disagg_options(disagg_spec, kv_link, hw_given or parallelism is not None)
+    dtypes = {"weight_dtype": weight_dtype, "act_dtype": act_dtype, "kv_dtype": kv_dtype}
+    split: disagg.DisaggSystem | None = None
+    if disagg_spec is not None:
+        split = api.disagg_system(model, disagg_spec, kv_link=kv_link, runtime=preset, density=density, **dtypes)
+        if find_capacity:
+            raise AccelsimError(api.DISAGG_NO_CAPACITY)
+        costs = split.decode.costs  # its typical decode step is the one drawn
+        split_main = disagg.run(split, config, base_load)
+        split_sweep = ([disagg.run(split, config, base_load.at(p))
+                        for p in progress(sorted(set(points)), "loads", quiet=as_json)]
+                       if kind != "offline" else [split_main])
+        main, sweep, capacity = split_main.result, [r.result for r in split_sweep], None
+    else:
+        costs = api.cost_model(model, hw, parallelism=parallelism, runtime=preset, density=density, **dtypes)
+        slo = load.Slo(slo_ttft, slo_tpot, slo_percentile)
+        capacity = load.find_capacity(costs, config, base_load, slo) if find_capacity else None
+        main = load.run(costs, config, base_load)
+        sweep = ([load.run(costs, config, base_load.at(p))  # a bar on a terminal only
+                  for p in progress(sorted(set(points)), "loads", quiet=as_json)]
+                 if kind != "offline" else [main])
     main_rate = value
 
     from accelsim.report.serving import write_report
@@ -163,18 +186,25 @@ def serve(model, hw, parallelism, weight_dtype, act_dtype, kv_dtype, density, ra
         f"{n_requests} {how}, prompt {prompt} / output {output} tokens{spread}, seed {seed}")
     main_load = {"rate": f"main rate {main_rate:g} requests/s", "concurrency": f"concurrency {concurrency}",
                  "offline": "offline"}[kind]
-    setup = (f"{costs.model.name} on {costs.hw.name} under the {preset.name} runtime ({preset.engine}), "
+    where = f"disaggregated pools ({split.describe()})" if split is not None else costs.hw.name
+    setup = (f"{costs.model.name} on {where} under the {preset.name} runtime ({preset.engine}), "
              f"KV reserve {config.reserve_output:g} of the output, {config.preemption} preemption, KV pool "
              f"{config.memory_utilisation:g} of {config.memory_basis} memory; {scheduler} batching (max batch {max_batch}"
              f"{f', chunk {chunk}' if scheduler == 'continuous' else ''}), KV blocks of {block_size} "
              f"tokens; {source}; {main_load}.")
     step, step_label = typical_step(main, costs)
     with folders.report_folder(out or Path("reports") / "serve", force) as (staging, out_dir):
-        files = folders.moved(write_report(main, sweep, staging, f"Serving {costs.model.name} on "
-                                           f"{costs.hw.name}", setup, step, step_label, capacity),
+        title = f"Serving {costs.model.name} on " + (
+            f"{split.prefill.costs.hw.name} (prefill) + {split.decode.costs.hw.name} (decode)"
+            if split is not None else costs.hw.name)
+        pools = split_main.findings() if split is not None else None
+        files = folders.moved(write_report(main, sweep, staging, title, setup, step, step_label, capacity,
+                                           pools),
                               staging, out_dir)
+    summary = split_main.summary() if split is not None else main.summary()
+    curve = [r.summary() for r in split_sweep] if split is not None else [r.summary() for r in sweep]
     if as_json:
-        options.echo_json({"summary": main.summary(), "curve": [r.summary() for r in sweep],
+        options.echo_json({"summary": summary, "curve": curve,
                            "capacity": capacity.summary() if capacity is not None else None,
                            "files": {k: str(v) for k, v in files.items()}})
         return
@@ -189,6 +219,8 @@ def serve(model, hw, parallelism, weight_dtype, act_dtype, kv_dtype, density, ra
                f"{s['goodput_requests_per_s']:.3g} requests/s")
     click.echo(f"  {'energy':>10}: {s['joules_per_token']:.4g} J/token; max running {s['max_running']}, "
                f"preemptions {s['preemptions']}")
+    for line in pools or []:
+        click.echo(f"  {'disagg':>10}: {line}")
     if capacity is not None:
         c = capacity.summary()
         click.echo(f"  {'capacity':>10}: {c['load']} {c['value']:g} meets {c['percentile']} TTFT <= "
