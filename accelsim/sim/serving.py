@@ -285,15 +285,24 @@ class CostModel:
             self.memo[key] = StepCost(result.latency_s, result.energy_total_j)
         return self.memo[key]
 
+    def _ranks(self, sequences: int) -> int:
+        """Sequences as attention data parallelism runs them: a batch of at least ``dp`` is
+        padded to a multiple of it, since every rank steps with the busiest one (``--dp-attn``)."""
+        layout = self.dtypes.get("parallelism")
+        dp = layout.dp if isinstance(layout, Parallelism) else 1
+        return sequences if sequences <= dp else -(-sequences // dp) * dp
+
     def prefill(self, tokens: int, sequences: int = 1) -> StepCost:
         per_seq = math.ceil(tokens / sequences)
-        b_seq, b_len = bucket(sequences), bucket(per_seq)
+        sequences = self._ranks(sequences)
+        b_seq, b_len = self._ranks(bucket(sequences)), bucket(per_seq)
         return self._cost(("prefill", b_seq, b_len), Workload("prefill", sequences, per_seq, 0),
                           Workload("prefill", b_seq, b_len, 0))
 
     def decode(self, batch: int, mean_context: float) -> StepCost:
         context = math.ceil(mean_context)
-        b_batch, b_ctx = bucket(batch), bucket(max(context, 1))
+        batch = self._ranks(batch)
+        b_batch, b_ctx = self._ranks(bucket(batch)), bucket(max(context, 1))
         return self._cost(("decode", b_batch, b_ctx), Workload("decode", batch, 1, context),
                           Workload("decode", b_batch, 1, b_ctx))
 
