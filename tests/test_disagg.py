@@ -104,7 +104,20 @@ def test_sizing_hint_is_the_ratio_of_busy_chip_seconds():
     p, d = run.pools
     assert run.balanced_ratio == pytest.approx(p.busy_s / d.busy_s)  # utilisation x chips over one makespan
     assert 0 < p.utilisation <= 1 and 0 < d.utilisation <= 1
-    assert run.bound == ("prefill" if p.utilisation > d.utilisation else "decode")
+    assert run.bound == ("prefill" if p.mean_queue_s > d.mean_queue_s else "decode")
+
+
+def test_a_starved_pool_names_the_other_as_bound():
+    """Long prompts and short outputs on one prefill chip queue at prefill; short prompts and
+    long outputs on a decode replica of 4 slots queue at decode."""
+    prefill_heavy = disagg.run(_system("prefill=h100-sxm:1,decode=h100-sxm:2"), ServeConfig(),
+                               Load("concurrency", 16, 48, 4096, 8))
+    assert prefill_heavy.bound == "prefill"
+    assert prefill_heavy.pools[0].mean_queue_s > 10 * prefill_heavy.pools[1].mean_queue_s
+    decode_heavy = disagg.run(_system("prefill=h100-sxm:2,decode=h100-sxm:1"), ServeConfig(max_batch=4),
+                              Load("concurrency", 16, 48, 64, 128))
+    assert decode_heavy.bound == "decode"
+    assert decode_heavy.balanced_ratio < 1  # the prefill chips sat mostly idle
 
 
 def test_default_kv_link():

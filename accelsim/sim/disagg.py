@@ -224,6 +224,21 @@ class Pool:
     def replicas(self) -> int:
         return self.spec.chips // self.costs.chips
 
+    @property
+    def dp(self) -> int:
+        p = self.costs.dtypes.get("parallelism")
+        return p.dp if isinstance(p, Parallelism) else 1
+
+    def config(self, config: ServeConfig) -> ServeConfig:
+        """The engine's limits for one replica: with attention data parallelism every rank runs
+        its own scheduler over its own KV cache (source: NVIDIA Dynamo docs, 'DP Rank Routing
+        (Attention Data Parallelism)': "multiple attention DP ranks run within a single worker,
+        each with its own KV cache"), so the token budget per step and the batch limit, set per
+        engine, hold per rank and a replica of dp ranks takes dp times each."""
+        if self.dp == 1:
+            return config
+        return replace(config, chunk=config.chunk * self.dp, max_batch=config.max_batch * self.dp)
+
     def layout(self) -> str:
         p = self.costs.dtypes.get("parallelism")
         return p.describe() if isinstance(p, Parallelism) else f"{self.costs.chips} chip(s)"
@@ -254,7 +269,24 @@ def pool(spec: PoolSpec, costs: CostModel) -> Pool:
 
 # --- the simulation -------------------------------------------------------------------------
 
-class _DecodeLoop(_Loop):
+class _PrefillLoop(_Loop):
+    """A prefill replica: the serving loop on one-token requests, noting when each request's
+    first prompt chunk starts (its queueing delay in this pool ends there)."""
+
+    def __init__(self, *args: Any, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        self.started: dict[int, float] = {}
+
+    def _advance(self, prefill_tokens: int, prefill_seqs: int, decoding: list[_Live]) -> float:
+        start = self.now
+        now = super()._advance(prefill_tokens, prefill_seqs, decoding)
+        for live in self.running:
+            if live.prefilled > 0 and live.req.rid not in self.started:
+                self.started[live.req.rid] = start
+        return now
+
+
+class _DecodeLoop(_PrefillLoop):
     """A decode replica: requests arrive with their prompt's KV already in place (prefilled
     elsewhere), and the first decode step yields the first token the client sees."""
 
@@ -265,15 +297,17 @@ class _DecodeLoop(_Loop):
             self.waiting.append(live)
 
     def _advance(self, prefill_tokens: int, prefill_seqs: int, decoding: list[_Live]) -> float:
-        now = super()._advance(prefill_tokens, prefill_seqs, decoding)
+        start = self.now
+        now = _Loop._advance(self, prefill_tokens, prefill_seqs, decoding)
         for live in decoding:
             if live.first_token_s is None:
                 live.first_token_s = now
+                self.started[live.req.rid] = start
         return now
 
 
-def _loop(kind: type[_Loop], requests: list[Request], costs: CostModel, config: ServeConfig,
-          role: str) -> _Loop:
+def _loop(kind: type[_PrefillLoop], requests: list[Request], costs: CostModel, config: ServeConfig,
+          role: str) -> _PrefillLoop:
     """An empty replica loop; built over every request it may receive so that one that cannot
     fit is refused up front (``_Loop``'s own check), naming the pool."""
     try:
@@ -313,10 +347,12 @@ class PoolStats:
     busy_s: float  # summed over replicas
     utilisation: float  # busy share of replicas x makespan
     mean_requests: float  # requests held by a replica (running + waiting), averaged over busy time
+    mean_queue_s: float  # from reaching a replica to its first step there, over requests
 
     def summary(self) -> dict[str, Any]:
         return {"hw": self.hw, "layout": self.layout, "replicas": self.replicas, "chips": self.chips,
-                "busy_s": self.busy_s, "utilisation": self.utilisation, "mean_requests": self.mean_requests}
+                "busy_s": self.busy_s, "utilisation": self.utilisation, "mean_requests": self.mean_requests,
+                "mean_queue_s": self.mean_queue_s}
 
 
 @dataclass(frozen=True)
@@ -331,8 +367,12 @@ class DisaggResult:
 
     @property
     def bound(self) -> str:
-        """The busier pool: the one that limits the system at this load."""
+        """The pool that limits the system at this load: the one requests queue longer for (a
+        decode replica steps whenever anything runs, so busy time alone would always name it),
+        or, when neither queues, the busier one."""
         prefill, decode = self.pools
+        if prefill.mean_queue_s != decode.mean_queue_s:
+            return "prefill" if prefill.mean_queue_s > decode.mean_queue_s else "decode"
         return "prefill" if prefill.utilisation > decode.utilisation else "decode"
 
     @property
@@ -352,6 +392,8 @@ class DisaggResult:
         ratio = self.balanced_ratio
         disagg = {
             "pools": {p.role: p.summary() for p in self.pools}, "bound": self.bound,
+            # InferenceX's "output throughput per GPU" of a disaggregated run counts decode GPUs.
+            "throughput_tokens_per_s_per_decode_chip": self.result.throughput_tokens_per_s / self.pools[1].chips,
             "balanced_prefill_per_decode_chip": ratio if math.isfinite(ratio) else None,
             "kv_link": {"name": self.link.name, "bandwidth_bytes_per_s": self.link.bandwidth,
                         "latency_s": self.link.latency_s, "source": self.link.source},
@@ -364,7 +406,8 @@ class DisaggResult:
     def findings(self) -> list[str]:
         s = self.summary()["disagg"]
         lines = [f"{p.role.capitalize()} pool: {p.replicas} x {p.hw} ({p.layout}), {p.chips} chips, busy "
-                 f"{p.utilisation:.0%} of the run, {p.mean_requests:.1f} requests per replica on average while busy."
+                 f"{p.utilisation:.0%} of the run, {p.mean_requests:.1f} requests per replica on average while "
+                 f"busy, requests queued {p.mean_queue_s * 1e3:.3g} ms on average before their first step there."
                  for p in self.pools]
         kv = s["kv_moved"]
         lines.append(f"KV moved: {kv['bytes_total'] / 1e9:,.3g} GB in all, {kv['bytes_per_request_mean'] / 1e6:,.3g} MB "
@@ -374,7 +417,7 @@ class DisaggResult:
         hint = (f"{ratio:.2g} prefill chips per decode chip would leave both pools equally busy at this load "
                 f"(measured busy chip-seconds; now {self.pools[0].chips}:{self.pools[1].chips})"
                 if math.isfinite(ratio) else "the decode pool was never busy")
-        lines.append(f"{self.bound.capitalize()}-bound (the busier pool); {hint}.")
+        lines.append(f"{self.bound.capitalize()}-bound (requests queue longest there); {hint}.")
         return lines
 
 
@@ -391,9 +434,10 @@ def serve_disagg(requests: list[Request], system: DisaggSystem, config: ServeCon
         raise AccelsimError(f"--disagg pools batch continuously (prefills in one pool, decodes in the "
                             f"other); --scheduler {config.scheduler} does not apply")
     pcosts, dcosts = system.prefill.costs, system.decode.costs
-    prefill = [_loop(_Loop, [replace(r, output=1) for r in requests], pcosts, config, "prefill")
+    pconfig, dconfig = system.prefill.config(config), system.decode.config(config)
+    prefill = [_loop(_PrefillLoop, [replace(r, output=1) for r in requests], pcosts, pconfig, "prefill")
                for _ in range(system.prefill.replicas)]
-    decode = [_loop(_DecodeLoop, requests, dcosts, config, "decode") for _ in range(system.decode.replicas)]
+    decode = [_loop(_DecodeLoop, requests, dcosts, dconfig, "decode") for _ in range(system.decode.replicas)]
     overhead = pcosts.request_overhead_s  # the front end's, paid once per request
     ordered = sorted(requests, key=lambda r: r.rid)
     if concurrency is None:
@@ -407,6 +451,7 @@ def serve_disagg(requests: list[Request], system: DisaggSystem, config: ServeCon
     transfer: dict[int, float] = {}
     stats: list[RequestStats] = []
     prefill_lives: dict[int, _Live] = {}
+    prefilled_at: dict[int, float] = {}
     loops = prefill + decode
     while True:
         client = incoming[0].arrival_s if incoming else math.inf
@@ -436,6 +481,7 @@ def serve_disagg(requests: list[Request], system: DisaggSystem, config: ServeCon
                     incoming.append(replace(unsent.popleft(), arrival_s=end + overhead))
                 continue
             prefill_lives[rid] = live
+            prefilled_at[rid] = end
             kv_bytes[rid] = live.req.prompt * pcosts.kv_bytes_per_token + pcosts.state_bytes_per_seq
             transfer[rid] = system.link.time_s(kv_bytes[rid])
             original = sent[rid]
@@ -454,7 +500,9 @@ def serve_disagg(requests: list[Request], system: DisaggSystem, config: ServeCon
     combined = ServeResult(rate, "continuous", stats, steps, capacity, config.block_size, idle_j, config,
                            tuple(notes), concurrency, offline, system.chips)
     makespan = combined.makespan_s
-    pools = (_pool_stats(system.prefill, prefill, makespan), _pool_stats(system.decode, decode, makespan))
+    reached_decode = {rid: done + transfer[rid] for rid, done in prefilled_at.items()}
+    pools = (_pool_stats(system.prefill, prefill, makespan, {rid: r.arrival_s for rid, r in sent.items()}),
+             _pool_stats(system.decode, decode, makespan, reached_decode))
     rids = [s.rid for s in stats]
     return DisaggResult(combined, pools, system.link, tuple(kv_bytes[r] for r in rids),
                         tuple(transfer[r] for r in rids))
@@ -469,13 +517,16 @@ def _request_stats(sent: Request, decoded: _Live, prefilled: _Live, overhead: fl
                         tpot, finish - sent.arrival_s + overhead, decoded.preemptions + prefilled.preemptions)
 
 
-def _pool_stats(p: Pool, loops: list[_Loop], makespan: float) -> PoolStats:
+def _pool_stats(p: Pool, loops: list[_PrefillLoop], makespan: float, reached: dict[int, float]) -> PoolStats:
+    """``reached``: when each request reached this pool (rid -> time)."""
     steps: list[Step] = [s for loop in loops for s in loop.steps]
     busy = sum(s.end_s - s.start_s for s in steps)
     held = sum((s.running + s.waiting) * (s.end_s - s.start_s) for s in steps)
     span = makespan * len(loops)
+    queued = [start - reached[rid] for loop in loops for rid, start in loop.started.items()]
     return PoolStats(p.spec.role, p.costs.hw.name, p.layout(), p.replicas, p.spec.chips, busy,
-                     busy / span if span > 0 else 0.0, held / busy if busy > 0 else 0.0)
+                     busy / span if span > 0 else 0.0, held / busy if busy > 0 else 0.0,
+                     float(np.mean(queued)) if queued else 0.0)
 
 
 def run(system: DisaggSystem, config: ServeConfig, load: Load) -> DisaggResult:

@@ -285,17 +285,24 @@ class CostModel:
             self.memo[key] = StepCost(result.latency_s, result.energy_total_j)
         return self.memo[key]
 
-    def _ranks(self, sequences: int) -> int:
-        """Sequences as attention data parallelism runs them: a batch of at least ``dp`` is
-        padded to a multiple of it, since every rank steps with the busiest one (``--dp-attn``)."""
+    @property
+    def _dp(self) -> int:
         layout = self.dtypes.get("parallelism")
-        dp = layout.dp if isinstance(layout, Parallelism) else 1
+        return layout.dp if isinstance(layout, Parallelism) else 1
+
+    def _ranks(self, sequences: int) -> int:
+        """Decode sequences as attention data parallelism runs them (``--dp-attn``): a batch of
+        at least ``dp`` is padded to a multiple of it, since every rank steps with the busiest."""
+        dp = self._dp
         return sequences if sequences <= dp else -(-sequences // dp) * dp
 
     def prefill(self, tokens: int, sequences: int = 1) -> StepCost:
+        # Attention data parallelism balances a step's prompt tokens over its ranks, so more
+        # sequences than ranks are costed as one sequence of tokens/dp per rank (its attention
+        # as one prompt of that length: never less than the shorter prompts it stands for).
+        sequences = min(sequences, self._dp) if self._dp > 1 else sequences
         per_seq = math.ceil(tokens / sequences)
-        sequences = self._ranks(sequences)
-        b_seq, b_len = self._ranks(bucket(sequences)), bucket(per_seq)
+        b_seq, b_len = bucket(sequences), bucket(per_seq)
         return self._cost(("prefill", b_seq, b_len), Workload("prefill", sequences, per_seq, 0),
                           Workload("prefill", b_seq, b_len, 0))
 
