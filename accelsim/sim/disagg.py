@@ -26,6 +26,7 @@ import math
 import re
 from bisect import insort
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -330,7 +331,7 @@ def _in_system(loop: _Loop) -> int:
     return len(loop.pending) + len(loop.waiting) + len(loop.running)
 
 
-def _route(loops: list[_Loop], request: Request) -> None:
+def _route(loops: Sequence[_Loop], request: Request) -> None:
     """To the replica with the fewest requests in it (ties: the first): join-shortest-queue, as
     Dynamo's and SGLang's load-aware routers do for disaggregated workers."""
     target = min(loops, key=_in_system)

@@ -108,16 +108,21 @@ def pools(setup: Setup) -> DisaggSpec | str:
 
 def setups(rows: list[dict[str, str]]) -> list[Setup]:
     """The disaggregated setups among ``rows`` (a measured_2025.csv), four metrics each."""
-    grouped: dict[tuple, dict[str, tuple[int, float]]] = {}
+    grouped: dict[tuple[str, ...], dict[str, tuple[int, float]]] = {}
+    firsts: dict[tuple[str, ...], dict[str, str]] = {}
     for number, row in enumerate(rows, start=1):
         if not row["parallelism"].startswith("disagg:") or row["metric"] not in METRICS:
             continue
-        key = (row["hardware"], int(row["chips"]), row["parallelism"], row["model"], row["precision"],
-               row["framework"], int(row["batch_or_concurrency"].split()[-1]), int(row["input_len"]),
-               int(row["output_len"]))
+        key = tuple(row[c] for c in ("hardware", "chips", "parallelism", "model", "precision", "framework",
+                                     "batch_or_concurrency", "input_len", "output_len"))
+        firsts.setdefault(key, row)
         grouped.setdefault(key, {})[METRICS[row["metric"]]] = (number, float(row["value"]))
-    return [Setup(*key, {m: v[0] for m, v in found.items()}, {m: v[1] for m, v in found.items()})
-            for key, found in grouped.items()]
+    return [Setup(hardware=r["hardware"], chips=int(r["chips"]), parallelism=r["parallelism"], model=r["model"],
+                  precision=r["precision"], framework=r["framework"],
+                  concurrency=int(r["batch_or_concurrency"].split()[-1]), input_len=int(r["input_len"]),
+                  output_len=int(r["output_len"]), rows={m: v[0] for m, v in grouped[key].items()},
+                  measured={m: v[1] for m, v in grouped[key].items()})
+            for key, r in firsts.items()]
 
 
 def load_of(setup: Setup, requests_per_client: int) -> Load:
