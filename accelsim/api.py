@@ -133,27 +133,6 @@ def disagg_system(model: ModelSpec | str, spec: disaggregated.DisaggSpec | str, 
     return disaggregated.DisaggSystem(pools[0], pools[1], link)
 
 
-def disagg_validation(path: str | Path | None = None, requests_per_client: int = 3,
-                      hardware: str | None = None) -> list[dict]:
-    """InferenceX's disaggregated rows (``validation/measured_2025.csv`` by default) replayed
-    through ``serve --disagg`` (``accelsim.validate.disagg``): one record per setup, measured,
-    predicted and errors, or why it was skipped.  Each runs a closed loop of its concurrency
-    for ``requests_per_client`` requests per client, under the runtime preset standing in for
-    its framework, with the engine's batch limit at the concurrency (the rows do not state it)."""
-    from accelsim.validate import disagg as check
-    from accelsim.validate.points import VALIDATION_DIR
-    rows = loader.read_csv(path or VALIDATION_DIR / "measured_2025.csv", "measurements")
-
-    def run(setup: check.Setup, spec: disaggregated.DisaggSpec) -> disaggregated.DisaggResult:
-        preset = load_runtime(check.FRAMEWORKS[setup.framework])
-        system = disagg_system(check.MODELS[setup.model], spec, runtime=preset, **check.dtypes_of(setup))
-        config = preset.serve_config(max_batch=setup.concurrency)
-        return disaggregated.run(system, config, check.load_of(setup, requests_per_client))
-
-    chosen = [s for s in check.setups(rows) if hardware is None or s.hardware == hardware]
-    return check.replay(chosen, run)
-
-
 @dataclass(frozen=True)
 class ServeReport:
     """What ``serve`` returns: the main run's summary, the curve over loads, the SLO capacity."""

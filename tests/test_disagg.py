@@ -182,3 +182,61 @@ def test_disagg_parser_takes_or_refuses_in_one_line(text):
         assert "\n" not in str(err) and str(err).startswith("--disagg")
     else:
         assert spec.prefill.chips >= 1 and spec.decode.chips >= 1
+
+
+# --- validation of InferenceX's disaggregated rows (accelsim.validate.disagg) -----------------
+
+def _setups():
+    from accelsim.config import loader
+    from accelsim.validate import disagg as check
+    return check, check.setups(loader.read_csv(check.DEFAULT_FILE, "measurements"))
+
+
+def test_inferencex_disagg_rows_become_pools_or_a_stated_reason():
+    check, found = _setups()
+    assert len(found) == 7 and all(len(s.measured) == 4 for s in found)  # 28 rows, four metrics each
+    by_key = {(s.hardware, s.chips, s.concurrency): check.pools(s) for s in found}
+    b300 = by_key[("B300", 20, 1093)]
+    assert isinstance(b300, disagg.DisaggSpec)
+    assert b300.text() == "prefill=b300:12:ep2:dp2,decode=b300:8:ep8:dp8"  # 6 x 2 and 1 x 8 GPUs
+    assert by_key[("B300", 36, 3072)].text() == "prefill=b300:28:dp4,decode=b300:8:ep8:dp8"
+    assert "MTP" in by_key[("B300", 18, 52)]
+    assert "not stated" in by_key[("MI355X", 24, 4096)] and "not stated" in by_key[("B200", 24, 288)]
+    assert "span two" in by_key[("H100", 64, 9)]
+    replayable = [s for s in found if not isinstance(check.pools(s), str)]
+    assert [check.SPLIT[s.hw] for s in replayable] == ["holdout"] * 3
+
+
+def test_validation_errors_and_inferencex_per_gpu_conventions():
+    check, found = _setups()
+    setup = next(s for s in found if s.chips == 20)
+    # InferenceX's output throughput per GPU counts decode GPUs, total throughput all GPUs:
+    # output x 8 / (total x 20) is the output share of the tokens, OSL / (ISL + OSL) at the mean lengths.
+    m = setup.measured
+    share = m["output_per_gpu"] * 8 / (m["total_per_gpu"] * 20)
+    assert share == pytest.approx(922 / (7373 + 922), rel=0.01)
+    # TPOT is compared as time: a predicted interactivity twice the measured one is -50 % TPOT.
+    errors = check.errors({"tpot": 30.0, "output_per_gpu": 100.0}, {"tpot": 60.0, "output_per_gpu": 90.0})
+    assert errors == pytest.approx({"tpot": -0.5, "output_per_gpu": -0.1})
+    load = check.load_of(setup, 10)
+    assert (load.kind, load.value, load.requests, load.spread) == ("concurrency", 1093.0, 10930, 0.8)
+    assert check.dtypes_of(setup) == {"weight_dtype": "nvfp4", "act_dtype": "nvfp4", "kv_dtype": "fp8"}
+
+
+def test_validation_replay_reports_a_replayed_setup_against_its_rows():
+    """The whole path on one setup, with a small run standing in for the long one."""
+    check, found = _setups()
+    setup = next(s for s in found if s.chips == 20)
+    spec = check.pools(setup)
+    assert isinstance(spec, disagg.DisaggSpec)
+    small = disagg.DisaggSpec(disagg.PoolSpec("prefill", "h100-sxm", 2), disagg.PoolSpec("decode", "h100-sxm", 2))
+
+    def run(s, _spec):
+        return disagg.run(_system(small.text()), ServeConfig(), Load("concurrency", 8, 24, 256, 32))
+
+    records = check.replay([setup], run)
+    assert records[0]["disagg"] == spec.text()  # the pools the rows state; the run is the stand-in
+    assert set(records[0]["errors"]) == {"tpot", "output_per_gpu", "total_per_gpu", "ttft"}
+    medians = check.summary(records)
+    assert medians["tpot"] == pytest.approx(abs(records[0]["errors"]["tpot"]))
+    assert "B300 20 GPUs" in check.markdown(records)

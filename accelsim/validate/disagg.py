@@ -22,12 +22,21 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
+from accelsim.config import loader
 from accelsim.errors import AccelsimError
+from accelsim.sim import disagg
 from accelsim.sim.disagg import DisaggResult, DisaggSpec, PoolSpec
 from accelsim.sim.load import Load
+from accelsim.validate.points import VALIDATION_DIR
+
+DEFAULT_FILE = VALIDATION_DIR / "measured_2025.csv"
+# InferenceX's client sends ten prompts per concurrent client (``--num-prompts $((CONC * 10))``
+# in the InferenceMAX benchmark recipe: benchmark_serving.py with --max-concurrency CONC).
+REQUESTS_PER_CLIENT = 10
 
 # Names in the measurement file -> accelsim's.  DeepSeek-R1-0528 is the DeepSeek-V3 architecture
 # (deepseek-ai/DeepSeek-R1 config.json: DeepseekV3ForCausalLM).
@@ -184,3 +193,54 @@ def replay(all_setups: list[Setup], run: Callable[[Setup, DisaggSpec], DisaggRes
                         "errors": errors(setup.measured, pred), "bound": result.bound,
                         "balanced_prefill_per_decode_chip": result.balanced_ratio})
     return records
+
+
+def replay_file(path: str | Path | None = None, requests_per_client: int = REQUESTS_PER_CLIENT,
+                hardware: str | None = None) -> list[dict]:
+    """The disaggregated setups of ``path`` (default: validation/measured_2025.csv, a verbatim
+    copy of the refdata table) replayed through ``serve --disagg``, one record per setup.  Each
+    runs a closed loop of its concurrency under the runtime preset standing in for its
+    framework, with the engine's batch limit at the concurrency (the rows do not state it; a
+    lower one would keep clients waiting that the measured TTFTs do not show)."""
+    from accelsim import api
+
+    rows = loader.read_csv(path or DEFAULT_FILE, "measurements")
+
+    def run(setup: Setup, spec: DisaggSpec) -> DisaggResult:
+        preset = api.load_runtime(FRAMEWORKS[setup.framework])
+        system = api.disagg_system(MODELS[setup.model], spec, runtime=preset, **dtypes_of(setup))
+        config = preset.serve_config(max_batch=setup.concurrency)
+        return disagg.run(system, config, load_of(setup, requests_per_client))
+
+    chosen = [s for s in setups(rows) if hardware is None or s.hardware == hardware]
+    return replay(chosen, run)
+
+
+def summary(records: list[dict]) -> dict[str, float]:
+    """Median |error| per compared metric over the replayed setups."""
+    out = {}
+    for metric in ("tpot", "output_per_gpu", "total_per_gpu", "ttft"):
+        values = [r["errors"][metric] for r in records if "errors" in r and metric in r["errors"]]
+        if values:
+            out[metric] = median_abs(values)
+    return out
+
+
+def markdown(records: list[dict]) -> str:
+    """The table docs/validation.md shows: one line per setup, errors in percent."""
+    lines = ["| setup | pools (accelsim) | split | TPOT | output tok/s/GPU | total tok/s/GPU | TTFT | bound | balanced P:D |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in records:
+        name = f"{r['hardware']} {r['chips']} GPUs, {r['precision']}, {r['framework']}, conc {r['concurrency']}"
+        if "skipped" in r:
+            lines.append(f"| {name} | skipped: {r['skipped']} | | | | | | | |")
+            continue
+        e, m, p = r["errors"], r["measured"], r["predicted"]
+
+        def cell(metric: str, unit: str) -> str:
+            return f"{p[metric]:,.4g} vs {m[metric]:,.4g} {unit} ({100 * e[metric]:+.1f} %)"
+
+        lines.append(f"| {name} | `{r['disagg']}` | {r['split']} | {cell('tpot', 'tok/s/user')} | "
+                     f"{cell('output_per_gpu', '')} | {cell('total_per_gpu', '')} | {cell('ttft', 's')} | "
+                     f"{r['bound']} | {r['balanced_prefill_per_decode_chip']:.2f} |")
+    return "\n".join(lines)
