@@ -281,9 +281,10 @@ class _PrefillLoop(_Loop):
     def _advance(self, prefill_tokens: int, prefill_seqs: int, decoding: list[_Live]) -> float:
         start = self.now
         now = super()._advance(prefill_tokens, prefill_seqs, decoding)
-        for live in self.running:
-            if live.prefilled > 0 and live.req.rid not in self.started:
-                self.started[live.req.rid] = start
+        if prefill_tokens:  # only a step with prompt tokens starts a prefill
+            for live in self.running:
+                if live.prefilled > 0 and live.req.rid not in self.started:
+                    self.started[live.req.rid] = start
         return now
 
 

@@ -238,7 +238,8 @@ def markdown(records: list[dict]) -> str:
         e, m, p = r["errors"], r["measured"], r["predicted"]
 
         def cell(metric: str, unit: str) -> str:
-            return f"{p[metric]:,.4g} vs {m[metric]:,.4g} {unit} ({100 * e[metric]:+.1f} %)"
+            shown = [f"{v:,.0f}" if v >= 100 else f"{v:.4g}" for v in (p[metric], m[metric])]
+            return f"{shown[0]} vs {shown[1]}{' ' + unit if unit else ''} ({100 * e[metric]:+.1f} %)"
 
         lines.append(f"| {name} | `{r['disagg']}` | {r['split']} | {cell('tpot', 'tok/s/user')} | "
                      f"{cell('output_per_gpu', '')} | {cell('total_per_gpu', '')} | {cell('ttft', 's')} | "
