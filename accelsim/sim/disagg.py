@@ -51,6 +51,9 @@ from accelsim.transform import Parallelism
 ROLES: tuple[str, ...] = ("prefill", "decode")
 LAYOUT_KEYS: tuple[str, ...] = ("tp", "pp", "ep", "dp")
 MAX_POOL_CHIPS = 1_000_000
+# Every replica is simulated step by step; beyond this many a pool is a typo or a job for a
+# per-replica run (requests spread evenly behave like one replica at 1/R of the load).
+MAX_REPLICAS = 4096
 SPEC_FORM = "prefill=HW:N[:tpX][:ppW][:epY][:dpZ],decode=HW:M[:tpX][:ppW][:epY][:dpZ]"
 
 
@@ -265,6 +268,9 @@ def pool(spec: PoolSpec, costs: CostModel) -> Pool:
     if spec.chips % costs.chips:
         raise AccelsimError(f"--disagg {spec.role}: {spec.chips} chips is not a multiple of one replica's "
                             f"{costs.chips} chips (tp x pp x dp{', as the kind sizes it' if spec.parallelism is None else ''})")
+    if spec.chips // costs.chips > MAX_REPLICAS:
+        raise AccelsimError(f"--disagg {spec.role}: {spec.chips // costs.chips} replicas; at most {MAX_REPLICAS} "
+                            f"per pool are simulated (each one step by step)")
     return Pool(spec, costs)
 
 
@@ -310,10 +316,11 @@ class _DecodeLoop(_PrefillLoop):
 
 def _loop(kind: type[_PrefillLoop], requests: list[Request], costs: CostModel, config: ServeConfig,
           role: str) -> _PrefillLoop:
-    """An empty replica loop; built over every request it may receive so that one that cannot
-    fit is refused up front (``_Loop``'s own check), naming the pool."""
+    """An empty replica loop, built over the longest request it may receive so that one that
+    cannot fit is refused up front (``_Loop``'s own check), naming the pool."""
+    longest = max(requests, key=lambda r: r.prompt + r.output)
     try:
-        loop = kind(requests, costs, config, kv_capacity_blocks(costs, config))
+        loop = kind([longest], costs, config, kv_capacity_blocks(costs, config))
     except AccelsimError as err:
         raise AccelsimError(f"--disagg {role} pool: {err}") from None
     loop.pending = deque()
