@@ -240,3 +240,17 @@ def test_validation_replay_reports_a_replayed_setup_against_its_rows():
     medians = check.summary(records)
     assert medians["tpot"] == pytest.approx(abs(records[0]["errors"]["tpot"]))
     assert "B300 20 GPUs" in check.markdown(records)
+
+
+def test_python_api_serve_with_disagg_returns_the_pools():
+    import accelsim
+    report, run, curve, capacity = accelsim.serve("llama-3.1-8b", None, disagg=HETERO, kv_link="roce",
+                                                  offline=True, requests=8, prompt=128, output=8, results=True)
+    assert isinstance(run, disagg.DisaggResult) and curve == [run] and capacity is None
+    d = report.summary["disagg"]
+    assert d["kv_link"]["name"] == "roce" and d["pools"]["decode"]["replicas"] == 4
+    assert report.summary["load"]["kind"] == "offline"
+    with pytest.raises(AccelsimError, match="give no --hw"):
+        accelsim.serve("llama-3.1-8b", "h100-sxm", disagg=HETERO)
+    with pytest.raises(AccelsimError, match="give --disagg too"):
+        accelsim.serve("llama-3.1-8b", "h100-sxm", kv_link="roce")
