@@ -245,7 +245,9 @@ class Pool:
 
     def layout(self) -> str:
         p = self.costs.dtypes.get("parallelism")
-        return p.describe() if isinstance(p, Parallelism) else f"{self.costs.chips} chip(s)"
+        if isinstance(p, Parallelism):
+            return p.describe()
+        return "1 chip" if self.costs.chips == 1 else f"{self.costs.chips} chips"
 
 
 @dataclass(frozen=True)
