@@ -254,3 +254,18 @@ def test_python_api_serve_with_disagg_returns_the_pools():
         accelsim.serve("llama-3.1-8b", "h100-sxm", disagg=HETERO)
     with pytest.raises(AccelsimError, match="give --disagg too"):
         accelsim.serve("llama-3.1-8b", "h100-sxm", kv_link="roce")
+
+
+def test_closed_loop_keeps_its_concurrency_across_replicas():
+    """Each completion sends one request: never more than N in flight, whichever replica ends first."""
+    run = disagg.run(_system("prefill=h100-sxm:2,decode=h100-sxm:3"), ServeConfig(),
+                     Load("concurrency", 5, 60, 300, 7, spread=0.3, seed=2))  # replicas finish out of order
+    events = sorted([(r.arrival_s, 1) for r in run.result.requests] +
+                    [(r.arrival_s + r.e2e_s, -1) for r in run.result.requests], key=lambda e: (e[0], e[1]))
+    in_flight, peak = 0, 0
+    for _, step in events:
+        in_flight += step
+        peak = max(peak, in_flight)
+    assert peak == 5
+    sends = [r.arrival_s for r in sorted(run.result.requests, key=lambda r: r.rid)]
+    assert sends == sorted(sends)  # requests go out in order as completions free a slot

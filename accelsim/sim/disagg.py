@@ -488,8 +488,9 @@ def serve_disagg(requests: list[Request], system: DisaggSystem, config: ServeCon
             end = live.finish_s if live.finish_s is not None else loop.now
             if isinstance(loop, _DecodeLoop):
                 stats.append(_request_stats(sent[rid], live, prefill_lives.pop(rid), overhead))
-                if unsent:
-                    incoming.append(replace(unsent.popleft(), arrival_s=end + overhead))
+                if unsent:  # replicas finish out of order: keep the client's queue in send order
+                    insort(incoming, replace(unsent.popleft(), arrival_s=end + overhead),
+                           key=lambda r: (r.arrival_s, r.rid))
                 continue
             prefill_lives[rid] = live
             prefilled_at[rid] = end
