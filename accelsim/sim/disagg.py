@@ -22,6 +22,7 @@ loop's, costed by each pool's own ``CostModel``.
 """
 from __future__ import annotations
 
+import heapq
 import math
 import re
 from bisect import insort
@@ -457,6 +458,7 @@ def serve_disagg(requests: list[Request], system: DisaggSystem, config: ServeCon
     else:
         incoming = deque(replace(r, arrival_s=0.0) for r in ordered[:concurrency])
         unsent = deque(ordered[concurrency:])
+    slots: list[float] = []  # closed loop: times at which the client may send its next request
     sent: dict[int, Request] = {}
     kv_bytes: dict[int, float] = {}
     transfer: dict[int, float] = {}
@@ -465,13 +467,17 @@ def serve_disagg(requests: list[Request], system: DisaggSystem, config: ServeCon
     prefilled_at: dict[int, float] = {}
     loops = prefill + decode
     while True:
-        client = incoming[0].arrival_s if incoming else math.inf
+        slot = slots[0] if slots else math.inf
+        client = min(incoming[0].arrival_s if incoming else math.inf, slot)
         starts = [_next_start(loop) for loop in loops]
         first = min(range(len(loops)), key=starts.__getitem__)
         if client == math.inf and starts[first] == math.inf:
             break
         if client <= starts[first]:  # arrivals land before a step that starts at their time
-            request = incoming.popleft()
+            if incoming and incoming[0].arrival_s <= slot:
+                request = incoming.popleft()
+            else:  # the earliest freed slot sends the next request in order
+                request = replace(unsent.popleft(), arrival_s=heapq.heappop(slots))
             sent[request.rid] = request
             _route(prefill, replace(request, output=1))  # the prefill replica computes the prompt only
             continue
@@ -488,9 +494,10 @@ def serve_disagg(requests: list[Request], system: DisaggSystem, config: ServeCon
             end = live.finish_s if live.finish_s is not None else loop.now
             if isinstance(loop, _DecodeLoop):
                 stats.append(_request_stats(sent[rid], live, prefill_lives.pop(rid), overhead))
-                if unsent:  # replicas finish out of order: keep the client's queue in send order
-                    insort(incoming, replace(unsent.popleft(), arrival_s=end + overhead),
-                           key=lambda r: (r.arrival_s, r.rid))
+                if len(slots) < len(unsent):  # a closed loop's client sends again when it sees the end
+                    # Replicas' steps are taken in order of their starts, not their ends, so the
+                    # freed slots wait in time order and the next request goes to the earliest.
+                    heapq.heappush(slots, end + overhead)
                 continue
             prefill_lives[rid] = live
             prefilled_at[rid] = end
