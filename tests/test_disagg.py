@@ -269,3 +269,16 @@ def test_closed_loop_keeps_its_concurrency_across_replicas():
     assert peak == 5
     sends = [r.arrival_s for r in sorted(run.result.requests, key=lambda r: r.rid)]
     assert sends == sorted(sends)  # requests go out in order as completions free a slot
+
+
+def test_attention_dp_steps_cost_any_batch_never_less_than_exact():
+    """Serving batches are whatever arrives: a dp that is off the bucket grid still costs every
+    prefill and decode batch, padded up to whole ranks, never below the exact shape (dp 10: bucket 12)."""
+    from accelsim.transform import Parallelism
+    costs = api.cost_model("llama-3.1-8b", "h100-sxm", Parallelism(dp=10))
+    for seqs in (1, 5, 10, 11, 12, 13, 40):
+        assert costs.prefill(300 * seqs, seqs).time_s > 0
+    for batch in (1, 7, 10, 13, 25, 100):
+        assert costs.decode(batch, 500).time_s > 0
+    assert costs.decode(11, 500).time_s >= costs.decode(10, 500).time_s
+    assert costs.prefill(300 * 20, 20).time_s >= costs.prefill(300 * 10, 10).time_s

@@ -300,9 +300,11 @@ class CostModel:
         # Attention data parallelism balances a step's prompt tokens over its ranks, so more
         # sequences than ranks are costed as one sequence of tokens/dp per rank (its attention
         # as one prompt of that length: never less than the shorter prompts it stands for).
-        sequences = min(sequences, self._dp) if self._dp > 1 else sequences
+        dp = self._dp
+        sequences = min(sequences, dp) if dp > 1 else sequences
         per_seq = math.ceil(tokens / sequences)
-        b_seq, b_len = bucket(sequences), bucket(per_seq)
+        # Up to one sequence per rank: a bucket past dp would not split evenly over the ranks.
+        b_seq, b_len = (min(bucket(sequences), dp) if dp > 1 else bucket(sequences)), bucket(per_seq)
         return self._cost(("prefill", b_seq, b_len), Workload("prefill", sequences, per_seq, 0),
                           Workload("prefill", b_seq, b_len, 0))
 
