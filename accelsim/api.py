@@ -19,6 +19,7 @@ from accelsim.graph import Graph
 from accelsim.hardware.spec import HardwareBase
 from accelsim.model.density import DensityProfile, load_density
 from accelsim.model.spec import ModelSpec, load_model
+from accelsim.sim import disagg as disaggregated
 from accelsim.sim import engine, serving
 from accelsim.sim import speculative as spec_decoding
 from accelsim.sim.engine import Overlap
@@ -120,6 +121,43 @@ def cost_model(model: ModelSpec | str, hw: HardwareBase | str, parallelism: Para
                              spec_decode, draft, **dtypes)
 
 
+DISAGG_NO_CAPACITY = ("--find-capacity does not search --disagg runs (not built yet); run --disagg at "
+                      "the loads of --rates / --concurrency and read the curve")
+
+
+def check_disagg_options(spec: object | None, kv_link: str | None, single_system: bool) -> None:
+    """--disagg names every pool's hardware and layout, so a single system's --hw / layout
+    options cannot go with it, and --kv-link is only its link."""
+    if spec is None and kv_link is not None:
+        raise AccelsimError("--kv-link is the link between --disagg pools; give --disagg too")
+    if spec is not None and single_system:
+        raise AccelsimError("--disagg names each pool's hardware and layout (HW:N[:tpX][:epY][:dpZ]); "
+                            "give no --hw, --chips, --tp, --pp, --ep or --dp-attn with it")
+
+
+def disagg_system(model: ModelSpec | str, spec: disaggregated.DisaggSpec | str, *, kv_link: str | None = None,
+                  runtime: RuntimePreset | str | None = None, density: DensityProfile | str | Path | None = None,
+                  spec_decode: spec_decoding.SpecDecode | None = None, power_limit: float | None = None,
+                  **dtypes: str | None) -> disaggregated.DisaggSystem:
+    """The prefill and decode pools of ``spec`` (``--disagg`` text or parsed), each its hardware
+    resolved here and costed under ``runtime``, and the KV link between them (``kv_link``, or the
+    default of ``disaggregated.kv_link``).  The model must fit a replica of each pool; with
+    ``spec_decode`` the decode pool's steps are speculative rounds (its draft in that pool);
+    ``power_limit`` caps every chip of both pools."""
+    parsed = spec if isinstance(spec, disaggregated.DisaggSpec) else disaggregated.parse_disagg(spec)
+    pools = []
+    for pool in (parsed.prefill, parsed.decode):
+        try:
+            costs = cost_model(model, pool.hw, pool.parallelism, density, runtime, power_limit=power_limit,
+                               spec_decode=spec_decode if pool is parsed.decode else None, **dtypes)
+        except AccelsimError as err:
+            raise AccelsimError(f"--disagg {pool.role}={pool.hw}: {err.one_line()}") from None
+        pools.append(disaggregated.pool(pool, costs))
+    link = disaggregated.kv_link(kv_link, pools[0].costs.hw, pools[1].costs.hw,
+                          parsed.prefill.chips + parsed.decode.chips)
+    return disaggregated.DisaggSystem(pools[0], pools[1], link)
+
+
 @dataclass(frozen=True)
 class ServeReport:
     """What ``serve`` returns: the main run's summary, the curve over loads, the SLO capacity."""
@@ -138,7 +176,8 @@ def serve(model: ModelSpec | str, hw: HardwareBase | str, *, runtime: RuntimePre
           slo_tpot: float = 0.05, slo_percentile: float = 99.0, parallelism: Parallelism | None = None,
           density: DensityProfile | str | Path | None = None,
           spec_decode: spec_decoding.SpecDecode | None = None, results: bool = False,
-          **options: Any) -> ServeReport | tuple[ServeReport, serving.ServeResult, list[serving.ServeResult], Capacity | None]:
+          disagg: disaggregated.DisaggSpec | str | None = None, kv_link: str | None = None,
+          **options: Any) -> ServeReport | tuple[ServeReport, Any, list[Any], Capacity | None]:
     """``accelsim serve`` from Python: a load (``rate`` requests/s, ``concurrency`` in flight, or
     ``offline``) under ``runtime``'s scheduler; the summary, the curve over ``curve`` loads
     (default: around the load) and, with ``find_capacity``, the highest load meeting the SLOs.
@@ -147,20 +186,37 @@ def serve(model: ModelSpec | str, hw: HardwareBase | str, *, runtime: RuntimePre
     (weight_dtype, ...).  ``shared_prefix`` P: every synthetic prompt starts with the same P tokens.
     ``spec_decode`` (``SpecDecode(draft, k, accept)``) makes every decode step a speculative
     round; the summary's ``speculative`` section then holds the accepted tokens per step.
-    ``results=True`` also returns the runs themselves."""
+    ``results=True`` also returns the runs themselves.
+
+    ``disagg`` (``--disagg`` text, e.g. ``"prefill=h100-sxm:2,decode=hardwired-llama-3.1-8b:4"``)
+    serves on separate prefill and decode pools instead of ``hw`` (give ``hw=None``), their KV
+    over ``kv_link`` (``accelsim.sim.disagg``); the summary gains a ``disagg`` section (pools,
+    where the run is bound, KV moved, the balanced prefill:decode chip ratio) and the runs are
+    ``disaggregated.DisaggResult``s.  With ``spec_decode`` the decode pool runs the rounds."""
     if concurrency is not None and offline:
         raise AccelsimError("--concurrency and --offline are two different loads; give one")
     kind: LoadKind = "concurrency" if concurrency is not None else "offline" if offline else "rate"
     dtypes = {k: options.pop(k) for k in ("weight_dtype", "act_dtype", "kv_dtype") if k in options}
     preset = load_runtime(runtime)
     config = preset.serve_config(slo_ttft_s=slo_ttft, slo_tpot_s=slo_tpot, **options)
-    costs = cost_model(model, hw, parallelism, density, preset, spec_decode=spec_decode, **dtypes)
+    check_disagg_options(disagg, kv_link, hw is not None or parallelism is not None)
     requests_trace = tuple(load_trace(trace)) if trace is not None else None
     value = float(concurrency if concurrency is not None else rate if rate is not None else 8.0)
     if kind == "rate" and requests_trace is not None and rate is None and len(requests_trace) > 1:
         value = (len(requests_trace) - 1) / max(requests_trace[-1].arrival_s - requests_trace[0].arrival_s, 1e-12)
     base = Load(kind, value, requests, prompt, output, length_spread, arrival, cv, seed, requests_trace,
                 shared_prefix)
+    if disagg is not None:
+        system = disagg_system(model, disagg, kv_link=kv_link, runtime=preset, density=density,
+                               spec_decode=spec_decode, **dtypes)
+        if find_capacity:
+            raise AccelsimError(DISAGG_NO_CAPACITY)
+        split = disaggregated.run(system, config, base)
+        runs = ([disaggregated.run(system, config, base.at(p)) for p in sorted(set(curve or default_points(base)))]
+                if kind != "offline" else [split])
+        report = ServeReport(split.summary(), [r.summary() for r in runs], None, preset.name)
+        return (report, split, runs, None) if results else report
+    costs = cost_model(model, hw, parallelism, density, preset, spec_decode=spec_decode, **dtypes)
     slo = Slo(slo_ttft, slo_tpot, slo_percentile)
     capacity = find_load_capacity(costs, config, base, slo) if find_capacity else None
     main = run_load(costs, config, base)

@@ -11,7 +11,7 @@ from accelsim.cli import output as folders  # `output` is the --output option he
 from accelsim.cli.progress import progress
 from accelsim.errors import AccelsimError
 from accelsim.report.speculative import draft_label, speculation_line
-from accelsim.sim import kvcache, load, serving
+from accelsim.sim import disagg, kvcache, load, serving
 from accelsim.sim.speculative import SpecDecode
 from accelsim.workload import Workload
 
@@ -126,6 +126,16 @@ def typical_step(result: serving.ServeResult, costs: serving.CostModel):
               help="Percentile at which --find-capacity holds the SLOs.")
 @click.option("--slo-ttft", type=options.Finite(0, MAX_SLO_S), default=0.5, show_default=True, help="TTFT SLO in seconds (goodput).")
 @click.option("--slo-tpot", type=options.Finite(0, MAX_SLO_S), default=0.05, show_default=True, help="TPOT SLO in seconds (goodput).")
+@click.option("--disagg", "disagg_spec", default=None, metavar="SPEC",
+              help="Disaggregated serving: prefill=HW:N[:tpX][:ppW][:epY][:dpZ],decode=HW:M[...] -- "
+                   "separate prefill and decode pools (any chip kinds; N/(tp x pp x dp) replicas "
+                   "each), the KV cache moved between them over --kv-link; instead of --hw and "
+                   "the layout options.")
+@click.option("--kv-link", default=None, type=click.Choice(disagg.KV_LINKS),
+              help="Link the KV cache crosses from a prefill to a decode replica: nvlink / "
+                   "chip-to-chip (the configs' interconnect sections, the slower end's), infiniband "
+                   "or roce (400 Gb/s per chip) [default: the chips' own link when both pools are "
+                   "one chip kind within one scale-up domain, else infiniband].")
 @click.option("--seed", type=options.SEED, default=0, show_default=True, help="Seed of the arrival process.")
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Report folder [default: reports/serve].")
@@ -136,7 +146,7 @@ def serve(model, hw, parallelism, weight_dtype, act_dtype, kv_dtype, density, po
           length_spread, n_requests, arrival, cv, trace_file, shared_prefix, prefix_cache, kv_offload, prompt,
           output, runtime, scheduler, max_batch,
           chunk, block_size, kv_reserve, preemption, kv_memory_fraction, rates, find_capacity,
-          slo_percentile, slo_ttft, slo_tpot, seed, spec_decode, out, force, as_json):
+          slo_percentile, slo_ttft, slo_tpot, disagg_spec, kv_link, seed, spec_decode, out, force, as_json):
     """Serve a stream of requests and report TTFT, TPOT, end-to-end latency, throughput, goodput
     under the SLOs, energy per token, the queue over time and a latency-throughput curve.
 
@@ -172,15 +182,30 @@ def serve(model, hw, parallelism, weight_dtype, act_dtype, kv_dtype, density, po
                                  preemption=preemption, memory_utilisation=kv_memory_fraction,
                                  prefix_cache=prefix_cache, kv_offload=kv_offload)
     scheduler, max_batch, chunk, block_size = config.scheduler, config.max_batch, config.chunk, config.block_size
-    costs = api.cost_model(model, hw, parallelism=parallelism, runtime=preset, power_limit=power_limit,
-                           density=density, spec_decode=spec_decode, weight_dtype=weight_dtype,
-                           act_dtype=act_dtype, kv_dtype=kv_dtype)
-    slo = load.Slo(slo_ttft, slo_tpot, slo_percentile)
-    capacity = load.find_capacity(costs, config, base_load, slo) if find_capacity else None
-    main = load.run(costs, config, base_load)
-    sweep = ([load.run(costs, config, base_load.at(p))  # a bar on a terminal only
-              for p in progress(sorted(set(points)), "loads", quiet=as_json)]
-             if kind != "offline" else [main])
+    hw_given = click.get_current_context().get_parameter_source("hw") != click.core.ParameterSource.DEFAULT
+    api.check_disagg_options(disagg_spec, kv_link, hw_given or parallelism is not None)
+    dtypes = {"weight_dtype": weight_dtype, "act_dtype": act_dtype, "kv_dtype": kv_dtype}
+    split: disagg.DisaggSystem | None = None
+    if disagg_spec is not None:
+        split = api.disagg_system(model, disagg_spec, kv_link=kv_link, runtime=preset, density=density,
+                                  spec_decode=spec_decode, power_limit=power_limit, **dtypes)
+        if find_capacity:
+            raise AccelsimError(api.DISAGG_NO_CAPACITY)
+        costs = split.decode.costs  # its typical decode step is the one drawn
+        split_main = disagg.run(split, config, base_load)
+        split_sweep = ([disagg.run(split, config, base_load.at(p))
+                        for p in progress(sorted(set(points)), "loads", quiet=as_json)]
+                       if kind != "offline" else [split_main])
+        main, sweep, capacity = split_main.result, [r.result for r in split_sweep], None
+    else:
+        costs = api.cost_model(model, hw, parallelism=parallelism, runtime=preset, power_limit=power_limit,
+                               density=density, spec_decode=spec_decode, **dtypes)
+        slo = load.Slo(slo_ttft, slo_tpot, slo_percentile)
+        capacity = load.find_capacity(costs, config, base_load, slo) if find_capacity else None
+        main = load.run(costs, config, base_load)
+        sweep = ([load.run(costs, config, base_load.at(p))  # a bar on a terminal only
+                  for p in progress(sorted(set(points)), "loads", quiet=as_json)]
+                 if kind != "offline" else [main])
     main_rate = value
 
     from accelsim.report.serving import write_report
@@ -193,7 +218,8 @@ def serve(model, hw, parallelism, weight_dtype, act_dtype, kv_dtype, density, po
         f"{n_requests} {how}, prompt {prompt}{shared} / output {output} tokens{spread}, seed {seed}")
     main_load = {"rate": f"main rate {main_rate:g} requests/s", "concurrency": f"concurrency {concurrency}",
                  "offline": "offline"}[kind]
-    setup = (f"{costs.model.name} on {costs.hw.name} under the {preset.name} runtime ({preset.engine}), "
+    where = f"disaggregated pools ({split.describe()})" if split is not None else costs.hw.name
+    setup = (f"{costs.model.name} on {where} under the {preset.name} runtime ({preset.engine}), "
              f"KV reserve {config.reserve_output:g} of the output, "
              f"{'swap-to-host' if config.kv_offload == 'host' else config.preemption} preemption, KV pool "
              f"{config.memory_utilisation:g} of {config.memory_basis} memory; {scheduler} batching (max batch {max_batch}"
@@ -201,11 +227,17 @@ def serve(model, hw, parallelism, weight_dtype, act_dtype, kv_dtype, density, po
              f"tokens{kv_features(main)}; {source}; {main_load}{speculation_setup(spec_decode)}.")
     step, step_label = typical_step(main, costs)
     with folders.report_folder(out or Path("reports") / "serve", force) as (staging, out_dir):
-        files = folders.moved(write_report(main, sweep, staging, f"Serving {costs.model.name} on "
-                                           f"{costs.hw.name}", setup, step, step_label, capacity),
+        title = f"Serving {costs.model.name} on " + (
+            f"{split.prefill.costs.hw.name} (prefill) + {split.decode.costs.hw.name} (decode)"
+            if split is not None else costs.hw.name)
+        pools = split_main.findings() if split is not None else None
+        files = folders.moved(write_report(main, sweep, staging, title, setup, step, step_label, capacity,
+                                           pools),
                               staging, out_dir)
+    summary = split_main.summary() if split is not None else main.summary()
+    curve = [r.summary() for r in split_sweep] if split is not None else [r.summary() for r in sweep]
     if as_json:
-        options.echo_json({"summary": main.summary(), "curve": [r.summary() for r in sweep],
+        options.echo_json({"summary": summary, "curve": curve,
                            "capacity": capacity.summary() if capacity is not None else None,
                            "files": {k: str(v) for k, v in files.items()}})
         return
@@ -224,6 +256,8 @@ def serve(model, hw, parallelism, weight_dtype, act_dtype, kv_dtype, density, po
         click.echo(line)
     if main.speculation is not None:
         click.echo(f"  {'speculate':>10}: {speculation_line(main.speculation)}")
+    for line in pools or []:
+        click.echo(f"  {'disagg':>10}: {line}")
     if capacity is not None:
         c = capacity.summary()
         click.echo(f"  {'capacity':>10}: {c['load']} {c['value']:g} meets {c['percentile']} TTFT <= "

@@ -28,24 +28,33 @@ class BoundExceeded(click.ClickException):
 @click.option("--out", type=click.Path(file_okay=False, path_type=Path), default=None,
               help="Write points.csv, summary.csv, validation.json, validation.md and plots here.")
 @click.option("--points", "points_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
-              help="Points file (default: validation/points.yaml; with --serving, validation/serving.yaml).")
+              help="Points file (default: validation/points.yaml; with --serving, validation/serving.yaml; with --disagg, the measurements table validation/measured_2025.csv).")
 @click.option("--serving", is_flag=True, default=False,
               help="Replay the serving measurements of validation/serving.yaml through `serve` under their "
                    "runtime presets instead (slow: minutes), and report median |error| per source and metric.")
+@click.option("--disagg", is_flag=True, default=False,
+              help="Replay InferenceX's disaggregated prefill/decode rows of validation/measured_2025.csv "
+                   "through `serve --disagg` instead (slow: minutes), and report median |error| on TPOT "
+                   "and throughput per GPU (every row held out: nothing is fitted on them).")
 @click.option("--trust-table", "trust_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the per-point table trust labels are computed from (hw, metric, split, "
                    "error, status); `--subset all --trust-table validation/trust_table.csv` refreshes "
                    "the bundled one.")
 @options.json_option
-def validate(subset, max_error, out, points_path, serving, trust_path, as_json):
+def validate(subset, max_error, out, points_path, serving, disagg, trust_path, as_json):
     """Predict every measured point in validation/ and report the errors.
 
     \b
     Prints predicted vs measured per point, then median / mean |error| per hardware and metric.
     Points accelsim cannot simulate (e.g. a model that does not fit) are listed with the reason, not run.
     """
+    if serving and disagg:
+        raise AccelsimError("--serving and --disagg replay different tables; give one")
     if serving:
         _validate_serving(subset, max_error, out, points_path, as_json)
+        return
+    if disagg:
+        _validate_disagg(max_error, points_path, as_json)
         return
     from accelsim.validate.run import markdown, to_json, trust_frame, write
     from accelsim.validate.run import validate as run_validation
@@ -74,6 +83,23 @@ def validate(subset, max_error, out, points_path, serving, trust_path, as_json):
         failed = result.gate[~result.gate["pass"]]
         names = ", ".join(f"{r.hw}/{r.metric} {100 * r.median_abs_error:.1f} %" for r in failed.itertuples())
         raise BoundExceeded(f"median |error| above {100 * max_error:.1f} %: {names}")
+
+
+def _validate_disagg(max_error: float, table: Path | None, as_json: bool) -> None:
+    """--disagg: the setups replayed, then the median |error| per metric, held to --max-error on
+    TPOT and output throughput per GPU (TTFT is shown, not bounded)."""
+    from accelsim.validate import disagg
+
+    records = disagg.replay_file(table)
+    medians = disagg.summary(records)
+    if as_json:
+        options.echo_json({"setups": records, "median_abs_error": medians})
+    else:
+        click.echo(disagg.markdown(records))
+        click.echo("\nmedian |error|: " + ", ".join(f"{k} {100 * v:.1f} %" for k, v in medians.items()))
+    over = [f"{k} {100 * medians[k]:.1f} %" for k in ("tpot", "output_per_gpu") if medians.get(k, 0.0) > max_error]
+    if over:
+        raise BoundExceeded(f"median |error| above {100 * max_error:.1f} %: {', '.join(over)}")
 
 
 def _validate_serving(subset: str, max_error: float, out: Path | None, points_path: Path | None,

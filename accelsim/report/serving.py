@@ -204,8 +204,9 @@ def kv_findings(s: dict) -> list[str]:
 
 def write_report(main: ServeResult, sweep: list[ServeResult], out_dir: Path, title: str,
                  setup: str, step: Timeline | None = None, step_label: str = "",
-                 capacity: Capacity | None = None) -> dict[str, Path]:
-    """``step``: an engine timeline of one typical decode step, drawn and exported as well."""
+                 capacity: Capacity | None = None, pools: list[str] | None = None) -> dict[str, Path]:
+    """``step``: an engine timeline of one typical decode step, drawn and exported as well.
+    ``pools``: a disaggregated run's per-pool lines (``DisaggResult.findings``), their own section."""
     out_dir.mkdir(parents=True, exist_ok=True)
     curve = curve_frame(sweep)
     files = {"curve_csv": out_dir / "curve.csv", "requests_csv": out_dir / "requests.csv",
@@ -231,7 +232,7 @@ def write_report(main: ServeResult, sweep: list[ServeResult], out_dir: Path, tit
                "images": {k: v.name for k, v in files.items() if k.endswith("_png")},
                "trace": files["trace"].name,
                "step_trace": files["step_trace"].name if "step_trace" in files else None,
-               "step_label": step_label}
+               "step_label": step_label, "pools": pools or []}
     files["markdown"] = out_dir / "report.md"
     files["markdown"].write_text(TEMPLATES.get_template("serve.md.j2").render(
         **context, latency_table=table.to_markdown(index=False),

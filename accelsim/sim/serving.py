@@ -375,17 +375,35 @@ class CostModel:
             self.memo[key] = StepCost(result.latency_s, result.energy_total_j)
         return self.memo[key]
 
+    @property
+    def _dp(self) -> int:
+        layout = self.dtypes.get("parallelism")
+        return layout.dp if isinstance(layout, Parallelism) else 1
+
+    def _ranks(self, sequences: int) -> int:
+        """Decode sequences as attention data parallelism runs them (``--dp-attn``): a batch of
+        at least ``dp`` is padded to a multiple of it, since every rank steps with the busiest."""
+        dp = self._dp
+        return sequences if sequences <= dp else -(-sequences // dp) * dp
+
     # prefill and decode run every step: a memo hit builds no Workload (they are only for a miss)
     def prefill(self, tokens: int, sequences: int = 1) -> StepCost:
+        # Attention data parallelism balances a step's prompt tokens over its ranks, so more
+        # sequences than ranks are costed as one sequence of tokens/dp per rank (its attention
+        # as one prompt of that length: never less than the shorter prompts it stands for).
+        dp = self._dp
+        sequences = min(sequences, dp) if dp > 1 else sequences
         per_seq = math.ceil(tokens / sequences)
-        b_seq, b_len = bucket(sequences), bucket(per_seq)
+        # Up to one sequence per rank: a bucket past dp would not split evenly over the ranks.
+        b_seq, b_len = (min(bucket(sequences), dp) if dp > 1 else bucket(sequences)), bucket(per_seq)
         key = ("prefill", b_seq, b_len)
         return self.memo.get(key) or self._cost(key, Workload("prefill", sequences, per_seq, 0),
                                                 Workload("prefill", b_seq, b_len, 0))
 
     def decode(self, batch: int, mean_context: float) -> StepCost:
         context = math.ceil(mean_context)
-        b_batch, b_ctx = bucket(batch), bucket(max(context, 1))
+        batch = self._ranks(batch)
+        b_batch, b_ctx = self._ranks(bucket(batch)), bucket(max(context, 1))
         key = ("decode", b_batch, b_ctx)
         return self.memo.get(key) or self._cost(key, Workload("decode", batch, 1, context),
                                                 Workload("decode", b_batch, 1, b_ctx))
@@ -398,7 +416,8 @@ class CostModel:
             raise AccelsimError("decode_round needs a cost model built with spec_decode")
         k = self.spec_decode.k
         context = math.ceil(mean_context)
-        b_batch, b_ctx = bucket(batch), bucket(max(context, 1))
+        batch = self._ranks(batch)
+        b_batch, b_ctx = self._ranks(bucket(batch)), bucket(max(context, 1))
         key = ("draft", b_batch, b_ctx)
         draft = self.memo.get(key) or self._cost(key, Workload("decode", batch, 1, context),
                                                  Workload("decode", b_batch, 1, b_ctx), draft=True)
@@ -677,9 +696,7 @@ def serve(requests: list[Request], costs: CostModel, config: ServeConfig = Serve
     if config.prefix_cache and (costs.kv_bytes_per_token <= 0 or costs.state_bytes_per_seq > 0):
         raise AccelsimError(f"--prefix-cache reuses attention KV blocks; {costs.model.name} keeps a "
                             f"recurrent state per request, which a prefix cache does not share")
-    capacity = config.kv_blocks if config.kv_blocks is not None else int(
-        costs.cache_capacity_bytes(config.memory_utilisation, config.memory_basis)
-        // costs.block_bytes(config.block_size))
+    capacity = kv_capacity_blocks(costs, config)
     loop = _Loop(requests, costs, config, capacity, concurrency)
     loop.run()
     stats = [_stats(live, costs.request_overhead_s) for live in loop.finished]
@@ -691,6 +708,14 @@ def serve(requests: list[Request], costs: CostModel, config: ServeConfig = Serve
     return ServeResult(rate, config.scheduler, stats, loop.steps, capacity, config.block_size,
                        loop.idle_s * costs.static_w, config, tuple(loop.notes), concurrency, offline,
                        costs.chips, kv=loop.kv_summary(), speculation=loop.spec_stats())
+
+
+def kv_capacity_blocks(costs: CostModel, config: ServeConfig) -> int:
+    """KV blocks one replica of ``costs``' chips holds under ``config`` (``kv_blocks`` overrides)."""
+    if config.kv_blocks is not None:
+        return config.kv_blocks
+    return int(costs.cache_capacity_bytes(config.memory_utilisation, config.memory_basis)
+               // costs.block_bytes(config.block_size))
 
 
 def _stats(live: _Live, request_overhead_s: float = 0.0) -> RequestStats:
