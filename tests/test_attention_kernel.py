@@ -79,8 +79,11 @@ def test_unknown_runtime_name_is_refused(tmp_path):
 
 def test_attention_dtype_runs_fp8_attention_on_the_fp16_datapath():
     # a 4096-token fp8 prefill is compute-bound in attention: the fp16 datapath has half the
-    # fp8 peak (989 vs 1979 TFLOPS, H100 SXM datasheet), so attention takes about twice as long
+    # fp8 peak (989 vs 1979 TFLOPS, H100 SXM datasheet) and reaches its own measured share of it
+    # (efficiency.datapath, 80 %) where fp8 reaches the fitted efficiency.compute, so attention
+    # takes 2 x compute / datapath share as long
     hw = resolve_hardware("h100-sxm")
+    slower = 2.0 * hw.efficiency.compute / hw.efficiency.datapath["fp16"]
     wide = hw.model_copy(update={"gpu": hw.gpu.model_copy(update={"attention_dtype": "fp16"})})
     prefill = Workload("prefill", batch=1, prompt=4096)
     spec = load_model("llama-3.1-8b")
@@ -90,7 +93,7 @@ def test_attention_dtype_runs_fp8_attention_on_the_fp16_datapath():
         result = simulate(model, chip, prefill)
         return sum(op.compute_s for op in result.ops if op.kind == "attention")
 
-    assert attention(wide, fp8) / attention(hw, fp8) == pytest.approx(2.0, rel=0.05)
+    assert attention(wide, fp8) / attention(hw, fp8) == pytest.approx(slower, rel=0.05)
     # activations already 16-bit: nothing to widen
     assert attention(wide, spec) == pytest.approx(attention(hw, spec))
 

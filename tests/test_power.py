@@ -60,7 +60,9 @@ def test_power_limit_slows_compute_bound_by_the_capped_share_memory_bound_barely
     asked = _chip_w(free_p) - chip.power.static
     assert cap_p.latency_s / free_p.latency_s == pytest.approx(asked / (450.0 - chip.power.static))
     assert cap_p.latency_s > 1.4 * free_p.latency_s and _chip_w(cap_p) == pytest.approx(450.0)
-    assert cap_d.latency_s / free_d.latency_s < 1.05
+    # a batch-1 decode asks ~477 W (its HBM busy ~80 % of the step; ML.ENERGY measures ~486 W
+    # at batch 8), so a 450 W limit costs it a few percent, against 1.4x+ for the prefill
+    assert cap_d.latency_s / free_d.latency_s < 1.10
     # the dynamic energy is kept; only the idle power runs longer
     dyn = lambda r: r.energy_total_j - r.energy_j["static"]  # noqa: E731
     assert dyn(cap_p) == pytest.approx(dyn(free_p))

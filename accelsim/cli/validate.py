@@ -134,7 +134,7 @@ def _validate_serving(subset: str, max_error: float, out: Path | None, points_pa
               help="Fit one set of constants for a chip family of the points file (`families:`, "
                    "e.g. blackwell, instinct) on its calibration points instead.")
 def calibrate(hws, family):
-    """Fit efficiency.compute, efficiency.memory, the per-op, per-step and per-request overheads on the calibration subset.
+    """Fit efficiency.compute, efficiency.memory, the per-op, per-step and per-request overheads and the attention unit overhead on the calibration subset.
 
     \b
     Prints the fitted values (as YAML to paste into hw_configs/<name>.yaml) and the loss before
@@ -150,7 +150,7 @@ def calibrate(hws, family):
                    f"{f.loss_after:.4f}")
         click.echo(f"efficiency: {{compute: {a.compute:.3f}, memory: {a.memory:.3f}}}  "
                    f"overhead: {a.overhead_s * 1e6:.2f} us  step overhead: {a.step_s * 1e6:.1f} us  "
-                   f"request overhead: {a.request_s * 1e3:.3f} ms")
+                   f"request overhead: {a.request_s * 1e3:.3f} ms  attention unit overhead: {a.unit_s * 1e6:.2f} us")
 
 
 COMMANDS = (validate, calibrate)

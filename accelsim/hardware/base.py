@@ -333,7 +333,8 @@ class BackendBase(ABC):
 
     def overhead_keys(self, hw: Any) -> dict[str, str]:
         """Dotted spec keys of the overheads calibration may fit: ``op`` (per op), ``step`` (per
-        step), ``request`` (per request); a kind without calibrated overheads gives none."""
+        step), ``request`` (per request), ``attention_unit`` (per wave of attention work units);
+        a kind without calibrated overheads gives none."""
         return {}
 
     # -- memory levels and silicon

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -59,9 +59,10 @@ class GpuBackend(BackendBase):
         mem = hw.memory
         return {**common.base_params(hw), "sms": hw.gpu.sms, "cluster": hw.gpu.cluster,
                 "launch_overhead": hw.gpu.launch_overhead, "attention": hw.gpu.attention,
-                "attention_dtype": hw.gpu.attention_dtype, "hbm_bw": mem.hbm.bandwidth,
+                "attention_dtype": hw.gpu.attention_dtype,
+                "attention_unit_overhead": hw.gpu.attention_unit_overhead, "hbm_bw": mem.hbm.bandwidth,
                 "hbm_energy": mem.hbm.energy, "l2_bw": mem.l2.bandwidth, "l2_energy": mem.l2.energy,
-                "l2_capacity": mem.l2.capacity,
+                "l2_capacity": mem.l2.capacity, "eff_datapath": _datapath_efficiency(hw),
                 "active": power.active_w(hw, ("hbm", "l2"), "hbm")}
 
     def mappings(self, op: Op, hw: GpuSpec) -> list[Mapping]:
@@ -77,6 +78,7 @@ class GpuBackend(BackendBase):
         """The cost formulas; every number comes from ``p`` (``params``), so the same code costs
         one chip or an array of design points."""
         bandwidth, energy = _levels(p)
+        p = _at_datapath_efficiency(op, p)
         if isinstance(op, MatMul):
             t = _gemm_terms(op, mapping, p, placement, bandwidth, energy)
         elif isinstance(op, Attention):
@@ -120,7 +122,7 @@ class GpuBackend(BackendBase):
 
     def overhead_keys(self, hw: GpuSpec) -> dict[str, str]:
         return {"op": "gpu.launch_overhead", "step": "gpu.step_overhead",
-                "request": "gpu.request_overhead"}
+                "request": "gpu.request_overhead", "attention_unit": "gpu.attention_unit_overhead"}
 
     def offchip_level(self, hw: GpuSpec) -> str | None:
         return "hbm"
@@ -136,6 +138,27 @@ class GpuBackend(BackendBase):
 
     def die_storage(self, hw: GpuSpec, model: ModelSpec | None) -> tuple[Any, Any]:
         return hw.memory.l2.capacity, 0.0
+
+
+def _datapath_efficiency(hw: GpuSpec) -> dict[str, float]:
+    """Format -> achieved share of its datapath's peak, for the formats whose datapath has its
+    own measured share (``efficiency.datapath``); the others run at ``efficiency.compute``."""
+    given = hw.efficiency.datapath
+    fallback = {d: hw.fallback_dtype(d) for d in dtypes.DTYPES}
+    return {d: given[cast(dtypes.DType, f)] for d, f in fallback.items() if f in given}
+
+
+def _at_datapath_efficiency(op: Op, p: dict[str, Any]) -> dict[str, Any]:
+    """``p`` with ``eff_compute`` set to the share the op's datapath reaches (the same ``p``
+    when its datapath has no share of its own)."""
+    if isinstance(op, MatMul):
+        datapath = op.compute_dtype
+    elif isinstance(op, Attention):
+        datapath = attention_datapath(op.dtype, p["attention_dtype"])
+    else:
+        return p
+    share = p["eff_datapath"].get(datapath)
+    return p if share is None else {**p, "eff_compute": share}
 
 
 def _levels(p: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -214,7 +237,9 @@ def _attention_terms(op: Attention, mapping: Mapping, p: dict[str, Any], placeme
     compute_s = vmax(tensor_s, vector_s)
     moved = _attention_bytes(op, placement, streams)
     memory_s = {lvl: v / bandwidth[lvl] for lvl, v in moved.items()}
-    overhead = p["launch_overhead"] * where(split > 1, 2, 1)
+    # Each wave of work units pays the unit's fixed latency on top of its share of the streams.
+    unit_waves = ceil_div(units * split, p["sms"])
+    overhead = p["launch_overhead"] * where(split > 1, 2, 1) + unit_waves * p["attention_unit_overhead"]
     time = vmax(compute_s, *memory_s.values()) + overhead
     e = {"compute": op.macs * p["mac_energy"][datapath], "vector": op.vector_flops * p["vector_op"],
          **memory_energy(moved, energy)}

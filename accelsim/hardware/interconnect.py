@@ -237,8 +237,8 @@ def mean_hops(n: int, ring: bool) -> float:
 def torus_time(pattern: str, axes: list[Axis], payload: float, links: Interconnect
                ) -> tuple[float, float]:
     """(seconds, bytes each chip puts on links) for one collective over the spanned ``axes``."""
-    L = links.link_bandwidth
-    assert L is not None  # a torus gives its link bandwidth (``Interconnect`` checks)
+    assert links.link_bandwidth is not None  # a torus gives its link bandwidth (``Interconnect`` checks)
+    L = links.link_bandwidth * links.efficiency
     if pattern == "send":
         return links.base_latency + links.latency + payload / L, payload
     if not axes:
@@ -261,7 +261,8 @@ def collective_time(pattern: str, group: int, payload: float, links: Interconnec
         return 0.0, 0.0
     steps = ALGORITHMS[algorithm](pattern, max(group, 2), payload)
     assert links.bandwidth is not None  # every topology but the torus gives it
-    return links.base_latency + steps.hops * links.latency + steps.sent / links.bandwidth, steps.sent
+    rate = links.bandwidth * links.efficiency
+    return links.base_latency + steps.hops * links.latency + steps.sent / rate, steps.sent
 
 
 def cost(op: Op, mapping: Mapping, hw: HardwareBase, placement: Placement | None = None) -> OpCost:

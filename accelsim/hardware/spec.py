@@ -7,7 +7,7 @@ that carries figures has a required ``source``.
 from __future__ import annotations
 
 import math
-from typing import Annotated, Literal, cast
+from typing import Annotated, ClassVar, Literal, cast
 
 from pydantic import Field, model_validator
 
@@ -111,6 +111,11 @@ class Efficiency(Spec):
 
     compute: Fraction = 1.0
     memory: Fraction = 1.0
+    # Achieved fraction of the matrix peak of a datapath that reaches a different share than
+    # ``compute`` (which then holds for every other datapath): a measured figure with its source,
+    # never fitted.  Hopper's 16-bit GEMMs reach ~80 % of their peak while its FP8 GEMMs, which
+    # the fitted ``compute`` follows, reach ~63 % (docs/validation.md).  Read by the GPU backend.
+    datapath: dict[DType, Fraction] = Field(default_factory=dict)
     # The chip family whose shared fit set these constants (validation/points.yaml `families:`),
     # so a member with no measurements of its own is labelled by its family's (``accelsim.trust``).
     family: str | None = None
@@ -178,6 +183,10 @@ class Interconnect(Spec):
     # GB300 NVL72 racks: 72): a collective over more chips would leave these links (for the
     # scale-out network, which accelsim does not model) and is refused.  None: no limit stated.
     domain: PositiveInt | None = None
+    # Share of ``bandwidth`` (or ``link_bandwidth``) the collective library moves payload at: the
+    # link protocol's packet headers and flow control take the rest (NCCL reaches ~370 of NVLink
+    # 4's 450 GB/s line rate; docs/validation.md).  1: the line rate, as stated.
+    efficiency: Fraction = 1.0
     source: Source
 
     @model_validator(mode="after")
@@ -235,6 +244,20 @@ class HardwareBase(Spec):
     interconnect: Interconnect | None = None
     respin: Respin | None = None  # economics of a model change (weights in silicon only)
     host_memory: HostMemory | None = None  # a KV offload tier for serving (optional)
+    # Whether the kind's backend reads ``efficiency.datapath`` (a per-datapath share a backend
+    # ignored would be silently wrong, so other kinds refuse it).
+    reads_datapath_efficiency: ClassVar[bool] = False
+
+    @model_validator(mode="after")
+    def _datapath_efficiency_applies(self):
+        given = self.efficiency.datapath
+        if given and not self.reads_datapath_efficiency:
+            raise ValueError(f"efficiency.datapath: not used by kind '{self.kind}' (only gpu configs read it)")
+        for dtype in given:
+            if dtype not in self.compute.matrix:
+                raise ValueError(f"efficiency.datapath.{dtype}: no such datapath in compute.matrix "
+                                 f"(allowed: {', '.join(self.compute.matrix)})")
+        return self
 
     @model_validator(mode="after")
     def _active_units_exist(self):
@@ -325,10 +348,16 @@ class GpuSection(Spec):
     # takes 16-bit inputs (TensorRT-LLM before its FP8 context FMHA) runs an fp8 engine's attention
     # on the fp16 datapath at half the fp8 rate.  None: the model's activation format.
     attention_dtype: DType | None = None
+    # Fixed time of one wave of attention work units (one CTA per SM): loading the queries, the
+    # final softmax reduction and writing the output are dependent HBM round trips that a short
+    # K/V range per unit cannot hide.  It grows with sequences x heads, not with bytes, which is
+    # why a large batch of short contexts decodes slower than its KV bytes say (docs/validation.md).
+    attention_unit_overhead: Seconds = "0 s"  # type: ignore[assignment]  # parsed like the YAML
     source: Source
 
 
 class GpuSpec(HardwareBase):
+    reads_datapath_efficiency: ClassVar[bool] = True
     kind: Literal["gpu"]
     memory: GpuMemory
     gpu: GpuSection

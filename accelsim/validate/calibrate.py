@@ -1,6 +1,6 @@
 """Fit each hardware config's efficiency constants on the calibration subset.
 
-Per hardware config up to five constants are fitted, shared by every op and every point on it:
+Per hardware config up to six constants are fitted, shared by every op and every point on it:
 ``efficiency.compute`` (achieved fraction of matrix/vector peak), ``efficiency.memory`` (achieved
 fraction of each memory level's bandwidth), the per-op overhead (``gpu.launch_overhead`` /
 ``systolic.op_overhead``), the per-step host overhead (``gpu.`` / ``systolic.step_overhead``,
@@ -8,7 +8,9 @@ paid once per model step: a TTFT point has one step, a static batch ``output_len
 single GEMM or stream kernel none -- which is what separates it from the per-op cost) and, on
 GPUs, the per-request runtime overhead (``gpu.request_overhead``, paid once per TTFT point and
 once per static-batch run, whatever its step count -- which separates it from the step
-overhead).  The objective is the sum over the calibration points of
+overhead) and, on GPUs, the fixed time of a wave of attention work units
+(``gpu.attention_unit_overhead``: it grows with sequences x heads per step, not with bytes, which
+separates a large batch of short contexts from a small batch of long ones with the same KV bytes).  The objective is the sum over the calibration points of
 ``log(predicted / measured)^2`` -- symmetric in over- and under-prediction and scale-free, so
 a TFLOPS point and a millisecond point weigh the same.  No per-point factors exist.
 
@@ -30,6 +32,7 @@ from accelsim.validate.predict import (
     Calibration,
     calibrated,
     current_calibration,
+    has_attention_unit_overhead,
     has_request_overhead,
     predict_measured,
 )
@@ -42,12 +45,16 @@ from accelsim.validate.predict import (
 # decode step ms slower than the weights-over-bandwidth floor allows (docs/validation.md).  Those
 # per-request costs now have their own term, the request overhead, searched over 0-10 ms (an
 # assumption: the ~4.5 ms the H100 batch-1 TTFT rows carry, with room either side).
+# The attention unit overhead (a wave of decode-attention CTAs: a few dependent HBM round trips
+# of ~0.5-1 us each) is searched over 0-5 us and started at 1 us (one grid value: the
+# large-batch, short-context decode rows that identify it are few, and a second grid value would
+# double the grid).
 BOUNDS = {"compute": (0.30, 1.0), "memory": (0.50, 1.0), "overhead_s": (0.0, 20e-6), "step_s": (0.0, 0.5e-3),
-          "request_s": (0.0, 10e-3)}
+          "request_s": (0.0, 10e-3), "unit_s": (0.0, 5e-6)}
 GRID = {"compute": (0.5, 0.65, 0.8, 0.95), "memory": (0.7, 0.8, 0.9, 1.0), "overhead_s": (0.0, 4e-6, 10e-6),
-        "step_s": (0.0, 0.25e-3), "request_s": (0.0, 4e-3)}
+        "step_s": (0.0, 0.25e-3), "request_s": (0.0, 4e-3), "unit_s": (1e-6,)}
 # The optimiser works in units of order one: overheads in microseconds, step and request in ms.
-SCALE = np.array([1.0, 1.0, 1e-6, 1e-3, 1e-3])
+SCALE = np.array([1.0, 1.0, 1e-6, 1e-3, 1e-3, 1e-6])
 
 
 @dataclass(frozen=True)
@@ -61,8 +68,10 @@ class Fit:
 
 
 def _bounds(hw) -> dict[str, tuple[float, float]]:
-    """The search box for ``hw``: kinds without a per-request overhead keep it at zero."""
-    return BOUNDS if has_request_overhead(hw) else {**BOUNDS, "request_s": (0.0, 0.0)}
+    """The search box for ``hw``: kinds without a per-request or attention unit overhead keep
+    them at zero."""
+    box = BOUNDS if has_request_overhead(hw) else {**BOUNDS, "request_s": (0.0, 0.0)}
+    return box if has_attention_unit_overhead(hw) else {**box, "unit_s": (0.0, 0.0)}
 
 
 def _clip(x: np.ndarray, box: dict[str, tuple[float, float]]) -> Calibration:
@@ -79,7 +88,10 @@ def loss(points: list[Point], catalogue: Catalogue, hw, cal: Calibration) -> flo
     return float(np.sum(np.square(residuals)))
 
 
-def fit_hardware(name: str, points: list[Point], catalogue: Catalogue, max_iter: int = 120) -> Fit:
+def fit_hardware(name: str, points: list[Point], catalogue: Catalogue, max_iter: int = 120,
+                 start_at: Calibration | None = None) -> Fit:
+    """Fit ``name``'s constants on ``points``: the grid picks the start (or ``start_at``, a
+    refit from known constants, skips the grid) and bounded Nelder-Mead refines it."""
     from scipy.optimize import minimize
 
     hw = resolve_hardware(name)
@@ -89,9 +101,13 @@ def fit_hardware(name: str, points: list[Point], catalogue: Catalogue, max_iter:
     def objective(x: np.ndarray) -> float:
         return loss(points, catalogue, hw, _clip(x * SCALE, box))
 
-    axes = [tuple(v for v in values if lo <= v <= hi) for values, (lo, hi) in zip(GRID.values(), box.values())]
-    grid = [np.array(g) / SCALE for g in itertools.product(*axes)]
-    start = min(grid, key=objective)
+    if start_at is not None:
+        start = np.array([getattr(start_at, k) for k in box]) / SCALE
+    else:
+        axes = [tuple(v for v in values if lo <= v <= hi) or (lo,)
+                for values, (lo, hi) in zip(GRID.values(), box.values())]
+        grid = [np.array(g) / SCALE for g in itertools.product(*axes)]
+        start = min(grid, key=objective)
     bounds = [(lo / s, hi / s) for (lo, hi), s in zip(box.values(), SCALE)]
     best = minimize(objective, start, method="Nelder-Mead", bounds=bounds,
                     options={"maxiter": max_iter, "xatol": 1e-3, "fatol": 1e-5})
@@ -144,7 +160,7 @@ def fit_family(family: str, catalogue: Catalogue | None = None, max_iter: int = 
 
     def with_efficiency(x: np.ndarray) -> Calibration:
         compute, memory = (float(np.clip(v, *BOUNDS[k])) for v, k in zip(x, ("compute", "memory")))
-        return Calibration(compute, memory, before.overhead_s, before.step_s, before.request_s)
+        return Calibration(compute, memory, before.overhead_s, before.step_s, before.request_s, before.unit_s)
 
     def family_loss(cal: Calibration) -> float:
         residuals = [np.log(predict_measured(p, calibrated(chips[p.hw], cal), catalogue).value

@@ -47,18 +47,20 @@ GEMM_OUT_DTYPE = {"fp8": "bf16", "fp16": "fp16", "bf16": "bf16"}
 class Calibration:
     """The constants calibration fits per hardware config (the others stay as the YAML says).
 
-    ``step_s`` is the per-step host overhead (``gpu.step_overhead``) and ``request_s`` the
-    per-request runtime overhead (``gpu.request_overhead``); kinds without them keep 0."""
+    ``step_s`` is the per-step host overhead (``gpu.step_overhead``), ``request_s`` the
+    per-request runtime overhead (``gpu.request_overhead``) and ``unit_s`` the fixed time of a
+    wave of attention work units (``gpu.attention_unit_overhead``); kinds without them keep 0."""
 
     compute: float
     memory: float
     overhead_s: float
     step_s: float = 0.0
     request_s: float = 0.0
+    unit_s: float = 0.0
 
 
 # Which overhead each Calibration field sets, by the ``overhead_keys`` role of the backend.
-_FIELD_OF = {"op": "overhead_s", "step": "step_s", "request": "request_s"}
+_FIELD_OF = {"op": "overhead_s", "step": "step_s", "request": "request_s", "attention_unit": "unit_s"}
 
 
 def _keys(hw: HardwareBase) -> dict[str, tuple[str, str]]:
@@ -71,6 +73,11 @@ def _keys(hw: HardwareBase) -> dict[str, tuple[str, str]]:
         section, key = dotted.split(".", 1)
         fields[_FIELD_OF[role]] = (section, key)
     return fields
+
+
+def has_attention_unit_overhead(hw: HardwareBase) -> bool:
+    """Whether the kind charges a fixed time per wave of attention work units."""
+    return "attention_unit" in hardware.backend(hw).overhead_keys(hw)
 
 
 def has_request_overhead(hw: HardwareBase) -> bool:
@@ -94,6 +101,8 @@ def calibrated(hw: HardwareBase, cal: Calibration) -> HardwareBase:
     keys = _keys(hw)
     if cal.request_s and "request_s" not in keys:
         raise ValueError(f"{hw.name}: kind '{hw.kind}' has no per-request overhead to set")
+    if cal.unit_s and "unit_s" not in keys:
+        raise ValueError(f"{hw.name}: kind '{hw.kind}' has no attention unit overhead to set")
     sections: dict[str, dict[str, float]] = {}
     for name, (section, key) in keys.items():
         sections.setdefault(section, {})[key] = getattr(cal, name)
