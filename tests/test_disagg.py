@@ -200,11 +200,12 @@ def test_inferencex_disagg_rows_become_pools_or_a_stated_reason():
     assert isinstance(b300, disagg.DisaggSpec)
     assert b300.text() == "prefill=b300:12:ep2:dp2,decode=b300:8:ep8:dp8"  # 6 x 2 and 1 x 8 GPUs
     assert by_key[("B300", 36, 3072)].text() == "prefill=b300:28:dp4,decode=b300:8:ep8:dp8"
-    assert "MTP" in by_key[("B300", 18, 52)]
+    mtp = next(s for s in found if s.chips == 18)
+    assert mtp.mtp and by_key[("B300", 18, 52)].text() == "prefill=b300:2:ep2:dp2,decode=b300:16:tp4:ep4"
     assert "not stated" in by_key[("MI355X", 24, 4096)] and "not stated" in by_key[("B200", 24, 288)]
     assert "span two" in by_key[("H100", 64, 9)]
     replayable = [s for s in found if not isinstance(check.pools(s), str)]
-    assert [check.SPLIT[s.hw] for s in replayable] == ["holdout"] * 3
+    assert [check.SPLIT[s.hw] for s in replayable] == ["holdout"] * 4
 
 
 def test_validation_errors_and_inferencex_per_gpu_conventions():
@@ -213,14 +214,17 @@ def test_validation_errors_and_inferencex_per_gpu_conventions():
     # InferenceX's output throughput per GPU counts decode GPUs, total throughput all GPUs:
     # output x 8 / (total x 20) is the output share of the tokens, OSL / (ISL + OSL) at the mean lengths.
     m = setup.measured
-    share = m["output_per_gpu"] * 8 / (m["total_per_gpu"] * 20)
+    share = m["output_throughput_per_chip"] * 8 / (m["total_throughput_per_chip"] * 20)
     assert share == pytest.approx(922 / (7373 + 922), rel=0.01)
     # TPOT is compared as time: a predicted interactivity twice the measured one is -50 % TPOT.
-    errors = check.errors({"tpot": 30.0, "output_per_gpu": 100.0}, {"tpot": 60.0, "output_per_gpu": 90.0})
-    assert errors == pytest.approx({"tpot": -0.5, "output_per_gpu": -0.1})
-    load = check.load_of(setup, 10)
+    errors = check.errors({"interactivity_p50": 30.0, "output_throughput_per_chip": 100.0},
+                          {"interactivity_p50": 60.0, "output_throughput_per_chip": 90.0})
+    assert errors == pytest.approx({"interactivity_p50": -0.5, "output_throughput_per_chip": -0.1})
+    # the client and formats come from serving.yaml's InferenceX source, as the aggregated rows'
+    load = check.load_of(setup)
     assert (load.kind, load.value, load.requests, load.spread) == ("concurrency", 1093.0, 10930, 0.8)
-    assert check.dtypes_of(setup) == {"weight_dtype": "nvfp4", "act_dtype": "nvfp4", "kv_dtype": "fp8"}
+    dtypes = check.dtypes_of(setup)
+    assert (dtypes.weight, dtypes.act, dtypes.kv) == ("nvfp4", "nvfp4", "fp8")
 
 
 def test_validation_replay_reports_a_replayed_setup_against_its_rows():
@@ -236,9 +240,10 @@ def test_validation_replay_reports_a_replayed_setup_against_its_rows():
 
     records = check.replay([setup], run)
     assert records[0]["disagg"] == spec.text()  # the pools the rows state; the run is the stand-in
-    assert set(records[0]["errors"]) == {"tpot", "output_per_gpu", "total_per_gpu", "ttft"}
+    assert set(records[0]["errors"]) == {"interactivity_p50", "output_throughput_per_chip",
+                                         "total_throughput_per_chip", "ttft_p50"}
     medians = check.summary(records)
-    assert medians["tpot"] == pytest.approx(abs(records[0]["errors"]["tpot"]))
+    assert medians["interactivity_p50"] == pytest.approx(abs(records[0]["errors"]["interactivity_p50"]))
     assert "B300 20 GPUs" in check.markdown(records)
 
 

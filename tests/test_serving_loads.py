@@ -281,7 +281,7 @@ def test_serving_validation_file_maps_every_row_with_the_split_by_model():
 
 def test_inferencex_rows_map_to_closed_loop_runs_as_the_benchmark_client_sends_them():
     from accelsim.validate import serving
-    points = [p for p in serving.load_points() if p.source == "inferencex-aggregated"]
+    points = [p for p in serving.load_points() if p.source == "inferencex"]
     # B200 TensorRT-LLM fp4 (28) and fp8 (8), MI355X SGLang fp4 (44); vLLM's DeepSeek-V4-Pro and the
     # H100 row without a stated layout are excluded with a reason, power/energy rows are unscored.
     assert len(points) == 80
@@ -329,7 +329,6 @@ sources:
     format: inferencex
     file: ix.csv
     scenario: fixed-concurrency
-    serving: aggregated
     runtimes: {framework_map}
     metrics: {{median TTFT: ttft_p50, median interactivity (1/TPOT): interactivity_p50,
               output throughput per GPU: output_throughput_per_chip,

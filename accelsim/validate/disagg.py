@@ -27,38 +27,22 @@ from pathlib import Path
 import numpy as np
 
 from accelsim.config import loader
-from accelsim.errors import AccelsimError
+from accelsim.errors import AccelsimError, ConfigError
 from accelsim.sim import disagg
 from accelsim.sim.disagg import DisaggResult, DisaggSpec, PoolSpec
 from accelsim.sim.load import Load
+from accelsim.sim.speculative import SpecDecode
+from accelsim.validate import serving
 from accelsim.validate.points import VALIDATION_DIR
 
 DEFAULT_FILE = VALIDATION_DIR / "measured_2025.csv"
-# InferenceX's client sends ten prompts per concurrent client (``--num-prompts $((CONC * 10))``
-# in the InferenceMAX benchmark recipe: benchmark_serving.py with --max-concurrency CONC).
-REQUESTS_PER_CLIENT = 10
-
-# Names in the measurement file -> accelsim's.  DeepSeek-R1-0528 is the DeepSeek-V3 architecture
-# (deepseek-ai/DeepSeek-R1 config.json: DeepseekV3ForCausalLM).
-MODELS = {"DeepSeek-R1-0528": "deepseek-v3"}
-HARDWARE = {"B300": "b300", "MI355X": "mi355x", "B200": "b200", "H100": "h100-sxm"}
-# InferenceX's FP4 DeepSeek checkpoints quantise the weights *and activations* of the linear
-# layers to FP4 (source: Hugging Face model cards of nvidia/DeepSeek-R1-0528-FP4, NVFP4 by
-# TensorRT Model Optimizer, and amd/DeepSeek-R1-0528-MXFP4, MXFP4 by AMD Quark), KV in FP8; the
-# FP8 runs use DeepSeek's own FP8 weights.  (validation/points.yaml costs the same rows' decode
-# with FP8 activations; decode barely depends on it, prefill does.)
-FP4 = {"b300": "nvfp4", "b200": "nvfp4", "mi355x": "mxfp4"}
-# The runtime preset whose scheduler and KV settings stand in for the framework's (runtimes/).
-FRAMEWORKS = {"Dynamo + TensorRT-LLM": "tensorrt-llm", "Dynamo + TensorRT-LLM (MTP)": "tensorrt-llm",
-              "SGLang + MoRI (disagg)": "sglang", "Dynamo + SGLang": "sglang"}
 # Written down by chip before any run (nothing is fitted in this module): all held out.
 SPLIT = {"b300": "holdout", "mi355x": "holdout", "b200": "holdout", "h100-sxm": "holdout"}
-# InferenceX draws random lengths over 80-100 % of the nominal ISL/OSL (random range ratio 0.8).
-LENGTH_SPREAD = 0.8
 NODE_GPUS = 8  # one HGX / MI355X node: the NVLink / Infinity Fabric domain in the configs
-METRICS = {"total throughput per GPU (input+output)": "total_per_gpu",
-           "output throughput per GPU": "output_per_gpu",
-           "median interactivity (1/TPOT)": "tpot", "median TTFT": "ttft"}
+# MTP runs state neither K nor the acceptance rate.  One stated rule, not a fit: DeepSeek-V3/R1
+# ship one MTP module (K = 1) and its second token is accepted 85-90 % of the time (DeepSeek-V3
+# technical report, arXiv 2412.19437, Sec. 5.4.3): the low end is taken.
+MTP = SpecDecode("mtp", 1, 0.85)
 
 _POOL = re.compile(r"(prefill|decode)\s+(\d+)x\(([^)]*)\)=(\d+)")
 
@@ -78,36 +62,36 @@ class Setup:
     output_len: int
     rows: dict[str, int]
     measured: dict[str, float]
+    hw: str  # accelsim's name (serving.yaml ``hardware``), "" when it has none
 
     @property
-    def hw(self) -> str:
-        return HARDWARE.get(self.hardware, "")
+    def mtp(self) -> bool:
+        return "MTP" in self.parallelism or "MTP" in self.framework
 
 
 def _layout(role: str, replicas: int, text: str, chips: int, hw: str) -> PoolSpec:
-    terms = dict(re.findall(r"(TP|EP)(\d+)", text))
-    width = int(terms.get("TP", "1"))
-    ep = int(terms["EP"]) if "EP" in terms else None
-    if "DP-attn" in text:  # attention data parallel over the TP ranks, one chip each
-        return PoolSpec(role, hw, chips, tp=None, ep=ep, dp=width if width > 1 else None)
-    return PoolSpec(role, hw, chips, tp=width, ep=ep)
+    """One pool of ``replicas`` x LAYOUT = ``chips``, the layout read as every InferenceX cell is
+    (``serving.parse_layout``: "DP-attn" puts the TP count on attention data-parallel ranks)."""
+    if chips % replicas:
+        raise ConfigError(f"{role}: {chips} chips is not {replicas} whole replicas")
+    tp, ep, dp = serving.parse_layout(text, chips // replicas, f"{role} pool")
+    return PoolSpec(role, hw, chips, tp=tp if tp > 1 else None, ep=ep if ep > 1 else None,
+                    dp=dp if dp > 1 else None)
 
 
 def pools(setup: Setup) -> DisaggSpec | str:
     """The two pools of ``setup``, or why it cannot be replayed."""
-    if "MTP" in setup.parallelism or "MTP" in setup.framework:
-        return ("MTP speculative decoding: `serve --spec-decode` (issue 16c) is not on this branch, "
-                "and the rows state neither K nor the acceptance rate")
     found = {m.group(1): m for m in _POOL.finditer(setup.parallelism)}
     if set(found) != {"prefill", "decode"}:
         return "a pool's per-replica layout is not stated (only its chip count)"
     specs = {}
     for role, m in found.items():
         replicas, inner, chips = int(m.group(2)), m.group(3), int(m.group(4))
-        spec = _layout(role, replicas, inner, chips, setup.hw)
-        per = spec.parallelism.chips if spec.parallelism is not None else 1
-        if per * replicas != chips:
-            return f"{role}: {replicas} x {per} chips is not the stated {chips}"
+        try:
+            spec = _layout(role, replicas, inner, chips, setup.hw)
+        except ConfigError as err:
+            return err.one_line()
+        per = chips // replicas
         if per > NODE_GPUS:
             return (f"{role} replicas of {per} GPUs span two {NODE_GPUS}-GPU nodes: the inter-node part "
                     f"of their collectives is not modelled")
@@ -115,57 +99,55 @@ def pools(setup: Setup) -> DisaggSpec | str:
     return DisaggSpec(specs["prefill"], specs["decode"])
 
 
-def setups(rows: list[dict[str, str]]) -> list[Setup]:
-    """The disaggregated setups among ``rows`` (a measured_2025.csv), four metrics each."""
+def setups(rows: list[dict[str, str]], path: Path = serving.DEFAULT_FILE) -> list[Setup]:
+    """The disaggregated setups among ``rows`` (a measured_2025.csv), their metrics named as the
+    InferenceX source of ``path`` (serving.yaml) maps them."""
+    source, names = serving.inferencex(path)
     grouped: dict[tuple[str, ...], dict[str, tuple[int, float]]] = {}
     firsts: dict[tuple[str, ...], dict[str, str]] = {}
     for number, row in enumerate(rows, start=1):
-        if not row["parallelism"].startswith("disagg:") or row["metric"] not in METRICS:
+        if not row["parallelism"].startswith("disagg:") or row["metric"] not in source.metrics:
             continue
         key = tuple(row[c] for c in ("hardware", "chips", "parallelism", "model", "precision", "framework",
                                      "batch_or_concurrency", "input_len", "output_len"))
         firsts.setdefault(key, row)
-        grouped.setdefault(key, {})[METRICS[row["metric"]]] = (number, float(row["value"]))
+        grouped.setdefault(key, {})[source.metrics[row["metric"]]] = (number, float(row["value"]))
     return [Setup(hardware=r["hardware"], chips=int(r["chips"]), parallelism=r["parallelism"], model=r["model"],
                   precision=r["precision"], framework=r["framework"],
                   concurrency=int(r["batch_or_concurrency"].split()[-1]), input_len=int(r["input_len"]),
                   output_len=int(r["output_len"]), rows={m: v[0] for m, v in grouped[key].items()},
-                  measured={m: v[1] for m, v in grouped[key].items()})
+                  measured={m: v[1] for m, v in grouped[key].items()}, hw=names.hardware.get(r["hardware"], ""))
             for key, r in firsts.items()]
 
 
-def load_of(setup: Setup, requests_per_client: int) -> Load:
-    """InferenceX's closed loop: ``concurrency`` clients, lengths over 80-100 % of nominal."""
-    return Load("concurrency", float(setup.concurrency), requests_per_client * setup.concurrency,
-                setup.input_len, setup.output_len, spread=LENGTH_SPREAD)
+def load_of(setup: Setup, path: Path = serving.DEFAULT_FILE) -> Load:
+    """InferenceX's closed loop as its client runs it (serving.yaml: requests per client,
+    length spread)."""
+    source, _ = serving.inferencex(path)
+    return Load("concurrency", float(setup.concurrency), source.requests_per_concurrency * setup.concurrency,
+                setup.input_len, setup.output_len, spread=source.length_spread)
 
 
-def dtypes_of(setup: Setup) -> dict[str, str]:
-    fmt = FP4.get(setup.hw, "nvfp4") if setup.precision == "fp4" else "fp8"
-    return {"weight_dtype": fmt, "act_dtype": fmt, "kv_dtype": "fp8"}
+def dtypes_of(setup: Setup, path: Path = serving.DEFAULT_FILE) -> serving.Dtypes:
+    source, _ = serving.inferencex(path)
+    return serving.precision_dtypes(source, setup.precision, setup.hardware, setup.parallelism)
 
 
 def predicted(run: DisaggResult) -> dict[str, float]:
-    """The four measured figures from a run, each in the row's unit (tok/s/GPU, tok/s/user, s)."""
+    """The measured figures from a run, each in the row's unit (tok/s/GPU, tok/s/user, s), as
+    ``serving.measure`` reads a run, except output throughput per GPU: InferenceX divides it by
+    the **decode** GPUs for a disaggregated run (its rows' output / total ratio is (decode GPUs /
+    all GPUs) x OSL / (ISL + OSL) in every setup, e.g. 3870.75 x 8 / (13931.7 x 20) = 0.111 =
+    922 / (7373 + 922) at the mean lengths)."""
     r = run.result
-    tokens = sum(q.prompt + q.output for q in r.requests)
-    # InferenceX divides total throughput by all GPUs and output throughput by the decode GPUs:
-    # its rows' output / total ratio is (decode GPUs / all GPUs) x OSL / (ISL + OSL) in every setup
-    # (e.g. 3870.75 x 8 / (13931.7 x 20) = 0.111 = 922 / (7373 + 922) at the mean lengths).
-    return {"total_per_gpu": tokens / r.makespan_s / r.chips,
-            "output_per_gpu": r.throughput_tokens_per_s / run.pools[1].chips,
-            "tpot": r.tokens_per_s_per_user, "ttft": r.percentiles("ttft_s")["p50"]}
+    out = {m: serving.measure(r, m) for m in ("total_throughput_per_chip", "interactivity_p50", "ttft_p50")}
+    return out | {"output_throughput_per_chip": r.throughput_tokens_per_s / run.pools[1].chips}
 
 
 def errors(measured: dict[str, float], pred: dict[str, float]) -> dict[str, float]:
-    """Predicted / measured - 1 per metric; TPOT from interactivity (1/TPOT), so its error is
-    measured interactivity / predicted interactivity - 1."""
-    out = {}
-    for metric, value in measured.items():
-        if metric not in pred or value <= 0 or pred[metric] <= 0:
-            continue
-        out[metric] = value / pred[metric] - 1 if metric == "tpot" else pred[metric] / value - 1
-    return out
+    """``serving.error`` per metric both sides have (interactivity compared as TPOT)."""
+    return {m: serving.error(m, pred[m], value) for m, value in measured.items()
+            if m in pred and value > 0 and pred[m] > 0}
 
 
 def median_abs(values: list[float]) -> float:
@@ -195,33 +177,35 @@ def replay(all_setups: list[Setup], run: Callable[[Setup, DisaggSpec], DisaggRes
     return records
 
 
-def replay_file(path: str | Path | None = None, requests_per_client: int = REQUESTS_PER_CLIENT,
-                hardware: str | None = None) -> list[dict]:
+def replay_file(path: str | Path | None = None, hardware: str | None = None,
+                serving_file: Path = serving.DEFAULT_FILE) -> list[dict]:
     """The disaggregated setups of ``path`` (default: validation/measured_2025.csv, a verbatim
     copy of the refdata table) replayed through ``serve --disagg``, one record per setup.  Each
-    runs a closed loop of its concurrency under the runtime preset standing in for its
-    framework, with the engine's batch limit at the concurrency (the rows do not state it; a
-    lower one would keep clients waiting that the measured TTFTs do not show)."""
+    runs a closed loop of its concurrency under the runtime preset of its framework (serving.yaml's
+    InferenceX source, which also names the models, chips, formats and the client), with the
+    engine's batch limit at the concurrency (the rows do not state it; a lower one would keep
+    clients waiting that the measured TTFTs do not show); MTP runs decode with ``MTP``."""
     from accelsim import api
 
     rows = loader.read_csv(path or DEFAULT_FILE, "measurements")
+    source, names = serving.inferencex(serving_file)
 
     def run(setup: Setup, spec: DisaggSpec) -> DisaggResult:
-        preset = api.load_runtime(FRAMEWORKS[setup.framework])
-        dtypes = dtypes_of(setup)
-        system = api.disagg_system(MODELS[setup.model], spec, runtime=preset, weight_dtype=dtypes["weight_dtype"],
-                                   act_dtype=dtypes["act_dtype"], kv_dtype=dtypes["kv_dtype"])
+        preset = api.load_runtime(source.runtimes[setup.framework])
+        dtypes = dtypes_of(setup, serving_file)
+        system = api.disagg_system(names.models[setup.model], spec, runtime=preset, weight_dtype=dtypes.weight,
+                                   act_dtype=dtypes.act, kv_dtype=dtypes.kv, spec_decode=MTP if setup.mtp else None)
         config = preset.serve_config(max_batch=setup.concurrency)
-        return disagg.run(system, config, load_of(setup, requests_per_client))
+        return disagg.run(system, config, load_of(setup, serving_file))
 
-    chosen = [s for s in setups(rows) if hardware is None or s.hardware == hardware]
+    chosen = [s for s in setups(rows, serving_file) if hardware is None or s.hardware == hardware]
     return replay(chosen, run)
 
 
 def summary(records: list[dict]) -> dict[str, float]:
     """Median |error| per compared metric over the replayed setups."""
     out = {}
-    for metric in ("tpot", "output_per_gpu", "total_per_gpu", "ttft"):
+    for metric in ("interactivity_p50", "output_throughput_per_chip", "total_throughput_per_chip", "ttft_p50"):
         values = [r["errors"][metric] for r in records if "errors" in r and metric in r["errors"]]
         if values:
             out[metric] = median_abs(values)
@@ -243,7 +227,8 @@ def markdown(records: list[dict]) -> str:
             shown = [f"{v:,.0f}" if v >= 100 else f"{v:.4g}" for v in (p[metric], m[metric])]
             return f"{shown[0]} vs {shown[1]}{' ' + unit if unit else ''} ({100 * e[metric]:+.1f} %)"
 
-        lines.append(f"| {name} | `{r['disagg']}` | {r['split']} | {cell('tpot', 'tok/s/user')} | "
-                     f"{cell('output_per_gpu', '')} | {cell('total_per_gpu', '')} | {cell('ttft', 's')} | "
+        lines.append(f"| {name} | `{r['disagg']}` | {r['split']} | {cell('interactivity_p50', 'tok/s/user')} | "
+                     f"{cell('output_throughput_per_chip', '')} | {cell('total_throughput_per_chip', '')} | "
+                     f"{cell('ttft_p50', 's')} | "
                      f"{r['bound']} | {r['balanced_prefill_per_decode_chip']:.2f} |")
     return "\n".join(lines)

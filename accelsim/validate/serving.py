@@ -67,10 +67,11 @@ class Exclusion(Spec):
 
 
 class InferenceXSource(Spec):
+    """InferenceX's runs and client, for both harnesses: the aggregated rows are replayed here,
+    the disaggregated ones ("disagg" in parallelism) by ``validate.disagg``."""
     format: Literal["inferencex"]
     file: str = Field(min_length=1)
     scenario: str = Field(min_length=1)  # the rows whose scenario contains this text
-    serving: Literal["aggregated"]  # rows of disaggregated pools ("disagg" in parallelism) are not this source's
     runtimes: dict[str, str] = Field(min_length=1)  # framework -> bundled runtime preset
     metrics: dict[str, ServingMetric] = Field(min_length=1)  # measured metric name -> accelsim's
     unscored: dict[str, str] = {}  # measured metric name -> why it is not compared here
@@ -200,6 +201,24 @@ def _excluded(src: InferenceXSource, row: dict[str, str]) -> bool:
     return any(row.get(e.column) == e.value for e in src.exclude)
 
 
+def precision_dtypes(src: InferenceXSource, precision: str, hardware: str, where: str) -> Dtypes:
+    """The dtypes a run of ``precision`` on ``hardware`` (measured names) uses."""
+    by_hw = src.precisions.get(precision)
+    dtypes = None if by_hw is None else by_hw.get(hardware, by_hw.get("*"))
+    if dtypes is None:
+        raise ConfigError(f"no precisions mapping for {precision!r} on {hardware!r}", source=where)
+    return dtypes
+
+
+def inferencex(path: Path = DEFAULT_FILE) -> tuple[InferenceXSource, ServingFile]:
+    """The serving file's one InferenceX source and the file (its model and hardware names)."""
+    spec = loader.validate(ServingFile, loader.read_document(path), str(path))
+    found = [s for s in spec.sources.values() if isinstance(s, InferenceXSource)]
+    if len(found) != 1:
+        raise ConfigError(f"expected one source of format inferencex, found {len(found)}", source=str(path))
+    return found[0], spec
+
+
 def _inferencex_points(name: str, src: InferenceXSource, spec: ServingFile, rows: list[dict[str, str]],
                        table: Path) -> list[ServingPoint]:
     points = []
@@ -214,10 +233,7 @@ def _inferencex_points(name: str, src: InferenceXSource, spec: ServingFile, rows
         metric = _mapped(src.metrics, metric_name, "metrics", where)
         model = _mapped(spec.models, row.get("model", ""), "models", where)
         hw = _mapped(spec.hardware, row.get("hardware", ""), "hardware", where)
-        by_hw = src.precisions.get(row.get("precision", ""))
-        dtypes = None if by_hw is None else by_hw.get(row["hardware"], by_hw.get("*"))
-        if dtypes is None:
-            raise ConfigError(f"no precisions mapping for {row.get('precision')!r} on {row['hardware']!r}", source=where)
+        dtypes = precision_dtypes(src, row.get("precision", ""), row["hardware"], where)
         chips = int(_number(row, "chips", where))
         tp, ep, dp = parse_layout(row.get("parallelism", ""), chips, where)
         concurrency = _concurrency(row.get("batch_or_concurrency", ""), where)
@@ -280,6 +296,16 @@ def measure(result: ServeResult, metric: str) -> float:
     raise ConfigError(f"unknown serving metric {metric!r}; allowed: {', '.join(SERVING_METRICS)}")
 
 
+# Measured as a rate whose reciprocal is the time a user sees: InferenceX's interactivity
+# (tokens/s per user) is 1 / TPOT, so its error is the TPOT's (as points.py compares it).
+RECIPROCAL_METRICS = frozenset({"interactivity_p50"})
+
+
+def error(metric: str, predicted: float, measured: float) -> float:
+    """Signed relative error of ``predicted`` against ``measured``, as time for a reciprocal metric."""
+    return measured / predicted - 1 if metric in RECIPROCAL_METRICS else predicted / measured - 1
+
+
 def predict(point: ServingPoint, step_overhead_s: float | None = None) -> float:
     return measure(simulate(point.run, step_overhead_s), point.metric)
 
@@ -296,7 +322,7 @@ def evaluate(points: list[ServingPoint], step_overhead_s: float | None = None) -
                      "model": p.run.model, "chips": p.run.chips, "tp": p.run.tp, "ep": p.run.ep, "dp": p.run.dp,
                      "load": p.run.load, "concurrency": p.run.concurrency, "input_len": p.run.input_len,
                      "output_len": p.run.output_len, "measured": p.measured, "predicted": predicted,
-                     "error": predicted / p.measured - 1, "row": p.where})
+                     "error": error(p.metric, predicted, p.measured), "row": p.where})
     return pd.DataFrame(rows)
 
 
