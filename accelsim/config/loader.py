@@ -244,6 +244,20 @@ def validate_value(kind: Any, value: Any, source: str, key: str, *, strict: bool
 
 def bundled_names(folder: str) -> dict[str, Path]:
     """Names of the configs shipped in ``folder`` (``models`` or ``hw_configs``) -> path."""
+    return dict(_bundled_names(folder, tuple(_mtime(root / folder) for root in BUNDLED_ROOTS)))
+
+
+def _mtime(directory: Path) -> int | None:
+    try:
+        return directory.stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+# Keyed by the folders' modification times (a file added, removed or renamed changes them), so a
+# loop resolving names by the thousand stats two folders instead of listing them.
+@lru_cache(maxsize=32)
+def _bundled_names(folder: str, mtimes: tuple[int | None, ...]) -> dict[str, Path]:
     found: dict[str, Path] = {}
     for root in BUNDLED_ROOTS:
         directory = root / folder
