@@ -79,15 +79,17 @@ def footprint(graph: Graph) -> dict[str, float]:
     return dict(_FOOTPRINTS.get((graph,), None, lambda: _footprint(graph)))
 
 
+# Both read whole tensors: an op's reads()/writes() are its inputs/outputs in order (an access
+# only changes the bytes moved, e.g. a gather's rows), so they walk the tensors directly.
 def _footprint(graph: Graph) -> dict[str, float]:
     resident = {"weight": graph.weight_bytes, "kv_cache": 0.0, "state": 0.0}
     for op in graph:
-        for access in op.reads():
-            if access.tensor.role in ("kv_cache", "state"):
-                resident[access.tensor.role] += access.tensor.nbytes
-        for access in op.writes():
-            if access.tensor.role == "kv_cache":
-                resident["kv_cache"] += access.tensor.nbytes
+        for tensor in op.inputs:
+            if tensor.role in ("kv_cache", "state"):
+                resident[tensor.role] += tensor.nbytes
+        for tensor in op.outputs:
+            if tensor.role == "kv_cache":
+                resident["kv_cache"] += tensor.nbytes
     return resident
 
 
@@ -100,7 +102,7 @@ def peak_activation_bytes(graph: Graph) -> float:
 def _peak_activation_bytes(graph: Graph) -> float:
     peak = 0.0
     for op in graph:
-        live = sum(a.tensor.nbytes for a in (*op.reads(), *op.writes()) if a.tensor.role == "activation")
+        live = sum(t.nbytes for t in (*op.inputs, *op.outputs) if t.role == "activation")
         peak = max(peak, live)
     return peak
 

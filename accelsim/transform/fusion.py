@@ -34,6 +34,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
+from functools import cache
 from typing import Literal, get_args
 
 from accelsim.errors import AccelsimError
@@ -113,7 +114,14 @@ class _Kernel:
 
 
 def _primary_class(op: Op) -> type[Op]:
-    return next((base for base in type(op).__mro__ if base in FUSED), type(op))
+    return _fused_base(type(op))
+
+
+@cache
+def _fused_base(kind: type[Op]) -> type[Op]:
+    """The class in ``kind``'s ancestry that fusion knows (per class, not per op: a step fuses
+    hundreds of ops of a handful of classes)."""
+    return next((base for base in kind.__mro__ if base in FUSED), kind)
 
 
 def _is_pointwise(op: Op) -> bool:
