@@ -34,7 +34,6 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass
-from functools import cache
 from typing import Literal, get_args
 
 from accelsim.errors import AccelsimError
@@ -113,15 +112,17 @@ class _Kernel:
         return {t.name for op in self.members for t in op.outputs}
 
 
+# The class in each op class's ancestry that fusion knows, found once per class (a step fuses
+# hundreds of ops of a handful of classes).
+_FUSED_BASE: dict[type, type] = {}
+
+
 def _primary_class(op: Op) -> type[Op]:
-    return _fused_base(type(op))
-
-
-@cache
-def _fused_base(kind: type[Op]) -> type[Op]:
-    """The class in ``kind``'s ancestry that fusion knows (per class, not per op: a step fuses
-    hundreds of ops of a handful of classes)."""
-    return next((base for base in kind.__mro__ if base in FUSED), kind)
+    kind = type(op)
+    base = _FUSED_BASE.get(kind)
+    if base is None:
+        base = _FUSED_BASE[kind] = next((b for b in kind.__mro__ if b in FUSED), kind)
+    return base
 
 
 def _is_pointwise(op: Op) -> bool:
