@@ -22,7 +22,7 @@ from __future__ import annotations
 import ast
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -176,15 +176,18 @@ class _Table:
             for name in METRICS:
                 self.values[name][i] = math.nan if row[name] is None else row[name]
 
-    def _base(self) -> tuple[list[str], list[list[Any]]] | None:
-        """Point id and parameter columns (values as ``evaluate.base_row`` writes them), or
-        None when the points do not share one key list."""
+    def _base(self, as_text: bool = False) -> tuple[list[str], list[list[Any]]] | None:
+        """Point id and parameter columns (values as ``evaluate.base_row`` writes them, or as
+        CSV text with ``as_text``: converted once per distinct value), or None when the points
+        do not share one key list."""
         e = self.encoded
         if e is None:
             return None
         columns = [point_ids(e.keys, e.distinct, e.index)]
         for distinct, index in zip(e.distinct, e.index):
             cells = [_cell(v) for v in distinct]
+            if as_text:
+                cells = [_text(c) for c in cells]
             columns.append([cells[c] for c in index.tolist()])
         return ["point_id", *e.keys], columns
 
@@ -204,20 +207,21 @@ class _Table:
         """The table as CSV cells, column by column in the order of ``fields``: floats as their
         exact ``repr``, gaps empty (what the row writer makes of ``records()``); None when the
         points do not share one key list."""
-        base = self._base()
+        base = self._base(as_text=True)
         if base is None:
             return None
         names, columns = base
-        by_name: dict[str, list[Any]] = {n: [_text(v) for v in c] for n, c in zip(names, columns)}
+        by_name: dict[str, list[Any]] = dict(zip(names, columns))  # ids are text already
         by_name["status"] = self.status.tolist()
         by_name["reason"] = self.reason.tolist()
         ok = self.status == metrics.STATUS_OK
         for m in METRICS:
-            values = self.values[m]
+            values = np.asarray(self.values[m], dtype=float)
             # A failed point has no metrics (``records`` leaves them out), and NaN marks a metric
             # with no value (a breakeven that never comes): both an empty cell.
-            by_name[m] = [repr(v) if good and not math.isnan(v) else ""
-                          for v, good in zip(values.tolist(), ok.tolist())]
+            texts = np.array(_reprs(values), dtype=object)
+            texts[~ok | np.isnan(values)] = ""
+            by_name[m] = texts.tolist()
         for i, row in self.rows.items():  # points the scalar path wrote, as it wrote them
             for f in fields:
                 by_name[f][i] = _text(row.get(f))
@@ -252,6 +256,14 @@ class _Table:
         data: dict[str, Any] = dict(zip(names, columns))
         data.update(status=self.status, reason=self.reason, **self.values)
         return pd.DataFrame(data)
+
+
+def _reprs(values: np.ndarray) -> list[str]:
+    """``repr`` of each float, made by the list's own repr in C (a list shows its floats by
+    their ``repr``), not one Python call per value."""
+    if not len(values):
+        return []
+    return str(values.tolist())[1:-1].split(", ")
 
 
 def _text(value: Any) -> Any:
@@ -349,6 +361,55 @@ class _Reads:
     def __getattr__(self, name: str):
         self.read.add(name)
         return getattr(self._spec, name)
+
+
+class _TracedMemo:
+    """Outcomes of a pure function of a spec's top-level fields (placement, a whole-spec check),
+    kept across chunks.  A deterministic function that reads fields holding the very same
+    objects as an earlier call takes the same path: it reads the same fields and returns the
+    same outcome.  Section values are validated once per process (``_section_cache``), so
+    points of later chunks meet the same objects; they key the memo by identity (each entry
+    holds its objects, so an id is not reused while the entry lives)."""
+
+    def __init__(self) -> None:
+        self.read_sets: list[tuple[str, ...]] = []
+        self.outcomes: dict[tuple, tuple[tuple, Any]] = {}
+
+    def run(self, spec: Any, fn: Callable[[_Reads], Any], everything: set[str]) -> tuple[Any, set[str]]:
+        """``fn``'s outcome on ``spec`` and the fields it read (``everything`` where it called a
+        method, which may look anywhere)."""
+        for fields in self.read_sets:
+            objects = tuple(getattr(spec, f) for f in fields)
+            hit = self.outcomes.get((fields, tuple(map(id, objects))))
+            if hit is not None and all(a is b for a, b in zip(hit[0], objects)):
+                return hit[1], set(fields)
+        traced = _Reads(spec)
+        outcome = fn(traced)
+        read = set(traced.read)
+        if any(f not in type(spec).model_fields for f in read):
+            return outcome, read | everything
+        fields = tuple(sorted(read))
+        if len(self.outcomes) >= _TRACED_MAX:  # random points: every one new, none coming back
+            self.outcomes.clear()
+        if fields not in self.read_sets:
+            self.read_sets.append(fields)
+        objects = tuple(getattr(spec, f) for f in fields)
+        self.outcomes[(fields, tuple(map(id, objects)))] = (objects, outcome)
+        return outcome, read
+
+
+_TRACED_MAX = 50_000
+
+
+def _traced_memo(space, tag: tuple) -> _TracedMemo:
+    """The space's memo for ``tag`` (kept with its validated sections, and dropped with them)."""
+    known = _section_cache(space)
+    key = ("traced", *(id(t) if not isinstance(t, (str, tuple)) else t for t in tag))
+    entry = known.get(key)
+    if entry is None or any(a != b if isinstance(b, (str, tuple)) else a is not b
+                            for a, b in zip(entry[0], tag)):
+        entry = known[key] = (tag, _TracedMemo())
+    return entry[1]
 
 
 _LOWERED: dict[tuple, tuple[Job, Any]] = {}
@@ -487,9 +548,15 @@ class _Group:
         distinct combination of the sections it reads (traced, as placement is), and specs are
         built only where something asks for them; otherwise every point is validated whole."""
         staged = dict(template)
+        known = _section_cache(self.space)
         for name, value in template.items():
             if name not in sections:
-                checked = self.validated(cls, name, value)
+                # no parameter touches it: one value for the whole space, validated once (and so
+                # one object, which the traced memos below can key on)
+                key = (name, "fixed", tuple(sorted(sections)))
+                if key not in known:
+                    known[key] = self.validated(cls, name, value)
+                checked = known[key]
                 if checked is None:
                     return [None] * len(self.members), list(range(len(self.members)))
                 staged[name] = checked
@@ -497,7 +564,9 @@ class _Group:
         lists = [sections[s][0] for s in names]
         checks = _after_checks(cls)
         if checks is not None and all(name in cls.model_fields for name in names):
-            grouped = _GroupedSpecs.build(cls, staged, names, lists, [sections[s][1] for s in names], checks)
+            grouped = _GroupedSpecs.build(
+                cls, staged, names, lists, [sections[s][1] for s in names], checks,
+                lambda check: _traced_memo(self.space, ("check", check, tuple(sorted(sections)))))
             if grouped is not None:
                 return grouped, grouped.invalid
         indices = [sections[s][1].tolist() for s in names]
@@ -565,20 +634,24 @@ class _Group:
         columns = [sections[f][1][local] if f in sections else np.zeros(len(local), dtype=np.intp)
                    for f in fields]
         reps, index = _distinct_rows(columns, len(local))
-        for g, rep in enumerate(reps.tolist()):
-            rows = local[index == g]
-            traced = _Reads(hws[local[rep]])
+        memo = _traced_memo(self.space, ("place", kind.name, full_need, need, tuple(sorted(sections))))
+
+        def allocate(traced: _Reads) -> Any:
             try:
                 placement = kind.allocate(full_need, traced)
                 if need is not full_need:
                     placement = kind.allocate(need, traced)
-                outcomes.append(placement)
-                outcome: Any = len(outcomes) - 1
+                return placement
             except DoesNotFitError as err:
-                outcome = err.one_line()
-            read = set(traced.read)
-            if any(f not in type(traced._spec).model_fields for f in read):
-                read |= set(sections)  # a method read: it may have looked anywhere
+                return err.one_line()
+
+        for g, rep in enumerate(reps.tolist()):
+            rows = local[index == g]
+            placed, read = memo.run(hws[local[rep]], allocate, set(sections))
+            outcome: Any = placed
+            if not isinstance(placed, str):
+                outcomes.append(placed)
+                outcome = len(outcomes) - 1
             if read <= set(fields) or len(rows) == 1:
                 yield rows, outcome
             else:
@@ -659,14 +732,16 @@ class _GroupedSpecs:
     members that agree on those share its outcome: it runs on one representative per distinct
     combination, split again on what the representative actually read."""
 
-    def __init__(self, proto, names: list[str], lists: list[list], codes: list[np.ndarray]):
+    def __init__(self, proto, names: list[str], lists: list[list], codes: list[np.ndarray],
+                 memo: Callable[[Any], _TracedMemo] | None = None):
         self.proto, self.names, self.lists, self.codes = proto, names, lists, codes
         self.invalid: list[int] = []
         self._built: dict[int, Any] = {}
+        self.memo: Callable[[Any], _TracedMemo] = memo or (lambda check: _TracedMemo())
 
     @classmethod
     def build(cls, spec_cls, staged: dict, names: list[str], lists: list[list], codes: list[np.ndarray],
-              checks: list[Any]) -> _GroupedSpecs | None:
+              checks: list[Any], memo: Callable[[Any], _TracedMemo] | None = None) -> _GroupedSpecs | None:
         n = len(codes[0]) if codes else 0
         bad = np.zeros(n, dtype=bool)
         for values, index in zip(lists, codes):
@@ -682,7 +757,7 @@ class _GroupedSpecs:
             proto = spec_cls.model_validate(first)  # top-level plain values validated once here
         except ValidationError:
             return None  # let the whole-spec path refuse it point by point
-        table = cls(proto, names, lists, codes)
+        table = cls(proto, names, lists, codes, memo)
         table._built[int(ok[0])] = proto
         for check in checks:
             for rows, passed in table._outcomes(check, ok, ()):
@@ -696,17 +771,17 @@ class _GroupedSpecs:
     def _outcomes(self, check, rows: np.ndarray, fields: tuple[int, ...]):
         columns = [self.codes[f][rows] for f in fields]
         reps, index = _distinct_rows(columns, len(rows))
-        for g, rep in enumerate(reps.tolist()):
-            members = rows[index == g]
-            traced = _Reads(self[int(rows[rep])])
+        def passes(traced: _Reads) -> bool:
             try:
                 check(traced)
-                passed = True
+                return True
             except (ValueError, AssertionError):
-                passed = False
-            read = {self.names.index(f) for f in traced.read if f in self.names}
-            if any(f not in type(self.proto).model_fields for f in traced.read):
-                read = set(range(len(self.names)))  # a method read: it may have looked anywhere
+                return False
+
+        for g, rep in enumerate(reps.tolist()):
+            members = rows[index == g]
+            passed, fields_read = self.memo(check).run(self[int(rows[rep])], passes, set(self.names))
+            read = {self.names.index(f) for f in fields_read if f in self.names}
             if read <= set(fields) or len(members) == 1:
                 yield members, passed
             else:
