@@ -24,6 +24,7 @@ import math
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -375,14 +376,18 @@ class _TracedMemo:
         self.read_sets: list[tuple[str, ...]] = []
         self.outcomes: dict[tuple, tuple[tuple, Any]] = {}
 
-    def run(self, spec: Any, fn: Callable[[_Reads], Any], everything: set[str]) -> tuple[Any, set[str]]:
-        """``fn``'s outcome on ``spec`` and the fields it read (``everything`` where it called a
-        method, which may look anywhere)."""
+    def run(self, spec_of: Callable[[], Any], fn: Callable[[_Reads], Any], everything: set[str],
+            field_of: Callable[[str], Any] | None = None) -> tuple[Any, set[str]]:
+        """``fn``'s outcome on the spec ``spec_of()`` and the fields it read (``everything``
+        where it called a method, which may look anywhere).  ``field_of`` reads one field
+        without building the spec (a memo hit then builds nothing)."""
+        get = field_of or (lambda f: getattr(spec_of(), f))
         for fields in self.read_sets:
-            objects = tuple(getattr(spec, f) for f in fields)
+            objects = tuple(get(f) for f in fields)
             hit = self.outcomes.get((fields, tuple(map(id, objects))))
             if hit is not None and all(a is b for a, b in zip(hit[0], objects)):
                 return hit[1], set(fields)
+        spec = spec_of()
         traced = _Reads(spec)
         outcome = fn(traced)
         read = set(traced.read)
@@ -647,7 +652,9 @@ class _Group:
 
         for g, rep in enumerate(reps.tolist()):
             rows = local[index == g]
-            placed, read = memo.run(hws[local[rep]], allocate, set(sections))
+            j = int(local[rep])
+            placed, read = memo.run(partial(hws.__getitem__, j), allocate, set(sections),
+                                    hws.field_of(j) if isinstance(hws, _GroupedSpecs) else None)
             outcome: Any = placed
             if not isinstance(placed, str):
                 outcomes.append(placed)
@@ -760,7 +767,7 @@ class _GroupedSpecs:
         table = cls(proto, names, lists, codes, memo)
         table._built[int(ok[0])] = proto
         for check in checks:
-            for rows, passed in table._outcomes(check, ok, ()):
+            for rows, passed in table._outcomes(check, table.memo(check), ok, ()):
                 if not passed:
                     bad[rows] = True
         table.invalid = np.flatnonzero(bad).tolist()
@@ -768,7 +775,7 @@ class _GroupedSpecs:
             table._built[j] = None
         return table
 
-    def _outcomes(self, check, rows: np.ndarray, fields: tuple[int, ...]):
+    def _outcomes(self, check, memo: _TracedMemo, rows: np.ndarray, fields: tuple[int, ...]):
         columns = [self.codes[f][rows] for f in fields]
         reps, index = _distinct_rows(columns, len(rows))
         def passes(traced: _Reads) -> bool:
@@ -780,12 +787,25 @@ class _GroupedSpecs:
 
         for g, rep in enumerate(reps.tolist()):
             members = rows[index == g]
-            passed, fields_read = self.memo(check).run(self[int(rows[rep])], passes, set(self.names))
+            j = int(rows[rep])
+            passed, fields_read = memo.run(partial(self.__getitem__, j), passes, set(self.names),
+                                           self.field_of(j))
             read = {self.names.index(f) for f in fields_read if f in self.names}
             if read <= set(fields) or len(members) == 1:
                 yield members, passed
             else:
-                yield from self._outcomes(check, members, tuple(sorted(read | set(fields))))
+                yield from self._outcomes(check, memo, members, tuple(sorted(read | set(fields))))
+
+    def field_of(self, j: int) -> Callable[[str], Any]:
+        """Member ``j``'s fields as its spec holds them, read without building the spec."""
+        position = {name: k for k, name in enumerate(self.names)}
+
+        def field(name: str) -> Any:
+            k = position.get(name)
+            if k is None:
+                return getattr(self.proto, name)
+            return self.lists[k][self.codes[k][j]]
+        return field
 
     def __getitem__(self, j: int) -> Any:
         hit = self._built.get(j, False)
