@@ -70,3 +70,21 @@ def test_float_cells_are_the_floats_repr():
     values = np.concatenate([values, rng.standard_normal(2000) * 10.0 ** rng.integers(-300, 300, 2000)])
     assert fastpath._reprs(values) == [repr(v) for v in values.tolist()]
     assert fastpath._reprs(np.array([])) == []
+
+
+def test_done_ids_and_tail_reads_follow_appends_rewrites_and_torn_lines(tmp_path):
+    path = tmp_path / "results.csv"
+    path.write_text("point_id,x\na,1\nb,2\n", encoding="utf-8")
+    assert runner.done_ids(path) == {"a", "b"}
+    start = runner.end_of_rows(path)
+    with path.open("a", encoding="utf-8") as handle:
+        handle.write("c,3\nd,4\ne,")  # a torn last line is not a row
+    assert runner.done_ids(path) == {"a", "b", "c", "d"}
+    assert [r["point_id"] for r in runner.read_rows(path, start)] == ["c", "d"]
+    path.write_text("point_id,x\nz,9\n", encoding="utf-8")  # rewritten in place: read whole again
+    assert runner.done_ids(path) == {"z"}
+    replacement = tmp_path / "other.csv"
+    replacement.write_text("point_id,x\nq,1\nr,2\ns,3\nt,4\nu,5\n", encoding="utf-8")
+    replacement.replace(path)  # another file under the same name
+    assert runner.done_ids(path) == {"q", "r", "s", "t", "u"}
+    assert runner.read_rows(path, runner.end_of_rows(path)) == []
