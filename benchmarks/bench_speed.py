@@ -8,8 +8,10 @@ benchmarks/results/speed.json.
 Parts (``--only``):
   cli      `accelsim --help`, `accelsim run` (default job), `accelsim op` (small GEMM): wall and
            CPU seconds of a fresh process, median of --repeats; baseline `python -c "import numpy"`.
-  simulate one-by-one ``accelsim.simulate`` of Llama-3.1-8B decode on H100 by name, batch and
-           context varying per call: configurations per second (wall and CPU).
+  simulate one-by-one ``accelsim.simulate`` of Llama-3.1-8B decode on H100 by name, batch,
+           context and formats drawn at random per call: configurations per second (wall and
+           CPU) for fresh configurations, for each on two chips, and for a revisited set, each
+           beside the same calls with the cross-call memos cleared (``bench_simulate``).
   fastpath design points per second, single process, on the bundled grids (densified to
            --points), and random search and NSGA-II on the same spaces (rows as the runner writes them).
   pareto   the front of n random points in 2, 3 and 4 objectives; baseline the O(n^2)
@@ -21,6 +23,7 @@ Parts (``--only``):
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -65,15 +68,69 @@ def bench_cli(repeats: int) -> dict:
     return out
 
 
-def bench_simulate(n: int) -> dict:
+def _clear_step_memos() -> None:
+    """Forget every cross-call memo of the one-by-one path (the same-run baseline: each call
+    then lowers, fuses, places and costs from scratch, as before issue 20's memos)."""
+    from accelsim import api, pipeline
+    from accelsim.hardware import common
+    from accelsim.sim import mapper
+    for memo in (pipeline._TYPED, pipeline._LOWERED, pipeline._FUSED, pipeline._JOINED, mapper._KEYS,
+                 mapper._COSTS, common._FOOTPRINTS, common._PEAKS, api._TRUST):
+        memo.clear()
+
+
+def _configs(n: int, seed: int) -> list[tuple[str, dict, dict]]:
+    """``n`` one-by-one configurations of Llama-3.1-8B decode as a user varies them: batch
+    1..32, context 256..8192 tokens, weight and KV formats bf16/fp8 (drawn at random, so
+    almost every one is new to the process)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        workload = {"phase": "decode", "batch": int(rng.integers(1, 33)),
+                    "context": int(rng.integers(256, 8193))}
+        formats = {"weight_dtype": str(rng.choice(["bf16", "fp8"])), "kv_dtype": str(rng.choice(["bf16", "fp8"]))}
+        out.append(("h100-sxm", workload, formats))
+    return out
+
+
+def _rate(calls: list[tuple[str, dict, dict]], before_each=None) -> dict:
     from accelsim import Workload, simulate
-    simulate("llama-3.1-8b", "h100-sxm", Workload(phase="decode", batch=1, context=2048))
-    jobs = [Workload(phase="decode", batch=1 + i % 16, context=1024 + 128 * (i % 8)) for i in range(n)]
-    t, c = time.perf_counter(), time.process_time()
-    for w in jobs:
-        simulate("llama-3.1-8b", "h100-sxm", w)
-    wall, cpu = time.perf_counter() - t, time.process_time() - c
-    return {"configs": n, "configs_per_s": n / wall, "configs_per_cpu_s": n / cpu, "target_per_s": 1000}
+    wall = cpu = 0.0
+    for hw, workload, formats in calls:
+        if before_each is not None:
+            before_each()
+        t, c = time.perf_counter(), time.process_time()
+        simulate("llama-3.1-8b", hw, Workload(**workload), **formats)
+        wall += time.perf_counter() - t
+        cpu += time.process_time() - c
+    return {"configs": len(calls), "configs_per_s": len(calls) / wall, "configs_per_cpu_s": len(calls) / cpu}
+
+
+def bench_simulate(n: int) -> dict:
+    """One-by-one ``simulate`` of Llama-3.1-8B decode on H100 (by name), three ways a loop meets
+    configurations, each beside the same calls with every cross-call memo cleared first:
+
+    - ``fresh``: every configuration new (random batch, context and formats);
+    - ``across_chips``: each configuration on H100 then H200 (a comparison: the second chip
+      reuses the first's lowered and fused graph);
+    - ``revisited``: a set of configurations visited again (a parameter scan or a serving
+      simulation asking the same step shapes): lowering, fusion and op costs all reused."""
+    from accelsim import Workload, simulate
+    simulate("llama-3.1-8b", "h100-sxm", Workload(phase="decode", batch=1, context=2048))  # imports
+    simulate("llama-3.1-8b", "h200", Workload(phase="decode", batch=1, context=2048))
+    fresh_calls = _configs(n, seed=1)
+    baseline = _rate(_configs(n, seed=2), before_each=_clear_step_memos)
+    fresh = _rate(fresh_calls)
+    pairs = [(chip, w, f) for _, w, f in _configs(n // 2, seed=3) for chip in ("h100-sxm", "h200")]
+    across = _rate(pairs)
+    revisit_set = _configs(32, seed=4)
+    _rate(revisit_set)  # first visit
+    revisited = _rate(revisit_set * max(1, n // 32))
+    out = {"baseline_memos_cleared_each_call": baseline, "fresh": fresh, "across_chips": across,
+           "revisited": revisited, "target_per_s": 1000}
+    for name in ("fresh", "across_chips", "revisited"):
+        out[name]["cpu_ratio_to_baseline"] = out[name]["configs_per_cpu_s"] / baseline["configs_per_cpu_s"]
+    return out
 
 
 def _job(path: Path, points: int):
@@ -96,6 +153,7 @@ def _timed(fn) -> tuple[float, float]:
 
 def bench_fastpath(points: int, samples: int) -> dict:
     from accelsim.dse import runner, search
+    from accelsim.dse.evaluate import evaluate_points_scalar
     out = []
     for name in ("hardwired.yaml", "systolic.yaml"):
         job = _job(ROOT / "hw_configs" / "spaces" / name, points)
@@ -117,7 +175,15 @@ def bench_fastpath(points: int, samples: int) -> dict:
                              samples // 10, 0, population=256)
             ew, ec = _timed(evolve)
             evolved = csv_path.read_text().count("\n") - 1
-        out.append({"space": name, "grid_points": n, "grid_points_per_s": n / wall,
+            # the same-run baseline: the same grid's points one at a time through ``simulate``
+            # (the scalar path every fast-path row must equal)
+            sample = list(itertools.islice(search.iter_grid_points(job.space), 0, None, max(1, n // 20)))[:20]
+            bw, bc = _timed(lambda job=job, sample=sample: evaluate_points_scalar(job, sample))
+        out.append({"space": name, "one_by_one_points_per_s": len(sample) / bw,
+                    "one_by_one_points_per_cpu_s": len(sample) / bc,
+                    "grid_cpu_ratio_to_one_by_one": (n / cpu) / (len(sample) / bc),
+                    "random_cpu_ratio_to_one_by_one": (samples / rc) / (len(sample) / bc),
+                    "grid_points": n, "grid_points_per_s": n / wall,
                     "grid_points_per_cpu_s": n / cpu, "random_points": samples,
                     "random_points_per_s": samples / rw, "random_points_per_cpu_s": samples / rc,
                     "nsga2_points": evolved, "nsga2_points_per_s": evolved / ew,

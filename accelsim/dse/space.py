@@ -180,6 +180,7 @@ class Parameter(Spec):
         return f"{x!r} {unit}" if unit else x
 
 
+@lru_cache(maxsize=256)  # ranges are frozen; a random search asks for the unit at every draw
 def _range_unit(r: Range) -> str | None:
     texts = [v for v in (r.start, r.stop) if isinstance(v, str)]
     if not texts:
@@ -302,8 +303,9 @@ class Space:
     def document(self, point: dict[str, Any]) -> dict[str, Any]:
         """The base config with ``point`` and the derived keys written in (copied on write)."""
         doc = dict(self.base)
+        copied: set[int] = set()  # dicts made for this document (alive with it: ids stay unique)
         for key, value in point.items():
-            _assign(doc, key, value, self.source, key, copy_path=True)
+            _assign(doc, key, value, self.source, key, copy_path=True, copied=copied)
         if self.spec.derived:
             for key, expr in self.spec.derived.items():
                 def value_of(name: str, where: str = f"derived.{key}") -> float:
@@ -323,7 +325,7 @@ class Space:
                 dim = dimension_of(template) if isinstance(template, str) else None
                 written = f"{value!r} {base_unit(dim)}" if dim else (
                     round(value) if isinstance(template, int) else value)
-                _assign(doc, key, written, self.source, key, copy_path=True)
+                _assign(doc, key, written, self.source, key, copy_path=True, copied=copied)
         return doc
 
     def hardware(self, point: dict[str, Any]) -> HardwareBase:
@@ -462,7 +464,10 @@ def _lookup(doc: dict, dotted: str, source: str, where: str) -> Any:
 
 
 def _assign(doc: dict, dotted: str, value: Any, source: str, where: str, *, create: bool = False,
-            copy_path: bool = False) -> None:
+            copy_path: bool = False, copied: set[int] | None = None) -> None:
+    """Write ``value`` at ``dotted``; ``copy_path`` copies each dict on the way (copy on write),
+    except those in ``copied`` (ids of dicts this document already copied: a point writes
+    several keys under one section)."""
     parts = dotted.split(".")
     node: Any = doc
     for depth, part in enumerate(parts[:-1]):
@@ -471,8 +476,10 @@ def _assign(doc: dict, dotted: str, value: Any, source: str, where: str, *, crea
             child = {}
         elif not isinstance(child, dict):
             _lookup(doc, ".".join(parts[:depth + 1]) + "." + parts[depth + 1], source, where)
-        if copy_path and child is not None:
+        if copy_path and child is not None and (copied is None or id(child) not in copied):
             child = dict(child)
+            if copied is not None:
+                copied.add(id(child))
         node[part] = child
         node = child
     if not create and parts[-1] not in node:
