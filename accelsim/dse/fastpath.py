@@ -650,8 +650,8 @@ class _Group:
             except DoesNotFitError as err:
                 return err.one_line()
 
-        for g, rep in enumerate(reps.tolist()):
-            rows = local[index == g]
+        for g, (rep, members) in enumerate(zip(reps.tolist(), _members(index, len(reps)))):
+            rows = local[members]
             j = int(local[rep])
             placed, read = memo.run(partial(hws.__getitem__, j), allocate, set(sections),
                                     hws.field_of(j) if isinstance(hws, _GroupedSpecs) else None)
@@ -785,8 +785,8 @@ class _GroupedSpecs:
             except (ValueError, AssertionError):
                 return False
 
-        for g, rep in enumerate(reps.tolist()):
-            members = rows[index == g]
+        for g, (rep, positions) in enumerate(zip(reps.tolist(), _members(index, len(reps)))):
+            members = rows[positions]
             j = int(rows[rep])
             passed, fields_read = memo.run(partial(self.__getitem__, j), passes, set(self.names),
                                            self.field_of(j))
@@ -829,6 +829,13 @@ def _region_classes(kind: Backend, graph, placement) -> dict[Any, Any]:
     return {layer: classes.setdefault(np.asarray(placement.regions[kind.region_key(layer)]).tobytes(),
                                       len(classes))
             for layer in {op.layer for op in graph}}
+
+
+def _members(index: np.ndarray, groups: int) -> list[np.ndarray]:
+    """Positions of each group's rows, in ascending order (``np.flatnonzero(index == g)`` for
+    every g, found with one stable sort instead of one pass over the rows per group)."""
+    order = np.argsort(index, kind="stable")
+    return np.split(order, np.cumsum(np.bincount(index, minlength=groups))[:-1])
 
 
 def _distinct_rows(columns: list[np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]:
