@@ -36,7 +36,7 @@ from accelsim.hardware.base import (
     streamed_prefill,
 )
 from accelsim.hardware.spec import HardwareBase
-from accelsim.memo import ByIdentity, hashable
+from accelsim.memo import GRAPHS_KEPT, ByIdentity, hashable
 from accelsim.model.lower import lower, lower_mtp
 from accelsim.model.spec import ModelSpec
 from accelsim.sim.mapper import best_cost, map_graph
@@ -51,9 +51,9 @@ LowerFor = Callable[[Workload], Graph]
 # the model and the step's shape, never on the chip beyond its fusion policy, so one lowering
 # serves every chip a loop compares; nothing mutates a graph once its stage returns it.
 _TYPED: ByIdentity[ModelSpec] = ByIdentity(64)
-_LOWERED: ByIdentity[Graph] = ByIdentity(64)
-_FUSED: ByIdentity[Graph] = ByIdentity(64)
-_JOINED: ByIdentity[Graph] = ByIdentity(64)
+_LOWERED: ByIdentity[Graph] = ByIdentity(GRAPHS_KEPT)
+_FUSED: ByIdentity[Graph] = ByIdentity(GRAPHS_KEPT)
+_JOINED: ByIdentity[Graph] = ByIdentity(GRAPHS_KEPT)
 
 
 @dataclass(frozen=True)

@@ -123,9 +123,9 @@ def bench_simulate(n: int) -> dict:
     fresh = _rate(fresh_calls)
     pairs = [(chip, w, f) for _, w, f in _configs(n // 2, seed=3) for chip in ("h100-sxm", "h200")]
     across = _rate(pairs)
-    revisit_set = _configs(32, seed=4)
+    revisit_set = _configs(16, seed=4)
     _rate(revisit_set)  # first visit
-    revisited = _rate(revisit_set * max(1, n // 32))
+    revisited = _rate(revisit_set * max(1, n // 16))
     out = {"baseline_memos_cleared_each_call": baseline, "fresh": fresh, "across_chips": across,
            "revisited": revisited, "target_per_s": 1000}
     for name in ("fresh", "across_chips", "revisited"):

@@ -23,7 +23,7 @@ from accelsim.hardware.base import (  # noqa: F401  (Demand, Terms, to_cost: re-
     memory_energy,
     to_cost,
 )
-from accelsim.memo import ByIdentity
+from accelsim.memo import GRAPHS_KEPT, ByIdentity
 from accelsim.model.density import effective_macs
 from accelsim.sim.traffic import gemm_offchip_bytes
 
@@ -34,8 +34,8 @@ ONCHIP_ACTIVATION_SHARE = 0.25
 VECTOR = Mapping("vector unit")
 
 
-_FOOTPRINTS: ByIdentity[dict[str, float]] = ByIdentity(64)
-_PEAKS: ByIdentity[float] = ByIdentity(64)
+_FOOTPRINTS: ByIdentity[dict[str, float]] = ByIdentity(2 * GRAPHS_KEPT)  # lowered and fused
+_PEAKS: ByIdentity[float] = ByIdentity(GRAPHS_KEPT)
 
 
 def resident_demand(graph: Graph) -> Demand:
