@@ -76,15 +76,27 @@ def test_done_ids_and_tail_reads_follow_appends_rewrites_and_torn_lines(tmp_path
     path = tmp_path / "results.csv"
     path.write_text("point_id,x\na,1\nb,2\n", encoding="utf-8")
     assert runner.done_ids(path) == {"a", "b"}
-    start = runner.end_of_rows(path)
+    start = runner.resumed_at(path)
     with path.open("a", encoding="utf-8") as handle:
         handle.write("c,3\nd,4\ne,")  # a torn last line is not a row
-    assert runner.done_ids(path) == {"a", "b", "c", "d"}
     assert [r["point_id"] for r in runner.read_rows(path, start)] == ["c", "d"]
+    assert runner.done_ids(path) == {"a", "b", "c", "d"}
+    assert runner.read_rows(path, runner.resumed_at(path)) == []
     path.write_text("point_id,x\nz,9\n", encoding="utf-8")  # rewritten in place: read whole again
     assert runner.done_ids(path) == {"z"}
     replacement = tmp_path / "other.csv"
     replacement.write_text("point_id,x\nq,1\nr,2\ns,3\nt,4\nu,5\n", encoding="utf-8")
     replacement.replace(path)  # another file under the same name
     assert runner.done_ids(path) == {"q", "r", "s", "t", "u"}
-    assert runner.read_rows(path, runner.end_of_rows(path)) == []
+
+
+def test_an_evolutionary_search_gets_every_generations_rows(tmp_path):
+    job = _job("hardwired.yaml")
+    path = tmp_path / "r.csv"
+    grid = search.grid_points(job.space)
+    first = runner.run(job, grid[:50], path, resume=True)
+    second = runner.run(job, grid[40:90], path, resume=True)  # ten already there
+    whole = {r["point_id"]: r for r in runner.read_rows(path)}
+    assert [r["point_id"] for r in second] == fastpath.ids(grid[40:90])
+    assert second == [whole[pid] for pid in fastpath.ids(grid[40:90])]
+    assert first == [whole[pid] for pid in fastpath.ids(grid[:50])]

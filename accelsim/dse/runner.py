@@ -45,7 +45,7 @@ def columns(keys: list[str]) -> list[str]:
 
 def read_rows(path: Path, start: int = 0) -> list[dict[str, Any]]:
     """Rows of a results CSV with numbers parsed; a torn final line (a kill mid-write) is dropped.
-    ``start`` (a byte offset at a line start, from ``end_of_rows``) reads only the rows from there
+    ``start`` (a byte offset at a line start, from ``resumed_at``) reads only the rows from there
     on, under the file's header."""
     if not path.is_file():
         return []
@@ -329,31 +329,24 @@ def run(job: Job, points: list[dict[str, Any]], out_csv: Path, *, workers: int =
         progress: Callable[[int], None] | None = None, chunk: int = CHUNK) -> list[dict[str, Any]]:
     """Evaluate ``points`` (skipping those already in ``out_csv`` when resuming); return the rows
     of every point, in the order of ``points``, as they read back from the CSV."""
-    start = end_of_rows(out_csv) if resume else 0
     stream(job, points, out_csv, workers=workers, scheduler=scheduler, resume=resume,
            total=len(points), progress=progress, chunk=chunk)
     ids = fastpath.ids(points)
-    # The rows this call wrote are past ``start``: an evolutionary search calls this once per
-    # generation, and reading the whole file back each time grows with the square of the run.
+    # The rows this call wrote are past where its resume read ended: an evolutionary search
+    # calls this once per generation, and reading the whole file back each time grows with the
+    # square of the run.
+    start = resumed_at(out_csv) if resume else 0
     done = {r["point_id"]: r for r in read_rows(out_csv, start)}
     if any(pid not in done for pid in ids):  # some were there before (a resumed sweep)
         done = {r["point_id"]: r for r in read_rows(out_csv)}
     return [done[pid] for pid in ids]
 
 
-def end_of_rows(path: Path) -> int:
-    """Byte offset just past the file's last complete line (0 when there is none or the file is
-    absent): where the rows appended next begin, a torn tail being cut there on resume."""
-    try:
-        size = path.stat().st_size
-        with path.open("rb") as handle:
-            base = max(0, size - 65536)
-            handle.seek(base)
-            tail = handle.read()
-    except OSError:
-        return 0
-    newline = tail.rfind(b"\n")
-    return base + newline + 1 if newline >= 0 else 0
+def resumed_at(path: Path) -> int:
+    """Byte offset where the rows appended after the last ``done_ids`` of ``path`` begin (the
+    end of the complete lines it read; 0 when it has not read this file)."""
+    known = _DONE.get(str(path.resolve()))
+    return known[1] if known is not None else 0
 
 
 def _dispatch(job: Job, todo: Iterator[list[dict]], workers: int, scheduler: str | None,
