@@ -16,6 +16,8 @@ Parts (``--only``):
            --points), and random search and NSGA-II on the same spaces (rows as the runner writes them).
   pareto   the front of n random points in 2, 3 and 4 objectives; baseline the O(n^2)
            definition on a 5,000-point subset, both timed here.
+  yaml     first parse of every bundled YAML: libyaml first (with the reference loader's limits)
+           beside the pure-Python loader alone.
   sweep    a --sweep-points grid sweep end to end in a fresh process (`accelsim sweep
            --workers 2`: evaluation, CSV + Parquet, front, report), wall time and peak memory,
            and peak memory of a 10x smaller sweep (flat memory: the two should be close).
@@ -191,6 +193,22 @@ def bench_fastpath(points: int, samples: int) -> dict:
     return {"spaces": out, "targets_per_s": {"grid": 100_000, "random_and_evolutionary": 20_000}}
 
 
+def bench_yaml(repeats: int) -> dict:
+    """First parse of every bundled YAML file (chips, models, spaces): libyaml first with the
+    reference loader's limits (``loader._load_yaml``) beside the pure-Python loader alone, the
+    same texts in the same run (a spec read again is served from the text cache either way)."""
+    import yaml
+
+    from accelsim.config import loader
+    texts = [p.read_text(encoding="utf-8") for folder in ("hw_configs", "models", "hw_configs/spaces")
+             for p in sorted((ROOT / folder).glob("*.yaml"))]
+    reference = min(_timed(lambda: [yaml.load(t, Loader=loader._UniqueKeyLoader) for t in texts])[1]
+                    for _ in range(repeats))
+    first = min(_timed(lambda: [loader._load_yaml(t) for t in texts])[1] for _ in range(repeats))
+    return {"files": len(texts), "pure_python_cpu_s": reference, "libyaml_first_cpu_s": first,
+            "speedup": reference / first}
+
+
 def _definition(values: np.ndarray) -> np.ndarray:
     keep = np.ones(len(values), dtype=bool)
     for i in range(len(values)):
@@ -249,7 +267,7 @@ def bench_sweep(points: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--only", default="cli,simulate,fastpath,pareto,sweep")
+    ap.add_argument("--only", default="cli,simulate,fastpath,pareto,sweep,yaml")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--simulate", type=int, default=200)
     ap.add_argument("--points", type=int, default=100_000)
@@ -262,7 +280,8 @@ def main() -> None:
                                  "cpus": os.cpu_count(), "load_average_at_start": os.getloadavg()[0]}}
     runs = {"cli": lambda: bench_cli(args.repeats), "simulate": lambda: bench_simulate(args.simulate),
             "fastpath": lambda: bench_fastpath(args.points, args.samples),
-            "pareto": lambda: bench_pareto(args.pareto_points), "sweep": lambda: bench_sweep(args.sweep_points)}
+            "pareto": lambda: bench_pareto(args.pareto_points), "sweep": lambda: bench_sweep(args.sweep_points),
+            "yaml": lambda: bench_yaml(args.repeats)}
     for part in parts:
         if part not in runs:
             sys.exit(f"error: --only: unknown part {part!r}; allowed: {', '.join(runs)}")
