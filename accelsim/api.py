@@ -17,6 +17,7 @@ from accelsim.economics.tables import Tables, load_tables
 from accelsim.errors import AccelsimError, CannotRunError, ConfigError
 from accelsim.graph import Graph
 from accelsim.hardware.spec import HardwareBase
+from accelsim.memo import ByIdentity
 from accelsim.model.density import DensityProfile, load_density
 from accelsim.model.spec import ModelSpec, load_model
 from accelsim.sim import disagg as disaggregated
@@ -320,9 +321,17 @@ def is_design(hw: HardwareBase) -> bool:
 
 
 def chip_trust(hw: HardwareBase, phase: str, table: tuple[Row, ...] | None = None) -> Trust:
-    """``hw``'s trust label for a step of ``phase`` (``accelsim.trust``)."""
-    return trust_of(hw.name, phase, trust_table() if table is None else table, design=is_design(hw),
-                    family=hw.efficiency.family)
+    """``hw``'s trust label for a step of ``phase`` (``accelsim.trust``); once per (chip, phase,
+    table): specs and the read table are frozen."""
+    rows = trust_table() if table is None else table
+    return _TRUST.get((hw, rows), phase, lambda: _chip_trust(hw, phase, rows))
+
+
+_TRUST: ByIdentity[Trust] = ByIdentity(64)
+
+
+def _chip_trust(hw: HardwareBase, phase: str, table: tuple[Row, ...]) -> Trust:
+    return trust_of(hw.name, phase, table, design=is_design(hw), family=hw.efficiency.family)
 
 
 def costed_step(model: ModelSpec | str, hw: HardwareBase | str, workload: Workload | None = None, *,

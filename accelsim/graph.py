@@ -62,13 +62,23 @@ class Tensor:
     dtype: str
     role: Role = "activation"
 
+    # Computed once per (frozen) tensor and kept beside its fields (equality is unchanged): a
+    # step reads each tensor's size many times (footprint, activation peak, every mapping).
     @property
     def elements(self) -> int:
-        return math.prod(self.shape)
+        try:
+            return self.__dict__["_elements"]
+        except KeyError:
+            self.__dict__["_elements"] = elements = math.prod(self.shape)
+            return elements
 
     @property
     def nbytes(self) -> float:
-        return self.elements * dtypes.nbytes(self.dtype)
+        try:
+            return self.__dict__["_nbytes"]
+        except KeyError:
+            self.__dict__["_nbytes"] = size = self.elements * dtypes.nbytes(self.dtype)
+            return size
 
 
 @dataclass(frozen=True)
@@ -349,29 +359,47 @@ class Collective(Op):
         return 0.0
 
 
-@dataclass
+@dataclass(eq=False)
 class Graph:
-    """Ops in a valid execution order plus the producer->consumer dependency graph."""
+    """Ops in a valid execution order plus the producer->consumer dependency graph.
+
+    The dependencies are kept as a list of edges and turned into a networkx ``DiGraph``
+    (``dag``) only when asked for: lowering and the transforms build tens of graphs of
+    hundreds of ops per step, and only the engine and tests walk the DAG."""
 
     name: str = "graph"
     ops: list[Op] = field(default_factory=list)
-    dag: nx.DiGraph = field(default_factory=nx.DiGraph)
-    _producer: dict[str, str] = field(default_factory=dict)
+    _producer: dict[str, str] = field(default_factory=dict, repr=False)
     # Sequences the step runs (set by lowering; attention data parallelism splits them).
     batch: int | None = None
+    _names: set[str] = field(default_factory=set, repr=False)
+    _edges: list[tuple[str, str, str]] = field(default_factory=list, repr=False)
+    _dag: nx.DiGraph | None = field(default=None, repr=False)
 
     def add(self, op: Op) -> Op:
-        if op.name in self.dag:
+        if op.name in self._names:
             raise ValueError(f"duplicate op name {op.name!r}")
-        self.dag.add_node(op.name, op=op)
+        self._names.add(op.name)
         for tensor in op.inputs:
             producer = self._producer.get(tensor.name)
             if producer is not None:
-                self.dag.add_edge(producer, op.name, tensor=tensor.name)
+                self._edges.append((producer, op.name, tensor.name))
         for tensor in op.outputs:
             self._producer[tensor.name] = op.name
         self.ops.append(op)
+        self._dag = None
         return op
+
+    @property
+    def dag(self) -> nx.DiGraph:
+        """The producer -> consumer graph (node attribute ``op``, edge attribute ``tensor``)."""
+        if self._dag is None:
+            dag = nx.DiGraph()
+            dag.add_nodes_from((op.name, {"op": op}) for op in self.ops)
+            for producer, consumer, tensor in self._edges:
+                dag.add_edge(producer, consumer, tensor=tensor)
+            self._dag = dag
+        return self._dag
 
     def __iter__(self) -> Iterator[Op]:
         return iter(self.ops)

@@ -36,6 +36,7 @@ from accelsim.hardware.base import (
     streamed_prefill,
 )
 from accelsim.hardware.spec import HardwareBase
+from accelsim.memo import GRAPHS_KEPT, ByIdentity, hashable
 from accelsim.model.lower import lower, lower_mtp
 from accelsim.model.spec import ModelSpec
 from accelsim.sim.mapper import best_cost, map_graph
@@ -45,6 +46,15 @@ from accelsim.transform import Parallelism, fuse
 from accelsim.workload import Workload
 
 LowerFor = Callable[[Workload], Graph]
+
+# Stages memoised across steps (``accelsim.memo``): the typed model per (model, formats), its
+# lowered graph per workload, the fused graph per (graph, fusion policy).  A graph depends on
+# the model and the step's shape, never on the chip beyond its fusion policy, so one lowering
+# serves every chip a loop compares; nothing mutates a graph once its stage returns it.
+_TYPED: ByIdentity[ModelSpec] = ByIdentity(64)
+_LOWERED: ByIdentity[Graph] = ByIdentity(GRAPHS_KEPT)
+_FUSED: ByIdentity[Graph] = ByIdentity(GRAPHS_KEPT)
+_JOINED: ByIdentity[Graph] = ByIdentity(GRAPHS_KEPT)
 
 
 @dataclass(frozen=True)
@@ -61,14 +71,23 @@ def typed_model(spec: ModelSpec, hw: HardwareBase, *, weight: str | None = None,
     """The model with the asked-for storage formats; a chip whose weights are fixed in silicon
     overrides the weight format with its own."""
     forced = hardware.backend(hw).forced_weight_dtype(hw)
-    return spec.with_dtypes(weight=forced or weight, activation=activation, kv=kv)
+    formats = (forced or weight, activation, kv)
+    return _TYPED.get((spec,), formats, lambda: spec.with_dtypes(weight=formats[0], activation=activation,
+                                                                  kv=kv))
+
+
+def lowered(spec: ModelSpec, workload: Workload) -> Graph:
+    """``lower(spec, workload)``, once per (typed model, workload)."""
+    if not hashable(workload):
+        return lower(spec, workload)
+    return _LOWERED.get((spec,), workload, lambda: lower(spec, workload))
 
 
 def chip_graph(graph: Graph, hw: HardwareBase) -> Graph:
     """The kernels ``hw``'s software launches for ``graph`` (fusion after any sharding, so a
     collective stays a kernel of its own)."""
     policy, unfused = hardware.backend(hw).fusion_policy(hw)
-    return fuse(graph, policy, unfused)
+    return _FUSED.get((graph,), (policy, unfused), lambda: fuse(graph, policy, unfused))
 
 
 def step_joules(op_joules: Any, groups: int, chips_per_stage: int, static_w: Any, chips: int,
@@ -97,9 +116,17 @@ def step_energy(costs: Sequence[OpCost], groups: int, chips_per_stage: int, stat
                 chips: int, busy_s: float) -> dict[str, float]:
     """``step_joules`` by component (``static`` for the chips' static power)."""
     energy: dict[str, float] = defaultdict(float)
+    # ops of one shape share their cost's energy dict: scale each distinct one once, then add in
+    # op order (the same sums, term by term, as scaling every op's)
+    scaled: dict[int, list[tuple[str, float]]] = {}
     for c in costs:
-        for component, joules in c.energy_j.items():
-            energy[component] += step_joules(joules, groups, chips_per_stage, 0.0, chips, 0.0)
+        terms = scaled.get(id(c.energy_j))
+        if terms is None:
+            terms = scaled[id(c.energy_j)] = [
+                (component, step_joules(joules, groups, chips_per_stage, 0.0, chips, 0.0))
+                for component, joules in c.energy_j.items()]
+        for component, joules in terms:
+            energy[component] += joules
     energy["static"] = step_joules(0.0, groups, chips_per_stage, static_w, chips, busy_s)
     return dict(energy)
 
@@ -110,7 +137,7 @@ def model_step(spec: ModelSpec, hw: HardwareBase, workload: Workload, *, weight_
     """One step of a catalogue-style model (validated objects, no names): ``spec`` in the asked-for
     formats, lowered for each workload ``run`` asks about."""
     typed = typed_model(spec, hw, weight=weight_dtype, activation=act_dtype, kv=kv_dtype)
-    return run(typed.name, lambda w: lower(typed, w), hw, workload, typed, parallelism)
+    return run(typed.name, lambda w: lowered(typed, w), hw, workload, typed, parallelism)
 
 
 def mtp_step(spec: ModelSpec, hw: HardwareBase, workload: Workload, *, weight_dtype: str | None = None,
@@ -188,9 +215,12 @@ def run(name: str, lower_for: LowerFor, hw: HardwareBase, workload: Workload,
 
     costs = [c for stage in stage_costs for c in stage]
     chips = layout.chips or 1
-    dynamic = math.fsum(step_energy(costs, groups, layout.per_stage, 0.0, chips, 0.0).values())
+    ops_energy = step_energy(costs, groups, layout.per_stage, 0.0, chips, 0.0)
+    dynamic = math.fsum(ops_energy.values())
     step = capped(step, dynamic / chips, hw.power.static, power.cap_w(hw))
-    energy = step_energy(costs, groups, layout.per_stage, hw.power.static, chips, step.busy_s)
+    # the ops' share does not depend on the static power or the busy time: only "static" changes
+    energy = {**ops_energy, "static": step_joules(0.0, groups, layout.per_stage, hw.power.static, chips,
+                                                  step.busy_s)}
     footprint = common.footprint(full)
     system = {**backend.system_figures(hw, workload, footprint),
               **power.node_power(hw, chips, sum(energy.values()) / step.latency_s / chips)}
@@ -207,11 +237,17 @@ def run(name: str, lower_for: LowerFor, hw: HardwareBase, workload: Workload,
         footprint_bytes={**footprint, "activation": common.peak_activation_bytes(full)}, groups=groups, notes=notes, chips=layout.chips, system=system,
         dtypes=step_dtypes(spec, full, footprint))
     _require_finite(result)
-    joined = Graph(name=full.name if len(stages) == 1 else f"{full.name} [{layout.describe()}]")
+    joined_name = full.name if len(stages) == 1 else f"{full.name} [{layout.describe()}]"
+    joined = _JOINED.get(tuple(stages), joined_name, lambda: _joined(joined_name, stages))
+    return Costed(_per_chip_silicon(result, hw, spec), joined)
+
+
+def _joined(name: str, stages: Sequence[Graph]) -> Graph:
+    joined = Graph(name=name)
     for graph in stages:
         for op in graph:
             joined.add(op)
-    return Costed(_per_chip_silicon(result, hw, spec), joined)
+    return joined
 
 
 def step_dtypes(spec: ModelSpec | None, graph: Graph, footprint: dict[str, float]) -> dict[str, str]:

@@ -15,6 +15,7 @@ before any time is reported.  Writes benchmarks/results/dse.json.
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import math
 import os
@@ -73,7 +74,7 @@ def dense(space: Space, at_least: int) -> Space:
     r = last["linear"] or last["log"]
     grid = len(search.grid_points(space))
     r["num"] = r["num"] * -(-at_least // grid)
-    return Space(SpaceSpec.model_validate(doc), space.source)
+    return Space(SpaceSpec.model_validate(doc), space.source, space.base_source, copy.deepcopy(space.base))
 
 
 def bench_space(path: Path, slow_points: int, workers: int, large: int, repeats: int) -> dict:

@@ -8,12 +8,16 @@ benchmarks/results/speed.json.
 Parts (``--only``):
   cli      `accelsim --help`, `accelsim run` (default job), `accelsim op` (small GEMM): wall and
            CPU seconds of a fresh process, median of --repeats; baseline `python -c "import numpy"`.
-  simulate one-by-one ``accelsim.simulate`` of Llama-3.1-8B decode on H100 by name, batch and
-           context varying per call: configurations per second (wall and CPU).
+  simulate one-by-one ``accelsim.simulate`` of Llama-3.1-8B decode on H100 by name, batch,
+           context and formats drawn at random per call: configurations per second (wall and
+           CPU) for fresh configurations, for each on two chips, and for a revisited set, each
+           beside the same calls with the cross-call memos cleared (``bench_simulate``).
   fastpath design points per second, single process, on the bundled grids (densified to
            --points), and random search and NSGA-II on the same spaces (rows as the runner writes them).
   pareto   the front of n random points in 2, 3 and 4 objectives; baseline the O(n^2)
            definition on a 5,000-point subset, both timed here.
+  yaml     first parse of every bundled YAML: libyaml first (with the reference loader's limits)
+           beside the pure-Python loader alone.
   sweep    a --sweep-points grid sweep end to end in a fresh process (`accelsim sweep
            --workers 2`: evaluation, CSV + Parquet, front, report), wall time and peak memory,
            and peak memory of a 10x smaller sweep (flat memory: the two should be close).
@@ -21,6 +25,7 @@ Parts (``--only``):
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -65,15 +70,69 @@ def bench_cli(repeats: int) -> dict:
     return out
 
 
-def bench_simulate(n: int) -> dict:
+def _clear_step_memos() -> None:
+    """Forget every cross-call memo of the one-by-one path (the same-run baseline: each call
+    then lowers, fuses, places and costs from scratch, as before issue 20's memos)."""
+    from accelsim import api, pipeline
+    from accelsim.hardware import common
+    from accelsim.sim import mapper
+    for memo in (pipeline._TYPED, pipeline._LOWERED, pipeline._FUSED, pipeline._JOINED, mapper._KEYS,
+                 mapper._COSTS, common._FOOTPRINTS, common._PEAKS, api._TRUST):
+        memo.clear()
+
+
+def _configs(n: int, seed: int) -> list[tuple[str, dict, dict]]:
+    """``n`` one-by-one configurations of Llama-3.1-8B decode as a user varies them: batch
+    1..32, context 256..8192 tokens, weight and KV formats bf16/fp8 (drawn at random, so
+    almost every one is new to the process)."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for _ in range(n):
+        workload = {"phase": "decode", "batch": int(rng.integers(1, 33)),
+                    "context": int(rng.integers(256, 8193))}
+        formats = {"weight_dtype": str(rng.choice(["bf16", "fp8"])), "kv_dtype": str(rng.choice(["bf16", "fp8"]))}
+        out.append(("h100-sxm", workload, formats))
+    return out
+
+
+def _rate(calls: list[tuple[str, dict, dict]], before_each=None) -> dict:
     from accelsim import Workload, simulate
-    simulate("llama-3.1-8b", "h100-sxm", Workload(phase="decode", batch=1, context=2048))
-    jobs = [Workload(phase="decode", batch=1 + i % 16, context=1024 + 128 * (i % 8)) for i in range(n)]
-    t, c = time.perf_counter(), time.process_time()
-    for w in jobs:
-        simulate("llama-3.1-8b", "h100-sxm", w)
-    wall, cpu = time.perf_counter() - t, time.process_time() - c
-    return {"configs": n, "configs_per_s": n / wall, "configs_per_cpu_s": n / cpu, "target_per_s": 1000}
+    wall = cpu = 0.0
+    for hw, workload, formats in calls:
+        if before_each is not None:
+            before_each()
+        t, c = time.perf_counter(), time.process_time()
+        simulate("llama-3.1-8b", hw, Workload(**workload), **formats)
+        wall += time.perf_counter() - t
+        cpu += time.process_time() - c
+    return {"configs": len(calls), "configs_per_s": len(calls) / wall, "configs_per_cpu_s": len(calls) / cpu}
+
+
+def bench_simulate(n: int) -> dict:
+    """One-by-one ``simulate`` of Llama-3.1-8B decode on H100 (by name), three ways a loop meets
+    configurations, each beside the same calls with every cross-call memo cleared first:
+
+    - ``fresh``: every configuration new (random batch, context and formats);
+    - ``across_chips``: each configuration on H100 then H200 (a comparison: the second chip
+      reuses the first's lowered and fused graph);
+    - ``revisited``: a set of configurations visited again (a parameter scan or a serving
+      simulation asking the same step shapes): lowering, fusion and op costs all reused."""
+    from accelsim import Workload, simulate
+    simulate("llama-3.1-8b", "h100-sxm", Workload(phase="decode", batch=1, context=2048))  # imports
+    simulate("llama-3.1-8b", "h200", Workload(phase="decode", batch=1, context=2048))
+    fresh_calls = _configs(n, seed=1)
+    baseline = _rate(_configs(n, seed=2), before_each=_clear_step_memos)
+    fresh = _rate(fresh_calls)
+    pairs = [(chip, w, f) for _, w, f in _configs(n // 2, seed=3) for chip in ("h100-sxm", "h200")]
+    across = _rate(pairs)
+    revisit_set = _configs(16, seed=4)
+    _rate(revisit_set)  # first visit
+    revisited = _rate(revisit_set * max(1, n // 16))
+    out = {"baseline_memos_cleared_each_call": baseline, "fresh": fresh, "across_chips": across,
+           "revisited": revisited, "target_per_s": 1000}
+    for name in ("fresh", "across_chips", "revisited"):
+        out[name]["cpu_ratio_to_baseline"] = out[name]["configs_per_cpu_s"] / baseline["configs_per_cpu_s"]
+    return out
 
 
 def _job(path: Path, points: int):
@@ -96,6 +155,7 @@ def _timed(fn) -> tuple[float, float]:
 
 def bench_fastpath(points: int, samples: int) -> dict:
     from accelsim.dse import runner, search
+    from accelsim.dse.evaluate import evaluate_points_scalar
     out = []
     for name in ("hardwired.yaml", "systolic.yaml"):
         job = _job(ROOT / "hw_configs" / "spaces" / name, points)
@@ -117,12 +177,36 @@ def bench_fastpath(points: int, samples: int) -> dict:
                              samples // 10, 0, population=256)
             ew, ec = _timed(evolve)
             evolved = csv_path.read_text().count("\n") - 1
-        out.append({"space": name, "grid_points": n, "grid_points_per_s": n / wall,
+            # the same-run baseline: the same grid's points one at a time through ``simulate``
+            # (the scalar path every fast-path row must equal)
+            sample = list(itertools.islice(search.iter_grid_points(job.space), 0, None, max(1, n // 20)))[:20]
+            bw, bc = _timed(lambda job=job, sample=sample: evaluate_points_scalar(job, sample))
+        out.append({"space": name, "one_by_one_points_per_s": len(sample) / bw,
+                    "one_by_one_points_per_cpu_s": len(sample) / bc,
+                    "grid_cpu_ratio_to_one_by_one": (n / cpu) / (len(sample) / bc),
+                    "random_cpu_ratio_to_one_by_one": (samples / rc) / (len(sample) / bc),
+                    "grid_points": n, "grid_points_per_s": n / wall,
                     "grid_points_per_cpu_s": n / cpu, "random_points": samples,
                     "random_points_per_s": samples / rw, "random_points_per_cpu_s": samples / rc,
                     "nsga2_points": evolved, "nsga2_points_per_s": evolved / ew,
                     "nsga2_points_per_cpu_s": evolved / ec})
     return {"spaces": out, "targets_per_s": {"grid": 100_000, "random_and_evolutionary": 20_000}}
+
+
+def bench_yaml(repeats: int) -> dict:
+    """First parse of every bundled YAML file (chips, models, spaces): libyaml first with the
+    reference loader's limits (``loader._load_yaml``) beside the pure-Python loader alone, the
+    same texts in the same run (a spec read again is served from the text cache either way)."""
+    import yaml
+
+    from accelsim.config import loader
+    texts = [p.read_text(encoding="utf-8") for folder in ("hw_configs", "models", "hw_configs/spaces")
+             for p in sorted((ROOT / folder).glob("*.yaml"))]
+    reference = min(_timed(lambda: [yaml.load(t, Loader=loader._UniqueKeyLoader) for t in texts])[1]
+                    for _ in range(repeats))
+    first = min(_timed(lambda: [loader._load_yaml(t) for t in texts])[1] for _ in range(repeats))
+    return {"files": len(texts), "pure_python_cpu_s": reference, "libyaml_first_cpu_s": first,
+            "speedup": reference / first}
 
 
 def _definition(values: np.ndarray) -> np.ndarray:
@@ -183,7 +267,7 @@ def bench_sweep(points: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--only", default="cli,simulate,fastpath,pareto,sweep")
+    ap.add_argument("--only", default="cli,simulate,fastpath,pareto,sweep,yaml")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--simulate", type=int, default=200)
     ap.add_argument("--points", type=int, default=100_000)
@@ -196,7 +280,8 @@ def main() -> None:
                                  "cpus": os.cpu_count(), "load_average_at_start": os.getloadavg()[0]}}
     runs = {"cli": lambda: bench_cli(args.repeats), "simulate": lambda: bench_simulate(args.simulate),
             "fastpath": lambda: bench_fastpath(args.points, args.samples),
-            "pareto": lambda: bench_pareto(args.pareto_points), "sweep": lambda: bench_sweep(args.sweep_points)}
+            "pareto": lambda: bench_pareto(args.pareto_points), "sweep": lambda: bench_sweep(args.sweep_points),
+            "yaml": lambda: bench_yaml(args.repeats)}
     for part in parts:
         if part not in runs:
             sys.exit(f"error: --only: unknown part {part!r}; allowed: {', '.join(runs)}")

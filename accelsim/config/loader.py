@@ -38,9 +38,12 @@ MAX_DEPTH = 64
 MAX_NODES = 1_000_000  # YAML nodes after expanding aliases (a "billion laughs" file is refused)
 
 
-# The pure-Python loader, not libyaml's: its composer is where nesting depth and alias
-# expansion are bounded (the C composer offers no hook); parsed documents are cached by
-# text below, so a spec read again costs a file read and a copy, not a parse.
+# The pure-Python loader is the reference: its composer is where nesting depth and alias
+# expansion are bounded (the C composer offers no hook), and its messages are the ones users
+# see.  libyaml's loader (``_CUniqueKeyLoader``, below) parses first where it is installed; its
+# result is kept only when the composed nodes are within the same limits with no alias at all,
+# and anything else (an error, an alias, too deep, too many nodes) goes to this loader, so
+# every outcome is this loader's.  Parsed documents are cached by text below, too.
 class _UniqueKeyLoader(yaml.SafeLoader):
     """SafeLoader that refuses duplicate keys instead of keeping the last one silently, and
     bounds nesting depth and alias expansion while composing (the composer recurses per level)."""
@@ -92,6 +95,48 @@ def _construct_mapping(loader: _UniqueKeyLoader, node: yaml.MappingNode, deep: b
 
 
 _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+_C_LOADER = getattr(yaml, "CSafeLoader", None) if yaml.__with_libyaml__ else None
+if _C_LOADER is not None:
+    class _CUniqueKeyLoader(_C_LOADER):  # type: ignore[valid-type, misc]
+        """libyaml's parser and composer, with the same duplicate-key constructor."""
+
+    _CUniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
+
+
+def _load_yaml(text: str) -> Any:
+    """``text`` parsed by libyaml when its composed nodes pass the pure-Python loader's limits
+    with no alias (libyaml itself stops nesting at 1,000 levels, so composing cannot run away);
+    otherwise, and on any error, by the pure-Python loader, whose outcome and message stand."""
+    if _C_LOADER is not None:
+        try:
+            loader = _CUniqueKeyLoader(text)
+            try:
+                node = loader.get_single_node()
+                if node is not None and _plain_tree(node):
+                    return loader.construct_document(node)
+            finally:
+                loader.dispose()
+        except Exception:  # noqa: BLE001  (whatever it was, the reference loader says it below)
+            pass
+    return yaml.load(text, Loader=_UniqueKeyLoader)
+
+
+def _plain_tree(root: yaml.Node) -> bool:
+    """Whether the composed nodes form a tree (an alias would make a node appear twice) within
+    MAX_DEPTH levels and MAX_NODES nodes, counted as the pure-Python composer counts them."""
+    seen: set[int] = set()
+    stack: list[tuple[yaml.Node, int]] = [(root, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if id(node) in seen or depth > MAX_DEPTH or len(seen) >= MAX_NODES:
+            return False
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            stack.extend((child, depth + 1) for pair in node.value for child in pair)
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((child, depth + 1) for child in node.value)
+    return True
 
 
 # Parsed documents by (path, text): a file is read on every load (so an edit is seen at once)
@@ -152,7 +197,7 @@ def parse_text(text: str, source: str, *, as_json: bool) -> Any:
                 raise ConfigError(f"invalid JSON: nested deeper than {MAX_DEPTH} levels (the most "
                                   f"allowed)", source=source)
             return json.loads(text)  # NaN/Infinity parse; the typed fields refuse them by key
-        return yaml.load(text, Loader=_UniqueKeyLoader)
+        return _load_yaml(text)
     except json.JSONDecodeError as err:
         raise ConfigError(f"invalid JSON at line {err.lineno}: {err.msg}", source=source) from None
     except yaml.YAMLError as err:
@@ -244,6 +289,20 @@ def validate_value(kind: Any, value: Any, source: str, key: str, *, strict: bool
 
 def bundled_names(folder: str) -> dict[str, Path]:
     """Names of the configs shipped in ``folder`` (``models`` or ``hw_configs``) -> path."""
+    return dict(_bundled_names(folder, tuple(_mtime(root / folder) for root in BUNDLED_ROOTS)))
+
+
+def _mtime(directory: Path) -> int | None:
+    try:
+        return directory.stat().st_mtime_ns
+    except OSError:
+        return None
+
+
+# Keyed by the folders' modification times (a file added, removed or renamed changes them), so a
+# loop resolving names by the thousand stats two folders instead of listing them.
+@lru_cache(maxsize=32)
+def _bundled_names(folder: str, mtimes: tuple[int | None, ...]) -> dict[str, Path]:
     found: dict[str, Path] = {}
     for root in BUNDLED_ROOTS:
         directory = root / folder

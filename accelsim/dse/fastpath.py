@@ -22,8 +22,9 @@ from __future__ import annotations
 import ast
 import math
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -176,15 +177,18 @@ class _Table:
             for name in METRICS:
                 self.values[name][i] = math.nan if row[name] is None else row[name]
 
-    def _base(self) -> tuple[list[str], list[list[Any]]] | None:
-        """Point id and parameter columns (values as ``evaluate.base_row`` writes them), or
-        None when the points do not share one key list."""
+    def _base(self, as_text: bool = False) -> tuple[list[str], list[list[Any]]] | None:
+        """Point id and parameter columns (values as ``evaluate.base_row`` writes them, or as
+        CSV text with ``as_text``: converted once per distinct value), or None when the points
+        do not share one key list."""
         e = self.encoded
         if e is None:
             return None
         columns = [point_ids(e.keys, e.distinct, e.index)]
         for distinct, index in zip(e.distinct, e.index):
             cells = [_cell(v) for v in distinct]
+            if as_text:
+                cells = [_text(c) for c in cells]
             columns.append([cells[c] for c in index.tolist()])
         return ["point_id", *e.keys], columns
 
@@ -204,20 +208,21 @@ class _Table:
         """The table as CSV cells, column by column in the order of ``fields``: floats as their
         exact ``repr``, gaps empty (what the row writer makes of ``records()``); None when the
         points do not share one key list."""
-        base = self._base()
+        base = self._base(as_text=True)
         if base is None:
             return None
         names, columns = base
-        by_name: dict[str, list[Any]] = {n: [_text(v) for v in c] for n, c in zip(names, columns)}
+        by_name: dict[str, list[Any]] = dict(zip(names, columns))  # ids are text already
         by_name["status"] = self.status.tolist()
         by_name["reason"] = self.reason.tolist()
         ok = self.status == metrics.STATUS_OK
         for m in METRICS:
-            values = self.values[m]
+            values = np.asarray(self.values[m], dtype=float)
             # A failed point has no metrics (``records`` leaves them out), and NaN marks a metric
             # with no value (a breakeven that never comes): both an empty cell.
-            by_name[m] = [repr(v) if good and not math.isnan(v) else ""
-                          for v, good in zip(values.tolist(), ok.tolist())]
+            texts = np.array(_reprs(values), dtype=object)
+            texts[~ok | np.isnan(values)] = ""
+            by_name[m] = texts.tolist()
         for i, row in self.rows.items():  # points the scalar path wrote, as it wrote them
             for f in fields:
                 by_name[f][i] = _text(row.get(f))
@@ -252,6 +257,14 @@ class _Table:
         data: dict[str, Any] = dict(zip(names, columns))
         data.update(status=self.status, reason=self.reason, **self.values)
         return pd.DataFrame(data)
+
+
+def _reprs(values: np.ndarray) -> list[str]:
+    """``repr`` of each float, made by the list's own repr in C (a list shows its floats by
+    their ``repr``), not one Python call per value."""
+    if not len(values):
+        return []
+    return str(values.tolist())[1:-1].split(", ")
 
 
 def _text(value: Any) -> Any:
@@ -349,6 +362,59 @@ class _Reads:
     def __getattr__(self, name: str):
         self.read.add(name)
         return getattr(self._spec, name)
+
+
+class _TracedMemo:
+    """Outcomes of a pure function of a spec's top-level fields (placement, a whole-spec check),
+    kept across chunks.  A deterministic function that reads fields holding the very same
+    objects as an earlier call takes the same path: it reads the same fields and returns the
+    same outcome.  Section values are validated once per process (``_section_cache``), so
+    points of later chunks meet the same objects; they key the memo by identity (each entry
+    holds its objects, so an id is not reused while the entry lives)."""
+
+    def __init__(self) -> None:
+        self.read_sets: list[tuple[str, ...]] = []
+        self.outcomes: dict[tuple, tuple[tuple, Any]] = {}
+
+    def run(self, spec_of: Callable[[], Any], fn: Callable[[_Reads], Any], everything: set[str],
+            field_of: Callable[[str], Any] | None = None) -> tuple[Any, set[str]]:
+        """``fn``'s outcome on the spec ``spec_of()`` and the fields it read (``everything``
+        where it called a method, which may look anywhere).  ``field_of`` reads one field
+        without building the spec (a memo hit then builds nothing)."""
+        get = field_of or (lambda f: getattr(spec_of(), f))
+        for fields in self.read_sets:
+            objects = tuple(get(f) for f in fields)
+            hit = self.outcomes.get((fields, tuple(map(id, objects))))
+            if hit is not None and all(a is b for a, b in zip(hit[0], objects)):
+                return hit[1], set(fields)
+        spec = spec_of()
+        traced = _Reads(spec)
+        outcome = fn(traced)
+        read = set(traced.read)
+        if any(f not in type(spec).model_fields for f in read):
+            return outcome, read | everything
+        fields = tuple(sorted(read))
+        if len(self.outcomes) >= _TRACED_MAX:  # random points: every one new, none coming back
+            self.outcomes.clear()
+        if fields not in self.read_sets:
+            self.read_sets.append(fields)
+        objects = tuple(getattr(spec, f) for f in fields)
+        self.outcomes[(fields, tuple(map(id, objects)))] = (objects, outcome)
+        return outcome, read
+
+
+_TRACED_MAX = 50_000
+
+
+def _traced_memo(space, tag: tuple) -> _TracedMemo:
+    """The space's memo for ``tag`` (kept with its validated sections, and dropped with them)."""
+    known = _section_cache(space)
+    key = ("traced", *(id(t) if not isinstance(t, (str, tuple)) else t for t in tag))
+    entry = known.get(key)
+    if entry is None or any(a != b if isinstance(b, (str, tuple)) else a is not b
+                            for a, b in zip(entry[0], tag)):
+        entry = known[key] = (tag, _TracedMemo())
+    return entry[1]
 
 
 _LOWERED: dict[tuple, tuple[Job, Any]] = {}
@@ -487,9 +553,15 @@ class _Group:
         distinct combination of the sections it reads (traced, as placement is), and specs are
         built only where something asks for them; otherwise every point is validated whole."""
         staged = dict(template)
+        known = _section_cache(self.space)
         for name, value in template.items():
             if name not in sections:
-                checked = self.validated(cls, name, value)
+                # no parameter touches it: one value for the whole space, validated once (and so
+                # one object, which the traced memos below can key on)
+                key = (name, "fixed", tuple(sorted(sections)))
+                if key not in known:
+                    known[key] = self.validated(cls, name, value)
+                checked = known[key]
                 if checked is None:
                     return [None] * len(self.members), list(range(len(self.members)))
                 staged[name] = checked
@@ -497,7 +569,9 @@ class _Group:
         lists = [sections[s][0] for s in names]
         checks = _after_checks(cls)
         if checks is not None and all(name in cls.model_fields for name in names):
-            grouped = _GroupedSpecs.build(cls, staged, names, lists, [sections[s][1] for s in names], checks)
+            grouped = _GroupedSpecs.build(
+                cls, staged, names, lists, [sections[s][1] for s in names], checks,
+                lambda check: _traced_memo(self.space, ("check", check, tuple(sorted(sections)))))
             if grouped is not None:
                 return grouped, grouped.invalid
         indices = [sections[s][1].tolist() for s in names]
@@ -565,20 +639,26 @@ class _Group:
         columns = [sections[f][1][local] if f in sections else np.zeros(len(local), dtype=np.intp)
                    for f in fields]
         reps, index = _distinct_rows(columns, len(local))
-        for g, rep in enumerate(reps.tolist()):
-            rows = local[index == g]
-            traced = _Reads(hws[local[rep]])
+        memo = _traced_memo(self.space, ("place", kind.name, full_need, need, tuple(sorted(sections))))
+
+        def allocate(traced: _Reads) -> Any:
             try:
                 placement = kind.allocate(full_need, traced)
                 if need is not full_need:
                     placement = kind.allocate(need, traced)
-                outcomes.append(placement)
-                outcome: Any = len(outcomes) - 1
+                return placement
             except DoesNotFitError as err:
-                outcome = err.one_line()
-            read = set(traced.read)
-            if any(f not in type(traced._spec).model_fields for f in read):
-                read |= set(sections)  # a method read: it may have looked anywhere
+                return err.one_line()
+
+        for g, (rep, members) in enumerate(zip(reps.tolist(), _members(index, len(reps)))):
+            rows = local[members]
+            j = int(local[rep])
+            placed, read = memo.run(partial(hws.__getitem__, j), allocate, set(sections),
+                                    hws.field_of(j) if isinstance(hws, _GroupedSpecs) else None)
+            outcome: Any = placed
+            if not isinstance(placed, str):
+                outcomes.append(placed)
+                outcome = len(outcomes) - 1
             if read <= set(fields) or len(rows) == 1:
                 yield rows, outcome
             else:
@@ -659,14 +739,16 @@ class _GroupedSpecs:
     members that agree on those share its outcome: it runs on one representative per distinct
     combination, split again on what the representative actually read."""
 
-    def __init__(self, proto, names: list[str], lists: list[list], codes: list[np.ndarray]):
+    def __init__(self, proto, names: list[str], lists: list[list], codes: list[np.ndarray],
+                 memo: Callable[[Any], _TracedMemo] | None = None):
         self.proto, self.names, self.lists, self.codes = proto, names, lists, codes
         self.invalid: list[int] = []
         self._built: dict[int, Any] = {}
+        self.memo: Callable[[Any], _TracedMemo] = memo or (lambda check: _TracedMemo())
 
     @classmethod
     def build(cls, spec_cls, staged: dict, names: list[str], lists: list[list], codes: list[np.ndarray],
-              checks: list[Any]) -> _GroupedSpecs | None:
+              checks: list[Any], memo: Callable[[Any], _TracedMemo] | None = None) -> _GroupedSpecs | None:
         n = len(codes[0]) if codes else 0
         bad = np.zeros(n, dtype=bool)
         for values, index in zip(lists, codes):
@@ -682,10 +764,10 @@ class _GroupedSpecs:
             proto = spec_cls.model_validate(first)  # top-level plain values validated once here
         except ValidationError:
             return None  # let the whole-spec path refuse it point by point
-        table = cls(proto, names, lists, codes)
+        table = cls(proto, names, lists, codes, memo)
         table._built[int(ok[0])] = proto
         for check in checks:
-            for rows, passed in table._outcomes(check, ok, ()):
+            for rows, passed in table._outcomes(check, table.memo(check), ok, ()):
                 if not passed:
                     bad[rows] = True
         table.invalid = np.flatnonzero(bad).tolist()
@@ -693,24 +775,37 @@ class _GroupedSpecs:
             table._built[j] = None
         return table
 
-    def _outcomes(self, check, rows: np.ndarray, fields: tuple[int, ...]):
+    def _outcomes(self, check, memo: _TracedMemo, rows: np.ndarray, fields: tuple[int, ...]):
         columns = [self.codes[f][rows] for f in fields]
         reps, index = _distinct_rows(columns, len(rows))
-        for g, rep in enumerate(reps.tolist()):
-            members = rows[index == g]
-            traced = _Reads(self[int(rows[rep])])
+        def passes(traced: _Reads) -> bool:
             try:
                 check(traced)
-                passed = True
+                return True
             except (ValueError, AssertionError):
-                passed = False
-            read = {self.names.index(f) for f in traced.read if f in self.names}
-            if any(f not in type(self.proto).model_fields for f in traced.read):
-                read = set(range(len(self.names)))  # a method read: it may have looked anywhere
+                return False
+
+        for g, (rep, positions) in enumerate(zip(reps.tolist(), _members(index, len(reps)))):
+            members = rows[positions]
+            j = int(rows[rep])
+            passed, fields_read = memo.run(partial(self.__getitem__, j), passes, set(self.names),
+                                           self.field_of(j))
+            read = {self.names.index(f) for f in fields_read if f in self.names}
             if read <= set(fields) or len(members) == 1:
                 yield members, passed
             else:
-                yield from self._outcomes(check, members, tuple(sorted(read | set(fields))))
+                yield from self._outcomes(check, memo, members, tuple(sorted(read | set(fields))))
+
+    def field_of(self, j: int) -> Callable[[str], Any]:
+        """Member ``j``'s fields as its spec holds them, read without building the spec."""
+        position = {name: k for k, name in enumerate(self.names)}
+
+        def field(name: str) -> Any:
+            k = position.get(name)
+            if k is None:
+                return getattr(self.proto, name)
+            return self.lists[k][self.codes[k][j]]
+        return field
 
     def __getitem__(self, j: int) -> Any:
         hit = self._built.get(j, False)
@@ -734,6 +829,13 @@ def _region_classes(kind: Backend, graph, placement) -> dict[Any, Any]:
     return {layer: classes.setdefault(np.asarray(placement.regions[kind.region_key(layer)]).tobytes(),
                                       len(classes))
             for layer in {op.layer for op in graph}}
+
+
+def _members(index: np.ndarray, groups: int) -> list[np.ndarray]:
+    """Positions of each group's rows, in ascending order (``np.flatnonzero(index == g)`` for
+    every g, found with one stable sort instead of one pass over the rows per group)."""
+    order = np.argsort(index, kind="stable")
+    return np.split(order, np.cumsum(np.bincount(index, minlength=groups))[:-1])
 
 
 def _distinct_rows(columns: list[np.ndarray], n: int) -> tuple[np.ndarray, np.ndarray]:

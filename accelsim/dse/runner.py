@@ -43,11 +43,19 @@ def columns(keys: list[str]) -> list[str]:
     return ["point_id", *keys, "status", "reason", *METRICS]
 
 
-def read_rows(path: Path) -> list[dict[str, Any]]:
-    """Rows of a results CSV with numbers parsed; a torn final line (a kill mid-write) is dropped."""
+def read_rows(path: Path, start: int = 0) -> list[dict[str, Any]]:
+    """Rows of a results CSV with numbers parsed; a torn final line (a kill mid-write) is dropped.
+    ``start`` (a byte offset at a line start, from ``resumed_at``) reads only the rows from there
+    on, under the file's header."""
     if not path.is_file():
         return []
-    text = path.read_text(encoding="utf-8")
+    if start:
+        with path.open("rb") as handle:
+            header = handle.readline()
+            handle.seek(max(start, len(header)))
+            text = (header + handle.read()).decode("utf-8")
+    else:
+        text = path.read_text(encoding="utf-8")
     if text and not text.endswith("\n"):
         text = text[: text.rfind("\n") + 1]
     rows = []
@@ -244,17 +252,38 @@ def pool_chunk(todo: int, workers: int, chunk: int) -> int:
     return max(chunk, min(-(-todo // (4 * workers)), POOL_CHUNK_MAX))
 
 
+# Ids already read from a results file, by path: (inode, bytes read, the 64 bytes before that
+# point, ids).  An evolutionary search resumes its own file once per generation; reading only
+# what was appended since keeps that linear in the run.  A file rewritten or replaced (another
+# inode, shorter, or other bytes where the last read ended) is read again whole.
+_DONE: dict[str, tuple[int, int, bytes, frozenset[str]]] = {}
+
+
 def done_ids(path: Path) -> set[str]:
     """Point ids already in a results CSV (a torn last line is not counted)."""
     if not path.is_file():
         return set()
-    with path.open(encoding="utf-8", newline="") as handle:
-        text = handle.read()
-    if text and not text.endswith("\n"):
-        text = text[: text.rfind("\n") + 1]
-    reader = csv.reader(io.StringIO(text))
-    next(reader, None)
-    return {line[0] for line in reader if line}
+    key = str(path.resolve())
+    with path.open("rb") as handle:
+        inode = os.fstat(handle.fileno()).st_ino
+        known = _DONE.get(key)
+        start, ids = 0, frozenset[str]()
+        if known is not None and known[0] == inode:
+            handle.seek(max(0, known[1] - 64))
+            if handle.read(min(64, known[1])) == known[2]:
+                start, ids = known[1], known[3]
+        handle.seek(start)
+        data = handle.read()
+    end = start + data.rfind(b"\n") + 1
+    reader = csv.reader(io.StringIO(data[: end - start].decode("utf-8"), newline=""))
+    if start == 0:
+        next(reader, None)  # the header
+    found = ids | {line[0] for line in reader if line}
+    if end > 0:
+        with path.open("rb") as handle:
+            handle.seek(max(0, end - 64))
+            _DONE[key] = (inode, end, handle.read(min(64, end)), found)
+    return set(found)
 
 
 def stream(job: Job, points: Iterable[dict[str, Any]], out_csv: Path, *, workers: int = 1,
@@ -302,8 +331,22 @@ def run(job: Job, points: list[dict[str, Any]], out_csv: Path, *, workers: int =
     of every point, in the order of ``points``, as they read back from the CSV."""
     stream(job, points, out_csv, workers=workers, scheduler=scheduler, resume=resume,
            total=len(points), progress=progress, chunk=chunk)
-    done = {r["point_id"]: r for r in read_rows(out_csv)}
-    return [done[pid] for pid in fastpath.ids(points)]
+    ids = fastpath.ids(points)
+    # The rows this call wrote are past where its resume read ended: an evolutionary search
+    # calls this once per generation, and reading the whole file back each time grows with the
+    # square of the run.
+    start = resumed_at(out_csv) if resume else 0
+    done = {r["point_id"]: r for r in read_rows(out_csv, start)}
+    if any(pid not in done for pid in ids):  # some were there before (a resumed sweep)
+        done = {r["point_id"]: r for r in read_rows(out_csv)}
+    return [done[pid] for pid in ids]
+
+
+def resumed_at(path: Path) -> int:
+    """Byte offset where the rows appended after the last ``done_ids`` of ``path`` begin (the
+    end of the complete lines it read; 0 when it has not read this file)."""
+    known = _DONE.get(str(path.resolve()))
+    return known[1] if known is not None else 0
 
 
 def _dispatch(job: Job, todo: Iterator[list[dict]], workers: int, scheduler: str | None,

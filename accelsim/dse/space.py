@@ -84,10 +84,24 @@ def _to_number(value: str | float) -> float:
             return float(value)
         except OverflowError:  # an int beyond float64: a ValueError like any other bad number
             raise ValueError(f"{str(value)[:40]}... is too large a number") from None
+    dim = _dimension_by_unit(value)
+    if dim is not None:
+        try:
+            return units.parse_quantity(value, dim)
+        except units.UnitError:
+            pass  # judged by the whole text below, as for any other string
     dim = dimension_of(str(value))
     if dim is None:
         raise ValueError(f"expected a number or a quantity with a unit like '3.35 TB/s', got {value!r}")
     return units.parse_quantity(value, dim)
+
+
+def _dimension_by_unit(text: str) -> units.Dimension | None:
+    """The dimension of ``text``'s last word as a unit (cached per unit): a sampled value such as
+    '1.234e8 B' is new every time, its unit is not.  A guess; ``_to_number`` checks it by
+    parsing ``text`` in that dimension, and judges the whole text when that fails."""
+    number, space, unit = text.rpartition(" ")
+    return dimension_of(f"1 {unit}") if space and number else None
 
 
 class Range(Spec):
@@ -166,6 +180,7 @@ class Parameter(Spec):
         return f"{x!r} {unit}" if unit else x
 
 
+@lru_cache(maxsize=256)  # ranges are frozen; a random search asks for the unit at every draw
 def _range_unit(r: Range) -> str | None:
     texts = [v for v in (r.start, r.stop) if isinstance(v, str)]
     if not texts:
@@ -288,14 +303,14 @@ class Space:
     def document(self, point: dict[str, Any]) -> dict[str, Any]:
         """The base config with ``point`` and the derived keys written in (copied on write)."""
         doc = dict(self.base)
+        copied: set[int] = set()  # dicts made for this document (alive with it: ids stay unique)
         for key, value in point.items():
-            _assign(doc, key, value, self.source, key, copy_path=True)
+            _assign(doc, key, value, self.source, key, copy_path=True, copied=copied)
         if self.spec.derived:
-            names = {k: to_number(v) for k, v in point.items() if not isinstance(v, (list, dict))}
             for key, expr in self.spec.derived.items():
                 def value_of(name: str, where: str = f"derived.{key}") -> float:
-                    if name in names:
-                        return names[name]
+                    if name in point and not isinstance(point[name], (list, dict)):
+                        return to_number(point[name])  # only the keys an expression reads
                     return to_number(_lookup(doc, name, self.source, where))
                 try:
                     value = _evaluate(expr, value_of)
@@ -310,7 +325,7 @@ class Space:
                 dim = dimension_of(template) if isinstance(template, str) else None
                 written = f"{value!r} {base_unit(dim)}" if dim else (
                     round(value) if isinstance(template, int) else value)
-                _assign(doc, key, written, self.source, key, copy_path=True)
+                _assign(doc, key, written, self.source, key, copy_path=True, copied=copied)
         return doc
 
     def hardware(self, point: dict[str, Any]) -> HardwareBase:
@@ -449,7 +464,10 @@ def _lookup(doc: dict, dotted: str, source: str, where: str) -> Any:
 
 
 def _assign(doc: dict, dotted: str, value: Any, source: str, where: str, *, create: bool = False,
-            copy_path: bool = False) -> None:
+            copy_path: bool = False, copied: set[int] | None = None) -> None:
+    """Write ``value`` at ``dotted``; ``copy_path`` copies each dict on the way (copy on write),
+    except those in ``copied`` (ids of dicts this document already copied: a point writes
+    several keys under one section)."""
     parts = dotted.split(".")
     node: Any = doc
     for depth, part in enumerate(parts[:-1]):
@@ -458,8 +476,10 @@ def _assign(doc: dict, dotted: str, value: Any, source: str, where: str, *, crea
             child = {}
         elif not isinstance(child, dict):
             _lookup(doc, ".".join(parts[:depth + 1]) + "." + parts[depth + 1], source, where)
-        if copy_path and child is not None:
+        if copy_path and child is not None and (copied is None or id(child) not in copied):
             child = dict(child)
+            if copied is not None:
+                copied.add(id(child))
         node[part] = child
         node = child
     if not create and parts[-1] not in node:
@@ -501,17 +521,29 @@ def _dotted(node: ast.AST) -> str:
 
 
 def _evaluate(expr: str, value_of: Callable[[str], float]) -> float:
-    def walk(node: ast.AST) -> Any:
+    return float(_compiled(expr)(value_of))
+
+
+@lru_cache(maxsize=256)
+def _compiled(expr: str) -> Callable[[Callable[[str], float]], Any]:
+    """``expr`` as nested closures, built once: a random search evaluates each derived key at
+    every point.  The same operations in the same order as walking the tree each time."""
+    def build(node: ast.AST) -> Callable[[Callable[[str], float]], Any]:
         if isinstance(node, ast.Expression):
-            return walk(node.body)
+            return build(node.body)
         if isinstance(node, ast.Constant):
-            return float(cast(float, node.value))
+            constant = float(cast(float, node.value))
+            return lambda value_of: constant
         if isinstance(node, ast.BinOp):
-            return _OPS[type(node.op)](walk(node.left), walk(node.right))
+            op, left, right = _OPS[type(node.op)], build(node.left), build(node.right)
+            return lambda value_of: op(left(value_of), right(value_of))
         if isinstance(node, ast.UnaryOp):
-            return _OPS[type(node.op)](walk(node.operand))
+            unary, operand = _OPS[type(node.op)], build(node.operand)
+            return lambda value_of: unary(operand(value_of))
         if isinstance(node, ast.Call):
             assert isinstance(node.func, ast.Name)  # _compile admits calls of _FUNCS by name
-            return float(_FUNCS[node.func.id](*(walk(a) for a in node.args)))
-        return value_of(_dotted(node))
-    return float(walk(_compile(expr)))
+            func, args = _FUNCS[node.func.id], [build(a) for a in node.args]
+            return lambda value_of: float(func(*(a(value_of) for a in args)))
+        name = _dotted(node)
+        return lambda value_of: value_of(name)
+    return build(_compile(expr))

@@ -23,6 +23,7 @@ from accelsim.hardware.base import (  # noqa: F401  (Demand, Terms, to_cost: re-
     memory_energy,
     to_cost,
 )
+from accelsim.memo import GRAPHS_KEPT, ByIdentity
 from accelsim.model.density import effective_macs
 from accelsim.sim.traffic import gemm_offchip_bytes
 
@@ -31,6 +32,10 @@ from accelsim.sim.traffic import gemm_offchip_bytes
 ONCHIP_ACTIVATION_SHARE = 0.25
 
 VECTOR = Mapping("vector unit")
+
+
+_FOOTPRINTS: ByIdentity[dict[str, float]] = ByIdentity(2 * GRAPHS_KEPT)  # lowered and fused
+_PEAKS: ByIdentity[float] = ByIdentity(GRAPHS_KEPT)
 
 
 def resident_demand(graph: Graph) -> Demand:
@@ -69,24 +74,35 @@ def _base_params(hw) -> dict[str, Any]:
 
 def footprint(graph: Graph) -> dict[str, float]:
     """Bytes resident across steps: every weight once, and the KV cache / recurrent state as it
-    stands at the end of the step (cached entries read plus new entries written)."""
+    stands at the end of the step (cached entries read plus new entries written).  Once per
+    graph (a memoised graph is placed on many chips); the caller gets its own dict."""
+    return dict(_FOOTPRINTS.get((graph,), None, lambda: _footprint(graph)))
+
+
+# Both read whole tensors: an op's reads()/writes() are its inputs/outputs in order (an access
+# only changes the bytes moved, e.g. a gather's rows), so they walk the tensors directly.
+def _footprint(graph: Graph) -> dict[str, float]:
     resident = {"weight": graph.weight_bytes, "kv_cache": 0.0, "state": 0.0}
     for op in graph:
-        for access in op.reads():
-            if access.tensor.role in ("kv_cache", "state"):
-                resident[access.tensor.role] += access.tensor.nbytes
-        for access in op.writes():
-            if access.tensor.role == "kv_cache":
-                resident["kv_cache"] += access.tensor.nbytes
+        for tensor in op.inputs:
+            if tensor.role in ("kv_cache", "state"):
+                resident[tensor.role] += tensor.nbytes
+        for tensor in op.outputs:
+            if tensor.role == "kv_cache":
+                resident["kv_cache"] += tensor.nbytes
     return resident
 
 
 def peak_activation_bytes(graph: Graph) -> float:
     """The largest activation working set of one op (its activation inputs and outputs): what
     must be live at once beside the resident weights and cache, for the memory-footprint view."""
+    return _PEAKS.get((graph,), None, lambda: _peak_activation_bytes(graph))
+
+
+def _peak_activation_bytes(graph: Graph) -> float:
     peak = 0.0
     for op in graph:
-        live = sum(a.tensor.nbytes for a in (*op.reads(), *op.writes()) if a.tensor.role == "activation")
+        live = sum(t.nbytes for t in (*op.inputs, *op.outputs) if t.role == "activation")
         peak = max(peak, live)
     return peak
 

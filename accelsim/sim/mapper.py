@@ -8,7 +8,16 @@ from typing import Any
 from accelsim.graph import Collective, Graph, Op
 from accelsim.hardware import common, interconnect
 from accelsim.hardware.base import Backend, Mapping, OpCost, Placement
+from accelsim.memo import GRAPHS_KEPT, ByIdentity, hashable
 from accelsim.model.density import DensityProfile
+
+# Each graph's op shape keys, found once per graph (a memoised graph is mapped on many chips).
+_KEYS: ByIdentity[tuple[list[tuple[tuple, Op]], list[int]]] = ByIdentity(GRAPHS_KEPT)
+# Best costs by op shape, per chip and placement, across steps: a one-by-one loop costs the same
+# decoder-layer GEMMs on the same chip call after call.  The cost is a pure function of the op's
+# shape key, the chip (a frozen spec) and the placement fields the formulas read.
+_COSTS: ByIdentity[dict[tuple, OpCost]] = ByIdentity(32)
+_COSTS_PER_CHIP = 4096
 
 
 def best_cost(op: Op, hw: Any, backend: Backend, placement: Placement,
@@ -34,14 +43,61 @@ def map_graph(graph: Graph, hw: Any, backend: Backend, placement: Placement,
     placement, so zero-skipping hardware of any kind reads it the same way."""
     if density is not None:
         placement = replace(placement, density=density)
-    memo: dict[tuple, OpCost] = {}
-    costs = []
+    spatial = bool(placement.regions)
+    if placement.density is None:
+        shapes, index = _KEYS.get((graph,), spatial, lambda: _shape_classes(graph, spatial))
+    else:  # a profile's density is per op name: part of the key
+        shapes, index = _shape_classes(graph, spatial, placement)
+    where = _placement_key(placement)
+    memo: dict[tuple, OpCost] = {} if where is None else _COSTS.get((hw, backend), where, dict)
+    if len(memo) > _COSTS_PER_CHIP:
+        memo.clear()
+    best = []
+    for key, op in shapes:
+        cost = memo.get(key)
+        if cost is None:
+            cost = memo[key] = best_cost(op, hw, backend, placement)
+        best.append(cost)
+    return [_renamed(best[i], op.name, op.layer) for op, i in zip(graph, index)]
+
+
+def _shape_classes(graph: Graph, spatial: bool, placement: Placement | None = None
+                   ) -> tuple[list[tuple[tuple, Op]], list[int]]:
+    """The graph's distinct shape keys, each with its first op, and each op's class (a step has
+    a few hundred ops and a dozen or so shapes; keys are deep tuples, costly to hash per op)."""
+    shapes: list[tuple[tuple, Op]] = []
+    seen: dict[tuple, int] = {}
+    index = []
     for op in graph:
-        key = (*_shape_key(op, spatial=bool(placement.regions)), common.op_density(op, placement))
-        if key not in memo:
-            memo[key] = best_cost(op, hw, backend, placement)
-        costs.append(replace(memo[key], op=op.name, layer=op.layer))
-    return costs
+        key = _shape_key(op, spatial)
+        if placement is not None:
+            key = (*key, common.op_density(op, placement))
+        i = seen.get(key)
+        if i is None:
+            i = seen[key] = len(shapes)
+            shapes.append((key, op))
+        index.append(i)
+    return shapes, index
+
+
+def _placement_key(placement: Placement) -> tuple | None:
+    """What of a placement the cost formulas read (levels, capacities, spatial regions), or None
+    when it cannot key a memo (a density profile, arrays)."""
+    if placement.density is not None:
+        return None
+    key = (tuple(sorted(placement.level_of.items())), tuple(sorted(placement.capacity.items())),
+           tuple(sorted(placement.regions.items())))
+    return key if hashable(key) else None
+
+
+def _renamed(cost: OpCost, name: str, layer: int | None) -> OpCost:
+    """``cost`` for another op of the same shape: ``dataclasses.replace`` without re-running
+    ``__init__`` (a step renames a few hundred costs; the records are frozen and shared)."""
+    new = object.__new__(OpCost)
+    new.__dict__.update(cost.__dict__)
+    new.__dict__["op"] = name
+    new.__dict__["layer"] = layer
+    return new
 
 
 def _shape_key(op: Op, spatial: bool) -> tuple:
