@@ -375,8 +375,8 @@ class CostModel:
             self.memo[key] = StepCost(result.latency_s, result.energy_total_j)
         return self.memo[key]
 
-    @property
-    def _dp(self) -> int:
+    @functools.cached_property
+    def _dp(self) -> int:  # read on every step: the layout does not change
         layout = self.dtypes.get("parallelism")
         return layout.dp if isinstance(layout, Parallelism) else 1
 
@@ -435,11 +435,12 @@ class CostModel:
         without the cached context, so the weight pass and fixed overheads cancel."""
         q, ctx = math.ceil(tokens), math.ceil(context)
         b_seq, b_q, b_ctx = bucket(sequences), bucket(max(q, 1)), bucket(max(ctx, 1))
-        with_ctx = self._cost(("cached", b_seq, b_q, b_ctx),
-                              Workload("decode", sequences, 1, ctx, spec_tokens=q - 1),
-                              Workload("decode", b_seq, 1, b_ctx, spec_tokens=b_q - 1))
-        without = self._cost(("cached", b_seq, b_q, 0), Workload("decode", sequences, 1, 0, spec_tokens=q - 1),
-                             Workload("decode", b_seq, 1, 0, spec_tokens=b_q - 1))
+        key = ("cached", b_seq, b_q, b_ctx)
+        with_ctx = self.memo.get(key) or self._cost(key, Workload("decode", sequences, 1, ctx, spec_tokens=q - 1),
+                                                    Workload("decode", b_seq, 1, b_ctx, spec_tokens=b_q - 1))
+        key = ("cached", b_seq, b_q, 0)
+        without = self.memo.get(key) or self._cost(key, Workload("decode", sequences, 1, 0, spec_tokens=q - 1),
+                                                   Workload("decode", b_seq, 1, 0, spec_tokens=b_q - 1))
         return StepCost(max(0.0, with_ctx.time_s - without.time_s), max(0.0, with_ctx.energy_j - without.energy_j))
 
     def block_bytes(self, block_size: int) -> float:
