@@ -178,6 +178,7 @@ def serve(model: ModelSpec | str, hw: HardwareBase | str, *, runtime: RuntimePre
           density: DensityProfile | str | Path | None = None,
           spec_decode: spec_decoding.SpecDecode | None = None, results: bool = False,
           disagg: disaggregated.DisaggSpec | str | None = None, kv_link: str | None = None,
+          power_limit: float | None = None,
           **options: Any) -> ServeReport | tuple[ServeReport, Any, list[Any], Capacity | None]:
     """``accelsim serve`` from Python: a load (``rate`` requests/s, ``concurrency`` in flight, or
     ``offline``) under ``runtime``'s scheduler; the summary, the curve over ``curve`` loads
@@ -193,7 +194,8 @@ def serve(model: ModelSpec | str, hw: HardwareBase | str, *, runtime: RuntimePre
     serves on separate prefill and decode pools instead of ``hw`` (give ``hw=None``), their KV
     over ``kv_link`` (``accelsim.sim.disagg``); the summary gains a ``disagg`` section (pools,
     where the run is bound, KV moved, the balanced prefill:decode chip ratio) and the runs are
-    ``disaggregated.DisaggResult``s.  With ``spec_decode`` the decode pool runs the rounds."""
+    ``disaggregated.DisaggResult``s.  With ``spec_decode`` the decode pool runs the rounds.
+    ``power_limit`` caps every chip (watts), as ``--power-limit`` does."""
     if concurrency is not None and offline:
         raise AccelsimError("--concurrency and --offline are two different loads; give one")
     kind: LoadKind = "concurrency" if concurrency is not None else "offline" if offline else "rate"
@@ -208,16 +210,17 @@ def serve(model: ModelSpec | str, hw: HardwareBase | str, *, runtime: RuntimePre
     base = Load(kind, value, requests, prompt, output, length_spread, arrival, cv, seed, requests_trace,
                 shared_prefix)
     if disagg is not None:
-        system = disagg_system(model, disagg, kv_link=kv_link, runtime=preset, density=density,
-                               spec_decode=spec_decode, **dtypes)
         if find_capacity:
             raise AccelsimError(DISAGG_NO_CAPACITY)
+        system = disagg_system(model, disagg, kv_link=kv_link, runtime=preset, density=density,
+                               spec_decode=spec_decode, power_limit=power_limit, **dtypes)
         split = disaggregated.run(system, config, base)
         runs = ([disaggregated.run(system, config, base.at(p)) for p in sorted(set(curve or default_points(base)))]
                 if kind != "offline" else [split])
         report = ServeReport(split.summary(), [r.summary() for r in runs], None, preset.name)
         return (report, split, runs, None) if results else report
-    costs = cost_model(model, hw, parallelism, density, preset, spec_decode=spec_decode, **dtypes)
+    costs = cost_model(model, hw, parallelism, density, preset, power_limit=power_limit, spec_decode=spec_decode,
+                       **dtypes)
     slo = Slo(slo_ttft, slo_tpot, slo_percentile)
     capacity = find_load_capacity(costs, config, base, slo) if find_capacity else None
     main = run_load(costs, config, base)

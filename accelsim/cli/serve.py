@@ -187,10 +187,10 @@ def serve(model, hw, parallelism, weight_dtype, act_dtype, kv_dtype, density, po
     dtypes = {"weight_dtype": weight_dtype, "act_dtype": act_dtype, "kv_dtype": kv_dtype}
     split: disagg.DisaggSystem | None = None
     if disagg_spec is not None:
-        split = api.disagg_system(model, disagg_spec, kv_link=kv_link, runtime=preset, density=density,
-                                  spec_decode=spec_decode, power_limit=power_limit, **dtypes)
         if find_capacity:
             raise AccelsimError(api.DISAGG_NO_CAPACITY)
+        split = api.disagg_system(model, disagg_spec, kv_link=kv_link, runtime=preset, density=density,
+                                  spec_decode=spec_decode, power_limit=power_limit, **dtypes)
         costs = split.decode.costs  # its typical decode step is the one drawn
         split_main = disagg.run(split, config, base_load)
         split_sweep = ([disagg.run(split, config, base_load.at(p))

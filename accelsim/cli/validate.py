@@ -50,6 +50,12 @@ def validate(subset, max_error, out, points_path, serving, disagg, trust_path, a
     """
     if serving and disagg:
         raise AccelsimError("--serving and --disagg replay different tables; give one")
+    if (serving or disagg) and trust_path is not None:
+        raise AccelsimError("--trust-table is computed from the step points; it does not apply with "
+                            f"--{'serving' if serving else 'disagg'}")
+    if disagg and (out is not None or subset != "all"):
+        raise AccelsimError("--disagg replays every disaggregated setup (all held out) and prints its table; "
+                            "--subset and --out do not apply (use --json for the records)")
     if serving:
         _validate_serving(subset, max_error, out, points_path, as_json)
         return

@@ -45,7 +45,10 @@ from accelsim.sim.serving import (
     Step,
     _Live,
     _Loop,
+    effective_config,
     kv_capacity_blocks,
+    merged_kv_summary,
+    merged_spec_stats,
 )
 from accelsim.transform import Parallelism
 
@@ -187,11 +190,12 @@ def _scale_up(hw: HardwareBase, name: str, role: str) -> KvLink:
     if ic is None:
         raise AccelsimError(f"--kv-link {name}: the {role} pool's {hw.name} has no interconnect section "
                             f"(no chip-to-chip link); use --kv-link infiniband or roce")
-    # A torus chip is charged one of its links (one request's KV leaves by one port).
+    # A torus chip is charged one of its links (one request's KV leaves by one port), at the
+    # share of line rate the collectives get too (``interconnect.efficiency``).
     bandwidth = ic.bandwidth if ic.bandwidth is not None else ic.link_bandwidth
     if bandwidth is None:
         raise AccelsimError(f"--kv-link {name}: {hw.name}'s interconnect section gives no bandwidth")
-    return KvLink(name, float(bandwidth), float(ic.base_latency + ic.latency),
+    return KvLink(name, float(bandwidth) * ic.efficiency, float(ic.base_latency + ic.latency),
                   f"{hw.name} interconnect section: {ic.source}")
 
 
@@ -448,7 +452,9 @@ def serve_disagg(requests: list[Request], system: DisaggSystem, config: ServeCon
         raise AccelsimError(f"--disagg pools batch continuously (prefills in one pool, decodes in the "
                             f"other); --scheduler {config.scheduler} does not apply")
     pcosts, dcosts = system.prefill.costs, system.decode.costs
-    pconfig, dconfig = system.prefill.config(config), system.decode.config(config)
+    # Prompts are cached where they are prefilled; a decode replica receives whole prompts' KV.
+    pconfig = effective_config(pcosts, system.prefill.config(config))
+    dconfig = effective_config(dcosts, replace(system.decode.config(config), prefix_cache=False))
     prefill = [_loop(_PrefillLoop, [replace(r, output=1) for r in requests], pcosts, pconfig, "prefill")
                for _ in range(system.prefill.replicas)]
     decode = [_loop(_DecodeLoop, requests, dcosts, dconfig, "decode") for _ in range(system.decode.replicas)]
@@ -508,6 +514,9 @@ def serve_disagg(requests: list[Request], system: DisaggSystem, config: ServeCon
             original = sent[rid]
             _route(decode, replace(original, arrival_s=end + transfer[rid]))
     stats.sort(key=lambda s: s.rid)
+    end = max(loop.now for loop in loops)
+    for loop in loops:  # every chip stays powered until the last step of the system ends
+        loop.idle_s += max(0.0, end - loop.now)
     steps = sorted((s for loop in loops for s in loop.steps), key=lambda s: (s.start_s, s.end_s))
     idle_j = sum(loop.idle_s for loop in prefill) * pcosts.static_w + sum(loop.idle_s for loop in decode) * dcosts.static_w
     notes = [f"disaggregated: {system.describe()}",
@@ -519,7 +528,9 @@ def serve_disagg(requests: list[Request], system: DisaggSystem, config: ServeCon
     offline = concurrency is None and all(r.arrival_s == 0 for r in requests) and len(requests) > 1
     capacity = decode[0].capacity
     combined = ServeResult(rate, "continuous", stats, steps, capacity, config.block_size, idle_j, config,
-                           tuple(notes), concurrency, offline, system.chips)
+                           tuple(notes), concurrency, offline, system.chips,
+                           kv=merged_kv_summary([loop.kv_summary() for loop in loops]),
+                           speculation=merged_spec_stats([loop.spec_stats() for loop in decode]))
     makespan = combined.makespan_s
     reached_decode = {rid: done + transfer[rid] for rid, done in prefilled_at.items()}
     pools = (_pool_stats(system.prefill, prefill, makespan, {rid: r.arrival_s for rid, r in sent.items()}),

@@ -689,14 +689,7 @@ def serve(requests: list[Request], costs: CostModel, config: ServeConfig = Serve
     if config.scheduler == "pipelined" and not costs.backend.pipelined(costs.hw):
         raise AccelsimError(f"--scheduler pipelined is for chips that run their layers as a pipeline "
                             f"of users (hardwired); {costs.hw.name} does not (use continuous or static)")
-    if config.prefix_cache == "auto":
-        config = replace(config, prefix_cache=config.scheduler == "continuous" and costs.kv_bytes_per_token > 0
-                         and costs.state_bytes_per_seq <= 0)
-    if config.prefix_cache and config.scheduler != "continuous":
-        raise AccelsimError(f"--prefix-cache needs --scheduler continuous (got {config.scheduler})")
-    if config.prefix_cache and (costs.kv_bytes_per_token <= 0 or costs.state_bytes_per_seq > 0):
-        raise AccelsimError(f"--prefix-cache reuses attention KV blocks; {costs.model.name} keeps a "
-                            f"recurrent state per request, which a prefix cache does not share")
+    config = effective_config(costs, config)
     capacity = kv_capacity_blocks(costs, config)
     loop = _Loop(requests, costs, config, capacity, concurrency)
     loop.run()
@@ -709,6 +702,57 @@ def serve(requests: list[Request], costs: CostModel, config: ServeConfig = Serve
     return ServeResult(rate, config.scheduler, stats, loop.steps, capacity, config.block_size,
                        loop.idle_s * costs.static_w, config, tuple(loop.notes), concurrency, offline,
                        costs.chips, kv=loop.kv_summary(), speculation=loop.spec_stats())
+
+
+def effective_config(costs: CostModel, config: ServeConfig) -> ServeConfig:
+    """``config`` for ``costs``' model: a preset's prefix cache ("auto") on wherever it applies,
+    an explicit one refused where it cannot (static or pipelined batching, a recurrent state)."""
+    if config.prefix_cache == "auto":
+        config = replace(config, prefix_cache=config.scheduler == "continuous" and costs.kv_bytes_per_token > 0
+                         and costs.state_bytes_per_seq <= 0)
+    if config.prefix_cache and config.scheduler != "continuous":
+        raise AccelsimError(f"--prefix-cache needs --scheduler continuous (got {config.scheduler})")
+    if config.prefix_cache and (costs.kv_bytes_per_token <= 0 or costs.state_bytes_per_seq > 0):
+        raise AccelsimError(f"--prefix-cache reuses attention KV blocks; {costs.model.name} keeps a "
+                            f"recurrent state per request, which a prefix cache does not share")
+    return config
+
+
+def merged_kv_summary(summaries: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several replicas' ``kv_summary``s as one system's: counts and bytes summed, hit rates
+    recomputed from the sums; host capacity and peak summed over the replicas' own host shares
+    (the peak is then an upper bound: the replicas' peaks need not coincide)."""
+    caches = [s["prefix_cache"] for s in summaries if "prefix_cache" in s]
+    hosts = [s["kv_offload"] for s in summaries if "kv_offload" in s]
+    out: dict[str, Any] = {}
+    if caches:
+        total = {k: sum(c[k] for c in caches) for k in ("hit_tokens", "prefill_tokens_looked_up",
+                                                         "prefills_looked_up", "cached_blocks_at_end")}
+        hits = sum(c["request_hit_rate"] * c["prefills_looked_up"] for c in caches)
+        looked = total["prefill_tokens_looked_up"]
+        out["prefix_cache"] = {
+            "token_hit_rate": total["hit_tokens"] / looked if looked else 0.0,
+            "request_hit_rate": hits / total["prefills_looked_up"] if total["prefills_looked_up"] else 0.0,
+            **total}
+    if hosts:
+        summed = {k: sum(h[k] for h in hosts) for k in ("bytes_to_host", "bytes_from_host", "host_peak_bytes",
+                                                        "host_capacity_bytes", "recomputed_tokens")}
+        slowest = min(hosts, key=lambda h: h["link_bandwidth_bytes_per_s"])
+        out["kv_offload"] = {"tier": "host", **summed,
+                             "link_bandwidth_bytes_per_s": slowest["link_bandwidth_bytes_per_s"],
+                             "link_latency_s": slowest["link_latency_s"]}
+    return out
+
+
+def merged_spec_stats(stats: list[SpecStats | None]) -> SpecStats | None:
+    """Several decode replicas' speculative-decoding figures as one run's (same K, draft and
+    acceptance on every replica; tokens, steps and times summed)."""
+    given = [s for s in stats if s is not None]
+    if not given:
+        return None
+    return replace(given[0], sequence_steps=sum(s.sequence_steps for s in given),
+                   tokens_emitted=sum(s.tokens_emitted for s in given), draft_s=math.fsum(s.draft_s for s in given),
+                   verify_s=math.fsum(s.verify_s for s in given), step_s=math.fsum(s.step_s for s in given))
 
 
 def kv_capacity_blocks(costs: CostModel, config: ServeConfig) -> int:

@@ -4,13 +4,12 @@ replayed through ``serve --disagg`` (``accelsim.sim.disagg``), whole runs, not o
 Each setup (hardware, chips, parallelism string, precision, framework, concurrency, ISL/OSL) has
 four rows: total and output throughput per GPU, median interactivity (1/TPOT) and median TTFT.
 Its parallelism string (``"disagg: prefill 6x(TP2 EP2 DP-attn)=12; decode 1x(TP8 EP8 DP-attn)=8"``)
-is read into the two pools: ``NxLAYOUT=CHIPS`` is N replicas of the layout; ``TPn`` with
-``DP-attn`` is n attention data-parallel ranks of one tensor-parallel chip each (how points.yaml
-reads InferenceX's DeepSeek layouts), without it n-way tensor parallelism; ``EPn`` splits the
-experts n ways.  A setup is skipped, with its reason, when a pool's layout is not stated, when
-it runs MTP speculative decoding (``serve --spec-decode`` is issue 16c's and not on this branch)
-or when one replica spans two 8-GPU NVLink nodes (the inter-node part of its collectives is not
-modelled).
+is read into the two pools: ``NxLAYOUT=CHIPS`` is N replicas of the layout, read as every
+InferenceX layout cell is (``serving.parse_layout``).  Models, chips, formats, runtimes, the
+client and metric names come from ``validation/serving.yaml``'s InferenceX source, shared with
+the aggregated replay.  MTP runs decode with ``MTP`` (a stated rule, below).  A setup is skipped,
+with its reason, when a pool's layout is not stated or when one replica spans two 8-GPU NVLink
+nodes (the inter-node part of its collectives is not modelled).
 
 Nothing is fitted here: every chip constant comes from the family calibration of issue 17
 (Blackwell fitted on aggregated B200 rows, Instinct on aggregated MI355X rows), so every
@@ -173,7 +172,7 @@ def replay(all_setups: list[Setup], run: Callable[[Setup, DisaggSpec], DisaggRes
         pred = predicted(result)
         records.append({**base, "disagg": spec.text(), "predicted": pred,
                         "errors": errors(setup.measured, pred), "bound": result.bound,
-                        "balanced_prefill_per_decode_chip": result.balanced_ratio})
+                        "balanced_prefill_per_decode_chip": result.summary()["disagg"]["balanced_prefill_per_decode_chip"]})
     return records
 
 
@@ -212,6 +211,10 @@ def summary(records: list[dict]) -> dict[str, float]:
     return out
 
 
+def _ratio(value: float | None) -> str:
+    return "decode never busy" if value is None else f"{value:.2f}"
+
+
 def markdown(records: list[dict]) -> str:
     """The table docs/validation.md shows: one line per setup, errors in percent."""
     lines = ["| setup | pools (accelsim) | split | TPOT | output tok/s/GPU | total tok/s/GPU | TTFT | bound | balanced P:D |",
@@ -230,5 +233,5 @@ def markdown(records: list[dict]) -> str:
         lines.append(f"| {name} | `{r['disagg']}` | {r['split']} | {cell('interactivity_p50', 'tok/s/user')} | "
                      f"{cell('output_throughput_per_chip', '')} | {cell('total_throughput_per_chip', '')} | "
                      f"{cell('ttft_p50', 's')} | "
-                     f"{r['bound']} | {r['balanced_prefill_per_decode_chip']:.2f} |")
+                     f"{r['bound']} | {_ratio(r['balanced_prefill_per_decode_chip'])} |")
     return "\n".join(lines)
