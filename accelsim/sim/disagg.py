@@ -404,6 +404,12 @@ class DisaggResult:
         need_d = decode.utilisation * decode.chips
         return need_p / need_d if need_d > 0 else math.inf
 
+    @property
+    def throughput_per_decode_chip(self) -> float:
+        """Output tokens/s over the decode pool's chips: InferenceX's "output throughput per GPU"
+        of a disaggregated run (its rows' output / total ratio says so in every setup)."""
+        return self.result.throughput_tokens_per_s / self.pools[1].chips
+
     def summary(self) -> dict[str, Any]:
         kv = np.array(self.kv_bytes)
         t = np.array(self.kv_transfer_s)
@@ -411,7 +417,7 @@ class DisaggResult:
         disagg = {
             "pools": {p.role: p.summary() for p in self.pools}, "bound": self.bound,
             # InferenceX's "output throughput per GPU" of a disaggregated run counts decode GPUs.
-            "throughput_tokens_per_s_per_decode_chip": self.result.throughput_tokens_per_s / self.pools[1].chips,
+            "throughput_tokens_per_s_per_decode_chip": self.throughput_per_decode_chip,
             "balanced_prefill_per_decode_chip": ratio if math.isfinite(ratio) else None,
             "kv_link": {"name": self.link.name, "bandwidth_bytes_per_s": self.link.bandwidth,
                         "latency_s": self.link.latency_s, "source": self.link.source},

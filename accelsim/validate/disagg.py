@@ -123,8 +123,7 @@ def load_of(setup: Setup, path: Path = serving.DEFAULT_FILE) -> Load:
     """InferenceX's closed loop as its client runs it (serving.yaml: requests per client,
     length spread)."""
     source, _ = serving.inferencex(path)
-    return Load("concurrency", float(setup.concurrency), source.requests_per_concurrency * setup.concurrency,
-                setup.input_len, setup.output_len, spread=source.length_spread)
+    return serving.client_load(source, setup.concurrency, setup.input_len, setup.output_len)
 
 
 def dtypes_of(setup: Setup, path: Path = serving.DEFAULT_FILE) -> serving.Dtypes:
@@ -140,7 +139,7 @@ def predicted(run: DisaggResult) -> dict[str, float]:
     922 / (7373 + 922) at the mean lengths)."""
     r = run.result
     out = {m: serving.measure(r, m) for m in ("total_throughput_per_chip", "interactivity_p50", "ttft_p50")}
-    return out | {"output_throughput_per_chip": r.throughput_tokens_per_s / run.pools[1].chips}
+    return out | {"output_throughput_per_chip": run.throughput_per_decode_chip}
 
 
 def errors(measured: dict[str, float], pred: dict[str, float]) -> dict[str, float]:

@@ -30,6 +30,7 @@ from accelsim.config import loader
 from accelsim.config.types import PositiveInt, Spec
 from accelsim.dtypes import DType
 from accelsim.errors import ConfigError
+from accelsim.sim.load import Load
 from accelsim.sim.serving import ServeResult
 from accelsim.validate.points import VALIDATION_DIR
 
@@ -210,6 +211,13 @@ def precision_dtypes(src: InferenceXSource, precision: str, hardware: str, where
     return dtypes
 
 
+def client_load(src: InferenceXSource, concurrency: int, input_len: int, output_len: int) -> Load:
+    """What InferenceX's client sends: a closed loop of ``concurrency``, that many times
+    ``requests_per_concurrency`` requests, lengths over ``length_spread``..1 of nominal."""
+    return Load("concurrency", float(concurrency), concurrency * src.requests_per_concurrency, input_len,
+                output_len, src.length_spread)
+
+
 def inferencex(path: Path = DEFAULT_FILE) -> tuple[InferenceXSource, ServingFile]:
     """The serving file's one InferenceX source and the file (its model and hardware names)."""
     spec = loader.validate(ServingFile, loader.read_document(path), str(path))
@@ -238,8 +246,9 @@ def _inferencex_points(name: str, src: InferenceXSource, spec: ServingFile, rows
         tp, ep, dp = parse_layout(row.get("parallelism", ""), chips, where)
         concurrency = _concurrency(row.get("batch_or_concurrency", ""), where)
         isl, osl = int(_number(row, "input_len", where)), int(_number(row, "output_len", where))
+        client = client_load(src, concurrency, isl, osl)
         run = ServingRun(runtime, model, hw, tp, ep, dp, dtypes.weight, dtypes.act, dtypes.kv, "concurrency",
-                         concurrency, concurrency * src.requests_per_concurrency, isl, osl, src.length_spread)
+                         concurrency, client.requests, isl, osl, client.spread)
         split = "calibration" if metric in src.calibration_metrics else "holdout"
         layout = f"tp{tp}" + (f"-ep{ep}" if ep > 1 else "") + (f"-dp{dp}" if dp > 1 else "")
         points.append(ServingPoint(f"{name}/{hw}/{model}/{row['precision']}/{layout}/c{concurrency}-{isl}-{osl}/{metric}",
