@@ -24,7 +24,7 @@ from accelsim.sim import disagg as disaggregated
 from accelsim.sim import engine, serving
 from accelsim.sim import speculative as spec_decoding
 from accelsim.sim.engine import Overlap
-from accelsim.sim.load import Capacity, Load, LoadKind, Slo, default_points
+from accelsim.sim.load import Capacity, Load, LoadKind, Slo, default_points, offered_value
 from accelsim.sim.load import curve as load_curve
 from accelsim.sim.load import find_capacity as find_load_capacity
 from accelsim.sim.load import run as run_load
@@ -204,9 +204,7 @@ def serve(model: ModelSpec | str, hw: HardwareBase | str, *, runtime: RuntimePre
     config = preset.serve_config(slo_ttft_s=slo_ttft, slo_tpot_s=slo_tpot, **options)
     check_disagg_options(disagg, kv_link, hw is not None or parallelism is not None)
     requests_trace = tuple(load_trace(trace)) if trace is not None else None
-    value = float(concurrency if concurrency is not None else rate if rate is not None else 8.0)
-    if kind == "rate" and requests_trace is not None and rate is None and len(requests_trace) > 1:
-        value = (len(requests_trace) - 1) / max(requests_trace[-1].arrival_s - requests_trace[0].arrival_s, 1e-12)
+    value = offered_value(rate, concurrency, requests_trace)
     base = Load(kind, value, requests, prompt, output, length_spread, arrival, cv, seed, requests_trace,
                 shared_prefix)
     if disagg is not None:

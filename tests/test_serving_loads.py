@@ -407,3 +407,20 @@ def test_serve_cli_find_capacity_reports_it_in_json_and_the_report(tmp_path, cap
     assert capacity["at_capacity"]["ttft_s"] <= 0.012 and capacity["at_capacity"]["tpot_s"] <= 0.01
     assert capacity["above"]["ttft_s"] > 0.012 or capacity["above"]["tpot_s"] > 0.01
     assert "SLO capacity (p90" in (out / "report.md").read_text()
+
+
+def test_a_trace_plays_at_its_own_rate_unless_a_rate_is_given_on_cli_and_api(tmp_path, capsys):
+    """One rule (``load.offered_value``) for the CLI and ``accelsim.serve``: a trace of 5 requests
+    over 2 s plays at 2 requests/s; an explicit rate stretches it to that rate."""
+    import accelsim
+    trace = tmp_path / "t.csv"
+    trace.write_text("arrival_s,prompt_tokens,output_tokens\n" + "".join(f"{0.5 * i},64,4\n" for i in range(5)))
+    rates = {}
+    for name, extra in (("own", ()), ("asked", ("--rate", "4"))):
+        code = main(["serve", "--model", MODEL, "--trace", str(trace), *extra, "--rates", "1", "--json",
+                     "--out", str(tmp_path / name)])
+        assert code == 0
+        rates[name] = json.loads(capsys.readouterr().out)["summary"]["rate"]
+    assert rates == {"own": pytest.approx(2.0), "asked": pytest.approx(4.0)}
+    assert accelsim.serve(MODEL, HW, trace=str(trace), curve=[1.0]).summary["rate"] == pytest.approx(2.0)
+    assert accelsim.serve(MODEL, HW, trace=str(trace), rate=4.0, curve=[1.0]).summary["rate"] == pytest.approx(4.0)

@@ -165,15 +165,13 @@ def serve(model, hw, parallelism, weight_dtype, act_dtype, kv_dtype, density, po
         raise AccelsimError("--rates lists request rates; with --concurrency the curve doubles the "
                             "concurrency, and --offline has no curve")
     trace = tuple(api.load_trace(trace_file)) if trace_file is not None else None
-    if kind == "rate" and trace is not None and len(trace) > 1:
-        span = max(trace[-1].arrival_s - trace[0].arrival_s, 1e-12)
-        value = (len(trace) - 1) / span
-    else:
-        value = float(concurrency if concurrency is not None else rate)
+    # a --rate given stretches a trace to it; without one the trace plays at its own rate
+    rate_given = click.get_current_context().get_parameter_source("rate") != click.core.ParameterSource.DEFAULT
+    value = load.offered_value(rate if rate_given or trace is None else None, concurrency, trace)
     base_load = load.Load(kind, value, n_requests, prompt, output, length_spread, arrival, cv, seed, trace,
                           shared_prefix)
     if kind == "rate":
-        points = parse_rates(rates, rate)
+        points = parse_rates(rates, value)
     else:
         points = load.default_points(base_load)
     preset = api.load_runtime(runtime)

@@ -66,6 +66,21 @@ class Load:
         return replace(self, value=value)
 
 
+DEFAULT_RATE = 8.0  # requests/s, when neither a rate nor a trace says otherwise
+
+
+def offered_value(rate: float | None, concurrency: int | None, trace: tuple[Request, ...] | None) -> float:
+    """A load's value: the concurrency, else the rate asked, else a trace's own mean arrival rate
+    (a trace replayed as recorded), else ``DEFAULT_RATE``."""
+    if concurrency is not None:
+        return float(concurrency)
+    if rate is not None:
+        return float(rate)
+    if trace is not None and len(trace) > 1:
+        return (len(trace) - 1) / max(trace[-1].arrival_s - trace[0].arrival_s, 1e-12)
+    return DEFAULT_RATE
+
+
 def requests_for(load: Load) -> list[Request]:
     """The requests ``load`` sends (arrival times matter only for a rate)."""
     if load.trace is not None:
