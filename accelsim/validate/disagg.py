@@ -180,9 +180,8 @@ def replay_file(path: str | Path | None = None, hardware: str | None = None,
     """The disaggregated setups of ``path`` (default: validation/measured_2025.csv, a verbatim
     copy of the refdata table) replayed through ``serve --disagg``, one record per setup.  Each
     runs a closed loop of its concurrency under the runtime preset of its framework (serving.yaml's
-    InferenceX source, which also names the models, chips, formats and the client), with the
-    engine's batch limit at the concurrency (the rows do not state it; a lower one would keep
-    clients waiting that the measured TTFTs do not show); MTP runs decode with ``MTP``."""
+    InferenceX source, which also names the models, chips, formats and the client) and
+    ``serving.engine_config``; MTP runs decode with ``MTP``."""
     from accelsim import api
 
     rows = loader.read_csv(path or DEFAULT_FILE, "measurements")
@@ -193,7 +192,7 @@ def replay_file(path: str | Path | None = None, hardware: str | None = None,
         dtypes = dtypes_of(setup, serving_file)
         system = api.disagg_system(names.models[setup.model], spec, runtime=preset, weight_dtype=dtypes.weight,
                                    act_dtype=dtypes.act, kv_dtype=dtypes.kv, spec_decode=MTP if setup.mtp else None)
-        config = preset.serve_config(max_batch=setup.concurrency)
+        config = serving.engine_config(preset, setup.concurrency)
         return disagg.run(system, config, load_of(setup, serving_file))
 
     chosen = [s for s in setups(rows, serving_file) if hardware is None or s.hardware == hardware]

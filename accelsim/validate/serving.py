@@ -31,7 +31,8 @@ from accelsim.config.types import PositiveInt, Spec
 from accelsim.dtypes import DType
 from accelsim.errors import ConfigError
 from accelsim.sim.load import Load
-from accelsim.sim.serving import ServeResult
+from accelsim.sim.runtime import RuntimePreset
+from accelsim.sim.serving import ServeConfig, ServeResult
 from accelsim.validate.points import VALIDATION_DIR
 
 DEFAULT_FILE = VALIDATION_DIR / "serving.yaml"
@@ -286,7 +287,15 @@ def simulate(run: ServingRun, step_overhead_s: float | None = None) -> ServeResu
                            act_dtype=run.act_dtype, kv_dtype=run.kv_dtype)
     value = run.concurrency if run.load == "concurrency" else run.requests
     offered = load.Load(run.load, float(value), run.requests, run.input_len, run.output_len, run.spread)
-    return load.run(costs, preset.serve_config(), offered)
+    return load.run(costs, engine_config(preset, run.concurrency if run.load == "concurrency" else None), offered)
+
+
+def engine_config(preset: RuntimePreset, concurrency: int | None) -> ServeConfig:
+    """The engine's settings for a measured run: the preset's, with the batch limit at the
+    client's concurrency for a closed loop (the rows do not state the engine's; a lower one
+    would keep clients waiting that the measured TTFTs do not show, and a closed loop never
+    runs more than its concurrency)."""
+    return preset.serve_config(max_batch=concurrency) if concurrency is not None else preset.serve_config()
 
 
 def measure(result: ServeResult, metric: str) -> float:
