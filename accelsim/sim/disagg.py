@@ -49,6 +49,7 @@ from accelsim.sim.serving import (
     kv_capacity_blocks,
     merged_kv_summary,
     merged_spec_stats,
+    request_stats,
 )
 from accelsim.transform import Parallelism
 
@@ -231,12 +232,11 @@ class Pool:
 
     @property
     def replicas(self) -> int:
-        return self.spec.chips // self.costs.chips
+        return self.spec.chips // self.replica_chips
 
     @property
     def dp(self) -> int:
-        p = self.costs.dtypes.get("parallelism")
-        return p.dp if isinstance(p, Parallelism) else 1
+        return self.costs.attention_dp
 
     def config(self, config: ServeConfig) -> ServeConfig:
         """The engine's limits for one replica: with attention data parallelism every rank runs
@@ -547,12 +547,9 @@ def serve_disagg(requests: list[Request], system: DisaggSystem, config: ServeCon
 
 
 def _request_stats(sent: Request, decoded: _Live, prefilled: _Live, overhead: float) -> RequestStats:
-    first, finish = decoded.first_token_s, decoded.finish_s
-    if first is None or finish is None:  # the decode loop finishes only requests with both
-        raise AccelsimError(f"request {sent.rid} finished without a first token")
-    tpot = (finish - first) / (sent.output - 1) if sent.output > 1 else 0.0
-    return RequestStats(sent.rid, sent.arrival_s, sent.prompt, sent.output, first - sent.arrival_s + overhead,
-                        tpot, finish - sent.arrival_s + overhead, decoded.preemptions + prefilled.preemptions)
+    """From the client's send to the decode replica's first token and end; preempted in either pool."""
+    return request_stats(sent, decoded.first_token_s, decoded.finish_s, decoded.preemptions + prefilled.preemptions,
+                         overhead)
 
 
 def _pool_stats(p: Pool, loops: list[_PrefillLoop], makespan: float, reached: dict[int, float]) -> PoolStats:

@@ -376,14 +376,14 @@ class CostModel:
         return self.memo[key]
 
     @functools.cached_property
-    def _dp(self) -> int:  # read on every step: the layout does not change
+    def attention_dp(self) -> int:  # read on every step: the layout does not change
         layout = self.dtypes.get("parallelism")
         return layout.dp if isinstance(layout, Parallelism) else 1
 
     def _ranks(self, sequences: int) -> int:
         """Decode sequences as attention data parallelism runs them (``--dp-attn``): a batch of
         at least ``dp`` is padded to a multiple of it, since every rank steps with the busiest."""
-        dp = self._dp
+        dp = self.attention_dp
         return sequences if sequences <= dp else -(-sequences // dp) * dp
 
     # prefill and decode run every step: a memo hit builds no Workload (they are only for a miss)
@@ -391,7 +391,7 @@ class CostModel:
         # Attention data parallelism balances a step's prompt tokens over its ranks, so more
         # sequences than ranks are costed as one sequence of tokens/dp per rank (its attention
         # as one prompt of that length: never less than the shorter prompts it stands for).
-        dp = self._dp
+        dp = self.attention_dp
         sequences = min(sequences, dp) if dp > 1 else sequences
         per_seq = math.ceil(tokens / sequences)
         # Up to one sequence per rank: a bucket past dp would not split evenly over the ranks.
@@ -763,16 +763,21 @@ def kv_capacity_blocks(costs: CostModel, config: ServeConfig) -> int:
                // costs.block_bytes(config.block_size))
 
 
-def _stats(live: _Live, request_overhead_s: float = 0.0) -> RequestStats:
-    """Per-request figures; the per-request overhead is paid once with the first token, so it
-    moves TTFT and end-to-end latency by the same amount and leaves TPOT alone."""
-    req, first, finish = live.req, live.first_token_s, live.finish_s
-    if first is None or finish is None:  # the loop only finishes requests that have both
+def request_stats(req: Request, first: float | None, finish: float | None, preemptions: int,
+                  request_overhead_s: float = 0.0) -> RequestStats:
+    """Per-request figures from when ``req`` was sent, its first token and its end; the
+    per-request overhead is paid once with the first token, so it moves TTFT and end-to-end
+    latency by the same amount and leaves TPOT alone."""
+    if first is None or finish is None:  # the loops only finish requests that have both
         raise AccelsimError(f"request {req.rid} finished without a first token")
     ttft = first - req.arrival_s + request_overhead_s
     tpot = (finish - first) / (req.output - 1) if req.output > 1 else 0.0
     return RequestStats(req.rid, req.arrival_s, req.prompt, req.output, ttft, tpot,
-                        finish - req.arrival_s + request_overhead_s, live.preemptions)
+                        finish - req.arrival_s + request_overhead_s, preemptions)
+
+
+def _stats(live: _Live, request_overhead_s: float = 0.0) -> RequestStats:
+    return request_stats(live.req, live.first_token_s, live.finish_s, live.preemptions, request_overhead_s)
 
 
 class _Loop:
