@@ -25,7 +25,6 @@ from accelsim.sim import engine, serving
 from accelsim.sim import speculative as spec_decoding
 from accelsim.sim.engine import Overlap
 from accelsim.sim.load import Capacity, Load, LoadKind, Slo, default_points, offered_value
-from accelsim.sim.load import curve as load_curve
 from accelsim.sim.load import find_capacity as find_load_capacity
 from accelsim.sim.load import run as run_load
 from accelsim.sim.result import Refusal, Result
@@ -169,7 +168,7 @@ class ServeReport:
     runtime: str
 
 
-def serve(model: ModelSpec | str, hw: HardwareBase | str, *, runtime: RuntimePreset | str | None = None,
+def serve(model: ModelSpec | str, hw: HardwareBase | str | None, *, runtime: RuntimePreset | str | None = None,
           rate: float | None = None, concurrency: int | None = None, offline: bool = False,
           requests: int = 2000, prompt: int = 1024, output: int = 256, length_spread: float = 1.0,
           arrival: str = "poisson", cv: float = 2.0, seed: int = 0, trace: str | Path | None = None,
@@ -202,30 +201,69 @@ def serve(model: ModelSpec | str, hw: HardwareBase | str, *, runtime: RuntimePre
     dtypes = {k: options.pop(k) for k in ("weight_dtype", "act_dtype", "kv_dtype") if k in options}
     preset = load_runtime(runtime)
     config = preset.serve_config(slo_ttft_s=slo_ttft, slo_tpot_s=slo_tpot, **options)
-    check_disagg_options(disagg, kv_link, hw is not None or parallelism is not None)
     requests_trace = tuple(load_trace(trace)) if trace is not None else None
-    value = offered_value(rate, concurrency, requests_trace)
-    base = Load(kind, value, requests, prompt, output, length_spread, arrival, cv, seed, requests_trace,
-                shared_prefix)
+    base = Load(kind, offered_value(rate, concurrency, requests_trace), requests, prompt, output, length_spread,
+                arrival, cv, seed, requests_trace, shared_prefix)
+    runs = serve_runs(model, hw, preset, config, base, curve or default_points(base), parallelism=parallelism,
+                      density=density, spec_decode=spec_decode, power_limit=power_limit, disagg=disagg,
+                      kv_link=kv_link, slo=Slo(slo_ttft, slo_tpot, slo_percentile) if find_capacity else None,
+                      **dtypes)
+    report = ServeReport(runs.summary(), runs.curve_summaries(),
+                         runs.capacity.summary() if runs.capacity is not None else None, preset.name)
+    if not results:
+        return report
+    if runs.split_main is not None:
+        return report, runs.split_main, list(runs.split_curve), None
+    return report, runs.main, list(runs.curve), runs.capacity
+
+
+@dataclass(frozen=True)
+class ServeRuns:
+    """A serving study's runs: the main load, the curve over loads and the SLO capacity; with
+    disaggregated pools also their system and its runs (``main`` is then the combined run)."""
+
+    main: serving.ServeResult
+    curve: tuple[serving.ServeResult, ...]
+    capacity: Capacity | None
+    costs: serving.CostModel  # with pools: the decode pool's, whose typical step a report draws
+    system: disaggregated.DisaggSystem | None = None
+    split_main: disaggregated.DisaggResult | None = None
+    split_curve: tuple[disaggregated.DisaggResult, ...] = ()
+
+    def summary(self) -> dict:
+        return self.split_main.summary() if self.split_main is not None else self.main.summary()
+
+    def curve_summaries(self) -> list[dict]:
+        return [r.summary() for r in (self.split_curve if self.split_main is not None else self.curve)]
+
+
+def serve_runs(model: ModelSpec | str, hw: HardwareBase | str | None, preset: RuntimePreset,
+               config: serving.ServeConfig, base: Load, points: Iterable[float], *,
+               parallelism: Parallelism | None = None, density: DensityProfile | str | Path | None = None,
+               spec_decode: spec_decoding.SpecDecode | None = None, power_limit: float | None = None,
+               disagg: disaggregated.DisaggSpec | str | None = None, kv_link: str | None = None,
+               slo: Slo | None = None, each: Callable[[list[float]], Iterable[float]] = list,
+               **dtypes: str | None) -> ServeRuns:
+    """``accelsim serve``'s runs for the CLI and ``serve``: ``base`` on ``hw`` (or on the pools of
+    ``disagg``, given instead of ``hw``), the curve over ``points`` (none offline), and with ``slo``
+    the SLO capacity.  ``each`` wraps the curve's loads (a progress bar on a terminal)."""
+    check_disagg_options(disagg, kv_link, hw is not None or parallelism is not None)
+    loads = each(sorted(set(points))) if base.kind != "offline" else []
     if disagg is not None:
-        if find_capacity:
+        if slo is not None:
             raise AccelsimError(DISAGG_NO_CAPACITY)
         system = disagg_system(model, disagg, kv_link=kv_link, runtime=preset, density=density,
                                spec_decode=spec_decode, power_limit=power_limit, **dtypes)
         split = disaggregated.run(system, config, base)
-        runs = ([disaggregated.run(system, config, base.at(p)) for p in sorted(set(curve or default_points(base)))]
-                if kind != "offline" else [split])
-        report = ServeReport(split.summary(), [r.summary() for r in runs], None, preset.name)
-        return (report, split, runs, None) if results else report
+        split_curve = tuple(disaggregated.run(system, config, base.at(p)) for p in loads) or (split,)
+        return ServeRuns(split.result, tuple(r.result for r in split_curve), None, system.decode.costs, system,
+                         split, split_curve)
+    assert hw is not None  # check_disagg_options: one system or the other
     costs = cost_model(model, hw, parallelism, density, preset, power_limit=power_limit, spec_decode=spec_decode,
                        **dtypes)
-    slo = Slo(slo_ttft, slo_tpot, slo_percentile)
-    capacity = find_load_capacity(costs, config, base, slo) if find_capacity else None
+    capacity = find_load_capacity(costs, config, base, slo) if slo is not None else None
     main = run_load(costs, config, base)
-    sweep = load_curve(costs, config, base, curve or default_points(base)) if kind != "offline" else [main]
-    report = ServeReport(main.summary(), [r.summary() for r in sweep],
-                         capacity.summary() if capacity is not None else None, preset.name)
-    return (report, main, sweep, capacity) if results else report
+    return ServeRuns(main, tuple(run_load(costs, config, base.at(p)) for p in loads) or (main,), capacity, costs)
 
 
 def load_study(path: str) -> StudySpec:

@@ -181,29 +181,13 @@ def serve(model, hw, parallelism, weight_dtype, act_dtype, kv_dtype, density, po
                                  prefix_cache=prefix_cache, kv_offload=kv_offload)
     scheduler, max_batch, chunk, block_size = config.scheduler, config.max_batch, config.chunk, config.block_size
     hw_given = click.get_current_context().get_parameter_source("hw") != click.core.ParameterSource.DEFAULT
-    api.check_disagg_options(disagg_spec, kv_link, hw_given or parallelism is not None)
-    dtypes = {"weight_dtype": weight_dtype, "act_dtype": act_dtype, "kv_dtype": kv_dtype}
-    split: disagg.DisaggSystem | None = None
-    if disagg_spec is not None:
-        if find_capacity:
-            raise AccelsimError(api.DISAGG_NO_CAPACITY)
-        split = api.disagg_system(model, disagg_spec, kv_link=kv_link, runtime=preset, density=density,
-                                  spec_decode=spec_decode, power_limit=power_limit, **dtypes)
-        costs = split.decode.costs  # its typical decode step is the one drawn
-        split_main = disagg.run(split, config, base_load)
-        split_sweep = ([disagg.run(split, config, base_load.at(p))
-                        for p in progress(sorted(set(points)), "loads", quiet=as_json)]
-                       if kind != "offline" else [split_main])
-        main, sweep, capacity = split_main.result, [r.result for r in split_sweep], None
-    else:
-        costs = api.cost_model(model, hw, parallelism=parallelism, runtime=preset, power_limit=power_limit,
-                               density=density, spec_decode=spec_decode, **dtypes)
-        slo = load.Slo(slo_ttft, slo_tpot, slo_percentile)
-        capacity = load.find_capacity(costs, config, base_load, slo) if find_capacity else None
-        main = load.run(costs, config, base_load)
-        sweep = ([load.run(costs, config, base_load.at(p))  # a bar on a terminal only
-                  for p in progress(sorted(set(points)), "loads", quiet=as_json)]
-                 if kind != "offline" else [main])
+    runs = api.serve_runs(model, hw if hw_given or disagg_spec is None else None, preset, config, base_load, points,
+                          parallelism=parallelism, density=density, spec_decode=spec_decode,
+                          power_limit=power_limit, disagg=disagg_spec, kv_link=kv_link,
+                          slo=load.Slo(slo_ttft, slo_tpot, slo_percentile) if find_capacity else None,
+                          each=lambda loads: progress(loads, "loads", quiet=as_json),  # a bar on a terminal only
+                          weight_dtype=weight_dtype, act_dtype=act_dtype, kv_dtype=kv_dtype)
+    main, sweep, capacity, costs, split = runs.main, list(runs.curve), runs.capacity, runs.costs, runs.system
     main_rate = value
 
     from accelsim.report.serving import write_report
@@ -228,14 +212,12 @@ def serve(model, hw, parallelism, weight_dtype, act_dtype, kv_dtype, density, po
         title = f"Serving {costs.model.name} on " + (
             f"{split.prefill.costs.hw.name} (prefill) + {split.decode.costs.hw.name} (decode)"
             if split is not None else costs.hw.name)
-        pools = split_main.findings() if split is not None else None
+        pools = runs.split_main.findings() if runs.split_main is not None else None
         files = folders.moved(write_report(main, sweep, staging, title, setup, step, step_label, capacity,
                                            pools),
                               staging, out_dir)
-    summary = split_main.summary() if split is not None else main.summary()
-    curve = [r.summary() for r in split_sweep] if split is not None else [r.summary() for r in sweep]
     if as_json:
-        options.echo_json({"summary": summary, "curve": curve,
+        options.echo_json({"summary": runs.summary(), "curve": runs.curve_summaries(),
                            "capacity": capacity.summary() if capacity is not None else None,
                            "files": {k: str(v) for k, v in files.items()}})
         return
