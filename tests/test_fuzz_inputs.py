@@ -211,6 +211,36 @@ def test_serve_options(scratch, args, value):
         assert_finite(json.loads(out))
 
 
+# The issue-16 serving features' options, each with valid and hostile values, combined.
+FEATURE_OPTIONS: dict[str, list[str] | None] = {
+    "--shared-prefix": ["0", "32", "63", "-1", "1e3", "nan", "100000", "abc"],
+    "--prefix-cache": None,
+    "--kv-offload": ["host", "none", "disk", ""],
+    "--spec-decode": ["mtp", "llama-3.2-1b", "no-such-model", ""],
+    "--spec-k": ["0", "1", "3", "1000", "x"],
+    "--spec-accept": ["0", "0.7", "1", "1.5", "nan", "-inf"],
+    "--disagg": ["prefill=h100-sxm:1,decode=h100-sxm:1", "prefill=h100-sxm:1", "prefill=h100-sxm:0,decode=h100-sxm:1",
+                 "prefill=h100-sxm:1,decode=hardwired-llama-3.1-8b:1", ",,", "prefill=h100-sxm:1e9,decode=h100-sxm:1"],
+    "--kv-link": ["infiniband", "nvlink", "x"],
+    "--power-limit": ["300", "0", "1 kW", "nan", "1e9"],
+}
+
+
+@fuzz(30)
+@given(keys=st.lists(st.sampled_from(sorted(FEATURE_OPTIONS)), min_size=1, max_size=4, unique=True), data=st.data())
+def test_serving_feature_options_combined(scratch, keys, data):
+    _count("serve-features")
+    flat: list[str] = []
+    for key in keys:
+        values = FEATURE_OPTIONS[key]
+        flat += [key] if values is None else [key, data.draw(st.sampled_from(values))]
+    code, out, _ = run_cli("serve", "--model", "llama-3.2-1b", *flat, "--requests", "4", "--prompt", "96",
+                           "--output", "4", "--concurrency", "2", "--out", str(scratch / "features"), "--force",
+                           "--json")
+    if code == 0:
+        assert_finite(json.loads(out))
+
+
 def test_mutations_reach_every_kind_of_value():
     # The strategies must produce the hostile values the issue lists, not only benign ones.
     from fuzz_inputs import SPECIAL
