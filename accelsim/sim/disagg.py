@@ -45,7 +45,9 @@ from accelsim.sim.serving import (
     Step,
     _Live,
     _Loop,
+    client_queues,
     effective_config,
+    is_offline,
     kv_capacity_blocks,
     merged_kv_summary,
     merged_spec_stats,
@@ -465,13 +467,7 @@ def serve_disagg(requests: list[Request], system: DisaggSystem, config: ServeCon
                for _ in range(system.prefill.replicas)]
     decode = [_loop(_DecodeLoop, requests, dcosts, dconfig, "decode") for _ in range(system.decode.replicas)]
     overhead = pcosts.request_overhead_s  # the front end's, paid once per request
-    ordered = sorted(requests, key=lambda r: r.rid)
-    if concurrency is None:
-        incoming = deque(sorted(requests, key=lambda r: (r.arrival_s, r.rid)))
-        unsent: deque[Request] = deque()
-    else:
-        incoming = deque(replace(r, arrival_s=0.0) for r in ordered[:concurrency])
-        unsent = deque(ordered[concurrency:])
+    incoming, unsent = client_queues(requests, concurrency)
     slots: list[float] = []  # closed loop: times at which the client may send its next request
     sent: dict[int, Request] = {}
     kv_bytes: dict[int, float] = {}
@@ -531,10 +527,9 @@ def serve_disagg(requests: list[Request], system: DisaggSystem, config: ServeCon
         notes += [n for n in loop.notes if n not in notes]
     if overhead > 0:
         notes.append(f"request overhead {overhead * 1e3:.2f} ms per request added to TTFT and end-to-end latency")
-    offline = concurrency is None and all(r.arrival_s == 0 for r in requests) and len(requests) > 1
     capacity = decode[0].capacity
     combined = ServeResult(rate, "continuous", stats, steps, capacity, config.block_size, idle_j, config,
-                           tuple(notes), concurrency, offline, system.chips,
+                           tuple(notes), concurrency, is_offline(requests, concurrency), system.chips,
                            kv=merged_kv_summary([loop.kv_summary() for loop in loops]),
                            speculation=merged_spec_stats([loop.spec_stats() for loop in decode]))
     makespan = combined.makespan_s

@@ -698,10 +698,10 @@ def serve(requests: list[Request], costs: CostModel, config: ServeConfig = Serve
         loop.notes.append(f"request overhead {costs.request_overhead_s * 1e3:.2f} ms per request "
                           f"(gpu.request_overhead) added to TTFT and end-to-end latency, not to steps")
     stats.sort(key=lambda s: s.rid)
-    offline = concurrency is None and all(r.arrival_s == 0 for r in requests) and len(requests) > 1
     return ServeResult(rate, config.scheduler, stats, loop.steps, capacity, config.block_size,
-                       loop.idle_s * costs.static_w, config, tuple(loop.notes), concurrency, offline,
-                       costs.chips, kv=loop.kv_summary(), speculation=loop.spec_stats())
+                       loop.idle_s * costs.static_w, config, tuple(loop.notes), concurrency,
+                       is_offline(requests, concurrency), costs.chips, kv=loop.kv_summary(),
+                       speculation=loop.spec_stats())
 
 
 def effective_config(costs: CostModel, config: ServeConfig) -> ServeConfig:
@@ -780,17 +780,24 @@ def _stats(live: _Live, request_overhead_s: float = 0.0) -> RequestStats:
     return request_stats(live.req, live.first_token_s, live.finish_s, live.preemptions, request_overhead_s)
 
 
+def client_queues(requests: list[Request], concurrency: int | None) -> tuple[deque[Request], deque[Request]]:
+    """(sent, not yet sent): an open loop sends every request at its arrival time; a closed loop
+    of N sends the first N (by id) at t=0 and each of the rest when a completion frees a slot."""
+    if concurrency is None:
+        return deque(sorted(requests, key=lambda r: (r.arrival_s, r.rid))), deque()
+    ordered = sorted(requests, key=lambda r: r.rid)
+    return deque(replace(r, arrival_s=0.0) for r in ordered[:concurrency]), deque(ordered[concurrency:])
+
+
+def is_offline(requests: list[Request], concurrency: int | None) -> bool:
+    """All requests queued at once (max-throughput benchmarks), as opposed to a rate or a closed loop."""
+    return concurrency is None and all(r.arrival_s == 0 for r in requests) and len(requests) > 1
+
+
 class _Loop:
     def __init__(self, requests: list[Request], costs: CostModel, config: ServeConfig, blocks: int,
                  concurrency: int | None = None):
-        if concurrency is None:
-            self.pending = deque(sorted(requests, key=lambda r: (r.arrival_s, r.rid)))
-            self.unsent: deque[Request] = deque()
-        else:
-            # Closed loop: the first N go out at t=0, the rest wait for a completion each.
-            ordered = sorted(requests, key=lambda r: r.rid)
-            self.pending = deque(replace(r, arrival_s=0.0) for r in ordered[:concurrency])
-            self.unsent = deque(ordered[concurrency:])
+        self.pending, self.unsent = client_queues(requests, concurrency)
         self.costs, self.config = costs, config
         self.capacity = blocks
         self.free = blocks
