@@ -100,7 +100,7 @@ def test_bad_node_table_is_one_line():
 
 
 def test_h100_batch1_llama8b_system_cost_in_published_range():
-    """Renting an H100 costs $2-4 an hour; at ~144 tokens/s that is a few $ per Mtoken."""
+    """Renting an H100 costs $2-4 an hour; at ~150 tokens/s that is a few $ per Mtoken."""
     r = api.simulate("llama-3.1-8b", "h100-sxm")
     assert 1.5 <= r.usd_per_mtoken <= 10.0
     assert r.cost["basis"] == "card price" and r.cost["die_basis"] == "datasheet"
