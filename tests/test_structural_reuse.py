@@ -1,0 +1,83 @@
+"""Issue 20's structural reuse gives what the plain definitions give: a decoder layer lowered once
+per kind and copied under new names equals lowering every layer; a fusion plan found on one
+graph and applied to another of the same structure equals fusing that graph afresh."""
+from __future__ import annotations
+
+import pytest
+
+from accelsim.config import loader
+from accelsim.graph import Graph
+from accelsim.model import lower as lowering
+from accelsim.model.context import LoweringContext
+from accelsim.model.spec import load_model
+from accelsim.transform import fusion
+from accelsim.workload import Workload
+
+MODELS = sorted(loader.bundled_names("models"))
+WORKLOADS = [Workload(phase="decode", batch=3, context=700), Workload(phase="prefill", batch=2, prompt=96)]
+
+
+def _layer_by_layer(spec, workload: Workload) -> Graph:
+    """The definition: every decoder layer lowered by itself."""
+    ctx = LoweringContext(spec, workload, Graph(name=f"{spec.name} {workload.describe()}", batch=workload.batch))
+    x = lowering._embed(ctx)
+    for layer, kind in enumerate(spec.layer_kinds):
+        x = lowering._decoder_layer(ctx, x, layer, kind)
+    lowering._head(ctx, x)
+    return ctx.graph
+
+
+def _same(a: Graph, b: Graph) -> None:
+    assert (a.name, a.batch, len(a.ops)) == (b.name, b.batch, len(b.ops))
+    for x, y in zip(a.ops, b.ops):
+        assert x == y, x.name
+    assert a._edges == b._edges
+    assert [t.nbytes for op in a for t in (*op.inputs, *op.outputs)] == \
+        [t.nbytes for op in b for t in (*op.inputs, *op.outputs)]
+
+
+def test_every_bundled_model_is_in_the_sample():
+    assert {"llama-3.1-8b", "jamba-v0.1", "deepseek-v3", "rwkv7-2.9b", "stripedhyena-7b",
+            "recurrentgemma-2b", "gemma-2-9b", "mmfreelm-1.3b", "mamba-2.8b"} <= set(MODELS)
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_copied_layers_equal_each_layer_lowered(name):
+    spec = load_model(name)
+    for workload in WORKLOADS:
+        _same(lowering.lower(spec, workload), _layer_by_layer(spec, workload))
+
+
+def test_a_second_layer_unlike_the_first_stops_the_copying(monkeypatch):
+    spec = load_model("llama-3.2-1b")
+    plain = lowering._decoder_layer
+    calls = []
+
+    def odd(ctx, x, layer, kind):  # the second layer reads a tensor of its own index's name
+        calls.append(layer)
+        out = plain(ctx, x, layer, kind)
+        shared = ctx.activation(f"table{layer}", *out.shape)
+        return ctx.pointwise(f"layers.{layer}.extra", (out, shared), 1.0, layer, role="residual")
+
+    monkeypatch.setattr(lowering, "_decoder_layer", odd)
+    workload = Workload(phase="decode", batch=2, context=100)
+    graph = lowering.lower(spec, workload)
+    assert calls == list(range(spec.num_layers))  # every layer lowered: none copied
+    calls.clear()
+    _same(graph, _layer_by_layer(spec, workload))
+
+
+@pytest.mark.parametrize("name, unfused", [("llama-3.1-8b", ()), ("llama-3.1-8b", ("gated_activation",)),
+                                           ("llama-3.1-8b", ("context_rope", "gated_activation")),
+                                           ("jamba-v0.1", ()), ("deepseek-v3", ("context_rope",)),
+                                           ("stripedhyena-7b", ()), ("mmfreelm-1.3b", ("gated_activation",))])
+def test_a_fusion_plan_reused_at_other_sizes_equals_fusing_afresh(name, unfused):
+    spec = load_model(name)
+    for phase, sizes in (("decode", [(1, 300), (9, 5000)]), ("prefill", [(1, 64), (3, 700)])):
+        graphs = [lowering.lower(spec, Workload(phase=phase, batch=b, **{"context" if phase == "decode" else
+                                                                          "prompt": n})) for b, n in sizes]
+        fusion._PLANS.clear()
+        fusion.fuse(graphs[0], "epilogue", unfused)  # plans the structure
+        planned = fusion.fuse(graphs[1], "epilogue", unfused)
+        fusion._PLANS.clear()
+        _same(planned, fusion.fuse(graphs[1], "epilogue", unfused))
