@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import fields, replace
 from typing import Any
 
 from accelsim.graph import Collective, Graph, Op
@@ -103,6 +103,16 @@ def _renamed(cost: OpCost, name: str, layer: int | None) -> OpCost:
 def _shape_key(op: Op, spatial: bool) -> tuple:
     """What determines an op's cost: its kind, shape fields and tensors; on spatial chips (one
     region per layer) also its layer."""
-    fields = {k: v for k, v in vars(op).items() if k not in ("name", "inputs", "outputs", "layer")}
-    tensors = tuple((t.shape, t.dtype, t.role) for t in (*op.inputs, *op.outputs))
-    return (type(op).__name__, tuple(sorted(fields.items())), tensors, op.layer if spatial else None)
+    kind = type(op)
+    names = _KEY_FIELDS.get(kind)
+    if names is None:
+        names = _KEY_FIELDS[kind] = tuple(sorted(f.name for f in fields(kind) if f.name not in _NOT_SHAPE))
+    own = op.__dict__
+    values = tuple([(k, own[k]) for k in names])
+    tensors = tuple([(t.shape, t.dtype, t.role) for t in op.inputs] + [(t.shape, t.dtype, t.role) for t in op.outputs])
+    return (kind.__name__, values, tensors, op.layer if spatial else None)
+
+
+# Each op class's fields that enter its shape key, sorted (found once per class).
+_NOT_SHAPE = frozenset(("name", "inputs", "outputs", "layer"))
+_KEY_FIELDS: dict[type, tuple[str, ...]] = {}

@@ -279,13 +279,16 @@ def _apply(kernel: _MergePlan, ops: list[Op]) -> Op:
         return (op.outputs if side else op.inputs)[pos]
 
     absorbed = [op for op in members if op is not primary]
-    cls = FUSED[_primary_class(primary)]
-    fields = {k: v for k, v in vars(primary).items() if k not in ("fused", "absorbed_flops")}
+    merged = object.__new__(FUSED[_primary_class(primary)])
+    # The primary's fields were validated when it was built, so the fused op is assembled from
+    # them without re-running the frozen dataclass's __init__ (a step merges over a hundred).
+    fields = merged.__dict__
+    fields.update({k: v for k, v in vars(primary).items() if k not in ("fused", "absorbed_flops")})
     fields.update(inputs=tuple(map(tensor, kernel.inputs)), outputs=tuple(map(tensor, kernel.outputs)),
                   fused=tuple(getattr(primary, "fused", ())) + tuple(_label(op) for op in absorbed),
                   absorbed_flops=getattr(primary, "absorbed_flops", 0.0)
                   + sum(op.flops for op in absorbed))
-    return cls(**fields)
+    return merged
 
 
 def _external_inputs(kernel: _Kernel, produced: set[str]) -> list[Tensor]:
