@@ -81,3 +81,16 @@ def test_a_fusion_plan_reused_at_other_sizes_equals_fusing_afresh(name, unfused)
         planned = fusion.fuse(graphs[1], "epilogue", unfused)
         fusion._PLANS.clear()
         _same(planned, fusion.fuse(graphs[1], "epilogue", unfused))
+
+
+def test_a_one_stage_step_joins_its_graph_as_adding_each_op_does():
+    from accelsim import pipeline
+    spec = load_model("llama-3.2-1b")
+    stage = fusion.fuse(lowering.lower(spec, Workload(phase="decode", batch=2, context=50)))
+    joined = pipeline._joined("one", [stage])
+    added = Graph(name="one")
+    for op in stage:
+        added.add(op)
+    assert (joined.name, joined.batch, joined.ops) == (added.name, added.batch, added.ops)
+    assert (joined._producer, joined._names, joined._edges) == (added._producer, added._names, added._edges)
+    assert sorted(joined.dag.edges(data=True)) == sorted(added.dag.edges(data=True))
