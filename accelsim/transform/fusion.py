@@ -167,8 +167,9 @@ def fuse(graph: Graph, policy: str = "epilogue", unfused: tuple[str, ...] = ()) 
         raise AccelsimError(f"fusion policy must be one of {', '.join(POLICIES)}; got {policy!r}")
     if policy == "none":
         return graph
-    apart = _standalone(graph, tuple(unfused))
-    structure = _structure(graph, apart)
+    unfused = tuple(unfused)
+    apart = _standalone(graph, unfused)
+    structure = (unfused, _structure(graph, apart, unfused))
     plan = _PLANS.get(structure)
     if plan is None:
         if len(_PLANS) >= _PLANS_KEPT:
@@ -189,8 +190,12 @@ _PLANS: dict[tuple, list[int | _MergePlan]] = {}
 _PLANS_KEPT = 64
 
 
-def _structure(graph: Graph, apart) -> tuple:
-    """Everything about ``graph`` the fusion walk reads (see ``_plan``)."""
+def _structure(graph: Graph, apart, unfused: tuple[str, ...]) -> tuple:
+    """Everything about ``graph`` the fusion walk reads (see ``_plan``); which ops run apart
+    only when the library runs some apart (``apart`` is then the only part read from sizes)."""
+    if not unfused:
+        return tuple([(type(op), op.name, op.role, tuple([t.name for t in op.inputs]),
+                       tuple([t.name for t in op.outputs])) for op in graph.ops])
     return tuple([(type(op), op.name, op.role, tuple([t.name for t in op.inputs]),
                    tuple([t.name for t in op.outputs]), apart(op)) for op in graph.ops])
 
@@ -204,6 +209,7 @@ class _MergePlan:
     primary: int  # position in ``members``
     inputs: tuple[tuple[int, int, int], ...]
     outputs: tuple[tuple[int, int, int], ...]
+    labels: tuple[str, ...]  # the absorbed members' labels (``_label``), in member order
 
 
 def _plan(graph: Graph, apart) -> list[int | _MergePlan]:
@@ -264,7 +270,8 @@ def _merge_plan(kernel: _Kernel, consumers: Counter, index: dict[int, int]) -> _
             for pos, t in enumerate(tensors):
                 where.setdefault(id(t), (m, side, pos))
     return _MergePlan(tuple(index[id(op)] for op in kernel.members), kernel.members.index(kernel.primary),
-                      tuple(where[id(t)] for t in inputs), tuple(where[id(t)] for t in outputs))
+                      tuple(where[id(t)] for t in inputs), tuple(where[id(t)] for t in outputs),
+                      tuple(_label(op) for op in kernel.members if op is not kernel.primary))
 
 
 def _apply(kernel: _MergePlan, ops: list[Op]) -> Op:
@@ -281,11 +288,12 @@ def _apply(kernel: _MergePlan, ops: list[Op]) -> Op:
     absorbed = [op for op in members if op is not primary]
     merged = object.__new__(FUSED[_primary_class(primary)])
     # The primary's fields were validated when it was built, so the fused op is assembled from
-    # them without re-running the frozen dataclass's __init__ (a step merges over a hundred).
+    # them without re-running the frozen dataclass's __init__ (a step merges over a hundred);
+    # the four fields set after them replace any the primary had, in their declared places.
     fields = merged.__dict__
-    fields.update({k: v for k, v in vars(primary).items() if k not in ("fused", "absorbed_flops")})
+    fields.update(vars(primary))
     fields.update(inputs=tuple(map(tensor, kernel.inputs)), outputs=tuple(map(tensor, kernel.outputs)),
-                  fused=tuple(getattr(primary, "fused", ())) + tuple(_label(op) for op in absorbed),
+                  fused=tuple(getattr(primary, "fused", ())) + kernel.labels,
                   absorbed_flops=getattr(primary, "absorbed_flops", 0.0)
                   + sum(op.flops for op in absorbed))
     return merged
