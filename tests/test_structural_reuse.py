@@ -94,3 +94,23 @@ def test_a_one_stage_step_joins_its_graph_as_adding_each_op_does():
     assert (joined.name, joined.batch, joined.ops) == (added.name, added.batch, added.ops)
     assert (joined._producer, joined._names, joined._edges) == (added._producer, added._names, added._edges)
     assert sorted(joined.dag.edges(data=True)) == sorted(added.dag.edges(data=True))
+
+
+def test_a_step_leaves_the_garbage_collector_as_it_found_it():
+    import gc
+
+    from accelsim import api
+    from accelsim.errors import AccelsimError
+    workload = Workload(phase="decode", batch=2, context=100)
+    assert gc.isenabled()
+    api.simulate("llama-3.2-1b", "h100-sxm", workload)
+    assert gc.isenabled()
+    with pytest.raises(AccelsimError):  # a refusal raised inside the step
+        api.simulate("llama-3.1-405b", "h100-sxm", workload)
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        api.simulate("llama-3.2-1b", "h100-sxm", workload)
+        assert not gc.isenabled()  # the caller's choice stands
+    finally:
+        gc.enable()
