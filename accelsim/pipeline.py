@@ -252,7 +252,7 @@ def _joined(name: str, stages: Sequence[Graph]) -> Graph:
     if len(stages) == 1:  # the stage's ops, producers and edges as adding them one by one gives
         stage = stages[0]
         return Graph(name=name, ops=list(stage.ops), _producer=dict(stage._producer),
-                     _names=set(stage._names), _edges=list(stage._edges))
+                     _names=set(stage._names), _edges=list(stage._edges), _twins=list(stage._twins))
     joined = Graph(name=name)
     for graph in stages:
         for op in graph:

@@ -114,3 +114,35 @@ def test_a_step_leaves_the_garbage_collector_as_it_found_it():
         assert not gc.isenabled()  # the caller's choice stands
     finally:
         gc.enable()
+
+
+def _rebuilt(graph: Graph) -> Graph:
+    """``graph`` with no op marked as a copy."""
+    plain = Graph(name=graph.name, batch=graph.batch)
+    for op in graph:
+        plain.add(op)
+    return plain
+
+
+@pytest.mark.parametrize("name", ["llama-3.1-8b", "jamba-v0.1", "deepseek-v3", "gemma-2-9b", "rwkv7-2.9b",
+                                  "mmfreelm-1.3b"])
+def test_ops_marked_as_copies_have_their_originals_shape_key_and_sizes(name):
+    from accelsim.sim import mapper
+    spec = load_model(name)
+    for workload in WORKLOADS:
+        lowered = lowering.lower(spec, workload)
+        for graph in (lowered, fusion.fuse(lowered), fusion.fuse(lowered, "epilogue", ("gated_activation",
+                                                                                        "context_rope"))):
+            originals = graph.originals()
+            assert originals is not None
+            copies = [(i, j) for i, j in enumerate(originals) if i != j]
+            assert len(copies) > len(graph.ops) // 2  # most layers are copies
+            for i, j in copies:
+                op, original = graph.ops[i], graph.ops[j]
+                assert j < i and originals[j] == j
+                assert mapper._shape_key(op, False) == mapper._shape_key(original, False)
+                assert [(t.nbytes, t.role) for t in (*op.inputs, *op.outputs)] == \
+                    [(t.nbytes, t.role) for t in (*original.inputs, *original.outputs)]
+            assert mapper._shape_classes(graph, False) == mapper._shape_classes(_rebuilt(graph), False)
+        from accelsim.hardware import common
+        assert common._peak_activation_bytes(lowered) == common._peak_activation_bytes(_rebuilt(lowered))

@@ -101,7 +101,10 @@ def peak_activation_bytes(graph: Graph) -> float:
 
 def _peak_activation_bytes(graph: Graph) -> float:
     peak = 0.0
-    for op in graph:
+    originals = graph.originals()
+    for i, op in enumerate(graph):
+        if originals is not None and originals[i] != i:
+            continue  # a renamed copy holds its original's tensor sizes: the same working set
         live = sum(t.nbytes for t in (*op.inputs, *op.outputs) if t.role == "activation")
         peak = max(peak, live)
     return peak

@@ -32,6 +32,7 @@ class _Layer:
     x: Tensor
     ops: list[Op]
     out: Tensor
+    start: int  # index of its first op in the graph
     repeats: bool | None = None
     recipe: _Recipe | None = None
 
@@ -49,8 +50,8 @@ def _repeated_layer(ctx: LoweringContext, x: Tensor, layer: int, kind: LayerKind
     template = first.get(kind)
     if template is not None and template.repeats:
         ops, out = _renamed_layer(template, layer, x)
-        for op in ops:
-            ctx.graph.add(op)
+        for i, op in enumerate(ops, template.start):
+            ctx.graph.add(op, copy_of=i)
         return out
     start = len(ctx.graph.ops)
     out = _decoder_layer(ctx, x, layer, kind)
@@ -59,7 +60,7 @@ def _repeated_layer(ctx: LoweringContext, x: Tensor, layer: int, kind: LayerKind
         for op in ops:  # sized once here, the copies inherit the sizes
             for t in (*op.inputs, *op.outputs):
                 t.nbytes  # noqa: B018 (computes and keeps it)
-        first[kind] = _Layer(layer, x, ops, out)
+        first[kind] = _Layer(layer, x, ops, out, start)
     elif template.repeats is None:
         ops, renamed_out = _renamed_layer(template, layer, x)
         template.repeats = ops == ctx.graph.ops[start:] and renamed_out == out

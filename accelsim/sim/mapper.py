@@ -67,8 +67,14 @@ def _shape_classes(graph: Graph, spatial: bool, placement: Placement | None = No
     a few hundred ops and a dozen or so shapes; keys are deep tuples, costly to hash per op)."""
     shapes: list[tuple[tuple, Op]] = []
     seen: dict[tuple, int] = {}
-    index = []
-    for op in graph:
+    index: list[int] = []
+    # a renamed copy has its original's key (not on spatial chips, whose key holds the layer,
+    # nor under a density profile, which is per op name)
+    originals = graph.originals() if not spatial and placement is None else None
+    for n, op in enumerate(graph):
+        if originals is not None and originals[n] != n:
+            index.append(index[originals[n]])
+            continue
         key = _shape_key(op, spatial)
         if placement is not None:
             key = (*key, common.op_density(op, placement))

@@ -176,10 +176,32 @@ def fuse(graph: Graph, policy: str = "epilogue", unfused: tuple[str, ...] = ()) 
             _PLANS.pop(next(iter(_PLANS)))
         plan = _PLANS[structure] = _plan(graph, apart)
     fused = Graph(graph.name, batch=graph.batch)
-    ops = graph.ops
-    for kernel in plan:
-        fused.add(ops[kernel] if isinstance(kernel, int) else _apply(kernel, ops))
+    ops, originals = graph.ops, graph.originals()
+    made: dict[tuple[int, ...], int] = {}  # each kernel's members -> its index
+    members: tuple[int, ...]
+    for k, kernel in enumerate(plan):
+        if isinstance(kernel, int):
+            op, members = ops[kernel], (kernel,)
+        else:
+            op, members = _apply(kernel, ops), kernel.members
+        copy_of = None
+        if originals is not None:
+            # a kernel of copies of another kernel's members, merged the same way, is a copy
+            source = tuple([originals[m] for m in members])
+            if source != members:
+                j = made.get(source)
+                if j is not None and _same_form(plan[j], kernel):
+                    copy_of = j
+            made[members] = k
+        fused.add(op, copy_of)
     return fused
+
+
+def _same_form(a: int | _MergePlan, b: int | _MergePlan) -> bool:
+    """Two kernels of a plan built alike from corresponding members."""
+    if isinstance(a, int) or isinstance(b, int):
+        return isinstance(a, int) and isinstance(b, int)
+    return (a.primary, a.inputs, a.outputs, a.labels) == (b.primary, b.inputs, b.outputs, b.labels)
 
 
 # Which ops form each kernel decides nothing from sizes: only the ops' classes, roles, names, the
