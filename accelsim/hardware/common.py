@@ -83,13 +83,17 @@ def footprint(graph: Graph) -> dict[str, float]:
 # only changes the bytes moved, e.g. a gather's rows), so they walk the tensors directly.
 def _footprint(graph: Graph) -> dict[str, float]:
     resident = {"weight": graph.weight_bytes, "kv_cache": 0.0, "state": 0.0}
-    for op in graph:
-        for tensor in op.inputs:
-            if tensor.role in ("kv_cache", "state"):
-                resident[tensor.role] += tensor.nbytes
-        for tensor in op.outputs:
-            if tensor.role == "kv_cache":
-                resident["kv_cache"] += tensor.nbytes
+    originals = graph.originals()
+    held: list[list[tuple[str, float]]] = []  # per op, what it adds, in order
+    for i, op in enumerate(graph):
+        if originals is not None and originals[i] != i:
+            adds = held[originals[i]]  # a renamed copy holds its original's tensor sizes
+        else:
+            adds = [(t.role, t.nbytes) for t in op.inputs if t.role in ("kv_cache", "state")]
+            adds += [("kv_cache", t.nbytes) for t in op.outputs if t.role == "kv_cache"]
+        held.append(adds)
+        for role, nbytes in adds:  # added op by op, in the same order as every op walked
+            resident[role] += nbytes
     return resident
 
 
