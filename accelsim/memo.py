@@ -68,7 +68,9 @@ def collector_paused() -> Iterator[None]:
     step is still using them) and promotes them, until enough have been promoted to trigger a
     walk of the whole heap: in a loop of fresh ``simulate`` calls that was about a third of the
     CPU time.  Off for the call, they are freed by reference counting when the call ends and
-    the collector runs as usual afterwards.  Only the outermost pause turns it back on."""
+    the collector runs as usual afterwards.  Only the outermost pause turns it back on (a
+    caller that turned the collector off keeps it off; the switch is per process, so a thread
+    that turns it off while a step of another thread runs sees it back on when that step ends)."""
     paused = gc.isenabled()
     if paused:
         gc.disable()
