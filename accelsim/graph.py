@@ -375,8 +375,14 @@ class Graph:
     _names: set[str] = field(default_factory=set, repr=False)
     _edges: list[tuple[str, str, str]] = field(default_factory=list, repr=False)
     _dag: nx.DiGraph | None = field(default=None, repr=False)
+    # Per op, the index of the earlier op it is a renamed copy of (its own index if none): the
+    # same class, fields and tensor shapes, dtypes and roles; only names and ``layer`` differ.
+    # Lowering marks the layers it copies, fusion the kernels made of copies; what depends on
+    # nothing else (an op's activation bytes, its shape key) may be read from the original.
+    _twins: list[int] = field(default_factory=list, repr=False)
 
-    def add(self, op: Op) -> Op:
+    def add(self, op: Op, copy_of: int | None = None) -> Op:
+        """Append ``op``; ``copy_of`` is the index of an earlier op it is a renamed copy of."""
         if op.name in self._names:
             raise ValueError(f"duplicate op name {op.name!r}")
         self._names.add(op.name)
@@ -386,9 +392,15 @@ class Graph:
                 self._edges.append((producer, op.name, tensor.name))
         for tensor in op.outputs:
             self._producer[tensor.name] = op.name
+        self._twins.append(len(self.ops) if copy_of is None else self._twins[copy_of])
         self.ops.append(op)
         self._dag = None
         return op
+
+    def originals(self) -> list[int] | None:
+        """Per op, the index of the op it copies (``add``'s ``copy_of``, followed to the
+        first), or None when the graph was not built by ``add`` alone."""
+        return self._twins if len(self._twins) == len(self.ops) else None
 
     @property
     def dag(self) -> nx.DiGraph:

@@ -36,7 +36,7 @@ from accelsim.hardware.base import (
     streamed_prefill,
 )
 from accelsim.hardware.spec import HardwareBase
-from accelsim.memo import GRAPHS_KEPT, ByIdentity, hashable
+from accelsim.memo import GRAPHS_KEPT, ByIdentity, collector_paused, hashable
 from accelsim.model.lower import lower, lower_mtp
 from accelsim.model.spec import ModelSpec
 from accelsim.sim.mapper import best_cost, map_graph
@@ -194,6 +194,12 @@ def run(name: str, lower_for: LowerFor, hw: HardwareBase, workload: Workload,
     ``lower_for`` is called again when users are split into groups in flight (a layer or stage
     pipeline runs one group per stage); ``spec`` reaches backends that must know the model (a
     hardwired chip checks that its weights are this model's) and is None for imported graphs."""
+    with collector_paused():
+        return _run(name, lower_for, hw, workload, spec, parallelism)
+
+
+def _run(name: str, lower_for: LowerFor, hw: HardwareBase, workload: Workload,
+         spec: ModelSpec | None, parallelism: Parallelism | None) -> Costed:
     backend = hardware.backend(hw)
     full = lower_for(workload)
     plan = backend.plan(full, hw, parallelism)
@@ -243,6 +249,10 @@ def run(name: str, lower_for: LowerFor, hw: HardwareBase, workload: Workload,
 
 
 def _joined(name: str, stages: Sequence[Graph]) -> Graph:
+    if len(stages) == 1:  # the stage's ops, producers and edges as adding them one by one gives
+        stage = stages[0]
+        return Graph(name=name, ops=list(stage.ops), _producer=dict(stage._producer),
+                     _names=set(stage._names), _edges=list(stage._edges), _twins=list(stage._twins))
     joined = Graph(name=name)
     for graph in stages:
         for op in graph:

@@ -11,7 +11,9 @@ Parts (``--only``):
   simulate one-by-one ``accelsim.simulate`` of Llama-3.1-8B decode on H100 by name, batch,
            context and formats drawn at random per call: configurations per second (wall and
            CPU) for fresh configurations, for each on two chips, and for a revisited set, each
-           beside the same calls with the cross-call memos cleared (``bench_simulate``).
+           beside the same calls with the cross-call memos cleared (``bench_simulate``);
+           with --simulate-baseline REF also the fresh loop on REF's code (``git archive``,
+           a child process), e.g. the commit before a speed change.
   fastpath design points per second, single process, on the bundled grids (densified to
            --points), and random search and NSGA-II on the same spaces (rows as the runner writes them).
   pareto   the front of n random points in 2, 3 and 4 objectives; baseline the O(n^2)
@@ -74,11 +76,34 @@ def _clear_step_memos() -> None:
     """Forget every cross-call memo of the one-by-one path (the same-run baseline: each call
     then lowers, fuses, places and costs from scratch, as before issue 20's memos)."""
     from accelsim import api, pipeline
-    from accelsim.hardware import common
+    from accelsim.hardware import base, common
     from accelsim.sim import mapper
+    from accelsim.transform import fusion
     for memo in (pipeline._TYPED, pipeline._LOWERED, pipeline._FUSED, pipeline._JOINED, mapper._KEYS,
-                 mapper._COSTS, common._FOOTPRINTS, common._PEAKS, api._TRUST):
+                 mapper._COSTS, common._FOOTPRINTS, common._PEAKS, api._TRUST, base._COST_PARAMS):
         memo.clear()
+    fusion._PLANS.clear()
+
+
+# The fresh loop run by another checkout of this repository (``git archive`` of a ref into a
+# temporary folder) in a child process: a baseline of older code, timed in the same run.
+_OTHER_CHECKOUT = """
+import json, sys, time
+sys.path.insert(0, "benchmarks")
+from bench_speed import _configs, _rate
+from accelsim import Workload, simulate
+simulate("llama-3.1-8b", "h100-sxm", Workload(phase="decode", batch=1, context=2048))
+print(json.dumps(_rate(_configs(int(sys.argv[1]), seed=1))))
+"""
+
+
+def _fresh_at(ref: str, n: int) -> dict:
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref], check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        done = subprocess.run([sys.executable, "-c", _OTHER_CHECKOUT, str(n)], cwd=tmp, check=True,
+                              capture_output=True, text=True, env={**os.environ, "PYTHONPATH": tmp})
+    return {"ref": ref, **json.loads(done.stdout.strip().splitlines()[-1])}
 
 
 def _configs(n: int, seed: int) -> list[tuple[str, dict, dict]]:
@@ -108,7 +133,7 @@ def _rate(calls: list[tuple[str, dict, dict]], before_each=None) -> dict:
     return {"configs": len(calls), "configs_per_s": len(calls) / wall, "configs_per_cpu_s": len(calls) / cpu}
 
 
-def bench_simulate(n: int) -> dict:
+def bench_simulate(n: int, baseline_ref: str | None = None) -> dict:
     """One-by-one ``simulate`` of Llama-3.1-8B decode on H100 (by name), three ways a loop meets
     configurations, each beside the same calls with every cross-call memo cleared first:
 
@@ -122,6 +147,8 @@ def bench_simulate(n: int) -> dict:
     simulate("llama-3.1-8b", "h200", Workload(phase="decode", batch=1, context=2048))
     fresh_calls = _configs(n, seed=1)
     baseline = _rate(_configs(n, seed=2), before_each=_clear_step_memos)
+    # the same fresh configurations through the older code, just before this code runs them
+    older = _fresh_at(baseline_ref, n) if baseline_ref else None
     fresh = _rate(fresh_calls)
     pairs = [(chip, w, f) for _, w, f in _configs(n // 2, seed=3) for chip in ("h100-sxm", "h200")]
     across = _rate(pairs)
@@ -132,6 +159,9 @@ def bench_simulate(n: int) -> dict:
            "revisited": revisited, "target_per_s": 1000}
     for name in ("fresh", "across_chips", "revisited"):
         out[name]["cpu_ratio_to_baseline"] = out[name]["configs_per_cpu_s"] / baseline["configs_per_cpu_s"]
+    if older is not None:
+        out["fresh_at_baseline_ref"] = older
+        out["fresh"]["cpu_ratio_to_baseline_ref"] = fresh["configs_per_cpu_s"] / older["configs_per_cpu_s"]
     return out
 
 
@@ -270,6 +300,8 @@ def main() -> None:
     ap.add_argument("--only", default="cli,simulate,fastpath,pareto,sweep,yaml")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--simulate", type=int, default=200)
+    ap.add_argument("--simulate-baseline", default=None, metavar="REF",
+                    help="also time the fresh loop on this git ref's code (a child process)")
     ap.add_argument("--points", type=int, default=100_000)
     ap.add_argument("--samples", type=int, default=20_000)
     ap.add_argument("--pareto-points", type=int, default=1_000_000)
@@ -278,7 +310,7 @@ def main() -> None:
     parts = args.only.split(",")
     results: dict = {"machine": {"python": platform.python_version(), "cpu": platform.machine(),
                                  "cpus": os.cpu_count(), "load_average_at_start": os.getloadavg()[0]}}
-    runs = {"cli": lambda: bench_cli(args.repeats), "simulate": lambda: bench_simulate(args.simulate),
+    runs = {"cli": lambda: bench_cli(args.repeats), "simulate": lambda: bench_simulate(args.simulate, args.simulate_baseline),
             "fastpath": lambda: bench_fastpath(args.points, args.samples),
             "pareto": lambda: bench_pareto(args.pareto_points), "sweep": lambda: bench_sweep(args.sweep_points),
             "yaml": lambda: bench_yaml(args.repeats)}

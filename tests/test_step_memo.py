@@ -11,8 +11,9 @@ from pathlib import Path
 
 from accelsim import api, hardware, pipeline
 from accelsim.config import loader
-from accelsim.hardware import common
+from accelsim.hardware import base, common
 from accelsim.sim import mapper
+from accelsim.transform import fusion
 from accelsim.workload import Workload
 
 REPO = Path(__file__).resolve().parent.parent
@@ -30,8 +31,9 @@ SAMPLE = [
 
 def _clear() -> None:
     for memo in (pipeline._TYPED, pipeline._LOWERED, pipeline._FUSED, pipeline._JOINED, mapper._KEYS,
-                 mapper._COSTS, common._FOOTPRINTS, common._PEAKS, api._TRUST):
+                 mapper._COSTS, common._FOOTPRINTS, common._PEAKS, api._TRUST, base._COST_PARAMS):
         memo.clear()
+    fusion._PLANS.clear()
 
 
 def _figures(result) -> tuple:

@@ -28,6 +28,7 @@ from accelsim.errors import CannotRunError
 from accelsim.graph import Graph, MatMul, Op
 from accelsim.hardware.arraymath import nonzero, vmax
 from accelsim.hardware.spec import HardwareBase, MemoryLevel
+from accelsim.memo import ByIdentity
 from accelsim.model.density import DensityProfile
 from accelsim.model.spec import ModelSpec
 from accelsim.transform import Parallelism, shard, stage_graphs
@@ -238,6 +239,10 @@ class Backend(Protocol):
     def die_storage(self, hw: Any, model: ModelSpec | None) -> tuple[Any, Any]: ...
 
 
+# Each kind's ``params`` of the last few specs (``BackendBase.cost_params``).
+_COST_PARAMS: ByIdentity[dict[str, Any]] = ByIdentity(8)
+
+
 class BackendBase(ABC):
     """Hooks with an honest default, and the abstract hooks every kind must write itself.
     A subclass that leaves an abstract hook out cannot be instantiated."""
@@ -278,6 +283,11 @@ class BackendBase(ABC):
     @abstractmethod
     def params(self, hw: Any) -> dict[str, Any]:
         """Every number ``terms`` reads (the fast path stacks these across design points)."""
+
+    def cost_params(self, hw: Any) -> dict[str, Any]:
+        """``params(hw)`` once per spec object (read-only): ``cost`` is called for every mapping
+        of every op shape, and the numbers are the same for all of them."""
+        return _COST_PARAMS.get((hw,), self.name, lambda: self.params(hw))
 
     @abstractmethod
     def mappings(self, op: Op, hw: Any) -> list[Mapping]:

@@ -167,7 +167,7 @@ class DataflowBackend(BackendBase):
         label = "matrix units" if isinstance(op, (MatMul, Attention)) else "vector units"
         home = placement.level_of["weight"]
         source = "SRAM" if home == "sram" else f"{home.upper()} through SRAM"
-        return to_cost(op, self.terms(op, mapping, hw, self.params(hw), placement),
+        return to_cost(op, self.terms(op, mapping, hw, self.cost_params(hw), placement),
                        f"{label} fed from {source}")
 
     def check_lone_op(self, hw: DataflowSpec) -> None:

@@ -88,7 +88,7 @@ class GpuBackend(BackendBase):
         return power.with_activity(op, t, p, common.skip_share(op, placement, p["zero_skipping"]))
 
     def cost(self, op: Op, mapping: Mapping, hw: GpuSpec, placement: Placement) -> OpCost:
-        t = self.terms(op, mapping, hw, self.params(hw), placement)
+        t = self.terms(op, mapping, hw, self.cost_params(hw), placement)
         if isinstance(op, MatMul):
             return to_cost(op, t, f"{mapping.label} ({'add' if op.add_only else 'mac'})")
         if isinstance(op, Attention):

@@ -218,7 +218,7 @@ class HardwiredBackend(BackendBase):
 
     def cost(self, op: Op, mapping: Mapping, hw: HardwiredSpec, placement: Placement) -> OpCost:
         label = "weights in ROM" if isinstance(op, (MatMul, Embedding)) else SPATIAL.label
-        t = _terms(op, mapping, hw, _params(hw), placement)
+        t = _terms(op, mapping, hw, self.cost_params(hw), placement)
         return to_cost(op, t, f"region {region_key(op.layer)}: {label}")
 
     def check_lone_op(self, hw: HardwiredSpec) -> None:

@@ -190,7 +190,7 @@ class SystolicBackend(BackendBase):
         return _terms(op, mapping, hw, p, placement)
 
     def cost(self, op: Op, mapping: Mapping, hw: SystolicSpec, placement: Placement) -> OpCost:
-        t = _terms(op, mapping, hw, self.params(hw), placement)
+        t = _terms(op, mapping, hw, self.cost_params(hw), placement)
         if "cycles" not in t.detail:
             return to_cost(op, t, common.VECTOR.label)
         return to_cost(op, t, f"{mapping.label}, {t.detail['cycles']} cycles")

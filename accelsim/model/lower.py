@@ -1,8 +1,10 @@
 """``lower(model, workload) -> Graph``: the model's forward step as a dataflow graph."""
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from accelsim.errors import AccelsimError
-from accelsim.graph import Embedding, Graph, Tensor
+from accelsim.graph import Embedding, Graph, Op, Tensor
 from accelsim.model.blocks import FFNS, MIXERS
 from accelsim.model.context import LoweringContext
 from accelsim.model.spec import LayerKind, ModelSpec
@@ -13,12 +15,120 @@ def lower(model: ModelSpec, workload: Workload) -> Graph:
     ctx = LoweringContext(model, workload, Graph(name=f"{model.name} {workload.describe()}",
                                                       batch=workload.batch))
     x = _embed(ctx)
+    first: dict[LayerKind, _Layer] = {}
     for layer, kind in enumerate(model.layer_kinds):
-        x = _decoder_layer(ctx, x, layer, kind)
+        x = _repeated_layer(ctx, x, layer, kind, first)
     _head(ctx, x)
     return ctx.graph
 
 
+@dataclass
+class _Layer:
+    """The first layer of a kind as lowered: its index, input, ops and output.  ``repeats`` is
+    None until a second layer of the kind has been lowered and compared with this one renamed,
+    then whether later layers of the kind may be copied from it."""
+
+    layer: int
+    x: Tensor
+    ops: list[Op]
+    out: Tensor
+    start: int  # index of its first op in the graph
+    repeats: bool | None = None
+    recipe: _Recipe | None = None
+
+
+def _repeated_layer(ctx: LoweringContext, x: Tensor, layer: int, kind: LayerKind,
+                    first: dict[LayerKind, _Layer]) -> Tensor:
+    """Layer ``layer``: lowered, or copied from the first layer of its kind under new names.
+
+    A decoder layer's ops depend on its index only through their names and ``layer`` fields
+    (the blocks read the layer kind, never the index), so the 32 identical layers of an 8B
+    model are lowered once and copied: the copies are equal, field by field, to what lowering
+    each would give.  That is checked, not assumed: the second layer of each kind is lowered in
+    full and compared with the first one renamed, and only when they are equal are the rest
+    copied (a kind whose layers differ otherwise is lowered layer by layer)."""
+    template = first.get(kind)
+    if template is not None and template.repeats:
+        ops, out = _renamed_layer(template, layer, x)
+        for i, op in enumerate(ops, template.start):
+            ctx.graph.add(op, copy_of=i)
+        return out
+    start = len(ctx.graph.ops)
+    out = _decoder_layer(ctx, x, layer, kind)
+    if template is None:
+        ops = ctx.graph.ops[start:]
+        for op in ops:  # sized once here, the copies inherit the sizes
+            for t in (*op.inputs, *op.outputs):
+                t.nbytes  # noqa: B018 (computes and keeps it)
+        first[kind] = _Layer(layer, x, ops, out, start)
+    elif template.repeats is None:
+        ops, renamed_out = _renamed_layer(template, layer, x)
+        template.repeats = ops == ctx.graph.ops[start:] and renamed_out == out
+    return out
+
+
+def _renamed_layer(template: _Layer, layer: int, x: Tensor) -> tuple[list[Op], Tensor]:
+    """``template``'s ops and output for layer ``layer`` reading ``x``: names under
+    ``layers.<template>.`` moved to ``layers.<layer>.``, the template's input replaced by ``x``'s
+    name, tensors shared with other layers (none of the layer's own) kept.  Copies keep their
+    originals' computed sizes (``Tensor.nbytes``) and the sharing of tensor objects among ops."""
+    recipe = template.recipe or _recipe(template)
+    new = f"layers.{layer}."
+    tensors: list[Tensor] = []
+    for t, mode, rest in recipe.tensors:
+        if mode == _KEEP:
+            tensors.append(t)
+            continue
+        tensor = object.__new__(Tensor)  # a frozen dataclass's copy without re-running __init__
+        tensor.__dict__.update(t.__dict__)
+        tensor.__dict__["name"] = x.name if mode == _INPUT else new + rest
+        tensors.append(tensor)
+    ops: list[Op] = []
+    for op, suffix, own_layer, ins, outs in recipe.ops:
+        copy = object.__new__(type(op))
+        fields = copy.__dict__
+        fields.update(op.__dict__)
+        fields.update(inputs=tuple([tensors[i] for i in ins]), outputs=tuple([tensors[i] for i in outs]))
+        if suffix is not None:
+            fields["name"] = new + suffix
+        if own_layer:
+            fields["layer"] = layer
+        ops.append(copy)
+    return ops, tensors[recipe.out]
+
+
+_KEEP, _INPUT, _RENAMED = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class _Recipe:
+    """How to copy a template layer: its distinct tensor objects in order, each kept, replaced
+    by the layer's input or renamed (with the name's part after ``layers.<template>.``); each op
+    with its name's part after the prefix (None: kept), whether its ``layer`` is the template's,
+    and its operands as indices into the tensors; the output's index."""
+
+    tensors: tuple[tuple[Tensor, int, str], ...]
+    ops: tuple[tuple[Op, str | None, bool, tuple[int, ...], tuple[int, ...]], ...]
+    out: int
+
+
+def _recipe(template: _Layer) -> _Recipe:
+    old, given = f"layers.{template.layer}.", template.x.name
+    index: dict[int, int] = {}
+    tensors: list[tuple[Tensor, int, str]] = []
+
+    def ref(t: Tensor) -> int:
+        i = index.get(id(t))
+        if i is None:
+            i = index[id(t)] = len(tensors)
+            mode = _INPUT if t.name == given else _RENAMED if t.name.startswith(old) else _KEEP
+            tensors.append((t, mode, t.name[len(old):]))
+        return i
+
+    ops = tuple((op, op.name[len(old):] if op.name.startswith(old) else None, op.layer == template.layer,
+                 tuple(map(ref, op.inputs)), tuple(map(ref, op.outputs))) for op in template.ops)
+    template.recipe = _Recipe(tuple(tensors), ops, ref(template.out))
+    return template.recipe
 def lower_mtp(model: ModelSpec, workload: Workload, depth: int = 0) -> Graph:
     """One step of the model's multi-token-prediction module ``depth`` (DeepSeek-V3 Sec. 2.2)
     alone: the draft step of speculative decoding with ``--spec-decode mtp``.  It reads the main
@@ -88,6 +198,9 @@ def _mixers(ctx: LoweringContext, h: Tensor, layer: int, kind: LayerKind) -> Ten
 def _decoder_layer(ctx: LoweringContext, x: Tensor, layer: int, kind: LayerKind) -> Tensor:
     # The two residual halves keep the names "attn" and "mlp" whatever the block kinds, so op
     # names (density profiles, hardwired regions, tests) stay stable across families.
+    # Blocks read ``layer`` only to name ops (``layers.<layer>.``) and set their ``layer``: what
+    # a layer computes comes from its kind, which lets ``lower`` copy the layers of a kind
+    # (``tests/test_structural_reuse.py`` checks every bundled model against this definition).
     if ctx.spec.block == "parallel" and kind.ffn != "none":
         h = ctx.norm(f"layers.{layer}.attn_norm", x, layer)
         branches = (_mixers(ctx, h, layer, kind), FFNS[kind.ffn](ctx, h, layer))

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import replace
+from dataclasses import fields, replace
 from typing import Any
 
 from accelsim.graph import Collective, Graph, Op
@@ -67,8 +67,14 @@ def _shape_classes(graph: Graph, spatial: bool, placement: Placement | None = No
     a few hundred ops and a dozen or so shapes; keys are deep tuples, costly to hash per op)."""
     shapes: list[tuple[tuple, Op]] = []
     seen: dict[tuple, int] = {}
-    index = []
-    for op in graph:
+    index: list[int] = []
+    # a renamed copy has its original's key (not on spatial chips, whose key holds the layer,
+    # nor under a density profile, which is per op name)
+    originals = graph.originals() if not spatial and placement is None else None
+    for n, op in enumerate(graph):
+        if originals is not None and originals[n] != n:
+            index.append(index[originals[n]])
+            continue
         key = _shape_key(op, spatial)
         if placement is not None:
             key = (*key, common.op_density(op, placement))
@@ -103,6 +109,16 @@ def _renamed(cost: OpCost, name: str, layer: int | None) -> OpCost:
 def _shape_key(op: Op, spatial: bool) -> tuple:
     """What determines an op's cost: its kind, shape fields and tensors; on spatial chips (one
     region per layer) also its layer."""
-    fields = {k: v for k, v in vars(op).items() if k not in ("name", "inputs", "outputs", "layer")}
-    tensors = tuple((t.shape, t.dtype, t.role) for t in (*op.inputs, *op.outputs))
-    return (type(op).__name__, tuple(sorted(fields.items())), tensors, op.layer if spatial else None)
+    kind = type(op)
+    names = _KEY_FIELDS.get(kind)
+    if names is None:
+        names = _KEY_FIELDS[kind] = tuple(sorted(f.name for f in fields(kind) if f.name not in _NOT_SHAPE))
+    own = op.__dict__
+    values = tuple([(k, own[k]) for k in names])
+    tensors = tuple([(t.shape, t.dtype, t.role) for t in op.inputs] + [(t.shape, t.dtype, t.role) for t in op.outputs])
+    return (kind.__name__, values, tensors, op.layer if spatial else None)
+
+
+# Each op class's fields that enter its shape key, sorted (found once per class).
+_NOT_SHAPE = frozenset(("name", "inputs", "outputs", "layer"))
+_KEY_FIELDS: dict[type, tuple[str, ...]] = {}

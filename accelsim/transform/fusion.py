@@ -167,8 +167,77 @@ def fuse(graph: Graph, policy: str = "epilogue", unfused: tuple[str, ...] = ()) 
         raise AccelsimError(f"fusion policy must be one of {', '.join(POLICIES)}; got {policy!r}")
     if policy == "none":
         return graph
+    unfused = tuple(unfused)
+    apart = _standalone(graph, unfused)
+    structure = (unfused, _structure(graph, apart, unfused))
+    plan = _PLANS.get(structure)
+    if plan is None:
+        if len(_PLANS) >= _PLANS_KEPT:
+            _PLANS.pop(next(iter(_PLANS)))
+        plan = _PLANS[structure] = _plan(graph, apart)
+    fused = Graph(graph.name, batch=graph.batch)
+    ops, originals = graph.ops, graph.originals()
+    made: dict[tuple[int, ...], int] = {}  # each kernel's members -> its index
+    members: tuple[int, ...]
+    for k, kernel in enumerate(plan):
+        if isinstance(kernel, int):
+            op, members = ops[kernel], (kernel,)
+        else:
+            op, members = _apply(kernel, ops), kernel.members
+        copy_of = None
+        if originals is not None:
+            # a kernel of copies of another kernel's members, merged the same way, is a copy
+            source = tuple([originals[m] for m in members])
+            if source != members:
+                j = made.get(source)
+                if j is not None and _same_form(plan[j], kernel):
+                    copy_of = j
+            made[members] = k
+        fused.add(op, copy_of)
+    return fused
+
+
+def _same_form(a: int | _MergePlan, b: int | _MergePlan) -> bool:
+    """Two kernels of a plan built alike from corresponding members."""
+    if isinstance(a, int) or isinstance(b, int):
+        return isinstance(a, int) and isinstance(b, int)
+    return (a.primary, a.inputs, a.outputs, a.labels) == (b.primary, b.inputs, b.outputs, b.labels)
+
+
+# Which ops form each kernel decides nothing from sizes: only the ops' classes, roles, names, the
+# names of the tensors they read and write, and which ops the library runs apart (``_structure``).
+# A graph of the same structure (the same model at another batch or context, the same layer on
+# another chip) reuses the plan and only builds its merged ops; sizes and FLOPs are read from it.
+_PLANS: dict[tuple, list[int | _MergePlan]] = {}
+_PLANS_KEPT = 64
+
+
+def _structure(graph: Graph, apart, unfused: tuple[str, ...]) -> tuple:
+    """Everything about ``graph`` the fusion walk reads (see ``_plan``); which ops run apart
+    only when the library runs some apart (``apart`` is then the only part read from sizes)."""
+    if not unfused:
+        return tuple([(type(op), op.name, op.role, tuple([t.name for t in op.inputs]),
+                       tuple([t.name for t in op.outputs])) for op in graph.ops])
+    return tuple([(type(op), op.name, op.role, tuple([t.name for t in op.inputs]),
+                   tuple([t.name for t in op.outputs]), apart(op)) for op in graph.ops])
+
+
+@dataclass(frozen=True)
+class _MergePlan:
+    """One merged kernel of a plan: op indices into the graph, and each external tensor as
+    (member position, 0 for an input / 1 for an output, operand position)."""
+
+    members: tuple[int, ...]
+    primary: int  # position in ``members``
+    inputs: tuple[tuple[int, int, int], ...]
+    outputs: tuple[tuple[int, int, int], ...]
+    labels: tuple[str, ...]  # the absorbed members' labels (``_label``), in member order
+
+
+def _plan(graph: Graph, apart) -> list[int | _MergePlan]:
+    """The kernels of ``graph`` in order: an op index for an op left alone, a ``_MergePlan``
+    for ops run as one kernel."""
     consumers = Counter(t.name for op in graph for t in op.inputs)
-    apart = _standalone(graph, tuple(unfused))
     kernels: list[_Kernel] = []
     for op in graph:
         last = kernels[-1] if kernels else None
@@ -183,10 +252,9 @@ def fuse(graph: Graph, policy: str = "epilogue", unfused: tuple[str, ...] = ()) 
             last.primary = op
         else:
             kernels.append(_Kernel(op, [op]))
-    fused = Graph(graph.name, batch=graph.batch)
-    for kernel in kernels:
-        fused.add(_merge(kernel, consumers))
-    return fused
+    index = {id(op): i for i, op in enumerate(graph.ops)}
+    return [index[id(k.primary)] if len(k.members) == 1 else _merge_plan(k, consumers, index)
+            for k in kernels]
 
 
 def _epilogue(op: Op, last: _Kernel, consumers: Counter) -> bool:
@@ -207,28 +275,50 @@ def _prologue(last: _Kernel, op: Op, consumers: Counter) -> bool:
     return all(t.name in read and consumers[t.name] == 1 for t in last.primary.outputs)
 
 
-def _merge(kernel: _Kernel, consumers: Counter) -> Op:
-    """One op for the kernel: the primary's fields, the kernel's external tensors, and the
-    absorbed ops' names and vector work."""
-    if len(kernel.members) == 1:
-        return kernel.primary
-    primary = kernel.primary
+def _merge_plan(kernel: _Kernel, consumers: Counter, index: dict[int, int]) -> _MergePlan:
+    """Where each external tensor of the merged kernel sits among its members' operands: the
+    primary's operands first, the kernel's final result first among its outputs (backends read
+    outputs[0] as the result tensor), intermediates between members left out."""
     produced = kernel.outputs
     inner_reads = Counter(t.name for op in kernel.members for t in op.inputs if t.name in produced)
     internal = {name for name, n in inner_reads.items() if consumers[name] == n}
     inputs = _external_inputs(kernel, produced)
     outputs = _dedupe(t for op in kernel.members for t in op.outputs if t.name not in internal)
-    # The kernel's final result comes first: backends read outputs[0] as the result tensor.
     final = {t.name for t in kernel.members[-1].outputs}
     outputs.sort(key=lambda t: t.name not in final)
-    absorbed = [op for op in kernel.members if op is not primary]
-    cls = FUSED[_primary_class(primary)]
-    fields = {k: v for k, v in vars(primary).items() if k not in ("fused", "absorbed_flops")}
-    fields.update(inputs=tuple(inputs), outputs=tuple(outputs),
-                  fused=tuple(getattr(primary, "fused", ())) + tuple(_label(op) for op in absorbed),
+    where: dict[int, tuple[int, int, int]] = {}
+    for m, op in enumerate(kernel.members):
+        for side, tensors in enumerate((op.inputs, op.outputs)):
+            for pos, t in enumerate(tensors):
+                where.setdefault(id(t), (m, side, pos))
+    return _MergePlan(tuple(index[id(op)] for op in kernel.members), kernel.members.index(kernel.primary),
+                      tuple(where[id(t)] for t in inputs), tuple(where[id(t)] for t in outputs),
+                      tuple(_label(op) for op in kernel.members if op is not kernel.primary))
+
+
+def _apply(kernel: _MergePlan, ops: list[Op]) -> Op:
+    """One op for a merged kernel: the primary's fields, the kernel's external tensors, and the
+    absorbed ops' names and vector work."""
+    members = [ops[i] for i in kernel.members]
+    primary = members[kernel.primary]
+
+    def tensor(ref: tuple[int, int, int]) -> Tensor:
+        m, side, pos = ref
+        op = members[m]
+        return (op.outputs if side else op.inputs)[pos]
+
+    absorbed = [op for op in members if op is not primary]
+    merged = object.__new__(FUSED[_primary_class(primary)])
+    # The primary's fields were validated when it was built, so the fused op is assembled from
+    # them without re-running the frozen dataclass's __init__ (a step merges over a hundred);
+    # the four fields set after them replace any the primary had, in their declared places.
+    fields = merged.__dict__
+    fields.update(vars(primary))
+    fields.update(inputs=tuple(map(tensor, kernel.inputs)), outputs=tuple(map(tensor, kernel.outputs)),
+                  fused=tuple(getattr(primary, "fused", ())) + kernel.labels,
                   absorbed_flops=getattr(primary, "absorbed_flops", 0.0)
                   + sum(op.flops for op in absorbed))
-    return cls(**fields)
+    return merged
 
 
 def _external_inputs(kernel: _Kernel, produced: set[str]) -> list[Tensor]:
