@@ -174,3 +174,20 @@ def test_cli_layouts(cli):
     code, out, _ = cli("run", "--help")
     flat = " ".join(out.split())
     assert "--dp-attn" in flat and "tp x pp x dp-attn" in flat and "--ep does not multiply" in flat
+
+
+def test_mla_prefill_attends_as_mha_and_decode_in_the_latent(deepseek):
+    """Serving engines prefill MLA in its not-absorbed (MHA) form and decode absorbed (vLLM's
+    MLA backend; SGLang's MHA forward for extend): a prefill's attention is 128 heads of qk 192
+    / v 128 over decompressed K and V, 320 / 1088 of the absorbed form's FLOPs, with one kv_b GEMM
+    over the prompt's latents; a decode step still attends in the 576 / 512 latent space."""
+    prefill = Workload("prefill", 1, 4096, 0)
+    ops = _layer(lower(deepseek, prefill), 0)
+    sdpa = ops["layers.0.attn.sdpa"]
+    assert (sdpa.heads, sdpa.kv_heads, sdpa.qk_dim, sdpa.v_dim) == (128, 128, 192, 128)
+    assert "layers.0.attn.q_absorb" not in ops and "layers.0.attn.kv_b" in ops
+    latent_form = _layer(lower(deepseek, Workload("decode", 1, 1, 4095)), 0)["layers.0.attn.sdpa"]
+    assert (latent_form.kv_heads, latent_form.qk_dim, latent_form.v_dim) == (1, 576, 512)
+    # Same query and key counts, so the FLOPs scale with the dims: (192 + 128) / (576 + 512).
+    absorbed_prefill = 2.0 * sdpa.pairs * 128 * (576 + 512)
+    assert sdpa.tensor_flops == pytest.approx(absorbed_prefill * 320 / 1088, rel=1e-9)
