@@ -191,3 +191,17 @@ def test_mla_prefill_attends_as_mha_and_decode_in_the_latent(deepseek):
     # Same query and key counts, so the FLOPs scale with the dims: (192 + 128) / (576 + 512).
     absorbed_prefill = 2.0 * sdpa.pairs * 128 * (576 + 512)
     assert sdpa.tensor_flops == pytest.approx(absorbed_prefill * 320 / 1088, rel=1e-9)
+
+
+def test_expert_tp_under_dp_attention_gathers_tokens_not_routed_rows():
+    """--dp-attn 4 without --ep: every chip computes a slice of every expert for all four
+    ranks' tokens.  The all_gather before the experts moves the tokens (4 x 512 rows of the
+    hidden state), not their top-2 routed copies, and the reduce_scatter after moves each
+    token's summed partial output: the routed rows (4,096) exist only on the chip."""
+    spec = load_model("mixtral-8x7b")
+    graph = shard(lower(spec, Workload("prefill", 4, 512, 0)), Parallelism(dp=4))
+    ops = {op.name: op for op in graph}
+    gather, scatter = ops["layers.0.moe.experts.up.gather"], ops["layers.0.moe.experts.down.reduce_scatter"]
+    assert (gather.inputs[0].shape[0], gather.outputs[0].shape[0]) == (512, 2048)
+    assert (scatter.inputs[0].shape[0], scatter.outputs[0].shape[0]) == (2048, 512)
+    assert ops["layers.0.moe.experts.up"].rows == 2 * 2048
