@@ -174,3 +174,34 @@ def test_cli_layouts(cli):
     code, out, _ = cli("run", "--help")
     flat = " ".join(out.split())
     assert "--dp-attn" in flat and "tp x pp x dp-attn" in flat and "--ep does not multiply" in flat
+
+
+def test_mla_prefill_attends_as_mha_and_decode_in_the_latent(deepseek):
+    """Serving engines prefill MLA in its not-absorbed (MHA) form and decode absorbed (vLLM's
+    MLA backend; SGLang's MHA forward for extend): a prefill's attention is 128 heads of qk 192
+    / v 128 over decompressed K and V, 320 / 1088 of the absorbed form's FLOPs, with one kv_b GEMM
+    over the prompt's latents; a decode step still attends in the 576 / 512 latent space."""
+    prefill = Workload("prefill", 1, 4096, 0)
+    ops = _layer(lower(deepseek, prefill), 0)
+    sdpa = ops["layers.0.attn.sdpa"]
+    assert (sdpa.heads, sdpa.kv_heads, sdpa.qk_dim, sdpa.v_dim) == (128, 128, 192, 128)
+    assert "layers.0.attn.q_absorb" not in ops and "layers.0.attn.kv_b" in ops
+    latent_form = _layer(lower(deepseek, Workload("decode", 1, 1, 4095)), 0)["layers.0.attn.sdpa"]
+    assert (latent_form.kv_heads, latent_form.qk_dim, latent_form.v_dim) == (1, 576, 512)
+    # Same query and key counts, so the FLOPs scale with the dims: (192 + 128) / (576 + 512).
+    absorbed_prefill = 2.0 * sdpa.pairs * 128 * (576 + 512)
+    assert sdpa.tensor_flops == pytest.approx(absorbed_prefill * 320 / 1088, rel=1e-9)
+
+
+def test_expert_tp_under_dp_attention_gathers_tokens_not_routed_rows():
+    """--dp-attn 4 without --ep: every chip computes a slice of every expert for all four
+    ranks' tokens.  The all_gather before the experts moves the tokens (4 x 512 rows of the
+    hidden state), not their top-2 routed copies, and the reduce_scatter after moves each
+    token's summed partial output: the routed rows (4,096) exist only on the chip."""
+    spec = load_model("mixtral-8x7b")
+    graph = shard(lower(spec, Workload("prefill", 4, 512, 0)), Parallelism(dp=4))
+    ops = {op.name: op for op in graph}
+    gather, scatter = ops["layers.0.moe.experts.up.gather"], ops["layers.0.moe.experts.down.reduce_scatter"]
+    assert (gather.inputs[0].shape[0], gather.outputs[0].shape[0]) == (512, 2048)
+    assert (scatter.inputs[0].shape[0], scatter.outputs[0].shape[0]) == (2048, 512)
+    assert ops["layers.0.moe.experts.up"].rows == 2 * 2048

@@ -189,7 +189,13 @@ def _gemm_offchip(op: MatMul, placement: Placement, onchip: str, reuse_capacity:
     a, b = (crossing_bytes(x, placement, onchip) for x in reads[:2])
     c = crossing_bytes(writes[0], placement, onchip)
     extra = sum((crossing_bytes(x, placement, onchip) for x in (*reads[2:], *writes[1:])), 0.0)
-    return gemm_offchip_bytes(a, b, c, reuse_capacity) + extra
+    # ``count`` independent GEMMs (a MoE layer's experts, heads, blocks) share no operand, so
+    # the reuse rule applies to each one's A, B and C: a grouped GEMM re-reads an operand only
+    # when one group's operand is too large for the on-chip level, never because all groups'
+    # operands together are (which at a long prefill's routed rows would re-read every
+    # expert's tokens once per L2-sized slice of all experts' weights).
+    count = op.count
+    return count * gemm_offchip_bytes(a / count, b / count, c / count, reuse_capacity) + extra
 
 
 def vector_terms(op: Op, p: dict[str, Any], placement: Placement, bandwidth: dict[str, Any],

@@ -294,9 +294,9 @@ class _PrefillLoop(_Loop):
         self.started: dict[int, float] = {}
 
     def _advance(self, prefill_tokens: int, prefill_seqs: int, decoding: list[_Live],
-                 cached: tuple[int, float, float] | None = None) -> float:
+                 cached: tuple[int, float, float] | None = None, context_sum: int | None = None) -> float:
         start = self.now
-        now = super()._advance(prefill_tokens, prefill_seqs, decoding, cached)
+        now = super()._advance(prefill_tokens, prefill_seqs, decoding, cached, context_sum)
         if prefill_tokens:  # only a step with prompt tokens starts a prefill
             for live in self.running:
                 if live.prefilled > 0 and live.req.rid not in self.started:
@@ -315,9 +315,9 @@ class _DecodeLoop(_PrefillLoop):
             self.waiting.append(live)
 
     def _advance(self, prefill_tokens: int, prefill_seqs: int, decoding: list[_Live],
-                 cached: tuple[int, float, float] | None = None) -> float:
+                 cached: tuple[int, float, float] | None = None, context_sum: int | None = None) -> float:
         start = self.now
-        now = _Loop._advance(self, prefill_tokens, prefill_seqs, decoding, cached)
+        now = _Loop._advance(self, prefill_tokens, prefill_seqs, decoding, cached, context_sum)
         for live in decoding:
             if live.first_token_s is None:
                 live.first_token_s = now

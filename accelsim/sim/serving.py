@@ -330,6 +330,7 @@ class CostModel:
         # The options every step is costed with (``pipeline.model_step``'s keywords).
         self.dtypes: dict[str, Any] = {**dtypes, **({"parallelism": parallelism} if parallelism else {})}
         self.memo: dict[tuple, StepCost] = {}
+        self.decodes: dict[tuple[int, int], StepCost] = {}  # (batch, context) -> its bucket's cost
         self.calls = 0
         probe = self._simulate(Workload("decode", 1, 1, 0))
         # Footprints from ``simulate`` are system totals, so capacity is counted over all chips:
@@ -402,11 +403,17 @@ class CostModel:
 
     def decode(self, batch: int, mean_context: float) -> StepCost:
         context = math.ceil(mean_context)
-        batch = self._ranks(batch)
-        b_batch, b_ctx = self._ranks(bucket(batch)), bucket(max(context, 1))
+        # Most steps repeat an exact (batch, context) seen before: one look-up, no bucketing.
+        known = self.decodes.get((batch, context))
+        if known is not None:
+            return known
+        ranks = self._ranks(batch)
+        b_batch, b_ctx = self._ranks(bucket(ranks)), bucket(max(context, 1))
         key = ("decode", b_batch, b_ctx)
-        return self.memo.get(key) or self._cost(key, Workload("decode", batch, 1, context),
+        cost = self.memo.get(key) or self._cost(key, Workload("decode", ranks, 1, context),
                                                 Workload("decode", b_batch, 1, b_ctx))
+        self.decodes[(batch, context)] = cost
+        return cost
 
     def decode_round(self, batch: int, mean_context: float) -> tuple[StepCost, StepCost]:
         """Speculative decoding's round in place of a decode step: (the K draft steps, each
@@ -520,6 +527,17 @@ class Step:
     waiting: int
     kv_blocks_used: int
     energy_j: float
+
+    @classmethod
+    def record(cls, start_s: float, end_s: float, prefill_tokens: int, decodes: int, running: int,
+               waiting: int, kv_blocks_used: int, energy_j: float) -> Step:
+        """``Step(...)`` at under half the cost (the serving loop records one every step): a
+        frozen dataclass's ``__init__`` sets its fields one ``object.__setattr__`` at a time;
+        this fills them in at once.  Equal to, and hashing as, the ``Step`` built the usual way."""
+        step = object.__new__(cls)
+        step.__dict__.update(start_s=start_s, end_s=end_s, prefill_tokens=prefill_tokens, decodes=decodes,
+                             running=running, waiting=waiting, kv_blocks_used=kv_blocks_used, energy_j=energy_j)
+        return step
 
     @property
     def label(self) -> str:
@@ -850,8 +868,12 @@ class _Loop:
         kv = -(-tokens // self.config.block_size) if self.tokens_take_blocks else 0
         return kv + self.state_blocks
 
+    def _due(self) -> bool:
+        """A sent request has reached the server by now (``_arrive`` takes it in)."""
+        return bool(self.pending) and self.pending[0].arrival_s <= self.now
+
     def _arrive(self) -> None:
-        while self.pending and self.pending[0].arrival_s <= self.now:
+        while self._due():
             self.waiting.append(_Live(self.pending.popleft()))
 
     def _send_next(self, done: list[_Live]) -> None:
@@ -861,16 +883,86 @@ class _Loop:
                 sent = (live.finish_s or 0.0) + self.costs.request_overhead_s
                 self.pending.append(replace(self.unsent.popleft(), arrival_s=sent))
 
+    # Run uneventful decode steps as a stretch (``_decode_stretch``); off: every step one by one.
+    decode_stretches = True
+
     def run(self) -> None:
         step = {"static": self._static_batch, "continuous": self._continuous_step,
                 "pipelined": self._pipelined_step}[self.config.scheduler]
+        stretches = self.decode_stretches and self.config.scheduler == "continuous" and self.spec is None
         while self.pending or self.waiting or self.running:
             self._arrive()
             if not self.waiting and not self.running:
                 self.idle_s += self.pending[0].arrival_s - self.now
                 self.now = self.pending[0].arrival_s
                 continue
+            if stretches and self._decode_stretch():
+                continue
             step()
+
+    def _decode_stretch(self) -> bool:
+        """Continuous batching's steps while nothing happens but decoding and finishing: no
+        request waits, every running one decodes, none arrives, and the blocks their tokens
+        start are free.  Each such step is ``_continuous_step`` with the per-request passes
+        left out: the step's context sum grows by the batch size, the requests that start a
+        block and those that finish are known in advance (from how far each is from its last
+        block's end and from its last token), and each request's ``generated`` is brought up
+        to date when it finishes or the stretch ends (nothing reads it in between).  The steps
+        (times, energies, records) are ``_advance``'s, so the results are those of stepping
+        one by one.  Whether it ran any step; when not, the next step is a full one."""
+        running = self.running
+        if self.waiting or not running:
+            return False
+        newest = running[-1]  # a prompt still prefilling is most likely the newest request's
+        if newest.prefilled < (newest.refill or newest.prompt):
+            return False
+        size, state, take_blocks = self.config.block_size, self.state_blocks, self.tokens_take_blocks
+        steps = size  # at most ``size`` steps, so that each request starts at most one block
+        total = 0
+        starts: dict[int, list[_Live]] = {}  # steps done -> the requests whose token starts a block
+        ends: dict[int, list[_Live]] = {}    # steps done -> the requests that step finishes
+        for live in running:
+            generated, prompt = live.generated, live.prompt
+            if live.prefilled < (live.refill or prompt):
+                return False  # a prompt to prefill: a full step
+            if live.output - generated <= size:
+                ends.setdefault(live.output - generated, []).append(live)
+            context = prompt + generated
+            total += context
+            if take_blocks:
+                # It starts a block at the step whose token is its first beyond its blocks'
+                # room (``_grow``'s rule); the next one ``size`` steps later.
+                first = (live.blocks - state) * size - context
+                if first < size:
+                    if first < 0:
+                        return False  # (never: a step leaves room for the next token)
+                    starts.setdefault(first, []).append(live)
+        n, done, gone = len(running), 0, False
+        decoding = list(running)
+        while done < steps and running:
+            if done and self._due():
+                break
+            needs = starts.get(done, ())
+            if gone and needs:  # a finished request starts nothing
+                needs = [live for live in needs if live.finish_s is None]
+            if len(needs) > self.free:
+                break  # the full step evicts or preempts
+            for live in needs:
+                live.blocks += 1
+            self.free -= len(needs)
+            self._advance(0, 0, decoding, None, total)
+            total += n
+            done += 1
+            finished = ends.get(done)
+            if finished:  # in running order, as ``_finish_done`` finds them
+                for live in finished:
+                    live.generated += done
+                    total -= live.prompt + live.generated
+                self._finish_done(finished)
+                decoding, n, gone = list(running), len(running), True
+        for live in running:
+            live.generated += done
+        return done > 0
 
     # -- shared pieces
 
@@ -943,6 +1035,11 @@ class _Loop:
                 live.blocks += 1
             self.free -= len(needs)
             return decoding
+        return self._grow_preempting(needs, decoding)
+
+    def _grow_preempting(self, needs: list[_Live], decoding: list[_Live]) -> list[_Live]:
+        """``_grow`` once the free and evictable blocks fall short of ``needs``: block by block,
+        preempting the newest request until each need is met (or the needing request is gone)."""
         preempted: set[int] = set()
         for live in needs:
             if live.req.rid in preempted:
@@ -973,9 +1070,11 @@ class _Loop:
         self.waiting.appendleft(live)
 
     def _advance(self, prefill_tokens: int, prefill_seqs: int, decoding: list[_Live],
-                 cached: tuple[int, float, float] | None = None) -> float:
+                 cached: tuple[int, float, float] | None = None, context_sum: int | None = None) -> float:
         """``cached``: (chunks after a prefix cache hit, their mean tokens, their mean cached
-        context), whose attention to the cached tokens the step also pays."""
+        context), whose attention to the cached tokens the step also pays.  ``context_sum``:
+        the decoding requests' contexts before the step, when ``_decode_pass`` has already
+        given each its token (None: this step gives them, as it sums them)."""
         if self.prefix is not None:
             self.swap_s += self.prefix.take_transfer_s()  # offloads and reloads of prefix blocks
         cost_time, energy = self.swap_s, 0.0
@@ -989,10 +1088,13 @@ class _Loop:
         if decoding:
             n = len(decoding)
             if self.spec is None:
-                total = 0
-                for live in decoding:  # one pass: each context before the step, then its new token
-                    total += live.prompt + live.generated
-                    live.generated += 1
+                if context_sum is None:
+                    total = 0
+                    for live in decoding:  # one pass: each context before the step, then its new token
+                        total += live.prompt + live.generated
+                        live.generated += 1
+                else:
+                    total = context_sum
                 c = self.costs.decode(n, total / n)
             else:
                 drafts, c = self.costs.decode_round(n, sum([live.prompt + live.generated
@@ -1003,7 +1105,7 @@ class _Loop:
             cost_time, energy = cost_time + c.time_s, energy + c.energy_j
         start = self.now
         self.now += cost_time
-        self.steps.append(Step(start, self.now, prefill_tokens, len(decoding), len(self.running),
+        self.steps.append(Step.record(start, self.now, prefill_tokens, len(decoding), len(self.running),
                                len(self.waiting), self.capacity - self.free, energy))
         return self.now
 
@@ -1020,8 +1122,10 @@ class _Loop:
         self.tokens_emitted += emitted
         self.sequence_steps += emitting
 
-    def _finish_done(self) -> None:
-        done = [r for r in self.running if r.generated >= r.output]
+    def _finish_done(self, done: list[_Live] | None = None) -> None:
+        """``done``: the finished requests in running order when the caller knows them."""
+        if done is None:
+            done = [r for r in self.running if r.generated >= r.output]
         for live in done:
             live.finish_s = self.now
             self.running.remove(live)
@@ -1135,14 +1239,56 @@ class _Loop:
 
     # -- schedulers
 
+    def _decode_pass(self) -> tuple[list[_Live], int | None, list[_Live] | None, list[_Live] | None]:
+        """A step's decodes without speculation, in one pass over the running requests (this
+        runs every full step; four passes were most of the loop's time): the decoding requests,
+        their contexts' sum before the step, those the token each is given here finishes, and
+        the requests still prefilling, all in running order.  What ``_grow`` and ``_advance``
+        do, in the same order of effects.  When the blocks the new tokens start cannot all be
+        found, the tokens are taken back and ``_grow`` preempts: (decoding, None, None, None),
+        and ``_advance`` gives them."""
+        size, state, take_blocks = self.config.block_size, self.state_blocks, self.tokens_take_blocks
+        decoding: list[_Live] = []
+        needs: list[_Live] = []
+        finishing: list[_Live] = []
+        prefilling: list[_Live] = []
+        total = 0
+        for live in self.running:
+            generated, prompt = live.generated, live.prompt
+            if live.prefilled < (live.refill or prompt):  # ``to_prefill``: still prefilling
+                prefilling.append(live)
+                continue
+            decoding.append(live)
+            total += prompt + generated
+            # Its next token starts a block (``_grow``'s rule, ``context`` written out).
+            if take_blocks and prompt + generated + 1 > (live.blocks - state) * size:
+                needs.append(live)
+            live.generated = generated = generated + 1
+            if generated >= live.output:
+                finishing.append(live)
+        if self._reclaim(len(needs)):
+            for live in needs:
+                live.blocks += 1
+            self.free -= len(needs)
+            return decoding, total, finishing, prefilling
+        for live in decoding:
+            live.generated -= 1
+        return self._grow_preempting(needs, decoding), None, None, None
+
     def _continuous_step(self) -> None:
         self._admit(self.config.max_batch, reserve_output=False)
-        decoding = [r for r in self.running if r.prefilled >= (r.refill or r.prompt)]
-        decoding = self._grow(decoding)
+        context_sum: int | None = None
+        finishing: list[_Live] | None = None
+        prefilling: list[_Live] | None = None
+        if self.spec is None:
+            decoding, context_sum, finishing, prefilling = self._decode_pass()
+        else:
+            decoding = self._grow([r for r in self.running if r.prefilled >= (r.refill or r.prompt)])
+        if prefilling is None:  # every running request decoding (most steps): no prompt to walk
+            prefilling = self.running if len(decoding) < len(self.running) else []
         budget, chunks, completed = self.config.chunk, 0, []
         prefill_tokens = hits = hit_tokens = hit_context = 0
-        # Every running request decoding (most steps): no prompt to walk.
-        for live in self.running if len(decoding) < len(self.running) else ():
+        for live in prefilling:
             to_prefill = live.refill or live.prompt  # ``to_prefill``, written out
             if live.prefilled >= to_prefill or budget == 0:
                 continue
@@ -1159,10 +1305,14 @@ class _Loop:
             self._stall()
             return
         self._advance(prefill_tokens, chunks, decoding,
-                      (hits, hit_tokens / hits, hit_context / hits) if hits else None)
+                      (hits, hit_tokens / hits, hit_context / hits) if hits else None, context_sum)
         self._publish(completed)
         self._first_tokens(completed)
-        self._finish_done()
+        # A completed prefill's first token may finish its request too: then look at them all
+        # (to keep running order).
+        if finishing is not None and any(live.generated >= live.output for live in completed):
+            finishing = None
+        self._finish_done(finishing)
 
     def _pipelined_step(self) -> None:
         """One pipeline round: joining users' whole prompts stream in, every user decodes."""

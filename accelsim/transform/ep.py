@@ -16,7 +16,13 @@ Communication, per chip:
   before the up projection, and one combines the results after the down projection (partial
   sums, in at least 16 bits, when etp > 1).  Each chip's payload is its local rows.
 * ep = 1, dp > 1: every chip computes a slice of every expert for all tokens: an all_gather of
-  the tokens over dp before, a reduce_scatter of the partial sums after.
+  the tokens over dp before, a reduce_scatter of the partial sums after.  Both move tokens, not
+  routed rows: each chip routes the gathered tokens to its expert slices itself, and sums each
+  token's top-k partial outputs (a weighted sum, linear) before the reduce_scatter, as a fused
+  MoE kernel returns one row per token (source: SGLang's expert-parallelism docs,
+  docs.sglang.io/advanced_features/expert_parallelism.html: without an all-to-all backend
+  "All-Reduce or All-Gather for token dispatch"; vLLM's fused_moe sums each token's top-k
+  outputs before it returns).
 * ep = 1, dp = 1: the tokens are already on every tp rank; the partial sums all-reduce over tp.
 """
 from __future__ import annotations
@@ -34,13 +40,16 @@ def expert_parallel(graph: Graph, par: Parallelism) -> Graph:
     if par.per_stage == 1:
         return graph
     ops: list[Op] = []
+    tokens: dict[int | None, Tensor] = {}  # layer -> the MoE's input tokens (the dispatch's input)
     for op in graph:
+        if op.role == "dispatch":
+            tokens[op.layer] = op.inputs[0]
         if op.role == "expert_up":
-            ops += _expert_up(op, par)
+            ops += _expert_up(op, par, tokens.get(op.layer))
         elif op.role == "expert_act":
             ops.append(_expert_act(op, par))
         elif op.role == "expert_down":
-            ops += _expert_down(op, par)
+            ops += _expert_down(op, par, tokens.get(op.layer))
         else:
             ops.append(op)
     return copy_graph(graph, ops)
@@ -67,7 +76,7 @@ def _local_gemms(op: MatMul, par: Parallelism, experts: int) -> dict:
     return {"count": count, "m": math.ceil(rows / count), "rows": rows}
 
 
-def _expert_up(op: Op, par: Parallelism) -> list[Op]:
+def _expert_up(op: Op, par: Parallelism, tokens: Tensor | None = None) -> list[Op]:
     assert isinstance(op, MatMul)
     experts = _experts(op, par)
     etp = par.expert_tp
@@ -81,9 +90,11 @@ def _expert_up(op: Op, par: Parallelism) -> list[Op]:
         ops.append(Collective(f"{op.name}.dispatch", (a_local,), (received,), layer=op.layer,
                               role="collective", pattern="all_to_all", group=par.per_stage))
         a_local = received
-    elif par.dp > 1:  # every chip needs every dp rank's tokens
+    elif par.dp > 1:  # every chip needs every dp rank's tokens (then routes them itself)
         gathered = renamed(a_local, f"{a.name}.gathered")
-        ops.append(Collective(f"{op.name}.gather", (scaled(a_local, 1 / par.dp, axis=0),), (gathered,),
+        own = tokens if tokens is not None else scaled(a_local, 1 / par.dp, axis=0)
+        everyone = Tensor(gathered.name, (own.shape[0] * par.dp, *own.shape[1:]), own.dtype, own.role)
+        ops.append(Collective(f"{op.name}.gather", (own,), (everyone,),
                               layer=op.layer, role="collective", pattern="all_gather", group=par.dp))
         a_local = gathered
     w_local = scaled(scaled(w, 1 / par.ep, axis=0), 1 / etp)
@@ -110,7 +121,7 @@ def _expert_act(op: Op, par: Parallelism) -> Op:
                    elements=outputs[0].elements, replicas=1)
 
 
-def _expert_down(op: Op, par: Parallelism) -> list[Op]:
+def _expert_down(op: Op, par: Parallelism, tokens: Tensor | None = None) -> list[Op]:
     assert isinstance(op, MatMul)
     experts = _experts(op, par)
     etp = par.expert_tp
@@ -133,7 +144,12 @@ def _expert_down(op: Op, par: Parallelism) -> list[Op]:
         back = Collective(f"{op.name}.combine", (partial,), (home,), layer=op.layer, role="collective",
                           pattern="all_to_all", group=par.per_stage)
     elif par.dp > 1:
-        back = Collective(f"{op.name}.reduce_scatter", (partial,), (home,), layer=op.layer,
+        # Each token's k partial rows are summed on the chip first: the scatter moves tokens.
+        sent, kept = partial, home
+        if tokens is not None:
+            sent = Tensor(partial.name, (tokens.shape[0] * par.dp, y.shape[-1]), partial.dtype, partial.role)
+            kept = Tensor(y.name, (tokens.shape[0], y.shape[-1]), partial.dtype, y.role)
+        back = Collective(f"{op.name}.reduce_scatter", (sent,), (kept,), layer=op.layer,
                           role="collective", pattern="reduce_scatter", group=par.per_stage)
     else:  # expert tensor parallelism over the tp ranks, which all hold every token
         back = Collective(f"{op.name}.all_reduce", (partial,), (home,), layer=op.layer,

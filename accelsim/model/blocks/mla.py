@@ -5,6 +5,15 @@ The cache holds, per token, one kv_lora_rank latent plus one shared RoPE key
 *Absorbed*: W_UK folds into the query and W_UV into the output, so attention runs in the
 latent space as MQA (qk width rank+rope, v width rank) and the cache is never decompressed.
 *Not absorbed*: the cached latents are decompressed to per-head K and V every step.
+
+``MlaSpec.absorbed`` says what a decode step does.  A prefill step always runs the not-absorbed
+form, as the serving engines do: with every query attending to thousands of keys, attention
+FLOPs dominate and MHA over per-head (qk 192, v 128) dims costs 320 / 1088 of MQA over the
+latent (qk 576, v 512) dims, while decompressing the prompt's own latents is one GEMM
+(source: vLLM's MLA backend, vllm/attention/backends/mla/common.py: "compute friendly" MHA for
+prefill, "data-movement friendly" absorbed MQA for decode; SGLang's DeepSeek-V2 model picks
+``AttnForwardMethod.MHA`` for extend/prefill batches; DeepSeek-V2 report, arXiv 2405.04434,
+Sec. 2.1.2, introduces absorption for inference over the cache).
 """
 from __future__ import annotations
 
@@ -45,10 +54,11 @@ def lower(ctx: LoweringContext, x: Tensor, layer: int, kind: LayerKind) -> Tenso
     # One kv_b weight (rank -> heads*(nope+v)) holds W_UK and W_UV side by side.
     kv_b = ctx.weight(f"{p}.kv_b.weight", rank, h * (nope + v))
     old, new = kv_tensors(ctx, p, kind.window, (rank + rope_d,))
-    out = ctx.activation(f"{p}.sdpa.out", ctx.tokens, h * (rank if spec.absorbed else v))
+    absorbed = spec.absorbed and wl.phase == "decode"  # a prefill attends as MHA (module docstring)
+    out = ctx.activation(f"{p}.sdpa.out", ctx.tokens, h * (rank if absorbed else v))
     sdpa = partial(Attention, f"{p}.sdpa", layer=layer, role="attention", batch=wl.batch, heads=h,
                    q_len=wl.query_len, kv_len=wl.kv_len, causal=True, window=kind.window)
-    if spec.absorbed:
+    if absorbed:
         q_latent = _per_head(ctx, f"{p}.q_absorb", q, kv_b, h, nope, rank, nope / (nope + v), layer,
                              "q_absorb")
         ctx.add(sdpa((q_latent, latent, *old), (out, new), kv_heads=1, qk_dim=rank + rope_d, v_dim=rank))
