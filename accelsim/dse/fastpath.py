@@ -20,7 +20,9 @@ evaluated one by one, and the caller is told so: ``evaluate`` returns the table 
 from __future__ import annotations
 
 import ast
+import inspect
 import math
+import operator
 from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -29,7 +31,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from accelsim import hardware, pipeline
 from accelsim.dse import metrics
@@ -364,43 +366,177 @@ class _Reads:
         return getattr(self._spec, name)
 
 
+# A read of a spec, as ``_TracedMemo`` records it: the attribute path from the spec's top and
+# what of the object there was used: its value ("v", a leaf: number, text, list, dict, None),
+# its type ("t", a section that was then read into) or the object itself ("id": a method was
+# called on it, which may look anywhere inside).
+Item = tuple[tuple[str, ...], str]
+_ABSENT = object()  # a path that does not exist on some point (a section None there)
+
+
+def _static_kind(cls: type, name: str) -> str:
+    """How reading ``name`` on an instance of ``cls`` depends on the instance: "field" (a
+    pydantic field), "const" (a plain class attribute: fixed by the class) or "whole" (a method,
+    property or other descriptor: it may read any field)."""
+    if name in cls.model_fields:  # type: ignore[attr-defined]
+        return "field"
+    static = inspect.getattr_static(cls, name, _ABSENT)
+    if static is _ABSENT or hasattr(static, "__get__"):
+        return "whole"
+    return "const"
+
+
+class _Traced:
+    """A spec (or one of its sections) that records the leaves a function reads, below the
+    top-level fields: placement reads ``memory.hbm.capacity``, not the whole ``memory``, so
+    points that differ only in ``memory.hbm.bandwidth`` share its outcome.  Sections read into
+    come back traced too; ``isinstance`` sees the real class.  Anything it cannot follow (an
+    operator on a section, a method call) either records the whole object or raises, and the
+    memo then falls back to top-level reads (``_TracedMemo.run``)."""
+
+    __slots__ = ("_obj", "_path", "_items")
+
+    def __init__(self, obj: Any, path: tuple[str, ...], items: set[Item]):
+        object.__setattr__(self, "_obj", obj)
+        object.__setattr__(self, "_path", path)
+        object.__setattr__(self, "_items", items)
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:  # isinstance(traced, MemoryLevel) as on the real object
+        return type(self._obj)
+
+    def __getattr__(self, name: str) -> Any:
+        obj, path, items = self._obj, self._path, self._items
+        value = getattr(obj, name)
+        how = _static_kind(type(obj), name)
+        if how == "const":
+            return value
+        if how == "whole":
+            items.add((path, "id"))
+            return value
+        here = (*path, name)
+        if isinstance(value, BaseModel):
+            items.add((here, "t"))
+            return _traced(value, here, items)
+        items.add((here, "v"))
+        return value
+
+
+_TRACED_CLASSES: dict[type, type] = {}
+
+
+def _traced(obj: Any, path: tuple[str, ...], items: set[Item]) -> _Traced:
+    """``obj`` traced, as an instance of a ``_Traced`` subclass that carries the model class's
+    ``model_fields`` (a check may read ``type(section).model_fields``)."""
+    cls = type(obj)
+    proxy = _TRACED_CLASSES.get(cls)
+    if proxy is None:
+        proxy = _TRACED_CLASSES[cls] = type(f"_Traced{cls.__name__}", (_Traced,),
+                                            {"__slots__": (), "model_fields": dict(cls.model_fields)})
+    return proxy(obj, path, items)
+
+
+def _walk(obj: Any, rest: tuple[str, ...]) -> Any:
+    for part in rest:
+        obj = getattr(obj, part, _ABSENT)
+        if obj is _ABSENT:
+            break
+    return obj
+
+
+def _part(value: Any, mode: str) -> Any:
+    """A hashable key for what item ``mode`` reads of ``value``: equal keys, same reads."""
+    if mode == "t":
+        return type(value)
+    if mode == "id":
+        return id(value)
+    if type(value) is float:
+        return (float, repr(value))  # -0.0 and 0.0 apart, a NaN equal to itself
+    try:
+        hash(value)
+    except TypeError:
+        return (type(value), repr(value))  # dicts and lists: by their text
+    return (type(value), value)
+
+
 class _TracedMemo:
-    """Outcomes of a pure function of a spec's top-level fields (placement, a whole-spec check),
-    kept across chunks.  A deterministic function that reads fields holding the very same
-    objects as an earlier call takes the same path: it reads the same fields and returns the
-    same outcome.  Section values are validated once per process (``_section_cache``), so
-    points of later chunks meet the same objects; they key the memo by identity (each entry
-    holds its objects, so an id is not reused while the entry lives)."""
+    """Outcomes of a pure function of a spec (placement, a whole-spec check), kept across
+    chunks.  A deterministic function given a spec whose read leaves equal an earlier call's
+    takes the same path: it reads the same leaves and returns the same outcome.  Leaves are
+    keyed by value; objects read whole ("id") by identity (each entry holds its objects, so an
+    id is not reused while the entry lives: section values are validated once per process)."""
 
     def __init__(self) -> None:
-        self.read_sets: list[tuple[str, ...]] = []
-        self.outcomes: dict[tuple, tuple[tuple, Any]] = {}
+        self.read_sets: list[tuple[Item, ...]] = []
+        self.outcomes: dict[tuple, tuple[list[Any], Any]] = {}
 
-    def run(self, spec_of: Callable[[], Any], fn: Callable[[_Reads], Any], everything: set[str],
-            field_of: Callable[[str], Any] | None = None) -> tuple[Any, set[str]]:
-        """``fn``'s outcome on the spec ``spec_of()`` and the fields it read (``everything``
-        where it called a method, which may look anywhere).  ``field_of`` reads one field
-        without building the spec (a memo hit then builds nothing)."""
+    def run(self, spec_of: Callable[[], Any], fn: Callable[[Any], Any], everything: set[str],
+            field_of: Callable[[str], Any] | None = None) -> tuple[Any, set[Item]]:
+        """``fn``'s outcome on the spec ``spec_of()`` and the items it read (every top-level
+        field in ``everything``, whole, where it called a method of the spec itself).
+        ``field_of`` reads one top-level field without building the spec (a memo hit then
+        builds nothing)."""
         get = field_of or (lambda f: getattr(spec_of(), f))
-        for fields in self.read_sets:
-            objects = tuple(get(f) for f in fields)
-            hit = self.outcomes.get((fields, tuple(map(id, objects))))
-            if hit is not None and all(a is b for a, b in zip(hit[0], objects)):
-                return hit[1], set(fields)
+        for items in self.read_sets:
+            key, held = self._key(items, get)
+            hit = self.outcomes.get((items, key))
+            if hit is not None and all(a is b for a, b in zip(hit[0], held)):
+                return hit[1], set(items)
         spec = spec_of()
-        traced = _Reads(spec)
-        outcome = fn(traced)
-        read = set(traced.read)
-        if any(f not in type(spec).model_fields for f in read):
-            return outcome, read | everything
-        fields = tuple(sorted(read))
+        read: set[Item] = set()
+        try:
+            outcome = fn(_traced(spec, (), read))
+        except Exception:  # noqa: BLE001  something the tracer cannot follow: read it all
+            return fn(spec), {((f,), "id") for f in everything}
+        if ((), "id") in read:  # a method of the spec: it may read any field
+            return outcome, {((f,), "id") for f in everything}
+        items = tuple(sorted(read))
         if len(self.outcomes) >= _TRACED_MAX:  # random points: every one new, none coming back
             self.outcomes.clear()
-        if fields not in self.read_sets:
-            self.read_sets.append(fields)
-        objects = tuple(getattr(spec, f) for f in fields)
-        self.outcomes[(fields, tuple(map(id, objects)))] = (objects, outcome)
+        if items not in self.read_sets:
+            self.read_sets.append(items)
+        key, held = self._key(items, lambda f: getattr(spec, f))
+        self.outcomes[(items, key)] = (held, outcome)
         return outcome, read
+
+    @staticmethod
+    def _key(items: tuple[Item, ...], get: Callable[[str], Any]) -> tuple[tuple, list[Any]]:
+        tops: dict[str, Any] = {}
+        parts, held = [], []
+        for path, mode in items:
+            top = tops.get(path[0], _ABSENT)
+            if top is _ABSENT:
+                top = tops[path[0]] = get(path[0])
+            value = _walk(top, path[1:])
+            parts.append(_part(value, mode))
+            if mode == "id":
+                held.append(value)
+        return tuple(parts), held
+
+
+def _item_codes(values: list[Any], index: np.ndarray, item: Item) -> np.ndarray:
+    """Per member (``index`` into the distinct section objects ``values``), a code that is
+    equal where ``item`` reads the same: the grouping a traced outcome may be shared over."""
+    path, mode = item
+    if len(path) == 1 and mode == "id":
+        return index  # distinct objects (or finer: equal objects apart, which is still exact)
+    if len(path) == 1:
+        found = values
+    else:
+        try:  # the chain in C; a section absent on some value (None) takes the general walk
+            found = list(map(operator.attrgetter(".".join(path[1:])), values))
+        except AttributeError:
+            found = [_walk(v, path[1:]) for v in values]
+    if mode == "t" and len(set(map(type, found))) <= 1:
+        return np.zeros(len(index), dtype=np.intp)
+    if mode == "v" and found and all(type(x) is float for x in found):
+        # floats by their bits: equal bits, equal value and repr (the key ``_part`` uses)
+        _, codes = np.unique(np.asarray(found, dtype=float).view(np.int64), return_inverse=True)
+        return np.asarray(codes, dtype=np.intp).ravel()[index]
+    seen: dict[Any, int] = {}
+    per = np.fromiter((seen.setdefault(_part(x, mode), len(seen)) for x in found),
+                      dtype=np.intp, count=len(found))
+    return per[index]
 
 
 _TRACED_MAX = 50_000
@@ -476,6 +612,7 @@ class _Group:
                  table: _Table, notes: list[str] | None):
         self.job, self.points, self.members, self.table, self.notes = job, points, members, table, notes
         self.encoded, self.space = encoded, job.space
+        self._item_cache: dict[Item, np.ndarray] = {}
 
     def note(self, text: str) -> None:
         if self.notes is not None and text not in self.notes:
@@ -571,7 +708,8 @@ class _Group:
         if checks is not None and all(name in cls.model_fields for name in names):
             grouped = _GroupedSpecs.build(
                 cls, staged, names, lists, [sections[s][1] for s in names], checks,
-                lambda check: _traced_memo(self.space, ("check", check, tuple(sorted(sections)))))
+                lambda check: _traced_memo(self.space, ("check", check, tuple(sorted(sections)))),
+                partial(self.item_codes, sections))
             if grouped is not None:
                 return grouped, grouped.invalid
         indices = [sections[s][1].tolist() for s in names]
@@ -631,17 +769,16 @@ class _Group:
                 self.one_by_one(local)
 
     def place(self, kind, hws: list, local: np.ndarray, full_need, need, sections,
-              outcomes: list, fields: tuple[str, ...]):
+              outcomes: list, fields: tuple[Item, ...]):
         """Yield (members, placement index or refusal line) covering ``local``.  Members that agree on
-        ``fields`` are placed once, through a representative; placement is a pure function of
-        the spec fields it reads, so where the representative read only ``fields`` its outcome
-        holds for all of them, and otherwise they are split again on what it did read."""
-        columns = [sections[f][1][local] if f in sections else np.zeros(len(local), dtype=np.intp)
-                   for f in fields]
+        the leaves ``fields`` are placed once, through a representative; placement is a pure
+        function of the spec leaves it reads, so where the representative read only ``fields``
+        its outcome holds for all of them, and otherwise they are split again on what it did read."""
+        columns = [self.item_codes(sections, f)[local] for f in fields]
         reps, index = _distinct_rows(columns, len(local))
         memo = _traced_memo(self.space, ("place", kind.name, full_need, need, tuple(sorted(sections))))
 
-        def allocate(traced: _Reads) -> Any:
+        def allocate(traced: Any) -> Any:
             try:
                 placement = kind.allocate(full_need, traced)
                 if need is not full_need:
@@ -659,11 +796,20 @@ class _Group:
             if not isinstance(placed, str):
                 outcomes.append(placed)
                 outcome = len(outcomes) - 1
-            if read <= set(fields) or len(rows) == 1:
+            varying = {item for item in read if item[0][0] in sections}  # the rest is shared
+            if varying <= set(fields) or len(rows) == 1:
                 yield rows, outcome
             else:
                 yield from self.place(kind, hws, rows, full_need, need, sections, outcomes,
-                                      tuple(sorted(read | set(fields))))
+                                      tuple(sorted(varying | set(fields))))
+
+    def item_codes(self, sections, item: Item) -> np.ndarray:
+        """Per member, a code equal where ``item`` reads the same (kept for the group)."""
+        codes = self._item_cache.get(item)
+        if codes is None:
+            values, index = sections[item[0][0]]
+            codes = self._item_cache[item] = _item_codes(values, index, item)
+        return codes
 
     def cost_layout(self, kind, graph, hw_first, local: np.ndarray, sections, placed, outcomes,
                     workload, groups) -> None:
@@ -740,15 +886,19 @@ class _GroupedSpecs:
     combination, split again on what the representative actually read."""
 
     def __init__(self, proto, names: list[str], lists: list[list], codes: list[np.ndarray],
-                 memo: Callable[[Any], _TracedMemo] | None = None):
+                 memo: Callable[[Any], _TracedMemo] | None = None,
+                 item_codes: Callable[[Item], np.ndarray] | None = None):
         self.proto, self.names, self.lists, self.codes = proto, names, lists, codes
         self.invalid: list[int] = []
         self._built: dict[int, Any] = {}
+        self._item_cache: dict[Item, np.ndarray] = {}
+        self._shared_codes = item_codes
         self.memo: Callable[[Any], _TracedMemo] = memo or (lambda check: _TracedMemo())
 
     @classmethod
     def build(cls, spec_cls, staged: dict, names: list[str], lists: list[list], codes: list[np.ndarray],
-              checks: list[Any], memo: Callable[[Any], _TracedMemo] | None = None) -> _GroupedSpecs | None:
+              checks: list[Any], memo: Callable[[Any], _TracedMemo] | None = None,
+              item_codes: Callable[[Item], np.ndarray] | None = None) -> _GroupedSpecs | None:
         n = len(codes[0]) if codes else 0
         bad = np.zeros(n, dtype=bool)
         for values, index in zip(lists, codes):
@@ -764,7 +914,7 @@ class _GroupedSpecs:
             proto = spec_cls.model_validate(first)  # top-level plain values validated once here
         except ValidationError:
             return None  # let the whole-spec path refuse it point by point
-        table = cls(proto, names, lists, codes, memo)
+        table = cls(proto, names, lists, codes, memo, item_codes)
         table._built[int(ok[0])] = proto
         for check in checks:
             for rows, passed in table._outcomes(check, table.memo(check), ok, ()):
@@ -775,10 +925,10 @@ class _GroupedSpecs:
             table._built[j] = None
         return table
 
-    def _outcomes(self, check, memo: _TracedMemo, rows: np.ndarray, fields: tuple[int, ...]):
-        columns = [self.codes[f][rows] for f in fields]
+    def _outcomes(self, check, memo: _TracedMemo, rows: np.ndarray, fields: tuple[Item, ...]):
+        columns = [self.item_codes(f)[rows] for f in fields]
         reps, index = _distinct_rows(columns, len(rows))
-        def passes(traced: _Reads) -> bool:
+        def passes(traced: Any) -> bool:
             try:
                 check(traced)
                 return True
@@ -788,13 +938,23 @@ class _GroupedSpecs:
         for g, (rep, positions) in enumerate(zip(reps.tolist(), _members(index, len(reps)))):
             members = rows[positions]
             j = int(rows[rep])
-            passed, fields_read = memo.run(partial(self.__getitem__, j), passes, set(self.names),
-                                           self.field_of(j))
-            read = {self.names.index(f) for f in fields_read if f in self.names}
-            if read <= set(fields) or len(members) == 1:
+            passed, read = memo.run(partial(self.__getitem__, j), passes, set(self.names), self.field_of(j))
+            varying = {item for item in read if item[0][0] in self.names}  # the rest is the proto's
+            if varying <= set(fields) or len(members) == 1:
                 yield members, passed
             else:
-                yield from self._outcomes(check, memo, members, tuple(sorted(read | set(fields))))
+                yield from self._outcomes(check, memo, members, tuple(sorted(varying | set(fields))))
+
+    def item_codes(self, item: Item) -> np.ndarray:
+        """Per member, a code equal where ``item`` reads the same (kept for the table, or the
+        group's, which placement shares)."""
+        if self._shared_codes is not None:
+            return self._shared_codes(item)
+        codes = self._item_cache.get(item)
+        if codes is None:
+            k = self.names.index(item[0][0])
+            codes = self._item_cache[item] = _item_codes(self.lists[k], self.codes[k], item)
+        return codes
 
     def field_of(self, j: int) -> Callable[[str], Any]:
         """Member ``j``'s fields as its spec holds them, read without building the spec."""
