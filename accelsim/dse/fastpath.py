@@ -263,10 +263,16 @@ class _Table:
 
 def _reprs(values: np.ndarray) -> list[str]:
     """``repr`` of each float, made by the list's own repr in C (a list shows its floats by
-    their ``repr``), not one Python call per value."""
+    their ``repr``), not one Python call per value; a column with many repeats (area, dies)
+    is converted once per distinct value (told apart by their bits, so -0.0 stays itself)."""
     if not len(values):
         return []
-    return str(values.tolist())[1:-1].split(", ")
+    values = np.ascontiguousarray(values, dtype=float)
+    bits, inverse = np.unique(values.view(np.int64), return_inverse=True)
+    if 2 * len(bits) > len(values):
+        return str(values.tolist())[1:-1].split(", ")
+    texts = np.array(str(bits.view(float).tolist())[1:-1].split(", "), dtype=object)
+    return texts[np.asarray(inverse).ravel()].tolist()
 
 
 def _text(value: Any) -> Any:
@@ -613,6 +619,7 @@ class _Group:
         self.job, self.points, self.members, self.table, self.notes = job, points, members, table, notes
         self.encoded, self.space = encoded, job.space
         self._item_cache: dict[Item, np.ndarray] = {}
+        self._value_keys: dict[str, list[tuple[type, str]]] = {}
 
     def note(self, text: str) -> None:
         if self.notes is not None and text not in self.notes:
@@ -661,18 +668,27 @@ class _Group:
             reps, index = _distinct_rows([codes[k] for k in deps], len(members))
             known = _section_cache(self.space)
             values = []
+            texts = [(self.value_keys(k), codes[k]) for k in deps]
             for r in reps.tolist():
-                point = self.points[members[r]]
                 # A section is a function of the keys it depends on: validated once per process
                 # for each distinct value of those, however many chunks repeat it.
-                key = (section, tuple((type(point[k]), repr(point[k])) for k in deps))
+                key = (section, tuple(text[code[r]] for text, code in texts))
                 if key not in known:
                     if r not in documents:
-                        documents[r] = self.space.document(point)
+                        documents[r] = self.space.document(self.points[members[r]])
                     known[key] = self.validated(cls, section, documents[r][section])
                 values.append(known[key])
             out[section] = (values, np.asarray(index, dtype=np.intp).ravel())
         return out
+
+    def value_keys(self, key: str) -> list[tuple[type, str]]:
+        """Per distinct value of parameter ``key``, its type and text: what tells section values
+        apart across chunks (1, 1.0 and True are different points)."""
+        found = self._value_keys.get(key)
+        if found is None:
+            distinct = self.encoded.distinct[self.encoded.keys.index(key)]
+            found = self._value_keys[key] = [(type(v), repr(v)) for v in distinct]
+        return found
 
     def validated(self, cls, section: str, value: Any) -> Any:
         if not (isinstance(value, dict) and section in cls.model_fields):

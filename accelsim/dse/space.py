@@ -431,8 +431,16 @@ def point_ids(keys: list[str], distinct: list[list[Any]], index: list[np.ndarray
     text ``json.dumps`` writes for the whole dict (same separators, keys sorted)."""
     order = sorted(range(len(keys)), key=lambda i: keys[i])
     pieces = [[f"{_json(keys[i])}:{_json(v)}" for v in distinct[i]] for i in order]
-    columns = [index[i].tolist() for i in order]
-    return [_hash("{" + ",".join(p[c] for p, c in zip(pieces, row)) + "}") for row in zip(*columns)]
+    if not pieces:
+        n = len(index[0]) if index else 0
+        return [_hash("{}")] * n
+    # the braces ride on the first and last pieces; each column is expanded to the points by
+    # numpy (object arrays) and joined row by row in C
+    pieces[0] = ["{" + p for p in pieces[0]]
+    pieces[-1] = [p + "}" for p in pieces[-1]]
+    columns = [np.array(p, dtype=object)[index[i]] for p, i in zip(pieces, order)]
+    sha1 = hashlib.sha1
+    return [sha1(text.encode()).hexdigest()[:16] for text in map(",".join, zip(*columns))]
 
 
 def _json(value: Any) -> str:
