@@ -20,11 +20,13 @@ evaluated one by one, and the caller is told so: ``evaluate`` returns the table 
 from __future__ import annotations
 
 import ast
+import contextlib
+import gc
 import inspect
 import math
 import operator
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
@@ -66,10 +68,31 @@ class _Timed:
 OPTIONAL_METRICS = frozenset({"breakeven_mtokens"})
 
 
-def evaluate(job: Job, points: list[dict[str, Any]], notes: list[str] | None = None) -> _Table:
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector held off for one chunk.  A chunk allocates many small
+    containers (documents, keys, specs) while the process holds a large, long-lived heap (the
+    validated sections, the traced memos), so the collector's passes over that heap took about
+    a third of a random search's time.  Nothing a chunk allocates needs it to be freed
+    mid-chunk (reference counting frees the rest), and it runs again after."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def evaluate(job: Job, points: list[dict[str, Any]], notes: list[str] | None = None,
+             ids: list[str] | None = None) -> _Table:
     """The sweep's table: ``records()``, ``frame()``, and how many points were evaluated
-    vectorised (``vectorised``) and one by one (``one_by_one``)."""
-    table = _Table.evaluate(job, points, notes)
+    vectorised (``vectorised``) and one by one (``one_by_one``).  ``ids``: the points'
+    ``ids(points)``, where the caller computed them already (not computed again)."""
+    with gc_paused():
+        table = _Table.evaluate(job, points, notes)
+    table.ids = ids
     table.refuse_non_finite()
     if notes is not None and points:
         notes.append(f"{table.vectorised} point(s) evaluated vectorised, {table.one_by_one} one by one")
@@ -143,6 +166,7 @@ class _Table:
     values: dict[str, np.ndarray]
     encoded: _Encoded | None = None
     rows: dict[int, dict[str, Any]] = field(default_factory=dict)
+    ids: list[str] | None = None  # ``ids(points)``, where given
     vectorised: int = 0  # points placed (and, where they fit, costed) as columns
     one_by_one: int = 0  # points costed through the scalar path (``evaluate_scalar``)
 
@@ -186,7 +210,7 @@ class _Table:
         e = self.encoded
         if e is None:
             return None
-        columns = [point_ids(e.keys, e.distinct, e.index)]
+        columns = [self.ids if self.ids is not None else point_ids(e.keys, e.distinct, e.index)]
         for distinct, index in zip(e.distinct, e.index):
             cells = [_cell(v) for v in distinct]
             if as_text:
@@ -316,7 +340,13 @@ def _structural(v: Any) -> bool:
     """A value that changes a chip's structure rather than its numbers (lists, names, flags)."""
     if isinstance(v, (bool, list, dict)):
         return True
-    return isinstance(v, str) and dimension_of(v) is None
+    if not isinstance(v, str):
+        return False
+    try:  # a quantity: ``to_number`` parses it iff ``dimension_of`` finds its dimension, and
+        to_number(v)  # tries its unit's dimension first (a sampled '1.234e8 B' is new each time)
+    except ValueError:
+        return True
+    return False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -380,16 +410,22 @@ Item = tuple[tuple[str, ...], str]
 _ABSENT = object()  # a path that does not exist on some point (a section None there)
 
 
+_STATIC: dict[tuple[type, str], str] = {}
+
+
 def _static_kind(cls: type, name: str) -> str:
     """How reading ``name`` on an instance of ``cls`` depends on the instance: "field" (a
     pydantic field), "const" (a plain class attribute: fixed by the class) or "whole" (a method,
-    property or other descriptor: it may read any field)."""
-    if name in cls.model_fields:  # type: ignore[attr-defined]
-        return "field"
-    static = inspect.getattr_static(cls, name, _ABSENT)
-    if static is _ABSENT or hasattr(static, "__get__"):
-        return "whole"
-    return "const"
+    property or other descriptor: it may read any field).  Kept per (class, name)."""
+    how = _STATIC.get((cls, name))
+    if how is None:
+        if name in cls.model_fields:  # type: ignore[attr-defined]
+            how = "field"
+        else:
+            static = inspect.getattr_static(cls, name, _ABSENT)
+            how = "whole" if static is _ABSENT or hasattr(static, "__get__") else "const"
+        _STATIC[(cls, name)] = how
+    return how
 
 
 class _Traced:
@@ -477,18 +513,23 @@ class _TracedMemo:
         self.outcomes: dict[tuple, tuple[list[Any], Any]] = {}
 
     def run(self, spec_of: Callable[[], Any], fn: Callable[[Any], Any], everything: set[str],
-            field_of: Callable[[str], Any] | None = None) -> tuple[Any, set[Item]]:
+            field_of: Callable[[str], Any] | None = None, trace: bool = True) -> tuple[Any, set[Item]]:
         """``fn``'s outcome on the spec ``spec_of()`` and the items it read (every top-level
         field in ``everything``, whole, where it called a method of the spec itself).
         ``field_of`` reads one top-level field without building the spec (a memo hit then
-        builds nothing)."""
+        builds nothing).  Without ``trace`` (a caller with one member, which needs no split) a
+        miss runs ``fn`` on the spec itself, reads nothing and keeps nothing: tracing costs
+        more than it saves where points do not come back (random search)."""
         get = field_of or (lambda f: getattr(spec_of(), f))
+        tried: dict[tuple[Item, ...], tuple[tuple, list[Any]]] = {}
         for items in self.read_sets:
-            key, held = self._key(items, get)
+            key, held = tried[items] = self._key(items, get)
             hit = self.outcomes.get((items, key))
             if hit is not None and all(a is b for a, b in zip(hit[0], held)):
                 return hit[1], set(items)
         spec = spec_of()
+        if not trace:
+            return fn(spec), set()
         read: set[Item] = set()
         try:
             outcome = fn(_traced(spec, (), read))
@@ -501,7 +542,8 @@ class _TracedMemo:
             self.outcomes.clear()
         if items not in self.read_sets:
             self.read_sets.append(items)
-        key, held = self._key(items, lambda f: getattr(spec, f))
+        # the key this spec was looked up by, where it read a known set (random points: most)
+        key, held = tried.get(items) or self._key(items, lambda f: getattr(spec, f))
         self.outcomes[(items, key)] = (held, outcome)
         return outcome, read
 
@@ -807,7 +849,8 @@ class _Group:
             rows = local[members]
             j = int(local[rep])
             placed, read = memo.run(partial(hws.__getitem__, j), allocate, set(sections),
-                                    hws.field_of(j) if isinstance(hws, _GroupedSpecs) else None)
+                                    hws.field_of(j) if isinstance(hws, _GroupedSpecs) else None,
+                                    trace=len(rows) > 1)
             outcome: Any = placed
             if not isinstance(placed, str):
                 outcomes.append(placed)
@@ -954,7 +997,8 @@ class _GroupedSpecs:
         for g, (rep, positions) in enumerate(zip(reps.tolist(), _members(index, len(reps)))):
             members = rows[positions]
             j = int(rows[rep])
-            passed, read = memo.run(partial(self.__getitem__, j), passes, set(self.names), self.field_of(j))
+            passed, read = memo.run(partial(self.__getitem__, j), passes, set(self.names), self.field_of(j),
+                                    trace=len(members) > 1)
             varying = {item for item in read if item[0][0] in self.names}  # the rest is the proto's
             if varying <= set(fields) or len(members) == 1:
                 yield members, passed
