@@ -1064,7 +1064,7 @@ def _distinct_rows(columns: list[np.ndarray], n: int) -> tuple[np.ndarray, np.nd
     if not columns:
         return np.zeros(1 if n else 0, dtype=np.intp), np.zeros(n, dtype=np.intp)
     radices = [int(c.max()) + 1 if n else 1 for c in columns]
-    if float(np.prod(radices, dtype=float)) >= 2.0 ** 62:  # too many to pack: compare rows
+    if math.prod(map(float, radices)) >= 2.0 ** 62:  # too many to pack: compare rows
         _, reps, index = np.unique(np.stack(columns, axis=1), axis=0, return_index=True, return_inverse=True)
         return reps, np.asarray(index, dtype=np.intp).ravel()
     packed = np.zeros(n, dtype=np.int64)

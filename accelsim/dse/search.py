@@ -151,10 +151,11 @@ def _rank(rows, objectives, conditions) -> tuple[np.ndarray, np.ndarray]:
 
 def _offspring(genomes, ranks, crowd, sizes, rng) -> np.ndarray:
     n, genes = genomes.shape
+    rank_of, crowd_of = ranks.tolist(), crowd.tolist()  # Python floats: no numpy scalar per read
 
     def tournament() -> np.ndarray:
-        a, b = rng.integers(n, size=2)
-        better = a if (ranks[a], -crowd[a]) <= (ranks[b], -crowd[b]) else b
+        a, b = rng.integers(n, size=2).tolist()
+        better = a if (rank_of[a], -crowd_of[a]) <= (rank_of[b], -crowd_of[b]) else b
         return genomes[better]
 
     children = []
