@@ -44,7 +44,6 @@ from accelsim.dse.space import (
     _adapter,
     _compile,
     _dotted,
-    dimension_of,
     point_id,
     point_ids,
     to_number,
@@ -436,7 +435,7 @@ class _Traced:
     operator on a section, a method call) either records the whole object or raises, and the
     memo then falls back to top-level reads (``_TracedMemo.run``)."""
 
-    __slots__ = ("_obj", "_path", "_items")
+    __slots__ = ("_items", "_obj", "_path")
 
     def __init__(self, obj: Any, path: tuple[str, ...], items: set[Item]):
         object.__setattr__(self, "_obj", obj)
@@ -716,9 +715,12 @@ class _Group:
                 # for each distinct value of those, however many chunks repeat it.
                 key = (section, tuple(text[code[r]] for text, code in texts))
                 if key not in known:
-                    if r not in documents:
-                        documents[r] = self.space.document(self.points[members[r]])
-                    known[key] = self.validated(cls, section, documents[r][section])
+                    document = documents.get(r)
+                    if document is None:  # written whole where another section will read it
+                        document = self.space.document(self.points[members[r]], only=section)
+                        if section in self.space.derived_sections:
+                            documents[r] = document
+                    known[key] = self.validated(cls, section, document[section])
                 values.append(known[key])
             out[section] = (values, np.asarray(index, dtype=np.intp).ravel())
         return out

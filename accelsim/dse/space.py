@@ -17,6 +17,7 @@ import operator
 import re
 from collections.abc import Callable
 from functools import lru_cache
+from json.encoder import encode_basestring_ascii as _encode_string
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -289,6 +290,7 @@ class Space:
             _lookup(base, key, self.source, f"derived.{key}")
         self.constraints = [Condition.parse(c, f"{source}: constraints") for c in spec.constraints]
         self._sections: dict[tuple, Any] = {}
+        self.derived_sections = frozenset(key.partition(".")[0] for key in spec.derived)
         # The base must itself be a valid design before any point is tried.
         hardware.parse_hardware(copy.deepcopy(base), self.base_source)
 
@@ -300,13 +302,20 @@ class Space:
     def keys(self) -> list[str]:
         return [p.key for p in self.spec.parameters]
 
-    def document(self, point: dict[str, Any]) -> dict[str, Any]:
-        """The base config with ``point`` and the derived keys written in (copied on write)."""
+    def document(self, point: dict[str, Any], only: str | None = None) -> dict[str, Any]:
+        """The base config with ``point`` and the derived keys written in (copied on write).
+
+        With ``only`` (a top-level key), only that section is sure to be the point's: where no
+        derived key is written into it, keys of other sections are not written and the derived
+        keys not evaluated (a derived key is a function of the keys its section depends on, so
+        its errors are met where that section is built)."""
         doc = dict(self.base)
         copied: set[int] = set()  # dicts made for this document (alive with it: ids stay unique)
+        whole = only is None or only in self.derived_sections
         for key, value in point.items():
-            _assign(doc, key, value, self.source, key, copy_path=True, copied=copied)
-        if self.spec.derived:
+            if whole or key.partition(".")[0] == only:
+                _assign(doc, key, value, self.source, key, copy_path=True, copied=copied)
+        if self.spec.derived and whole:
             for key, expr in self.spec.derived.items():
                 def value_of(name: str, where: str = f"derived.{key}") -> float:
                     if name in point and not isinstance(point[name], (list, dict)):
@@ -430,7 +439,7 @@ def point_ids(keys: list[str], distinct: list[list[Any]], index: list[np.ndarray
     point's index among them.  The JSON text is assembled from per-value pieces, which is the
     text ``json.dumps`` writes for the whole dict (same separators, keys sorted)."""
     order = sorted(range(len(keys)), key=lambda i: keys[i])
-    pieces = [[f"{_json(keys[i])}:{_json(v)}" for v in distinct[i]] for i in order]
+    pieces = [[f"{_json(keys[i])}:{_json_value(v)}" for v in distinct[i]] for i in order]
     if not pieces:
         n = len(index[0]) if index else 0
         return [_hash("{}")] * n
@@ -445,6 +454,17 @@ def point_ids(keys: list[str], distinct: list[list[Any]], index: list[np.ndarray
 
 def _json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _json_value(value: Any) -> str:
+    """``_json(value)``, written directly for the plain values a point holds (the text
+    ``json.dumps`` makes of them: its C string escaper, a finite float's or an int's repr)."""
+    kind = type(value)
+    if kind is str:
+        return _encode_string(value)
+    if kind is int or kind is float and math.isfinite(value):
+        return repr(value)
+    return _json(value)
 
 
 def _hash(text: str) -> str:
