@@ -516,12 +516,13 @@ class _TracedMemo:
         """``fn``'s outcome on the spec ``spec_of()`` and the items it read (every top-level
         field in ``everything``, whole, where it called a method of the spec itself).
         ``field_of`` reads one top-level field without building the spec (a memo hit then
-        builds nothing).  Without ``trace`` (a caller with one member, which needs no split) a
-        miss runs ``fn`` on the spec itself, reads nothing and keeps nothing: tracing costs
-        more than it saves where points do not come back (random search)."""
+        builds nothing).  Without ``trace`` (a caller with one member, which needs no split)
+        ``fn`` runs on the spec itself, and nothing is looked up, read or kept: a member alone
+        in its chunk with what it reads is seldom met again (random search), and the lookup
+        and the tracing cost more than they save."""
         get = field_of or (lambda f: getattr(spec_of(), f))
         tried: dict[tuple[Item, ...], tuple[tuple, list[Any]]] = {}
-        for items in self.read_sets:
+        for items in self.read_sets if trace else ():
             key, held = tried[items] = self._key(items, get)
             hit = self.outcomes.get((items, key))
             if hit is not None and all(a is b for a, b in zip(hit[0], held)):
