@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import ast
 import contextlib
+import copy
 import gc
 import inspect
 import math
@@ -33,7 +34,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, ValidationError, create_model
 
 from accelsim import hardware, pipeline
 from accelsim.dse import metrics
@@ -711,18 +712,26 @@ class _Group:
             known = _section_cache(self.space)
             values = []
             texts = [(self.value_keys(k), codes[k]) for k in deps]
+            plan = None if section in self.space.derived_sections else _leaf_plan(cls, section, deps)
+            base: Any = None  # a validated value of the section, for ``plan``
             for r in reps.tolist():
                 # A section is a function of the keys it depends on: validated once per process
                 # for each distinct value of those, however many chunks repeat it.
                 key = (section, tuple(text[code[r]] for text, code in texts))
                 if key not in known:
-                    document = documents.get(r)
-                    if document is None:  # written whole where another section will read it
-                        document = self.space.document(self.points[members[r]], only=section)
-                        if section in self.space.derived_sections:
-                            documents[r] = document
-                    known[key] = self.validated(cls, section, document[section])
-                values.append(known[key])
+                    if plan is not None and base is not None:
+                        known[key] = _substituted(base, plan, self.points[members[r]])
+                    else:
+                        document = documents.get(r)
+                        if document is None:  # written whole where another section will read it
+                            document = self.space.document(self.points[members[r]], only=section)
+                            if section in self.space.derived_sections:
+                                documents[r] = document
+                        known[key] = self.validated(cls, section, document[section])
+                value = known[key]
+                if plan is not None and base is None and isinstance(value, BaseModel):
+                    base = value
+                values.append(value)
             out[section] = (values, np.asarray(index, dtype=np.intp).ravel())
         return out
 
@@ -927,6 +936,112 @@ class _Group:
         if workload.density is not None:
             out = replace(out, density=workload.density)
         return out
+
+
+# Validating a section leaf by leaf.  A random point gives every section it touches values of
+# its own, and validating each whole (from a document written for it) cost more than placing
+# and costing the point.  Where the section's models validate field by field (no model or field
+# validators, no annotated validator that reads other fields), a section that differs from an
+# already validated one only at the point's keys is that one with those fields replaced, each
+# validated alone with the field's own annotation and the model's config: the same values, and
+# refused exactly where whole validation refuses (the refusal line then comes from the scalar
+# path, as for any refused point).  Sections with derived keys are written and validated whole.
+
+LeafPlan = list[tuple[str, tuple[str, ...], Any]]  # (point key, path in the section, leaf model)
+
+
+def _leaf_plan(cls, section: str, deps: list[str]) -> LeafPlan | None:
+    """Per key a section depends on: its path inside the section and the model that validates
+    its field alone; None where the section cannot be validated leaf by leaf."""
+    annotation: Any = cls.model_fields[section].annotation if section in cls.model_fields else None
+    if not _field_by_field(annotation):
+        return None
+    plan: LeafPlan = []
+    for key in deps:
+        head, _, rest = key.partition(".")
+        if head != section or not rest:
+            return None
+        parts = tuple(rest.split("."))
+        model: Any = annotation
+        for depth, part in enumerate(parts):
+            field_info = model.model_fields.get(part)
+            if field_info is None:
+                return None
+            if depth < len(parts) - 1:
+                model = field_info.annotation
+                if not _field_by_field(model):
+                    return None
+            elif not _alone(field_info):
+                return None
+        plan.append((key, parts, _leaf_model(model, parts[-1])))
+    return plan
+
+
+def _field_by_field(model: Any) -> bool:
+    """A pydantic model whose validation is its fields' validations, each on its own."""
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return False
+    decorators = model.__pydantic_decorators__
+    return (not decorators.model_validators and not decorators.field_validators
+            and not getattr(decorators, "root_validators", None)
+            and model.model_post_init is BaseModel.model_post_init
+            and all(_alone(f) for f in model.model_fields.values()))
+
+
+def _alone(field_info: Any) -> bool:
+    """A field whose annotated validators read only the value (one parameter: no ``info``,
+    through which a validator could see the other fields)."""
+    for item in field_info.metadata:
+        func = getattr(item, "func", None)
+        if func is None:
+            continue
+        try:
+            parameters = inspect.signature(func).parameters
+        except (TypeError, ValueError):
+            return False
+        if len(parameters) != 1:
+            return False
+    return True
+
+
+_LEAF_MODELS: dict[tuple[type, str], Any] = {}
+
+
+def _leaf_model(model: type[BaseModel], name: str) -> Any:
+    """A model of the one field ``name`` of ``model``: its annotation, constraints and the
+    model's config (strictness, no inf/NaN)."""
+    leaf = _LEAF_MODELS.get((model, name))
+    if leaf is None:
+        field_info = copy.copy(model.model_fields[name])
+        annotation: Any = field_info.annotation
+        leaf = _LEAF_MODELS[(model, name)] = create_model(
+            f"_{model.__name__}_{name}", __config__=model.model_config, value=(annotation, field_info))
+    return leaf
+
+
+def _substituted(base: BaseModel, plan: LeafPlan, point: dict[str, Any]) -> Any:
+    """``base`` with the point's value at each planned path (validated alone), or None where a
+    value is refused."""
+    updates: dict[tuple[str, ...], Any] = {}
+    for key, parts, leaf in plan:
+        try:
+            updates[parts] = leaf.model_validate({"value": point[key]}).value
+        except ValidationError:
+            return None
+    return _replaced(base, updates)
+
+
+def _replaced(obj: BaseModel, updates: dict[tuple[str, ...], Any]) -> BaseModel:
+    direct: dict[str, Any] = {}
+    nested: dict[str, dict[tuple[str, ...], Any]] = defaultdict(dict)
+    for parts, value in updates.items():
+        if len(parts) == 1:
+            direct[parts[0]] = value
+        else:
+            nested[parts[0]][parts[1:]] = value
+    for name, inner in nested.items():
+        direct[name] = _replaced(getattr(obj, name), inner)
+    return obj.model_copy(update=direct)
 
 
 def _after_checks(cls) -> list[Any] | None:

@@ -38,8 +38,9 @@ def grid_size(space: Space) -> int:
 def iter_random_points(space: Space, samples: int, seed: int) -> Iterator[dict[str, Any]]:
     """``samples`` seeded draws, lazily, in the same order as ``random_points``."""
     rng = np.random.default_rng(seed)
+    draws = [(p.key, p.sampler()) for p in space.parameters]
     for _ in range(samples):
-        yield {p.key: p.sample(rng) for p in space.parameters}
+        yield {key: draw(rng) for key, draw in draws}
 
 
 def grid_points(space: Space) -> list[dict[str, Any]]:

@@ -165,20 +165,34 @@ class Parameter(Spec):
 
     def sample(self, rng: np.random.Generator) -> Any:
         """One random value: uniform (linear), log-uniform (log) or a uniform pick (values)."""
+        return self.sampler()(rng)
+
+    def sampler(self) -> Callable[[np.random.Generator], Any]:
+        """``sample`` with the range's bounds, logarithms and unit worked out once (a random
+        search draws every parameter at every point): the same draws and the same arithmetic."""
         if self.values is not None:
-            return self.values[int(rng.integers(len(self.values)))]
+            values = self.values
+            return lambda rng: values[int(rng.integers(len(values)))]
         r = self.range
         lo, hi = to_number(r.start), to_number(r.stop)
-        u = float(rng.random())
-        x = lo + u * (hi - lo) if self.linear else math.exp(math.log(lo) + u * (math.log(hi) - math.log(lo)))
-        return self.encode(x)
+        encode = self.encoder()
+        if self.linear:
+            return lambda rng: encode(lo + float(rng.random()) * (hi - lo))
+        log_lo, log_span = math.log(lo), math.log(hi) - math.log(lo)
+        return lambda rng: encode(math.exp(log_lo + float(rng.random()) * log_span))
 
     def encode(self, x: float) -> Any:
+        return self.encoder()(x)
+
+    def encoder(self) -> Callable[[float], Any]:
+        """The value a number is written into the config as: an integer, or a number with 12
+        significant digits (stable text for hashing and resuming), with the range's unit."""
         if self.range.integer:
-            return round(float(x))
+            return lambda x: round(float(x))
         unit = self.unit
-        x = float(f"{x:.12g}")  # stable text for hashing and resuming
-        return f"{x!r} {unit}" if unit else x
+        if unit:
+            return lambda x: f"{float(f'{x:.12g}')!r} {unit}"
+        return lambda x: float(f"{x:.12g}")
 
 
 @lru_cache(maxsize=256)  # ranges are frozen; a random search asks for the unit at every draw
