@@ -578,10 +578,16 @@ def _item_codes(values: list[Any], index: np.ndarray, item: Item) -> np.ndarray:
             found = [_walk(v, path[1:]) for v in values]
     if mode == "t" and len(set(map(type, found))) <= 1:
         return np.zeros(len(index), dtype=np.intp)
-    if mode == "v" and found and all(type(x) is float for x in found):
-        # floats by their bits: equal bits, equal value and repr (the key ``_part`` uses)
-        _, codes = np.unique(np.asarray(found, dtype=float).view(np.int64), return_inverse=True)
-        return np.asarray(codes, dtype=np.intp).ravel()[index]
+    if mode == "v" and found:
+        kinds = set(map(type, found))
+        column = None
+        if kinds == {float}:  # by their bits: equal bits, equal value and repr (``_part``'s key)
+            column = np.asarray(found, dtype=float).view(np.int64)
+        elif kinds == {int} and -2**63 <= min(found) and max(found) < 2**63:
+            column = np.asarray(found, dtype=np.int64)
+        if column is not None:
+            _, codes = np.unique(column, return_inverse=True)
+            return np.asarray(codes, dtype=np.intp).ravel()[index]
     seen: dict[Any, int] = {}
     per = np.fromiter((seen.setdefault(_part(x, mode), len(seen)) for x in found),
                       dtype=np.intp, count=len(found))
