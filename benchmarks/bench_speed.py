@@ -14,6 +14,9 @@ Parts (``--only``):
            beside the same calls with the cross-call memos cleared (``bench_simulate``).
   fastpath design points per second, single process, on the bundled grids (densified to
            --points), and random search and NSGA-II on the same spaces (rows as the runner writes them).
+           With --baseline-tree DIR (an older checkout, e.g. `git archive REV | tar -x -C DIR`),
+           the same part runs on that code first, in a fresh process in the same run, and the
+           ratios of every rate to it are recorded (``fastpath.baseline``, ``ratio_to_baseline``).
   pareto   the front of n random points in 2, 3 and 4 objectives; baseline the O(n^2)
            definition on a 5,000-point subset, both timed here.
   yaml     first parse of every bundled YAML: libyaml first (with the reference loader's limits)
@@ -193,6 +196,22 @@ def bench_fastpath(points: int, samples: int) -> dict:
     return {"spaces": out, "targets_per_s": {"grid": 100_000, "random_and_evolutionary": 20_000}}
 
 
+def bench_fastpath_against(tree: Path, points: int, samples: int) -> dict:
+    """``bench_fastpath`` on the code in ``tree`` (a fresh process importing it, this file's
+    function run there), then here; every points-per-second figure beside its ratio."""
+    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); import bench_speed; "
+            "print(json.dumps(bench_speed.bench_fastpath(int(sys.argv[2]), int(sys.argv[3]))))")
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    before = json.loads(subprocess.run([sys.executable, "-c", code, str(ROOT / "benchmarks"), str(points),
+                                        str(samples)], env=env, cwd=tree, check=True, capture_output=True,
+                                       text=True).stdout.strip().splitlines()[-1])
+    after = bench_fastpath(points, samples)
+    for now, then in zip(after["spaces"], before["spaces"]):
+        now["ratio_to_baseline"] = {k: now[k] / then[k] for k in now if k.endswith("_per_cpu_s") or k.endswith("_per_s")}
+    after["baseline"] = {"tree": str(tree), **before}
+    return after
+
+
 def bench_yaml(repeats: int) -> dict:
     """First parse of every bundled YAML file (chips, models, spaces): libyaml first with the
     reference loader's limits (``loader._load_yaml``) beside the pure-Python loader alone, the
@@ -274,12 +293,15 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=20_000)
     ap.add_argument("--pareto-points", type=int, default=1_000_000)
     ap.add_argument("--sweep-points", type=int, default=1_000_000)
+    ap.add_argument("--baseline-tree", type=Path, default=None,
+                    help="an older checkout to run the fastpath part on first, for same-run ratios")
     args = ap.parse_args()
     parts = args.only.split(",")
     results: dict = {"machine": {"python": platform.python_version(), "cpu": platform.machine(),
                                  "cpus": os.cpu_count(), "load_average_at_start": os.getloadavg()[0]}}
     runs = {"cli": lambda: bench_cli(args.repeats), "simulate": lambda: bench_simulate(args.simulate),
-            "fastpath": lambda: bench_fastpath(args.points, args.samples),
+            "fastpath": lambda: (bench_fastpath_against(args.baseline_tree, args.points, args.samples)
+                                 if args.baseline_tree else bench_fastpath(args.points, args.samples)),
             "pareto": lambda: bench_pareto(args.pareto_points), "sweep": lambda: bench_sweep(args.sweep_points),
             "yaml": lambda: bench_yaml(args.repeats)}
     for part in parts:

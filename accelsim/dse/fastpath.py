@@ -638,6 +638,14 @@ def _section_cache(space) -> dict[tuple, Any]:
     return entry[1]
 
 
+def _keep(stats: list[int]) -> bool:
+    """Whether to keep one more validated value of a section for later chunks: always for the
+    first 8,192, then while at least one in fifty lookups finds a kept one.  A random search
+    meets each value once; keeping them all only grew the heap the garbage collector walks."""
+    hits, kept = stats
+    return kept < 8192 or hits * 50 >= kept
+
+
 _DEMANDS: dict[tuple[int, str], tuple[Any, list[tuple[dict[str, Any], Any]]]] = {}
 
 
@@ -720,21 +728,27 @@ class _Group:
             texts = [(self.value_keys(k), codes[k]) for k in deps]
             plan = None if section in self.space.derived_sections else _leaf_plan(cls, section, deps)
             base: Any = None  # a validated value of the section, for ``plan``
+            stats = known.setdefault(("kept", section), [0, 0])  # [hits, values kept]
             for r in reps.tolist():
                 # A section is a function of the keys it depends on: validated once per process
                 # for each distinct value of those, however many chunks repeat it.
                 key = (section, tuple(text[code[r]] for text, code in texts))
-                if key not in known:
+                value = known.get(key, _ABSENT)
+                if value is not _ABSENT:
+                    stats[0] += 1
+                else:
                     if plan is not None and base is not None:
-                        known[key] = _substituted(base, plan, self.points[members[r]])
+                        value = _substituted(base, plan, self.points[members[r]])
                     else:
                         document = documents.get(r)
                         if document is None:  # written whole where another section will read it
                             document = self.space.document(self.points[members[r]], only=section)
                             if section in self.space.derived_sections:
                                 documents[r] = document
-                        known[key] = self.validated(cls, section, document[section])
-                value = known[key]
+                        value = self.validated(cls, section, document[section])
+                    if _keep(stats):
+                        known[key] = value
+                        stats[1] += 1
                 if plan is not None and base is None and isinstance(value, BaseModel):
                     base = value
                 values.append(value)
