@@ -16,6 +16,9 @@ Parts (``--only``):
            a child process), e.g. the commit before a speed change.
   fastpath design points per second, single process, on the bundled grids (densified to
            --points), and random search and NSGA-II on the same spaces (rows as the runner writes them).
+           With --baseline-tree DIR (an older checkout, e.g. `git archive REV | tar -x -C DIR`),
+           the same part runs on that code first, in a fresh process in the same run, and the
+           ratios of every rate to it are recorded (``fastpath.baseline``, ``ratio_to_baseline``).
   pareto   the front of n random points in 2, 3 and 4 objectives; baseline the O(n^2)
            definition on a 5,000-point subset, both timed here.
   yaml     first parse of every bundled YAML: libyaml first (with the reference loader's limits)
@@ -27,6 +30,7 @@ Parts (``--only``):
 from __future__ import annotations
 
 import argparse
+import gc
 import itertools
 import json
 import os
@@ -183,6 +187,18 @@ def _timed(fn) -> tuple[float, float]:
     return time.perf_counter() - t, time.process_time() - c
 
 
+def _settled(fn) -> tuple[float, float, float]:
+    """``_timed`` after collecting the garbage left before it, and then the CPU seconds of one
+    full collection right after it: the fast path holds the collector off per chunk, so up to
+    one full pass over the heap may be left for later; it is reported beside the rate (and
+    the rate with it charged) rather than hidden or charged twice."""
+    gc.collect()
+    wall, cpu = _timed(fn)
+    c = time.process_time()
+    gc.collect()
+    return wall, cpu, time.process_time() - c
+
+
 def bench_fastpath(points: int, samples: int) -> dict:
     from accelsim.dse import runner, search
     from accelsim.dse.evaluate import evaluate_points_scalar
@@ -194,9 +210,9 @@ def bench_fastpath(points: int, samples: int) -> dict:
             runner.stream(job, search.iter_grid_points(job.space), csv_path, distinct=True,
                           total=search.grid_size(job.space))  # warm-up: lowering, caches
             n = search.grid_size(job.space)
-            wall, cpu = _timed(lambda job=job, csv_path=csv_path, n=n: runner.stream(
+            wall, cpu, gc_grid = _settled(lambda job=job, csv_path=csv_path, n=n: runner.stream(
                 job, search.iter_grid_points(job.space), csv_path, distinct=True, total=n))
-            rw, rc = _timed(lambda job=job, csv_path=csv_path: runner.stream(
+            rw, rc, gc_random = _settled(lambda job=job, csv_path=csv_path: runner.stream(
                 job, search.iter_random_points(job.space, samples, 1), csv_path, total=samples))
 
             def evolve(job=job, csv_path=csv_path):
@@ -205,12 +221,12 @@ def bench_fastpath(points: int, samples: int) -> dict:
                 csv_path.write_text("", encoding="utf-8")
                 search.nsga2(job.space, evaluate, job.space.spec.objectives, job.space.constraints,
                              samples // 10, 0, population=256)
-            ew, ec = _timed(evolve)
+            ew, ec, gc_nsga2 = _settled(evolve)
             evolved = csv_path.read_text().count("\n") - 1
             # the same-run baseline: the same grid's points one at a time through ``simulate``
             # (the scalar path every fast-path row must equal)
             sample = list(itertools.islice(search.iter_grid_points(job.space), 0, None, max(1, n // 20)))[:20]
-            bw, bc = _timed(lambda job=job, sample=sample: evaluate_points_scalar(job, sample))
+            bw, bc, _ = _settled(lambda job=job, sample=sample: evaluate_points_scalar(job, sample))
         out.append({"space": name, "one_by_one_points_per_s": len(sample) / bw,
                     "one_by_one_points_per_cpu_s": len(sample) / bc,
                     "grid_cpu_ratio_to_one_by_one": (n / cpu) / (len(sample) / bc),
@@ -219,8 +235,31 @@ def bench_fastpath(points: int, samples: int) -> dict:
                     "grid_points_per_cpu_s": n / cpu, "random_points": samples,
                     "random_points_per_s": samples / rw, "random_points_per_cpu_s": samples / rc,
                     "nsga2_points": evolved, "nsga2_points_per_s": evolved / ew,
-                    "nsga2_points_per_cpu_s": evolved / ec})
+                    "nsga2_points_per_cpu_s": evolved / ec,
+                    # one full garbage collection right after each part (CPU s), and the rate
+                    # with it charged to the part
+                    "gc_after_cpu_s": {"grid": gc_grid, "random": gc_random, "nsga2": gc_nsga2},
+                    "grid_points_per_cpu_s_gc_charged": n / (cpu + gc_grid),
+                    "random_points_per_cpu_s_gc_charged": samples / (rc + gc_random),
+                    "nsga2_points_per_cpu_s_gc_charged": evolved / (ec + gc_nsga2)})
     return {"spaces": out, "targets_per_s": {"grid": 100_000, "random_and_evolutionary": 20_000}}
+
+
+def bench_fastpath_against(tree: Path, points: int, samples: int) -> dict:
+    """``bench_fastpath`` on the code in ``tree`` (a fresh process importing it, this file's
+    function run there), then here; every points-per-second figure beside its ratio."""
+    code = ("import json, sys; sys.path.insert(0, sys.argv[1]); import bench_speed; "
+            "print(json.dumps(bench_speed.bench_fastpath(int(sys.argv[2]), int(sys.argv[3]))))")
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    before = json.loads(subprocess.run([sys.executable, "-c", code, str(ROOT / "benchmarks"), str(points),
+                                        str(samples)], env=env, cwd=tree, check=True, capture_output=True,
+                                       text=True).stdout.strip().splitlines()[-1])
+    after = bench_fastpath(points, samples)
+    for now, then in zip(after["spaces"], before["spaces"]):
+        now["ratio_to_baseline"] = {k: now[k] / then[k] for k in now
+                                    if k.endswith(("_per_cpu_s", "_per_s", "_gc_charged")) and k in then}
+    after["baseline"] = {"tree": str(tree), **before}
+    return after
 
 
 def bench_yaml(repeats: int) -> dict:
@@ -306,12 +345,15 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=20_000)
     ap.add_argument("--pareto-points", type=int, default=1_000_000)
     ap.add_argument("--sweep-points", type=int, default=1_000_000)
+    ap.add_argument("--baseline-tree", type=Path, default=None,
+                    help="an older checkout to run the fastpath part on first, for same-run ratios")
     args = ap.parse_args()
     parts = args.only.split(",")
     results: dict = {"machine": {"python": platform.python_version(), "cpu": platform.machine(),
                                  "cpus": os.cpu_count(), "load_average_at_start": os.getloadavg()[0]}}
     runs = {"cli": lambda: bench_cli(args.repeats), "simulate": lambda: bench_simulate(args.simulate, args.simulate_baseline),
-            "fastpath": lambda: bench_fastpath(args.points, args.samples),
+            "fastpath": lambda: (bench_fastpath_against(args.baseline_tree, args.points, args.samples)
+                                 if args.baseline_tree else bench_fastpath(args.points, args.samples)),
             "pareto": lambda: bench_pareto(args.pareto_points), "sweep": lambda: bench_sweep(args.sweep_points),
             "yaml": lambda: bench_yaml(args.repeats)}
     for part in parts:

@@ -30,8 +30,13 @@ def _column(values: list[Any], index: np.ndarray, where: str) -> Any:
     """One field over the distinct section objects (every one used by some point), expanded to
     the points by ``index``."""
     first = values[0]
-    if all(v is first for v in values[1:]):
+    if len(set(map(id, values))) == 1:  # one object (the checks below are set-wise, in C)
         return _wrap(first, np.zeros(len(index), dtype=np.intp), where)
+    types = set(map(type, values))
+    if types <= {int, float}:
+        if len(types) == 1 and len(set(values)) == 1:  # equal, of one type
+            return first
+        return np.asarray(values, dtype=float)[index]
     if all(isinstance(v, BaseModel) for v in values):
         return SectionColumns(values, index, where)
     if all(isinstance(v, dict) for v in values):
@@ -39,7 +44,7 @@ def _column(values: list[Any], index: np.ndarray, where: str) -> Any:
         if any(list(v) != keys for v in values):
             raise Mixed(where)
         return {k: _column([v[k] for v in values], index, f"{where}.{k}") for k in keys}
-    if all(_is_number(v) for v in values):
+    if all(_is_number(v) for v in values):  # subclasses of int and float
         if all(v == first and type(v) is type(first) for v in values[1:]):
             return first
         return np.asarray(values, dtype=float)[index]

@@ -20,16 +20,21 @@ evaluated one by one, and the caller is told so: ``evaluate`` returns the table 
 from __future__ import annotations
 
 import ast
+import contextlib
+import copy
+import gc
+import inspect
 import math
+import operator
 from collections import defaultdict
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError, create_model
 
 from accelsim import hardware, pipeline
 from accelsim.dse import metrics
@@ -40,7 +45,6 @@ from accelsim.dse.space import (
     _adapter,
     _compile,
     _dotted,
-    dimension_of,
     point_id,
     point_ids,
     to_number,
@@ -64,10 +68,31 @@ class _Timed:
 OPTIONAL_METRICS = frozenset({"breakeven_mtokens"})
 
 
-def evaluate(job: Job, points: list[dict[str, Any]], notes: list[str] | None = None) -> _Table:
+@contextlib.contextmanager
+def gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector held off for one chunk.  A chunk allocates many small
+    containers (documents, keys, specs) while the process holds a large, long-lived heap (the
+    validated sections, the traced memos), so the collector's passes over that heap took about
+    a third of a random search's time.  Nothing a chunk allocates needs it to be freed
+    mid-chunk (reference counting frees the rest), and it runs again after."""
+    if not gc.isenabled():
+        yield
+        return
+    gc.disable()
+    try:
+        yield
+    finally:
+        gc.enable()
+
+
+def evaluate(job: Job, points: list[dict[str, Any]], notes: list[str] | None = None,
+             ids: list[str] | None = None) -> _Table:
     """The sweep's table: ``records()``, ``frame()``, and how many points were evaluated
-    vectorised (``vectorised``) and one by one (``one_by_one``)."""
-    table = _Table.evaluate(job, points, notes)
+    vectorised (``vectorised``) and one by one (``one_by_one``).  ``ids``: the points'
+    ``ids(points)``, where the caller computed them already (not computed again)."""
+    with gc_paused():
+        table = _Table.evaluate(job, points, notes)
+    table.ids = ids
     table.refuse_non_finite()
     if notes is not None and points:
         notes.append(f"{table.vectorised} point(s) evaluated vectorised, {table.one_by_one} one by one")
@@ -141,6 +166,7 @@ class _Table:
     values: dict[str, np.ndarray]
     encoded: _Encoded | None = None
     rows: dict[int, dict[str, Any]] = field(default_factory=dict)
+    ids: list[str] | None = None  # ``ids(points)``, where given
     vectorised: int = 0  # points placed (and, where they fit, costed) as columns
     one_by_one: int = 0  # points costed through the scalar path (``evaluate_scalar``)
 
@@ -184,7 +210,7 @@ class _Table:
         e = self.encoded
         if e is None:
             return None
-        columns = [point_ids(e.keys, e.distinct, e.index)]
+        columns = [self.ids if self.ids is not None else point_ids(e.keys, e.distinct, e.index)]
         for distinct, index in zip(e.distinct, e.index):
             cells = [_cell(v) for v in distinct]
             if as_text:
@@ -261,10 +287,16 @@ class _Table:
 
 def _reprs(values: np.ndarray) -> list[str]:
     """``repr`` of each float, made by the list's own repr in C (a list shows its floats by
-    their ``repr``), not one Python call per value."""
+    their ``repr``), not one Python call per value; a column with many repeats (area, dies)
+    is converted once per distinct value (told apart by their bits, so -0.0 stays itself)."""
     if not len(values):
         return []
-    return str(values.tolist())[1:-1].split(", ")
+    values = np.ascontiguousarray(values, dtype=float)
+    bits, inverse = np.unique(values.view(np.int64), return_inverse=True)
+    if 2 * len(bits) > len(values):
+        return str(values.tolist())[1:-1].split(", ")
+    texts = np.array(str(bits.view(float).tolist())[1:-1].split(", "), dtype=object)
+    return texts[np.asarray(inverse).ravel()].tolist()
 
 
 def _text(value: Any) -> Any:
@@ -308,7 +340,13 @@ def _structural(v: Any) -> bool:
     """A value that changes a chip's structure rather than its numbers (lists, names, flags)."""
     if isinstance(v, (bool, list, dict)):
         return True
-    return isinstance(v, str) and dimension_of(v) is None
+    if not isinstance(v, str):
+        return False
+    try:  # a quantity: ``to_number`` parses it iff ``dimension_of`` finds its dimension, and
+        to_number(v)  # tries its unit's dimension first (a sampled '1.234e8 B' is new each time)
+    except ValueError:
+        return True
+    return False
 
 
 # ---------------------------------------------------------------------------------------------
@@ -364,43 +402,196 @@ class _Reads:
         return getattr(self._spec, name)
 
 
+# A read of a spec, as ``_TracedMemo`` records it: the attribute path from the spec's top and
+# what of the object there was used: its value ("v", a leaf: number, text, list, dict, None),
+# its type ("t", a section that was then read into) or the object itself ("id": a method was
+# called on it, which may look anywhere inside).
+Item = tuple[tuple[str, ...], str]
+_ABSENT = object()  # a path that does not exist on some point (a section None there)
+
+
+_STATIC: dict[tuple[type, str], str] = {}
+
+
+def _static_kind(cls: type, name: str) -> str:
+    """How reading ``name`` on an instance of ``cls`` depends on the instance: "field" (a
+    pydantic field), "const" (a plain class attribute: fixed by the class) or "whole" (a method,
+    property or other descriptor: it may read any field).  Kept per (class, name)."""
+    how = _STATIC.get((cls, name))
+    if how is None:
+        if name in cls.model_fields:  # type: ignore[attr-defined]
+            how = "field"
+        else:
+            static = inspect.getattr_static(cls, name, _ABSENT)
+            how = "whole" if static is _ABSENT or hasattr(static, "__get__") else "const"
+        _STATIC[(cls, name)] = how
+    return how
+
+
+class _Traced:
+    """A spec (or one of its sections) that records the leaves a function reads, below the
+    top-level fields: placement reads ``memory.hbm.capacity``, not the whole ``memory``, so
+    points that differ only in ``memory.hbm.bandwidth`` share its outcome.  Sections read into
+    come back traced too; ``isinstance`` sees the real class.  Anything it cannot follow (an
+    operator on a section, a method call) either records the whole object or raises, and the
+    memo then falls back to top-level reads (``_TracedMemo.run``)."""
+
+    __slots__ = ("_items", "_obj", "_path")
+
+    def __init__(self, obj: Any, path: tuple[str, ...], items: set[Item]):
+        object.__setattr__(self, "_obj", obj)
+        object.__setattr__(self, "_path", path)
+        object.__setattr__(self, "_items", items)
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:  # isinstance(traced, MemoryLevel) as on the real object
+        return type(self._obj)
+
+    def __getattr__(self, name: str) -> Any:
+        obj, path, items = self._obj, self._path, self._items
+        value = getattr(obj, name)
+        how = _static_kind(type(obj), name)
+        if how == "const":
+            return value
+        if how == "whole":
+            items.add((path, "id"))
+            return value
+        here = (*path, name)
+        if isinstance(value, BaseModel):
+            items.add((here, "t"))
+            return _traced(value, here, items)
+        items.add((here, "v"))
+        return value
+
+
+_TRACED_CLASSES: dict[type, type] = {}
+
+
+def _traced(obj: Any, path: tuple[str, ...], items: set[Item]) -> _Traced:
+    """``obj`` traced, as an instance of a ``_Traced`` subclass that carries the model class's
+    ``model_fields`` (a check may read ``type(section).model_fields``)."""
+    cls = type(obj)
+    proxy = _TRACED_CLASSES.get(cls)
+    if proxy is None:
+        proxy = _TRACED_CLASSES[cls] = type(f"_Traced{cls.__name__}", (_Traced,),
+                                            {"__slots__": (), "model_fields": dict(cls.model_fields)})
+    return proxy(obj, path, items)
+
+
+def _walk(obj: Any, rest: tuple[str, ...]) -> Any:
+    for part in rest:
+        obj = getattr(obj, part, _ABSENT)
+        if obj is _ABSENT:
+            break
+    return obj
+
+
+def _part(value: Any, mode: str) -> Any:
+    """A hashable key for what item ``mode`` reads of ``value``: equal keys, same reads."""
+    if mode == "t":
+        return type(value)
+    if mode == "id":
+        return id(value)
+    if type(value) is float:
+        return (float, repr(value))  # -0.0 and 0.0 apart, a NaN equal to itself
+    try:
+        hash(value)
+    except TypeError:
+        return (type(value), repr(value))  # dicts and lists: by their text
+    return (type(value), value)
+
+
 class _TracedMemo:
-    """Outcomes of a pure function of a spec's top-level fields (placement, a whole-spec check),
-    kept across chunks.  A deterministic function that reads fields holding the very same
-    objects as an earlier call takes the same path: it reads the same fields and returns the
-    same outcome.  Section values are validated once per process (``_section_cache``), so
-    points of later chunks meet the same objects; they key the memo by identity (each entry
-    holds its objects, so an id is not reused while the entry lives)."""
+    """Outcomes of a pure function of a spec (placement, a whole-spec check), kept across
+    chunks.  A deterministic function given a spec whose read leaves equal an earlier call's
+    takes the same path: it reads the same leaves and returns the same outcome.  Leaves are
+    keyed by value; objects read whole ("id") by identity (each entry holds its objects, so an
+    id is not reused while the entry lives: section values are validated once per process)."""
 
     def __init__(self) -> None:
-        self.read_sets: list[tuple[str, ...]] = []
-        self.outcomes: dict[tuple, tuple[tuple, Any]] = {}
+        self.read_sets: list[tuple[Item, ...]] = []
+        self.outcomes: dict[tuple, tuple[list[Any], Any]] = {}
 
-    def run(self, spec_of: Callable[[], Any], fn: Callable[[_Reads], Any], everything: set[str],
-            field_of: Callable[[str], Any] | None = None) -> tuple[Any, set[str]]:
-        """``fn``'s outcome on the spec ``spec_of()`` and the fields it read (``everything``
-        where it called a method, which may look anywhere).  ``field_of`` reads one field
-        without building the spec (a memo hit then builds nothing)."""
+    def run(self, spec_of: Callable[[], Any], fn: Callable[[Any], Any], everything: set[str],
+            field_of: Callable[[str], Any] | None = None, trace: bool = True) -> tuple[Any, set[Item]]:
+        """``fn``'s outcome on the spec ``spec_of()`` and the items it read (every top-level
+        field in ``everything``, whole, where it called a method of the spec itself).
+        ``field_of`` reads one top-level field without building the spec (a memo hit then
+        builds nothing).  Without ``trace`` (a caller with one member, which needs no split)
+        ``fn`` runs on the spec itself, and nothing is looked up, read or kept: a member alone
+        in its chunk with what it reads is seldom met again (random search), and the lookup
+        and the tracing cost more than they save."""
         get = field_of or (lambda f: getattr(spec_of(), f))
-        for fields in self.read_sets:
-            objects = tuple(get(f) for f in fields)
-            hit = self.outcomes.get((fields, tuple(map(id, objects))))
-            if hit is not None and all(a is b for a, b in zip(hit[0], objects)):
-                return hit[1], set(fields)
+        tried: dict[tuple[Item, ...], tuple[tuple, list[Any]]] = {}
+        for items in self.read_sets if trace else ():
+            key, held = tried[items] = self._key(items, get)
+            hit = self.outcomes.get((items, key))
+            if hit is not None and all(a is b for a, b in zip(hit[0], held)):
+                return hit[1], set(items)
         spec = spec_of()
-        traced = _Reads(spec)
-        outcome = fn(traced)
-        read = set(traced.read)
-        if any(f not in type(spec).model_fields for f in read):
-            return outcome, read | everything
-        fields = tuple(sorted(read))
+        if not trace:
+            return fn(spec), set()
+        read: set[Item] = set()
+        try:
+            outcome = fn(_traced(spec, (), read))
+        except Exception:  # noqa: BLE001  something the tracer cannot follow: read it all
+            return fn(spec), {((f,), "id") for f in everything}
+        if ((), "id") in read:  # a method of the spec: it may read any field
+            return outcome, {((f,), "id") for f in everything}
+        items = tuple(sorted(read))
         if len(self.outcomes) >= _TRACED_MAX:  # random points: every one new, none coming back
             self.outcomes.clear()
-        if fields not in self.read_sets:
-            self.read_sets.append(fields)
-        objects = tuple(getattr(spec, f) for f in fields)
-        self.outcomes[(fields, tuple(map(id, objects)))] = (objects, outcome)
+        if items not in self.read_sets:
+            self.read_sets.append(items)
+        # the key this spec was looked up by, where it read a known set (random points: most)
+        key, held = tried.get(items) or self._key(items, lambda f: getattr(spec, f))
+        self.outcomes[(items, key)] = (held, outcome)
         return outcome, read
+
+    @staticmethod
+    def _key(items: tuple[Item, ...], get: Callable[[str], Any]) -> tuple[tuple, list[Any]]:
+        tops: dict[str, Any] = {}
+        parts, held = [], []
+        for path, mode in items:
+            top = tops.get(path[0], _ABSENT)
+            if top is _ABSENT:
+                top = tops[path[0]] = get(path[0])
+            value = _walk(top, path[1:])
+            parts.append(_part(value, mode))
+            if mode == "id":
+                held.append(value)
+        return tuple(parts), held
+
+
+def _item_codes(values: list[Any], index: np.ndarray, item: Item) -> np.ndarray:
+    """Per member (``index`` into the distinct section objects ``values``), a code that is
+    equal where ``item`` reads the same: the grouping a traced outcome may be shared over."""
+    path, mode = item
+    if len(path) == 1 and mode == "id":
+        return index  # distinct objects (or finer: equal objects apart, which is still exact)
+    if len(path) == 1:
+        found = values
+    else:
+        try:  # the chain in C; a section absent on some value (None) takes the general walk
+            found = list(map(operator.attrgetter(".".join(path[1:])), values))
+        except AttributeError:
+            found = [_walk(v, path[1:]) for v in values]
+    if mode == "t" and len(set(map(type, found))) <= 1:
+        return np.zeros(len(index), dtype=np.intp)
+    if mode == "v" and found:
+        kinds = set(map(type, found))
+        column = None
+        if kinds == {float}:  # by their bits: equal bits, equal value and repr (``_part``'s key)
+            column = np.asarray(found, dtype=float).view(np.int64)
+        elif kinds == {int} and -2**63 <= min(found) and max(found) < 2**63:
+            column = np.asarray(found, dtype=np.int64)
+        if column is not None:
+            _, codes = np.unique(column, return_inverse=True)
+            return np.asarray(codes, dtype=np.intp).ravel()[index]
+    seen: dict[Any, int] = {}
+    per = np.fromiter((seen.setdefault(_part(x, mode), len(seen)) for x in found),
+                      dtype=np.intp, count=len(found))
+    return per[index]
 
 
 _TRACED_MAX = 50_000
@@ -447,6 +638,14 @@ def _section_cache(space) -> dict[tuple, Any]:
     return entry[1]
 
 
+def _keep(stats: list[int]) -> bool:
+    """Whether to keep one more validated value of a section for later chunks: always for the
+    first 8,192, then while at least one in fifty lookups finds a kept one.  A random search
+    meets each value once; keeping them all only grew the heap the garbage collector walks."""
+    hits, kept = stats
+    return kept < 8192 or hits * 50 >= kept
+
+
 _DEMANDS: dict[tuple[int, str], tuple[Any, list[tuple[dict[str, Any], Any]]]] = {}
 
 
@@ -476,6 +675,8 @@ class _Group:
                  table: _Table, notes: list[str] | None):
         self.job, self.points, self.members, self.table, self.notes = job, points, members, table, notes
         self.encoded, self.space = encoded, job.space
+        self._item_cache: dict[Item, np.ndarray] = {}
+        self._value_keys: dict[str, list[tuple[type, str]]] = {}
 
     def note(self, text: str) -> None:
         if self.notes is not None and text not in self.notes:
@@ -524,18 +725,44 @@ class _Group:
             reps, index = _distinct_rows([codes[k] for k in deps], len(members))
             known = _section_cache(self.space)
             values = []
+            texts = [(self.value_keys(k), codes[k]) for k in deps]
+            plan = None if section in self.space.derived_sections else _leaf_plan(cls, section, deps)
+            base: Any = None  # a validated value of the section, for ``plan``
+            stats = known.setdefault(("kept", section), [0, 0])  # [hits, values kept]
             for r in reps.tolist():
-                point = self.points[members[r]]
                 # A section is a function of the keys it depends on: validated once per process
                 # for each distinct value of those, however many chunks repeat it.
-                key = (section, tuple((type(point[k]), repr(point[k])) for k in deps))
-                if key not in known:
-                    if r not in documents:
-                        documents[r] = self.space.document(point)
-                    known[key] = self.validated(cls, section, documents[r][section])
-                values.append(known[key])
+                key = (section, tuple(text[code[r]] for text, code in texts))
+                value = known.get(key, _ABSENT)
+                if value is not _ABSENT:
+                    stats[0] += 1
+                else:
+                    if plan is not None and base is not None:
+                        value = _substituted(base, plan, self.points[members[r]])
+                    else:
+                        document = documents.get(r)
+                        if document is None:  # written whole where another section will read it
+                            document = self.space.document(self.points[members[r]], only=section)
+                            if section in self.space.derived_sections:
+                                documents[r] = document
+                        value = self.validated(cls, section, document[section])
+                    if _keep(stats):
+                        known[key] = value
+                        stats[1] += 1
+                if plan is not None and base is None and isinstance(value, BaseModel):
+                    base = value
+                values.append(value)
             out[section] = (values, np.asarray(index, dtype=np.intp).ravel())
         return out
+
+    def value_keys(self, key: str) -> list[tuple[type, str]]:
+        """Per distinct value of parameter ``key``, its type and text: what tells section values
+        apart across chunks (1, 1.0 and True are different points)."""
+        found = self._value_keys.get(key)
+        if found is None:
+            distinct = self.encoded.distinct[self.encoded.keys.index(key)]
+            found = self._value_keys[key] = [(type(v), repr(v)) for v in distinct]
+        return found
 
     def validated(self, cls, section: str, value: Any) -> Any:
         if not (isinstance(value, dict) and section in cls.model_fields):
@@ -571,7 +798,8 @@ class _Group:
         if checks is not None and all(name in cls.model_fields for name in names):
             grouped = _GroupedSpecs.build(
                 cls, staged, names, lists, [sections[s][1] for s in names], checks,
-                lambda check: _traced_memo(self.space, ("check", check, tuple(sorted(sections)))))
+                lambda check: _traced_memo(self.space, ("check", check, tuple(sorted(sections)))),
+                partial(self.item_codes, sections))
             if grouped is not None:
                 return grouped, grouped.invalid
         indices = [sections[s][1].tolist() for s in names]
@@ -631,17 +859,16 @@ class _Group:
                 self.one_by_one(local)
 
     def place(self, kind, hws: list, local: np.ndarray, full_need, need, sections,
-              outcomes: list, fields: tuple[str, ...]):
+              outcomes: list, fields: tuple[Item, ...]):
         """Yield (members, placement index or refusal line) covering ``local``.  Members that agree on
-        ``fields`` are placed once, through a representative; placement is a pure function of
-        the spec fields it reads, so where the representative read only ``fields`` its outcome
-        holds for all of them, and otherwise they are split again on what it did read."""
-        columns = [sections[f][1][local] if f in sections else np.zeros(len(local), dtype=np.intp)
-                   for f in fields]
+        the leaves ``fields`` are placed once, through a representative; placement is a pure
+        function of the spec leaves it reads, so where the representative read only ``fields``
+        its outcome holds for all of them, and otherwise they are split again on what it did read."""
+        columns = [self.item_codes(sections, f)[local] for f in fields]
         reps, index = _distinct_rows(columns, len(local))
         memo = _traced_memo(self.space, ("place", kind.name, full_need, need, tuple(sorted(sections))))
 
-        def allocate(traced: _Reads) -> Any:
+        def allocate(traced: Any) -> Any:
             try:
                 placement = kind.allocate(full_need, traced)
                 if need is not full_need:
@@ -654,16 +881,26 @@ class _Group:
             rows = local[members]
             j = int(local[rep])
             placed, read = memo.run(partial(hws.__getitem__, j), allocate, set(sections),
-                                    hws.field_of(j) if isinstance(hws, _GroupedSpecs) else None)
+                                    hws.field_of(j) if isinstance(hws, _GroupedSpecs) else None,
+                                    trace=len(rows) > 1)
             outcome: Any = placed
             if not isinstance(placed, str):
                 outcomes.append(placed)
                 outcome = len(outcomes) - 1
-            if read <= set(fields) or len(rows) == 1:
+            varying = {item for item in read if item[0][0] in sections}  # the rest is shared
+            if varying <= set(fields) or len(rows) == 1:
                 yield rows, outcome
             else:
                 yield from self.place(kind, hws, rows, full_need, need, sections, outcomes,
-                                      tuple(sorted(read | set(fields))))
+                                      tuple(sorted(varying | set(fields))))
+
+    def item_codes(self, sections, item: Item) -> np.ndarray:
+        """Per member, a code equal where ``item`` reads the same (kept for the group)."""
+        codes = self._item_cache.get(item)
+        if codes is None:
+            values, index = sections[item[0][0]]
+            codes = self._item_cache[item] = _item_codes(values, index, item)
+        return codes
 
     def cost_layout(self, kind, graph, hw_first, local: np.ndarray, sections, placed, outcomes,
                     workload, groups) -> None:
@@ -721,6 +958,112 @@ class _Group:
         return out
 
 
+# Validating a section leaf by leaf.  A random point gives every section it touches values of
+# its own, and validating each whole (from a document written for it) cost more than placing
+# and costing the point.  Where the section's models validate field by field (no model or field
+# validators, no annotated validator that reads other fields), a section that differs from an
+# already validated one only at the point's keys is that one with those fields replaced, each
+# validated alone with the field's own annotation and the model's config: the same values, and
+# refused exactly where whole validation refuses (the refusal line then comes from the scalar
+# path, as for any refused point).  Sections with derived keys are written and validated whole.
+
+LeafPlan = list[tuple[str, tuple[str, ...], Any]]  # (point key, path in the section, leaf model)
+
+
+def _leaf_plan(cls, section: str, deps: list[str]) -> LeafPlan | None:
+    """Per key a section depends on: its path inside the section and the model that validates
+    its field alone; None where the section cannot be validated leaf by leaf."""
+    annotation: Any = cls.model_fields[section].annotation if section in cls.model_fields else None
+    if not _field_by_field(annotation):
+        return None
+    plan: LeafPlan = []
+    for key in deps:
+        head, _, rest = key.partition(".")
+        if head != section or not rest:
+            return None
+        parts = tuple(rest.split("."))
+        model: Any = annotation
+        for depth, part in enumerate(parts):
+            field_info = model.model_fields.get(part)
+            if field_info is None:
+                return None
+            if depth < len(parts) - 1:
+                model = field_info.annotation
+                if not _field_by_field(model):
+                    return None
+            elif not _alone(field_info):
+                return None
+        plan.append((key, parts, _leaf_model(model, parts[-1])))
+    return plan
+
+
+def _field_by_field(model: Any) -> bool:
+    """A pydantic model whose validation is its fields' validations, each on its own."""
+    if not (isinstance(model, type) and issubclass(model, BaseModel)):
+        return False
+    decorators = model.__pydantic_decorators__
+    return (not decorators.model_validators and not decorators.field_validators
+            and not getattr(decorators, "root_validators", None)
+            and model.model_post_init is BaseModel.model_post_init
+            and all(_alone(f) for f in model.model_fields.values()))
+
+
+def _alone(field_info: Any) -> bool:
+    """A field whose annotated validators read only the value (one parameter: no ``info``,
+    through which a validator could see the other fields)."""
+    for item in field_info.metadata:
+        func = getattr(item, "func", None)
+        if func is None:
+            continue
+        try:
+            parameters = inspect.signature(func).parameters
+        except (TypeError, ValueError):
+            return False
+        if len(parameters) != 1:
+            return False
+    return True
+
+
+_LEAF_MODELS: dict[tuple[type, str], Any] = {}
+
+
+def _leaf_model(model: type[BaseModel], name: str) -> Any:
+    """A model of the one field ``name`` of ``model``: its annotation, constraints and the
+    model's config (strictness, no inf/NaN)."""
+    leaf = _LEAF_MODELS.get((model, name))
+    if leaf is None:
+        field_info = copy.copy(model.model_fields[name])
+        annotation: Any = field_info.annotation
+        leaf = _LEAF_MODELS[(model, name)] = create_model(
+            f"_{model.__name__}_{name}", __config__=model.model_config, value=(annotation, field_info))
+    return leaf
+
+
+def _substituted(base: BaseModel, plan: LeafPlan, point: dict[str, Any]) -> Any:
+    """``base`` with the point's value at each planned path (validated alone), or None where a
+    value is refused."""
+    updates: dict[tuple[str, ...], Any] = {}
+    for key, parts, leaf in plan:
+        try:
+            updates[parts] = leaf.model_validate({"value": point[key]}).value
+        except ValidationError:
+            return None
+    return _replaced(base, updates)
+
+
+def _replaced(obj: BaseModel, updates: dict[tuple[str, ...], Any]) -> BaseModel:
+    direct: dict[str, Any] = {}
+    nested: dict[str, dict[tuple[str, ...], Any]] = defaultdict(dict)
+    for parts, value in updates.items():
+        if len(parts) == 1:
+            direct[parts[0]] = value
+        else:
+            nested[parts[0]][parts[1:]] = value
+    for name, inner in nested.items():
+        direct[name] = _replaced(getattr(obj, name), inner)
+    return obj.model_copy(update=direct)
+
+
 def _after_checks(cls) -> list[Any] | None:
     """The spec class's whole-spec checks, when all are plain after-validators (functions of the
     built spec that raise on a bad one) and no field validator looks across fields; else None."""
@@ -740,15 +1083,19 @@ class _GroupedSpecs:
     combination, split again on what the representative actually read."""
 
     def __init__(self, proto, names: list[str], lists: list[list], codes: list[np.ndarray],
-                 memo: Callable[[Any], _TracedMemo] | None = None):
+                 memo: Callable[[Any], _TracedMemo] | None = None,
+                 item_codes: Callable[[Item], np.ndarray] | None = None):
         self.proto, self.names, self.lists, self.codes = proto, names, lists, codes
         self.invalid: list[int] = []
         self._built: dict[int, Any] = {}
+        self._item_cache: dict[Item, np.ndarray] = {}
+        self._shared_codes = item_codes
         self.memo: Callable[[Any], _TracedMemo] = memo or (lambda check: _TracedMemo())
 
     @classmethod
     def build(cls, spec_cls, staged: dict, names: list[str], lists: list[list], codes: list[np.ndarray],
-              checks: list[Any], memo: Callable[[Any], _TracedMemo] | None = None) -> _GroupedSpecs | None:
+              checks: list[Any], memo: Callable[[Any], _TracedMemo] | None = None,
+              item_codes: Callable[[Item], np.ndarray] | None = None) -> _GroupedSpecs | None:
         n = len(codes[0]) if codes else 0
         bad = np.zeros(n, dtype=bool)
         for values, index in zip(lists, codes):
@@ -764,7 +1111,7 @@ class _GroupedSpecs:
             proto = spec_cls.model_validate(first)  # top-level plain values validated once here
         except ValidationError:
             return None  # let the whole-spec path refuse it point by point
-        table = cls(proto, names, lists, codes, memo)
+        table = cls(proto, names, lists, codes, memo, item_codes)
         table._built[int(ok[0])] = proto
         for check in checks:
             for rows, passed in table._outcomes(check, table.memo(check), ok, ()):
@@ -775,10 +1122,10 @@ class _GroupedSpecs:
             table._built[j] = None
         return table
 
-    def _outcomes(self, check, memo: _TracedMemo, rows: np.ndarray, fields: tuple[int, ...]):
-        columns = [self.codes[f][rows] for f in fields]
+    def _outcomes(self, check, memo: _TracedMemo, rows: np.ndarray, fields: tuple[Item, ...]):
+        columns = [self.item_codes(f)[rows] for f in fields]
         reps, index = _distinct_rows(columns, len(rows))
-        def passes(traced: _Reads) -> bool:
+        def passes(traced: Any) -> bool:
             try:
                 check(traced)
                 return True
@@ -788,13 +1135,24 @@ class _GroupedSpecs:
         for g, (rep, positions) in enumerate(zip(reps.tolist(), _members(index, len(reps)))):
             members = rows[positions]
             j = int(rows[rep])
-            passed, fields_read = memo.run(partial(self.__getitem__, j), passes, set(self.names),
-                                           self.field_of(j))
-            read = {self.names.index(f) for f in fields_read if f in self.names}
-            if read <= set(fields) or len(members) == 1:
+            passed, read = memo.run(partial(self.__getitem__, j), passes, set(self.names), self.field_of(j),
+                                    trace=len(members) > 1)
+            varying = {item for item in read if item[0][0] in self.names}  # the rest is the proto's
+            if varying <= set(fields) or len(members) == 1:
                 yield members, passed
             else:
-                yield from self._outcomes(check, memo, members, tuple(sorted(read | set(fields))))
+                yield from self._outcomes(check, memo, members, tuple(sorted(varying | set(fields))))
+
+    def item_codes(self, item: Item) -> np.ndarray:
+        """Per member, a code equal where ``item`` reads the same (kept for the table, or the
+        group's, which placement shares)."""
+        if self._shared_codes is not None:
+            return self._shared_codes(item)
+        codes = self._item_cache.get(item)
+        if codes is None:
+            k = self.names.index(item[0][0])
+            codes = self._item_cache[item] = _item_codes(self.lists[k], self.codes[k], item)
+        return codes
 
     def field_of(self, j: int) -> Callable[[str], Any]:
         """Member ``j``'s fields as its spec holds them, read without building the spec."""
@@ -844,7 +1202,7 @@ def _distinct_rows(columns: list[np.ndarray], n: int) -> tuple[np.ndarray, np.nd
     if not columns:
         return np.zeros(1 if n else 0, dtype=np.intp), np.zeros(n, dtype=np.intp)
     radices = [int(c.max()) + 1 if n else 1 for c in columns]
-    if float(np.prod(radices, dtype=float)) >= 2.0 ** 62:  # too many to pack: compare rows
+    if math.prod(map(float, radices)) >= 2.0 ** 62:  # too many to pack: compare rows
         _, reps, index = np.unique(np.stack(columns, axis=1), axis=0, return_index=True, return_inverse=True)
         return reps, np.asarray(index, dtype=np.intp).ravel()
     packed = np.zeros(n, dtype=np.int64)

@@ -139,23 +139,29 @@ def _cell(value: Any) -> Any:
 
 def _chunks(points: Iterable[dict], size: int) -> Iterator[list[dict]]:
     iterator = iter(points)
-    while chunk := list(itertools.islice(iterator, size)):
+    while True:
+        with fastpath.gc_paused():  # drawing random points allocates a dict per point
+            chunk = list(itertools.islice(iterator, size))
+        if not chunk:
+            return
         yield chunk
 
 
-def chunk_text(job: Job, points: list[dict]) -> str:
+def chunk_text(job: Job, points: list[dict], ids: list[str] | None = None) -> str:
     """A chunk's rows as CSV lines (the columns of ``columns``), written column by column from
-    the fast path's table: the same text the row-by-row writer produces for ``evaluate_points``."""
+    the fast path's table: the same text the row-by-row writer produces for ``evaluate_points``.
+    ``ids``: the points' ``fastpath.ids``, where the caller has them already."""
     fields = columns(job.space.keys)
-    table = fastpath.evaluate(job, points)
-    cells = table.cells(fields)
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    if cells is None:  # points with different key lists: row by row
-        for row in table.records():
-            writer.writerow([_cell(row.get(f)) for f in fields])
-    else:
-        writer.writerows(zip(*cells))
+    with fastpath.gc_paused():
+        table = fastpath.evaluate(job, points, ids=ids)
+        cells = table.cells(fields)
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        if cells is None:  # points with different key lists: row by row
+            for row in table.records():
+                writer.writerow([_cell(row.get(f)) for f in fields])
+        else:
+            writer.writerows(zip(*cells))
     return buffer.getvalue()
 
 
@@ -298,19 +304,21 @@ def stream(job: Job, points: Iterable[dict[str, Any]], out_csv: Path, *, workers
     seen = done_ids(out_csv) if resume else set()
     check = resume or not distinct
 
-    def todo() -> Iterator[list[dict]]:
+    def todo() -> Iterator[tuple[list[dict], list[str] | None]]:
         for c in _chunks(points, chunk):
+            ids = None
             if check:
-                fresh = []
+                fresh, ids = [], []
                 for p, pid in zip(c, fastpath.ids(c)):
                     if pid not in seen:
                         seen.add(pid)
                         fresh.append(p)
+                        ids.append(pid)
                 if progress and len(fresh) < len(c):
                     progress(len(c) - len(fresh))
                 c = fresh
             if c:
-                yield c
+                yield c, ids
 
     written = 0
     try:
@@ -349,21 +357,22 @@ def resumed_at(path: Path) -> int:
     return known[1] if known is not None else 0
 
 
-def _dispatch(job: Job, todo: Iterator[list[dict]], workers: int, scheduler: str | None,
-              chunk: int, total: int | None) -> Iterator[tuple[str, int]]:
-    """(CSV text, rows) per finished chunk.  Pool tasks are submitted a few at a time, so points
-    not yet running are never all in memory."""
+def _dispatch(job: Job, todo: Iterator[tuple[list[dict], list[str] | None]], workers: int,
+              scheduler: str | None, chunk: int, total: int | None) -> Iterator[tuple[str, int]]:
+    """(CSV text, rows) per finished chunk (``todo``: chunks of points with their ids where
+    known).  Pool tasks are submitted a few at a time, so points not yet running are never all
+    in memory."""
     if scheduler:
-        yield from _dask(job, todo, scheduler)
+        yield from _dask(job, (c for c, _ in todo), scheduler)
     elif workers <= 1:
-        for c in todo:
-            yield chunk_text(job, c), len(c)
+        for c, ids in todo:
+            yield chunk_text(job, c, ids), len(c)
     else:
         size = pool_chunk(total, workers, chunk) if total else chunk
         pending: dict[Any, int] = {}
         with ProcessPoolExecutor(max_workers=workers, initializer=_start_worker,
                                  initargs=(job, os.getpid())) as pool:
-            for c in _chunks(itertools.chain.from_iterable(todo), size):
+            for c in _chunks(itertools.chain.from_iterable(c for c, _ in todo), size):
                 if len(pending) >= 2 * workers:
                     finished, _ = wait(pending, return_when=FIRST_COMPLETED)
                     for future in finished:

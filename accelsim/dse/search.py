@@ -38,8 +38,9 @@ def grid_size(space: Space) -> int:
 def iter_random_points(space: Space, samples: int, seed: int) -> Iterator[dict[str, Any]]:
     """``samples`` seeded draws, lazily, in the same order as ``random_points``."""
     rng = np.random.default_rng(seed)
+    draws = [(p.key, p.sampler()) for p in space.parameters]
     for _ in range(samples):
-        yield {p.key: p.sample(rng) for p in space.parameters}
+        yield {key: draw(rng) for key, draw in draws}
 
 
 def grid_points(space: Space) -> list[dict[str, Any]]:
@@ -151,10 +152,11 @@ def _rank(rows, objectives, conditions) -> tuple[np.ndarray, np.ndarray]:
 
 def _offspring(genomes, ranks, crowd, sizes, rng) -> np.ndarray:
     n, genes = genomes.shape
+    rank_of, crowd_of = ranks.tolist(), crowd.tolist()  # Python floats: no numpy scalar per read
 
     def tournament() -> np.ndarray:
-        a, b = rng.integers(n, size=2)
-        better = a if (ranks[a], -crowd[a]) <= (ranks[b], -crowd[b]) else b
+        a, b = rng.integers(n, size=2).tolist()
+        better = a if (rank_of[a], -crowd_of[a]) <= (rank_of[b], -crowd_of[b]) else b
         return genomes[better]
 
     children = []

@@ -17,6 +17,7 @@ import operator
 import re
 from collections.abc import Callable
 from functools import lru_cache
+from json.encoder import encode_basestring_ascii as _encode_string
 from pathlib import Path
 from typing import Any, Literal, cast
 
@@ -164,20 +165,34 @@ class Parameter(Spec):
 
     def sample(self, rng: np.random.Generator) -> Any:
         """One random value: uniform (linear), log-uniform (log) or a uniform pick (values)."""
+        return self.sampler()(rng)
+
+    def sampler(self) -> Callable[[np.random.Generator], Any]:
+        """``sample`` with the range's bounds, logarithms and unit worked out once (a random
+        search draws every parameter at every point): the same draws and the same arithmetic."""
         if self.values is not None:
-            return self.values[int(rng.integers(len(self.values)))]
+            values = self.values
+            return lambda rng: values[int(rng.integers(len(values)))]
         r = self.range
         lo, hi = to_number(r.start), to_number(r.stop)
-        u = float(rng.random())
-        x = lo + u * (hi - lo) if self.linear else math.exp(math.log(lo) + u * (math.log(hi) - math.log(lo)))
-        return self.encode(x)
+        encode = self.encoder()
+        if self.linear:
+            return lambda rng: encode(lo + float(rng.random()) * (hi - lo))
+        log_lo, log_span = math.log(lo), math.log(hi) - math.log(lo)
+        return lambda rng: encode(math.exp(log_lo + float(rng.random()) * log_span))
 
     def encode(self, x: float) -> Any:
+        return self.encoder()(x)
+
+    def encoder(self) -> Callable[[float], Any]:
+        """The value a number is written into the config as: an integer, or a number with 12
+        significant digits (stable text for hashing and resuming), with the range's unit."""
         if self.range.integer:
-            return round(float(x))
+            return lambda x: round(float(x))
         unit = self.unit
-        x = float(f"{x:.12g}")  # stable text for hashing and resuming
-        return f"{x!r} {unit}" if unit else x
+        if unit:
+            return lambda x: f"{float(f'{x:.12g}')!r} {unit}"
+        return lambda x: float(f"{x:.12g}")
 
 
 @lru_cache(maxsize=256)  # ranges are frozen; a random search asks for the unit at every draw
@@ -289,6 +304,7 @@ class Space:
             _lookup(base, key, self.source, f"derived.{key}")
         self.constraints = [Condition.parse(c, f"{source}: constraints") for c in spec.constraints]
         self._sections: dict[tuple, Any] = {}
+        self.derived_sections = frozenset(key.partition(".")[0] for key in spec.derived)
         # The base must itself be a valid design before any point is tried.
         hardware.parse_hardware(copy.deepcopy(base), self.base_source)
 
@@ -300,13 +316,20 @@ class Space:
     def keys(self) -> list[str]:
         return [p.key for p in self.spec.parameters]
 
-    def document(self, point: dict[str, Any]) -> dict[str, Any]:
-        """The base config with ``point`` and the derived keys written in (copied on write)."""
+    def document(self, point: dict[str, Any], only: str | None = None) -> dict[str, Any]:
+        """The base config with ``point`` and the derived keys written in (copied on write).
+
+        With ``only`` (a top-level key), only that section is sure to be the point's: where no
+        derived key is written into it, keys of other sections are not written and the derived
+        keys not evaluated (a derived key is a function of the keys its section depends on, so
+        its errors are met where that section is built)."""
         doc = dict(self.base)
         copied: set[int] = set()  # dicts made for this document (alive with it: ids stay unique)
+        whole = only is None or only in self.derived_sections
         for key, value in point.items():
-            _assign(doc, key, value, self.source, key, copy_path=True, copied=copied)
-        if self.spec.derived:
+            if whole or key.partition(".")[0] == only:
+                _assign(doc, key, value, self.source, key, copy_path=True, copied=copied)
+        if self.spec.derived and whole:
             for key, expr in self.spec.derived.items():
                 def value_of(name: str, where: str = f"derived.{key}") -> float:
                     if name in point and not isinstance(point[name], (list, dict)):
@@ -430,13 +453,32 @@ def point_ids(keys: list[str], distinct: list[list[Any]], index: list[np.ndarray
     point's index among them.  The JSON text is assembled from per-value pieces, which is the
     text ``json.dumps`` writes for the whole dict (same separators, keys sorted)."""
     order = sorted(range(len(keys)), key=lambda i: keys[i])
-    pieces = [[f"{_json(keys[i])}:{_json(v)}" for v in distinct[i]] for i in order]
-    columns = [index[i].tolist() for i in order]
-    return [_hash("{" + ",".join(p[c] for p, c in zip(pieces, row)) + "}") for row in zip(*columns)]
+    pieces = [[f"{_json(keys[i])}:{_json_value(v)}" for v in distinct[i]] for i in order]
+    if not pieces:
+        n = len(index[0]) if index else 0
+        return [_hash("{}")] * n
+    # the braces ride on the first and last pieces; each column is expanded to the points by
+    # numpy (object arrays) and joined row by row in C
+    pieces[0] = ["{" + p for p in pieces[0]]
+    pieces[-1] = [p + "}" for p in pieces[-1]]
+    columns = [np.array(p, dtype=object)[index[i]] for p, i in zip(pieces, order)]
+    sha1 = hashlib.sha1
+    return [sha1(text.encode()).hexdigest()[:16] for text in map(",".join, zip(*columns))]
 
 
 def _json(value: Any) -> str:
     return json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def _json_value(value: Any) -> str:
+    """``_json(value)``, written directly for the plain values a point holds (the text
+    ``json.dumps`` makes of them: its C string escaper, a finite float's or an int's repr)."""
+    kind = type(value)
+    if kind is str:
+        return _encode_string(value)
+    if kind is int or kind is float and math.isfinite(value):
+        return repr(value)
+    return _json(value)
 
 
 def _hash(text: str) -> str:
