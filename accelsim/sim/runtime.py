@@ -31,6 +31,7 @@ class RuntimeGpu(Spec):
     attention: AttentionKernel | None = None
     attention_dtype: DType | None = None
     unfused: list[Unfused] | None = None
+    attention_bandwidth: float | None = Field(default=None, gt=0.0, le=1.0)
 
     @model_validator(mode="after")
     def _sets_something(self):
