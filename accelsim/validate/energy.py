@@ -146,13 +146,13 @@ def timed_rows(points: list[PowerPoint], runtime: str, subset: str) -> list[Powe
 
 def with_step_timing(preset: RuntimePreset, step_overhead_s: float,
                      attention_bandwidth: float) -> RuntimePreset:
-    """``preset`` with its host work per step and its attention kernel's bandwidth share replaced."""
-    kernels = (preset.kernels.value if preset.kernels else RuntimeGpu(attention_bandwidth=attention_bandwidth))
-    setting = (preset.kernels or KernelSetting(value=kernels, source="fit"))
-    return preset.model_copy(update={
-        "step_overhead": preset.step_overhead.model_copy(update={"value": step_overhead_s}),
-        "kernels": setting.model_copy(update={
-            "value": kernels.model_copy(update={"attention_bandwidth": attention_bandwidth})})})
+    """``preset`` with its GPU step timing (``kernels``: host work per step, the attention
+    kernel's share of the memory bandwidth) replaced."""
+    kernels = preset.kernels or KernelSetting(value=RuntimeGpu(step_overhead=step_overhead_s),
+                                              source="a trial of energy.fit_step_timing")
+    value = kernels.value.model_copy(update={"step_overhead": step_overhead_s,
+                                             "attention_bandwidth": attention_bandwidth})
+    return preset.model_copy(update={"kernels": kernels.model_copy(update={"value": value})})
 
 
 @dataclass(frozen=True)
@@ -166,7 +166,7 @@ class StepFit:
 def fit_step_timing(points: list[PowerPoint], runtime: str) -> StepFit:
     """The runtime preset's step timing fitted on ``runtime``'s calibration rows: least squares
     on log(predicted time per output token x measured throughput) over the host work per step
-    (``step_overhead``, 0-5 ms, the GPU idle) and the attention kernel's bandwidth share
+    (``kernels.step_overhead``, 0-5 ms, the GPU idle) and the attention kernel's bandwidth share
     (``kernels.attention_bandwidth``, 0.1-1, the GPU busy).  Power plays no part in the fit."""
     from scipy.optimize import least_squares  # imported here: only calibration needs it
 
