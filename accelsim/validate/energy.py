@@ -127,7 +127,11 @@ def chip_under(point: PowerPoint, preset: RuntimePreset | None = None) -> Hardwa
 
 def predict(point: PowerPoint) -> float:
     hw = chip_under(point)
-    state = steady_state(point, hw)
+    return figure(point, hw, steady_state(point, hw))
+
+
+def figure(point: PowerPoint, hw: HardwareBase, state: SteadyState) -> float:
+    """The row's metric from the steady state on its chip."""
     chip_w = state.joules / state.seconds / state.chips
     if point.metric == "gpu_power_w":
         return chip_w
@@ -193,8 +197,10 @@ def table(points: list[PowerPoint]) -> pd.DataFrame:
     J/token: ``throughput_error`` is predicted / measured output tokens/s - 1)."""
     rows = []
     for p in points:
-        predicted = predict(p)
-        tokens_s = 1.0 / steady_state(p, chip_under(p)).seconds
+        hw = chip_under(p)
+        state = steady_state(p, hw)
+        predicted = figure(p, hw, state)
+        tokens_s = 1.0 / state.seconds
         rows.append({"set": p.subset, "hw": p.hw, "model": p.model, "runtime": p.runtime,
                      "tp": p.tp, "pp": p.pp, "batch": p.batch, "metric": p.metric,
                      "measured": p.value, "predicted": predicted,
