@@ -60,7 +60,8 @@ class GpuBackend(BackendBase):
         return {**common.base_params(hw), "sms": hw.gpu.sms, "cluster": hw.gpu.cluster,
                 "launch_overhead": hw.gpu.launch_overhead, "attention": hw.gpu.attention,
                 "attention_dtype": hw.gpu.attention_dtype,
-                "attention_unit_overhead": hw.gpu.attention_unit_overhead, "hbm_bw": mem.hbm.bandwidth,
+                "attention_unit_overhead": hw.gpu.attention_unit_overhead,
+                "attention_bandwidth": hw.gpu.attention_bandwidth, "hbm_bw": mem.hbm.bandwidth,
                 "hbm_energy": mem.hbm.energy, "l2_bw": mem.l2.bandwidth, "l2_energy": mem.l2.energy,
                 "l2_capacity": mem.l2.capacity, "eff_datapath": _datapath_efficiency(hw),
                 "active": power.active_w(hw, ("hbm", "l2"), "hbm")}
@@ -236,7 +237,7 @@ def _attention_terms(op: Attention, mapping: Mapping, p: dict[str, Any], placeme
     vector_s = op.vector_flops / (p["vector"] * p["eff_compute"])
     compute_s = vmax(tensor_s, vector_s)
     moved = _attention_bytes(op, placement, streams)
-    memory_s = {lvl: v / bandwidth[lvl] for lvl, v in moved.items()}
+    memory_s = {lvl: v / (bandwidth[lvl] * p["attention_bandwidth"]) for lvl, v in moved.items()}
     # Each wave of work units pays the unit's fixed latency on top of its share of the streams.
     unit_waves = ceil_div(units * split, p["sms"])
     overhead = p["launch_overhead"] * where(split > 1, 2, 1) + unit_waves * p["attention_unit_overhead"]

@@ -353,6 +353,11 @@ class GpuSection(Spec):
     # K/V range per unit cannot hide.  It grows with sequences x heads, not with bytes, which is
     # why a large batch of short contexts decodes slower than its KV bytes say (docs/validation.md).
     attention_unit_overhead: Seconds = "0 s"  # type: ignore[assignment]  # parsed like the YAML
+    # Share of the calibrated memory bandwidth (``efficiency.memory``) the attention kernel's K/V
+    # reads reach: 1 for the kernels the chip was calibrated on; a serving runtime whose attention
+    # kernel streams the cache more slowly (vLLM's paged KV: ``runtimes/vllm.yaml``) sets less.
+    # The units stay busy for the longer time, so the chip's memory activity power is kept.
+    attention_bandwidth: Fraction = 1.0
     source: Source
 
 

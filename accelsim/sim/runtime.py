@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from accelsim import hardware
-from accelsim.config.types import PositiveInt, Spec
+from accelsim.config.types import PositiveInt, Seconds, Spec
 from accelsim.dtypes import DType
 from accelsim.errors import ConfigError
 from accelsim.hardware.spec import AttentionKernel, HardwareBase
@@ -26,11 +26,15 @@ SOURCE = Field(min_length=3)
 
 
 class RuntimeGpu(Spec):
-    """``gpu`` keys of the hardware config a runtime overrides (``GpuSection``): its kernels."""
+    """``gpu`` keys of the hardware config a runtime overrides (``GpuSection``): its kernels and,
+    where fitted on the engine's own GPU runs, its step timing (``step_overhead``, the share of
+    the memory bandwidth its attention kernel reaches)."""
 
     attention: AttentionKernel | None = None
     attention_dtype: DType | None = None
     unfused: list[Unfused] | None = None
+    step_overhead: Seconds | None = None
+    attention_bandwidth: float | None = Field(default=None, gt=0.0, le=1.0)
 
     @model_validator(mode="after")
     def _sets_something(self):
@@ -121,8 +125,8 @@ class RuntimePreset(Spec):
 
 
 def on_hardware(hw: HardwareBase, preset: RuntimePreset | None) -> HardwareBase:
-    """``hw`` under ``preset``: its kernel settings and host overheads replace the config's (the
-    kind says which keys hold them: ``Backend.overhead_keys``)."""
+    """``hw`` under ``preset``: its host overheads replace the config's (the kind says which keys
+    hold them: ``Backend.overhead_keys``), then on a GPU its kernel settings (``kernels``)."""
     if preset is None:
         return hw
     keys = hardware.backend(hw).overhead_keys(hw)
@@ -135,9 +139,9 @@ def on_hardware(hw: HardwareBase, preset: RuntimePreset | None) -> HardwareBase:
                               f"{hw.name} (kind '{hw.kind}') has none to set")
         section, key = keys[role].split(".", 1)
         sections.setdefault(section, {})[key] = setting.value
-    if preset.kernels is not None:
-        if "gpu" not in type(hw).model_fields:  # kernel settings are keys of the gpu section
-            raise ConfigError(f"runtime '{preset.name}' sets gpu kernels, but {hw.name} is kind '{hw.kind}'")
+    # The engine's GPU kernels and GPU step timing are keys of the gpu section: on a kind without
+    # one (a TPU under vLLM, say) they do not exist, and the chip's own step timing stands.
+    if preset.kernels is not None and "gpu" in type(hw).model_fields:
         sections.setdefault("gpu", {}).update(preset.kernels.value.model_dump(exclude_none=True))
     return hw.model_copy(update={section: getattr(hw, section).model_copy(update=update)
                                  for section, update in sections.items()})

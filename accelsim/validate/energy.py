@@ -10,7 +10,9 @@ out (the H200 rows check the node rule: the DGX H200 is the DGX H100 chassis).
 
 A row is predicted from one decode step at its batch, mid-generation (context = prompt +
 output / 2; the prompt length is not in the files, so every ML.ENERGY row takes the stated
-default of 256 tokens): the step's average power per chip, its energy per output token, or the
+default of 256 tokens), on the chip under the runtime that measured the row (``PRESETS``: the
+``vllm`` preset's step timing was fitted here, ``fit_step_timing``, on the calibration rows'
+measured throughput): the step's average power per chip, its energy per output token, or the
 node's power (``hardware.power.node_power``) with the 8 GPUs as replicas of the measured
 tensor-parallel group.  J/token measured end to end also holds the prompts' prefill, which a
 decode step leaves out: with ~256-token prompts and ~400 output tokens that is a few percent
@@ -18,16 +20,19 @@ of the compute.
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from statistics import median
 
 import pandas as pd
 
-from accelsim.api import power_limited, simulate
+from accelsim.api import hardware_under, load_runtime, simulate
 from accelsim.config import loader
 from accelsim.errors import ConfigError
 from accelsim.hardware import power
+from accelsim.hardware.spec import HardwareBase
+from accelsim.sim.runtime import KernelSetting, RuntimeGpu, RuntimePreset
 from accelsim.transform import Parallelism
 from accelsim.validate.points import VALIDATION_DIR
 from accelsim.validate.predict import model_for
@@ -36,6 +41,15 @@ from accelsim.workload import Workload
 DEFAULT_POWER_POINTS = VALIDATION_DIR / "measured_power.csv"
 METRICS = ("gpu_power_w", "j_per_token", "system_power_w")
 REPLICA_CHIPS = 8  # the MLPerf node: 8 GPUs, each replica of the measured group on its own GPUs
+# The serving runtime each row's ``runtime`` ran, as a bundled preset (runtimes/): a row is
+# predicted under the software that measured it.  The vLLM preset's step timing (host work per
+# step, its attention kernel) was fitted on the ML.ENERGY v3 8B calibration rows (vLLM 0.11.1).
+# vLLM 0.5.4 (the v2 rows) has no preset of its own: its larger host overhead is published only
+# as a share of one run's time (docs/validation.md), so those rows run under the V1 preset and
+# their error says how far 0.5.4 was from it.  MLPerf's TensorRT-LLM runs are what the GPU terms
+# were calibrated on; their preset leaves the hardware's step timing as it is.
+PRESETS = {"vllm-0.11.1": "vllm", "vllm-0.5.4": "vllm",
+           "trtllm-mlperf-v4.0": "tensorrt-llm", "trtllm-mlperf-v4.1": "tensorrt-llm"}
 
 
 @dataclass(frozen=True)
@@ -52,6 +66,7 @@ class PowerPoint:
     metric: str          # one of METRICS
     value: float
     power_limit_w: float | None
+    throughput: float | None  # the run's measured output tokens/s, where its source gives it
     runtime: str
     source: str
 
@@ -67,18 +82,32 @@ def load(path: Path | None = None) -> list[PowerPoint]:
                                int(row["prompt"]), int(row["output"]), row["metric"],
                                float(row["value"]),
                                float(row["power_limit_w"]) if row["power_limit_w"] else None,
+                               float(row["throughput"]) if row["throughput"] else None,
                                row["runtime"], row["source"])
         except (KeyError, ValueError) as err:
             raise ConfigError(f"{path}: row {i}: {err}") from None
         if point.metric not in METRICS or point.subset not in ("calibration", "holdout"):
             raise ConfigError(f"{path}: row {i}: metric must be one of {', '.join(METRICS)} "
                               f"and set calibration or holdout")
+        if point.runtime not in PRESETS:
+            raise ConfigError(f"{path}: row {i}: runtime '{point.runtime}' must be one of "
+                              f"{', '.join(PRESETS)}")
         points.append(point)
     return points
 
 
-def predict(point: PowerPoint) -> float:
-    hw = power_limited(point.hw, point.power_limit_w)
+@dataclass(frozen=True)
+class SteadyState:
+    """Continuous batching at the row's batch, per output token, summed over the row's chips."""
+
+    joules: float
+    seconds: float
+    chips: int
+
+
+def steady_state(point: PowerPoint, hw: HardwareBase) -> SteadyState:
+    """Per output token, 1/batch of a decode step at context prompt + output / 2 and 1/output of
+    a request's prefill, on ``hw`` (the row's chip under its runtime)."""
     chips = point.tp * point.pp
     layout = Parallelism(tp=point.tp, pp=point.pp) if chips > 1 else None
     model = model_for(point.model)
@@ -87,29 +116,96 @@ def predict(point: PowerPoint) -> float:
                       weight_dtype=point.weight_dtype, parallelism=layout)
     prefill = simulate(model, hw, Workload(phase="prefill", batch=1, prompt=point.prompt),
                        weight_dtype=point.weight_dtype, parallelism=layout)
-    # Steady state of continuous batching: per output token, 1/batch of a decode step and
-    # 1/output of a request's prefill.
-    joules = decode.energy_total_j / point.batch + prefill.energy_total_j / point.output
-    seconds = decode.latency_s / point.batch + prefill.latency_s / point.output
-    chip_w = joules / seconds / chips
+    return SteadyState(decode.energy_total_j / point.batch + prefill.energy_total_j / point.output,
+                       decode.latency_s / point.batch + prefill.latency_s / point.output, chips)
+
+
+def chip_under(point: PowerPoint, preset: RuntimePreset | None = None) -> HardwareBase:
+    """The row's chip under the runtime that measured it (``preset`` replaces the bundled one)."""
+    return hardware_under(point.hw, preset or PRESETS[point.runtime], point.power_limit_w)
+
+
+def predict(point: PowerPoint) -> float:
+    hw = chip_under(point)
+    return figure(point, hw, steady_state(point, hw))
+
+
+def figure(point: PowerPoint, hw: HardwareBase, state: SteadyState) -> float:
+    """The row's metric from the steady state on its chip."""
+    chip_w = state.joules / state.seconds / state.chips
     if point.metric == "gpu_power_w":
         return chip_w
     if point.metric == "j_per_token":
-        return joules
+        return state.joules
     figures = power.node_power(hw, REPLICA_CHIPS, chip_w)
     if not figures:
         raise ConfigError(f"{hw.name}: a system_power_w point needs power.node in its config")
     return float(figures["system_power_w"])
 
 
+def timed_rows(points: list[PowerPoint], runtime: str, subset: str) -> list[PowerPoint]:
+    """One row per measured run (its J/token row) of ``runtime`` in ``subset`` that carries the
+    run's throughput."""
+    return [p for p in points if p.runtime == runtime and p.subset == subset
+            and p.metric == "j_per_token" and p.throughput]
+
+
+def with_step_timing(preset: RuntimePreset, step_overhead_s: float,
+                     attention_bandwidth: float) -> RuntimePreset:
+    """``preset`` with its GPU step timing (``kernels``: host work per step, the attention
+    kernel's share of the memory bandwidth) replaced."""
+    kernels = preset.kernels or KernelSetting(value=RuntimeGpu(step_overhead=step_overhead_s),
+                                              source="a trial of energy.fit_step_timing")
+    value = kernels.value.model_copy(update={"step_overhead": step_overhead_s,
+                                             "attention_bandwidth": attention_bandwidth})
+    return preset.model_copy(update={"kernels": kernels.model_copy(update={"value": value})})
+
+
+@dataclass(frozen=True)
+class StepFit:
+    step_overhead_s: float
+    attention_bandwidth: float
+    rows: int
+    median_abs_error: float  # of the predicted time per output token, on the fitted rows
+
+
+def fit_step_timing(points: list[PowerPoint], runtime: str) -> StepFit:
+    """The runtime preset's step timing fitted on ``runtime``'s calibration rows: least squares
+    on log(predicted time per output token x measured throughput) over the host work per step
+    (``kernels.step_overhead``, 0-5 ms, the GPU idle) and the attention kernel's bandwidth share
+    (``kernels.attention_bandwidth``, 0.1-1, the GPU busy).  Power plays no part in the fit."""
+    from scipy.optimize import least_squares  # imported here: only calibration needs it
+
+    rows = timed_rows(points, runtime, "calibration")
+    if not rows:
+        raise ConfigError(f"no calibration rows of runtime '{runtime}' carry a throughput")
+    preset = load_runtime(PRESETS[runtime])
+
+    def errors(x) -> list[float]:
+        trial = with_step_timing(preset, float(x[0]) * 1e-3, float(x[1]))
+        return [math.log(steady_state(p, chip_under(p, trial)).seconds * (p.throughput or 0.0))
+                for p in rows]
+
+    found = least_squares(errors, [0.5, 0.5], bounds=([0.0, 0.1], [5.0, 1.0]), diff_step=1e-3)
+    residuals = errors(found.x)
+    return StepFit(float(found.x[0]) * 1e-3, float(found.x[1]), len(rows),
+                   median(abs(math.expm1(r)) for r in residuals))
+
+
 def table(points: list[PowerPoint]) -> pd.DataFrame:
+    """Each row predicted, with the run's throughput beside it where measured (the time half of
+    J/token: ``throughput_error`` is predicted / measured output tokens/s - 1)."""
     rows = []
     for p in points:
-        predicted = predict(p)
+        hw = chip_under(p)
+        state = steady_state(p, hw)
+        predicted = figure(p, hw, state)
+        tokens_s = 1.0 / state.seconds
         rows.append({"set": p.subset, "hw": p.hw, "model": p.model, "runtime": p.runtime,
                      "tp": p.tp, "pp": p.pp, "batch": p.batch, "metric": p.metric,
                      "measured": p.value, "predicted": predicted,
-                     "error": predicted / p.value - 1.0})
+                     "error": predicted / p.value - 1.0,
+                     "throughput_error": tokens_s / p.throughput - 1.0 if p.throughput else math.nan})
     return pd.DataFrame(rows)
 
 
