@@ -240,6 +240,14 @@ class Attention(Op):
         return total
 
     @property
+    def compute_dtype(self) -> str:
+        """The datapath QK^T and PV run on: the wider of the queries' format and the cached K/V's
+        (an FP8 cache cannot enter an FP4 multiply without being requantised, so FP4 activations
+        leave attention at the cache's FP8)."""
+        cached = [t.dtype for t in self.inputs if t.role == "kv_cache"]
+        return max((self.dtype, *cached), key=dtypes.bits)
+
+    @property
     def tensor_flops(self) -> float:
         return 2.0 * self.batch * self.heads * self.pairs * (self.qk_dim + self.v_dim)
 

@@ -702,8 +702,12 @@ def test_tensor_parallel_decode_is_never_slower_than_its_collectives(name, dtype
 # (source: sgl-project/sglang PR #2643, v0.4.1.post2 release notes, "batch 1, input 128,
 # output 256", one 8-GPU node; the GPU is not named there, the FP8 MoE tuning of that release
 # was H200's, sglang issue #2591), ~28x the weight bytes over H200 HBM bandwidth.  What the check keeps is what caught
-# the bug (TP8 at 238 ms, 200x): no layout beats its bound, none is more than 10x above it.
-DSV3_MAX_OVER_BOUND = 10.0
+# the bug (TP8 at 238 ms, 200x): no layout beats its bound, none is slower than that measured
+# engine, 28x its bound.  (The ceiling was 10x, an allowance below the measurement, until issue
+# 17's accuracy pass charged NVSwitch all-reduces their measured ring latency, 33.8 us on 8 GPUs
+# instead of NCCL's tuning-model 10 us: TP8 went from 10.3 to 14.3 ms, 12x, still 2.3x faster
+# than SGLang's measured 33 ms.)
+DSV3_MAX_OVER_BOUND = 28.0
 
 
 @pytest.mark.parametrize("layout_name", list(DSV3_LAYOUTS))

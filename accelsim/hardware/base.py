@@ -25,7 +25,7 @@ from typing import Any, ClassVar, Protocol
 import numpy as np
 
 from accelsim.errors import CannotRunError
-from accelsim.graph import Graph, MatMul, Op
+from accelsim.graph import Attention, Graph, MatMul, Op
 from accelsim.hardware.arraymath import nonzero, vmax
 from accelsim.hardware.spec import HardwareBase, MemoryLevel
 from accelsim.memo import ByIdentity
@@ -409,7 +409,7 @@ def to_cost(op: Op, terms: Terms, label: str) -> OpCost:
     return OpCost(op.name, op.kind, op.layer, terms.time_s, terms.compute_s, memory_s, terms.bytes,
                   nonzero(terms.energy_j), op.flops, terms.peak_flops,
                   bound_of(terms.compute_s, memory_s, terms.overhead_s), label, terms.overhead_s,
-                  op.compute_dtype if isinstance(op, MatMul) else op.dtype)
+                  op.compute_dtype if isinstance(op, (MatMul, Attention)) else op.dtype)
 
 
 def memory_energy(bytes_by_level: dict[str, Any], energy_per_byte: dict[str, Any]) -> dict[str, Any]:

@@ -137,7 +137,7 @@ class DataflowBackend(BackendBase):
 
     def terms(self, op: Op, mapping: Mapping, hw: DataflowSpec, p: dict[str, Any],
               placement: Placement) -> Terms:
-        dtype = op.compute_dtype if isinstance(op, MatMul) else op.dtype
+        dtype = op.compute_dtype if isinstance(op, (MatMul, Attention)) else op.dtype
         matrix = p["peak"][dtype]
         peak = matrix if op.tensor_flops else p["vector"]
         kept = common.skip_share(op, placement, p["zero_skipping"])  # zero-skipping datapaths

@@ -155,7 +155,7 @@ def _at_datapath_efficiency(op: Op, p: dict[str, Any]) -> dict[str, Any]:
     if isinstance(op, MatMul):
         datapath = op.compute_dtype
     elif isinstance(op, Attention):
-        datapath = attention_datapath(op.dtype, p["attention_dtype"])
+        datapath = attention_datapath(op.compute_dtype, p["attention_dtype"])
     else:
         return p
     share = p["eff_datapath"].get(datapath)
@@ -222,7 +222,7 @@ def _attention_terms(op: Attention, mapping: Mapping, p: dict[str, Any], placeme
     K/V stream once per (sequence, KV head); with ``per_query_head`` every query head is its own
     unit and streams its KV head's cache itself."""
     tm = mapping.params["tm"]
-    datapath = attention_datapath(op.dtype, p["attention_dtype"])
+    datapath = attention_datapath(op.compute_dtype, p["attention_dtype"])
     peak = p["peak"][datapath]
     group = op.heads // op.kv_heads
     packed = group if p["attention"] == "grouped" else 1

@@ -146,7 +146,7 @@ def _terms(op: Op, mapping: Mapping, hw: HardwiredSpec, p: dict[str, Any],
     dtype = op.dtype
     kept = common.skip_share(op, placement, p["zero_skipping"])  # zero-skipping datapaths
     if isinstance(op, (MatMul, Attention)):
-        dtype = op.compute_dtype if isinstance(op, MatMul) else op.dtype
+        dtype = op.compute_dtype if isinstance(op, (MatMul, Attention)) else op.dtype
         tensor_s = ceil(op.macs * kept / region) / clock
     vector_s = op.vector_flops / (p["vector"] * share * p["eff_compute"])
     compute_s = vmax(tensor_s, vector_s)

@@ -144,7 +144,12 @@ def mappings(op: Op, hw: HardwareBase) -> list[Mapping]:
         return [DIRECT]
     if pattern == "all_to_all":
         return [DIRECT] if topology == "switch" else [RING]
-    return {"ring": [RING], "tree": [TREE], "switch": [RING, TREE]}[topology]
+    # Inside one switched domain a tree is a chain: NCCL builds its trees across nodes and
+    # chains the GPUs of a node, so its own latency model charges an intra-node tree
+    # 2 (p - 1) steps, a ring's (src/graph/tuning.cc: 2 * ((nRanks/nNodes - 1) * intraLat +
+    # log2(nNodes) * interLat)), while sending 2 B instead of 2 (p-1)/p B: never better than
+    # the ring, so a switch offers the ring alone.
+    return {"ring": [RING], "tree": [TREE], "switch": [RING]}[topology]
 
 
 # --- torus ---------------------------------------------------------------------------------

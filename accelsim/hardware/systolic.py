@@ -136,7 +136,7 @@ def _formulas(op: Op, mapping: Mapping, hw: SystolicSpec, p: dict[str, Any], pla
         moved = {"hbm": hbm, "buffer": op.bytes_moved}
         vector_s = op.vector_flops / (p["vector"] * p["eff_compute"])  # fused epilogue work
     else:
-        dtype = op.dtype
+        dtype = op.compute_dtype
         rows = op.q_len * (op.heads // op.kv_heads)
         live = op.pairs / (op.q_len * op.kv_len)  # fraction of score blocks not masked out
         scores = shared_array_cycles(rows, op.qk_dim, op.kv_len, *sizes, op.batch * op.kv_heads)

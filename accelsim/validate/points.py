@@ -82,6 +82,9 @@ class Point(Spec):
     dtype: Literal["fp8", "fp16", "bf16"] | None = None
     # weight-only quantisation (int8) or block-scaled weights (nvfp4 / mxfp4 checkpoints); else ``dtype``
     weight_dtype: Literal["int8", "nvfp4", "mxfp4"] | None = None
+    # block-scaled activations (an FP4 checkpoint quantises the linear layers' inputs too); else
+    # ``dtype``, which the KV cache keeps
+    act_dtype: Literal["nvfp4", "mxfp4"] | None = None
     chips: PositiveInt = 1
     # Expert parallelism and attention data parallelism of the chips (``Parallelism.ep`` / ``dp``):
     # tensor parallelism is then chips / dp_attn.

@@ -142,7 +142,7 @@ def _step_latency(point: Point, hw: HardwareBase, workload: Workload) -> float:
     # A measured point ran its sequence length on real hardware (GPT-J's 2,048-token prompt plus
     # 128 outputs passes its 2,048 max_context): cost what was measured, never refuse it.
     return simulate(model_for(point.model), hw, workload, weight_dtype=point.weight_dtype or d,
-                    act_dtype=d, kv_dtype=d, parallelism=parallelism,
+                    act_dtype=point.act_dtype or d, kv_dtype=d, parallelism=parallelism,
                     allow_long_context=True).latency_s
 
 
