@@ -82,6 +82,13 @@ RING = Mapping("ring", {"algorithm": "ring"})
 TORUS = Mapping("torus", {"algorithm": "torus"})
 TREE = Mapping("tree", {"algorithm": "tree"})
 DIRECT = Mapping("direct", {"algorithm": "direct"})  # point-to-point: send, switch all-to-all
+ONE_SHOT = Mapping("one-shot", {"algorithm": "one-shot"})
+TWO_SHOT = Mapping("two-shot", {"algorithm": "two-shot"})
+
+# Group sizes a serving engine's custom all-reduce runs on: the GPUs of one NVLink board
+# (source: vLLM vllm/distributed/device_communicators/custom_all_reduce.py,
+# _SUPPORTED_WORLD_SIZES = [2, 4, 6, 8]; TensorRT-LLM's custom all-reduce likewise within a node).
+CUSTOM_ALL_REDUCE_GROUPS = (2, 4, 6, 8)
 
 LEVEL = "link"  # the name link traffic carries in OpCost.bytes / memory_s
 
@@ -131,7 +138,19 @@ def direct_steps(pattern: str, p: int, payload: float) -> Steps:
     return Steps(1, payload)
 
 
-ALGORITHMS = {"ring": ring_steps, "tree": tree_steps, "direct": direct_steps}
+def one_shot_steps(pattern: str, p: int, payload: float) -> Steps:
+    """Each chip reads every peer's whole buffer and reduces it: one exchange, (p-1) buffers."""
+    return Steps(1, (p - 1) * payload)
+
+
+def two_shot_steps(pattern: str, p: int, payload: float) -> Steps:
+    """A reduce-scatter then an all-gather, each chip reading its peers' 1/p slices directly:
+    two exchanges, the ring's bytes."""
+    return Steps(2, 2 * (p - 1) / p * payload)
+
+
+ALGORITHMS = {"ring": ring_steps, "tree": tree_steps, "direct": direct_steps,
+              "one-shot": one_shot_steps, "two-shot": two_shot_steps}
 
 
 def mappings(op: Op, hw: HardwareBase) -> list[Mapping]:
@@ -149,7 +168,18 @@ def mappings(op: Op, hw: HardwareBase) -> list[Mapping]:
     # 2 (p - 1) steps, a ring's (src/graph/tuning.cc: 2 * ((nRanks/nNodes - 1) * intraLat +
     # log2(nNodes) * interLat)), while sending 2 B instead of 2 (p-1)/p B: never better than
     # the ring, so a switch offers the ring alone.
+    if topology == "switch" and pattern == "all_reduce" and _custom_all_reduce(op, hw):
+        return [RING, ONE_SHOT, TWO_SHOT]
     return {"ring": [RING], "tree": [TREE], "switch": [RING]}[topology]
+
+
+def _custom_all_reduce(op: Op, hw: HardwareBase) -> bool:
+    """Whether the engine's own peer-to-peer kernel may take this all-reduce: a switched group
+    of a size it supports and a message within its buffer."""
+    limit = hw.custom_all_reduce_limit()
+    collective = cast(Collective, op)
+    return (limit is not None and collective.group in CUSTOM_ALL_REDUCE_GROUPS
+            and collective.payload_bytes <= limit)
 
 
 # --- torus ---------------------------------------------------------------------------------

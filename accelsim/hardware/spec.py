@@ -271,6 +271,10 @@ class HardwareBase(Spec):
                 raise ValueError(f"power.active.{unit}: no such unit on this chip (allowed: {allowed})")
         return self
 
+    def custom_all_reduce_limit(self) -> float | None:
+        """Largest all-reduce a serving engine's own peer-to-peer kernel takes (None: none)."""
+        return None
+
     def matrix_peak(self, dtype: str) -> float:
         """Peak matrix FLOP/s for a datapath; narrower formats fall back to the nearest wider one
         the hardware has (an int4 matmul on a chip without int4 units runs at int8 or bf16)."""
@@ -358,6 +362,11 @@ class GpuSection(Spec):
     # kernel streams the cache more slowly (vLLM's paged KV: ``runtimes/vllm.yaml``) sets less.
     # The units stay busy for the longer time, so the chip's memory activity power is kept.
     attention_bandwidth: Fraction = 1.0
+    # Largest all-reduce the serving engine runs with its own peer-to-peer kernel instead of the
+    # collective library's ring (vLLM's and TensorRT-LLM's custom all-reduce: each GPU reads its
+    # peers' buffers over NVLink in one or two shots, ``hardware/interconnect.py``).  None: the
+    # library's ring for every size -- what the chip's link latency was measured with.
+    custom_all_reduce: Bytes | None = None
     source: Source
 
 
@@ -366,6 +375,9 @@ class GpuSpec(HardwareBase):
     kind: Literal["gpu"]
     memory: GpuMemory
     gpu: GpuSection
+
+    def custom_all_reduce_limit(self) -> float | None:
+        return self.gpu.custom_all_reduce
 
 
 class SystolicMemory(Spec):

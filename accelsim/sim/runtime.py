@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import Field, model_validator
 
 from accelsim import hardware
-from accelsim.config.types import PositiveInt, Seconds, Spec
+from accelsim.config.types import Bytes, PositiveInt, Seconds, Spec
 from accelsim.dtypes import DType
 from accelsim.errors import ConfigError
 from accelsim.hardware.spec import AttentionKernel, HardwareBase
@@ -35,6 +35,7 @@ class RuntimeGpu(Spec):
     unfused: list[Unfused] | None = None
     step_overhead: Seconds | None = None
     attention_bandwidth: float | None = Field(default=None, gt=0.0, le=1.0)
+    custom_all_reduce: Bytes | None = None
 
     @model_validator(mode="after")
     def _sets_something(self):
