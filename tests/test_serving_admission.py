@@ -113,3 +113,22 @@ def test_serve_cli_runtime_overlap_raises_ttft_end_to_end(tmp_path, capsys):
     assert main([*args, "--runtime", str(wrong), "--out", str(tmp_path / "wrong")]) == 2
     err = capsys.readouterr().err
     assert "overlap_schedule" in err and "Traceback" not in err
+
+
+def test_validate_serving_source_picks_one_source_and_refuses_unknown_names(tmp_path, capsys):
+    from accelsim.validate.serving import DEFAULT_FILE
+    rows = (DEFAULT_FILE.parent / "measured_trtllm_v1.0.csv").read_text().splitlines()
+    picked = [r for r in rows[1:] if "Llama-3.1-8B" in r and "H100" in r and ",128,128," in r]
+    (tmp_path / "measured_trtllm_v1.0.csv").write_text(
+        "\n".join([rows[0], picked[0].replace(",30000,128,128,", ",100,128,128,")]) + "\n")
+    (tmp_path / "measured_2025.csv").write_text((DEFAULT_FILE.parent / "measured_2025.csv").read_text())
+    (tmp_path / "serving.yaml").write_text(DEFAULT_FILE.read_text())
+    base = ["validate", "--serving", "--points", str(tmp_path / "serving.yaml"), "--json", "--max-error", "5"]
+    assert main([*base, "--source", "trtllm-1.0-throughput"]) == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert {p["source"] for p in payload["points"]} == {"trtllm-1.0-throughput"} and len(payload["points"]) == 1
+    assert main([*base, "--source", "inferencx"]) == 2
+    err = capsys.readouterr().err
+    assert "--source 'inferencx'" in err and "inferencex, trtllm-1.0-throughput" in err
+    assert main(["validate", "--source", "inferencex"]) == 2
+    assert "needs --serving" in capsys.readouterr().err
