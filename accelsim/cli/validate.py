@@ -36,12 +36,15 @@ class BoundExceeded(click.ClickException):
               help="Replay InferenceX's disaggregated prefill/decode rows of validation/measured_2025.csv "
                    "through `serve --disagg` instead (slow: minutes), and report median |error| on TPOT "
                    "and throughput per GPU (every row held out: nothing is fitted on them).")
+@click.option("--source", "source", default=None,
+              help="With --serving: replay only this source of validation/serving.yaml (e.g. inferencex, "
+                   "trtllm-1.0-throughput).")
 @click.option("--trust-table", "trust_path", type=click.Path(dir_okay=False, path_type=Path), default=None,
               help="Write the per-point table trust labels are computed from (hw, metric, split, "
                    "error, status); `--subset all --trust-table validation/trust_table.csv` refreshes "
                    "the bundled one.")
 @options.json_option
-def validate(subset, max_error, out, points_path, serving, disagg, trust_path, as_json):
+def validate(subset, max_error, out, points_path, serving, disagg, source, trust_path, as_json):
     """Predict every measured point in validation/ and report the errors.
 
     \b
@@ -56,8 +59,10 @@ def validate(subset, max_error, out, points_path, serving, disagg, trust_path, a
     if disagg and (out is not None or subset != "all"):
         raise AccelsimError("--disagg replays every disaggregated setup (all held out) and prints its table; "
                             "--subset and --out do not apply (use --json for the records)")
+    if source is not None and not serving:
+        raise AccelsimError("--source picks a source of validation/serving.yaml; it needs --serving")
     if serving:
-        _validate_serving(subset, max_error, out, points_path, as_json)
+        _validate_serving(subset, max_error, out, points_path, as_json, source)
         return
     if disagg:
         _validate_disagg(max_error, points_path, as_json)
@@ -111,10 +116,17 @@ def _validate_disagg(max_error: float, table: Path | None, as_json: bool) -> Non
 
 
 def _validate_serving(subset: str, max_error: float, out: Path | None, points_path: Path | None,
-                      as_json: bool) -> None:
+                      as_json: bool, source: str | None = None) -> None:
     from accelsim.validate import serving
 
-    points = [p for p in serving.load_points(points_path or serving.DEFAULT_FILE) if subset in ("all", p.split)]
+    points = serving.load_points(points_path or serving.DEFAULT_FILE)
+    if source is not None:
+        known = sorted({p.source for p in points})
+        if source not in known:
+            raise click.UsageError(f"--source {source!r} is not a source of the serving file; allowed: "
+                                   f"{', '.join(known)}")
+        points = [p for p in points if p.source == source]
+    points = [p for p in points if subset in ("all", p.split)]
     if not points:
         raise click.UsageError(f"--subset {subset} selects no serving point (use all, calibration or holdout)")
     frame = serving.evaluate(points)

@@ -108,6 +108,12 @@ class RuntimePreset(Spec):
     # On: the engine caches shared prefixes by default, wherever it can (continuous batching of
     # an attention-only model; ServeConfig's "auto").
     prefix_cache: SwitchSetting | None = None
+    # On: the host schedules the next step while the chip runs this one (an overlap scheduler),
+    # so a new request joins one step later (ServeConfig.overlap_schedule).  Off when absent.
+    overlap_schedule: SwitchSetting | None = None
+    # Off: a step that prefills runs no decodes (a separate prefill batch); on when absent
+    # (prefill chunks and decodes share a step).
+    mixed_prefill: SwitchSetting | None = None
 
     def settings(self) -> dict[str, Any]:
         """Every setting -> its object (each has ``value`` and ``source``)."""
@@ -121,6 +127,10 @@ class RuntimePreset(Spec):
         values["memory_basis"] = self.kv_memory.basis
         if self.prefix_cache is not None and self.prefix_cache.value:
             values["prefix_cache"] = "auto"
+        for key in ("overlap_schedule", "mixed_prefill"):
+            setting = getattr(self, key)
+            if setting is not None:
+                values[key] = setting.value
         values.update({k: v for k, v in overrides.items() if v is not None})
         return ServeConfig(**values)
 

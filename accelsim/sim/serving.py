@@ -115,6 +115,13 @@ class ServeConfig:
     # runtime's default: on where it applies, i.e. continuous batching of an attention-only model).
     prefix_cache: bool | Literal["auto"] = False
     kv_offload: str = "none"    # "host": evicted and swapped KV goes to the host tier
+    # The engine's host schedules step n+1 while the chip runs step n (SGLang's and TensorRT-LLM's
+    # overlap schedulers), so a request that arrives during a step is first seen when the next
+    # step starts and joins the step after it (``_Loop._fetch_time``).
+    overlap_schedule: bool = False
+    # False: a step that prefills runs no decodes (SGLang: a prefill batch, when one forms, runs
+    # instead of the decode batch); True: prefill chunks ride in the decode step (vLLM, TRT-LLM).
+    mixed_prefill: bool = True
 
     def __post_init__(self) -> None:
         if self.scheduler not in SCHEDULERS:
@@ -873,8 +880,27 @@ class _Loop:
         return bool(self.pending) and self.pending[0].arrival_s <= self.now
 
     def _arrive(self) -> None:
-        while self._due():
+        if not (self.steps and (self.running or self.waiting)):
+            # An idle engine polls its queue: whatever has arrived joins at once.
+            while self.pending and self.pending[0].arrival_s <= self.now:
+                self.waiting.append(_Live(self.pending.popleft()))
+            return
+        # A busy engine looks at its queue once per step, in the same host instant in which it
+        # hands out the previous step's tokens, so a request sent in reply to those (a closed
+        # loop's next request, sent when one finishes) arrives after that look: strictly earlier
+        # arrivals only.
+        cutoff = self._fetch_time()
+        while self.pending and self.pending[0].arrival_s < cutoff:
             self.waiting.append(_Live(self.pending.popleft()))
+
+    def _fetch_time(self) -> float:
+        """When the busy engine last looked at its queue for the step starting now.  Without an
+        overlap scheduler: as the step starts (now).  With one, the step starting now was
+        scheduled when the previous step started (the host runs one step ahead), so it holds only
+        what had arrived by then."""
+        if self.config.overlap_schedule:
+            return min(self.steps[-1].start_s, self.now)
+        return self.now
 
     def _send_next(self, done: list[_Live]) -> None:
         """Closed loop: each completion sends the next request when the client sees it end."""
@@ -1280,7 +1306,9 @@ class _Loop:
         context_sum: int | None = None
         finishing: list[_Live] | None = None
         prefilling: list[_Live] | None = None
-        if self.spec is None:
+        if not self.config.mixed_prefill and any(r.prefilled < (r.refill or r.prompt) for r in self.running):
+            decoding = self._grow([])  # a separate prefill batch: the decodes wait for the next step
+        elif self.spec is None:
             decoding, context_sum, finishing, prefilling = self._decode_pass()
         else:
             decoding = self._grow([r for r in self.running if r.prefilled >= (r.refill or r.prompt)])
