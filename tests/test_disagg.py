@@ -14,6 +14,7 @@ from accelsim.errors import AccelsimError
 from accelsim.sim import disagg
 from accelsim.sim.load import Load
 from accelsim.sim.serving import Request, ServeConfig
+from accelsim.sim.speculative import accepted_tokens
 
 HETERO = "prefill=h100-sxm:2,decode=hardwired-llama-3.1-8b:4"
 # Llama 3.1 8B, bf16 KV: 32 layers x 8 KV heads x 128 dims x (K and V) x 2 bytes per token.
@@ -164,10 +165,10 @@ _KEY = st.none() | st.integers(1, 64)
 
 @settings(max_examples=200, deadline=None)
 @given(phw=_HW, pn=_N, ptp=_KEY, ppp=_KEY, pep=_KEY, pdp=_KEY, dhw=_HW, dn=_N, dtp=_KEY, dep=_KEY,
-       swap=st.booleans())
-def test_disagg_parser_round_trips(phw, pn, ptp, ppp, pep, pdp, dhw, dn, dtp, dep, swap):
+       dmb=_KEY, swap=st.booleans())
+def test_disagg_parser_round_trips(phw, pn, ptp, ppp, pep, pdp, dhw, dn, dtp, dep, dmb, swap):
     spec = disagg.DisaggSpec(disagg.PoolSpec("prefill", phw, pn, ptp, ppp, pep, pdp),
-                             disagg.PoolSpec("decode", dhw, dn, dtp, None, dep, None))
+                             disagg.PoolSpec("decode", dhw, dn, dtp, None, dep, None, max_batch=dmb))
     text = spec.text()
     if swap:  # pool order does not matter
         text = f"{spec.decode.text()},{spec.prefill.text()}"
@@ -183,6 +184,23 @@ def test_disagg_parser_takes_or_refuses_in_one_line(text):
         assert "\n" not in str(err) and str(err).startswith("--disagg")
     else:
         assert spec.prefill.chips >= 1 and spec.decode.chips >= 1
+
+
+def test_a_pools_own_batch_limit_replaces_the_runs_per_rank():
+    system = _system("prefill=h100-sxm:1,decode=h100-sxm:4:dp2:batch3")
+    assert system.decode.spec.max_batch == 3
+    assert system.decode.config(ServeConfig(max_batch=64)).max_batch == 6  # 3 per rank, 2 ranks
+    assert system.prefill.config(ServeConfig(max_batch=64)).max_batch == 64  # not set: the run's
+
+
+def test_a_decode_batch_limit_below_the_load_queues_requests_and_shortens_steps():
+    """8 clients on 2 decode replicas: capped at 2 sequences each, 4 wait for a slot (TTFT
+    rises) while the smaller decode batches step faster (TPOT does not rise)."""
+    load = Load("concurrency", 8, 48, 256, 32)
+    free = disagg.run(_system("prefill=h100-sxm:1,decode=h100-sxm:2"), ServeConfig(), load).result
+    capped = disagg.run(_system("prefill=h100-sxm:1,decode=h100-sxm:2:batch2"), ServeConfig(), load).result
+    assert capped.percentiles("ttft_s")["p50"] > free.percentiles("ttft_s")["p50"]
+    assert capped.tokens_per_s_per_user >= free.tokens_per_s_per_user
 
 
 # --- validation of InferenceX's disaggregated rows (accelsim.validate.disagg) -----------------
@@ -202,11 +220,28 @@ def test_inferencex_disagg_rows_become_pools_or_a_stated_reason():
     assert b300.text() == "prefill=b300:12:ep2:dp2,decode=b300:8:ep8:dp8"  # 6 x 2 and 1 x 8 GPUs
     assert by_key[("B300", 36, 3072)].text() == "prefill=b300:28:dp4,decode=b300:8:ep8:dp8"
     mtp = next(s for s in found if s.chips == 18)
-    assert mtp.mtp and by_key[("B300", 18, 52)].text() == "prefill=b300:2:ep2:dp2,decode=b300:16:tp4:ep4"
+    # the MTP run's recipe caps each decode worker at 8 sequences (ctx1_gen4_tep4_batch8_eplb0_mtp3)
+    assert mtp.mtp and by_key[("B300", 18, 52)].text() == "prefill=b300:2:ep2:dp2,decode=b300:16:tp4:ep4:batch8"
     assert "not stated" in by_key[("MI355X", 24, 4096)] and "not stated" in by_key[("B200", 24, 288)]
     assert "span two" in by_key[("H100", 64, 9)]
     replayable = [s for s in found if not isinstance(check.pools(s), str)]
     assert [check.SPLIT[s.hw] for s in replayable] == ["holdout"] * 4
+
+
+def test_the_mtp_run_decodes_as_its_recipe_states_and_the_others_as_before():
+    check, found = _setups()
+    mtp = next(s for s in found if s.mtp)
+    recipe = check.recipe_of(mtp)
+    assert recipe is not None and "ctx1_gen4_tep4_batch8_eplb0_mtp3" in recipe.source
+    sd = check.spec_decode_of(mtp)
+    # three MTP draft tokens (num_nextn_predict_layers: 3) at TensorRT-LLM's 2.82 tokens per step
+    assert sd is not None and (sd.draft, sd.k) == ("mtp", 3)
+    assert accepted_tokens(sd.accept, sd.k) == pytest.approx(2.82)
+    for setup in found:
+        if not setup.mtp:  # no recipe read for them: plain decoding, the run's batch limit
+            assert check.spec_decode_of(setup) is None and check.recipe_of(setup) is None
+            spec = check.pools(setup)
+            assert isinstance(spec, str) or spec.decode.max_batch is None
 
 
 def test_validation_errors_and_inferencex_per_gpu_conventions():

@@ -35,6 +35,26 @@ def test_accepted_tokens_are_the_expected_accepted_prefix_plus_one(a, k):
     assert 1.0 <= accepted_tokens(a, k) <= k + 1
 
 
+@given(st.floats(0.0, 0.99), st.integers(1, 8))
+def test_an_acceptance_length_turns_back_into_its_rate(a, k):
+    # published figures give the mean accepted length; inverting the formula recovers a
+    length = accepted_tokens(a, k)
+    assert speculative.accept_for_tokens(length, k) == pytest.approx(a, abs=1e-9)
+
+
+def test_the_tensorrt_llm_mtp3_length_is_a_hand_worked_rate():
+    # 2.82 tokens per verify step at K = 3 (TensorRT-LLM blog 1): 1 + a + a^2 + a^3 = 2.82 at a = 0.7701
+    a = speculative.accept_for_tokens(2.82, 3)
+    assert a == pytest.approx(0.7701, abs=1e-4) and 1 + a + a**2 + a**3 == pytest.approx(2.82)
+
+
+@pytest.mark.parametrize("length, k", [(0.9, 1), (2.0, 1), (4.5, 3), (float("nan"), 2), (2.0, 0)])
+def test_an_unreachable_acceptance_length_is_refused(length, k):
+    with pytest.raises(AccelsimError) as err:
+        speculative.accept_for_tokens(length, k)
+    assert "\n" not in str(err.value)
+
+
 def test_the_verify_step_computes_k_plus_1_tokens_per_sequence():
     spec = load_model("llama-3.1-8b")
     verify = Workload("decode", batch=2, context=100, spec_tokens=3)

@@ -57,11 +57,15 @@ from accelsim.transform import Parallelism
 
 ROLES: tuple[str, ...] = ("prefill", "decode")
 LAYOUT_KEYS: tuple[str, ...] = ("tp", "pp", "ep", "dp")
+# The pool's own engine limit, beside its layout: ``batchN`` is the engine's max_batch_size for
+# that pool (per attention-DP rank, as the engines set it), where a deployment sets one per pool
+# (Dynamo recipes give the prefill and decode workers their own); absent, the run's --max-batch.
+POOL_KEYS: tuple[str, ...] = LAYOUT_KEYS + ("batch",)
 MAX_POOL_CHIPS = 1_000_000
 # Every replica is simulated step by step; beyond this many a pool is a typo or a job for a
 # per-replica run (requests spread evenly behave like one replica at 1/R of the load).
 MAX_REPLICAS = 4096
-SPEC_FORM = "prefill=HW:N[:tpX][:ppW][:epY][:dpZ],decode=HW:M[:tpX][:ppW][:epY][:dpZ]"
+SPEC_FORM = "prefill=HW:N[:tpX][:ppW][:epY][:dpZ][:batchB],decode=HW:M[:tpX][:ppW][:epY][:dpZ][:batchB]"
 
 
 # --- the --disagg spec ----------------------------------------------------------------------
@@ -78,6 +82,7 @@ class PoolSpec:
     pp: int | None = None
     ep: int | None = None
     dp: int | None = None
+    max_batch: int | None = None  # ``batchN``: this pool's engine batch limit (per rank)
 
     @property
     def parallelism(self) -> Parallelism | None:
@@ -92,7 +97,8 @@ class PoolSpec:
 
     def text(self) -> str:
         keys = "".join(f":{k}{getattr(self, k)}" for k in LAYOUT_KEYS if getattr(self, k) is not None)
-        return f"{self.role}={self.hw}:{self.chips}{keys}"
+        batch = f":batch{self.max_batch}" if self.max_batch is not None else ""
+        return f"{self.role}={self.hw}:{self.chips}{keys}{batch}"
 
 
 @dataclass(frozen=True)
@@ -123,16 +129,17 @@ def _pool(part: str) -> PoolSpec:
     layout: dict[str, int] = {}
     for field in fields[2:]:
         match = _KEY.match(field)
-        if match is None or match.group(1) not in LAYOUT_KEYS:
+        if match is None or match.group(1) not in POOL_KEYS:
             raise AccelsimError(f"--disagg {role}: layout key {field[:20]!r} is not one of "
-                                f"{', '.join(k + 'N' for k in LAYOUT_KEYS)} (N an integer >= 1)")
+                                f"{', '.join(k + 'N' for k in POOL_KEYS)} (N an integer >= 1)")
         key, value = match.group(1), int(match.group(2))
         if key in layout:
             raise AccelsimError(f"--disagg {role}: {key} given twice")
         if not 1 <= value <= MAX_POOL_CHIPS:
             raise AccelsimError(f"--disagg {role}: {key} must be in [1, {MAX_POOL_CHIPS}], got {value}")
         layout[key] = value
-    return PoolSpec(role, hw, int(count), **layout)
+    batch = layout.pop("batch", None)
+    return PoolSpec(role, hw, int(count), **layout, max_batch=batch)
 
 
 def parse_disagg(text: str) -> DisaggSpec:
@@ -245,7 +252,10 @@ class Pool:
         its own scheduler over its own KV cache (source: NVIDIA Dynamo docs, 'DP Rank Routing
         (Attention Data Parallelism)': "multiple attention DP ranks run within a single worker,
         each with its own KV cache"), so the token budget per step and the batch limit, set per
-        engine, hold per rank and a replica of dp ranks takes dp times each."""
+        engine, hold per rank and a replica of dp ranks takes dp times each.  A pool that sets its
+        own batch limit (``batchN``) replaces the run's."""
+        if self.spec.max_batch is not None:
+            config = replace(config, max_batch=self.spec.max_batch)
         if self.dp == 1:
             return config
         return replace(config, chunk=config.chunk * self.dp, max_batch=config.max_batch * self.dp)

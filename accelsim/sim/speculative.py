@@ -70,6 +70,27 @@ def accepted_tokens(accept: float, k: int) -> float:
     return (1.0 - accept ** (k + 1)) / (1.0 - accept)
 
 
+def accept_for_tokens(tokens_per_step: float, k: int) -> float:
+    """The per-token acceptance rate a at which ``accepted_tokens(a, k)`` equals
+    ``tokens_per_step``: the inverse of Leviathan's formula, for published figures that give the
+    mean accepted length per verify step (engines log it as the "acceptance length") rather
+    than a.  The formula rises strictly with a on [0, 1), from 1 to K + 1, so bisection finds the
+    one root; a length outside (1, K + 1) has no such a."""
+    if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+        raise AccelsimError(f"draft length must be an integer >= 1, got {k!r}")
+    if not math.isfinite(tokens_per_step) or not 1.0 <= tokens_per_step < k + 1:
+        raise AccelsimError(f"an acceptance length of {tokens_per_step!r} tokens per verify step is not "
+                            f"reachable with {k} draft tokens (allowed: 1 <= length < {k + 1})")
+    low, high = 0.0, 1.0
+    for _ in range(60):  # 2^-60: far below any figure's precision
+        mid = (low + high) / 2
+        if accepted_tokens(mid, k) < tokens_per_step:
+            low = mid
+        else:
+            high = mid
+    return low
+
+
 def round_s(verify_s: float, draft_step_s: float, k: int) -> float:
     """One speculative round: K draft steps, then the verify step (they run one after the other:
     each draft token needs the one before it, and the verify step needs them all)."""

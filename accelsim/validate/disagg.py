@@ -7,7 +7,10 @@ Its parallelism string (``"disagg: prefill 6x(TP2 EP2 DP-attn)=12; decode 1x(TP8
 is read into the two pools: ``NxLAYOUT=CHIPS`` is N replicas of the layout, read as every
 InferenceX layout cell is (``serving.parse_layout``).  Models, chips, formats, runtimes, the
 client and metric names come from ``validation/serving.yaml``'s InferenceX source, shared with
-the aggregated replay.  MTP runs decode with ``MTP`` (a stated rule, below).  A setup is skipped,
+the aggregated replay.  Where the run's own recipe (the InferenceX config's engine file) is
+known, ``RECIPES`` states its MTP draft length and its decode pool's batch limit; MTP runs
+accept draft tokens as TensorRT-LLM measured for DeepSeek-R1 at that draft length
+(``MTP_ACCEPTED_TOKENS``).  Neither is fitted to these rows.  A setup is skipped,
 with its reason, when a pool's layout is not stated or when one replica spans two 8-GPU NVLink
 nodes (the inter-node part of its collectives is not modelled).
 
@@ -20,7 +23,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +33,7 @@ from accelsim.errors import AccelsimError, ConfigError
 from accelsim.sim import disagg
 from accelsim.sim.disagg import DisaggResult, DisaggSpec, PoolSpec
 from accelsim.sim.load import Load
-from accelsim.sim.speculative import SpecDecode
+from accelsim.sim.speculative import MTP, SpecDecode, accept_for_tokens, accepted_tokens
 from accelsim.validate import serving
 from accelsim.validate.points import VALIDATION_DIR
 
@@ -38,10 +41,48 @@ DEFAULT_FILE = VALIDATION_DIR / "measured_2025.csv"
 # Written down by chip before any run (nothing is fitted in this module): all held out.
 SPLIT = {"b300": "holdout", "mi355x": "holdout", "b200": "holdout", "h100-sxm": "holdout"}
 NODE_GPUS = 8  # one HGX / MI355X node: the NVLink / Infinity Fabric domain in the configs
-# MTP runs state neither K nor the acceptance rate.  One stated rule, not a fit: DeepSeek-V3/R1
-# ship one MTP module (K = 1) and its second token is accepted 85-90 % of the time (DeepSeek-V3
-# technical report, arXiv 2412.19437, Sec. 5.4.3): the low end is taken.
-MTP = SpecDecode("mtp", 1, 0.85)
+# Mean tokens one verify step commits (the acceptance length, drafts accepted + the target's own)
+# for DeepSeek-R1 decoding with K autoregressive MTP draft tokens in TensorRT-LLM (its default
+# "MTP Eagle" path: the checkpoint's one MTP module run K times), strict acceptance.
+# source: NVIDIA TensorRT-LLM tech blog 1, "Pushing Latency Boundaries: Optimizing DeepSeek-R1
+# Performance on NVIDIA B200 GPUs" (docs/source/blogs/tech_blog/blog1_*.md), table "Autoregressive
+# MTP Layers", column "Acceptance Rate" (a length: 1.00 without MTP): MTP 1 1.92, MTP 2 2.58,
+# MTP 3 2.82, MTP 4 2.99, MTP 5 3.01 (8 x B200, ISL 1k / OSL 2k).  Cross-check for K = 1: the
+# DeepSeek-V3 report (arXiv 2412.19437, Sec. 5.4.3) gives 85-90 % for the MTP token (1.85-1.90).
+MTP_ACCEPTED_TOKENS = {1: 1.92, 2: 2.58, 3: 2.82, 4: 2.99, 5: 3.01}
+# Without a known recipe an MTP run drafts one token: DeepSeek-V3/R1 ship one MTP module.
+DEFAULT_MTP_K = 1
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """What a measured run's engine recipe states that the rows do not: the MTP draft length
+    (TensorRT-LLM's ``speculative_config.num_nextn_predict_layers``) and the decode workers'
+    ``max_batch_size`` (per attention-DP rank).  Matched to a setup by hardware, precision,
+    concurrency and the parallelism string; None: the recipe does not set it."""
+
+    hardware: str
+    precision: str
+    concurrency: int
+    parallelism: str
+    draft_k: int | None
+    decode_max_batch: int | None
+    source: str
+
+
+# Written down from the InferenceX configs at the rows' dates, not fitted: a recipe only for a
+# setup whose engine file was read.
+RECIPES: tuple[Recipe, ...] = (
+    Recipe("B300", "fp4", 52, "disagg: prefill 1x(TP2 EP2 DP-attn)=2; decode 4x(TP4 EP4)=16; MTP",
+           draft_k=3, decode_max_batch=8,
+           source="github.com/SemiAnalysisAI/InferenceX @458c6af7 (2026-01-29) .github/configs/nvidia-master.yaml, "
+                  "dsr1-fp4-b300-dynamo-trt, isl 8192 / osl 1024, conc-list [52]: CONFIG_FILE=recipes/trtllm/"
+                  "b300-fp4/8k1k/mtp/ctx1_gen4_tep4_batch8_eplb0_mtp3.yaml (srt-slurm, branch "
+                  "sa-submission-q1-2026; copied into InferenceX @80d98084 as benchmarks/multi_node/"
+                  "srt-slurm-recipes/trtllm/b300-fp4/8k1k/mtp/): decode tensor_parallel_size 4, "
+                  "moe_expert_parallel_size 4, enable_attention_dp false, max_batch_size 8, max_num_tokens 32, "
+                  "speculative_config {decoding_type: MTP, num_nextn_predict_layers: 3}"),
+)
 
 _POOL = re.compile(r"(prefill|decode)\s+(\d+)x\(([^)]*)\)=(\d+)")
 
@@ -66,6 +107,30 @@ class Setup:
     @property
     def mtp(self) -> bool:
         return "MTP" in self.parallelism or "MTP" in self.framework
+
+
+def recipe_of(setup: Setup) -> Recipe | None:
+    """The stated recipe of ``setup`` (``RECIPES``), or None."""
+    for r in RECIPES:
+        if (r.hardware, r.precision, r.concurrency, r.parallelism) == (
+                setup.hardware, setup.precision, setup.concurrency, setup.parallelism):
+            return r
+    return None
+
+
+def spec_decode_of(setup: Setup) -> SpecDecode | None:
+    """How ``setup`` decodes: plain, or MTP with the recipe's draft length (else one token) at
+    the acceptance TensorRT-LLM measured for that length (``MTP_ACCEPTED_TOKENS``, turned into a
+    per-token rate by inverting Leviathan's formula, so the serving loop commits exactly that
+    mean length per verify step)."""
+    if not setup.mtp:
+        return None
+    recipe = recipe_of(setup)
+    k = recipe.draft_k if recipe is not None and recipe.draft_k is not None else DEFAULT_MTP_K
+    if k not in MTP_ACCEPTED_TOKENS:
+        raise ConfigError(f"MTP draft length {k} has no measured acceptance (known: "
+                          f"{', '.join(map(str, sorted(MTP_ACCEPTED_TOKENS)))})")
+    return SpecDecode(MTP, k, accept_for_tokens(MTP_ACCEPTED_TOKENS[k], k))
 
 
 def _layout(role: str, replicas: int, text: str, chips: int, hw: str) -> PoolSpec:
@@ -95,7 +160,11 @@ def pools(setup: Setup) -> DisaggSpec | str:
             return (f"{role} replicas of {per} GPUs span two {NODE_GPUS}-GPU nodes: the inter-node part "
                     f"of their collectives is not modelled")
         specs[role] = spec
-    return DisaggSpec(specs["prefill"], specs["decode"])
+    recipe = recipe_of(setup)
+    decode = specs["decode"]
+    if recipe is not None and recipe.decode_max_batch is not None:
+        decode = replace(decode, max_batch=recipe.decode_max_batch)
+    return DisaggSpec(specs["prefill"], decode)
 
 
 def setups(rows: list[dict[str, str]], path: Path = serving.DEFAULT_FILE) -> list[Setup]:
@@ -169,7 +238,10 @@ def replay(all_setups: list[Setup], run: Callable[[Setup, DisaggSpec], DisaggRes
             continue
         result = run(setup, spec)
         pred = predicted(result)
-        records.append({**base, "disagg": spec.text(), "predicted": pred,
+        sd = spec_decode_of(setup)
+        decoding = None if sd is None else {"draft": sd.draft, "k": sd.k, "accept": sd.accept,
+                                            "accepted_tokens_per_step": accepted_tokens(sd.accept, sd.k)}
+        records.append({**base, "disagg": spec.text(), "spec_decode": decoding, "predicted": pred,
                         "errors": errors(setup.measured, pred), "bound": result.bound,
                         "balanced_prefill_per_decode_chip": result.summary()["disagg"]["balanced_prefill_per_decode_chip"]})
     return records
@@ -181,7 +253,8 @@ def replay_file(path: str | Path | None = None, hardware: str | None = None,
     copy of the refdata table) replayed through ``serve --disagg``, one record per setup.  Each
     runs a closed loop of its concurrency under the runtime preset of its framework (serving.yaml's
     InferenceX source, which also names the models, chips, formats and the client) and
-    ``serving.engine_config``; MTP runs decode with ``MTP``."""
+    ``serving.engine_config`` (a recipe's decode batch limit replaces it in that pool); MTP runs
+    decode as ``spec_decode_of`` says."""
     from accelsim import api
 
     rows = loader.read_csv(path or DEFAULT_FILE, "measurements")
@@ -191,7 +264,7 @@ def replay_file(path: str | Path | None = None, hardware: str | None = None,
         preset = api.load_runtime(source.runtimes[setup.framework])
         dtypes = dtypes_of(setup, serving_file)
         system = api.disagg_system(names.models[setup.model], spec, runtime=preset, weight_dtype=dtypes.weight,
-                                   act_dtype=dtypes.act, kv_dtype=dtypes.kv, spec_decode=MTP if setup.mtp else None)
+                                   act_dtype=dtypes.act, kv_dtype=dtypes.kv, spec_decode=spec_decode_of(setup))
         config = serving.engine_config(preset, setup.concurrency)
         return disagg.run(system, config, load_of(setup, serving_file))
 
@@ -228,7 +301,9 @@ def markdown(records: list[dict]) -> str:
             shown = [f"{v:,.0f}" if v >= 100 else f"{v:.4g}" for v in (p[metric], m[metric])]
             return f"{shown[0]} vs {shown[1]}{' ' + unit if unit else ''} ({100 * e[metric]:+.1f} %)"
 
-        lines.append(f"| {name} | `{r['disagg']}` | {r['split']} | {cell('interactivity_p50', 'tok/s/user')} | "
+        sd = r.get("spec_decode")
+        decoding = "" if not sd else f" + {sd['draft']} K={sd['k']} ({sd['accepted_tokens_per_step']:.2f} tok/step)"
+        lines.append(f"| {name} | `{r['disagg']}`{decoding} | {r['split']} | {cell('interactivity_p50', 'tok/s/user')} | "
                      f"{cell('output_throughput_per_chip', '')} | {cell('total_throughput_per_chip', '')} | "
                      f"{cell('ttft_p50', 's')} | "
                      f"{r['bound']} | {_ratio(r['balanced_prefill_per_decode_chip'])} |")
