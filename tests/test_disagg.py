@@ -217,8 +217,9 @@ def test_inferencex_disagg_rows_become_pools_or_a_stated_reason():
     by_key = {(s.hardware, s.chips, s.concurrency): check.pools(s) for s in found}
     b300 = by_key[("B300", 20, 1093)]
     assert isinstance(b300, disagg.DisaggSpec)
-    assert b300.text() == "prefill=b300:12:ep2:dp2,decode=b300:8:ep8:dp8"  # 6 x 2 and 1 x 8 GPUs
-    assert by_key[("B300", 36, 3072)].text() == "prefill=b300:28:dp4,decode=b300:8:ep8:dp8"
+    # 6 x 2 and 1 x 8 GPUs; the decode worker's recipe: max_batch_size 128 per attention-DP rank
+    assert b300.text() == "prefill=b300:12:ep2:dp2,decode=b300:8:ep8:dp8:batch128"
+    assert by_key[("B300", 36, 3072)].text() == "prefill=b300:28:dp4,decode=b300:8:ep8:dp8:batch384"
     mtp = next(s for s in found if s.chips == 18)
     # the MTP run's recipe caps each decode worker at 8 sequences (ctx1_gen4_tep4_batch8_eplb0_mtp3)
     assert mtp.mtp and by_key[("B300", 18, 52)].text() == "prefill=b300:2:ep2:dp2,decode=b300:16:tp4:ep4:batch8"
@@ -228,7 +229,7 @@ def test_inferencex_disagg_rows_become_pools_or_a_stated_reason():
     assert [check.SPLIT[s.hw] for s in replayable] == ["holdout"] * 4
 
 
-def test_the_mtp_run_decodes_as_its_recipe_states_and_the_others_as_before():
+def test_each_replayed_run_decodes_as_its_recipe_states():
     check, found = _setups()
     mtp = next(s for s in found if s.mtp)
     recipe = check.recipe_of(mtp)
@@ -238,10 +239,16 @@ def test_the_mtp_run_decodes_as_its_recipe_states_and_the_others_as_before():
     assert sd is not None and (sd.draft, sd.k) == ("mtp", 3)
     assert accepted_tokens(sd.accept, sd.k) == pytest.approx(2.82)
     for setup in found:
-        if not setup.mtp:  # no recipe read for them: plain decoding, the run's batch limit
-            assert check.spec_decode_of(setup) is None and check.recipe_of(setup) is None
-            spec = check.pools(setup)
-            assert isinstance(spec, str) or spec.decode.max_batch is None
+        if not setup.mtp:  # plain decoding; a recipe, where one was read, only limits the batch
+            assert check.spec_decode_of(setup) is None
+            recipe, spec = check.recipe_of(setup), check.pools(setup)
+            if recipe is None:
+                assert isinstance(spec, str) or spec.decode.max_batch is None
+            else:
+                assert recipe.draft_k is None and "no speculative_config" in recipe.source
+                assert isinstance(spec, disagg.DisaggSpec) and spec.decode.max_batch == recipe.decode_max_batch
+    mi355x = next(s for s in found if s.hardware == "MI355X" and s.concurrency == 2048)
+    assert check.recipe_of(mi355x) is None  # SGLang's recipe not read: the concurrency stays the limit
 
 
 def test_validation_errors_and_inferencex_per_gpu_conventions():

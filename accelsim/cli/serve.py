@@ -127,10 +127,10 @@ def typical_step(result: serving.ServeResult, costs: serving.CostModel):
 @click.option("--slo-ttft", type=options.Finite(0, MAX_SLO_S), default=0.5, show_default=True, help="TTFT SLO in seconds (goodput).")
 @click.option("--slo-tpot", type=options.Finite(0, MAX_SLO_S), default=0.05, show_default=True, help="TPOT SLO in seconds (goodput).")
 @click.option("--disagg", "disagg_spec", default=None, metavar="SPEC",
-              help="Disaggregated serving: prefill=HW:N[:tpX][:ppW][:epY][:dpZ],decode=HW:M[...] -- "
+              help="Disaggregated serving: prefill=HW:N[:tpX][:ppW][:epY][:dpZ][:batchB],decode=HW:M[...] -- "
                    "separate prefill and decode pools (any chip kinds; N/(tp x pp x dp) replicas "
-                   "each), the KV cache moved between them over --kv-link; instead of --hw and "
-                   "the layout options.")
+                   "each; batchB: that pool's engine batch limit per rank instead of --max-batch), "
+                   "the KV cache moved between them over --kv-link; instead of --hw and the layout options.")
 @click.option("--kv-link", default=None, type=click.Choice(disagg.KV_LINKS),
               help="Link the KV cache crosses from a prefill to a decode replica: nvlink / "
                    "chip-to-chip (the configs' interconnect sections, the slower end's), infiniband "

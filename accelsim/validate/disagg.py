@@ -82,6 +82,20 @@ RECIPES: tuple[Recipe, ...] = (
                   "srt-slurm-recipes/trtllm/b300-fp4/8k1k/mtp/): decode tensor_parallel_size 4, "
                   "moe_expert_parallel_size 4, enable_attention_dp false, max_batch_size 8, max_num_tokens 32, "
                   "speculative_config {decoding_type: MTP, num_nextn_predict_layers: 3}"),
+    Recipe("B300", "fp4", 1093, "disagg: prefill 6x(TP2 EP2 DP-attn)=12; decode 1x(TP8 EP8 DP-attn)=8",
+           draft_k=None, decode_max_batch=128,
+           source="github.com/SemiAnalysisAI/InferenceX @458c6af7 (2026-01-29) .github/configs/nvidia-master.yaml, "
+                  "dsr1-fp4-b300-dynamo-trt, isl 8192 / osl 1024, conc-list [1093]: CONFIG_FILE=recipes/trtllm/"
+                  "b300-fp4/8k1k/stp/ctx6_gen1_dep8_batch128_eplb0_mtp0.yaml (in InferenceX @80d98084 under "
+                  "benchmarks/multi_node/srt-slurm-recipes/trtllm/): decode tensor_parallel_size 8, "
+                  "moe_expert_parallel_size 8, enable_attention_dp true, max_batch_size 128, no speculative_config"),
+    Recipe("B300", "fp8", 3072, "disagg: prefill 7x(TP4 DP-attn)=28; decode 1x(TP8 EP8 DP-attn)=8",
+           draft_k=None, decode_max_batch=384,
+           source="github.com/SemiAnalysisAI/InferenceX @ee032b37 (2026-02-13) .github/configs/nvidia-master.yaml, "
+                  "dsr1-fp8-b300-dynamo-trt, isl 8192 / osl 1024, conc-list [3072]: CONFIG_FILE=recipes/trtllm/"
+                  "b300-fp8/8k1k/stp/ctx7_gen1_dep8_batch384_eplb0_mtp0_3072.yaml (in InferenceX @80d98084 under "
+                  "benchmarks/multi_node/srt-slurm-recipes/trtllm/): decode tensor_parallel_size 8, "
+                  "moe_expert_parallel_size 8, enable_attention_dp true, max_batch_size 384, no speculative_config"),
 )
 
 _POOL = re.compile(r"(prefill|decode)\s+(\d+)x\(([^)]*)\)=(\d+)")
