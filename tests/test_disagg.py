@@ -141,6 +141,8 @@ def test_default_kv_link():
     (["--disagg", "prefill=h100-sxm:2:xx3,decode=h100-sxm:2"], "layout key 'xx3'"),
     (["--disagg", "prefill=h100-sxm:2,prefill=h100-sxm:2,decode=h100-sxm:1"], "given twice"),
     (["--disagg", "prefill=h100-sxm:two,decode=h100-sxm:2"], "chips must be an integer"),
+    (["--disagg", "prefill=h100-sxm:2,decode=h100-sxm:2:batch0"], "batch must be in [1"),
+    (["--disagg", "prefill=h100-sxm:2,decode=h100-sxm:2:batch8:batch4"], "batch given twice"),
     (["--disagg", "middle=h100-sxm:2,decode=h100-sxm:2"], "ROLE one of prefill, decode"),
     (["--disagg", "prefill=h100-sxm:2,decode=hardwired-llama-3.1-70b:1"], "cannot run"),
     (["--disagg", HETERO, "--kv-link", "nvlink"], "no interconnect section"),
@@ -198,9 +200,20 @@ def test_a_decode_batch_limit_below_the_load_queues_requests_and_shortens_steps(
     rises) while the smaller decode batches step faster (TPOT does not rise)."""
     load = Load("concurrency", 8, 48, 256, 32)
     free = disagg.run(_system("prefill=h100-sxm:1,decode=h100-sxm:2"), ServeConfig(), load).result
-    capped = disagg.run(_system("prefill=h100-sxm:1,decode=h100-sxm:2:batch2"), ServeConfig(), load).result
+    run = disagg.run(_system("prefill=h100-sxm:1,decode=h100-sxm:2:batch2"), ServeConfig(), load)
+    capped = run.result
     assert capped.percentiles("ttft_s")["p50"] > free.percentiles("ttft_s")["p50"]
     assert capped.tokens_per_s_per_user >= free.tokens_per_s_per_user
+    pools = run.summary()["disagg"]["pools"]
+    assert pools["decode"]["max_batch_per_replica"] == 2 and pools["prefill"]["max_batch_per_replica"] == 256
+
+
+def test_cli_serve_takes_a_pools_batch_limit(cli, tmp_path):
+    code, out, err = cli("serve", "--model", "llama-3.2-1b", "--disagg", "prefill=h100-sxm:1,decode=h100-sxm:2:batch3",
+                         "--concurrency", "8", "--requests", "16", "--prompt", "128", "--output", "8", "--json",
+                         "--out", str(tmp_path / "r"))
+    assert code == 0, err
+    assert json.loads(out)["summary"]["disagg"]["pools"]["decode"]["max_batch_per_replica"] == 3
 
 
 # --- validation of InferenceX's disaggregated rows (accelsim.validate.disagg) -----------------

@@ -378,11 +378,12 @@ class PoolStats:
     utilisation: float  # busy share of replicas x makespan
     mean_requests: float  # requests held by a replica (running + waiting), averaged over busy time
     mean_queue_s: float  # from reaching a replica to its first step there, over requests
+    max_batch: int  # the engine batch limit of one replica (all its attention-DP ranks)
 
     def summary(self) -> dict[str, Any]:
         return {"hw": self.hw, "layout": self.layout, "replicas": self.replicas, "chips": self.chips,
                 "busy_s": self.busy_s, "utilisation": self.utilisation, "mean_requests": self.mean_requests,
-                "mean_queue_s": self.mean_queue_s}
+                "mean_queue_s": self.mean_queue_s, "max_batch_per_replica": self.max_batch}
 
 
 @dataclass(frozen=True)
@@ -544,8 +545,9 @@ def serve_disagg(requests: list[Request], system: DisaggSystem, config: ServeCon
                            speculation=merged_spec_stats([loop.spec_stats() for loop in decode]))
     makespan = combined.makespan_s
     reached_decode = {rid: done + transfer[rid] for rid, done in prefilled_at.items()}
-    pools = (_pool_stats(system.prefill, prefill, makespan, {rid: r.arrival_s for rid, r in sent.items()}),
-             _pool_stats(system.decode, decode, makespan, reached_decode))
+    pools = (_pool_stats(system.prefill, prefill, makespan, {rid: r.arrival_s for rid, r in sent.items()},
+                         pconfig.max_batch),
+             _pool_stats(system.decode, decode, makespan, reached_decode, dconfig.max_batch))
     rids = [s.rid for s in stats]
     return DisaggResult(combined, pools, system.link, tuple(kv_bytes[r] for r in rids),
                         tuple(transfer[r] for r in rids))
@@ -557,7 +559,8 @@ def _request_stats(sent: Request, decoded: _Live, prefilled: _Live, overhead: fl
                          overhead)
 
 
-def _pool_stats(p: Pool, loops: list[_PrefillLoop], makespan: float, reached: dict[int, float]) -> PoolStats:
+def _pool_stats(p: Pool, loops: list[_PrefillLoop], makespan: float, reached: dict[int, float],
+                max_batch: int) -> PoolStats:
     """``reached``: when each request reached this pool (rid -> time)."""
     steps: list[Step] = [s for loop in loops for s in loop.steps]
     busy = sum(s.end_s - s.start_s for s in steps)
@@ -566,7 +569,7 @@ def _pool_stats(p: Pool, loops: list[_PrefillLoop], makespan: float, reached: di
     queued = [start - reached[rid] for loop in loops for rid, start in loop.started.items()]
     return PoolStats(p.spec.role, p.costs.hw.name, p.layout(), p.replicas, p.spec.chips, busy,
                      busy / span if span > 0 else 0.0, held / busy if busy > 0 else 0.0,
-                     float(np.mean(queued)) if queued else 0.0)
+                     float(np.mean(queued)) if queued else 0.0, max_batch)
 
 
 def run(system: DisaggSystem, config: ServeConfig, load: Load) -> DisaggResult:
