@@ -11,8 +11,9 @@ out (the H200 rows check the node rule: the DGX H200 is the DGX H100 chassis).
 A row is predicted from one decode step at its batch, mid-generation (context = prompt +
 output / 2; the prompt length is not in the files, so every ML.ENERGY row takes the stated
 default of 256 tokens), on the chip under the runtime that measured the row (``PRESETS``: the
-``vllm`` preset's step timing was fitted here, ``fit_step_timing``, on the calibration rows'
-measured throughput): the step's average power per chip, its energy per output token, or the
+``vllm`` preset's step timing was fitted here, ``fit_step_timing``, on the v3 calibration rows'
+measured throughput; the ``vllm-0.5.4`` preset's host terms, ``fit_host_terms``, on the v2 ones):
+the step's average power per chip, its energy per output token, or the
 node's power (``hardware.power.node_power``) with the 8 GPUs as replicas of the measured
 tensor-parallel group.  J/token measured end to end also holds the prompts' prefill, which a
 decode step leaves out: with ~256-token prompts and ~400 output tokens that is a few percent
