@@ -228,8 +228,11 @@ def _run(name: str, lower_for: LowerFor, hw: HardwareBase, workload: Workload,
     energy = {**ops_energy, "static": step_joules(0.0, groups, layout.per_stage, hw.power.static, chips,
                                                   step.busy_s)}
     footprint = common.footprint(full)
-    system = {**backend.system_figures(hw, workload, footprint),
-              **power.node_power(hw, chips, sum(energy.values()) / step.latency_s / chips)}
+    figures = backend.system_figures(hw, workload, footprint)
+    waiting = power.host_wait_j(figures, chips)
+    if waiting > 0:  # only where a runtime says the chip waits above idle on its host
+        energy["host_wait"] = waiting
+    system = {**figures, **power.node_power(hw, chips, sum(energy.values()) / step.latency_s / chips)}
     notes = step.notes
     if layout.chips > 1:
         system = {**_spread_figures(layout, stage_s, costs, step, energy, workload, full_placements),

@@ -100,10 +100,11 @@ class GpuBackend(BackendBase):
 
     def schedule(self, costs: Sequence[Timed], hw: GpuSpec, workload: Workload, groups: int) -> StepTime:
         """Kernels run back to back, then the engine's host-side step work
-        (``gpu.step_overhead``) is paid once: the GPU idles while the runtime schedules, samples
-        and prepares the next step's inputs."""
-        step = common.host_stepped(sequential_schedule(costs, workload), hw.gpu.step_overhead,
-                                   "gpu.step_overhead")
+        (``gpu.step_overhead``, plus ``gpu.sequence_overhead`` per sequence) is paid once: the GPU
+        idles while the runtime schedules, samples and prepares the next step's inputs."""
+        step = common.host_stepped(sequential_schedule(costs, workload), _host_step_s(hw, workload),
+                                   "gpu.step_overhead" if _no_sequence_overhead(hw)
+                                   else "gpu.step_overhead + gpu.sequence_overhead x batch")
         request = hw.gpu.request_overhead
         if not isinstance(request, np.ndarray) and request > 0:  # per request: noted, not in the step
             note = (f"request overhead {request * 1e3:,.2f} ms per request (gpu.request_overhead: "
@@ -113,7 +114,10 @@ class GpuBackend(BackendBase):
 
     def system_figures(self, hw: GpuSpec, workload: Workload, footprint: dict[str, float]) -> dict[str, Any]:
         """The per-step host overhead charged in ``schedule``, for ``Result.step_overhead_s``."""
-        return common.step_figures(hw.gpu.step_overhead)
+        figures = common.step_figures(_host_step_s(hw, workload))
+        if figures and hw.gpu.host_wait_share > 0:
+            figures["host_wait_w"] = hw.gpu.host_wait_share * (hw.power.tdp - hw.power.static)
+        return figures
 
     def fusion_policy(self, hw: GpuSpec) -> tuple[str, tuple[str, ...]]:
         return hw.gpu.fusion, tuple(hw.gpu.unfused)
@@ -139,6 +143,18 @@ class GpuBackend(BackendBase):
 
     def die_storage(self, hw: GpuSpec, model: ModelSpec | None) -> tuple[Any, Any]:
         return hw.memory.l2.capacity, 0.0
+
+
+def _no_sequence_overhead(hw: GpuSpec) -> bool:
+    return not isinstance(hw.gpu.sequence_overhead, np.ndarray) and hw.gpu.sequence_overhead == 0
+
+
+def _host_step_s(hw: GpuSpec, workload: Workload) -> Any:
+    """The engine's host work in one step: a fixed part and a part per sequence the step holds
+    (a prefill of ``batch`` prompts or a decode of ``batch`` sequences alike)."""
+    if _no_sequence_overhead(hw):  # the common case: the step's figure exactly as configured
+        return hw.gpu.step_overhead
+    return hw.gpu.step_overhead + hw.gpu.sequence_overhead * workload.batch
 
 
 def _datapath_efficiency(hw: GpuSpec) -> dict[str, float]:

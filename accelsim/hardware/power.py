@@ -83,6 +83,12 @@ def with_activity(op: Op, terms: Terms, p: dict[str, Any], kept: Any = 1.0,
                  terms.peak_flops, terms.overhead_s, terms.detail)
 
 
+def host_wait_j(figures: dict[str, Any], chips: int) -> float:
+    """Joules above idle the chips draw while they wait through the step's host work: the
+    backend's ``host_wait_w`` per chip (absent: none) for ``step_overhead_s``."""
+    return float(figures.get("host_wait_w", 0.0) * figures.get("step_overhead_s", 0.0) * chips)
+
+
 def cap_w(hw: Any) -> Any:
     """The most one chip may draw: its TDP, or the configured power limit below it."""
     limit = hw.power.limit

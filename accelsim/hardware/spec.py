@@ -331,6 +331,15 @@ class GpuSection(Spec):
     # sampling): charged once per model step by ``gpu.schedule``, never per kernel, so
     # single-kernel costs (``accelsim op``, the GEMM validation points) do not include it.
     step_overhead: Seconds = "0 s"  # type: ignore[assignment]  # parsed like the YAML
+    # Host-side work per sequence in a step, on top of ``step_overhead``: an engine whose Python
+    # loop builds, detokenises and returns every sequence's output each step (vLLM 0.5,
+    # ``runtimes/vllm-0.5.4.yaml``) idles the GPU longer the more sequences a step holds.
+    sequence_overhead: Seconds = "0 s"  # type: ignore[assignment]  # parsed like the YAML
+    # Share of (TDP - idle) the GPU draws above idle while it waits through that host work: it
+    # stays at full clocks with the engine's context live, so a host-bound engine's gaps cost
+    # more than idle power (``hardware.power.host_wait_j``).  0 for the configs as calibrated,
+    # whose per-step host work is microseconds.
+    host_wait_share: float = Field(default=0.0, ge=0.0, le=1.0)
     # Per-request work of the serving runtime (request setup, tokenisation hand-off, first-token
     # return): paid once per request with its first token, never per step, so ``accelsim run``
     # step latency excludes it; ``accelsim serve`` adds it to each request's TTFT.

@@ -11,8 +11,9 @@ out (the H200 rows check the node rule: the DGX H200 is the DGX H100 chassis).
 A row is predicted from one decode step at its batch, mid-generation (context = prompt +
 output / 2; the prompt length is not in the files, so every ML.ENERGY row takes the stated
 default of 256 tokens), on the chip under the runtime that measured the row (``PRESETS``: the
-``vllm`` preset's step timing was fitted here, ``fit_step_timing``, on the calibration rows'
-measured throughput): the step's average power per chip, its energy per output token, or the
+``vllm`` preset's step timing was fitted here, ``fit_step_timing``, on the v3 calibration rows'
+measured throughput; the ``vllm-0.5.4`` preset's host terms, ``fit_host_terms``, on the v2 ones):
+the step's average power per chip, its energy per output token, or the
 node's power (``hardware.power.node_power``) with the 8 GPUs as replicas of the measured
 tensor-parallel group.  J/token measured end to end also holds the prompts' prefill, which a
 decode step leaves out: with ~256-token prompts and ~400 output tokens that is a few percent
@@ -44,11 +45,11 @@ REPLICA_CHIPS = 8  # the MLPerf node: 8 GPUs, each replica of the measured group
 # The serving runtime each row's ``runtime`` ran, as a bundled preset (runtimes/): a row is
 # predicted under the software that measured it.  The vLLM preset's step timing (host work per
 # step, its attention kernel) was fitted on the ML.ENERGY v3 8B calibration rows (vLLM 0.11.1).
-# vLLM 0.5.4 (the v2 rows) has no preset of its own: its larger host overhead is published only
-# as a share of one run's time (docs/validation.md), so those rows run under the V1 preset and
-# their error says how far 0.5.4 was from it.  MLPerf's TensorRT-LLM runs are what the GPU terms
+# vLLM 0.5.4 (the v2 rows) has its own preset, the ML.ENERGY v2 harness's flags and that
+# release's defaults, with host work per step and per sequence fitted on the v2 8B calibration
+# rows (``fit_host_terms``).  MLPerf's TensorRT-LLM runs are what the GPU terms
 # were calibrated on; their preset leaves the hardware's step timing as it is.
-PRESETS = {"vllm-0.11.1": "vllm", "vllm-0.5.4": "vllm",
+PRESETS = {"vllm-0.11.1": "vllm", "vllm-0.5.4": "vllm-0.5.4",
            "trtllm-mlperf-v4.0": "tensorrt-llm", "trtllm-mlperf-v4.1": "tensorrt-llm"}
 
 
@@ -154,10 +155,14 @@ def with_step_timing(preset: RuntimePreset, step_overhead_s: float,
                      attention_bandwidth: float) -> RuntimePreset:
     """``preset`` with its GPU step timing (``kernels``: host work per step, the attention
     kernel's share of the memory bandwidth) replaced."""
-    kernels = preset.kernels or KernelSetting(value=RuntimeGpu(step_overhead=step_overhead_s),
-                                              source="a trial of energy.fit_step_timing")
-    value = kernels.value.model_copy(update={"step_overhead": step_overhead_s,
-                                             "attention_bandwidth": attention_bandwidth})
+    return with_kernels(preset, step_overhead=step_overhead_s, attention_bandwidth=attention_bandwidth)
+
+
+def with_kernels(preset: RuntimePreset, **values: float) -> RuntimePreset:
+    """``preset`` with the given ``kernels`` keys (``RuntimeGpu`` fields) replaced."""
+    kernels = preset.kernels or KernelSetting(value=RuntimeGpu.model_validate(values),
+                                              source="a trial of an energy fit")
+    value = kernels.value.model_copy(update=values)
     return preset.model_copy(update={"kernels": kernels.model_copy(update={"value": value})})
 
 
@@ -190,6 +195,47 @@ def fit_step_timing(points: list[PowerPoint], runtime: str) -> StepFit:
     residuals = errors(found.x)
     return StepFit(float(found.x[0]) * 1e-3, float(found.x[1]), len(rows),
                    median(abs(math.expm1(r)) for r in residuals))
+
+
+@dataclass(frozen=True)
+class HostFit:
+    step_overhead_s: float
+    sequence_overhead_s: float
+    host_wait_share: float
+    rows: int
+    median_abs_error: float  # of the predicted time per output token, on the fitted rows
+    median_abs_energy_error: float  # of the predicted J/token, on the fitted rows
+
+
+def fit_host_terms(points: list[PowerPoint], runtime: str) -> HostFit:
+    """The runtime preset's host terms fitted on ``runtime``'s calibration rows: least squares on
+    log(predicted / measured) of the time per output token (measured: 1 / the run's throughput)
+    and of J/token, over the host work per step (``kernels.step_overhead``, 0-50 ms), per
+    sequence in the step (``kernels.sequence_overhead``, 0-2 ms) and the share of (TDP - idle)
+    the GPU draws while it waits through them (``kernels.host_wait_share``, 0-1); the preset's
+    other kernels as they are.  Time alone sets the first two; J/token sets the third."""
+    from scipy.optimize import least_squares  # imported here: only calibration needs it
+
+    rows = timed_rows(points, runtime, "calibration")
+    if not rows:
+        raise ConfigError(f"no calibration rows of runtime '{runtime}' carry a throughput")
+    preset = load_runtime(PRESETS[runtime])
+
+    def errors(x) -> list[float]:
+        trial = with_kernels(preset, step_overhead=float(x[0]) * 1e-3,
+                             sequence_overhead=float(x[1]) * 1e-3, host_wait_share=float(x[2]))
+        out = []
+        for p in rows:
+            state = steady_state(p, chip_under(p, trial))
+            out += [math.log(state.seconds * (p.throughput or 0.0)), math.log(state.joules / p.value)]
+        return out
+
+    found = least_squares(errors, [2.0, 0.2, 0.2], bounds=([0.0, 0.0, 0.0], [50.0, 2.0, 1.0]),
+                          diff_step=1e-3)
+    residuals = errors(found.x)
+    return HostFit(float(found.x[0]) * 1e-3, float(found.x[1]) * 1e-3, float(found.x[2]), len(rows),
+                   median(abs(math.expm1(r)) for r in residuals[0::2]),
+                   median(abs(math.expm1(r)) for r in residuals[1::2]))
 
 
 def table(points: list[PowerPoint]) -> pd.DataFrame:
