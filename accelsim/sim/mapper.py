@@ -28,6 +28,11 @@ def best_cost(op: Op, hw: Any, backend: Backend, placement: Placement,
         return min((interconnect.cost(op, m, hw, placement) for m in interconnect.mappings(op, hw)),
                    key=rank)
     candidates = [m for m in backend.mappings(op, hw) if keep is None or keep(m)]
+    # a kind that can rank its mappings together (a GEMM's tilings as arrays) has only the
+    # winner costed in full; ``min`` keeps the first of equal keys, as below
+    keys = backend.ranks(op, candidates, hw, placement) if len(candidates) > 1 else None
+    if keys is not None:
+        return backend.cost(op, candidates[min(range(len(candidates)), key=keys.__getitem__)], hw, placement)
     return min((backend.cost(op, m, hw, placement) for m in candidates), key=rank)
 
 
