@@ -249,10 +249,9 @@ def _run(name: str, lower_for: LowerFor, hw: HardwareBase, workload: Workload,
 
 
 def _joined(name: str, stages: Sequence[Graph]) -> Graph:
-    if len(stages) == 1:  # the stage's ops, producers and edges as adding them one by one gives
+    if len(stages) == 1:  # the stage's ops as adding them one by one gives (edges follow from them)
         stage = stages[0]
-        return Graph(name=name, ops=list(stage.ops), _producer=dict(stage._producer),
-                     _names=set(stage._names), _edges=list(stage._edges), _twins=list(stage._twins))
+        return Graph(name=name, ops=list(stage.ops), _names=set(stage._names), _twins=list(stage._twins))
     joined = Graph(name=name)
     for graph in stages:
         for op in graph:
