@@ -87,6 +87,7 @@ def _clear_step_memos() -> None:
                  mapper._COSTS, common._FOOTPRINTS, common._PEAKS, api._TRUST, base._COST_PARAMS):
         memo.clear()
     fusion._PLANS.clear()
+    fusion._COPIES.clear()
 
 
 # The fresh loop run by another checkout of this repository (``git archive`` of a ref into a
