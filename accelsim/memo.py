@@ -11,6 +11,7 @@ oldest entry goes first.  Nothing here caches a whole answer; callers memoise st
 from __future__ import annotations
 
 import gc
+import weakref
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
@@ -25,28 +26,75 @@ GRAPHS_KEPT = 16
 
 
 class ByIdentity(Generic[V]):
-    """``make()`` for ``(objects, extra)``, computed once while the entry lives."""
+    """``make()`` for ``(objects, extra)``, computed once while the entry lives.
 
-    def __init__(self, size: int) -> None:
+    ``weak``: the entry holds its objects weakly and goes when one of them is freed.  For
+    memos keyed by a step's graphs: a graph no memo keeps is garbage once its step returns,
+    and so is every answer about it, so nothing is held past the graph's own life.
+
+    ``recent``: admission by a second asking.  A key asked for the first time is held only
+    until ``recent`` newer first-time keys have come (a step's comparison on a second chip
+    comes next); a key asked for again (also after it went) is kept among the ``size``
+    others.  Everything a memo holds is heap that each garbage collection walks: a loop of
+    configurations that never come back then holds no more than ``recent`` of them."""
+
+    def __init__(self, size: int, *, weak: bool = False, recent: int | None = None) -> None:
         self._size = size
+        self._weak = weak
         self._entries: dict[tuple[tuple[int, ...], Hashable], tuple[tuple[Any, ...], V]] = {}
+        self._recent_size = recent
+        self._recent: dict[tuple[tuple[int, ...], Hashable], tuple[tuple[Any, ...], V]] = {}
+        # keys asked for once (ids and extra only: a reused id at worst keeps one entry more)
+        self._seen: dict[tuple[tuple[int, ...], Hashable], None] = {}
 
     def get(self, objects: tuple[Any, ...], extra: Hashable, make: Callable[[], V]) -> V:
         key = (tuple(map(id, objects)), extra)
         hit = self._entries.get(key)
-        if hit is not None and all(a is b for a, b in zip(hit[0], objects)):
+        if hit is None and self._recent:
+            hit = self._recent.pop(key, None)
+            if hit is not None and self._same(hit[0], objects):  # asked again: kept from now on
+                self._keep(self._entries, self._size, key, hit)
+        if hit is not None and self._same(hit[0], objects):
             return hit[1]
         value = make()
-        if len(self._entries) >= self._size:
-            self._entries.pop(next(iter(self._entries)))
-        self._entries[key] = (objects, value)
+        entry = (self._held(key, objects), value)
+        if self._recent_size is None or key in self._seen:
+            self._seen.pop(key, None)
+            self._keep(self._entries, self._size, key, entry)
+        else:
+            self._keep(self._seen, 16 * self._size, key, None)
+            self._keep(self._recent, self._recent_size, key, entry)
         return value
+
+    def _same(self, held: tuple[Any, ...], objects: tuple[Any, ...]) -> bool:
+        if self._weak:
+            return all(ref() is b for ref, b in zip(held, objects))
+        return all(a is b for a, b in zip(held, objects))
+
+    def _held(self, key: tuple[tuple[int, ...], Hashable], objects: tuple[Any, ...]) -> tuple[Any, ...]:
+        if not self._weak:
+            return objects
+        entries = self._entries
+
+        def gone(_: weakref.ref) -> None:
+            entries.pop(key, None)
+        return tuple(weakref.ref(o, gone) for o in objects)
+
+    @staticmethod
+    def _keep(entries: dict, size: int, key: Hashable, entry: Any) -> None:
+        if size <= 0:
+            return
+        if key not in entries and len(entries) >= size:
+            entries.pop(next(iter(entries)))
+        entries[key] = entry
 
     def clear(self) -> None:
         self._entries.clear()
+        self._recent.clear()
+        self._seen.clear()
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self._entries) + len(self._recent)
 
 
 def hashable(value: Any) -> bool:

@@ -12,7 +12,7 @@ from accelsim.memo import GRAPHS_KEPT, ByIdentity, hashable
 from accelsim.model.density import DensityProfile
 
 # Each graph's op shape keys, found once per graph (a memoised graph is mapped on many chips).
-_KEYS: ByIdentity[tuple[list[tuple[tuple, Op]], list[int]]] = ByIdentity(GRAPHS_KEPT)
+_KEYS: ByIdentity[tuple[list[tuple[tuple, Op]], list[int]]] = ByIdentity(GRAPHS_KEPT, weak=True)
 # Best costs by op shape, per chip and placement, across steps: a one-by-one loop costs the same
 # decoder-layer GEMMs on the same chip call after call.  The cost is a pure function of the op's
 # shape key, the chip (a frozen spec) and the placement fields the formulas read.

@@ -1,0 +1,172 @@
+"""Issue 20, fourth pass on one-by-one ``simulate``: a GEMM's tilings ranked together as arrays,
+dependencies worked out from the op list, copy kernels merged from the kernel they copy, and
+memos that hold a step's graphs only while something asks for them again.  Each must leave every
+answer as it was: checked here against the definitions they replace."""
+from __future__ import annotations
+
+import gc
+
+import pytest
+
+from accelsim import api, hardware, pipeline
+from accelsim.graph import Graph, MatMul, Tensor
+from accelsim.memo import ByIdentity
+from accelsim.model import lower as lowering
+from accelsim.model.spec import load_model
+from accelsim.sim import mapper
+from accelsim.transform import fusion
+from accelsim.workload import Workload
+
+WORKLOADS = [Workload(phase="decode", batch=3, context=700), Workload(phase="prefill", batch=2, prompt=96)]
+
+
+def _gemm(m: int, k: int, n: int, a: str = "bf16", b: str = "bf16", count: int = 1,
+          rows: int | None = None, b_fraction: float = 1.0) -> MatMul:
+    x = Tensor("x", (count, m, k), a, "activation")
+    w = Tensor("w", (count, k, n), b, "weight")
+    y = Tensor("y", (count, m, n), a, "activation")
+    return MatMul("gemm", (x, w), (y,), role="linear", m=m, k=k, n=n, count=count, rows=rows,
+                  b_fraction=b_fraction)
+
+
+GEMMS = [_gemm(1, 4096, 4096), _gemm(7, 4096, 14336, b="fp8"), _gemm(3000, 128, 50),
+         _gemm(1, 8192, 128256), _gemm(33, 5000, 77, a="fp8", b="fp8"), _gemm(16, 2048, 1408, count=8,
+                                                                             rows=64, b_fraction=0.5),
+         _gemm(1, 1, 1), _gemm(4097, 4097, 4097, b="int4")]
+
+
+@pytest.mark.parametrize("chip", ["h100-sxm", "h200", "b200", "mi300x"])
+def test_tilings_ranked_together_pick_the_mapping_costing_each_in_turn_picks(chip):
+    hw = hardware.load_hardware(chip)
+    backend = hardware.backend(hw)
+    for op in GEMMS:
+        graph = Graph("g")
+        graph.add(op)
+        placement = backend.place(graph, hw, None, None)
+        mappings = backend.mappings(op, hw)
+        costs = [backend.cost(op, m, hw, placement) for m in mappings]
+        keys = backend.ranks(op, mappings, hw, placement)
+        assert keys is not None and len(keys) == len(mappings) > 1
+        # the keys are the very numbers costing each mapping alone gives
+        assert keys == [(c.time_s, c.energy_total) for c in costs]
+        definition = min(costs, key=mapper.rank)  # the mapper's rule, one mapping at a time
+        assert mapper.best_cost(op, hw, backend, placement) == definition
+
+
+def test_ops_other_than_gemms_are_costed_one_by_one():
+    hw = hardware.load_hardware("h100-sxm")
+    graph = lowering.lower(load_model("llama-3.2-1b"), WORKLOADS[0])
+    backend = hardware.backend(hw)
+    placement = backend.place(graph, hw, None, None)
+    for op in graph:
+        if not isinstance(op, MatMul):
+            assert backend.ranks(op, backend.mappings(op, hw), hw, placement) is None
+
+
+def _edges_as_added(graph: Graph) -> list[tuple[str, str, str]]:
+    """The definition: each input's producer looked up as its op is added."""
+    producer: dict[str, str] = {}
+    edges = []
+    for op in graph:
+        edges += [(producer[t.name], op.name, t.name) for t in op.inputs if t.name in producer]
+        producer.update((t.name, op.name) for t in op.outputs)
+    return edges
+
+
+@pytest.mark.parametrize("name", ["llama-3.1-8b", "jamba-v0.1", "deepseek-v3"])
+def test_dependencies_follow_the_op_list(name):
+    for workload in WORKLOADS:
+        graph = fusion.fuse(lowering.lower(load_model(name), workload))
+        assert graph._edges == _edges_as_added(graph)
+        assert sorted(graph.dag.edges(data="tensor")) == sorted(_edges_as_added(graph))
+
+
+def test_dependencies_are_found_again_after_an_op_is_added():
+    graph = Graph("g")
+    a = Tensor("a", (2,), "bf16")
+    b = Tensor("b", (2,), "bf16")
+    graph.add(MatMul("first", (a,), (b,)))
+    assert graph._edges == [] and graph.dag.number_of_edges() == 0
+    graph.add(MatMul("second", (b,), (Tensor("c", (2,), "bf16"),)))
+    assert graph._edges == [("first", "second", "b")]
+    assert list(graph.dag.edges) == [("first", "second")]
+    with pytest.raises(ValueError, match="duplicate op name"):
+        graph.add(MatMul("second", (a,), (b,)))
+
+
+def _rebuilt(graph: Graph) -> Graph:
+    plain = Graph(name=graph.name, batch=graph.batch)
+    for op in graph:
+        plain.add(op)
+    return plain
+
+
+@pytest.mark.parametrize("name, unfused", [("llama-3.1-8b", ()), ("deepseek-v3", ("context_rope",)),
+                                           ("jamba-v0.1", ("gated_activation",)), ("gemma-2-9b", ())])
+def test_copy_kernels_equal_kernels_merged_from_their_own_members(name, unfused):
+    spec = load_model(name)
+    for workload in WORKLOADS:
+        lowered = lowering.lower(spec, workload)
+        marked = fusion.fuse(lowered, "epilogue", unfused)
+        plain = fusion.fuse(_rebuilt(lowered), "epilogue", unfused)  # no copy marks: merged afresh
+        assert len(marked.ops) == len(plain.ops)
+        for x, y in zip(marked.ops, plain.ops):
+            assert type(x) is type(y) and x == y and vars(x) == vars(y), x.name
+        assert any(i != j for i, j in enumerate(marked.originals()))
+
+
+class _Thing:
+    """A weakly referable object standing for a graph."""
+
+
+def test_a_weak_entry_goes_with_its_object():
+    memo: ByIdentity[int] = ByIdentity(4, weak=True)
+    made = []
+    thing = _Thing()
+    assert memo.get((thing,), "x", lambda: made.append(1) or 7) == 7
+    assert memo.get((thing,), "x", lambda: made.append(1) or 8) == 7  # a hit while it lives
+    assert len(made) == 1 and len(memo) == 1
+    del thing
+    gc.collect()
+    assert len(memo) == 0
+
+
+def test_a_key_is_kept_from_its_second_asking():
+    memo: ByIdentity[int] = ByIdentity(4, recent=1)
+    owner = _Thing()
+    calls: list[str] = []
+
+    def ask(key: str) -> int:
+        return memo.get((owner,), key, lambda: calls.append(key) or len(calls))
+
+    ask("a")
+    ask("a")  # still the most recent first-time key: a hit, and kept from now on
+    assert calls == ["a"]
+    ask("b")
+    ask("c")  # "b" goes (one recent first-time key is held)
+    ask("b")  # asked again: made again, then kept
+    for key in ("d", "e", "f"):
+        ask(key)
+    ask("a")
+    ask("b")
+    assert calls == ["a", "b", "c", "b", "d", "e", "f"]
+    assert len(memo) <= 4 + 1
+    memo.clear()
+    assert len(memo) == 0
+
+
+def test_a_loop_of_new_configurations_holds_few_graphs_and_a_revisited_one_is_kept(monkeypatch):
+    lowered = []
+    plain = pipeline.lower
+    monkeypatch.setattr(pipeline, "lower", lambda spec, w: lowered.append(w) or plain(spec, w))
+    for memo in (pipeline._LOWERED, pipeline._FUSED, pipeline._JOINED, mapper._KEYS):
+        memo.clear()
+    again = Workload(phase="decode", batch=5, context=1500)
+    for i in range(12):
+        api.simulate("llama-3.2-1b", "h100-sxm", Workload(phase="decode", batch=1 + i, context=300 + i))
+        if i in (0, 6, 11):
+            api.simulate("llama-3.2-1b", "h100-sxm", again)
+    gc.collect()
+    assert lowered.count(again) == 2  # lowered on its first and second asking, kept from then on
+    assert len(pipeline._LOWERED) <= 3  # the kept one and at most two recent ones
+    assert len(pipeline._FUSED) <= 3 and len(pipeline._JOINED) <= 3 and len(mapper._KEYS) <= 3
