@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import gc
 import weakref
+from collections import OrderedDict
 from collections.abc import Callable, Hashable, Iterator
 from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
@@ -41,11 +42,13 @@ class ByIdentity(Generic[V]):
     def __init__(self, size: int, *, weak: bool = False, recent: int | None = None) -> None:
         self._size = size
         self._weak = weak
-        self._entries: dict[tuple[tuple[int, ...], Hashable], tuple[tuple[Any, ...], V]] = {}
+        # first in, first out (``OrderedDict`` drops its oldest in constant time, where a dict
+        # scans past the slots its earlier drops left)
+        self._entries: OrderedDict[tuple[tuple[int, ...], Hashable], tuple[tuple[Any, ...], V]] = OrderedDict()
         self._recent_size = recent
-        self._recent: dict[tuple[tuple[int, ...], Hashable], tuple[tuple[Any, ...], V]] = {}
+        self._recent: OrderedDict[tuple[tuple[int, ...], Hashable], tuple[tuple[Any, ...], V]] = OrderedDict()
         # keys asked for once (ids and extra only: a reused id at worst keeps one entry more)
-        self._seen: dict[tuple[tuple[int, ...], Hashable], None] = {}
+        self._seen: OrderedDict[tuple[tuple[int, ...], Hashable], None] = OrderedDict()
 
     def get(self, objects: tuple[Any, ...], extra: Hashable, make: Callable[[], V]) -> V:
         key = (tuple(map(id, objects)), extra)
@@ -81,11 +84,11 @@ class ByIdentity(Generic[V]):
         return tuple(weakref.ref(o, gone) for o in objects)
 
     @staticmethod
-    def _keep(entries: dict, size: int, key: Hashable, entry: Any) -> None:
+    def _keep(entries: OrderedDict, size: int, key: Hashable, entry: Any) -> None:
         if size <= 0:
             return
         if key not in entries and len(entries) >= size:
-            entries.pop(next(iter(entries)))
+            entries.popitem(last=False)
         entries[key] = entry
 
     def clear(self) -> None:
