@@ -10,11 +10,12 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal, get_args
-
-import networkx as nx
+from typing import TYPE_CHECKING, ClassVar, Literal, get_args
 
 from accelsim import dtypes
+
+if TYPE_CHECKING:  # networkx is imported when a DAG is first asked for
+    import networkx as nx
 
 Role = Literal["weight", "activation", "kv_cache", "state"]
 
@@ -435,6 +436,7 @@ class Graph:
     def dag(self) -> nx.DiGraph:
         """The producer -> consumer graph (node attribute ``op``, edge attribute ``tensor``)."""
         if self._dag is None:
+            import networkx as nx  # only the engine and tests walk the DAG: a large import kept off the rest
             dag = nx.DiGraph()
             dag.add_nodes_from((op.name, {"op": op}) for op in self.ops)
             for producer, consumer, tensor in self._edges:
