@@ -30,43 +30,26 @@ class ByIdentity(Generic[V]):
     """``make()`` for ``(objects, extra)``, computed once while the entry lives.
 
     ``weak``: the entry holds its objects weakly and goes when one of them is freed.  For
-    memos keyed by a step's graphs: a graph no memo keeps is garbage once its step returns,
-    and so is every answer about it, so nothing is held past the graph's own life.
+    memos keyed by a step's graphs: a graph no memo keeps (a micro-batch's, a stage split
+    afresh, an imported one) is garbage once its step returns, and so is every answer about
+    it, so nothing is held past the graph's own life."""
 
-    ``recent``: admission by a second asking.  A key asked for the first time is held only
-    until ``recent`` newer first-time keys have come (a step's comparison on a second chip
-    comes next); a key asked for again (also after it went) is kept among the ``size``
-    others.  Everything a memo holds is heap that each garbage collection walks: a loop of
-    configurations that never come back then holds no more than ``recent`` of them."""
-
-    def __init__(self, size: int, *, weak: bool = False, recent: int | None = None) -> None:
+    def __init__(self, size: int, *, weak: bool = False) -> None:
         self._size = size
         self._weak = weak
         # first in, first out (``OrderedDict`` drops its oldest in constant time, where a dict
         # scans past the slots its earlier drops left)
         self._entries: OrderedDict[tuple[tuple[int, ...], Hashable], tuple[tuple[Any, ...], V]] = OrderedDict()
-        self._recent_size = recent
-        self._recent: OrderedDict[tuple[tuple[int, ...], Hashable], tuple[tuple[Any, ...], V]] = OrderedDict()
-        # keys asked for once (ids and extra only: a reused id at worst keeps one entry more)
-        self._seen: OrderedDict[tuple[tuple[int, ...], Hashable], None] = OrderedDict()
 
     def get(self, objects: tuple[Any, ...], extra: Hashable, make: Callable[[], V]) -> V:
         key = (tuple(map(id, objects)), extra)
         hit = self._entries.get(key)
-        if hit is None and self._recent:
-            hit = self._recent.pop(key, None)
-            if hit is not None and self._same(hit[0], objects):  # asked again: kept from now on
-                self._keep(self._entries, self._size, key, hit)
         if hit is not None and self._same(hit[0], objects):
             return hit[1]
         value = make()
-        entry = (self._held(key, objects), value)
-        if self._recent_size is None or key in self._seen:
-            self._seen.pop(key, None)
-            self._keep(self._entries, self._size, key, entry)
-        else:
-            self._keep(self._seen, 16 * self._size, key, None)
-            self._keep(self._recent, self._recent_size, key, entry)
+        if key not in self._entries and len(self._entries) >= self._size:
+            self._entries.popitem(last=False)
+        self._entries[key] = (self._held(key, objects), value)
         return value
 
     def _same(self, held: tuple[Any, ...], objects: tuple[Any, ...]) -> bool:
@@ -83,21 +66,11 @@ class ByIdentity(Generic[V]):
             entries.pop(key, None)
         return tuple(weakref.ref(o, gone) for o in objects)
 
-    @staticmethod
-    def _keep(entries: OrderedDict, size: int, key: Hashable, entry: Any) -> None:
-        if size <= 0:
-            return
-        if key not in entries and len(entries) >= size:
-            entries.popitem(last=False)
-        entries[key] = entry
-
     def clear(self) -> None:
         self._entries.clear()
-        self._recent.clear()
-        self._seen.clear()
 
     def __len__(self) -> int:
-        return len(self._entries) + len(self._recent)
+        return len(self._entries)
 
 
 def hashable(value: Any) -> bool:
