@@ -52,7 +52,7 @@ LowerFor = Callable[[Workload], Graph]
 # the model and the step's shape, never on the chip beyond its fusion policy, so one lowering
 # serves every chip a loop compares; nothing mutates a graph once its stage returns it.
 _TYPED: ByIdentity[ModelSpec] = ByIdentity(64)
-_LOWERED: ByIdentity[Graph] = ByIdentity(GRAPHS_KEPT)
+_LOWERED: ByIdentity[Graph] = ByIdentity(GRAPHS_KEPT, doorkeeper=True)
 _FUSED: ByIdentity[Graph] = ByIdentity(GRAPHS_KEPT, weak=True)
 _JOINED: ByIdentity[Graph] = ByIdentity(GRAPHS_KEPT, weak=True)
 

@@ -1,7 +1,7 @@
 """Issue 20, fourth pass on one-by-one ``simulate``: a GEMM's tilings ranked together as arrays,
-dependencies worked out from the op list, copy kernels merged from the kernel they copy, and
-memos keyed by a graph that go with it.  Each must leave every
-answer as it was: checked here against the definitions they replace."""
+dependencies worked out from the op list, copy kernels merged from the kernel they copy, memos
+keyed by a graph that go with it, and lowered graphs kept only while they come back.  Each must
+leave every answer as it was: checked here against the definitions they replace."""
 from __future__ import annotations
 
 import gc
@@ -140,3 +140,52 @@ def test_answers_about_a_graph_go_when_no_memo_keeps_the_graph():
     pipeline._LOWERED.clear()  # nothing holds the lowered graphs now
     gc.collect()
     assert [len(memo) for memo in graph_memos] == [0] * len(graph_memos)
+
+
+def _asker(memo: ByIdentity[int]):
+    owner = _Thing()
+    made: list[object] = []
+
+    def ask(key: object) -> int:
+        return memo.get((owner,), key, lambda: made.append(key) or len(made))
+    return ask, made
+
+
+def test_a_doorkeeper_holds_one_new_entry_while_nothing_comes_back_and_keeps_a_returning_one():
+    memo: ByIdentity[int] = ByIdentity(8, doorkeeper=True)
+    ask, made = _asker(memo)
+    for i in range(ByIdentity._WARMUP):  # too new to tell: kept as made
+        ask(i)
+    assert len(memo) == 8
+    for i in range(100, 200):  # nothing comes back: each new key held until the next one
+        ask(i)
+    assert len(memo) == 8 + 1  # the warm-up's last eight and the latest new key
+    ask(199)  # asked right after: a hit, kept from now on
+    ask(150)  # asked again after it went: made again, then kept
+    assert made.count(199) == 1 and made.count(150) == 2
+    for i in range(300, 306):
+        ask(i)
+    made.clear()
+    ask(199)
+    ask(150)
+    assert made == []
+    memo.clear()
+    assert len(memo) == 0
+
+
+def test_a_doorkeeper_keeps_every_entry_again_once_entries_come_back():
+    memo: ByIdentity[int] = ByIdentity(8, doorkeeper=True)
+    ask, made = _asker(memo)
+    for i in range(200):  # nothing comes back
+        ask(i)
+    ask(500)
+    ask(501)
+    ask(500)  # went when 501 came: made again
+    assert made.count(500) == 2
+    for i in range(40):  # a cycle of four keys, revisited
+        ask(1000 + i % 4)
+    made.clear()
+    ask(600)
+    ask(601)
+    ask(600)  # entries come back now: 600 was kept as made
+    assert made == [600, 601]
