@@ -8,7 +8,7 @@ only be wrong about shapes, never about arithmetic.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, ClassVar, Literal, get_args
 
@@ -400,6 +400,18 @@ class Graph:
         self.ops.append(op)
         self._dag = self._linked = None
         return op
+
+    def extend(self, ops: Sequence[Op], copies: Sequence[int | None]) -> None:
+        """``add(ops[k], copies[k])`` for each op in turn (a copied layer, a graph's kernels)."""
+        names, twins, own = self._names, self._twins, self.ops
+        for op, copy_of in zip(ops, copies, strict=True):
+            name = op.name
+            if name in names:
+                raise ValueError(f"duplicate op name {name!r}")
+            names.add(name)
+            twins.append(len(own) if copy_of is None else twins[copy_of])
+            own.append(op)
+        self._dag = self._linked = None
 
     @property
     def _producer(self) -> dict[str, str]:

@@ -189,3 +189,15 @@ def test_a_doorkeeper_keeps_every_entry_again_once_entries_come_back():
     ask(601)
     ask(600)  # entries come back now: 600 was kept as made
     assert made == [600, 601]
+
+
+def test_extending_a_graph_equals_adding_each_op():
+    graph = fusion.fuse(lowering.lower(load_model("llama-3.2-1b"), WORKLOADS[0]))
+    added, extended = Graph("g"), Graph("g")
+    for op, copy_of in zip(graph.ops, graph.originals()):
+        added.add(op, None if copy_of == len(added.ops) else copy_of)
+    extended.extend(graph.ops, [None if j == i else j for i, j in enumerate(graph.originals())])
+    assert extended.ops == added.ops and extended.originals() == added.originals() == graph.originals()
+    assert extended._edges == added._edges
+    with pytest.raises(ValueError, match="duplicate op name"):
+        extended.extend(graph.ops[:1], [None])

@@ -187,7 +187,7 @@ def fuse(graph: Graph, policy: str = "epilogue", unfused: tuple[str, ...] = ()) 
         else:  # members copying another kernel's, merged alike: its class and absorbed work
             op = _apply(kernel, ops, kernels[copy_of])
         kernels.append(op)
-        fused.add(op, copy_of)
+    fused.extend(kernels, copies)
     return fused
 
 
