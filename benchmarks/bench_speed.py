@@ -80,7 +80,7 @@ def _clear_step_memos() -> None:
     """Forget every cross-call memo of the one-by-one path (the same-run baseline: each call
     then lowers, fuses, places and costs from scratch, as before issue 20's memos)."""
     from accelsim import api, pipeline
-    from accelsim.hardware import base, common
+    from accelsim.hardware import base, common, gpu
     from accelsim.sim import mapper
     from accelsim.transform import fusion
     for memo in (pipeline._TYPED, pipeline._LOWERED, pipeline._FUSED, pipeline._JOINED, mapper._KEYS,
@@ -88,6 +88,8 @@ def _clear_step_memos() -> None:
         memo.clear()
     fusion._PLANS.clear()
     fusion._COPIES.clear()
+    gpu._TILINGS.clear()
+    gpu._STACKED.clear()
 
 
 # The fresh loop run by another checkout of this repository (``git archive`` of a ref into a

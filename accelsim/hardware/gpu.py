@@ -34,6 +34,7 @@ from accelsim.hardware.base import (
     to_cost,
 )
 from accelsim.hardware.spec import GpuSpec, MemoryLevel
+from accelsim.memo import ByIdentity
 from accelsim.model.spec import ModelSpec
 from accelsim.workload import Workload
 
@@ -69,10 +70,9 @@ class GpuBackend(BackendBase):
 
     def mappings(self, op: Op, hw: GpuSpec) -> list[Mapping]:
         if isinstance(op, (MatMul, Attention)):
-            tiles = hw.gpu.tiles
-            splits = SPLIT_K_CHOICES if isinstance(op, MatMul) else (1,)
-            return [Mapping(f"tile {t.m}x{t.n}x{t.k}" + (f" split-k {s}" if s > 1 else ""),
-                            {"tm": t.m, "tn": t.n, "tk": t.k, "split": s}) for t in tiles for s in splits]
+            # the same list for every op of the kind on this chip (read, never changed)
+            tiles, gemm = hw.gpu.tiles, isinstance(op, MatMul)
+            return _TILINGS.get((tiles,), gemm, lambda: _tilings(tiles, gemm))
         return [common.VECTOR]
 
     def terms(self, op: Op, mapping: Mapping, hw: GpuSpec, p: dict[str, Any],
@@ -107,7 +107,8 @@ class GpuBackend(BackendBase):
         infinity, which could order differently, falls back to costing one by one)."""
         if not isinstance(op, MatMul) or any(m.params.keys() != _TILE_KEYS for m in mappings):
             return None
-        tiles = Mapping("tilings", {k: np.array([m.params[k] for m in mappings]) for k in _TILE_KEYS})
+        tiles = _STACKED.get(tuple(mappings), None, lambda: Mapping(
+            "tilings", {k: np.array([m.params[k] for m in mappings]) for k in _TILE_KEYS}))
         t = self.terms(op, tiles, hw, self.cost_params(hw), placement)
         n = len(mappings)
         time = np.broadcast_to(np.asarray(t.time_s, dtype=float), (n,))
@@ -157,6 +158,19 @@ class GpuBackend(BackendBase):
 
     def die_storage(self, hw: GpuSpec, model: ModelSpec | None) -> tuple[Any, Any]:
         return hw.memory.l2.capacity, 0.0
+
+
+def _tilings(tiles: Sequence[Any], gemm: bool) -> list[Mapping]:
+    """Every CTA tile of the chip, with each split-K choice for a GEMM."""
+    splits = SPLIT_K_CHOICES if gemm else (1,)
+    return [Mapping(f"tile {t.m}x{t.n}x{t.k}" + (f" split-k {s}" if s > 1 else ""),
+                    {"tm": t.m, "tn": t.n, "tk": t.k, "split": s}) for t in tiles for s in splits]
+
+
+# A chip's tilings (per ``gpu.tiles`` list of a spec), and their parameters stacked as arrays
+# (``ranks``), made once rather than once per op shape.
+_TILINGS: ByIdentity[list[Mapping]] = ByIdentity(16)
+_STACKED: ByIdentity[Mapping] = ByIdentity(16)
 
 
 def _datapath_efficiency(hw: GpuSpec) -> dict[str, float]:
