@@ -103,10 +103,11 @@ class ByIdentity(Generic[V]):
     def _held(self, key: tuple[tuple[int, ...], Hashable], objects: tuple[Any, ...]) -> tuple[Any, ...]:
         if not self._weak:
             return objects
-        entries = self._entries
+        entries, recent = self._entries, self._recent
 
         def gone(_: weakref.ref) -> None:
             entries.pop(key, None)
+            recent.pop(key, None)
         return tuple(weakref.ref(o, gone) for o in objects)
 
     @staticmethod

@@ -131,15 +131,25 @@ def test_a_weak_entry_goes_with_its_object():
     assert len(memo) == 0
 
 
-def test_answers_about_a_graph_go_when_no_memo_keeps_the_graph():
+def test_answers_about_a_graph_go_with_the_graph():
     from accelsim.hardware import common
-    for i in range(3):
-        api.simulate("llama-3.2-1b", "h100-sxm", Workload(phase="decode", batch=1 + i, context=300 + i))
-    graph_memos = (pipeline._FUSED, pipeline._JOINED, mapper._KEYS, common._FOOTPRINTS, common._PEAKS)
-    assert all(len(memo) > 0 for memo in graph_memos)
-    pipeline._LOWERED.clear()  # nothing holds the lowered graphs now
+    hw = hardware.load_hardware("h100-sxm")
+    graph = lowering.lower(load_model("llama-3.2-1b"), Workload(phase="decode", batch=3, context=123))
+    fused = pipeline.chip_graph(graph, hw)
+    backend = hardware.backend(hw)
+    mapper.map_graph(fused, hw, backend, backend.place(fused, hw, None, None))
+    common.footprint(graph)
+    common.peak_activation_bytes(fused)
+    ids = {id(graph), id(fused)}
+    memos = (pipeline._FUSED, mapper._KEYS, common._FOOTPRINTS, common._PEAKS)
+
+    def held() -> list[int]:
+        return [sum(1 for key in memo._entries if ids & set(key[0])) for memo in memos]
+
+    assert held() == [1, 1, 2, 1]
+    del graph, fused
     gc.collect()
-    assert [len(memo) for memo in graph_memos] == [0] * len(graph_memos)
+    assert held() == [0, 0, 0, 0]
 
 
 def _asker(memo: ByIdentity[int]):
