@@ -8,13 +8,14 @@ only be wrong about shapes, never about arithmetic.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import ClassVar, Literal, get_args
-
-import networkx as nx
+from typing import TYPE_CHECKING, ClassVar, Literal, get_args
 
 from accelsim import dtypes
+
+if TYPE_CHECKING:  # networkx is imported when a DAG is first asked for
+    import networkx as nx
 
 Role = Literal["weight", "activation", "kv_cache", "state"]
 
@@ -371,39 +372,72 @@ class Collective(Op):
 class Graph:
     """Ops in a valid execution order plus the producer->consumer dependency graph.
 
-    The dependencies are kept as a list of edges and turned into a networkx ``DiGraph``
-    (``dag``) only when asked for: lowering and the transforms build tens of graphs of
-    hundreds of ops per step, and only the engine and tests walk the DAG."""
+    The dependencies follow from the ops' tensor names alone (an op depends on the last earlier
+    op that wrote each tensor it reads), so they are worked out from the op list when first
+    asked for (``_edges``, ``dag``): lowering and the transforms build tens of graphs of
+    hundreds of ops per step, and only the engine and tests walk the dependencies."""
 
     name: str = "graph"
     ops: list[Op] = field(default_factory=list)
-    _producer: dict[str, str] = field(default_factory=dict, repr=False)
     # Sequences the step runs (set by lowering; attention data parallelism splits them).
     batch: int | None = None
     _names: set[str] = field(default_factory=set, repr=False)
-    _edges: list[tuple[str, str, str]] = field(default_factory=list, repr=False)
     _dag: nx.DiGraph | None = field(default=None, repr=False)
     # Per op, the index of the earlier op it is a renamed copy of (its own index if none): the
     # same class, fields and tensor shapes, dtypes and roles; only names and ``layer`` differ.
     # Lowering marks the layers it copies, fusion the kernels made of copies; what depends on
     # nothing else (an op's activation bytes, its shape key) may be read from the original.
     _twins: list[int] = field(default_factory=list, repr=False)
+    # (producers, edges) as ``_links`` finds them, kept until an op is added
+    _linked: tuple[dict[str, str], list[tuple[str, str, str]]] | None = field(default=None, repr=False)
 
     def add(self, op: Op, copy_of: int | None = None) -> Op:
         """Append ``op``; ``copy_of`` is the index of an earlier op it is a renamed copy of."""
         if op.name in self._names:
             raise ValueError(f"duplicate op name {op.name!r}")
         self._names.add(op.name)
-        for tensor in op.inputs:
-            producer = self._producer.get(tensor.name)
-            if producer is not None:
-                self._edges.append((producer, op.name, tensor.name))
-        for tensor in op.outputs:
-            self._producer[tensor.name] = op.name
         self._twins.append(len(self.ops) if copy_of is None else self._twins[copy_of])
         self.ops.append(op)
-        self._dag = None
+        self._dag = self._linked = None
         return op
+
+    def extend(self, ops: Sequence[Op], copies: Sequence[int | None]) -> None:
+        """``add(ops[k], copies[k])`` for each op in turn (a copied layer, a graph's kernels)."""
+        names, twins, own = self._names, self._twins, self.ops
+        for op, copy_of in zip(ops, copies, strict=True):
+            name = op.name
+            if name in names:
+                raise ValueError(f"duplicate op name {name!r}")
+            names.add(name)
+            twins.append(len(own) if copy_of is None else twins[copy_of])
+            own.append(op)
+        self._dag = self._linked = None
+
+    @property
+    def _producer(self) -> dict[str, str]:
+        """Tensor name -> the last op (so far) that writes it."""
+        return self._links()[0]
+
+    @property
+    def _edges(self) -> list[tuple[str, str, str]]:
+        """(producer, consumer, tensor) for each tensor an op reads that an earlier op wrote, in
+        op and operand order (what adding the ops one by one and looking each input's producer
+        up as it is added gives)."""
+        return self._links()[1]
+
+    def _links(self) -> tuple[dict[str, str], list[tuple[str, str, str]]]:
+        if self._linked is None:
+            producer: dict[str, str] = {}
+            edges: list[tuple[str, str, str]] = []
+            for op in self.ops:
+                for tensor in op.inputs:
+                    source = producer.get(tensor.name)
+                    if source is not None:
+                        edges.append((source, op.name, tensor.name))
+                for tensor in op.outputs:
+                    producer[tensor.name] = op.name
+            self._linked = (producer, edges)
+        return self._linked
 
     def originals(self) -> list[int] | None:
         """Per op, the index of the op it copies (``add``'s ``copy_of``, followed to the
@@ -414,6 +448,7 @@ class Graph:
     def dag(self) -> nx.DiGraph:
         """The producer -> consumer graph (node attribute ``op``, edge attribute ``tensor``)."""
         if self._dag is None:
+            import networkx as nx  # only the engine and tests walk the DAG: a large import kept off the rest
             dag = nx.DiGraph()
             dag.add_nodes_from((op.name, {"op": op}) for op in self.ops)
             for producer, consumer, tensor in self._edges:

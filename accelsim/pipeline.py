@@ -52,9 +52,9 @@ LowerFor = Callable[[Workload], Graph]
 # the model and the step's shape, never on the chip beyond its fusion policy, so one lowering
 # serves every chip a loop compares; nothing mutates a graph once its stage returns it.
 _TYPED: ByIdentity[ModelSpec] = ByIdentity(64)
-_LOWERED: ByIdentity[Graph] = ByIdentity(GRAPHS_KEPT)
-_FUSED: ByIdentity[Graph] = ByIdentity(GRAPHS_KEPT)
-_JOINED: ByIdentity[Graph] = ByIdentity(GRAPHS_KEPT)
+_LOWERED: ByIdentity[Graph] = ByIdentity(GRAPHS_KEPT, doorkeeper=True)
+_FUSED: ByIdentity[Graph] = ByIdentity(GRAPHS_KEPT, weak=True)
+_JOINED: ByIdentity[Graph] = ByIdentity(GRAPHS_KEPT, weak=True)
 
 
 @dataclass(frozen=True)
@@ -252,10 +252,9 @@ def _run(name: str, lower_for: LowerFor, hw: HardwareBase, workload: Workload,
 
 
 def _joined(name: str, stages: Sequence[Graph]) -> Graph:
-    if len(stages) == 1:  # the stage's ops, producers and edges as adding them one by one gives
+    if len(stages) == 1:  # the stage's ops as adding them one by one gives (edges follow from them)
         stage = stages[0]
-        return Graph(name=name, ops=list(stage.ops), _producer=dict(stage._producer),
-                     _names=set(stage._names), _edges=list(stage._edges), _twins=list(stage._twins))
+        return Graph(name=name, ops=list(stage.ops), _names=set(stage._names), _twins=list(stage._twins))
     joined = Graph(name=name)
     for graph in stages:
         for op in graph:

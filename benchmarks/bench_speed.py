@@ -13,7 +13,8 @@ Parts (``--only``):
            CPU) for fresh configurations, for each on two chips, and for a revisited set, each
            beside the same calls with the cross-call memos cleared (``bench_simulate``);
            with --simulate-baseline REF also the fresh loop on REF's code (``git archive``,
-           a child process), e.g. the commit before a speed change.
+           a child process), e.g. the commit before a speed change; with --simulate-rounds K
+           also K rounds of REF's code and this code in turn, each in a fresh process.
   fastpath design points per second, single process, on the bundled grids (densified to
            --points), and random search and NSGA-II on the same spaces (rows as the runner writes them).
            With --baseline-tree DIR (an older checkout, e.g. `git archive REV | tar -x -C DIR`),
@@ -80,13 +81,16 @@ def _clear_step_memos() -> None:
     """Forget every cross-call memo of the one-by-one path (the same-run baseline: each call
     then lowers, fuses, places and costs from scratch, as before issue 20's memos)."""
     from accelsim import api, pipeline
-    from accelsim.hardware import base, common
+    from accelsim.hardware import base, common, gpu
     from accelsim.sim import mapper
     from accelsim.transform import fusion
     for memo in (pipeline._TYPED, pipeline._LOWERED, pipeline._FUSED, pipeline._JOINED, mapper._KEYS,
                  mapper._COSTS, common._FOOTPRINTS, common._PEAKS, api._TRUST, base._COST_PARAMS):
         memo.clear()
     fusion._PLANS.clear()
+    fusion._COPIES.clear()
+    gpu._TILINGS.clear()
+    gpu._STACKED.clear()
 
 
 # The fresh loop run by another checkout of this repository (``git archive`` of a ref into a
@@ -105,9 +109,31 @@ def _fresh_at(ref: str, n: int) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref], check=True, capture_output=True).stdout
         subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
-        done = subprocess.run([sys.executable, "-c", _OTHER_CHECKOUT, str(n)], cwd=tmp, check=True,
-                              capture_output=True, text=True, env={**os.environ, "PYTHONPATH": tmp})
-    return {"ref": ref, **json.loads(done.stdout.strip().splitlines()[-1])}
+        return {"ref": ref, **_fresh_in(tmp, n)}
+
+
+def _fresh_in(tree: str | Path, n: int) -> dict:
+    """The fresh loop in a new process running the code in ``tree``."""
+    done = subprocess.run([sys.executable, "-c", _OTHER_CHECKOUT, str(n)], cwd=tree, check=True,
+                          capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(tree)})
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def fresh_pairs(ref: str, n: int, rounds: int) -> dict:
+    """The fresh loop in a new process on ``ref``'s code, then on this code, ``rounds`` times in
+    turn (both sides alike: a fresh process, the same configurations), so load swings on a
+    shared machine hit both; the median of each side and of the per-round ratios."""
+    older, here, ratios = [], [], []
+    with tempfile.TemporaryDirectory() as tmp:
+        archive = subprocess.run(["git", "-C", str(ROOT), "archive", ref], check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
+        for _ in range(rounds):
+            older.append(_fresh_in(tmp, n)["configs_per_cpu_s"])
+            here.append(_fresh_in(ROOT, n)["configs_per_cpu_s"])
+            ratios.append(here[-1] / older[-1])
+    return {"ref": ref, "configs": n, "rounds": rounds, "ref_configs_per_cpu_s": older,
+            "this_configs_per_cpu_s": here, "ratios": ratios, "median_ref": statistics.median(older),
+            "median_this": statistics.median(here), "median_ratio": statistics.median(ratios)}
 
 
 def _configs(n: int, seed: int) -> list[tuple[str, dict, dict]]:
@@ -137,7 +163,7 @@ def _rate(calls: list[tuple[str, dict, dict]], before_each=None) -> dict:
     return {"configs": len(calls), "configs_per_s": len(calls) / wall, "configs_per_cpu_s": len(calls) / cpu}
 
 
-def bench_simulate(n: int, baseline_ref: str | None = None) -> dict:
+def bench_simulate(n: int, baseline_ref: str | None = None, rounds: int = 0) -> dict:
     """One-by-one ``simulate`` of Llama-3.1-8B decode on H100 (by name), three ways a loop meets
     configurations, each beside the same calls with every cross-call memo cleared first:
 
@@ -166,6 +192,8 @@ def bench_simulate(n: int, baseline_ref: str | None = None) -> dict:
     if older is not None:
         out["fresh_at_baseline_ref"] = older
         out["fresh"]["cpu_ratio_to_baseline_ref"] = fresh["configs_per_cpu_s"] / older["configs_per_cpu_s"]
+        if rounds:
+            out["fresh_pairs_against_baseline_ref"] = fresh_pairs(baseline_ref, n, rounds)
     return out
 
 
@@ -341,6 +369,9 @@ def main() -> None:
     ap.add_argument("--simulate", type=int, default=200)
     ap.add_argument("--simulate-baseline", default=None, metavar="REF",
                     help="also time the fresh loop on this git ref's code (a child process)")
+    ap.add_argument("--simulate-rounds", type=int, default=0, metavar="K",
+                    help="with --simulate-baseline: K rounds of the fresh loop in fresh processes, "
+                         "REF's code then this code in turn (medians and per-round ratios)")
     ap.add_argument("--points", type=int, default=100_000)
     ap.add_argument("--samples", type=int, default=20_000)
     ap.add_argument("--pareto-points", type=int, default=1_000_000)
@@ -351,7 +382,8 @@ def main() -> None:
     parts = args.only.split(",")
     results: dict = {"machine": {"python": platform.python_version(), "cpu": platform.machine(),
                                  "cpus": os.cpu_count(), "load_average_at_start": os.getloadavg()[0]}}
-    runs = {"cli": lambda: bench_cli(args.repeats), "simulate": lambda: bench_simulate(args.simulate, args.simulate_baseline),
+    runs = {"cli": lambda: bench_cli(args.repeats),
+            "simulate": lambda: bench_simulate(args.simulate, args.simulate_baseline, args.simulate_rounds),
             "fastpath": lambda: (bench_fastpath_against(args.baseline_tree, args.points, args.samples)
                                  if args.baseline_tree else bench_fastpath(args.points, args.samples)),
             "pareto": lambda: bench_pareto(args.pareto_points), "sweep": lambda: bench_sweep(args.sweep_points),

@@ -199,6 +199,9 @@ class Backend(Protocol):
 
     def cost(self, op: Op, mapping: Mapping, hw: Any, placement: Placement) -> OpCost: ...
 
+    def ranks(self, op: Op, mappings: Sequence[Mapping], hw: Any,
+              placement: Placement) -> list[tuple[float, float]] | None: ...
+
     def check_lone_op(self, hw: Any) -> None: ...
 
     def dataflows(self, hw: Any) -> tuple[str, ...]: ...
@@ -300,6 +303,14 @@ class BackendBase(ABC):
     @abstractmethod
     def cost(self, op: Op, mapping: Mapping, hw: Any, placement: Placement) -> OpCost:
         """``terms`` on one chip, labelled."""
+
+    def ranks(self, op: Op, mappings: Sequence[Mapping], hw: Any,
+              placement: Placement) -> list[tuple[float, float]] | None:
+        """Each mapping's (time, energy) on one chip, the mapper's ranking key, worked out for
+        all of ``mappings`` at once; None (the default) when the kind has no such shortcut and
+        the mapper costs them one by one.  The numbers must equal ``cost``'s
+        (``OpCost.time_s``, ``OpCost.energy_total``) exactly, so the same mapping wins."""
+        return None
 
     def check_lone_op(self, hw: Any) -> None:
         """Raise ``CannotRunError`` when ``hw`` cannot run an op by itself (``accelsim op``)."""

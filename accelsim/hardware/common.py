@@ -34,8 +34,8 @@ ONCHIP_ACTIVATION_SHARE = 0.25
 VECTOR = Mapping("vector unit")
 
 
-_FOOTPRINTS: ByIdentity[dict[str, float]] = ByIdentity(2 * GRAPHS_KEPT)  # lowered and fused
-_PEAKS: ByIdentity[float] = ByIdentity(GRAPHS_KEPT)
+_FOOTPRINTS: ByIdentity[dict[str, float]] = ByIdentity(2 * GRAPHS_KEPT, weak=True)  # lowered and fused
+_PEAKS: ByIdentity[float] = ByIdentity(GRAPHS_KEPT, weak=True)
 
 
 def resident_demand(graph: Graph) -> Demand:

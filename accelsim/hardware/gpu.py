@@ -34,10 +34,12 @@ from accelsim.hardware.base import (
     to_cost,
 )
 from accelsim.hardware.spec import GpuSpec, MemoryLevel
+from accelsim.memo import ByIdentity
 from accelsim.model.spec import ModelSpec
 from accelsim.workload import Workload
 
 SPLIT_K_CHOICES = (1, 2, 4, 8, 16)
+_TILE_KEYS = {"tm", "tn", "tk", "split"}  # a GEMM mapping's parameters
 PARTIAL_SUM_BYTES = 4  # split-K partials are reduced in fp32
 
 
@@ -68,10 +70,9 @@ class GpuBackend(BackendBase):
 
     def mappings(self, op: Op, hw: GpuSpec) -> list[Mapping]:
         if isinstance(op, (MatMul, Attention)):
-            tiles = hw.gpu.tiles
-            splits = SPLIT_K_CHOICES if isinstance(op, MatMul) else (1,)
-            return [Mapping(f"tile {t.m}x{t.n}x{t.k}" + (f" split-k {s}" if s > 1 else ""),
-                            {"tm": t.m, "tn": t.n, "tk": t.k, "split": s}) for t in tiles for s in splits]
+            # the same list for every op of the kind on this chip (read, never changed)
+            tiles, gemm = hw.gpu.tiles, isinstance(op, MatMul)
+            return _TILINGS.get((tiles,), gemm, lambda: _tilings(tiles, gemm))
         return [common.VECTOR]
 
     def terms(self, op: Op, mapping: Mapping, hw: GpuSpec, p: dict[str, Any],
@@ -97,6 +98,24 @@ class GpuBackend(BackendBase):
             return to_cost(op, t, f"flash q-tile {mapping.params['tm']}"
                                   + (f" kv-split {split}" if split > 1 else ""))
         return to_cost(op, t, common.VECTOR.label)
+
+    def ranks(self, op: Op, mappings: Sequence[Mapping], hw: GpuSpec,
+              placement: Placement) -> list[tuple[float, float]] | None:
+        """A GEMM's tilings ranked together: ``terms`` once with each tile parameter an array
+        over the mappings (the formulas are written for arrays), the same IEEE operations in
+        the same order as costing each alone, so the keys are equal bit for bit (a NaN or
+        infinity, which could order differently, falls back to costing one by one)."""
+        if not isinstance(op, MatMul) or any(m.params.keys() != _TILE_KEYS for m in mappings):
+            return None
+        tiles = _STACKED.get(tuple(mappings), None, lambda: Mapping(
+            "tilings", {k: np.array([m.params[k] for m in mappings]) for k in _TILE_KEYS}))
+        t = self.terms(op, tiles, hw, self.cost_params(hw), placement)
+        n = len(mappings)
+        time = np.broadcast_to(np.asarray(t.time_s, dtype=float), (n,))
+        energy = np.broadcast_to(np.asarray(t.energy_total, dtype=float), (n,))
+        if not (np.isfinite(time).all() and np.isfinite(energy).all()):
+            return None
+        return list(zip(time.tolist(), energy.tolist()))
 
     def schedule(self, costs: Sequence[Timed], hw: GpuSpec, workload: Workload, groups: int) -> StepTime:
         """Kernels run back to back, then the engine's host-side step work
@@ -157,6 +176,19 @@ def _host_step_s(hw: GpuSpec, workload: Workload) -> Any:
     return hw.gpu.step_overhead + hw.gpu.sequence_overhead * workload.batch
 
 
+def _tilings(tiles: Sequence[Any], gemm: bool) -> list[Mapping]:
+    """Every CTA tile of the chip, with each split-K choice for a GEMM."""
+    splits = SPLIT_K_CHOICES if gemm else (1,)
+    return [Mapping(f"tile {t.m}x{t.n}x{t.k}" + (f" split-k {s}" if s > 1 else ""),
+                    {"tm": t.m, "tn": t.n, "tk": t.k, "split": s}) for t in tiles for s in splits]
+
+
+# A chip's tilings (per ``gpu.tiles`` list of a spec), and their parameters stacked as arrays
+# (``ranks``), made once rather than once per op shape.
+_TILINGS: ByIdentity[list[Mapping]] = ByIdentity(16)
+_STACKED: ByIdentity[Mapping] = ByIdentity(16)
+
+
 def _datapath_efficiency(hw: GpuSpec) -> dict[str, float]:
     """Format -> achieved share of its datapath's peak, for the formats whose datapath has its
     own measured share (``efficiency.datapath``); the others run at ``efficiency.compute``."""
@@ -197,18 +229,19 @@ def _gemm_terms(op: MatMul, mapping: Mapping, p: dict[str, Any], placement: Plac
     tile = mapping.params
     tm, tn, tk, split = tile["tm"], tile["tn"], tile["tk"], tile["split"]
     peak = p["peak"][op.compute_dtype]
-    k_steps = math.ceil(op.k / tk)
-    split = min(split, k_steps)
-    tiles = op.count * math.ceil(op.m / tm) * math.ceil(op.n / tn)
-    unit_flops = 2.0 * tm * tn * math.ceil(k_steps / split) * tk
+    # tile parameters are numbers, or arrays over a GEMM's tilings (``GpuBackend.ranks``)
+    k_steps = ceil_div(op.k, tk)
+    split = vmin(split, k_steps)
+    tiles = op.count * ceil_div(op.m, tm) * ceil_div(op.n, tn)
+    unit_flops = 2.0 * tm * tn * ceil_div(k_steps, split) * tk
     kept = common.skip_share(op, placement, p["zero_skipping"])  # zero-skipping datapaths
     # Pointwise work fused into the epilogue/prologue (``sim.fusion``) runs on the vector units.
     compute_s = vmax(_waves_time(tiles * split, unit_flops, p, peak) * kept,
                      op.vector_flops / (p["vector"] * p["eff_compute"]))
 
-    moved = _gemm_bytes(op, placement, p, tiles * split, tm, tn, math.ceil(k_steps / split) * tk, split)
+    moved = _gemm_bytes(op, placement, p, tiles * split, tm, tn, ceil_div(k_steps, split) * tk, split)
     memory_s = {lvl: v / bandwidth[lvl] for lvl, v in moved.items()}
-    overhead = p["launch_overhead"] * (2 if split > 1 else 1)
+    overhead = p["launch_overhead"] * where(split > 1, 2, 1)
     time = vmax(compute_s, *memory_s.values()) + overhead
     e = {"compute": op.macs * kept * p["mac_energy"][op.compute_dtype],
          "vector": op.vector_flops * p["vector_op"], **memory_energy(moved, energy)}

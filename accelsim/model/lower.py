@@ -50,8 +50,7 @@ def _repeated_layer(ctx: LoweringContext, x: Tensor, layer: int, kind: LayerKind
     template = first.get(kind)
     if template is not None and template.repeats:
         ops, out = _renamed_layer(template, layer, x)
-        for i, op in enumerate(ops, template.start):
-            ctx.graph.add(op, copy_of=i)
+        ctx.graph.extend(ops, range(template.start, template.start + len(ops)))
         return out
     start = len(ctx.graph.ops)
     out = _decoder_layer(ctx, x, layer, kind)

@@ -34,9 +34,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Any, Literal, cast
+from typing import TYPE_CHECKING, Any, Literal, cast
 
-import networkx as nx
 import simpy
 
 from accelsim import hardware
@@ -45,6 +44,9 @@ from accelsim.graph import Graph, Op
 from accelsim.hardware.base import OpCost
 from accelsim.pipeline import Costed
 from accelsim.sim.timeline import Interval, Timeline
+
+if TYPE_CHECKING:
+    import networkx as nx
 
 Overlap = Literal["none", "double_buffered"]
 OVERLAPS: tuple[str, ...] = ("none", "double_buffered")

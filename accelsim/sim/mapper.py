@@ -12,7 +12,7 @@ from accelsim.memo import GRAPHS_KEPT, ByIdentity, hashable
 from accelsim.model.density import DensityProfile
 
 # Each graph's op shape keys, found once per graph (a memoised graph is mapped on many chips).
-_KEYS: ByIdentity[tuple[list[tuple[tuple, Op]], list[int]]] = ByIdentity(GRAPHS_KEPT)
+_KEYS: ByIdentity[tuple[list[tuple[tuple, Op]], list[int]]] = ByIdentity(GRAPHS_KEPT, weak=True)
 # Best costs by op shape, per chip and placement, across steps: a one-by-one loop costs the same
 # decoder-layer GEMMs on the same chip call after call.  The cost is a pure function of the op's
 # shape key, the chip (a frozen spec) and the placement fields the formulas read.
@@ -28,6 +28,11 @@ def best_cost(op: Op, hw: Any, backend: Backend, placement: Placement,
         return min((interconnect.cost(op, m, hw, placement) for m in interconnect.mappings(op, hw)),
                    key=rank)
     candidates = [m for m in backend.mappings(op, hw) if keep is None or keep(m)]
+    # a kind that can rank its mappings together (a GEMM's tilings as arrays) has only the
+    # winner costed in full; ``min`` keeps the first of equal keys, as below
+    keys = backend.ranks(op, candidates, hw, placement) if len(candidates) > 1 else None
+    if keys is not None:
+        return backend.cost(op, candidates[min(range(len(candidates)), key=keys.__getitem__)], hw, placement)
     return min((backend.cost(op, m, hw, placement) for m in candidates), key=rank)
 
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
-import pandas as pd
+if TYPE_CHECKING:  # pandas is imported when a table is asked for
+    import pandas as pd
 
 
 @dataclass(frozen=True)
@@ -73,6 +75,7 @@ class Timeline:
         return max(self.busy_s().values(), default=0.0)
 
     def frame(self) -> pd.DataFrame:
+        import pandas as pd  # only a table asks for it: a large import kept off the step
         return pd.DataFrame([{
             "resource": i.resource, "name": i.name, "kind": i.kind, "start_s": i.start_s,
             "end_s": i.end_s, "duration_s": i.duration_s, "group": i.group, "round": i.round,

@@ -177,24 +177,44 @@ def fuse(graph: Graph, policy: str = "epilogue", unfused: tuple[str, ...] = ()) 
         plan = _PLANS[structure] = _plan(graph, apart)
     fused = Graph(graph.name, batch=graph.batch)
     ops, originals = graph.ops, graph.originals()
-    made: dict[tuple[int, ...], int] = {}  # each kernel's members -> its index
-    members: tuple[int, ...]
-    for k, kernel in enumerate(plan):
+    copies = _copies(plan, originals) if originals is not None else [None] * len(plan)
+    kernels: list[Op] = []
+    for kernel, copy_of in zip(plan, copies):
         if isinstance(kernel, int):
-            op, members = ops[kernel], (kernel,)
-        else:
-            op, members = _apply(kernel, ops), kernel.members
-        copy_of = None
-        if originals is not None:
-            # a kernel of copies of another kernel's members, merged the same way, is a copy
-            source = tuple([originals[m] for m in members])
-            if source != members:
-                j = made.get(source)
-                if j is not None and _same_form(plan[j], kernel):
-                    copy_of = j
-            made[members] = k
-        fused.add(op, copy_of)
+            op = ops[kernel]
+        elif copy_of is None:
+            op = _apply(kernel, ops)
+        else:  # members copying another kernel's, merged alike: its class and absorbed work
+            op = _apply(kernel, ops, kernels[copy_of])
+        kernels.append(op)
+    fused.extend(kernels, copies)
     return fused
+
+
+def _copies(plan: list[int | _MergePlan], originals: list[int]) -> list[int | None]:
+    """Per kernel of ``plan``, the earlier kernel it is a copy of (members that are copies of
+    that kernel's members, merged the same way), or None.  It depends only on the plan and the
+    graph's copy marks, so it is found once per (plan, marks)."""
+    key = (id(plan), tuple(originals))
+    hit = _COPIES.get(key)
+    if hit is not None and hit[0] is plan:
+        return hit[1]
+    made: dict[tuple[int, ...], int] = {}  # each kernel's members -> its index
+    copies: list[int | None] = []
+    for k, kernel in enumerate(plan):
+        members = (kernel,) if isinstance(kernel, int) else kernel.members
+        source = tuple([originals[m] for m in members])
+        copy_of = None
+        if source != members:
+            j = made.get(source)
+            if j is not None and _same_form(plan[j], kernel):
+                copy_of = j
+        made[members] = k
+        copies.append(copy_of)
+    if len(_COPIES) >= _PLANS_KEPT:
+        _COPIES.pop(next(iter(_COPIES)))
+    _COPIES[key] = (plan, copies)  # holding the plan keeps its id from being reused
+    return copies
 
 
 def _same_form(a: int | _MergePlan, b: int | _MergePlan) -> bool:
@@ -210,6 +230,8 @@ def _same_form(a: int | _MergePlan, b: int | _MergePlan) -> bool:
 # another chip) reuses the plan and only builds its merged ops; sizes and FLOPs are read from it.
 _PLANS: dict[tuple, list[int | _MergePlan]] = {}
 _PLANS_KEPT = 64
+# Each plan's copy kernels per set of copy marks (``_copies``), keyed by the plan's identity.
+_COPIES: dict[tuple, tuple[list[int | _MergePlan], list[int | None]]] = {}
 
 
 def _structure(graph: Graph, apart, unfused: tuple[str, ...]) -> tuple:
@@ -296,9 +318,10 @@ def _merge_plan(kernel: _Kernel, consumers: Counter, index: dict[int, int]) -> _
                       tuple(_label(op) for op in kernel.members if op is not kernel.primary))
 
 
-def _apply(kernel: _MergePlan, ops: list[Op]) -> Op:
+def _apply(kernel: _MergePlan, ops: list[Op], like: Op | None = None) -> Op:
     """One op for a merged kernel: the primary's fields, the kernel's external tensors, and the
-    absorbed ops' names and vector work."""
+    absorbed ops' names and vector work.  ``like`` is the merged op of a kernel this one copies
+    (``_copies``): the same class, absorbed names and work, so they are taken from it."""
     members = [ops[i] for i in kernel.members]
     primary = members[kernel.primary]
 
@@ -307,17 +330,21 @@ def _apply(kernel: _MergePlan, ops: list[Op]) -> Op:
         op = members[m]
         return (op.outputs if side else op.inputs)[pos]
 
-    absorbed = [op for op in members if op is not primary]
-    merged = object.__new__(FUSED[_primary_class(primary)])
     # The primary's fields were validated when it was built, so the fused op is assembled from
     # them without re-running the frozen dataclass's __init__ (a step merges over a hundred);
     # the four fields set after them replace any the primary had, in their declared places.
+    if like is None:
+        absorbed = [op for op in members if op is not primary]
+        merged = object.__new__(FUSED[_primary_class(primary)])
+        labels = tuple(getattr(primary, "fused", ())) + kernel.labels
+        flops = getattr(primary, "absorbed_flops", 0.0) + sum(op.flops for op in absorbed)
+    else:
+        merged = object.__new__(type(like))
+        labels, flops = like.__dict__["fused"], like.__dict__["absorbed_flops"]
     fields = merged.__dict__
     fields.update(vars(primary))
     fields.update(inputs=tuple(map(tensor, kernel.inputs)), outputs=tuple(map(tensor, kernel.outputs)),
-                  fused=tuple(getattr(primary, "fused", ())) + kernel.labels,
-                  absorbed_flops=getattr(primary, "absorbed_flops", 0.0)
-                  + sum(op.flops for op in absorbed))
+                  fused=labels, absorbed_flops=flops)
     return merged
 
 
