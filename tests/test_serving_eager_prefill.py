@@ -119,4 +119,4 @@ def test_the_validation_file_turns_prefill_graphs_on_for_the_one_run_that_had_th
     (tmp_path / "serving.yaml").write_text(yaml.safe_dump(document))
     assert main(["validate", "--serving", "--points", str(tmp_path / "serving.yaml"), "--json"]) == 2
     err = capsys.readouterr().err
-    assert "unknown engine switch prefill_graph" in err and "prefill_graphs" in err and "Traceback" not in err
+    assert "unknown engine setting prefill_graph" in err and "prefill_graphs" in err and "Traceback" not in err

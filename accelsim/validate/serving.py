@@ -31,7 +31,7 @@ from accelsim.config.types import PositiveInt, Spec
 from accelsim.dtypes import DType
 from accelsim.errors import ConfigError
 from accelsim.sim.load import Load
-from accelsim.sim.runtime import RuntimePreset, SwitchSetting
+from accelsim.sim.runtime import CountSetting, RuntimePreset, SwitchSetting
 from accelsim.sim.serving import ServeConfig, ServeResult
 from accelsim.validate.points import VALIDATION_DIR
 
@@ -68,23 +68,27 @@ class Exclusion(Spec):
     reason: str = Field(min_length=3)
 
 
-# Runtime preset switches a measured run may set otherwise than its preset (``EngineSetting``).
+# Runtime preset settings a measured run may set otherwise than its preset (``EngineSetting``):
+# on/off switches, and counts.
 RUN_SWITCHES = ("prefill_graphs", "overlap_schedule", "mixed_prefill")
+RUN_COUNTS = ("max_tokens_per_step",)
 
 
 class EngineSetting(Spec):
     """Runs whose cells contain the given texts (``where``: column -> text) were served with
-    these preset switches (``settings``) otherwise than the preset says, per ``source`` (the
+    these preset settings (``settings``) otherwise than the preset says, per ``source`` (the
     benchmark script or engine config those runs used)."""
     where: dict[str, str] = Field(min_length=1)
-    settings: dict[str, bool] = Field(min_length=1)
+    settings: dict[str, Union[bool, PositiveInt]] = Field(min_length=1)
     source: str = Field(min_length=3)
 
     @model_validator(mode="after")
-    def _known_switches(self):
-        unknown = sorted(set(self.settings) - set(RUN_SWITCHES))
-        if unknown:
-            raise ValueError(f"unknown engine switch {', '.join(unknown)}; allowed: {', '.join(RUN_SWITCHES)}")
+    def _known_settings(self):
+        for key, value in self.settings.items():
+            if key not in RUN_SWITCHES + RUN_COUNTS:
+                raise ValueError(f"unknown engine setting {key}; allowed: {', '.join(RUN_SWITCHES + RUN_COUNTS)}")
+            if (key in RUN_SWITCHES) != isinstance(value, bool):
+                raise ValueError(f"engine setting {key} must be {'true or false' if key in RUN_SWITCHES else 'a count >= 1'}")
         return self
 
     def applies(self, row: Mapping[str, str]) -> bool:
@@ -137,8 +141,8 @@ class ServingRun:
     input_len: int
     output_len: int
     spread: float
-    # Preset switches this run set otherwise: (key, value, source), from ``EngineSetting``.
-    settings: tuple[tuple[str, bool, str], ...] = ()
+    # Preset settings this run set otherwise: (key, value, source), from ``EngineSetting``.
+    settings: tuple[tuple[str, bool | int, str], ...] = ()
 
     @property
     def chips(self) -> int:
@@ -283,19 +287,20 @@ def _inferencex_points(name: str, src: InferenceXSource, spec: ServingFile, rows
     return points
 
 
-def run_settings(src: InferenceXSource, row: Mapping[str, str]) -> tuple[tuple[str, bool, str], ...]:
-    """The preset switches ``row``'s run set otherwise (later entries win), sorted by key."""
-    chosen: dict[str, tuple[bool, str]] = {}
+def run_settings(src: InferenceXSource, row: Mapping[str, str]) -> tuple[tuple[str, bool | int, str], ...]:
+    """The preset settings ``row``'s run set otherwise (later entries win), sorted by key."""
+    chosen: dict[str, tuple[bool | int, str]] = {}
     for entry in src.engine_settings:
         if entry.applies(row):
             chosen.update({key: (value, entry.source) for key, value in entry.settings.items()})
     return tuple((key, value, source) for key, (value, source) in sorted(chosen.items()))
 
 
-def with_settings(preset: RuntimePreset, settings: tuple[tuple[str, bool, str], ...]) -> RuntimePreset:
-    """``preset`` with a run's own switches in place of its defaults."""
-    return preset.model_copy(update={key: SwitchSetting(value=value, source=source)
-                                     for key, value, source in settings})
+def with_settings(preset: RuntimePreset, settings: tuple[tuple[str, bool | int, str], ...]) -> RuntimePreset:
+    """``preset`` with a run's own settings in place of its defaults."""
+    return preset.model_copy(update={
+        key: SwitchSetting(value=value, source=source) if isinstance(value, bool)
+        else CountSetting(value=value, source=source) for key, value, source in settings})
 
 
 def load_points(path: Path = DEFAULT_FILE) -> list[ServingPoint]:
