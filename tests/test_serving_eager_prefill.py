@@ -106,12 +106,15 @@ def test_bad_eager_settings_are_one_line(tmp_path, capsys):
 def test_the_validation_file_turns_prefill_graphs_on_for_the_one_run_that_had_them(tmp_path, capsys):
     from accelsim.validate.serving import DEFAULT_FILE, load_points
     points = [p for p in load_points() if p.source == "inferencex" and p.metric == "ttft_p50"]
-    switched = [p for p in points if p.run.settings]
+    switched = [p for p in points if any(key == "prefill_graphs" for key, _, _ in p.run.settings)]
     # InferenceX's B200 TensorRT-LLM script of 2026-02-03 captured piecewise graphs for 1k/1k at
     # TP8 EP8 only: the c64 1k/1k run; its 1k/8k sibling and the older runs ran eager.
     assert [(p.run.hw, p.run.concurrency, p.run.input_len, p.run.output_len) for p in switched] == [
         ("b200", 64, 1024, 1024)]
     assert switched[0].run.settings[0][:2] == ("prefill_graphs", True)
+    # The MI355X SGLang scripts' prefill budget (--chunked-prefill-size 196608), every MI355X run.
+    budgets = {p.run.hw: dict((k, v) for k, v, _ in p.run.settings).get("max_tokens_per_step") for p in points}
+    assert budgets == {"mi355x": 196608, "b200": None}
     document = yaml.safe_load(DEFAULT_FILE.read_text())
     document["sources"]["inferencex"]["engine_settings"][0]["settings"] = {"prefill_graph": True}
     for name in ("measured_2025.csv", "measured_trtllm_v1.0.csv"):
@@ -120,3 +123,15 @@ def test_the_validation_file_turns_prefill_graphs_on_for_the_one_run_that_had_th
     assert main(["validate", "--serving", "--points", str(tmp_path / "serving.yaml"), "--json"]) == 2
     err = capsys.readouterr().err
     assert "unknown engine setting prefill_graph" in err and "prefill_graphs" in err and "Traceback" not in err
+
+
+def test_engine_settings_take_switches_as_booleans_and_budgets_as_counts():
+    from pydantic import ValidationError
+
+    from accelsim.validate.serving import EngineSetting
+    where, source = {"hardware": "B200"}, "a benchmark script at some commit"
+    assert EngineSetting(where=where, settings={"max_tokens_per_step": 4096}, source=source)
+    with pytest.raises(ValidationError, match="max_tokens_per_step must be a count"):
+        EngineSetting(where=where, settings={"max_tokens_per_step": True}, source=source)
+    with pytest.raises(ValidationError, match="prefill_graphs must be true or false"):
+        EngineSetting(where=where, settings={"prefill_graphs": 2}, source=source)
