@@ -112,9 +112,16 @@ def test_the_validation_file_turns_prefill_graphs_on_for_the_one_run_that_had_th
     assert [(p.run.hw, p.run.concurrency, p.run.input_len, p.run.output_len) for p in switched] == [
         ("b200", 64, 1024, 1024)]
     assert switched[0].run.settings[0][:2] == ("prefill_graphs", True)
-    # The MI355X SGLang scripts' prefill budget (--chunked-prefill-size 196608), every MI355X run.
-    budgets = {p.run.hw: dict((k, v) for k, v, _ in p.run.settings).get("max_tokens_per_step") for p in points}
-    assert budgets == {"mi355x": 196608, "b200": None}
+    # Prefill budgets from the scripts: SGLang's --chunked-prefill-size 196608 on every MI355X
+    # run; TensorRT-LLM 1.1.0rc2's --max_num_tokens (CONC + ISL + 127) // 64 * 64 less the CONC
+    # decodes of the iteration; the 1.2.0rc6 runs keep the preset's 8192.
+    budgets = {(p.run.hw, p.run.weight_dtype, p.run.concurrency, p.run.input_len, p.run.output_len):
+               dict((k, v) for k, v, _ in p.run.settings).get("max_tokens_per_step") for p in points}
+    assert {v for k, v in budgets.items() if k[0] == "mi355x"} == {196608}
+    assert budgets[("b200", "nvfp4", 16, 1024, 1024)] == 1152 - 16
+    assert budgets[("b200", "nvfp4", 128, 1024, 1024)] == 1216 - 128
+    assert budgets[("b200", "fp8", 64, 1024, 8192)] == 1152 - 64 and budgets[("b200", "fp8", 64, 8192, 1024)] == 8320 - 64
+    assert budgets[("b200", "nvfp4", 64, 1024, 1024)] is None and budgets[("b200", "nvfp4", 64, 1024, 8192)] is None
     document = yaml.safe_load(DEFAULT_FILE.read_text())
     document["sources"]["inferencex"]["engine_settings"][0]["settings"] = {"prefill_graph": True}
     for name in ("measured_2025.csv", "measured_trtllm_v1.0.csv"):
