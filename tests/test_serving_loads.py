@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -194,7 +195,10 @@ def test_accelsim_preset_is_the_old_default_and_engines_differ_where_documented(
     vllm = load_runtime("vllm").serve_config()
     assert (vllm.chunk, vllm.max_batch, vllm.memory_basis, vllm.reserve_output) == (8192, 1024, "total", 0.0)
     nim, trt = load_runtime("nim").serve_config(), load_runtime("tensorrt-llm").serve_config()
-    assert nim == trt
+    # NIM serves a built TensorRT-LLM engine (C++ runtime): no eager Python prefill steps, the
+    # one difference from the PyTorch backend's defaults.
+    assert replace(nim, eager_prefill_kernel_s=trt.eager_prefill_kernel_s) == trt
+    assert nim.eager_prefill_kernel_s == 0.0 < trt.eager_prefill_kernel_s
 
 
 def test_explicit_options_override_the_preset(tmp_path, capsys):

@@ -116,6 +116,18 @@ class RuntimePreset(Spec):
     # Off: a step that prefills runs no decodes (a separate prefill batch); on when absent
     # (prefill chunks and decodes share a step).
     mixed_prefill: SwitchSetting | None = None
+    # Off: a step that carries a prefill runs eagerly (only decode-only steps replay CUDA
+    # graphs), so the host issues each of its kernels, ``eager_kernel_host`` seconds apiece
+    # (ServeConfig.eager_prefill_kernel_s).  On or absent: no host bound on such steps.
+    prefill_graphs: SwitchSetting | None = None
+    eager_kernel_host: OverheadSetting | None = None
+
+    @model_validator(mode="after")
+    def _eager_cost_given(self):
+        eager = self.prefill_graphs is not None and not self.prefill_graphs.value
+        if eager and (self.eager_kernel_host is None or self.eager_kernel_host.value is None):
+            raise ValueError("prefill_graphs: false needs eager_kernel_host (host seconds per kernel of an eager step)")
+        return self
 
     def settings(self) -> dict[str, Any]:
         """Every setting -> its object (each has ``value`` and ``source``)."""
@@ -133,6 +145,8 @@ class RuntimePreset(Spec):
             setting = getattr(self, key)
             if setting is not None:
                 values[key] = setting.value
+        if self.prefill_graphs is not None and not self.prefill_graphs.value and self.eager_kernel_host is not None:
+            values["eager_prefill_kernel_s"] = self.eager_kernel_host.value
         values.update({k: v for k, v in overrides.items() if v is not None})
         return ServeConfig(**values)
 

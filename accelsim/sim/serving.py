@@ -122,6 +122,11 @@ class ServeConfig:
     # False: a step that prefills runs no decodes (SGLang: a prefill batch, when one forms, runs
     # instead of the decode batch); True: prefill chunks ride in the decode step (vLLM, TRT-LLM).
     mixed_prefill: bool = True
+    # Host seconds per kernel of a step that carries a prefill when the engine runs such steps
+    # eagerly (no prefill CUDA graphs; decode-only steps replay captured graphs): the host then
+    # issues every kernel of the forward itself, and the step lasts at least that long
+    # (``eager_step_s``).  0: prefill steps are captured too, or the host keeps ahead.
+    eager_prefill_kernel_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.scheduler not in SCHEDULERS:
@@ -146,6 +151,8 @@ class ServeConfig:
             raise AccelsimError("--slo-ttft and --slo-tpot must be > 0 seconds")
         if self.prefix_cache not in (True, False, "auto"):
             raise AccelsimError(f"prefix_cache must be true, false or 'auto', got {self.prefix_cache!r}")
+        if not (0.0 <= self.eager_prefill_kernel_s <= 1.0 and math.isfinite(self.eager_prefill_kernel_s)):
+            raise AccelsimError(f"eager prefill host time per kernel must be within 0..1 s, got {self.eager_prefill_kernel_s}")
         if self.kv_offload not in kvcache.OFFLOADS:
             raise AccelsimError(f"--kv-offload must be one of {', '.join(kvcache.OFFLOADS)}, got {self.kv_offload!r}")
 
@@ -319,6 +326,9 @@ def bucket(value: int) -> int:
 class StepCost:
     time_s: float
     energy_j: float
+    # The kernels the step launches (its costed ops): what an eager step's host issues one by
+    # one (``ServeConfig.eager_prefill_kernel_s``).
+    kernels: int = 0
 
 
 class CostModel:
@@ -380,7 +390,7 @@ class CostModel:
             except DoesNotFitError:
                 # The bucket overshoots capacity; the exact shape was admitted, so it fits.
                 result = simulate(exact)
-            self.memo[key] = StepCost(result.latency_s, result.energy_total_j)
+            self.memo[key] = StepCost(result.latency_s, result.energy_total_j, len(result.ops))
         return self.memo[key]
 
     @functools.cached_property
@@ -788,6 +798,13 @@ def kv_capacity_blocks(costs: CostModel, config: ServeConfig) -> int:
                // costs.block_bytes(config.block_size))
 
 
+def eager_step_s(device_s: float, kernels: int, per_kernel_s: float) -> float:
+    """How long a step lasts when its host issues its ``kernels`` one by one (``per_kernel_s``
+    each, no CUDA graph): the chip runs each kernel as soon as it is issued, so the step ends
+    with the later of its own work and the host's last launch."""
+    return max(device_s, kernels * per_kernel_s)
+
+
 def request_stats(req: Request, first: float | None, finish: float | None, preemptions: int,
                   request_overhead_s: float = 0.0) -> RequestStats:
     """Per-request figures from when ``req`` was sent, its first token and its end; the
@@ -1103,11 +1120,12 @@ class _Loop:
         given each its token (None: this step gives them, as it sums them)."""
         if self.prefix is not None:
             self.swap_s += self.prefix.take_transfer_s()  # offloads and reloads of prefix blocks
-        cost_time, energy = self.swap_s, 0.0
+        swap_s, cost_time, energy = self.swap_s, self.swap_s, 0.0
         self.swap_s = 0.0
+        kernels = 0
         if prefill_tokens:
             c = self.costs.prefill(prefill_tokens, max(prefill_seqs, 1))
-            cost_time, energy = cost_time + c.time_s, energy + c.energy_j
+            cost_time, energy, kernels = cost_time + c.time_s, energy + c.energy_j, c.kernels
         if cached is not None:
             c = self.costs.cached_attention(*cached)
             cost_time, energy = cost_time + c.time_s, energy + c.energy_j
@@ -1129,6 +1147,12 @@ class _Loop:
                 cost_time, energy = cost_time + drafts.time_s, energy + drafts.energy_j
                 self._emit_round(decoding)
             cost_time, energy = cost_time + c.time_s, energy + c.energy_j
+        if kernels and self.config.eager_prefill_kernel_s > 0:
+            # One forward carries the prefill and the decodes riding with it: its kernels are
+            # the prefill's.  While the host issues them the chip waits, drawing static power.
+            device_s = cost_time - swap_s
+            step_s = eager_step_s(device_s, kernels, self.config.eager_prefill_kernel_s)
+            cost_time, energy = swap_s + step_s, energy + self.costs.static_w * (step_s - device_s)
         start = self.now
         self.now += cost_time
         self.steps.append(Step.record(start, self.now, prefill_tokens, len(decoding), len(self.running),

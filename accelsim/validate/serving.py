@@ -24,14 +24,14 @@ from typing import Annotated, Literal, Union, get_args
 
 import numpy as np
 import pandas as pd
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from accelsim.config import loader
 from accelsim.config.types import PositiveInt, Spec
 from accelsim.dtypes import DType
 from accelsim.errors import ConfigError
 from accelsim.sim.load import Load
-from accelsim.sim.runtime import RuntimePreset
+from accelsim.sim.runtime import CountSetting, RuntimePreset, SwitchSetting
 from accelsim.sim.serving import ServeConfig, ServeResult
 from accelsim.validate.points import VALIDATION_DIR
 
@@ -68,6 +68,33 @@ class Exclusion(Spec):
     reason: str = Field(min_length=3)
 
 
+# Runtime preset settings a measured run may set otherwise than its preset (``EngineSetting``):
+# on/off switches, and counts.
+RUN_SWITCHES = ("prefill_graphs", "overlap_schedule", "mixed_prefill")
+RUN_COUNTS = ("max_tokens_per_step",)
+
+
+class EngineSetting(Spec):
+    """Runs whose cells contain the given texts (``where``: column -> text) were served with
+    these preset settings (``settings``) otherwise than the preset says, per ``source`` (the
+    benchmark script or engine config those runs used)."""
+    where: dict[str, str] = Field(min_length=1)
+    settings: dict[str, Union[bool, PositiveInt]] = Field(min_length=1)
+    source: str = Field(min_length=3)
+
+    @model_validator(mode="after")
+    def _known_settings(self):
+        for key, value in self.settings.items():
+            if key not in RUN_SWITCHES + RUN_COUNTS:
+                raise ValueError(f"unknown engine setting {key}; allowed: {', '.join(RUN_SWITCHES + RUN_COUNTS)}")
+            if (key in RUN_SWITCHES) != isinstance(value, bool):
+                raise ValueError(f"engine setting {key} must be {'true or false' if key in RUN_SWITCHES else 'a count >= 1'}")
+        return self
+
+    def applies(self, row: Mapping[str, str]) -> bool:
+        return all(text in row.get(column, "") for column, text in self.where.items())
+
+
 class InferenceXSource(Spec):
     """InferenceX's runs and client, for both harnesses: the aggregated rows are replayed here,
     the disaggregated ones ("disagg" in parallelism) by ``validate.disagg``."""
@@ -82,6 +109,7 @@ class InferenceXSource(Spec):
     requests_per_concurrency: PositiveInt  # the client sends concurrency x this many requests
     length_spread: float = Field(gt=0, le=1)  # lengths uniform over spread..1 of nominal
     exclude: list[Exclusion] = []
+    engine_settings: list[EngineSetting] = []
     calibration_metrics: list[ServingMetric] = []
     source: str = Field(min_length=3)
 
@@ -113,6 +141,8 @@ class ServingRun:
     input_len: int
     output_len: int
     spread: float
+    # Preset settings this run set otherwise: (key, value, source), from ``EngineSetting``.
+    settings: tuple[tuple[str, bool | int, str], ...] = ()
 
     @property
     def chips(self) -> int:
@@ -249,12 +279,28 @@ def _inferencex_points(name: str, src: InferenceXSource, spec: ServingFile, rows
         isl, osl = int(_number(row, "input_len", where)), int(_number(row, "output_len", where))
         client = client_load(src, concurrency, isl, osl)
         run = ServingRun(runtime, model, hw, tp, ep, dp, dtypes.weight, dtypes.act, dtypes.kv, "concurrency",
-                         concurrency, client.requests, isl, osl, client.spread)
+                         concurrency, client.requests, isl, osl, client.spread, run_settings(src, row))
         split = "calibration" if metric in src.calibration_metrics else "holdout"
         layout = f"tp{tp}" + (f"-ep{ep}" if ep > 1 else "") + (f"-dp{dp}" if dp > 1 else "")
         points.append(ServingPoint(f"{name}/{hw}/{model}/{row['precision']}/{layout}/c{concurrency}-{isl}-{osl}/{metric}",
                                    name, metric, run, _number(row, "value", where), split, where))
     return points
+
+
+def run_settings(src: InferenceXSource, row: Mapping[str, str]) -> tuple[tuple[str, bool | int, str], ...]:
+    """The preset settings ``row``'s run set otherwise (later entries win), sorted by key."""
+    chosen: dict[str, tuple[bool | int, str]] = {}
+    for entry in src.engine_settings:
+        if entry.applies(row):
+            chosen.update({key: (value, entry.source) for key, value in entry.settings.items()})
+    return tuple((key, value, source) for key, (value, source) in sorted(chosen.items()))
+
+
+def with_settings(preset: RuntimePreset, settings: tuple[tuple[str, bool | int, str], ...]) -> RuntimePreset:
+    """``preset`` with a run's own settings in place of its defaults."""
+    return preset.model_copy(update={
+        key: SwitchSetting(value=value, source=source) if isinstance(value, bool)
+        else CountSetting(value=value, source=source) for key, value, source in settings})
 
 
 def load_points(path: Path = DEFAULT_FILE) -> list[ServingPoint]:
@@ -278,7 +324,7 @@ def simulate(run: ServingRun, step_overhead_s: float | None = None) -> ServeResu
     from accelsim.sim import load
     from accelsim.transform import Parallelism
 
-    preset = api.load_runtime(run.runtime)
+    preset = with_settings(api.load_runtime(run.runtime), run.settings)
     if step_overhead_s is not None:
         preset = preset.model_copy(update={"step_overhead": preset.step_overhead.model_copy(
             update={"value": step_overhead_s})})
