@@ -39,6 +39,7 @@ from pydantic import BaseModel, ValidationError, create_model
 from accelsim import hardware, pipeline
 from accelsim.dse import metrics
 from accelsim.dse.columns import Mixed, spec_columns
+from accelsim.dse.derived import evaluated_documents
 from accelsim.dse.evaluate import Job, base_row, evaluate_scalar
 from accelsim.dse.space import (
     METRICS,
@@ -49,7 +50,7 @@ from accelsim.dse.space import (
     point_ids,
     to_number,
 )
-from accelsim.errors import DoesNotFitError
+from accelsim.errors import ConfigError, DoesNotFitError
 from accelsim.hardware import common
 from accelsim.hardware.base import Backend
 from accelsim.model.lower import lower
@@ -689,7 +690,10 @@ class _Group:
     def run(self) -> None:
         space, members = self.space, self.members
         first = self.points[members[0]]
-        template = space.document(first)
+        # the base with the point's kind: which sections exist and, for those no point key or
+        # derived key touches, their one value (the derived keys are not evaluated here: a
+        # point they refuse is refused where its section is built)
+        template = space.document(first, only="kind", derived={})
         kind_name = template.get("kind")
         if kind_name not in hardware.KINDS:
             self.one_by_one(range(len(members)))  # refused by the loader, as one by one
@@ -717,41 +721,45 @@ class _Group:
         value is refused) and each member's index among them."""
         members, keys = self.members, self.encoded.keys
         codes = dict(zip(keys, self.encoded.index))
-        documents: dict[int, dict] = {}
         out: dict[str, tuple[list, np.ndarray]] = {}
         for section, deps in section_dependencies(keys, self.space.spec.derived).items():
             if section not in template:
                 return None  # the loader names the unknown key: let the scalar path say it
             reps, index = _distinct_rows([codes[k] for k in deps], len(members))
             known = _section_cache(self.space)
-            values = []
             texts = [(self.value_keys(k), codes[k]) for k in deps]
             plan = None if section in self.space.derived_sections else _leaf_plan(cls, section, deps)
             base: Any = None  # a validated value of the section, for ``plan``
             stats = known.setdefault(("kept", section), [0, 0])  # [hits, values kept]
-            for r in reps.tolist():
-                # A section is a function of the keys it depends on: validated once per process
-                # for each distinct value of those, however many chunks repeat it.
-                key = (section, tuple(text[code[r]] for text, code in texts))
-                value = known.get(key, _ABSENT)
-                if value is not _ABSENT:
-                    stats[0] += 1
+            # A section is a function of the keys it depends on: validated once per process
+            # for each distinct value of those, however many chunks repeat it.
+            lookups = [(section, tuple(text[code[r]] for text, code in texts)) for r in reps.tolist()]
+            values = [known.get(key, _ABSENT) for key in lookups]
+            missing = [k for k, v in enumerate(values) if v is _ABSENT]
+            if plan is not None:
+                base = next((v for v in values if isinstance(v, BaseModel)), None)
+            stats[0] += len(values) - len(missing)
+            documents: list[Any] = []
+            if missing and section in self.space.derived_sections:
+                # the derived keys of every missing value at once (column-wise); a point they
+                # refuse is refused (None), and the scalar path gives its line
+                documents = evaluated_documents(self.space, [self.points[members[reps[k]]] for k in missing],
+                                                section)
+            for position, k in enumerate(missing):
+                point = self.points[members[reps[k]]]
+                if plan is not None and base is not None:
+                    value = _substituted(base, plan, point)
+                elif documents:
+                    document = documents[position]
+                    value = None if isinstance(document, ConfigError) else self.validated(cls, section, document[section])
                 else:
-                    if plan is not None and base is not None:
-                        value = _substituted(base, plan, self.points[members[r]])
-                    else:
-                        document = documents.get(r)
-                        if document is None:  # written whole where another section will read it
-                            document = self.space.document(self.points[members[r]], only=section)
-                            if section in self.space.derived_sections:
-                                documents[r] = document
-                        value = self.validated(cls, section, document[section])
-                    if _keep(stats):
-                        known[key] = value
-                        stats[1] += 1
+                    value = self.validated(cls, section, self.space.document(point, only=section)[section])
                 if plan is not None and base is None and isinstance(value, BaseModel):
                     base = value
-                values.append(value)
+                values[k] = value
+                if _keep(stats):
+                    known[lookups[k]] = value
+                    stats[1] += 1
             out[section] = (values, np.asarray(index, dtype=np.intp).ravel())
         return out
 

@@ -316,19 +316,27 @@ class Space:
     def keys(self) -> list[str]:
         return [p.key for p in self.spec.parameters]
 
-    def document(self, point: dict[str, Any], only: str | None = None) -> dict[str, Any]:
+    def document(self, point: dict[str, Any], only: str | None = None,
+                 derived: dict[str, Any] | None = None) -> dict[str, Any]:
         """The base config with ``point`` and the derived keys written in (copied on write).
 
         With ``only`` (a top-level key), only that section is sure to be the point's: where no
         derived key is written into it, keys of other sections are not written and the derived
         keys not evaluated (a derived key is a function of the keys its section depends on, so
-        its errors are met where that section is built)."""
+        its errors are met where that section is built).  ``derived``: the values this method
+        would write at the derived keys, already computed (``dse.derived``, column-wise), which
+        are written as they are (with ``only``, those of that section)."""
         doc = dict(self.base)
         copied: set[int] = set()  # dicts made for this document (alive with it: ids stay unique)
-        whole = only is None or only in self.derived_sections
+        whole = only is None or (derived is None and only in self.derived_sections)
         for key, value in point.items():
             if whole or key.partition(".")[0] == only:
                 _assign(doc, key, value, self.source, key, copy_path=True, copied=copied)
+        if derived is not None:
+            for key, value in derived.items():
+                if whole or key.partition(".")[0] == only:
+                    _assign(doc, key, value, self.source, key, copy_path=True, copied=copied)
+            return doc
         if self.spec.derived and whole:
             for key, expr in self.spec.derived.items():
                 def value_of(name: str, where: str = f"derived.{key}") -> float:
