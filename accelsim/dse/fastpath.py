@@ -888,9 +888,11 @@ class _Group:
         for g, (rep, members) in enumerate(zip(reps.tolist(), _members(index, len(reps)))):
             rows = local[members]
             j = int(local[rep])
-            placed, read = memo.run(partial(hws.__getitem__, j), allocate, set(sections),
-                                    hws.field_of(j) if isinstance(hws, _GroupedSpecs) else None,
-                                    trace=len(rows) > 1)
+            spec_of: Callable[[], Any] = partial(hws.__getitem__, j)
+            field_of = None
+            if isinstance(hws, _GroupedSpecs):
+                spec_of, field_of = partial(hws.spec_of, j, len(rows) > 1), hws.field_of(j)
+            placed, read = memo.run(spec_of, allocate, set(sections), field_of, trace=len(rows) > 1)
             outcome: Any = placed
             if not isinstance(placed, str):
                 outcomes.append(placed)
@@ -1069,7 +1071,29 @@ def _replaced(obj: BaseModel, updates: dict[tuple[str, ...], Any]) -> BaseModel:
             nested[parts[0]][parts[1:]] = value
     for name, inner in nested.items():
         direct[name] = _replaced(getattr(obj, name), inner)
-    return obj.model_copy(update=direct)
+    return _copied(obj, direct)
+
+
+_set = object.__setattr__
+
+
+def _copied(obj: BaseModel, update: dict[str, Any]) -> Any:
+    """``obj.model_copy(update=update)``: what pydantic does for a model without extra fields
+    or private attributes (a new instance with a copy of the field dict, updated, and the
+    updated names added to the fields set), without its general-purpose copies, which cost
+    more than the rest of a leaf substitution.  Other models go through ``model_copy``."""
+    if (obj.__pydantic_extra__ is not None or getattr(obj, "__pydantic_private__", None) is not None
+            or type(obj).model_config.get("extra") == "allow"):
+        return obj.model_copy(update=update)
+    cls = type(obj)
+    new = cls.__new__(cls)
+    fields = obj.__dict__.copy()
+    fields.update(update)
+    _set(new, "__dict__", fields)
+    _set(new, "__pydantic_extra__", None)
+    _set(new, "__pydantic_fields_set__", obj.__pydantic_fields_set__ | update.keys())
+    _set(new, "__pydantic_private__", None)
+    return new
 
 
 def _after_checks(cls) -> list[Any] | None:
@@ -1143,8 +1167,8 @@ class _GroupedSpecs:
         for g, (rep, positions) in enumerate(zip(reps.tolist(), _members(index, len(reps)))):
             members = rows[positions]
             j = int(rows[rep])
-            passed, read = memo.run(partial(self.__getitem__, j), passes, set(self.names), self.field_of(j),
-                                    trace=len(members) > 1)
+            passed, read = memo.run(partial(self.spec_of, j, len(members) > 1), passes, set(self.names),
+                                    self.field_of(j), trace=len(members) > 1)
             varying = {item for item in read if item[0][0] in self.names}  # the rest is the proto's
             if varying <= set(fields) or len(members) == 1:
                 yield members, passed
@@ -1173,16 +1197,60 @@ class _GroupedSpecs:
             return self.lists[k][self.codes[k][j]]
         return field
 
+    def spec_of(self, j: int, traced: bool) -> Any:
+        """Member ``j``'s spec for a function of it: the spec itself where it will be traced,
+        else a stand-in that reads its fields without building it (a random point's check and
+        placement read a few fields; building each point's spec cost as much as both)."""
+        if traced:
+            return self[j]
+        hit = self._built.get(j, False)
+        return hit if hit is not False else _Unbuilt(self.field_of(j), partial(self.__getitem__, j),
+                                                      type(self.proto))
+
     def __getitem__(self, j: int) -> Any:
         hit = self._built.get(j, False)
         if hit is False:
             update = {name: values[index[j]] for name, values, index in zip(self.names, self.lists, self.codes)}
-            hit = self._built[j] = self.proto.model_copy(update=update)
+            hit = self._built[j] = _copied(self.proto, update)
         return hit
 
     def __len__(self) -> int:
         return len(self.codes[0]) if self.codes else 0
 
+
+
+class _Unbuilt:
+    """A member's spec, unbuilt: its fields read from the validated sections (``field_of``),
+    anything else (a method, a property) from the spec built on first need.  ``isinstance``
+    sees the spec's class, as on ``_Traced``.  A field read is kept on the instance, so a
+    function that reads it in a loop pays the lookup once."""
+
+    def __init__(self, field: Callable[[str], Any], build: Callable[[], Any], cls: type):
+        _set(self, "_field", field)
+        _set(self, "_build", build)
+        _set(self, "_class", cls)
+        _set(self, "_names", _field_names(cls))
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        return self._class
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self._names:
+            value = self._field(name)
+            _set(self, name, value)
+            return value
+        return getattr(self._build(), name)
+
+
+_FIELD_NAMES: dict[type, frozenset[str]] = {}
+
+
+def _field_names(cls: type) -> frozenset[str]:
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = frozenset(getattr(cls, "model_fields"))
+    return names
 
 
 def _region_classes(kind: Backend, graph, placement) -> dict[Any, Any]:
