@@ -87,7 +87,8 @@ class CsvSink:
         path.parent.mkdir(parents=True, exist_ok=True)
         if resume and path.is_file():
             self._truncate_torn_tail()
-            header = path.read_text(encoding="utf-8").split("\n", 1)[0]
+            with path.open(encoding="utf-8") as handle:  # the header alone (NSGA-II resumes every generation)
+                header = handle.readline().rstrip("\n")
             if header and header.split(",") != fields:
                 raise AccelsimError(f"cannot resume: {path} has columns {header!r}, this sweep writes "
                                     f"{','.join(fields)!r}; use a new --out folder")
@@ -98,10 +99,16 @@ class CsvSink:
             self._write_line(fields)
 
     def _truncate_torn_tail(self) -> None:
+        with self.path.open("rb") as f:  # the last byte tells; the whole file only when torn
+            f.seek(0, os.SEEK_END)
+            if not f.tell():
+                return
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) == b"\n":
+                return
         data = self.path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            with self.path.open("r+b") as f:
-                f.truncate(data.rfind(b"\n") + 1)
+        with self.path.open("r+b") as f:
+            f.truncate(data.rfind(b"\n") + 1)
 
     def _write_line(self, values: list[Any]) -> None:
         buffer = io.StringIO()

@@ -181,6 +181,18 @@ class Parameter(Spec):
         log_lo, log_span = math.log(lo), math.log(hi) - math.log(lo)
         return lambda rng: encode(math.exp(log_lo + float(rng.random()) * log_span))
 
+    def columns(self) -> Callable[[np.ndarray], list[Any]]:
+        """``sampler`` over an array of uniform draws (a range's parameter): the value drawn for
+        each, by the same arithmetic."""
+        r = self.range
+        lo, hi = to_number(r.start), to_number(r.stop)
+        encode = self.encoder()
+        if self.linear:
+            return lambda u: [encode(x) for x in (lo + u * (hi - lo)).tolist()]
+        log_lo, log_span = math.log(lo), math.log(hi) - math.log(lo)
+        exp = math.exp
+        return lambda u: [encode(exp(x)) for x in (log_lo + u * log_span).tolist()]
+
     def encode(self, x: float) -> Any:
         return self.encoder()(x)
 
