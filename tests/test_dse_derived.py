@@ -135,3 +135,27 @@ objectives: {area_mm2: min}
     for f, s in zip(fast, slow):
         if s["status"] == "ok":
             assert math.isclose(f["tokens_per_s_per_user"], s["tokens_per_s_per_user"], rel_tol=1e-9)
+
+
+def test_dict_entry_leaves_refuse_as_whole_validation(write):
+    """A parameter written into a dict field's entry (compute.matrix.bf16) is validated as one
+    entry of the dict: the rows, refusals included (negative, zero, beyond the largest quantity,
+    and the kind's peak check across sections), equal one-by-one evaluation."""
+    space = load_space(write("space.yaml", """
+name: entries
+base: tpu-v5e
+set:
+  memory.hbm.capacity: 32 GB
+workload: {phase: decode, batch: 8, context: 2048}
+parameters:
+  - key: compute.matrix.bf16
+    values: [-1 TFLOPS, 0 TFLOPS, 197 TFLOPS, 1e40 TFLOPS, 394 TFLOPS]
+  - key: compute.clock
+    values: [1.5 GHz, 3 GHz]
+objectives: {tokens_per_s: max}
+"""))
+    job = Job(space, load_model("llama-3.1-8b"), Workload(**space.spec.workload.model_dump()))
+    points = search.grid_points(space)
+    fast, slow = fastpath.evaluate_points(job, points), evaluate_points_scalar(job, points)
+    assert [(r["status"], r["reason"]) for r in fast] == [(r["status"], r["reason"]) for r in slow]
+    assert {r["status"] for r in fast} == {"ok", "invalid"}

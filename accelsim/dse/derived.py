@@ -271,15 +271,3 @@ def _columnwise(expr: str) -> Evaluator:
         return lambda value_of, n: (value_of(dotted), False)
     return build(_compile(expr))
 
-
-def evaluated_documents(space: Space, points: list[dict[str, Any]], section: str) \
-        -> list[dict[str, Any] | ConfigError]:
-    """Per point, ``space.document(point, only=section)``, or the ConfigError the point is refused
-    with, the derived keys computed column-wise first."""
-    columns = derived_values(space, points)
-    out: list[dict[str, Any] | ConfigError] = []
-    for i, point in enumerate(points):
-        error = columns.errors[i]
-        out.append(error if error is not None else space.document(point, only=section, derived=columns.point(i)))
-    return out
-

@@ -30,6 +30,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import partial
+import typing
 from typing import Any
 
 import numpy as np
@@ -39,7 +40,7 @@ from pydantic import BaseModel, ValidationError, create_model
 from accelsim import hardware, pipeline
 from accelsim.dse import metrics
 from accelsim.dse.columns import Mixed, spec_columns
-from accelsim.dse.derived import evaluated_documents
+from accelsim.dse.derived import derived_values
 from accelsim.dse.evaluate import Job, base_row, evaluate_scalar
 from accelsim.dse.space import (
     METRICS,
@@ -50,7 +51,7 @@ from accelsim.dse.space import (
     point_ids,
     to_number,
 )
-from accelsim.errors import ConfigError, DoesNotFitError
+from accelsim.errors import DoesNotFitError
 from accelsim.hardware import common
 from accelsim.hardware.base import Backend
 from accelsim.model.lower import lower
@@ -728,7 +729,11 @@ class _Group:
             reps, index = _distinct_rows([codes[k] for k in deps], len(members))
             known = _section_cache(self.space)
             texts = [(self.value_keys(k), codes[k]) for k in deps]
-            plan = None if section in self.space.derived_sections else _leaf_plan(cls, section, deps)
+            derived = section in self.space.derived_sections
+            # the keys written into the section (parameters, and derived keys whose values are
+            # computed column-wise): what a leaf substitution replaces
+            writes = [k for k in (*keys, *self.space.spec.derived) if k.partition(".")[0] == section]
+            plan = _leaf_plan(cls, section, writes)
             base: Any = None  # a validated value of the section, for ``plan``
             stats = known.setdefault(("kept", section), [0, 0])  # [hits, values kept]
             # A section is a function of the keys it depends on: validated once per process
@@ -739,21 +744,25 @@ class _Group:
             if plan is not None:
                 base = next((v for v in values if isinstance(v, BaseModel)), None)
             stats[0] += len(values) - len(missing)
-            documents: list[Any] = []
-            if missing and section in self.space.derived_sections:
-                # the derived keys of every missing value at once (column-wise); a point they
-                # refuse is refused (None), and the scalar path gives its line
-                documents = evaluated_documents(self.space, [self.points[members[reps[k]]] for k in missing],
-                                                section)
+            # the derived keys of every missing value at once (column-wise); a point they
+            # refuse is refused (None), and the scalar path gives its line
+            columns = derived_values(self.space, [self.points[members[reps[k]]] for k in missing]) \
+                if missing and derived else None
             for position, k in enumerate(missing):
                 point = self.points[members[reps[k]]]
+                written = None
+                if columns is not None:
+                    if columns.errors[position] is not None:
+                        values[k] = None
+                        continue
+                    written = columns.point(position)
+                value: Any = _ABSENT
                 if plan is not None and base is not None:
-                    value = _substituted(base, plan, point)
-                elif documents:
-                    document = documents[position]
-                    value = None if isinstance(document, ConfigError) else self.validated(cls, section, document[section])
-                else:
-                    value = self.validated(cls, section, self.space.document(point, only=section)[section])
+                    with contextlib.suppress(_Whole):
+                        value = _substituted(base, plan, {**point, **written} if written else point)
+                if value is _ABSENT:
+                    document = self.space.document(point, only=section, derived=written)
+                    value = self.validated(cls, section, document[section])
                 if plan is not None and base is None and isinstance(value, BaseModel):
                     base = value
                 values[k] = value
@@ -982,10 +991,13 @@ LeafPlan = list[tuple[str, tuple[str, ...], Any]]  # (point key, path in the sec
 
 def _leaf_plan(cls, section: str, deps: list[str]) -> LeafPlan | None:
     """Per key a section depends on: its path inside the section and the model that validates
-    its field alone; None where the section cannot be validated leaf by leaf."""
+    its field alone (or, for a key of a dict field, e.g. ``compute.matrix.int4``, one value of
+    the dict); None where the section cannot be validated leaf by leaf."""
     annotation: Any = cls.model_fields[section].annotation if section in cls.model_fields else None
     if not _field_by_field(annotation):
         return None
+    if any(a != b and _related(a, b) for a in deps for b in deps):
+        return None  # a key written inside another one's value: the document's order decides
     plan: LeafPlan = []
     for key in deps:
         head, _, rest = key.partition(".")
@@ -993,18 +1005,29 @@ def _leaf_plan(cls, section: str, deps: list[str]) -> LeafPlan | None:
             return None
         parts = tuple(rest.split("."))
         model: Any = annotation
+        leaf: Any = None
         for depth, part in enumerate(parts):
             field_info = model.model_fields.get(part)
             if field_info is None:
                 return None
+            if depth == len(parts) - 2 and _plain_dict(field_info):
+                leaf = _leaf_model(model, part, typing.get_args(field_info.annotation)[1])
+                break
             if depth < len(parts) - 1:
                 model = field_info.annotation
                 if not _field_by_field(model):
                     return None
             elif not _alone(field_info):
                 return None
-        plan.append((key, parts, _leaf_model(model, parts[-1])))
+        plan.append((key, parts, leaf if leaf is not None else _leaf_model(model, parts[-1])))
     return plan
+
+
+def _plain_dict(field_info: Any) -> bool:
+    """A ``dict`` field whose entries are validated one by one (no validator on the whole dict;
+    a length bound is met by a dict whose existing entry is replaced)."""
+    return (typing.get_origin(field_info.annotation) is dict
+            and all(getattr(item, "func", None) is None for item in field_info.metadata))
 
 
 def _field_by_field(model: Any) -> bool:
@@ -1034,19 +1057,29 @@ def _alone(field_info: Any) -> bool:
     return True
 
 
-_LEAF_MODELS: dict[tuple[type, str], Any] = {}
+_LEAF_MODELS: dict[tuple[type, str, Any], Any] = {}
 
 
-def _leaf_model(model: type[BaseModel], name: str) -> Any:
-    """A model of the one field ``name`` of ``model``: its annotation, constraints and the
-    model's config (strictness, no inf/NaN)."""
-    leaf = _LEAF_MODELS.get((model, name))
+def _leaf_model(model: type[BaseModel], name: str, entry: Any = None) -> Any:
+    """A model of the one field ``name`` of ``model`` (or, with ``entry``, of one value of that
+    dict field, of type ``entry``): its annotation, constraints and the model's config
+    (strictness, no inf/NaN)."""
+    leaf = _LEAF_MODELS.get((model, name, entry))
     if leaf is None:
-        field_info = copy.copy(model.model_fields[name])
-        annotation: Any = field_info.annotation
-        leaf = _LEAF_MODELS[(model, name)] = create_model(
-            f"_{model.__name__}_{name}", __config__=model.model_config, value=(annotation, field_info))
+        if entry is not None:
+            spec: Any = (entry, ...)
+            label = f"_{model.__name__}_{name}_entry"
+        else:
+            field_info = copy.copy(model.model_fields[name])
+            spec = (field_info.annotation, field_info)
+            label = f"_{model.__name__}_{name}"
+        leaf = _LEAF_MODELS[(model, name, entry)] = create_model(label, __config__=model.model_config, value=spec)
     return leaf
+
+
+class _Whole(Exception):
+    """A leaf substitution that cannot stand for whole validation here (a dict entry the
+    validated section does not hold): the section is validated whole."""
 
 
 def _substituted(base: BaseModel, plan: LeafPlan, point: dict[str, Any]) -> Any:
@@ -1070,7 +1103,13 @@ def _replaced(obj: BaseModel, updates: dict[tuple[str, ...], Any]) -> BaseModel:
         else:
             nested[parts[0]][parts[1:]] = value
     for name, inner in nested.items():
-        direct[name] = _replaced(getattr(obj, name), inner)
+        current = getattr(obj, name)
+        if isinstance(current, dict):  # entries of a dict field (``_plain_dict``), replaced in place
+            if any(len(parts) != 1 or parts[0] not in current for parts in inner):
+                raise _Whole
+            direct[name] = {**current, **{parts[0]: value for parts, value in inner.items()}}
+        else:
+            direct[name] = _replaced(current, inner)
     return _copied(obj, direct)
 
 
