@@ -24,6 +24,7 @@ import contextlib
 import copy
 import gc
 import inspect
+import itertools
 import math
 import operator
 from collections import defaultdict
@@ -627,6 +628,21 @@ def _lowered(job: Job, kind: Backend, workload, chip) -> Any:
     return hit[1]
 
 
+_SHAPE_KEYS: dict[int, tuple[Any, list[tuple]]] = {}
+
+
+def _shape_keys(graph) -> list[tuple]:
+    """Each op's shape key (``sim.mapper._shape_key``), per lowered graph (memoised per process
+    by ``_lowered``): an evolutionary search costs one small chunk per generation, and keying
+    the ops again for each cost as much as costing them."""
+    hit = _SHAPE_KEYS.get(id(graph))
+    if hit is None or hit[0] is not graph:
+        if len(_SHAPE_KEYS) > 16:
+            _SHAPE_KEYS.clear()
+        hit = _SHAPE_KEYS[id(graph)] = (graph, [_shape_key(op, spatial=False) for op in graph])
+    return hit[1]
+
+
 _SECTIONS: dict[int, tuple[Any, dict[tuple, Any]]] = {}
 
 
@@ -931,9 +947,8 @@ class _Group:
         timed: list[_Timed] = []
         energy: Any = 0.0
         region_class = _region_classes(kind, graph, placement)
-        for op in graph:
-            key = (*_shape_key(op, spatial=False), common.op_density(op, placement),
-                   region_class.get(op.layer))
+        for op, shape in zip(graph, _shape_keys(graph)):
+            key = (*shape, common.op_density(op, placement), region_class.get(op.layer))
             if key not in memo:
                 memo[key] = _best(kind, op, view, p, placement)
             time_s, energy_j = memo[key]
@@ -969,8 +984,12 @@ class _Group:
         first = chosen[0]
 
         def column(attr: str) -> dict[str, np.ndarray]:
-            return {k: np.asarray([getattr(pl, attr)[k] for pl in chosen], dtype=float)[index]
-                    for k in getattr(first, attr)}
+            keys = list(getattr(first, attr))
+            # a layout's placements share their key order (``place_and_cost`` groups by it), so
+            # the values are read as one flat run, in C, and cut into one column per key
+            table = np.fromiter(itertools.chain.from_iterable(getattr(pl, attr).values() for pl in chosen),
+                                dtype=float, count=len(chosen) * len(keys)).reshape(len(chosen), len(keys))
+            return {k: table[:, i][index] for i, k in enumerate(keys)}
         out = replace(first, capacity=column("capacity"), regions=column("regions"))
         if workload.density is not None:
             out = replace(out, density=workload.density)
@@ -1095,6 +1114,10 @@ def _substituted(base: BaseModel, plan: LeafPlan, point: dict[str, Any]) -> Any:
 
 
 def _replaced(obj: BaseModel, updates: dict[tuple[str, ...], Any]) -> BaseModel:
+    if len(updates) == 1:  # the common case (one leaf per section), without the grouping below
+        (parts, value), = updates.items()
+        if len(parts) == 1:
+            return _copied(obj, {parts[0]: value})
     direct: dict[str, Any] = {}
     nested: dict[str, dict[tuple[str, ...], Any]] = defaultdict(dict)
     for parts, value in updates.items():

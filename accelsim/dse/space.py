@@ -473,7 +473,8 @@ def point_ids(keys: list[str], distinct: list[list[Any]], index: list[np.ndarray
     point's index among them.  The JSON text is assembled from per-value pieces, which is the
     text ``json.dumps`` writes for the whole dict (same separators, keys sorted)."""
     order = sorted(range(len(keys)), key=lambda i: keys[i])
-    pieces = [[f"{_json(keys[i])}:{_json_value(v)}" for v in distinct[i]] for i in order]
+    heads = {i: _json(keys[i]) + ":" for i in order}  # each key's JSON once, not once per value
+    pieces = [[heads[i] + _json_value(v) for v in distinct[i]] for i in order]
     if not pieces:
         n = len(index[0]) if index else 0
         return [_hash("{}")] * n
