@@ -30,7 +30,7 @@ import operator
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from functools import partial
+from functools import lru_cache, partial
 import typing
 from typing import Any
 
@@ -775,7 +775,7 @@ class _Group:
                 value: Any = _ABSENT
                 if plan is not None and base is not None:
                     with contextlib.suppress(_Whole):
-                        value = _substituted(base, plan, {**point, **written} if written else point)
+                        value = _substituted(base, plan, point, written)
                 if value is _ABSENT:
                     document = self.space.document(point, only=section, derived=written)
                     value = self.validated(cls, section, document[section])
@@ -1101,39 +1101,49 @@ class _Whole(Exception):
     validated section does not hold): the section is validated whole."""
 
 
-def _substituted(base: BaseModel, plan: LeafPlan, point: dict[str, Any]) -> Any:
+def _substituted(base: BaseModel, plan: LeafPlan, point: dict[str, Any],
+                 written: dict[str, Any] | None = None) -> Any:
     """``base`` with the point's value at each planned path (validated alone), or None where a
-    value is refused."""
-    updates: dict[tuple[str, ...], Any] = {}
-    for key, parts, leaf in plan:
+    value is refused; ``written``: values of derived keys, read before the point's."""
+    values = []
+    for key, _, leaf in plan:
+        value = written[key] if written is not None and key in written else point[key]
         try:
-            updates[parts] = leaf.model_validate({"value": point[key]}).value
+            values.append(leaf.model_validate({"value": value}).value)
         except ValidationError:
             return None
-    return _replaced(base, updates)
+    return _replaced(base, _tree(tuple(parts for _, parts, _ in plan)), values)
 
 
-def _replaced(obj: BaseModel, updates: dict[tuple[str, ...], Any]) -> BaseModel:
-    if len(updates) == 1:  # the common case (one leaf per section), without the grouping below
-        (parts, value), = updates.items()
-        if len(parts) == 1:
-            return _copied(obj, {parts[0]: value})
-    direct: dict[str, Any] = {}
-    nested: dict[str, dict[tuple[str, ...], Any]] = defaultdict(dict)
-    for parts, value in updates.items():
-        if len(parts) == 1:
-            direct[parts[0]] = value
-        else:
-            nested[parts[0]][parts[1:]] = value
-    for name, inner in nested.items():
+Tree = dict[str, Any]  # field name -> a leaf's position among the values, or the tree below it
+
+
+@lru_cache(maxsize=256)
+def _tree(paths: tuple[tuple[str, ...], ...]) -> Tree:
+    """The planned paths as a tree of field names (worked out once per plan's paths)."""
+    root: Tree = {}
+    for position, parts in enumerate(paths):
+        node = root
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = position
+    return root
+
+
+def _replaced(obj: BaseModel, tree: Tree, values: list[Any]) -> BaseModel:
+    update: dict[str, Any] = {}
+    for name, below in tree.items():
+        if type(below) is int:
+            update[name] = values[below]
+            continue
         current = getattr(obj, name)
         if isinstance(current, dict):  # entries of a dict field (``_plain_dict``), replaced in place
-            if any(len(parts) != 1 or parts[0] not in current for parts in inner):
+            if any(type(v) is not int or k not in current for k, v in below.items()):
                 raise _Whole
-            direct[name] = {**current, **{parts[0]: value for parts, value in inner.items()}}
+            update[name] = {**current, **{k: values[v] for k, v in below.items()}}
         else:
-            direct[name] = _replaced(current, inner)
-    return _copied(obj, direct)
+            update[name] = _replaced(current, below, values)
+    return _copied(obj, update)
 
 
 _set = object.__setattr__
