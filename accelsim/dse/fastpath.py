@@ -1190,6 +1190,7 @@ class _GroupedSpecs:
                  memo: Callable[[Any], _TracedMemo] | None = None,
                  item_codes: Callable[[Item], np.ndarray] | None = None):
         self.proto, self.names, self.lists, self.codes = proto, names, lists, codes
+        self._position = {name: k for k, name in enumerate(names)}
         self.invalid: list[int] = []
         self._built: dict[int, Any] = {}
         self._item_cache: dict[Item, np.ndarray] = {}
@@ -1260,13 +1261,13 @@ class _GroupedSpecs:
 
     def field_of(self, j: int) -> Callable[[str], Any]:
         """Member ``j``'s fields as its spec holds them, read without building the spec."""
-        position = {name: k for k, name in enumerate(self.names)}
+        position, lists, codes, proto = self._position, self.lists, self.codes, self.proto
 
         def field(name: str) -> Any:
             k = position.get(name)
             if k is None:
-                return getattr(self.proto, name)
-            return self.lists[k][self.codes[k][j]]
+                return getattr(proto, name)
+            return lists[k][codes[k][j]]
         return field
 
     def spec_of(self, j: int, traced: bool) -> Any:
