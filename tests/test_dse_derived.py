@@ -74,7 +74,7 @@ def _same(a, b) -> bool:
     return type(a) is type(b) and a == b
 
 
-@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
+@settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture,
                                                                    HealthCheck.too_slow])
 @given(text=_spaces(), seed=st.integers(0, 2**16))
 def test_column_wise_derived_keys_equal_the_per_point_rule(write, text, seed):
