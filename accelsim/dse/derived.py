@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import ast
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, cast
@@ -105,7 +105,7 @@ def _columns(space: Space, points: list[dict[str, Any]], keys: list[str]) \
     for position, (target, expr) in enumerate(derived):
         earlier = set(targets[:position])
 
-        def value_of(name: str, earlier: set[str] = earlier) -> Any:
+        def value_of(name: str, earlier: set[str] = earlier, target: str = target) -> Any:
             if name in keys:
                 if name not in numbers:
                     numbers[name] = parameter(name)

@@ -27,11 +27,11 @@ import inspect
 import itertools
 import math
 import operator
+import typing
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from functools import lru_cache, partial
-import typing
 from typing import Any
 
 import numpy as np
@@ -1322,7 +1322,7 @@ _FIELD_NAMES: dict[type, frozenset[str]] = {}
 def _field_names(cls: type) -> frozenset[str]:
     names = _FIELD_NAMES.get(cls)
     if names is None:
-        names = _FIELD_NAMES[cls] = frozenset(getattr(cls, "model_fields"))
+        names = _FIELD_NAMES[cls] = frozenset(getattr(cls, "model_fields"))  # noqa: B009  (mypy: a plain type)
     return names
 
 
