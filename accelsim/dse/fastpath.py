@@ -874,7 +874,7 @@ class _Group:
                     self.table.fail(i, metrics.STATUS_NO_FIT, outcome)
                 self.table.vectorised += len(rows)
             else:
-                placed[outcome].extend(rows.tolist())
+                placed[outcome].extend(rows.tolist() if isinstance(rows, np.ndarray) else rows)
 
         by_layout: dict[tuple, list[int]] = defaultdict(list)
         for code, js in placed.items():
@@ -910,6 +910,16 @@ class _Group:
             except DoesNotFitError as err:
                 return err.one_line()
 
+        if len(reps) == len(local) and isinstance(hws, _GroupedSpecs):
+            # every member alone (random points): each placed on its own, untraced, nothing kept
+            # -- ``memo.run(..., trace=False)`` for each, without the per-group machinery
+            for j in local.tolist():
+                placed = allocate(hws.spec_of(j, False))
+                if not isinstance(placed, str):
+                    outcomes.append(placed)
+                    placed = len(outcomes) - 1
+                yield [j], placed
+            return
         for g, (rep, members) in enumerate(zip(reps.tolist(), _members(index, len(reps)))):
             rows = local[members]
             j = int(local[rep])
@@ -1237,6 +1247,12 @@ class _GroupedSpecs:
             except (ValueError, AssertionError):
                 return False
 
+        if len(reps) == len(rows):
+            # every member alone (random points): each checked on its own, untraced, nothing kept
+            # -- ``memo.run(..., trace=False)`` for each, without the per-group machinery
+            for j in rows.tolist():
+                yield [j], passes(self.spec_of(j, False))
+            return
         for g, (rep, positions) in enumerate(zip(reps.tolist(), _members(index, len(reps)))):
             members = rows[positions]
             j = int(rows[rep])
