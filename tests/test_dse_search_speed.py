@@ -120,8 +120,12 @@ def test_leaf_plan_only_for_sections_that_validate_field_by_field():
     from accelsim.hardware.spec import GpuSpec, HardwiredSpec, SystolicSpec
     plan = fastpath._leaf_plan(SystolicSpec, "memory", ["memory.buffer.capacity", "memory.hbm.bandwidth"])
     assert plan is not None and [p[1] for p in plan] == [("buffer", "capacity"), ("hbm", "bandwidth")]
-    # a derived-free key into a dict field (compute.matrix) or a whole section: validated whole
-    assert fastpath._leaf_plan(SystolicSpec, "compute", ["compute.matrix.bf16"]) is None
+    # an entry of a dict field (compute.matrix.bf16): validated as one value of the dict
+    # (issue 20, third pass: derived peaks are written there); a whole section: validated whole
+    entry = fastpath._leaf_plan(SystolicSpec, "compute", ["compute.matrix.bf16"])
+    assert entry is not None and entry[0][1] == ("matrix", "bf16")
+    # a key written inside another one's value: the document's order decides, so validated whole
+    assert fastpath._leaf_plan(SystolicSpec, "compute", ["compute.matrix", "compute.matrix.bf16"]) is None
     assert fastpath._leaf_plan(HardwiredSpec, "memory", ["memory"]) is None
     # PowerSpec checks static against TDP (a model validator): never leaf by leaf
     assert fastpath._leaf_plan(GpuSpec, "power", ["power.static"]) is None

@@ -24,12 +24,14 @@ import contextlib
 import copy
 import gc
 import inspect
+import itertools
 import math
 import operator
+import typing
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
-from functools import partial
+from functools import lru_cache, partial
 from typing import Any
 
 import numpy as np
@@ -39,6 +41,7 @@ from pydantic import BaseModel, ValidationError, create_model
 from accelsim import hardware, pipeline
 from accelsim.dse import metrics
 from accelsim.dse.columns import Mixed, spec_columns
+from accelsim.dse.derived import derived_values
 from accelsim.dse.evaluate import Job, base_row, evaluate_scalar
 from accelsim.dse.space import (
     METRICS,
@@ -625,6 +628,21 @@ def _lowered(job: Job, kind: Backend, workload, chip) -> Any:
     return hit[1]
 
 
+_SHAPE_KEYS: dict[int, tuple[Any, list[tuple]]] = {}
+
+
+def _shape_keys(graph) -> list[tuple]:
+    """Each op's shape key (``sim.mapper._shape_key``), per lowered graph (memoised per process
+    by ``_lowered``): an evolutionary search costs one small chunk per generation, and keying
+    the ops again for each cost as much as costing them."""
+    hit = _SHAPE_KEYS.get(id(graph))
+    if hit is None or hit[0] is not graph:
+        if len(_SHAPE_KEYS) > 16:
+            _SHAPE_KEYS.clear()
+        hit = _SHAPE_KEYS[id(graph)] = (graph, [_shape_key(op, spatial=False) for op in graph])
+    return hit[1]
+
+
 _SECTIONS: dict[int, tuple[Any, dict[tuple, Any]]] = {}
 
 
@@ -689,7 +707,10 @@ class _Group:
     def run(self) -> None:
         space, members = self.space, self.members
         first = self.points[members[0]]
-        template = space.document(first)
+        # the base with the point's kind: which sections exist and, for those no point key or
+        # derived key touches, their one value (the derived keys are not evaluated here: a
+        # point they refuse is refused where its section is built)
+        template = space.document(first, only="kind", derived={})
         kind_name = template.get("kind")
         if kind_name not in hardware.KINDS:
             self.one_by_one(range(len(members)))  # refused by the loader, as one by one
@@ -717,41 +738,53 @@ class _Group:
         value is refused) and each member's index among them."""
         members, keys = self.members, self.encoded.keys
         codes = dict(zip(keys, self.encoded.index))
-        documents: dict[int, dict] = {}
         out: dict[str, tuple[list, np.ndarray]] = {}
         for section, deps in section_dependencies(keys, self.space.spec.derived).items():
             if section not in template:
                 return None  # the loader names the unknown key: let the scalar path say it
             reps, index = _distinct_rows([codes[k] for k in deps], len(members))
             known = _section_cache(self.space)
-            values = []
             texts = [(self.value_keys(k), codes[k]) for k in deps]
-            plan = None if section in self.space.derived_sections else _leaf_plan(cls, section, deps)
+            derived = section in self.space.derived_sections
+            # the keys written into the section (parameters, and derived keys whose values are
+            # computed column-wise): what a leaf substitution replaces
+            writes = [k for k in (*keys, *self.space.spec.derived) if k.partition(".")[0] == section]
+            plan = _leaf_plan(cls, section, writes)
             base: Any = None  # a validated value of the section, for ``plan``
             stats = known.setdefault(("kept", section), [0, 0])  # [hits, values kept]
-            for r in reps.tolist():
-                # A section is a function of the keys it depends on: validated once per process
-                # for each distinct value of those, however many chunks repeat it.
-                key = (section, tuple(text[code[r]] for text, code in texts))
-                value = known.get(key, _ABSENT)
-                if value is not _ABSENT:
-                    stats[0] += 1
-                else:
-                    if plan is not None and base is not None:
-                        value = _substituted(base, plan, self.points[members[r]])
-                    else:
-                        document = documents.get(r)
-                        if document is None:  # written whole where another section will read it
-                            document = self.space.document(self.points[members[r]], only=section)
-                            if section in self.space.derived_sections:
-                                documents[r] = document
-                        value = self.validated(cls, section, document[section])
-                    if _keep(stats):
-                        known[key] = value
-                        stats[1] += 1
+            # A section is a function of the keys it depends on: validated once per process
+            # for each distinct value of those, however many chunks repeat it.
+            lookups = [(section, tuple(text[code[r]] for text, code in texts)) for r in reps.tolist()]
+            values = [known.get(key, _ABSENT) for key in lookups]
+            missing = [k for k, v in enumerate(values) if v is _ABSENT]
+            if plan is not None:
+                base = next((v for v in values if isinstance(v, BaseModel)), None)
+            stats[0] += len(values) - len(missing)
+            # the derived keys of every missing value at once (column-wise); a point they
+            # refuse is refused (None), and the scalar path gives its line
+            columns = derived_values(self.space, [self.points[members[reps[k]]] for k in missing]) \
+                if missing and derived else None
+            for position, k in enumerate(missing):
+                point = self.points[members[reps[k]]]
+                written = None
+                if columns is not None:
+                    if columns.errors[position] is not None:
+                        values[k] = None
+                        continue
+                    written = columns.point(position)
+                value: Any = _ABSENT
+                if plan is not None and base is not None:
+                    with contextlib.suppress(_Whole):
+                        value = _substituted(base, plan, point, written)
+                if value is _ABSENT:
+                    document = self.space.document(point, only=section, derived=written)
+                    value = self.validated(cls, section, document[section])
                 if plan is not None and base is None and isinstance(value, BaseModel):
                     base = value
-                values.append(value)
+                values[k] = value
+                if _keep(stats):
+                    known[lookups[k]] = value
+                    stats[1] += 1
             out[section] = (values, np.asarray(index, dtype=np.intp).ravel())
         return out
 
@@ -841,7 +874,7 @@ class _Group:
                     self.table.fail(i, metrics.STATUS_NO_FIT, outcome)
                 self.table.vectorised += len(rows)
             else:
-                placed[outcome].extend(rows.tolist())
+                placed[outcome].extend(rows.tolist() if isinstance(rows, np.ndarray) else rows)
 
         by_layout: dict[tuple, list[int]] = defaultdict(list)
         for code, js in placed.items():
@@ -877,12 +910,24 @@ class _Group:
             except DoesNotFitError as err:
                 return err.one_line()
 
+        if len(reps) == len(local) and isinstance(hws, _GroupedSpecs):
+            # every member alone (random points): each placed on its own, untraced, nothing kept
+            # -- ``memo.run(..., trace=False)`` for each, without the per-group machinery
+            for j in local.tolist():
+                placed = allocate(hws.spec_of(j, False))
+                if not isinstance(placed, str):
+                    outcomes.append(placed)
+                    placed = len(outcomes) - 1
+                yield [j], placed
+            return
         for g, (rep, members) in enumerate(zip(reps.tolist(), _members(index, len(reps)))):
             rows = local[members]
             j = int(local[rep])
-            placed, read = memo.run(partial(hws.__getitem__, j), allocate, set(sections),
-                                    hws.field_of(j) if isinstance(hws, _GroupedSpecs) else None,
-                                    trace=len(rows) > 1)
+            spec_of: Callable[[], Any] = partial(hws.__getitem__, j)
+            field_of = None
+            if isinstance(hws, _GroupedSpecs):
+                spec_of, field_of = partial(hws.spec_of, j, len(rows) > 1), hws.field_of(j)
+            placed, read = memo.run(spec_of, allocate, set(sections), field_of, trace=len(rows) > 1)
             outcome: Any = placed
             if not isinstance(placed, str):
                 outcomes.append(placed)
@@ -912,9 +957,8 @@ class _Group:
         timed: list[_Timed] = []
         energy: Any = 0.0
         region_class = _region_classes(kind, graph, placement)
-        for op in graph:
-            key = (*_shape_key(op, spatial=False), common.op_density(op, placement),
-                   region_class.get(op.layer))
+        for op, shape in zip(graph, _shape_keys(graph)):
+            key = (*shape, common.op_density(op, placement), region_class.get(op.layer))
             if key not in memo:
                 memo[key] = _best(kind, op, view, p, placement)
             time_s, energy_j = memo[key]
@@ -950,8 +994,12 @@ class _Group:
         first = chosen[0]
 
         def column(attr: str) -> dict[str, np.ndarray]:
-            return {k: np.asarray([getattr(pl, attr)[k] for pl in chosen], dtype=float)[index]
-                    for k in getattr(first, attr)}
+            keys = list(getattr(first, attr))
+            # a layout's placements share their key order (``place_and_cost`` groups by it), so
+            # the values are read as one flat run, in C, and cut into one column per key
+            table = np.fromiter(itertools.chain.from_iterable(getattr(pl, attr).values() for pl in chosen),
+                                dtype=float, count=len(chosen) * len(keys)).reshape(len(chosen), len(keys))
+            return {k: table[:, i][index] for i, k in enumerate(keys)}
         out = replace(first, capacity=column("capacity"), regions=column("regions"))
         if workload.density is not None:
             out = replace(out, density=workload.density)
@@ -972,10 +1020,13 @@ LeafPlan = list[tuple[str, tuple[str, ...], Any]]  # (point key, path in the sec
 
 def _leaf_plan(cls, section: str, deps: list[str]) -> LeafPlan | None:
     """Per key a section depends on: its path inside the section and the model that validates
-    its field alone; None where the section cannot be validated leaf by leaf."""
+    its field alone (or, for a key of a dict field, e.g. ``compute.matrix.int4``, one value of
+    the dict); None where the section cannot be validated leaf by leaf."""
     annotation: Any = cls.model_fields[section].annotation if section in cls.model_fields else None
     if not _field_by_field(annotation):
         return None
+    if any(a != b and _related(a, b) for a in deps for b in deps):
+        return None  # a key written inside another one's value: the document's order decides
     plan: LeafPlan = []
     for key in deps:
         head, _, rest = key.partition(".")
@@ -983,18 +1034,29 @@ def _leaf_plan(cls, section: str, deps: list[str]) -> LeafPlan | None:
             return None
         parts = tuple(rest.split("."))
         model: Any = annotation
+        leaf: Any = None
         for depth, part in enumerate(parts):
             field_info = model.model_fields.get(part)
             if field_info is None:
                 return None
+            if depth == len(parts) - 2 and _plain_dict(field_info):
+                leaf = _leaf_model(model, part, typing.get_args(field_info.annotation)[1])
+                break
             if depth < len(parts) - 1:
                 model = field_info.annotation
                 if not _field_by_field(model):
                     return None
             elif not _alone(field_info):
                 return None
-        plan.append((key, parts, _leaf_model(model, parts[-1])))
+        plan.append((key, parts, leaf if leaf is not None else _leaf_model(model, parts[-1])))
     return plan
+
+
+def _plain_dict(field_info: Any) -> bool:
+    """A ``dict`` field whose entries are validated one by one (no validator on the whole dict;
+    a length bound is met by a dict whose existing entry is replaced)."""
+    return (typing.get_origin(field_info.annotation) is dict
+            and all(getattr(item, "func", None) is None for item in field_info.metadata))
 
 
 def _field_by_field(model: Any) -> bool:
@@ -1024,44 +1086,96 @@ def _alone(field_info: Any) -> bool:
     return True
 
 
-_LEAF_MODELS: dict[tuple[type, str], Any] = {}
+_LEAF_MODELS: dict[tuple[type, str, Any], Any] = {}
 
 
-def _leaf_model(model: type[BaseModel], name: str) -> Any:
-    """A model of the one field ``name`` of ``model``: its annotation, constraints and the
-    model's config (strictness, no inf/NaN)."""
-    leaf = _LEAF_MODELS.get((model, name))
+def _leaf_model(model: type[BaseModel], name: str, entry: Any = None) -> Any:
+    """A model of the one field ``name`` of ``model`` (or, with ``entry``, of one value of that
+    dict field, of type ``entry``): its annotation, constraints and the model's config
+    (strictness, no inf/NaN)."""
+    leaf = _LEAF_MODELS.get((model, name, entry))
     if leaf is None:
-        field_info = copy.copy(model.model_fields[name])
-        annotation: Any = field_info.annotation
-        leaf = _LEAF_MODELS[(model, name)] = create_model(
-            f"_{model.__name__}_{name}", __config__=model.model_config, value=(annotation, field_info))
+        if entry is not None:
+            spec: Any = (entry, ...)
+            label = f"_{model.__name__}_{name}_entry"
+        else:
+            field_info = copy.copy(model.model_fields[name])
+            spec = (field_info.annotation, field_info)
+            label = f"_{model.__name__}_{name}"
+        leaf = _LEAF_MODELS[(model, name, entry)] = create_model(label, __config__=model.model_config, value=spec)
     return leaf
 
 
-def _substituted(base: BaseModel, plan: LeafPlan, point: dict[str, Any]) -> Any:
+class _Whole(Exception):
+    """A leaf substitution that cannot stand for whole validation here (a dict entry the
+    validated section does not hold): the section is validated whole."""
+
+
+def _substituted(base: BaseModel, plan: LeafPlan, point: dict[str, Any],
+                 written: dict[str, Any] | None = None) -> Any:
     """``base`` with the point's value at each planned path (validated alone), or None where a
-    value is refused."""
-    updates: dict[tuple[str, ...], Any] = {}
-    for key, parts, leaf in plan:
+    value is refused; ``written``: values of derived keys, read before the point's."""
+    values = []
+    for key, _, leaf in plan:
+        value = written[key] if written is not None and key in written else point[key]
         try:
-            updates[parts] = leaf.model_validate({"value": point[key]}).value
+            values.append(leaf.model_validate({"value": value}).value)
         except ValidationError:
             return None
-    return _replaced(base, updates)
+    return _replaced(base, _tree(tuple(parts for _, parts, _ in plan)), values)
 
 
-def _replaced(obj: BaseModel, updates: dict[tuple[str, ...], Any]) -> BaseModel:
-    direct: dict[str, Any] = {}
-    nested: dict[str, dict[tuple[str, ...], Any]] = defaultdict(dict)
-    for parts, value in updates.items():
-        if len(parts) == 1:
-            direct[parts[0]] = value
+Tree = dict[str, Any]  # field name -> a leaf's position among the values, or the tree below it
+
+
+@lru_cache(maxsize=256)
+def _tree(paths: tuple[tuple[str, ...], ...]) -> Tree:
+    """The planned paths as a tree of field names (worked out once per plan's paths)."""
+    root: Tree = {}
+    for position, parts in enumerate(paths):
+        node = root
+        for part in parts[:-1]:
+            node = node.setdefault(part, {})
+        node[parts[-1]] = position
+    return root
+
+
+def _replaced(obj: BaseModel, tree: Tree, values: list[Any]) -> BaseModel:
+    update: dict[str, Any] = {}
+    for name, below in tree.items():
+        if type(below) is int:
+            update[name] = values[below]
+            continue
+        current = getattr(obj, name)
+        if isinstance(current, dict):  # entries of a dict field (``_plain_dict``), replaced in place
+            if any(type(v) is not int or k not in current for k, v in below.items()):
+                raise _Whole
+            update[name] = {**current, **{k: values[v] for k, v in below.items()}}
         else:
-            nested[parts[0]][parts[1:]] = value
-    for name, inner in nested.items():
-        direct[name] = _replaced(getattr(obj, name), inner)
-    return obj.model_copy(update=direct)
+            update[name] = _replaced(current, below, values)
+    return _copied(obj, update)
+
+
+_set = object.__setattr__
+
+
+def _copied(obj: BaseModel, update: dict[str, Any]) -> Any:
+    """``obj.model_copy(update=update)``: what pydantic does for a model without extra fields
+    or private attributes (a new instance with a copy of the field dict, updated, and the
+    updated names added to the fields set), without its general-purpose copies, which cost
+    more than the rest of a leaf substitution.  Other models go through ``model_copy``."""
+    if (obj.__pydantic_extra__ is not None or getattr(obj, "__pydantic_private__", None) is not None
+            or type(obj).model_config.get("extra") == "allow"):
+        return obj.model_copy(update=update)
+    cls = type(obj)
+    new = cls.__new__(cls)
+    fields = obj.__dict__.copy()
+    fields.update(update)
+    _set(new, "__dict__", fields)
+    _set(new, "__pydantic_extra__", None)
+    _set(new, "__pydantic_fields_set__", obj.__pydantic_fields_set__ | update.keys())
+    _set(new, "__pydantic_private__", None)
+    return new
 
 
 def _after_checks(cls) -> list[Any] | None:
@@ -1086,6 +1200,7 @@ class _GroupedSpecs:
                  memo: Callable[[Any], _TracedMemo] | None = None,
                  item_codes: Callable[[Item], np.ndarray] | None = None):
         self.proto, self.names, self.lists, self.codes = proto, names, lists, codes
+        self._position = {name: k for k, name in enumerate(names)}
         self.invalid: list[int] = []
         self._built: dict[int, Any] = {}
         self._item_cache: dict[Item, np.ndarray] = {}
@@ -1132,11 +1247,17 @@ class _GroupedSpecs:
             except (ValueError, AssertionError):
                 return False
 
+        if len(reps) == len(rows):
+            # every member alone (random points): each checked on its own, untraced, nothing kept
+            # -- ``memo.run(..., trace=False)`` for each, without the per-group machinery
+            for j in rows.tolist():
+                yield [j], passes(self.spec_of(j, False))
+            return
         for g, (rep, positions) in enumerate(zip(reps.tolist(), _members(index, len(reps)))):
             members = rows[positions]
             j = int(rows[rep])
-            passed, read = memo.run(partial(self.__getitem__, j), passes, set(self.names), self.field_of(j),
-                                    trace=len(members) > 1)
+            passed, read = memo.run(partial(self.spec_of, j, len(members) > 1), passes, set(self.names),
+                                    self.field_of(j), trace=len(members) > 1)
             varying = {item for item in read if item[0][0] in self.names}  # the rest is the proto's
             if varying <= set(fields) or len(members) == 1:
                 yield members, passed
@@ -1156,25 +1277,69 @@ class _GroupedSpecs:
 
     def field_of(self, j: int) -> Callable[[str], Any]:
         """Member ``j``'s fields as its spec holds them, read without building the spec."""
-        position = {name: k for k, name in enumerate(self.names)}
+        position, lists, codes, proto = self._position, self.lists, self.codes, self.proto
 
         def field(name: str) -> Any:
             k = position.get(name)
             if k is None:
-                return getattr(self.proto, name)
-            return self.lists[k][self.codes[k][j]]
+                return getattr(proto, name)
+            return lists[k][codes[k][j]]
         return field
+
+    def spec_of(self, j: int, traced: bool) -> Any:
+        """Member ``j``'s spec for a function of it: the spec itself where it will be traced,
+        else a stand-in that reads its fields without building it (a random point's check and
+        placement read a few fields; building each point's spec cost as much as both)."""
+        if traced:
+            return self[j]
+        hit = self._built.get(j, False)
+        return hit if hit is not False else _Unbuilt(self.field_of(j), partial(self.__getitem__, j),
+                                                      type(self.proto))
 
     def __getitem__(self, j: int) -> Any:
         hit = self._built.get(j, False)
         if hit is False:
             update = {name: values[index[j]] for name, values, index in zip(self.names, self.lists, self.codes)}
-            hit = self._built[j] = self.proto.model_copy(update=update)
+            hit = self._built[j] = _copied(self.proto, update)
         return hit
 
     def __len__(self) -> int:
         return len(self.codes[0]) if self.codes else 0
 
+
+
+class _Unbuilt:
+    """A member's spec, unbuilt: its fields read from the validated sections (``field_of``),
+    anything else (a method, a property) from the spec built on first need.  ``isinstance``
+    sees the spec's class, as on ``_Traced``.  A field read is kept on the instance, so a
+    function that reads it in a loop pays the lookup once."""
+
+    def __init__(self, field: Callable[[str], Any], build: Callable[[], Any], cls: type):
+        _set(self, "_field", field)
+        _set(self, "_build", build)
+        _set(self, "_class", cls)
+        _set(self, "_names", _field_names(cls))
+
+    @property  # type: ignore[misc]
+    def __class__(self) -> type:
+        return self._class
+
+    def __getattr__(self, name: str) -> Any:
+        if name in self._names:
+            value = self._field(name)
+            _set(self, name, value)
+            return value
+        return getattr(self._build(), name)
+
+
+_FIELD_NAMES: dict[type, frozenset[str]] = {}
+
+
+def _field_names(cls: type) -> frozenset[str]:
+    names = _FIELD_NAMES.get(cls)
+    if names is None:
+        names = _FIELD_NAMES[cls] = frozenset(getattr(cls, "model_fields"))  # noqa: B009  (mypy: a plain type)
+    return names
 
 
 def _region_classes(kind: Backend, graph, placement) -> dict[Any, Any]:

@@ -58,10 +58,28 @@ def read_rows(path: Path, start: int = 0) -> list[dict[str, Any]]:
         text = path.read_text(encoding="utf-8")
     if text and not text.endswith("\n"):
         text = text[: text.rfind("\n") + 1]
-    rows = []
-    for raw in csv.DictReader(io.StringIO(text)):
-        rows.append({k: _parse(v, k) for k, v in raw.items()})
+    reader = csv.reader(io.StringIO(text))
+    names: list[str] | None = next(reader, None)
+    if names is None:
+        return []
+    text_columns = [k in TEXT_COLUMNS for k in names]
+    rows: list[dict[str, Any]] = []
+    for raw in reader:
+        if not raw:
+            continue  # a blank line (``csv.DictReader`` skips it too)
+        if len(raw) < len(names):  # a short line (torn): the missing cells empty, as
+            raw = raw + [""] * (len(names) - len(raw))  # ``csv.DictReader`` leaves them
+        # ``_parse`` per cell, with the column's kind looked up once per file
+        rows.append({k: (v if is_text else _number(v)) if v else None
+                     for k, v, is_text in zip(names, raw, text_columns)})
     return rows
+
+
+def _number(text: str) -> Any:
+    try:
+        return float(text)
+    except ValueError:
+        return text
 
 
 # Columns that are always text: a hex point id such as "1234e56789012345" must not read as a number.
@@ -87,7 +105,8 @@ class CsvSink:
         path.parent.mkdir(parents=True, exist_ok=True)
         if resume and path.is_file():
             self._truncate_torn_tail()
-            header = path.read_text(encoding="utf-8").split("\n", 1)[0]
+            with path.open(encoding="utf-8") as handle:  # the header alone (NSGA-II resumes every generation)
+                header = handle.readline().rstrip("\n")
             if header and header.split(",") != fields:
                 raise AccelsimError(f"cannot resume: {path} has columns {header!r}, this sweep writes "
                                     f"{','.join(fields)!r}; use a new --out folder")
@@ -98,10 +117,16 @@ class CsvSink:
             self._write_line(fields)
 
     def _truncate_torn_tail(self) -> None:
+        with self.path.open("rb") as f:  # the last byte tells; the whole file only when torn
+            f.seek(0, os.SEEK_END)
+            if not f.tell():
+                return
+            f.seek(-1, os.SEEK_END)
+            if f.read(1) == b"\n":
+                return
         data = self.path.read_bytes()
-        if data and not data.endswith(b"\n"):
-            with self.path.open("r+b") as f:
-                f.truncate(data.rfind(b"\n") + 1)
+        with self.path.open("r+b") as f:
+            f.truncate(data.rfind(b"\n") + 1)
 
     def _write_line(self, values: list[Any]) -> None:
         buffer = io.StringIO()
@@ -295,11 +320,13 @@ def done_ids(path: Path) -> set[str]:
 def stream(job: Job, points: Iterable[dict[str, Any]], out_csv: Path, *, workers: int = 1,
            scheduler: str | None = None, resume: bool = False, distinct: bool = False,
            total: int | None = None, progress: Callable[[int], None] | None = None,
-           chunk: int = CHUNK) -> int:
+           chunk: int = CHUNK, ids: list[str] | None = None) -> int:
     """Evaluate ``points`` (read lazily; skipping those already in ``out_csv`` when resuming, and
     repeats unless the caller says they are ``distinct``) into ``out_csv``; return how many
     rows were written.  Memory does not grow with the number of points, except for the set of
-    ids kept to skip repeats and resumed points."""
+    ids kept to skip repeats and resumed points.  ``ids``: the points' ``fastpath.ids``, where
+    the caller has them already (``run``), in the order of ``points``."""
+    given = iter(ids) if ids is not None else None
     sink = CsvSink(out_csv, columns(job.space.keys), resume=resume)
     seen = done_ids(out_csv) if resume else set()
     check = resume or not distinct
@@ -309,7 +336,8 @@ def stream(job: Job, points: Iterable[dict[str, Any]], out_csv: Path, *, workers
             ids = None
             if check:
                 fresh, ids = [], []
-                for p, pid in zip(c, fastpath.ids(c)):
+                chunk_ids = list(itertools.islice(given, len(c))) if given is not None else fastpath.ids(c)
+                for p, pid in zip(c, chunk_ids):
                     if pid not in seen:
                         seen.add(pid)
                         fresh.append(p)
@@ -337,9 +365,9 @@ def run(job: Job, points: list[dict[str, Any]], out_csv: Path, *, workers: int =
         progress: Callable[[int], None] | None = None, chunk: int = CHUNK) -> list[dict[str, Any]]:
     """Evaluate ``points`` (skipping those already in ``out_csv`` when resuming); return the rows
     of every point, in the order of ``points``, as they read back from the CSV."""
-    stream(job, points, out_csv, workers=workers, scheduler=scheduler, resume=resume,
-           total=len(points), progress=progress, chunk=chunk)
     ids = fastpath.ids(points)
+    stream(job, points, out_csv, workers=workers, scheduler=scheduler, resume=resume,
+           total=len(points), progress=progress, chunk=chunk, ids=ids)
     # The rows this call wrote are past where its resume read ended: an evolutionary search
     # calls this once per generation, and reading the whole file back each time grows with the
     # square of the run.

@@ -38,9 +38,29 @@ def grid_size(space: Space) -> int:
 def iter_random_points(space: Space, samples: int, seed: int) -> Iterator[dict[str, Any]]:
     """``samples`` seeded draws, lazily, in the same order as ``random_points``."""
     rng = np.random.default_rng(seed)
+    if space.parameters and all(p.values is None for p in space.parameters):
+        yield from _iter_range_points(space, samples, rng)
+        return
     draws = [(p.key, p.sampler()) for p in space.parameters]
     for _ in range(samples):
         yield {key: draw(rng) for key, draw in draws}
+
+
+_BLOCK = 4096
+
+
+def _iter_range_points(space: Space, samples: int, rng: np.random.Generator) -> Iterator[dict[str, Any]]:
+    """The draws of ``Parameter.sampler`` for a space of ranges only, a block of points at a
+    time: one uniform float per parameter per point, row by row, is what numpy gives for an
+    array of them, and the range arithmetic is the sampler's (the affine step in numpy, the
+    same IEEE operations; ``exp`` and the encoding per value in Python)."""
+    keys = space.keys
+    columns = [p.columns() for p in space.parameters]
+    for start in range(0, samples, _BLOCK):
+        block = rng.random((min(_BLOCK, samples - start), len(keys)))
+        values = [column(block[:, i]) for i, column in enumerate(columns)]
+        for row in zip(*values):
+            yield dict(zip(keys, row))
 
 
 def grid_points(space: Space) -> list[dict[str, Any]]:
@@ -105,65 +125,84 @@ def pick(rows: list[dict[str, Any]], metric: str, sense: str) -> Pick:
 
 def nsga2(space: Space, evaluate: Evaluate, objectives: Mapping[str, str], conditions: list[Condition],
           samples: int, seed: int, population: int = 32) -> list[dict[str, Any]]:
-    """Evolve ``population`` designs for about ``samples`` evaluations; return every row seen."""
+    """Evolve ``population`` designs for about ``samples`` evaluations; return every row seen.
+
+    Each row's violation and objective vector are worked out once, when it is first seen, and a
+    generation is ranked from those arrays (a row is ranked in two generations' populations and
+    merged sets, not re-read each time)."""
     rng = np.random.default_rng(seed)
     choices = [p.grid() for p in space.parameters]
     population = max(4, min(population, samples))
     genomes = np.column_stack([rng.integers(len(c), size=population) for c in choices])
 
-    def decode(genes: np.ndarray) -> dict[str, Any]:
+    def decode(genes: tuple) -> dict[str, Any]:
         return {p.key: c[int(g)] for p, c, g in zip(space.parameters, choices, genes)}
 
-    seen: dict[tuple, dict[str, Any]] = {}
+    seen: dict[tuple, int] = {}  # genome -> its row's index in ``rows``
+    rows: list[dict[str, Any]] = []
+    scored: list[tuple[float, list[Any]]] = []  # per row: violation, objective values
 
-    def score(batch: np.ndarray) -> list[dict[str, Any]]:
-        fresh = [g for g in {tuple(g) for g in batch} if g not in seen]
-        fresh.sort()
-        for g, row in zip(fresh, evaluate([decode(np.array(g)) for g in fresh])):
-            seen[g] = row
-        return [seen[tuple(g)] for g in batch]
+    def score(batch: np.ndarray) -> np.ndarray:
+        keys = list(map(tuple, batch.tolist()))
+        fresh = sorted({g for g in keys if g not in seen})
+        for g, row in zip(fresh, evaluate([decode(g) for g in fresh])):
+            seen[g] = len(rows)
+            rows.append(row)
+            ok = row.get("status") == STATUS_OK
+            scored.append((violation(row, conditions), [(row.get(m) if ok else 0.0) for m in objectives]))
+        return np.fromiter((seen[g] for g in keys), dtype=np.intp, count=len(keys))
 
-    rows = score(genomes)
+    def rank(members: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        chosen = [scored[i] for i in members.tolist()]
+        return _rank(np.array([v for v, _ in chosen], dtype=float),
+                     np.array([o for _, o in chosen], dtype=float).reshape(len(chosen), len(objectives)),
+                     list(objectives.values()))
+
+    members = score(genomes)
+    sizes = np.array([len(c) for c in choices])
     generations = max(1, samples // population - 1)
     for _ in range(generations):
-        ranks, crowd = _rank(rows, objectives, conditions)
-        children = _offspring(genomes, ranks, crowd, [len(c) for c in choices], rng)
+        ranks, crowd = rank(members)
+        children = _offspring(genomes, ranks, crowd, sizes, rng)
         merged = np.vstack([genomes, children])
-        merged_rows = rows + score(children)
-        ranks, crowd = _rank(merged_rows, objectives, conditions)
+        merged_members = np.concatenate([members, score(children)])
+        ranks, crowd = rank(merged_members)
         order = np.lexsort((-crowd, ranks))[:population]
-        genomes, rows = merged[order], [merged_rows[i] for i in order]
-    return list(seen.values())
+        genomes, members = merged[order], merged_members[order]
+    return rows
 
 
-def _rank(rows, objectives, conditions) -> tuple[np.ndarray, np.ndarray]:
-    viol = np.array([violation(r, conditions) for r in rows])
+def _rank(viol: np.ndarray, objective_values: np.ndarray, senses: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Deb's constrained non-domination rank and the crowding distance within each rank."""
     finite = np.where(np.isfinite(viol), viol, np.nanmax(np.where(np.isfinite(viol), viol, 0)) + 1e9)
-    values = np.array([[(r.get(m) if r.get("status") == STATUS_OK else 0.0) for m in objectives]
-                       for r in rows], dtype=float)
-    values = pareto.oriented(list(values.T), list(objectives.values()))
+    values = pareto.oriented(list(objective_values.T), senses)
     ranks = pareto.constrained_ranks(values, finite)
-    crowd = np.zeros(len(rows))
-    for r in np.unique(ranks):
+    crowd = np.full(len(viol), np.inf)  # a rank of one or two members: all boundary points
+    distinct, counts = np.unique(ranks, return_counts=True)
+    for r in distinct[counts > 2].tolist():
         members = np.flatnonzero(ranks == r)
         crowd[members] = pareto.crowding_distance(values[members])
     return ranks, crowd
 
 
-def _offspring(genomes, ranks, crowd, sizes, rng) -> np.ndarray:
+def _offspring(genomes: np.ndarray, ranks: np.ndarray, crowd: np.ndarray, sizes: np.ndarray,
+               rng: np.random.Generator) -> np.ndarray:
+    """Binary tournaments, uniform crossover and random-reset mutation, one child at a time.
+    Each child's draws are three calls that consume the generator exactly as the seven of the
+    textbook loop (two tournaments of two, two vectors of coin flips, one reset value per gene,
+    drawn whether or not the gene mutates): numpy draws an array of bounded integers or of
+    floats as the same calls one by one would, so a seed gives the same run as before."""
     n, genes = genomes.shape
     rank_of, crowd_of = ranks.tolist(), crowd.tolist()  # Python floats: no numpy scalar per read
-
-    def tournament() -> np.ndarray:
-        a, b = rng.integers(n, size=2).tolist()
-        better = a if (rank_of[a], -crowd_of[a]) <= (rank_of[b], -crowd_of[b]) else b
-        return genomes[better]
-
+    parents = genomes.tolist()
+    rate = 1.0 / genes
     children = []
     for _ in range(n):
-        mother, father = tournament(), tournament()
-        child = np.where(rng.random(genes) < 0.5, mother, father)
-        mutate = rng.random(genes) < 1.0 / genes
-        child = np.where(mutate, [rng.integers(s) for s in sizes], child)
-        children.append(child)
-    return np.array(children)
+        a, b, c, d = rng.integers(n, size=4).tolist()
+        mother = parents[a if (rank_of[a], -crowd_of[a]) <= (rank_of[b], -crowd_of[b]) else b]
+        father = parents[c if (rank_of[c], -crowd_of[c]) <= (rank_of[d], -crowd_of[d]) else d]
+        flips = rng.random(2 * genes).tolist()
+        resets = rng.integers(sizes).tolist()
+        children.append([r if flips[genes + k] < rate else (m if flips[k] < 0.5 else f)
+                         for k, (m, f, r) in enumerate(zip(mother, father, resets))])
+    return np.array(children, dtype=genomes.dtype).reshape(n, genes)

@@ -181,6 +181,18 @@ class Parameter(Spec):
         log_lo, log_span = math.log(lo), math.log(hi) - math.log(lo)
         return lambda rng: encode(math.exp(log_lo + float(rng.random()) * log_span))
 
+    def columns(self) -> Callable[[np.ndarray], list[Any]]:
+        """``sampler`` over an array of uniform draws (a range's parameter): the value drawn for
+        each, by the same arithmetic."""
+        r = self.range
+        lo, hi = to_number(r.start), to_number(r.stop)
+        encode = self.encoder()
+        if self.linear:
+            return lambda u: [encode(x) for x in (lo + u * (hi - lo)).tolist()]
+        log_lo, log_span = math.log(lo), math.log(hi) - math.log(lo)
+        exp = math.exp
+        return lambda u: [encode(exp(x)) for x in (log_lo + u * log_span).tolist()]
+
     def encode(self, x: float) -> Any:
         return self.encoder()(x)
 
@@ -316,19 +328,27 @@ class Space:
     def keys(self) -> list[str]:
         return [p.key for p in self.spec.parameters]
 
-    def document(self, point: dict[str, Any], only: str | None = None) -> dict[str, Any]:
+    def document(self, point: dict[str, Any], only: str | None = None,
+                 derived: dict[str, Any] | None = None) -> dict[str, Any]:
         """The base config with ``point`` and the derived keys written in (copied on write).
 
         With ``only`` (a top-level key), only that section is sure to be the point's: where no
         derived key is written into it, keys of other sections are not written and the derived
         keys not evaluated (a derived key is a function of the keys its section depends on, so
-        its errors are met where that section is built)."""
+        its errors are met where that section is built).  ``derived``: the values this method
+        would write at the derived keys, already computed (``dse.derived``, column-wise), which
+        are written as they are (with ``only``, those of that section)."""
         doc = dict(self.base)
         copied: set[int] = set()  # dicts made for this document (alive with it: ids stay unique)
-        whole = only is None or only in self.derived_sections
+        whole = only is None or (derived is None and only in self.derived_sections)
         for key, value in point.items():
             if whole or key.partition(".")[0] == only:
                 _assign(doc, key, value, self.source, key, copy_path=True, copied=copied)
+        if derived is not None:
+            for key, value in derived.items():
+                if whole or key.partition(".")[0] == only:
+                    _assign(doc, key, value, self.source, key, copy_path=True, copied=copied)
+            return doc
         if self.spec.derived and whole:
             for key, expr in self.spec.derived.items():
                 def value_of(name: str, where: str = f"derived.{key}") -> float:
@@ -453,7 +473,8 @@ def point_ids(keys: list[str], distinct: list[list[Any]], index: list[np.ndarray
     point's index among them.  The JSON text is assembled from per-value pieces, which is the
     text ``json.dumps`` writes for the whole dict (same separators, keys sorted)."""
     order = sorted(range(len(keys)), key=lambda i: keys[i])
-    pieces = [[f"{_json(keys[i])}:{_json_value(v)}" for v in distinct[i]] for i in order]
+    heads = {i: _json(keys[i]) + ":" for i in order}  # each key's JSON once, not once per value
+    pieces = [[heads[i] + _json_value(v) for v in distinct[i]] for i in order]
     if not pieces:
         n = len(index[0]) if index else 0
         return [_hash("{}")] * n

@@ -89,11 +89,12 @@ def _allocate(need: Demand, hw: HardwiredSpec) -> Placement:
             f"but the chip holds {format_si(room, 'B')} ({'SRAM only, no DRAM' if dram is None else 'SRAM + DRAM'}); "
             f"lower --batch or --context")
     per_region = need.stage_weights
+    macs = hw.hardwired.macs  # read once, not once per region (a sweep places every point)
     if hw.hardwired.region_rule == "proportional":
         total = sum(per_region.values())
-        regions = {k: hw.hardwired.macs * w / total for k, w in per_region.items()}
+        regions = {k: macs * w / total for k, w in per_region.items()}
     else:
-        regions = {k: hw.hardwired.macs / len(per_region) for k in per_region}
+        regions = {k: macs / len(per_region) for k in per_region}
     capacity = {"sram": sram.capacity, **({"dram": dram.capacity} if dram else {})}
     return Placement(level_of={"weight": "rom", "kv_cache": kv_level, "state": kv_level,
                                "activation": "sram"},
