@@ -64,6 +64,7 @@ class GpuBackend(BackendBase):
                 "attention_bandwidth": hw.gpu.attention_bandwidth, "hbm_bw": mem.hbm.bandwidth,
                 "hbm_energy": mem.hbm.energy, "l2_bw": mem.l2.bandwidth, "l2_energy": mem.l2.energy,
                 "l2_capacity": mem.l2.capacity, "eff_datapath": _datapath_efficiency(hw),
+                "eff_attention": hw.efficiency.attention,
                 "active": power.active_w(hw, ("hbm", "l2"), "hbm")}
 
     def mappings(self, op: Op, hw: GpuSpec) -> list[Mapping]:
@@ -151,10 +152,13 @@ def _datapath_efficiency(hw: GpuSpec) -> dict[str, float]:
 
 def _at_datapath_efficiency(op: Op, p: dict[str, Any]) -> dict[str, Any]:
     """``p`` with ``eff_compute`` set to the share the op's datapath reaches (the same ``p``
-    when its datapath has no share of its own)."""
+    when its datapath has no share of its own); attention takes ``efficiency.attention`` where
+    the chip states one."""
     if isinstance(op, MatMul):
         datapath = op.compute_dtype
     elif isinstance(op, Attention):
+        if p["eff_attention"] is not None:  # the attention library's own measured share
+            return {**p, "eff_compute": p["eff_attention"]}
         datapath = attention_datapath(op.compute_dtype, p["attention_dtype"])
     else:
         return p

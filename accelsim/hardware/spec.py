@@ -116,6 +116,11 @@ class Efficiency(Spec):
     # never fitted.  Hopper's 16-bit GEMMs reach ~80 % of their peak while its FP8 GEMMs, which
     # the fitted ``compute`` follows, reach ~63 % (docs/validation.md).  Read by the GPU backend.
     datapath: dict[DType, Fraction] = Field(default_factory=dict)
+    # Achieved fraction of its datapath's matrix peak for the fused attention kernel where the
+    # chip's attention library has its own measured share (a decode-attention kernel is not a
+    # GEMM: its tiles hold the few query rows of one sequence); None: attention runs at the
+    # datapath's share like a GEMM.  A measured figure with its source, never fitted.
+    attention: Fraction | None = None
     # The chip family whose shared fit set these constants (validation/points.yaml `families:`),
     # so a member with no measurements of its own is labelled by its family's (``accelsim.trust``).
     family: str | None = None
