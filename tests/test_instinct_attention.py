@@ -5,7 +5,10 @@ MI355X's MLA decode kernel (AITER, FP8 latent cache) has its own measured share 
 InferenceX rows ran is a points-file runtime whose attention share the family fit sets."""
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
+import yaml
 from pydantic import ValidationError
 
 from accelsim.api import simulate
@@ -105,3 +108,15 @@ def test_fit_trial_share_moves_the_triton_rows_only():
     at_file = _predicted(row, hw, catalogue, fitted, {row.runtime: share})
     assert at_file == pytest.approx(predict_measured(row, hw, catalogue).value, rel=1e-12)
     assert _predicted(row, hw, catalogue, fitted, {row.runtime: share / 2}) > at_file
+
+
+def test_other_kinds_refuse_an_attention_share(tmp_path, cli):
+    """One clear line and exit 2 when a non-GPU config states efficiency.attention."""
+    src = Path(__file__).resolve().parents[1] / "hw_configs" / "tpu-v5e.yaml"
+    data = yaml.safe_load(src.read_text())
+    data["efficiency"]["attention"] = 0.5
+    path = tmp_path / "tpu.yaml"
+    path.write_text(yaml.safe_dump(data))
+    code, out, err = cli("run", "--model", "llama-3.1-8b", "--hw", str(path))
+    assert code == 2
+    assert "efficiency.attention" in err and "Traceback" not in out + err

@@ -249,8 +249,8 @@ class HardwareBase(Spec):
     interconnect: Interconnect | None = None
     respin: Respin | None = None  # economics of a model change (weights in silicon only)
     host_memory: HostMemory | None = None  # a KV offload tier for serving (optional)
-    # Whether the kind's backend reads ``efficiency.datapath`` (a per-datapath share a backend
-    # ignored would be silently wrong, so other kinds refuse it).
+    # Whether the kind's backend reads ``efficiency.datapath`` and ``efficiency.attention`` (a
+    # share a backend ignored would be silently wrong, so other kinds refuse them).
     reads_datapath_efficiency: ClassVar[bool] = False
 
     @model_validator(mode="after")
@@ -258,6 +258,8 @@ class HardwareBase(Spec):
         given = self.efficiency.datapath
         if given and not self.reads_datapath_efficiency:
             raise ValueError(f"efficiency.datapath: not used by kind '{self.kind}' (only gpu configs read it)")
+        if self.efficiency.attention is not None and not self.reads_datapath_efficiency:
+            raise ValueError(f"efficiency.attention: not used by kind '{self.kind}' (only gpu configs read it)")
         for dtype in given:
             if dtype not in self.compute.matrix:
                 raise ValueError(f"efficiency.datapath.{dtype}: no such datapath in compute.matrix "
