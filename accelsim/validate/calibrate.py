@@ -143,7 +143,8 @@ def fitted_points(points: list[Point]) -> list[Point]:
 
 
 # A family fit runs DeepSeek-sized steps (~0.6 s of CPU a point): it fits the two efficiencies
-# only, from the first member's current values, with a short Nelder-Mead.  The per-kernel and
+# only (and the attention share of a points-file runtime marked ``fitted`` that its calibration
+# points name), from the first member's current values, with a short Nelder-Mead.  The per-kernel and
 # per-step overheads stay as configured: the interactivity rows (steps of 4-3072 sequences,
 # 2-12 ms and more) cannot tell a few microseconds per kernel from a lower efficiency.
 FAMILY_ITER = 30
@@ -152,7 +153,8 @@ FAMILY_ITER = 30
 def fit_family(family: str, catalogue: Catalogue | None = None, max_iter: int = FAMILY_ITER) -> Fit:
     """One set of efficiency constants for every chip of ``family`` (``PointsFile.families``),
     fitted on the family's calibration points, each predicted on its own chip's config with
-    those constants."""
+    those constants; jointly, the ``gpu.attention_bandwidth`` of each ``fitted`` runtime those
+    points name (a kernel only those rows ran)."""
     from scipy.optimize import minimize
 
     catalogue = catalogue or Catalogue()
