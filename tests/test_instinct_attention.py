@@ -1,7 +1,7 @@
 """Issue 17 (third pass): decode attention on Instinct.
 
 MI355X's MLA decode kernel (AITER, FP8 latent cache) has its own measured share of the FP8 peak
-(``efficiency.attention``), and the 2025 SGLang release whose triton decode kernel the older
+(``efficiency.decode_attention``), and the 2025 SGLang release whose triton decode kernel the older
 InferenceX rows ran is a points-file runtime whose attention share the family fit sets."""
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from accelsim.workload import Workload
 # the scores and the 512-wide latent for the values, 2 FLOPs per MAC.
 FLOPS_PER_CACHED_TOKEN = 128 * 2 * (576 + 512)
 MI355X_FP8 = 5033.2e12
-AITER_SHARE = 0.232  # hw_configs/mi355x.yaml efficiency.attention (ROCm/aiter pull 3072)
+AITER_SHARE = 0.232  # hw_configs/mi355x.yaml efficiency.decode_attention (ROCm/aiter pull 3072)
 PER_RANK = 256       # 2048 sequences over 8 ranks of attention data parallelism
 
 
@@ -56,10 +56,10 @@ def test_reproduces_the_sourced_kernel_time():
 
 
 def test_attention_share_replaces_the_datapath_share_only_where_stated():
-    """Without ``efficiency.attention`` the kernel runs at ``efficiency.compute`` like a GEMM:
+    """Without ``efficiency.decode_attention`` the kernel runs at ``efficiency.compute`` like a GEMM:
     the compute time scales by exactly the ratio of the two shares."""
     hw = load_hardware("mi355x")
-    plain = hw.model_copy(update={"efficiency": hw.efficiency.model_copy(update={"attention": None})})
+    plain = hw.model_copy(update={"efficiency": hw.efficiency.model_copy(update={"decode_attention": None})})
     with_share, without = _sdpa(hw, 8 * PER_RANK, 8192), _sdpa(plain, 8 * PER_RANK, 8192)
     assert with_share.compute_s / without.compute_s == pytest.approx(
         hw.efficiency.compute / AITER_SHARE, rel=1e-9)
@@ -69,13 +69,13 @@ def test_attention_share_replaces_the_datapath_share_only_where_stated():
 def test_no_other_chip_states_an_attention_share(name):
     """The measured share is MI355X's (its kernel on its chip); every other config keeps
     attention at its datapath's share, so their figures do not move."""
-    assert load_hardware(name).efficiency.attention is None
+    assert load_hardware(name).efficiency.decode_attention is None
 
 
 def test_attention_share_is_a_fraction():
     hw = load_hardware("mi355x")
     with pytest.raises(ValidationError):
-        type(hw.efficiency).model_validate({**hw.efficiency.model_dump(), "attention": 1.5})
+        type(hw.efficiency).model_validate({**hw.efficiency.model_dump(), "decode_attention": 1.5})
 
 
 def test_a_fitted_runtime_needs_its_start_value():
@@ -111,12 +111,27 @@ def test_fit_trial_share_moves_the_triton_rows_only():
 
 
 def test_other_kinds_refuse_an_attention_share(tmp_path, cli):
-    """One clear line and exit 2 when a non-GPU config states efficiency.attention."""
+    """One clear line and exit 2 when a non-GPU config states efficiency.decode_attention."""
     src = Path(__file__).resolve().parents[1] / "hw_configs" / "tpu-v5e.yaml"
     data = yaml.safe_load(src.read_text())
-    data["efficiency"]["attention"] = 0.5
+    data["efficiency"]["decode_attention"] = 0.5
     path = tmp_path / "tpu.yaml"
     path.write_text(yaml.safe_dump(data))
     code, out, err = cli("run", "--model", "llama-3.1-8b", "--hw", str(path))
     assert code == 2
-    assert "efficiency.attention" in err and "Traceback" not in out + err
+    assert "efficiency.decode_attention" in err and "Traceback" not in out + err
+
+
+def test_prefill_attention_keeps_the_datapath_share():
+    """The measured share is a decode kernel's: a prefill's attention (thousands of queries per
+    sequence) runs the prefill kernel and is costed as before."""
+    hw = load_hardware("mi355x")
+    plain = hw.model_copy(update={"efficiency": hw.efficiency.model_copy(update={"decode_attention": None})})
+
+    def prefill_sdpa(chip):
+        r = simulate("deepseek-v3", chip, Workload("prefill", batch=1, prompt=4096, context=0),
+                     weight_dtype="mxfp4", act_dtype="mxfp4", kv_dtype="fp8",
+                     parallelism=Parallelism(tp=8, ep=8))
+        return next(o for o in r.ops if o.op == "layers.0.attn.sdpa")
+
+    assert prefill_sdpa(hw).time_s == prefill_sdpa(plain).time_s
