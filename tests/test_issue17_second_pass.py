@@ -72,7 +72,14 @@ def test_fp4_points_take_the_formats_the_serving_description_names():
     assert fp4
     for p in fp4:
         named = precisions[p.expect["hardware"]]
-        assert (p.weight_dtype, p.act_dtype, p.dtype) == (named["weight"], named["act"], named["kv"]), p.id
+        assert (p.weight_dtype, p.act_dtype) == (named["weight"], named["act"]), p.id
+        # The KV format is a launch flag, not the checkpoint's: the MI355X runs before InferenceX
+        # pull 330 kept SGLang's bf16 cache, which their points-file runtime records (issue 17's
+        # third pass); every other row takes the description's.
+        if p.runtime != "sglang-0.5.2-rocm-triton":
+            assert p.dtype == named["kv"], p.id
+        else:
+            assert p.dtype == "bf16", p.id
 
 
 @pytest.mark.parametrize("hw, metric", [("h200", "prefill_throughput"), ("b300", "tpot")])

@@ -171,6 +171,9 @@ def calibrate(hws, family):
         click.echo(f"efficiency: {{compute: {a.compute:.3f}, memory: {a.memory:.3f}}}  "
                    f"overhead: {a.overhead_s * 1e6:.2f} us  step overhead: {a.step_s * 1e6:.1f} us  "
                    f"request overhead: {a.request_s * 1e3:.3f} ms  attention unit overhead: {a.unit_s * 1e6:.2f} us")
+        for name, share in f.runtimes_after.items():  # paste into the points file's runtimes
+            click.echo(f"runtime {name}: gpu: {{attention_bandwidth: {share:.3f}}}  "
+                       f"(was {f.runtimes_before[name]:.3f})")
 
 
 COMMANDS = (validate, calibrate)

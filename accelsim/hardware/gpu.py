@@ -41,6 +41,10 @@ from accelsim.workload import Workload
 SPLIT_K_CHOICES = (1, 2, 4, 8, 16)
 _TILE_KEYS = {"tm", "tn", "tk", "split"}  # a GEMM mapping's parameters
 PARTIAL_SUM_BYTES = 4  # split-K partials are reduced in fp32
+# Queries per sequence a decode-attention kernel takes: one, or a few verified draft tokens with
+# speculative decoding (AITER's MLA decode kernels take up to 4, ROCm/aiter pull 2727); a prefill
+# chunk of more runs the prefill kernel.
+DECODE_QUERIES = 4
 
 
 class GpuBackend(BackendBase):
@@ -66,6 +70,7 @@ class GpuBackend(BackendBase):
                 "attention_bandwidth": hw.gpu.attention_bandwidth, "hbm_bw": mem.hbm.bandwidth,
                 "hbm_energy": mem.hbm.energy, "l2_bw": mem.l2.bandwidth, "l2_energy": mem.l2.energy,
                 "l2_capacity": mem.l2.capacity, "eff_datapath": _datapath_efficiency(hw),
+                "eff_decode_attention": hw.efficiency.decode_attention,
                 "active": power.active_w(hw, ("hbm", "l2"), "hbm")}
 
     def mappings(self, op: Op, hw: GpuSpec) -> list[Mapping]:
@@ -199,10 +204,13 @@ def _datapath_efficiency(hw: GpuSpec) -> dict[str, float]:
 
 def _at_datapath_efficiency(op: Op, p: dict[str, Any]) -> dict[str, Any]:
     """``p`` with ``eff_compute`` set to the share the op's datapath reaches (the same ``p``
-    when its datapath has no share of its own)."""
+    when its datapath has no share of its own); decode attention takes
+    ``efficiency.decode_attention`` where the chip states one."""
     if isinstance(op, MatMul):
         datapath = op.compute_dtype
     elif isinstance(op, Attention):
+        if op.q_len <= DECODE_QUERIES and p["eff_decode_attention"] is not None:
+            return {**p, "eff_compute": p["eff_decode_attention"]}  # the decode kernel's own share
         datapath = attention_datapath(op.compute_dtype, p["attention_dtype"])
     else:
         return p

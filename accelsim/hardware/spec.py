@@ -116,6 +116,11 @@ class Efficiency(Spec):
     # never fitted.  Hopper's 16-bit GEMMs reach ~80 % of their peak while its FP8 GEMMs, which
     # the fitted ``compute`` follows, reach ~63 % (docs/validation.md).  Read by the GPU backend.
     datapath: dict[DType, Fraction] = Field(default_factory=dict)
+    # Achieved fraction of its datapath's matrix peak for decode attention where the chip's
+    # attention library has its own measured share (a decode kernel is not a GEMM: its tiles hold
+    # the few query rows of one sequence); None: it runs at the datapath's share like a GEMM, as
+    # prefill attention always does.  A measured figure with its source, never fitted.
+    decode_attention: Fraction | None = None
     # The chip family whose shared fit set these constants (validation/points.yaml `families:`),
     # so a member with no measurements of its own is labelled by its family's (``accelsim.trust``).
     family: str | None = None
@@ -244,8 +249,8 @@ class HardwareBase(Spec):
     interconnect: Interconnect | None = None
     respin: Respin | None = None  # economics of a model change (weights in silicon only)
     host_memory: HostMemory | None = None  # a KV offload tier for serving (optional)
-    # Whether the kind's backend reads ``efficiency.datapath`` (a per-datapath share a backend
-    # ignored would be silently wrong, so other kinds refuse it).
+    # Whether the kind's backend reads ``efficiency.datapath`` and ``efficiency.decode_attention`` (a
+    # share a backend ignored would be silently wrong, so other kinds refuse them).
     reads_datapath_efficiency: ClassVar[bool] = False
 
     @model_validator(mode="after")
@@ -253,6 +258,9 @@ class HardwareBase(Spec):
         given = self.efficiency.datapath
         if given and not self.reads_datapath_efficiency:
             raise ValueError(f"efficiency.datapath: not used by kind '{self.kind}' (only gpu configs read it)")
+        if self.efficiency.decode_attention is not None and not self.reads_datapath_efficiency:
+            raise ValueError(f"efficiency.decode_attention: not used by kind '{self.kind}' "
+                             f"(only gpu configs read it)")
         for dtype in given:
             if dtype not in self.compute.matrix:
                 raise ValueError(f"efficiency.datapath.{dtype}: no such datapath in compute.matrix "

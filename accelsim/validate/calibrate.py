@@ -21,20 +21,22 @@ bounds.
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
 from accelsim.api import resolve_hardware
 from accelsim.errors import AccelsimError
-from accelsim.validate.points import Catalogue, Point, select
+from accelsim.validate.points import Catalogue, Point, Runtime, select
 from accelsim.validate.predict import (
     Calibration,
     calibrated,
     current_calibration,
     has_attention_unit_overhead,
     has_request_overhead,
+    predict,
     predict_measured,
+    under_runtime,
 )
 
 # Search box: compute and memory are fractions of datasheet peaks; the overhead is a per-kernel
@@ -51,6 +53,9 @@ from accelsim.validate.predict import (
 # double the grid).
 BOUNDS = {"compute": (0.30, 1.0), "memory": (0.50, 1.0), "overhead_s": (0.0, 20e-6), "step_s": (0.0, 0.5e-3),
           "request_s": (0.0, 10e-3), "unit_s": (0.0, 5e-6)}
+# A fitted runtime's attention kernel: its share of the (calibrated) memory bandwidth, from a
+# kernel 50x slower than the chip's bandwidth allows up to the calibrated attention itself.
+RUNTIME_ATTENTION_BOUNDS = (0.02, 1.0)
 GRID = {"compute": (0.5, 0.65, 0.8, 0.95), "memory": (0.7, 0.8, 0.9, 1.0), "overhead_s": (0.0, 4e-6, 10e-6),
         "step_s": (0.0, 0.25e-3), "request_s": (0.0, 4e-3), "unit_s": (1e-6,)}
 # The optimiser works in units of order one: overheads in microseconds, step and request in ms.
@@ -65,6 +70,9 @@ class Fit:
     points: int
     loss_before: float
     loss_after: float
+    # A family fit's runtimes marked ``fitted``: name -> gpu.attention_bandwidth before / after.
+    runtimes_before: dict[str, float] = field(default_factory=dict)
+    runtimes_after: dict[str, float] = field(default_factory=dict)
 
 
 def _bounds(hw) -> dict[str, tuple[float, float]]:
@@ -135,7 +143,8 @@ def fitted_points(points: list[Point]) -> list[Point]:
 
 
 # A family fit runs DeepSeek-sized steps (~0.6 s of CPU a point): it fits the two efficiencies
-# only, from the first member's current values, with a short Nelder-Mead.  The per-kernel and
+# only (and the attention share of a points-file runtime marked ``fitted`` that its calibration
+# points name), from the first member's current values, with a short Nelder-Mead.  The per-kernel and
 # per-step overheads stay as configured: the interactivity rows (steps of 4-3072 sequences,
 # 2-12 ms and more) cannot tell a few microseconds per kernel from a lower efficiency.
 FAMILY_ITER = 30
@@ -144,7 +153,8 @@ FAMILY_ITER = 30
 def fit_family(family: str, catalogue: Catalogue | None = None, max_iter: int = FAMILY_ITER) -> Fit:
     """One set of efficiency constants for every chip of ``family`` (``PointsFile.families``),
     fitted on the family's calibration points, each predicted on its own chip's config with
-    those constants."""
+    those constants; jointly, the ``gpu.attention_bandwidth`` of each ``fitted`` runtime those
+    points name (a kernel only those rows ran)."""
     from scipy.optimize import minimize
 
     catalogue = catalogue or Catalogue()
@@ -157,21 +167,46 @@ def fit_family(family: str, catalogue: Catalogue | None = None, max_iter: int = 
     if not points:
         raise AccelsimError(f"family {family!r} has no predictable calibration points")
     before = current_calibration(chips[members[0]])
+    fitted = fitted_runtimes(points, catalogue)
+    start = {name: float(rt.gpu.attention_bandwidth or 1.0) for name, rt in fitted.items()}
 
     def with_efficiency(x: np.ndarray) -> Calibration:
         compute, memory = (float(np.clip(v, *BOUNDS[k])) for v, k in zip(x, ("compute", "memory")))
         return Calibration(compute, memory, before.overhead_s, before.step_s, before.request_s, before.unit_s)
 
-    def family_loss(cal: Calibration) -> float:
-        residuals = [np.log(predict_measured(p, calibrated(chips[p.hw], cal), catalogue).value
+    def shares(x: np.ndarray) -> dict[str, float]:
+        return {name: float(np.clip(v, *RUNTIME_ATTENTION_BOUNDS)) for name, v in zip(fitted, x[2:])}
+
+    def family_loss(cal: Calibration, runtime_shares: dict[str, float]) -> float:
+        residuals = [np.log(_predicted(p, calibrated(chips[p.hw], cal), catalogue, fitted, runtime_shares)
                             / catalogue.measured(p).value) for p in points]
         return float(np.sum(np.square(residuals)))
 
-    best = minimize(lambda x: family_loss(with_efficiency(x)), np.array([before.compute, before.memory]),
-                    method="Nelder-Mead", bounds=[BOUNDS["compute"], BOUNDS["memory"]],
+    best = minimize(lambda x: family_loss(with_efficiency(x), shares(x)),
+                    np.array([before.compute, before.memory, *start.values()]),
+                    method="Nelder-Mead",
+                    bounds=[BOUNDS["compute"], BOUNDS["memory"], *[RUNTIME_ATTENTION_BOUNDS] * len(fitted)],
                     options={"maxiter": max_iter, "xatol": 5e-3, "fatol": 1e-3})
     after = with_efficiency(best.x)
-    return Fit(family, before, after, len(points), family_loss(before), family_loss(after))
+    return Fit(family, before, after, len(points), family_loss(before, start),
+               family_loss(after, shares(best.x)), start, shares(best.x))
+
+
+def fitted_runtimes(points: list[Point], catalogue: Catalogue) -> dict[str, Runtime]:
+    """The points file's runtimes marked ``fitted`` that ``points`` name, by name."""
+    named = {p.runtime for p in points if p.runtime}
+    return {name: rt for name, rt in catalogue.spec.runtimes.items() if name in named and rt.fitted}
+
+
+def _predicted(point: Point, hw, catalogue: Catalogue, fitted: dict[str, Runtime],
+               runtime_shares: dict[str, float]) -> float:
+    """``point``'s prediction on ``hw``, a fitted runtime taking the trial attention share."""
+    if point.runtime not in fitted:
+        return predict_measured(point, hw, catalogue).value
+    runtime = fitted[point.runtime]
+    trial = runtime.model_copy(update={"gpu": runtime.gpu.model_copy(
+        update={"attention_bandwidth": runtime_shares[point.runtime]})})
+    return predict(point, under_runtime(hw, trial)).value
 
 
 def calibrate(hws: list[str] | None = None, catalogue: Catalogue | None = None) -> list[Fit]:

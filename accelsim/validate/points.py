@@ -65,10 +65,20 @@ class StreamKernel(Spec):
 
 class Runtime(Spec):
     """Kernel-library facts of the software that produced a measurement: applied to the hardware
-    config for that row's prediction only, never fitted."""
+    config for that row's prediction only.  Never fitted, except that a runtime marked ``fitted``
+    has its ``gpu.attention_bandwidth`` fitted by its chips' family calibration (``accelsim
+    calibrate --family``) on the calibration points that name it, and on nothing else: a
+    kernel no other row ran, whose speed no public figure states (docs/validation.md)."""
 
     gpu: RuntimeGpu
+    fitted: bool = False
     source: str = Field(min_length=3)
+
+    @model_validator(mode="after")
+    def _fits_what_it_sets(self):
+        if self.fitted and self.gpu.attention_bandwidth is None:
+            raise ValueError("a fitted runtime needs gpu.attention_bandwidth (its start value)")
+        return self
 
 
 class Point(Spec):
