@@ -9,10 +9,12 @@ and the v4.0 MLPerf Offline row (the DGX node's host power) calibrate; every oth
 out (the H200 rows check the node rule: the DGX H200 is the DGX H100 chassis).
 
 A row is predicted from one decode step at its batch, mid-generation (context = prompt +
-output / 2; the prompt length is not in the files, so every ML.ENERGY row takes the stated
-default of 256 tokens), on the chip under the runtime that measured the row (``PRESETS``: the
+output / 2; the prompt length is not in the v3 files, so those rows take the stated default of
+256 tokens; the v2 rows take the v2 harness's mean prompt, system prompt and chat template
+included: 122 tokens for Llama 3.1, 103 for Gemma 2, docs/validation.md), on the chip under the runtime that measured the row (``PRESETS``: the
 ``vllm`` preset's step timing was fitted here, ``fit_step_timing``, on the v3 calibration rows'
-measured throughput; the ``vllm-0.5.4`` preset's host terms, ``fit_host_terms``, on the v2 ones):
+measured throughput; the ``vllm-0.5.4`` preset's host terms, ``fit_host_terms``, on the v2 8B
+ones, and its per-worker term, ``fit_worker_overhead``, on the v2 gemma-2-9b TP1/TP2 pairs):
 the step's average power per chip, its energy per output token, or the
 node's power (``hardware.power.node_power``) with the 8 GPUs as replicas of the measured
 tensor-parallel group.  J/token measured end to end also holds the prompts' prefill, which a
