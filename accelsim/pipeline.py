@@ -218,9 +218,11 @@ def _run(name: str, lower_for: LowerFor, hw: HardwareBase, workload: Workload,
         placements = [backend.place(g, hw, spec, micro) for g in stages]
     stage_costs = [map_graph(g, hw, backend, pl, micro.density) for g, pl in zip(stages, placements)]
     step, stage_s = _schedule(backend, hw, stage_costs, workload, micro, groups)
+    chips = layout.chips or 1
+    coordination = backend.worker_step_s(hw, chips)
+    step = _coordinated(step, coordination)
 
     costs = [c for stage in stage_costs for c in stage]
-    chips = layout.chips or 1
     ops_energy = step_energy(costs, groups, layout.per_stage, 0.0, chips, 0.0)
     dynamic = math.fsum(ops_energy.values())
     step = capped(step, dynamic / chips, hw.power.static, power.cap_w(hw))
@@ -228,7 +230,7 @@ def _run(name: str, lower_for: LowerFor, hw: HardwareBase, workload: Workload,
     energy = {**ops_energy, "static": step_joules(0.0, groups, layout.per_stage, hw.power.static, chips,
                                                   step.busy_s)}
     footprint = common.footprint(full)
-    figures = backend.system_figures(hw, workload, footprint)
+    figures = _with_coordination(backend.system_figures(hw, workload, footprint), coordination)
     waiting = power.host_wait_j(figures, chips)
     if waiting > 0:  # only where a runtime says the chip waits above idle on its host
         energy["host_wait"] = waiting
@@ -311,6 +313,22 @@ def _schedule(backend: Backend, hw: HardwareBase, stage_costs: list[list[OpCost]
     if workload.phase == "prefill" and backend.streams_prefill(hw):  # spatial: the prompt streams
         return streamed_prefill(stage_s, workload), stage_s
     return pipelined_round(stage_s, workload, groups), stage_s
+
+
+def _coordinated(step: StepTime, coordination: Any) -> StepTime:
+    """The step followed by the runtime's per-step coordination of a model's chips
+    (``Backend.worker_step_s``): host work, every chip idle through it."""
+    if not isinstance(coordination, np.ndarray) and coordination == 0:
+        return step
+    return common.host_stepped(step, coordination, "gpu.worker_overhead x (chips - 1)")
+
+
+def _with_coordination(figures: dict[str, Any], coordination: Any) -> dict[str, Any]:
+    """``Result.system`` figures with the coordination counted in the step's host work
+    (``step_overhead_s``), so the chips draw their host-wait power through it too."""
+    if not isinstance(coordination, np.ndarray) and coordination == 0:
+        return figures
+    return {**figures, "step_overhead_s": figures.get("step_overhead_s", 0.0) + coordination}
 
 
 def _spread_figures(layout: Parallelism, stage_s: list[float], costs: Sequence[OpCost],

@@ -213,6 +213,8 @@ class Backend(Protocol):
 
     def system_figures(self, hw: Any, workload: Workload, footprint: dict[str, float]) -> dict[str, Any]: ...
 
+    def worker_step_s(self, hw: Any, chips: int) -> Any: ...
+
     # -- software on the chip
     def fusion_policy(self, hw: Any) -> tuple[str, tuple[str, ...]]: ...
 
@@ -333,6 +335,11 @@ class BackendBase(ABC):
     def system_figures(self, hw: Any, workload: Workload, footprint: dict[str, float]) -> dict[str, Any]:
         """Kind-specific figures for ``Result.system``."""
         return {}
+
+    def worker_step_s(self, hw: Any, chips: int) -> Any:
+        """Host seconds per step the runtime spends coordinating a model spread over ``chips``
+        chips, every chip idle through it (0: the kind's runtime has no such cost)."""
+        return 0.0
 
     # -- software on the chip
 

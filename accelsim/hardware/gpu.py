@@ -143,6 +143,11 @@ class GpuBackend(BackendBase):
             figures["host_wait_w"] = hw.gpu.host_wait_share * (hw.power.tdp - hw.power.static)
         return figures
 
+    def worker_step_s(self, hw: GpuSpec, chips: int) -> Any:
+        """``gpu.worker_overhead`` for each GPU beyond the first: the driver hands every step's
+        inputs to each other worker before the step starts."""
+        return hw.gpu.worker_overhead * (chips - 1)
+
     def fusion_policy(self, hw: GpuSpec) -> tuple[str, tuple[str, ...]]:
         return hw.gpu.fusion, tuple(hw.gpu.unfused)
 

@@ -343,6 +343,12 @@ class GpuSection(Spec):
     # loop builds, detokenises and returns every sequence's output each step (vLLM 0.5,
     # ``runtimes/vllm-0.5.4.yaml``) idles the GPU longer the more sequences a step holds.
     sequence_overhead: Seconds = "0 s"  # type: ignore[assignment]  # parsed like the YAML
+    # Host-side work per step for each worker beyond the first when a model spans several GPUs
+    # (tensor and pipeline parallel): an engine whose driver process prepares each step's inputs
+    # and hands them to every other worker before any of them starts (vLLM 0.5's
+    # ``broadcast_tensor_dict``) idles all of them for it.  Charged once per step as
+    # ``worker_overhead x (chips - 1)`` (``Backend.worker_step_s``); 0 for the configs as calibrated.
+    worker_overhead: Seconds = "0 s"  # type: ignore[assignment]  # parsed like the YAML
     # Share of (TDP - idle) the GPU draws above idle while it waits through that host work: it
     # stays at full clocks with the engine's context live, so a host-bound engine's gaps cost
     # more than idle power (``hardware.power.host_wait_j``).  0 for the configs as calibrated,

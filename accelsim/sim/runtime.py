@@ -35,6 +35,7 @@ class RuntimeGpu(Spec):
     unfused: list[Unfused] | None = None
     step_overhead: Seconds | None = None
     sequence_overhead: Seconds | None = None
+    worker_overhead: Seconds | None = None
     host_wait_share: float | None = Field(default=None, ge=0.0, le=1.0)
     attention_bandwidth: float | None = Field(default=None, gt=0.0, le=1.0)
     custom_all_reduce: Bytes | None = None

@@ -9,10 +9,12 @@ and the v4.0 MLPerf Offline row (the DGX node's host power) calibrate; every oth
 out (the H200 rows check the node rule: the DGX H200 is the DGX H100 chassis).
 
 A row is predicted from one decode step at its batch, mid-generation (context = prompt +
-output / 2; the prompt length is not in the files, so every ML.ENERGY row takes the stated
-default of 256 tokens), on the chip under the runtime that measured the row (``PRESETS``: the
+output / 2; the prompt length is not in the v3 files, so those rows take the stated default of
+256 tokens; the v2 rows take the v2 harness's mean prompt, system prompt and chat template
+included: 122 tokens for Llama 3.1, 103 for Gemma 2, docs/validation.md), on the chip under the runtime that measured the row (``PRESETS``: the
 ``vllm`` preset's step timing was fitted here, ``fit_step_timing``, on the v3 calibration rows'
-measured throughput; the ``vllm-0.5.4`` preset's host terms, ``fit_host_terms``, on the v2 ones):
+measured throughput; the ``vllm-0.5.4`` preset's host terms, ``fit_host_terms``, on the v2 8B
+ones, and its per-worker term, ``fit_worker_overhead``, on the v2 gemma-2-9b TP1/TP2 pairs):
 the step's average power per chip, its energy per output token, or the
 node's power (``hardware.power.node_power``) with the 8 GPUs as replicas of the measured
 tensor-parallel group.  J/token measured end to end also holds the prompts' prefill, which a
@@ -49,6 +51,12 @@ REPLICA_CHIPS = 8  # the MLPerf node: 8 GPUs, each replica of the measured group
 # release's defaults, with host work per step and per sequence fitted on the v2 8B calibration
 # rows (``fit_host_terms``).  MLPerf's TensorRT-LLM runs are what the GPU terms
 # were calibrated on; their preset leaves the hardware's step timing as it is.
+# The model whose one-GPU v2 runs calibrate ``fit_host_terms`` (chosen by model before the fit);
+# the v2 gemma-2-9b runs, the only ones of a catalogue model at two tensor-parallel sizes on one
+# GPU type, calibrate ``fit_worker_overhead``.  A pair's batches may differ by this many
+# sequences (the harness's 63 beside 64: the aggregation keeps the run's own average batch).
+HOST_FIT_MODEL = "llama-3.1-8b"
+PAIR_BATCH_SLACK = 2
 PRESETS = {"vllm-0.11.1": "vllm", "vllm-0.5.4": "vllm-0.5.4",
            "trtllm-mlperf-v4.0": "tensorrt-llm", "trtllm-mlperf-v4.1": "tensorrt-llm"}
 
@@ -207,8 +215,9 @@ class HostFit:
     median_abs_energy_error: float  # of the predicted J/token, on the fitted rows
 
 
-def fit_host_terms(points: list[PowerPoint], runtime: str) -> HostFit:
-    """The runtime preset's host terms fitted on ``runtime``'s calibration rows: least squares on
+def fit_host_terms(points: list[PowerPoint], runtime: str, model: str = HOST_FIT_MODEL) -> HostFit:
+    """The runtime preset's host terms fitted on ``runtime``'s one-GPU calibration rows of
+    ``model`` (the v2 calibration set of these terms: Llama-3.1-8B): least squares on
     log(predicted / measured) of the time per output token (measured: 1 / the run's throughput)
     and of J/token, over the host work per step (``kernels.step_overhead``, 0-50 ms), per
     sequence in the step (``kernels.sequence_overhead``, 0-2 ms) and the share of (TDP - idle)
@@ -216,9 +225,10 @@ def fit_host_terms(points: list[PowerPoint], runtime: str) -> HostFit:
     other kernels as they are.  Time alone sets the first two; J/token sets the third."""
     from scipy.optimize import least_squares  # imported here: only calibration needs it
 
-    rows = timed_rows(points, runtime, "calibration")
+    rows = [p for p in timed_rows(points, runtime, "calibration") if p.model == model and p.tp * p.pp == 1]
     if not rows:
-        raise ConfigError(f"no calibration rows of runtime '{runtime}' carry a throughput")
+        raise ConfigError(f"no one-GPU calibration rows of runtime '{runtime}' and model '{model}' "
+                          f"carry a throughput")
     preset = load_runtime(PRESETS[runtime])
 
     def errors(x) -> list[float]:
@@ -236,6 +246,42 @@ def fit_host_terms(points: list[PowerPoint], runtime: str) -> HostFit:
     return HostFit(float(found.x[0]) * 1e-3, float(found.x[1]) * 1e-3, float(found.x[2]), len(rows),
                    median(abs(math.expm1(r)) for r in residuals[0::2]),
                    median(abs(math.expm1(r)) for r in residuals[1::2]))
+
+
+@dataclass(frozen=True)
+class WorkerFit:
+    worker_overhead_s: float
+    pairs: int
+    per_pair_s: tuple[float, ...]  # each pair's estimate, in the pairs' order (by batch)
+
+
+def fit_worker_overhead(points: list[PowerPoint], runtime: str) -> WorkerFit:
+    """``kernels.worker_overhead`` from ``runtime``'s calibration rows that ran the same model on
+    the same GPU at (nearly) the same batch on one GPU and on several: what the several-GPU run
+    lost over the one-GPU run beyond what the model predicts, per extra worker.  Each pair
+    gives, in time per output token, ((measured - predicted) with N GPUs - (measured -
+    predicted) on one) / ((N - 1) x (1/batch + 1/output)) -- the term is paid once per decode
+    step (1/batch of one per token) and once per prompt's prefill (1/output); the model's own
+    error on that model and GPU, common to both runs, cancels.  The median over the pairs.
+    Predictions are under the preset with ``worker_overhead`` 0."""
+    rows = timed_rows(points, runtime, "calibration")
+    single = {(p.hw, p.model, p.batch): p for p in rows if p.tp * p.pp == 1}
+    preset = with_kernels(load_runtime(PRESETS[runtime]), worker_overhead=0.0)
+
+    def excess(p: PowerPoint) -> float:  # measured - predicted seconds per output token
+        return 1.0 / (p.throughput or math.inf) - steady_state(p, chip_under(p, preset)).seconds
+
+    estimates = []
+    for multi in sorted((p for p in rows if p.tp * p.pp > 1), key=lambda p: p.batch):
+        match = [s for (hw, model, batch), s in single.items()
+                 if hw == multi.hw and model == multi.model and abs(batch - multi.batch) <= PAIR_BATCH_SLACK]
+        if match:
+            per_worker_token = (multi.tp * multi.pp - 1) * (1.0 / multi.batch + 1.0 / multi.output)
+            estimates.append((excess(multi) - excess(match[0])) / per_worker_token)
+    if not estimates:
+        raise ConfigError(f"no calibration rows of runtime '{runtime}' pair a one-GPU run with a "
+                          f"several-GPU run of the same model, GPU and batch")
+    return WorkerFit(max(0.0, median(estimates)), len(estimates), tuple(estimates))
 
 
 def table(points: list[PowerPoint]) -> pd.DataFrame:
