@@ -19,6 +19,7 @@ import csv
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Annotated, Literal, Union, get_args
 
@@ -31,9 +32,9 @@ from accelsim.config.types import PositiveInt, Spec
 from accelsim.dtypes import DType
 from accelsim.errors import ConfigError
 from accelsim.sim.load import Load
-from accelsim.sim.runtime import CountSetting, RuntimePreset, SwitchSetting
+from accelsim.sim.runtime import CountSetting, KernelSetting, RuntimeGpu, RuntimePreset, SwitchSetting
 from accelsim.sim.serving import ServeConfig, ServeResult
-from accelsim.validate.points import VALIDATION_DIR
+from accelsim.validate.points import DEFAULT_POINTS, VALIDATION_DIR, Catalogue, Runtime
 
 DEFAULT_FILE = VALIDATION_DIR / "serving.yaml"
 # What a serving row is compared on: the whole group's output tokens/s (TensorRT-LLM tables),
@@ -79,11 +80,18 @@ class EngineSetting(Spec):
     these preset settings (``settings``) otherwise than the preset says, per ``source`` (the
     benchmark script or engine config those runs used)."""
     where: dict[str, str] = Field(min_length=1)
-    settings: dict[str, Union[bool, PositiveInt]] = Field(min_length=1)
+    settings: dict[str, Union[bool, PositiveInt]] = {}
+    # The kernel library those runs ran where it is not the preset's: a key of points.yaml's
+    # ``runtimes`` (the same runs' decode points name it), whose gpu settings replace the preset's
+    # kernel settings; and the KV-cache format the run kept where it is not the precision's.
+    kernels: str | None = None
+    kv_dtype: DType | None = None
     source: str = Field(min_length=3)
 
     @model_validator(mode="after")
     def _known_settings(self):
+        if not self.settings and self.kernels is None and self.kv_dtype is None:
+            raise ValueError("an engine setting needs settings, kernels or kv_dtype")
         for key, value in self.settings.items():
             if key not in RUN_SWITCHES + RUN_COUNTS:
                 raise ValueError(f"unknown engine setting {key}; allowed: {', '.join(RUN_SWITCHES + RUN_COUNTS)}")
@@ -143,6 +151,7 @@ class ServingRun:
     spread: float
     # Preset settings this run set otherwise: (key, value, source), from ``EngineSetting``.
     settings: tuple[tuple[str, bool | int, str], ...] = ()
+    kernels: str | None = None  # a points.yaml runtime whose kernel settings this run ran
 
     @property
     def chips(self) -> int:
@@ -278,8 +287,10 @@ def _inferencex_points(name: str, src: InferenceXSource, spec: ServingFile, rows
         concurrency = _concurrency(row.get("batch_or_concurrency", ""), where)
         isl, osl = int(_number(row, "input_len", where)), int(_number(row, "output_len", where))
         client = client_load(src, concurrency, isl, osl)
-        run = ServingRun(runtime, model, hw, tp, ep, dp, dtypes.weight, dtypes.act, dtypes.kv, "concurrency",
-                         concurrency, client.requests, isl, osl, client.spread, run_settings(src, row))
+        kernels, kv_dtype = run_kernels(src, row, where)
+        run = ServingRun(runtime, model, hw, tp, ep, dp, dtypes.weight, dtypes.act, kv_dtype or dtypes.kv,
+                         "concurrency", concurrency, client.requests, isl, osl, client.spread,
+                         run_settings(src, row), kernels)
         split = "calibration" if metric in src.calibration_metrics else "holdout"
         layout = f"tp{tp}" + (f"-ep{ep}" if ep > 1 else "") + (f"-dp{dp}" if dp > 1 else "")
         points.append(ServingPoint(f"{name}/{hw}/{model}/{row['precision']}/{layout}/c{concurrency}-{isl}-{osl}/{metric}",
@@ -294,6 +305,36 @@ def run_settings(src: InferenceXSource, row: Mapping[str, str]) -> tuple[tuple[s
         if entry.applies(row):
             chosen.update({key: (value, entry.source) for key, value in entry.settings.items()})
     return tuple((key, value, source) for key, (value, source) in sorted(chosen.items()))
+
+
+def run_kernels(src: InferenceXSource, row: Mapping[str, str], where: str) -> tuple[str | None, DType | None]:
+    """The kernel library (a points.yaml runtime) and KV format ``row``'s run used where they are
+    not its preset's and precision's (later entries win)."""
+    kernels: str | None = None
+    kv_dtype: DType | None = None
+    for entry in src.engine_settings:
+        if entry.applies(row):
+            kernels = entry.kernels or kernels
+            kv_dtype = entry.kv_dtype or kv_dtype
+    if kernels is not None and kernels not in points_runtimes():
+        raise ConfigError(f"engine setting kernels {kernels!r} is not a runtime of {DEFAULT_POINTS.name}; "
+                          f"allowed: {', '.join(sorted(points_runtimes()))}", source=where)
+    return kernels, kv_dtype
+
+
+@cache
+def points_runtimes() -> dict[str, Runtime]:
+    """The kernel-library runtimes of the points file (``validation/points.yaml``)."""
+    return Catalogue(DEFAULT_POINTS).spec.runtimes
+
+
+def with_kernels(preset: RuntimePreset, name: str) -> RuntimePreset:
+    """``preset`` running the kernels of the points file's runtime ``name`` (its gpu settings over
+    the preset's own kernel settings)."""
+    runtime = points_runtimes()[name]
+    own = preset.kernels.value.model_dump(exclude_none=True) if preset.kernels is not None else {}
+    gpu = RuntimeGpu(**{**own, **runtime.gpu.model_dump(exclude_none=True)})
+    return preset.model_copy(update={"kernels": KernelSetting(value=gpu, source=runtime.source)})
 
 
 def with_settings(preset: RuntimePreset, settings: tuple[tuple[str, bool | int, str], ...]) -> RuntimePreset:
@@ -325,6 +366,8 @@ def simulate(run: ServingRun, step_overhead_s: float | None = None) -> ServeResu
     from accelsim.transform import Parallelism
 
     preset = with_settings(api.load_runtime(run.runtime), run.settings)
+    if run.kernels is not None:
+        preset = with_kernels(preset, run.kernels)
     if step_overhead_s is not None:
         preset = preset.model_copy(update={"step_overhead": preset.step_overhead.model_copy(
             update={"value": step_overhead_s})})
