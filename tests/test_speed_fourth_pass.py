@@ -8,7 +8,7 @@ import gc
 
 import pytest
 
-from accelsim import api, hardware, pipeline
+from accelsim import hardware, pipeline
 from accelsim.graph import Graph, MatMul, Tensor
 from accelsim.memo import ByIdentity
 from accelsim.model import lower as lowering
