@@ -79,13 +79,13 @@ def _columns(space: Space, points: list[dict[str, Any]], keys: list[str]) \
     derived = list(space.spec.derived.items())
     targets = [k for k, _ in derived]
     for i, target in enumerate(targets):
-        if any(_related(target, k) for k in keys) or any(_related(target, t) for t in targets[i + 1:]):
+        if any(related_keys(target, k) for k in keys) or any(related_keys(target, t) for t in targets[i + 1:]):
             return None  # a derived key written where a parameter or another derived key writes
     n = len(points)
     flagged = np.zeros(n, dtype=bool)
     numbers: dict[str, np.ndarray] = {}  # what a name reads, per point
     written: dict[str, list[Any]] = {}
-    readers = {name for _, expr in derived for name in _names(expr)}
+    readers = {name for _, expr in derived for name in expression_names(expr)}
 
     def parameter(key: str) -> np.ndarray:
         column = np.empty(n)
@@ -112,7 +112,7 @@ def _columns(space: Space, points: list[dict[str, Any]], keys: list[str]) \
                 return numbers[name]
             if name in earlier:
                 return numbers[name]
-            if any(_related(name, k) for k in (*keys, *earlier)):
+            if any(related_keys(name, k) for k in (*keys, *earlier)):
                 raise _Unplanned  # a section read whole, or a leaf under a written key
             try:
                 return to_number(_lookup(space.base, name, space.source, f"derived.{target}"))
@@ -168,11 +168,12 @@ def _per_point(space: Space, points: list[dict[str, Any]], flagged: np.ndarray,
     return DerivedColumns(values, errors)
 
 
-def _related(a: str, b: str) -> bool:
+def related_keys(a: str, b: str) -> bool:
+    """Whether dotted keys ``a`` and ``b`` are one key or one holds the other."""
     return a == b or a.startswith(b + ".") or b.startswith(a + ".")
 
 
-def _names(expr: str) -> list[str]:
+def expression_names(expr: str) -> list[str]:
     """Dotted config keys an expression reads (function names are not keys)."""
     found: list[str] = []
 

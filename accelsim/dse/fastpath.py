@@ -19,7 +19,6 @@ evaluated one by one, and the caller is told so: ``evaluate`` returns the table 
 """
 from __future__ import annotations
 
-import ast
 import contextlib
 import copy
 import gc
@@ -41,13 +40,11 @@ from pydantic import BaseModel, ValidationError, create_model
 from accelsim import hardware, pipeline
 from accelsim.dse import metrics
 from accelsim.dse.columns import Mixed, spec_columns
-from accelsim.dse.derived import derived_values
+from accelsim.dse.derived import derived_values, expression_names, related_keys
 from accelsim.dse.evaluate import Job, base_row, evaluate_scalar
 from accelsim.dse.space import (
     METRICS,
     _adapter,
-    _compile,
-    _dotted,
     point_id,
     point_ids,
     to_number,
@@ -356,34 +353,16 @@ def _structural(v: Any) -> bool:
 # Validation and placement, once per distinct section value
 
 
-def _names(expr: str) -> list[str]:
-    """Dotted config keys a derived expression reads."""
-    found: list[str] = []
-
-    def walk(node: ast.AST) -> None:
-        if isinstance(node, (ast.Name, ast.Attribute)):
-            found.append(_dotted(node))
-            return
-        for child in ast.iter_child_nodes(node):
-            walk(child)
-    walk(_compile(expr))
-    return found
-
-
-def _related(a: str, b: str) -> bool:
-    return a == b or a.startswith(b + ".") or b.startswith(a + ".")
-
-
 def section_dependencies(keys: list[str], derived: dict[str, str]) -> dict[str, list[str]]:
     """Top-level section -> the parameter keys its value depends on, directly or through the
     derived keys written into it (which may read parameters and earlier derived keys)."""
     through: dict[str, set[str]] = {}
     for key, expr in derived.items():
         deps: set[str] = set()
-        for name in _names(expr):
-            deps |= {k for k in keys if _related(name, k)}
+        for name in expression_names(expr):
+            deps |= {k for k in keys if related_keys(name, k)}
             for earlier, more in through.items():
-                if _related(name, earlier):
+                if related_keys(name, earlier):
                     deps |= more
         through[key] = deps
     sections: dict[str, set[str]] = defaultdict(set)
@@ -1025,7 +1004,7 @@ def _leaf_plan(cls, section: str, deps: list[str]) -> LeafPlan | None:
     annotation: Any = cls.model_fields[section].annotation if section in cls.model_fields else None
     if not _field_by_field(annotation):
         return None
-    if any(a != b and _related(a, b) for a in deps for b in deps):
+    if any(a != b and related_keys(a, b) for a in deps for b in deps):
         return None  # a key written inside another one's value: the document's order decides
     plan: LeafPlan = []
     for key in deps:
