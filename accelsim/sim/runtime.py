@@ -35,7 +35,7 @@ class RuntimeGpu(Spec):
     unfused: list[Unfused] | None = None
     step_overhead: Seconds | None = None
     sequence_overhead: Seconds | None = None
-    host_wait_share: float | None = Field(default=None, ge=0.0, le=1.0)
+    host_wait_share: float | None = Field(default=None, ge=0.0, le=1.0, strict=True)
     attention_bandwidth: float | None = Field(default=None, gt=0.0, le=1.0)
     custom_all_reduce: Bytes | None = None
 
@@ -68,7 +68,8 @@ class PoolSetting(Spec):
 
 
 class SwitchSetting(Spec):
-    value: bool
+    # strict: YAML's 1 or 'no' is a typo here, not a switch (pydantic would read them as bools)
+    value: bool = Field(strict=True)
     source: str = SOURCE
 
 
@@ -80,7 +81,8 @@ class PreemptionSetting(Spec):
 class OverheadSetting(Spec):
     """Seconds of host work; null keeps the hardware config's calibrated value."""
 
-    value: float | None = Field(default=None, ge=0.0, le=1.0)
+    # strict: a number (ints too), never a bool or a quoted string read as seconds
+    value: float | None = Field(default=None, ge=0.0, le=1.0, strict=True)
     source: str = SOURCE
 
 
