@@ -72,6 +72,16 @@ def test_runtime_preset_eager_fields_refuse_coercion(cli, tmp_path, key, value):
     _one_line_error(code, err, path, f"{key}.value")
 
 
+def test_runtime_preset_eager_kernel_host_without_prefill_graphs(cli, tmp_path):
+    # It applied nowhere (every step then replays graphs), silently.
+    doc = yaml.safe_load((REPO / "runtimes" / "sglang.yaml").read_text(encoding="utf-8"))
+    del doc["prefill_graphs"]
+    path = tmp_path / "preset.yaml"
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    code, _, err = _serve(cli, tmp_path, "--runtime", str(path))
+    _one_line_error(code, err, str(path), "eager_kernel_host", "prefill_graphs")
+
+
 def test_runtime_preset_eager_fields_take_plain_values(cli, tmp_path):
     # An int where seconds go stays valid (YAML writes 0, not 0.0); so does an explicit false.
     code, out, err = _serve(cli, tmp_path, "--runtime", _preset(tmp_path, "eager_kernel_host", 0))

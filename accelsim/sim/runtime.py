@@ -129,6 +129,11 @@ class RuntimePreset(Spec):
         eager = self.prefill_graphs is not None and not self.prefill_graphs.value
         if eager and (self.eager_kernel_host is None or self.eager_kernel_host.value is None):
             raise ValueError("prefill_graphs: false needs eager_kernel_host (host seconds per kernel of an eager step)")
+        # Without prefill_graphs every step replays graphs, so the figure would apply nowhere
+        # (with prefill_graphs: true it waits for a run that turns them off, validation's
+        # engine_settings).
+        if self.prefill_graphs is None and self.eager_kernel_host is not None:
+            raise ValueError("eager_kernel_host applies only beside prefill_graphs (false: prefill steps run eagerly)")
         return self
 
     def settings(self) -> dict[str, Any]:
