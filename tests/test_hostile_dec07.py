@@ -162,3 +162,15 @@ def test_engine_setting_or_exclusion_on_a_column_the_table_lacks(tmp_path, part)
     with pytest.raises(ConfigError, match="hardwre" if part == "engine_settings" else "framwork") as err:
         load_points(path)
     assert "measured_2025.csv" in str(err.value) and "columns: " in str(err.value)
+
+
+def test_engine_setting_matching_on_an_empty_text(tmp_path):
+    from accelsim.errors import ConfigError
+    from accelsim.validate.serving import load_points
+
+    def change(src):
+        src["engine_settings"][0]["where"] = {"hardware": ""}  # every cell contains '': all runs
+    path = _serving_file(tmp_path, change)
+    with pytest.raises(ConfigError, match="where.hardware") as err:
+        load_points(path)
+    assert str(path) in str(err.value)

@@ -78,7 +78,8 @@ class EngineSetting(Spec):
     """Runs whose cells contain the given texts (``where``: column -> text) were served with
     these preset settings (``settings``) otherwise than the preset says, per ``source`` (the
     benchmark script or engine config those runs used)."""
-    where: dict[str, str] = Field(min_length=1)
+    # a cell contains the empty text whatever it holds: '' would match every run
+    where: dict[str, Annotated[str, Field(min_length=1)]] = Field(min_length=1)
     # StrictBool: a quoted 'yes' or 'off' is a typo, not a switch
     settings: dict[str, Union[StrictBool, PositiveInt]] = Field(min_length=1)
     source: str = Field(min_length=3)
