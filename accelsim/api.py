@@ -131,7 +131,7 @@ def check_disagg_options(spec: object | None, kv_link: str | None, single_system
     if spec is None and kv_link is not None:
         raise AccelsimError("--kv-link is the link between --disagg pools; give --disagg too")
     if spec is not None and single_system:
-        raise AccelsimError("--disagg names each pool's hardware and layout (HW:N[:tpX][:epY][:dpZ]); "
+        raise AccelsimError(f"--disagg names each pool's hardware and layout ({disaggregated.SPEC_FORM}); "
                             "give no --hw, --chips, --tp, --pp, --ep or --dp-attn with it")
 
 

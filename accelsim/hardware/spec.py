@@ -353,7 +353,8 @@ class GpuSection(Spec):
     # stays at full clocks with the engine's context live, so a host-bound engine's gaps cost
     # more than idle power (``hardware.power.host_wait_j``).  0 for the configs as calibrated,
     # whose per-step host work is microseconds.
-    host_wait_share: float = Field(default=0.0, ge=0.0, le=1.0)
+    # strict: YAML's true or a quoted '0.5' is a typo, not a share
+    host_wait_share: float = Field(default=0.0, ge=0.0, le=1.0, strict=True)
     # Per-request work of the serving runtime (request setup, tokenisation hand-off, first-token
     # return): paid once per request with its first token, never per step, so ``accelsim run``
     # step latency excludes it; ``accelsim serve`` adds it to each request's TTFT.

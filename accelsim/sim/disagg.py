@@ -110,7 +110,10 @@ class DisaggSpec:
         return f"{self.prefill.text()},{self.decode.text()}"
 
 
-_KEY = re.compile(r"^([a-z]+)(\d+)$")
+# ASCII digits only: str.isdigit and \d also take superscripts and other scripts' digits, which
+# int() rejects or reads as a different number than the user sees.
+_KEY = re.compile(r"^([a-z]+)([0-9]+)$")
+_COUNT = re.compile(r"^[0-9]+$")
 
 
 def _pool(part: str) -> PoolSpec:
@@ -123,7 +126,7 @@ def _pool(part: str) -> PoolSpec:
     if len(fields) < 2 or not fields[0]:
         raise AccelsimError(f"--disagg {role}: give HW:N (hardware and chips), got {rest[:60]!r}")
     hw, count = fields[0], fields[1]
-    if not count.isdigit() or not 1 <= int(count) <= MAX_POOL_CHIPS:
+    if _COUNT.match(count) is None or not 1 <= int(count) <= MAX_POOL_CHIPS:
         raise AccelsimError(f"--disagg {role}: chips must be an integer in [1, {MAX_POOL_CHIPS}], "
                             f"got {count[:20]!r}")
     layout: dict[str, int] = {}

@@ -36,7 +36,7 @@ class RuntimeGpu(Spec):
     step_overhead: Seconds | None = None
     sequence_overhead: Seconds | None = None
     worker_overhead: Seconds | None = None
-    host_wait_share: float | None = Field(default=None, ge=0.0, le=1.0)
+    host_wait_share: float | None = Field(default=None, ge=0.0, le=1.0, strict=True)
     attention_bandwidth: float | None = Field(default=None, gt=0.0, le=1.0)
     custom_all_reduce: Bytes | None = None
 
@@ -69,7 +69,8 @@ class PoolSetting(Spec):
 
 
 class SwitchSetting(Spec):
-    value: bool
+    # strict: YAML's 1 or 'no' is a typo here, not a switch (pydantic would read them as bools)
+    value: bool = Field(strict=True)
     source: str = SOURCE
 
 
@@ -81,7 +82,8 @@ class PreemptionSetting(Spec):
 class OverheadSetting(Spec):
     """Seconds of host work; null keeps the hardware config's calibrated value."""
 
-    value: float | None = Field(default=None, ge=0.0, le=1.0)
+    # strict: a number (ints too), never a bool or a quoted string read as seconds
+    value: float | None = Field(default=None, ge=0.0, le=1.0, strict=True)
     source: str = SOURCE
 
 
@@ -128,6 +130,11 @@ class RuntimePreset(Spec):
         eager = self.prefill_graphs is not None and not self.prefill_graphs.value
         if eager and (self.eager_kernel_host is None or self.eager_kernel_host.value is None):
             raise ValueError("prefill_graphs: false needs eager_kernel_host (host seconds per kernel of an eager step)")
+        # Without prefill_graphs every step replays graphs, so the figure would apply nowhere
+        # (with prefill_graphs: true it waits for a run that turns them off, validation's
+        # engine_settings).
+        if self.prefill_graphs is None and self.eager_kernel_host is not None:
+            raise ValueError("eager_kernel_host applies only beside prefill_graphs (false: prefill steps run eagerly)")
         return self
 
     def settings(self) -> dict[str, Any]:

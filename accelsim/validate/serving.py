@@ -25,7 +25,7 @@ from typing import Annotated, Literal, Union, get_args
 
 import numpy as np
 import pandas as pd
-from pydantic import Field, model_validator
+from pydantic import Field, StrictBool, model_validator
 
 from accelsim.config import loader
 from accelsim.config.types import PositiveInt, Spec
@@ -79,8 +79,10 @@ class EngineSetting(Spec):
     """Runs whose cells contain the given texts (``where``: column -> text) were served with
     these preset settings (``settings``) otherwise than the preset says, per ``source`` (the
     benchmark script or engine config those runs used)."""
-    where: dict[str, str] = Field(min_length=1)
-    settings: dict[str, Union[bool, PositiveInt]] = {}
+    # a cell contains the empty text whatever it holds: '' would match every run
+    where: dict[str, Annotated[str, Field(min_length=1)]] = Field(min_length=1)
+    # StrictBool: a quoted 'yes' or 'off' is a typo, not a switch
+    settings: dict[str, Union[StrictBool, PositiveInt]] = {}
     # The kernel library those runs ran where it is not the preset's: a key of points.yaml's
     # ``runtimes`` (the same runs' decode points name it), whose gpu settings replace the preset's
     # kernel settings; and the KV-cache format the run kept where it is not the precision's.
@@ -267,8 +269,20 @@ def inferencex(path: Path = DEFAULT_FILE) -> tuple[InferenceXSource, ServingFile
     return found[0], spec
 
 
+def _named_columns(src: InferenceXSource, rows: list[dict[str, str]], table: Path) -> None:
+    """Every column ``exclude`` and ``engine_settings`` match on is one of the table's: a
+    misspelt column would match no row, so its exclusion or setting would vanish unnoticed."""
+    header = set(rows[0]) if rows else set()
+    named = {e.column for e in src.exclude} | {column for s in src.engine_settings for column in s.where}
+    unknown = sorted(named - header)
+    if unknown:
+        raise ConfigError(f"exclude / engine_settings name column(s) {', '.join(unknown)} that the table lacks; "
+                          f"columns: {', '.join(sorted(header))}", source=str(table))
+
+
 def _inferencex_points(name: str, src: InferenceXSource, spec: ServingFile, rows: list[dict[str, str]],
                        table: Path) -> list[ServingPoint]:
+    _named_columns(src, rows, table)
     points = []
     for i, row in enumerate(rows, start=2):
         where = f"{table}:{i}"
