@@ -139,25 +139,19 @@ def test_a_worker_fit_without_pairs_is_one_clear_error():
         energy.fit_worker_overhead(eight_b, "vllm-0.5.4")
 
 
-def test_a_negative_worker_overhead_is_one_line(tmp_path, capsys):
+@pytest.mark.parametrize(("preset", "good", "bad", "key"), [
+    ("vllm-0.5.4", "worker_overhead: 3.84 ms", "worker_overhead: -1 ms", "worker_overhead"),
+    ("vllm-0.5.4", "host_wait_share: 0.226", "host_wait_share: 1.5", "host_wait_share"),
+    ("vllm", "attention_bandwidth: 0.366", "attention_bandwidth: 1.5", "attention_bandwidth"),
+])
+def test_a_preset_kernel_value_out_of_range_is_one_line(tmp_path, capsys, preset, good, bad, key):
     from accelsim.cli import main
     from accelsim.config import loader
-    text = loader.bundled_names("runtimes")["vllm-0.5.4"].read_text()
-    bad = tmp_path / "rt.yaml"
-    bad.write_text(text.replace("worker_overhead: 3.84 ms", "worker_overhead: -1 ms"))
-    code = main(["serve", "--model", MODEL, "--runtime", str(bad), "--requests", "5",
+    text = loader.bundled_names("runtimes")[preset].read_text()
+    assert good in text, f"{preset} no longer holds {good!r}"
+    path = tmp_path / "rt.yaml"
+    path.write_text(text.replace(good, bad))
+    code = main(["serve", "--model", MODEL, "--runtime", str(path), "--requests", "5",
                  "--out", str(tmp_path / "r")])
     err = capsys.readouterr().err.strip()
-    assert code == 2 and "rt.yaml" in err and "worker_overhead" in err and len(err.splitlines()) == 1
-
-
-def test_a_preset_wait_share_above_1_is_one_line(tmp_path, capsys):
-    from accelsim.cli import main
-    from accelsim.config import loader
-    text = loader.bundled_names("runtimes")["vllm-0.5.4"].read_text()
-    bad = tmp_path / "rt.yaml"
-    bad.write_text(text.replace("host_wait_share: 0.226", "host_wait_share: 1.5"))
-    code = main(["serve", "--model", MODEL, "--runtime", str(bad), "--requests", "5",
-                 "--out", str(tmp_path / "r")])
-    err = capsys.readouterr().err.strip()
-    assert code == 2 and "rt.yaml" in err and "host_wait_share" in err and len(err.splitlines()) == 1
+    assert code == 2 and "rt.yaml" in err and key in err and len(err.splitlines()) == 1
