@@ -142,6 +142,14 @@ class RuntimePreset(Spec):
         return {name: getattr(self, name) for name in type(self).model_fields
                 if name not in ("name", "engine") and getattr(self, name) is not None}
 
+    def with_kernels(self, values: dict[str, Any], source: str) -> RuntimePreset:
+        """This preset with the given ``kernels`` keys (``RuntimeGpu`` fields, in SI units: values
+        read from a validated spec or a fit's trial, so not parsed again) replaced, the others
+        kept, under ``source``."""
+        own = self.kernels.value if self.kernels is not None else RuntimeGpu.model_construct()
+        gpu = own.model_copy(update=values)
+        return self.model_copy(update={"kernels": KernelSetting(value=gpu, source=source)})
+
     def serve_config(self, **overrides: Any) -> ServeConfig:
         """The scheduler settings, with the options given explicitly (not None) on top."""
         values: dict[str, Any] = {field: getattr(self, key).value for key, field in SERVE_FIELDS.items()}

@@ -35,7 +35,7 @@ from accelsim.config import loader
 from accelsim.errors import ConfigError
 from accelsim.hardware import power
 from accelsim.hardware.spec import HardwareBase
-from accelsim.sim.runtime import KernelSetting, RuntimeGpu, RuntimePreset
+from accelsim.sim.runtime import RuntimePreset
 from accelsim.transform import Parallelism
 from accelsim.validate.points import VALIDATION_DIR
 from accelsim.validate.predict import model_for
@@ -159,19 +159,7 @@ def timed_rows(points: list[PowerPoint], runtime: str, subset: str) -> list[Powe
             and p.metric == "j_per_token" and p.throughput]
 
 
-def with_step_timing(preset: RuntimePreset, step_overhead_s: float,
-                     attention_bandwidth: float) -> RuntimePreset:
-    """``preset`` with its GPU step timing (``kernels``: host work per step, the attention
-    kernel's share of the memory bandwidth) replaced."""
-    return with_kernels(preset, step_overhead=step_overhead_s, attention_bandwidth=attention_bandwidth)
-
-
-def with_kernels(preset: RuntimePreset, **values: float) -> RuntimePreset:
-    """``preset`` with the given ``kernels`` keys (``RuntimeGpu`` fields) replaced."""
-    kernels = preset.kernels or KernelSetting(value=RuntimeGpu.model_validate(values),
-                                              source="a trial of an energy fit")
-    value = kernels.value.model_copy(update=values)
-    return preset.model_copy(update={"kernels": kernels.model_copy(update={"value": value})})
+TRIAL = "a trial of an energy fit"
 
 
 @dataclass(frozen=True)
@@ -195,7 +183,8 @@ def fit_step_timing(points: list[PowerPoint], runtime: str) -> StepFit:
     preset = load_runtime(PRESETS[runtime])
 
     def errors(x) -> list[float]:
-        trial = with_step_timing(preset, float(x[0]) * 1e-3, float(x[1]))
+        trial = preset.with_kernels({"step_overhead": float(x[0]) * 1e-3,
+                                     "attention_bandwidth": float(x[1])}, TRIAL)
         return [math.log(steady_state(p, chip_under(p, trial)).seconds * (p.throughput or 0.0))
                 for p in rows]
 
@@ -232,8 +221,9 @@ def fit_host_terms(points: list[PowerPoint], runtime: str, model: str = HOST_FIT
     preset = load_runtime(PRESETS[runtime])
 
     def errors(x) -> list[float]:
-        trial = with_kernels(preset, step_overhead=float(x[0]) * 1e-3,
-                             sequence_overhead=float(x[1]) * 1e-3, host_wait_share=float(x[2]))
+        trial = preset.with_kernels({"step_overhead": float(x[0]) * 1e-3,
+                                     "sequence_overhead": float(x[1]) * 1e-3,
+                                     "host_wait_share": float(x[2])}, TRIAL)
         out = []
         for p in rows:
             state = steady_state(p, chip_under(p, trial))
@@ -266,7 +256,7 @@ def fit_worker_overhead(points: list[PowerPoint], runtime: str) -> WorkerFit:
     Predictions are under the preset with ``worker_overhead`` 0."""
     rows = timed_rows(points, runtime, "calibration")
     single = {(p.hw, p.model, p.batch): p for p in rows if p.tp * p.pp == 1}
-    preset = with_kernels(load_runtime(PRESETS[runtime]), worker_overhead=0.0)
+    preset = load_runtime(PRESETS[runtime]).with_kernels({"worker_overhead": 0.0}, TRIAL)
 
     def excess(p: PowerPoint) -> float:  # measured - predicted seconds per output token
         return 1.0 / (p.throughput or math.inf) - steady_state(p, chip_under(p, preset)).seconds

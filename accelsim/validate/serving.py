@@ -32,7 +32,7 @@ from accelsim.config.types import PositiveInt, Spec
 from accelsim.dtypes import DType
 from accelsim.errors import ConfigError
 from accelsim.sim.load import Load
-from accelsim.sim.runtime import CountSetting, KernelSetting, RuntimeGpu, RuntimePreset, SwitchSetting
+from accelsim.sim.runtime import CountSetting, RuntimePreset, SwitchSetting
 from accelsim.sim.serving import ServeConfig, ServeResult
 from accelsim.validate.points import DEFAULT_POINTS, VALIDATION_DIR, Catalogue, Runtime
 
@@ -346,9 +346,7 @@ def with_kernels(preset: RuntimePreset, name: str) -> RuntimePreset:
     """``preset`` running the kernels of the points file's runtime ``name`` (its gpu settings over
     the preset's own kernel settings)."""
     runtime = points_runtimes()[name]
-    own = preset.kernels.value.model_dump(exclude_none=True) if preset.kernels is not None else {}
-    gpu = RuntimeGpu(**{**own, **runtime.gpu.model_dump(exclude_none=True)})
-    return preset.model_copy(update={"kernels": KernelSetting(value=gpu, source=runtime.source)})
+    return preset.with_kernels(runtime.gpu.model_dump(exclude_none=True), runtime.source)
 
 
 def with_settings(preset: RuntimePreset, settings: tuple[tuple[str, bool | int, str], ...]) -> RuntimePreset:
