@@ -120,10 +120,12 @@ class OpCost:
         """The bound in words that explain a low utilisation: 'launch-bound' (a fixed per-kernel
         cost outweighs the work), '<level>-bandwidth-bound', 'latency-bound' (the datapath's
         time is mostly array fill and drain, padding of a small shape or a partial wave, so it
-        is busy yet under LOW_UTILISATION of its peak: a batch-1 GEMM on a 128x128 array), or
-        'compute-bound'."""
+        is busy yet under LOW_UTILISATION of its peak: a batch-1 GEMM on a 128x128 array; or a
+        transfer whose fixed latency outweighs its bytes: a small collective), or 'compute-bound'."""
         if self.bound == "overhead":
             return "launch-bound"
+        if self.bound == "latency":
+            return "latency-bound"
         if self.bound.startswith("memory:"):
             return f"{self.bound.split(':', 1)[1]}-bandwidth-bound"
         if self.bound == "compute" and self.peak_flops and self.utilisation < LOW_UTILISATION:
@@ -414,11 +416,19 @@ def refuse_lone_op(hw: Any, kind: str) -> None:
                          f"use `accelsim run` for it")
 
 
-def bound_of(compute_s: float, memory_s: dict[str, float], overhead_s: float = 0.0) -> str:
-    """Name the resource whose time dominates: 'compute', 'memory:<level>' or 'overhead'."""
+def bound_of(compute_s: float, memory_s: dict[str, float], overhead_s: float = 0.0,
+             latency_s: float = 0.0) -> str:
+    """Name the resource whose time dominates: 'compute', 'memory:<level>', 'overhead', or
+    'latency' when the longest term is a transfer whose fixed latency (``latency_s`` of it: a
+    collective's base latency plus steps x per-step latency) outweighs its bytes over
+    bandwidth, so a 14 KB all-reduce that moves almost nothing is not called bandwidth-bound."""
     candidates = {"compute": compute_s, **{f"memory:{k}": v for k, v in memory_s.items()}}
     name, longest = max(candidates.items(), key=lambda kv: kv[1])
-    return "overhead" if overhead_s > longest else name
+    if overhead_s > longest:
+        return "overhead"
+    if name != "compute" and latency_s > longest - latency_s:
+        return "latency"
+    return name
 
 
 def to_cost(op: Op, terms: Terms, label: str) -> OpCost:

@@ -269,15 +269,35 @@ def mean_hops(n: int, ring: bool) -> float:
     return (n * n // 4) / n if ring else (n * n - 1) / (3 * n)
 
 
+@dataclass(frozen=True)
+class LinkTime:
+    """One collective's link time in alpha-beta form: ``latency_s`` (the base latency plus
+    steps x per-step latency), ``bytes_s`` (bytes over bandwidth) and ``sent``, the bytes each
+    chip puts on links.  The two terms decide its label (``base.bound_of``)."""
+
+    latency_s: float
+    bytes_s: float
+    sent: float
+
+    @property
+    def seconds(self) -> float:
+        return self.latency_s + self.bytes_s
+
+
 def torus_time(pattern: str, axes: list[Axis], payload: float, links: Interconnect
                ) -> tuple[float, float]:
     """(seconds, bytes each chip puts on links) for one collective over the spanned ``axes``."""
+    t = torus_terms(pattern, axes, payload, links)
+    return t.seconds, t.sent
+
+
+def torus_terms(pattern: str, axes: list[Axis], payload: float, links: Interconnect) -> LinkTime:
     assert links.link_bandwidth is not None  # a torus gives its link bandwidth (``Interconnect`` checks)
     L = links.link_bandwidth * links.efficiency
     if pattern == "send":
-        return links.base_latency + links.latency + payload / L, payload
+        return LinkTime(links.base_latency + links.latency, payload / L, payload)
     if not axes:
-        return 0.0, 0.0
+        return LinkTime(0.0, 0.0, 0.0)
     p = math.prod(n for n, _ in axes)
     width = sum((2 if ring else 1) * L for _, ring in axes)
     hops = sum(n // 2 if ring else n - 1 for n, ring in axes)
@@ -286,18 +306,24 @@ def torus_time(pattern: str, axes: list[Axis], payload: float, links: Interconne
     else:  # a chip sends what it would on a flat ring of p chips, only faster
         sent = ring_steps(pattern, p, payload).sent
         hops *= 2 if pattern == "all_reduce" else 1
-    return links.base_latency + hops * links.latency + sent / width, sent
+    return LinkTime(links.base_latency + hops * links.latency, sent / width, sent)
 
 
 def collective_time(pattern: str, group: int, payload: float, links: Interconnect,
                     algorithm: str) -> tuple[float, float]:
     """(seconds, bytes each chip sends) for one collective among ``group`` chips."""
+    t = collective_terms(pattern, group, payload, links, algorithm)
+    return t.seconds, t.sent
+
+
+def collective_terms(pattern: str, group: int, payload: float, links: Interconnect,
+                     algorithm: str) -> LinkTime:
     if group <= 1 and pattern != "send":
-        return 0.0, 0.0
+        return LinkTime(0.0, 0.0, 0.0)
     steps = ALGORITHMS[algorithm](pattern, max(group, 2), payload)
     assert links.bandwidth is not None  # every topology but the torus gives it
     rate = links.bandwidth * links.efficiency
-    return links.base_latency + steps.hops * links.latency + steps.sent / rate, steps.sent
+    return LinkTime(links.base_latency + steps.hops * links.latency, steps.sent / rate, steps.sent)
 
 
 def cost(op: Op, mapping: Mapping, hw: HardwareBase, placement: Placement | None = None) -> OpCost:
@@ -310,12 +336,13 @@ def cost(op: Op, mapping: Mapping, hw: HardwareBase, placement: Placement | None
     algorithm = mapping.params["algorithm"]
     if algorithm == "torus":
         axes = group_axes(op, links) if op.group > 1 and op.pattern != "send" else []
-        link_s, sent = torus_time(op.pattern, axes, op.payload_bytes, links)
+        link = torus_terms(op.pattern, axes, op.payload_bytes, links)
         # e.g. "torus 4(w)x4(w)": two axes of 4 with wraparound; "torus 2x4": two lines
         algorithm = "torus " + ("x".join(f"{n}{'(w)' if ring else ''}" for n, ring in axes)
                                 or "1 hop")
     else:
-        link_s, sent = collective_time(op.pattern, op.group, op.payload_bytes, links, algorithm)
+        link = collective_terms(op.pattern, op.group, op.payload_bytes, links, algorithm)
+    link_s, sent = link.seconds, link.sent
     compute_s = op.vector_flops / (hw.compute.vector * hw.efficiency.compute)
     memory_s = {LEVEL: link_s} if link_s else {}
     energy = {"interconnect": sent * links.energy}
@@ -323,5 +350,5 @@ def cost(op: Op, mapping: Mapping, hw: HardwareBase, placement: Placement | None
         energy["vector"] = op.vector_flops * hw.energy.vector_op
     time = max(compute_s, link_s)
     return OpCost(op.name, op.kind, op.layer, time, compute_s, memory_s, {LEVEL: sent}, energy,
-                  op.flops, hw.compute.vector, bound_of(compute_s, memory_s),
+                  op.flops, hw.compute.vector, bound_of(compute_s, memory_s, latency_s=link.latency_s),
                   f"{op.pattern} {algorithm} x{op.group}")

@@ -4,9 +4,11 @@ runs, every chip of a stage running the same graph (so a stage is costed once an
 
 1. attention data parallelism (``dp``): batch/dp sequences per rank, routed experts left whole;
 2. tensor parallelism (``tp``, 1-D or 2-D): heads and matmul columns/rows split, collectives
-   inserted; branches summed into one residual all-reduce once;
+   inserted;
 3. expert placement (``ep``): the routed experts over the tp x dp chips, with their all-to-alls;
-4. pipeline stages (``pp``) joined by sends.
+4. fewer all-reduces (``reductions``): partial sums weighted by the MoE combine and branches
+   summed into one output (routed + shared experts, a parallel block) reduce once;
+5. pipeline stages (``pp``) joined by sends.
 """
 from __future__ import annotations
 
@@ -15,7 +17,8 @@ from accelsim.transform.dp import data_parallel
 from accelsim.transform.ep import expert_parallel
 from accelsim.transform.layout import Parallelism
 from accelsim.transform.pp import layer_stages, pipeline_sends
-from accelsim.transform.tp import merged_reductions, tensor_parallel
+from accelsim.transform.reductions import merged_reductions
+from accelsim.transform.tp import tensor_parallel
 from accelsim.transform.tp2d import Grid
 
 
@@ -24,8 +27,8 @@ def shard(graph: Graph, parallelism: Parallelism) -> Graph:
     par = parallelism
     sharded = data_parallel(graph, par.dp)
     sharded = tensor_parallel(sharded, Grid(par.tp_x, par.tp_y, par.attention == "batch"))
-    sharded = merged_reductions(sharded)
     sharded = expert_parallel(sharded, par)
+    sharded = merged_reductions(sharded)
     sharded = pipeline_sends(sharded, layer_stages(sharded, par.pp))
     sharded.name = f"{graph.name} [{par.describe()}]"
     return sharded

@@ -20,8 +20,8 @@ Each op's role says how it splits:
 * pointwise ops, norms, scans and convolutions on split inputs stay split (per channel).
 * Routed experts are left to ``ep`` (expert parallelism over the same chips).
 
-Branches summed into one residual (a parallel attention + MLP block) add their partial sums and
-all-reduce once per layer instead of once per branch (``merged_reductions``).  Batch-sharded
+Branches summed into one output (a parallel attention + MLP block; routed plus shared experts)
+add their partial sums and all-reduce once, after expert placement (``reductions``).  Batch-sharded
 attention (``attention="batch"``, Pope et al. Sec. 3.3): an all_to_all over the y ranks trades
 the head split for a split of the sequences, so each chip reads only its sequences' KV cache
 instead of a replicated multi-query head.
@@ -29,7 +29,6 @@ instead of a replicated multi-query head.
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from dataclasses import replace
 
 from accelsim.errors import AccelsimError
@@ -361,44 +360,3 @@ def _tp_embedding(op: Embedding, grid: Grid, split: Split) -> list[Op]:
     # zeros for the rest, which the all-reduce fills in.
     return reduced_over_y(replace(op, inputs=(local_table, *rest), outputs=(y_local,),
                                   dim=y_local.shape[-1], tokens=math.ceil(op.tokens / grid.y)), grid)
-
-
-def merged_reductions(graph: Graph) -> Graph:
-    """Branches summed into one residual (a parallel attention + MLP block) add their partial
-    sums first and all-reduce once, as Megatron and Pope et al. do, instead of once per branch."""
-    reduced = {op.outputs[0].name: op for op in graph
-               if isinstance(op, Collective) and op.pattern == "all_reduce" and len(op.inputs) == 1}
-    readers: dict[str, int] = defaultdict(int)
-    for op in graph:
-        for t in op.inputs:
-            readers[t.name] += 1
-    merges: dict[str, list[Collective]] = {}
-    for op in graph:
-        if not isinstance(op, Elementwise):
-            continue
-        branches = [reduced[t.name] for t in op.inputs if t.name in reduced and readers[t.name] == 1]
-        if len(branches) > 1 and len({c.group for c in branches}) == 1:
-            merges[op.name] = branches
-    if not merges:
-        return graph
-    dropped = {c.name for branches in merges.values() for c in branches}
-    out = Graph(name=graph.name, batch=graph.batch)
-    for op in graph:
-        if op.name in dropped:
-            continue
-        if op.name in merges:
-            assert isinstance(op, Elementwise)  # merges holds elementwise sums only
-            branches = merges[op.name]
-            partials = tuple(c.inputs[0] for c in branches)
-            partial_sum = renamed(partials[0], f"{op.name}.partial_sum")
-            total = renamed(branches[0].outputs[0], f"{op.name}.branch_sum")
-            out.add(Elementwise(f"{op.name}.partials", partials, (partial_sum,), layer=op.layer,
-                                role="residual", elements=partial_sum.elements,
-                                ops_per_element=len(partials) - 1.0))
-            out.add(replace(branches[0], name=f"{op.name}.all_reduce", inputs=(partial_sum,),
-                            outputs=(total,), layer=op.layer))  # same group, grid and span
-            merged = {c.outputs[0].name for c in branches}
-            rest = tuple(t for t in op.inputs if t.name not in merged)
-            op = replace(op, inputs=(*rest, total), ops_per_element=float(len(rest)))
-        out.add(op)
-    return out
