@@ -96,9 +96,9 @@ def test_one_node_layouts_build_and_conserve_expert_work(model, options):
         w_full, w_chip = op.reads()[1].nbytes, chip.reads()[1].nbytes
         assert w_chip * 8 == pytest.approx(w_full, rel=1e-6)
     patterns = {op.pattern for op in local if isinstance(op, Collective) and ".experts." in op.name}
-    if par.ep > 1:
-        assert patterns == {"all_to_all"}
-    else:  # expert tensor parallelism: the partial sums reduce once, after the MoE's combine
+    if par.dp > 1:  # attention DP: tokens travel to their experts and back
+        assert patterns == ({"all_to_all"} if par.ep > 1 else {"all_gather", "reduce_scatter"})
+    else:  # every chip holds every token: the partial sums reduce once, after the MoE's combine
         assert not patterns
         assert {op.pattern for op in local if isinstance(op, Collective) and ".moe." in op.name} == {"all_reduce"}
 

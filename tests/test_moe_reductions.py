@@ -66,15 +66,18 @@ def test_a_dense_layer_keeps_its_two_all_reduces():
         "layers.0.attn.o_proj.all_reduce", "layers.0.mlp.down.all_reduce"}
 
 
-def test_expert_parallel_layouts_keep_their_all_to_alls_and_the_shared_experts_all_reduce():
-    """--ep > 1: the routed experts come back by an all-to-all, which no all-reduce merges with."""
+def test_tp_with_ep_all_reduces_once_and_attention_dp_keeps_its_all_to_alls():
+    """--tp 8 --ep 8: every chip holds every token, so the experts' partial sums join the shared
+    expert's in one all-reduce (vLLM: all-to-all kernels only with dp > 1).  --dp-attn 8 --ep 8:
+    the routed rows travel by all-to-all, which no all-reduce merges with."""
     graph = lower(load_model("deepseek-v3"), DECODE8)
-    local = shard(graph, Parallelism(tp=8, ep=8))
-    assert set(_all_reduces(local, 3)) == {"layers.3.attn.o_proj.all_reduce",
-                                           "layers.3.moe.shared.down.all_reduce"}
-    assert {op.name for op in local if isinstance(op, Collective) and op.layer == 3
-            and op.pattern == "all_to_all"} == {"layers.3.moe.experts.up.dispatch",
-                                                "layers.3.moe.experts.down.combine"}
+    tp_ep = shard(graph, Parallelism(tp=8, ep=8))
+    assert _all_reduces(tp_ep, 3) == {"layers.3.attn.o_proj.all_reduce": 8 * 7168 * BF16,
+                                      "layers.3.moe.add_shared.all_reduce": 8 * 7168 * BF16}
+    assert not [op for op in tp_ep if isinstance(op, Collective) and op.pattern == "all_to_all"]
+    dp_ep = shard(graph, Parallelism(dp=8, ep=8))
+    assert {op.name for op in dp_ep if isinstance(op, Collective) and op.layer == 3} == {
+        "layers.3.moe.experts.up.dispatch", "layers.3.moe.experts.down.combine"}
 
 
 def test_deepseek_v3_tp8_batch1_saves_one_all_reduce_per_moe_layer():

@@ -145,9 +145,10 @@ def test_pp_throughput_set_by_slowest_stage():
     assert r.tokens_per_s > one.tokens_per_s
 
 
-def test_expert_parallel_splits_experts_and_adds_all_to_all():
+def test_expert_parallel_splits_experts_and_all_reduces_over_tp():
     # Experts spread over the 4 tensor-parallel chips (--chips 4 --tp 4 --ep 4): one expert
-    # group per chip, each chip's routed rows dispatched to it and combined back by all-to-all.
+    # group per chip; every chip holds every token (no attention DP), runs the rows routed to
+    # its experts, and the partial sums are all-reduced over tp (vLLM's TP + EP).
     x = Tensor("x", (64, 512), "bf16")
     w1 = Tensor("e.up.weight", (8, 512, 1024), "bf16", "weight")
     h = Tensor("e.up.out", (64, 1024), "bf16")
@@ -158,8 +159,8 @@ def test_expert_parallel_splits_experts_and_adds_all_to_all():
     g.add(MatMul("e.down", (h, w2), (y,), layer=0, role="expert_down", m=8, k=1024, n=512, count=8,
                  rows=64))
     out = shard(g, Parallelism(tp=4, ep=4))
-    patterns = [op.pattern for op in out if isinstance(op, Collective)]
-    assert patterns == ["all_to_all", "all_to_all"]  # dispatch, combine
+    collectives = [op for op in out if isinstance(op, Collective)]
+    assert [(c.pattern, c.group) for c in collectives] == [("all_reduce", 4)]
     assert out.total("tensor_flops") * 4 == pytest.approx(g.total("tensor_flops"))
     assert out.weight_bytes * 4 == pytest.approx(g.weight_bytes)
     up = next(op for op in out if op.name == "e.up")

@@ -187,7 +187,8 @@ _LAYOUT_OPTIONS = _compose(
                  help="Expert parallelism for MoE models: split the routed experts over the "
                       "tp x dp-attn chips of each stage (must divide tp x dp-attn and the expert "
                       "count; each expert tensor-split over the (tp x dp-attn)/ep chips that "
-                      "share it; all-to-all dispatch and combine). --chips 8 --tp 8 --ep 8 and "
+                      "share it; all-to-all dispatch and combine with --dp-attn, else one all-reduce "
+                      "of the experts' partial sums, as vLLM and SGLang run it). --chips 8 --tp 8 --ep 8 and "
                       "--chips 8 --dp-attn 8 --ep 8 are both one 8-chip node. [default: 1]"),
     click.option("--tp-x", "tp_x", type=count(1, MAX_CHIPS), default=None,
                  help="Lay the --tp ranks out as a 2D weight-stationary grid of TP_X x TP/TP_X "

@@ -12,9 +12,19 @@ probability): ``MatMul.b_fraction``, the fraction of the chip's own stacked expe
 stays touched/E.
 
 Communication, per chip:
-* ep > 1: an all_to_all among the stage's chips dispatches the routed rows to their experts
-  before the up projection, and one combines the results after the down projection (partial
-  sums, in at least 16 bits, when etp > 1).  Each chip's payload is its local rows.
+* ep > 1, dp > 1: an all_to_all among the stage's chips dispatches the routed rows to their
+  experts before the up projection, and one combines the results after the down projection
+  (partial sums, in at least 16 bits, when etp > 1).  Each chip's payload is its local rows.
+* ep > 1, dp = 1 (``--tp 8 --ep 8``): every chip already holds every token (attention is split
+  by heads, its output all-reduced), so nothing is dispatched: each chip runs its own experts on
+  the rows routed to them and the partial sums are all-reduced over tp, as with ep = 1.
+  Engines run it so: vLLM uses all-to-all kernels only with attention data parallelism
+  (``FusedMoEParallelConfig.use_all2all_kernels``: ``use_ep and dp_size > 1``, otherwise the
+  MoE's final all-reduce sums the experts' partial outputs; vllm-project/vllm,
+  vllm/model_executor/layers/fused_moe/config.py at commit
+  002d6073aa034d4f5545d45021b0e56d1f3c3593), and SGLang's ``forward_normal`` (no DeepEP)
+  all-reduces routed + shared once.  That all-reduce then merges with the shared expert's
+  (``reductions``).
 * ep = 1, dp > 1: every chip computes a slice of every expert for all tokens: an all_gather of
   the tokens over dp before, a reduce_scatter of the partial sums after.  Both move tokens, not
   routed rows: each chip routes the gathered tokens to its expert slices itself, and sums each
@@ -85,7 +95,7 @@ def _expert_up(op: Op, par: Parallelism, tokens: Tensor | None = None) -> list[O
     rows = gemms["rows"]
     ops: list[Op] = []
     a_local = Tensor(a.name, (rows, a.shape[-1]), a.dtype, a.role)
-    if par.ep > 1:  # routed rows cross to the chips that hold their experts
+    if par.ep > 1 and par.dp > 1:  # routed rows cross to the chips that hold their experts
         received = renamed(a_local, f"{a.name}.dispatched")
         ops.append(Collective(f"{op.name}.dispatch", (a_local,), (received,), layer=op.layer,
                               role="collective", pattern="all_to_all", group=par.per_stage))
@@ -133,14 +143,14 @@ def _expert_down(op: Op, par: Parallelism, tokens: Tensor | None = None) -> list
     w_local = scaled(scaled(w, 1 / par.ep, axis=0), 1 / etp, axis=-2)
     extras = tuple(scaled(t, 1 / par.ep, axis=0) if t.role == "weight" else t for t in op.inputs[2:])
     partial = Tensor(f"{y.name}.local", (rows, y.shape[-1]), y.dtype, y.role)
-    if etp > 1:
+    if etp > 1 or par.dp == 1:  # partial sums of each token's output, reduced across chips
         partial = summed(partial)
     body = replace(op, inputs=(a_local, w_local, *extras), outputs=(partial,), k=k, replicas=1, **gemms)
     # The tokens' home ranks read the result under its own name, as many rows as they hold
     # (every dp rank's share when dp > 1 is undone here: the consumer was split by dp).
     home_rows = math.ceil((op.rows if op.rows is not None else op.count * op.m) / par.dp)
     home = Tensor(y.name, (home_rows, y.shape[-1]), partial.dtype, y.role)
-    if par.ep > 1:
+    if par.ep > 1 and par.dp > 1:
         back = Collective(f"{op.name}.combine", (partial,), (home,), layer=op.layer, role="collective",
                           pattern="all_to_all", group=par.per_stage)
     elif par.dp > 1:
@@ -151,7 +161,7 @@ def _expert_down(op: Op, par: Parallelism, tokens: Tensor | None = None) -> list
             kept = Tensor(y.name, (tokens.shape[0], y.shape[-1]), partial.dtype, y.role)
         back = Collective(f"{op.name}.reduce_scatter", (sent,), (kept,), layer=op.layer,
                           role="collective", pattern="reduce_scatter", group=par.per_stage)
-    else:  # expert tensor parallelism over the tp ranks, which all hold every token
+    else:  # the tp ranks all hold every token: their experts' partial sums are all-reduced
         back = Collective(f"{op.name}.all_reduce", (partial,), (home,), layer=op.layer,
                           role="collective", pattern="all_reduce", group=par.tp,
                           grid=(1, par.tp), span="y")

@@ -10,7 +10,9 @@ chips = tp x pp x dp.  A pipeline stage runs on ``per_stage`` = tp x dp chips:
 * ``ep``: a split of the routed experts over the tp x dp chips of a stage (vLLM's and SGLang's
   expert parallelism on the chips that split attention): each chip holds experts/ep experts,
   each of them tensor-split over the (tp x dp)/ep ranks that share it; tokens reach their
-  experts by all-to-all dispatch and come back by all-to-all combine.  ``ep`` does not multiply
+  experts by all-to-all dispatch and come back by all-to-all combine under attention data
+  parallelism; with dp = 1 every chip holds every token and the experts' partial sums are
+  all-reduced over tp (vLLM's and SGLang's TP + EP).  ``ep`` does not multiply
   the chips: --chips 8 --tp 8 --ep 8 and --chips 8 --dp-attn 8 --ep 8 are both one 8-GPU node,
   and --chips 8 --tp 8 alone splits every expert 8 ways (expert tensor parallelism).
 * ``pp``: pipeline stages of contiguous layers, joined by sends.

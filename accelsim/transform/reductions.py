@@ -18,8 +18,8 @@ built with ``reduce_results=False`` (sgl-project/sglang, python/sglang/srt/model
 at commit 00114aef19bbb7431b9cfc5a77dce64b9c53ed95); vLLM builds the shared experts with
 ``reduce_results=False`` and hands them to the fused MoE layer, which reduces routed + shared
 once (vllm-project/vllm, vllm/model_executor/models/deepseek_v2.py at commit
-002d6073aa034d4f5545d45021b0e56d1f3c3593).  Where experts come back by an all-to-all (``--ep``
-> 1) or a reduce-scatter (``--dp-attn``), nothing here applies: only all-reduces merge.
+002d6073aa034d4f5545d45021b0e56d1f3c3593).  Where experts come back by an all-to-all or a
+reduce-scatter (under ``--dp-attn``), nothing here applies: only all-reduces merge.
 """
 from __future__ import annotations
 
