@@ -18,7 +18,11 @@ built with ``reduce_results=False`` (sgl-project/sglang, python/sglang/srt/model
 at commit 00114aef19bbb7431b9cfc5a77dce64b9c53ed95); vLLM builds the shared experts with
 ``reduce_results=False`` and hands them to the fused MoE layer, which reduces routed + shared
 once (vllm-project/vllm, vllm/model_executor/models/deepseek_v2.py at commit
-002d6073aa034d4f5545d45021b0e56d1f3c3593).  Where experts come back by an all-to-all or a
+002d6073aa034d4f5545d45021b0e56d1f3c3593); TensorRT-LLM's ``Deepseekv3MoE.forward`` adds
+``shared_output + routed_output`` and all-reduces once when attention is not data-parallel, its
+fused MoE built with ``reduce_results=False`` and its shared expert with ``reduce_output=False``
+(NVIDIA/TensorRT-LLM, tensorrt_llm/_torch/models/modeling_deepseekv3.py at commit
+000561df0bd751d793257102bbe59cb4a64b2fd5).  Where experts come back by an all-to-all or a
 reduce-scatter (under ``--dp-attn``), nothing here applies: only all-reduces merge.
 """
 from __future__ import annotations
