@@ -4,20 +4,23 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from accelsim.errors import AccelsimError
-from accelsim.graph import Embedding, Graph, Op, Tensor
+from accelsim.graph import Deferred, Embedding, Graph, Op, Tensor
 from accelsim.model.blocks import FFNS, MIXERS
 from accelsim.model.context import LoweringContext
 from accelsim.model.spec import LayerKind, ModelSpec
 from accelsim.workload import Workload
 
 
-def lower(model: ModelSpec, workload: Workload) -> Graph:
+def lower(model: ModelSpec, workload: Workload, *, deferred: bool = True) -> Graph:
+    """The step's graph.  With ``deferred`` (the default) the copied layers are held as counts
+    (``Graph.defer``: made when the op list is first asked for); without, every op is made now.
+    Both give the same ops (``tests/test_repeat_count.py``)."""
     ctx = LoweringContext(model, workload, Graph(name=f"{model.name} {workload.describe()}",
                                                       batch=workload.batch))
     x = _embed(ctx)
     first: dict[LayerKind, _Layer] = {}
     for layer, kind in enumerate(model.layer_kinds):
-        x = _repeated_layer(ctx, x, layer, kind, first)
+        x = _repeated_layer(ctx, x, layer, kind, first, deferred)
     _head(ctx, x)
     return ctx.graph
 
@@ -38,7 +41,7 @@ class _Layer:
 
 
 def _repeated_layer(ctx: LoweringContext, x: Tensor, layer: int, kind: LayerKind,
-                    first: dict[LayerKind, _Layer]) -> Tensor:
+                    first: dict[LayerKind, _Layer], deferred: bool = False) -> Tensor:
     """Layer ``layer``: lowered, or copied from the first layer of its kind under new names.
 
     A decoder layer's ops depend on its index only through their names and ``layer`` fields
@@ -46,11 +49,17 @@ def _repeated_layer(ctx: LoweringContext, x: Tensor, layer: int, kind: LayerKind
     model are lowered once and copied: the copies are equal, field by field, to what lowering
     each would give.  That is checked, not assumed: the second layer of each kind is lowered in
     full and compared with the first one renamed, and only when they are equal are the rest
-    copied (a kind whose layers differ otherwise is lowered layer by layer)."""
+    copied (a kind whose layers differ otherwise is lowered layer by layer).  ``deferred``: a
+    copy is held as a count (``_LayerCopy``), made only when the graph's ops are asked for."""
     template = first.get(kind)
     if template is not None and template.repeats:
+        copies = range(template.start, template.start + len(template.ops))
+        if deferred:
+            part = _LayerCopy(template, layer, x)
+            ctx.graph.defer(part, copies)
+            return part.out
         ops, out = _renamed_layer(template, layer, x)
-        ctx.graph.extend(ops, range(template.start, template.start + len(ops)))
+        ctx.graph.extend(ops, copies)
         return out
     start = len(ctx.graph.ops)
     out = _decoder_layer(ctx, x, layer, kind)
@@ -66,11 +75,13 @@ def _repeated_layer(ctx: LoweringContext, x: Tensor, layer: int, kind: LayerKind
     return out
 
 
-def _renamed_layer(template: _Layer, layer: int, x: Tensor) -> tuple[list[Op], Tensor]:
+def _renamed_layer(template: _Layer, layer: int, x: Tensor, out: Tensor | None = None
+                   ) -> tuple[list[Op], Tensor]:
     """``template``'s ops and output for layer ``layer`` reading ``x``: names under
     ``layers.<template>.`` moved to ``layers.<layer>.``, the template's input replaced by ``x``'s
     name, tensors shared with other layers (none of the layer's own) kept.  Copies keep their
-    originals' computed sizes (``Tensor.nbytes``) and the sharing of tensor objects among ops."""
+    originals' computed sizes (``Tensor.nbytes``) and the sharing of tensor objects among ops.
+    ``out``: the output tensor already made for it (``_LayerCopy``), used as the output."""
     recipe = template.recipe or _recipe(template)
     new = f"layers.{layer}."
     tensors: list[Tensor] = []
@@ -78,10 +89,9 @@ def _renamed_layer(template: _Layer, layer: int, x: Tensor) -> tuple[list[Op], T
         if mode == _KEEP:
             tensors.append(t)
             continue
-        tensor = object.__new__(Tensor)  # a frozen dataclass's copy without re-running __init__
-        tensor.__dict__.update(t.__dict__)
-        tensor.__dict__["name"] = x.name if mode == _INPUT else new + rest
-        tensors.append(tensor)
+        tensors.append(_renamed_tensor(t, x.name if mode == _INPUT else new + rest))
+    if out is not None:
+        tensors[recipe.out] = out
     ops: list[Op] = []
     for op, suffix, own_layer, ins, outs in recipe.ops:
         copy = object.__new__(type(op))
@@ -94,6 +104,56 @@ def _renamed_layer(template: _Layer, layer: int, x: Tensor) -> tuple[list[Op], T
             fields["layer"] = layer
         ops.append(copy)
     return ops, tensors[recipe.out]
+
+
+def _renamed_tensor(t: Tensor, name: str) -> Tensor:
+    """``t`` under ``name``: a frozen dataclass's copy without re-running __init__, keeping its
+    computed sizes."""
+    tensor = object.__new__(Tensor)
+    tensor.__dict__.update(t.__dict__)
+    tensor.__dict__["name"] = name
+    return tensor
+
+
+class _LayerCopy(Deferred):
+    """Layer ``layer`` as a renamed copy of ``template`` reading ``x``, held as a count: its
+    ops are ``_renamed_layer``'s, made when the graph's op list is first asked for; its output
+    tensor is made now (the next layer and the head read it)."""
+
+    def __init__(self, template: _Layer, layer: int, x: Tensor) -> None:
+        super().__init__(len(template.ops))
+        self.template, self.layer, self.x = template, layer, x
+        self.recipe = recipe = template.recipe or _recipe(template)
+        t, mode, rest = recipe.tensors[recipe.out]
+        self.out = t if mode == _KEEP else _renamed_tensor(t, self._name(t, mode, rest))
+
+    def _name(self, t: Tensor, mode: int, rest: str) -> str:
+        return t.name if mode == _KEEP else self.x.name if mode == _INPUT else f"layers.{self.layer}.{rest}"
+
+    def _make(self) -> list[Op]:
+        return _renamed_layer(self.template, self.layer, self.x, self.out)[0]
+
+    def _make_labels(self) -> list[tuple[str, int | None]]:
+        new, layer = f"layers.{self.layer}.", self.layer
+        return [(op.name if suffix is None else new + suffix, layer if own_layer else op.layer)
+                for op, suffix, own_layer, _, _ in self.recipe.ops]
+
+    def weights(self) -> list[tuple[str, Tensor]]:
+        recipe = self.recipe
+        return [(self._name(*recipe.tensors[i]), recipe.tensors[i][0]) for i in recipe.weights]
+
+    def rename(self, name: str) -> str:
+        # the rule ``_recipe`` sorts the template's tensors by
+        old = f"layers.{self.template.layer}."
+        if name == self.template.x.name:
+            return self.x.name
+        return f"layers.{self.layer}.{name[len(old):]}" if name.startswith(old) else name
+
+    def structure(self) -> tuple:
+        # the template's ops are made (their names are in the graph's structure); the renaming
+        # follows from its layer and input and the copy's
+        return ("layer copy", self.template.start, self.template.layer, self.template.x.name, self.layer,
+                self.x.name)
 
 
 _KEEP, _INPUT, _RENAMED = 0, 1, 2
@@ -109,6 +169,7 @@ class _Recipe:
     tensors: tuple[tuple[Tensor, int, str], ...]
     ops: tuple[tuple[Op, str | None, bool, tuple[int, ...], tuple[int, ...]], ...]
     out: int
+    weights: tuple[int, ...]  # each weight input of each op, in order (indices into the tensors)
 
 
 def _recipe(template: _Layer) -> _Recipe:
@@ -126,7 +187,8 @@ def _recipe(template: _Layer) -> _Recipe:
 
     ops = tuple((op, op.name[len(old):] if op.name.startswith(old) else None, op.layer == template.layer,
                  tuple(map(ref, op.inputs)), tuple(map(ref, op.outputs))) for op in template.ops)
-    template.recipe = _Recipe(tuple(tensors), ops, ref(template.out))
+    weights = tuple(i for _, _, _, ins, _ in ops for i in ins if tensors[i][0].role == "weight")
+    template.recipe = _Recipe(tuple(tensors), ops, ref(template.out), weights)
     return template.recipe
 def lower_mtp(model: ModelSpec, workload: Workload, depth: int = 0) -> Graph:
     """One step of the model's multi-token-prediction module ``depth`` (DeepSeek-V3 Sec. 2.2)
@@ -220,7 +282,7 @@ def _head(ctx: LoweringContext, x: Tensor, norm: str = "final_norm") -> Tensor:
     rows = wl.batch if wl.phase == "prefill" else wl.tokens
     if spec.bitlinear is not None and spec.bitlinear.head:
         return ctx.linear("lm_head", x, spec.vocab_size, None, role="lm_head", rows=rows)
-    tied = ctx.graph.weights()["embed.weight"] if spec.tied_embeddings else None
+    tied = ctx.graph.weight_sizes()["embed.weight"] if spec.tied_embeddings else None
     # A tied head reuses the embedding table (same tensor name, so it is counted once).
     head_name = tied.name if tied is not None else "lm_head.weight"
     head_weight = ctx.weight(head_name, spec.hidden_size, spec.vocab_size)

@@ -33,11 +33,12 @@ intermediates between fused members never cross memory.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
 from accelsim.errors import AccelsimError
-from accelsim.graph import Attention, Conv, Elementwise, Graph, MatMul, Norm, Op, Scan, Tensor
+from accelsim.graph import Attention, Conv, Deferred, Elementwise, Graph, MatMul, Norm, Op, Scan, Tensor
 from accelsim.transform._common import ACTIVATION_ROLES
 
 Policy = Literal["none", "epilogue"]
@@ -169,26 +170,113 @@ def fuse(graph: Graph, policy: str = "epilogue", unfused: tuple[str, ...] = ()) 
         return graph
     unfused = tuple(unfused)
     apart = _standalone(graph, unfused)
-    structure = (unfused, _structure(graph, apart, unfused))
+    # a graph holding repeated layers as counts is keyed without making them (not where the
+    # library runs some ops apart: that reads every op)
+    compact = graph.deferred and not unfused
+    structure = (unfused, _compact_structure(graph) if compact else _structure(graph, apart, unfused))
     plan = _PLANS.get(structure)
     if plan is None:
         if len(_PLANS) >= _PLANS_KEPT:
             _PLANS.pop(next(iter(_PLANS)))
-        plan = _PLANS[structure] = _plan(graph, apart)
+        plan = _PLANS[structure] = _plan(graph, apart)  # makes a deferred graph's ops (once per structure)
+    originals = graph.originals()
+    copies: list[int | None] = _copies(plan, originals) if originals is not None else [None] * len(plan)
+    known = graph.known()
+    owners = graph.owners()
+    held = _held_kernels(plan, copies, owners) if graph.deferred else None
+    if held is None:
+        ops = graph.ops
+        known = list(ops)
+        held = [False] * len(plan)
     fused = Graph(graph.name, batch=graph.batch)
-    ops, originals = graph.ops, graph.originals()
-    copies = _copies(plan, originals) if originals is not None else [None] * len(plan)
-    kernels: list[Op] = []
-    for kernel, copy_of in zip(plan, copies):
-        if isinstance(kernel, int):
-            op = ops[kernel]
+    kernels: list[Op | None] = []
+    for kernel, copy_of, later in zip(plan, copies, held):
+        if later:
+            kernels.append(None)
+        elif isinstance(kernel, int):
+            kernels.append(known[kernel])
         elif copy_of is None:
-            op = _apply(kernel, ops)
+            kernels.append(_apply(kernel, known))
         else:  # members copying another kernel's, merged alike: its class and absorbed work
-            op = _apply(kernel, ops, kernels[copy_of])
-        kernels.append(op)
-    fused.extend(kernels, copies)
+            kernels.append(_apply(kernel, known, kernels[copy_of]))
+    start = 0
+    while start < len(plan):
+        end = start
+        part = owners[_members(plan[start])[0]] if held[start] else None
+        while end < len(plan) and held[end] == held[start] and (
+                part is None or owners[_members(plan[end])[0]] is part):
+            end += 1
+        if part is not None:  # kernels copying the made ones, of one deferred part's ops
+            at = next(at for at, p in graph.parts() if p is part)
+            fused.defer(_KernelCopies(part, at, plan, range(start, end), kernels, copies, structure),
+                        [c for c in copies[start:end] if c is not None])
+        else:
+            fused.extend(kernels[start:end], copies[start:end])  # type: ignore[arg-type]  # all made
+        start = end
     return fused
+
+
+def _members(kernel: int | _MergePlan) -> tuple[int, ...]:
+    return (kernel,) if isinstance(kernel, int) else kernel.members
+
+
+def _held_kernels(plan: list[int | _MergePlan], copies: list[int | None], owners: list[Deferred | None]
+                  ) -> list[bool] | None:
+    """Per kernel, whether it is left deferred: a copy of an earlier kernel whose members are
+    all ops of one deferred part of the graph (so it is that kernel renamed as the part renames
+    its ops, made with them).  None when some other kernel has a deferred member (then the
+    graph's ops are made)."""
+    held = []
+    for kernel, copy_of in zip(plan, copies):
+        parts = {id(owners[m]) for m in _members(kernel)}
+        missing = any(owners[m] is not None for m in _members(kernel))
+        later = copy_of is not None and missing and len(parts) == 1
+        if missing and not later:
+            return None
+        held.append(later)
+    return held
+
+
+class _KernelCopies(Deferred):
+    """Kernels ``run`` of ``plan`` over the ops of a graph's deferred ``part`` (its first op at
+    ``at`` in the graph), each a copy of an earlier kernel (``kernels[copies[k]]``, made): made
+    as the eager walk makes them from the part's ops; their names and layers are their
+    primaries', their weights the original kernels' renamed as ``part`` renames.  It holds the
+    part, not the graph (a memo keyed weakly by the graph holds the fused graph)."""
+
+    def __init__(self, part: Deferred, at: int, plan: list[int | _MergePlan], run: range,
+                 kernels: list[Op | None], copies: list[int | None], key: tuple) -> None:
+        super().__init__(len(run))
+        self.part, self.at, self.plan, self.run = part, at, plan, run
+        self.kernels, self.copies, self.key = kernels, copies, key
+
+    def _make(self) -> list[Op]:
+        ops, at = self.part.ops(), self.at
+        made: list[Op] = []
+        for k in self.run:
+            kernel, like = self.plan[k], self.kernels[self.copies[k]]  # type: ignore[index]
+            if isinstance(kernel, int):
+                made.append(ops[kernel - at])
+            else:  # the member indices moved to the part's own list
+                made.append(_apply(kernel, {m: ops[m - at] for m in kernel.members}, like))
+        return made
+
+    def _make_labels(self) -> list[tuple[str, int | None]]:
+        labels, at = self.part.labels(), self.at
+        return [labels[kernel - at] if isinstance(kernel, int) else labels[kernel.members[kernel.primary] - at]
+                for kernel in (self.plan[k] for k in self.run)]
+
+    def weights(self) -> list[tuple[str, Tensor]]:
+        # a copy kernel's operands are its original's, renamed as its ops' part renames them
+        rename = self.part.rename
+        return [(rename(t.name), t) for k in self.run
+                for t in self.kernels[self.copies[k]].inputs if t.role == "weight"]  # type: ignore[index,union-attr]
+
+    def rename(self, name: str) -> str:
+        return self.part.rename(name)
+
+    def structure(self) -> tuple:
+        return ("kernel copies", self.key, tuple(self.plan[k] for k in self.run))
 
 
 def _copies(plan: list[int | _MergePlan], originals: list[int]) -> list[int | None]:
@@ -232,6 +320,14 @@ _PLANS: dict[tuple, list[int | _MergePlan]] = {}
 _PLANS_KEPT = 64
 # Each plan's copy kernels per set of copy marks (``_copies``), keyed by the plan's identity.
 _COPIES: dict[tuple, tuple[list[int | _MergePlan], list[int | None]]] = {}
+
+
+def _compact_structure(graph: Graph) -> tuple:
+    """``_structure`` (no ops run apart) of a graph holding deferred parts: the made ops' and
+    each deferred part's place and ``Deferred.structure``, which decide the rest."""
+    return ("deferred", tuple([(n, type(op), op.name, op.role, tuple([t.name for t in op.inputs]),
+                                tuple([t.name for t in op.outputs]))
+                               for n, op in enumerate(graph.known()) if op is not None]), graph.structure())
 
 
 def _structure(graph: Graph, apart, unfused: tuple[str, ...]) -> tuple:
@@ -318,11 +414,11 @@ def _merge_plan(kernel: _Kernel, consumers: Counter, index: dict[int, int]) -> _
                       tuple(_label(op) for op in kernel.members if op is not kernel.primary))
 
 
-def _apply(kernel: _MergePlan, ops: list[Op], like: Op | None = None) -> Op:
+def _apply(kernel: _MergePlan, ops: Sequence[Op | None] | Mapping[int, Op], like: Op | None = None) -> Op:
     """One op for a merged kernel: the primary's fields, the kernel's external tensors, and the
     absorbed ops' names and vector work.  ``like`` is the merged op of a kernel this one copies
     (``_copies``): the same class, absorbed names and work, so they are taken from it."""
-    members = [ops[i] for i in kernel.members]
+    members: list[Op] = [ops[i] for i in kernel.members]  # type: ignore[misc]  # every member is made
     primary = members[kernel.primary]
 
     def tensor(ref: tuple[int, int, int]) -> Tensor:
