@@ -407,8 +407,8 @@ class Deferred(ABC):
         but for the name (the original's, whose sizes it shares)."""
 
     @abstractmethod
-    def rename(self, name: str) -> str:
-        """The name the copy gives to the original's tensor or op named ``name``."""
+    def rename(self, name: str, j: int) -> str:
+        """The name op ``j``'s copy gives to its original's tensor named ``name``."""
 
     @abstractmethod
     def structure(self) -> tuple:

@@ -19,8 +19,21 @@ def lower(model: ModelSpec, workload: Workload, *, deferred: bool = True) -> Gra
                                                       batch=workload.batch))
     x = _embed(ctx)
     first: dict[LayerKind, _Layer] = {}
-    for layer, kind in enumerate(model.layer_kinds):
-        x = _repeated_layer(ctx, x, layer, kind, first, deferred)
+    kinds = model.layer_kinds
+    layer = 0
+    while layer < len(kinds):
+        kind, template = kinds[layer], first.get(kinds[layer])
+        if deferred and template is not None and template.repeats:
+            # this layer and the next ones of the same kind: one part, copied when asked for
+            end = layer + 1
+            while end < len(kinds) and kinds[end] == kind:
+                end += 1
+            part = _LayerCopies(template, range(layer, end), x)
+            ctx.graph.defer(part, list(range(template.start, template.start + len(template.ops))) * (end - layer))
+            x, layer = part.out, end
+            continue
+        x = _repeated_layer(ctx, x, layer, kind, first)
+        layer += 1
     _head(ctx, x)
     return ctx.graph
 
@@ -41,7 +54,7 @@ class _Layer:
 
 
 def _repeated_layer(ctx: LoweringContext, x: Tensor, layer: int, kind: LayerKind,
-                    first: dict[LayerKind, _Layer], deferred: bool = False) -> Tensor:
+                    first: dict[LayerKind, _Layer]) -> Tensor:
     """Layer ``layer``: lowered, or copied from the first layer of its kind under new names.
 
     A decoder layer's ops depend on its index only through their names and ``layer`` fields
@@ -49,17 +62,12 @@ def _repeated_layer(ctx: LoweringContext, x: Tensor, layer: int, kind: LayerKind
     model are lowered once and copied: the copies are equal, field by field, to what lowering
     each would give.  That is checked, not assumed: the second layer of each kind is lowered in
     full and compared with the first one renamed, and only when they are equal are the rest
-    copied (a kind whose layers differ otherwise is lowered layer by layer).  ``deferred``: a
-    copy is held as a count (``_LayerCopy``), made only when the graph's ops are asked for."""
+    copied (a kind whose layers differ otherwise is lowered layer by layer; ``lower`` may hold
+    the copies as counts instead, ``_LayerCopies``)."""
     template = first.get(kind)
     if template is not None and template.repeats:
-        copies = range(template.start, template.start + len(template.ops))
-        if deferred:
-            part = _LayerCopy(template, layer, x)
-            ctx.graph.defer(part, copies)
-            return part.out
         ops, out = _renamed_layer(template, layer, x)
-        ctx.graph.extend(ops, copies)
+        ctx.graph.extend(ops, range(template.start, template.start + len(ops)))
         return out
     start = len(ctx.graph.ops)
     out = _decoder_layer(ctx, x, layer, kind)
@@ -81,7 +89,7 @@ def _renamed_layer(template: _Layer, layer: int, x: Tensor, out: Tensor | None =
     ``layers.<template>.`` moved to ``layers.<layer>.``, the template's input replaced by ``x``'s
     name, tensors shared with other layers (none of the layer's own) kept.  Copies keep their
     originals' computed sizes (``Tensor.nbytes``) and the sharing of tensor objects among ops.
-    ``out``: the output tensor already made for it (``_LayerCopy``), used as the output."""
+    ``out``: the output tensor already made for it (``_LayerCopies``), used as the output."""
     recipe = template.recipe or _recipe(template)
     new = f"layers.{layer}."
     tensors: list[Tensor] = []
@@ -115,45 +123,56 @@ def _renamed_tensor(t: Tensor, name: str) -> Tensor:
     return tensor
 
 
-class _LayerCopy(Deferred):
-    """Layer ``layer`` as a renamed copy of ``template`` reading ``x``, held as a count: its
-    ops are ``_renamed_layer``'s, made when the graph's op list is first asked for; its output
-    tensor is made now (the next layer and the head read it)."""
+class _LayerCopies(Deferred):
+    """Layers ``layers`` (consecutive, of one kind) as renamed copies of ``template``, the first
+    reading ``x``, each the next: held as a count.  Their ops are ``_renamed_layer``'s, layer by
+    layer, made when the graph's op list is first asked for; their outputs (each the next
+    layer's input, the last the head's) are made now."""
 
-    def __init__(self, template: _Layer, layer: int, x: Tensor) -> None:
-        super().__init__(len(template.ops))
-        self.template, self.layer, self.x = template, layer, x
+    def __init__(self, template: _Layer, layers: range, x: Tensor) -> None:
+        self.per = len(template.ops)
+        super().__init__(self.per * len(layers))
+        self.template, self.layers = template, layers
         self.recipe = recipe = template.recipe or _recipe(template)
         t, mode, rest = recipe.tensors[recipe.out]
-        self.out = t if mode == _KEEP else _renamed_tensor(t, self._name(t, mode, rest))
+        self.inputs = [x]  # each layer's input, then the last one's output
+        for layer in layers:
+            self.inputs.append(t if mode == _KEEP else _renamed_tensor(t, self._name(t, mode, rest, layer, self.inputs[-1])))
+        self.out = self.inputs[-1]
 
-    def _name(self, t: Tensor, mode: int, rest: str) -> str:
-        return t.name if mode == _KEEP else self.x.name if mode == _INPUT else f"layers.{self.layer}.{rest}"
+    @staticmethod
+    def _name(t: Tensor, mode: int, rest: str, layer: int, x: Tensor) -> str:
+        return t.name if mode == _KEEP else x.name if mode == _INPUT else f"layers.{layer}.{rest}"
 
     def _make(self) -> list[Op]:
-        return _renamed_layer(self.template, self.layer, self.x, self.out)[0]
+        made: list[Op] = []
+        for i, layer in enumerate(self.layers):
+            made += _renamed_layer(self.template, layer, self.inputs[i], self.inputs[i + 1])[0]
+        return made
 
     def _make_labels(self) -> list[tuple[str, int | None]]:
-        new, layer = f"layers.{self.layer}.", self.layer
-        return [(op.name if suffix is None else new + suffix, layer if own_layer else op.layer)
-                for op, suffix, own_layer, _, _ in self.recipe.ops]
+        ops = self.recipe.ops
+        return [(op.name if suffix is None else f"layers.{layer}.{suffix}", layer if own_layer else op.layer)
+                for layer in self.layers for op, suffix, own_layer, _, _ in ops]
 
     def weights(self) -> list[tuple[str, Tensor]]:
-        recipe = self.recipe
-        return [(self._name(*recipe.tensors[i]), recipe.tensors[i][0]) for i in recipe.weights]
+        tensors, name = self.recipe.tensors, self._name
+        return [(name(*tensors[w], layer, self.inputs[i]), tensors[w][0])
+                for i, layer in enumerate(self.layers) for w in self.recipe.weights]
 
-    def rename(self, name: str) -> str:
-        # the rule ``_recipe`` sorts the template's tensors by
+    def rename(self, name: str, j: int) -> str:
+        # the rule ``_recipe`` sorts the template's tensors by, for the layer op ``j`` is in
+        i = j // self.per
         old = f"layers.{self.template.layer}."
         if name == self.template.x.name:
-            return self.x.name
-        return f"layers.{self.layer}.{name[len(old):]}" if name.startswith(old) else name
+            return self.inputs[i].name
+        return f"layers.{self.layers[i]}.{name[len(old):]}" if name.startswith(old) else name
 
     def structure(self) -> tuple:
         # the template's ops are made (their names are in the graph's structure); the renaming
-        # follows from its layer and input and the copy's
-        return ("layer copy", self.template.start, self.template.layer, self.template.x.name, self.layer,
-                self.x.name)
+        # follows from its layer and input and the copies'
+        return ("layer copies", self.template.start, self.template.layer, self.template.x.name,
+                self.layers.start, self.layers.stop, self.inputs[0].name)
 
 
 _KEEP, _INPUT, _RENAMED = 0, 1, 2

@@ -268,12 +268,13 @@ class _KernelCopies(Deferred):
 
     def weights(self) -> list[tuple[str, Tensor]]:
         # a copy kernel's operands are its original's, renamed as its ops' part renames them
-        rename = self.part.rename
-        return [(rename(t.name), t) for k in self.run
+        rename, at = self.part.rename, self.at
+        return [(rename(t.name, _members(self.plan[k])[0] - at), t) for k in self.run
                 for t in self.kernels[self.copies[k]].inputs if t.role == "weight"]  # type: ignore[index,union-attr]
 
-    def rename(self, name: str) -> str:
-        return self.part.rename(name)
+    def rename(self, name: str, j: int) -> str:
+        # a kernel's members are of one layer (a copy kernel's originals form one made kernel)
+        return self.part.rename(name, _members(self.plan[self.run[j]])[0] - self.at)
 
     def structure(self) -> tuple:
         return ("kernel copies", self.key, tuple(self.plan[k] for k in self.run))
