@@ -526,11 +526,11 @@ class Graph:
             self._labels = labels
         return self._labels
 
-    def owners(self) -> list[Deferred | None]:
-        """Per op, the deferred part not made yet that holds it (None for a made op)."""
-        owners: list[Deferred | None] = [None] * len(self._known)
+    def owners(self) -> list[int | None]:
+        """Per op, where the deferred part not made yet that holds it starts (None: made)."""
+        owners: list[int | None] = [None] * len(self._known)
         for at, part in self._deferred:
-            owners[at:at + part.count] = [part] * part.count
+            owners[at:at + part.count] = [at] * part.count
         return owners
 
     def parts(self) -> list[tuple[int, Deferred]]:

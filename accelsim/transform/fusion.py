@@ -181,16 +181,14 @@ def fuse(graph: Graph, policy: str = "epilogue", unfused: tuple[str, ...] = ()) 
         plan = _PLANS[structure] = _plan(graph, apart)  # makes a deferred graph's ops (once per structure)
     originals = graph.originals()
     copies: list[int | None] = _copies(plan, originals) if originals is not None else [None] * len(plan)
+    layout = _layout(plan, copies, graph, structure) if compact else None
     known = graph.known()
-    owners = graph.owners()
-    held = _held_kernels(plan, copies, owners) if graph.deferred else None
-    if held is None:
-        ops = graph.ops
-        known = list(ops)
-        held = [False] * len(plan)
+    if layout is None:  # every kernel made (the graph's ops made first)
+        known = list(graph.ops)
+        layout = _Layout(plan, [False] * len(plan), [(0, len(plan), None)], {})
     fused = Graph(graph.name, batch=graph.batch)
     kernels: list[Op | None] = []
-    for kernel, copy_of, later in zip(plan, copies, held):
+    for kernel, copy_of, later in zip(plan, copies, layout.held):
         if later:
             kernels.append(None)
         elif isinstance(kernel, int):
@@ -199,42 +197,72 @@ def fuse(graph: Graph, policy: str = "epilogue", unfused: tuple[str, ...] = ()) 
             kernels.append(_apply(kernel, known))
         else:  # members copying another kernel's, merged alike: its class and absorbed work
             kernels.append(_apply(kernel, known, kernels[copy_of]))
-    start = 0
-    while start < len(plan):
-        end = start
-        part = owners[_members(plan[start])[0]] if held[start] else None
-        while end < len(plan) and held[end] == held[start] and (
-                part is None or owners[_members(plan[end])[0]] is part):
-            end += 1
-        if part is not None:  # kernels copying the made ones, of one deferred part's ops
-            at = next(at for at, p in graph.parts() if p is part)
-            fused.defer(_KernelCopies(part, at, plan, range(start, end), kernels, copies, structure),
+    parts = dict(graph.parts())
+    for start, end, at in layout.segments:
+        if at is not None:  # kernels copying the made ones, of one deferred part's ops
+            fused.defer(_KernelCopies(parts[at], at, plan, range(start, end), kernels, copies,
+                                      layout.names.setdefault(start, {})),
                         [c for c in copies[start:end] if c is not None])
         else:
             fused.extend(kernels[start:end], copies[start:end])  # type: ignore[arg-type]  # all made
-        start = end
     return fused
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Which kernels of ``plan`` stay deferred (``held``), the runs of kernels to add in order
+    as (first, end, the start of the deferred part holding a held run's members, or None for
+    made kernels), and the weight names each held run gives (filled as read: names follow
+    from the structure alone)."""
+
+    plan: list[int | _MergePlan]
+    held: list[bool]
+    segments: list[tuple[int, int, int | None]]
+    names: dict[int, dict[tuple[int, int], str]]
+
+
+# Each compact structure's layout (``_layout``): a function of the structure and its plan.
+_LAYOUTS: dict[tuple, _Layout] = {}
+
+
+def _layout(plan: list[int | _MergePlan], copies: list[int | None], graph: Graph, structure: tuple
+            ) -> _Layout | None:
+    """The kernels of ``plan`` left deferred: copies of an earlier kernel whose members are all
+    ops of one deferred part of ``graph`` (so each is that kernel renamed as the part renames its
+    ops, made with them).  None when some other kernel has a deferred member (then the graph's
+    ops are made).  Once per structure (which fixes the plan, the copy marks and the parts)."""
+    if not graph.deferred:  # made meanwhile (planning a new structure reads every op)
+        return None
+    hit = _LAYOUTS.get(structure)
+    if hit is not None and hit.plan is plan:
+        return hit
+    owners = graph.owners()
+    held: list[bool] = []
+    for kernel, copy_of in zip(plan, copies):
+        parts = {owners[m] for m in _members(kernel)}
+        missing = parts != {None}
+        later = copy_of is not None and None not in parts and len(parts) == 1
+        if missing and not later:
+            return None
+        held.append(later)
+    segments: list[tuple[int, int, int | None]] = []
+    start = 0
+    while start < len(plan):
+        at = owners[_members(plan[start])[0]] if held[start] else None
+        end = start + 1
+        while end < len(plan) and held[end] == held[start] and (
+                at is None or owners[_members(plan[end])[0]] == at):
+            end += 1
+        segments.append((start, end, at))
+        start = end
+    if len(_LAYOUTS) >= _PLANS_KEPT:
+        _LAYOUTS.pop(next(iter(_LAYOUTS)))
+    layout = _LAYOUTS[structure] = _Layout(plan, held, segments, {})
+    return layout
 
 
 def _members(kernel: int | _MergePlan) -> tuple[int, ...]:
     return (kernel,) if isinstance(kernel, int) else kernel.members
-
-
-def _held_kernels(plan: list[int | _MergePlan], copies: list[int | None], owners: list[Deferred | None]
-                  ) -> list[bool] | None:
-    """Per kernel, whether it is left deferred: a copy of an earlier kernel whose members are
-    all ops of one deferred part of the graph (so it is that kernel renamed as the part renames
-    its ops, made with them).  None when some other kernel has a deferred member (then the
-    graph's ops are made)."""
-    held = []
-    for kernel, copy_of in zip(plan, copies):
-        parts = {id(owners[m]) for m in _members(kernel)}
-        missing = any(owners[m] is not None for m in _members(kernel))
-        later = copy_of is not None and missing and len(parts) == 1
-        if missing and not later:
-            return None
-        held.append(later)
-    return held
 
 
 class _KernelCopies(Deferred):
@@ -245,10 +273,11 @@ class _KernelCopies(Deferred):
     part, not the graph (a memo keyed weakly by the graph holds the fused graph)."""
 
     def __init__(self, part: Deferred, at: int, plan: list[int | _MergePlan], run: range,
-                 kernels: list[Op | None], copies: list[int | None], key: tuple) -> None:
+                 kernels: list[Op | None], copies: list[int | None], names: dict[tuple[int, int], str]
+                 ) -> None:
         super().__init__(len(run))
         self.part, self.at, self.plan, self.run = part, at, plan, run
-        self.kernels, self.copies, self.key = kernels, copies, key
+        self.kernels, self.copies, self.names = kernels, copies, names
 
     def _make(self) -> list[Op]:
         ops, at = self.part.ops(), self.at
@@ -268,16 +297,23 @@ class _KernelCopies(Deferred):
 
     def weights(self) -> list[tuple[str, Tensor]]:
         # a copy kernel's operands are its original's, renamed as its ops' part renames them
-        rename, at = self.part.rename, self.at
-        return [(rename(t.name, _members(self.plan[k])[0] - at), t) for k in self.run
-                for t in self.kernels[self.copies[k]].inputs if t.role == "weight"]  # type: ignore[index,union-attr]
+        found: list[tuple[str, Tensor]] = []
+        names, rename = self.names, self.part.rename
+        for k in self.run:
+            for pos, t in enumerate(self.kernels[self.copies[k]].inputs):  # type: ignore[index,union-attr]
+                if t.role == "weight":
+                    name = names.get((k, pos))
+                    if name is None:  # the same for every graph of this structure
+                        name = names[(k, pos)] = rename(t.name, _members(self.plan[k])[0] - self.at)
+                    found.append((name, t))
+        return found
 
     def rename(self, name: str, j: int) -> str:
         # a kernel's members are of one layer (a copy kernel's originals form one made kernel)
         return self.part.rename(name, _members(self.plan[self.run[j]])[0] - self.at)
 
     def structure(self) -> tuple:
-        return ("kernel copies", self.key, tuple(self.plan[k] for k in self.run))
+        return ("kernel copies", self.part.structure(), tuple(self.plan[k] for k in self.run))
 
 
 def _copies(plan: list[int | _MergePlan], originals: list[int]) -> list[int | None]:
