@@ -503,12 +503,16 @@ class Graph:
             raise ValueError(f"a deferred part of {part.count} ops given {len(copies)} copy marks")
         twins, names = self._twins, self._names
         sources = [twins[c] for c in copies]
-        if any(self._known[s] is None for s in sources):
+        if any(self._known[s] is None for s in set(sources)):
             raise ValueError("a deferred op must copy an op that is made")
-        for name, _ in part.labels():
-            if name in names:
-                raise ValueError(f"duplicate op name {name!r}")
-            names.add(name)
+        new = [name for name, _ in part.labels()]
+        if not names.isdisjoint(new) or len(set(new)) != len(new):  # some name taken, or given twice
+            seen = set(names)
+            for name in new:
+                if name in seen:
+                    raise ValueError(f"duplicate op name {name!r}")
+                seen.add(name)
+        names.update(new)
         at = len(self._known)
         self._deferred.append((at, part))
         self._parts.append((at, part))

@@ -151,9 +151,12 @@ class _LayerCopies(Deferred):
         return made
 
     def _make_labels(self) -> list[tuple[str, int | None]]:
-        ops = self.recipe.ops
-        return [(op.name if suffix is None else f"layers.{layer}.{suffix}", layer if own_layer else op.layer)
-                for layer in self.layers for op, suffix, own_layer, _, _ in ops]
+        labels: list[tuple[str, int | None]] = []
+        for layer in self.layers:
+            new = f"layers.{layer}."
+            labels += [(op.name if suffix is None else new + suffix, layer if own_layer else op.layer)
+                       for op, suffix, own_layer, _, _ in self.recipe.ops]
+        return labels
 
     def weights(self) -> list[tuple[str, Tensor]]:
         tensors, name = self.recipe.tensors, self._name
