@@ -139,6 +139,20 @@ class _LayerCopies(Deferred):
         for layer in layers:
             self.inputs.append(t if mode == _KEEP else _renamed_tensor(t, self._name(t, mode, rest, layer, self.inputs[-1])))
         self.out = self.inputs[-1]
+        # the names depend only on the template's names and the layers: kept across steps
+        weights = tuple(recipe.tensors[w][1:] + (recipe.tensors[w][0].name,) for w in recipe.weights)
+        self._key = (tuple((op.name, suffix, own, op.layer) for op, suffix, own, _, _ in recipe.ops), weights,
+                     layers.start, layers.stop, x.name if any(w[0] == _INPUT for w in weights) else None)
+
+    def _names(self) -> tuple[list[tuple[str, int | None]], list[str]]:
+        """Each op's label and each weight's name (``labels``, ``weights``), once per template
+        names and layers (a loop over batch sizes and contexts asks for the same ones)."""
+        hit = _NAMES.get(self._key)
+        if hit is None:
+            if len(_NAMES) >= 64:
+                _NAMES.pop(next(iter(_NAMES)))
+            hit = _NAMES[self._key] = (self._make_labels_now(), self._weight_names())
+        return hit
 
     @staticmethod
     def _name(t: Tensor, mode: int, rest: str, layer: int, x: Tensor) -> str:
@@ -151,6 +165,9 @@ class _LayerCopies(Deferred):
         return made
 
     def _make_labels(self) -> list[tuple[str, int | None]]:
+        return self._names()[0]
+
+    def _make_labels_now(self) -> list[tuple[str, int | None]]:
         labels: list[tuple[str, int | None]] = []
         for layer in self.layers:
             new = f"layers.{layer}."
@@ -159,9 +176,13 @@ class _LayerCopies(Deferred):
         return labels
 
     def weights(self) -> list[tuple[str, Tensor]]:
+        tensors = [self.recipe.tensors[w][0] for w in self.recipe.weights] * len(self.layers)
+        return list(zip(self._names()[1], tensors))
+
+    def _weight_names(self) -> list[str]:
         tensors, name = self.recipe.tensors, self._name
-        return [(name(*tensors[w], layer, self.inputs[i]), tensors[w][0])
-                for i, layer in enumerate(self.layers) for w in self.recipe.weights]
+        return [name(*tensors[w], layer, self.inputs[i]) for i, layer in enumerate(self.layers)
+                for w in self.recipe.weights]
 
     def rename(self, name: str, j: int) -> str:
         # the rule ``_recipe`` sorts the template's tensors by, for the layer op ``j`` is in
@@ -179,6 +200,8 @@ class _LayerCopies(Deferred):
 
 
 _KEEP, _INPUT, _RENAMED = 0, 1, 2
+# ``_LayerCopies._names`` by template names and layers
+_NAMES: dict[tuple, tuple[list[tuple[str, int | None]], list[str]]] = {}
 
 
 @dataclass(frozen=True)
