@@ -296,16 +296,24 @@ class _KernelCopies(Deferred):
                 for kernel in (self.plan[k] for k in self.run)]
 
     def weights(self) -> list[tuple[str, Tensor]]:
-        # a copy kernel's operands are its original's, renamed as its ops' part renames them
+        # a copy kernel's operands are its original's, renamed as its ops' part renames them;
+        # the originals are the few kernels of one layer, so their weights are found once each
         found: list[tuple[str, Tensor]] = []
-        names, rename = self.names, self.part.rename
+        names, rename, kernels = self.names, self.part.rename, self.kernels
+        weights: dict[int, list[tuple[int, Tensor]]] = {}
         for k in self.run:
-            for pos, t in enumerate(self.kernels[self.copies[k]].inputs):  # type: ignore[index,union-attr]
-                if t.role == "weight":
-                    name = names.get((k, pos))
-                    if name is None:  # the same for every graph of this structure
-                        name = names[(k, pos)] = rename(t.name, _members(self.plan[k])[0] - self.at)
-                    found.append((name, t))
+            c = self.copies[k]
+            assert c is not None  # a held kernel copies a made one
+            held = weights.get(c)
+            if held is None:
+                like = kernels[c]
+                assert like is not None
+                held = weights[c] = [(pos, t) for pos, t in enumerate(like.inputs) if t.role == "weight"]
+            for pos, t in held:
+                name = names.get((k, pos))
+                if name is None:  # the same for every graph of this structure
+                    name = names[(k, pos)] = rename(t.name, _members(self.plan[k])[0] - self.at)
+                found.append((name, t))
         return found
 
     def rename(self, name: str, j: int) -> str:
