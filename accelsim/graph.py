@@ -8,8 +8,9 @@ only be wrong about shapes, never about arithmetic.
 from __future__ import annotations
 
 import math
+from abc import ABC, abstractmethod
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar, Literal, get_args
 
 from accelsim import dtypes
@@ -368,42 +369,123 @@ class Collective(Op):
         return 0.0
 
 
-@dataclass(eq=False)
+class Deferred(ABC):
+    """``count`` consecutive ops of a graph that are made only when the graph's op list is first
+    asked for: each a renamed copy of an op made earlier (a decoder layer repeated 32 times, the
+    kernels fusion makes of such a layer).  What the one-chip stages read of them is available
+    without making them: each op's name and layer (``labels``) and each operand's name and a
+    tensor of its shape, format and role (``operand``).  ``ops`` makes them once and keeps them,
+    so every graph sharing this part (a step's joined graph) holds the very same op objects."""
+
+    def __init__(self, count: int) -> None:
+        self.count = count
+        self._made: list[Op] | None = None
+        self._labels: list[tuple[str, int | None]] | None = None
+
+    def ops(self) -> list[Op]:
+        if self._made is None:
+            self._made = self._make()
+            if len(self._made) != self.count:
+                raise ValueError(f"a deferred part made {len(self._made)} ops, not {self.count}")
+        return self._made
+
+    def labels(self) -> list[tuple[str, int | None]]:
+        """Each op's (name, layer), in order."""
+        if self._labels is None:
+            self._labels = self._make_labels()
+        return self._labels
+
+    @abstractmethod
+    def _make(self) -> list[Op]: ...
+
+    @abstractmethod
+    def _make_labels(self) -> list[tuple[str, int | None]]: ...
+
+    @abstractmethod
+    def weights(self) -> list[tuple[str, Tensor]]:
+        """Each weight an op reads, in op and operand order: its name, and a tensor equal to it
+        but for the name (the original's, whose sizes it shares)."""
+
+    @abstractmethod
+    def rename(self, name: str, j: int) -> str:
+        """The name op ``j``'s copy gives to its original's tensor named ``name``."""
+
+    @abstractmethod
+    def structure(self) -> tuple:
+        """What, beside the ops made before it, decides every op's class, name, role and operand
+        names (so a fusion plan can be keyed without making them)."""
+
+
 class Graph:
     """Ops in a valid execution order plus the producer->consumer dependency graph.
 
     The dependencies follow from the ops' tensor names alone (an op depends on the last earlier
     op that wrote each tensor it reads), so they are worked out from the op list when first
     asked for (``_edges``, ``dag``): lowering and the transforms build tens of graphs of
-    hundreds of ops per step, and only the engine and tests walk the dependencies."""
+    hundreds of ops per step, and only the engine and tests walk the dependencies.
 
-    name: str = "graph"
-    ops: list[Op] = field(default_factory=list)
-    # Sequences the step runs (set by lowering; attention data parallelism splits them).
-    batch: int | None = None
-    _names: set[str] = field(default_factory=set, repr=False)
-    _dag: nx.DiGraph | None = field(default=None, repr=False)
-    # Per op, the index of the earlier op it is a renamed copy of (its own index if none): the
-    # same class, fields and tensor shapes, dtypes and roles; only names and ``layer`` differ.
-    # Lowering marks the layers it copies, fusion the kernels made of copies; what depends on
-    # nothing else (an op's activation bytes, its shape key) may be read from the original.
-    _twins: list[int] = field(default_factory=list, repr=False)
-    # (producers, edges) as ``_links`` finds them, kept until an op is added
-    _linked: tuple[dict[str, str], list[tuple[str, str, str]]] | None = field(default=None, repr=False)
+    Repeated layers may be held as a count rather than as ops (``defer``): a part of renamed
+    copies made when ``ops`` (or iteration) first asks for them.  Every reader of ``ops`` sees
+    the whole graph as if each op had been added; the one-chip stages (fusion, the mapper's
+    shape classes, the footprint walks) read a deferred part through ``known``, ``labels``,
+    ``originals`` and ``weight_sizes`` instead, and so never make it."""
+
+    def __init__(self, name: str = "graph", ops: Iterable[Op] = (), batch: int | None = None) -> None:
+        self.name = name
+        # Sequences the step runs (set by lowering; attention data parallelism splits them).
+        self.batch = batch
+        self._known: list[Op | None] = []  # every op; None where a deferred part is not made yet
+        self._deferred: list[tuple[int, Deferred]] = []  # (index of its first op, part), not made yet
+        self._parts: list[tuple[int, Deferred]] = []  # every deferred part, made or not
+        self._names: set[str] = set()
+        self._dag: nx.DiGraph | None = None
+        # Per op, the index of the earlier op it is a renamed copy of (its own index if none): the
+        # same class, fields and tensor shapes, dtypes and roles; only names and ``layer`` differ.
+        # Lowering marks the layers it copies, fusion the kernels made of copies; what depends on
+        # nothing else (an op's activation bytes, its shape key) may be read from the original.
+        self._twins: list[int] = []
+        # (producers, edges) as ``_links`` finds them, kept until an op is added
+        self._linked: tuple[dict[str, str], list[tuple[str, str, str]]] | None = None
+        self._labels: list[tuple[str, int | None]] | None = None
+        for op in ops:
+            self.add(op)
+
+    def __repr__(self) -> str:
+        return f"Graph(name={self.name!r}, ops={len(self)}, batch={self.batch!r})"
+
+    @property
+    def ops(self) -> list[Op]:
+        """Every op in order (deferred parts made now, once)."""
+        if self._deferred:
+            known = self._known
+            for at, part in self._deferred:
+                known[at:at + part.count] = part.ops()
+            self._deferred = []
+        return self._known  # type: ignore[return-value]  # no None is left
+
+    def known(self) -> list[Op | None]:
+        """Every op made so far, None in the places of deferred parts not made yet (all of them
+        renamed copies of made ops: ``originals`` points each to one)."""
+        return self._known
+
+    @property
+    def deferred(self) -> bool:
+        """Whether some ops are still held as a deferred part."""
+        return bool(self._deferred)
 
     def add(self, op: Op, copy_of: int | None = None) -> Op:
         """Append ``op``; ``copy_of`` is the index of an earlier op it is a renamed copy of."""
         if op.name in self._names:
             raise ValueError(f"duplicate op name {op.name!r}")
         self._names.add(op.name)
-        self._twins.append(len(self.ops) if copy_of is None else self._twins[copy_of])
-        self.ops.append(op)
-        self._dag = self._linked = None
+        self._twins.append(len(self._known) if copy_of is None else self._twins[copy_of])
+        self._known.append(op)
+        self._dag = self._linked = self._labels = None
         return op
 
     def extend(self, ops: Sequence[Op], copies: Sequence[int | None]) -> None:
         """``add(ops[k], copies[k])`` for each op in turn (a copied layer, a graph's kernels)."""
-        names, twins, own = self._names, self._twins, self.ops
+        names, twins, own = self._names, self._twins, self._known
         for op, copy_of in zip(ops, copies, strict=True):
             name = op.name
             if name in names:
@@ -411,7 +493,65 @@ class Graph:
             names.add(name)
             twins.append(len(own) if copy_of is None else twins[copy_of])
             own.append(op)
-        self._dag = self._linked = None
+        self._dag = self._linked = self._labels = None
+
+    def defer(self, part: Deferred, copies: Sequence[int]) -> None:
+        """Append ``part``'s ops without making them: op ``k`` of it is a renamed copy of the
+        earlier op ``copies[k]``, which must be made (its fields, sizes and shape key stand for
+        the copy's).  Names are checked as ``add`` checks them."""
+        if len(copies) != part.count:
+            raise ValueError(f"a deferred part of {part.count} ops given {len(copies)} copy marks")
+        twins, names = self._twins, self._names
+        sources = [twins[c] for c in copies]
+        if any(self._known[s] is None for s in set(sources)):
+            raise ValueError("a deferred op must copy an op that is made")
+        new = [name for name, _ in part.labels()]
+        if not names.isdisjoint(new) or len(set(new)) != len(new):  # some name taken, or given twice
+            seen = set(names)
+            for name in new:
+                if name in seen:
+                    raise ValueError(f"duplicate op name {name!r}")
+                seen.add(name)
+        names.update(new)
+        at = len(self._known)
+        self._deferred.append((at, part))
+        self._parts.append((at, part))
+        twins.extend(sources)
+        self._known.extend([None] * part.count)
+        self._dag = self._linked = self._labels = None
+
+    def labels(self) -> list[tuple[str, int | None]]:
+        """Each op's (name, layer), deferred ops included, without making them."""
+        if self._labels is None:
+            labels: list[tuple[str, int | None]] = [(op.name, op.layer) if op is not None else ("", None)
+                                                     for op in self._known]
+            for at, part in self._parts:
+                labels[at:at + part.count] = part.labels()
+            self._labels = labels
+        return self._labels
+
+    def owners(self) -> list[int | None]:
+        """Per op, where the deferred part not made yet that holds it starts (None: made)."""
+        owners: list[int | None] = [None] * len(self._known)
+        for at, part in self._deferred:
+            owners[at:at + part.count] = [at] * part.count
+        return owners
+
+    def parts(self) -> list[tuple[int, Deferred]]:
+        """The deferred parts not made yet: (index of the first op, part)."""
+        return list(self._deferred)
+
+    def structure(self) -> tuple:
+        """The deferred parts' places and ``Deferred.structure`` (see there)."""
+        return tuple((at, part.count, part.structure()) for at, part in self._deferred)
+
+    def copy(self, name: str) -> Graph:
+        """The same ops (deferred parts shared, not made) under another name, as adding each
+        of them to ``Graph(name)`` gives."""
+        out = Graph(name=name)
+        out._known, out._deferred, out._parts = list(self._known), list(self._deferred), list(self._parts)
+        out._names, out._twins = set(self._names), list(self._twins)
+        return out
 
     @property
     def _producer(self) -> dict[str, str]:
@@ -442,7 +582,7 @@ class Graph:
     def originals(self) -> list[int] | None:
         """Per op, the index of the op it copies (``add``'s ``copy_of``, followed to the
         first), or None when the graph was not built by ``add`` alone."""
-        return self._twins if len(self._twins) == len(self.ops) else None
+        return self._twins if len(self._twins) == len(self._known) else None
 
     @property
     def dag(self) -> nx.DiGraph:
@@ -460,19 +600,36 @@ class Graph:
         return iter(self.ops)
 
     def __len__(self) -> int:
-        return len(self.ops)
+        return len(self._known)
 
     def weights(self) -> dict[str, Tensor]:
         """Every distinct weight tensor (a tied embedding appears once)."""
         return {t.name: t for op in self.ops for t in op.inputs if t.role == "weight"}
 
+    def weight_sizes(self) -> dict[str, Tensor]:
+        """``weights()``'s names, in the same order, each with a tensor of that weight's size
+        (a deferred copy's is its original's): what sums of sizes read, without making ops."""
+        if not self._deferred:
+            return self.weights()
+        found: dict[str, Tensor] = {}
+        starts = dict(self._deferred)
+        for n, op in enumerate(self._known):
+            if op is not None:
+                for t in op.inputs:
+                    if t.role == "weight":
+                        found[t.name] = t
+            elif n in starts:  # a deferred part's weights, in its ops' order
+                for name, t in starts[n].weights():
+                    found[name] = t
+        return found
+
     @property
     def param_count(self) -> int:
-        return sum(t.elements for t in self.weights().values())
+        return sum(t.elements for t in self.weight_sizes().values())
 
     @property
     def weight_bytes(self) -> float:
-        return sum(t.nbytes for t in self.weights().values())
+        return sum(t.nbytes for t in self.weight_sizes().values())
 
     def total(self, attribute: str, ops: Iterable[Op] | None = None) -> float:
         return float(sum(getattr(op, attribute) for op in (self.ops if ops is None else ops)))

@@ -254,9 +254,8 @@ def _run(name: str, lower_for: LowerFor, hw: HardwareBase, workload: Workload,
 
 
 def _joined(name: str, stages: Sequence[Graph]) -> Graph:
-    if len(stages) == 1:  # the stage's ops as adding them one by one gives (edges follow from them)
-        stage = stages[0]
-        return Graph(name=name, ops=list(stage.ops), _names=set(stage._names), _twins=list(stage._twins))
+    if len(stages) == 1:  # the stage's ops (deferred parts shared, not made) under the step's name
+        return stages[0].copy(name)
     joined = Graph(name=name)
     for graph in stages:
         for op in graph:

@@ -82,6 +82,7 @@ def _clear_step_memos() -> None:
     then lowers, fuses, places and costs from scratch, as before issue 20's memos)."""
     from accelsim import api, pipeline
     from accelsim.hardware import base, common, gpu
+    from accelsim.model import lower
     from accelsim.sim import mapper
     from accelsim.transform import fusion
     for memo in (pipeline._TYPED, pipeline._LOWERED, pipeline._FUSED, pipeline._JOINED, mapper._KEYS,
@@ -89,6 +90,8 @@ def _clear_step_memos() -> None:
         memo.clear()
     fusion._PLANS.clear()
     fusion._COPIES.clear()
+    fusion._LAYOUTS.clear()
+    lower._NAMES.clear()
     gpu._TILINGS.clear()
     gpu._STACKED.clear()
 

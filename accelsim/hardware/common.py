@@ -85,10 +85,12 @@ def _footprint(graph: Graph) -> dict[str, float]:
     resident = {"weight": graph.weight_bytes, "kv_cache": 0.0, "state": 0.0}
     originals = graph.originals()
     held: list[list[tuple[str, float]]] = []  # per op, what it adds, in order
-    for i, op in enumerate(graph):
+    # a deferred op (a repeated layer held as a count) is a copy: only the made ops are read
+    for i, op in enumerate(graph.known() if originals is not None else graph.ops):
         if originals is not None and originals[i] != i:
             adds = held[originals[i]]  # a renamed copy holds its original's tensor sizes
         else:
+            assert op is not None  # an op that copies none is made
             adds = [(t.role, t.nbytes) for t in op.inputs if t.role in ("kv_cache", "state")]
             adds += [("kv_cache", t.nbytes) for t in op.outputs if t.role == "kv_cache"]
         held.append(adds)
@@ -106,9 +108,10 @@ def peak_activation_bytes(graph: Graph) -> float:
 def _peak_activation_bytes(graph: Graph) -> float:
     peak = 0.0
     originals = graph.originals()
-    for i, op in enumerate(graph):
+    for i, op in enumerate(graph.known() if originals is not None else graph.ops):
         if originals is not None and originals[i] != i:
             continue  # a renamed copy holds its original's tensor sizes: the same working set
+        assert op is not None  # an op that copies none is made
         live = sum(t.nbytes for t in (*op.inputs, *op.outputs) if t.role == "activation")
         peak = max(peak, live)
     return peak

@@ -4,20 +4,36 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from accelsim.errors import AccelsimError
-from accelsim.graph import Embedding, Graph, Op, Tensor
+from accelsim.graph import Deferred, Embedding, Graph, Op, Tensor
 from accelsim.model.blocks import FFNS, MIXERS
 from accelsim.model.context import LoweringContext
 from accelsim.model.spec import LayerKind, ModelSpec
 from accelsim.workload import Workload
 
 
-def lower(model: ModelSpec, workload: Workload) -> Graph:
+def lower(model: ModelSpec, workload: Workload, *, deferred: bool = True) -> Graph:
+    """The step's graph.  With ``deferred`` (the default) the copied layers are held as counts
+    (``Graph.defer``: made when the op list is first asked for); without, every op is made now.
+    Both give the same ops (``tests/test_repeat_count.py``)."""
     ctx = LoweringContext(model, workload, Graph(name=f"{model.name} {workload.describe()}",
                                                       batch=workload.batch))
     x = _embed(ctx)
     first: dict[LayerKind, _Layer] = {}
-    for layer, kind in enumerate(model.layer_kinds):
+    kinds = model.layer_kinds
+    layer = 0
+    while layer < len(kinds):
+        kind, template = kinds[layer], first.get(kinds[layer])
+        if deferred and template is not None and template.repeats:
+            # this layer and the next ones of the same kind: one part, copied when asked for
+            end = layer + 1
+            while end < len(kinds) and kinds[end] == kind:
+                end += 1
+            part = _LayerCopies(template, range(layer, end), x)
+            ctx.graph.defer(part, list(range(template.start, template.start + len(template.ops))) * (end - layer))
+            x, layer = part.out, end
+            continue
         x = _repeated_layer(ctx, x, layer, kind, first)
+        layer += 1
     _head(ctx, x)
     return ctx.graph
 
@@ -46,7 +62,8 @@ def _repeated_layer(ctx: LoweringContext, x: Tensor, layer: int, kind: LayerKind
     model are lowered once and copied: the copies are equal, field by field, to what lowering
     each would give.  That is checked, not assumed: the second layer of each kind is lowered in
     full and compared with the first one renamed, and only when they are equal are the rest
-    copied (a kind whose layers differ otherwise is lowered layer by layer)."""
+    copied (a kind whose layers differ otherwise is lowered layer by layer; ``lower`` may hold
+    the copies as counts instead, ``_LayerCopies``)."""
     template = first.get(kind)
     if template is not None and template.repeats:
         ops, out = _renamed_layer(template, layer, x)
@@ -66,11 +83,13 @@ def _repeated_layer(ctx: LoweringContext, x: Tensor, layer: int, kind: LayerKind
     return out
 
 
-def _renamed_layer(template: _Layer, layer: int, x: Tensor) -> tuple[list[Op], Tensor]:
+def _renamed_layer(template: _Layer, layer: int, x: Tensor, out: Tensor | None = None
+                   ) -> tuple[list[Op], Tensor]:
     """``template``'s ops and output for layer ``layer`` reading ``x``: names under
     ``layers.<template>.`` moved to ``layers.<layer>.``, the template's input replaced by ``x``'s
     name, tensors shared with other layers (none of the layer's own) kept.  Copies keep their
-    originals' computed sizes (``Tensor.nbytes``) and the sharing of tensor objects among ops."""
+    originals' computed sizes (``Tensor.nbytes``) and the sharing of tensor objects among ops.
+    ``out``: the output tensor already made for it (``_LayerCopies``), used as the output."""
     recipe = template.recipe or _recipe(template)
     new = f"layers.{layer}."
     tensors: list[Tensor] = []
@@ -78,10 +97,9 @@ def _renamed_layer(template: _Layer, layer: int, x: Tensor) -> tuple[list[Op], T
         if mode == _KEEP:
             tensors.append(t)
             continue
-        tensor = object.__new__(Tensor)  # a frozen dataclass's copy without re-running __init__
-        tensor.__dict__.update(t.__dict__)
-        tensor.__dict__["name"] = x.name if mode == _INPUT else new + rest
-        tensors.append(tensor)
+        tensors.append(_renamed_tensor(t, x.name if mode == _INPUT else new + rest))
+    if out is not None:
+        tensors[recipe.out] = out
     ops: list[Op] = []
     for op, suffix, own_layer, ins, outs in recipe.ops:
         copy = object.__new__(type(op))
@@ -96,7 +114,94 @@ def _renamed_layer(template: _Layer, layer: int, x: Tensor) -> tuple[list[Op], T
     return ops, tensors[recipe.out]
 
 
+def _renamed_tensor(t: Tensor, name: str) -> Tensor:
+    """``t`` under ``name``: a frozen dataclass's copy without re-running __init__, keeping its
+    computed sizes."""
+    tensor = object.__new__(Tensor)
+    tensor.__dict__.update(t.__dict__)
+    tensor.__dict__["name"] = name
+    return tensor
+
+
+class _LayerCopies(Deferred):
+    """Layers ``layers`` (consecutive, of one kind) as renamed copies of ``template``, the first
+    reading ``x``, each the next: held as a count.  Their ops are ``_renamed_layer``'s, layer by
+    layer, made when the graph's op list is first asked for; their outputs (each the next
+    layer's input, the last the head's) are made now."""
+
+    def __init__(self, template: _Layer, layers: range, x: Tensor) -> None:
+        self.per = len(template.ops)
+        super().__init__(self.per * len(layers))
+        self.template, self.layers = template, layers
+        self.recipe = recipe = template.recipe or _recipe(template)
+        t, mode, rest = recipe.tensors[recipe.out]
+        self.inputs = [x]  # each layer's input, then the last one's output
+        for layer in layers:
+            self.inputs.append(t if mode == _KEEP else _renamed_tensor(t, self._name(t, mode, rest, layer, self.inputs[-1])))
+        self.out = self.inputs[-1]
+        # the names depend only on the template's names and the layers: kept across steps
+        weights = tuple(recipe.tensors[w][1:] + (recipe.tensors[w][0].name,) for w in recipe.weights)
+        self._key = (tuple((op.name, suffix, own, op.layer) for op, suffix, own, _, _ in recipe.ops), weights,
+                     layers.start, layers.stop, x.name if any(w[0] == _INPUT for w in weights) else None)
+
+    def _names(self) -> tuple[list[tuple[str, int | None]], list[str]]:
+        """Each op's label and each weight's name (``labels``, ``weights``), once per template
+        names and layers (a loop over batch sizes and contexts asks for the same ones)."""
+        hit = _NAMES.get(self._key)
+        if hit is None:
+            if len(_NAMES) >= 64:
+                _NAMES.pop(next(iter(_NAMES)))
+            hit = _NAMES[self._key] = (self._make_labels_now(), self._weight_names())
+        return hit
+
+    @staticmethod
+    def _name(t: Tensor, mode: int, rest: str, layer: int, x: Tensor) -> str:
+        return t.name if mode == _KEEP else x.name if mode == _INPUT else f"layers.{layer}.{rest}"
+
+    def _make(self) -> list[Op]:
+        made: list[Op] = []
+        for i, layer in enumerate(self.layers):
+            made += _renamed_layer(self.template, layer, self.inputs[i], self.inputs[i + 1])[0]
+        return made
+
+    def _make_labels(self) -> list[tuple[str, int | None]]:
+        return self._names()[0]
+
+    def _make_labels_now(self) -> list[tuple[str, int | None]]:
+        labels: list[tuple[str, int | None]] = []
+        for layer in self.layers:
+            new = f"layers.{layer}."
+            labels += [(op.name if suffix is None else new + suffix, layer if own_layer else op.layer)
+                       for op, suffix, own_layer, _, _ in self.recipe.ops]
+        return labels
+
+    def weights(self) -> list[tuple[str, Tensor]]:
+        tensors = [self.recipe.tensors[w][0] for w in self.recipe.weights] * len(self.layers)
+        return list(zip(self._names()[1], tensors))
+
+    def _weight_names(self) -> list[str]:
+        tensors, name = self.recipe.tensors, self._name
+        return [name(*tensors[w], layer, self.inputs[i]) for i, layer in enumerate(self.layers)
+                for w in self.recipe.weights]
+
+    def rename(self, name: str, j: int) -> str:
+        # the rule ``_recipe`` sorts the template's tensors by, for the layer op ``j`` is in
+        i = j // self.per
+        old = f"layers.{self.template.layer}."
+        if name == self.template.x.name:
+            return self.inputs[i].name
+        return f"layers.{self.layers[i]}.{name[len(old):]}" if name.startswith(old) else name
+
+    def structure(self) -> tuple:
+        # the template's ops are made (their names are in the graph's structure); the renaming
+        # follows from its layer and input and the copies'
+        return ("layer copies", self.template.start, self.template.layer, self.template.x.name,
+                self.layers.start, self.layers.stop, self.inputs[0].name)
+
+
 _KEEP, _INPUT, _RENAMED = 0, 1, 2
+# ``_LayerCopies._names`` by template names and layers
+_NAMES: dict[tuple, tuple[list[tuple[str, int | None]], list[str]]] = {}
 
 
 @dataclass(frozen=True)
@@ -109,6 +214,7 @@ class _Recipe:
     tensors: tuple[tuple[Tensor, int, str], ...]
     ops: tuple[tuple[Op, str | None, bool, tuple[int, ...], tuple[int, ...]], ...]
     out: int
+    weights: tuple[int, ...]  # each weight input of each op, in order (indices into the tensors)
 
 
 def _recipe(template: _Layer) -> _Recipe:
@@ -126,7 +232,8 @@ def _recipe(template: _Layer) -> _Recipe:
 
     ops = tuple((op, op.name[len(old):] if op.name.startswith(old) else None, op.layer == template.layer,
                  tuple(map(ref, op.inputs)), tuple(map(ref, op.outputs))) for op in template.ops)
-    template.recipe = _Recipe(tuple(tensors), ops, ref(template.out))
+    weights = tuple(i for _, _, _, ins, _ in ops for i in ins if tensors[i][0].role == "weight")
+    template.recipe = _Recipe(tuple(tensors), ops, ref(template.out), weights)
     return template.recipe
 def lower_mtp(model: ModelSpec, workload: Workload, depth: int = 0) -> Graph:
     """One step of the model's multi-token-prediction module ``depth`` (DeepSeek-V3 Sec. 2.2)
@@ -220,7 +327,7 @@ def _head(ctx: LoweringContext, x: Tensor, norm: str = "final_norm") -> Tensor:
     rows = wl.batch if wl.phase == "prefill" else wl.tokens
     if spec.bitlinear is not None and spec.bitlinear.head:
         return ctx.linear("lm_head", x, spec.vocab_size, None, role="lm_head", rows=rows)
-    tied = ctx.graph.weights()["embed.weight"] if spec.tied_embeddings else None
+    tied = ctx.graph.weight_sizes()["embed.weight"] if spec.tied_embeddings else None
     # A tied head reuses the embedding table (same tensor name, so it is counted once).
     head_name = tied.name if tied is not None else "lm_head.weight"
     head_weight = ctx.weight(head_name, spec.hidden_size, spec.vocab_size)

@@ -63,7 +63,7 @@ def map_graph(graph: Graph, hw: Any, backend: Backend, placement: Placement,
         if cost is None:
             cost = memo[key] = best_cost(op, hw, backend, placement)
         best.append(cost)
-    return [_renamed(best[i], op.name, op.layer) for op, i in zip(graph, index)]
+    return [_renamed(best[i], name, layer) for (name, layer), i in zip(graph.labels(), index)]
 
 
 def _shape_classes(graph: Graph, spatial: bool, placement: Placement | None = None
@@ -76,10 +76,12 @@ def _shape_classes(graph: Graph, spatial: bool, placement: Placement | None = No
     # a renamed copy has its original's key (not on spatial chips, whose key holds the layer,
     # nor under a density profile, which is per op name)
     originals = graph.originals() if not spatial and placement is None else None
-    for n, op in enumerate(graph):
+    # a deferred op (a repeated layer held as a count) is a copy: only the made ops are read
+    for n, op in enumerate(graph.known() if originals is not None else graph.ops):
         if originals is not None and originals[n] != n:
             index.append(index[originals[n]])
             continue
+        assert op is not None  # an op that copies none is made
         key = _shape_key(op, spatial)
         if placement is not None:
             key = (*key, common.op_density(op, placement))

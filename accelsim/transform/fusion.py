@@ -33,11 +33,12 @@ intermediates between fused members never cross memory.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Literal, get_args
 
 from accelsim.errors import AccelsimError
-from accelsim.graph import Attention, Conv, Elementwise, Graph, MatMul, Norm, Op, Scan, Tensor
+from accelsim.graph import Attention, Conv, Deferred, Elementwise, Graph, MatMul, Norm, Op, Scan, Tensor
 from accelsim.transform._common import ACTIVATION_ROLES
 
 Policy = Literal["none", "epilogue"]
@@ -169,26 +170,158 @@ def fuse(graph: Graph, policy: str = "epilogue", unfused: tuple[str, ...] = ()) 
         return graph
     unfused = tuple(unfused)
     apart = _standalone(graph, unfused)
-    structure = (unfused, _structure(graph, apart, unfused))
+    # a graph holding repeated layers as counts is keyed without making them (not where the
+    # library runs some ops apart: that reads every op)
+    compact = graph.deferred and not unfused
+    structure = (unfused, _compact_structure(graph) if compact else _structure(graph, apart, unfused))
     plan = _PLANS.get(structure)
     if plan is None:
         if len(_PLANS) >= _PLANS_KEPT:
             _PLANS.pop(next(iter(_PLANS)))
-        plan = _PLANS[structure] = _plan(graph, apart)
+        plan = _PLANS[structure] = _plan(graph, apart)  # makes a deferred graph's ops (once per structure)
+    originals = graph.originals()
+    copies: list[int | None] = _copies(plan, originals) if originals is not None else [None] * len(plan)
+    layout = _layout(plan, copies, graph, structure) if compact else None
+    known = graph.known()
+    if layout is None:  # every kernel made (the graph's ops made first)
+        known = list(graph.ops)
+        layout = _Layout(plan, [False] * len(plan), [(0, len(plan), None)], {})
     fused = Graph(graph.name, batch=graph.batch)
-    ops, originals = graph.ops, graph.originals()
-    copies = _copies(plan, originals) if originals is not None else [None] * len(plan)
-    kernels: list[Op] = []
-    for kernel, copy_of in zip(plan, copies):
-        if isinstance(kernel, int):
-            op = ops[kernel]
+    kernels: list[Op | None] = []
+    for kernel, copy_of, later in zip(plan, copies, layout.held):
+        if later:
+            kernels.append(None)
+        elif isinstance(kernel, int):
+            kernels.append(known[kernel])
         elif copy_of is None:
-            op = _apply(kernel, ops)
+            kernels.append(_apply(kernel, known))
         else:  # members copying another kernel's, merged alike: its class and absorbed work
-            op = _apply(kernel, ops, kernels[copy_of])
-        kernels.append(op)
-    fused.extend(kernels, copies)
+            kernels.append(_apply(kernel, known, kernels[copy_of]))
+    parts = dict(graph.parts())
+    for start, end, at in layout.segments:
+        if at is not None:  # kernels copying the made ones, of one deferred part's ops
+            fused.defer(_KernelCopies(parts[at], at, plan, range(start, end), kernels, copies,
+                                      layout.names.setdefault(start, {})),
+                        [c for c in copies[start:end] if c is not None])
+        else:
+            fused.extend(kernels[start:end], copies[start:end])  # type: ignore[arg-type]  # all made
     return fused
+
+
+@dataclass(frozen=True)
+class _Layout:
+    """Which kernels of ``plan`` stay deferred (``held``), the runs of kernels to add in order
+    as (first, end, the start of the deferred part holding a held run's members, or None for
+    made kernels), and the weight names each held run gives (filled as read: names follow
+    from the structure alone)."""
+
+    plan: list[int | _MergePlan]
+    held: list[bool]
+    segments: list[tuple[int, int, int | None]]
+    names: dict[int, dict[tuple[int, int], str]]
+
+
+# Each compact structure's layout (``_layout``): a function of the structure and its plan.
+_LAYOUTS: dict[tuple, _Layout] = {}
+
+
+def _layout(plan: list[int | _MergePlan], copies: list[int | None], graph: Graph, structure: tuple
+            ) -> _Layout | None:
+    """The kernels of ``plan`` left deferred: copies of an earlier kernel whose members are all
+    ops of one deferred part of ``graph`` (so each is that kernel renamed as the part renames its
+    ops, made with them).  None when some other kernel has a deferred member (then the graph's
+    ops are made).  Once per structure (which fixes the plan, the copy marks and the parts)."""
+    if not graph.deferred:  # made meanwhile (planning a new structure reads every op)
+        return None
+    hit = _LAYOUTS.get(structure)
+    if hit is not None and hit.plan is plan:
+        return hit
+    owners = graph.owners()
+    held: list[bool] = []
+    for kernel, copy_of in zip(plan, copies):
+        parts = {owners[m] for m in _members(kernel)}
+        missing = parts != {None}
+        later = copy_of is not None and None not in parts and len(parts) == 1
+        if missing and not later:
+            return None
+        held.append(later)
+    segments: list[tuple[int, int, int | None]] = []
+    start = 0
+    while start < len(plan):
+        at = owners[_members(plan[start])[0]] if held[start] else None
+        end = start + 1
+        while end < len(plan) and held[end] == held[start] and (
+                at is None or owners[_members(plan[end])[0]] == at):
+            end += 1
+        segments.append((start, end, at))
+        start = end
+    if len(_LAYOUTS) >= _PLANS_KEPT:
+        _LAYOUTS.pop(next(iter(_LAYOUTS)))
+    layout = _LAYOUTS[structure] = _Layout(plan, held, segments, {})
+    return layout
+
+
+def _members(kernel: int | _MergePlan) -> tuple[int, ...]:
+    return (kernel,) if isinstance(kernel, int) else kernel.members
+
+
+class _KernelCopies(Deferred):
+    """Kernels ``run`` of ``plan`` over the ops of a graph's deferred ``part`` (its first op at
+    ``at`` in the graph), each a copy of an earlier kernel (``kernels[copies[k]]``, made): made
+    as the eager walk makes them from the part's ops; their names and layers are their
+    primaries', their weights the original kernels' renamed as ``part`` renames.  It holds the
+    part, not the graph (a memo keyed weakly by the graph holds the fused graph)."""
+
+    def __init__(self, part: Deferred, at: int, plan: list[int | _MergePlan], run: range,
+                 kernels: list[Op | None], copies: list[int | None], names: dict[tuple[int, int], str]
+                 ) -> None:
+        super().__init__(len(run))
+        self.part, self.at, self.plan, self.run = part, at, plan, run
+        self.kernels, self.copies, self.names = kernels, copies, names
+
+    def _make(self) -> list[Op]:
+        ops, at = self.part.ops(), self.at
+        made: list[Op] = []
+        for k in self.run:
+            kernel, like = self.plan[k], self.kernels[self.copies[k]]  # type: ignore[index]
+            if isinstance(kernel, int):
+                made.append(ops[kernel - at])
+            else:  # the member indices moved to the part's own list
+                made.append(_apply(kernel, {m: ops[m - at] for m in kernel.members}, like))
+        return made
+
+    def _make_labels(self) -> list[tuple[str, int | None]]:
+        labels, at = self.part.labels(), self.at
+        return [labels[kernel - at] if isinstance(kernel, int) else labels[kernel.members[kernel.primary] - at]
+                for kernel in (self.plan[k] for k in self.run)]
+
+    def weights(self) -> list[tuple[str, Tensor]]:
+        # a copy kernel's operands are its original's, renamed as its ops' part renames them;
+        # the originals are the few kernels of one layer, so their weights are found once each
+        found: list[tuple[str, Tensor]] = []
+        names, rename, kernels = self.names, self.part.rename, self.kernels
+        weights: dict[int, list[tuple[int, Tensor]]] = {}
+        for k in self.run:
+            c = self.copies[k]
+            assert c is not None  # a held kernel copies a made one
+            held = weights.get(c)
+            if held is None:
+                like = kernels[c]
+                assert like is not None
+                held = weights[c] = [(pos, t) for pos, t in enumerate(like.inputs) if t.role == "weight"]
+            for pos, t in held:
+                name = names.get((k, pos))
+                if name is None:  # the same for every graph of this structure
+                    name = names[(k, pos)] = rename(t.name, _members(self.plan[k])[0] - self.at)
+                found.append((name, t))
+        return found
+
+    def rename(self, name: str, j: int) -> str:
+        # a kernel's members are of one layer (a copy kernel's originals form one made kernel)
+        return self.part.rename(name, _members(self.plan[self.run[j]])[0] - self.at)
+
+    def structure(self) -> tuple:
+        return ("kernel copies", self.part.structure(), tuple(self.plan[k] for k in self.run))
 
 
 def _copies(plan: list[int | _MergePlan], originals: list[int]) -> list[int | None]:
@@ -232,6 +365,14 @@ _PLANS: dict[tuple, list[int | _MergePlan]] = {}
 _PLANS_KEPT = 64
 # Each plan's copy kernels per set of copy marks (``_copies``), keyed by the plan's identity.
 _COPIES: dict[tuple, tuple[list[int | _MergePlan], list[int | None]]] = {}
+
+
+def _compact_structure(graph: Graph) -> tuple:
+    """``_structure`` (no ops run apart) of a graph holding deferred parts: the made ops' and
+    each deferred part's place and ``Deferred.structure``, which decide the rest."""
+    return ("deferred", tuple([(n, type(op), op.name, op.role, tuple([t.name for t in op.inputs]),
+                                tuple([t.name for t in op.outputs]))
+                               for n, op in enumerate(graph.known()) if op is not None]), graph.structure())
 
 
 def _structure(graph: Graph, apart, unfused: tuple[str, ...]) -> tuple:
@@ -318,11 +459,11 @@ def _merge_plan(kernel: _Kernel, consumers: Counter, index: dict[int, int]) -> _
                       tuple(_label(op) for op in kernel.members if op is not kernel.primary))
 
 
-def _apply(kernel: _MergePlan, ops: list[Op], like: Op | None = None) -> Op:
+def _apply(kernel: _MergePlan, ops: Sequence[Op | None] | Mapping[int, Op], like: Op | None = None) -> Op:
     """One op for a merged kernel: the primary's fields, the kernel's external tensors, and the
     absorbed ops' names and vector work.  ``like`` is the merged op of a kernel this one copies
     (``_copies``): the same class, absorbed names and work, so they are taken from it."""
-    members = [ops[i] for i in kernel.members]
+    members: list[Op] = [ops[i] for i in kernel.members]  # type: ignore[misc]  # every member is made
     primary = members[kernel.primary]
 
     def tensor(ref: tuple[int, int, int]) -> Tensor:
