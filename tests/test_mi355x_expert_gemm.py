@@ -2,9 +2,10 @@
 
 ``efficiency.expert_gemm`` in hw_configs/mi355x.yaml holds the measured share of the MXFP4 peak
 of the two stages of AITER's fused MoE (gate+up, down) by routed rows per expert, from
-ROCm/aiter aiter/configs/model_configs/dsv3_fp4_tuned_fmoe.csv at fc0c54bba6 (2026-03-27): the
-DeepSeek-V3 expert-parallel rows (model_dim 7168, inter_dim 2048, 32 experts per rank, top-8).
-The tests below work two of those CSV rows by hand."""
+ROCm/aiter aiter/configs/model_configs/dsv3_fp4_tuned_fmoe.csv: the DeepSeek-V3 expert-parallel
+rows (model_dim 7168, inter_dim 2048, 32 experts per rank, top-8) and the TP8 rows (inter_dim
+256, 256 experts, top-8) at fc0c54bba6 (2026-03-27), the TP4 rows at 80f0e28649.  The tests below
+work CSV rows by hand."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -24,6 +25,8 @@ HIDDEN, INTER, TOP_K, LOCAL_EXPERTS = 7168, 2048, 8, 32
 
 # dsv3_fp4_tuned_fmoe.csv @ fc0c54bba6, rows "256,<token>,7168,2048,32,8,...": us1 (gate+up), us2 (down)
 CSV_ROWS = {1024: (178.3658e-6, 210.2688e-6), 2048: (282.0496e-6, 391.4333e-6)}
+# the same commit, rows "256,4096,7168,256,256,8,...": tensor parallelism over 8
+TP8_ROW = (141.6, 287.5)
 
 
 def _moe_ops(hw, tokens_per_rank: int, phase: str = "decode"):
@@ -56,8 +59,9 @@ def test_reproduces_the_aiter_rows(tokens):
     per_expert = rows // LOCAL_EXPERTS
     up, down = _moe_ops(hw, tokens)
     flops_up, flops_down = 2.0 * rows * HIDDEN * 2 * INTER, 2.0 * rows * INTER * HIDDEN
-    assert up.time_s == pytest.approx(flops_up / (MXFP4_PEAK * table.up[per_expert]) + LAUNCH, rel=1e-6)
-    assert down.time_s == pytest.approx(flops_down / (MXFP4_PEAK * table.down[per_expert]) + LAUNCH, rel=1e-6)
+    share_up, share_down = table.up[2 * INTER][per_expert], table.down[INTER][per_expert]
+    assert up.time_s == pytest.approx(flops_up / (MXFP4_PEAK * share_up) + LAUNCH, rel=1e-6)
+    assert down.time_s == pytest.approx(flops_down / (MXFP4_PEAK * share_down) + LAUNCH, rel=1e-6)
     us1, us2 = CSV_ROWS[tokens]
     assert up.time_s == pytest.approx(us1, rel=0.03)
     assert down.time_s == pytest.approx(us2, rel=0.03)
@@ -94,16 +98,35 @@ def test_prefill_chunk_of_16k_tokens_per_rank():
     assert down.time_s == pytest.approx(2406.6e-6, rel=0.03)
 
 
+def test_tensor_parallel_slices_take_their_own_rows():
+    """Hand-worked against the TP8 row at 4,096 tokens (256-wide slices of 256 experts, 128 rows
+    per expert): gate+up 2 x 32,768 x 7,168 x 512 FLOPs at 0.169 = 141.2 us (CSV 141.6 us), down
+    2 x 32,768 x 256 x 7,168 at 0.042 = 284.1 us (CSV 287.5 us), each plus one launch."""
+    r = simulate("deepseek-v3", load_hardware("mi355x"), Workload("decode", batch=4096, prompt=1024, context=1024),
+                 weight_dtype="mxfp4", act_dtype="mxfp4", kv_dtype="fp8", parallelism=Parallelism(tp=8))
+    ops = {o.op: o for o in r.ops}
+    up, down = ops["layers.3.moe.experts.up"], ops["layers.3.moe.experts.down"]
+    rows = 4096 * TOP_K
+    assert up.time_s == pytest.approx(2.0 * rows * HIDDEN * 512 / (MXFP4_PEAK * 0.169) + LAUNCH, rel=1e-6)
+    assert down.time_s == pytest.approx(2.0 * rows * 256 * HIDDEN / (MXFP4_PEAK * 0.042) + LAUNCH, rel=1e-6)
+    assert up.time_s == pytest.approx(TP8_ROW[0] * 1e-6, rel=0.04)
+    assert down.time_s == pytest.approx(TP8_ROW[1] * 1e-6, rel=0.04)
+
+
 def test_share_between_and_beyond_the_measured_points():
-    """Linear in log(rows) between points; the end points' shares outside them."""
-    points = ((64, 0.1), (256, 0.3))
-    assert expert_share(points, 128) == pytest.approx(0.2)
-    assert expert_share(points, 1) == 0.1
-    assert expert_share(points, 1e6) == 0.3
-    table = load_hardware("mi355x").efficiency.expert_gemm
-    assert table is not None
-    for stage in (table.up, table.down):
-        shares = [expert_share(tuple(sorted(stage.items())), r) for r in (1, 64, 90, 128, 300, 512, 4096, 10**5)]
+    """Linear in log(rows), then in log(width), between points; the end points' shares outside."""
+    table = ((256, ((64, 0.1), (256, 0.3))), (1024, ((64, 0.2), (256, 0.4))))
+    assert expert_share(table, 256, 128) == pytest.approx(0.2)
+    assert expert_share(table, 256, 1) == 0.1
+    assert expert_share(table, 256, 1e6) == 0.3
+    assert expert_share(table, 512, 64) == pytest.approx(0.15)
+    assert expert_share(table, 64, 64) == 0.1 and expert_share(table, 1e5, 256) == 0.4
+    spec = load_hardware("mi355x").efficiency.expert_gemm
+    assert spec is not None
+    stages = [((w, tuple(sorted(points.items()))),) for by_width in (spec.up, spec.down)
+              for w, points in by_width.items()]
+    for stage in stages:
+        shares = [expert_share(stage, stage[0][0], r) for r in (1, 64, 90, 128, 300, 512, 4096, 10**5)]
         # more rows per expert never run markedly slower per FLOP (gate+up is flat from 512
         # rows on: 0.339 then 0.338, as measured)
         assert all(b >= a - 0.002 for a, b in zip(shares, shares[1:]))
@@ -129,7 +152,8 @@ def test_table_applies_to_its_own_datapath_only():
 
 @pytest.mark.parametrize("edit, message", [
     (lambda e: e["expert_gemm"].update(dtype="fp6"), "efficiency.expert_gemm.dtype"),
-    (lambda e: e["expert_gemm"]["down"].update({64: 1.5}), "expert_gemm"),
+    (lambda e: e["expert_gemm"]["down"][2048].update({64: 1.5}), "expert_gemm"),
+    (lambda e: e["expert_gemm"]["up"].update({512: {}}), "efficiency.expert_gemm.up.512"),
 ])
 def test_bad_table_is_one_line(tmp_path, cli, edit, message):
     src = Path(__file__).resolve().parents[1] / "hw_configs" / "mi355x.yaml"

@@ -212,27 +212,39 @@ def _datapath_efficiency(hw: GpuSpec) -> dict[str, float]:
 EXPERT_ROLES = {"expert_up": "up", "expert_down": "down"}
 
 
-def _expert_gemm_table(hw: GpuSpec) -> tuple[str, dict[str, tuple[tuple[int, float], ...]]] | None:
-    """``efficiency.expert_gemm`` as (datapath, {"up"/"down": ((rows per expert, share), ...)})
-    sorted by rows, or None."""
+# (slice width, ((rows per expert, share), ...)) per width, both sorted: one stage's table
+ExpertTable = tuple[tuple[int, tuple[tuple[int, float], ...]], ...]
+
+
+def _expert_gemm_table(hw: GpuSpec) -> tuple[str, dict[str, ExpertTable]] | None:
+    """``efficiency.expert_gemm`` as (datapath, {"up"/"down": its table}), or None."""
     given = hw.efficiency.expert_gemm
     if given is None:
         return None
-    return given.dtype, {"up": tuple(sorted(given.up.items())), "down": tuple(sorted(given.down.items()))}
+
+    def table(by_width: dict[int, dict[int, float]]) -> ExpertTable:
+        return tuple((w, tuple(sorted(points.items()))) for w, points in sorted(by_width.items()))
+    return given.dtype, {"up": table(given.up), "down": table(given.down)}
 
 
-def expert_share(points: Sequence[tuple[int, float]], rows_per_expert: float) -> float:
-    """The measured share at ``rows_per_expert`` routed rows per expert: linear in log(rows)
-    between measured points, the nearest point's share outside them.  The measured shares grow
-    with the rows, so fewer rows than the first point never run faster per FLOP than it; there
-    the weight stream, which the memory term charges, sets the kernel's time anyway."""
-    rows = [r for r, _ in points]
-    shares = [s for _, s in points]
-    if rows_per_expert <= rows[0]:
-        return shares[0]
-    if rows_per_expert >= rows[-1]:
-        return shares[-1]
-    return float(np.interp(math.log(rows_per_expert), [math.log(r) for r in rows], shares))
+def _along(points: Sequence[tuple[float, float]], x: float) -> float:
+    """The value at ``x``: linear in log(x) between the points, the nearest point's outside them."""
+    xs = [a for a, _ in points]
+    ys = [b for _, b in points]
+    if x <= xs[0]:
+        return ys[0]
+    if x >= xs[-1]:
+        return ys[-1]
+    return float(np.interp(math.log(x), [math.log(a) for a in xs], ys))
+
+
+def expert_share(table: ExpertTable, width: float, rows_per_expert: float) -> float:
+    """The measured share of a ``width``-wide expert slice at ``rows_per_expert`` routed rows per
+    expert, linear in log(rows) and then in log(width) between measured points, the nearest
+    point's share outside them.  The measured shares grow with the rows, so fewer rows than the
+    first point never run faster per FLOP than it; there the weight stream, which the memory term
+    charges, sets the kernel's time anyway."""
+    return _along([(w, _along(points, rows_per_expert)) for w, points in table], width)
 
 
 def _at_datapath_efficiency(op: Op, p: dict[str, Any]) -> dict[str, Any]:
@@ -247,7 +259,9 @@ def _at_datapath_efficiency(op: Op, p: dict[str, Any]) -> dict[str, Any]:
         if table is not None and stage is not None and datapath == table[0]:
             rows = op.rows if op.rows is not None else op.count * op.m
             # a share per real FLOP: the kernel's own tiling is inside the measurement
-            return {**p, "eff_compute": expert_share(table[1][stage], rows / op.count), "untiled": True}
+            width = op.n if stage == "up" else op.k  # the expert slice's N (gate+up) or K (down)
+            share = expert_share(table[1][stage], width, rows / op.count)
+            return {**p, "eff_compute": share, "untiled": True}
     elif isinstance(op, Attention):
         if op.q_len <= DECODE_QUERIES and p["eff_decode_attention"] is not None:
             return {**p, "eff_compute": p["eff_decode_attention"]}  # the decode kernel's own share

@@ -107,15 +107,25 @@ class PowerSpec(Spec):
 
 
 class ExpertGemm(Spec):
-    """The share of one datapath's matrix peak a chip's MoE expert kernel reaches, measured at
-    several routed rows per expert, for its two GEMMs (``up``: gate and up projections; ``down``).
-    A grouped GEMM of few rows per expert is not a dense GEMM: its share is the kernel library's
-    own, measured per token count (docs/validation.md, "MoE kernels on MI355X")."""
+    """The share of one datapath's matrix peak a chip's MoE expert kernel reaches, measured for
+    its two GEMMs (``up``: the gate and up projections, by the expert slice's output width N;
+    ``down``: by its reduction depth K), each at several routed rows per expert.  A grouped GEMM
+    of few rows per expert and a narrow slice is not a dense GEMM: its share is the kernel
+    library's own, measured per shape (docs/validation.md, "MoE kernels on MI355X")."""
 
     dtype: DType  # the datapath the measurements ran on (MXFP4 weights and activations: mxfp4)
-    up: dict[PositiveInt, Fraction] = Field(min_length=1)    # rows per expert -> share
-    down: dict[PositiveInt, Fraction] = Field(min_length=1)
+    up: dict[PositiveInt, dict[PositiveInt, Fraction]] = Field(min_length=1)    # N -> rows -> share
+    down: dict[PositiveInt, dict[PositiveInt, Fraction]] = Field(min_length=1)  # K -> rows -> share
     source: Source
+
+    @model_validator(mode="after")
+    def _every_width_measured(self):
+        for stage, table in (("up", self.up), ("down", self.down)):
+            for width, points in table.items():
+                if not points:
+                    raise ValueError(f"efficiency.expert_gemm.{stage}.{width}: no measured point "
+                                     f"(give rows per expert -> share)")
+        return self
 
 
 class Efficiency(Spec):
