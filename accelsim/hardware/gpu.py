@@ -71,6 +71,7 @@ class GpuBackend(BackendBase):
                 "hbm_energy": mem.hbm.energy, "l2_bw": mem.l2.bandwidth, "l2_energy": mem.l2.energy,
                 "l2_capacity": mem.l2.capacity, "eff_datapath": _datapath_efficiency(hw),
                 "eff_decode_attention": hw.efficiency.decode_attention,
+                "eff_expert_gemm": _expert_gemm_table(hw),
                 "active": power.active_w(hw, ("hbm", "l2"), "hbm")}
 
     def mappings(self, op: Op, hw: GpuSpec) -> list[Mapping]:
@@ -207,12 +208,60 @@ def _datapath_efficiency(hw: GpuSpec) -> dict[str, float]:
     return {d: given[cast(dtypes.DType, f)] for d, f in fallback.items() if f in given}
 
 
+# The roles of a MoE layer's two routed-expert GEMMs (``model.blocks.moe``).
+EXPERT_ROLES = {"expert_up": "up", "expert_down": "down"}
+
+
+# (slice width, ((rows per expert, share), ...)) per width, both sorted: one stage's table
+ExpertTable = tuple[tuple[int, tuple[tuple[int, float], ...]], ...]
+
+
+def _expert_gemm_table(hw: GpuSpec) -> tuple[str, dict[str, ExpertTable]] | None:
+    """``efficiency.expert_gemm`` as (datapath, {"up"/"down": its table}), or None."""
+    given = hw.efficiency.expert_gemm
+    if given is None:
+        return None
+
+    def table(by_width: dict[int, dict[int, float]]) -> ExpertTable:
+        return tuple((w, tuple(sorted(points.items()))) for w, points in sorted(by_width.items()))
+    return given.dtype, {"up": table(given.up), "down": table(given.down)}
+
+
+def _along(points: Sequence[tuple[float, float]], x: float) -> float:
+    """The value at ``x``: linear in log(x) between the points, the nearest point's outside them."""
+    xs = [a for a, _ in points]
+    ys = [b for _, b in points]
+    if x <= xs[0]:
+        return ys[0]
+    if x >= xs[-1]:
+        return ys[-1]
+    return float(np.interp(math.log(x), [math.log(a) for a in xs], ys))
+
+
+def expert_share(table: ExpertTable, width: float, rows_per_expert: float) -> float:
+    """The measured share of a ``width``-wide expert slice at ``rows_per_expert`` routed rows per
+    expert, linear in log(rows) and then in log(width) between measured points, the nearest
+    point's share outside them.  The measured shares grow with the rows, so fewer rows than the
+    first point never run faster per FLOP than it; there the weight stream, which the memory term
+    charges, sets the kernel's time anyway."""
+    return _along([(w, _along(points, rows_per_expert)) for w, points in table], width)
+
+
 def _at_datapath_efficiency(op: Op, p: dict[str, Any]) -> dict[str, Any]:
     """``p`` with ``eff_compute`` set to the share the op's datapath reaches (the same ``p``
     when its datapath has no share of its own); decode attention takes
-    ``efficiency.decode_attention`` where the chip states one."""
+    ``efficiency.decode_attention`` and a routed-expert GEMM ``efficiency.expert_gemm`` where the
+    chip states one for its datapath."""
     if isinstance(op, MatMul):
         datapath = op.compute_dtype
+        table = p["eff_expert_gemm"]
+        stage = EXPERT_ROLES.get(op.role)
+        if table is not None and stage is not None and datapath == table[0]:
+            rows = op.rows if op.rows is not None else op.count * op.m
+            # a share per real FLOP: the kernel's own tiling is inside the measurement
+            width = op.n if stage == "up" else op.k  # the expert slice's N (gate+up) or K (down)
+            share = expert_share(table[1][stage], width, rows / op.count)
+            return {**p, "eff_compute": share, "untiled": True}
     elif isinstance(op, Attention):
         if op.q_len <= DECODE_QUERIES and p["eff_decode_attention"] is not None:
             return {**p, "eff_compute": p["eff_decode_attention"]}  # the decode kernel's own share
@@ -249,8 +298,11 @@ def _gemm_terms(op: MatMul, mapping: Mapping, p: dict[str, Any], placement: Plac
     unit_flops = 2.0 * tm * tn * ceil_div(k_steps, split) * tk
     kept = common.skip_share(op, placement, p["zero_skipping"])  # zero-skipping datapaths
     # Pointwise work fused into the epilogue/prologue (``sim.fusion``) runs on the vector units.
-    compute_s = vmax(_waves_time(tiles * split, unit_flops, p, peak) * kept,
-                     op.vector_flops / (p["vector"] * p["eff_compute"]))
+    if p.get("untiled"):  # a measured kernel share (efficiency.expert_gemm) is per routed FLOP
+        tensor_s = op.tensor_flops / (peak * p["eff_compute"])
+    else:
+        tensor_s = _waves_time(tiles * split, unit_flops, p, peak)
+    compute_s = vmax(tensor_s * kept, op.vector_flops / (p["vector"] * p["eff_compute"]))
 
     moved = _gemm_bytes(op, placement, p, tiles * split, tm, tn, ceil_div(k_steps, split) * tk, split)
     memory_s = {lvl: v / bandwidth[lvl] for lvl, v in moved.items()}

@@ -106,6 +106,28 @@ class PowerSpec(Spec):
         return self.model_copy(update={"limit": watts})
 
 
+class ExpertGemm(Spec):
+    """The share of one datapath's matrix peak a chip's MoE expert kernel reaches, measured for
+    its two GEMMs (``up``: the gate and up projections, by the expert slice's output width N;
+    ``down``: by its reduction depth K), each at several routed rows per expert.  A grouped GEMM
+    of few rows per expert and a narrow slice is not a dense GEMM: its share is the kernel
+    library's own, measured per shape (docs/validation.md, "MoE kernels on MI355X")."""
+
+    dtype: DType  # the datapath the measurements ran on (MXFP4 weights and activations: mxfp4)
+    up: dict[PositiveInt, dict[PositiveInt, Fraction]] = Field(min_length=1)    # N -> rows -> share
+    down: dict[PositiveInt, dict[PositiveInt, Fraction]] = Field(min_length=1)  # K -> rows -> share
+    source: Source
+
+    @model_validator(mode="after")
+    def _every_width_measured(self):
+        for stage, table in (("up", self.up), ("down", self.down)):
+            for width, points in table.items():
+                if not points:
+                    raise ValueError(f"efficiency.expert_gemm.{stage}.{width}: no measured point "
+                                     f"(give rows per expert -> share)")
+        return self
+
+
 class Efficiency(Spec):
     """Achieved fraction of peak, calibrated against published measurements (docs/validation.md)."""
 
@@ -121,6 +143,9 @@ class Efficiency(Spec):
     # the few query rows of one sequence); None: it runs at the datapath's share like a GEMM, as
     # prefill attention always does.  A measured figure with its source, never fitted.
     decode_attention: Fraction | None = None
+    # MoE expert GEMMs on the chip's own measured MoE kernel, by rows per expert (None: they run
+    # at the datapath's share like any GEMM).  Measured, never fitted.
+    expert_gemm: ExpertGemm | None = None
     # The chip family whose shared fit set these constants (validation/points.yaml `families:`),
     # so a member with no measurements of its own is labelled by its family's (``accelsim.trust``).
     family: str | None = None
@@ -249,7 +274,7 @@ class HardwareBase(Spec):
     interconnect: Interconnect | None = None
     respin: Respin | None = None  # economics of a model change (weights in silicon only)
     host_memory: HostMemory | None = None  # a KV offload tier for serving (optional)
-    # Whether the kind's backend reads ``efficiency.datapath`` and ``efficiency.decode_attention`` (a
+    # Whether the kind's backend reads ``efficiency.datapath``, ``.decode_attention`` and ``.expert_gemm`` (a
     # share a backend ignored would be silently wrong, so other kinds refuse them).
     reads_datapath_efficiency: ClassVar[bool] = False
 
@@ -261,6 +286,12 @@ class HardwareBase(Spec):
         if self.efficiency.decode_attention is not None and not self.reads_datapath_efficiency:
             raise ValueError(f"efficiency.decode_attention: not used by kind '{self.kind}' "
                              f"(only gpu configs read it)")
+        expert = self.efficiency.expert_gemm
+        if expert is not None and not self.reads_datapath_efficiency:
+            raise ValueError(f"efficiency.expert_gemm: not used by kind '{self.kind}' (only gpu configs read it)")
+        if expert is not None and expert.dtype not in self.compute.matrix:
+            raise ValueError(f"efficiency.expert_gemm.dtype: no such datapath in compute.matrix "
+                             f"(allowed: {', '.join(self.compute.matrix)})")
         for dtype in given:
             if dtype not in self.compute.matrix:
                 raise ValueError(f"efficiency.datapath.{dtype}: no such datapath in compute.matrix "
