@@ -729,6 +729,7 @@ class _Group:
             # computed column-wise): what a leaf substitution replaces
             writes = [k for k in (*keys, *self.space.spec.derived) if k.partition(".")[0] == section]
             plan = _leaf_plan(cls, section, writes)
+            substituted = _substitution(plan) if plan is not None else None
             base: Any = None  # a validated value of the section, for ``plan``
             stats = known.setdefault(("kept", section), [0, 0])  # [hits, values kept]
             # A section is a function of the keys it depends on: validated once per process
@@ -752,9 +753,9 @@ class _Group:
                         continue
                     written = columns.point(position)
                 value: Any = _ABSENT
-                if plan is not None and base is not None:
+                if substituted is not None and base is not None:
                     with contextlib.suppress(_Whole):
-                        value = _substituted(base, plan, point, written)
+                        value = substituted(base, point, written)
                 if value is _ABSENT:
                     document = self.space.document(point, only=section, derived=written)
                     value = self.validated(cls, section, document[section])
@@ -1094,14 +1095,26 @@ def _substituted(base: BaseModel, plan: LeafPlan, point: dict[str, Any],
                  written: dict[str, Any] | None = None) -> Any:
     """``base`` with the point's value at each planned path (validated alone), or None where a
     value is refused; ``written``: values of derived keys, read before the point's."""
-    values = []
-    for key, _, leaf in plan:
-        value = written[key] if written is not None and key in written else point[key]
-        try:
-            values.append(leaf.model_validate({"value": value}).value)
-        except ValidationError:
-            return None
-    return _replaced(base, _tree(tuple(parts for _, parts, _ in plan)), values)
+    return _substitution(plan)(base, point, written)
+
+
+def _substitution(plan: LeafPlan) -> Callable[[BaseModel, dict[str, Any], dict[str, Any] | None], Any]:
+    """``_substituted`` for one plan, its tree and leaf validators looked up once (a random
+    search substitutes every point's own values into each section it touches)."""
+    tree = _tree(tuple(parts for _, parts, _ in plan))
+    # the leaf model's own validator, as ``model_validate`` calls it (without its wrapper)
+    leaves = [(key, leaf.__pydantic_validator__.validate_python) for key, _, leaf in plan]
+
+    def substituted(base: BaseModel, point: dict[str, Any], written: dict[str, Any] | None) -> Any:
+        values = []
+        for key, validate in leaves:
+            value = written[key] if written is not None and key in written else point[key]
+            try:
+                values.append(validate({"value": value}).value)
+            except ValidationError:
+                return None
+        return _replaced(base, tree, values)
+    return substituted
 
 
 Tree = dict[str, Any]  # field name -> a leaf's position among the values, or the tree below it
@@ -1182,6 +1195,7 @@ class _GroupedSpecs:
         self._position = {name: k for k, name in enumerate(names)}
         self.invalid: list[int] = []
         self._built: dict[int, Any] = {}
+        self._standins: dict[int, _Unbuilt] = {}
         self._item_cache: dict[Item, np.ndarray] = {}
         self._shared_codes = item_codes
         self.memo: Callable[[Any], _TracedMemo] = memo or (lambda check: _TracedMemo())
@@ -1272,8 +1286,14 @@ class _GroupedSpecs:
         if traced:
             return self[j]
         hit = self._built.get(j, False)
-        return hit if hit is not False else _Unbuilt(self.field_of(j), partial(self.__getitem__, j),
-                                                      type(self.proto))
+        if hit is not False:
+            return hit
+        # one stand-in per member, kept: its check and its placement read the same fields
+        standin = self._standins.get(j)
+        if standin is None:
+            standin = self._standins[j] = _Unbuilt(self.field_of(j), partial(self.__getitem__, j),
+                                                   type(self.proto))
+        return standin
 
     def __getitem__(self, j: int) -> Any:
         hit = self._built.get(j, False)
