@@ -1,0 +1,114 @@
+"""Issue 20, fifth pass on random search and NSGA-II: each change is checked against the
+definition it replaces (the writer's own CSV, the quantity parser, pydantic's leaf validation),
+including the inputs that are refused."""
+from __future__ import annotations
+
+import csv
+import io
+import math
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from accelsim.config import units
+from accelsim.dse import fastpath, runner
+from accelsim.hardware import load_hardware
+from accelsim.hardware.spec import HardwiredSpec, SystolicSpec
+
+_CELL = st.one_of(st.text(alphabet=st.sampled_from(list('ab ,"\n\r\t\x00é1.e-')), max_size=6),
+                  st.floats(allow_nan=True), st.integers(), st.none(), st.booleans())
+
+
+def _writer(columns: list[list]) -> str:
+    buffer = io.StringIO()
+    csv.writer(buffer, lineterminator="\n").writerows(zip(*columns))
+    return buffer.getvalue()
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.integers(1, 5).flatmap(lambda k: st.integers(0, 6).flatmap(
+    lambda n: st.lists(st.lists(_CELL, min_size=n, max_size=n), min_size=k, max_size=k))))
+def test_csv_lines_equal_the_csv_writer(columns):
+    """Commas, quotes, newlines (quoted), carriage returns and NULs (not quoted with "\\n" lines),
+    empty cells, a lone empty field, and cells that are not text."""
+    assert runner.csv_lines(columns) == _writer(columns)
+
+
+_UNITS = [(dim, unit) for dim in (units.SIZE, units.FREQUENCY, units.THROUGHPUT, units.BANDWIDTH)
+          for unit in ("B", "MiB", "GHz", "Hz", "FLOP/s", "TB/s", "B/s", "EB")]
+
+
+@settings(max_examples=300, deadline=None)
+@given(number=st.one_of(st.floats(), st.integers(-10**20, 10**20)), pair=st.sampled_from(_UNITS))
+def test_quantity_text_records_what_the_parser_gives(number, pair):
+    """The recorded value of a written quantity equals parsing its text afresh; a text the
+    parser refuses (a unit of another dimension, inf, NaN, an overflowing product) is refused
+    the same way, with the same line."""
+    dim, unit = pair
+    units._PARSED.clear()
+    text = units.quantity_text(number, unit, dim)
+    assert text == f"{number!r} {unit}"
+    try:
+        fresh = units._parse_quantity(text, dim)
+    except units.UnitError as err:
+        with pytest.raises(units.UnitError) as caught:
+            units.parse_quantity(text, dim)
+        assert str(caught.value) == str(err)
+        return
+    got = units.parse_quantity(text, dim)
+    assert got == fresh and math.copysign(1, got) == math.copysign(1, fresh)
+
+
+_VALUES = st.one_of(st.floats(), st.integers(-2**41, 2**41), st.booleans(), st.none(),
+                    st.sampled_from(["64 MiB", "-1 MiB", "0 B", "1e40 B", "1.5 GHz", "3 TB/s", "x",
+                                     "2e15 FLOP/s", "1 W"]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=st.lists(_VALUES, min_size=3, max_size=3))
+def test_substitution_equals_pydantic_leaf_validation(values):
+    """A section with the point's values substituted (each leaf validated by its model's own
+    validator) equals ``model_copy`` of ``model_validate``'s leaf values, and is refused (None)
+    exactly where a leaf's ``model_validate`` refuses."""
+    plans = {"memory": ["memory.sram.capacity", "memory.sram.bandwidth"],
+             "compute": ["compute.clock"]}
+    base = _hardwired()
+    point = dict(zip([*plans["memory"], *plans["compute"]], values))
+    for section, keys in plans.items():
+        plan = fastpath._leaf_plan(HardwiredSpec, section, keys)
+        assert plan is not None
+        got = fastpath._substitution(plan)(getattr(base, section), point, None)
+        try:
+            leaves = [leaf.model_validate({"value": point[key]}).value for key, _, leaf in plan]
+        except ValidationError:
+            assert got is None
+            continue
+        expected = getattr(base, section)
+        for (_, parts, _), value in zip(plan, leaves):
+            expected = _copy_at(expected, parts, value)
+        assert got == expected
+
+
+def test_substitution_takes_derived_values_before_the_points():
+    plan = fastpath._leaf_plan(SystolicSpec, "compute", ["compute.matrix.bf16"])
+    assert plan is not None
+    base = _systolic().compute
+    got = fastpath._substitution(plan)(base, {"compute.matrix.bf16": "1 W"}, {"compute.matrix.bf16": "2e15 FLOP/s"})
+    assert got.matrix["bf16"] == 2e15
+
+
+def _copy_at(model, parts: tuple[str, ...], value):
+    """``model`` with ``value`` at ``parts``, by pydantic's ``model_copy``."""
+    if len(parts) == 1:
+        return model.model_copy(update={parts[0]: value})
+    return model.model_copy(update={parts[0]: _copy_at(getattr(model, parts[0]), parts[1:], value)})
+
+
+def _hardwired() -> HardwiredSpec:
+    return load_hardware("hardwired-llama-3.1-8b")
+
+
+def _systolic() -> SystolicSpec:
+    return load_hardware("tpu-v5e")
