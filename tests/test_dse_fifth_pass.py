@@ -112,3 +112,58 @@ def _hardwired() -> HardwiredSpec:
 
 def _systolic() -> SystolicSpec:
     return load_hardware("tpu-v5e")
+
+
+_METRICS = ("tokens_per_s_per_user", "tokens_per_s", "latency_s", "joules_per_token", "power_w",
+            "area_mm2", "die_mm2", "dies", "reticle_limited", "usd_per_mtoken", "breakeven_mtokens")
+
+
+@pytest.mark.parametrize(("batch", "dram", "rule"), [(1, False, "proportional"), (4, True, "uniform"),
+                                                     (8, True, "proportional")])
+def test_column_placement_equals_placing_each_point(write, monkeypatch, batch, dram, rule):
+    """Hardwired points placed column-wise (``Backend.allocate_columns``): KV cache in SRAM, in
+    DRAM or refused, microbatched decode (a second demand), both region rules -- every row, the
+    refusal line included, is the one ``simulate`` gives the point.  (A MAC count whose products
+    pass 2**53 takes the point-by-point placement: ``test_leaf_validation_on_integer_and_size_leaves``.)"""
+    from accelsim.hardware import hardwired
+    from accelsim.dse import metrics, search
+    from accelsim.dse.evaluate import Job, evaluate_points_scalar
+    from accelsim.dse.space import load_space
+    from accelsim.model.spec import load_model
+    from accelsim.workload import Workload
+    dram_set = ("  memory.dram: {capacity: 1 GiB, bandwidth: 1 TB/s, energy: 10 pJ/B, source: test}\n"
+                if dram else "")
+    dram_key = ("  - key: memory.dram.capacity\n    linear: {start: 8 MiB, stop: 8 GiB, num: 9}\n"
+                if dram else "")
+    space = load_space(write("space.yaml", f"""
+name: columns
+base: hardwired-llama-3.1-8b
+set:
+  hardwired.region_rule: {rule}
+{dram_set}workload: {{phase: decode, batch: {batch}, context: 2048}}
+parameters:
+  - key: hardwired.macs
+    log: {{start: 1024, stop: 33554432, num: 9, integer: true}}
+  - key: memory.sram.capacity
+    linear: {{start: 1 MiB, stop: 512 MiB, num: 9}}
+{dram_key}derived:
+  compute.matrix.int4: "2 * hardwired.macs * compute.clock"
+objectives: {{area_mm2: min}}
+"""))
+    job = Job(space, load_model("llama-3.1-8b"), Workload(**space.spec.workload.model_dump()))
+    points = search.random_points(space, 60, 3)
+    placed = []
+    column_wise = hardwired._allocate_columns
+    monkeypatch.setattr(hardwired, "_allocate_columns",
+                        lambda need, hw: placed.append(column_wise(need, hw)) or placed[-1])
+    table = fastpath.evaluate(job, points)
+    assert placed and all(p is not None for p in placed)
+    fast, slow = table.records(), evaluate_points_scalar(job, points)
+    assert {r["status"] for r in slow} == {"ok", metrics.STATUS_NO_FIT}
+    assert table.vectorised > 0
+    for f, s in zip(fast, slow):
+        assert (f["point_id"], f["status"], f["reason"]) == (s["point_id"], s["status"], s["reason"])
+        if s["status"] == "ok":
+            for m in _METRICS:
+                assert (f[m] is None) == (s[m] is None), m
+                assert s[m] is None or math.isclose(f[m], s[m], rel_tol=1e-9), (m, f[m], s[m])

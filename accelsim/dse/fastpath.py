@@ -844,6 +844,8 @@ class _Group:
         graph = full if group_workload == workload else _lowered(job, kind, group_workload, hw0)
         need = full_need if graph is full else _demand(kind, graph, hw0, spec, group_workload)
 
+        if self.place_columns(kind, hws, valid, sections, full_need, need, graph, workload, groups):
+            return
         # Placement reads a few sections: place once per distinct combination of those.
         outcomes: list[Any] = []
         placed: dict[int, list[int]] = defaultdict(list)
@@ -870,6 +872,60 @@ class _Group:
             except Mixed as err:
                 self.note(f"'{err}' differs within one layout: those points evaluated one by one")
                 self.one_by_one(local)
+
+    def place_columns(self, kind, hws, valid: list[int], sections, full_need, need, graph, workload,
+                      groups) -> bool:
+        """Placement of every member at once where the kind places column-wise
+        (``Backend.allocate_columns``): the members that fit costed per layout, the others
+        refused with the line ``allocate`` gives each.  False, with nothing done, where the
+        kind places point by point or the members' specs do not form one column view."""
+        local = np.asarray(valid, dtype=np.intp)
+        try:
+            view = spec_columns(hws[valid[0]], {s: (values, index[local]) for s, (values, index) in sections.items()},
+                                len(local))
+            found = kind.allocate_columns(full_need, view)
+            if found is None:
+                return False
+            if need is not full_need:
+                inner = kind.allocate_columns(need, view)
+                if inner is None:
+                    return False
+                fits, placements = (found[0] >= 0) & (inner[0] >= 0), inner[1]
+                layout = inner[0]
+            else:
+                fits, placements, layout = found[0] >= 0, found[1], found[0]
+        except Mixed:
+            return False
+        # the refusal lines are ``allocate``'s own (and every refused member must be refused there)
+        refused = []
+        for j in local[~fits].tolist():
+            spec = hws.spec_of(j, False) if isinstance(hws, _GroupedSpecs) else hws[j]
+            try:
+                kind.allocate(full_need, spec)
+                if need is not full_need:
+                    kind.allocate(need, spec)
+            except DoesNotFitError as err:
+                refused.append((j, err.one_line()))
+                continue
+            return False  # the column-wise rule disagrees: place point by point
+        for j, line in refused:
+            self.table.fail(int(self.members[j]), metrics.STATUS_NO_FIT, line)
+        self.table.vectorised += len(refused)
+        for code in np.unique(layout[fits]).tolist():
+            rows = np.flatnonzero(fits & (layout == code))
+            pl = placements[code]
+            ready = replace(pl, capacity={k: np.asarray(v)[rows] for k, v in pl.capacity.items()},
+                            regions={k: np.asarray(v)[rows] for k, v in pl.regions.items()})
+            if workload.density is not None:
+                ready = replace(ready, density=workload.density)
+            members = local[rows]
+            try:
+                self.cost_layout(kind, graph, hws[int(members[0])], members, sections, {}, [], workload,
+                                 groups, ready)
+            except Mixed as err:
+                self.note(f"'{err}' differs within one layout: those points evaluated one by one")
+                self.one_by_one(members)
+        return True
 
     def place(self, kind, hws: list, local: np.ndarray, full_need, need, sections,
               outcomes: list, fields: tuple[Item, ...]):
@@ -928,10 +984,12 @@ class _Group:
         return codes
 
     def cost_layout(self, kind, graph, hw_first, local: np.ndarray, sections, placed, outcomes,
-                    workload, groups) -> None:
+                    workload, groups, ready=None) -> None:
+        """Cost the members ``local`` of one layout (their placement ``ready``, or made from the
+        ``placed`` outcomes)."""
         view = spec_columns(hw_first, {s: (values, index[local]) for s, (values, index) in sections.items()},
                             len(local))
-        placement = self.placement(local, placed, outcomes, workload)
+        placement = ready if ready is not None else self.placement(local, placed, outcomes, workload)
         p = kind.params(view)
         memo: dict[tuple, tuple[Any, Any]] = {}
         timed: list[_Timed] = []
@@ -1149,6 +1207,7 @@ def _replaced(obj: BaseModel, tree: Tree, values: list[Any]) -> BaseModel:
 
 
 _set = object.__setattr__
+_PLAIN_MODELS: dict[type, bool] = {}
 
 
 def _copied(obj: BaseModel, update: dict[str, Any]) -> Any:
@@ -1156,10 +1215,14 @@ def _copied(obj: BaseModel, update: dict[str, Any]) -> Any:
     or private attributes (a new instance with a copy of the field dict, updated, and the
     updated names added to the fields set), without its general-purpose copies, which cost
     more than the rest of a leaf substitution.  Other models go through ``model_copy``."""
-    if (obj.__pydantic_extra__ is not None or getattr(obj, "__pydantic_private__", None) is not None
-            or type(obj).model_config.get("extra") == "allow"):
-        return obj.model_copy(update=update)
     cls = type(obj)
+    plain = _PLAIN_MODELS.get(cls)
+    if plain is None:
+        # no extra fields allowed and no private attributes: every instance has neither
+        plain = _PLAIN_MODELS[cls] = (cls.model_config.get("extra") != "allow"
+                                      and not getattr(cls, "__private_attributes__", None))
+    if not plain:
+        return obj.model_copy(update=update)
     new = cls.__new__(cls)
     fields = obj.__dict__.copy()
     fields.update(update)
