@@ -167,3 +167,61 @@ objectives: {{area_mm2: min}}
             for m in _METRICS:
                 assert (f[m] is None) == (s[m] is None), m
                 assert s[m] is None or math.isclose(f[m], s[m], rel_tol=1e-9), (m, f[m], s[m])
+
+
+@settings(max_examples=30, deadline=None)
+@given(n=st.integers(4, 300), sizes=st.lists(st.one_of(st.integers(1, 40), st.sampled_from([2**31 + 7, 3 * 2**30])),
+                                             min_size=1, max_size=6),
+       seed=st.integers(0, 2**32), held=st.booleans(), data=st.data())
+def test_offspring_from_raw_words_equal_the_generator_calls(n, sizes, seed, held, data):
+    """The children drawn from one block of raw words equal the three generator calls per child,
+    and leave the generator in the same state (word position and half-word buffer), over
+    several generations: any population size, genes of one value (no draw), bounds where
+    Lemire's rule redraws often (the raw form declines and the calls are made), tied ranks and
+    crowding distances with infinities and NaNs; a half-word held from an earlier draw."""
+    import numpy as np
+
+    from accelsim.dse import search
+    genomes = np.random.default_rng(seed).integers(0, 3, size=(n, len(sizes)))
+    ranks = data.draw(st.lists(st.integers(0, 3).map(float), min_size=n, max_size=n))
+    crowd = data.draw(st.lists(st.sampled_from([0.0, 0.5, 1.5, math.inf, math.nan]), min_size=n, max_size=n))
+    ours, theirs = np.random.default_rng(seed), np.random.default_rng(seed)
+    if held:  # leave a high half in both buffers
+        ours.integers(5, size=1)
+        theirs.integers(5, size=1)
+    assert search._raw_draws_match()  # this numpy consumes words as the raw form reads them
+    small = all(s < 2**20 for s in sizes)
+    for _ in range(3):
+        if small:
+            state = ours.bit_generator.state
+            assert search._offspring_from_raw(genomes, np.array(ranks), np.array(crowd), np.array(sizes),
+                                              ours) is not None
+            ours.bit_generator.state = state
+        now = search._offspring(genomes, np.array(ranks), np.array(crowd), np.array(sizes), ours)
+        before = search._offspring_by_calls(genomes, np.array(ranks), np.array(crowd), np.array(sizes), theirs)
+        assert now.tolist() == before.tolist()
+        assert ours.bit_generator.state == theirs.bit_generator.state
+        genomes = now
+
+
+@settings(max_examples=150, deadline=None)
+@given(data=st.data(), n=st.integers(1, 40), m=st.integers(1, 4))
+def test_crowding_by_rank_equals_each_rank_alone(data, n, m):
+    """Crowding distances of all ranks at once equal ``crowding_distance`` on each rank of more
+    than two points (infinity for the others), bit for bit: tied values and ranks, NaN and
+    infinite objectives, ranks of one value."""
+    import numpy as np
+
+    from accelsim.dse import pareto
+    cell = st.sampled_from([0.0, 1.0, 2.0, -1.5, 3.25, math.inf, -math.inf, math.nan])
+    values = np.array(data.draw(st.lists(st.lists(cell, min_size=m, max_size=m), min_size=n, max_size=n)))
+    ranks = np.array(data.draw(st.lists(st.integers(0, 4).map(float), min_size=n, max_size=n)))
+    expected = np.full(n, np.inf)
+    distinct, counts = np.unique(ranks, return_counts=True)
+    with np.errstate(all="ignore"):
+        for r in distinct[counts > 2].tolist():
+            members = np.flatnonzero(ranks == r)
+            expected[members] = pareto.crowding_distance(values[members])
+        got = pareto.crowding_by_rank(values, ranks)
+    assert np.array_equal(got, expected, equal_nan=True)
+    assert np.array_equal(np.signbit(got), np.signbit(expected))

@@ -13,6 +13,7 @@ import itertools
 import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -177,12 +178,7 @@ def _rank(viol: np.ndarray, objective_values: np.ndarray, senses: list[str]) -> 
     finite = np.where(np.isfinite(viol), viol, np.nanmax(np.where(np.isfinite(viol), viol, 0)) + 1e9)
     values = pareto.oriented(list(objective_values.T), senses)
     ranks = pareto.constrained_ranks(values, finite)
-    crowd = np.full(len(viol), np.inf)  # a rank of one or two members: all boundary points
-    distinct, counts = np.unique(ranks, return_counts=True)
-    for r in distinct[counts > 2].tolist():
-        members = np.flatnonzero(ranks == r)
-        crowd[members] = pareto.crowding_distance(values[members])
-    return ranks, crowd
+    return ranks, pareto.crowding_by_rank(values, ranks)
 
 
 def _offspring(genomes: np.ndarray, ranks: np.ndarray, crowd: np.ndarray, sizes: np.ndarray,
@@ -192,12 +188,29 @@ def _offspring(genomes: np.ndarray, ranks: np.ndarray, crowd: np.ndarray, sizes:
     textbook loop (two tournaments of two, two vectors of coin flips, one reset value per gene,
     drawn whether or not the gene mutates): numpy draws an array of bounded integers or of
     floats as the same calls one by one would, so a seed gives the same run as before."""
-    state = rng.bit_generator.state
-    children = _offspring_from_raw(genomes, ranks, crowd, sizes, rng)
-    if children is not None:
-        return children
-    rng.bit_generator.state = state  # a draw the raw form does not follow: the calls themselves
+    if _raw_draws_match():
+        state = rng.bit_generator.state
+        children = _offspring_from_raw(genomes, ranks, crowd, sizes, rng)
+        if children is not None:
+            return children
+        rng.bit_generator.state = state  # a draw the raw form does not follow: the calls themselves
     return _offspring_by_calls(genomes, ranks, crowd, sizes, rng)
+
+
+@lru_cache(maxsize=1)
+def _raw_draws_match() -> bool:
+    """Whether this numpy's generator calls consume raw words as ``_offspring_from_raw`` reads
+    them (checked once per process on a few generations that carry a held half-word across
+    children and include a gene of one value); where not, the calls are made."""
+    genomes = np.arange(21 * 4).reshape(21, 4) % 3
+    ranks, crowd = (np.arange(21) % 4).astype(float), np.linspace(0, 2, 21)
+    ours, theirs = np.random.default_rng(7), np.random.default_rng(7)
+    for sizes in ([3, 1, 7, 5], [2, 9, 1, 1], [3, 1, 7, 5]):
+        now = _offspring_from_raw(genomes, ranks, crowd, np.array(sizes), ours)
+        before = _offspring_by_calls(genomes, ranks, crowd, np.array(sizes), theirs)
+        if now is None or now.tolist() != before.tolist() or ours.bit_generator.state != theirs.bit_generator.state:
+            return False
+    return True
 
 
 def _offspring_by_calls(genomes: np.ndarray, ranks: np.ndarray, crowd: np.ndarray, sizes: np.ndarray,
