@@ -274,9 +274,9 @@ def _offspring_from_raw(genomes: np.ndarray, ranks: np.ndarray, crowd: np.ndarra
     stream = np.stack([taken & low, taken >> np.uint64(32)], axis=1).ravel()
     if held:
         stream = np.concatenate([np.array([state["uinteger"]], dtype=np.uint64), stream])
-    stream = stream[:halves_drawn].reshape(n, per_child)
+    draws = stream[:halves_drawn].reshape(n, per_child)
     bounds = np.concatenate([np.full(4, n), sizes[drawn]]).astype(np.uint64)
-    product = stream * bounds
+    product = draws * bounds
     if np.any((product & low) < (np.uint64(_U32) - bounds) % bounds):
         return None
     values = (product >> np.uint64(32)).astype(np.int64)
