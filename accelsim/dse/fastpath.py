@@ -959,6 +959,13 @@ class _Group:
         for g, (rep, members) in enumerate(zip(reps.tolist(), _members(index, len(reps)))):
             rows = local[members]
             j = int(local[rep])
+            if len(rows) == 1:  # alone: placed untraced, nothing kept (``memo.run(..., trace=False)``)
+                placed = allocate(hws.spec_of(j, False) if isinstance(hws, _GroupedSpecs) else hws[j])
+                if not isinstance(placed, str):
+                    outcomes.append(placed)
+                    placed = len(outcomes) - 1
+                yield rows, placed
+                continue
             spec_of: Callable[[], Any] = partial(hws.__getitem__, j)
             field_of = None
             if isinstance(hws, _GroupedSpecs):
@@ -1312,6 +1319,9 @@ class _GroupedSpecs:
         for g, (rep, positions) in enumerate(zip(reps.tolist(), _members(index, len(reps)))):
             members = rows[positions]
             j = int(rows[rep])
+            if len(members) == 1:  # alone: checked untraced, nothing kept (``memo.run(..., trace=False)``)
+                yield members, passes(self.spec_of(j, False))
+                continue
             passed, read = memo.run(partial(self.spec_of, j, len(members) > 1), passes, set(self.names),
                                     self.field_of(j), trace=len(members) > 1)
             varying = {item for item in read if item[0][0] in self.names}  # the rest is the proto's
