@@ -225,3 +225,24 @@ def test_crowding_by_rank_equals_each_rank_alone(data, n, m):
         got = pareto.crowding_by_rank(values, ranks)
     assert np.array_equal(got, expected, equal_nan=True)
     assert np.array_equal(np.signbit(got), np.signbit(expected))
+
+
+@settings(max_examples=200, deadline=None)
+@given(values=st.one_of(
+    st.lists(st.sampled_from([0.0, -0.0, 1.5, math.inf, math.nan, 2.0]), min_size=1, max_size=30),
+    st.lists(st.integers(-3, 3) | st.just(2**80), min_size=1, max_size=30),
+    st.lists(st.sampled_from(["1 B", "2 B", "x", ""]), min_size=1, max_size=30),
+    st.lists(st.sampled_from([1, 1.0, True, "1", 0, 0.0, False]), min_size=1, max_size=30)),
+)
+def test_codes_of_few_values_equal_pandas_and_the_general_rule(values):
+    """Distinct values and codes of a small chunk (hashed in Python) equal pandas' factorize and
+    the mixed-type rule (1, 1.0 and True apart; NaN objects apart unless one object; 0.0 and
+    -0.0 one value, the first seen kept), value and type."""
+    small = fastpath._codes(values)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(fastpath, "_FEW", 0)
+        by_pandas = fastpath._codes(values)
+    distinct, index = fastpath._codes([*values, object()])  # a mixed list: the general rule
+    for other in (by_pandas, (distinct[:-1], index[:-1])):
+        assert [(type(v), repr(v)) for v in small[0]] == [(type(v), repr(v)) for v in other[0]]
+        assert small[1].tolist() == other[1].tolist()
