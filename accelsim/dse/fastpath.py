@@ -324,9 +324,9 @@ def _codes(values: list[Any]) -> tuple[list[Any], np.ndarray]:
     1, 1.0 and True are equal keys there but different points."""
     if values and len(set(map(type, values))) == 1 and type(values[0]) in (str, int, float):
         if len(values) <= _FEW:  # a small chunk (an NSGA-II generation): pandas' fixed cost outweighs
-            seen: dict[Any, int] = {}  # one type: a value is its own key, as ``(type, value)`` below
-            codes = np.fromiter((seen.setdefault(v, len(seen)) for v in values), dtype=np.intp, count=len(values))
-            return list(seen), codes
+            first: dict[Any, int] = {}  # one type: a value is its own key, as ``(type, value)`` below
+            codes = np.fromiter((first.setdefault(v, len(first)) for v in values), dtype=np.intp, count=len(values))
+            return list(first), codes
         index, distinct = pd.factorize(pd.Series(values, dtype=object), sort=False)
         if (index >= 0).all():
             return list(distinct), np.asarray(index, dtype=np.intp)
