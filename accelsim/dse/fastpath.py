@@ -903,21 +903,17 @@ class _Group:
                 fits, placements, layout = found[0] >= 0, found[1], found[0]
         except Mixed:
             return False
-        # the refusal lines are ``allocate``'s own (and every refused member must be refused there)
+        # the refusal lines are ``allocate``'s own, found as ``place`` finds them (once per group
+        # of members that agree on what the refusal reads); each must be a refusal there too
         refused = []
-        for j in local[~fits].tolist():
-            spec = hws.spec_of(j, False) if isinstance(hws, _GroupedSpecs) else hws[j]
-            try:
-                kind.allocate(full_need, spec)
-                if need is not full_need:
-                    kind.allocate(need, spec)
-            except DoesNotFitError as err:
-                refused.append((j, err.one_line()))
-                continue
-            return False  # the column-wise rule disagrees: place point by point
-        for j, line in refused:
-            self.table.fail(int(self.members[j]), metrics.STATUS_NO_FIT, line)
-        self.table.vectorised += len(refused)
+        for rows, outcome in self.place(kind, hws, local[~fits], full_need, need, sections, [], ()):
+            if not isinstance(outcome, str):
+                return False  # the column-wise rule disagrees: place point by point
+            refused.append((rows, outcome))
+        for rows, line in refused:
+            for i in self.members[rows].tolist():
+                self.table.fail(i, metrics.STATUS_NO_FIT, line)
+            self.table.vectorised += len(rows)
         for code in np.unique(layout[fits]).tolist():
             rows = np.flatnonzero(fits & (layout == code))
             pl = placements[code]
