@@ -730,7 +730,11 @@ class _Group:
                 return None  # the loader names the unknown key: let the scalar path say it
             reps, index = _distinct_rows([codes[k] for k in deps], len(members))
             known = _section_cache(self.space)
-            texts = [(self.value_keys(k), codes[k]) for k in deps]
+            # each key's value text per representative (plain lists: no numpy scalar per read)
+            texts = []
+            for dep in deps:
+                text = self.value_keys(dep)
+                texts.append([text[c] for c in codes[dep][reps].tolist()])
             derived = section in self.space.derived_sections
             # the keys written into the section (parameters, and derived keys whose values are
             # computed column-wise): what a leaf substitution replaces
@@ -741,7 +745,7 @@ class _Group:
             stats = known.setdefault(("kept", section), [0, 0])  # [hits, values kept]
             # A section is a function of the keys it depends on: validated once per process
             # for each distinct value of those, however many chunks repeat it.
-            lookups = [(section, tuple(text[code[r]] for text, code in texts)) for r in reps.tolist()]
+            lookups = [(section, parts) for parts in zip(*texts)]
             values = [known.get(key, _ABSENT) for key in lookups]
             missing = [k for k, v in enumerate(values) if v is _ABSENT]
             if plan is not None:
@@ -749,10 +753,11 @@ class _Group:
             stats[0] += len(values) - len(missing)
             # the derived keys of every missing value at once (column-wise); a point they
             # refuse is refused (None), and the scalar path gives its line
-            columns = derived_values(self.space, [self.points[members[reps[k]]] for k in missing]) \
+            rep_points = [self.points[i] for i in members[reps].tolist()]
+            columns = derived_values(self.space, [rep_points[k] for k in missing]) \
                 if missing and derived else None
             for position, k in enumerate(missing):
-                point = self.points[members[reps[k]]]
+                point = rep_points[k]
                 written = None
                 if columns is not None:
                     if columns.errors[position] is not None:
