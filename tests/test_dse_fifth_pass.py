@@ -246,3 +246,30 @@ def test_codes_of_few_values_equal_pandas_and_the_general_rule(values):
     for other in (by_pandas, (distinct[:-1], index[:-1])):
         assert [(type(v), repr(v)) for v in small[0]] == [(type(v), repr(v)) for v in other[0]]
         assert small[1].tolist() == other[1].tolist()
+
+
+@pytest.mark.parametrize("expr", ["197e12", "1 / 0"])
+def test_a_section_written_by_a_derived_key_that_reads_no_parameter(write, expr):
+    """A derived key with no parameter in its expression: its section depends on no key, so every
+    member shares one value (or one refusal), as one by one."""
+    from accelsim.dse import search
+    from accelsim.dse.evaluate import Job, evaluate_points_scalar
+    from accelsim.dse.space import load_space
+    from accelsim.model.spec import load_model
+    from accelsim.workload import Workload
+    space = load_space(write("space.yaml", f"""
+name: constant
+base: tpu-v5e
+objectives: {{tokens_per_s: max}}
+parameters:
+  - {{key: systolic.rows, values: [128, 64]}}
+derived:
+  compute.matrix.bf16: "{expr}"
+"""))
+    job = Job(space, load_model("llama-3.1-8b"), Workload(**space.spec.workload.model_dump()))
+    points = search.grid_points(space)
+    fast, slow = fastpath.evaluate_points(job, points), evaluate_points_scalar(job, points)
+    assert [(r["status"], r["reason"]) for r in fast] == [(r["status"], r["reason"]) for r in slow]
+    for f, s in zip(fast, slow):
+        assert (f.get("tokens_per_s") is None) == (s.get("tokens_per_s") is None)
+        assert s.get("tokens_per_s") is None or math.isclose(f["tokens_per_s"], s["tokens_per_s"], rel_tol=1e-9)

@@ -745,7 +745,8 @@ class _Group:
             stats = known.setdefault(("kept", section), [0, 0])  # [hits, values kept]
             # A section is a function of the keys it depends on: validated once per process
             # for each distinct value of those, however many chunks repeat it.
-            lookups = [(section, parts) for parts in zip(*texts)]
+            # (a section written by derived keys alone has no keys: one value for every member)
+            lookups = [(section, parts) for parts in zip(*texts)] if texts else [(section, ())] * len(reps)
             values = [known.get(key, _ABSENT) for key in lookups]
             missing = [k for k, v in enumerate(values) if v is _ABSENT]
             if plan is not None:
