@@ -92,11 +92,15 @@ def parse_quantity(text: object, dim: Dimension) -> float:
         if hit is not None and hit[0] is dim:
             return hit[1]
         value = _parse_quantity(text, dim)
-        if len(_PARSED) >= 100_000:
-            _PARSED.clear()
-        _PARSED[(text, id(dim))] = (dim, value)
+        _remember(text, dim, value)
         return value
     return _parse_quantity(text, dim)
+
+
+def _remember(text: str, dim: Dimension, value: float) -> None:
+    if len(_PARSED) >= 100_000:
+        _PARSED.clear()
+    _PARSED[(text, id(dim))] = (dim, value)
 
 
 def quantity_text(number: float, unit: str, dim: Dimension) -> str:
@@ -111,9 +115,7 @@ def quantity_text(number: float, unit: str, dim: Dimension) -> str:
     if scale is not None and type(number) is float and math.isfinite(number):
         value = number * scale
         if math.isfinite(value):
-            if len(_PARSED) >= 100_000:
-                _PARSED.clear()
-            _PARSED[(text, id(dim))] = (dim, value)
+            _remember(text, dim, value)
     return text
 
 

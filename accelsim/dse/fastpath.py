@@ -1165,16 +1165,12 @@ class _Whole(Exception):
     validated section does not hold): the section is validated whole."""
 
 
-def _substituted(base: BaseModel, plan: LeafPlan, point: dict[str, Any],
-                 written: dict[str, Any] | None = None) -> Any:
-    """``base`` with the point's value at each planned path (validated alone), or None where a
-    value is refused; ``written``: values of derived keys, read before the point's."""
-    return _substitution(plan)(base, point, written)
-
-
 def _substitution(plan: LeafPlan) -> Callable[[BaseModel, dict[str, Any], dict[str, Any] | None], Any]:
-    """``_substituted`` for one plan, its tree and leaf validators looked up once (a random
-    search substitutes every point's own values into each section it touches)."""
+    """For one plan, the function of (``base``, point, ``written``) giving ``base`` with the
+    point's value at each planned path (validated alone), or None where a value is refused;
+    ``written``: values of derived keys, read before the point's.  The plan's tree and leaf
+    validators are looked up once (a random search substitutes every point's own values into
+    each section it touches)."""
     tree = _tree(tuple(parts for _, parts, _ in plan))
     # the leaf model's own validator, as ``model_validate`` calls it (without its wrapper)
     leaves = [(key, leaf.__pydantic_validator__.validate_python) for key, _, leaf in plan]

@@ -198,8 +198,7 @@ def csv_lines(columns: list[list[Any]]) -> str:
     """``csv.writer(lineterminator="\n").writerows(zip(*columns))``'s text, made column by
     column: a column with no character that needs quoting (the numbers, ids and most values)
     is joined as it is, and only the others are quoted cell by cell, as the writer quotes them
-    (a cell that is not text is written as the writer writes it: None empty, a float by its
-    ``repr``, anything else by ``str``)."""
+    (a cell that is not text is written as the writer writes it: ``_cell``, then ``str``)."""
     if len(columns) < 2 or not columns[0]:  # a lone empty field is written '""': the writer's rule
         buffer = io.StringIO()
         csv.writer(buffer, lineterminator="\n").writerows(zip(*columns))
@@ -207,20 +206,13 @@ def csv_lines(columns: list[list[Any]]) -> str:
     texts = []
     for column in columns:
         if set(map(type, column)) != {str}:
-            column = [c if type(c) is str else _written(c) for c in column]
+            column = [c if type(c) is str else str(_cell(c)) for c in column]  # as the writer writes it
         joined = "".join(column)
         if any(mark in joined for mark in _QUOTED):
             column = [f'"{c.replace(chr(34), chr(34) * 2)}"' if any(m in c for m in _QUOTED) else c
                       for c in column]
         texts.append(column)
     return "\n".join(map(",".join, zip(*texts))) + "\n"
-
-
-def _written(value: Any) -> str:
-    """A cell that is not text, as ``csv.writer`` writes it."""
-    if value is None:
-        return ""
-    return repr(value) if isinstance(value, float) else str(value)
 
 
 def evaluate_chunk(job: Job, points: list[dict]) -> str:
