@@ -276,15 +276,45 @@ def bench_fastpath(points: int, samples: int) -> dict:
     return {"spaces": out, "targets_per_s": {"grid": 100_000, "random_and_evolutionary": 20_000}}
 
 
-def bench_fastpath_against(tree: Path, points: int, samples: int) -> dict:
-    """``bench_fastpath`` on the code in ``tree`` (a fresh process importing it, this file's
-    function run there), then here; every points-per-second figure beside its ratio."""
+def _fastpath_in(tree: Path, points: int, samples: int) -> dict:
+    """``bench_fastpath`` on the code in ``tree``: a fresh process importing it, this file's
+    function run there."""
     code = ("import json, sys; sys.path.insert(0, sys.argv[1]); import bench_speed; "
             "print(json.dumps(bench_speed.bench_fastpath(int(sys.argv[2]), int(sys.argv[3]))))")
     env = {**os.environ, "PYTHONPATH": str(tree)}
-    before = json.loads(subprocess.run([sys.executable, "-c", code, str(ROOT / "benchmarks"), str(points),
-                                        str(samples)], env=env, cwd=tree, check=True, capture_output=True,
-                                       text=True).stdout.strip().splitlines()[-1])
+    return json.loads(subprocess.run([sys.executable, "-c", code, str(ROOT / "benchmarks"), str(points),
+                                      str(samples)], env=env, cwd=tree, check=True, capture_output=True,
+                                     text=True).stdout.strip().splitlines()[-1])
+
+
+_RATES = ("grid_points_per_cpu_s", "random_points_per_cpu_s", "nsga2_points_per_cpu_s",
+          "random_points_per_s", "nsga2_points_per_s")
+
+
+def fastpath_rounds(tree: Path, points: int, samples: int, rounds: int) -> dict:
+    """``rounds`` rounds of ``bench_fastpath``, each on ``tree``'s code and then on this code,
+    every run in a fresh process: a machine whose load swings within seconds moves a single
+    pair's ratio by tens of per cent (a 0.1 s NSGA-II run most), so every round's rates and
+    ratios are kept, with their medians."""
+    runs = [(_fastpath_in(tree, points, samples), _fastpath_in(ROOT, points, samples)) for _ in range(rounds)]
+    out: dict = {"rounds": rounds, "tree": str(tree), "spaces": {}}
+    for k, first in enumerate(runs[0][1]["spaces"]):
+        per: dict = {}
+        for rate in _RATES:
+            base = [before["spaces"][k][rate] for before, _ in runs]
+            now = [after["spaces"][k][rate] for _, after in runs]
+            ratios = [a / b for a, b in zip(now, base)]
+            per[rate] = {"baseline": base, "this": now, "ratios": ratios,
+                         "median_baseline": statistics.median(base), "median_this": statistics.median(now),
+                         "median_ratio": statistics.median(ratios)}
+        out["spaces"][first["space"]] = per
+    return out
+
+
+def bench_fastpath_against(tree: Path, points: int, samples: int) -> dict:
+    """``bench_fastpath`` on the code in ``tree`` (a fresh process importing it, this file's
+    function run there), then here; every points-per-second figure beside its ratio."""
+    before = _fastpath_in(tree, points, samples)
     after = bench_fastpath(points, samples)
     for now, then in zip(after["spaces"], before["spaces"]):
         now["ratio_to_baseline"] = {k: now[k] / then[k] for k in now
@@ -365,6 +395,16 @@ def bench_sweep(points: int) -> dict:
             "peak_rss_ratio_large_to_small": large["peak_rss_mb_main_process"] / small["peak_rss_mb_main_process"]}
 
 
+def _fastpath(args: argparse.Namespace) -> dict:
+    if not args.baseline_tree:
+        return bench_fastpath(args.points, args.samples)
+    out = bench_fastpath_against(args.baseline_tree, args.points, args.samples)
+    if args.fastpath_rounds:
+        out["rounds_against_baseline"] = fastpath_rounds(args.baseline_tree, args.points, args.samples,
+                                                         args.fastpath_rounds)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--only", default="cli,simulate,fastpath,pareto,sweep,yaml")
@@ -381,14 +421,16 @@ def main() -> None:
     ap.add_argument("--sweep-points", type=int, default=1_000_000)
     ap.add_argument("--baseline-tree", type=Path, default=None,
                     help="an older checkout to run the fastpath part on first, for same-run ratios")
+    ap.add_argument("--fastpath-rounds", type=int, default=0, metavar="K",
+                    help="with --baseline-tree: K more rounds of the fastpath part in fresh processes, "
+                         "the baseline's code then this code in turn (every round's rates, and medians)")
     args = ap.parse_args()
     parts = args.only.split(",")
     results: dict = {"machine": {"python": platform.python_version(), "cpu": platform.machine(),
                                  "cpus": os.cpu_count(), "load_average_at_start": os.getloadavg()[0]}}
     runs = {"cli": lambda: bench_cli(args.repeats),
             "simulate": lambda: bench_simulate(args.simulate, args.simulate_baseline, args.simulate_rounds),
-            "fastpath": lambda: (bench_fastpath_against(args.baseline_tree, args.points, args.samples)
-                                 if args.baseline_tree else bench_fastpath(args.points, args.samples)),
+            "fastpath": lambda: _fastpath(args),
             "pareto": lambda: bench_pareto(args.pareto_points), "sweep": lambda: bench_sweep(args.sweep_points),
             "yaml": lambda: bench_yaml(args.repeats)}
     for part in parts:

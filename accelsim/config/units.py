@@ -92,11 +92,31 @@ def parse_quantity(text: object, dim: Dimension) -> float:
         if hit is not None and hit[0] is dim:
             return hit[1]
         value = _parse_quantity(text, dim)
-        if len(_PARSED) >= 100_000:
-            _PARSED.clear()
-        _PARSED[(text, id(dim))] = (dim, value)
+        _remember(text, dim, value)
         return value
     return _parse_quantity(text, dim)
+
+
+def _remember(text: str, dim: Dimension, value: float) -> None:
+    if len(_PARSED) >= 100_000:
+        _PARSED.clear()
+    _PARSED[(text, id(dim))] = (dim, value)
+
+
+def quantity_text(number: float, unit: str, dim: Dimension) -> str:
+    """``f"{number!r} {unit}"``: the text a sweep writes for a number it computed (a random
+    draw, a derived key), with the value ``parse_quantity(text, dim)`` gives for it recorded,
+    since the sweep reads every such text back at once and each is new.  That value is known
+    without parsing: a finite float's ``repr`` reads back as the same float, so the parser's
+    ``float(number) * dim.units[unit]`` is ``number * dim.units[unit]``; anything else (a unit
+    not of ``dim``, a non-finite number or product) is left for the parser to judge."""
+    text = f"{number!r} {unit}"
+    scale = dim.units.get(unit)
+    if scale is not None and type(number) is float and math.isfinite(number):
+        value = number * scale
+        if math.isfinite(value):
+            _remember(text, dim, value)
+    return text
 
 
 def _parse_quantity(text: object, dim: Dimension) -> float:

@@ -133,7 +133,7 @@ def _columns(space: Space, points: list[dict[str, Any]], keys: list[str]) \
         floats = value.tolist()
         if dim:
             unit = base_unit(dim)
-            written[target] = [f"{v!r} {unit}" for v in floats]
+            written[target] = [units.quantity_text(v, unit, dim) for v in floats]
         elif isinstance(template, int):
             written[target] = [round(v) if math.isfinite(v) else None for v in floats]
         else:

@@ -315,11 +315,18 @@ def _cell(value: Any) -> Any:
         return str(value)
 
 
+_FEW = 1024
+
+
 def _codes(values: list[Any]) -> tuple[list[Any], np.ndarray]:
     """Distinct values (first occurrence order) and each value's index among them.  Values of
     one plain type are hashed in C (pandas); mixed types are told apart in Python, since
     1, 1.0 and True are equal keys there but different points."""
     if values and len(set(map(type, values))) == 1 and type(values[0]) in (str, int, float):
+        if len(values) <= _FEW:  # a small chunk (an NSGA-II generation): pandas' fixed cost outweighs
+            first: dict[Any, int] = {}  # one type: a value is its own key, as ``(type, value)`` below
+            codes = np.fromiter((first.setdefault(v, len(first)) for v in values), dtype=np.intp, count=len(values))
+            return list(first), codes
         index, distinct = pd.factorize(pd.Series(values, dtype=object), sort=False)
         if (index >= 0).all():
             return list(distinct), np.asarray(index, dtype=np.intp)
@@ -723,17 +730,23 @@ class _Group:
                 return None  # the loader names the unknown key: let the scalar path say it
             reps, index = _distinct_rows([codes[k] for k in deps], len(members))
             known = _section_cache(self.space)
-            texts = [(self.value_keys(k), codes[k]) for k in deps]
+            # each key's value text per representative (plain lists: no numpy scalar per read)
+            texts = []
+            for dep in deps:
+                text = self.value_keys(dep)
+                texts.append([text[c] for c in codes[dep][reps].tolist()])
             derived = section in self.space.derived_sections
             # the keys written into the section (parameters, and derived keys whose values are
             # computed column-wise): what a leaf substitution replaces
             writes = [k for k in (*keys, *self.space.spec.derived) if k.partition(".")[0] == section]
             plan = _leaf_plan(cls, section, writes)
+            substituted = _substitution(plan) if plan is not None else None
             base: Any = None  # a validated value of the section, for ``plan``
             stats = known.setdefault(("kept", section), [0, 0])  # [hits, values kept]
             # A section is a function of the keys it depends on: validated once per process
             # for each distinct value of those, however many chunks repeat it.
-            lookups = [(section, tuple(text[code[r]] for text, code in texts)) for r in reps.tolist()]
+            # (a section written by derived keys alone has no keys: one value for every member)
+            lookups = [(section, parts) for parts in zip(*texts)] if texts else [(section, ())] * len(reps)
             values = [known.get(key, _ABSENT) for key in lookups]
             missing = [k for k, v in enumerate(values) if v is _ABSENT]
             if plan is not None:
@@ -741,10 +754,11 @@ class _Group:
             stats[0] += len(values) - len(missing)
             # the derived keys of every missing value at once (column-wise); a point they
             # refuse is refused (None), and the scalar path gives its line
-            columns = derived_values(self.space, [self.points[members[reps[k]]] for k in missing]) \
+            rep_points = [self.points[i] for i in members[reps].tolist()]
+            columns = derived_values(self.space, [rep_points[k] for k in missing]) \
                 if missing and derived else None
             for position, k in enumerate(missing):
-                point = self.points[members[reps[k]]]
+                point = rep_points[k]
                 written = None
                 if columns is not None:
                     if columns.errors[position] is not None:
@@ -752,9 +766,9 @@ class _Group:
                         continue
                     written = columns.point(position)
                 value: Any = _ABSENT
-                if plan is not None and base is not None:
+                if substituted is not None and base is not None:
                     with contextlib.suppress(_Whole):
-                        value = _substituted(base, plan, point, written)
+                        value = substituted(base, point, written)
                 if value is _ABSENT:
                     document = self.space.document(point, only=section, derived=written)
                     value = self.validated(cls, section, document[section])
@@ -843,6 +857,8 @@ class _Group:
         graph = full if group_workload == workload else _lowered(job, kind, group_workload, hw0)
         need = full_need if graph is full else _demand(kind, graph, hw0, spec, group_workload)
 
+        if self.place_columns(kind, hws, valid, sections, full_need, need, graph, workload, groups):
+            return
         # Placement reads a few sections: place once per distinct combination of those.
         outcomes: list[Any] = []
         placed: dict[int, list[int]] = defaultdict(list)
@@ -869,6 +885,56 @@ class _Group:
             except Mixed as err:
                 self.note(f"'{err}' differs within one layout: those points evaluated one by one")
                 self.one_by_one(local)
+
+    def place_columns(self, kind, hws, valid: list[int], sections, full_need, need, graph, workload,
+                      groups) -> bool:
+        """Placement of every member at once where the kind places column-wise
+        (``Backend.allocate_columns``): the members that fit costed per layout, the others
+        refused with the line ``allocate`` gives each.  False, with nothing done, where the
+        kind places point by point or the members' specs do not form one column view."""
+        local = np.asarray(valid, dtype=np.intp)
+        try:
+            view = spec_columns(hws[valid[0]], {s: (values, index[local]) for s, (values, index) in sections.items()},
+                                len(local))
+            found = kind.allocate_columns(full_need, view)
+            if found is None:
+                return False
+            if need is not full_need:
+                inner = kind.allocate_columns(need, view)
+                if inner is None:
+                    return False
+                fits, placements = (found[0] >= 0) & (inner[0] >= 0), inner[1]
+                layout = inner[0]
+            else:
+                fits, placements, layout = found[0] >= 0, found[1], found[0]
+        except Mixed:
+            return False
+        # the refusal lines are ``allocate``'s own, found as ``place`` finds them (once per group
+        # of members that agree on what the refusal reads); each must be a refusal there too
+        refused = []
+        for rows, outcome in self.place(kind, hws, local[~fits], full_need, need, sections, [], ()):
+            if not isinstance(outcome, str):
+                return False  # the column-wise rule disagrees: place point by point
+            refused.append((rows, outcome))
+        for rows, line in refused:
+            for i in self.members[rows].tolist():
+                self.table.fail(i, metrics.STATUS_NO_FIT, line)
+            self.table.vectorised += len(rows)
+        for code in np.unique(layout[fits]).tolist():
+            rows = np.flatnonzero(fits & (layout == code))
+            pl = placements[code]
+            ready = replace(pl, capacity={k: np.asarray(v)[rows] for k, v in pl.capacity.items()},
+                            regions={k: np.asarray(v)[rows] for k, v in pl.regions.items()})
+            if workload.density is not None:
+                ready = replace(ready, density=workload.density)
+            members = local[rows]
+            try:
+                self.cost_layout(kind, graph, hws[int(members[0])], members, sections, {}, [], workload,
+                                 groups, ready)
+            except Mixed as err:
+                self.note(f"'{err}' differs within one layout: those points evaluated one by one")
+                self.one_by_one(members)
+        return True
 
     def place(self, kind, hws: list, local: np.ndarray, full_need, need, sections,
               outcomes: list, fields: tuple[Item, ...]):
@@ -902,6 +968,13 @@ class _Group:
         for g, (rep, members) in enumerate(zip(reps.tolist(), _members(index, len(reps)))):
             rows = local[members]
             j = int(local[rep])
+            if len(rows) == 1:  # alone: placed untraced, nothing kept (``memo.run(..., trace=False)``)
+                placed = allocate(hws.spec_of(j, False) if isinstance(hws, _GroupedSpecs) else hws[j])
+                if not isinstance(placed, str):
+                    outcomes.append(placed)
+                    placed = len(outcomes) - 1
+                yield rows, placed
+                continue
             spec_of: Callable[[], Any] = partial(hws.__getitem__, j)
             field_of = None
             if isinstance(hws, _GroupedSpecs):
@@ -927,10 +1000,12 @@ class _Group:
         return codes
 
     def cost_layout(self, kind, graph, hw_first, local: np.ndarray, sections, placed, outcomes,
-                    workload, groups) -> None:
+                    workload, groups, ready=None) -> None:
+        """Cost the members ``local`` of one layout (their placement ``ready``, or made from the
+        ``placed`` outcomes)."""
         view = spec_columns(hw_first, {s: (values, index[local]) for s, (values, index) in sections.items()},
                             len(local))
-        placement = self.placement(local, placed, outcomes, workload)
+        placement = ready if ready is not None else self.placement(local, placed, outcomes, workload)
         p = kind.params(view)
         memo: dict[tuple, tuple[Any, Any]] = {}
         timed: list[_Timed] = []
@@ -1090,18 +1165,26 @@ class _Whole(Exception):
     validated section does not hold): the section is validated whole."""
 
 
-def _substituted(base: BaseModel, plan: LeafPlan, point: dict[str, Any],
-                 written: dict[str, Any] | None = None) -> Any:
-    """``base`` with the point's value at each planned path (validated alone), or None where a
-    value is refused; ``written``: values of derived keys, read before the point's."""
-    values = []
-    for key, _, leaf in plan:
-        value = written[key] if written is not None and key in written else point[key]
-        try:
-            values.append(leaf.model_validate({"value": value}).value)
-        except ValidationError:
-            return None
-    return _replaced(base, _tree(tuple(parts for _, parts, _ in plan)), values)
+def _substitution(plan: LeafPlan) -> Callable[[BaseModel, dict[str, Any], dict[str, Any] | None], Any]:
+    """For one plan, the function of (``base``, point, ``written``) giving ``base`` with the
+    point's value at each planned path (validated alone), or None where a value is refused;
+    ``written``: values of derived keys, read before the point's.  The plan's tree and leaf
+    validators are looked up once (a random search substitutes every point's own values into
+    each section it touches)."""
+    tree = _tree(tuple(parts for _, parts, _ in plan))
+    # the leaf model's own validator, as ``model_validate`` calls it (without its wrapper)
+    leaves = [(key, leaf.__pydantic_validator__.validate_python) for key, _, leaf in plan]
+
+    def substituted(base: BaseModel, point: dict[str, Any], written: dict[str, Any] | None) -> Any:
+        values = []
+        for key, validate in leaves:
+            value = written[key] if written is not None and key in written else point[key]
+            try:
+                values.append(validate({"value": value}).value)
+            except ValidationError:
+                return None
+        return _replaced(base, tree, values)
+    return substituted
 
 
 Tree = dict[str, Any]  # field name -> a leaf's position among the values, or the tree below it
@@ -1136,6 +1219,7 @@ def _replaced(obj: BaseModel, tree: Tree, values: list[Any]) -> BaseModel:
 
 
 _set = object.__setattr__
+_PLAIN_MODELS: dict[type, bool] = {}
 
 
 def _copied(obj: BaseModel, update: dict[str, Any]) -> Any:
@@ -1143,10 +1227,14 @@ def _copied(obj: BaseModel, update: dict[str, Any]) -> Any:
     or private attributes (a new instance with a copy of the field dict, updated, and the
     updated names added to the fields set), without its general-purpose copies, which cost
     more than the rest of a leaf substitution.  Other models go through ``model_copy``."""
-    if (obj.__pydantic_extra__ is not None or getattr(obj, "__pydantic_private__", None) is not None
-            or type(obj).model_config.get("extra") == "allow"):
-        return obj.model_copy(update=update)
     cls = type(obj)
+    plain = _PLAIN_MODELS.get(cls)
+    if plain is None:
+        # no extra fields allowed and no private attributes: every instance has neither
+        plain = _PLAIN_MODELS[cls] = (cls.model_config.get("extra") != "allow"
+                                      and not getattr(cls, "__private_attributes__", None))
+    if not plain:
+        return obj.model_copy(update=update)
     new = cls.__new__(cls)
     fields = obj.__dict__.copy()
     fields.update(update)
@@ -1182,6 +1270,7 @@ class _GroupedSpecs:
         self._position = {name: k for k, name in enumerate(names)}
         self.invalid: list[int] = []
         self._built: dict[int, Any] = {}
+        self._standins: dict[int, _Unbuilt] = {}
         self._item_cache: dict[Item, np.ndarray] = {}
         self._shared_codes = item_codes
         self.memo: Callable[[Any], _TracedMemo] = memo or (lambda check: _TracedMemo())
@@ -1235,6 +1324,9 @@ class _GroupedSpecs:
         for g, (rep, positions) in enumerate(zip(reps.tolist(), _members(index, len(reps)))):
             members = rows[positions]
             j = int(rows[rep])
+            if len(members) == 1:  # alone: checked untraced, nothing kept (``memo.run(..., trace=False)``)
+                yield members, passes(self.spec_of(j, False))
+                continue
             passed, read = memo.run(partial(self.spec_of, j, len(members) > 1), passes, set(self.names),
                                     self.field_of(j), trace=len(members) > 1)
             varying = {item for item in read if item[0][0] in self.names}  # the rest is the proto's
@@ -1272,8 +1364,14 @@ class _GroupedSpecs:
         if traced:
             return self[j]
         hit = self._built.get(j, False)
-        return hit if hit is not False else _Unbuilt(self.field_of(j), partial(self.__getitem__, j),
-                                                      type(self.proto))
+        if hit is not False:
+            return hit
+        # one stand-in per member, kept: its check and its placement read the same fields
+        standin = self._standins.get(j)
+        if standin is None:
+            standin = self._standins[j] = _Unbuilt(self.field_of(j), partial(self.__getitem__, j),
+                                                   type(self.proto))
+        return standin
 
     def __getitem__(self, j: int) -> Any:
         hit = self._built.get(j, False)

@@ -218,6 +218,36 @@ def crowding_distance(values: np.ndarray) -> np.ndarray:
     return distance
 
 
+def crowding_by_rank(values: np.ndarray, ranks: np.ndarray) -> np.ndarray:
+    """``crowding_distance`` within each rank of more than two points, all ranks at once (a
+    rank of one or two points: all boundary points, infinitely far).  Per objective the points
+    are sorted by rank, then value (stable, as each rank's own sort), and each rank's inner
+    points get the same sums in the same order."""
+    n, m = values.shape
+    distance = np.full(n, np.inf)
+    _, group, counts = np.unique(ranks, return_inverse=True, return_counts=True)
+    group = np.asarray(group).ravel()
+    crowded = np.flatnonzero(counts[group] > 2)
+    if not len(crowded):
+        return distance
+    part, keys = values[crowded], group[crowded]
+    found = np.zeros(len(crowded))
+    positions = np.arange(len(crowded))
+    for j in range(m):
+        order = np.lexsort((part[:, j], keys))
+        v, k = part[order, j], keys[order]
+        first = np.concatenate([[True], k[1:] != k[:-1]])
+        last = np.concatenate([k[1:] != k[:-1], [True]])
+        start = np.maximum.accumulate(np.where(first, positions, 0))
+        end = np.minimum.accumulate(np.where(last, positions, len(v))[::-1])[::-1]
+        span = v[end] - v[start]
+        found[order[first | last]] = np.inf
+        inner = np.flatnonzero(~first & ~last & (span > 0))
+        found[order[inner]] += (v[inner + 1] - v[inner - 1]) / span[inner]
+    distance[crowded] = found
+    return distance
+
+
 def constrained_ranks(values: np.ndarray, violation: np.ndarray) -> np.ndarray:
     """Deb's constraint handling: feasible points (violation 0) ranked by non-domination, then
     every infeasible point after them, the smaller violations first."""

@@ -180,14 +180,39 @@ def chunk_text(job: Job, points: list[dict], ids: list[str] | None = None) -> st
     with fastpath.gc_paused():
         table = fastpath.evaluate(job, points, ids=ids)
         cells = table.cells(fields)
+        if cells is not None:
+            return csv_lines(cells)
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        if cells is None:  # points with different key lists: row by row
-            for row in table.records():
-                writer.writerow([_cell(row.get(f)) for f in fields])
-        else:
-            writer.writerows(zip(*cells))
+        for row in table.records():  # points with different key lists: row by row
+            writer.writerow([_cell(row.get(f)) for f in fields])
     return buffer.getvalue()
+
+
+# What makes ``csv.writer`` (its default dialect, lines ended by "\n") quote a field: the
+# delimiter, the quote character or a character of the line terminator.
+_QUOTED = (",", '"', "\n")
+
+
+def csv_lines(columns: list[list[Any]]) -> str:
+    """``csv.writer(lineterminator="\n").writerows(zip(*columns))``'s text, made column by
+    column: a column with no character that needs quoting (the numbers, ids and most values)
+    is joined as it is, and only the others are quoted cell by cell, as the writer quotes them
+    (a cell that is not text is written as the writer writes it: ``_cell``, then ``str``)."""
+    if len(columns) < 2 or not columns[0]:  # a lone empty field is written '""': the writer's rule
+        buffer = io.StringIO()
+        csv.writer(buffer, lineterminator="\n").writerows(zip(*columns))
+        return buffer.getvalue()
+    texts = []
+    for column in columns:
+        if set(map(type, column)) != {str}:
+            column = [c if type(c) is str else str(_cell(c)) for c in column]  # as the writer writes it
+        joined = "".join(column)
+        if any(mark in joined for mark in _QUOTED):
+            column = [f'"{c.replace(chr(34), chr(34) * 2)}"' if any(m in c for m in _QUOTED) else c
+                      for c in column]
+        texts.append(column)
+    return "\n".join(map(",".join, zip(*texts))) + "\n"
 
 
 def evaluate_chunk(job: Job, points: list[dict]) -> str:

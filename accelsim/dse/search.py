@@ -13,6 +13,7 @@ import itertools
 import math
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -177,12 +178,7 @@ def _rank(viol: np.ndarray, objective_values: np.ndarray, senses: list[str]) -> 
     finite = np.where(np.isfinite(viol), viol, np.nanmax(np.where(np.isfinite(viol), viol, 0)) + 1e9)
     values = pareto.oriented(list(objective_values.T), senses)
     ranks = pareto.constrained_ranks(values, finite)
-    crowd = np.full(len(viol), np.inf)  # a rank of one or two members: all boundary points
-    distinct, counts = np.unique(ranks, return_counts=True)
-    for r in distinct[counts > 2].tolist():
-        members = np.flatnonzero(ranks == r)
-        crowd[members] = pareto.crowding_distance(values[members])
-    return ranks, crowd
+    return ranks, pareto.crowding_by_rank(values, ranks)
 
 
 def _offspring(genomes: np.ndarray, ranks: np.ndarray, crowd: np.ndarray, sizes: np.ndarray,
@@ -192,6 +188,34 @@ def _offspring(genomes: np.ndarray, ranks: np.ndarray, crowd: np.ndarray, sizes:
     textbook loop (two tournaments of two, two vectors of coin flips, one reset value per gene,
     drawn whether or not the gene mutates): numpy draws an array of bounded integers or of
     floats as the same calls one by one would, so a seed gives the same run as before."""
+    if _raw_draws_match():
+        state = rng.bit_generator.state
+        children = _offspring_from_raw(genomes, ranks, crowd, sizes, rng)
+        if children is not None:
+            return children
+        rng.bit_generator.state = state  # a draw the raw form does not follow: the calls themselves
+    return _offspring_by_calls(genomes, ranks, crowd, sizes, rng)
+
+
+@lru_cache(maxsize=1)
+def _raw_draws_match() -> bool:
+    """Whether this numpy's generator calls consume raw words as ``_offspring_from_raw`` reads
+    them (checked once per process on a few generations that carry a held half-word across
+    children and include a gene of one value); where not, the calls are made."""
+    genomes = np.arange(21 * 4).reshape(21, 4) % 3
+    ranks, crowd = (np.arange(21) % 4).astype(float), np.linspace(0, 2, 21)
+    ours, theirs = np.random.default_rng(7), np.random.default_rng(7)
+    for sizes in ([3, 1, 7, 5], [2, 9, 1, 1], [3, 1, 7, 5]):
+        now = _offspring_from_raw(genomes, ranks, crowd, np.array(sizes), ours)
+        before = _offspring_by_calls(genomes, ranks, crowd, np.array(sizes), theirs)
+        if now is None or now.tolist() != before.tolist() or ours.bit_generator.state != theirs.bit_generator.state:
+            return False
+    return True
+
+
+def _offspring_by_calls(genomes: np.ndarray, ranks: np.ndarray, crowd: np.ndarray, sizes: np.ndarray,
+                        rng: np.random.Generator) -> np.ndarray:
+    """``_offspring``, one child at a time through the generator's own calls."""
     n, genes = genomes.shape
     rank_of, crowd_of = ranks.tolist(), crowd.tolist()  # Python floats: no numpy scalar per read
     parents = genomes.tolist()
@@ -206,3 +230,74 @@ def _offspring(genomes: np.ndarray, ranks: np.ndarray, crowd: np.ndarray, sizes:
         children.append([r if flips[genes + k] < rate else (m if flips[k] < 0.5 else f)
                          for k, (m, f, r) in enumerate(zip(mother, father, resets))])
     return np.array(children, dtype=genomes.dtype).reshape(n, genes)
+
+
+_U32 = 2**32
+
+
+def _offspring_from_raw(genomes: np.ndarray, ranks: np.ndarray, crowd: np.ndarray, sizes: np.ndarray,
+                        rng: np.random.Generator) -> np.ndarray | None:
+    """``_offspring_by_calls``'s children from one block of the generator's raw 64-bit words,
+    consumed as its three calls per child consume them (numpy 2, PCG64): ``random(k)`` takes k
+    words, each ``(w >> 11) * 2**-53``; ``integers(n, size=4)`` and ``integers(sizes)`` take
+    32-bit halves from the generator's half-word buffer (a new word's low half, its high half
+    kept for the next such draw, across calls and children), one per tournament entrant and
+    one per gene of more than one value (none for a gene of one value).  A 32-bit draw becomes
+    a bounded integer by Lemire's rule, which draws again when the low product falls under a
+    threshold; a block where that happens is not followed here (None: the caller restores the
+    generator and makes the calls).  The generator is left as the calls leave it."""
+    n, genes = genomes.shape
+    sizes = np.asarray(sizes, dtype=np.int64)
+    if (not isinstance(rng.bit_generator, np.random.PCG64) or not 1 < n < _U32 - 1
+            or np.any(sizes < 1) or np.any(sizes >= _U32 - 1)):
+        return None
+    drawn = np.flatnonzero(sizes > 1)  # genes whose reset takes a 32-bit draw
+    per_child = 4 + len(drawn)  # 32-bit draws per child: four entrants, then the resets
+    state = rng.bit_generator.state
+    held = int(state["has_uint32"])  # a high half left in the buffer by an earlier draw
+    halves_drawn = n * per_child
+    words = -(-(halves_drawn - held) // 2)  # new words the 32-bit draws take
+    # The w-th such word is taken by the draw (held + 2w): its child, and whether that child
+    # takes it among its entrants (before its coin words) or its resets (after them).
+    draw = held + 2 * np.arange(words)
+    child, late = draw // per_child, (draw % per_child) >= 4
+    early_count = np.bincount(child[~late], minlength=n)
+    late_count = np.bincount(child[late], minlength=n)
+    start = np.concatenate([[0], np.cumsum(early_count + 2 * genes + late_count)[:-1]])
+    group = 2 * child + late
+    within = np.arange(words) - np.searchsorted(group, group)
+    position = start[child] + np.where(late, early_count[child] + 2 * genes, 0) + within
+    raw = rng.bit_generator.random_raw(int(start[-1] + early_count[-1] + 2 * genes + late_count[-1]))
+    raw = raw.astype(np.uint64)
+    low = np.uint64(0xFFFFFFFF)
+    taken = raw[position]
+    stream = np.stack([taken & low, taken >> np.uint64(32)], axis=1).ravel()
+    if held:
+        stream = np.concatenate([np.array([state["uinteger"]], dtype=np.uint64), stream])
+    draws = stream[:halves_drawn].reshape(n, per_child)
+    bounds = np.concatenate([np.full(4, n), sizes[drawn]]).astype(np.uint64)
+    product = draws * bounds
+    if np.any((product & low) < (np.uint64(_U32) - bounds) % bounds):
+        return None
+    values = (product >> np.uint64(32)).astype(np.int64)
+    coins = (raw[start[:, None] + early_count[:, None] + np.arange(2 * genes)] >> np.uint64(11)) \
+        * (1.0 / 9007199254740992.0)
+    resets = np.zeros((n, genes), dtype=np.int64)
+    resets[:, drawn] = values[:, 4:]
+    # binary tournaments: ``(rank, -crowd)`` compared as Python compares the two tuples (the
+    # first unequal element decides; NaN equals nothing, so it decides and compares false)
+    rank, crowding = ranks.astype(float), -crowd.astype(float)
+
+    def winner(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+        first = np.where(rank[a] != rank[b], rank[a] <= rank[b],
+                         np.where(crowding[a] != crowding[b], crowding[a] <= crowding[b], True))
+        return np.where(first | (a == b), a, b)
+
+    mother = genomes[winner(values[:, 0], values[:, 1])]
+    father = genomes[winner(values[:, 2], values[:, 3])]
+    children = np.where(coins[:, genes:] < 1.0 / genes, resets, np.where(coins[:, :genes] < 0.5, mother, father))
+    state = rng.bit_generator.state
+    state["has_uint32"] = (halves_drawn - held) % 2
+    state["uinteger"] = int(taken[-1] >> np.uint64(32))
+    rng.bit_generator.state = state
+    return children.astype(genomes.dtype, copy=False).reshape(n, genes)

@@ -203,6 +203,9 @@ class Parameter(Spec):
             return lambda x: round(float(x))
         unit = self.unit
         if unit:
+            dim = dimension_of(f"1 {unit}")
+            if dim is not None:  # the text with its value recorded (a sampled value is new each time)
+                return lambda x: units.quantity_text(float(f"{x:.12g}"), unit, dim)
             return lambda x: f"{float(f'{x:.12g}')!r} {unit}"
         return lambda x: float(f"{x:.12g}")
 
@@ -366,7 +369,7 @@ class Space:
                                       key=f"derived.{key}")
                 template = _lookup(doc, key, self.source, f"derived.{key}")
                 dim = dimension_of(template) if isinstance(template, str) else None
-                written = f"{value!r} {base_unit(dim)}" if dim else (
+                written = units.quantity_text(value, base_unit(dim), dim) if dim else (
                     round(value) if isinstance(template, int) else value)
                 _assign(doc, key, written, self.source, key, copy_path=True, copied=copied)
         return doc

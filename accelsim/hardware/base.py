@@ -184,6 +184,8 @@ class Backend(Protocol):
 
     def allocate(self, need: Demand, hw: Any) -> Placement: ...
 
+    def allocate_columns(self, need: Demand, hw: Any) -> tuple[np.ndarray, list[Placement]] | None: ...
+
     def place(self, graph: Graph, hw: Any, model: ModelSpec | None, workload: Workload | None) -> Placement: ...
 
     def plan(self, graph: Graph, hw: Any, parallelism: Parallelism | None) -> Plan: ...
@@ -266,6 +268,15 @@ class BackendBase(ABC):
     @abstractmethod
     def allocate(self, need: Demand, hw: Any) -> Placement:
         """Where ``need`` lives on ``hw``; ``DoesNotFitError`` when it does not fit."""
+
+    def allocate_columns(self, need: Demand, hw: Any) -> tuple[np.ndarray, list[Placement]] | None:
+        """``allocate`` over many design points at once (``hw`` a spec seen column-wise, its
+        numbers arrays over the points): per point the index of its placement among the ones
+        returned, or -1 where ``allocate`` raises ``DoesNotFitError`` (the caller takes the
+        line from ``allocate``), and those placements, their capacities and region sizes arrays
+        over all the points.  None where the kind does not place column-wise (the default):
+        the caller places point by point."""
+        return None
 
     def place(self, graph: Graph, hw: Any, model: ModelSpec | None, workload: Workload | None) -> Placement:
         return self.allocate(self.demand(graph, hw, model, workload), hw)

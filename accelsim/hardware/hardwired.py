@@ -16,6 +16,8 @@ from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
+import numpy as np
+
 from accelsim.config.units import format_si
 from accelsim.dtypes import bits
 from accelsim.errors import CannotRunError, DoesNotFitError
@@ -99,6 +101,41 @@ def _allocate(need: Demand, hw: HardwiredSpec) -> Placement:
     return Placement(level_of={"weight": "rom", "kv_cache": kv_level, "state": kv_level,
                                "activation": "sram"},
                      footprint=resident, capacity=capacity, regions=regions)
+
+
+def _allocate_columns(need: Demand, hw: Any) -> tuple[np.ndarray, list[Placement]] | None:
+    """``_allocate`` over design points (``Backend.allocate_columns``; ``hw`` seen column-wise):
+    the same comparisons and the same arithmetic, elementwise."""
+    resident = need.resident
+    sram, dram = hw.memory.sram, hw.memory.dram
+    kv = resident["kv_cache"] + resident["state"]
+    n = len(hw)
+    macs = np.broadcast_to(np.asarray(hw.hardwired.macs, dtype=float), (n,))
+    per_region = need.stage_weights
+    # The MAC count is an integer (read here as float64, exact below 2**53); Python multiplies it
+    # by a region's weights exactly and rounds once when dividing, as float64 does while the
+    # product stays below 2**53 -- past that, the region is worked out per point in Python.
+    if not (per_region and np.all(np.floor(macs) == macs) and np.all(np.abs(macs) < 2.0**53)):
+        return None
+    total = sum(per_region.values())
+    largest = float(np.max(np.abs(macs))) if n else 0.0
+
+    def share(w: int) -> np.ndarray:
+        if largest * abs(w) < 2.0**53 and abs(total) < 2**53:
+            return macs * float(w) / float(total)
+        return np.fromiter((int(m) * w / total for m in macs.tolist()), dtype=float, count=n)
+
+    if hw.hardwired.region_rule == "proportional":
+        regions = {k: share(w) for k, w in per_region.items()}
+    else:
+        regions = {k: macs / float(len(per_region)) for k in per_region}
+    capacity = {"sram": np.broadcast_to(np.asarray(sram.capacity, dtype=float), (n,)),
+                **({"dram": np.broadcast_to(np.asarray(dram.capacity, dtype=float), (n,))} if dram else {})}
+    in_sram = kv <= capacity["sram"]
+    in_dram = ~in_sram & (kv <= capacity["dram"]) if dram is not None else np.zeros(n, dtype=bool)
+    placements = [Placement(level_of={"weight": "rom", "kv_cache": level, "state": level, "activation": "sram"},
+                            footprint=resident, capacity=capacity, regions=regions) for level in ("sram", "dram")]
+    return np.where(in_sram, 0, np.where(in_dram, 1, -1)), placements
 
 
 def kv_room(hw: HardwiredSpec) -> float:
@@ -189,6 +226,9 @@ class HardwiredBackend(BackendBase):
 
     def allocate(self, need: Demand, hw: HardwiredSpec) -> Placement:
         return _allocate(need, hw)
+
+    def allocate_columns(self, need: Demand, hw: Any) -> tuple[np.ndarray, list[Placement]] | None:
+        return _allocate_columns(need, hw)
 
     def plan(self, graph: Graph, hw: HardwiredSpec, parallelism: Parallelism | None) -> Plan:
         if parallelism is not None and parallelism.chips != 1:
