@@ -4,7 +4,6 @@ file and the key.  Each case was taken silently before its fix (a coerced value 
 from pathlib import Path
 
 import pytest
-import yaml
 
 REPO = Path(__file__).resolve().parent.parent
 TABLE = "      512: {64: 0.114, 128: 0.169, 256: 0.192, 512: 0.232, 1024: 0.337}"
@@ -34,7 +33,7 @@ def _edited(tmp_path: Path, row: str) -> str:
 ])
 def test_expert_gemm_table_typos_are_one_line(cli, tmp_path, row, needles):
     hw = _edited(tmp_path, row)
-    code, out, err = cli("run", "--model", "mixtral-8x7b", "--hw", hw, "--chips", "8", "--tp", "8")
+    code, _, err = cli("run", "--model", "mixtral-8x7b", "--hw", hw, "--chips", "8", "--tp", "8")
     lines = err.strip().splitlines()
     assert code == 2, err
     assert len(lines) == 1 and lines[0].startswith(f"error: {hw}: efficiency.expert_gemm.up"), err

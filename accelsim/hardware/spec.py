@@ -12,13 +12,13 @@ from typing import Annotated, ClassVar, Literal, cast
 from pydantic import Field, field_validator, model_validator
 
 from accelsim.config.types import (
+    MIN_FRACTION,
     Area,
     Bandwidth,
     BitDensity,
     Bytes,
     Energy,
     EnergyPerByte,
-    MIN_FRACTION,
     Fraction,
     Frequency,
     Money,
@@ -137,8 +137,10 @@ class ExpertGemm(Spec):
             _distinct_keys(points, f"rows per expert (at width {width})")
             for rows, share in points.items():
                 if isinstance(share, (bool, str)):
-                    raise ValueError(f"width {width}, rows {rows}: the share must be a plain number "
-                                     f"in [{MIN_FRACTION:g}, 1], got {share!r}")
+                    # a ValueError, which pydantic reports with the key's path (a TypeError it would not)
+                    raise ValueError(  # noqa: TRY004
+                        f"width {width}, rows {rows}: the share must be a plain number in "
+                        f"[{MIN_FRACTION:g}, 1], got {share!r}")
         return table
 
 
