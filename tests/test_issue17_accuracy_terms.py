@@ -94,11 +94,11 @@ def test_link_efficiency_divides_the_bandwidth_term_only():
     assert links is not None and links.efficiency == pytest.approx(370 / 450, rel=1e-3)
     line_rate = links.model_copy(update={"efficiency": 1.0})
     payload = 64e6
-    slow, sent = interconnect.collective_time("all_reduce", 8, payload, links, "ring")
-    fast, sent_fast = interconnect.collective_time("all_reduce", 8, payload, line_rate, "ring")
-    fixed, _ = interconnect.collective_time("all_reduce", 8, 0.0, links, "ring")
-    assert sent == sent_fast  # the same bytes, moved slower
-    assert slow - fixed == pytest.approx((fast - fixed) / links.efficiency, rel=1e-9)
+    slow = interconnect.collective_terms("all_reduce", 8, payload, links, "ring")
+    fast = interconnect.collective_terms("all_reduce", 8, payload, line_rate, "ring")
+    fixed = interconnect.collective_terms("all_reduce", 8, 0.0, links, "ring").seconds
+    assert slow.sent == fast.sent  # the same bytes, moved slower
+    assert slow.seconds - fixed == pytest.approx((fast.seconds - fixed) / links.efficiency, rel=1e-9)
 
 
 @pytest.mark.parametrize("hw, metric", [("h200", "decode_throughput"), ("h200", "bandwidth"),

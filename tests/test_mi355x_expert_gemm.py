@@ -153,7 +153,7 @@ def test_table_applies_to_its_own_datapath_only():
 @pytest.mark.parametrize("edit, message", [
     (lambda e: e["expert_gemm"].update(dtype="fp6"), "efficiency.expert_gemm.dtype"),
     (lambda e: e["expert_gemm"]["down"][2048].update({64: 1.5}), "expert_gemm"),
-    (lambda e: e["expert_gemm"]["up"].update({512: {}}), "efficiency.expert_gemm.up.512"),
+    (lambda e: e["expert_gemm"]["up"].update({512: {}}), "efficiency.expert_gemm.up: width 512: no measured point"),
 ])
 def test_bad_table_is_one_line(tmp_path, cli, edit, message):
     src = Path(__file__).resolve().parents[1] / "hw_configs" / "mi355x.yaml"

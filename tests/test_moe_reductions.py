@@ -4,13 +4,13 @@ labelled latency-bound."""
 
 import pytest
 
-import accelsim.transform.sharding as sharding
 from accelsim.api import resolve_hardware, simulate
-from accelsim.graph import Collective, Tensor
+from accelsim.graph import Collective, Elementwise, Graph, Tensor
 from accelsim.hardware import interconnect
 from accelsim.model.lower import lower
 from accelsim.model.spec import load_model
-from accelsim.transform import Parallelism, shard
+from accelsim.transform import Parallelism, shard, sharding
+from accelsim.transform.reductions import merged_reductions
 from accelsim.workload import Workload
 
 DECODE8 = Workload("decode", batch=8, context=1024)
@@ -118,3 +118,24 @@ def test_a_collective_is_latency_bound_when_its_latency_term_exceeds_its_bytes_t
     assert cost.time_s == pytest.approx(33.28e-6 + bytes_us * 1e-6, rel=1e-3)
     assert cost.regime == label
     assert cost.bound == ("latency" if label == "latency-bound" else "memory:link")
+
+
+def _two_reduced_branches(role: str) -> Graph:
+    """Two partial sums, each all-reduced over 8 ranks, then read by one elementwise op."""
+    g = Graph(name="branches")
+    for b in ("a", "b"):
+        partial = Tensor(f"{b}.partial", (8, 64), "bf16")
+        g.add(Collective(f"{b}.all_reduce", (partial,), (Tensor(b, (8, 64), "bf16"),),
+                         role="collective", group=8))
+    g.add(Elementwise("out", (Tensor("a", (8, 64), "bf16"), Tensor("b", (8, 64), "bf16")),
+                      (Tensor("y", (8, 64), "bf16"),), role=role, elements=8 * 64))
+    return g
+
+
+def test_only_a_sum_of_branches_reduces_once():
+    """Partial sums may be added before their all-reduce only when the op adds them: a product
+    of two reduced tensors (a gate) is not the reduction of the product of partials."""
+    summed_once = merged_reductions(_two_reduced_branches("residual"))
+    assert [op.name for op in summed_once if isinstance(op, Collective)] == ["out.all_reduce"]
+    gated = merged_reductions(_two_reduced_branches("gate"))
+    assert [op.name for op in gated if isinstance(op, Collective)] == ["a.all_reduce", "b.all_reduce"]

@@ -147,20 +147,21 @@ def test_axis_without_wraparound_costs_more(v4):
     assert line > ring
     # the same group on the same shape with and without wraparound
     for pattern in ("all_reduce", "all_gather", "reduce_scatter", "all_to_all"):
-        with_wrap, _ = interconnect.torus_time(pattern, [(4, True), (4, True)], 1e6, _links())
-        without, _ = interconnect.torus_time(pattern, [(4, False), (4, False)], 1e6, _links())
+        with_wrap = interconnect.torus_terms(pattern, [(4, True), (4, True)], 1e6, _links()).seconds
+        without = interconnect.torus_terms(pattern, [(4, False), (4, False)], 1e6, _links()).seconds
         assert without > with_wrap
 
 
 def test_all_gather_and_reduce_scatter_hand_worked():
     links = _links(wraparound="never")
     # all_gather of a 1e6 B shard over a line of 8: 7e6 B over 45 GB/s = 155.556 us + 7 hops.
-    seconds, sent = interconnect.torus_time("all_gather", [(8, False)], 1e6, links)
+    link = interconnect.torus_terms("all_gather", [(8, False)], 1e6, links)
+    seconds, sent = link.seconds, link.sent
     assert sent == 7e6
     assert seconds == pytest.approx(162.5556e-6, rel=1e-6)
     # reduce_scatter of 8e6 B over two lines of 2 and 4: 7/8 x 8e6 = 7e6 B over 90 GB/s
     # = 77.778 us, hops 1 + 3 = 4 us.
-    seconds, _ = interconnect.torus_time("reduce_scatter", [(2, False), (4, False)], 8e6, links)
+    seconds = interconnect.torus_terms("reduce_scatter", [(2, False), (4, False)], 8e6, links).seconds
     assert seconds == pytest.approx(81.7778e-6, rel=1e-6)
 
 
@@ -175,7 +176,8 @@ def test_all_to_all_hand_worked_and_energy_per_hop(v4):
     assert cost.energy_j["interconnect"] == pytest.approx(1e6 * v4.interconnect.energy)
     # A line of 4: distances from each chip average (0+1+2+3 + 1+0+1+2 + 2+1+0+1 + 3+2+1+0)/16
     # = 1.25 hops, so 1.25e6 link-bytes over 45 GB/s = 27.778 us, + 3 hops.
-    seconds, sent = interconnect.torus_time("all_to_all", [(4, False)], 1e6, _links())
+    link = interconnect.torus_terms("all_to_all", [(4, False)], 1e6, _links())
+    seconds, sent = link.seconds, link.sent
     assert sent == pytest.approx(1.25e6)
     assert seconds == pytest.approx(30.7778e-6, rel=1e-5)
 
@@ -206,7 +208,7 @@ def test_never_faster_than_the_links_allow(lengths, rings, pattern, payload):
     received = {"all_reduce": 2 * (p - 1) / p * payload, "all_gather": (p - 1) * payload,
                 "reduce_scatter": (p - 1) / p * payload, "all_to_all": (p - 1) / p * payload}[pattern]
     links = _links(latency="0 s")
-    seconds, _ = interconnect.torus_time(pattern, axes, payload, links)
+    seconds = interconnect.torus_terms(pattern, axes, payload, links).seconds
     assert seconds >= received / (2 * len(lengths) * 45e9) * (1 - 1e-12)
 
 

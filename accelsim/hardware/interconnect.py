@@ -284,14 +284,8 @@ class LinkTime:
         return self.latency_s + self.bytes_s
 
 
-def torus_time(pattern: str, axes: list[Axis], payload: float, links: Interconnect
-               ) -> tuple[float, float]:
-    """(seconds, bytes each chip puts on links) for one collective over the spanned ``axes``."""
-    t = torus_terms(pattern, axes, payload, links)
-    return t.seconds, t.sent
-
-
 def torus_terms(pattern: str, axes: list[Axis], payload: float, links: Interconnect) -> LinkTime:
+    """One collective over the spanned ``axes`` of a torus."""
     assert links.link_bandwidth is not None  # a torus gives its link bandwidth (``Interconnect`` checks)
     L = links.link_bandwidth * links.efficiency
     if pattern == "send":
@@ -309,15 +303,9 @@ def torus_terms(pattern: str, axes: list[Axis], payload: float, links: Interconn
     return LinkTime(links.base_latency + hops * links.latency, sent / width, sent)
 
 
-def collective_time(pattern: str, group: int, payload: float, links: Interconnect,
-                    algorithm: str) -> tuple[float, float]:
-    """(seconds, bytes each chip sends) for one collective among ``group`` chips."""
-    t = collective_terms(pattern, group, payload, links, algorithm)
-    return t.seconds, t.sent
-
-
 def collective_terms(pattern: str, group: int, payload: float, links: Interconnect,
                      algorithm: str) -> LinkTime:
+    """One collective among ``group`` chips by ``algorithm``."""
     if group <= 1 and pattern != "send":
         return LinkTime(0.0, 0.0, 0.0)
     steps = ALGORITHMS[algorithm](pattern, max(group, 2), payload)

@@ -9,9 +9,10 @@ from __future__ import annotations
 import math
 from typing import Annotated, ClassVar, Literal, cast
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from accelsim.config.types import (
+    MIN_FRACTION,
     Area,
     Bandwidth,
     BitDensity,
@@ -118,14 +119,46 @@ class ExpertGemm(Spec):
     down: dict[PositiveInt, dict[PositiveInt, Fraction]] = Field(min_length=1)  # K -> rows -> share
     source: Source
 
-    @model_validator(mode="after")
-    def _every_width_measured(self):
-        for stage, table in (("up", self.up), ("down", self.down)):
-            for width, points in table.items():
-                if not points:
-                    raise ValueError(f"efficiency.expert_gemm.{stage}.{width}: no measured point "
-                                     f"(give rows per expert -> share)")
-        return self
+    @field_validator("up", "down", mode="before")
+    @classmethod
+    def _plain_numbers(cls, table: object) -> object:
+        """Refuse what lax parsing would take silently: YAML's ``true`` as a width, a row count or
+        a share (1 and 1.0), a share in quotes, and one width or row count written twice as
+        '512' and 512, which become one key, the second replacing the first.  Other shapes are
+        left to the type check, whose messages name them."""
+        if not isinstance(table, dict):
+            return table
+        _distinct_keys(table, "width")
+        for width, points in table.items():
+            if not isinstance(points, dict):
+                continue
+            if not points:
+                raise ValueError(f"width {width}: no measured point (give rows per expert -> share)")
+            _distinct_keys(points, f"rows per expert (at width {width})")
+            for rows, share in points.items():
+                if isinstance(share, (bool, str)):
+                    # a ValueError, which pydantic reports with the key's path (a TypeError it would not)
+                    raise ValueError(  # noqa: TRY004
+                        f"width {width}, rows {rows}: the share must be a plain number in "
+                        f"[{MIN_FRACTION:g}, 1], got {share!r}")
+        return table
+
+
+def _distinct_keys(table: dict[object, object], what: str) -> None:
+    """Keys that are whole numbers, each once after '512' and 512 are read as the same."""
+    seen: dict[float, object] = {}
+    for key in table:
+        if isinstance(key, bool) or key is None:
+            raise ValueError(f"{what} must be a positive integer, got {key!r}")
+        if not isinstance(key, (int, float, str)):
+            continue
+        try:
+            number = float(key)
+        except (ValueError, OverflowError):
+            continue  # not a number, or past any float: the type check names it
+        if number in seen:
+            raise ValueError(f"{what} {key!r} given twice (also as {seen[number]!r})")
+        seen[number] = key
 
 
 class Efficiency(Spec):

@@ -36,6 +36,9 @@ from accelsim.transform._common import renamed, summed
 # The role of a weighted sum of routed rows (the MoE combine) and the role of its weights.
 _WEIGHTED_SUM_ROLE = "combine"
 _WEIGHT_ROLE = "topk"
+# The roles of the elementwise ops that sum their inputs (a residual add, the hybrid mixers'
+# sum, routed + shared experts): only a sum may add partial sums before their reduction.
+_SUM_ROLES = ("residual", "combine")
 
 
 def merged_reductions(graph: Graph) -> Graph:
@@ -56,11 +59,21 @@ def _readers(graph: Graph) -> dict[str, int]:
     return readers
 
 
+def _rebuilt(graph: Graph, dropped: set[str], rewrites: dict[str, list[Op]]) -> Graph:
+    """``graph`` without the ``dropped`` ops, each op named in ``rewrites`` replaced by its ops."""
+    out = Graph(name=graph.name, batch=graph.batch)
+    for op in graph:
+        if op.name not in dropped:
+            for new in rewrites.get(op.name, (op,)):
+                out.add(new)
+    return out
+
+
 def _reduced_after_combine(graph: Graph) -> Graph:
     """Move the all-reduce of the routed experts' partial sums past the gate-weighted combine."""
     reduced, readers = _all_reduces(graph), _readers(graph)
     producer_role = {t.name: op.role for op in graph for t in op.outputs}
-    moves: dict[str, Collective] = {}  # combine op name -> the all-reduce it takes over
+    moves: dict[str, tuple[Collective, Op]] = {}  # combine op name -> (the all-reduce it takes over, it)
     for op in graph:
         if not isinstance(op, Elementwise) or op.role != _WEIGHTED_SUM_ROLE:
             continue
@@ -68,25 +81,21 @@ def _reduced_after_combine(graph: Graph) -> Graph:
         weights = [t for t in op.inputs if t.name not in reduced]
         if len(partial) == 1 and weights and all(producer_role.get(t.name) == _WEIGHT_ROLE
                                                  for t in weights):
-            moves[op.name] = partial[0]
+            moves[op.name] = (partial[0], op)
     if not moves:
         return graph
-    dropped = {c.name for c in moves.values()}
-    out = Graph(name=graph.name, batch=graph.batch)
-    for op in graph:
-        if op.name in dropped:
-            continue
-        if op.name not in moves:
-            out.add(op)
-            continue
-        c = moves[op.name]
-        y = summed(op.outputs[0])
-        partial_out = renamed(y, f"{y.name}.partial")
-        inputs = tuple(c.inputs[0] if t.name == c.outputs[0].name else t for t in op.inputs)
-        out.add(replace(op, inputs=inputs, outputs=(partial_out, *op.outputs[1:])))
-        out.add(replace(c, name=f"{op.name}.all_reduce", inputs=(partial_out,), outputs=(y,),
-                        layer=op.layer))  # same group, grid and span
-    return out
+    return _rebuilt(graph, {c.name for c, _ in moves.values()},
+                    {name: _combined_then_reduced(op, c) for name, (c, op) in moves.items()})
+
+
+def _combined_then_reduced(op: Op, c: Collective) -> list[Op]:
+    """The combine on the partial sums ``c`` reduced, then ``c`` on its (one row a token) output."""
+    y = summed(op.outputs[0])
+    partial_out = renamed(y, f"{y.name}.partial")
+    inputs = tuple(c.inputs[0] if t.name == c.outputs[0].name else t for t in op.inputs)
+    return [replace(op, inputs=inputs, outputs=(partial_out, *op.outputs[1:])),
+            replace(c, name=f"{op.name}.all_reduce", inputs=(partial_out,), outputs=(y,),
+                    layer=op.layer)]  # same group, grid and span
 
 
 def _same_ranks(branches: list[Collective]) -> bool:
@@ -96,43 +105,39 @@ def _same_ranks(branches: list[Collective]) -> bool:
 def _merged_branches(graph: Graph) -> Graph:
     """Branches summed into one output add their partial sums first and all-reduce once."""
     reduced, readers = _all_reduces(graph), _readers(graph)
-    merges: dict[str, list[Collective]] = {}
+    merges: dict[str, tuple[list[Collective], Elementwise]] = {}
     for op in graph:
-        if not isinstance(op, Elementwise):
+        if not isinstance(op, Elementwise) or op.role not in _SUM_ROLES:
             continue
         branches = [reduced[t.name] for t in op.inputs if t.name in reduced and readers[t.name] == 1]
         if len(branches) > 1 and _same_ranks(branches):
-            merges[op.name] = branches
+            merges[op.name] = (branches, op)
     if not merges:
         return graph
-    dropped = {c.name for branches in merges.values() for c in branches}
-    out = Graph(name=graph.name, batch=graph.batch)
-    for op in graph:
-        if op.name in dropped:
-            continue
-        if op.name not in merges:
-            out.add(op)
-            continue
-        assert isinstance(op, Elementwise)  # merges holds elementwise sums only
-        branches = merges[op.name]
-        partials = tuple(c.inputs[0] for c in branches)
-        merged = {c.outputs[0].name for c in branches}
-        rest = tuple(t for t in op.inputs if t.name not in merged)
-        if not rest:  # the op is the branch sum itself (routed + shared experts): sum, then reduce
-            y = op.outputs[0]
-            partial_sum = renamed(summed(y), f"{y.name}.partial")
-            out.add(replace(op, inputs=partials, outputs=(partial_sum, *op.outputs[1:])))
-            out.add(replace(branches[0], name=f"{op.name}.all_reduce", inputs=(partial_sum,),
-                            outputs=(summed(y),), layer=op.layer))
-            continue
-        # A residual add of whole and reduced inputs: the branches' partials first, one
-        # all-reduce, then the add of the whole inputs and the reduced sum.
-        partial_sum = renamed(partials[0], f"{op.name}.partial_sum")
-        total = renamed(branches[0].outputs[0], f"{op.name}.branch_sum")
-        out.add(Elementwise(f"{op.name}.partials", partials, (partial_sum,), layer=op.layer,
-                            role="residual", elements=partial_sum.elements,
-                            ops_per_element=len(partials) - 1.0))
-        out.add(replace(branches[0], name=f"{op.name}.all_reduce", inputs=(partial_sum,),
-                        outputs=(total,), layer=op.layer))  # same group, grid and span
-        out.add(replace(op, inputs=(*rest, total), ops_per_element=float(len(rest))))
-    return out
+    dropped = {c.name for branches, _ in merges.values() for c in branches}
+    return _rebuilt(graph, dropped, {name: _summed_then_reduced(op, branches)
+                                     for name, (branches, op) in merges.items()})
+
+
+def _summed_then_reduced(op: Elementwise, branches: list[Collective]) -> list[Op]:
+    """The sum ``op`` of the all-reduced ``branches`` (and whole inputs) as: the branches'
+    partial sums added, one all-reduce, then the rest of the sum."""
+    partials = tuple(c.inputs[0] for c in branches)
+    merged = {c.outputs[0].name for c in branches}
+    rest = tuple(t for t in op.inputs if t.name not in merged)
+    if not rest:  # the op is the branch sum itself (routed + shared experts): sum, then reduce
+        y = op.outputs[0]
+        partial_sum = renamed(summed(y), f"{y.name}.partial")
+        return [replace(op, inputs=partials, outputs=(partial_sum, *op.outputs[1:])),
+                replace(branches[0], name=f"{op.name}.all_reduce", inputs=(partial_sum,),
+                        outputs=(summed(y),), layer=op.layer)]
+    # A residual add of whole and reduced inputs: the branches' partials first, one
+    # all-reduce, then the add of the whole inputs and the reduced sum.
+    partial_sum = renamed(partials[0], f"{op.name}.partial_sum")
+    total = renamed(branches[0].outputs[0], f"{op.name}.branch_sum")
+    return [Elementwise(f"{op.name}.partials", partials, (partial_sum,), layer=op.layer,
+                        role="residual", elements=partial_sum.elements,
+                        ops_per_element=len(partials) - 1.0),
+            replace(branches[0], name=f"{op.name}.all_reduce", inputs=(partial_sum,),
+                    outputs=(total,), layer=op.layer),  # same group, grid and span
+            replace(op, inputs=(*rest, total), ops_per_element=float(len(rest)))]
