@@ -15,9 +15,10 @@ kind of hardware it holds: each stage is a hook of the backend protocol
 from __future__ import annotations
 
 import math
-from collections import defaultdict
+import operator
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from functools import reduce
 from typing import Any
 
 import numpy as np
@@ -115,20 +116,25 @@ def capped(step: StepTime, dynamic_j: Any, idle_w: Any, cap_w: Any) -> StepTime:
 def step_energy(costs: Sequence[OpCost], groups: int, chips_per_stage: int, static_w: float,
                 chips: int, busy_s: float) -> dict[str, float]:
     """``step_joules`` by component (``static`` for the chips' static power)."""
-    energy: dict[str, float] = defaultdict(float)
-    # ops of one shape share their cost's energy dict: scale each distinct one once, then add in
-    # op order (the same sums, term by term, as scaling every op's)
-    scaled: dict[int, list[tuple[str, float]]] = {}
-    for c in costs:
-        terms = scaled.get(id(c.energy_j))
-        if terms is None:
-            terms = scaled[id(c.energy_j)] = [
-                (component, step_joules(joules, groups, chips_per_stage, 0.0, chips, 0.0))
-                for component, joules in c.energy_j.items()]
-        for component, joules in terms:
-            energy[component] += joules
+    # Ops of one shape share their cost's energy dict: scale each distinct one once, then add
+    # each component's terms in op order, starting from 0.0 (``functools.reduce``: the same
+    # float additions, in the same order, as adding op by op into a dict of zeros, so every
+    # figure is the same to the bit).  Components come in the order an op-by-op walk first
+    # meets them: the distinct dicts in order of their first op, each in its own order.
+    shapes = [id(c.energy_j) for c in costs]
+    distinct = dict(zip(shapes, costs))
+    scaled: dict[str, dict[int, float]] = {}
+    for shape, c in distinct.items():  # same id: the very same dict (kept alive)
+        for component, joules in c.energy_j.items():
+            scaled.setdefault(component, {})[shape] = step_joules(joules, groups, chips_per_stage,
+                                                                  0.0, chips, 0.0)
+    energy: dict[str, float] = {}
+    for component, by_shape in scaled.items():
+        terms = (map(by_shape.__getitem__, shapes) if len(by_shape) == len(distinct)
+                 else [by_shape[s] for s in shapes if s in by_shape])
+        energy[component] = reduce(operator.add, terms, 0.0)
     energy["static"] = step_joules(0.0, groups, chips_per_stage, static_w, chips, busy_s)
-    return dict(energy)
+    return energy
 
 
 def model_step(spec: ModelSpec, hw: HardwareBase, workload: Workload, *, weight_dtype: str | None = None,
