@@ -201,7 +201,7 @@ def fuse(graph: Graph, policy: str = "epilogue", unfused: tuple[str, ...] = ()) 
     for start, end, at in layout.segments:
         if at is not None:  # kernels copying the made ones, of one deferred part's ops
             fused.defer(_KernelCopies(parts[at], at, plan, range(start, end), kernels, copies,
-                                      layout.names.setdefault(start, {})),
+                                      layout.names.setdefault(start, [])),
                         [c for c in copies[start:end] if c is not None])
         else:
             fused.extend(kernels[start:end], copies[start:end])  # type: ignore[arg-type]  # all made
@@ -218,7 +218,7 @@ class _Layout:
     plan: list[int | _MergePlan]
     held: list[bool]
     segments: list[tuple[int, int, int | None]]
-    names: dict[int, dict[tuple[int, int], str]]
+    names: dict[int, list[str]]
 
 
 # Each compact structure's layout (``_layout``): a function of the structure and its plan.
@@ -273,7 +273,7 @@ class _KernelCopies(Deferred):
     part, not the graph (a memo keyed weakly by the graph holds the fused graph)."""
 
     def __init__(self, part: Deferred, at: int, plan: list[int | _MergePlan], run: range,
-                 kernels: list[Op | None], copies: list[int | None], names: dict[tuple[int, int], str]
+                 kernels: list[Op | None], copies: list[int | None], names: list[str]
                  ) -> None:
         super().__init__(len(run))
         self.part, self.at, self.plan, self.run = part, at, plan, run
@@ -298,23 +298,23 @@ class _KernelCopies(Deferred):
     def weights(self) -> list[tuple[str, Tensor]]:
         # a copy kernel's operands are its original's, renamed as its ops' part renames them;
         # the originals are the few kernels of one layer, so their weights are found once each
-        found: list[tuple[str, Tensor]] = []
-        names, rename, kernels = self.names, self.part.rename, self.kernels
+        kernels, copies = self.kernels, self.copies
         weights: dict[int, list[tuple[int, Tensor]]] = {}
+        found: list[tuple[int, int, Tensor]] = []  # (kernel, operand position, tensor)
         for k in self.run:
-            c = self.copies[k]
+            c = copies[k]
             assert c is not None  # a held kernel copies a made one
             held = weights.get(c)
             if held is None:
                 like = kernels[c]
                 assert like is not None
                 held = weights[c] = [(pos, t) for pos, t in enumerate(like.inputs) if t.role == "weight"]
-            for pos, t in held:
-                name = names.get((k, pos))
-                if name is None:  # the same for every graph of this structure
-                    name = names[(k, pos)] = rename(t.name, _members(self.plan[k])[0] - self.at)
-                found.append((name, t))
-        return found
+            found += [(k, pos, t) for pos, t in held]
+        names = self.names
+        if len(names) != len(found):  # the same for every graph of this structure: named once
+            rename, plan, at = self.part.rename, self.plan, self.at
+            names[:] = [rename(t.name, _members(plan[k])[0] - at) for k, _, t in found]
+        return list(zip(names, [t for _, _, t in found]))
 
     def rename(self, name: str, j: int) -> str:
         # a kernel's members are of one layer (a copy kernel's originals form one made kernel)
