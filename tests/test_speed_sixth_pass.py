@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
+from dataclasses import replace as _replace
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from accelsim import Workload, api, pipeline
-from accelsim.graph import Graph
+from accelsim import Workload, api, hardware, pipeline
+from accelsim.graph import Attention, Graph
 from accelsim.hardware import common
 from accelsim.hardware.base import OpCost
 from accelsim.model.lower import lower
+from accelsim.sim import mapper
 
 COMPONENTS = ["compute", "vector", "hbm", "l2", "compute activity", "hbm activity", "static", "sram"]
 
@@ -89,3 +91,44 @@ def test_a_real_step_energy_equals_the_loop():
                              kv_dtype="fp8")
     costs = costed.result.ops
     assert pipeline.step_energy(costs, 2, 1, 700.0, 1, 0.01) == _loop_energy(costs, 2, 1, 700.0, 1, 0.01)
+
+
+# Attention's tilings ranked as arrays (``GpuBackend.ranks``) give the keys costing each tiling
+# alone gives, to the bit, and so the same choice with the same tie-break.
+GPUS = ["h100-sxm", "h200", "a100-sxm", "b200", "mi300x", "mi355x"]
+_BASE: dict[tuple[str, str], tuple] = {}
+
+
+def _attention_on(chip: str, model: str):
+    key = (chip, model)
+    if key not in _BASE:
+        hw = api.resolve_hardware(chip)
+        spec = pipeline.typed_model(api.resolve_model(model), hw, weight=None,
+                                    kv="fp8" if chip == "mi355x" else None)
+        workload = Workload(phase="decode", batch=2, context=1024)
+        fused = pipeline.chip_graph(pipeline.lowered(spec, workload), hw)
+        backend = hardware.backend(hw)
+        att = next(op for op in fused.ops if isinstance(op, Attention))
+        _BASE[key] = (hw, backend, att, backend.place(fused, hw, spec, workload))
+    return _BASE[key]
+
+
+@settings(max_examples=150, deadline=None)
+@given(chip=st.sampled_from(GPUS), model=st.sampled_from(["llama-3.1-8b", "gemma-2-9b", "gemma-3-1b", "qwen2.5-7b"]),
+       batch=st.integers(1, 512), q_len=st.integers(1, 4096), past=st.integers(0, 200_000),
+       window=st.one_of(st.none(), st.integers(1, 8192)), causal=st.booleans(),
+       group=st.sampled_from([1, 2, 4, 8, 16]), kv_heads=st.integers(1, 16))
+def test_attention_tilings_ranked_as_arrays_equal_each_costed_alone(chip, model, batch, q_len, past, window,
+                                                                  causal, group, kv_heads):
+    hw, backend, att, placement = _attention_on(chip, model)
+    op = _replace(att, batch=batch, q_len=q_len, kv_len=q_len + past, window=window, causal=causal,
+                  heads=group * kv_heads, kv_heads=kv_heads)
+    mappings = backend.mappings(op, hw)
+    assert len(mappings) > 1
+    keys = backend.ranks(op, mappings, hw, placement)
+    alone = [mapper.rank(backend.cost(op, m, hw, placement)) for m in mappings]
+    if keys is not None:
+        assert keys == alone
+    # the mapper's choice: the first of the least keys, costed in full
+    want = min((backend.cost(op, m, hw, placement) for m in mappings), key=mapper.rank)
+    assert mapper.best_cost(op, hw, backend, placement) == want
