@@ -60,7 +60,7 @@ _OP_ROLE_SET = frozenset(OP_ROLES)
 _V = TypeVar("_V")
 
 
-class _kept(Generic[_V]):  # noqa: N801 (used as a decorator, like ``property``)
+class _kept(Generic[_V]):  # lower case: a decorator, like ``property``
     """A computed attribute of a frozen object, kept in the object's ``__dict__`` when first read
     (a non-data descriptor: later reads find the value there, with no call); copies of the
     ``__dict__`` keep it, so it must follow from fields a copy keeps (a renamed tensor's size)."""

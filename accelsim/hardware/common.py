@@ -91,7 +91,7 @@ def _footprint(graph: Graph) -> dict[str, float]:
     for i in _firsts(originals):
         op = ops[i]
         assert op is not None  # an op that copies none is made
-        found = [(t.role, t.nbytes) for t in op.inputs if t.role in ("kv_cache", "state")]
+        found: list[tuple[str, float]] = [(t.role, t.nbytes) for t in op.inputs if t.role in ("kv_cache", "state")]
         found += [("kv_cache", t.nbytes) for t in op.outputs if t.role == "kv_cache"]
         if found:
             adds[i] = found
