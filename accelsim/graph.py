@@ -643,7 +643,7 @@ class Graph:
 
     @property
     def weight_bytes(self) -> float:
-        return sum(t.nbytes for t in self.weight_sizes().values())
+        return sum([t.nbytes for t in self.weight_sizes().values()])  # the same sum, over a list
 
     def total(self, attribute: str, ops: Iterable[Op] | None = None) -> float:
         return float(sum(getattr(op, attribute) for op in (self.ops if ops is None else ops)))

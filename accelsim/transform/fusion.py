@@ -298,23 +298,19 @@ class _KernelCopies(Deferred):
     def weights(self) -> list[tuple[str, Tensor]]:
         # a copy kernel's operands are its original's, renamed as its ops' part renames them;
         # the originals are the few kernels of one layer, so their weights are found once each
-        kernels, copies = self.kernels, self.copies
-        weights: dict[int, list[tuple[int, Tensor]]] = {}
-        found: list[tuple[int, int, Tensor]] = []  # (kernel, operand position, tensor)
-        for k in self.run:
-            c = copies[k]
-            assert c is not None  # a held kernel copies a made one
-            held = weights.get(c)
-            if held is None:
-                like = kernels[c]
-                assert like is not None
-                held = weights[c] = [(pos, t) for pos, t in enumerate(like.inputs) if t.role == "weight"]
-            found += [(k, pos, t) for pos, t in held]
+        marks = [self.copies[k] for k in self.run]
+        held: dict[int | None, list[Tensor]] = {}
+        for c in dict.fromkeys(marks):  # each original once, in order
+            like = self.kernels[c] if c is not None else None
+            assert like is not None  # a held kernel copies a made one
+            held[c] = [t for t in like.inputs if t.role == "weight"]
+        tensors = [t for c in marks for t in held[c]]
         names = self.names
-        if len(names) != len(found):  # the same for every graph of this structure: named once
+        if len(names) != len(tensors):  # the same for every graph of this structure: named once
             rename, plan, at = self.part.rename, self.plan, self.at
-            names[:] = [rename(t.name, _members(plan[k])[0] - at) for k, _, t in found]
-        return list(zip(names, [t for _, _, t in found]))
+            names[:] = [rename(t.name, _members(plan[k])[0] - at) for k, c in zip(self.run, marks)
+                        for t in held[c]]
+        return list(zip(names, tensors))
 
     def rename(self, name: str, j: int) -> str:
         # a kernel's members are of one layer (a copy kernel's originals form one made kernel)
