@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, ClassVar, Literal, get_args
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, get_args, overload
 
 from accelsim import dtypes
 
@@ -57,6 +57,29 @@ OP_ROLES: tuple[str, ...] = get_args(OpRole)
 _OP_ROLE_SET = frozenset(OP_ROLES)
 
 
+_V = TypeVar("_V")
+
+
+class _kept(Generic[_V]):  # lower case: a decorator, like ``property``
+    """A computed attribute of a frozen object, kept in the object's ``__dict__`` when first read
+    (a non-data descriptor: later reads find the value there, with no call); copies of the
+    ``__dict__`` keep it, so it must follow from fields a copy keeps (a renamed tensor's size)."""
+
+    def __init__(self, compute: Callable[[Any], _V]) -> None:
+        self.compute, self.name = compute, compute.__name__
+
+    @overload
+    def __get__(self, obj: None, owner: type | None = None) -> _kept[_V]: ...
+    @overload
+    def __get__(self, obj: object, owner: type | None = None) -> _V: ...
+
+    def __get__(self, obj: object | None, owner: type | None = None) -> _V | _kept[_V]:
+        if obj is None:
+            return self
+        value = obj.__dict__[self.name] = self.compute(obj)
+        return value
+
+
 @dataclass(frozen=True)
 class Tensor:
     name: str
@@ -65,22 +88,15 @@ class Tensor:
     role: Role = "activation"
 
     # Computed once per (frozen) tensor and kept beside its fields (equality is unchanged): a
-    # step reads each tensor's size many times (footprint, activation peak, every mapping).
-    @property
+    # step reads each tensor's size many times (footprint, activation peak, every mapping),
+    # after the first time as a plain attribute.
+    @_kept
     def elements(self) -> int:
-        try:
-            return self.__dict__["_elements"]
-        except KeyError:
-            self.__dict__["_elements"] = elements = math.prod(self.shape)
-            return elements
+        return math.prod(self.shape)
 
-    @property
+    @_kept
     def nbytes(self) -> float:
-        try:
-            return self.__dict__["_nbytes"]
-        except KeyError:
-            self.__dict__["_nbytes"] = size = self.elements * dtypes.nbytes(self.dtype)
-            return size
+        return self.elements * dtypes.nbytes(self.dtype)
 
 
 @dataclass(frozen=True)
@@ -612,15 +628,13 @@ class Graph:
         if not self._deferred:
             return self.weights()
         found: dict[str, Tensor] = {}
-        starts = dict(self._deferred)
-        for n, op in enumerate(self._known):
-            if op is not None:
-                for t in op.inputs:
-                    if t.role == "weight":
-                        found[t.name] = t
-            elif n in starts:  # a deferred part's weights, in its ops' order
-                for name, t in starts[n].weights():
-                    found[name] = t
+        known, done = self._known, 0
+        for at, part in [*self._deferred, (len(known), None)]:  # parts in order of their places
+            found.update([(t.name, t) for op in known[done:at] if op is not None
+                          for t in op.inputs if t.role == "weight"])
+            if part is not None:  # a deferred part's weights, in its ops' order
+                found.update(part.weights())
+                done = at + part.count
         return found
 
     @property
@@ -629,7 +643,7 @@ class Graph:
 
     @property
     def weight_bytes(self) -> float:
-        return sum(t.nbytes for t in self.weight_sizes().values())
+        return sum([t.nbytes for t in self.weight_sizes().values()])  # the same sum, over a list
 
     def total(self, attribute: str, ops: Iterable[Op] | None = None) -> float:
         return float(sum(getattr(op, attribute) for op in (self.ops if ops is None else ops)))

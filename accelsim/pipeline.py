@@ -15,7 +15,6 @@ kind of hardware it holds: each stage is a hook of the backend protocol
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
@@ -115,20 +114,33 @@ def capped(step: StepTime, dynamic_j: Any, idle_w: Any, cap_w: Any) -> StepTime:
 def step_energy(costs: Sequence[OpCost], groups: int, chips_per_stage: int, static_w: float,
                 chips: int, busy_s: float) -> dict[str, float]:
     """``step_joules`` by component (``static`` for the chips' static power)."""
-    energy: dict[str, float] = defaultdict(float)
-    # ops of one shape share their cost's energy dict: scale each distinct one once, then add in
-    # op order (the same sums, term by term, as scaling every op's)
-    scaled: dict[int, list[tuple[str, float]]] = {}
-    for c in costs:
-        terms = scaled.get(id(c.energy_j))
-        if terms is None:
-            terms = scaled[id(c.energy_j)] = [
-                (component, step_joules(joules, groups, chips_per_stage, 0.0, chips, 0.0))
-                for component, joules in c.energy_j.items()]
-        for component, joules in terms:
-            energy[component] += joules
+    # Ops of one shape share their cost's energy dict: scale each distinct one once, then add
+    # each component's terms in op order.  ``np.add.accumulate`` down a column is a running
+    # total, one IEEE addition per op in order (never reduce's pairwise sum), from a row of
+    # 0.0: the additions of a loop adding op by op into a dict of zeros, so every figure is the
+    # same to the bit.  An op without a component adds 0.0 to it, which changes no running
+    # total (one started at +0.0 is never -0.0).  Components come in the order such a loop
+    # first meets them: the distinct dicts in order of their first op, each in its own order.
+    shapes = [id(c.energy_j) for c in costs]
+    distinct = dict(zip(shapes, costs))  # one id: the very same dict (every cost is alive)
+    columns: dict[str, int] = {}
+    for c in distinct.values():
+        for component in c.energy_j:
+            columns.setdefault(component, len(columns))
+    energy: dict[str, float] = {}
+    if columns:
+        rows = [[0.0] * len(columns)]  # row 0: the zeros the totals start from
+        for c in distinct.values():
+            terms = [0.0] * len(columns)
+            for component, joules in c.energy_j.items():
+                terms[columns[component]] = step_joules(joules, groups, chips_per_stage, 0.0, chips, 0.0)
+            rows.append(terms)
+        row = {shape: i + 1 for i, shape in enumerate(distinct)}
+        order = np.fromiter((row[s] for s in shapes), dtype=np.intp, count=len(shapes))
+        totals = np.add.accumulate(np.array(rows)[np.concatenate(([0], order))], axis=0)[-1].tolist()
+        energy = dict(zip(columns, totals))
     energy["static"] = step_joules(0.0, groups, chips_per_stage, static_w, chips, busy_s)
-    return dict(energy)
+    return energy
 
 
 def model_step(spec: ModelSpec, hw: HardwareBase, workload: Workload, *, weight_dtype: str | None = None,

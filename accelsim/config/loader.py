@@ -8,9 +8,11 @@ from __future__ import annotations
 import copy
 import csv
 import difflib
+import errno
 import io
 import itertools
 import json
+import os
 import re
 import stat
 from collections.abc import Callable
@@ -150,14 +152,13 @@ def read_text(path: str | Path, what: str = "file", *, max_bytes: int = MAX_CONF
     the offset of the first bad byte; every input file accelsim reads comes through here."""
     source = str(path)
     try:
-        info = Path(path).stat()
+        info = os.stat(source)
         if not stat.S_ISREG(info.st_mode):  # /dev/zero or a pipe would be read forever
             raise ConfigError(f"{what} is not a regular file", source=source)
         if info.st_size > max_bytes:
             raise ConfigError(f"{what} is {info.st_size / 2**20:.1f} MiB; the most allowed is "
                               f"{max_bytes / 2**20:g} MiB", source=source)
-        with open(path, "rb") as handle:
-            data = handle.read(max_bytes + 1)  # a file growing while read stops here too
+        data = _read_upto(source, info.st_size, max_bytes + 1)  # a file growing while read stops too
         if len(data) > max_bytes:
             raise ConfigError(f"{what} is over the {max_bytes / 2**20:g} MiB allowed", source=source)
     except OSError as err:
@@ -167,6 +168,28 @@ def read_text(path: str | Path, what: str = "file", *, max_bytes: int = MAX_CONF
     except UnicodeDecodeError as err:
         raise ConfigError(f"not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start}); "
                           f"save the {what} as UTF-8", source=source) from None
+
+
+_PIECE = 1 << 16  # the least asked of one read: a file that grows after the stat is read in these
+
+
+def _read_upto(source: str, size: int, limit: int) -> bytes:
+    """At most ``limit`` bytes of the file, read in pieces of its stated ``size`` (plus one, to
+    see it end): asking a buffered file for ``limit`` bytes at once allocates that much first,
+    ~40 us a call for a config of a few KiB, which a one-by-one loop pays on every name."""
+    fd = os.open(source, os.O_RDONLY)
+    try:
+        pieces: list[bytes] = []
+        total = 0
+        while total < limit:
+            piece = os.read(fd, min(max(size + 1, _PIECE), limit - total))
+            if not piece:
+                break
+            pieces.append(piece)
+            total += len(piece)
+    finally:
+        os.close(fd)
+    return b"".join(pieces)
 
 
 def read_csv(path: str | Path, what: str = "file", *, max_bytes: int = MAX_CONFIG_BYTES) -> list[dict[str, str]]:
@@ -289,12 +312,17 @@ def validate_value(kind: Any, value: Any, source: str, key: str, *, strict: bool
 
 def bundled_names(folder: str) -> dict[str, Path]:
     """Names of the configs shipped in ``folder`` (``models`` or ``hw_configs``) -> path."""
-    return dict(_bundled_names(folder, tuple(_mtime(root / folder) for root in BUNDLED_ROOTS)))
+    return dict(_bundled(folder))
 
 
-def _mtime(directory: Path) -> int | None:
+def _bundled(folder: str) -> dict[str, Path]:
+    """``bundled_names`` itself (shared: read it, never change it)."""
+    return _bundled_names(folder, tuple(_mtime(os.path.join(root, folder)) for root in BUNDLED_ROOTS))
+
+
+def _mtime(directory: str) -> int | None:
     try:
-        return directory.stat().st_mtime_ns
+        return os.stat(directory).st_mtime_ns
     except OSError:
         return None
 
@@ -316,21 +344,37 @@ def resolve(name_or_path: str, folder: str, what: str) -> Path:
     """A config given as a path, or by name among the bundled ones (with a did-you-mean)."""
     candidate = Path(name_or_path)
     shown = name_or_path if len(name_or_path) <= 80 else f"{name_or_path[:77]}..."
-    try:
-        exists, is_file = candidate.exists(), candidate.is_file()
-    except OSError as err:  # a name too long for the file system, say
-        raise ConfigError(f"not a usable {what} name or path ({err.strerror or err})", source=shown) from None
+    mode = _mode(str(candidate), what, shown)  # str(Path): "" is ".", as Path.exists reads it
+    exists, is_file = mode is not None, mode is not None and stat.S_ISREG(mode)
     if candidate.suffix in (".yaml", ".yml", ".json") or exists:
         if not is_file:
             raise ConfigError(f"no such {what} file", source=shown)
         return candidate
-    names = bundled_names(folder)
+    names = _bundled(folder)
     if name_or_path in names:
         return names[name_or_path]
     close = difflib.get_close_matches(shown, list(names), n=3, cutoff=0.5)
     hint = f"; did you mean {', '.join(repr(c) for c in close)}?" if close else ""
     raise ConfigError(f"unknown {what} '{shown}'{hint} (known: {', '.join(names) or 'none'}; "
                       f"or give a path to a .yaml file)")
+
+
+# What Path.exists treats as "not there" rather than as an error.
+_ABSENT = frozenset((errno.ENOENT, errno.ENOTDIR, errno.EBADF, errno.ELOOP))
+
+
+def _mode(path: str, what: str, shown: str) -> int | None:
+    """The file mode at ``path`` (links followed), None where nothing is: one stat, where
+    ``Path.exists`` and ``Path.is_file`` take one each."""
+    try:
+        return os.stat(path).st_mode
+    except ValueError:  # an embedded NUL byte: no such file, as Path.exists says
+        return None
+    except OSError as err:
+        if err.errno in _ABSENT:
+            return None
+        # a name too long for the file system, say
+        raise ConfigError(f"not a usable {what} name or path ({err.strerror or err})", source=shown) from None
 
 
 # Validated specs by (what built them, path, text): specs are frozen, so one object serves

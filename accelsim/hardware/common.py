@@ -4,6 +4,9 @@ off-chip memory (GPU, systolic), the bytes an op moves per level (always from it
 weight), and the cost of ops that run on a vector unit."""
 from __future__ import annotations
 
+import operator
+from collections.abc import Sequence
+from functools import reduce
 from typing import Any
 
 import numpy as np
@@ -83,20 +86,36 @@ def footprint(graph: Graph) -> dict[str, float]:
 # only changes the bytes moved, e.g. a gather's rows), so they walk the tensors directly.
 def _footprint(graph: Graph) -> dict[str, float]:
     resident = {"weight": graph.weight_bytes, "kv_cache": 0.0, "state": 0.0}
-    originals = graph.originals()
-    held: list[list[tuple[str, float]]] = []  # per op, what it adds, in order
-    # a deferred op (a repeated layer held as a count) is a copy: only the made ops are read
-    for i, op in enumerate(graph.known() if originals is not None else graph.ops):
-        if originals is not None and originals[i] != i:
-            adds = held[originals[i]]  # a renamed copy holds its original's tensor sizes
-        else:
-            assert op is not None  # an op that copies none is made
-            adds = [(t.role, t.nbytes) for t in op.inputs if t.role in ("kv_cache", "state")]
-            adds += [("kv_cache", t.nbytes) for t in op.outputs if t.role == "kv_cache"]
-        held.append(adds)
-        for role, nbytes in adds:  # added op by op, in the same order as every op walked
-            resident[role] += nbytes
+    ops, originals = _made(graph)
+    adds: dict[int, list[tuple[str, float]]] = {}  # per made op that adds any, what, in order
+    for i in _firsts(originals):
+        op = ops[i]
+        assert op is not None  # an op that copies none is made
+        found: list[tuple[str, float]] = [(t.role, t.nbytes) for t in op.inputs if t.role in ("kv_cache", "state")]
+        found += [("kv_cache", t.nbytes) for t in op.outputs if t.role == "kv_cache"]
+        if found:
+            adds[i] = found
+    # a renamed copy (a deferred one included) holds its original's tensor sizes; each role's
+    # sizes are added op by op in graph order from 0.0, as a running total over the ops gives
+    held = [adds[o] for o in originals if o in adds]
+    for role in ("kv_cache", "state"):
+        resident[role] = reduce(operator.add, [b for found in held for r, b in found if r == role], 0.0)
     return resident
+
+
+def _made(graph: Graph) -> tuple[Sequence[Op | None], Sequence[int]]:
+    """The graph's ops as known (a deferred copy is None) and per op the index of the op it
+    copies (itself when it copies none), so walks read the made ops only."""
+    originals = graph.originals()
+    if originals is None:
+        ops = graph.ops
+        return ops, range(len(ops))
+    return graph.known(), originals
+
+
+def _firsts(originals: Sequence[int]) -> list[int]:
+    """The indices of the ops that copy none, in order."""
+    return [i for i, o in enumerate(originals) if o == i]
 
 
 def peak_activation_bytes(graph: Graph) -> float:
@@ -107,10 +126,9 @@ def peak_activation_bytes(graph: Graph) -> float:
 
 def _peak_activation_bytes(graph: Graph) -> float:
     peak = 0.0
-    originals = graph.originals()
-    for i, op in enumerate(graph.known() if originals is not None else graph.ops):
-        if originals is not None and originals[i] != i:
-            continue  # a renamed copy holds its original's tensor sizes: the same working set
+    ops, originals = _made(graph)
+    for i in _firsts(originals):  # a renamed copy holds its original's sizes: the same working set
+        op = ops[i]
         assert op is not None  # an op that copies none is made
         live = sum(t.nbytes for t in (*op.inputs, *op.outputs) if t.role == "activation")
         peak = max(peak, live)

@@ -107,11 +107,13 @@ class GpuBackend(BackendBase):
 
     def ranks(self, op: Op, mappings: Sequence[Mapping], hw: GpuSpec,
               placement: Placement) -> list[tuple[float, float]] | None:
-        """A GEMM's tilings ranked together: ``terms`` once with each tile parameter an array
-        over the mappings (the formulas are written for arrays), the same IEEE operations in
-        the same order as costing each alone, so the keys are equal bit for bit (a NaN or
-        infinity, which could order differently, falls back to costing one by one)."""
-        if not isinstance(op, MatMul) or any(m.params.keys() != _TILE_KEYS for m in mappings):
+        """A GEMM's or a fused attention's tilings ranked together: ``terms`` once with each
+        tile parameter an array over the mappings (the formulas are written for arrays), the
+        same IEEE operations in the same order as costing each alone (integer counts as exact
+        floats), so the keys are equal bit for bit (a NaN or infinity, which could order
+        differently, falls back to costing one by one)."""
+        if (not isinstance(op, (MatMul, Attention))
+                or any(m.params.keys() != _TILE_KEYS for m in mappings)):
             return None
         tiles = _STACKED.get(tuple(mappings), None, lambda: Mapping(
             "tilings", {k: np.array([m.params[k] for m in mappings]) for k in _TILE_KEYS}))
@@ -341,10 +343,10 @@ def _attention_terms(op: Attention, mapping: Mapping, p: dict[str, Any], placeme
     group = op.heads // op.kv_heads
     packed = group if p["attention"] == "grouped" else 1
     rows = op.q_len * packed
-    row_tiles = math.ceil(rows / tm)
+    row_tiles = ceil_div(rows, tm)  # tm: a number, or an array over the tilings (``ranks``)
     streams = group // packed  # K/V passes per KV head
     units = op.batch * op.kv_heads * streams * row_tiles
-    split = vmax(1, vmin(ceil_div(p["sms"], units), math.ceil(op.kv_len / tm)))
+    split = vmax(1, vmin(ceil_div(p["sms"], units), ceil_div(op.kv_len, tm)))
     keys_per_row = op.pairs / op.q_len
     unit_flops = 2.0 * tm * keys_per_row * (op.qk_dim + op.v_dim) / split  # rows padded to tm
     tensor_s = _waves_time(units * split, unit_flops, p, peak)

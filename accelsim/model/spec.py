@@ -10,6 +10,7 @@ the one FFN the file configures, so plain dense decoders need no rules at all.
 from __future__ import annotations
 
 import math
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, TypeVar, get_args
@@ -355,9 +356,8 @@ def dt_rank(spec: ModelSpec) -> int:
 def load_model(name_or_path: str) -> ModelSpec:
     """A bundled name, a model YAML, a Hugging Face ``config.json`` (read by model_type), or a
     Hugging Face model folder holding one (a downloaded snapshot, with or without weights)."""
-    folder = Path(name_or_path)
-    if folder.is_dir():
-        config = folder / "config.json"
+    if os.path.isdir(name_or_path or "."):  # "" is the current folder, as Path("") reads it
+        config = Path(name_or_path) / "config.json"
         if not config.is_file():
             raise ConfigError("a model folder must hold a Hugging Face config.json (none here)",
                               source=name_or_path)

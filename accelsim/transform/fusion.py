@@ -185,7 +185,7 @@ def fuse(graph: Graph, policy: str = "epilogue", unfused: tuple[str, ...] = ()) 
     known = graph.known()
     if layout is None:  # every kernel made (the graph's ops made first)
         known = list(graph.ops)
-        layout = _Layout(plan, [False] * len(plan), [(0, len(plan), None)], {})
+        layout = _Layout(plan, [False] * len(plan), [(0, len(plan), None)], {}, {})
     fused = Graph(graph.name, batch=graph.batch)
     kernels: list[Op | None] = []
     for kernel, copy_of, later in zip(plan, copies, layout.held):
@@ -201,7 +201,8 @@ def fuse(graph: Graph, policy: str = "epilogue", unfused: tuple[str, ...] = ()) 
     for start, end, at in layout.segments:
         if at is not None:  # kernels copying the made ones, of one deferred part's ops
             fused.defer(_KernelCopies(parts[at], at, plan, range(start, end), kernels, copies,
-                                      layout.names.setdefault(start, {})),
+                                      layout.names.setdefault(start, []),
+                                      layout.labels.setdefault(start, [])),
                         [c for c in copies[start:end] if c is not None])
         else:
             fused.extend(kernels[start:end], copies[start:end])  # type: ignore[arg-type]  # all made
@@ -212,13 +213,14 @@ def fuse(graph: Graph, policy: str = "epilogue", unfused: tuple[str, ...] = ()) 
 class _Layout:
     """Which kernels of ``plan`` stay deferred (``held``), the runs of kernels to add in order
     as (first, end, the start of the deferred part holding a held run's members, or None for
-    made kernels), and the weight names each held run gives (filled as read: names follow
-    from the structure alone)."""
+    made kernels), and the weight names and op labels each held run gives (filled as read: they
+    follow from the structure alone)."""
 
     plan: list[int | _MergePlan]
     held: list[bool]
     segments: list[tuple[int, int, int | None]]
-    names: dict[int, dict[tuple[int, int], str]]
+    names: dict[int, list[str]]
+    labels: dict[int, list[tuple[str, int | None]]]
 
 
 # Each compact structure's layout (``_layout``): a function of the structure and its plan.
@@ -257,7 +259,7 @@ def _layout(plan: list[int | _MergePlan], copies: list[int | None], graph: Graph
         start = end
     if len(_LAYOUTS) >= _PLANS_KEPT:
         _LAYOUTS.pop(next(iter(_LAYOUTS)))
-    layout = _LAYOUTS[structure] = _Layout(plan, held, segments, {})
+    layout = _LAYOUTS[structure] = _Layout(plan, held, segments, {}, {})
     return layout
 
 
@@ -273,11 +275,11 @@ class _KernelCopies(Deferred):
     part, not the graph (a memo keyed weakly by the graph holds the fused graph)."""
 
     def __init__(self, part: Deferred, at: int, plan: list[int | _MergePlan], run: range,
-                 kernels: list[Op | None], copies: list[int | None], names: dict[tuple[int, int], str]
-                 ) -> None:
+                 kernels: list[Op | None], copies: list[int | None], names: list[str],
+                 labels: list[tuple[str, int | None]]) -> None:
         super().__init__(len(run))
         self.part, self.at, self.plan, self.run = part, at, plan, run
-        self.kernels, self.copies, self.names = kernels, copies, names
+        self.kernels, self.copies, self.names, self.known_labels = kernels, copies, names, labels
 
     def _make(self) -> list[Op]:
         ops, at = self.part.ops(), self.at
@@ -291,30 +293,29 @@ class _KernelCopies(Deferred):
         return made
 
     def _make_labels(self) -> list[tuple[str, int | None]]:
-        labels, at = self.part.labels(), self.at
-        return [labels[kernel - at] if isinstance(kernel, int) else labels[kernel.members[kernel.primary] - at]
+        if len(self.known_labels) != self.count:  # the same for every graph of this structure
+            labels, at = self.part.labels(), self.at
+            self.known_labels[:] = [
+                labels[kernel - at] if isinstance(kernel, int) else labels[kernel.members[kernel.primary] - at]
                 for kernel in (self.plan[k] for k in self.run)]
+        return self.known_labels
 
     def weights(self) -> list[tuple[str, Tensor]]:
         # a copy kernel's operands are its original's, renamed as its ops' part renames them;
         # the originals are the few kernels of one layer, so their weights are found once each
-        found: list[tuple[str, Tensor]] = []
-        names, rename, kernels = self.names, self.part.rename, self.kernels
-        weights: dict[int, list[tuple[int, Tensor]]] = {}
-        for k in self.run:
-            c = self.copies[k]
-            assert c is not None  # a held kernel copies a made one
-            held = weights.get(c)
-            if held is None:
-                like = kernels[c]
-                assert like is not None
-                held = weights[c] = [(pos, t) for pos, t in enumerate(like.inputs) if t.role == "weight"]
-            for pos, t in held:
-                name = names.get((k, pos))
-                if name is None:  # the same for every graph of this structure
-                    name = names[(k, pos)] = rename(t.name, _members(self.plan[k])[0] - self.at)
-                found.append((name, t))
-        return found
+        marks = [self.copies[k] for k in self.run]
+        held: dict[int | None, list[Tensor]] = {}
+        for c in dict.fromkeys(marks):  # each original once, in order
+            like = self.kernels[c] if c is not None else None
+            assert like is not None  # a held kernel copies a made one
+            held[c] = [t for t in like.inputs if t.role == "weight"]
+        tensors = [t for c in marks for t in held[c]]
+        names = self.names
+        if len(names) != len(tensors):  # the same for every graph of this structure: named once
+            rename, plan, at = self.part.rename, self.plan, self.at
+            names[:] = [rename(t.name, _members(plan[k])[0] - at) for k, c in zip(self.run, marks)
+                        for t in held[c]]
+        return list(zip(names, tensors))
 
     def rename(self, name: str, j: int) -> str:
         # a kernel's members are of one layer (a copy kernel's originals form one made kernel)
