@@ -210,8 +210,9 @@ def _datapath_efficiency(hw: GpuSpec) -> dict[str, float]:
     return {d: given[cast(dtypes.DType, f)] for d, f in fallback.items() if f in given}
 
 
-# The roles of a MoE layer's two routed-expert GEMMs (``model.blocks.moe``).
-EXPERT_ROLES = {"expert_up": "up", "expert_down": "down"}
+# A MoE layer's two routed-expert GEMM roles (``model.blocks.moe``) -> the stage of
+# ``efficiency.expert_gemm`` whose measured share each reads (not transform's EXPERT_ROLES).
+MOE_STAGE_OF_ROLE = {"expert_up": "up", "expert_down": "down"}
 
 
 # (slice width, ((rows per expert, share), ...)) per width, both sorted: one stage's table
@@ -257,7 +258,7 @@ def _at_datapath_efficiency(op: Op, p: dict[str, Any]) -> dict[str, Any]:
     if isinstance(op, MatMul):
         datapath = op.compute_dtype
         table = p["eff_expert_gemm"]
-        stage = EXPERT_ROLES.get(op.role)
+        stage = MOE_STAGE_OF_ROLE.get(op.role)
         if table is not None and stage is not None and datapath == table[0]:
             rows = op.rows if op.rows is not None else op.count * op.m
             # a share per real FLOP: the kernel's own tiling is inside the measurement
