@@ -78,5 +78,5 @@ def test_survivor_ranks_equal_ranking_the_survivors(case: tuple) -> None:
     fresh, fresh_crowd = search._rank(viol[order], objectives[order], senses)
     kept = search.survivor_ranks(ranks, order)
     assert kept.tolist() == fresh.tolist()
-    known, known_crowd = search._rank(viol[order], objectives[order], senses, kept)
+    _, known_crowd = search._rank(viol[order], objectives[order], senses, kept)
     assert np.array_equal(known_crowd, fresh_crowd, equal_nan=True)
