@@ -158,13 +158,17 @@ def _dominated_by(block: np.ndarray, sky: np.ndarray) -> np.ndarray:
     return hit
 
 
-# Up to this many points, ranks come from the whole dominance matrix at numpy speed (an NSGA-II
-# population and its children: 512 points, 0.8 MB per objective); beyond, by peeling fronts.
+# Four or more objectives: up to this many points, ranks come from the whole dominance matrix at
+# numpy speed (an NSGA-II population and its children: 512 points, 0.8 MB per objective);
+# beyond, by peeling fronts.  One to three objectives: one sweep (``_ranks_by_sweep``).
 _MATRIX_MAX = 1024
 
 
 def non_dominated_ranks(values: np.ndarray) -> np.ndarray:
     """Front number of each point (0 = the Pareto front), by peeling fronts off in turn."""
+    values = np.asarray(values, dtype=float)
+    if values.ndim == 2 and 0 < len(values) and values.shape[1] <= 3:
+        return _ranks_by_sweep(values)
     if 0 < len(values) <= _MATRIX_MAX:
         return _ranks_by_matrix(np.asarray(values, dtype=float))
     ranks = np.full(len(values), -1)
@@ -175,6 +179,48 @@ def non_dominated_ranks(values: np.ndarray) -> np.ndarray:
         ranks[remaining[mask]] = front
         remaining = remaining[~mask]
         front += 1
+    return ranks
+
+
+def _ranks_by_sweep(values: np.ndarray) -> np.ndarray:
+    """The same fronts as peeling, for one to three objectives, in one pass over the distinct
+    rows in lexicographic order (padded with zero columns to three): only an earlier row can
+    dominate a later one, and a row's front is the first whose staircase so far (as in
+    ``_front_3d``) does not dominate it.  Fronts are tried by bisection: a row one front
+    dominates, the front before dominates too (the dominator has a dominator there, already
+    seen).  Rows with a NaN dominate nothing and nothing dominates them: front 0; copies of a
+    row share its front."""
+    ranks = np.zeros(len(values), dtype=np.int64)
+    rows = np.flatnonzero(~np.isnan(values).any(axis=1))
+    if not len(rows):
+        return ranks
+    part = values[rows]
+    if part.shape[1] < 3:
+        part = np.hstack([part, np.zeros((len(part), 3 - part.shape[1]))])
+    distinct, group = _distinct_sorted(part)
+    stairs: list[tuple[list[float], list[float]]] = []  # per front: second objective ascending, third descending
+    found = []
+    for y, z in distinct[:, 1:].tolist():
+        low, high = 0, len(stairs)
+        while low < high:
+            mid = (low + high) // 2
+            ys, zs = stairs[mid]
+            at = bisect.bisect_right(ys, y)
+            if at and zs[at - 1] <= z:
+                low = mid + 1  # dominated by this front: a later one
+            else:
+                high = mid
+        if low == len(stairs):
+            stairs.append(([], []))
+        ys, zs = stairs[low]
+        at = bisect.bisect_right(ys, y)
+        end = at
+        while end < len(ys) and zs[end] >= z:  # stairs the new one hides
+            end += 1
+        ys[at:end] = [y]
+        zs[at:end] = [z]
+        found.append(low)
+    ranks[rows] = np.array(found, dtype=np.int64)[group]
     return ranks
 
 

@@ -153,32 +153,49 @@ def nsga2(space: Space, evaluate: Evaluate, objectives: Mapping[str, str], condi
             scored.append((violation(row, conditions), [(row.get(m) if ok else 0.0) for m in objectives]))
         return np.fromiter((seen[g] for g in keys), dtype=np.intp, count=len(keys))
 
-    def rank(members: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    def rank(members: np.ndarray, known: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         chosen = [scored[i] for i in members.tolist()]
         return _rank(np.array([v for v, _ in chosen], dtype=float),
                      np.array([o for _, o in chosen], dtype=float).reshape(len(chosen), len(objectives)),
-                     list(objectives.values()))
+                     list(objectives.values()), known)
 
     members = score(genomes)
     sizes = np.array([len(c) for c in choices])
     generations = max(1, samples // population - 1)
+    known: np.ndarray | None = None
     for _ in range(generations):
-        ranks, crowd = rank(members)
+        ranks, crowd = rank(members, known)
         children = _offspring(genomes, ranks, crowd, sizes, rng)
         merged = np.vstack([genomes, children])
         merged_members = np.concatenate([members, score(children)])
         ranks, crowd = rank(merged_members)
         order = np.lexsort((-crowd, ranks))[:population]
-        genomes, members = merged[order], merged_members[order]
+        # The survivors are whole ranks and the first of the next (``survivor_ranks``): their
+        # ranks among themselves are the ones they had in the merged set.
+        genomes, members, known = merged[order], merged_members[order], survivor_ranks(ranks, order)
     return rows
 
 
-def _rank(viol: np.ndarray, objective_values: np.ndarray, senses: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Deb's constrained non-domination rank and the crowding distance within each rank."""
-    finite = np.where(np.isfinite(viol), viol, np.nanmax(np.where(np.isfinite(viol), viol, 0)) + 1e9)
+def _rank(viol: np.ndarray, objective_values: np.ndarray, senses: list[str],
+          known: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Deb's constrained non-domination rank and the crowding distance within each rank.
+    ``known``: the ranks, where the caller has them already (``survivor_ranks``)."""
     values = pareto.oriented(list(objective_values.T), senses)
-    ranks = pareto.constrained_ranks(values, finite)
-    return ranks, pareto.crowding_by_rank(values, ranks)
+    if known is None:
+        finite = np.where(np.isfinite(viol), viol, np.nanmax(np.where(np.isfinite(viol), viol, 0)) + 1e9)
+        known = pareto.constrained_ranks(values, finite)
+    return known, pareto.crowding_by_rank(values, known)
+
+
+def survivor_ranks(ranks: np.ndarray, order: np.ndarray) -> np.ndarray:
+    """The constrained ranks of the points ``order`` picks from a ranked set, when ``order`` takes
+    points by rank first (NSGA-II's survivors): ``ranks[order]``.  Why that is what ranking the
+    picked points afresh gives: a point's non-domination rank is 0 without dominators, else one
+    more than its dominators' highest, and every dominator of a picked point has a lower rank,
+    so it was picked too; the infeasible points picked (only once every feasible one is) are the
+    first in the stable order of violation, in that order, so the offset and their places among
+    themselves are the same.  ``tests/test_nsga2_sixth_pass.py`` checks it against ranking afresh."""
+    return ranks[order]
 
 
 def _offspring(genomes: np.ndarray, ranks: np.ndarray, crowd: np.ndarray, sizes: np.ndarray,
