@@ -125,10 +125,10 @@ def test_column_placement_equals_placing_each_point(write, monkeypatch, batch, d
     DRAM or refused, microbatched decode (a second demand), both region rules -- every row, the
     refusal line included, is the one ``simulate`` gives the point.  (A MAC count whose products
     pass 2**53 takes the point-by-point placement: ``test_leaf_validation_on_integer_and_size_leaves``.)"""
-    from accelsim.hardware import hardwired
     from accelsim.dse import metrics, search
     from accelsim.dse.evaluate import Job, evaluate_points_scalar
     from accelsim.dse.space import load_space
+    from accelsim.hardware import hardwired
     from accelsim.model.spec import load_model
     from accelsim.workload import Workload
     dram_set = ("  memory.dram: {capacity: 1 GiB, bandwidth: 1 TB/s, energy: 10 pJ/B, source: test}\n"
