@@ -32,4 +32,10 @@ class NotFiniteError(AccelsimError):
 
 
 class DoesNotFitError(CannotRunError):
-    """A model/workload whose memory footprint exceeds what the hardware offers."""
+    """A model/workload whose memory footprint exceeds what the hardware offers.  ``shortfall``
+    ("needs X (parts) but hbm holds Y"), where given, lets a caller that asked on the user's
+    behalf (``serve``'s one-request probe) word the line in the user's own terms."""
+
+    def __init__(self, message: str, *, shortfall: str | None = None, **where: str | None):
+        self.shortfall = shortfall
+        super().__init__(message, **where)

@@ -365,3 +365,12 @@ def test_a_sweep_report_lands_whole_and_leaves_no_staging_folder(cli, tmp_path):
     code, _, err = cli("report", str(out))
     assert code == 0, err
     assert not [p for p in out.iterdir() if p.name.startswith(".report.tmp-")]
+
+
+def test_serve_of_a_model_too_big_names_serve_options_not_its_probe(cli):
+    """``serve`` probes one request of one token; a model whose weights do not fit is refused in
+    serve's terms (was: "decode batch=1 context=0 ... a smaller --batch/--context")."""
+    code, _, err = cli("serve", "--model", "llama-3.1-70b", "--hw", "h100-sxm")
+    _one_line_error(code, err, "llama-3.1-70b cannot be served on h100-sxm: one request needs",
+                    "--tp/--pp")
+    assert "context=0" not in err and "--batch" not in err

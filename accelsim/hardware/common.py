@@ -141,10 +141,11 @@ def offchip_allocate(demand: Demand, hw_name: str, offchip: str, offchip_capacit
     need = sum(resident.values())
     if need > offchip_capacity:
         parts = ", ".join(f"{role} {format_si(b, 'B')}" for role, b in resident.items() if b)
+        shortfall = (f"needs {format_si(need, 'B')} ({parts}) but {offchip} holds "
+                     f"{format_si(offchip_capacity, 'B')}")
         raise DoesNotFitError(
-            f"{demand.graph_name} does not fit on {hw_name}: needs {format_si(need, 'B')} ({parts}) but "
-            f"{offchip} holds {format_si(offchip_capacity, 'B')}; use more chips (--tp/--pp), a "
-            f"narrower --weight-dtype/--kv-dtype, or a smaller --batch/--context")
+            f"{demand.graph_name} does not fit on {hw_name}: {shortfall}; use more chips (--tp/--pp), a "
+            f"narrower --weight-dtype/--kv-dtype, or a smaller --batch/--context", shortfall=shortfall)
     return Placement(level_of={"weight": offchip, "kv_cache": offchip, "state": offchip,
                                "activation": onchip},
                      footprint=resident, capacity={offchip: offchip_capacity, onchip: onchip_capacity})

@@ -349,7 +349,15 @@ class CostModel:
         self.memo: dict[tuple, StepCost] = {}
         self.decodes: dict[tuple[int, int], StepCost] = {}  # (batch, context) -> its bucket's cost
         self.calls = 0
-        probe = self._simulate(Workload("decode", 1, 1, 0))
+        try:
+            probe = self._simulate(Workload("decode", 1, 1, 0))
+        except DoesNotFitError as err:
+            if err.shortfall is None:
+                raise
+            # The probe is ours, not the user's: say what cannot be served, in serve's options.
+            raise DoesNotFitError(
+                f"{model.name} cannot be served on {hw.name}: one request {err.shortfall}; use more chips (--tp/--pp) or a narrower --weight-dtype/--kv-dtype",
+                shortfall=err.shortfall) from None
         # Footprints from ``simulate`` are system totals, so capacity is counted over all chips:
         # those asked for, or those a kind that sizes its own system chose for the model.
         self.chips = probe.chips
