@@ -1,4 +1,4 @@
-"""Issue 20, seventh pass: the mapper's per-op rows, made once per (op class, cost) and shared by
+"""Issue 20, seventh pass: the shape classes and first-op walks, and the mapper's per-op rows, made once per (op class, cost) and shared by
 the steps whose op names and classes are the same, equal the op-by-op renaming they replace,
 field by field, whatever the order of classes, repeats and costs (hypothesis) and on real steps
 of every format, batch and context."""
@@ -7,8 +7,10 @@ from __future__ import annotations
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from accelsim import Workload, api
+from accelsim import Workload, api, pipeline
+from accelsim.hardware import common
 from accelsim.hardware.base import OpCost
+from accelsim.model.lower import lower
 from accelsim.sim import mapper
 
 
@@ -71,3 +73,42 @@ def test_steps_rows_equal_rows_made_afresh(batch, context, weight, kv):
     assert _fields(kept.ops) == _fields(afresh.ops)
     assert kept.to_dict() == afresh.to_dict()
     assert len({r.op for r in kept.ops}) == len(kept.ops)
+
+
+# The shape classes found from the ops that copy none (a copy's class is its original's) equal
+# the op-by-op walk of before, on held and made graphs, lowered and fused.
+def _loop_classes(graph, spatial):
+    shapes, seen, index = [], {}, []
+    originals = graph.originals() if not spatial else None
+    for n, op in enumerate(graph.known() if originals is not None else graph.ops):
+        if originals is not None and originals[n] != n:
+            index.append(index[originals[n]])
+            continue
+        key = mapper._shape_key(op, spatial)
+        i = seen.get(key)
+        if i is None:
+            i = seen[key] = len(shapes)
+            shapes.append((key, op))
+        index.append(i)
+    return shapes, index
+
+
+def test_shape_classes_equal_the_op_by_op_walk():
+    hw = api.resolve_hardware("h100-sxm")
+    for model in ("llama-3.1-8b", "jamba-v0.1", "deepseek-v3", "gemma-2-9b", "mamba2-2.7b"):
+        spec = api.resolve_model(model)
+        for workload in (Workload(phase="decode", batch=3, context=1000),
+                         Workload(phase="prefill", batch=1, context=777)):
+            for graph in (lower(spec, workload), lower(spec, workload, deferred=False),
+                          pipeline.chip_graph(lower(spec, workload), hw)):
+                for spatial in (False, True):
+                    got, want = mapper._shape_classes(graph, spatial), _loop_classes(graph, spatial)
+                    assert got[1] == want[1], model
+                    assert [(k, op.name) for k, op in got[0]] == [(k, op.name) for k, op in want[0]], model
+
+
+@given(st.lists(st.integers(min_value=0, max_value=30), max_size=60))
+def test_firsts_are_the_ops_that_copy_none(marks):
+    originals = [min(m, n) for n, m in enumerate(marks)]  # each op copies itself or an earlier one
+    assert common.firsts(originals) == [i for i, o in enumerate(originals) if o == i]
+    assert common.firsts(range(len(marks))) == list(range(len(marks)))

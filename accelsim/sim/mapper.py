@@ -134,15 +134,16 @@ def _shape_classes(graph: Graph, spatial: bool, placement: Placement | None = No
     a few hundred ops and a dozen or so shapes; keys are deep tuples, costly to hash per op)."""
     shapes: list[tuple[tuple, Op]] = []
     seen: dict[tuple, int] = {}
-    index: list[int] = []
     # a renamed copy has its original's key (not on spatial chips, whose key holds the layer,
     # nor under a density profile, which is per op name)
     originals = graph.originals() if not spatial and placement is None else None
     # a deferred op (a repeated layer held as a count) is a copy: only the made ops are read
-    for n, op in enumerate(graph.known() if originals is not None else graph.ops):
-        if originals is not None and originals[n] != n:
-            index.append(index[originals[n]])
-            continue
+    ops = graph.known() if originals is not None else graph.ops
+    index: list[int] = [0] * len(ops)
+    # an op that copies none comes before its copies (``Graph.originals`` points each copy to
+    # an earlier op that copies none), so classes still number in order of first op
+    for n in (range(len(ops)) if originals is None else common.firsts(originals)):
+        op = ops[n]
         assert op is not None  # an op that copies none is made
         key = _shape_key(op, spatial)
         if placement is not None:
@@ -151,7 +152,9 @@ def _shape_classes(graph: Graph, spatial: bool, placement: Placement | None = No
         if i is None:
             i = seen[key] = len(shapes)
             shapes.append((key, op))
-        index.append(i)
+        index[n] = i
+    if originals is not None:  # a copy's class is its original's
+        index = list(map(index.__getitem__, originals))
     return shapes, index
 
 
