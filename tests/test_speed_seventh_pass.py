@@ -112,3 +112,33 @@ def test_firsts_are_the_ops_that_copy_none(marks):
     originals = [min(m, n) for n, m in enumerate(marks)]  # each op copies itself or an earlier one
     assert common.firsts(originals) == [i for i, o in enumerate(originals) if o == i]
     assert common.firsts(range(len(marks))) == list(range(len(marks)))
+
+
+def test_a_held_parts_names_are_checked_from_its_kept_set():
+    """A part's names are hashed once per labels list and reused by later steps; a name taken,
+    or given twice within the part, is still refused by name."""
+    import pytest
+
+    from accelsim.graph import Graph, _name_set
+    from accelsim.model.spec import load_model
+    spec = load_model("llama-3.2-1b")
+    first = lower(spec, Workload(phase="decode", batch=1, context=10))
+    again = lower(spec, Workload(phase="decode", batch=9, context=4000))
+    (_, part), (_, later) = first.parts()[0], again.parts()[0]
+    assert later.labels() is part.labels() and _name_set(later.labels()) is _name_set(part.labels())
+    assert _name_set(part.labels()) == {name for name, _ in part.labels()}
+    with pytest.raises(ValueError, match="duplicate op name 'layers.2.attn_norm'"):
+        first.defer(part, first.originals()[first.parts()[0][0]:][:part.count])
+
+    class Twice(type(part)):  # the same names given twice within one part
+        def _make_labels(self):
+            half = part.labels()[: self.count // 2]
+            return half + half
+
+    twice = object.__new__(Twice)
+    twice.__dict__.update(part.__dict__, _labels=None)
+    graph = Graph(name="g")
+    for op in first.known()[: first.parts()[0][0]]:
+        graph.add(op)
+    with pytest.raises(ValueError, match="duplicate op name"):
+        graph.defer(twice, first.originals()[first.parts()[0][0]:][:part.count])
