@@ -142,3 +142,23 @@ def test_a_held_parts_names_are_checked_from_its_kept_set():
         graph.add(op)
     with pytest.raises(ValueError, match="duplicate op name"):
         graph.defer(twice, first.originals()[first.parts()[0][0]:][:part.count])
+
+
+def test_held_layers_outputs_are_made_when_asked_and_chain_as_before():
+    """A held run of layers makes only its last output at once (the head reads it); the outputs
+    between are made when asked for, named as before, the last being that very object."""
+    from accelsim.model.spec import load_model
+    for model in ("llama-3.1-8b", "gemma-2-9b", "jamba-v0.1"):
+        spec = load_model(model)
+        lower(spec, Workload(phase="decode", batch=1, context=100))  # names kept from here on
+        graph = lower(spec, Workload(phase="decode", batch=2, context=300))
+        parts = [part for _, part in graph.parts()]
+        assert parts and all(part._inputs is None for part in parts), model
+        ops = graph.ops  # makes every part
+        for part in parts:
+            inputs = part.inputs
+            assert inputs[0] is part.x and inputs[-1] is part.out and len(inputs) == len(part.layers) + 1
+            if model == "llama-3.1-8b":
+                assert [t.name for t in inputs[1:]] == [f"layers.{layer}.mlp_residual.out" for layer in part.layers]
+        # the whole graph is the one lowered without holding any layer
+        assert ops == lower(spec, Workload(phase="decode", batch=2, context=300), deferred=False).ops
