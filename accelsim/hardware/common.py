@@ -98,7 +98,7 @@ def _footprint(graph: Graph) -> dict[str, float]:
             adds[i] = found
     # a renamed copy (a deferred one included) holds its original's tensor sizes; each role's
     # sizes are added op by op in graph order from 0.0, as a running total over the ops gives
-    held = [adds[o] for o in originals if o in adds]
+    held = list(map(adds.__getitem__, filter(adds.__contains__, originals)))  # in graph order
     for role in ("kv_cache", "state"):
         resident[role] = reduce(operator.add, [b for found in held for r, b in found if r == role], 0.0)
     return resident

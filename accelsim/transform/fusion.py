@@ -35,6 +35,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import chain
 from typing import Literal, get_args
 
 from accelsim.errors import AccelsimError
@@ -307,13 +308,13 @@ class _KernelCopies(Deferred):
     def weights(self) -> list[tuple[str, Tensor]]:
         # a copy kernel's operands are its original's, renamed as its ops' part renames them;
         # the originals are the few kernels of one layer, so their weights are found once each
-        marks = [self.copies[k] for k in self.run]
+        marks = list(map(self.copies.__getitem__, self.run))
         held: dict[int | None, list[Tensor]] = {}
         for c in dict.fromkeys(marks):  # each original once, in order
             like = self.kernels[c] if c is not None else None
             assert like is not None  # a held kernel copies a made one
             held[c] = [t for t in like.inputs if t.role == "weight"]
-        tensors = [t for c in marks for t in held[c]]
+        tensors = list(chain.from_iterable(map(held.__getitem__, marks)))  # each mark's, in order
         names = self.names
         if len(names) != len(tensors):  # the same for every graph of this structure: named once
             rename, plan, at = self.part.rename, self.plan, self.at
