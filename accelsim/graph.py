@@ -432,6 +432,24 @@ class Deferred(ABC):
         names (so a fusion plan can be keyed without making them)."""
 
 
+# The set of names of a deferred part's labels, by the labels list: parts keep their labels
+# across steps (a loop over batch sizes and contexts holds the same layer copies), so the ~300
+# names are hashed into a set once, not on every step.  Each entry holds its list, so an id
+# is never another list's while it is kept; the lists are never changed once made.
+_NAME_SETS: dict[int, tuple[list[tuple[str, int | None]], frozenset[str]]] = {}
+
+
+def _name_set(labels: list[tuple[str, int | None]]) -> frozenset[str]:
+    hit = _NAME_SETS.get(id(labels))
+    if hit is not None and hit[0] is labels:
+        return hit[1]
+    if len(_NAME_SETS) >= 64:
+        _NAME_SETS.clear()
+    names = frozenset([name for name, _ in labels])
+    _NAME_SETS[id(labels)] = (labels, names)
+    return names
+
+
 class Graph:
     """Ops in a valid execution order plus the producer->consumer dependency graph.
 
@@ -521,10 +539,11 @@ class Graph:
         sources = [twins[c] for c in copies]
         if any(self._known[s] is None for s in set(sources)):
             raise ValueError("a deferred op must copy an op that is made")
-        new = [name for name, _ in part.labels()]
-        if not names.isdisjoint(new) or len(set(new)) != len(new):  # some name taken, or given twice
+        labels = part.labels()
+        new = _name_set(labels)
+        if not names.isdisjoint(new) or len(new) != len(labels):  # some name taken, or given twice
             seen = set(names)
-            for name in new:
+            for name, _ in labels:
                 if name in seen:
                     raise ValueError(f"duplicate op name {name!r}")
                 seen.add(name)

@@ -136,8 +136,9 @@ def step_energy(costs: Sequence[OpCost], groups: int, chips_per_stage: int, stat
                 terms[columns[component]] = step_joules(joules, groups, chips_per_stage, 0.0, chips, 0.0)
             rows.append(terms)
         row = {shape: i + 1 for i, shape in enumerate(distinct)}
-        order = np.fromiter((row[s] for s in shapes), dtype=np.intp, count=len(shapes))
-        totals = np.add.accumulate(np.array(rows)[np.concatenate(([0], order))], axis=0)[-1].tolist()
+        order = [0]  # the zeros first, then each op's row
+        order += map(row.__getitem__, shapes)
+        totals = np.add.accumulate(np.array(rows)[np.array(order, dtype=np.intp)], axis=0)[-1].tolist()
         energy = dict(zip(columns, totals))
     energy["static"] = step_joules(0.0, groups, chips_per_stage, static_w, chips, busy_s)
     return energy

@@ -89,6 +89,7 @@ def _clear_step_memos() -> None:
                  mapper._COSTS, common._FOOTPRINTS, common._PEAKS, api._TRUST, base._COST_PARAMS):
         memo.clear()
     fusion._PLANS.clear()
+    mapper._ROW_PLANS.clear()
     fusion._COPIES.clear()
     fusion._LAYOUTS.clear()
     lower._NAMES.clear()

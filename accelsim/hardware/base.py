@@ -458,7 +458,7 @@ def memory_energy(bytes_by_level: dict[str, Any], energy_per_byte: dict[str, Any
 
 def sequential_schedule(costs: Sequence[Timed], workload: Workload) -> StepTime:
     """Ops run one after another: the step takes the sum of op times."""
-    latency = sum(c.time_s for c in costs)
+    latency = sum([c.time_s for c in costs])  # the same additions in the same order, over a list
     tokens = workload.tokens if workload.phase == "prefill" else workload.batch
     return StepTime(latency, tokens / latency, latency)
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 import operator
 from collections.abc import Sequence
 from functools import reduce
+from itertools import compress
 from typing import Any
 
 import numpy as np
@@ -88,7 +89,7 @@ def _footprint(graph: Graph) -> dict[str, float]:
     resident = {"weight": graph.weight_bytes, "kv_cache": 0.0, "state": 0.0}
     ops, originals = _made(graph)
     adds: dict[int, list[tuple[str, float]]] = {}  # per made op that adds any, what, in order
-    for i in _firsts(originals):
+    for i in firsts(originals):
         op = ops[i]
         assert op is not None  # an op that copies none is made
         found: list[tuple[str, float]] = [(t.role, t.nbytes) for t in op.inputs if t.role in ("kv_cache", "state")]
@@ -97,7 +98,7 @@ def _footprint(graph: Graph) -> dict[str, float]:
             adds[i] = found
     # a renamed copy (a deferred one included) holds its original's tensor sizes; each role's
     # sizes are added op by op in graph order from 0.0, as a running total over the ops gives
-    held = [adds[o] for o in originals if o in adds]
+    held = list(map(adds.__getitem__, filter(adds.__contains__, originals)))  # in graph order
     for role in ("kv_cache", "state"):
         resident[role] = reduce(operator.add, [b for found in held for r, b in found if r == role], 0.0)
     return resident
@@ -113,9 +114,10 @@ def _made(graph: Graph) -> tuple[Sequence[Op | None], Sequence[int]]:
     return graph.known(), originals
 
 
-def _firsts(originals: Sequence[int]) -> list[int]:
-    """The indices of the ops that copy none, in order."""
-    return [i for i, o in enumerate(originals) if o == i]
+def firsts(originals: Sequence[int]) -> list[int]:
+    """The indices of the ops that copy none, in order (``compress`` over ``o == i``: the
+    same list as a comprehension's test per op, without its per-op bytecode)."""
+    return list(compress(range(len(originals)), map(operator.eq, originals, range(len(originals)))))
 
 
 def peak_activation_bytes(graph: Graph) -> float:
@@ -127,7 +129,7 @@ def peak_activation_bytes(graph: Graph) -> float:
 def _peak_activation_bytes(graph: Graph) -> float:
     peak = 0.0
     ops, originals = _made(graph)
-    for i in _firsts(originals):  # a renamed copy holds its original's sizes: the same working set
+    for i in firsts(originals):  # a renamed copy holds its original's sizes: the same working set
         op = ops[i]
         assert op is not None  # an op that copies none is made
         live = sum(t.nbytes for t in (*op.inputs, *op.outputs) if t.role == "activation")

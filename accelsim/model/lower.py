@@ -134,15 +134,28 @@ class _LayerCopies(Deferred):
         super().__init__(self.per * len(layers))
         self.template, self.layers = template, layers
         self.recipe = recipe = template.recipe or _recipe(template)
+        self.x = x
+        self._inputs: list[Tensor] | None = None
         t, mode, rest = recipe.tensors[recipe.out]
-        self.inputs = [x]  # each layer's input, then the last one's output
-        for layer in layers:
-            self.inputs.append(t if mode == _KEEP else _renamed_tensor(t, self._name(t, mode, rest, layer, self.inputs[-1])))
-        self.out = self.inputs[-1]
+        # the last layer's output (the head's input) now; the outputs between, each the next
+        # layer's input, only when asked for (``inputs``): one-chip steps never read them
+        # (an output named as the input keeps the first layer's input name down the chain)
+        self.out = t if mode == _KEEP else _renamed_tensor(t, self._name(t, mode, rest, layers[-1], x))
         # the names depend only on the template's names and the layers: kept across steps
         weights = tuple(recipe.tensors[w][1:] + (recipe.tensors[w][0].name,) for w in recipe.weights)
         self._key = (tuple((op.name, suffix, own, op.layer) for op, suffix, own, _, _ in recipe.ops), weights,
                      layers.start, layers.stop, x.name if any(w[0] == _INPUT for w in weights) else None)
+
+    @property
+    def inputs(self) -> list[Tensor]:
+        """Each layer's input, then the last one's output (``out``, the very object)."""
+        if self._inputs is None:
+            t, mode, rest = self.recipe.tensors[self.recipe.out]
+            inputs = [self.x]
+            for layer in self.layers[:-1]:
+                inputs.append(t if mode == _KEEP else _renamed_tensor(t, self._name(t, mode, rest, layer, inputs[-1])))
+            self._inputs = [*inputs, self.out]
+        return self._inputs
 
     def _names(self) -> tuple[list[tuple[str, int | None]], list[str]]:
         """Each op's label and each weight's name (``labels``, ``weights``), once per template
@@ -196,7 +209,7 @@ class _LayerCopies(Deferred):
         # the template's ops are made (their names are in the graph's structure); the renaming
         # follows from its layer and input and the copies'
         return ("layer copies", self.template.start, self.template.layer, self.template.x.name,
-                self.layers.start, self.layers.stop, self.inputs[0].name)
+                self.layers.start, self.layers.stop, self.x.name)
 
 
 _KEEP, _INPUT, _RENAMED = 0, 1, 2

@@ -63,7 +63,69 @@ def map_graph(graph: Graph, hw: Any, backend: Backend, placement: Placement,
         if cost is None:
             cost = memo[key] = best_cost(op, hw, backend, placement)
         best.append(cost)
-    return [_renamed(best[i], name, layer) for (name, layer), i in zip(graph.labels(), index)]
+    return _rows(best, index, graph.labels())
+
+
+# Each (op classes, labels) layout's plan for renaming costs into rows, across steps: a fresh
+# one-by-one step has a new graph but the same op names and classes as the steps before it
+# (names do not depend on batch, context or formats).  Keyed by content; a few kept.
+_ROW_PLANS: dict[tuple, _RowPlan] = {}
+_ROW_PLANS_KEPT = 16
+_ROWS_PER_PLAN = 1024
+
+
+class _RowPlan:
+    """The rows of one layout: each class's labels in op order, where each op's row lies when
+    the classes' rows are laid end to end, and the rows made so far per (class, cost)."""
+
+    def __init__(self, index: list[int], labels: list[tuple[str, int | None]], classes: int) -> None:
+        self.labels: list[list[tuple[str, int | None]]] = [[] for _ in range(classes)]
+        rank = []
+        for i, label in zip(index, labels):
+            rank.append(len(self.labels[i]))
+            self.labels[i].append(label)
+        start = [0] * classes
+        for i in range(1, classes):
+            start[i] = start[i - 1] + len(self.labels[i - 1])
+        self.order = [start[i] + r for i, r in zip(index, rank)]
+        # (class, id of its cost) -> (the cost, kept alive so its id stays its own; its rows)
+        self.made: dict[tuple[int, int], tuple[OpCost, list[OpCost]]] = {}
+        # costs asked for once: rows are kept from a cost's second asking (a fresh step's new
+        # attention shape never comes back, and held rows are heap every collection walks)
+        self.once: dict[tuple[int, int], OpCost] = {}
+
+    def rows(self, i: int, cost: OpCost) -> list[OpCost]:
+        key = (i, id(cost))
+        hit = self.made.get(key)
+        if hit is not None and hit[0] is cost:
+            return hit[1]
+        rows = [_renamed(cost, name, layer) for name, layer in self.labels[i]]
+        if self.once.get(key) is cost:
+            if len(self.made) >= _ROWS_PER_PLAN:
+                self.made.clear()
+            self.made[key] = (cost, rows)
+        else:
+            if len(self.once) >= 4 * _ROWS_PER_PLAN:
+                self.once.clear()
+            self.once[key] = cost
+        return rows
+
+
+def _rows(best: list[OpCost], index: list[int], labels: list[tuple[str, int | None]]) -> list[OpCost]:
+    """Each op's row: its class's cost under the op's name and layer, in op order.  Rows are
+    frozen records, equal field by field to ``_renamed(best[i], name, layer)``; a class's rows
+    for one cost are made once and shared by every step whose op names and classes are the same
+    (``tests/test_speed_seventh_pass.py``)."""
+    key = (tuple(index), tuple(labels))
+    plan = _ROW_PLANS.get(key)
+    if plan is None:
+        if len(_ROW_PLANS) >= _ROW_PLANS_KEPT:
+            _ROW_PLANS.clear()
+        plan = _ROW_PLANS[key] = _RowPlan(index, labels, len(best))
+    flat: list[OpCost] = []
+    for i, cost in enumerate(best):
+        flat.extend(plan.rows(i, cost))
+    return list(map(flat.__getitem__, plan.order))
 
 
 def _shape_classes(graph: Graph, spatial: bool, placement: Placement | None = None
@@ -72,15 +134,16 @@ def _shape_classes(graph: Graph, spatial: bool, placement: Placement | None = No
     a few hundred ops and a dozen or so shapes; keys are deep tuples, costly to hash per op)."""
     shapes: list[tuple[tuple, Op]] = []
     seen: dict[tuple, int] = {}
-    index: list[int] = []
     # a renamed copy has its original's key (not on spatial chips, whose key holds the layer,
     # nor under a density profile, which is per op name)
     originals = graph.originals() if not spatial and placement is None else None
     # a deferred op (a repeated layer held as a count) is a copy: only the made ops are read
-    for n, op in enumerate(graph.known() if originals is not None else graph.ops):
-        if originals is not None and originals[n] != n:
-            index.append(index[originals[n]])
-            continue
+    ops = graph.known() if originals is not None else graph.ops
+    index: list[int] = [0] * len(ops)
+    # an op that copies none comes before its copies (``Graph.originals`` points each copy to
+    # an earlier op that copies none), so classes still number in order of first op
+    for n in (range(len(ops)) if originals is None else common.firsts(originals)):
+        op = ops[n]
         assert op is not None  # an op that copies none is made
         key = _shape_key(op, spatial)
         if placement is not None:
@@ -89,7 +152,9 @@ def _shape_classes(graph: Graph, spatial: bool, placement: Placement | None = No
         if i is None:
             i = seen[key] = len(shapes)
             shapes.append((key, op))
-        index.append(i)
+        index[n] = i
+    if originals is not None:  # a copy's class is its original's
+        index = list(map(index.__getitem__, originals))
     return shapes, index
 
 

@@ -34,7 +34,8 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from itertools import chain
 from typing import Literal, get_args
 
 from accelsim.errors import AccelsimError
@@ -187,16 +188,15 @@ def fuse(graph: Graph, policy: str = "epilogue", unfused: tuple[str, ...] = ()) 
         known = list(graph.ops)
         layout = _Layout(plan, [False] * len(plan), [(0, len(plan), None)], {}, {})
     fused = Graph(graph.name, batch=graph.batch)
-    kernels: list[Op | None] = []
-    for kernel, copy_of, later in zip(plan, copies, layout.held):
-        if later:
-            kernels.append(None)
-        elif isinstance(kernel, int):
-            kernels.append(known[kernel])
+    kernels: list[Op | None] = [None] * len(plan)  # a held kernel stays None
+    for i in layout.made:  # in order: a copy's original kernel comes before it
+        kernel, copy_of = plan[i], copies[i]
+        if isinstance(kernel, int):
+            kernels[i] = known[kernel]
         elif copy_of is None:
-            kernels.append(_apply(kernel, known))
+            kernels[i] = _apply(kernel, known)
         else:  # members copying another kernel's, merged alike: its class and absorbed work
-            kernels.append(_apply(kernel, known, kernels[copy_of]))
+            kernels[i] = _apply(kernel, known, kernels[copy_of])
     parts = dict(graph.parts())
     for start, end, at in layout.segments:
         if at is not None:  # kernels copying the made ones, of one deferred part's ops
@@ -221,6 +221,11 @@ class _Layout:
     segments: list[tuple[int, int, int | None]]
     names: dict[int, list[str]]
     labels: dict[int, list[tuple[str, int | None]]]
+    made: list[int] = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        # the kernels made now, in order (a held run's ~200 kernels are skipped without a look)
+        object.__setattr__(self, "made", [i for i, later in enumerate(self.held) if not later])
 
 
 # Each compact structure's layout (``_layout``): a function of the structure and its plan.
@@ -303,13 +308,13 @@ class _KernelCopies(Deferred):
     def weights(self) -> list[tuple[str, Tensor]]:
         # a copy kernel's operands are its original's, renamed as its ops' part renames them;
         # the originals are the few kernels of one layer, so their weights are found once each
-        marks = [self.copies[k] for k in self.run]
+        marks = list(map(self.copies.__getitem__, self.run))
         held: dict[int | None, list[Tensor]] = {}
         for c in dict.fromkeys(marks):  # each original once, in order
             like = self.kernels[c] if c is not None else None
             assert like is not None  # a held kernel copies a made one
             held[c] = [t for t in like.inputs if t.role == "weight"]
-        tensors = [t for c in marks for t in held[c]]
+        tensors = list(chain.from_iterable(map(held.__getitem__, marks)))  # each mark's, in order
         names = self.names
         if len(names) != len(tensors):  # the same for every graph of this structure: named once
             rename, plan, at = self.part.rename, self.plan, self.at
