@@ -707,7 +707,7 @@ class _Group:
         if sections is None:
             self.one_by_one(range(len(members)))
             return
-        hws, invalid = self.validate(cls, template, sections)
+        hws, invalid = self.validate(cls, template, sections, kind)
         self.one_by_one(invalid)
         refused = set(invalid)
         valid = [j for j in range(len(members)) if j not in refused]
@@ -798,7 +798,7 @@ class _Group:
         except ValidationError:
             return None
 
-    def validate(self, cls, template: dict, sections) -> tuple[Any, list[int]]:
+    def validate(self, cls, template: dict, sections, kind=None) -> tuple[Any, list[int]]:
         """Each member's spec, built from validated sections (the kind's cross-section checks
         run here); members refused anywhere are listed in ``invalid``.
 
@@ -825,7 +825,8 @@ class _Group:
             grouped = _GroupedSpecs.build(
                 cls, staged, names, lists, [sections[s][1] for s in names], checks,
                 lambda check: _traced_memo(self.space, ("check", check, tuple(sorted(sections)))),
-                partial(self.item_codes, sections))
+                partial(self.item_codes, sections),
+                partial(_passing_columns, kind, sections) if kind is not None else None)
             if grouped is not None:
                 return grouped, grouped.invalid
         indices = [sections[s][1].tolist() for s in names]
@@ -1245,6 +1246,18 @@ def _copied(obj: BaseModel, update: dict[str, Any]) -> Any:
     return new
 
 
+def _passing_columns(kind, sections, proto, ok: np.ndarray) -> dict[str, np.ndarray]:
+    """``kind.check_columns`` over the members ``ok`` (their sections seen column-wise around
+    ``proto``), each answer a mask over ``ok``; empty where the view is mixed or the column form
+    cannot be worked out (then every check runs as before)."""
+    try:
+        view = spec_columns(proto, {s: (values, index[ok]) for s, (values, index) in sections.items()}, len(ok))
+        found = kind.check_columns(view)
+        return {name: np.broadcast_to(np.asarray(mask, dtype=bool), (len(ok),)) for name, mask in found.items()}
+    except (Mixed, ArithmeticError, ValueError, TypeError):
+        return {}
+
+
 def _after_checks(cls) -> list[Any] | None:
     """The spec class's whole-spec checks, when all are plain after-validators (functions of the
     built spec that raise on a bad one) and no field validator looks across fields; else None."""
@@ -1278,7 +1291,8 @@ class _GroupedSpecs:
     @classmethod
     def build(cls, spec_cls, staged: dict, names: list[str], lists: list[list], codes: list[np.ndarray],
               checks: list[Any], memo: Callable[[Any], _TracedMemo] | None = None,
-              item_codes: Callable[[Item], np.ndarray] | None = None) -> _GroupedSpecs | None:
+              item_codes: Callable[[Item], np.ndarray] | None = None,
+              passing: Callable[[Any, np.ndarray], dict[str, np.ndarray]] | None = None) -> _GroupedSpecs | None:
         n = len(codes[0]) if codes else 0
         bad = np.zeros(n, dtype=bool)
         for values, index in zip(lists, codes):
@@ -1296,8 +1310,14 @@ class _GroupedSpecs:
             return None  # let the whole-spec path refuse it point by point
         table = cls(proto, names, lists, codes, memo, item_codes)
         table._built[int(ok[0])] = proto
+        # checks the kind judges column-wise run only where they might fail (``check_columns``)
+        surely = passing(proto, ok) if passing is not None else {}
         for check in checks:
-            for rows, passed in table._outcomes(check, table.memo(check), ok, ()):
+            mask = surely.get(check.__name__)
+            asked = ok if mask is None else ok[~mask]
+            if not len(asked):
+                continue
+            for rows, passed in table._outcomes(check, table.memo(check), asked, ()):
                 if not passed:
                     bad[rows] = True
         table.invalid = np.flatnonzero(bad).tolist()

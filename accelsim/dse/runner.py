@@ -58,21 +58,44 @@ def read_rows(path: Path, start: int = 0) -> list[dict[str, Any]]:
         text = path.read_text(encoding="utf-8")
     if text and not text.endswith("\n"):
         text = text[: text.rfind("\n") + 1]
-    reader = csv.reader(io.StringIO(text))
-    names: list[str] | None = next(reader, None)
-    if names is None:
+    records = csv_records(text)
+    if not records:
         return []
-    text_columns = [k in TEXT_COLUMNS for k in names]
-    rows: list[dict[str, Any]] = []
-    for raw in reader:
-        if not raw:
-            continue  # a blank line (``csv.DictReader`` skips it too)
-        if len(raw) < len(names):  # a short line (torn): the missing cells empty, as
-            raw = raw + [""] * (len(names) - len(raw))  # ``csv.DictReader`` leaves them
-        # ``_parse`` per cell, with the column's kind looked up once per file
-        rows.append({k: (v if is_text else _number(v)) if v else None
-                     for k, v, is_text in zip(names, raw, text_columns)})
-    return rows
+    names, raws = records[0], [raw for raw in records[1:] if raw]  # blank lines skipped (as ``csv.DictReader``)
+    if not names:  # a blank first line: no columns, an empty row per record (as before)
+        return [{} for _ in raws]
+    width = len(names)
+    # a short line (torn): the missing cells empty, as ``csv.DictReader`` leaves them
+    raws = [raw if len(raw) >= width else raw + [""] * (width - len(raw)) for raw in raws]
+    # ``_parse`` per cell, a column at a time: a column whose every cell is a number is read
+    # by one ``map(float, ...)``; any other (an empty cell, a text) cell by cell as before
+    cells: list[list[Any]] = []
+    for name, column in zip(names, zip(*raws)):
+        if name in TEXT_COLUMNS:
+            cells.append([v if v else None for v in column])
+            continue
+        try:
+            cells.append(list(map(float, column)))
+        except ValueError:
+            cells.append([_number(v) if v else None for v in column])
+    return [dict(zip(names, row)) for row in zip(*cells)]
+
+
+def csv_records(text: str, newline: str = "\n") -> list[list[str]]:
+    """The records ``csv.reader`` reads from ``text`` (as ``list(csv.reader(io.StringIO(text,
+    newline=newline)))``; the two callers split lines differently where a carriage return is
+    met, and keep doing so).
+    Text with no quote, carriage return or NUL holds no quoted cell and ends a record at each
+    newline only, so it is split on newlines and commas directly (a blank line is an empty
+    record, as the reader gives it); anything else, or a line past the reader's field size
+    limit (where it refuses), goes through the reader."""
+    if '"' not in text and "\r" not in text and "\x00" not in text:
+        lines = text.split("\n")
+        if lines[-1] == "":
+            lines.pop()  # the newline ending the last record
+        if not lines or max(map(len, lines)) < csv.field_size_limit():
+            return [line.split(",") if line else [] for line in lines]
+    return list(csv.reader(io.StringIO(text, newline=newline)))
 
 
 def _number(text: str) -> Any:
@@ -331,10 +354,8 @@ def done_ids(path: Path) -> set[str]:
         handle.seek(start)
         data = handle.read()
     end = start + data.rfind(b"\n") + 1
-    reader = csv.reader(io.StringIO(data[: end - start].decode("utf-8"), newline=""))
-    if start == 0:
-        next(reader, None)  # the header
-    found = ids | {line[0] for line in reader if line}
+    records = csv_records(data[: end - start].decode("utf-8"), newline="")
+    found = ids | {line[0] for line in records[1 if start == 0 else 0:] if line}  # past the header
     if end > 0:
         with path.open("rb") as handle:
             handle.seek(max(0, end - 64))

@@ -186,6 +186,8 @@ class Backend(Protocol):
 
     def allocate_columns(self, need: Demand, hw: Any) -> tuple[np.ndarray, list[Placement]] | None: ...
 
+    def check_columns(self, hw: Any) -> dict[str, Any]: ...
+
     def place(self, graph: Graph, hw: Any, model: ModelSpec | None, workload: Workload | None) -> Placement: ...
 
     def plan(self, graph: Graph, hw: Any, parallelism: Parallelism | None) -> Plan: ...
@@ -277,6 +279,14 @@ class BackendBase(ABC):
         over all the points.  None where the kind does not place column-wise (the default):
         the caller places point by point."""
         return None
+
+    def check_columns(self, hw: Any) -> dict[str, Any]:
+        """Whole-spec checks judged over many design points at once (``hw`` a spec seen
+        column-wise): per check, by its after-validator's name, True per point (or for all)
+        where that check surely passes on the point's spec.  A point marked False is checked on
+        its own, as before, so its refusal is found as the validator gives it.  Empty (the
+        default): every check runs per point or per group."""
+        return {}
 
     def place(self, graph: Graph, hw: Any, model: ModelSpec | None, workload: Workload | None) -> Placement:
         return self.allocate(self.demand(graph, hw, model, workload), hw)

@@ -43,7 +43,7 @@ from accelsim.hardware.base import (
     streamed_prefill,
     to_cost,
 )
-from accelsim.hardware.spec import HardwiredSpec, MemoryLevel
+from accelsim.hardware.spec import HardwiredSpec, MemoryLevel, peaks_agree
 from accelsim.model.spec import ModelSpec
 from accelsim.workload import Workload
 
@@ -229,6 +229,9 @@ class HardwiredBackend(BackendBase):
 
     def allocate_columns(self, need: Demand, hw: Any) -> tuple[np.ndarray, list[Placement]] | None:
         return _allocate_columns(need, hw)
+
+    def check_columns(self, hw: Any) -> dict[str, Any]:
+        return {"_peak_matches_macs": peaks_agree(hw.peak_checks())}
 
     def plan(self, graph: Graph, hw: HardwiredSpec, parallelism: Parallelism | None) -> Plan:
         if parallelism is not None and parallelism.chips != 1:

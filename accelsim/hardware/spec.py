@@ -7,8 +7,10 @@ that carries figures has a required ``source``.
 from __future__ import annotations
 
 import math
-from typing import Annotated, ClassVar, Literal, cast
+from collections.abc import Iterable, Iterator
+from typing import Annotated, Any, ClassVar, Literal, cast
 
+import numpy as np
 from pydantic import Field, field_validator, model_validator
 
 from accelsim.config.types import (
@@ -488,12 +490,29 @@ class SystolicSection(Spec):
     source: Source
 
 
+def _disagrees(stated: Any, derived: Any) -> Any:
+    """A stated peak off by more than 3 % from the one the datapath's shape implies (numbers, or
+    arrays over design points, elementwise)."""
+    return abs(derived - stated) > 0.03 * stated
+
+
 def _check_peak(dtype: str, stated: float, derived: float, rule: str) -> None:
     """A stated peak must agree (within 3 %) with the one the datapath's shape implies: a typo in
     either is the commonest way a config silently gives wrong speeds."""
-    if abs(derived - stated) > 0.03 * stated:
+    if _disagrees(stated, derived):
         raise ValueError(f"compute.matrix.{dtype} ({stated / 1e12:.4g} TFLOPS) disagrees with "
                          f"{rule} ({derived / 1e12:.4g} TFLOPS)")
+
+
+def peaks_agree(checks: Iterable[tuple[str, Any, Any, str]]) -> Any:
+    """``_check_peak`` over design points (a spec seen column-wise): per point True where every
+    stated peak agrees and both peaks are finite numbers -- where it surely passes; False where
+    it fails or might (NaN, infinities: the caller checks those points on their own)."""
+    with np.errstate(all="ignore"):
+        ok: Any = True
+        for _dtype, stated, derived, _rule in checks:
+            ok = ok & np.isfinite(stated) & np.isfinite(derived) & ~_disagrees(stated, derived)
+        return ok
 
 
 class SystolicSpec(HardwareBase):
@@ -503,13 +522,19 @@ class SystolicSpec(HardwareBase):
 
     @model_validator(mode="after")
     def _peak_matches_array(self):
+        for check in self.peak_checks():
+            _check_peak(*check)
+        return self
+
+    def peak_checks(self) -> Iterator[tuple[str, Any, Any, str]]:
+        """(dtype, stated peak, the peak the array implies, the rule) per stated peak, lazily
+        (each check raises before the next is worked out); ``hw`` may be seen column-wise."""
         s = self.systolic
         for dtype, per_pe in s.macs_per_pe.items():
             derived = 2.0 * s.arrays * s.rows * s.cols * per_pe * self.compute.clock
             stated = self.compute.matrix.get(dtype)
             if stated is not None:
-                _check_peak(dtype, stated, derived, "2 x arrays x rows x cols x macs_per_pe x clock")
-        return self
+                yield dtype, stated, derived, "2 x arrays x rows x cols x macs_per_pe x clock"
 
 
 class WeightStore(Spec):
@@ -543,12 +568,18 @@ class HardwiredSpec(HardwareBase):
 
     @model_validator(mode="after")
     def _peak_matches_macs(self):
+        for check in self.peak_checks():
+            _check_peak(*check)
+        return self
+
+    def peak_checks(self) -> Iterator[tuple[str, Any, Any, str]]:
+        """(dtype, stated peak, the peak the MACs imply, the rule): the weight dtype's peak must
+        be given; ``hw`` may be seen column-wise."""
         h = self.hardwired
         stated = self.compute.matrix.get(h.weight_dtype)
         if stated is None:
             raise ValueError(f"compute.matrix must give the peak for the weight dtype '{h.weight_dtype}'")
-        _check_peak(h.weight_dtype, stated, 2.0 * h.macs * self.compute.clock, "2 x hardwired.macs x clock")
-        return self
+        yield h.weight_dtype, stated, 2.0 * h.macs * self.compute.clock, "2 x hardwired.macs x clock"
 
 
 class DataflowMemory(Spec):

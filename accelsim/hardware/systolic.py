@@ -30,7 +30,7 @@ from accelsim.hardware.base import (
     sequential_schedule,
     to_cost,
 )
-from accelsim.hardware.spec import MemoryLevel, SystolicSpec
+from accelsim.hardware.spec import MemoryLevel, SystolicSpec, peaks_agree
 from accelsim.model.spec import ModelSpec
 from accelsim.workload import Workload
 
@@ -170,6 +170,9 @@ class SystolicBackend(BackendBase):
     def allocate(self, need: Demand, hw: SystolicSpec) -> Placement:
         return common.offchip_allocate(need, hw.name, "hbm", hw.memory.hbm.capacity, "buffer",
                                        hw.memory.buffer.capacity)
+
+    def check_columns(self, hw: Any) -> dict[str, Any]:
+        return {"_peak_matches_array": peaks_agree(hw.peak_checks())}
 
     def params(self, hw: SystolicSpec) -> dict[str, Any]:
         s, mem = hw.systolic, hw.memory
