@@ -53,17 +53,8 @@ def test_records_refused_past_the_field_size_limit_as_the_reader_refuses() -> No
 
 
 def _old_read_rows(path: Path, start: int = 0) -> list[dict[str, Any]]:
-    """``read_rows`` before this pass: the reader, cell by cell."""
-    if start:
-        with path.open("rb") as handle:
-            header = handle.readline()
-            handle.seek(max(start, len(header)))
-            text = (header + handle.read()).decode("utf-8")
-    else:
-        text = path.read_text(encoding="utf-8")
-    if text and not text.endswith("\n"):
-        text = text[: text.rfind("\n") + 1]
-    reader = csv.reader(io.StringIO(text))
+    """``read_rows`` before this pass: the reader, cell by cell (over the same text)."""
+    reader = csv.reader(io.StringIO(runner.results_text(path, start)))
     names = next(reader, None)
     if names is None:
         return []

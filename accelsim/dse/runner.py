@@ -43,12 +43,9 @@ def columns(keys: list[str]) -> list[str]:
     return ["point_id", *keys, "status", "reason", *METRICS]
 
 
-def read_rows(path: Path, start: int = 0) -> list[dict[str, Any]]:
-    """Rows of a results CSV with numbers parsed; a torn final line (a kill mid-write) is dropped.
-    ``start`` (a byte offset at a line start, from ``resumed_at``) reads only the rows from there
-    on, under the file's header."""
-    if not path.is_file():
-        return []
+def results_text(path: Path, start: int = 0) -> str:
+    """A results CSV's text from byte ``start`` on (under its header), up to its last whole line
+    (a torn final line, a kill mid-write, is dropped)."""
     if start:
         with path.open("rb") as handle:
             header = handle.readline()
@@ -58,7 +55,16 @@ def read_rows(path: Path, start: int = 0) -> list[dict[str, Any]]:
         text = path.read_text(encoding="utf-8")
     if text and not text.endswith("\n"):
         text = text[: text.rfind("\n") + 1]
-    records = csv_records(text)
+    return text
+
+
+def read_rows(path: Path, start: int = 0) -> list[dict[str, Any]]:
+    """Rows of a results CSV with numbers parsed; a torn final line (a kill mid-write) is dropped.
+    ``start`` (a byte offset at a line start, from ``resumed_at``) reads only the rows from there
+    on, under the file's header."""
+    if not path.is_file():
+        return []
+    records = csv_records(results_text(path, start))
     if not records:
         return []
     names, raws = records[0], [raw for raw in records[1:] if raw]  # blank lines skipped (as ``csv.DictReader``)
