@@ -29,7 +29,7 @@ LOADERS = {
     "accelsim.importers.scalesim": {"read_config", "read_topology"},
     "accelsim.economics.tables": {"read"},
     # A sweep's own results store, re-read to resume it and to re-render its report.
-    "accelsim.dse.runner": {"read_rows", "__init__", "_truncate_torn_tail", "done_ids",
+    "accelsim.dse.runner": {"read_rows", "results_text", "__init__", "_truncate_torn_tail", "done_ids",
                             "locked_folder"},
     "accelsim.report.sweep": {"load"},
 }
