@@ -323,7 +323,7 @@ def simulate(model: ModelSpec | str, hw: HardwareBase | str, workload: Workload 
     note = long_context_note(spec, asked, allow_long_context)
     result = costed_step(spec, hw, asked, weight_dtype=weight_dtype, act_dtype=act_dtype,
                          kv_dtype=kv_dtype, parallelism=parallelism).result
-    return result if note is None else replace(result, notes=(*result.notes, note))
+    return result if note is None else result.replaced(notes=(*result.notes, note))
 
 
 @cache
@@ -383,7 +383,7 @@ def costed_step(model: ModelSpec | str, hw: HardwareBase | str, workload: Worklo
     step = pipeline.model_step(spec, chip, workload or Workload(), weight_dtype=weight_dtype,
                                act_dtype=act_dtype, kv_dtype=kv_dtype, parallelism=parallelism)
     priced = economics_system.price(step.result, chip, spec, economics())
-    return replace(step, result=replace(priced, trust=chip_trust(chip, priced.workload["phase"])))
+    return pipeline.Costed(priced.replaced(trust=chip_trust(chip, priced.workload["phase"])), step.graph)
 
 
 def draft_model(spec_decode: spec_decoding.SpecDecode) -> ModelSpec | None:

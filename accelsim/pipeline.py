@@ -373,11 +373,11 @@ def _per_chip_silicon(result: Result, hw: HardwareBase, spec: ModelSpec | None) 
     """Silicon (area, dies, reticle) and the TDP check are per chip: judge one chip's share of
     the system's power.  What it costs is ``accelsim.economics.price``'s, above the pipeline."""
     n = result.chips
-    one = replace(result, tokens_per_s=result.tokens_per_s / n,
-                  energy_j={k: v / n for k, v in result.energy_j.items()})
+    one = result.replaced(tokens_per_s=result.tokens_per_s / n,
+                          energy_j={k: v / n for k, v in result.energy_j.items()})
     annotated = area.annotate(one, hw, spec)
-    return replace(result, area_mm2=annotated.area_mm2, die_mm2=annotated.die_mm2, dies=annotated.dies,
-                   reticle_limited=annotated.reticle_limited, notes=annotated.notes)
+    return result.replaced(area_mm2=annotated.area_mm2, die_mm2=annotated.die_mm2, dies=annotated.dies,
+                           reticle_limited=annotated.reticle_limited, notes=annotated.notes)
 
 
 def cost_alone(op: Op, hw: HardwareBase, keep: Callable[[Mapping], bool] | None = None) -> OpCost:

@@ -11,7 +11,7 @@ Functions take numbers or numpy arrays (one element per design point), like the 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from accelsim.economics import silicon
@@ -261,7 +261,7 @@ def price(result, hw: HardwareBase, model: ModelSpec | None, tables: Tables,
                                                                       tables.system.yield_model)
         cost["yield_model"] = tables.system.yield_model
         notes = (*notes, "custom silicon: $/Mtoken excludes design NRE and masks (see `accelsim tco`)")
-    priced = replace(result, usd_per_mtoken=run.usd_per_mtoken, die_cost_usd=die_usd, cost=cost,
-                     **silicon_fields)
+    priced = result.replaced(usd_per_mtoken=run.usd_per_mtoken, die_cost_usd=die_usd, cost=cost,
+                             **silicon_fields)
     reticle = area.reticle_note(hw.name, priced.dies, priced.die_mm2 or 0.0) if priced.reticle_limited else None
-    return replace(priced, notes=tuple(n for n in (*notes, reticle) if n))
+    return priced.replaced(notes=tuple(n for n in (*notes, reticle) if n))

@@ -10,11 +10,13 @@ than memory PHYs are not modelled, so a modelled die is a lower bound).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 from accelsim.hardware import backend
 from accelsim.hardware.arraymath import ceil, vmax, where
+from accelsim.hardware.spec import HardwareBase
+from accelsim.memo import ByIdentity
 from accelsim.model.spec import ModelSpec
 
 
@@ -154,7 +156,20 @@ def shoreline_mm2(phys) -> Any:
     return side * side
 
 
+# A chip spec's silicon per (spec, model) object pair: a pure function of the two frozen specs,
+# asked three times per step (the TDP check, the price, its die-to-die links).  Arrays over
+# design points (``dse.columns``) are not keyed: they are computed each time.
+_BREAKDOWNS: ByIdentity[AreaBreakdown] = ByIdentity(32)
+_SPLITS: ByIdentity[DieSplit] = ByIdentity(32)
+
+
 def area_breakdown(hw, model: ModelSpec | None = None) -> AreaBreakdown:
+    if isinstance(hw, HardwareBase):
+        return _BREAKDOWNS.get((hw, model), None, lambda: _area_breakdown(hw, model))
+    return _area_breakdown(hw, model)
+
+
+def _area_breakdown(hw, model: ModelSpec | None) -> AreaBreakdown:
     node = node_of(hw)
     sram_bytes, rom_bits = onchip_bytes(hw, model)
     sram = sram_bytes * 8 * node.sram_um2_per_bit * 1e-6
@@ -184,6 +199,12 @@ def split_dies(silicon_mm2, wafer_scale: bool = False) -> DieSplit:
 
 
 def chip_dies(hw, model: ModelSpec | None = None) -> DieSplit:
+    if isinstance(hw, HardwareBase):
+        return _SPLITS.get((hw, model), None, lambda: _chip_dies(hw, model))
+    return _chip_dies(hw, model)
+
+
+def _chip_dies(hw, model: ModelSpec | None) -> DieSplit:
     wafer_scale = hw.area is not None and hw.area.wafer_scale
     return split_dies(area_breakdown(hw, model).die_mm2, wafer_scale)
 
@@ -209,6 +230,6 @@ def annotate(result, hw, model: ModelSpec | None = None):
     datasheet can replace the modelled dies)."""
     split = chip_dies(hw, model)
     notes = tuple(n for n in (*result.notes, tdp_note(hw, result.power_w)) if n)
-    return replace(result, area_mm2=area_breakdown(hw, model).die_mm2 + split.link_mm2,
+    return result.replaced(area_mm2=area_breakdown(hw, model).die_mm2 + split.link_mm2,
                    die_mm2=split.die_mm2, dies=int(split.dies), reticle_limited=bool(split.reticle_limited),
                    notes=notes)

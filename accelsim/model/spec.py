@@ -21,6 +21,7 @@ from accelsim.config import loader
 from accelsim.config.types import MAX_LAYERS, LayerCount, NonNegativeInt, PositiveInt, Spec
 from accelsim.dtypes import DType
 from accelsim.errors import AccelsimError, ConfigError
+from accelsim.memo import ByIdentity
 from accelsim.model import hf_import
 
 MixerKind = Literal["attention", "mla", "mamba1", "mamba2", "rglru", "mlgru", "rwkv7", "hyena"]
@@ -288,7 +289,8 @@ class ModelSpec(Spec):
 
     @property
     def layer_kinds(self) -> tuple[LayerKind, ...]:
-        return _resolve(self)
+        # once per spec object (frozen): lowering reads it on every step
+        return _KINDS.get((self,), None, lambda: _resolve(self))
 
     def with_dtypes(self, **overrides: str | None) -> ModelSpec:
         """A copy with some dtypes replaced (None keeps the model's own)."""
@@ -296,6 +298,10 @@ class ModelSpec(Spec):
         if not chosen:
             return self
         return self.model_copy(update={"dtypes": self.dtypes.model_copy(update=chosen)})
+
+
+# ``ModelSpec.layer_kinds`` per spec object (a loop's typed models: a few formats of one model)
+_KINDS: ByIdentity[tuple[LayerKind, ...]] = ByIdentity(64)
 
 
 def _default_kind(spec: ModelSpec, section: tuple[str, ...], none: str | None) -> str | None:

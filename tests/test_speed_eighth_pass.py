@@ -1,0 +1,88 @@
+"""Issue 20, eighth pass: each faster form equals the one it replaces.  ``Result.replaced``
+equals ``dataclasses.replace``; the silicon and layer-kind memos give what computing afresh
+gives, per spec object, and follow an edited config (a new spec object)."""
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from accelsim import Workload, api
+from accelsim.hardware import area
+from accelsim.sim.result import Result
+
+_FIELDS = [f.name for f in dataclasses.fields(Result)]
+_values = st.one_of(st.none(), st.integers(-5, 5), st.floats(allow_nan=False), st.text(max_size=4),
+                    st.tuples(st.text(max_size=3)), st.dictionaries(st.text(max_size=3), st.floats(allow_nan=False),
+                                                                     max_size=2))
+
+
+def _result() -> Result:
+    return api.simulate("llama-3.1-8b", "h100-sxm", Workload(phase="decode", batch=3, context=900))
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.dictionaries(st.sampled_from(_FIELDS), _values, max_size=6))
+def test_replaced_equals_dataclasses_replace(changes):
+    base = _result()
+    got, want = base.replaced(**changes), dataclasses.replace(base, **changes)
+    assert type(got) is Result and got == want
+    assert list(got.__dict__) == list(want.__dict__)  # the same fields, in the same order
+    assert got.__dict__ == want.__dict__
+    assert base == _result()  # the original is untouched
+
+
+def test_replaced_refuses_an_unknown_field_as_replace_does():
+    base = _result()
+    with pytest.raises(TypeError):
+        dataclasses.replace(base, no_such_field=1)
+    with pytest.raises(TypeError, match="no_such_field"):
+        base.replaced(no_such_field=1)
+
+
+_CHIPS = ["h100-sxm", "mi300x", "tpu-v5e", "groq-lpu", "cerebras-wse3", "hardwired-llama-3.1-8b",
+          "fpga-ternary-mmfree", "b200"]
+
+
+@pytest.mark.parametrize("chip", _CHIPS)
+@pytest.mark.parametrize("model", [None, "llama-3.1-8b", "mixtral-8x7b"])
+def test_silicon_memo_equals_computing_afresh(chip, model):
+    hw = api.resolve_hardware(chip)
+    spec = api.resolve_model(model) if model is not None else None
+    for _ in range(2):  # the first asking computes, the second finds it
+        assert area.area_breakdown(hw, spec) == area._area_breakdown(hw, spec)
+        assert area.chip_dies(hw, spec) == area._chip_dies(hw, spec)
+
+
+def test_silicon_memo_follows_an_edited_chip(tmp_path):
+    path = tmp_path / "chip.yaml"
+    text = (api.loader.PACKAGE_ROOT.parent / "hw_configs" / "h100-sxm.yaml").read_text(encoding="utf-8")
+    assert "  die: 814 mm2\n" in text and "name: h100-sxm\n" in text
+    text = text.replace("name: h100-sxm\n", "name: my-chip\n")  # no datasheet die: the config's
+    path.write_text(text, encoding="utf-8")
+    workload = Workload(phase="decode", batch=2, context=512)
+    assert area.area_breakdown(api.resolve_hardware(str(path))).die_mm2 == 814
+    assert api.simulate("llama-3.1-8b", str(path), workload).die_mm2 == 814
+    path.write_text(text.replace("  die: 814 mm2\n", "  die: 600 mm2\n"), encoding="utf-8")
+    assert area.area_breakdown(api.resolve_hardware(str(path))).die_mm2 == 600
+    assert api.simulate("llama-3.1-8b", str(path), workload).die_mm2 == 600  # the whole step follows
+
+
+@pytest.mark.parametrize("model", ["llama-3.1-8b", "jamba-v0.1", "gemma-2-9b", "deepseek-v3", "mamba2-2.7b"])
+def test_layer_kinds_memo_equals_resolving_afresh(model):
+    from accelsim.model import spec as spec_module
+    spec = api.resolve_model(model)
+    for typed in (spec, spec.with_dtypes(weight="fp8"), spec.with_dtypes(kv="fp8")):
+        assert typed.layer_kinds == spec_module._resolve(typed)
+        assert typed.layer_kinds is typed.layer_kinds  # kept per spec object
+
+
+def test_layer_kinds_follow_an_edited_model(tmp_path):
+    path = tmp_path / "m.yaml"
+    text = (api.loader.PACKAGE_ROOT.parent / "models" / "llama-3.1-8b.yaml").read_text(encoding="utf-8")
+    path.write_text(text, encoding="utf-8")
+    assert len(api.resolve_model(str(path)).layer_kinds) == 32
+    path.write_text(text.replace("num_layers: 32", "num_layers: 16"), encoding="utf-8")
+    assert len(api.resolve_model(str(path)).layer_kinds) == 16
