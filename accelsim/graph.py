@@ -239,7 +239,9 @@ class Attention(Op):
     causal: bool = True
     window: int | None = None
 
-    @property
+    # kept beside the fields when first read (``_kept``): costing one attention shape reads it
+    # through ``tensor_flops``, ``vector_flops`` and ``macs`` about twenty times
+    @_kept
     def pairs(self) -> int:
         """Per (sequence, head): sum over queries of the keys each one sees."""
         first_pos = self.kv_len - self.q_len  # position of the first query in the sequence
@@ -528,6 +530,15 @@ class Graph:
             twins.append(len(own) if copy_of is None else twins[copy_of])
             own.append(op)
         self._dag = self._linked = self._labels = None
+
+    def mark_copies(self, start: int, copies: Sequence[int]) -> None:
+        """Mark the ops from ``start`` on, added as they are, as renamed copies of the earlier
+        ops ``copies`` (as ``add``'s ``copy_of`` would have): for ops shown equal to those
+        renamed (lowering's check of a layer against the first of its kind)."""
+        if start + len(copies) > len(self._known) or any(c >= start for c in copies):
+            raise ValueError("copy marks must point from added ops to earlier ones")
+        twins = self._twins
+        twins[start:start + len(copies)] = [twins[c] for c in copies]
 
     def defer(self, part: Deferred, copies: Sequence[int]) -> None:
         """Append ``part``'s ops without making them: op ``k`` of it is a renamed copy of the

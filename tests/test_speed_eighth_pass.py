@@ -86,3 +86,46 @@ def test_layer_kinds_follow_an_edited_model(tmp_path):
     assert len(api.resolve_model(str(path)).layer_kinds) == 32
     path.write_text(text.replace("num_layers: 32", "num_layers: 16"), encoding="utf-8")
     assert len(api.resolve_model(str(path)).layer_kinds) == 16
+
+
+def test_layer_one_is_marked_a_copy_of_layer_zero_once_shown_equal():
+    from accelsim.model.lower import lower
+    spec = api.resolve_model("llama-3.1-8b")
+    for deferred in (True, False):
+        graph = lower(spec, Workload(phase="decode", batch=3, context=700), deferred=deferred)
+        labels, originals = graph.labels(), graph.originals()
+        assert originals is not None
+        first = {name: i for i, (name, _) in enumerate(labels) if name.startswith("layers.0.")}
+        for i, (name, layer) in enumerate(labels):
+            if layer == 1:
+                assert originals[i] == first[name.replace("layers.1.", "layers.0.", 1)]
+
+
+def test_mark_copies_refuses_marks_that_do_not_point_back():
+    from accelsim.graph import Graph
+    from accelsim.model.lower import lower
+    graph = lower(api.resolve_model("llama-3.2-1b"), Workload(phase="decode", batch=1, context=64))
+    with pytest.raises(ValueError, match="earlier"):
+        graph.mark_copies(3, [3])
+    with pytest.raises(ValueError, match="earlier"):
+        graph.mark_copies(len(graph), [0])
+    assert Graph().originals() == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(1, 64), st.integers(1, 9000), st.integers(0, 9000), st.booleans(),
+       st.one_of(st.none(), st.integers(1, 5000)), st.integers(1, 9000))
+def test_kept_attention_pairs_equal_the_formula_and_follow_replace(q_len, kv_len, extra, causal, window, other):
+    from accelsim.graph import Attention, Tensor
+
+    def formula(a: Attention) -> int:  # the closed form, written out again as a loop
+        if not a.causal:
+            return a.q_len * (a.kv_len if a.window is None else min(a.kv_len, a.window))
+        first = a.kv_len - a.q_len
+        return sum(min(p + 1, a.window if a.window is not None else p + 1) for p in range(first, a.kv_len))
+    kv_len = max(kv_len, q_len)
+    x = Tensor("x", (q_len, 64), "bf16")
+    op = Attention("a", (x,), (x,), q_len=q_len, kv_len=kv_len, causal=causal, window=window)
+    assert op.pairs == formula(op) and op.pairs == op.__dict__["pairs"]  # kept after the first read
+    moved = dataclasses.replace(op, kv_len=max(other, q_len))
+    assert moved.pairs == formula(moved)  # a replaced op computes its own

@@ -80,6 +80,8 @@ def _repeated_layer(ctx: LoweringContext, x: Tensor, layer: int, kind: LayerKind
     elif template.repeats is None:
         ops, renamed_out = _renamed_layer(template, layer, x)
         template.repeats = ops == ctx.graph.ops[start:] and renamed_out == out
+        if template.repeats:  # shown equal to the first renamed: marked as its copies, as later layers are
+            ctx.graph.mark_copies(start, range(template.start, template.start + len(ops)))
     return out
 
 
