@@ -8,9 +8,11 @@ only be wrong about shapes, never about arithmetic.
 from __future__ import annotations
 
 import math
+import operator
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
+from itertools import compress
 from typing import TYPE_CHECKING, Any, ClassVar, Generic, Literal, TypeVar, get_args, overload
 
 from accelsim import dtypes
@@ -387,6 +389,12 @@ class Collective(Op):
         return 0.0
 
 
+def firsts(originals: Sequence[int]) -> list[int]:
+    """The indices of the ops that copy none, in order (``compress`` over ``o == i``: the
+    same list as a comprehension's test per op, without its per-op bytecode)."""
+    return list(compress(range(len(originals)), map(operator.eq, originals, range(len(originals)))))
+
+
 class Deferred(ABC):
     """``count`` consecutive ops of a graph that are made only when the graph's op list is first
     asked for: each a renamed copy of an op made earlier (a decoder layer repeated 32 times, the
@@ -483,6 +491,7 @@ class Graph:
         # (producers, edges) as ``_links`` finds them, kept until an op is added
         self._linked: tuple[dict[str, str], list[tuple[str, str, str]]] | None = None
         self._labels: list[tuple[str, int | None]] | None = None
+        self._first: list[int] | None = None  # ``firsts``, kept until an op is added or marked
         for op in ops:
             self.add(op)
 
@@ -516,7 +525,7 @@ class Graph:
         self._names.add(op.name)
         self._twins.append(len(self._known) if copy_of is None else self._twins[copy_of])
         self._known.append(op)
-        self._dag = self._linked = self._labels = None
+        self._dag = self._linked = self._labels = self._first = None
         return op
 
     def extend(self, ops: Sequence[Op], copies: Sequence[int | None]) -> None:
@@ -529,7 +538,7 @@ class Graph:
             names.add(name)
             twins.append(len(own) if copy_of is None else twins[copy_of])
             own.append(op)
-        self._dag = self._linked = self._labels = None
+        self._dag = self._linked = self._labels = self._first = None
 
     def mark_copies(self, start: int, copies: Sequence[int]) -> None:
         """Mark the ops from ``start`` on, added as they are, as renamed copies of the earlier
@@ -539,6 +548,7 @@ class Graph:
             raise ValueError("copy marks must point from added ops to earlier ones")
         twins = self._twins
         twins[start:start + len(copies)] = [twins[c] for c in copies]
+        self._first = None
 
     def defer(self, part: Deferred, copies: Sequence[int]) -> None:
         """Append ``part``'s ops without making them: op ``k`` of it is a renamed copy of the
@@ -564,7 +574,7 @@ class Graph:
         self._parts.append((at, part))
         twins.extend(sources)
         self._known.extend([None] * part.count)
-        self._dag = self._linked = self._labels = None
+        self._dag = self._linked = self._labels = self._first = None
 
     def labels(self) -> list[tuple[str, int | None]]:
         """Each op's (name, layer), deferred ops included, without making them."""
@@ -629,6 +639,18 @@ class Graph:
         """Per op, the index of the op it copies (``add``'s ``copy_of``, followed to the
         first), or None when the graph was not built by ``add`` alone."""
         return self._twins if len(self._twins) == len(self._known) else None
+
+    def firsts(self) -> list[int] | None:
+        """``firsts(originals())``: the ops that copy none, which walks over the made ops read
+        (a copy holds its original's sizes and shape); kept until an op is added or marked, as
+        the footprint, activation peak and shape classes each ask for it.  None with
+        ``originals``."""
+        if self._first is None:
+            originals = self.originals()
+            if originals is None:
+                return None
+            self._first = firsts(originals)
+        return self._first
 
     @property
     def dag(self) -> nx.DiGraph:

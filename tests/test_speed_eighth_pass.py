@@ -129,3 +129,20 @@ def test_kept_attention_pairs_equal_the_formula_and_follow_replace(q_len, kv_len
     assert op.pairs == formula(op) and op.pairs == op.__dict__["pairs"]  # kept after the first read
     moved = dataclasses.replace(op, kv_len=max(other, q_len))
     assert moved.pairs == formula(moved)  # a replaced op computes its own
+
+
+@pytest.mark.parametrize("model", ["llama-3.1-8b", "jamba-v0.1", "deepseek-v3", "gemma-2-9b"])
+def test_kept_firsts_equal_the_walk_and_follow_added_ops(model):
+    from accelsim.graph import Elementwise, Tensor, firsts
+    from accelsim.model.lower import lower
+    from accelsim.transform import fuse
+    graph = lower(api.resolve_model(model), Workload(phase="decode", batch=2, context=300))
+    for g in (graph, fuse(graph)):
+        originals = g.originals()
+        assert originals is not None
+        assert g.firsts() == firsts(originals) == [i for i, o in enumerate(originals) if i == o]
+        assert g.firsts() is g.firsts()  # kept
+    x = Tensor("extra.in", (2, 8), "bf16")
+    n = len(graph)
+    graph.add(Elementwise("extra", (x,), (Tensor("extra.out", (2, 8), "bf16"),), role="residual"))
+    assert graph.firsts() == [*firsts(graph.originals()[:n]), n]  # a new op that copies none

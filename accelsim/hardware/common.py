@@ -7,7 +7,6 @@ from __future__ import annotations
 import operator
 from collections.abc import Sequence
 from functools import reduce
-from itertools import compress
 from typing import Any
 
 import numpy as np
@@ -15,7 +14,7 @@ import numpy as np
 from accelsim.config.units import format_si
 from accelsim.dtypes import DTYPES
 from accelsim.errors import DoesNotFitError
-from accelsim.graph import Access, Graph, MatMul, Op
+from accelsim.graph import Access, Graph, MatMul, Op, firsts  # noqa: F401  (firsts: re-exported)
 from accelsim.hardware import power
 from accelsim.hardware.arraymath import vmax, where
 from accelsim.hardware.base import (  # noqa: F401  (Demand, Terms, to_cost: re-exported)
@@ -87,9 +86,9 @@ def footprint(graph: Graph) -> dict[str, float]:
 # only changes the bytes moved, e.g. a gather's rows), so they walk the tensors directly.
 def _footprint(graph: Graph) -> dict[str, float]:
     resident = {"weight": graph.weight_bytes, "kv_cache": 0.0, "state": 0.0}
-    ops, originals = _made(graph)
+    ops, originals, first = _made(graph)
     adds: dict[int, list[tuple[str, float]]] = {}  # per made op that adds any, what, in order
-    for i in firsts(originals):
+    for i in first:
         op = ops[i]
         assert op is not None  # an op that copies none is made
         found: list[tuple[str, float]] = [(t.role, t.nbytes) for t in op.inputs if t.role in ("kv_cache", "state")]
@@ -104,20 +103,17 @@ def _footprint(graph: Graph) -> dict[str, float]:
     return resident
 
 
-def _made(graph: Graph) -> tuple[Sequence[Op | None], Sequence[int]]:
-    """The graph's ops as known (a deferred copy is None) and per op the index of the op it
-    copies (itself when it copies none), so walks read the made ops only."""
-    originals = graph.originals()
-    if originals is None:
+def _made(graph: Graph) -> tuple[Sequence[Op | None], Sequence[int], Sequence[int]]:
+    """The graph's ops as known (a deferred copy is None), per op the index of the op it
+    copies (itself when it copies none) and the ops that copy none, so walks read the made ops
+    only."""
+    originals, first = graph.originals(), graph.firsts()
+    if originals is None or first is None:
         ops = graph.ops
-        return ops, range(len(ops))
-    return graph.known(), originals
+        return ops, range(len(ops)), range(len(ops))
+    return graph.known(), originals, first
 
 
-def firsts(originals: Sequence[int]) -> list[int]:
-    """The indices of the ops that copy none, in order (``compress`` over ``o == i``: the
-    same list as a comprehension's test per op, without its per-op bytecode)."""
-    return list(compress(range(len(originals)), map(operator.eq, originals, range(len(originals)))))
 
 
 def peak_activation_bytes(graph: Graph) -> float:
@@ -128,8 +124,8 @@ def peak_activation_bytes(graph: Graph) -> float:
 
 def _peak_activation_bytes(graph: Graph) -> float:
     peak = 0.0
-    ops, originals = _made(graph)
-    for i in firsts(originals):  # a renamed copy holds its original's sizes: the same working set
+    ops, _, first = _made(graph)
+    for i in first:  # a renamed copy holds its original's sizes: the same working set
         op = ops[i]
         assert op is not None  # an op that copies none is made
         live = sum(t.nbytes for t in (*op.inputs, *op.outputs) if t.role == "activation")

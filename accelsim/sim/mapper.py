@@ -142,7 +142,8 @@ def _shape_classes(graph: Graph, spatial: bool, placement: Placement | None = No
     index: list[int] = [0] * len(ops)
     # an op that copies none comes before its copies (``Graph.originals`` points each copy to
     # an earlier op that copies none), so classes still number in order of first op
-    for n in (range(len(ops)) if originals is None else common.firsts(originals)):
+    first = graph.firsts() if originals is not None else None
+    for n in (range(len(ops)) if first is None else first):
         op = ops[n]
         assert op is not None  # an op that copies none is made
         key = _shape_key(op, spatial)
