@@ -146,3 +146,66 @@ def test_kept_firsts_equal_the_walk_and_follow_added_ops(model):
     n = len(graph)
     graph.add(Elementwise("extra", (x,), (Tensor("extra.out", (2, 8), "bf16"),), role="residual"))
     assert graph.firsts() == [*firsts(graph.originals()[:n]), n]  # a new op that copies none
+
+
+def _counting_reads(monkeypatch) -> list[str]:
+    from accelsim.config import loader
+    reads: list[str] = []
+    real = loader._read_upto
+
+    def counted(source, size, limit):
+        reads.append(source)
+        return real(source, size, limit)
+    monkeypatch.setattr(loader, "_read_upto", counted)
+    return reads
+
+
+def test_a_settled_unchanged_file_is_not_read_again_and_any_edit_is_seen(tmp_path, monkeypatch):
+    import os
+
+    from accelsim.config import loader
+    from accelsim.model.spec import load_model
+    reads = _counting_reads(monkeypatch)
+    path = tmp_path / "m.yaml"
+    text = (loader.PACKAGE_ROOT.parent / "models" / "llama-3.1-8b.yaml").read_text(encoding="utf-8")
+    path.write_text(text, encoding="utf-8")
+    # the clock an hour on: the file's times are long past (settled)
+    monkeypatch.setattr(loader, "_now_ns", lambda: os.stat(path).st_ctime_ns + 3600 * 10**9)
+    first = load_model(str(path))
+    assert load_model(str(path)) is first and reads == [str(path)]  # read once, then kept
+    # an edit of the same size: the write moves the change time (utime too), so it is read
+    path.write_text(text.replace("num_layers: 32", "num_layers: 16"), encoding="utf-8")
+    info = os.stat(path)
+    os.utime(path, ns=(info.st_atime_ns, info.st_mtime_ns + 10**9))  # whatever the clock's tick
+    assert load_model(str(path)).num_layers == 16 and len(reads) == 2
+    # a file replaced by another (a new inode) of the same size and times is read too
+    other = tmp_path / "other.yaml"
+    other.write_text(text, encoding="utf-8")
+    os.utime(other, ns=(os.stat(path).st_atime_ns, os.stat(path).st_mtime_ns))
+    os.replace(other, path)
+    assert load_model(str(path)).num_layers == 32 and len(reads) == 3
+
+
+def test_a_file_written_just_before_its_read_is_read_every_time(tmp_path, monkeypatch):
+    from accelsim.config import loader
+    from accelsim.model.spec import load_model
+    reads = _counting_reads(monkeypatch)
+    path = tmp_path / "m.yaml"
+    text = (loader.PACKAGE_ROOT.parent / "models" / "llama-3.1-8b.yaml").read_text(encoding="utf-8")
+    path.write_text(text, encoding="utf-8")
+    for layers in (32, 16, 32, 16):  # rewrites of one size within the same clock tick, maybe
+        path.write_text(text.replace("num_layers: 32", f"num_layers: {layers}"), encoding="utf-8")
+        assert load_model(str(path)).num_layers == layers
+    assert len(reads) == 4
+
+
+def test_large_files_are_not_kept(tmp_path, monkeypatch):
+    import os
+
+    from accelsim.config import loader
+    reads = _counting_reads(monkeypatch)
+    path = tmp_path / "big.csv"
+    path.write_text("a\n" + "1\n" * (loader._TEXT_KEPT_BYTES // 2 + 1), encoding="utf-8")
+    monkeypatch.setattr(loader, "_now_ns", lambda: os.stat(path).st_ctime_ns + 3600 * 10**9)
+    assert loader.read_text(path, max_bytes=4 << 20) == loader.read_text(path, max_bytes=4 << 20)
+    assert len(reads) == 2

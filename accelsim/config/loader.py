@@ -15,6 +15,7 @@ import json
 import os
 import re
 import stat
+import time
 from collections.abc import Callable
 from functools import lru_cache
 from pathlib import Path
@@ -147,27 +148,57 @@ _PARSED: dict[tuple[str, str], dict[str, Any]] = {}
 _PARSED_MAX = 64
 
 
+# The text of small files read before, by path, with the status they had when read (device,
+# inode, size, modification and change times).  A file whose status is unchanged is not read
+# again, but only where both its times were older than the read by more than ``_SETTLED_NS``:
+# any later write (or rename onto the path, or ``utime``) sets the change time to the clock's
+# time then, which lies past such a file's recorded one even on file systems whose times tick
+# coarsely (ext4 and tmpfs by the kernel's tick, FAT by 2 s), so an edit is always seen; a file
+# written just before it was read is read again on every load until it has settled.
+_TEXTS: dict[str, tuple[tuple[int, int, int, int, int], str]] = {}
+_TEXTS_KEPT = 64
+_TEXT_KEPT_BYTES = 1 << 20  # configs are a few KiB; traces and tables are read each time
+_SETTLED_NS = 3_000_000_000
+
+
+def _now_ns() -> int:
+    return time.time_ns()
+
+
 def read_text(path: str | Path, what: str = "file", *, max_bytes: int = MAX_CONFIG_BYTES) -> str:
     """The UTF-8 text of a file, refused by size before any byte is read and by encoding with
     the offset of the first bad byte; every input file accelsim reads comes through here."""
     source = str(path)
     try:
+        before = _now_ns()
         info = os.stat(source)
         if not stat.S_ISREG(info.st_mode):  # /dev/zero or a pipe would be read forever
             raise ConfigError(f"{what} is not a regular file", source=source)
         if info.st_size > max_bytes:
             raise ConfigError(f"{what} is {info.st_size / 2**20:.1f} MiB; the most allowed is "
                               f"{max_bytes / 2**20:g} MiB", source=source)
+        status = (info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+        kept = _TEXTS.get(source)
+        if kept is not None and kept[0] == status:
+            return kept[1]
         data = _read_upto(source, info.st_size, max_bytes + 1)  # a file growing while read stops too
         if len(data) > max_bytes:
             raise ConfigError(f"{what} is over the {max_bytes / 2**20:g} MiB allowed", source=source)
     except OSError as err:
         raise ConfigError(f"cannot read {what} ({err.strerror or err})", source=source) from None
     try:
-        return data.decode("utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as err:
         raise ConfigError(f"not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start}); "
                           f"save the {what} as UTF-8", source=source) from None
+    settled = max(info.st_mtime_ns, info.st_ctime_ns) < before - _SETTLED_NS
+    if settled and len(data) == info.st_size <= _TEXT_KEPT_BYTES:
+        if len(_TEXTS) >= _TEXTS_KEPT:
+            _TEXTS.pop(next(iter(_TEXTS)))
+        _TEXTS[source] = (status, text)
+    else:
+        _TEXTS.pop(source, None)
+    return text
 
 
 _PIECE = 1 << 16  # the least asked of one read: a file that grows after the stat is read in these
