@@ -491,7 +491,7 @@ class Graph:
         # (producers, edges) as ``_links`` finds them, kept until an op is added
         self._linked: tuple[dict[str, str], list[tuple[str, str, str]]] | None = None
         self._labels: list[tuple[str, int | None]] | None = None
-        self._first: list[int] | None = None  # ``firsts``, kept until an op is added or marked
+        self._first: list[int] = []  # ``firsts``: the ops added as copies of none, kept as they come
         for op in ops:
             self.add(op)
 
@@ -523,22 +523,30 @@ class Graph:
         if op.name in self._names:
             raise ValueError(f"duplicate op name {op.name!r}")
         self._names.add(op.name)
-        self._twins.append(len(self._known) if copy_of is None else self._twins[copy_of])
+        if copy_of is None:
+            self._first.append(len(self._known))
+            self._twins.append(len(self._known))
+        else:
+            self._twins.append(self._twins[copy_of])
         self._known.append(op)
-        self._dag = self._linked = self._labels = self._first = None
+        self._dag = self._linked = self._labels = None
         return op
 
     def extend(self, ops: Sequence[Op], copies: Sequence[int | None]) -> None:
         """``add(ops[k], copies[k])`` for each op in turn (a copied layer, a graph's kernels)."""
-        names, twins, own = self._names, self._twins, self._known
+        names, twins, own, first = self._names, self._twins, self._known, self._first
         for op, copy_of in zip(ops, copies, strict=True):
             name = op.name
             if name in names:
                 raise ValueError(f"duplicate op name {name!r}")
             names.add(name)
-            twins.append(len(own) if copy_of is None else twins[copy_of])
+            if copy_of is None:
+                first.append(len(own))
+                twins.append(len(own))
+            else:
+                twins.append(twins[copy_of])
             own.append(op)
-        self._dag = self._linked = self._labels = self._first = None
+        self._dag = self._linked = self._labels = None
 
     def mark_copies(self, start: int, copies: Sequence[int]) -> None:
         """Mark the ops from ``start`` on, added as they are, as renamed copies of the earlier
@@ -548,7 +556,7 @@ class Graph:
             raise ValueError("copy marks must point from added ops to earlier ones")
         twins = self._twins
         twins[start:start + len(copies)] = [twins[c] for c in copies]
-        self._first = None
+        self._first = [i for i in self._first if twins[i] == i]
 
     def defer(self, part: Deferred, copies: Sequence[int]) -> None:
         """Append ``part``'s ops without making them: op ``k`` of it is a renamed copy of the
@@ -574,7 +582,7 @@ class Graph:
         self._parts.append((at, part))
         twins.extend(sources)
         self._known.extend([None] * part.count)
-        self._dag = self._linked = self._labels = self._first = None
+        self._dag = self._linked = self._labels = None
 
     def labels(self) -> list[tuple[str, int | None]]:
         """Each op's (name, layer), deferred ops included, without making them."""
@@ -606,7 +614,7 @@ class Graph:
         of them to ``Graph(name)`` gives."""
         out = Graph(name=name)
         out._known, out._deferred, out._parts = list(self._known), list(self._deferred), list(self._parts)
-        out._names, out._twins = set(self._names), list(self._twins)
+        out._names, out._twins, out._first = set(self._names), list(self._twins), list(self._first)
         return out
 
     @property
@@ -642,15 +650,10 @@ class Graph:
 
     def firsts(self) -> list[int] | None:
         """``firsts(originals())``: the ops that copy none, which walks over the made ops read
-        (a copy holds its original's sizes and shape); kept until an op is added or marked, as
-        the footprint, activation peak and shape classes each ask for it.  None with
+        (a copy holds its original's sizes and shape); kept as ops are added (the footprint,
+        activation peak and shape classes each ask for it; read, never changed).  None with
         ``originals``."""
-        if self._first is None:
-            originals = self.originals()
-            if originals is None:
-                return None
-            self._first = firsts(originals)
-        return self._first
+        return self._first if self.originals() is not None else None
 
     @property
     def dag(self) -> nx.DiGraph:

@@ -142,6 +142,7 @@ def test_kept_firsts_equal_the_walk_and_follow_added_ops(model):
         assert originals is not None
         assert g.firsts() == firsts(originals) == [i for i, o in enumerate(originals) if i == o]
         assert g.firsts() is g.firsts()  # kept
+        assert g.copy("again").firsts() == g.firsts()
     x = Tensor("extra.in", (2, 8), "bf16")
     n = len(graph)
     graph.add(Elementwise("extra", (x,), (Tensor("extra.out", (2, 8), "bf16"),), role="residual"))
