@@ -17,6 +17,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
+from operator import attrgetter
 from typing import Any
 
 import numpy as np
@@ -121,7 +122,7 @@ def step_energy(costs: Sequence[OpCost], groups: int, chips_per_stage: int, stat
     # same to the bit.  An op without a component adds 0.0 to it, which changes no running
     # total (one started at +0.0 is never -0.0).  Components come in the order such a loop
     # first meets them: the distinct dicts in order of their first op, each in its own order.
-    shapes = [id(c.energy_j) for c in costs]
+    shapes = list(map(id, map(_ENERGY_OF, costs)))
     distinct = dict(zip(shapes, costs))  # one id: the very same dict (every cost is alive)
     columns: dict[str, int] = {}
     for c in distinct.values():
@@ -135,13 +136,15 @@ def step_energy(costs: Sequence[OpCost], groups: int, chips_per_stage: int, stat
             for component, joules in c.energy_j.items():
                 terms[columns[component]] = step_joules(joules, groups, chips_per_stage, 0.0, chips, 0.0)
             rows.append(terms)
-        row = {shape: i + 1 for i, shape in enumerate(distinct)}
-        order = [0]  # the zeros first, then each op's row
-        order += map(row.__getitem__, shapes)
+        row = dict(zip(distinct, range(1, len(distinct) + 1)))
+        order = [0, *map(row.__getitem__, shapes)]  # the zeros first, then each op's row
         totals = np.add.accumulate(np.array(rows)[np.array(order, dtype=np.intp)], axis=0)[-1].tolist()
         energy = dict(zip(columns, totals))
     energy["static"] = step_joules(0.0, groups, chips_per_stage, static_w, chips, busy_s)
     return energy
+
+
+_ENERGY_OF = attrgetter("energy_j")
 
 
 def model_step(spec: ModelSpec, hw: HardwareBase, workload: Workload, *, weight_dtype: str | None = None,

@@ -210,3 +210,18 @@ def test_large_files_are_not_kept(tmp_path, monkeypatch):
     monkeypatch.setattr(loader, "_now_ns", lambda: os.stat(path).st_ctime_ns + 3600 * 10**9)
     assert loader.read_text(path, max_bytes=4 << 20) == loader.read_text(path, max_bytes=4 << 20)
     assert len(reads) == 2
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.one_of(st.floats(allow_nan=False), st.sampled_from([0.0, -0.0, 1e-300, 0.1, 1e16])),
+                min_size=1, max_size=60))
+def test_sequential_schedule_sums_the_ops_as_the_list_did(times):
+    import math
+
+    from accelsim.hardware.base import OpCost, sequential_schedule
+    costs = [OpCost(op=f"o{i}", kind="vector", layer=None, time_s=t, compute_s=0.0, memory_s={}, bytes={},
+                    energy_j={}, flops=0.0, peak_flops=1.0, bound="memory", mapping="m")
+             for i, t in enumerate(times)]
+    got = sequential_schedule(costs, Workload(phase="decode", batch=2, context=64)).latency_s
+    want = sum([c.time_s for c in costs])
+    assert (math.isnan(got) and math.isnan(want)) or (got == want and math.copysign(1, got) == math.copysign(1, want))
