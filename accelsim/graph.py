@@ -565,8 +565,8 @@ class Graph:
         if len(copies) != part.count:
             raise ValueError(f"a deferred part of {part.count} ops given {len(copies)} copy marks")
         twins, names = self._twins, self._names
-        sources = [twins[c] for c in copies]
-        if any(self._known[s] is None for s in set(sources)):
+        sources = list(map(twins.__getitem__, copies))
+        if None in map(self._known.__getitem__, set(sources)):
             raise ValueError("a deferred op must copy an op that is made")
         labels = part.labels()
         new = _name_set(labels)

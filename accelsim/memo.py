@@ -96,9 +96,16 @@ class ByIdentity(Generic[V]):
         return asked < self._WARMUP or self._found * self._RETURNING >= asked
 
     def _same(self, held: tuple[Any, ...], objects: tuple[Any, ...]) -> bool:
+        # a loop, not ``all`` over a generator: a step asks its memos ~20 times, keyed by 1-2 objects
         if self._weak:
-            return all(ref() is b for ref, b in zip(held, objects))
-        return all(a is b for a, b in zip(held, objects))
+            for ref, b in zip(held, objects):
+                if ref() is not b:
+                    return False
+            return True
+        for a, b in zip(held, objects):
+            if a is not b:
+                return False
+        return True
 
     def _held(self, key: tuple[tuple[int, ...], Hashable], objects: tuple[Any, ...]) -> tuple[Any, ...]:
         if not self._weak:

@@ -225,3 +225,29 @@ def test_sequential_schedule_sums_the_ops_as_the_list_did(times):
     got = sequential_schedule(costs, Workload(phase="decode", batch=2, context=64)).latency_s
     want = sum([c.time_s for c in costs])
     assert (math.isnan(got) and math.isnan(want)) or (got == want and math.copysign(1, got) == math.copysign(1, want))
+
+
+def _kernel_copy_weights_before(part):
+    """``fusion._KernelCopies.weights`` up to the seventh pass: the marks walked on every call."""
+    from itertools import chain
+    marks = list(map(part.copies.__getitem__, part.run))
+    held = {c: [t for t in part.kernels[c].inputs if t.role == "weight"] for c in dict.fromkeys(marks)}
+    return list(zip(part.names, chain.from_iterable(map(held.__getitem__, marks))))
+
+
+@pytest.mark.parametrize("model", ["llama-3.1-8b", "jamba-v0.1", "deepseek-v3", "gemma-2-9b", "mixtral-8x7b"])
+def test_held_kernel_weights_equal_the_walk_of_before(model):
+    from accelsim.model.lower import lower
+    from accelsim.transform import fuse
+    from accelsim.transform.fusion import _KernelCopies
+    spec = api.resolve_model(model)
+    seen = 0
+    for batch, context in ((1, 100), (7, 3000), (32, 8000)):
+        for typed in (spec, spec.with_dtypes(weight="fp8")):
+            fused = fuse(lower(typed, Workload(phase="decode", batch=batch, context=context)))
+            for _, part in fused.parts():
+                if isinstance(part, _KernelCopies):
+                    got = part.weights()
+                    assert [(n, id(t)) for n, t in got] == [(n, id(t)) for n, t in _kernel_copy_weights_before(part)]
+                    seen += 1
+    assert seen

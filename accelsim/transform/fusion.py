@@ -35,7 +35,7 @@ from __future__ import annotations
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from itertools import chain
+from itertools import accumulate, chain
 from typing import Literal, get_args
 
 from accelsim.errors import AccelsimError
@@ -202,7 +202,7 @@ def fuse(graph: Graph, policy: str = "epilogue", unfused: tuple[str, ...] = ()) 
         if at is not None:  # kernels copying the made ones, of one deferred part's ops
             fused.defer(_KernelCopies(parts[at], at, plan, range(start, end), kernels, copies,
                                       layout.names.setdefault(start, []),
-                                      layout.labels.setdefault(start, [])),
+                                      layout.labels.setdefault(start, []), layout.picks.setdefault(start, [])),
                         [c for c in copies[start:end] if c is not None])
         else:
             fused.extend(kernels[start:end], copies[start:end])  # type: ignore[arg-type]  # all made
@@ -221,6 +221,8 @@ class _Layout:
     segments: list[tuple[int, int, int | None]]
     names: dict[int, list[str]]
     labels: dict[int, list[tuple[str, int | None]]]
+    # per held run, where each of its weights lies among its original kernels' (``weights``)
+    picks: dict[int, list] = field(default_factory=dict)
     made: list[int] = field(init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -281,10 +283,11 @@ class _KernelCopies(Deferred):
 
     def __init__(self, part: Deferred, at: int, plan: list[int | _MergePlan], run: range,
                  kernels: list[Op | None], copies: list[int | None], names: list[str],
-                 labels: list[tuple[str, int | None]]) -> None:
+                 labels: list[tuple[str, int | None]], picks: list | None = None) -> None:
         super().__init__(len(run))
         self.part, self.at, self.plan, self.run = part, at, plan, run
         self.kernels, self.copies, self.names, self.known_labels = kernels, copies, names, labels
+        self.picks = [] if picks is None else picks
 
     def _make(self) -> list[Op]:
         ops, at = self.part.ops(), self.at
@@ -308,18 +311,28 @@ class _KernelCopies(Deferred):
     def weights(self) -> list[tuple[str, Tensor]]:
         # a copy kernel's operands are its original's, renamed as its ops' part renames them;
         # the originals are the few kernels of one layer, so their weights are found once each
-        marks = list(map(self.copies.__getitem__, self.run))
-        held: dict[int | None, list[Tensor]] = {}
-        for c in dict.fromkeys(marks):  # each original once, in order
+        picks = self.picks  # [copy marks, marks, originals in order, their weight counts, positions]
+        if not picks or picks[0] is not self.copies:  # the same for every graph of this structure
+            marks = list(map(self.copies.__getitem__, self.run))
+            picks[:] = [self.copies, marks, list(dict.fromkeys(marks)), None, None]
+        _, marks, originals, counts, positions = picks
+        held: list[list[Tensor]] = []
+        for c in originals:  # each original once, in order
             like = self.kernels[c] if c is not None else None
             assert like is not None  # a held kernel copies a made one
-            held[c] = [t for t in like.inputs if t.role == "weight"]
-        tensors = list(chain.from_iterable(map(held.__getitem__, marks)))  # each mark's, in order
+            held.append([t for t in like.inputs if t.role == "weight"])
+        if counts != list(map(len, held)):  # each mark's weights: its original's, in order
+            counts = list(map(len, held))
+            first = dict(zip(originals, accumulate([0, *counts])))
+            positions = [first[c] + j for c in marks for j in range(counts[originals.index(c)])]
+            picks[3:] = [counts, positions]
+        pool = list(chain.from_iterable(held))
+        tensors = list(map(pool.__getitem__, positions))
         names = self.names
         if len(names) != len(tensors):  # the same for every graph of this structure: named once
-            rename, plan, at = self.part.rename, self.plan, self.at
+            held_of, rename, plan, at = dict(zip(originals, held)), self.part.rename, self.plan, self.at
             names[:] = [rename(t.name, _members(plan[k])[0] - at) for k, c in zip(self.run, marks)
-                        for t in held[c]]
+                        for t in held_of[c]]
         return list(zip(names, tensors))
 
     def rename(self, name: str, j: int) -> str:
