@@ -594,6 +594,23 @@ class Graph:
             self._labels = labels
         return self._labels
 
+    def label_key(self) -> tuple[tuple, list[list[tuple[str, int | None]]]]:
+        """A key that decides ``labels()`` without listing them: the made ops' labels between
+        the deferred parts, and each part's place, count and kept labels list by identity (parts
+        keep one list across steps); and those lists, which whoever keeps the key must hold (so
+        no other list takes their ids).  Equal keys, lists held: equal labels."""
+        known, done = self._known, 0
+        made: list[tuple] = []
+        parts: list[tuple[int, int, int]] = []
+        lists: list[list[tuple[str, int | None]]] = []
+        for at, part in self._parts:  # in order of place
+            made.append(tuple([(op.name, op.layer) for op in known[done:at]]))  # type: ignore[union-attr]
+            lists.append(part.labels())
+            parts.append((at, part.count, id(lists[-1])))
+            done = at + part.count
+        made.append(tuple([(op.name, op.layer) for op in known[done:]]))  # type: ignore[union-attr]
+        return ("parts", tuple(made), tuple(parts)), lists
+
     def owners(self) -> list[int | None]:
         """Per op, where the deferred part not made yet that holds it starts (None: made)."""
         owners: list[int | None] = [None] * len(self._known)

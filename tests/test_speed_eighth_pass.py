@@ -251,3 +251,32 @@ def test_held_kernel_weights_equal_the_walk_of_before(model):
                     assert [(n, id(t)) for n, t in got] == [(n, id(t)) for n, t in _kernel_copy_weights_before(part)]
                     seen += 1
     assert seen
+
+
+def _labels_from_key(key, lists):
+    """``Graph.labels`` rebuilt from ``Graph.label_key``: the made runs with the held lists between."""
+    _, made, parts = key
+    out = list(made[0])
+    for (at, count, ident), labels, run in zip(parts, lists, made[1:]):
+        assert id(labels) == ident and len(labels) == count and len(out) == at
+        out += labels
+        out += run
+    return out
+
+
+@pytest.mark.parametrize("model", ["llama-3.1-8b", "jamba-v0.1", "deepseek-v3", "gemma-2-9b", "rwkv7-2.9b"])
+def test_label_key_decides_the_labels(model):
+    from accelsim.model.lower import lower
+    from accelsim.transform import fuse
+    spec = api.resolve_model(model)
+    keys: dict = {}
+    for batch, context, phase in ((1, 100, "decode"), (5, 2000, "decode"), (2, 64, "prefill")):
+        lowered = lower(spec, Workload(phase=phase, batch=batch, context=context, prompt=context))
+        for graph in (lowered, fuse(lowered), fuse(lowered, "epilogue", ("gated_activation",))):
+            key, lists = graph.label_key()
+            assert _labels_from_key(key, lists) == graph.labels()
+            held = keys.setdefault(key, (graph.labels(), lists))
+            assert held[0] == graph.labels()  # an equal key: equal labels
+    made = lower(spec, Workload(phase="decode", batch=1, context=100), deferred=False)
+    key, lists = made.label_key()
+    assert lists == [] and _labels_from_key(key, lists) == made.labels()

@@ -63,7 +63,8 @@ def map_graph(graph: Graph, hw: Any, backend: Backend, placement: Placement,
         if cost is None:
             cost = memo[key] = best_cost(op, hw, backend, placement)
         best.append(cost)
-    return _rows(best, index, graph.labels())
+    label_key, held = graph.label_key()
+    return _plan_rows(best, index, (tuple(index), label_key), held, graph.labels)
 
 
 # Each (op classes, labels) layout's plan for renaming costs into rows, across steps: a fresh
@@ -93,6 +94,7 @@ class _RowPlan:
         # costs asked for once: rows are kept from a cost's second asking (a fresh step's new
         # attention shape never comes back, and held rows are heap every collection walks)
         self.once: dict[tuple[int, int], OpCost] = {}
+        self.held: list = []  # what the plan's key names by identity (``Graph.label_key``)
 
     def rows(self, i: int, cost: OpCost) -> list[OpCost]:
         key = (i, id(cost))
@@ -116,12 +118,19 @@ def _rows(best: list[OpCost], index: list[int], labels: list[tuple[str, int | No
     frozen records, equal field by field to ``_renamed(best[i], name, layer)``; a class's rows
     for one cost are made once and shared by every step whose op names and classes are the same
     (``tests/test_speed_seventh_pass.py``)."""
-    key = (tuple(index), tuple(labels))
+    return _plan_rows(best, index, (tuple(index), ("labels", tuple(labels))), [], lambda: labels)
+
+
+def _plan_rows(best: list[OpCost], index: list[int], key: tuple, held: list,
+               labels: Callable[[], list[tuple[str, int | None]]]) -> list[OpCost]:
+    """``_rows`` under ``key`` (the classes and what decides the labels: ``Graph.label_key``,
+    whose label lists the plan holds), the labels listed only for a new plan."""
     plan = _ROW_PLANS.get(key)
     if plan is None:
         if len(_ROW_PLANS) >= _ROW_PLANS_KEPT:
             _ROW_PLANS.clear()
-        plan = _ROW_PLANS[key] = _RowPlan(index, labels, len(best))
+        plan = _ROW_PLANS[key] = _RowPlan(index, labels(), len(best))
+        plan.held = held  # the label lists the key names by identity
     flat: list[OpCost] = []
     for i, cost in enumerate(best):
         flat.extend(plan.rows(i, cost))
