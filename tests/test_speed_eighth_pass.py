@@ -280,3 +280,84 @@ def test_label_key_decides_the_labels(model):
     made = lower(spec, Workload(phase="decode", batch=1, context=100), deferred=False)
     key, lists = made.label_key()
     assert lists == [] and _labels_from_key(key, lists) == made.labels()
+
+
+def _typed(value):
+    """A value with the type of every number in it (``2 == 2.0``, but a label shows them apart)."""
+    if isinstance(value, dict):
+        return {k: _typed(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_typed(v) for v in value]
+    return (type(value), value)
+
+
+def _same_cost(a, b) -> bool:
+    return _typed(a.__dict__) == _typed(b.__dict__)
+
+
+_GPUS = ["h100-sxm", "h200", "a100-sxm", "b200", "mi300x", "mi355x"]
+_SETUPS: dict = {}
+
+
+def _setup(chip: str, model: str, weight: str | None):
+    key = (chip, model, weight)
+    if key not in _SETUPS:
+        from accelsim import hardware, pipeline
+        from accelsim.graph import Attention, MatMul
+        hw = api.resolve_hardware(chip)
+        spec = pipeline.typed_model(api.resolve_model(model), hw, weight=weight)
+        workload = Workload(phase="decode", batch=2, context=1024)
+        fused = pipeline.chip_graph(pipeline.lowered(spec, workload), hw)
+        backend = hardware.backend(hw)
+        gemm = next(op for op in fused.ops if isinstance(op, MatMul))
+        att = next(op for op in fused.ops if isinstance(op, Attention))
+        _SETUPS[key] = (hw, backend, gemm, att, backend.place(fused, hw, spec, workload))
+    return _SETUPS[key]
+
+
+@settings(max_examples=120, deadline=None)
+@given(chip=st.sampled_from(_GPUS), model=st.sampled_from(["llama-3.1-8b", "gemma-2-9b", "qwen2.5-7b"]),
+       weight=st.sampled_from([None, "fp8", "int4"]), m=st.integers(1, 70_000), k=st.integers(1, 30_000),
+       n=st.integers(1, 60_000), count=st.sampled_from([1, 2, 8, 64]))
+def test_the_ranked_gemm_cost_equals_its_tiling_costed_alone(chip, model, weight, m, k, n, count):
+    import dataclasses as dc
+    hw, backend, gemm, _, placement = _setup(chip, model, weight)
+    op = dc.replace(gemm, m=m, k=k, n=n, count=count)
+    mappings = backend.mappings(op, hw)
+    keys = backend.ranks(op, mappings, hw, placement)
+    if keys is None:
+        return
+    for j in range(len(mappings)):  # every tiling, the winner and the others
+        assert _same_cost(backend.ranked_cost(op, mappings, j, hw, placement), backend.cost(op, mappings[j], hw, placement))
+
+
+@settings(max_examples=120, deadline=None)
+@given(chip=st.sampled_from(_GPUS), batch=st.integers(1, 512), q_len=st.integers(1, 4096),
+       past=st.integers(0, 200_000), window=st.one_of(st.none(), st.integers(1, 8192)), causal=st.booleans(),
+       group=st.sampled_from([1, 2, 4, 8]), kv_heads=st.integers(1, 16))
+def test_the_ranked_attention_cost_equals_its_tiling_costed_alone(chip, batch, q_len, past, window, causal,
+                                                                   group, kv_heads):
+    import dataclasses as dc
+    hw, backend, _, att, placement = _setup(chip, "llama-3.1-8b", None)
+    op = dc.replace(att, batch=batch, q_len=q_len, kv_len=q_len + past, window=window, causal=causal,
+                    heads=group * kv_heads, kv_heads=kv_heads)
+    mappings = backend.mappings(op, hw)
+    keys = backend.ranks(op, mappings, hw, placement)
+    if keys is None:
+        return
+    for j in range(len(mappings)):
+        assert _same_cost(backend.ranked_cost(op, mappings, j, hw, placement), backend.cost(op, mappings[j], hw, placement))
+
+
+def test_ranked_cost_is_read_only_for_the_very_mappings_ranked():
+    import dataclasses as dc
+
+    from accelsim.hardware import gpu
+    hw, backend, gemm, _, placement = _setup("h100-sxm", "llama-3.1-8b", None)
+    mappings = backend.mappings(gemm, hw)
+    backend.ranks(gemm, mappings, hw, placement)
+    other = dc.replace(gemm, m=gemm.m + 1)  # an equal-looking op object is not the one ranked
+    assert gpu._ranked_terms(other, mappings, 0, hw, placement) is None
+    assert gpu._ranked_terms(gemm, list(reversed(mappings)), 0, hw, placement) is None
+    assert gpu._ranked_terms(gemm, mappings, 0, hw, placement) is not None
+    assert _same_cost(backend.ranked_cost(other, mappings, 1, hw, placement), backend.cost(other, mappings[1], hw, placement))

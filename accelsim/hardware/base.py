@@ -209,6 +209,9 @@ class Backend(Protocol):
     def ranks(self, op: Op, mappings: Sequence[Mapping], hw: Any,
               placement: Placement) -> list[tuple[float, float]] | None: ...
 
+    def ranked_cost(self, op: Op, mappings: Sequence[Mapping], j: int, hw: Any,
+                    placement: Placement) -> OpCost: ...
+
     def check_lone_op(self, hw: Any) -> None: ...
 
     def dataflows(self, hw: Any) -> tuple[str, ...]: ...
@@ -337,6 +340,12 @@ class BackendBase(ABC):
         the mapper costs them one by one.  The numbers must equal ``cost``'s
         (``OpCost.time_s``, ``OpCost.energy_total``) exactly, so the same mapping wins."""
         return None
+
+    def ranked_cost(self, op: Op, mappings: Sequence[Mapping], j: int, hw: Any,
+                    placement: Placement) -> OpCost:
+        """``cost(op, mappings[j], ...)`` right after ``ranks`` ranked ``mappings`` (the
+        mapper's winner); a kind may read it from that evaluation, equal field by field."""
+        return self.cost(op, mappings[j], hw, placement)
 
     def check_lone_op(self, hw: Any) -> None:
         """Raise ``CannotRunError`` when ``hw`` cannot run an op by itself (``accelsim op``)."""

@@ -96,7 +96,19 @@ class GpuBackend(BackendBase):
         return power.with_activity(op, t, p, common.skip_share(op, placement, p["zero_skipping"]))
 
     def cost(self, op: Op, mapping: Mapping, hw: GpuSpec, placement: Placement) -> OpCost:
-        t = self.terms(op, mapping, hw, self.cost_params(hw), placement)
+        return self._labelled(op, mapping, self.terms(op, mapping, hw, self.cost_params(hw), placement))
+
+    def ranked_cost(self, op: Op, mappings: Sequence[Mapping], j: int, hw: GpuSpec,
+                    placement: Placement) -> OpCost:
+        """``cost`` of ``mappings[j]``, its terms read out of the arrays ``ranks`` just
+        evaluated for these very mappings (``_picked``) where it did."""
+        t = _ranked_terms(op, mappings, j, hw, placement)
+        if t is None:
+            return self.cost(op, mappings[j], hw, placement)
+        return self._labelled(op, mappings[j], t)
+
+    @staticmethod
+    def _labelled(op: Op, mapping: Mapping, t: Terms) -> OpCost:
         if isinstance(op, MatMul):
             return to_cost(op, t, f"{mapping.label} ({'add' if op.add_only else 'mac'})")
         if isinstance(op, Attention):
@@ -123,6 +135,7 @@ class GpuBackend(BackendBase):
         energy = np.broadcast_to(np.asarray(t.energy_total, dtype=float), (n,))
         if not (np.isfinite(time).all() and np.isfinite(energy).all()):
             return None
+        _RANKED[:] = [op, tuple(mappings), hw, placement, t]  # the winner's cost is read from these
         return list(zip(time.tolist(), energy.tolist()))
 
     def schedule(self, costs: Sequence[Timed], hw: GpuSpec, workload: Workload, groups: int) -> StepTime:
@@ -175,6 +188,42 @@ class GpuBackend(BackendBase):
 
     def die_storage(self, hw: GpuSpec, model: ModelSpec | None) -> tuple[Any, Any]:
         return hw.memory.l2.capacity, 0.0
+
+
+# The last tilings ``ranks`` evaluated together: (op, mappings, chip, placement, their terms as
+# arrays over the mappings).  The mapper asks for the winner's cost right after ranking; the
+# same formulas evaluated elementwise are the same IEEE operations as one tiling alone (the
+# keys rest on it), so its terms are read out of the arrays instead of evaluated again.
+_RANKED: list[Any] = []
+
+
+def _ranked_terms(op: Op, mappings: Sequence[Mapping], j: int, hw: GpuSpec,
+                  placement: Placement) -> Terms | None:
+    """Mapping ``j``'s terms from the last ``ranks`` when it ranked this very op, chip and
+    placement over these very mappings; else None."""
+    last = _RANKED
+    if (not last or last[0] is not op or last[2] is not hw or last[3] is not placement
+            or len(last[1]) != len(mappings) or any(a is not b for a, b in zip(last[1], mappings))):
+        return None
+    return _picked(last[4], j)
+
+
+def _picked(t: Terms, j: int) -> Terms:
+    """Element ``j`` of terms evaluated over mappings, as evaluating that mapping alone gives
+    it: numbers stay as they are, array elements become Python floats, and a label's detail
+    counts (whole numbers as floats: ``ceil_div`` over arrays) become ints, as ``math.ceil``
+    gives them one at a time."""
+    def one(v: Any) -> Any:
+        return v.item(j) if isinstance(v, np.ndarray) and v.ndim == 1 else v
+
+    def count(v: Any) -> Any:
+        if not (isinstance(v, np.ndarray) and v.ndim == 1):
+            return v
+        x = v.item(j)
+        return int(x) if isinstance(x, float) and x.is_integer() else x
+    return Terms(one(t.time_s), one(t.compute_s), {k: one(v) for k, v in t.memory_s.items()},
+                 {k: one(v) for k, v in t.bytes.items()}, {k: one(v) for k, v in t.energy_j.items()},
+                 one(t.peak_flops), one(t.overhead_s), {k: count(v) for k, v in t.detail.items()})
 
 
 def _no_sequence_overhead(hw: GpuSpec) -> bool:

@@ -32,7 +32,8 @@ def best_cost(op: Op, hw: Any, backend: Backend, placement: Placement,
     # winner costed in full; ``min`` keeps the first of equal keys, as below
     keys = backend.ranks(op, candidates, hw, placement) if len(candidates) > 1 else None
     if keys is not None:
-        return backend.cost(op, candidates[min(range(len(candidates)), key=keys.__getitem__)], hw, placement)
+        return backend.ranked_cost(op, candidates, min(range(len(candidates)), key=keys.__getitem__), hw,
+                                   placement)
     return min((backend.cost(op, m, hw, placement) for m in candidates), key=rank)
 
 
