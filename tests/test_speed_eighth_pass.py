@@ -361,3 +361,58 @@ def test_ranked_cost_is_read_only_for_the_very_mappings_ranked():
     assert gpu._ranked_terms(gemm, list(reversed(mappings)), 0, hw, placement) is None
     assert gpu._ranked_terms(gemm, mappings, 0, hw, placement) is not None
     assert _same_cost(backend.ranked_cost(other, mappings, 1, hw, placement), backend.cost(other, mappings[1], hw, placement))
+
+
+_LAYERED: dict = {}
+
+
+def _two_layers(model: str):
+    """Layer 0 as lowering's template, layer 1's ops, its input and output (a graph with
+    nothing held), for ``_equals_renamed`` against the renamed copies of before."""
+    if model not in _LAYERED:
+        from accelsim.model.lower import _Layer, lower
+        graph = lower(api.resolve_model(model), Workload(phase="decode", batch=3, context=500), deferred=False)
+        ops = graph.ops
+        at = {k: [i for i, op in enumerate(ops) if op.layer == k] for k in (0, 1, 2)}
+        ops0, ops1 = ops[at[0][0]:at[0][-1] + 1], ops[at[1][0]:at[1][-1] + 1]
+        x0, x1, x2 = (ops[at[k][0]].inputs[0] for k in (0, 1, 2))
+        _LAYERED[model] = (lambda: _Layer(0, x0, ops0, x1, at[0][0]), ops1, x1, x2)
+    return _LAYERED[model]
+
+
+def _perturbed(op, how: int, by: int):
+    import dataclasses as dc
+
+    from accelsim.graph import Tensor
+    if how == 0:
+        return dc.replace(op, name=op.name + "x" * by)
+    if how == 1:
+        return dc.replace(op, layer=(op.layer or 0) + by)
+    if how == 2:
+        shape = [f.name for f in dc.fields(op) if f.name in ("m", "rows", "elements", "cols", "kv_len", "batch")]
+        return dc.replace(op, **{shape[0]: getattr(op, shape[0]) + by}) if shape else op
+    if how == 3:  # an input tensor renamed, or of another shape
+        t = op.inputs[-1]
+        other = Tensor(t.name + "y", t.shape, t.dtype, t.role) if by % 2 else Tensor(t.name, (*t.shape, by), t.dtype, t.role)
+        return dc.replace(op, inputs=(*op.inputs[:-1], other))
+    if how == 4:
+        return dc.replace(op, role="residual" if op.role != "residual" else "norm")
+    return dc.replace(op)  # an equal copy
+
+
+@settings(max_examples=150, deadline=None)
+@given(model=st.sampled_from(["llama-3.1-8b", "mistral-7b", "qwen2.5-7b", "mixtral-8x7b", "gpt2"]),
+       pick=st.integers(0, 10_000), how=st.integers(0, 5), by=st.integers(1, 3), out_renamed=st.booleans())
+def test_the_layer_check_equals_comparing_renamed_copies(model, pick, how, by, out_renamed):
+    from accelsim.graph import Tensor
+    from accelsim.model.lower import _equals_renamed, _renamed_layer
+    template, ops1, x1, x2 = _two_layers(model)
+    ops = list(ops1)
+    i = pick % len(ops)
+    ops[i] = _perturbed(ops[i], how, by)
+    out = Tensor(x2.name + "z", x2.shape, x2.dtype, x2.role) if out_renamed else x2
+    copies, renamed_out = _renamed_layer(template(), 1, x1)
+    want = copies == ops and renamed_out == out
+    assert _equals_renamed(template(), 1, x1, ops, out) == want
+    assert _equals_renamed(template(), 1, x1, list(ops1), x2)  # unperturbed: equal
+    assert not _equals_renamed(template(), 1, x1, list(ops1[:-1]), x2)  # an op short

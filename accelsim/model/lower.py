@@ -1,7 +1,7 @@
 """``lower(model, workload) -> Graph``: the model's forward step as a dataflow graph."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 from accelsim.errors import AccelsimError
 from accelsim.graph import Deferred, Embedding, Graph, Op, Tensor
@@ -78,10 +78,9 @@ def _repeated_layer(ctx: LoweringContext, x: Tensor, layer: int, kind: LayerKind
                 t.nbytes  # noqa: B018 (computes and keeps it)
         first[kind] = _Layer(layer, x, ops, out, start)
     elif template.repeats is None:
-        ops, renamed_out = _renamed_layer(template, layer, x)
-        template.repeats = ops == ctx.graph.ops[start:] and renamed_out == out
+        template.repeats = _equals_renamed(template, layer, x, ctx.graph.ops[start:], out)
         if template.repeats:  # shown equal to the first renamed: marked as its copies, as later layers are
-            ctx.graph.mark_copies(start, range(template.start, template.start + len(ops)))
+            ctx.graph.mark_copies(start, range(template.start, template.start + len(template.ops)))
     return out
 
 
@@ -114,6 +113,42 @@ def _renamed_layer(template: _Layer, layer: int, x: Tensor, out: Tensor | None =
             fields["layer"] = layer
         ops.append(copy)
     return ops, tensors[recipe.out]
+
+
+def _equals_renamed(template: _Layer, layer: int, x: Tensor, ops: list[Op], out: Tensor) -> bool:
+    """``_renamed_layer(template, layer, x) == (ops, out)`` as dataclass equality compares
+    them (same class, then each field's ``==``; a tensor's name, shape, format and role), field
+    by field against the template and the renaming, without making the copies."""
+    recipe = template.recipe or _recipe(template)
+    if len(ops) != len(recipe.ops):
+        return False
+    new = f"layers.{layer}."
+    tensors = [(t.name if mode == _KEEP else x.name if mode == _INPUT else new + rest, t.shape, t.dtype, t.role)
+               for t, mode, rest in recipe.tensors]
+
+    def same(indices: tuple[int, ...], got: tuple[Tensor, ...]) -> bool:
+        return len(indices) == len(got) and all(
+            type(g) is Tensor and tensors[i] == (g.name, g.shape, g.dtype, g.role) for i, g in zip(indices, got))
+
+    for (op, suffix, own_layer, ins, outs), made in zip(recipe.ops, ops):
+        kind = type(op)
+        if type(made) is not kind:
+            return False
+        mine, theirs = op.__dict__, made.__dict__
+        rest = _COMPARED.get(kind)
+        if rest is None:
+            rest = _COMPARED[kind] = tuple(f.name for f in fields(kind) if f.compare and f.name not in _RENAMED_FIELDS)
+        if (theirs["name"] != (new + suffix if suffix is not None else op.name)
+                or theirs["layer"] != (layer if own_layer else op.layer)
+                or tuple(map(mine.__getitem__, rest)) != tuple(map(theirs.__getitem__, rest))
+                or not same(ins, made.inputs) or not same(outs, made.outputs)):
+            return False
+    return type(out) is Tensor and tensors[recipe.out] == (out.name, out.shape, out.dtype, out.role)
+
+
+# Each op class's compared fields other than those a renamed copy sets (``_equals_renamed``).
+_RENAMED_FIELDS = frozenset(("name", "inputs", "outputs", "layer"))
+_COMPARED: dict[type, tuple[str, ...]] = {}
 
 
 def _renamed_tensor(t: Tensor, name: str) -> Tensor:
