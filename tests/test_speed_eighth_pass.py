@@ -416,3 +416,41 @@ def test_the_layer_check_equals_comparing_renamed_copies(model, pick, how, by, o
     assert _equals_renamed(template(), 1, x1, ops, out) == want
     assert _equals_renamed(template(), 1, x1, list(ops1), x2)  # unperturbed: equal
     assert not _equals_renamed(template(), 1, x1, list(ops1[:-1]), x2)  # an op short
+
+
+def _recipe_before(template):
+    """``lower._recipe`` up to the seventh pass (a closure numbering tensors as met)."""
+    from accelsim.model.lower import _INPUT, _KEEP, _RENAMED
+    old, given = f"layers.{template.layer}.", template.x.name
+    index: dict[int, int] = {}
+    tensors: list = []
+
+    def ref(t):
+        i = index.get(id(t))
+        if i is None:
+            i = index[id(t)] = len(tensors)
+            mode = _INPUT if t.name == given else _RENAMED if t.name.startswith(old) else _KEEP
+            tensors.append((t, mode, t.name[len(old):]))
+        return i
+    ops = tuple((op, op.name[len(old):] if op.name.startswith(old) else None, op.layer == template.layer,
+                 tuple(map(ref, op.inputs)), tuple(map(ref, op.outputs))) for op in template.ops)
+    weights = tuple(i for _, _, _, ins, _ in ops for i in ins if tensors[i][0].role == "weight")
+    return tuple(tensors), ops, ref(template.out), weights
+
+
+@pytest.mark.parametrize("model", ["llama-3.1-8b", "mistral-7b", "qwen2.5-7b", "mixtral-8x7b", "gpt2"])
+def test_recipe_equals_the_closure_of_before(model):
+    from accelsim.model.lower import _recipe
+    template, _, _, _ = _two_layers(model)
+    layer = template()
+    got = _recipe(layer)
+    want = _recipe_before(layer)
+    assert [(id(t), m, r) for t, m, r in got.tensors] == [(id(t), m, r) for t, m, r in want[0]]
+    assert [(id(op), *rest) for op, *rest in got.ops] == [(id(op), *rest) for op, *rest in want[1]]
+    assert (got.out, got.weights) == (want[2], want[3])
+    # a layer output that no op names is numbered last, as before
+    odd = template()
+    from accelsim.graph import Tensor
+    odd.out = Tensor("elsewhere", (1,), "bf16")
+    got, want = _recipe(odd), _recipe_before(odd)
+    assert got.out == want[2] == len(want[0]) - 1 and len(got.tensors) == len(want[0])

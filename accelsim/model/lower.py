@@ -269,21 +269,19 @@ class _Recipe:
 
 def _recipe(template: _Layer) -> _Recipe:
     old, given = f"layers.{template.layer}.", template.x.name
-    index: dict[int, int] = {}
-    tensors: list[tuple[Tensor, int, str]] = []
-
-    def ref(t: Tensor) -> int:
-        i = index.get(id(t))
-        if i is None:
-            i = index[id(t)] = len(tensors)
-            mode = _INPUT if t.name == given else _RENAMED if t.name.startswith(old) else _KEEP
-            tensors.append((t, mode, t.name[len(old):]))
-        return i
-
+    # the distinct tensor objects in order of first use (each op's inputs, then its outputs;
+    # the layer's output last if no op names it), numbered by ``dict``s in one pass each
+    seen = [t for op in template.ops for t in (*op.inputs, *op.outputs)]
+    seen.append(template.out)
+    objects = dict(zip(map(id, seen), seen))  # id -> the tensor, in order of first use
+    index = dict(zip(objects, range(len(objects))))
+    tensors = tuple((t, _INPUT if t.name == given else _RENAMED if t.name.startswith(old) else _KEEP,
+                     t.name[len(old):]) for t in objects.values())
+    ref = index.__getitem__
     ops = tuple((op, op.name[len(old):] if op.name.startswith(old) else None, op.layer == template.layer,
-                 tuple(map(ref, op.inputs)), tuple(map(ref, op.outputs))) for op in template.ops)
+                 tuple(map(ref, map(id, op.inputs))), tuple(map(ref, map(id, op.outputs)))) for op in template.ops)
     weights = tuple(i for _, _, _, ins, _ in ops for i in ins if tensors[i][0].role == "weight")
-    template.recipe = _Recipe(tuple(tensors), ops, ref(template.out), weights)
+    template.recipe = _Recipe(tensors, ops, index[id(template.out)], weights)
     return template.recipe
 def lower_mtp(model: ModelSpec, workload: Workload, depth: int = 0) -> Graph:
     """One step of the model's multi-token-prediction module ``depth`` (DeepSeek-V3 Sec. 2.2)
