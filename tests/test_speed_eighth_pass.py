@@ -448,9 +448,10 @@ def test_recipe_equals_the_closure_of_before(model):
     assert [(id(t), m, r) for t, m, r in got.tensors] == [(id(t), m, r) for t, m, r in want[0]]
     assert [(id(op), *rest) for op, *rest in got.ops] == [(id(op), *rest) for op, *rest in want[1]]
     assert (got.out, got.weights) == (want[2], want[3])
-    # a layer output that no op names is numbered last, as before
+    # a layer output that no op names is numbered last, as before (and now listed too: the
+    # closure numbered it after the list was taken, an index past its end)
     odd = template()
     from accelsim.graph import Tensor
     odd.out = Tensor("elsewhere", (1,), "bf16")
     got, want = _recipe(odd), _recipe_before(odd)
-    assert got.out == want[2] == len(want[0]) - 1 and len(got.tensors) == len(want[0])
+    assert got.out == want[2] == len(want[0]) == len(got.tensors) - 1 and got.tensors[-1][0] is odd.out
