@@ -455,3 +455,30 @@ def test_recipe_equals_the_closure_of_before(model):
     odd.out = Tensor("elsewhere", (1,), "bf16")
     got, want = _recipe(odd), _recipe_before(odd)
     assert got.out == want[2] == len(want[0]) == len(got.tensors) - 1 and got.tensors[-1][0] is odd.out
+
+
+def _shape_key_before(op, spatial):
+    """``mapper._shape_key`` up to the seventh pass: the class name and (field, value) pairs."""
+    import dataclasses as dc
+    names = tuple(sorted(f.name for f in dc.fields(type(op)) if f.name not in ("name", "inputs", "outputs", "layer")))
+    values = tuple((k, op.__dict__[k]) for k in names)
+    tensors = tuple([(t.shape, t.dtype, t.role) for t in (*op.inputs, *op.outputs)])
+    return (type(op).__name__, values, tensors, op.layer if spatial else None)
+
+
+@pytest.mark.parametrize("model", ["llama-3.1-8b", "jamba-v0.1", "deepseek-v3", "gemma-2-9b", "mixtral-8x7b"])
+def test_shape_keys_group_ops_as_the_keys_of_before(model):
+    from accelsim.model.lower import lower
+    from accelsim.sim import mapper
+    from accelsim.transform import fuse
+    spec = api.resolve_model(model)
+    for workload in (Workload(phase="decode", batch=3, context=700), Workload(phase="prefill", batch=2, prompt=300)):
+        lowered = lower(spec, workload, deferred=False)
+        ops = [*lowered.ops, *fuse(lowered).ops]
+        for spatial in (False, True):
+            new = [mapper._shape_key(op, spatial) for op in ops]
+            old = [_shape_key_before(op, spatial) for op in ops]
+            # the same partition: two ops share a new key exactly when they share an old one
+            first_new, first_old = {}, {}
+            assert [first_new.setdefault(k, i) for i, k in enumerate(new)] == \
+                [first_old.setdefault(k, i) for i, k in enumerate(old)]

@@ -196,10 +196,11 @@ def _shape_key(op: Op, spatial: bool) -> tuple:
     names = _KEY_FIELDS.get(kind)
     if names is None:
         names = _KEY_FIELDS[kind] = tuple(sorted(f.name for f in fields(kind) if f.name not in _NOT_SHAPE))
-    own = op.__dict__
-    values = tuple([(k, own[k]) for k in names])
+    # the class itself fixes which fields the values are (in its sorted order), so the values
+    # alone follow it: no (name, value) pair per field to build and hash on every lookup
+    values = tuple(map(op.__dict__.__getitem__, names))
     tensors = tuple([(t.shape, t.dtype, t.role) for t in op.inputs] + [(t.shape, t.dtype, t.role) for t in op.outputs])
-    return (kind.__name__, values, tensors, op.layer if spatial else None)
+    return (kind, values, tensors, op.layer if spatial else None)
 
 
 # Each op class's fields that enter its shape key, sorted (found once per class).
