@@ -481,7 +481,10 @@ class Graph:
         self._known: list[Op | None] = []  # every op; None where a deferred part is not made yet
         self._deferred: list[tuple[int, Deferred]] = []  # (index of its first op, part), not made yet
         self._parts: list[tuple[int, Deferred]] = []  # every deferred part, made or not
-        self._names: set[str] = set()
+        # op names taken: those of ops added one by one, and each deferred part's set (kept
+        # across steps per labels list, ``_name_set``: not copied name by name into one set)
+        self._made_names: set[str] = set()
+        self._held_names: list[frozenset[str]] = []
         self._dag: nx.DiGraph | None = None
         # Per op, the index of the earlier op it is a renamed copy of (its own index if none): the
         # same class, fields and tensor shapes, dtypes and roles; only names and ``layer`` differ.
@@ -520,9 +523,9 @@ class Graph:
 
     def add(self, op: Op, copy_of: int | None = None) -> Op:
         """Append ``op``; ``copy_of`` is the index of an earlier op it is a renamed copy of."""
-        if op.name in self._names:
+        if self._taken(op.name):
             raise ValueError(f"duplicate op name {op.name!r}")
-        self._names.add(op.name)
+        self._made_names.add(op.name)
         if copy_of is None:
             self._first.append(len(self._known))
             self._twins.append(len(self._known))
@@ -534,10 +537,11 @@ class Graph:
 
     def extend(self, ops: Sequence[Op], copies: Sequence[int | None]) -> None:
         """``add(ops[k], copies[k])`` for each op in turn (a copied layer, a graph's kernels)."""
-        names, twins, own, first = self._names, self._twins, self._known, self._first
+        names, twins, own, first = self._made_names, self._twins, self._known, self._first
+        held = self._held_names
         for op, copy_of in zip(ops, copies, strict=True):
             name = op.name
-            if name in names:
+            if name in names or (held and self._taken(name)):
                 raise ValueError(f"duplicate op name {name!r}")
             names.add(name)
             if copy_of is None:
@@ -564,25 +568,34 @@ class Graph:
         the copy's).  Names are checked as ``add`` checks them."""
         if len(copies) != part.count:
             raise ValueError(f"a deferred part of {part.count} ops given {len(copies)} copy marks")
-        twins, names = self._twins, self._names
+        twins = self._twins
         sources = list(map(twins.__getitem__, copies))
         if None in map(self._known.__getitem__, set(sources)):
             raise ValueError("a deferred op must copy an op that is made")
         labels = part.labels()
         new = _name_set(labels)
-        if not names.isdisjoint(new) or len(new) != len(labels):  # some name taken, or given twice
-            seen = set(names)
+        if (len(new) != len(labels) or not self._made_names.isdisjoint(new)
+                or any(not taken.isdisjoint(new) for taken in self._held_names)):  # some name taken, or given twice
+            seen = self._names
             for name, _ in labels:
                 if name in seen:
                     raise ValueError(f"duplicate op name {name!r}")
                 seen.add(name)
-        names.update(new)
+        self._held_names.append(new)
         at = len(self._known)
         self._deferred.append((at, part))
         self._parts.append((at, part))
         twins.extend(sources)
         self._known.extend([None] * part.count)
         self._dag = self._linked = self._labels = None
+
+    def _taken(self, name: str) -> bool:
+        return name in self._made_names or any(name in taken for taken in self._held_names)
+
+    @property
+    def _names(self) -> set[str]:
+        """Every op name taken (a new set)."""
+        return self._made_names.union(*self._held_names)
 
     def labels(self) -> list[tuple[str, int | None]]:
         """Each op's (name, layer), deferred ops included, without making them."""
@@ -631,7 +644,8 @@ class Graph:
         of them to ``Graph(name)`` gives."""
         out = Graph(name=name)
         out._known, out._deferred, out._parts = list(self._known), list(self._deferred), list(self._parts)
-        out._names, out._twins, out._first = set(self._names), list(self._twins), list(self._first)
+        out._made_names, out._held_names = set(self._made_names), list(self._held_names)
+        out._twins, out._first = list(self._twins), list(self._first)
         return out
 
     @property

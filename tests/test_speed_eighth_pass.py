@@ -482,3 +482,28 @@ def test_shape_keys_group_ops_as_the_keys_of_before(model):
             first_new, first_old = {}, {}
             assert [first_new.setdefault(k, i) for i, k in enumerate(new)] == \
                 [first_old.setdefault(k, i) for i, k in enumerate(old)]
+
+
+def test_held_parts_names_are_taken_without_copying_them():
+    from accelsim.graph import Elementwise, Tensor
+    from accelsim.model.lower import lower
+    graph = lower(api.resolve_model("llama-3.1-8b"), Workload(phase="decode", batch=2, context=100))
+    assert graph.deferred
+    assert graph._names == {name for name, _ in graph.labels()}  # every name, held ones included
+    held_name = graph.labels()[graph.parts()[0][0] + 3][0]
+    t = Tensor("x.in", (2, 8), "bf16")
+
+    def op(name):
+        return Elementwise(name, (t,), (Tensor(name + ".out", (2, 8), "bf16"),), role="residual")
+    with pytest.raises(ValueError, match=f"duplicate op name '{held_name}'"):
+        graph.add(op(held_name))
+    with pytest.raises(ValueError, match=f"duplicate op name '{held_name}'"):
+        graph.extend([op("fresh.one"), op(held_name)], [None, None])
+    copy = graph.copy("again")
+    assert copy._names == graph._names
+    with pytest.raises(ValueError, match="duplicate op name"):
+        copy.add(op(held_name))
+    # a second part with the same names is refused, naming the first one taken
+    at, part = graph.parts()[0]
+    with pytest.raises(ValueError, match=f"duplicate op name '{part.labels()[0][0]}'"):
+        graph.defer(part, graph.originals()[at:at + part.count])
