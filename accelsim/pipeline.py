@@ -238,7 +238,8 @@ def _run(name: str, lower_for: LowerFor, hw: HardwareBase, workload: Workload,
     coordination = backend.worker_step_s(hw, chips)
     step = _coordinated(step, coordination)
 
-    costs = [c for stage in stage_costs for c in stage]
+    # one stage: its rows as the mapper listed them (a new list each step, read only from here)
+    costs = stage_costs[0] if len(stage_costs) == 1 else [c for stage in stage_costs for c in stage]
     ops_energy = step_energy(costs, groups, layout.per_stage, 0.0, chips, 0.0)
     dynamic = math.fsum(ops_energy.values())
     step = capped(step, dynamic / chips, hw.power.static, power.cap_w(hw))
