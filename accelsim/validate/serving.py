@@ -8,7 +8,11 @@ anything was fitted.  Two row formats are read:
   requests queued at once, one metric (output tokens/s);
 - ``inferencex``: InferenceX's fixed-concurrency sweeps in ``measured_2025.csv``, one row per
   (run, metric), so one simulated run predicts every metric of its measured run (TTFT,
-  interactivity, throughput per GPU).
+  interactivity, throughput per GPU);
+- ``mlperf``: MLPerf Inference Offline rows of ``measured_2025.csv`` (system output tokens/s),
+  replayed as an offline queue on one model replica of the submitter's stated layout, times the
+  replicas; a row whose inputs (dataset lengths, layout, model, chip) are not all sourced is
+  listed as not predictable with its reason (``mlperf_unpredictable``).
 
 Every row a source selects is either mapped or excluded with a stated reason, so a new row
 can never vanish silently.  Errors are summarised per (source, metric, split) group.
@@ -124,7 +128,64 @@ class InferenceXSource(Spec):
     source: str = Field(min_length=3)
 
 
-ServingSource = Annotated[Union[TrtllmBenchSource, InferenceXSource], Field(discriminator="format")]
+class MlperfBenchmark(Spec):
+    """One MLPerf benchmark's dataset, as its documents state it.  ``input_mean`` (tokens per
+    prompt) is what the replay needs beside the row's own output length; without a sourced value
+    the benchmark's rows are not predictable, for ``input_unsourced``."""
+    dataset: str = Field(min_length=3)
+    samples: PositiveInt  # the dataset's sample count
+    input_max: PositiveInt  # the longest prompt the benchmark admits
+    input_mean: PositiveInt | None = None
+    input_unsourced: str | None = None
+    output_mean: float | None = Field(default=None, gt=0)  # the reference implementation's mean output tokens
+    source: str = Field(min_length=3)
+
+    @model_validator(mode="after")
+    def _input_or_reason(self):
+        if (self.input_mean is None) == (self.input_unsourced is None):
+            raise ValueError("give input_mean (with its source) or input_unsourced (why it has none), not both")
+        if self.input_mean is not None and self.input_mean > self.input_max:
+            raise ValueError(f"input_mean {self.input_mean} exceeds input_max {self.input_max}")
+        return self
+
+
+class MlperfLayout(Spec):
+    """How a submission split its chips (system JSON / code/ configs of the results repository):
+    ``replicas`` copies of a tp x pp x dp model instance (ep splits the experts)."""
+    submitter: str = Field(min_length=1)  # the row's ``submitter=`` note (system names repeat across submitters)
+    system: str = Field(min_length=1)  # the row's ``system=`` note
+    model: str = Field(min_length=1)  # the row's model cell
+    tp: PositiveInt = 1
+    pp: PositiveInt = 1
+    dp: PositiveInt = 1
+    ep: PositiveInt = 1
+    replicas: PositiveInt = 1
+    source: str = Field(min_length=3)
+
+    @property
+    def chips(self) -> int:
+        return self.tp * self.pp * self.dp * self.replicas
+
+
+class MlperfSource(Spec):
+    """MLPerf Inference Offline rows: all samples queued at t=0 (LoadGen's Offline scenario)."""
+    format: Literal["mlperf"]
+    file: str = Field(min_length=1)
+    scenario: str = Field(min_length=1)  # the rows whose scenario equals this text
+    metric_name: str = Field(min_length=1)  # the compared row's metric cell (output tokens/s)
+    samples_name: str = Field(min_length=1)  # the same run's samples/s row (for its mean output)
+    runtimes: dict[str, str] = Field(min_length=1)  # the framework cell's first word -> runtime preset
+    precisions: dict[str, Dtypes] = Field(min_length=1)  # the precision cell -> dtypes
+    benchmarks: dict[str, MlperfBenchmark] = Field(min_length=1)  # measured model name -> dataset
+    layouts: list[MlperfLayout] = []
+    # Requests queued on one replica: enough for the engine's steady state, fewer than the run's
+    # (hundreds of thousands of samples over 600 s), which would cost CPU and not change the rate.
+    requests_per_replica: PositiveInt
+    calibration_submitters: list[str] = []
+    source: str = Field(min_length=3)
+
+
+ServingSource = Annotated[Union[TrtllmBenchSource, InferenceXSource, MlperfSource], Field(discriminator="format")]
 
 
 class ServingFile(Spec):
@@ -154,10 +215,14 @@ class ServingRun:
     # Preset settings this run set otherwise: (key, value, source), from ``EngineSetting``.
     settings: tuple[tuple[str, bool | int, str], ...] = ()
     kernels: str | None = None  # a points.yaml runtime whose kernel settings this run ran
+    pp: int = 1
+    # Independent copies of this instance serving the same queue (MLPerf systems run one model
+    # per GPU or per group): the system's throughput is this many times one copy's.
+    replicas: int = 1
 
     @property
     def chips(self) -> int:
-        return self.tp * self.dp
+        return self.tp * self.pp * self.dp
 
 
 @dataclass(frozen=True)
@@ -356,18 +421,123 @@ def with_settings(preset: RuntimePreset, settings: tuple[tuple[str, bool | int, 
         else CountSetting(value=value, source=source) for key, value, source in settings})
 
 
-def load_points(path: Path = DEFAULT_FILE) -> list[ServingPoint]:
-    """Every measured row the serving file's sources select, mapped to what accelsim runs."""
+@dataclass(frozen=True)
+class Unpredictable:
+    """A measured row a source selects but cannot predict, and why (an input it lacks)."""
+    source: str
+    where: str
+    reason: str
+
+
+def _note(row: Mapping[str, str], key: str) -> str:
+    """``key=value`` from an MLPerf row's notes cell ("submitter=Dell; system=...; ...")."""
+    match = re.search(rf"\b{key}=([^;]+)", row.get("notes", ""))
+    return match.group(1).strip() if match else ""
+
+
+def _mlperf_gap(src: MlperfSource, spec: ServingFile, row: Mapping[str, str]) -> str | None:
+    """Why ``row`` cannot be predicted from the sourced inputs, or None when it can."""
+    bench = src.benchmarks[row["model"]]
+    framework = row.get("framework", "").split(" ")[0]
+    if bench.input_unsourced is not None:
+        return f"{bench.dataset}: mean prompt length not sourced ({bench.input_unsourced})"
+    if row["model"] not in spec.models:
+        return f"model {row['model']} has no accelsim model config"
+    if row.get("hardware", "") not in spec.hardware:
+        return f"{row.get('hardware')} has no accelsim hardware config"
+    if framework not in src.runtimes:
+        return f"engine {row.get('framework')!r} has no runtime preset"
+    if row.get("precision", "") not in src.precisions:
+        return f"precision {row.get('precision')!r} is not mapped to dtypes"
+    if _layout(src, row) is None:
+        return f"parallel layout of {_note(row, 'system')} not sourced from its code/ or system JSON"
+    return None
+
+
+def _layout(src: MlperfSource, row: Mapping[str, str]) -> MlperfLayout | None:
+    key = (_note(row, "submitter"), _note(row, "system"), row["model"])
+    return next((lay for lay in src.layouts if (lay.submitter, lay.system, lay.model) == key), None)
+
+
+def _mlperf_rows(name: str, src: MlperfSource, spec: ServingFile, rows: list[dict[str, str]],
+                 table: Path) -> tuple[list[ServingPoint], list[Unpredictable]]:
+    """The source's rows of ``metric_name``, each a point or not predictable with its reason.
+    A row's mean output length is its own tokens/s over its samples/s (the same
+    mlperf_log_summary), a measured figure."""
+    runs = [(i, row) for i, row in enumerate(rows, start=2) if row.get("scenario") == src.scenario]
+    samples = {row.get("source", ""): row for _, row in runs if row.get("metric") == src.samples_name}
+    points, unpredictable = [], []
+    for i, row in runs:
+        if row.get("metric") != src.metric_name:
+            continue
+        where = f"{table}:{i}"
+        if row.get("model", "") not in src.benchmarks:
+            raise ConfigError(f"no benchmarks entry for model {row.get('model')!r} (add its dataset figures, "
+                              f"with input_unsourced if its prompt lengths have no source)", source=where)
+        pair = samples.get(row.get("source", ""))
+        if pair is None:
+            raise ConfigError(f"no {src.samples_name!r} row from the same log ({row.get('source')})", source=where)
+        gap = _mlperf_gap(src, spec, row)
+        if gap is not None:
+            unpredictable.append(Unpredictable(name, where, gap))
+            continue
+        layout, bench = _layout(src, row), src.benchmarks[row["model"]]
+        assert layout is not None and bench.input_mean is not None  # _mlperf_gap checked both
+        if layout.chips != int(_number(row, "chips", where)):
+            raise ConfigError(f"layout of {layout.system} accounts for {layout.chips} chips, the row has "
+                              f"{row.get('chips')}", source=where)
+        tokens = _number(row, "value", where)
+        output = max(1, round(tokens / _number(pair, "value", where)))
+        dtypes = src.precisions[row["precision"]]
+        run = ServingRun(src.runtimes[row["framework"].split(" ")[0]], spec.models[row["model"]],
+                         spec.hardware[row["hardware"]], layout.tp, layout.ep, layout.dp, dtypes.weight,
+                         dtypes.act, dtypes.kv, "offline", 0, src.requests_per_replica, bench.input_mean, output,
+                         1.0, pp=layout.pp, replicas=layout.replicas)
+        submitter = _note(row, "submitter")
+        split = "calibration" if submitter in src.calibration_submitters else "holdout"
+        points.append(ServingPoint(f"{name}/{submitter}/{layout.system}/{row['model']}", name,
+                                   "output_throughput", run, tokens, split, where))
+    return points, unpredictable
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What a serving file selects: its source names, the points, and the rows it cannot predict."""
+    sources: tuple[str, ...]
+    points: list[ServingPoint]
+    unpredictable: list[Unpredictable]
+
+
+def read_sources(path: Path = DEFAULT_FILE) -> Selection:
+    """Every row the serving file's sources select: a point, or not predictable with its reason."""
     spec = loader.validate(ServingFile, loader.read_document(path), str(path))
     points: list[ServingPoint] = []
+    unpredictable: list[Unpredictable] = []
     for name, src in spec.sources.items():
         table = path.parent / src.file
         rows = _read_rows(table)
         if isinstance(src, TrtllmBenchSource):
             points += _trtllm_points(name, src, spec, rows, table)
-        else:
+        elif isinstance(src, InferenceXSource):
             points += _inferencex_points(name, src, spec, rows, table)
-    return points
+        else:
+            found, lacking = _mlperf_rows(name, src, spec, rows, table)
+            points += found
+            unpredictable += lacking
+    return Selection(tuple(spec.sources), points, unpredictable)
+
+
+def load_points(path: Path = DEFAULT_FILE) -> list[ServingPoint]:
+    """Every measured row the serving file's sources select, mapped to what accelsim runs."""
+    return read_sources(path).points
+
+
+def reasons(rows: list[Unpredictable]) -> list[tuple[str, int]]:
+    """Why rows are not predictable, with how many rows each reason covers (most first)."""
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row.reason] = counts.get(row.reason, 0) + 1
+    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
 
 
 def simulate(run: ServingRun, step_overhead_s: float | None = None) -> ServeResult:
@@ -383,7 +553,7 @@ def simulate(run: ServingRun, step_overhead_s: float | None = None) -> ServeResu
     if step_overhead_s is not None:
         preset = preset.model_copy(update={"step_overhead": preset.step_overhead.model_copy(
             update={"value": step_overhead_s})})
-    parallelism = Parallelism(tp=run.tp, ep=run.ep, dp=run.dp) if run.chips > 1 else None
+    parallelism = Parallelism(tp=run.tp, pp=run.pp, ep=run.ep, dp=run.dp) if run.chips > 1 else None
     costs = api.cost_model(run.model, run.hw, parallelism, runtime=preset, weight_dtype=run.weight_dtype,
                            act_dtype=run.act_dtype, kv_dtype=run.kv_dtype)
     value = run.concurrency if run.load == "concurrency" else run.requests
@@ -399,10 +569,12 @@ def engine_config(preset: RuntimePreset, concurrency: int | None) -> ServeConfig
     return preset.serve_config(max_batch=concurrency) if concurrency is not None else preset.serve_config()
 
 
-def measure(result: ServeResult, metric: str) -> float:
-    """``metric`` of a simulated run, in the unit its measurement uses."""
+def measure(result: ServeResult, metric: str, replicas: int = 1) -> float:
+    """``metric`` of a simulated run of one replica, in the unit its measurement uses; a
+    system's output throughput is its ``replicas`` times one replica's (each serves its share of
+    one offline queue)."""
     if metric == "output_throughput":
-        return result.throughput_tokens_per_s
+        return result.throughput_tokens_per_s * replicas
     if metric == "output_throughput_per_chip":
         return result.throughput_tokens_per_s_per_chip
     if metric == "total_throughput_per_chip":
@@ -426,7 +598,7 @@ def error(metric: str, predicted: float, measured: float) -> float:
 
 
 def predict(point: ServingPoint, step_overhead_s: float | None = None) -> float:
-    return measure(simulate(point.run, step_overhead_s), point.metric)
+    return measure(simulate(point.run, step_overhead_s), point.metric, point.run.replicas)
 
 
 def evaluate(points: list[ServingPoint], step_overhead_s: float | None = None) -> pd.DataFrame:
@@ -436,9 +608,9 @@ def evaluate(points: list[ServingPoint], step_overhead_s: float | None = None) -
     for p in points:
         if p.run not in results:
             results[p.run] = simulate(p.run, step_overhead_s)
-        predicted = measure(results[p.run], p.metric)
+        predicted = measure(results[p.run], p.metric, p.run.replicas)
         rows.append({"id": p.id, "source": p.source, "metric": p.metric, "split": p.split, "hw": p.run.hw,
-                     "model": p.run.model, "chips": p.run.chips, "tp": p.run.tp, "ep": p.run.ep, "dp": p.run.dp,
+                     "model": p.run.model, "chips": p.run.chips * p.run.replicas, "tp": p.run.tp, "ep": p.run.ep, "dp": p.run.dp,
                      "load": p.run.load, "concurrency": p.run.concurrency, "input_len": p.run.input_len,
                      "output_len": p.run.output_len, "measured": p.measured, "predicted": predicted,
                      "error": error(p.metric, predicted, p.measured), "row": p.where})
