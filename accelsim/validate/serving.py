@@ -37,7 +37,7 @@ from accelsim.dtypes import DType
 from accelsim.errors import ConfigError
 from accelsim.sim.load import Load
 from accelsim.sim.runtime import CountSetting, RuntimePreset, SwitchSetting
-from accelsim.sim.serving import ServeConfig, ServeResult
+from accelsim.sim.serving import Request, ServeConfig, ServeResult
 from accelsim.validate.points import DEFAULT_POINTS, VALIDATION_DIR, Catalogue, Runtime
 
 DEFAULT_FILE = VALIDATION_DIR / "serving.yaml"
@@ -138,6 +138,14 @@ class MlperfBenchmark(Spec):
     input_mean: PositiveInt | None = None
     input_unsourced: str | None = None
     output_mean: float | None = Field(default=None, gt=0)  # the reference implementation's mean output tokens
+    # A per-sample (input_length, output_length) table of the dataset (CSV beside the serving
+    # file): prompts are replayed with its lengths.  Outputs: "measured-mean" gives every request
+    # the row's measured mean (the engine's generation differs from the table's reference
+    # answers); "reference-scaled" keeps the table's output shape (clipped at output_max, the
+    # benchmark's generation limit) scaled to the row's measured mean.
+    lengths: str | None = None
+    outputs: Literal["measured-mean", "reference-scaled"] = "measured-mean"
+    output_max: PositiveInt | None = None
     source: str = Field(min_length=3)
 
     @model_validator(mode="after")
@@ -146,6 +154,8 @@ class MlperfBenchmark(Spec):
             raise ValueError("give input_mean (with its source) or input_unsourced (why it has none), not both")
         if self.input_mean is not None and self.input_mean > self.input_max:
             raise ValueError(f"input_mean {self.input_mean} exceeds input_max {self.input_max}")
+        if self.outputs == "reference-scaled" and self.lengths is None:
+            raise ValueError("outputs reference-scaled needs a lengths table")
         return self
 
 
@@ -181,6 +191,9 @@ class MlperfSource(Spec):
     # Requests queued on one replica: enough for the engine's steady state, fewer than the run's
     # (hundreds of thousands of samples over 600 s), which would cost CPU and not change the rate.
     requests_per_replica: PositiveInt
+    # LoadGen issues an Offline run's samples in a random order; the replay takes the first
+    # requests_per_replica of the lengths table under this seeded permutation.
+    seed: int = 0
     calibration_submitters: list[str] = []
     source: str = Field(min_length=3)
 
@@ -219,6 +232,8 @@ class ServingRun:
     # Independent copies of this instance serving the same queue (MLPerf systems run one model
     # per GPU or per group): the system's throughput is this many times one copy's.
     replicas: int = 1
+    # Per-request (prompt, output) lengths, all queued at t=0, in place of input_len/output_len.
+    lengths: tuple[tuple[int, int], ...] = ()
 
     @property
     def chips(self) -> int:
@@ -459,6 +474,47 @@ def _layout(src: MlperfSource, row: Mapping[str, str]) -> MlperfLayout | None:
     return next((lay for lay in src.layouts if (lay.submitter, lay.system, lay.model) == key), None)
 
 
+def read_lengths(path: Path, bench: MlperfBenchmark) -> np.ndarray:
+    """A dataset's per-sample (input_length, output_length) table: an (n, 2) array of token
+    counts >= 1, whose input mean must be the benchmark's stated ``input_mean`` (to the token)
+    and whose prompts stay within ``input_max``."""
+    where = str(path)
+    table = []
+    for i, row in enumerate(_read_rows(path), start=2):
+        lengths = []
+        for column in ("input_length", "output_length"):
+            value = _number(row, column, f"{where}:{i}")
+            if value != int(value):
+                raise ConfigError(f"{column} must be a whole number of tokens, got {row[column]!r}",
+                                  source=f"{where}:{i}")
+            lengths.append(int(value))
+        table.append(lengths)
+    if not table:
+        raise ConfigError("the lengths table has no rows", source=where)
+    array = np.asarray(table, dtype=np.int64)
+    if array[:, 0].max() > bench.input_max:
+        raise ConfigError(f"a prompt of {array[:, 0].max()} tokens exceeds input_max {bench.input_max}", source=where)
+    mean = float(array[:, 0].mean())
+    if bench.input_mean is not None and abs(mean - bench.input_mean) > 1:
+        raise ConfigError(f"input mean {mean:.1f} differs from the benchmark's input_mean {bench.input_mean}",
+                          source=where)
+    return array
+
+
+def replay_lengths(table: np.ndarray, bench: MlperfBenchmark, requests: int, output_mean: float,
+                   seed: int) -> tuple[tuple[int, int], ...]:
+    """``requests`` (prompt, output) pairs: the table's samples in a seeded random order (cycled
+    when it has fewer), outputs per ``bench.outputs`` with mean ``output_mean``."""
+    order = np.random.default_rng(seed).permutation(len(table))
+    picked = table[np.resize(order, requests)]
+    if bench.outputs == "measured-mean":
+        outputs = np.full(requests, max(1, round(output_mean)))
+    else:
+        reference = np.minimum(picked[:, 1], bench.output_max or picked[:, 1].max()).astype(float)
+        outputs = np.maximum(1, np.round(reference * output_mean / reference.mean())).astype(np.int64)
+    return tuple((int(p), int(o)) for p, o in zip(picked[:, 0], outputs))
+
+
 def _mlperf_rows(name: str, src: MlperfSource, spec: ServingFile, rows: list[dict[str, str]],
                  table: Path) -> tuple[list[ServingPoint], list[Unpredictable]]:
     """The source's rows of ``metric_name``, each a point or not predictable with its reason.
@@ -466,6 +522,8 @@ def _mlperf_rows(name: str, src: MlperfSource, spec: ServingFile, rows: list[dic
     mlperf_log_summary), a measured figure."""
     runs = [(i, row) for i, row in enumerate(rows, start=2) if row.get("scenario") == src.scenario]
     samples = {row.get("source", ""): row for _, row in runs if row.get("metric") == src.samples_name}
+    tables = {model: read_lengths(table.parent / bench.lengths, bench)
+              for model, bench in src.benchmarks.items() if bench.lengths is not None}
     points, unpredictable = [], []
     for i, row in runs:
         if row.get("metric") != src.metric_name:
@@ -487,12 +545,14 @@ def _mlperf_rows(name: str, src: MlperfSource, spec: ServingFile, rows: list[dic
             raise ConfigError(f"layout of {layout.system} accounts for {layout.chips} chips, the row has "
                               f"{row.get('chips')}", source=where)
         tokens = _number(row, "value", where)
-        output = max(1, round(tokens / _number(pair, "value", where)))
+        output_mean = tokens / _number(pair, "value", where)
+        lengths = (() if row["model"] not in tables else
+                   replay_lengths(tables[row["model"]], bench, src.requests_per_replica, output_mean, src.seed))
         dtypes = src.precisions[row["precision"]]
         run = ServingRun(src.runtimes[row["framework"].split(" ")[0]], spec.models[row["model"]],
                          spec.hardware[row["hardware"]], layout.tp, layout.ep, layout.dp, dtypes.weight,
-                         dtypes.act, dtypes.kv, "offline", 0, src.requests_per_replica, bench.input_mean, output,
-                         1.0, pp=layout.pp, replicas=layout.replicas)
+                         dtypes.act, dtypes.kv, "offline", 0, src.requests_per_replica, bench.input_mean,
+                         max(1, round(output_mean)), 1.0, pp=layout.pp, replicas=layout.replicas, lengths=lengths)
         submitter = _note(row, "submitter")
         split = "calibration" if submitter in src.calibration_submitters else "holdout"
         points.append(ServingPoint(f"{name}/{submitter}/{layout.system}/{row['model']}", name,
@@ -557,7 +617,9 @@ def simulate(run: ServingRun, step_overhead_s: float | None = None) -> ServeResu
     costs = api.cost_model(run.model, run.hw, parallelism, runtime=preset, weight_dtype=run.weight_dtype,
                            act_dtype=run.act_dtype, kv_dtype=run.kv_dtype)
     value = run.concurrency if run.load == "concurrency" else run.requests
-    offered = load.Load(run.load, float(value), run.requests, run.input_len, run.output_len, run.spread)
+    trace = tuple(Request(i, 0.0, p, o) for i, (p, o) in enumerate(run.lengths)) if run.lengths else None
+    offered = load.Load(run.load, float(value), run.requests, run.input_len, run.output_len, run.spread,
+                        trace=trace)
     return load.run(costs, engine_config(preset, run.concurrency if run.load == "concurrency" else None), offered)
 
 
