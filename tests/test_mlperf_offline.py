@@ -129,15 +129,15 @@ def test_a_benchmark_needs_a_prompt_mean_or_the_reason_it_has_none():
 
 # --- end to end through the CLI ----------------------------------------------------------------
 
-def _one_source_file(tmp_path, change=None, keep=("Llama-3.1-8B",), requests=40):
-    """A serving file with only the MLPerf source, its table cut to the NVIDIA B200 rows of
+def _one_source_file(tmp_path, change=None, keep=("Llama-3.1-8B",), requests=40, source=SOURCE, scenario=SCENARIO):
+    """A serving file with only one MLPerf source, its table cut to the NVIDIA B200 rows of
     ``keep`` (cheap to replay), ``requests`` per replica."""
     document = yaml.safe_load(serving.DEFAULT_FILE.read_text())
-    src = document["sources"][SOURCE]
+    src = document["sources"][source]
     src["requests_per_replica"] = requests
-    document["sources"] = {SOURCE: src}
+    document["sources"] = {source: src}
     rows = (serving.DEFAULT_FILE.parent / "measured_2025.csv").read_text(encoding="utf-8").splitlines()
-    kept = [r for r in rows[1:] if SCENARIO in r and "submitter=NVIDIA; system=B200-SXM-180GBx8_TRT" in r
+    kept = [r for r in rows[1:] if scenario in r and "submitter=NVIDIA; system=B200-SXM-180GBx8_TRT" in r
             and any(f",{m}," in r for m in keep)]
     (tmp_path / "measured_2025.csv").write_text("\n".join([rows[0], *kept]) + "\n", encoding="utf-8")
     (tmp_path / "mlperf_lengths").mkdir()
@@ -192,3 +192,39 @@ def test_bad_serving_inputs_exit_2_with_one_line(tmp_path, capsys, change, messa
     assert main(["validate", "--serving", "--points", str(path), "--source", SOURCE]) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+# --- Server: Poisson arrivals at the run's measured samples/s -----------------------------------
+
+SERVER, SERVER_SCENARIO = "mlperf-5.1-server", "MLPerf Inference v5.1 closed Server"
+
+
+def test_server_runs_arrive_at_their_measured_rate_split_over_replicas(selection):
+    points = [p for p in selection.points if p.source == SERVER]
+    assert {p.metric for p in points} == {"ttft_p50", "tpot_p50"}
+    nvidia_8b = [p for p in points if p.id.startswith(f"{SERVER}/NVIDIA/B200-SXM-180GBx8_TRT/Llama-3.1-8B/")]
+    assert len(nvidia_8b) == 2 and nvidia_8b[0].run is nvidia_8b[1].run  # one simulation answers both
+    run = nvidia_8b[0].run
+    assert run.load == "rate" and run.replicas == 8 and run.rate == pytest.approx(996.53 / 8)
+    ttft = next(p for p in nvidia_8b if p.metric == "ttft_p50")
+    assert ttft.measured == pytest.approx(0.4983)  # 498.3 ms in the table, seconds here
+    arrivals = [r.arrival_s for r in serving._trace(run)]
+    assert arrivals[0] == 0 and all(b >= a for a, b in zip(arrivals, arrivals[1:]))
+    assert (len(arrivals) - 1) / arrivals[-1] == pytest.approx(run.rate, rel=0.1)
+
+
+def test_one_server_run_replays_end_to_end(tmp_path, capsys):
+    path = _one_source_file(tmp_path, requests=60, source=SERVER, scenario=SERVER_SCENARIO)
+    code = main(["validate", "--serving", "--points", str(path), "--source", SERVER, "--json", "--max-error", "100"])
+    assert code == 0
+    payload = json.loads(capsys.readouterr().out)
+    assert sorted(p["metric"] for p in payload["points"]) == ["tpot_p50", "ttft_p50"]
+    assert all(p["predicted"] > 0 and np.isfinite(p["error"]) for p in payload["points"])
+
+
+def test_a_metric_neither_compared_nor_unscored_is_refused(tmp_path, capsys):
+    path = _one_source_file(tmp_path, lambda src: src["unscored"].pop("TTFT p99"), source=SERVER,
+                            scenario=SERVER_SCENARIO)
+    assert main(["validate", "--serving", "--points", str(path), "--source", SERVER]) == 2
+    err = capsys.readouterr().err
+    assert "metric 'TTFT p99' is neither compared nor unscored" in err and "Traceback" not in err

@@ -131,6 +131,6 @@ def test_validate_serving_source_picks_one_source_and_refuses_unknown_names(tmp_
     assert {p["source"] for p in payload["points"]} == {"trtllm-1.0-throughput"} and len(payload["points"]) == 1
     assert main([*base, "--source", "inferencx"]) == 2
     err = capsys.readouterr().err
-    assert "--source 'inferencx'" in err and "inferencex, mlperf-5.1-offline, trtllm-1.0-throughput" in err
+    assert "--source 'inferencx'" in err and "inferencex, mlperf-5.1-offline, mlperf-5.1-server, trtllm-1.0-throughput" in err
     assert main(["validate", "--source", "inferencex"]) == 2
     assert "needs --serving" in capsys.readouterr().err

@@ -43,8 +43,8 @@ from accelsim.validate.points import DEFAULT_POINTS, VALIDATION_DIR, Catalogue, 
 DEFAULT_FILE = VALIDATION_DIR / "serving.yaml"
 # What a serving row is compared on: the whole group's output tokens/s (TensorRT-LLM tables),
 # or InferenceX's per-run medians and per-GPU throughputs.
-ServingMetric = Literal["output_throughput", "ttft_p50", "interactivity_p50", "output_throughput_per_chip",
-                        "total_throughput_per_chip"]
+ServingMetric = Literal["output_throughput", "ttft_p50", "tpot_p50", "interactivity_p50",
+                        "output_throughput_per_chip", "total_throughput_per_chip"]
 SERVING_METRICS: tuple[str, ...] = get_args(ServingMetric)
 
 
@@ -178,12 +178,16 @@ class MlperfLayout(Spec):
 
 
 class MlperfSource(Spec):
-    """MLPerf Inference Offline rows: all samples queued at t=0 (LoadGen's Offline scenario)."""
+    """MLPerf Inference rows of one scenario: Offline (``load: offline``, all samples queued at
+    t=0) or Server (``load: rate``, Poisson arrivals at the run's measured samples/s)."""
     format: Literal["mlperf"]
     file: str = Field(min_length=1)
     scenario: str = Field(min_length=1)  # the rows whose scenario equals this text
-    metric_name: str = Field(min_length=1)  # the compared row's metric cell (output tokens/s)
-    samples_name: str = Field(min_length=1)  # the same run's samples/s row (for its mean output)
+    load: Literal["offline", "rate"] = "offline"
+    metrics: dict[str, ServingMetric] = Field(min_length=1)  # compared metric cells -> accelsim's
+    unscored: dict[str, str] = {}  # the run's other metric cells -> why they are not compared
+    tokens_name: str = Field(min_length=1)  # the run's output tokens/s row (for its mean output)
+    samples_name: str = Field(min_length=1)  # the same run's samples/s row (mean output; a Server run's rate)
     runtimes: dict[str, str] = Field(min_length=1)  # the framework cell's first word -> runtime preset
     precisions: dict[str, Dtypes] = Field(min_length=1)  # the precision cell -> dtypes
     benchmarks: dict[str, MlperfBenchmark] = Field(min_length=1)  # measured model name -> dataset
@@ -219,7 +223,7 @@ class ServingRun:
     weight_dtype: str
     act_dtype: str
     kv_dtype: str
-    load: Literal["offline", "concurrency"]
+    load: Literal["offline", "concurrency", "rate"]
     concurrency: int  # 0 offline
     requests: int
     input_len: int
@@ -232,8 +236,10 @@ class ServingRun:
     # Independent copies of this instance serving the same queue (MLPerf systems run one model
     # per GPU or per group): the system's throughput is this many times one copy's.
     replicas: int = 1
-    # Per-request (prompt, output) lengths, all queued at t=0, in place of input_len/output_len.
+    # Per-request (prompt, output) lengths, in place of input_len/output_len: queued at t=0
+    # offline, Poisson arrivals at ``rate`` (requests/s per replica) under a rate load.
     lengths: tuple[tuple[int, int], ...] = ()
+    rate: float = 0.0
 
     @property
     def chips(self) -> int:
@@ -266,7 +272,7 @@ def _mapped(mapping: Mapping[str, str], key: str, what: str, where: str) -> str:
     return mapping[key]
 
 
-def _number(row: dict[str, str], column: str, where: str) -> float:
+def _number(row: Mapping[str, str], column: str, where: str) -> float:
     try:
         value = float(row[column])
     except KeyError:
@@ -515,49 +521,77 @@ def replay_lengths(table: np.ndarray, bench: MlperfBenchmark, requests: int, out
     return tuple((int(p), int(o)) for p, o in zip(picked[:, 0], outputs))
 
 
+def _mlperf_value(row: Mapping[str, str], where: str) -> float:
+    """A measured value in the unit accelsim reports (latencies in seconds, not ms)."""
+    value = _number(row, "value", where)
+    return value / 1000 if row.get("unit") == "ms" else value
+
+
 def _mlperf_rows(name: str, src: MlperfSource, spec: ServingFile, rows: list[dict[str, str]],
                  table: Path) -> tuple[list[ServingPoint], list[Unpredictable]]:
-    """The source's rows of ``metric_name``, each a point or not predictable with its reason.
-    A row's mean output length is its own tokens/s over its samples/s (the same
-    mlperf_log_summary), a measured figure."""
+    """The source's rows of ``metrics``, each a point or not predictable with its reason; one
+    simulated run per measured run (its mlperf_log_summary) answers all of its metrics.  A run's
+    mean output length is its own tokens/s over its samples/s (the same log), a measured figure;
+    a Server run's requests arrive at its measured samples/s."""
     runs = [(i, row) for i, row in enumerate(rows, start=2) if row.get("scenario") == src.scenario]
-    samples = {row.get("source", ""): row for _, row in runs if row.get("metric") == src.samples_name}
+    logged: dict[str, dict[str, dict[str, str]]] = {}
+    for _, row in runs:
+        logged.setdefault(row.get("source", ""), {})[row.get("metric", "")] = row
     tables = {model: read_lengths(table.parent / bench.lengths, bench)
               for model, bench in src.benchmarks.items() if bench.lengths is not None}
+    known = set(src.metrics) | set(src.unscored) | {src.tokens_name, src.samples_name}
+    built: dict[str, ServingRun | str] = {}  # log -> its run, or why it has none
     points, unpredictable = [], []
     for i, row in runs:
-        if row.get("metric") != src.metric_name:
+        where, metric_name = f"{table}:{i}", row.get("metric", "")
+        if metric_name not in known:
+            raise ConfigError(f"metric {metric_name!r} is neither compared nor unscored; known: "
+                              f"{', '.join(sorted(known))}", source=where)
+        if metric_name not in src.metrics:
             continue
-        where = f"{table}:{i}"
-        if row.get("model", "") not in src.benchmarks:
-            raise ConfigError(f"no benchmarks entry for model {row.get('model')!r} (add its dataset figures, "
-                              f"with input_unsourced if its prompt lengths have no source)", source=where)
-        pair = samples.get(row.get("source", ""))
-        if pair is None:
-            raise ConfigError(f"no {src.samples_name!r} row from the same log ({row.get('source')})", source=where)
-        gap = _mlperf_gap(src, spec, row)
-        if gap is not None:
-            unpredictable.append(Unpredictable(name, where, gap))
+        log = row.get("source", "")
+        if log not in built:
+            built[log] = _mlperf_run(src, spec, row, logged[log], tables, where)
+        run = built[log]
+        if isinstance(run, str):
+            unpredictable.append(Unpredictable(name, where, run))
             continue
-        layout, bench = _layout(src, row), src.benchmarks[row["model"]]
-        assert layout is not None and bench.input_mean is not None  # _mlperf_gap checked both
-        if layout.chips != int(_number(row, "chips", where)):
-            raise ConfigError(f"layout of {layout.system} accounts for {layout.chips} chips, the row has "
-                              f"{row.get('chips')}", source=where)
-        tokens = _number(row, "value", where)
-        output_mean = tokens / _number(pair, "value", where)
-        lengths = (() if row["model"] not in tables else
-                   replay_lengths(tables[row["model"]], bench, src.requests_per_replica, output_mean, src.seed))
-        dtypes = src.precisions[row["precision"]]
-        run = ServingRun(src.runtimes[row["framework"].split(" ")[0]], spec.models[row["model"]],
-                         spec.hardware[row["hardware"]], layout.tp, layout.ep, layout.dp, dtypes.weight,
-                         dtypes.act, dtypes.kv, "offline", 0, src.requests_per_replica, bench.input_mean,
-                         max(1, round(output_mean)), 1.0, pp=layout.pp, replicas=layout.replicas, lengths=lengths)
-        submitter = _note(row, "submitter")
+        submitter, metric = _note(row, "submitter"), src.metrics[metric_name]
         split = "calibration" if submitter in src.calibration_submitters else "holdout"
-        points.append(ServingPoint(f"{name}/{submitter}/{layout.system}/{row['model']}", name,
-                                   "output_throughput", run, tokens, split, where))
+        suffix = f"/{metric}" if len(src.metrics) > 1 else ""
+        points.append(ServingPoint(f"{name}/{submitter}/{_note(row, 'system')}/{row['model']}{suffix}", name,
+                                   metric, run, _mlperf_value(row, where), split, where))
     return points, unpredictable
+
+
+def _mlperf_run(src: MlperfSource, spec: ServingFile, row: Mapping[str, str], log: Mapping[str, Mapping[str, str]],
+                tables: Mapping[str, np.ndarray], where: str) -> ServingRun | str:
+    """The simulated run of one measured MLPerf run (``log``: its rows by metric), or why it
+    cannot be predicted."""
+    if row.get("model", "") not in src.benchmarks:
+        raise ConfigError(f"no benchmarks entry for model {row.get('model')!r} (add its dataset figures, "
+                          f"with input_unsourced if its prompt lengths have no source)", source=where)
+    for needed in (src.tokens_name, src.samples_name):
+        if needed not in log:
+            raise ConfigError(f"no {needed!r} row from the same log ({row.get('source')})", source=where)
+    gap = _mlperf_gap(src, spec, row)
+    if gap is not None:
+        return gap
+    layout, bench = _layout(src, row), src.benchmarks[row["model"]]
+    assert layout is not None and bench.input_mean is not None  # _mlperf_gap checked both
+    if layout.chips != int(_number(row, "chips", where)):
+        raise ConfigError(f"layout of {layout.system} accounts for {layout.chips} chips, the row has "
+                          f"{row.get('chips')}", source=where)
+    samples = _number(log[src.samples_name], "value", where)
+    output_mean = _number(log[src.tokens_name], "value", where) / samples
+    lengths = (() if row["model"] not in tables else
+               replay_lengths(tables[row["model"]], bench, src.requests_per_replica, output_mean, src.seed))
+    dtypes = src.precisions[row["precision"]]
+    return ServingRun(src.runtimes[row["framework"].split(" ")[0]], spec.models[row["model"]],
+                      spec.hardware[row["hardware"]], layout.tp, layout.ep, layout.dp, dtypes.weight, dtypes.act,
+                      dtypes.kv, src.load, 0, src.requests_per_replica, bench.input_mean, max(1, round(output_mean)),
+                      1.0, pp=layout.pp, replicas=layout.replicas, lengths=lengths,
+                      rate=samples / layout.replicas if src.load == "rate" else 0.0)
 
 
 @dataclass(frozen=True)
@@ -616,11 +650,21 @@ def simulate(run: ServingRun, step_overhead_s: float | None = None) -> ServeResu
     parallelism = Parallelism(tp=run.tp, pp=run.pp, ep=run.ep, dp=run.dp) if run.chips > 1 else None
     costs = api.cost_model(run.model, run.hw, parallelism, runtime=preset, weight_dtype=run.weight_dtype,
                            act_dtype=run.act_dtype, kv_dtype=run.kv_dtype)
-    value = run.concurrency if run.load == "concurrency" else run.requests
-    trace = tuple(Request(i, 0.0, p, o) for i, (p, o) in enumerate(run.lengths)) if run.lengths else None
+    value = {"concurrency": run.concurrency, "rate": run.rate}.get(run.load, run.requests)
     offered = load.Load(run.load, float(value), run.requests, run.input_len, run.output_len, run.spread,
-                        trace=trace)
+                        trace=_trace(run))
     return load.run(costs, engine_config(preset, run.concurrency if run.load == "concurrency" else None), offered)
+
+
+def _trace(run: ServingRun) -> tuple[Request, ...] | None:
+    """``run``'s per-request lengths as requests: all at t=0, or Poisson arrivals at its rate
+    (seeded: the same run replays the same arrivals)."""
+    if not run.lengths:
+        return None
+    if run.load != "rate":
+        return tuple(Request(i, 0.0, p, o) for i, (p, o) in enumerate(run.lengths))
+    gaps = np.random.default_rng(0).exponential(1.0 / run.rate, len(run.lengths))
+    return tuple(Request(i, float(t), p, o) for i, (t, (p, o)) in enumerate(zip(np.cumsum(gaps) - gaps[0], run.lengths)))
 
 
 def engine_config(preset: RuntimePreset, concurrency: int | None) -> ServeConfig:
@@ -644,6 +688,8 @@ def measure(result: ServeResult, metric: str, replicas: int = 1) -> float:
         return tokens / result.makespan_s / result.chips
     if metric == "ttft_p50":
         return result.percentiles("ttft_s")["p50"]
+    if metric == "tpot_p50":
+        return result.percentiles("tpot_s")["p50"]
     if metric == "interactivity_p50":
         return result.tokens_per_s_per_user
     raise ConfigError(f"unknown serving metric {metric!r}; allowed: {', '.join(SERVING_METRICS)}")
