@@ -3,6 +3,7 @@ eager-prefill preset fields, ``gpu.host_wait_share``, validation ``engine_settin
 typed as a user would, through the CLI in-process, and must end with exit 2 and one line naming
 the option or file and the key -- never ``internal error``, a coerced value or a setting that
 silently applies nowhere.  Each test failed before its fix."""
+import shutil
 from pathlib import Path
 
 import pytest
@@ -126,6 +127,7 @@ def _serving_file(tmp_path, change) -> Path:
     change(document["sources"]["inferencex"])
     for name in ("measured_2025.csv", "measured_trtllm_v1.0.csv"):
         (tmp_path / name).write_text((DEFAULT_FILE.parent / name).read_text(encoding="utf-8"), encoding="utf-8")
+    shutil.copytree(DEFAULT_FILE.parent / "mlperf_lengths", tmp_path / "mlperf_lengths")
     path = tmp_path / "serving.yaml"
     path.write_text(yaml.safe_dump(document), encoding="utf-8")
     return path

@@ -5,6 +5,7 @@ presets and the CLI end to end."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import yaml
@@ -123,12 +124,13 @@ def test_validate_serving_source_picks_one_source_and_refuses_unknown_names(tmp_
         "\n".join([rows[0], picked[0].replace(",30000,128,128,", ",100,128,128,")]) + "\n")
     (tmp_path / "measured_2025.csv").write_text((DEFAULT_FILE.parent / "measured_2025.csv").read_text())
     (tmp_path / "serving.yaml").write_text(DEFAULT_FILE.read_text())
+    shutil.copytree(DEFAULT_FILE.parent / "mlperf_lengths", tmp_path / "mlperf_lengths")  # the MLPerf source's tables
     base = ["validate", "--serving", "--points", str(tmp_path / "serving.yaml"), "--json", "--max-error", "5"]
     assert main([*base, "--source", "trtllm-1.0-throughput"]) == 0
     payload = json.loads(capsys.readouterr().out)
     assert {p["source"] for p in payload["points"]} == {"trtllm-1.0-throughput"} and len(payload["points"]) == 1
     assert main([*base, "--source", "inferencx"]) == 2
     err = capsys.readouterr().err
-    assert "--source 'inferencx'" in err and "inferencex, trtllm-1.0-throughput" in err
+    assert "--source 'inferencx'" in err and "inferencex, mlperf-5.1-offline, mlperf-5.1-server, trtllm-1.0-throughput" in err
     assert main(["validate", "--source", "inferencex"]) == 2
     assert "needs --serving" in capsys.readouterr().err

@@ -119,16 +119,21 @@ def _validate_serving(subset: str, max_error: float, out: Path | None, points_pa
                       as_json: bool, source: str | None = None) -> None:
     from accelsim.validate import serving
 
-    points = serving.load_points(points_path or serving.DEFAULT_FILE)
+    selection = serving.read_sources(points_path or serving.DEFAULT_FILE)
+    points, lacking = selection.points, selection.unpredictable
     if source is not None:
-        known = sorted({p.source for p in points})
-        if source not in known:
+        if source not in selection.sources:
             raise click.UsageError(f"--source {source!r} is not a source of the serving file; allowed: "
-                                   f"{', '.join(known)}")
+                                   f"{', '.join(sorted(selection.sources))}")
         points = [p for p in points if p.source == source]
+        lacking = [u for u in lacking if u.source == source]
     points = [p for p in points if subset in ("all", p.split)]
     if not points:
-        raise click.UsageError(f"--subset {subset} selects no serving point (use all, calibration or holdout)")
+        # A source whose rows all lack a sourced input says so, reason by reason, instead of
+        # replaying them on guessed inputs.
+        why = "; ".join(f"{n} row(s): {reason}" for reason, n in serving.reasons(lacking))
+        raise click.UsageError(f"--subset {subset} selects no serving point (use all, calibration or holdout)"
+                               + (f"; {len(lacking)} row(s) not predictable -- {why}" if lacking else ""))
     frame = serving.evaluate(points)
     summary = serving.summarise(frame)
     if out is not None:

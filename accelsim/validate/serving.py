@@ -8,7 +8,11 @@ anything was fitted.  Two row formats are read:
   requests queued at once, one metric (output tokens/s);
 - ``inferencex``: InferenceX's fixed-concurrency sweeps in ``measured_2025.csv``, one row per
   (run, metric), so one simulated run predicts every metric of its measured run (TTFT,
-  interactivity, throughput per GPU).
+  interactivity, throughput per GPU);
+- ``mlperf``: MLPerf Inference Offline rows of ``measured_2025.csv`` (system output tokens/s),
+  replayed as an offline queue on one model replica of the submitter's stated layout, times the
+  replicas; a row whose inputs (dataset lengths, layout, model, chip) are not all sourced is
+  listed as not predictable with its reason (``mlperf_unpredictable``).
 
 Every row a source selects is either mapped or excluded with a stated reason, so a new row
 can never vanish silently.  Errors are summarised per (source, metric, split) group.
@@ -33,14 +37,14 @@ from accelsim.dtypes import DType
 from accelsim.errors import ConfigError
 from accelsim.sim.load import Load
 from accelsim.sim.runtime import CountSetting, RuntimePreset, SwitchSetting
-from accelsim.sim.serving import ServeConfig, ServeResult
+from accelsim.sim.serving import Request, ServeConfig, ServeResult
 from accelsim.validate.points import DEFAULT_POINTS, VALIDATION_DIR, Catalogue, Runtime
 
 DEFAULT_FILE = VALIDATION_DIR / "serving.yaml"
 # What a serving row is compared on: the whole group's output tokens/s (TensorRT-LLM tables),
 # or InferenceX's per-run medians and per-GPU throughputs.
-ServingMetric = Literal["output_throughput", "ttft_p50", "interactivity_p50", "output_throughput_per_chip",
-                        "total_throughput_per_chip"]
+ServingMetric = Literal["output_throughput", "ttft_p50", "tpot_p50", "interactivity_p50",
+                        "output_throughput_per_chip", "total_throughput_per_chip"]
 SERVING_METRICS: tuple[str, ...] = get_args(ServingMetric)
 
 
@@ -124,7 +128,81 @@ class InferenceXSource(Spec):
     source: str = Field(min_length=3)
 
 
-ServingSource = Annotated[Union[TrtllmBenchSource, InferenceXSource], Field(discriminator="format")]
+class MlperfBenchmark(Spec):
+    """One MLPerf benchmark's dataset, as its documents state it.  ``input_mean`` (tokens per
+    prompt) is what the replay needs beside the row's own output length; without a sourced value
+    the benchmark's rows are not predictable, for ``input_unsourced``."""
+    dataset: str = Field(min_length=3)
+    samples: PositiveInt  # the dataset's sample count
+    input_max: PositiveInt  # the longest prompt the benchmark admits
+    input_mean: PositiveInt | None = None
+    input_unsourced: str | None = None
+    output_mean: float | None = Field(default=None, gt=0)  # the reference implementation's mean output tokens
+    # A per-sample (input_length, output_length) table of the dataset (CSV beside the serving
+    # file): prompts are replayed with its lengths.  Outputs: "measured-mean" gives every request
+    # the row's measured mean (the engine's generation differs from the table's reference
+    # answers); "reference-scaled" keeps the table's output shape (clipped at output_max, the
+    # benchmark's generation limit) scaled to the row's measured mean.
+    lengths: str | None = None
+    outputs: Literal["measured-mean", "reference-scaled"] = "measured-mean"
+    output_max: PositiveInt | None = None
+    source: str = Field(min_length=3)
+
+    @model_validator(mode="after")
+    def _input_or_reason(self):
+        if (self.input_mean is None) == (self.input_unsourced is None):
+            raise ValueError("give input_mean (with its source) or input_unsourced (why it has none), not both")
+        if self.input_mean is not None and self.input_mean > self.input_max:
+            raise ValueError(f"input_mean {self.input_mean} exceeds input_max {self.input_max}")
+        if self.outputs == "reference-scaled" and self.lengths is None:
+            raise ValueError("outputs reference-scaled needs a lengths table")
+        return self
+
+
+class MlperfLayout(Spec):
+    """How a submission split its chips (system JSON / code/ configs of the results repository):
+    ``replicas`` copies of a tp x pp x dp model instance (ep splits the experts)."""
+    submitter: str = Field(min_length=1)  # the row's ``submitter=`` note (system names repeat across submitters)
+    system: str = Field(min_length=1)  # the row's ``system=`` note
+    model: str = Field(min_length=1)  # the row's model cell
+    tp: PositiveInt = 1
+    pp: PositiveInt = 1
+    dp: PositiveInt = 1
+    ep: PositiveInt = 1
+    replicas: PositiveInt = 1
+    source: str = Field(min_length=3)
+
+    @property
+    def chips(self) -> int:
+        return self.tp * self.pp * self.dp * self.replicas
+
+
+class MlperfSource(Spec):
+    """MLPerf Inference rows of one scenario: Offline (``load: offline``, all samples queued at
+    t=0) or Server (``load: rate``, Poisson arrivals at the run's measured samples/s)."""
+    format: Literal["mlperf"]
+    file: str = Field(min_length=1)
+    scenario: str = Field(min_length=1)  # the rows whose scenario equals this text
+    load: Literal["offline", "rate"] = "offline"
+    metrics: dict[str, ServingMetric] = Field(min_length=1)  # compared metric cells -> accelsim's
+    unscored: dict[str, str] = {}  # the run's other metric cells -> why they are not compared
+    tokens_name: str = Field(min_length=1)  # the run's output tokens/s row (for its mean output)
+    samples_name: str = Field(min_length=1)  # the same run's samples/s row (mean output; a Server run's rate)
+    runtimes: dict[str, str] = Field(min_length=1)  # the framework cell's first word -> runtime preset
+    precisions: dict[str, Dtypes] = Field(min_length=1)  # the precision cell -> dtypes
+    benchmarks: dict[str, MlperfBenchmark] = Field(min_length=1)  # measured model name -> dataset
+    layouts: list[MlperfLayout] = []
+    # Requests queued on one replica: enough for the engine's steady state, fewer than the run's
+    # (hundreds of thousands of samples over 600 s), which would cost CPU and not change the rate.
+    requests_per_replica: PositiveInt
+    # LoadGen issues an Offline run's samples in a random order; the replay takes the first
+    # requests_per_replica of the lengths table under this seeded permutation.
+    seed: int = 0
+    calibration_submitters: list[str] = []
+    source: str = Field(min_length=3)
+
+
+ServingSource = Annotated[Union[TrtllmBenchSource, InferenceXSource, MlperfSource], Field(discriminator="format")]
 
 
 class ServingFile(Spec):
@@ -145,7 +223,7 @@ class ServingRun:
     weight_dtype: str
     act_dtype: str
     kv_dtype: str
-    load: Literal["offline", "concurrency"]
+    load: Literal["offline", "concurrency", "rate"]
     concurrency: int  # 0 offline
     requests: int
     input_len: int
@@ -154,10 +232,18 @@ class ServingRun:
     # Preset settings this run set otherwise: (key, value, source), from ``EngineSetting``.
     settings: tuple[tuple[str, bool | int, str], ...] = ()
     kernels: str | None = None  # a points.yaml runtime whose kernel settings this run ran
+    pp: int = 1
+    # Independent copies of this instance serving the same queue (MLPerf systems run one model
+    # per GPU or per group): the system's throughput is this many times one copy's.
+    replicas: int = 1
+    # Per-request (prompt, output) lengths, in place of input_len/output_len: queued at t=0
+    # offline, Poisson arrivals at ``rate`` (requests/s per replica) under a rate load.
+    lengths: tuple[tuple[int, int], ...] = ()
+    rate: float = 0.0
 
     @property
     def chips(self) -> int:
-        return self.tp * self.dp
+        return self.tp * self.pp * self.dp
 
 
 @dataclass(frozen=True)
@@ -186,7 +272,7 @@ def _mapped(mapping: Mapping[str, str], key: str, what: str, where: str) -> str:
     return mapping[key]
 
 
-def _number(row: dict[str, str], column: str, where: str) -> float:
+def _number(row: Mapping[str, str], column: str, where: str) -> float:
     try:
         value = float(row[column])
     except KeyError:
@@ -356,18 +442,196 @@ def with_settings(preset: RuntimePreset, settings: tuple[tuple[str, bool | int, 
         else CountSetting(value=value, source=source) for key, value, source in settings})
 
 
-def load_points(path: Path = DEFAULT_FILE) -> list[ServingPoint]:
-    """Every measured row the serving file's sources select, mapped to what accelsim runs."""
+@dataclass(frozen=True)
+class Unpredictable:
+    """A measured row a source selects but cannot predict, and why (an input it lacks)."""
+    source: str
+    where: str
+    reason: str
+
+
+def _note(row: Mapping[str, str], key: str) -> str:
+    """``key=value`` from an MLPerf row's notes cell ("submitter=Dell; system=...; ...")."""
+    match = re.search(rf"\b{key}=([^;]+)", row.get("notes", ""))
+    return match.group(1).strip() if match else ""
+
+
+def _mlperf_gap(src: MlperfSource, spec: ServingFile, row: Mapping[str, str]) -> str | None:
+    """Why ``row`` cannot be predicted from the sourced inputs, or None when it can."""
+    bench = src.benchmarks[row["model"]]
+    framework = row.get("framework", "").split(" ")[0]
+    if bench.input_unsourced is not None:
+        return f"{bench.dataset}: mean prompt length not sourced ({bench.input_unsourced})"
+    if row["model"] not in spec.models:
+        return f"model {row['model']} has no accelsim model config"
+    if row.get("hardware", "") not in spec.hardware:
+        return f"{row.get('hardware')} has no accelsim hardware config"
+    if framework not in src.runtimes:
+        return f"engine {row.get('framework')!r} has no runtime preset"
+    if row.get("precision", "") not in src.precisions:
+        return f"precision {row.get('precision')!r} is not mapped to dtypes"
+    if _layout(src, row) is None:
+        return f"parallel layout of {_note(row, 'system')} not sourced from its code/ or system JSON"
+    return None
+
+
+def _layout(src: MlperfSource, row: Mapping[str, str]) -> MlperfLayout | None:
+    key = (_note(row, "submitter"), _note(row, "system"), row["model"])
+    return next((lay for lay in src.layouts if (lay.submitter, lay.system, lay.model) == key), None)
+
+
+def read_lengths(path: Path, bench: MlperfBenchmark) -> np.ndarray:
+    """A dataset's per-sample (input_length, output_length) table: an (n, 2) array of token
+    counts >= 1, whose input mean must be the benchmark's stated ``input_mean`` (to the token)
+    and whose prompts stay within ``input_max``."""
+    where = str(path)
+    table = []
+    for i, row in enumerate(_read_rows(path), start=2):
+        lengths = []
+        for column in ("input_length", "output_length"):
+            value = _number(row, column, f"{where}:{i}")
+            if value != int(value):
+                raise ConfigError(f"{column} must be a whole number of tokens, got {row[column]!r}",
+                                  source=f"{where}:{i}")
+            lengths.append(int(value))
+        table.append(lengths)
+    if not table:
+        raise ConfigError("the lengths table has no rows", source=where)
+    array = np.asarray(table, dtype=np.int64)
+    if array[:, 0].max() > bench.input_max:
+        raise ConfigError(f"a prompt of {array[:, 0].max()} tokens exceeds input_max {bench.input_max}", source=where)
+    mean = float(array[:, 0].mean())
+    if bench.input_mean is not None and abs(mean - bench.input_mean) > 1:
+        raise ConfigError(f"input mean {mean:.1f} differs from the benchmark's input_mean {bench.input_mean}",
+                          source=where)
+    return array
+
+
+def replay_lengths(table: np.ndarray, bench: MlperfBenchmark, requests: int, output_mean: float,
+                   seed: int) -> tuple[tuple[int, int], ...]:
+    """``requests`` (prompt, output) pairs: the table's samples in a seeded random order (cycled
+    when it has fewer), outputs per ``bench.outputs`` with mean ``output_mean``."""
+    order = np.random.default_rng(seed).permutation(len(table))
+    picked = table[np.resize(order, requests)]
+    if bench.outputs == "measured-mean":
+        outputs = np.full(requests, max(1, round(output_mean)))
+    else:
+        reference = np.minimum(picked[:, 1], bench.output_max or picked[:, 1].max()).astype(float)
+        outputs = np.maximum(1, np.round(reference * output_mean / reference.mean())).astype(np.int64)
+    return tuple((int(p), int(o)) for p, o in zip(picked[:, 0], outputs))
+
+
+def _mlperf_value(row: Mapping[str, str], where: str) -> float:
+    """A measured value in the unit accelsim reports (latencies in seconds, not ms)."""
+    value = _number(row, "value", where)
+    return value / 1000 if row.get("unit") == "ms" else value
+
+
+def _mlperf_rows(name: str, src: MlperfSource, spec: ServingFile, rows: list[dict[str, str]],
+                 table: Path) -> tuple[list[ServingPoint], list[Unpredictable]]:
+    """The source's rows of ``metrics``, each a point or not predictable with its reason; one
+    simulated run per measured run (its mlperf_log_summary) answers all of its metrics.  A run's
+    mean output length is its own tokens/s over its samples/s (the same log), a measured figure;
+    a Server run's requests arrive at its measured samples/s."""
+    runs = [(i, row) for i, row in enumerate(rows, start=2) if row.get("scenario") == src.scenario]
+    logged: dict[str, dict[str, dict[str, str]]] = {}
+    for _, row in runs:
+        logged.setdefault(row.get("source", ""), {})[row.get("metric", "")] = row
+    tables = {model: read_lengths(table.parent / bench.lengths, bench)
+              for model, bench in src.benchmarks.items() if bench.lengths is not None}
+    known = set(src.metrics) | set(src.unscored) | {src.tokens_name, src.samples_name}
+    built: dict[str, ServingRun | str] = {}  # log -> its run, or why it has none
+    points, unpredictable = [], []
+    for i, row in runs:
+        where, metric_name = f"{table}:{i}", row.get("metric", "")
+        if metric_name not in known:
+            raise ConfigError(f"metric {metric_name!r} is neither compared nor unscored; known: "
+                              f"{', '.join(sorted(known))}", source=where)
+        if metric_name not in src.metrics:
+            continue
+        log = row.get("source", "")
+        if log not in built:
+            built[log] = _mlperf_run(src, spec, row, logged[log], tables, where)
+        run = built[log]
+        if isinstance(run, str):
+            unpredictable.append(Unpredictable(name, where, run))
+            continue
+        submitter, metric = _note(row, "submitter"), src.metrics[metric_name]
+        split = "calibration" if submitter in src.calibration_submitters else "holdout"
+        suffix = f"/{metric}" if len(src.metrics) > 1 else ""
+        points.append(ServingPoint(f"{name}/{submitter}/{_note(row, 'system')}/{row['model']}{suffix}", name,
+                                   metric, run, _mlperf_value(row, where), split, where))
+    return points, unpredictable
+
+
+def _mlperf_run(src: MlperfSource, spec: ServingFile, row: Mapping[str, str], log: Mapping[str, Mapping[str, str]],
+                tables: Mapping[str, np.ndarray], where: str) -> ServingRun | str:
+    """The simulated run of one measured MLPerf run (``log``: its rows by metric), or why it
+    cannot be predicted."""
+    if row.get("model", "") not in src.benchmarks:
+        raise ConfigError(f"no benchmarks entry for model {row.get('model')!r} (add its dataset figures, "
+                          f"with input_unsourced if its prompt lengths have no source)", source=where)
+    for needed in (src.tokens_name, src.samples_name):
+        if needed not in log:
+            raise ConfigError(f"no {needed!r} row from the same log ({row.get('source')})", source=where)
+    gap = _mlperf_gap(src, spec, row)
+    if gap is not None:
+        return gap
+    layout, bench = _layout(src, row), src.benchmarks[row["model"]]
+    assert layout is not None and bench.input_mean is not None  # _mlperf_gap checked both
+    if layout.chips != int(_number(row, "chips", where)):
+        raise ConfigError(f"layout of {layout.system} accounts for {layout.chips} chips, the row has "
+                          f"{row.get('chips')}", source=where)
+    samples = _number(log[src.samples_name], "value", where)
+    output_mean = _number(log[src.tokens_name], "value", where) / samples
+    lengths = (() if row["model"] not in tables else
+               replay_lengths(tables[row["model"]], bench, src.requests_per_replica, output_mean, src.seed))
+    dtypes = src.precisions[row["precision"]]
+    return ServingRun(src.runtimes[row["framework"].split(" ")[0]], spec.models[row["model"]],
+                      spec.hardware[row["hardware"]], layout.tp, layout.ep, layout.dp, dtypes.weight, dtypes.act,
+                      dtypes.kv, src.load, 0, src.requests_per_replica, bench.input_mean, max(1, round(output_mean)),
+                      1.0, pp=layout.pp, replicas=layout.replicas, lengths=lengths,
+                      rate=samples / layout.replicas if src.load == "rate" else 0.0)
+
+
+@dataclass(frozen=True)
+class Selection:
+    """What a serving file selects: its source names, the points, and the rows it cannot predict."""
+    sources: tuple[str, ...]
+    points: list[ServingPoint]
+    unpredictable: list[Unpredictable]
+
+
+def read_sources(path: Path = DEFAULT_FILE) -> Selection:
+    """Every row the serving file's sources select: a point, or not predictable with its reason."""
     spec = loader.validate(ServingFile, loader.read_document(path), str(path))
     points: list[ServingPoint] = []
+    unpredictable: list[Unpredictable] = []
     for name, src in spec.sources.items():
         table = path.parent / src.file
         rows = _read_rows(table)
         if isinstance(src, TrtllmBenchSource):
             points += _trtllm_points(name, src, spec, rows, table)
-        else:
+        elif isinstance(src, InferenceXSource):
             points += _inferencex_points(name, src, spec, rows, table)
-    return points
+        else:
+            found, lacking = _mlperf_rows(name, src, spec, rows, table)
+            points += found
+            unpredictable += lacking
+    return Selection(tuple(spec.sources), points, unpredictable)
+
+
+def load_points(path: Path = DEFAULT_FILE) -> list[ServingPoint]:
+    """Every measured row the serving file's sources select, mapped to what accelsim runs."""
+    return read_sources(path).points
+
+
+def reasons(rows: list[Unpredictable]) -> list[tuple[str, int]]:
+    """Why rows are not predictable, with how many rows each reason covers (most first)."""
+    counts: dict[str, int] = {}
+    for row in rows:
+        counts[row.reason] = counts.get(row.reason, 0) + 1
+    return sorted(counts.items(), key=lambda item: (-item[1], item[0]))
 
 
 def simulate(run: ServingRun, step_overhead_s: float | None = None) -> ServeResult:
@@ -383,12 +647,24 @@ def simulate(run: ServingRun, step_overhead_s: float | None = None) -> ServeResu
     if step_overhead_s is not None:
         preset = preset.model_copy(update={"step_overhead": preset.step_overhead.model_copy(
             update={"value": step_overhead_s})})
-    parallelism = Parallelism(tp=run.tp, ep=run.ep, dp=run.dp) if run.chips > 1 else None
+    parallelism = Parallelism(tp=run.tp, pp=run.pp, ep=run.ep, dp=run.dp) if run.chips > 1 else None
     costs = api.cost_model(run.model, run.hw, parallelism, runtime=preset, weight_dtype=run.weight_dtype,
                            act_dtype=run.act_dtype, kv_dtype=run.kv_dtype)
-    value = run.concurrency if run.load == "concurrency" else run.requests
-    offered = load.Load(run.load, float(value), run.requests, run.input_len, run.output_len, run.spread)
+    value = {"concurrency": run.concurrency, "rate": run.rate}.get(run.load, run.requests)
+    offered = load.Load(run.load, float(value), run.requests, run.input_len, run.output_len, run.spread,
+                        trace=_trace(run))
     return load.run(costs, engine_config(preset, run.concurrency if run.load == "concurrency" else None), offered)
+
+
+def _trace(run: ServingRun) -> tuple[Request, ...] | None:
+    """``run``'s per-request lengths as requests: all at t=0, or Poisson arrivals at its rate
+    (seeded: the same run replays the same arrivals)."""
+    if not run.lengths:
+        return None
+    if run.load != "rate":
+        return tuple(Request(i, 0.0, p, o) for i, (p, o) in enumerate(run.lengths))
+    gaps = np.random.default_rng(0).exponential(1.0 / run.rate, len(run.lengths))
+    return tuple(Request(i, float(t), p, o) for i, (t, (p, o)) in enumerate(zip(np.cumsum(gaps) - gaps[0], run.lengths)))
 
 
 def engine_config(preset: RuntimePreset, concurrency: int | None) -> ServeConfig:
@@ -399,10 +675,12 @@ def engine_config(preset: RuntimePreset, concurrency: int | None) -> ServeConfig
     return preset.serve_config(max_batch=concurrency) if concurrency is not None else preset.serve_config()
 
 
-def measure(result: ServeResult, metric: str) -> float:
-    """``metric`` of a simulated run, in the unit its measurement uses."""
+def measure(result: ServeResult, metric: str, replicas: int = 1) -> float:
+    """``metric`` of a simulated run of one replica, in the unit its measurement uses; a
+    system's output throughput is its ``replicas`` times one replica's (each serves its share of
+    one offline queue)."""
     if metric == "output_throughput":
-        return result.throughput_tokens_per_s
+        return result.throughput_tokens_per_s * replicas
     if metric == "output_throughput_per_chip":
         return result.throughput_tokens_per_s_per_chip
     if metric == "total_throughput_per_chip":
@@ -410,6 +688,8 @@ def measure(result: ServeResult, metric: str) -> float:
         return tokens / result.makespan_s / result.chips
     if metric == "ttft_p50":
         return result.percentiles("ttft_s")["p50"]
+    if metric == "tpot_p50":
+        return result.percentiles("tpot_s")["p50"]
     if metric == "interactivity_p50":
         return result.tokens_per_s_per_user
     raise ConfigError(f"unknown serving metric {metric!r}; allowed: {', '.join(SERVING_METRICS)}")
@@ -426,7 +706,7 @@ def error(metric: str, predicted: float, measured: float) -> float:
 
 
 def predict(point: ServingPoint, step_overhead_s: float | None = None) -> float:
-    return measure(simulate(point.run, step_overhead_s), point.metric)
+    return measure(simulate(point.run, step_overhead_s), point.metric, point.run.replicas)
 
 
 def evaluate(points: list[ServingPoint], step_overhead_s: float | None = None) -> pd.DataFrame:
@@ -436,9 +716,9 @@ def evaluate(points: list[ServingPoint], step_overhead_s: float | None = None) -
     for p in points:
         if p.run not in results:
             results[p.run] = simulate(p.run, step_overhead_s)
-        predicted = measure(results[p.run], p.metric)
+        predicted = measure(results[p.run], p.metric, p.run.replicas)
         rows.append({"id": p.id, "source": p.source, "metric": p.metric, "split": p.split, "hw": p.run.hw,
-                     "model": p.run.model, "chips": p.run.chips, "tp": p.run.tp, "ep": p.run.ep, "dp": p.run.dp,
+                     "model": p.run.model, "chips": p.run.chips * p.run.replicas, "tp": p.run.tp, "ep": p.run.ep, "dp": p.run.dp,
                      "load": p.run.load, "concurrency": p.run.concurrency, "input_len": p.run.input_len,
                      "output_len": p.run.output_len, "measured": p.measured, "predicted": predicted,
                      "error": error(p.metric, predicted, p.measured), "row": p.where})
