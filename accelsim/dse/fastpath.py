@@ -51,6 +51,7 @@ from accelsim.dse.space import (
 )
 from accelsim.errors import DoesNotFitError
 from accelsim.hardware import common
+from accelsim.hardware.arraymath import in_order_sum
 from accelsim.hardware.base import Backend
 from accelsim.model.lower import lower
 from accelsim.sim.mapper import _shape_key
@@ -930,8 +931,9 @@ class _Group:
                 ready = replace(ready, density=workload.density)
             members = local[rows]
             try:
+                # every member in this layout: its columns are the view's (read once)
                 self.cost_layout(kind, graph, hws[int(members[0])], members, sections, {}, [], workload,
-                                 groups, ready)
+                                 groups, ready, view if len(rows) == len(local) else None)
             except Mixed as err:
                 self.note(f"'{err}' differs within one layout: those points evaluated one by one")
                 self.one_by_one(members)
@@ -1001,16 +1003,17 @@ class _Group:
         return codes
 
     def cost_layout(self, kind, graph, hw_first, local: np.ndarray, sections, placed, outcomes,
-                    workload, groups, ready=None) -> None:
+                    workload, groups, ready=None, view=None) -> None:
         """Cost the members ``local`` of one layout (their placement ``ready``, or made from the
-        ``placed`` outcomes)."""
-        view = spec_columns(hw_first, {s: (values, index[local]) for s, (values, index) in sections.items()},
-                            len(local))
+        ``placed`` outcomes; ``view``: their spec columns where the caller has them)."""
+        if view is None:
+            view = spec_columns(hw_first, {s: (values, index[local]) for s, (values, index) in sections.items()},
+                                len(local))
         placement = ready if ready is not None else self.placement(local, placed, outcomes, workload)
         p = kind.params(view)
         memo: dict[tuple, tuple[Any, Any]] = {}
         timed: list[_Timed] = []
-        energy: Any = 0.0
+        energies: list[Any] = []
         region_class = _region_classes(kind, graph, placement)
         for op, shape in zip(graph, _shape_keys(graph)):
             key = (*shape, common.op_density(op, placement), region_class.get(op.layer))
@@ -1018,7 +1021,8 @@ class _Group:
                 memo[key] = _best(kind, op, view, p, placement)
             time_s, energy_j = memo[key]
             timed.append(_Timed(op.layer, time_s))
-            energy = energy + energy_j
+            energies.append(energy_j)
+        energy = in_order_sum(energies, 0.0)  # op by op from 0.0, as a running total
         step = pipeline.capped(kind.schedule(timed, view, workload, groups), energy * groups,
                                p["static"], p["cap"])
         shape = (len(local),)

@@ -26,7 +26,7 @@ import numpy as np
 
 from accelsim.errors import CannotRunError
 from accelsim.graph import Attention, Graph, MatMul, Op
-from accelsim.hardware.arraymath import nonzero, vmax
+from accelsim.hardware.arraymath import in_order_sum, nonzero, vmax
 from accelsim.hardware.spec import HardwareBase, MemoryLevel
 from accelsim.memo import ByIdentity
 from accelsim.model.density import DensityProfile
@@ -468,7 +468,7 @@ def memory_energy(bytes_by_level: dict[str, Any], energy_per_byte: dict[str, Any
 
 def sequential_schedule(costs: Sequence[Timed], workload: Workload) -> StepTime:
     """Ops run one after another: the step takes the sum of op times."""
-    latency = sum([c.time_s for c in costs])  # the same additions in the same order, over a list
+    latency = in_order_sum([c.time_s for c in costs])  # the same additions in the same order
     tokens = workload.tokens if workload.phase == "prefill" else workload.batch
     return StepTime(latency, tokens / latency, latency)
 

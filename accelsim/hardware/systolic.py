@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
+import numpy as np
+
 from accelsim.graph import Attention, Graph, MatMul, Op
 from accelsim.hardware import common, power
 from accelsim.hardware.arraymath import ceil, ceil_div, vmax
@@ -170,6 +172,10 @@ class SystolicBackend(BackendBase):
     def allocate(self, need: Demand, hw: SystolicSpec) -> Placement:
         return common.offchip_allocate(need, hw.name, "hbm", hw.memory.hbm.capacity, "buffer",
                                        hw.memory.buffer.capacity)
+
+    def allocate_columns(self, need: Demand, hw: Any) -> tuple[np.ndarray, list[Placement]] | None:
+        return common.offchip_allocate_columns(need, "hbm", hw.memory.hbm.capacity, "buffer",
+                                               hw.memory.buffer.capacity, len(hw))
 
     def check_columns(self, hw: Any) -> dict[str, Any]:
         return {"_peak_matches_array": peaks_agree(hw.peak_checks())}
