@@ -51,7 +51,6 @@ from accelsim.dse.space import (
 )
 from accelsim.errors import DoesNotFitError
 from accelsim.hardware import common
-from accelsim.hardware.arraymath import in_order_sum
 from accelsim.hardware.base import Backend
 from accelsim.model.lower import lower
 from accelsim.sim.mapper import _shape_key
@@ -630,6 +629,25 @@ def _shape_keys(graph) -> list[tuple]:
     return hit[1]
 
 
+def _cost_keys(kind: Backend, graph, placement) -> list[tuple[Any, tuple]]:
+    """Each op of ``graph`` with what its cost depends on beside the design point: its shape
+    key, input density and region class; ops with equal keys cost the same.  Without a density
+    profile or regions (every op dense, one class) the keys are the shape keys alone, kept per
+    lowered graph as those are: an evolutionary search costs the same graph every generation."""
+    if placement.density is None and not placement.regions:
+        hit = _COST_KEYS.get(id(graph))
+        if hit is None or hit[0] is not graph:
+            if len(_COST_KEYS) > 16:
+                _COST_KEYS.clear()
+            hit = _COST_KEYS[id(graph)] = (graph, [(op, (*shape, 1.0, None))
+                                                   for op, shape in zip(graph, _shape_keys(graph))])
+        return hit[1]
+    region_class = _region_classes(kind, graph, placement)
+    return [(op, (*shape, common.op_density(op, placement), region_class.get(op.layer)))
+            for op, shape in zip(graph, _shape_keys(graph))]
+
+
+_COST_KEYS: dict[int, tuple[Any, list[tuple[Any, tuple]]]] = {}
 _SECTIONS: dict[int, tuple[Any, dict[tuple, Any]]] = {}
 
 
@@ -1013,16 +1031,13 @@ class _Group:
         p = kind.params(view)
         memo: dict[tuple, tuple[Any, Any]] = {}
         timed: list[_Timed] = []
-        energies: list[Any] = []
-        region_class = _region_classes(kind, graph, placement)
-        for op, shape in zip(graph, _shape_keys(graph)):
-            key = (*shape, common.op_density(op, placement), region_class.get(op.layer))
-            if key not in memo:
-                memo[key] = _best(kind, op, view, p, placement)
-            time_s, energy_j = memo[key]
-            timed.append(_Timed(op.layer, time_s))
-            energies.append(energy_j)
-        energy = in_order_sum(energies, 0.0)  # op by op from 0.0, as a running total
+        energy: Any = 0.0
+        for op, key in _cost_keys(kind, graph, placement):
+            hit = memo.get(key)
+            if hit is None:
+                hit = memo[key] = _best(kind, op, view, p, placement)
+            timed.append(_Timed(op.layer, hit[0]))
+            energy = energy + hit[1]
         step = pipeline.capped(kind.schedule(timed, view, workload, groups), energy * groups,
                                p["static"], p["cap"])
         shape = (len(local),)
@@ -1483,8 +1498,7 @@ def _best(kind, op, hw, p, placement) -> tuple[Any, Any]:
     listed (``sim.mapper.best_cost``'s rule, elementwise)."""
     best_t: np.ndarray | None = None
     best_e: np.ndarray = np.empty(0)
-    for mapping in kind.mappings(op, hw):
-        t = kind.terms(op, mapping, hw, p, placement)
+    for t in kind.terms_each(op, kind.mappings(op, hw), hw, p, placement):
         time_s, energy_j = np.asarray(t.time_s, dtype=float), np.asarray(t.energy_total, dtype=float)
         if best_t is None:
             best_t, best_e = time_s, energy_j

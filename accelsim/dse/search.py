@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import operator
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -136,8 +137,10 @@ def nsga2(space: Space, evaluate: Evaluate, objectives: Mapping[str, str], condi
     population = max(4, min(population, samples))
     genomes = np.column_stack([rng.integers(len(c), size=population) for c in choices])
 
-    def decode(genes: tuple) -> dict[str, Any]:
-        return {p.key: c[int(g)] for p, c, g in zip(space.parameters, choices, genes)}
+    keys = [p.key for p in space.parameters]
+
+    def decode(genes: tuple) -> dict[str, Any]:  # genes: Python ints (``tolist``)
+        return dict(zip(keys, map(operator.getitem, choices, genes)))
 
     seen: dict[tuple, int] = {}  # genome -> its row's index in ``rows``
     rows: list[dict[str, Any]] = []

@@ -67,19 +67,3 @@ def safe_divisor(a, bad):
     if _is_array(a, bad):
         return np.where(bad, 1.0, a)
     return 1.0 if bad else a
-
-
-def in_order_sum(values: list[Any], start: Any = 0) -> Any:
-    """``sum(values, start)``: one addition per value, in order.  Over many float arrays of one
-    length (an op's time or energy per design point, for every op of a step) the additions run
-    as one running total down the stacked values (``np.add.accumulate`` adds row after row,
-    never pairwise), so each point gets the same IEEE additions in the same order as the loop,
-    without an array allocated per op; anything else is summed by ``sum``."""
-    if len(values) < 2 or type(values[0]) is not np.ndarray or not isinstance(start, (int, float)):
-        return sum(values, start)
-    shape, dtype = values[0].shape, np.dtype(float)
-    if len(shape) != 1 or any(type(v) is not np.ndarray or v.shape != shape or v.dtype != dtype
-                              for v in values):
-        return sum(values, start)
-    rows = np.concatenate([np.full(shape, float(start)), *values]).reshape(len(values) + 1, shape[0])
-    return np.add.accumulate(rows, axis=0)[-1]

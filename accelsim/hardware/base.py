@@ -26,7 +26,7 @@ import numpy as np
 
 from accelsim.errors import CannotRunError
 from accelsim.graph import Attention, Graph, MatMul, Op
-from accelsim.hardware.arraymath import in_order_sum, nonzero, vmax
+from accelsim.hardware.arraymath import nonzero, vmax
 from accelsim.hardware.spec import HardwareBase, MemoryLevel
 from accelsim.memo import ByIdentity
 from accelsim.model.density import DensityProfile
@@ -203,6 +203,9 @@ class Backend(Protocol):
 
     def terms(self, op: Op, mapping: Mapping, hw: Any, p: dict[str, Any], placement: Placement) -> Terms: ...
 
+    def terms_each(self, op: Op, mappings: Sequence[Mapping], hw: Any, p: dict[str, Any],
+                   placement: Placement) -> list[Terms]: ...
+
     def cost(self, op: Op, mapping: Mapping, hw: Any, placement: Placement) -> OpCost: ...
 
     def ranks(self, op: Op, mappings: Sequence[Mapping], hw: Any,
@@ -324,6 +327,13 @@ class BackendBase(ABC):
     @abstractmethod
     def terms(self, op: Op, mapping: Mapping, hw: Any, p: dict[str, Any], placement: Placement) -> Terms:
         """The cost formulas (numbers or arrays over design points)."""
+
+    def terms_each(self, op: Op, mappings: Sequence[Mapping], hw: Any, p: dict[str, Any],
+                   placement: Placement) -> list[Terms]:
+        """``terms`` of ``op`` under each of ``mappings``, in order (the fast path ranks them per
+        design point).  A kind may work out the part that no mapping changes once; the terms
+        must equal ``terms``'s for each mapping exactly."""
+        return [self.terms(op, m, hw, p, placement) for m in mappings]
 
     @abstractmethod
     def cost(self, op: Op, mapping: Mapping, hw: Any, placement: Placement) -> OpCost:
@@ -468,7 +478,7 @@ def memory_energy(bytes_by_level: dict[str, Any], energy_per_byte: dict[str, Any
 
 def sequential_schedule(costs: Sequence[Timed], workload: Workload) -> StepTime:
     """Ops run one after another: the step takes the sum of op times."""
-    latency = in_order_sum([c.time_s for c in costs])  # the same additions in the same order
+    latency = sum([c.time_s for c in costs])  # the same additions in the same order, over a list
     tokens = workload.tokens if workload.phase == "prefill" else workload.batch
     return StepTime(latency, tokens / latency, latency)
 
