@@ -1095,7 +1095,22 @@ LeafPlan = list[tuple[str, tuple[str, ...], Any]]  # (point key, path in the sec
 def _leaf_plan(cls, section: str, deps: list[str]) -> LeafPlan | None:
     """Per key a section depends on: its path inside the section and the model that validates
     its field alone (or, for a key of a dict field, e.g. ``compute.matrix.int4``, one value of
-    the dict); None where the section cannot be validated leaf by leaf."""
+    the dict); None where the section cannot be validated leaf by leaf.  A function of the
+    spec class and the keys alone, worked out once per process for each (every chunk of a
+    sweep asks again: an NSGA-II generation is one chunk, and the validators' signatures
+    were read anew each time)."""
+    key = (cls, section, tuple(deps))
+    if key not in _LEAF_PLANS:
+        if len(_LEAF_PLANS) >= 256:
+            _LEAF_PLANS.clear()
+        _LEAF_PLANS[key] = _plan_leaves(cls, section, deps)
+    return _LEAF_PLANS[key]
+
+
+_LEAF_PLANS: dict[tuple[Any, str, tuple[str, ...]], LeafPlan | None] = {}
+
+
+def _plan_leaves(cls, section: str, deps: list[str]) -> LeafPlan | None:
     annotation: Any = cls.model_fields[section].annotation if section in cls.model_fields else None
     if not _field_by_field(annotation):
         return None
