@@ -58,7 +58,17 @@ class FoldCount:
     folds: int
     cycles_per_fold: int
     preload: int
-    mapping_efficiency: float
+    # the mapped dimensions and their fold counts, for ``mapping_efficiency`` (worked out only
+    # where asked: the cost formulas, run for every dataflow of every op shape, never read it)
+    along: tuple[Any, Any, Any, Any] = (1, 1, 1, 1)
+    array: tuple[Any, Any] = (1, 1)
+
+    @property
+    def mapping_efficiency(self) -> float:
+        """The share of the array's PEs the mapped dimensions use, over all folds."""
+        along_rows, along_cols, row_folds, col_folds = self.along
+        rows, cols = self.array
+        return along_rows * along_cols / (row_folds * rows * col_folds * cols)
 
 
 def folds(m: int, k: int, n: int, rows: int, cols: int, dataflow: str) -> FoldCount:
@@ -68,8 +78,8 @@ def folds(m: int, k: int, n: int, rows: int, cols: int, dataflow: str) -> FoldCo
     row_folds, col_folds = ceil_div(along_rows, rows), ceil_div(along_cols, cols)
     preload = rows if df.preload else 0
     per_fold = preload + rows + cols - 2 + dims[df.streamed_dim]
-    used = along_rows * along_cols / (row_folds * rows * col_folds * cols)
-    return FoldCount(row_folds * col_folds, per_fold, preload, used)
+    return FoldCount(row_folds * col_folds, per_fold, preload, (along_rows, along_cols, row_folds, col_folds),
+                     (rows, cols))
 
 
 def scalesim_cycles(m: int, k: int, n: int, rows: int, cols: int, dataflow: str) -> int:
