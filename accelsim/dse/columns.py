@@ -11,6 +11,7 @@ another way.
 """
 from __future__ import annotations
 
+import operator
 import types
 from typing import Any
 
@@ -89,7 +90,9 @@ class SectionColumns:
             values, index = self._fields[name]
             value = _column(values, index, f"{self._where}{name}")
         else:
-            value = _column([getattr(o, name) for o in self._objects], self._index, f"{self._where}{name}")
+            # the field of every distinct object, read in C (a random point's sections are its own)
+            value = _column(list(map(operator.attrgetter(name), self._objects)), self._index,
+                            f"{self._where}{name}")
         self.__dict__[name] = value
         return value
 

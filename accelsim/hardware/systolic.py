@@ -171,9 +171,11 @@ def _array_op(op: MatMul | Attention, hw: SystolicSpec, p: dict[str, Any], place
                     vector_s, e, p["op_overhead"])
 
 
-def _on_array(op: MatMul | Attention, a: _ArrayOp, dataflow: str, p: dict[str, Any]) -> Terms:
+def _on_array(op: MatMul | Attention, a: _ArrayOp, dataflow: str, p: dict[str, Any],
+              energy: dict[str, Any] | None = None) -> Terms:
     """``op`` (its dataflow-independent part ``a``) under ``dataflow``: the array's cycles, and
-    the time they take beside the memory traffic."""
+    the time they take beside the memory traffic.  ``energy``: the op's energy table where the
+    caller has it with the activity components (``terms_each``), else ``a``'s."""
     sizes = (p["rows"], p["cols"], p["arrays"], a.overlap, dataflow)
     if isinstance(op, MatMul):
         cycles = ceil(shared_array_cycles(op.m, op.k, op.n, *sizes, op.count) * a.kept)
@@ -188,8 +190,8 @@ def _on_array(op: MatMul | Attention, a: _ArrayOp, dataflow: str, p: dict[str, A
         time = vmax(compute_s, *a.memory_s.values()) + a.overhead
     else:
         time = compute_s + sum(a.memory_s.values()) + a.overhead
-    return Terms(time, compute_s, dict(a.memory_s), dict(a.moved), dict(a.energy_j), p["peak"][a.dtype],
-                 a.overhead, {"cycles": cycles})
+    return Terms(time, compute_s, dict(a.memory_s), dict(a.moved), dict(a.energy_j if energy is None else energy),
+                 p["peak"][a.dtype], a.overhead, {"cycles": cycles})
 
 
 class SystolicBackend(BackendBase):
@@ -234,12 +236,16 @@ class SystolicBackend(BackendBase):
     def terms_each(self, op: Op, mappings: Sequence[Mapping], hw: SystolicSpec, p: dict[str, Any],
                    placement: Placement) -> list[Terms]:
         """A GEMM's or attention's dataflows: the bytes, their time and energy, and the compute
-        energy worked out once (``_array_op``), then each dataflow's cycles (``_on_array``) --
-        the same operations on the same values as ``terms`` for each mapping."""
+        and activity energy worked out once (``_array_op``, ``power.activity_energy``), then
+        each dataflow's cycles (``_on_array``) -- the same operations on the same values as
+        ``terms`` for each mapping."""
         if not isinstance(op, (MatMul, Attention)) or len(mappings) < 2:
             return [_terms(op, m, hw, p, placement) for m in mappings]
         a = _array_op(op, hw, p, placement)
-        return [power.with_activity(op, _on_array(op, a, m.params["dataflow"], p), p, a.kept) for m in mappings]
+        # ``with_activity``'s energy reads the terms' peak and memory times, which no dataflow
+        # changes: one energy table for all of them (each mapping's terms get their own copy)
+        energy = power.activity_energy(op, a.energy_j, p["peak"][a.dtype], a.memory_s, p, a.kept)
+        return [_on_array(op, a, m.params["dataflow"], p, energy) for m in mappings]
 
     def cost(self, op: Op, mapping: Mapping, hw: SystolicSpec, placement: Placement) -> OpCost:
         t = _terms(op, mapping, hw, self.cost_params(hw), placement)
