@@ -380,3 +380,39 @@ def test_metric_cells_in_one_run_equal_each_metrics_cells(n, data):
         table.scalar(job, 0)
     fields = runner.columns(job.space.keys)
     assert table.cells(fields) == _old_metric_cells(table, fields)
+
+
+def _old_refuse_non_finite(table) -> None:
+    """``_Table.refuse_non_finite`` before this pass: metric by metric."""
+    from accelsim.dse import metrics
+    ok = table.status == metrics.STATUS_OK
+    for m in fastpath.METRICS:
+        values = np.asarray(table.values[m], dtype=float)
+        bad = ~np.isfinite(values) & ~(np.isnan(values) if m in fastpath.OPTIONAL_METRICS else False)
+        for i in np.flatnonzero(ok & bad):
+            if int(i) not in table.rows:
+                table.status[i] = metrics.STATUS_INVALID
+                table.reason[i] = "the step's figures would not be finite numbers"
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 30), data=st.data())
+def test_non_finite_refusals_over_all_metrics_equal_each_metrics(n, data):
+    """NaN (allowed only where a metric may have no value), infinities, failed points and a point
+    the scalar path wrote: the same points refused, with the same status and reason."""
+    import copy
+
+    from accelsim.dse import metrics, search
+    job = _small_job()
+    points = search.random_points(job.space, n, data.draw(st.integers(0, 99)))
+    table = fastpath.evaluate(job, points)
+    for m in fastpath.METRICS:
+        table.values[m] = np.asarray(data.draw(st.lists(_METRIC, min_size=n, max_size=n)), dtype=float)
+    failed = data.draw(st.lists(st.booleans(), min_size=n, max_size=n))
+    table.status = np.array([metrics.STATUS_NO_FIT if f else metrics.STATUS_OK for f in failed], dtype=object)
+    if data.draw(st.booleans()):
+        table.rows[0] = {}
+    old = copy.deepcopy(table)
+    table.refuse_non_finite()
+    _old_refuse_non_finite(old)
+    assert table.status.tolist() == old.status.tolist() and table.reason.tolist() == old.reason.tolist()

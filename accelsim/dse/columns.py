@@ -83,8 +83,9 @@ class SectionColumns:
         if name.startswith("_"):
             raise AttributeError(name)
         cls = type(self._objects[0])
-        attr = getattr(cls, name, None)
-        if callable(attr) and name not in cls.model_fields:
+        # a field is never a method (and asking the model class for it costs an AttributeError)
+        attr = getattr(cls, name, None) if name not in cls.model_fields else None
+        if callable(attr):
             value = types.MethodType(attr, self)
         elif name in self._fields:
             values, index = self._fields[name]

@@ -222,13 +222,13 @@ class _Table:
         """The vectorised twin of pipeline's NotFiniteError: a point whose figures would not be
         finite is invalid, never inf (a breakeven that never comes is NaN by design)."""
         ok = self.status == metrics.STATUS_OK
-        for m in METRICS:
-            values = np.asarray(self.values[m], dtype=float)
-            bad = ~np.isfinite(values) & ~(np.isnan(values) if m in OPTIONAL_METRICS else False)
-            for i in np.flatnonzero(ok & bad):
-                if int(i) not in self.rows:
-                    self.status[i] = metrics.STATUS_INVALID
-                    self.reason[i] = "the step's figures would not be finite numbers"
+        values = np.stack([np.asarray(self.values[m], dtype=float) for m in METRICS])  # all metrics at once
+        optional = np.array([m in OPTIONAL_METRICS for m in METRICS])[:, None]
+        bad = (~np.isfinite(values) & ~(np.isnan(values) & optional)).any(axis=0)
+        for i in np.flatnonzero(ok & bad):
+            if int(i) not in self.rows:
+                self.status[i] = metrics.STATUS_INVALID
+                self.reason[i] = "the step's figures would not be finite numbers"
 
     def cells(self, fields: list[str]) -> list[list[Any]] | None:
         """The table as CSV cells, column by column in the order of ``fields``: floats as their
