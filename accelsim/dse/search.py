@@ -137,10 +137,10 @@ def nsga2(space: Space, evaluate: Evaluate, objectives: Mapping[str, str], condi
     population = max(4, min(population, samples))
     genomes = np.column_stack([rng.integers(len(c), size=population) for c in choices])
 
-    keys = [p.key for p in space.parameters]
+    parameter_keys = [p.key for p in space.parameters]
 
     def decode(genes: tuple) -> dict[str, Any]:  # genes: Python ints (``tolist``)
-        return dict(zip(keys, map(operator.getitem, choices, genes)))
+        return dict(zip(parameter_keys, map(operator.getitem, choices, genes)))
 
     seen: dict[tuple, int] = {}  # genome -> its row's index in ``rows``
     rows: list[dict[str, Any]] = []
