@@ -11,6 +11,7 @@ another way.
 """
 from __future__ import annotations
 
+import operator
 import types
 from typing import Any
 
@@ -68,30 +69,32 @@ def _wrap(value: Any, index: np.ndarray, where: str) -> Any:
 class SectionColumns:
     """A pydantic section (or the whole spec) over design points: ``objects`` are the distinct
     validated objects, ``index[i]`` the one point ``i`` uses.  Fields are read lazily and kept;
-    the spec class's methods are bound to the view, so ``hw.matrix_peak(d)`` reads columns."""
+    the spec class's methods are bound to the view, so ``hw.matrix_peak(d)`` reads columns.
+    A field read is kept as an instance attribute: the formulas read the same fields for every
+    op and mapping, and a later read then finds it without calling ``__getattr__``."""
 
     def __init__(self, objects: list[BaseModel], index: np.ndarray, where: str = "",
                  fields: dict[str, tuple[list[Any], np.ndarray]] | None = None):
         self._objects, self._index, self._where = objects, index, where
         self._fields = fields or {}
-        self._cache: dict[str, Any] = {}
 
     def __getattr__(self, name: str) -> Any:
+        # only names not yet read come here (fields never start with "_", the view's own do)
         if name.startswith("_"):
             raise AttributeError(name)
-        cache = self.__dict__["_cache"]
-        if name in cache:
-            return cache[name]
         cls = type(self._objects[0])
-        attr = getattr(cls, name, None)
-        if callable(attr) and name not in cls.model_fields:
+        # a field is never a method (and asking the model class for it costs an AttributeError)
+        attr = getattr(cls, name, None) if name not in cls.model_fields else None
+        if callable(attr):
             value = types.MethodType(attr, self)
         elif name in self._fields:
             values, index = self._fields[name]
             value = _column(values, index, f"{self._where}{name}")
         else:
-            value = _column([getattr(o, name) for o in self._objects], self._index, f"{self._where}{name}")
-        cache[name] = value
+            # the field of every distinct object, read in C (a random point's sections are its own)
+            value = _column(list(map(operator.attrgetter(name), self._objects)), self._index,
+                            f"{self._where}{name}")
+        self.__dict__[name] = value
         return value
 
     def __len__(self) -> int:

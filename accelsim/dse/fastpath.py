@@ -222,13 +222,13 @@ class _Table:
         """The vectorised twin of pipeline's NotFiniteError: a point whose figures would not be
         finite is invalid, never inf (a breakeven that never comes is NaN by design)."""
         ok = self.status == metrics.STATUS_OK
-        for m in METRICS:
-            values = np.asarray(self.values[m], dtype=float)
-            bad = ~np.isfinite(values) & ~(np.isnan(values) if m in OPTIONAL_METRICS else False)
-            for i in np.flatnonzero(ok & bad):
-                if int(i) not in self.rows:
-                    self.status[i] = metrics.STATUS_INVALID
-                    self.reason[i] = "the step's figures would not be finite numbers"
+        values = np.stack([np.asarray(self.values[m], dtype=float) for m in METRICS])  # all metrics at once
+        optional = np.array([m in OPTIONAL_METRICS for m in METRICS])[:, None]
+        bad = (~np.isfinite(values) & ~(np.isnan(values) & optional)).any(axis=0)
+        for i in np.flatnonzero(ok & bad):
+            if int(i) not in self.rows:
+                self.status[i] = metrics.STATUS_INVALID
+                self.reason[i] = "the step's figures would not be finite numbers"
 
     def cells(self, fields: list[str]) -> list[list[Any]] | None:
         """The table as CSV cells, column by column in the order of ``fields``: floats as their
@@ -242,13 +242,14 @@ class _Table:
         by_name["status"] = self.status.tolist()
         by_name["reason"] = self.reason.tolist()
         ok = self.status == metrics.STATUS_OK
-        for m in METRICS:
-            values = np.asarray(self.values[m], dtype=float)
-            # A failed point has no metrics (``records`` leaves them out), and NaN marks a metric
-            # with no value (a breakeven that never comes): both an empty cell.
-            texts = np.array(_reprs(values), dtype=object)
-            texts[~ok | np.isnan(values)] = ""
-            by_name[m] = texts.tolist()
+        # every metric's floats in one run (one call's set-up, not one per metric: a small chunk,
+        # an NSGA-II generation, spent as long on those as on the reprs)
+        values = np.stack([np.asarray(self.values[m], dtype=float) for m in METRICS])
+        texts = np.array(_reprs(values.ravel()), dtype=object).reshape(values.shape)
+        # A failed point has no metrics (``records`` leaves them out), and NaN marks a metric
+        # with no value (a breakeven that never comes): both an empty cell.
+        texts[~ok[None, :] | np.isnan(values)] = ""
+        by_name.update(zip(METRICS, texts.tolist()))
         for i, row in self.rows.items():  # points the scalar path wrote, as it wrote them
             for f in fields:
                 by_name[f][i] = _text(row.get(f))
@@ -629,6 +630,25 @@ def _shape_keys(graph) -> list[tuple]:
     return hit[1]
 
 
+def _cost_keys(kind: Backend, graph, placement) -> list[tuple[Any, tuple]]:
+    """Each op of ``graph`` with what its cost depends on beside the design point: its shape
+    key, input density and region class; ops with equal keys cost the same.  Without a density
+    profile or regions (every op dense, one class) the keys are the shape keys alone, kept per
+    lowered graph as those are: an evolutionary search costs the same graph every generation."""
+    if placement.density is None and not placement.regions:
+        hit = _COST_KEYS.get(id(graph))
+        if hit is None or hit[0] is not graph:
+            if len(_COST_KEYS) > 16:
+                _COST_KEYS.clear()
+            hit = _COST_KEYS[id(graph)] = (graph, [(op, (*shape, 1.0, None))
+                                                   for op, shape in zip(graph, _shape_keys(graph))])
+        return hit[1]
+    region_class = _region_classes(kind, graph, placement)
+    return [(op, (*shape, common.op_density(op, placement), region_class.get(op.layer)))
+            for op, shape in zip(graph, _shape_keys(graph))]
+
+
+_COST_KEYS: dict[int, tuple[Any, list[tuple[Any, tuple]]]] = {}
 _SECTIONS: dict[int, tuple[Any, dict[tuple, Any]]] = {}
 
 
@@ -930,8 +950,9 @@ class _Group:
                 ready = replace(ready, density=workload.density)
             members = local[rows]
             try:
+                # every member in this layout: its columns are the view's (read once)
                 self.cost_layout(kind, graph, hws[int(members[0])], members, sections, {}, [], workload,
-                                 groups, ready)
+                                 groups, ready, view if len(rows) == len(local) else None)
             except Mixed as err:
                 self.note(f"'{err}' differs within one layout: those points evaluated one by one")
                 self.one_by_one(members)
@@ -1001,24 +1022,23 @@ class _Group:
         return codes
 
     def cost_layout(self, kind, graph, hw_first, local: np.ndarray, sections, placed, outcomes,
-                    workload, groups, ready=None) -> None:
+                    workload, groups, ready=None, view=None) -> None:
         """Cost the members ``local`` of one layout (their placement ``ready``, or made from the
-        ``placed`` outcomes)."""
-        view = spec_columns(hw_first, {s: (values, index[local]) for s, (values, index) in sections.items()},
-                            len(local))
+        ``placed`` outcomes; ``view``: their spec columns where the caller has them)."""
+        if view is None:
+            view = spec_columns(hw_first, {s: (values, index[local]) for s, (values, index) in sections.items()},
+                                len(local))
         placement = ready if ready is not None else self.placement(local, placed, outcomes, workload)
         p = kind.params(view)
         memo: dict[tuple, tuple[Any, Any]] = {}
         timed: list[_Timed] = []
         energy: Any = 0.0
-        region_class = _region_classes(kind, graph, placement)
-        for op, shape in zip(graph, _shape_keys(graph)):
-            key = (*shape, common.op_density(op, placement), region_class.get(op.layer))
-            if key not in memo:
-                memo[key] = _best(kind, op, view, p, placement)
-            time_s, energy_j = memo[key]
-            timed.append(_Timed(op.layer, time_s))
-            energy = energy + energy_j
+        for op, key in _cost_keys(kind, graph, placement):
+            hit = memo.get(key)
+            if hit is None:
+                hit = memo[key] = _best(kind, op, view, p, placement)
+            timed.append(_Timed(op.layer, hit[0]))
+            energy = energy + hit[1]
         step = pipeline.capped(kind.schedule(timed, view, workload, groups), energy * groups,
                                p["static"], p["cap"])
         shape = (len(local),)
@@ -1076,7 +1096,22 @@ LeafPlan = list[tuple[str, tuple[str, ...], Any]]  # (point key, path in the sec
 def _leaf_plan(cls, section: str, deps: list[str]) -> LeafPlan | None:
     """Per key a section depends on: its path inside the section and the model that validates
     its field alone (or, for a key of a dict field, e.g. ``compute.matrix.int4``, one value of
-    the dict); None where the section cannot be validated leaf by leaf."""
+    the dict); None where the section cannot be validated leaf by leaf.  A function of the
+    spec class and the keys alone, worked out once per process for each (every chunk of a
+    sweep asks again: an NSGA-II generation is one chunk, and the validators' signatures
+    were read anew each time)."""
+    key = (cls, section, tuple(deps))
+    if key not in _LEAF_PLANS:
+        if len(_LEAF_PLANS) >= 256:
+            _LEAF_PLANS.clear()
+        _LEAF_PLANS[key] = _plan_leaves(cls, section, deps)
+    return _LEAF_PLANS[key]
+
+
+_LEAF_PLANS: dict[tuple[Any, str, tuple[str, ...]], LeafPlan | None] = {}
+
+
+def _plan_leaves(cls, section: str, deps: list[str]) -> LeafPlan | None:
     annotation: Any = cls.model_fields[section].annotation if section in cls.model_fields else None
     if not _field_by_field(annotation):
         return None
@@ -1479,8 +1514,7 @@ def _best(kind, op, hw, p, placement) -> tuple[Any, Any]:
     listed (``sim.mapper.best_cost``'s rule, elementwise)."""
     best_t: np.ndarray | None = None
     best_e: np.ndarray = np.empty(0)
-    for mapping in kind.mappings(op, hw):
-        t = kind.terms(op, mapping, hw, p, placement)
+    for t in kind.terms_each(op, kind.mappings(op, hw), hw, p, placement):
         time_s, energy_j = np.asarray(t.time_s, dtype=float), np.asarray(t.energy_total, dtype=float)
         if best_t is None:
             best_t, best_e = time_s, energy_j

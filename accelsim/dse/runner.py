@@ -104,6 +104,19 @@ def csv_records(text: str, newline: str = "\n") -> list[list[str]]:
     return list(csv.reader(io.StringIO(text, newline=newline)))
 
 
+def first_cells(text: str, newline: str = "\n") -> list[str | None]:
+    """The first cell of each record ``csv_records`` reads from ``text``, None for a blank
+    record (the ids of a results CSV, read at every resume): where ``csv_records`` splits the
+    text directly, each line's text up to its first comma, without cutting the rest into cells."""
+    if '"' not in text and "\r" not in text and "\x00" not in text:
+        lines = text.split("\n")
+        if lines[-1] == "":
+            lines.pop()
+        if not lines or max(map(len, lines)) < csv.field_size_limit():
+            return [line.partition(",")[0] if line else None for line in lines]
+    return [record[0] if record else None for record in csv_records(text, newline)]
+
+
 def _number(text: str) -> Any:
     try:
         return float(text)
@@ -360,8 +373,8 @@ def done_ids(path: Path) -> set[str]:
         handle.seek(start)
         data = handle.read()
     end = start + data.rfind(b"\n") + 1
-    records = csv_records(data[: end - start].decode("utf-8"), newline="")
-    found = ids | {line[0] for line in records[1 if start == 0 else 0:] if line}  # past the header
+    firsts = first_cells(data[: end - start].decode("utf-8"), newline="")
+    found = ids | {cell for cell in firsts[1 if start == 0 else 0:] if cell is not None}  # past the header
     if end > 0:
         with path.open("rb") as handle:
             handle.seek(max(0, end - 64))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import math
+import operator
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -136,28 +137,35 @@ def nsga2(space: Space, evaluate: Evaluate, objectives: Mapping[str, str], condi
     population = max(4, min(population, samples))
     genomes = np.column_stack([rng.integers(len(c), size=population) for c in choices])
 
-    def decode(genes: tuple) -> dict[str, Any]:
-        return {p.key: c[int(g)] for p, c, g in zip(space.parameters, choices, genes)}
+    parameter_keys = [p.key for p in space.parameters]
+
+    def decode(genes: tuple) -> dict[str, Any]:  # genes: Python ints (``tolist``)
+        return dict(zip(parameter_keys, map(operator.getitem, choices, genes)))
 
     seen: dict[tuple, int] = {}  # genome -> its row's index in ``rows``
     rows: list[dict[str, Any]] = []
-    scored: list[tuple[float, list[Any]]] = []  # per row: violation, objective values
+    # per row: violation, objective values -- as arrays, each generation's rows converted once
+    # (a generation ranks its population and the merged set by indexing them)
+    violations, objective_values = np.empty(0), np.empty((0, len(objectives)))
 
     def score(batch: np.ndarray) -> np.ndarray:
+        nonlocal violations, objective_values
         keys = list(map(tuple, batch.tolist()))
         fresh = sorted({g for g in keys if g not in seen})
+        viol, objs = [], []
         for g, row in zip(fresh, evaluate([decode(g) for g in fresh])):
             seen[g] = len(rows)
             rows.append(row)
             ok = row.get("status") == STATUS_OK
-            scored.append((violation(row, conditions), [(row.get(m) if ok else 0.0) for m in objectives]))
+            viol.append(violation(row, conditions))
+            objs.append([(row.get(m) if ok else 0.0) for m in objectives])
+        violations = np.concatenate([violations, np.array(viol, dtype=float)])
+        objective_values = np.concatenate([objective_values,
+                                           np.array(objs, dtype=float).reshape(len(objs), len(objectives))])
         return np.fromiter((seen[g] for g in keys), dtype=np.intp, count=len(keys))
 
     def rank(members: np.ndarray, known: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
-        chosen = [scored[i] for i in members.tolist()]
-        return _rank(np.array([v for v, _ in chosen], dtype=float),
-                     np.array([o for _, o in chosen], dtype=float).reshape(len(chosen), len(objectives)),
-                     list(objectives.values()), known)
+        return _rank(violations[members], objective_values[members], list(objectives.values()), known)
 
     members = score(genomes)
     sizes = np.array([len(c) for c in choices])

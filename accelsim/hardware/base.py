@@ -204,6 +204,9 @@ class Backend(Protocol):
 
     def terms(self, op: Op, mapping: Mapping, hw: Any, p: dict[str, Any], placement: Placement) -> Terms: ...
 
+    def terms_each(self, op: Op, mappings: Sequence[Mapping], hw: Any, p: dict[str, Any],
+                   placement: Placement) -> list[Terms]: ...
+
     def cost(self, op: Op, mapping: Mapping, hw: Any, placement: Placement) -> OpCost: ...
 
     def ranks(self, op: Op, mappings: Sequence[Mapping], hw: Any,
@@ -328,6 +331,13 @@ class BackendBase(ABC):
     @abstractmethod
     def terms(self, op: Op, mapping: Mapping, hw: Any, p: dict[str, Any], placement: Placement) -> Terms:
         """The cost formulas (numbers or arrays over design points)."""
+
+    def terms_each(self, op: Op, mappings: Sequence[Mapping], hw: Any, p: dict[str, Any],
+                   placement: Placement) -> list[Terms]:
+        """``terms`` of ``op`` under each of ``mappings``, in order (the fast path ranks them per
+        design point).  A kind may work out the part that no mapping changes once; the terms
+        must equal ``terms``'s for each mapping exactly."""
+        return [self.terms(op, m, hw, p, placement) for m in mappings]
 
     @abstractmethod
     def cost(self, op: Op, mapping: Mapping, hw: Any, placement: Placement) -> OpCost:

@@ -144,9 +144,30 @@ def offchip_allocate(demand: Demand, hw_name: str, offchip: str, offchip_capacit
         raise DoesNotFitError(
             f"{demand.graph_name} does not fit on {hw_name}: {shortfall}; use more chips (--tp/--pp), a "
             f"narrower --weight-dtype/--kv-dtype, or a smaller --batch/--context", shortfall=shortfall)
-    return Placement(level_of={"weight": offchip, "kv_cache": offchip, "state": offchip,
-                               "activation": onchip},
-                     footprint=resident, capacity={offchip: offchip_capacity, onchip: onchip_capacity})
+    return Placement(level_of=_offchip_levels(offchip, onchip), footprint=resident,
+                     capacity={offchip: offchip_capacity, onchip: onchip_capacity})
+
+
+def _offchip_levels(offchip: str, onchip: str) -> dict[str, str]:
+    return {"weight": offchip, "kv_cache": offchip, "state": offchip, "activation": onchip}
+
+
+def offchip_allocate_columns(demand: Demand, offchip: str, offchip_capacity: Any, onchip: str,
+                             onchip_capacity: Any, n: int) -> tuple[np.ndarray, list[Placement]] | None:
+    """``offchip_allocate`` over ``n`` design points (``Backend.allocate_columns``): the same
+    comparison elementwise, one placement whose capacities are float arrays over the points
+    (as the fast path builds them from per-point placements).  A capacity read as float64 may
+    be a rounded integer; the comparison then agrees with Python's exact one everywhere except
+    where the need equals the rounded capacity, so there the points are placed one by one (None)."""
+    resident = demand.resident
+    need = sum(resident.values())
+    offchip_column = np.broadcast_to(np.asarray(offchip_capacity, dtype=float), (n,))
+    onchip_column = np.broadcast_to(np.asarray(onchip_capacity, dtype=float), (n,))
+    if np.any(offchip_column == need):
+        return None
+    placement = Placement(level_of=_offchip_levels(offchip, onchip), footprint=resident,
+                          capacity={offchip: offchip_column, onchip: onchip_column})
+    return np.where(need > offchip_column, -1, 0), [placement]
 
 
 def accesses(op: Op) -> tuple[Access, ...]:

@@ -72,15 +72,25 @@ def with_activity(op: Op, terms: Terms, p: dict[str, Any], kept: Any = 1.0,
     padded work draws no activity power), each level for its memory time.  ``compute_share`` and ``memory_share`` are the part of the chip's
     units the op occupies (a hardwired layer region, its share of the SRAM ports); 1 where the
     op has the whole chip."""
-    active = p["active"]
-    energy = dict(terms.energy_j)
-    busy = op.flops * kept / (terms.peak_flops * p["eff_compute"]) if op.flops else 0.0
-    energy["compute activity"] = active["compute"] * compute_share * busy
-    for level, seconds in terms.memory_s.items():
-        if level in active:
-            energy[f"{level} activity"] = active[level] * memory_share * seconds
+    energy = activity_energy(op, terms.energy_j, terms.peak_flops, terms.memory_s, p, kept, compute_share,
+                             memory_share)
     return Terms(terms.time_s, terms.compute_s, terms.memory_s, terms.bytes, energy,
                  terms.peak_flops, terms.overhead_s, terms.detail)
+
+
+def activity_energy(op: Op, energy_j: dict[str, Any], peak_flops: Any, memory_s: dict[str, Any],
+                    p: dict[str, Any], kept: Any = 1.0, compute_share: Any = 1.0,
+                    memory_share: Any = 1.0) -> dict[str, Any]:
+    """``with_activity``'s energy: ``energy_j`` and the activity components, from what it reads
+    of the terms (their peak and memory times, never their time or compute time)."""
+    active = p["active"]
+    energy = dict(energy_j)
+    busy = op.flops * kept / (peak_flops * p["eff_compute"]) if op.flops else 0.0
+    energy["compute activity"] = active["compute"] * compute_share * busy
+    for level, seconds in memory_s.items():
+        if level in active:
+            energy[f"{level} activity"] = active[level] * memory_share * seconds
+    return energy
 
 
 def host_wait_j(figures: dict[str, Any], chips: int) -> float:

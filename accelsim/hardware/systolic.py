@@ -11,7 +11,9 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, NamedTuple, cast
+
+import numpy as np
 
 from accelsim.graph import Attention, Graph, MatMul, Op
 from accelsim.hardware import common, power
@@ -56,7 +58,17 @@ class FoldCount:
     folds: int
     cycles_per_fold: int
     preload: int
-    mapping_efficiency: float
+    # the mapped dimensions and their fold counts, for ``mapping_efficiency`` (worked out only
+    # where asked: the cost formulas, run for every dataflow of every op shape, never read it)
+    along: tuple[Any, Any, Any, Any] = (1, 1, 1, 1)
+    array: tuple[Any, Any] = (1, 1)
+
+    @property
+    def mapping_efficiency(self) -> float:
+        """The share of the array's PEs the mapped dimensions use, over all folds."""
+        along_rows, along_cols, row_folds, col_folds = self.along
+        rows, cols = self.array
+        return along_rows * along_cols / (row_folds * rows * col_folds * cols)
 
 
 def folds(m: int, k: int, n: int, rows: int, cols: int, dataflow: str) -> FoldCount:
@@ -66,8 +78,8 @@ def folds(m: int, k: int, n: int, rows: int, cols: int, dataflow: str) -> FoldCo
     row_folds, col_folds = ceil_div(along_rows, rows), ceil_div(along_cols, cols)
     preload = rows if df.preload else 0
     per_fold = preload + rows + cols - 2 + dims[df.streamed_dim]
-    used = along_rows * along_cols / (row_folds * rows * col_folds * cols)
-    return FoldCount(row_folds * col_folds, per_fold, preload, used)
+    return FoldCount(row_folds * col_folds, per_fold, preload, (along_rows, along_cols, row_folds, col_folds),
+                     (rows, cols))
 
 
 def scalesim_cycles(m: int, k: int, n: int, rows: int, cols: int, dataflow: str) -> int:
@@ -119,42 +131,67 @@ def _terms(op: Op, mapping: Mapping, hw: SystolicSpec, p: dict[str, Any], placem
 def _formulas(op: Op, mapping: Mapping, hw: SystolicSpec, p: dict[str, Any], placement: Placement) -> Terms:
     """The cost formulas.  ``hw`` supplies only structure (overlap mode); every number comes
     from ``p`` (``params``), so the same code costs one chip or an array of design points."""
-    bandwidth, energy = _levels(p)
-    overhead = p["op_overhead"]
     if not isinstance(op, (MatMul, Attention)):
-        return common.vector_terms(op, p, placement, bandwidth, energy, overhead)
-    dataflow = mapping.params["dataflow"]
-    overlap = hw.systolic.overlap
-    clock = p["clock"] * p["eff_compute"]
-    sizes = (p["rows"], p["cols"], p["arrays"], overlap, dataflow)
+        bandwidth, energy = _levels(p)
+        return common.vector_terms(op, p, placement, bandwidth, energy, p["op_overhead"])
+    return _on_array(op, _array_op(op, hw, p, placement), mapping.params["dataflow"], p)
+
+
+class _ArrayOp(NamedTuple):
+    """What a GEMM or attention costs whatever the dataflow: the bytes it moves and their time
+    and energy, its fused vector work, its compute energy."""
+
+    overlap: str
+    clock: Any
+    kept: Any       # the share of MACs a zero-skipping datapath performs
+    dtype: str
+    moved: dict[str, Any]
+    memory_s: dict[str, Any]
+    vector_s: Any
+    energy_j: dict[str, Any]
+    overhead: Any
+
+
+def _array_op(op: MatMul | Attention, hw: SystolicSpec, p: dict[str, Any], placement: Placement) -> _ArrayOp:
+    bandwidth, energy = _levels(p)
     kept = common.skip_share(op, placement, p["zero_skipping"])  # zero-skipping datapaths
+    dtype = op.compute_dtype
     if isinstance(op, MatMul):
-        dtype = op.compute_dtype
-        cycles = ceil(shared_array_cycles(op.m, op.k, op.n, *sizes, op.count) * kept)
         # Bytes the op reads and writes (a MoE GEMM: only its touched experts' weights).
         hbm = common.gemm_offchip(op, placement, "buffer", p["buffer_capacity"])
         moved = {"hbm": hbm, "buffer": op.bytes_moved}
-        vector_s = op.vector_flops / (p["vector"] * p["eff_compute"])  # fused epilogue work
     else:
-        dtype = op.compute_dtype
+        moved = common.bytes_by_level(op, placement)
+    vector_s = op.vector_flops / (p["vector"] * p["eff_compute"])  # fused epilogue / softmax work
+    memory_s = {lvl: v / bandwidth[lvl] for lvl, v in moved.items()}
+    e = {"compute": op.macs * kept * p["mac_energy"][dtype], **memory_energy(moved, energy)}
+    if op.vector_flops:  # attention's softmax, or pointwise work fused into a GEMM
+        e["vector"] = op.vector_flops * p["vector_op"]
+    return _ArrayOp(hw.systolic.overlap, p["clock"] * p["eff_compute"], kept, dtype, moved, memory_s,
+                    vector_s, e, p["op_overhead"])
+
+
+def _on_array(op: MatMul | Attention, a: _ArrayOp, dataflow: str, p: dict[str, Any],
+              energy: dict[str, Any] | None = None) -> Terms:
+    """``op`` (its dataflow-independent part ``a``) under ``dataflow``: the array's cycles, and
+    the time they take beside the memory traffic.  ``energy``: the op's energy table where the
+    caller has it with the activity components (``terms_each``), else ``a``'s."""
+    sizes = (p["rows"], p["cols"], p["arrays"], a.overlap, dataflow)
+    if isinstance(op, MatMul):
+        cycles = ceil(shared_array_cycles(op.m, op.k, op.n, *sizes, op.count) * a.kept)
+    else:
         rows = op.q_len * (op.heads // op.kv_heads)
         live = op.pairs / (op.q_len * op.kv_len)  # fraction of score blocks not masked out
         scores = shared_array_cycles(rows, op.qk_dim, op.kv_len, *sizes, op.batch * op.kv_heads)
         values = shared_array_cycles(rows, op.kv_len, op.v_dim, *sizes, op.batch * op.kv_heads)
         cycles = ceil((scores + values) * live)
-        moved = common.bytes_by_level(op, placement)
-        vector_s = op.vector_flops / (p["vector"] * p["eff_compute"])
-    compute_s = vmax(cycles / p["rate"][dtype] / clock, vector_s)
-    memory_s = {lvl: v / bandwidth[lvl] for lvl, v in moved.items()}
-    if overlap == "double_buffered":
-        time = vmax(compute_s, *memory_s.values()) + overhead
+    compute_s = vmax(cycles / p["rate"][a.dtype] / a.clock, a.vector_s)
+    if a.overlap == "double_buffered":
+        time = vmax(compute_s, *a.memory_s.values()) + a.overhead
     else:
-        time = compute_s + sum(memory_s.values()) + overhead
-    e = {"compute": op.macs * kept * p["mac_energy"][dtype], **memory_energy(moved, energy)}
-    if op.vector_flops:  # attention's softmax, or pointwise work fused into a GEMM
-        e["vector"] = op.vector_flops * p["vector_op"]
-    return Terms(time, compute_s, memory_s, moved, e, p["peak"][dtype], overhead,
-                        {"cycles": cycles})
+        time = compute_s + sum(a.memory_s.values()) + a.overhead
+    return Terms(time, compute_s, dict(a.memory_s), dict(a.moved), dict(a.energy_j if energy is None else energy),
+                 p["peak"][a.dtype], a.overhead, {"cycles": cycles})
 
 
 class SystolicBackend(BackendBase):
@@ -170,6 +207,10 @@ class SystolicBackend(BackendBase):
     def allocate(self, need: Demand, hw: SystolicSpec) -> Placement:
         return common.offchip_allocate(need, hw.name, "hbm", hw.memory.hbm.capacity, "buffer",
                                        hw.memory.buffer.capacity)
+
+    def allocate_columns(self, need: Demand, hw: Any) -> tuple[np.ndarray, list[Placement]] | None:
+        return common.offchip_allocate_columns(need, "hbm", hw.memory.hbm.capacity, "buffer",
+                                               hw.memory.buffer.capacity, len(hw))
 
     def check_columns(self, hw: Any) -> dict[str, Any]:
         return {"_peak_matches_array": peaks_agree(hw.peak_checks())}
@@ -191,6 +232,20 @@ class SystolicBackend(BackendBase):
     def terms(self, op: Op, mapping: Mapping, hw: SystolicSpec, p: dict[str, Any],
               placement: Placement) -> Terms:
         return _terms(op, mapping, hw, p, placement)
+
+    def terms_each(self, op: Op, mappings: Sequence[Mapping], hw: SystolicSpec, p: dict[str, Any],
+                   placement: Placement) -> list[Terms]:
+        """A GEMM's or attention's dataflows: the bytes, their time and energy, and the compute
+        and activity energy worked out once (``_array_op``, ``power.activity_energy``), then
+        each dataflow's cycles (``_on_array``) -- the same operations on the same values as
+        ``terms`` for each mapping."""
+        if not isinstance(op, (MatMul, Attention)) or len(mappings) < 2:
+            return [_terms(op, m, hw, p, placement) for m in mappings]
+        a = _array_op(op, hw, p, placement)
+        # ``with_activity``'s energy reads the terms' peak and memory times, which no dataflow
+        # changes: one energy table for all of them (each mapping's terms get their own copy)
+        energy = power.activity_energy(op, a.energy_j, p["peak"][a.dtype], a.memory_s, p, a.kept)
+        return [_on_array(op, a, m.params["dataflow"], p, energy) for m in mappings]
 
     def cost(self, op: Op, mapping: Mapping, hw: SystolicSpec, placement: Placement) -> OpCost:
         t = _terms(op, mapping, hw, self.cost_params(hw), placement)
