@@ -41,3 +41,54 @@ def test_dataflow_explicit_split_still_refused_in_one_line(cli):
     """--tp with --pp is the user's own split: not silently changed."""
     code, _, err = cli("run", "--model", "gemma-3-1b", "--hw", "groq-lpu", "--tp", "8", "--pp", "2")
     _one_line_error(code, err, "8 ranks", "attention heads (4)")
+
+
+# --- request traces: ragged rows and a byte-order mark -----------------------------------------
+
+HEADER = "arrival_s,prompt_tokens,output_tokens\n"
+
+
+@pytest.mark.parametrize("rows, needles", [
+    # a fourth field was dropped silently (csv.DictReader's restkey)
+    ("0,10,10\n1,10,10,5\n", ("line 3", "4 fields", "header names 3", "arrival_s, prompt_tokens, output_tokens")),
+    # a short row left output_tokens None, refused only as "must be integers"
+    ("0,10\n", ("line 2", "2 fields", "header names 3")),
+])
+def test_trace_rows_must_match_the_header(cli, tmp_path, rows, needles):
+    trace = tmp_path / "t.csv"
+    trace.write_text(HEADER + rows, encoding="utf-8")
+    code, _, err = cli("serve", "--model", "llama-3.2-1b", "--trace", str(trace), "--out", str(tmp_path / "o"))
+    _one_line_error(code, err, str(trace), *needles)
+
+
+def test_trace_saved_with_a_byte_order_mark_reads(cli, tmp_path):
+    """Excel's 'CSV UTF-8' starts with a BOM; it was read as part of the first column's name and
+    the trace refused as lacking arrival_s."""
+    trace = tmp_path / "t.csv"
+    trace.write_bytes(b"\xef\xbb\xbf" + (HEADER + "0,64,4\n0.5,64,4\n").encode())
+    code, out, err = cli("serve", "--model", "llama-3.2-1b", "--trace", str(trace), "--rates", "1",
+                         "--json", "--out", str(tmp_path / "o"))
+    assert code == 0, err
+    assert json.loads(out)["summary"]["rate"] == pytest.approx(2.0)
+
+
+# --- serve: a load option the load does not read is refused, not ignored -----------------------
+
+@pytest.mark.parametrize("args, needles", [
+    (("--rates", "1,,2"), ("--rates", "'1,,2'")),  # the empty item was dropped
+    (("--offline", "--rate", "3"), ("--rate is not read", "--offline")),
+    (("--concurrency", "4", "--rate", "3"), ("--rate is not read", "--concurrency")),
+    (("--concurrency", "4", "--arrival", "gamma"), ("--arrival is not read",)),
+    (("--cv", "3"), ("--cv is not read", "--arrival gamma")),
+])
+def test_serve_load_options_not_read_are_refused(cli, tmp_path, args, needles):
+    code, _, err = cli("serve", "--model", "llama-3.2-1b", "--requests", "4", *args, "--out", str(tmp_path / "o"))
+    _one_line_error(code, err, *needles)
+
+
+def test_serve_trace_lengths_come_from_the_trace(cli, tmp_path):
+    trace = tmp_path / "t.csv"
+    trace.write_text(HEADER + "0,64,4\n", encoding="utf-8")
+    code, _, err = cli("serve", "--model", "llama-3.2-1b", "--trace", str(trace), "--prompt", "100",
+                       "--out", str(tmp_path / "o"))
+    _one_line_error(code, err, "--prompt is not read", "--trace")
