@@ -92,3 +92,66 @@ def test_serve_trace_lengths_come_from_the_trace(cli, tmp_path):
     code, _, err = cli("serve", "--model", "llama-3.2-1b", "--trace", str(trace), "--prompt", "100",
                        "--out", str(tmp_path / "o"))
     _one_line_error(code, err, "--prompt is not read", "--trace")
+
+
+# --- sweep: conditions, the breakeven reference and the pick -----------------------------------
+
+def _sweep(cli, tmp_path, *args):
+    return cli("sweep", "--space", "hardwired", "--search", "random", "--samples", "2",
+               "--no-report", "--out", str(tmp_path / "dse"), *args)
+
+
+@pytest.mark.parametrize("option, text", [
+    ("--constraint", "power_w<=-1e400"),  # read as -inf: internal error (pydantic finite_number)
+    ("--target", "tokens_per_s>=1.2.3"),  # passed the pattern, then float() raised: internal error
+])
+def test_sweep_condition_numbers_must_be_finite(cli, tmp_path, option, text):
+    code, _, err = _sweep(cli, tmp_path, option, text)
+    _one_line_error(code, err, option, text, "finite")
+
+
+def test_sweep_contradictory_conditions_are_refused(cli, tmp_path):
+    """The space's own power_w<=250 and a target above it: every design was evaluated and the
+    sweep ended with 'no design meets every target and constraint'."""
+    code, _, err = _sweep(cli, tmp_path, "--target", "power_w>=300")
+    _one_line_error(code, err, "power_w>=300", "power_w<=250", "contradict")
+
+
+def test_sweep_refusal_stays_one_line_when_the_reference_cannot_run(cli, tmp_path):
+    """mixtral-8x7b neither fits one H100 (the breakeven reference) nor runs on the hardwired
+    Llama chip: a 'note: no breakeven_mtokens' line came before the error."""
+    code, _, err = _sweep(cli, tmp_path, "--model", "mixtral-8x7b")
+    _one_line_error(code, err, "fixed in silicon", "mixtral-8x7b")
+
+
+def test_sweep_pick_skips_a_breakeven_that_never_comes(cli, tmp_path):
+    """Against another custom chip no design ever breaks even (every breakeven_mtokens NaN): the
+    report's pick ended in 'internal error: ValueError: Encountered all NA values'."""
+    code, out, err = cli("sweep", "--space", "hardwired", "--search", "random", "--samples", "2",
+                         "--breakeven-vs", "hardwired-llama-3.1-8b", "--pick", "breakeven_mtokens",
+                         "--out", str(tmp_path / "dse"), "--json")
+    assert code == 0, err
+    assert json.loads(out)["chosen"]["breakeven_mtokens"] is None
+
+
+def test_pick_never_prefers_a_nan():
+    """np.argmin returns the first NaN: a design that never breaks even was 'min breakeven'."""
+    import numpy as np
+
+    from accelsim.dse.reading import best
+    values = np.array([np.nan, 3.0, 1.0, np.nan])
+    assert best(values, "min") == 2 and best(values, "max") == 1
+    assert best(np.array([np.nan, np.nan]), "min") == 0
+
+
+# --- calibrate: a --hw with nothing to fit -----------------------------------------------------
+
+@pytest.mark.parametrize("hw, needles", [
+    ("nope", ("--hw nope", "no calibration points", "allowed: a100-sxm")),
+    ("b200", ("--hw b200", "--family blackwell")),  # a family member is fitted with its family
+])
+def test_calibrate_hw_without_points_is_refused(cli, hw, needles):
+    """Printed nothing and exited 0."""
+    code, out, err = cli("calibrate", "--hw", hw)
+    _one_line_error(code, err, *needles)
+    assert out == ""
