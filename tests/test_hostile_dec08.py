@@ -155,3 +155,18 @@ def test_calibrate_hw_without_points_is_refused(cli, hw, needles):
     code, out, err = cli("calibrate", "--hw", hw)
     _one_line_error(code, err, *needles)
     assert out == ""
+
+
+# --- study: a size the workload's phase does not read ------------------------------------------
+
+@pytest.mark.parametrize("workload, unread", [
+    ("{phase: decode, batch: 1, context: 512, prompt: 4096}", "prompt"),
+    ("{phase: prefill, batch: 1, prompt: 512, context: 4096}", "context"),
+])
+def test_study_workload_size_the_phase_does_not_read(cli, tmp_path, workload, unread):
+    """Ran as if the size were not there (the CLI refuses `run --phase decode --prompt N`)."""
+    study = tmp_path / "s.yaml"
+    study.write_text("name: s\ntitle: t\ncases:\n  - {model: llama-3.2-1b, hardware: [h100-sxm]}\n"
+                     f"workloads:\n  - {workload}\n", encoding="utf-8")
+    code, _, err = cli("study", str(study), "--out", str(tmp_path / "o"))
+    _one_line_error(code, err, str(study), "workloads[0]", f"{unread} is not read")
