@@ -170,3 +170,10 @@ def test_study_workload_size_the_phase_does_not_read(cli, tmp_path, workload, un
                      f"workloads:\n  - {workload}\n", encoding="utf-8")
     code, _, err = cli("study", str(study), "--out", str(tmp_path / "o"))
     _one_line_error(code, err, str(study), "workloads[0]", f"{unread} is not read")
+
+
+def test_dataflow_system_beyond_the_chip_bound_is_refused(cli):
+    """--batch 1048576 on groq-lpu needs ~306,000 chips: the layout of ~38,000 pipeline stages
+    ran for more than five minutes; --chips itself is bounded at 65,536."""
+    code, _, err = cli("run", "--model", "llama-3.2-1b", "--hw", "groq-lpu", "--batch", "1048576")
+    _one_line_error(code, err, "306,114 groq-lpu chips", "65,536")

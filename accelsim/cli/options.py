@@ -12,6 +12,7 @@ from accelsim.dtypes import DTYPES
 from accelsim.errors import AccelsimError
 from accelsim.sim.speculative import SpecDecode
 from accelsim.transform import Parallelism
+from accelsim.transform import layout
 from accelsim.workload import Phase, Workload
 
 DEFAULT_MODEL = "llama-3.1-8b"
@@ -48,7 +49,7 @@ def count(low: int, high: int) -> click.IntRange:
 MAX_BATCH = 2**20
 MAX_TOKENS = 2**24
 MAX_LIST = 256  # values in one list-valued size option (each is a full simulation)
-MAX_CHIPS = 2**16  # chips in one system (the largest TPU pods are ~9,000 chips)
+MAX_CHIPS = layout.MAX_CHIPS
 SEED = click.IntRange(min=0, max=2**32 - 1)  # numpy's generators refuse negative seeds
 
 

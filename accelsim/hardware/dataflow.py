@@ -34,7 +34,7 @@ from accelsim.hardware.base import (
 )
 from accelsim.hardware.spec import DataflowMemory, DataflowSection, DataflowSpec, MemoryLevel
 from accelsim.model.spec import ModelSpec
-from accelsim.transform import Parallelism, byte_stages, resident_bytes, shard
+from accelsim.transform import MAX_CHIPS, Parallelism, byte_stages, resident_bytes, shard
 from accelsim.workload import Workload
 
 __all__ = ["DataflowBackend", "DataflowMemory", "DataflowSection", "DataflowSpec"]
@@ -100,6 +100,10 @@ class DataflowBackend(BackendBase):
                                 f"and --pp; --ep and --dp-attn are not modelled on it")
         room = chip_room(hw)
         least = chips_needed(graph, hw)
+        if least > MAX_CHIPS:  # refused before laying out tens of thousands of stages
+            raise DoesNotFitError(f"{graph.name} needs {least:,} {hw.name} chips ({format_si(room, 'B')} "
+                                  f"each), more than the {MAX_CHIPS:,} a system may have; use a smaller "
+                                  f"--batch/--context or a narrower --weight-dtype/--kv-dtype")
         if parallelism is None:  # as many chips as the bytes need, split by the rule
             tps = divisors_down(hw.dataflow.node_chips)
         else:
