@@ -190,3 +190,22 @@ def test_multi_chip_tpus_take_a_tensor_parallel_layout(cli, hw):
     assert row["chips"] == 8 and row["latency_s"] > 0
     reduces = [op for op in row["ops"] if op["name"] == "layers.0.mlp.down.all_reduce"]
     assert reduces and reduces[0]["kind"] == "collective" and reduces[0]["time_s"] > 0
+
+
+# --- Hugging Face config.json ------------------------------------------------------------------
+
+def test_hf_width_the_heads_do_not_divide(cli, tmp_path):
+    """hidden_size 4097 over 32 heads and no head_dim: head_dim was floored to 128 and the model
+    ran with 4096 of its 4097 columns split into heads (Transformers refuses it)."""
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps({"model_type": "llama", "hidden_size": 4097, "num_hidden_layers": 2,
+                                "num_attention_heads": 32, "num_key_value_heads": 8,
+                                "intermediate_size": 1024, "vocab_size": 1000}), encoding="utf-8")
+    code, _, err = cli("models", "show", str(path))
+    _one_line_error(code, err, str(path), "hidden_size", "4097", "num_attention_heads (32)", "head_dim")
+    # an explicit head_dim is the config's own choice (Gemma's 256 over a 3072 width)
+    path.write_text(json.dumps({"model_type": "llama", "hidden_size": 4097, "num_hidden_layers": 2,
+                                "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128,
+                                "intermediate_size": 1024, "vocab_size": 1000}), encoding="utf-8")
+    code, _, err = cli("models", "show", str(path))
+    assert code == 0, err
