@@ -1,8 +1,11 @@
 """Hostile-input and every-config review of 2026-12-08: each case below failed before its fix,
 driven through ``accelsim.cli.main`` in-process as a user would type it."""
 import json
+from pathlib import Path
 
 import pytest
+
+REPO = Path(__file__).resolve().parent.parent
 
 
 def _one_line_error(code: int, err: str, *needles: str) -> None:
@@ -209,3 +212,19 @@ def test_hf_width_the_heads_do_not_divide(cli, tmp_path):
                                 "intermediate_size": 1024, "vocab_size": 1000}), encoding="utf-8")
     code, _, err = cli("models", "show", str(path))
     assert code == 0, err
+
+
+# --- counts and fractions in YAML: no silent conversion ----------------------------------------
+
+@pytest.mark.parametrize("old, new, key", [
+    ("  sms: 132", "  sms: true", "gpu.sms"),     # ran as a 1-SM H100
+    ("  sms: 132", "  sms: '132'", "gpu.sms"),    # the quoted count was converted
+    ("  compute: 0.", "  compute: true #", "efficiency.compute"),  # a derate of 1.0
+])
+def test_yaml_counts_and_fractions_are_plain_numbers(cli, tmp_path, old, new, key):
+    text = (REPO / "hw_configs" / "h100-sxm.yaml").read_text(encoding="utf-8")
+    assert old in text
+    path = tmp_path / "hw.yaml"
+    path.write_text(text.replace(old, new, 1), encoding="utf-8")
+    code, _, err = cli("run", "--hw", str(path), "--model", "llama-3.2-1b")
+    _one_line_error(code, err, str(path), key, "plain")
