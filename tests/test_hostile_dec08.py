@@ -228,3 +228,37 @@ def test_yaml_counts_and_fractions_are_plain_numbers(cli, tmp_path, old, new, ke
     path.write_text(text.replace(old, new, 1), encoding="utf-8")
     code, _, err = cli("run", "--hw", str(path), "--model", "llama-3.2-1b")
     _one_line_error(code, err, str(path), key, "plain")
+
+
+# --- serve on every kind: the system's own layout, a draft on a dataflow system, vLLM's pool ---
+
+def _serve(cli, tmp_path, *args):
+    return cli("serve", *args, "--requests", "2", "--prompt", "128", "--output", "2", "--rates", "1",
+               "--json", "--out", str(tmp_path / "o"))
+
+
+def test_serve_on_a_dataflow_system_keeps_the_layout_it_chose(cli, tmp_path):
+    """gpt-oss-120b on groq-lpu: `run` lays it out as tp=8 x pp=128, but serve re-ran every step
+    as pp=1024 stages of one chip, where a 128-token prefill's op does not fit one chip's SRAM."""
+    code, out, err = _serve(cli, tmp_path, "--model", "gpt-oss-120b", "--hw", "groq-lpu")
+    assert code == 0, err
+    assert json.loads(out)["summary"]["throughput_tokens_per_s"] > 0
+
+
+def test_serve_speculative_draft_on_a_dataflow_system(cli, tmp_path):
+    """The draft was costed on one stage of the target's layout (tp=1, one chip): 'needs at least
+    14 groq-lpu chips, not 1'.  It now sizes its own system, as `run --spec-decode` does."""
+    code, out, err = _serve(cli, tmp_path, "--model", "llama-3.2-1b", "--hw", "groq-lpu", "--spec-decode",
+                            "llama-3.2-1b", "--spec-k", "2", "--spec-accept", "0.5")
+    assert code == 0, err
+    assert json.loads(out)["summary"]["throughput_tokens_per_s"] > 0
+
+
+def test_serve_hardwired_under_a_runtime_that_sizes_its_pool_from_total_memory(cli, tmp_path):
+    """vLLM sizes its KV pool as a share of all memory less the weights; on a hardwired chip the
+    weights are in silicon, yet their bytes were taken from the SRAM: 'llama-3.1-8b weights take
+    more than 0.9 of hardwired-llama-3.1-8b's memory'."""
+    code, out, err = _serve(cli, tmp_path, "--model", "llama-3.1-8b", "--hw", "hardwired-llama-3.1-8b",
+                            "--runtime", "vllm")
+    assert code == 0, err
+    assert json.loads(out)["summary"]["throughput_tokens_per_s"] > 0
