@@ -262,3 +262,13 @@ def test_serve_hardwired_under_a_runtime_that_sizes_its_pool_from_total_memory(c
                             "--runtime", "vllm")
     assert code == 0, err
     assert json.loads(out)["summary"]["throughput_tokens_per_s"] > 0
+
+
+def test_scalesim_topology_empty_cell_is_not_skipped(cli, tmp_path):
+    """'q, 4,, 4, 4,': every empty cell was dropped, so K's 4 moved into N and the next 4 into K,
+    and the layer ran as 4x4x4 without a word.  Only the trailing comma's empty cell goes."""
+    topo = tmp_path / "topo.csv"
+    topo.write_text("Layer, M, N, K,\nq, 4,, 4, 4,\n", encoding="utf-8")
+    code, _, err = cli("op", "--scalesim-cfg", str(REPO / "examples" / "scalesim" / "scale.cfg"),
+                       "--topology", str(topo))
+    _one_line_error(code, err, str(topo), "line 2 N", "positive integer")
