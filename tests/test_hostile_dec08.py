@@ -272,3 +272,15 @@ def test_scalesim_topology_empty_cell_is_not_skipped(cli, tmp_path):
     code, _, err = cli("op", "--scalesim-cfg", str(REPO / "examples" / "scalesim" / "scale.cfg"),
                        "--topology", str(topo))
     _one_line_error(code, err, str(topo), "line 2 N", "positive integer")
+
+
+# --- empty names -------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("args, needles", [
+    (("run", "--runtime", ""), ("empty runtime preset name", "vllm")),    # ran with the default preset
+    (("run", "--hw", ""), ("empty hardware config name", "h100-sxm")),   # 'no such hardware config file', unnamed
+    (("calibrate", "--family", ""), ("no chip family ''", "blackwell")),  # fitted every chip (minutes)
+])
+def test_empty_names_are_refused(cli, args, needles):
+    code, _, err = cli(*args)
+    _one_line_error(code, err, *needles)

@@ -357,6 +357,9 @@ def _bundled_names(folder: str, mtimes: tuple[int | None, ...]) -> dict[str, Pat
 
 def resolve(name_or_path: str, folder: str, what: str) -> Path:
     """A config given as a path, or by name among the bundled ones (with a did-you-mean)."""
+    if not name_or_path.strip():  # '' would read as the current folder, '  ' as a file name
+        raise ConfigError(f"an empty {what} name (known: {', '.join(_bundled(folder)) or 'none'}; "
+                          f"or give a path to a .yaml file)")
     candidate = Path(name_or_path)
     shown = name_or_path if len(name_or_path) <= 80 else f"{name_or_path[:77]}..."
     mode = _mode(str(candidate), what, shown)  # str(Path): "" is ".", as Path.exists reads it
