@@ -284,3 +284,11 @@ def test_scalesim_topology_empty_cell_is_not_skipped(cli, tmp_path):
 def test_empty_names_are_refused(cli, args, needles):
     code, _, err = cli(*args)
     _one_line_error(code, err, *needles)
+
+
+def test_op_too_big_names_ops_own_options(cli):
+    """The refusal advised '--tp/--pp ... a smaller --batch/--context', options `op` lacks."""
+    code, _, err = cli("op", "--hw", "h100-sxm", "matmul", "--m", "1", "--k", "1", "--n", "1",
+                       "--count", "1099511627776")
+    _one_line_error(code, err, "matmul does not fit on h100-sxm", "--m/--k/--n/--count", "--dtype")
+    assert "--tp" not in err and "--batch" not in err
