@@ -11,8 +11,8 @@ import click
 from accelsim.dtypes import DTYPES
 from accelsim.errors import AccelsimError
 from accelsim.sim.speculative import SpecDecode
+from accelsim.transform import MAX_CHIPS as _MAX_CHIPS
 from accelsim.transform import Parallelism
-from accelsim.transform import layout
 from accelsim.workload import Phase, Workload
 
 DEFAULT_MODEL = "llama-3.1-8b"
@@ -49,7 +49,7 @@ def count(low: int, high: int) -> click.IntRange:
 MAX_BATCH = 2**20
 MAX_TOKENS = 2**24
 MAX_LIST = 256  # values in one list-valued size option (each is a full simulation)
-MAX_CHIPS = layout.MAX_CHIPS
+MAX_CHIPS = _MAX_CHIPS  # transform.layout's bound, which dataflow systems also obey
 SEED = click.IntRange(min=0, max=2**32 - 1)  # numpy's generators refuse negative seeds
 
 

@@ -70,7 +70,7 @@ def _plain_number(value: object) -> object:
     """YAML's true/false and a quoted '132' are typos for a count, not 1, 0 and 132: pydantic's
     lax mode would convert them silently."""
     if isinstance(value, (bool, str)):
-        raise ValueError(f"must be a plain integer, got {value!r}")
+        raise ValueError(f"must be a plain integer, got {value!r}")  # noqa: TRY004 (pydantic reports ValueError)
     return value
 
 
@@ -79,7 +79,7 @@ _WHOLE = BeforeValidator(_plain_number)
 
 def _plain_fraction(value: object) -> object:
     if isinstance(value, (bool, str)):  # true is no share of 1.0, nor '0.85' a number
-        raise ValueError(f"must be a plain number, got {value!r}")
+        raise ValueError(f"must be a plain number, got {value!r}")  # noqa: TRY004 (pydantic reports ValueError)
     return value
 
 
