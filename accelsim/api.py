@@ -79,7 +79,7 @@ def load_runtime(runtime: RuntimePreset | str | None) -> RuntimePreset:
     tensorrt-llm, nim) or a YAML path; None is the ``accelsim`` preset."""
     if isinstance(runtime, RuntimePreset):
         return runtime
-    name = runtime or DEFAULT_RUNTIME
+    name = DEFAULT_RUNTIME if runtime is None else runtime  # '' is a typo, not the default
     # Bundled names first: "accelsim" is also the package folder beside runtimes/.
     path = loader.bundled_names("runtimes").get(name) or loader.resolve(name, "runtimes", "runtime preset")
     return loader.validate(RuntimePreset, loader.read_document(path), str(path))

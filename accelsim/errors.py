@@ -26,6 +26,11 @@ class CannotRunError(AccelsimError):
     commands that compare several chips, not an input mistake)."""
 
 
+class CannotSplitError(AccelsimError):
+    """Tensor parallelism of this many ranks cannot split this model (heads it does not divide,
+    an op it cannot cut): a caller choosing the split itself tries a smaller one instead."""
+
+
 class NotFiniteError(AccelsimError):
     """A step whose figures would overflow or divide by an underflowed zero: the config's
     numbers, each allowed, are too extreme together.  Refused, never reported as NaN or inf."""

@@ -6,7 +6,7 @@ import click
 from accelsim.cli import options
 from accelsim.config.types import MAX_COUNT
 from accelsim.dtypes import DTYPES
-from accelsim.errors import AccelsimError
+from accelsim.errors import AccelsimError, DoesNotFitError
 
 
 @click.group(invoke_without_command=True)
@@ -77,7 +77,15 @@ def matmul(ctx, m, k, n, count, dtype, dataflow, sub_json):
     from accelsim.report.opcost import matmul_report
     if ctx.obj["hw"] is None:
         raise AccelsimError("give --hw before the op, e.g. `accelsim op --hw tpu-v5e matmul ...`")
-    report = matmul_report(resolve_hardware(ctx.obj["hw"]), m=m, k=k, n=n, count=count, dtype=dtype, dataflow=dataflow)
+    chip = resolve_hardware(ctx.obj["hw"])
+    try:
+        report = matmul_report(chip, m=m, k=k, n=n, count=count, dtype=dtype, dataflow=dataflow)
+    except DoesNotFitError as err:
+        if err.shortfall is None:
+            raise
+        # The model-level advice (--tp, --batch) names options `op` does not have: say it in its own.
+        raise DoesNotFitError(f"matmul does not fit on {chip.name}: {err.shortfall}; use a smaller "
+                              f"--m/--k/--n/--count or a narrower --dtype", shortfall=err.shortfall) from None
     if ctx.obj["as_json"] or sub_json:
         options.echo_json(report.to_dict())
     else:

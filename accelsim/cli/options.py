@@ -11,6 +11,7 @@ import click
 from accelsim.dtypes import DTYPES
 from accelsim.errors import AccelsimError
 from accelsim.sim.speculative import SpecDecode
+from accelsim.transform import MAX_CHIPS as _MAX_CHIPS
 from accelsim.transform import Parallelism
 from accelsim.workload import Phase, Workload
 
@@ -48,7 +49,7 @@ def count(low: int, high: int) -> click.IntRange:
 MAX_BATCH = 2**20
 MAX_TOKENS = 2**24
 MAX_LIST = 256  # values in one list-valued size option (each is a full simulation)
-MAX_CHIPS = 2**16  # chips in one system (the largest TPU pods are ~9,000 chips)
+MAX_CHIPS = _MAX_CHIPS  # transform.layout's bound, which dataflow systems also obey
 SEED = click.IntRange(min=0, max=2**32 - 1)  # numpy's generators refuse negative seeds
 
 

@@ -27,13 +27,40 @@ def parse_rates(text: str | None, rate: float) -> list[float]:
     if text is None:
         return [rate * f for f in DEFAULT_RATE_FACTORS]
     try:
-        rates = [float(part) for part in text.split(",") if part.strip()]
+        rates = [float(part) for part in text.split(",")]  # "1,,2" is a typo, not two rates
     except ValueError:
         raise AccelsimError(f"--rates must be comma-separated numbers (e.g. 1,2,4,8), got {text!r}") from None
     if not rates or any(not MIN_RATE <= r <= MAX_RATE for r in rates) or len(rates) > MAX_CURVE_RATES:
         raise AccelsimError(f"--rates must list at most {MAX_CURVE_RATES} finite request rates in "
                             f"[{MIN_RATE:g}, {MAX_RATE:g}] per second, got {text[:80]!r}")
     return sorted(set(rates))
+
+
+# Options each load reads; given where the load does not read it, one is refused, not ignored.
+_SYNTHETIC = ("prompt", "output", "length_spread", "shared_prefix", "n_requests", "arrival", "cv")
+
+
+def unread_load_options(kind: str, arrival: str, trace: bool, given: set[str]) -> str | None:
+    """The first option in ``given`` (parameter names set on the command line) that a load of
+    ``kind`` (rate / concurrency / offline), ``arrival`` process and with or without a --trace
+    would ignore, with why; None when every one is read."""
+    why = {"rate": f"--{kind} has no arrival rate",
+           "arrival": f"--{kind} sends requests without an arrival process",
+           "cv": "--cv shapes --arrival gamma only"}
+    unread = {"rate"} if kind != "rate" else set()
+    if kind != "rate":
+        unread |= {"arrival", "cv"}
+    elif arrival != "gamma":
+        unread.add("cv")
+    if trace:  # the trace's own lengths, count and arrival times (load.Load words --shared-prefix)
+        unread |= set(_SYNTHETIC) - {"shared_prefix"}
+    for name in ("rate", *_SYNTHETIC):
+        if name in unread and name in given:
+            option = "--requests" if name == "n_requests" else "--" + name.replace("_", "-")
+            reason = ("--trace gives each request's lengths and arrival" if trace and name in _SYNTHETIC
+                      else why[name])
+            return f"{option} is not read here: {reason}; drop {option}"
+    return None
 
 
 def speculation_setup(spec_decode: SpecDecode | None) -> str:
@@ -165,6 +192,11 @@ def serve(model, hw, parallelism, weight_dtype, act_dtype, kv_dtype, density, po
         raise AccelsimError("--rates lists request rates; with --concurrency the curve doubles the "
                             "concurrency, and --offline has no curve")
     trace = tuple(api.load_trace(trace_file)) if trace_file is not None else None
+    ctx = click.get_current_context()
+    given = {name for name in ctx.params if ctx.get_parameter_source(name) != click.core.ParameterSource.DEFAULT}
+    unread = unread_load_options(kind, arrival, trace is not None, given)
+    if unread is not None:
+        raise click.UsageError(unread)
     # a --rate given stretches a trace to it; without one the trace plays at its own rate
     rate_given = click.get_current_context().get_parameter_source("rate") != click.core.ParameterSource.DEFAULT
     value = load.offered_value(rate if rate_given or trace is None else None, concurrency, trace)

@@ -83,11 +83,15 @@ def sweep(model, space_path, out, strategy, samples, seed, workers, scheduler, r
                         context=w.context if context is None else context)
     conditions = space.constraints + [Condition.parse(t, "--target") for t in targets] + \
         [Condition.parse(c, "--constraint") for c in constraints]
+    clash = contradiction(conditions)
+    if clash is not None:
+        raise AccelsimError(clash)
     if context is not None and workload.phase == "prefill":
         raise click.UsageError("--context is ignored by a prefill sweep (it reads the space's prompt); "
                                "drop --context or use --phase decode")
     api.long_context_note(spec, workload, allow=False)  # the model's limit, before any design point
-    job = Job(space, spec, workload, reference=_reference(spec, breakeven_vs, workload))
+    reference, reference_note = _reference(spec, breakeven_vs, workload)
+    job = Job(space, spec, workload, reference=reference)
     # Held until the command ends (click closes the context): one sweep per folder at a time.
     click.get_current_context().with_resource(runner.locked_folder(out))
     csv_path = out / "results.csv"
@@ -121,6 +125,8 @@ def sweep(model, space_path, out, strategy, samples, seed, workers, scheduler, r
     frame = load_frame(runner.to_parquet(csv_path))
     if not len(frame):
         raise AccelsimError("the sweep evaluated no design points")
+    if reference_note is not None:  # said once the sweep ran, so a refusal stays one line
+        click.echo(f"note: no breakeven_mtokens: {reference_note}", err=True)
     pick_sense = "max" if pick_metric.startswith("tokens_per_s") else "min"
     summary = SweepSummary(
         title=f"Design-space sweep: {space.spec.name}", model=spec.name, space=space.source,
@@ -160,15 +166,31 @@ def sweep(model, space_path, out, strategy, samples, seed, workers, scheduler, r
         click.echo(f"report: {files['html']} (results.csv, results.parquet, pareto.csv and plots in {out})")
 
 
-def _reference(spec, name: str, workload: Workload) -> Reference | None:
-    """The merchant chip's system $/Mtoken on this model and workload; None (and a note) where it
-    cannot run them, so breakeven_mtokens stays empty."""
+def contradiction(conditions: list[Condition]) -> str | None:
+    """Why no design can meet ``conditions`` together (the space's constraints, --target and
+    --constraint), when a metric's lower bound lies above its upper bound; None otherwise."""
+    for metric in dict.fromkeys(c.metric for c in conditions):
+        lows = [c for c in conditions if c.metric == metric and c.op == ">="]
+        highs = [c for c in conditions if c.metric == metric and c.op == "<="]
+        if lows and highs:
+            low, high = max(lows, key=lambda c: c.value), min(highs, key=lambda c: c.value)
+            if low.value > high.value:
+                return (f"constraints {low} and {high} contradict: no design can meet both "
+                        f"(from the space's constraints, --target and --constraint); relax one")
+    return None
+
+
+def _reference(spec, name: str, workload: Workload) -> tuple[Reference | None, str | None]:
+    """The merchant chip's system $/Mtoken on this model and workload; None and why where it has
+    none (it cannot run them; it is no merchant chip, so has no price), so breakeven_mtokens stays
+    empty."""
     try:
         result = simulate(spec, name, workload)
     except CannotRunError as err:
-        click.echo(f"note: no breakeven_mtokens: {err.one_line()}", err=True)
-        return None
-    return Reference(result.hw, result.usd_per_mtoken) if result.usd_per_mtoken is not None else None
+        return None, err.one_line()
+    if result.usd_per_mtoken is None:
+        return None, f"--breakeven-vs {name} has no $/Mtoken here (only a merchant chip's price is known)"
+    return Reference(result.hw, result.usd_per_mtoken), None
 
 
 COMMANDS = (sweep,)

@@ -168,7 +168,7 @@ def calibrate(hws, family):
     from accelsim.validate.calibrate import calibrate as fit
     from accelsim.validate.calibrate import fit_family
 
-    fits = [fit_family(family)] if family else fit(list(hws) or None)
+    fits = [fit_family(family)] if family is not None else fit(list(hws) or None)  # '' is no family
     for f in fits:
         a = f.after
         click.echo(f"# {f.hw}: {f.points} calibration points, sum log-error^2 {f.loss_before:.4f} -> "

@@ -187,7 +187,7 @@ def read_text(path: str | Path, what: str = "file", *, max_bytes: int = MAX_CONF
     except OSError as err:
         raise ConfigError(f"cannot read {what} ({err.strerror or err})", source=source) from None
     try:
-        text = data.decode("utf-8")
+        text = data.decode("utf-8-sig")  # a leading byte-order mark (Excel, Notepad) is no header text
     except UnicodeDecodeError as err:
         raise ConfigError(f"not UTF-8 text (byte 0x{data[err.start]:02x} at offset {err.start}); "
                           f"save the {what} as UTF-8", source=source) from None
@@ -227,10 +227,25 @@ def read_csv(path: str | Path, what: str = "file", *, max_bytes: int = MAX_CONFI
     """The rows of a CSV file with a header, read through ``read_text`` (size and UTF-8 checks);
     a malformed file is one line."""
     text = read_text(path, what, max_bytes=max_bytes)
+    reader = csv.DictReader(io.StringIO(text, newline=""), restkey=_EXTRA)
+    rows: list[dict[str, str]] = []
     try:
-        return list(csv.DictReader(io.StringIO(text, newline="")))
+        for row in reader:
+            # A row longer or shorter than the header has its values under the wrong columns
+            # (or none): refused by line rather than read with a field dropped or left empty.
+            short = sum(value is None for value in row.values())
+            if short or _EXTRA in row:
+                names = reader.fieldnames or ()
+                got = len(names) - short + len(row.get(_EXTRA, ()))
+                raise ConfigError(f"line {reader.line_num}: {got} fields but the header names "
+                                  f"{len(names)} ({', '.join(names)})", source=str(path))
+            rows.append(row)
     except csv.Error as err:
         raise ConfigError(f"not a CSV {what}: {err}", source=str(path)) from None
+    return rows
+
+
+_EXTRA = "\0extra"  # DictReader's key for the fields past the header's (no real column name)
 
 
 _JSON_STRING = re.compile(r'"(?:[^"\\]|\\.)*"')
@@ -373,6 +388,9 @@ def _bundled_names(folder: str, mtimes: tuple[int | None, ...]) -> dict[str, Pat
 
 def resolve(name_or_path: str, folder: str, what: str) -> Path:
     """A config given as a path, or by name among the bundled ones (with a did-you-mean)."""
+    if not name_or_path.strip():  # '' would read as the current folder, '  ' as a file name
+        raise ConfigError(f"an empty {what} name (known: {', '.join(_bundled(folder)) or 'none'}; "
+                          f"or give a path to a .yaml file)")
     candidate = Path(name_or_path)
     shown = name_or_path if len(name_or_path) <= 80 else f"{name_or_path[:77]}..."
     mode = _mode(str(candidate), what, shown)  # str(Path): "" is ".", as Path.exists reads it

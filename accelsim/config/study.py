@@ -10,7 +10,7 @@ import re
 from dataclasses import dataclass
 from typing import Literal
 
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from accelsim.config.types import NonNegativeInt, PositiveInt, Spec
 from accelsim.dtypes import DType
@@ -25,6 +25,17 @@ class StudyWorkload(Spec):
     batch: PositiveInt = 1
     prompt: PositiveInt = 2048
     context: NonNegativeInt = 2048
+
+    @model_validator(mode="after")
+    def _reads_every_size(self):
+        """A size the phase does not read (a decode's prompt, a prefill's context) is refused, as
+        `run --phase decode --prompt N` is, rather than run as if it were not there."""
+        unread = {"prefill": "context", "decode": "prompt"}[self.phase]
+        if unread in self.model_fields_set:
+            reads = "prompt" if self.phase == "prefill" else "context"
+            raise ValueError(f"{unread} is not read by phase {self.phase} (it reads {reads}); drop "
+                             f"{unread} or change phase")
+        return self
 
     def workload(self) -> Workload:
         return Workload(self.phase, self.batch, self.prompt, self.context)

@@ -66,13 +66,31 @@ Area = Annotated[float, _quantity(units.AREA)]
 BitDensity = Annotated[float, _quantity(units.BIT_DENSITY)]
 Money = Annotated[float, _quantity(units.MONEY, positive=False)]
 
-PositiveInt = Annotated[int, _require(lambda v: 0 < v <= MAX_COUNT,
-                                      f"must be a positive integer <= {MAX_COUNT}, got {{value}}")]
-NonNegativeInt = Annotated[int, _require(lambda v: 0 <= v <= MAX_COUNT,
-                                         f"must be an integer in [0, {MAX_COUNT}], got {{value}}")]
-LayerCount = Annotated[int, _require(lambda v: 0 < v <= MAX_LAYERS,
-                                     f"must be a positive integer <= {MAX_LAYERS}, got {{value}}")]
-Fraction = Annotated[float, _require(lambda v: MIN_FRACTION <= v <= 1,
+def _plain_number(value: object) -> object:
+    """YAML's true/false and a quoted '132' are typos for a count, not 1, 0 and 132: pydantic's
+    lax mode would convert them silently."""
+    if isinstance(value, (bool, str)):
+        raise ValueError(f"must be a plain integer, got {value!r}")  # noqa: TRY004 (pydantic reports ValueError)
+    return value
+
+
+_WHOLE = BeforeValidator(_plain_number)
+
+
+def _plain_fraction(value: object) -> object:
+    if isinstance(value, (bool, str)):  # true is no share of 1.0, nor '0.85' a number
+        raise ValueError(f"must be a plain number, got {value!r}")  # noqa: TRY004 (pydantic reports ValueError)
+    return value
+
+
+_PLAIN_FRACTION = BeforeValidator(_plain_fraction)
+PositiveInt = Annotated[int, _WHOLE, _require(lambda v: 0 < v <= MAX_COUNT,
+                                              f"must be a positive integer <= {MAX_COUNT}, got {{value}}")]
+NonNegativeInt = Annotated[int, _WHOLE, _require(lambda v: 0 <= v <= MAX_COUNT,
+                                                 f"must be an integer in [0, {MAX_COUNT}], got {{value}}")]
+LayerCount = Annotated[int, _WHOLE, _require(lambda v: 0 < v <= MAX_LAYERS,
+                                             f"must be a positive integer <= {MAX_LAYERS}, got {{value}}")]
+Fraction = Annotated[float, _PLAIN_FRACTION, _require(lambda v: MIN_FRACTION <= v <= 1,
                                      f"must be a fraction in [{MIN_FRACTION:g}, 1], got {{value}}")]
 Source = Annotated[str, _require(lambda v: len(v.strip()) >= 3,
                                  "must cite where the figures come from (datasheet, paper, URL)")]

@@ -45,8 +45,17 @@ def pick(reading: Reading, metric: str, sense: str) -> int | None:
     pool = np.flatnonzero(reading.front if reading.front.any() else reading.feasible)
     if not len(pool):
         return None
-    values = reading.frame[metric].to_numpy(dtype=float)[pool]
-    return int(pool[np.argmin(values) if sense == "min" else np.argmax(values)])
+    return int(pool[best(reading.frame[metric].to_numpy(dtype=float)[pool], sense)])
+
+
+def best(values: np.ndarray, sense: str) -> int:
+    """Position of the least (``sense`` min) or greatest value, skipping NaN (a metric a design
+    never reaches, such as a breakeven that never comes) -- np.argmin would return the first NaN;
+    the first position when every value is NaN."""
+    finite = ~np.isnan(values)
+    if not finite.any():
+        return 0
+    return int(np.nanargmin(values) if sense == "min" else np.nanargmax(values))
 
 
 def row(frame: pd.DataFrame, position: int) -> dict[str, Any]:

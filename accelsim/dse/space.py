@@ -243,7 +243,14 @@ class Condition(Spec):
             raise ConfigError(f"expected 'METRIC<=NUMBER' or 'METRIC>=NUMBER' with METRIC one of "
                               f"{', '.join(METRICS)}, got {text!r}", source=where)
         op: Literal["<=", ">="] = "<=" if match.group(2) == "<=" else ">="
-        return cls(metric=match.group(1), op=op, value=float(match.group(3)))
+        try:
+            value = float(match.group(3))
+        except ValueError:  # '1.2.3' or '--1' pass the character class
+            value = math.nan
+        if not math.isfinite(value):  # 1e400 reads as inf
+            raise ConfigError(f"{text!r}: NUMBER must be a finite number (at most about 1.8e308 in size)",
+                              source=where)
+        return cls(metric=match.group(1), op=op, value=value)
 
     def holds(self, values):
         return values <= self.value if self.op == "<=" else values >= self.value

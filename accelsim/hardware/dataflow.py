@@ -15,7 +15,7 @@ import math
 from typing import Any
 
 from accelsim.config.units import format_si
-from accelsim.errors import AccelsimError, DoesNotFitError
+from accelsim.errors import AccelsimError, CannotSplitError, DoesNotFitError
 from accelsim.graph import Attention, Graph, MatMul, Op
 from accelsim.hardware import common, power
 from accelsim.hardware.arraymath import vmax
@@ -34,7 +34,7 @@ from accelsim.hardware.base import (
 )
 from accelsim.hardware.spec import DataflowMemory, DataflowSection, DataflowSpec, MemoryLevel
 from accelsim.model.spec import ModelSpec
-from accelsim.transform import Parallelism, byte_stages, resident_bytes, shard
+from accelsim.transform import MAX_CHIPS, Parallelism, byte_stages, resident_bytes, shard
 from accelsim.workload import Workload
 
 __all__ = ["DataflowBackend", "DataflowMemory", "DataflowSection", "DataflowSpec"]
@@ -92,7 +92,7 @@ class DataflowBackend(BackendBase):
     def plan(self, graph: Graph, hw: DataflowSpec, parallelism: Parallelism | None) -> Plan:
         """A system of ``chips`` chips: tp-way tensor parallelism inside each pipeline stage,
         pp stages laid end to end by bytes.  A lone ``--chips N`` (or ``--tp N``) gives the
-        system's size, split by ``split_rule``; ``--tp`` with ``--pp`` (or ``--chips``) gives
+        system's size, split by ``split_rules``; ``--tp`` with ``--pp`` (or ``--chips``) gives
         the split itself.  Without either, the system is as many chips as the bytes need."""
         requested = parallelism or Parallelism()
         if requested.ep > 1 or requested.dp > 1:
@@ -100,23 +100,37 @@ class DataflowBackend(BackendBase):
                                 f"and --pp; --ep and --dp-attn are not modelled on it")
         room = chip_room(hw)
         least = chips_needed(graph, hw)
+        if least > MAX_CHIPS:  # refused before laying out tens of thousands of stages
+            raise DoesNotFitError(f"{graph.name} needs {least:,} {hw.name} chips ({format_si(room, 'B')} "
+                                  f"each), more than the {MAX_CHIPS:,} a system may have; use a smaller "
+                                  f"--batch/--context or a narrower --weight-dtype/--kv-dtype")
         if parallelism is None:  # as many chips as the bytes need, split by the rule
-            tp = hw.dataflow.node_chips
-            start = math.ceil(least / tp)
-            tried = tuple(range(start, start + EXTRA_CHIPS_TRIED + 1))
+            tps = divisors_down(hw.dataflow.node_chips)
         else:
             size = requested.chips or 1
             if size < least:
                 raise DoesNotFitError(f"{graph.name} needs at least {least} {hw.name} chips "
                                       f"({format_si(room, 'B')} each), not {size}")
-            tp = requested.tp if requested.pp > 1 else split_rule(hw, size)
-            tried = (size // tp,)
-        for pp in tried:
-            split = _splitter(tp, pp)
-            if all(sum(common.footprint(s).values()) <= room for s in split(graph)):
-                return Plan(Parallelism(tp=tp, pp=pp), split)
-        raise DoesNotFitError(f"{graph.name} does not split onto tp={tp} x pp={tried[0]}..{tried[-1]} "
-                              f"{hw.name} chips: an op that cannot be cut exceeds one chip's SRAM")
+            tps = (requested.tp,) if requested.pp > 1 else split_rules(hw, size)
+        # The split the rule prefers may not divide this model (4 heads over a node of 8, an op
+        # tensor parallelism cannot cut): the system then takes the next smaller one, down to
+        # whole-layer pipeline stages, rather than refusing a model its chips can hold.
+        refusal: CannotSplitError | None = None
+        for tp in tps:
+            start = math.ceil(least / tp)
+            tried = (tuple(range(start, start + EXTRA_CHIPS_TRIED + 1)) if parallelism is None
+                     else ((requested.chips or 1) // tp,))
+            try:
+                plan = _first_fit(graph, tp, tried, room)
+            except CannotSplitError as err:
+                refusal = refusal or err
+                continue
+            if plan is None:
+                raise DoesNotFitError(f"{graph.name} does not split onto tp={tp} x pp={tried[0]}..{tried[-1]} "
+                                      f"{hw.name} chips: an op that cannot be cut exceeds one chip's SRAM")
+            return plan
+        assert refusal is not None  # tps is never empty
+        raise refusal
 
     def spans_chips(self, hw: DataflowSpec) -> bool:
         return True
@@ -209,11 +223,27 @@ def resident_read_s(op: Op, placement: Placement, p: dict[str, Any]) -> tuple[An
     return (held + passing) / rate, resident / held
 
 
-def split_rule(hw: DataflowSpec, chips: int) -> int:
-    """Tensor-parallel chips inside each stage of a system of ``chips`` chips, where the vendor
-    does not say: the chips of one node (``dataflow.node_chips``, joined all to all, as a
-    GroqNode's 8 cards), or the largest divisor of ``chips`` not above it."""
-    return max(d for d in range(1, min(hw.dataflow.node_chips, chips) + 1) if chips % d == 0)
+def split_rules(hw: DataflowSpec, chips: int) -> tuple[int, ...]:
+    """Tensor-parallel chips inside each stage of a system of ``chips`` chips, preferred first,
+    where the vendor does not say: the chips of one node (``dataflow.node_chips``, joined all to
+    all, as a GroqNode's 8 cards) or the largest divisor of ``chips`` not above it, then the
+    smaller divisors down to 1."""
+    return tuple(d for d in divisors_down(chips) if d <= hw.dataflow.node_chips)
+
+
+def divisors_down(n: int) -> tuple[int, ...]:
+    return tuple(d for d in range(n, 0, -1) if n % d == 0)
+
+
+def _first_fit(graph: Graph, tp: int, tried: tuple[int, ...], room: float) -> Plan | None:
+    """The first of ``tried`` pipeline depths whose stages, ``tp``-way split, each fit in
+    ``room`` bytes; None when none does.  Raises ``CannotSplitError`` when ``tp`` cannot split
+    the graph at all."""
+    for pp in tried:
+        split = _splitter(tp, pp)
+        if all(sum(common.footprint(s).values()) <= room for s in split(graph)):
+            return Plan(Parallelism(tp=tp, pp=pp), split)
+    return None
 
 
 def _splitter(tp: int, pp: int):

@@ -112,7 +112,7 @@ def read_topology(path: str | Path) -> list[GemmLayer]:
         rows = [[cell.strip() for cell in row] for row in csv.reader(io.StringIO(text, newline=""))]
     except csv.Error as err:
         raise ConfigError(f"not a CSV topology: {err}", source=source) from None
-    rows = [[c for c in row if c] for row in rows]
+    rows = [_without_trailing_empties(row) for row in rows]  # 'Layer, M, N, K,' ends in a comma
     rows = [row for row in rows if row]
     header = tuple(" ".join(c.lower().split()) for c in rows[0]) if rows else ()
     if header[:1] not in [(name,) for name in LAYER_COLUMN]:
@@ -133,6 +133,15 @@ def read_topology(path: str | Path) -> list[GemmLayer]:
     if not layers:
         raise ConfigError("the topology lists no layers", source=source)
     return layers
+
+
+def _without_trailing_empties(row: list[str]) -> list[str]:
+    """A row less its empty cells at the end only: an empty cell inside it stays, to be refused
+    where it stands, not dropped so that the next value shifts into its column."""
+    end = len(row)
+    while end and not row[end - 1]:
+        end -= 1
+    return row[:end]
 
 
 def _gemm_row(row: list[str], header: list[str], source: str, line: int) -> GemmLayer:

@@ -84,8 +84,16 @@ def _base(f: _Fields, path: str, family: str, *, tied_default: bool = False,
 
 def _attention(f: _Fields, **extra) -> dict[str, Any]:
     heads = f.need("num_attention_heads")
+    head_dim = f.get("head_dim", None)
+    if head_dim is None:  # Transformers splits the width over the heads: it must divide
+        width = f.need("hidden_size")
+        if width % heads:
+            raise ConfigError(f"{width} is not a multiple of num_attention_heads ({heads}) and no "
+                              f"head_dim is given; give head_dim or a width the heads divide",
+                              source=f.source, key=f.name("hidden_size"))
+        head_dim = width // heads
     return {"num_heads": heads, "num_kv_heads": f.get("num_key_value_heads", heads),
-            "head_dim": f.get("head_dim", f.need("hidden_size") // heads), **extra}
+            "head_dim": head_dim, **extra}
 
 
 def _mlp(f: _Fields, width_key: str = "intermediate_size", *, plain: bool = False,

@@ -366,7 +366,7 @@ def load_model(name_or_path: str) -> ModelSpec:
         config = Path(name_or_path) / "config.json"
         if not config.is_file():
             raise ConfigError("a model folder must hold a Hugging Face config.json (none here)",
-                              source=name_or_path)
+                              source=name_or_path or ".")
         name_or_path = str(config)
     if name_or_path.endswith(".json"):
         return loader.validate(ModelSpec, hf_import.read_hf_config(name_or_path), name_or_path)

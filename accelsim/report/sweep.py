@@ -236,11 +236,10 @@ def write_report(frame: pd.DataFrame, summary: SweepSummary, out_dir: Path,
     frame = frame.copy(deep=False)  # a new column on a view: the caller's frame is untouched, no data copied
     frame["feasible"] = found.feasible
     files: dict[str, Path] = {"results_csv": out_dir / "results.csv"}
-    feas = frame[frame["feasible"]]
     front = frame[found.front]
     files["pareto_csv"] = out_dir / "pareto.csv"
     front.to_csv(files["pareto_csv"], index=False)
-    chosen = _chosen(feas, front, summary)
+    chosen = _chosen(frame, found, front, summary)
     chosen_frame = pd.DataFrame([{"design": k, **row.to_dict()} for k, row in chosen.items()])
     files["chosen_csv"] = out_dir / "chosen.csv"
     chosen_frame.to_csv(files["chosen_csv"], index=False)
@@ -276,18 +275,17 @@ def write_report(frame: pd.DataFrame, summary: SweepSummary, out_dir: Path,
     return files
 
 
-def _chosen(feas: pd.DataFrame, front: pd.DataFrame, summary: SweepSummary) -> dict[str, pd.Series]:
+def _chosen(frame: pd.DataFrame, found: reading.Reading, front: pd.DataFrame,
+            summary: SweepSummary) -> dict[str, pd.Series]:
     chosen: dict[str, pd.Series] = {}
-    if not len(feas):
+    # Picked from the front by the rule the CLI prints (``reading.pick``), so a tie in the picked
+    # metric goes to a design nothing dominates and a metric never reached (NaN) is never best.
+    position = reading.pick(found, summary.pick_metric, summary.pick_sense)
+    if position is None:
         return chosen
-    # Picked from the front, so a tie in the picked metric goes to a design nothing dominates.
-    pool = front if len(front) else feas
-    col = pool[summary.pick_metric].astype(float)
-    best = pool.loc[col.idxmin() if summary.pick_sense == "min" else col.idxmax()]
-    chosen[f"pick: {summary.pick_sense} {summary.pick_metric}"] = best
-    for metric, sense in summary.objectives.items():
-        c = front[metric].astype(float)
-        row = front.loc[c.idxmax() if sense == "max" else c.idxmin()]
+    chosen[f"pick: {summary.pick_sense} {summary.pick_metric}"] = frame.iloc[position]
+    for metric, sense in summary.objectives.items() if len(front) else ():
+        row = front.iloc[reading.best(front[metric].to_numpy(dtype=float), sense)]
         chosen.setdefault(f"best {metric}", row)
     return chosen
 

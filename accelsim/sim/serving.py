@@ -361,16 +361,23 @@ class CostModel:
         # Footprints from ``simulate`` are system totals, so capacity is counted over all chips:
         # those asked for, or those a kind that sizes its own system chose for the model.
         self.chips = probe.chips
-        if parallelism is None and self.backend.spans_chips(self.hw):
-            # Serve on that one system: every step runs on the chips the capacity counts.
-            self.dtypes["parallelism"] = Parallelism(pp=self.chips)
+        # A draft runs in the target's layout (``draft_layout``) -- except on a system that sized
+        # itself, where, as under `accelsim run`, the draft sizes its own: one stage of the
+        # target's would not hold it.
+        self.draft_dtypes = dict(self.dtypes)
+        self_sized = parallelism is None and self.backend.spans_chips(self.hw)
+        if self_sized:
+            # Serve on that one system, in the layout it chose (pure pipeline stages may not
+            # split an op a tensor split does): every step runs on the chips the capacity counts.
+            self.dtypes["parallelism"] = Parallelism(tp=probe.system.get("tp", 1), pp=probe.system.get("pp", 1))
         self.weight_bytes = probe.footprint_bytes.get("weight", 0.0)
         self.state_bytes_per_seq = probe.footprint_bytes.get("state", 0.0)
         # One cached token; 0 for purely recurrent models, whose memory per user is their state.
         self.kv_bytes_per_token = probe.footprint_bytes.get("kv_cache", 0.0)
-        if spec_decode is not None:
+        if spec_decode is not None and not self_sized:
             # The draft lives on the same chips: its weights and its own KV cache (one entry per
-            # token of every sequence, as the target's) come out of the same pool.
+            # token of every sequence, as the target's) come out of the same pool.  (On a system
+            # that sized itself the draft's own chips hold them.)
             footprint = self._simulate_draft(Workload("decode", 1, 1, 0)).footprint_bytes
             self.weight_bytes += footprint.get("weight", 0.0)
             self.kv_bytes_per_token += footprint.get("kv_cache", 0.0)
@@ -388,7 +395,7 @@ class CostModel:
         """One draft step (``pipeline.draft_step``), dense: a density profile describes the
         target's activations, not the draft's."""
         self.calls += 1
-        return pipeline.draft_step(self.model, self.draft, self.hw, workload, **self.dtypes).result
+        return pipeline.draft_step(self.model, self.draft, self.hw, workload, **self.draft_dtypes).result
 
     def _cost(self, key: tuple, exact: Workload, bucketed: Workload, draft: bool = False) -> StepCost:
         if key not in self.memo:
@@ -494,7 +501,10 @@ class CostModel:
         if free <= 0:
             raise DoesNotFitError(f"{self.model.name} weights do not fit on {self.hw.name}")
         if basis == "total":
-            pool = self.backend.kv_capacity(self.hw, 0.0, self.chips) * utilisation - self.weight_bytes
+            # The weights' share of this memory is what they leave free: all their bytes on a
+            # chip that holds them there, none on one with its weights in silicon.
+            total = self.backend.kv_capacity(self.hw, 0.0, self.chips)
+            pool = total * utilisation - (total - free)
             if pool <= 0:
                 raise DoesNotFitError(f"{self.model.name} weights take more than {utilisation:g} of "
                                       f"{self.hw.name}'s memory (the runtime's KV memory fraction)")

@@ -25,6 +25,7 @@ from typing import Literal
 from accelsim.errors import AccelsimError
 
 ATTENTION_SHARDING: tuple[str, ...] = ("heads", "batch")
+MAX_CHIPS = 2**16  # chips in one system (the largest TPU pods are ~9,000 chips)
 _OPTION = {"tp": "--tp", "pp": "--pp", "dp": "--dp-attn", "ep": "--ep", "tp_x": "--tp-x"}
 
 

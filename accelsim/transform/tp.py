@@ -31,7 +31,7 @@ from __future__ import annotations
 import math
 from dataclasses import replace
 
-from accelsim.errors import AccelsimError
+from accelsim.errors import CannotSplitError
 from accelsim.graph import (
     Attention,
     Collective,
@@ -84,13 +84,13 @@ def tensor_parallel(graph: Graph, grid: Grid) -> Graph:
 
 def local_heads(op: Attention, ranks: int) -> tuple[int, int]:
     if op.heads % ranks:
-        raise AccelsimError(f"the {ranks} ranks that split heads (--tp, or --tp / --tp-x on a 2D "
+        raise CannotSplitError(f"the {ranks} ranks that split heads (--tp, or --tp / --tp-x on a 2D "
                             f"grid) must divide the attention heads ({op.heads}) of {op.name}")
     if op.kv_heads % ranks == 0:
         return op.heads // ranks, op.kv_heads // ranks
     if ranks % op.kv_heads == 0:
         return op.heads // ranks, 1  # each KV head replicated on ranks/kv_heads ranks
-    raise AccelsimError(f"the {ranks} ranks that split heads and the {op.kv_heads} KV heads of "
+    raise CannotSplitError(f"the {ranks} ranks that split heads and the {op.kv_heads} KV heads of "
                         f"{op.name} must divide one another")
 
 
@@ -137,7 +137,7 @@ def _tp_op(op: Op, grid: Grid, split: Split, qkv: dict[str, float]) -> list[Op]:
     if isinstance(op, (Elementwise, Norm, Conv, Scan)):
         return [_tp_pointwise(op, split.ratio[inputs[0].name], split,
                               any(t.name in split.rows_by_x for t in inputs))]
-    raise AccelsimError(f"tensor parallelism cannot split {op.kind} op {op.name} yet; "
+    raise CannotSplitError(f"tensor parallelism cannot split {op.kind} op {op.name} yet; "
                         f"run this model with --tp 1")
 
 
@@ -152,7 +152,7 @@ def _tp_matmul(op: MatMul, grid: Grid, split: Split, qkv: dict[str, float]) -> l
     a = op.inputs[0]
     if w is None:
         if _split_inputs(op, split):
-            raise AccelsimError(f"tensor parallelism cannot split activation-by-activation "
+            raise CannotSplitError(f"tensor parallelism cannot split activation-by-activation "
                                 f"matmul {op.name} yet; run this model with --tp 1")
         return [replicated(op, grid.ranks)]
     if op.role in PER_HEAD_ROLES and a.name in split.ratio:
@@ -174,7 +174,7 @@ def _per_head_parallel(op: MatMul, w: Tensor, grid: Grid, split: Split) -> MatMu
     r = split.ratio[a.name]
     count = local_count(op.count, r)
     if abs(count - op.count * r) > 1e-9:
-        raise AccelsimError(f"the {round(1 / r)} ranks that split heads (--tp) must divide the "
+        raise CannotSplitError(f"the {round(1 / r)} ranks that split heads (--tp) must divide the "
                             f"{op.count} heads of {op.name}")
     # The stacked weight's head (or block) axis: the leading axis of a (heads, k, n) tensor,
     # else the heads x n columns of a (k, heads x n) one (MLA's kv_b holds W_UK and W_UV).

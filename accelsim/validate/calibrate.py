@@ -219,4 +219,10 @@ def calibrate(hws: list[str] | None = None, catalogue: Catalogue | None = None) 
         if p.hw not in in_family and _runs(p, catalogue):
             by_hw.setdefault(p.hw, []).append(p)
     names = sorted(by_hw) if hws is None else hws
-    return [fit_hardware(name, fitted_points(by_hw[name]), catalogue) for name in names if by_hw.get(name)]
+    for name in names:  # a name with nothing to fit is refused, not skipped in silence
+        if not by_hw.get(name):
+            family = next((f for f, members in catalogue.spec.families.items() if name in members), None)
+            how = (f"it is fitted with its family: --family {family}" if family is not None else
+                   f"allowed: {', '.join(sorted(by_hw)) or 'none'}")
+            raise AccelsimError(f"--hw {name}: no calibration points to fit in {catalogue.path}; {how}")
+    return [fit_hardware(name, fitted_points(by_hw[name]), catalogue) for name in names]
