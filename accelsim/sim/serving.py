@@ -1525,6 +1525,9 @@ class _MicroLoop(_Loop):
 
     def __init__(self, requests: list[Request], costs: CostModel, config: ServeConfig, blocks: int,
                  concurrency: int | None, stages: int):
+        if config.pp_kv == "split" and (config.prefix_cache or config.kv_offload != "none"):
+            raise AccelsimError(f"a KV pool split over {stages} micro-batches (the runtime's pipeline-parallel "
+                                f"rule) with --prefix-cache or --kv-offload is not modelled; turn them off or use --pp 1")
         share = blocks // stages if config.pp_kv == "split" else blocks
         if share < 1:
             raise AccelsimError(f"a KV pool of {blocks} blocks split over {stages} micro-batches "
@@ -1624,6 +1627,6 @@ class _MicroLoop(_Loop):
         """When micro-batch ``v``, idle now, could next start something: the next arrival or the
         next iteration end of a busy micro-batch (which may free blocks or send a request)."""
         times = [self.ready[i] for i in range(len(self.slots)) if i != v and self.slots[i]]
-        if self.pending:
+        if self.pending and self.pending[0].arrival_s > self.now:  # one due now waits for a busy turn
             times.append(self.pending[0].arrival_s)
         return max(self.now, min(times)) if times else self.now
