@@ -11,6 +11,10 @@ come from ``accelsim.api.simulate`` for that batch shape.  Schedulers:
 ``pipelined``   hardwired chips: users occupy groups of the layer pipeline; new users join at
                 round boundaries and their whole prompt streams through the pipeline at once.
 
+A replica of pp > 1 stages that take whole batches (GPU-like) keeps pp micro-batches in flight
+under the continuous scheduler, as its engine does (``_MicroLoop``: its iterations interleave
+stage by stage; ``ServeConfig.pp_max_batch`` / ``pp_kv`` say how the engine splits its limits).
+
 Loads: open loop (requests arrive at their ``arrival_s``: Poisson, gamma or a trace), closed
 loop (``concurrency`` N: N requests are sent at t=0 and each completion sends the next, as
 GenAI-Perf / vLLM's benchmark_serving / InferenceX measure; TTFT counts from each send), and
