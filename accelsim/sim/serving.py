@@ -1572,11 +1572,14 @@ class _MicroLoop(_Loop):
         """(when the iteration leaves the last stage, its energy): every stage takes its share
         of ``cost_time``, the chips' static power is counted over the wall time the pipeline
         is busy (the steps overlap), the ops' energy as costed."""
-        per_stage = [math.fsum(col) for col in zip(*(c.stages for c in parts))] or [1.0]
-        total = math.fsum(per_stage) or float(len(per_stage))
+        per_stage = [math.fsum(col) for col in zip(*(c.stages for c in parts))]
+        total = math.fsum(per_stage)
+        stages = len(self.stage_free)
+        # (a step costed without its stages, none here: an equal share each)
+        shares = [s / total for s in per_stage] if total > 0 and len(per_stage) == stages else [1.0 / stages] * stages
         t = start
-        for k, stage_s in enumerate(per_stage):
-            t = max(t, self.stage_free[k]) + cost_time * ((stage_s or 0.0) / total if total else 1.0)
+        for k, share in enumerate(shares):
+            t = max(t, self.stage_free[k]) + cost_time * share
             self.stage_free[k] = t
         busy = max(0.0, t - max(start, self.busy_until))
         self.busy_until = max(self.busy_until, t)
