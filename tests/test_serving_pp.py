@@ -2,6 +2,7 @@
 engine does (``sim.serving._MicroLoop``), instead of running its stages one batch at a time."""
 from __future__ import annotations
 
+import itertools
 import math
 
 import pytest
@@ -59,7 +60,7 @@ def test_pp2_throughput_is_monotone_in_load(pp2):
     config = ServeConfig(max_batch=64, chunk=2048)
     rates = [serve(queued_requests(64, prompt=256, output=32), pp2, config, concurrency=c).throughput_tokens_per_s
              for c in (1, 2, 4, 16, 64)]
-    assert all(b >= a * (1 - 1e-9) for a, b in zip(rates, rates[1:])), rates
+    assert all(b >= a * (1 - 1e-9) for a, b in itertools.pairwise(rates)), rates
 
 
 def test_a_single_request_has_nothing_to_overlap(monkeypatch, pp2):
@@ -140,7 +141,7 @@ def test_every_load_kind_runs_micro_batches_and_conserves_tokens(pp2, load):
     assert sum(s.decodes for s in result.steps) + len(requests) == result.output_tokens
     assert all(r.e2e_s >= r.ttft_s > 0 for r in result.requests)
     # iterations overlap: some step starts before the one before it has ended
-    assert any(b.start_s < a.end_s for a, b in zip(result.steps, result.steps[1:]))
+    assert any(b.start_s < a.end_s for a, b in itertools.pairwise(result.steps))
     assert math.isfinite(result.energy_j) and result.energy_j > 0
 
 
