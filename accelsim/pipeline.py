@@ -156,6 +156,15 @@ def model_step(spec: ModelSpec, hw: HardwareBase, workload: Workload, *, weight_
     return run(typed.name, lambda w: lowered(typed, w), hw, workload, typed, parallelism)
 
 
+def micro_batch_step(spec: ModelSpec, hw: HardwareBase, workload: Workload, *, weight_dtype: str | None = None,
+                     act_dtype: str | None = None, kv_dtype: str | None = None,
+                     parallelism: Parallelism | None = None) -> Costed:
+    """``model_step`` for one micro-batch of a pipeline-parallel engine that keeps its own
+    micro-batches in flight (serving): the workload is one group (``run``'s ``one_group``)."""
+    typed = typed_model(spec, hw, weight=weight_dtype, activation=act_dtype, kv=kv_dtype)
+    return run(typed.name, lambda w: lowered(typed, w), hw, workload, typed, parallelism, one_group=True)
+
+
 def mtp_step(spec: ModelSpec, hw: HardwareBase, workload: Workload, *, weight_dtype: str | None = None,
              act_dtype: str | None = None, kv_dtype: str | None = None,
              parallelism: Parallelism | None = None) -> Costed:
@@ -203,19 +212,23 @@ def graph_step(graph: Graph, hw: HardwareBase, workload: Workload) -> Costed:
 
 
 def run(name: str, lower_for: LowerFor, hw: HardwareBase, workload: Workload,
-        spec: ModelSpec | None, parallelism: Parallelism | None = None) -> Costed:
+        spec: ModelSpec | None, parallelism: Parallelism | None = None, one_group: bool = False) -> Costed:
     """One step of the graph ``lower_for(workload)`` on ``hw`` (spread over chips as the backend
     plans it from ``parallelism``).
 
     ``lower_for`` is called again when users are split into groups in flight (a layer or stage
     pipeline runs one group per stage); ``spec`` reaches backends that must know the model (a
-    hardwired chip checks that its weights are this model's) and is None for imported graphs."""
+    hardwired chip checks that its weights are this model's) and is None for imported graphs.
+
+    ``one_group``: the caller keeps its own groups in flight over the pipeline stages (serving's
+    micro-batches, ``sim.serving``), so the whole workload is one group: the step is its trip
+    through every stage and ``Result.system["stage_latency_s"]`` each stage's time at its batch."""
     with collector_paused():
-        return _run(name, lower_for, hw, workload, spec, parallelism)
+        return _run(name, lower_for, hw, workload, spec, parallelism, one_group)
 
 
 def _run(name: str, lower_for: LowerFor, hw: HardwareBase, workload: Workload,
-         spec: ModelSpec | None, parallelism: Parallelism | None) -> Costed:
+         spec: ModelSpec | None, parallelism: Parallelism | None, one_group: bool = False) -> Costed:
     backend = hardware.backend(hw)
     full = lower_for(workload)
     plan = backend.plan(full, hw, parallelism)
@@ -226,7 +239,7 @@ def _run(name: str, lower_for: LowerFor, hw: HardwareBase, workload: Workload,
 
     full_stages = stages_of(full)
     full_placements = [backend.place(g, hw, spec, workload) for g in full_stages]  # it must fit
-    micro, groups = _groups(backend, hw, spec, workload, len(full_stages))
+    micro, groups = (workload, 1) if one_group else _groups(backend, hw, spec, workload, len(full_stages))
     if micro == workload:
         stages, placements = full_stages, full_placements
     else:  # one group of users in flight is what each op processes at a time

@@ -87,6 +87,15 @@ class OverheadSetting(Spec):
     source: str = SOURCE
 
 
+class PipelineSetting(Spec):
+    """How the engine keeps a pipeline-parallel replica's micro-batches in flight
+    (``ServeConfig.pp_max_batch`` and ``pp_kv``)."""
+
+    max_batch: Literal["each", "all"]
+    kv: Literal["shared", "split"]
+    source: str = SOURCE
+
+
 class KernelSetting(Spec):
     value: RuntimeGpu
     source: str = SOURCE
@@ -124,6 +133,10 @@ class RuntimePreset(Spec):
     # (ServeConfig.eager_prefill_kernel_s).  On or absent: no host bound on such steps.
     prefill_graphs: SwitchSetting | None = None
     eager_kernel_host: OverheadSetting | None = None
+    # Pipeline parallelism's micro-batches: max_batch per micro-batch or over all of them, the KV
+    # pool shared or split.  Absent: ServeConfig's defaults (one scheduler over every micro-batch
+    # and one pool, as vLLM V1).
+    pipeline_parallel: PipelineSetting | None = None
 
     @model_validator(mode="after")
     def _eager_cost_given(self):
@@ -161,6 +174,9 @@ class RuntimePreset(Spec):
             setting = getattr(self, key)
             if setting is not None:
                 values[key] = setting.value
+        if self.pipeline_parallel is not None:
+            values["pp_max_batch"] = self.pipeline_parallel.max_batch
+            values["pp_kv"] = self.pipeline_parallel.kv
         if self.prefill_graphs is not None and not self.prefill_graphs.value and self.eager_kernel_host is not None:
             values["eager_prefill_kernel_s"] = self.eager_kernel_host.value
         values.update({k: v for k, v in overrides.items() if v is not None})

@@ -11,6 +11,10 @@ come from ``accelsim.api.simulate`` for that batch shape.  Schedulers:
 ``pipelined``   hardwired chips: users occupy groups of the layer pipeline; new users join at
                 round boundaries and their whole prompt streams through the pipeline at once.
 
+A replica of pp > 1 stages that take whole batches (GPU-like) keeps pp micro-batches in flight
+under the continuous scheduler, as its engine does (``_MicroLoop``: its iterations interleave
+stage by stage; ``ServeConfig.pp_max_batch`` / ``pp_kv`` say how the engine splits its limits).
+
 Loads: open loop (requests arrive at their ``arrival_s``: Poisson, gamma or a trace), closed
 loop (``concurrency`` N: N requests are sent at t=0 and each completion sends the next, as
 GenAI-Perf / vLLM's benchmark_serving / InferenceX measure; TTFT counts from each send), and
@@ -43,6 +47,7 @@ chunks are short against the matmul work).
 """
 from __future__ import annotations
 
+import copy
 import functools
 import math
 from collections import deque
@@ -68,6 +73,13 @@ Preemption = Literal["recompute", "swap"]
 PREEMPTIONS: tuple[str, ...] = ("recompute", "swap")
 MemoryBasis = Literal["free", "total"]
 MEMORY_BASES: tuple[str, ...] = ("free", "total")
+# How a pipeline-parallel engine splits its limits over the micro-batches it keeps in flight
+# (``_MicroLoop``): ``max_batch`` for each micro-batch or for all of them together; the KV pool
+# shared by all of them or split evenly, one share a micro-batch.
+PpBatch = Literal["each", "all"]
+PP_BATCHES: tuple[str, ...] = ("each", "all")
+PpKv = Literal["shared", "split"]
+PP_KVS: tuple[str, ...] = ("shared", "split")
 ARRIVALS: tuple[str, ...] = ("poisson", "gamma")
 # source: PCIe Gen5 x16, 64 GB/s per direction: the host interface of H100 SXM and H200
 # (NVIDIA H100 / H200 datasheets); what a swapped KV cache crosses each way.
@@ -127,6 +139,12 @@ class ServeConfig:
     # issues every kernel of the forward itself, and the step lasts at least that long
     # (``eager_step_s``).  0: prefill steps are captured too, or the host keeps ahead.
     eager_prefill_kernel_s: float = 0.0
+    # Pipeline parallelism (a replica of pp > 1 stages on a kind whose stages take whole
+    # batches): pp micro-batches in flight, ``max_batch`` counting per micro-batch ("each":
+    # TensorRT-LLM, SGLang, vLLM V0's virtual engines) or over all ("all": vLLM V1's one
+    # scheduler), the KV pool shared ("shared") or split per micro-batch ("split": vLLM V0).
+    pp_max_batch: PpBatch = "all"
+    pp_kv: PpKv = "shared"
 
     def __post_init__(self) -> None:
         if self.scheduler not in SCHEDULERS:
@@ -153,6 +171,10 @@ class ServeConfig:
             raise AccelsimError(f"prefix_cache must be true, false or 'auto', got {self.prefix_cache!r}")
         if not (0.0 <= self.eager_prefill_kernel_s <= 1.0 and math.isfinite(self.eager_prefill_kernel_s)):
             raise AccelsimError(f"eager prefill host time per kernel must be within 0..1 s, got {self.eager_prefill_kernel_s}")
+        if self.pp_max_batch not in PP_BATCHES:
+            raise AccelsimError(f"pp max batch must be one of {', '.join(PP_BATCHES)}, got {self.pp_max_batch!r}")
+        if self.pp_kv not in PP_KVS:
+            raise AccelsimError(f"pp KV pool must be one of {', '.join(PP_KVS)}, got {self.pp_kv!r}")
         if self.kv_offload not in kvcache.OFFLOADS:
             raise AccelsimError(f"--kv-offload must be one of {', '.join(kvcache.OFFLOADS)}, got {self.kv_offload!r}")
 
@@ -329,6 +351,11 @@ class StepCost:
     # The kernels the step launches (its costed ops): what an eager step's host issues one by
     # one (``ServeConfig.eager_prefill_kernel_s``).
     kernels: int = 0
+    # Of ``energy_j``, the chips' static power over the step (the micro-batch loop counts static
+    # power over wall time instead, since its steps overlap), and each pipeline stage's time at
+    # the step's batch (a cost model costing one group: ``CostModel.in_flight``).
+    static_j: float = 0.0
+    stages: tuple[float, ...] = ()
 
 
 class CostModel:
@@ -347,6 +374,7 @@ class CostModel:
         # The options every step is costed with (``pipeline.model_step``'s keywords).
         self.dtypes: dict[str, Any] = {**dtypes, **({"parallelism": parallelism} if parallelism else {})}
         self.memo: dict[tuple, StepCost] = {}
+        self.one_group = False  # ``in_flight``: each step costed as one group through the stages
         self.decodes: dict[tuple[int, int], StepCost] = {}  # (batch, context) -> its bucket's cost
         self.calls = 0
         try:
@@ -388,8 +416,8 @@ class CostModel:
 
     def _simulate(self, workload: Workload) -> Result:
         self.calls += 1
-        return pipeline.model_step(self.model, self.hw, replace(workload, density=self.density),
-                                   **self.dtypes).result
+        step = pipeline.micro_batch_step if self.one_group else pipeline.model_step
+        return step(self.model, self.hw, replace(workload, density=self.density), **self.dtypes).result
 
     def _simulate_draft(self, workload: Workload) -> Result:
         """One draft step (``pipeline.draft_step``), dense: a density profile describes the
@@ -405,8 +433,30 @@ class CostModel:
             except DoesNotFitError:
                 # The bucket overshoots capacity; the exact shape was admitted, so it fits.
                 result = simulate(exact)
-            self.memo[key] = StepCost(result.latency_s, result.energy_total_j, len(result.ops))
+            self.memo[key] = StepCost(result.latency_s, result.energy_total_j, len(result.ops),
+                                      result.energy_j.get("static", 0.0),
+                                      tuple(result.system.get("stage_latency_s", ())))
         return self.memo[key]
+
+    @functools.cached_property
+    def pipeline_stages(self) -> int:
+        """Stages the serving loop keeps micro-batches in flight over: the layout's pp where the
+        stages take whole batches (a GPU-like step), else 1: one stage, or a spatial pipeline
+        whose own round rule already overlaps its groups of users (hardwired, dataflow)."""
+        layout = self.dtypes.get("parallelism")
+        pp = layout.pp if isinstance(layout, Parallelism) else 1
+        if pp <= 1 or self.backend.pipelined(self.hw) or self.backend.streams_prefill(self.hw):
+            return 1
+        return pp
+
+    @functools.cached_property
+    def in_flight(self) -> CostModel:
+        """This cost model costing every step as one group of users through the pipeline
+        stages (``pipeline.run(one_group=True)``), with each stage's time: what one micro-batch
+        of a pipeline-parallel engine runs.  Its own memo, kept across serving runs."""
+        sibling = copy.copy(self)
+        sibling.memo, sibling.decodes, sibling.one_group = {}, {}, True
+        return sibling
 
     @functools.cached_property
     def attention_dp(self) -> int:  # read on every step: the layout does not change
@@ -744,7 +794,11 @@ def serve(requests: list[Request], costs: CostModel, config: ServeConfig = Serve
                             f"of users (hardwired); {costs.hw.name} does not (use continuous or static)")
     config = effective_config(costs, config)
     capacity = kv_capacity_blocks(costs, config)
-    loop = _Loop(requests, costs, config, capacity, concurrency)
+    stages = costs.pipeline_stages if config.scheduler == "continuous" and costs.spec_decode is None else 1
+    if stages > 1:  # a pipeline-parallel replica: micro-batches in flight, as its engine runs them
+        loop: _Loop = _MicroLoop(requests, costs.in_flight, config, capacity, concurrency, stages)
+    else:
+        loop = _Loop(requests, costs, config, capacity, concurrency)
     loop.run()
     stats = [_stats(live, costs.request_overhead_s) for live in loop.finished]
     if costs.request_overhead_s > 0:
@@ -1141,12 +1195,17 @@ class _Loop:
         swap_s, cost_time, energy = self.swap_s, self.swap_s, 0.0
         self.swap_s = 0.0
         kernels = 0
+        parts: list[StepCost] | None = [] if self.interleaving else None  # the costs this step adds
         if prefill_tokens:
             c = self.costs.prefill(prefill_tokens, max(prefill_seqs, 1))
             cost_time, energy, kernels = cost_time + c.time_s, energy + c.energy_j, c.kernels
+            if parts is not None:
+                parts.append(c)
         if cached is not None:
             c = self.costs.cached_attention(*cached)
             cost_time, energy = cost_time + c.time_s, energy + c.energy_j
+            if parts is not None:
+                parts.append(c)
         if decoding:
             n = len(decoding)
             if self.spec is None:
@@ -1158,6 +1217,8 @@ class _Loop:
                 else:
                     total = context_sum
                 c = self.costs.decode(n, total / n)
+                if parts is not None:
+                    parts.append(c)
             else:
                 drafts, c = self.costs.decode_round(n, sum([live.prompt + live.generated
                                                             for live in decoding]) / n)
@@ -1172,10 +1233,28 @@ class _Loop:
             step_s = eager_step_s(device_s, kernels, self.config.eager_prefill_kernel_s)
             cost_time, energy = swap_s + step_s, energy + self.costs.static_w * (step_s - device_s)
         start = self.now
-        self.now += cost_time
-        self.steps.append(Step.record(start, self.now, prefill_tokens, len(decoding), len(self.running),
+        if parts is None:
+            self.now += cost_time
+            running = len(self.running)
+        else:  # a micro-batch's iteration through the pipeline stages (``_MicroLoop``)
+            self.now, energy = self._through_stages(start, cost_time, parts)
+            running = self._in_system()
+        self.steps.append(Step.record(start, self.now, prefill_tokens, len(decoding), running,
                                len(self.waiting), self.capacity - self.free, energy))
         return self.now
+
+    # A serving loop of one batch in flight; ``_MicroLoop`` keeps several.
+    interleaving = False
+
+    def _through_stages(self, start: float, cost_time: float, parts: list[StepCost]) -> tuple[float, float]:
+        raise NotImplementedError("only a loop with micro-batches in flight runs steps stage by stage")
+
+    def _in_system(self) -> int:
+        return len(self.running)
+
+    def _batch_limit(self) -> int:
+        """Running requests this step may reach by admission (``max_batch``)."""
+        return self.config.max_batch
 
     def _emit_round(self, decoding: list[_Live]) -> None:
         """Each decoding request emits its speculative round's tokens (``_round_tokens``) and
@@ -1344,7 +1423,7 @@ class _Loop:
         return self._grow_preempting(needs, decoding), None, None, None
 
     def _continuous_step(self) -> None:
-        self._admit(self.config.max_batch, reserve_output=False)
+        self._admit(self._batch_limit(), reserve_output=False)
         context_sum: int | None = None
         finishing: list[_Live] | None = None
         prefilling: list[_Live] | None = None
@@ -1434,3 +1513,137 @@ class _Loop:
         raise AccelsimError(
             f"the scheduler cannot make progress with {self.capacity} KV blocks of "
             f"{self.config.block_size} tokens; raise the capacity or shorten requests")
+
+
+class _MicroLoop(_Loop):
+    """A pipeline-parallel replica as its engine runs it: ``stages`` micro-batches in flight,
+    each a continuous-batching scheduler of its own over the requests it holds (a request stays
+    in the micro-batch that admitted it, as in steady state on every engine: a request is
+    scheduled again only once its previous iteration has left the last stage), sharing the
+    waiting queue and, by ``ServeConfig.pp_kv``, the KV pool.
+
+    Timing, an event-driven interleave over the stages: micro-batch v's next iteration is
+    formed when its previous one has left the last stage and stage 0 is free; it then runs
+    stage by stage, each stage starting when the iteration leaves the previous stage and the
+    stage has finished whatever it ran before, so a stage never does two things at once.  Its
+    stage times are the pipeline's stages at its own batch (``CostModel.in_flight``: one group,
+    ``Result.system["stage_latency_s"]``), scaled to the iteration's whole time (host copies,
+    an eager prefill's host bound, a power cap spread in proportion).  With one micro-batch
+    busy it is exactly the one-batch loop: each iteration is its trip through the stages.  The
+    micro-batch whose turn comes first is scheduled first (round robin on ties), so iterations
+    start in time order and each request's first token and end are exact; what is approximate
+    is the shared pool: a micro-batch's finished requests give their blocks back when its
+    iteration is scheduled, up to one iteration before the tokens come out."""
+
+    interleaving = True
+
+    def __init__(self, requests: list[Request], costs: CostModel, config: ServeConfig, blocks: int,
+                 concurrency: int | None, stages: int):
+        if config.pp_kv == "split" and (config.prefix_cache or config.kv_offload != "none"):
+            raise AccelsimError(f"a KV pool split over {stages} micro-batches (the runtime's pipeline-parallel "
+                                f"rule) with --prefix-cache or --kv-offload is not modelled; turn them off or use --pp 1")
+        share = blocks // stages if config.pp_kv == "split" else blocks
+        if share < 1:
+            raise AccelsimError(f"a KV pool of {blocks} blocks split over {stages} micro-batches "
+                                f"(--pp {stages}) leaves none for each; raise the capacity")
+        super().__init__(requests, costs, config, share, concurrency)
+        self.slots: list[list[_Live]] = [[] for _ in range(stages)]
+        self.free_of = [share] * stages  # each micro-batch's free blocks when the pool is split
+        self.ready = [0.0] * stages        # when each micro-batch's last iteration left the pipeline
+        self.turn = list(range(stages))    # round robin among micro-batches ready at once
+        self.stage_free = [0.0] * stages   # when each stage finishes what it was given
+        self.busy_until = 0.0              # the latest end of any iteration so far
+        self.stalled = False
+        self.static_w = costs.static_w
+
+    def _in_system(self) -> int:
+        return sum(len(slot) for slot in self.slots)
+
+    def _batch_limit(self) -> int:
+        """``max_batch`` as the engine counts it, and no more admissions than this iteration's
+        prefill budget can start: an engine puts a waiting request into the batch it schedules
+        only when it gives it prompt tokens (vLLM V1's token budget, TensorRT-LLM's
+        max_num_tokens per micro-batch), so an offline queue spreads over the micro-batches
+        instead of waiting, pinned, in the first."""
+        limit = self.config.max_batch
+        if self.config.pp_max_batch == "all":
+            limit -= self._in_system() - len(self.running)
+        budget = self.config.chunk - sum(live.to_prefill - live.prefilled for live in self.running
+                                         if live.prefilled < live.to_prefill)
+        starts = 0
+        for live in self.waiting:
+            if budget <= 0 or len(self.running) + starts >= limit:
+                break
+            budget -= live.to_prefill
+            starts += 1
+        return min(limit, len(self.running) + starts)
+
+    def _through_stages(self, start: float, cost_time: float, parts: list[StepCost]) -> tuple[float, float]:
+        """(when the iteration leaves the last stage, its energy): every stage takes its share
+        of ``cost_time``, the chips' static power is counted over the wall time the pipeline
+        is busy (the steps overlap), the ops' energy as costed."""
+        per_stage = [math.fsum(col) for col in zip(*(c.stages for c in parts))]
+        total = math.fsum(per_stage)
+        stages = len(self.stage_free)
+        # (a step costed without its stages, none here: an equal share each)
+        shares = [s / total for s in per_stage] if total > 0 and len(per_stage) == stages else [1.0 / stages] * stages
+        t = start
+        for k, share in enumerate(shares):
+            t = max(t, self.stage_free[k]) + cost_time * share
+            self.stage_free[k] = t
+        busy = max(0.0, t - max(start, self.busy_until))
+        self.busy_until = max(self.busy_until, t)
+        dynamic = math.fsum(c.energy_j - c.static_j for c in parts)
+        return t, dynamic + self.static_w * busy
+
+    def _stall(self) -> None:
+        """This micro-batch cannot start anything while others hold the pool: it waits for them."""
+        if self._in_system() - len(self.running) > 0:
+            self.stalled = True
+            return
+        super()._stall()
+
+    def _use(self, v: int) -> None:
+        self.running = self.slots[v]
+        if self.config.pp_kv == "split":
+            self.free = self.free_of[v]
+
+    def _keep(self, v: int) -> None:
+        self.slots[v] = self.running
+        if self.config.pp_kv == "split":
+            self.free_of[v] = self.free
+
+    def run(self) -> None:
+        stages = len(self.slots)
+        order = 0
+        while self.pending or self.waiting or self._in_system():
+            v = min(range(stages), key=lambda i: (self.ready[i], self.turn[i]))
+            order += 1
+            self.turn[v] = stages + order
+            self.now = max(self.ready[v], self.stage_free[0], self.now if not self._in_system() else 0.0)
+            self._use(v)
+            self._arrive()
+            if not self.waiting and not self._in_system():
+                # Nothing anywhere: the engine idles until the next request arrives.
+                arrival = self.pending[0].arrival_s
+                self.idle_s += max(0.0, arrival - max(self.now, self.busy_until))
+                self.now = max(self.now, arrival)
+                self.ready = [max(r, self.now) for r in self.ready]
+                self._keep(v)
+                continue
+            if not self.running and not self.waiting:
+                self.ready[v] = self._next_chance(v)
+                self._keep(v)
+                continue
+            self.stalled = False
+            self._continuous_step()
+            self._keep(v)
+            self.ready[v] = self._next_chance(v) if self.stalled else self.now
+
+    def _next_chance(self, v: int) -> float:
+        """When micro-batch ``v``, idle now, could next start something: the next arrival or the
+        next iteration end of a busy micro-batch (which may free blocks or send a request)."""
+        times = [self.ready[i] for i in range(len(self.slots)) if i != v and self.slots[i]]
+        if self.pending and self.pending[0].arrival_s > self.now:  # one due now waits for a busy turn
+            times.append(self.pending[0].arrival_s)
+        return max(self.now, min(times)) if times else self.now
