@@ -206,10 +206,11 @@ def test_nvidia_r1_layouts_carry_their_configs_batch_and_their_logs_sample_count
     gb200 = r1_points[f"{SOURCE}/NVIDIA/GB200-NVL72_GB200-186GB_aarch64x72_TRT/DeepSeek-R1"].run
     b200 = r1_points[f"{SOURCE}/NVIDIA/B200-SXM-180GBx8_TRT/DeepSeek-R1"].run
     # gpu_batch_size per attention rank x 8 ranks, capped by max_concurrency:
-    # GB300 min(1536 x 8, 10240) = 10240; B200 / GB200 min(512 x 8, 5120) = 4096
-    assert {k: v for k, v, _ in gb300.settings} == {"max_batch": 10240, "max_tokens_per_step": 6656}
-    assert {k: v for k, v, _ in gb200.settings} == {"max_batch": 4096, "max_tokens_per_step": 4608}
-    assert {k: v for k, v, _ in b200.settings} == {"max_batch": 4096, "max_tokens_per_step": 4608}
+    # GB300 min(1536 x 8, 10240) = 10240; B200 / GB200 min(512 x 8, 5120) = 4096; and
+    # max_num_tokens per attention rank x 8: 6656 x 8 = 53248, 4608 x 8 = 36864
+    assert {k: v for k, v, _ in gb300.settings} == {"max_batch": 10240, "max_tokens_per_step": 53248}
+    assert {k: v for k, v, _ in gb200.settings} == {"max_batch": 4096, "max_tokens_per_step": 36864}
+    assert {k: v for k, v, _ in b200.settings} == {"max_batch": 4096, "max_tokens_per_step": 36864}
     # LoadGen's generated_samples_per_query over the replicas, rounded up: 399,308 / 9, 210,624 / 9
     assert gb300.requests == 44368 == len(gb300.lengths)
     assert gb200.requests == 23403 == len(gb200.lengths)

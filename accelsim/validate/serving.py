@@ -79,7 +79,9 @@ RUN_SWITCHES = ("prefill_graphs", "overlap_schedule", "mixed_prefill")
 RUN_COUNTS = ("max_tokens_per_step",)
 # The counts an MLPerf submission's config sets (``MlperfLayout.settings``): the sequences the
 # engine keeps in flight per instance (gpu_batch_size per attention rank x ranks, capped by the
-# harness's max_concurrency) and TensorRT-LLM's max_num_tokens.
+# harness's max_concurrency) and the instance's token budget per step (TensorRT-LLM's
+# max_num_tokens, per attention rank, x ranks: the serving loop spreads a step's prompt tokens over
+# the ranks).
 LAYOUT_COUNTS = ("max_batch", "max_tokens_per_step")
 
 
