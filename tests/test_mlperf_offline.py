@@ -194,6 +194,69 @@ def test_bad_serving_inputs_exit_2_with_one_line(tmp_path, capsys, change, messa
     assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
 
 
+# --- a submission's own engine settings and sample count (issue 17, R1 on Blackwell) -----------
+@pytest.fixture(scope="module")
+def r1_points():
+    points = serving.read_sources().points
+    return {p.id: p for p in points if p.source == SOURCE and p.run.model == "deepseek-r1"}
+
+
+def test_nvidia_r1_layouts_carry_their_configs_batch_and_their_logs_sample_count(r1_points):
+    gb300 = r1_points[f"{SOURCE}/NVIDIA/GB300-NVL72_GB300-288GB_aarch64x72_TRT/DeepSeek-R1"].run
+    gb200 = r1_points[f"{SOURCE}/NVIDIA/GB200-NVL72_GB200-186GB_aarch64x72_TRT/DeepSeek-R1"].run
+    b200 = r1_points[f"{SOURCE}/NVIDIA/B200-SXM-180GBx8_TRT/DeepSeek-R1"].run
+    # gpu_batch_size per attention rank x 8 ranks, capped by max_concurrency:
+    # GB300 min(1536 x 8, 10240) = 10240; B200 / GB200 min(512 x 8, 5120) = 4096; and
+    # max_num_tokens per attention rank x 8: 6656 x 8 = 53248, 4608 x 8 = 36864
+    assert {k: v for k, v, _ in gb300.settings} == {"max_batch": 10240, "max_tokens_per_step": 53248}
+    assert {k: v for k, v, _ in gb200.settings} == {"max_batch": 4096, "max_tokens_per_step": 36864}
+    assert {k: v for k, v, _ in b200.settings} == {"max_batch": 4096, "max_tokens_per_step": 36864}
+    # LoadGen's generated_samples_per_query over the replicas, rounded up: 399,308 / 9, 210,624 / 9
+    assert gb300.requests == 44368 == len(gb300.lengths)
+    assert gb200.requests == 23403 == len(gb200.lengths)
+    assert b200.requests == 26328 == len(b200.lengths)
+    assert all("generated_samples_per_query" in source for _, _, source in gb300.settings)
+
+
+def test_rows_without_engine_settings_keep_the_sources_defaults():
+    points = serving.read_sources().points
+    llama = [p for p in points if p.source == SOURCE and p.run.model != "deepseek-r1"]
+    assert llama and all(p.run.settings == () and p.run.requests == 4000 for p in llama)
+
+
+def test_a_layout_setting_reaches_the_serving_loop(tmp_path):
+    """max_batch 3 on a one-GPU 8B replica: no step ever holds more than 3 sequences, and 7
+    samples over 8 replicas round up to one request each (the hand-worked split)."""
+    def change(src):
+        for layout in src["layouts"]:
+            if layout["submitter"] == "NVIDIA" and layout["system"] == "B200-SXM-180GBx8_TRT" \
+                    and layout["model"] == "Llama-3.1-8B":
+                layout.update(settings={"max_batch": 3}, samples=17)
+    path = _one_source_file(tmp_path, change)
+    (point,) = serving.read_sources(path).points
+    assert point.run.requests == 3 == len(point.run.lengths)  # ceil(17 / 8)
+    result = serving.simulate(point.run)
+    assert max(s.running for s in result.steps) <= 3
+    assert max(s.decodes for s in result.steps) <= 3
+    assert np.isfinite(result.throughput_tokens_per_s) and result.throughput_tokens_per_s > 0
+
+
+@pytest.mark.parametrize("update, message", [
+    ({"settings": {"max_batchh": 8}}, "unknown layout setting max_batchh; allowed: max_batch, max_tokens_per_step"),
+    ({"settings": {"max_batch": 0}}, "max_batch"),
+    ({"samples": 3}, "samples 3 leave a replica of the 8 without a request"),
+])
+def test_a_bad_layout_setting_exits_2_with_one_line(tmp_path, capsys, update, message):
+    def change(src):
+        layout = next(lay for lay in src["layouts"] if lay["submitter"] == "NVIDIA"
+                      and lay["system"] == "B200-SXM-180GBx8_TRT" and lay["model"] == "Llama-3.1-8B")
+        layout.update(update)
+    path = _one_source_file(tmp_path, change)
+    assert main(["validate", "--serving", "--points", str(path), "--source", SOURCE]) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
 # --- Server: Poisson arrivals at the run's measured samples/s -----------------------------------
 
 SERVER, SERVER_SCENARIO = "mlperf-5.1-server", "MLPerf Inference v5.1 closed Server"

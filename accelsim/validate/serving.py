@@ -77,6 +77,12 @@ class Exclusion(Spec):
 # on/off switches, and counts.
 RUN_SWITCHES = ("prefill_graphs", "overlap_schedule", "mixed_prefill")
 RUN_COUNTS = ("max_tokens_per_step",)
+# The counts an MLPerf submission's config sets (``MlperfLayout.settings``): the sequences the
+# engine keeps in flight per instance (gpu_batch_size per attention rank x ranks, capped by the
+# harness's max_concurrency) and the instance's token budget per step (TensorRT-LLM's
+# max_num_tokens, per attention rank, x ranks: the serving loop spreads a step's prompt tokens over
+# the ranks).
+LAYOUT_COUNTS = ("max_batch", "max_tokens_per_step")
 
 
 class EngineSetting(Spec):
@@ -170,11 +176,36 @@ class MlperfLayout(Spec):
     dp: PositiveInt = 1
     ep: PositiveInt = 1
     replicas: PositiveInt = 1
+    # What the submission's engine and LoadGen ran with, read from its config and log (cited in
+    # ``source``): preset counts otherwise than the preset's defaults (``LAYOUT_COUNTS``), and the
+    # run's sample count (LoadGen's generated_samples_per_query, the whole system's), which the
+    # replay queues, split over the replicas, in place of the source's requests_per_replica.  A
+    # long-output benchmark drains its queue for minutes at a shrinking batch: how many samples
+    # the run queued sets how much of it that drain is.
+    settings: dict[str, PositiveInt] = {}
+    samples: PositiveInt | None = None
     source: str = Field(min_length=3)
+
+    @model_validator(mode="after")
+    def _known_counts(self):
+        for key in self.settings:
+            if key not in LAYOUT_COUNTS:
+                raise ValueError(f"unknown layout setting {key}; allowed: {', '.join(LAYOUT_COUNTS)}")
+        if self.samples is not None and self.samples < self.replicas:
+            raise ValueError(f"samples {self.samples} leave a replica of the {self.replicas} without a request")
+        return self
 
     @property
     def chips(self) -> int:
         return self.tp * self.pp * self.dp * self.replicas
+
+    def requests(self, default: int) -> int:
+        """Requests one replica serves: its share of the run's samples (rounded up), else ``default``."""
+        return default if self.samples is None else -(-self.samples // self.replicas)
+
+    def engine_settings(self) -> tuple[tuple[str, bool | int, str], ...]:
+        """The counts this submission set, as a run's settings (key, value, source), by key."""
+        return tuple((key, value, self.source) for key, value in sorted(self.settings.items()))
 
 
 class MlperfSource(Spec):
@@ -584,14 +615,15 @@ def _mlperf_run(src: MlperfSource, spec: ServingFile, row: Mapping[str, str], lo
                           f"{row.get('chips')}", source=where)
     samples = _number(log[src.samples_name], "value", where)
     output_mean = _number(log[src.tokens_name], "value", where) / samples
+    requests = layout.requests(src.requests_per_replica)
     lengths = (() if row["model"] not in tables else
-               replay_lengths(tables[row["model"]], bench, src.requests_per_replica, output_mean, src.seed))
+               replay_lengths(tables[row["model"]], bench, requests, output_mean, src.seed))
     dtypes = src.precisions[row["precision"]]
     return ServingRun(src.runtimes[row["framework"].split(" ")[0]], spec.models[row["model"]],
                       spec.hardware[row["hardware"]], layout.tp, layout.ep, layout.dp, dtypes.weight, dtypes.act,
-                      dtypes.kv, src.load, 0, src.requests_per_replica, bench.input_mean, max(1, round(output_mean)),
-                      1.0, pp=layout.pp, replicas=layout.replicas, lengths=lengths,
-                      rate=samples / layout.replicas if src.load == "rate" else 0.0)
+                      dtypes.kv, src.load, 0, requests, bench.input_mean, max(1, round(output_mean)),
+                      1.0, settings=layout.engine_settings(), pp=layout.pp, replicas=layout.replicas,
+                      lengths=lengths, rate=samples / layout.replicas if src.load == "rate" else 0.0)
 
 
 @dataclass(frozen=True)
