@@ -106,3 +106,28 @@ def test_sensitivity_tables_match_the_group_by_group_version(tmp_path):
                 got = sensitivity(frame, key, keys, metric, sense)
                 want = _sensitivity_row_by_row(frame, key, keys, metric, sense)
                 pd.testing.assert_frame_equal(got, want, check_dtype=False)
+
+
+def _space_with_clocks(tmp_path: Path, clocks: int, capacities: int = 29) -> Path:
+    import yaml
+    doc = yaml.safe_load((SPACES / "hardwired.yaml").read_text(encoding="utf-8"))
+    doc["parameters"][1]["linear"]["num"] = capacities
+    doc["parameters"][2]["linear"]["num"] = clocks
+    path = tmp_path / f"space-{capacities}-{clocks}.yaml"
+    path.write_text(yaml.safe_dump(doc), encoding="utf-8")
+    return path
+
+
+def test_a_million_point_grid_is_accepted_and_a_runaway_grid_refused_in_one_line(tmp_path, cli):
+    """The bound stops a mistyped grid, not the million-point sweeps the runner streams (the
+    benchmark's 1,000,181-point grid was refused while the bound was 1,000,000)."""
+    from accelsim.dse.space import MAX_GRID_POINTS
+    fixed = math.prod(p.size for p in load_space(SPACES / "hardwired.yaml").spec.parameters[:2])
+    million = load_space(_space_with_clocks(tmp_path, -(-1_000_000 // fixed)))
+    assert math.prod(p.size for p in million.spec.parameters) > 1_000_000
+    runaway = _space_with_clocks(tmp_path, 10_000, 10_000)  # 7 x 10^8 points, each range allowed
+    code, _, err = cli("sweep", "--space", str(runaway), "--out", str(tmp_path / "out"))
+    lines = err.strip().splitlines()
+    assert code == 2 and len(lines) == 1, err
+    assert f"the most a sweep enumerates is {MAX_GRID_POINTS:,}" in lines[0]
+    assert not (tmp_path / "out" / "results.csv").exists()

@@ -47,9 +47,11 @@ Sense = Literal["max", "min"]
 _DIMENSIONS = (units.SIZE, units.BANDWIDTH, units.FREQUENCY, units.THROUGHPUT, units.POWER,
                units.ENERGY, units.ENERGY_PER_BYTE, units.TIME, units.AREA, units.BIT_DENSITY,
                units.MONEY)
-# Grid sizes a sweep can enumerate in memory: values per range, and points in a whole grid.
+# Values per range, and points in a whole grid.  Sweeps stream their points, so the grid bound is
+# not memory: it stops a mistyped grid (10^9 points would run for days) while leaving headroom over
+# the million-point sweeps the runner is built for (a 1,000,181-point grid: ~1 min on 2 cores).
 MAX_RANGE_POINTS = 10_000
-MAX_GRID_POINTS = 1_000_000
+MAX_GRID_POINTS = 5_000_000
 _CONDITION = re.compile(r"^\s*([a-z_0-9]+)\s*(<=|>=)\s*([-+0-9.eE]+)\s*$")
 
 
