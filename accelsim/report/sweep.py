@@ -3,6 +3,7 @@ plots with real cliffs annotated, Markdown + HTML, and a CSV of every number sho
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -226,20 +227,30 @@ def _ticks(ax, axis: str, column: str) -> None:
         plain_ticks(ax, axis)
 
 
+Rows = Callable[[np.ndarray], pd.DataFrame]
+
+
 def write_report(frame: pd.DataFrame, summary: SweepSummary, out_dir: Path,
-                 found: reading.Reading | None = None) -> dict[str, Path]:
+                 found: reading.Reading | None = None, rows: Rows | None = None) -> dict[str, Path]:
     """Every file of the report; ``frame`` holds one row per design point (results.csv), and
-    ``found`` its feasible designs and front when the caller already has them."""
+    ``found`` its feasible designs and front when the caller already has them.  ``rows`` gives
+    whole rows by position when ``frame`` holds only ``report_columns`` (a million-point sweep
+    is then never read whole: only the front and the chosen designs are)."""
+    if rows is None:
+        whole = frame
+
+        def rows(positions: np.ndarray) -> pd.DataFrame:
+            return whole.iloc[positions].set_axis(positions)
     if found is None:
         conditions = [Condition.parse(c, "sweep.json") for c in summary.constraints]
         found = reading.read(frame, summary.objectives, conditions)
     frame = frame.copy(deep=False)  # a new column on a view: the caller's frame is untouched, no data copied
     frame["feasible"] = found.feasible
     files: dict[str, Path] = {"results_csv": out_dir / "results.csv"}
-    front = frame[found.front]
+    front = _with_feasible(rows(np.flatnonzero(found.front)), found)
     files["pareto_csv"] = out_dir / "pareto.csv"
     front.to_csv(files["pareto_csv"], index=False)
-    chosen = _chosen(frame, found, front, summary)
+    chosen = _chosen(rows, found, front, summary)
     chosen_frame = pd.DataFrame([{"design": k, **row.to_dict()} for k, row in chosen.items()])
     files["chosen_csv"] = out_dir / "chosen.csv"
     chosen_frame.to_csv(files["chosen_csv"], index=False)
@@ -275,7 +286,14 @@ def write_report(frame: pd.DataFrame, summary: SweepSummary, out_dir: Path,
     return files
 
 
-def _chosen(frame: pd.DataFrame, found: reading.Reading, front: pd.DataFrame,
+def _with_feasible(part: pd.DataFrame, found: reading.Reading) -> pd.DataFrame:
+    """Whole rows with the report's ``feasible`` column added last (positions as index)."""
+    part = part.copy(deep=False)
+    part["feasible"] = found.feasible[np.asarray(part.index, dtype=np.int64)] if len(part) else []
+    return part
+
+
+def _chosen(rows: Rows, found: reading.Reading, front: pd.DataFrame,
             summary: SweepSummary) -> dict[str, pd.Series]:
     chosen: dict[str, pd.Series] = {}
     # Picked from the front by the rule the CLI prints (``reading.pick``), so a tie in the picked
@@ -283,7 +301,8 @@ def _chosen(frame: pd.DataFrame, found: reading.Reading, front: pd.DataFrame,
     position = reading.pick(found, summary.pick_metric, summary.pick_sense)
     if position is None:
         return chosen
-    chosen[f"pick: {summary.pick_sense} {summary.pick_metric}"] = frame.iloc[position]
+    chosen[f"pick: {summary.pick_sense} {summary.pick_metric}"] = \
+        _with_feasible(rows(np.array([position])), found).iloc[0]
     for metric, sense in summary.objectives.items() if len(front) else ():
         row = front.iloc[reading.best(front[metric].to_numpy(dtype=float), sense)]
         chosen.setdefault(f"best {metric}", row)
@@ -312,9 +331,74 @@ def cliffs_from(space) -> list[dict]:
     return [{"key": a.key, "at": to_number(a.at), "label": a.label} for a in space.spec.annotations]
 
 
-def load_frame(path: Path) -> pd.DataFrame:
-    """A sweep's results from results.parquet (typed columns) or results.csv."""
+def load_frame(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """A sweep's results from results.parquet (typed columns) or results.csv; only ``columns``
+    (in file order) when given."""
+    if columns is not None:
+        wanted = set(columns)
+        columns = [c for c in _file_columns(path) if c in wanted]
     if path.suffix == ".parquet":
-        return pd.read_parquet(path)
+        return pd.read_parquet(path, columns=columns)
     # Ids, status and reason are text: a hex id such as "1234e56789012345" must not read as a number.
-    return pd.read_csv(path, keep_default_na=True, dtype={"point_id": str, "status": str, "reason": str})
+    return pd.read_csv(path, keep_default_na=True, dtype=_CSV_TEXT, usecols=columns)
+
+
+_CSV_TEXT = {"point_id": str, "status": str, "reason": str}
+
+# Rows read at a time when fetching whole rows (the front, the chosen designs) from a sweep file.
+BATCH_ROWS = 65_536
+
+
+def report_columns(summary: SweepSummary) -> list[str]:
+    """The columns the report reads for every design (status, parameters, objectives, the
+    constrained and picked metrics); whole rows are fetched only for the designs it lists."""
+    conditions = [Condition.parse(c, "sweep.json").metric for c in summary.constraints]
+    return list(dict.fromkeys(["status", *summary.keys, *summary.objectives, *conditions, summary.pick_metric]))
+
+
+def rows_at(path: Path, positions: np.ndarray, batch_rows: int = BATCH_ROWS) -> pd.DataFrame:
+    """Whole rows at ``positions`` (0-based file order; repeats allowed) of a sweep file, in
+    the order asked and indexed by position, read ``batch_rows`` at a time so the file is never
+    held whole."""
+    positions = np.asarray(positions, dtype=np.int64)
+    wanted = np.unique(positions)
+    parts = []
+    start = 0
+    for batch in _batches(path, batch_rows):
+        stop = start + len(batch)
+        inside = wanted[(wanted >= start) & (wanted < stop)]
+        if len(inside):
+            part = batch.iloc[inside - start]
+            part.index = inside
+            parts.append(part)
+        start = stop
+    if parts:
+        found = pd.concat(parts)
+    else:
+        found = load_frame(path).iloc[:0]  # no rows: the header's columns and types
+    return found.loc[positions]
+
+
+def _batches(path: Path, batch_rows: int):
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+        with pq.ParquetFile(path) as file:
+            for batch in file.iter_batches(batch_size=batch_rows):
+                yield _as_frame(batch)
+        return
+    with pd.read_csv(path, keep_default_na=True, dtype=_CSV_TEXT, chunksize=batch_rows) as chunks:
+        yield from chunks
+
+
+def _as_frame(batch) -> pd.DataFrame:
+    """An Arrow batch as ``pd.read_parquet`` converts a whole table (the same column types)."""
+    import pyarrow as pa
+    table = pa.Table.from_batches([batch])
+    return table.to_pandas(types_mapper={pa.string(): pd.StringDtype(na_value=np.nan)}.get)
+
+
+def _file_columns(path: Path) -> list[str]:
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+        return list(pq.read_schema(path).names)
+    return list(pd.read_csv(path, nrows=0).columns)
