@@ -69,7 +69,8 @@ def pareto_plot(frame: pd.DataFrame, front: pd.DataFrame, chosen: dict[str, pd.S
                 objectives: dict[str, str], path: Path) -> Path:
     """The first two objectives: every design, the feasible ones, the front, the chosen ones."""
     x, y = list(objectives)[:2]
-    ok = frame[frame["status"] == STATUS_OK]
+    # Only the plotted columns of the designs that run: no copy of the rest of the sweep.
+    ok = frame.loc[(frame["status"] == STATUS_OK).to_numpy(dtype=bool), list(dict.fromkeys([x, y, "feasible"]))]
     fig, ax = plt.subplots(figsize=(8, 5.5))
     shown, note = _thinned(ok)
     ax.scatter(shown[x], shown[y], s=8, color="#bbbbbb", label=f"infeasible (violates a constraint){note}")
@@ -122,12 +123,15 @@ def sensitivity(frame: pd.DataFrame, key: str, keys: list[str], metric: str, sen
     """``metric`` against ``key`` with every other parameter held at its middle grid value, plus
     the best value over all other parameters, per value of ``key`` (grouped column-wise: a
     million-point sweep has thousands of values per key)."""
-    held = frame
+    in_slice = np.ones(len(frame), dtype=bool)
     for other in keys:
         if other == key:
             continue
         levels = np.sort(frame[other].dropna().unique())
-        held = held[held[other] == levels[len(levels) // 2]]
+        in_slice &= (frame[other] == levels[len(levels) // 2]).to_numpy(dtype=bool)
+    # The slice's rows of the three columns it uses, taken once (a million-point sweep's slice
+    # is small, the sweep is not).
+    held = frame.loc[in_slice, list(dict.fromkeys([key, "status", metric]))]
     ok = frame["status"] == STATUS_OK
     values = frame[key]
     groups = values.groupby(values)
@@ -338,7 +342,10 @@ def load_frame(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
         wanted = set(columns)
         columns = [c for c in _file_columns(path) if c in wanted]
     if path.suffix == ".parquet":
-        return pd.read_parquet(path, columns=columns)
+        import pyarrow.parquet as pq
+        # Column by column, each Arrow buffer freed once converted: the table and the frame
+        # are never both held whole.
+        return _as_frame(pq.read_table(path, columns=columns), self_destruct=True)
     # Ids, status and reason are text: a hex id such as "1234e56789012345" must not read as a number.
     return pd.read_csv(path, keep_default_na=True, dtype=_CSV_TEXT, usecols=columns)
 
@@ -358,43 +365,59 @@ def report_columns(summary: SweepSummary) -> list[str]:
 
 def rows_at(path: Path, positions: np.ndarray, batch_rows: int = BATCH_ROWS) -> pd.DataFrame:
     """Whole rows at ``positions`` (0-based file order; repeats allowed) of a sweep file, in
-    the order asked and indexed by position, read ``batch_rows`` at a time so the file is never
-    held whole."""
+    the order asked and indexed by position, read a batch at a time so the file is never held
+    whole (a Parquet file: only the row groups that hold a wanted row; a CSV: ``batch_rows``
+    rows at a time)."""
     positions = np.asarray(positions, dtype=np.int64)
     wanted = np.unique(positions)
     parts = []
-    start = 0
-    for batch in _batches(path, batch_rows):
-        stop = start + len(batch)
-        inside = wanted[(wanted >= start) & (wanted < stop)]
+    for start, batch in _batches(path, batch_rows, wanted):
+        inside = wanted[(wanted >= start) & (wanted < start + len(batch))]
         if len(inside):
             part = batch.iloc[inside - start]
-            part.index = inside
+            part.index = pd.Index(inside)
             parts.append(part)
-        start = stop
     if parts:
         found = pd.concat(parts)
     else:
-        found = load_frame(path).iloc[:0]  # no rows: the header's columns and types
+        found = _as_frame(_empty_table(path)) if path.suffix == ".parquet" else \
+            pd.read_csv(path, dtype=_CSV_TEXT, nrows=batch_rows).iloc[:0]  # no rows: the columns and types
     return found.loc[positions]
 
 
-def _batches(path: Path, batch_rows: int):
+def _batches(path: Path, batch_rows: int, wanted: np.ndarray):
+    """(first position, rows) of each batch of the file that may hold a ``wanted`` position."""
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
-        with pq.ParquetFile(path) as file:
-            for batch in file.iter_batches(batch_size=batch_rows):
-                yield _as_frame(batch)
+        # pre_buffer off: only the row group being read is held.
+        with pq.ParquetFile(path, pre_buffer=False) as file:
+            start = 0
+            for group in range(file.metadata.num_row_groups):
+                size = file.metadata.row_group(group).num_rows
+                if np.any((wanted >= start) & (wanted < start + size)):
+                    yield start, _as_frame(file.read_row_group(group))
+                start += size
         return
+    start = 0
     with pd.read_csv(path, keep_default_na=True, dtype=_CSV_TEXT, chunksize=batch_rows) as chunks:
-        yield from chunks
+        for chunk in chunks:
+            yield start, chunk
+            start += len(chunk)
 
 
-def _as_frame(batch) -> pd.DataFrame:
-    """An Arrow batch as ``pd.read_parquet`` converts a whole table (the same column types)."""
+def _empty_table(path: Path):
+    import pyarrow.parquet as pq
+    return pq.read_schema(path).empty_table()
+
+
+def _as_frame(data, self_destruct: bool = False) -> pd.DataFrame:
+    """An Arrow table or batch as ``pd.read_parquet`` converts a whole table (the same column
+    types)."""
     import pyarrow as pa
-    table = pa.Table.from_batches([batch])
-    return table.to_pandas(types_mapper={pa.string(): pd.StringDtype(na_value=np.nan)}.get)
+    table = data if isinstance(data, pa.Table) else pa.Table.from_batches([data])
+    del data  # with self_destruct, the caller's last reference is the table converted here
+    return table.to_pandas(types_mapper={pa.string(): pd.StringDtype(na_value=np.nan)}.get,
+                           split_blocks=self_destruct, self_destruct=self_destruct)
 
 
 def _file_columns(path: Path) -> list[str]:
