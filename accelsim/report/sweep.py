@@ -343,9 +343,12 @@ def load_frame(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
         columns = [c for c in _file_columns(path) if c in wanted]
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
-        # Column by column, each Arrow buffer freed once converted: the table and the frame
+        # A column at a time, each Arrow column freed once converted: the table and the frame
         # are never both held whole.
-        return _as_frame(pq.read_table(path, columns=columns), self_destruct=True)
+        with pq.ParquetFile(path, pre_buffer=False) as file:
+            names = file.schema_arrow.names if columns is None else columns
+            return pd.concat({c: _as_frame(file.read(columns=[c], use_threads=False), self_destruct=True)[c]
+                              for c in names}, axis=1) if names else pd.DataFrame()
     # Ids, status and reason are text: a hex id such as "1234e56789012345" must not read as a number.
     return pd.read_csv(path, keep_default_na=True, dtype=_CSV_TEXT, usecols=columns)
 
