@@ -347,8 +347,10 @@ def load_frame(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
         # are never both held whole.
         with pq.ParquetFile(path, pre_buffer=False) as file:
             names = file.schema_arrow.names if columns is None else columns
-            return pd.concat({c: _as_frame(file.read(columns=[c], use_threads=False), self_destruct=True)[c]
-                              for c in names}, axis=1) if names else pd.DataFrame()
+            frame = pd.DataFrame(index=pd.RangeIndex(file.metadata.num_rows))
+            for c in names:  # one block per column, never consolidated into a copy
+                frame[c] = _as_frame(file.read(columns=[c], use_threads=False), self_destruct=True)[c]
+            return frame
     # Ids, status and reason are text: a hex id such as "1234e56789012345" must not read as a number.
     return pd.read_csv(path, keep_default_na=True, dtype=_CSV_TEXT, usecols=columns)
 
