@@ -376,12 +376,9 @@ def rows_at(path: Path, positions: np.ndarray, batch_rows: int = BATCH_ROWS) -> 
     positions = np.asarray(positions, dtype=np.int64)
     wanted = np.unique(positions)
     parts = []
-    for start, batch in _batches(path, batch_rows, wanted):
-        inside = wanted[(wanted >= start) & (wanted < start + len(batch))]
-        if len(inside):
-            part = batch.iloc[inside - start]
-            part.index = pd.Index(inside)
-            parts.append(part)
+    for inside, part in _wanted_rows(path, batch_rows, wanted):
+        part.index = pd.Index(inside)
+        parts.append(part)
     if parts:
         found = pd.concat(parts)
     else:
@@ -390,8 +387,9 @@ def rows_at(path: Path, positions: np.ndarray, batch_rows: int = BATCH_ROWS) -> 
     return found.loc[positions]
 
 
-def _batches(path: Path, batch_rows: int, wanted: np.ndarray):
-    """(first position, rows) of each batch of the file that may hold a ``wanted`` position."""
+def _wanted_rows(path: Path, batch_rows: int, wanted: np.ndarray):
+    """(positions, rows) for each batch of the file that holds a ``wanted`` position: only those
+    rows are converted (a Parquet row group is cut down before it becomes a frame)."""
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
         # pre_buffer off: only the row group being read is held.
@@ -399,14 +397,17 @@ def _batches(path: Path, batch_rows: int, wanted: np.ndarray):
             start = 0
             for group in range(file.metadata.num_row_groups):
                 size = file.metadata.row_group(group).num_rows
-                if np.any((wanted >= start) & (wanted < start + size)):
-                    yield start, _as_frame(file.read_row_group(group))
+                inside = wanted[(wanted >= start) & (wanted < start + size)]
+                if len(inside):
+                    yield inside, _as_frame(file.read_row_group(group, use_threads=False).take(inside - start))
                 start += size
         return
     start = 0
     with pd.read_csv(path, keep_default_na=True, dtype=_CSV_TEXT, chunksize=batch_rows) as chunks:
         for chunk in chunks:
-            yield start, chunk
+            inside = wanted[(wanted >= start) & (wanted < start + len(chunk))]
+            if len(inside):
+                yield inside, chunk.iloc[inside - start]
             start += len(chunk)
 
 
