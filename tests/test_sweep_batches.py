@@ -125,3 +125,14 @@ def test_cli_sweep_report_equals_the_whole_table_report(tmp_path, cli):
     code, _, err = cli("report", str(redrawn))
     assert code == 0, err
     assert _files(redrawn) == swept
+
+
+def test_report_on_results_missing_a_judged_column_is_one_line(tmp_path, cli):
+    out = tmp_path / "sweep"
+    code, _, err = cli("sweep", "--space", str(SPACES / "hardwired.yaml"), "--out", str(out), "--no-report")
+    assert code == 0, err
+    frame = load_frame(out / "results.csv")
+    frame.drop(columns=["area_mm2"]).to_csv(out / "results.csv", index=False)
+    code, _, err = cli("report", str(out))
+    assert code == 2
+    assert err.count("\n") == 1 and "results.csv" in err and "'area_mm2'" in err, err

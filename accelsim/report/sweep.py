@@ -18,6 +18,7 @@ import pandas as pd
 from accelsim.dse import reading
 from accelsim.dse.metrics import STATUS_OK
 from accelsim.dse.space import METRICS, Condition, to_number
+from accelsim.errors import AccelsimError
 from accelsim.report.cells import format_cell, unit_of
 
 _LOADER = jinja2.PackageLoader("accelsim.report", "templates")
@@ -339,8 +340,14 @@ def load_frame(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
     """A sweep's results from results.parquet (typed columns) or results.csv; only ``columns``
     (in file order) when given."""
     if columns is not None:
+        present = _file_columns(path)
+        missing = [c for c in columns if c not in present]
+        if missing:
+            raise AccelsimError(f"no column {', '.join(map(repr, missing))} (the sweep's parameters and "
+                                f"metrics that sweep.json names); rerun `accelsim sweep` to rewrite it",
+                                source=str(path))
         wanted = set(columns)
-        columns = [c for c in _file_columns(path) if c in wanted]
+        columns = [c for c in present if c in wanted]
     if path.suffix == ".parquet":
         import pyarrow.parquet as pq
         # A column at a time, each Arrow column freed once converted: the table and the frame
