@@ -136,3 +136,17 @@ def test_report_on_results_missing_a_judged_column_is_one_line(tmp_path, cli):
     code, _, err = cli("report", str(out))
     assert code == 2
     assert err.count("\n") == 1 and "results.csv" in err and "'area_mm2'" in err, err
+
+
+def test_parquet_of_a_column_the_first_block_types_wrong_is_typed_from_the_whole_file(tmp_path):
+    """Whole numbers for the first megabytes, then a fraction: the streamed conversion's first
+    guess (integers) fails, and the file is typed whole instead, as pandas reads the CSV."""
+    n = 120_000
+    frame = pd.DataFrame({"point_id": [f"{i:016x}" for i in range(n)],
+                          "a": [str(i % 7) for i in range(n - 1)] + ["2.5"],
+                          "status": STATUS_OK, "reason": "", "tokens_per_s": 1.0})
+    csv_path = tmp_path / "results.csv"
+    frame.to_csv(csv_path, index=False)
+    parquet = runner.to_parquet(csv_path)
+    pd.testing.assert_frame_equal(load_frame(parquet), load_frame(csv_path))
+    assert load_frame(parquet)["a"].iloc[-1] == 2.5
