@@ -7,7 +7,7 @@ import click
 
 from accelsim.cli import output
 from accelsim.errors import AccelsimError
-from accelsim.report.sweep import SweepSummary, load_frame, write_report
+from accelsim.report.sweep import SweepSummary, load_frame, report_columns, rows_at, write_report
 
 
 @click.command()
@@ -20,7 +20,11 @@ def report(directory: Path):
             raise AccelsimError(f"{directory}: no {path.name} here; point at a folder written by "
                                 f"`accelsim sweep --out`")
     with output.files_into(directory, "DIRECTORY") as staging:
-        files = output.moved(write_report(load_frame(results), SweepSummary.load(meta), staging),
+        summary = SweepSummary.load(meta)
+        # Whole rows only for the designs the report lists (as `accelsim sweep` reads them).
+        frame = load_frame(results, report_columns(summary))
+        files = output.moved(write_report(frame, summary, staging,
+                                          rows=lambda positions: rows_at(results, positions)),
                              staging, directory)
     click.echo(f"report: {files['html']}")
 

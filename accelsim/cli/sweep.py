@@ -18,7 +18,7 @@ from accelsim.dse.metrics import Reference
 from accelsim.dse.space import MAX_GRID_POINTS, METRICS, Condition, load_space
 from accelsim.errors import AccelsimError, CannotRunError
 from accelsim.report.cells import format_cell
-from accelsim.report.sweep import SweepSummary, cliffs_from, load_frame, write_report
+from accelsim.report.sweep import SweepSummary, cliffs_from, load_frame, report_columns, rows_at, write_report
 from accelsim.workload import Workload
 
 
@@ -122,26 +122,33 @@ def sweep(model, space_path, out, strategy, samples, seed, workers, scheduler, r
                           distinct=strategy == "grid", total=total, progress=bar.update)
         finally:
             bar.close()
-    frame = load_frame(runner.to_parquet(csv_path))
-    if not len(frame):
-        raise AccelsimError("the sweep evaluated no design points")
-    if reference_note is not None:  # said once the sweep ran, so a refusal stays one line
-        click.echo(f"note: no breakeven_mtokens: {reference_note}", err=True)
     pick_sense = "max" if pick_metric.startswith("tokens_per_s") else "min"
     summary = SweepSummary(
         title=f"Design-space sweep: {space.spec.name}", model=spec.name, space=space.source,
         workload=workload.describe(), search=strategy, keys=space.keys,
         objectives=dict(space.spec.objectives), constraints=[str(c) for c in conditions],
         pick_metric=pick_metric, pick_sense=pick_sense, cliffs=cliffs_from(space))
+    # Only the columns every design is judged on are read whole; full rows (the front, the
+    # chosen design) are fetched in batches, so memory stays near flat in the sweep's size.
+    parquet = runner.to_parquet(csv_path)
+    frame = load_frame(parquet, report_columns(summary))
+    if not len(frame):
+        raise AccelsimError("the sweep evaluated no design points")
+    if reference_note is not None:  # said once the sweep ran, so a refusal stays one line
+        click.echo(f"note: no breakeven_mtokens: {reference_note}", err=True)
     summary.save(out / "sweep.json")
+
+    def rows(positions: np.ndarray):
+        return rows_at(parquet, positions)
+
     # The front is found once and shared by this summary and the report.
     found = reading.read(frame, space.spec.objectives, conditions)
     files: dict[str, Path] = {}
     if not no_report:
         with output.files_into(out) as staging:
-            files = output.moved(write_report(frame, summary, staging, found), staging, out)
+            files = output.moved(write_report(frame, summary, staging, found, rows), staging, out)
     chosen = reading.pick(found, pick_metric, pick_sense)
-    choice = None if chosen is None else reading.row(frame, chosen)
+    choice = None if chosen is None else reading.row(rows(np.array([chosen])).reset_index(drop=True), 0)
     if as_json:
         options.echo_json({"points": len(frame), "feasible": int(found.feasible.sum()),
                            "front": int(found.front.sum()), "chosen": choice,
@@ -150,7 +157,7 @@ def sweep(model, space_path, out, strategy, samples, seed, workers, scheduler, r
     invalid = np.flatnonzero(frame["status"].eq("invalid").to_numpy(dtype=bool))
     if len(invalid):
         click.echo(f"warning: {len(invalid)} point(s) are not valid configs, e.g. "
-                   f"{frame['reason'].iloc[int(invalid[0])]}", err=True)
+                   f"{rows(invalid[:1])['reason'].iloc[0]}", err=True)
     click.echo(f"{len(frame)} designs, {int(found.feasible.sum())} feasible under "
                f"{', '.join(map(str, conditions)) or 'no constraints'}")
     if choice is None:

@@ -26,16 +26,31 @@ class Reading:
     front: np.ndarray
 
 
-def read(frame: pd.DataFrame, objectives: Mapping[str, str], conditions: list[Condition]) -> Reading:
+# Rows whose front is taken at a time.  The front of (the front so far + the next rows) is the
+# front of all of them (dominance is transitive: a row dominated within the earlier rows is
+# dominated by a row of their front), so the sweep's temporaries stay the size of a batch.
+FRONT_BATCH = 65_536
+
+
+def read(frame: pd.DataFrame, objectives: Mapping[str, str], conditions: list[Condition],
+         batch: int = FRONT_BATCH) -> Reading:
     feasible = np.array(frame["status"].eq(STATUS_OK), dtype=bool)
     for c in conditions:
         feasible &= c.holds(frame[c.metric].astype(float)).fillna(False).to_numpy(dtype=bool)
+    columns = [frame[m].to_numpy(dtype=float) for m in objectives]
+    senses = list(objectives.values())
+    kept = np.empty(0, dtype=np.intp)
+    kept_values = np.empty((0, len(columns)))
+    for start in range(0, len(frame), batch):
+        rows = start + np.flatnonzero(feasible[start:start + batch])
+        if not len(rows):
+            continue
+        values = np.vstack([kept_values, pareto.oriented([c[rows] for c in columns], senses)])
+        positions = np.concatenate([kept, rows])
+        on_front = pareto.pareto_mask(values)
+        kept, kept_values = positions[on_front], values[on_front]
     front = np.zeros(len(frame), dtype=bool)
-    rows = np.flatnonzero(feasible)
-    if len(rows):
-        values = pareto.oriented([frame[m].to_numpy(dtype=float)[rows] for m in objectives],
-                                 list(objectives.values()))
-        front[rows[pareto.pareto_mask(values)]] = True
+    front[kept] = True
     return Reading(frame, feasible, front)
 
 

@@ -503,18 +503,55 @@ def to_parquet(csv_path: Path) -> Path:
     """Write ``results.parquet`` beside a finished results CSV (same rows and columns; ids,
     status and reason typed as text, so a hex id such as "1234e56789012345" stays text; an
     empty cell is a gap, as pandas reads the CSV) and
-    return its path.  Read with ``report.sweep.load_frame``."""
+    return its path.  Read with ``report.sweep.load_frame``.
+
+    The CSV is converted a block at a time into row groups of ``ROW_GROUP`` rows, so neither
+    this nor a reader that takes the file a row group at a time holds the whole sweep."""
     import pyarrow as pa  # only sweeps need it: kept off the CLI's start-up path
     import pyarrow.csv as pacsv
-    import pyarrow.parquet as pq
 
     target = csv_path.with_suffix(".parquet")
-    table = pacsv.read_csv(csv_path, convert_options=pacsv.ConvertOptions(
+    convert = pacsv.ConvertOptions(
         column_types={**{name: pa.string() for name in TEXT_COLUMNS},
                       # a metric with no value in every row (no breakeven) is still a number
                       **{name: pa.float64() for name in METRICS}},
-        strings_can_be_null=True))
+        strings_can_be_null=True)
     temporary = target.with_suffix(".parquet.tmp")
-    pq.write_table(table, temporary)
+    try:
+        _csv_to_parquet_streamed(csv_path, temporary, convert)
+    except pa.ArrowInvalid:
+        # A parameter column whose type the first block guessed wrong (whole numbers first,
+        # fractions later): typed from the whole file instead, as before streaming.
+        _csv_to_parquet_whole(csv_path, temporary, convert)
     os.replace(temporary, target)  # a reader never sees half a file
     return target
+
+
+# Rows per Parquet row group: a reader in batches holds about this many rows at a time.
+ROW_GROUP = 65_536
+
+
+def _csv_to_parquet_streamed(csv_path: Path, target: Path, convert) -> None:
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    reader = pacsv.open_csv(csv_path, convert_options=convert)
+    with pq.ParquetWriter(target, reader.schema) as writer:
+        pending: list = []
+        rows = 0
+        for batch in reader:
+            pending.append(batch)
+            rows += batch.num_rows
+            if rows >= ROW_GROUP:
+                writer.write_table(pa.Table.from_batches(pending), row_group_size=ROW_GROUP)
+                pending, rows = [], 0
+        if pending:
+            writer.write_table(pa.Table.from_batches(pending), row_group_size=ROW_GROUP)
+
+
+def _csv_to_parquet_whole(csv_path: Path, target: Path, convert) -> None:
+    import pyarrow.csv as pacsv
+    import pyarrow.parquet as pq
+
+    pq.write_table(pacsv.read_csv(csv_path, convert_options=convert), target, row_group_size=ROW_GROUP)

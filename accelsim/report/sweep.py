@@ -3,6 +3,7 @@ plots with real cliffs annotated, Markdown + HTML, and a CSV of every number sho
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +18,7 @@ import pandas as pd
 from accelsim.dse import reading
 from accelsim.dse.metrics import STATUS_OK
 from accelsim.dse.space import METRICS, Condition, to_number
+from accelsim.errors import AccelsimError
 from accelsim.report.cells import format_cell, unit_of
 
 _LOADER = jinja2.PackageLoader("accelsim.report", "templates")
@@ -68,7 +70,8 @@ def pareto_plot(frame: pd.DataFrame, front: pd.DataFrame, chosen: dict[str, pd.S
                 objectives: dict[str, str], path: Path) -> Path:
     """The first two objectives: every design, the feasible ones, the front, the chosen ones."""
     x, y = list(objectives)[:2]
-    ok = frame[frame["status"] == STATUS_OK]
+    # Only the plotted columns of the designs that run: no copy of the rest of the sweep.
+    ok = frame.loc[(frame["status"] == STATUS_OK).to_numpy(dtype=bool), list(dict.fromkeys([x, y, "feasible"]))]
     fig, ax = plt.subplots(figsize=(8, 5.5))
     shown, note = _thinned(ok)
     ax.scatter(shown[x], shown[y], s=8, color="#bbbbbb", label=f"infeasible (violates a constraint){note}")
@@ -121,12 +124,15 @@ def sensitivity(frame: pd.DataFrame, key: str, keys: list[str], metric: str, sen
     """``metric`` against ``key`` with every other parameter held at its middle grid value, plus
     the best value over all other parameters, per value of ``key`` (grouped column-wise: a
     million-point sweep has thousands of values per key)."""
-    held = frame
+    in_slice = np.ones(len(frame), dtype=bool)
     for other in keys:
         if other == key:
             continue
         levels = np.sort(frame[other].dropna().unique())
-        held = held[held[other] == levels[len(levels) // 2]]
+        in_slice &= (frame[other] == levels[len(levels) // 2]).to_numpy(dtype=bool)
+    # The slice's rows of the three columns it uses, taken once (a million-point sweep's slice
+    # is small, the sweep is not).
+    held = frame.loc[in_slice, list(dict.fromkeys([key, "status", metric]))]
     ok = frame["status"] == STATUS_OK
     values = frame[key]
     groups = values.groupby(values)
@@ -226,20 +232,30 @@ def _ticks(ax, axis: str, column: str) -> None:
         plain_ticks(ax, axis)
 
 
+Rows = Callable[[np.ndarray], pd.DataFrame]
+
+
 def write_report(frame: pd.DataFrame, summary: SweepSummary, out_dir: Path,
-                 found: reading.Reading | None = None) -> dict[str, Path]:
+                 found: reading.Reading | None = None, rows: Rows | None = None) -> dict[str, Path]:
     """Every file of the report; ``frame`` holds one row per design point (results.csv), and
-    ``found`` its feasible designs and front when the caller already has them."""
+    ``found`` its feasible designs and front when the caller already has them.  ``rows`` gives
+    whole rows by position when ``frame`` holds only ``report_columns`` (a million-point sweep
+    is then never read whole: only the front and the chosen designs are)."""
+    if rows is None:
+        whole = frame
+
+        def rows(positions: np.ndarray) -> pd.DataFrame:
+            return whole.iloc[positions].set_axis(positions)
     if found is None:
         conditions = [Condition.parse(c, "sweep.json") for c in summary.constraints]
         found = reading.read(frame, summary.objectives, conditions)
     frame = frame.copy(deep=False)  # a new column on a view: the caller's frame is untouched, no data copied
     frame["feasible"] = found.feasible
     files: dict[str, Path] = {"results_csv": out_dir / "results.csv"}
-    front = frame[found.front]
+    front = _with_feasible(rows(np.flatnonzero(found.front)), found)
     files["pareto_csv"] = out_dir / "pareto.csv"
     front.to_csv(files["pareto_csv"], index=False)
-    chosen = _chosen(frame, found, front, summary)
+    chosen = _chosen(rows, found, front, summary)
     chosen_frame = pd.DataFrame([{"design": k, **row.to_dict()} for k, row in chosen.items()])
     files["chosen_csv"] = out_dir / "chosen.csv"
     chosen_frame.to_csv(files["chosen_csv"], index=False)
@@ -275,7 +291,14 @@ def write_report(frame: pd.DataFrame, summary: SweepSummary, out_dir: Path,
     return files
 
 
-def _chosen(frame: pd.DataFrame, found: reading.Reading, front: pd.DataFrame,
+def _with_feasible(part: pd.DataFrame, found: reading.Reading) -> pd.DataFrame:
+    """Whole rows with the report's ``feasible`` column added last (positions as index)."""
+    part = part.copy(deep=False)
+    part["feasible"] = found.feasible[np.asarray(part.index, dtype=np.int64)] if len(part) else []
+    return part
+
+
+def _chosen(rows: Rows, found: reading.Reading, front: pd.DataFrame,
             summary: SweepSummary) -> dict[str, pd.Series]:
     chosen: dict[str, pd.Series] = {}
     # Picked from the front by the rule the CLI prints (``reading.pick``), so a tie in the picked
@@ -283,7 +306,8 @@ def _chosen(frame: pd.DataFrame, found: reading.Reading, front: pd.DataFrame,
     position = reading.pick(found, summary.pick_metric, summary.pick_sense)
     if position is None:
         return chosen
-    chosen[f"pick: {summary.pick_sense} {summary.pick_metric}"] = frame.iloc[position]
+    chosen[f"pick: {summary.pick_sense} {summary.pick_metric}"] = \
+        _with_feasible(rows(np.array([position])), found).iloc[0]
     for metric, sense in summary.objectives.items() if len(front) else ():
         row = front.iloc[reading.best(front[metric].to_numpy(dtype=float), sense)]
         chosen.setdefault(f"best {metric}", row)
@@ -312,9 +336,105 @@ def cliffs_from(space) -> list[dict]:
     return [{"key": a.key, "at": to_number(a.at), "label": a.label} for a in space.spec.annotations]
 
 
-def load_frame(path: Path) -> pd.DataFrame:
-    """A sweep's results from results.parquet (typed columns) or results.csv."""
+def load_frame(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
+    """A sweep's results from results.parquet (typed columns) or results.csv; only ``columns``
+    (in file order) when given."""
+    if columns is not None:
+        present = _file_columns(path)
+        missing = [c for c in columns if c not in present]
+        if missing:
+            raise AccelsimError(f"no column {', '.join(map(repr, missing))} (the sweep's parameters and "
+                                f"metrics that sweep.json names); rerun `accelsim sweep` to rewrite it",
+                                source=str(path))
+        wanted = set(columns)
+        columns = [c for c in present if c in wanted]
     if path.suffix == ".parquet":
-        return pd.read_parquet(path)
+        import pyarrow.parquet as pq
+        # A column at a time, each Arrow column freed once converted: the table and the frame
+        # are never both held whole.
+        with pq.ParquetFile(path, pre_buffer=False) as file:
+            names = file.schema_arrow.names if columns is None else columns
+            frame = pd.DataFrame(index=pd.RangeIndex(file.metadata.num_rows))
+            for c in names:  # one block per column, never consolidated into a copy
+                frame[c] = _as_frame(file.read(columns=[c], use_threads=False), self_destruct=True)[c]
+            return frame
     # Ids, status and reason are text: a hex id such as "1234e56789012345" must not read as a number.
-    return pd.read_csv(path, keep_default_na=True, dtype={"point_id": str, "status": str, "reason": str})
+    return pd.read_csv(path, keep_default_na=True, dtype=_CSV_TEXT, usecols=columns)
+
+
+_CSV_TEXT = {"point_id": str, "status": str, "reason": str}
+
+# Rows read at a time when fetching whole rows (the front, the chosen designs) from a sweep file.
+BATCH_ROWS = 65_536
+
+
+def report_columns(summary: SweepSummary) -> list[str]:
+    """The columns the report reads for every design (status, parameters, objectives, the
+    constrained and picked metrics); whole rows are fetched only for the designs it lists."""
+    conditions = [Condition.parse(c, "sweep.json").metric for c in summary.constraints]
+    return list(dict.fromkeys(["status", *summary.keys, *summary.objectives, *conditions, summary.pick_metric]))
+
+
+def rows_at(path: Path, positions: np.ndarray, batch_rows: int = BATCH_ROWS) -> pd.DataFrame:
+    """Whole rows at ``positions`` (0-based file order; repeats allowed) of a sweep file, in
+    the order asked and indexed by position, read a batch at a time so the file is never held
+    whole (a Parquet file: only the row groups that hold a wanted row; a CSV: ``batch_rows``
+    rows at a time)."""
+    positions = np.asarray(positions, dtype=np.int64)
+    wanted = np.unique(positions)
+    parts = []
+    for inside, part in _wanted_rows(path, batch_rows, wanted):
+        part.index = pd.Index(inside)
+        parts.append(part)
+    if parts:
+        found = pd.concat(parts)
+    else:
+        found = _as_frame(_empty_table(path)) if path.suffix == ".parquet" else \
+            pd.read_csv(path, dtype=_CSV_TEXT, nrows=batch_rows).iloc[:0]  # no rows: the columns and types
+    return found.loc[positions]
+
+
+def _wanted_rows(path: Path, batch_rows: int, wanted: np.ndarray):
+    """(positions, rows) for each batch of the file that holds a ``wanted`` position: only those
+    rows are converted (a Parquet row group is cut down before it becomes a frame)."""
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+        # pre_buffer off: only the row group being read is held.
+        with pq.ParquetFile(path, pre_buffer=False) as file:
+            start = 0
+            for group in range(file.metadata.num_row_groups):
+                size = file.metadata.row_group(group).num_rows
+                inside = wanted[(wanted >= start) & (wanted < start + size)]
+                if len(inside):
+                    yield inside, _as_frame(file.read_row_group(group, use_threads=False).take(inside - start))
+                start += size
+        return
+    start = 0
+    with pd.read_csv(path, keep_default_na=True, dtype=_CSV_TEXT, chunksize=batch_rows) as chunks:
+        for chunk in chunks:
+            inside = wanted[(wanted >= start) & (wanted < start + len(chunk))]
+            if len(inside):
+                yield inside, chunk.iloc[inside - start]
+            start += len(chunk)
+
+
+def _empty_table(path: Path):
+    import pyarrow.parquet as pq
+    return pq.read_schema(path).empty_table()
+
+
+def _as_frame(data, self_destruct: bool = False) -> pd.DataFrame:
+    """An Arrow table or batch as ``pd.read_parquet`` converts a whole table (the same column
+    types)."""
+    import pyarrow as pa
+    table = data if isinstance(data, pa.Table) else pa.Table.from_batches([data])
+    del data  # with self_destruct, the caller's last reference is the table converted here
+    return table.to_pandas(types_mapper={pa.string(): pd.StringDtype(na_value=np.nan)}.get,
+                           split_blocks=self_destruct, self_destruct=self_destruct)
+
+
+def _file_columns(path: Path) -> list[str]:
+    if path.suffix == ".parquet":
+        import pyarrow.parquet as pq
+        return list(pq.read_schema(path).names)
+    return list(pd.read_csv(path, nrows=0).columns)
