@@ -17,6 +17,7 @@ import copy
 import io
 import json
 import math
+import os
 import signal
 import tempfile
 from collections.abc import Iterator
@@ -24,12 +25,33 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from accelsim.errors import AccelsimError
 
 REPO = Path(__file__).resolve().parent.parent
 CASE_LIMIT_S = 30  # a case that runs longer is a hang
+SCALE = float(os.environ.get("ACCELSIM_FUZZ_SCALE", "1"))
+TINY_MODEL = {"name": "fuzz-tiny", "source": "a two-layer model for fuzzing inputs",
+              "vocab_size": 256, "hidden_size": 64, "num_layers": 2, "max_context": 4096,
+              "attention": {"num_heads": 4, "num_kv_heads": 2, "head_dim": 16},
+              "mlp": {"kind": "swiglu", "intermediate_size": 128}}
+
+
+def fuzz(cases: int):
+    """Fixed-seed hypothesis settings for ``cases`` examples (times ``ACCELSIM_FUZZ_SCALE``)."""
+    return settings(max_examples=max(1, int(cases * SCALE)), derandomize=True, deadline=None,
+                    database=None, print_blob=False, suppress_health_check=list(HealthCheck))
+
+
+def assert_one_line_error(code: int, err: str, *needles: str) -> None:
+    """The CLI refused with exit 2 and one ``error:`` line naming each of ``needles``."""
+    lines = err.strip().splitlines()
+    assert code == 2, err
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    for needle in needles:
+        assert needle in lines[0], (needle, lines[0])
 
 HW_FILES = sorted((REPO / "hw_configs").glob("*.yaml"))
 MODEL_FILES = sorted((REPO / "models").glob("*.yaml"))

@@ -9,30 +9,17 @@ Fixed-seed (derandomised) and small, as the CI profile of ``test_fuzz_inputs.py`
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import pytest
 import yaml
-from fuzz_inputs import RESULT_KEYS, assert_finite, corrupted, dump_yaml, mutated, run_cli
-from hypothesis import HealthCheck, given, settings
+from fuzz_inputs import RESULT_KEYS, TINY_MODEL, assert_finite, corrupted, dump_yaml, fuzz, mutated, run_cli
+from hypothesis import given
 from hypothesis import strategies as st
 
 REPO = Path(__file__).resolve().parent.parent
-SCALE = float(os.environ.get("ACCELSIM_FUZZ_SCALE", "1"))
 RUNTIME_DOCS = {p.stem: yaml.safe_load(p.read_text(encoding="utf-8"))
                 for p in sorted((REPO / "runtimes").glob("*.yaml"))}
-TINY_MODEL = {"name": "fuzz-tiny", "source": "a two-layer model for fuzzing option parsing",
-              "vocab_size": 256, "hidden_size": 64, "num_layers": 2, "max_context": 4096,
-              "attention": {"num_heads": 4, "num_kv_heads": 2, "head_dim": 16},
-              "mlp": {"kind": "swiglu", "intermediate_size": 128}}
-
-
-def fuzz(cases: int):
-    return settings(max_examples=max(1, int(cases * SCALE)), derandomize=True, deadline=None,
-                    database=None, print_blob=False, suppress_health_check=list(HealthCheck))
-
-
 @pytest.fixture(scope="module")
 def scratch(tmp_path_factory) -> Path:
     root = tmp_path_factory.mktemp("fuzz08")

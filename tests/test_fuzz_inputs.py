@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 from pathlib import Path
 
 import pytest
@@ -24,33 +23,24 @@ from fuzz_inputs import (
     SCALESIM_TOPOLOGY,
     SPACE_DOCS,
     STUDY_DOCS,
+    TINY_MODEL,
     TRACE_ROWS,
     assert_finite,
     corrupted,
     csv_text,
     dump_json,
     dump_yaml,
+    fuzz,
     mutated,
     mutated_rows,
     own_error,
     run_cli,
     time_limit,
 )
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
-SCALE = float(os.environ.get("ACCELSIM_FUZZ_SCALE", "1"))
 CASES: dict[str, int] = {}  # cases run per format (the long profile reports them)
-
-TINY_MODEL = {"name": "fuzz-tiny", "source": "a two-layer model for fuzzing hardware configs",
-              "vocab_size": 256, "hidden_size": 64, "num_layers": 2, "max_context": 4096,
-              "attention": {"num_heads": 4, "num_kv_heads": 2, "head_dim": 16},
-              "mlp": {"kind": "swiglu", "intermediate_size": 128}}
-
-
-def fuzz(cases: int):
-    return settings(max_examples=max(1, int(cases * SCALE)), derandomize=True, deadline=None,
-                    database=None, print_blob=False, suppress_health_check=list(HealthCheck))
 
 
 def _count(kind: str) -> None:

@@ -8,17 +8,12 @@ from pathlib import Path
 
 import pytest
 import yaml
+from fuzz_inputs import assert_one_line_error
 
 REPO = Path(__file__).resolve().parent.parent
 SERVE = ["serve", "--requests", "4", "--rate", "4", "--prompt", "64", "--output", "4", "--json"]
 
 
-def _one_line_error(code: int, err: str, *needles: str) -> None:
-    lines = err.strip().splitlines()
-    assert code == 2, err
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
 
 
 def _serve(cli, tmp_path, *args: str):
@@ -36,14 +31,14 @@ def _serve(cli, tmp_path, *args: str):
 ])
 def test_disagg_counts_other_than_ascii_digits(cli, tmp_path, spec, needle):
     code, _, err = _serve(cli, tmp_path, "--disagg", spec)
-    _one_line_error(code, err, "--disagg", needle)
+    assert_one_line_error(code, err, "--disagg", needle)
 
 
 def test_disagg_with_single_system_options_names_the_whole_pool_form(cli, tmp_path):
     # The message gave HW:N[:tpX][:epY][:dpZ], leaving out the pp and batch keys a pool takes.
     code, _, err = _serve(cli, tmp_path, "--hw", "h100-sxm", "--disagg",
                           "prefill=h100-sxm:1,decode=h100-sxm:1:batch8")
-    _one_line_error(code, err, "--disagg", ":ppW", ":batchB", "--hw")
+    assert_one_line_error(code, err, "--disagg", ":ppW", ":batchB", "--hw")
 
 
 # --- runtime presets: switches are booleans, host seconds are numbers ----------------------------
@@ -68,7 +63,7 @@ def _preset(tmp_path, key: str, value) -> str:
 def test_runtime_preset_eager_fields_refuse_coercion(cli, tmp_path, key, value):
     path = _preset(tmp_path, key, value)
     code, _, err = _serve(cli, tmp_path, "--runtime", path)
-    _one_line_error(code, err, path, f"{key}.value")
+    assert_one_line_error(code, err, path, f"{key}.value")
 
 
 def test_runtime_preset_eager_kernel_host_without_prefill_graphs(cli, tmp_path):
@@ -78,7 +73,7 @@ def test_runtime_preset_eager_kernel_host_without_prefill_graphs(cli, tmp_path):
     path = tmp_path / "preset.yaml"
     path.write_text(yaml.safe_dump(doc), encoding="utf-8")
     code, _, err = _serve(cli, tmp_path, "--runtime", str(path))
-    _one_line_error(code, err, str(path), "eager_kernel_host", "prefill_graphs")
+    assert_one_line_error(code, err, str(path), "eager_kernel_host", "prefill_graphs")
 
 
 def test_runtime_preset_eager_fields_take_plain_values(cli, tmp_path):
@@ -94,7 +89,7 @@ def test_runtime_preset_kernels_host_wait_share_is_a_number(cli, tmp_path):
     path = tmp_path / "preset.yaml"
     path.write_text(yaml.safe_dump(doc), encoding="utf-8")
     code, _, err = _serve(cli, tmp_path, "--runtime", str(path))
-    _one_line_error(code, err, str(path), "host_wait_share")
+    assert_one_line_error(code, err, str(path), "host_wait_share")
 
 
 # --- hardware configs: gpu.host_wait_share --------------------------------------------------------
@@ -106,7 +101,7 @@ def test_hardware_host_wait_share_is_a_share(cli, tmp_path, value):
     path = tmp_path / "hw.yaml"
     path.write_text(yaml.safe_dump(doc), encoding="utf-8")
     code, _, err = cli("run", "--hw", str(path), "--json")
-    _one_line_error(code, err, str(path), "gpu.host_wait_share")
+    assert_one_line_error(code, err, str(path), "gpu.host_wait_share")
 
 
 @pytest.mark.parametrize("value, needle", [(-1, "unit"), ("-1 ms", ">= 0"), (".inf", "time"), ("1e400 s", "finite")])
@@ -116,7 +111,7 @@ def test_hardware_sequence_overhead_is_a_time(cli, tmp_path, value, needle):
     path = tmp_path / "hw.yaml"
     path.write_text(yaml.safe_dump(doc), encoding="utf-8")
     code, _, err = cli("run", "--hw", str(path), "--json")
-    _one_line_error(code, err, str(path), "gpu.sequence_overhead", needle)
+    assert_one_line_error(code, err, str(path), "gpu.sequence_overhead", needle)
 
 
 # --- validation/serving.yaml engine_settings --------------------------------------------------------

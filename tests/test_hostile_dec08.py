@@ -4,16 +4,11 @@ import json
 from pathlib import Path
 
 import pytest
+from fuzz_inputs import assert_one_line_error
 
 REPO = Path(__file__).resolve().parent.parent
 
 
-def _one_line_error(code: int, err: str, *needles: str) -> None:
-    lines = err.strip().splitlines()
-    assert code == 2, err
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    for needle in needles:
-        assert needle in lines[0], (needle, lines[0])
 
 
 # --- dataflow systems choose a split the model allows ------------------------------------------
@@ -43,7 +38,7 @@ def test_dataflow_default_split_fits_the_model(cli, model, hw, extra):
 def test_dataflow_explicit_split_still_refused_in_one_line(cli):
     """--tp with --pp is the user's own split: not silently changed."""
     code, _, err = cli("run", "--model", "gemma-3-1b", "--hw", "groq-lpu", "--tp", "8", "--pp", "2")
-    _one_line_error(code, err, "8 ranks", "attention heads (4)")
+    assert_one_line_error(code, err, "8 ranks", "attention heads (4)")
 
 
 # --- request traces: ragged rows and a byte-order mark -----------------------------------------
@@ -61,7 +56,7 @@ def test_trace_rows_must_match_the_header(cli, tmp_path, rows, needles):
     trace = tmp_path / "t.csv"
     trace.write_text(HEADER + rows, encoding="utf-8")
     code, _, err = cli("serve", "--model", "llama-3.2-1b", "--trace", str(trace), "--out", str(tmp_path / "o"))
-    _one_line_error(code, err, str(trace), *needles)
+    assert_one_line_error(code, err, str(trace), *needles)
 
 
 def test_trace_saved_with_a_byte_order_mark_reads(cli, tmp_path):
@@ -86,7 +81,7 @@ def test_trace_saved_with_a_byte_order_mark_reads(cli, tmp_path):
 ])
 def test_serve_load_options_not_read_are_refused(cli, tmp_path, args, needles):
     code, _, err = cli("serve", "--model", "llama-3.2-1b", "--requests", "4", *args, "--out", str(tmp_path / "o"))
-    _one_line_error(code, err, *needles)
+    assert_one_line_error(code, err, *needles)
 
 
 def test_serve_trace_lengths_come_from_the_trace(cli, tmp_path):
@@ -94,7 +89,7 @@ def test_serve_trace_lengths_come_from_the_trace(cli, tmp_path):
     trace.write_text(HEADER + "0,64,4\n", encoding="utf-8")
     code, _, err = cli("serve", "--model", "llama-3.2-1b", "--trace", str(trace), "--prompt", "100",
                        "--out", str(tmp_path / "o"))
-    _one_line_error(code, err, "--prompt is not read", "--trace")
+    assert_one_line_error(code, err, "--prompt is not read", "--trace")
 
 
 # --- sweep: conditions, the breakeven reference and the pick -----------------------------------
@@ -110,21 +105,21 @@ def _sweep(cli, tmp_path, *args):
 ])
 def test_sweep_condition_numbers_must_be_finite(cli, tmp_path, option, text):
     code, _, err = _sweep(cli, tmp_path, option, text)
-    _one_line_error(code, err, option, text, "finite")
+    assert_one_line_error(code, err, option, text, "finite")
 
 
 def test_sweep_contradictory_conditions_are_refused(cli, tmp_path):
     """The space's own power_w<=250 and a target above it: every design was evaluated and the
     sweep ended with 'no design meets every target and constraint'."""
     code, _, err = _sweep(cli, tmp_path, "--target", "power_w>=300")
-    _one_line_error(code, err, "power_w>=300", "power_w<=250", "contradict")
+    assert_one_line_error(code, err, "power_w>=300", "power_w<=250", "contradict")
 
 
 def test_sweep_refusal_stays_one_line_when_the_reference_cannot_run(cli, tmp_path):
     """mixtral-8x7b neither fits one H100 (the breakeven reference) nor runs on the hardwired
     Llama chip: a 'note: no breakeven_mtokens' line came before the error."""
     code, _, err = _sweep(cli, tmp_path, "--model", "mixtral-8x7b")
-    _one_line_error(code, err, "fixed in silicon", "mixtral-8x7b")
+    assert_one_line_error(code, err, "fixed in silicon", "mixtral-8x7b")
 
 
 def test_sweep_pick_skips_a_breakeven_that_never_comes(cli, tmp_path):
@@ -156,7 +151,7 @@ def test_pick_never_prefers_a_nan():
 def test_calibrate_hw_without_points_is_refused(cli, hw, needles):
     """Printed nothing and exited 0."""
     code, out, err = cli("calibrate", "--hw", hw)
-    _one_line_error(code, err, *needles)
+    assert_one_line_error(code, err, *needles)
     assert out == ""
 
 
@@ -172,14 +167,14 @@ def test_study_workload_size_the_phase_does_not_read(cli, tmp_path, workload, un
     study.write_text("name: s\ntitle: t\ncases:\n  - {model: llama-3.2-1b, hardware: [h100-sxm]}\n"
                      f"workloads:\n  - {workload}\n", encoding="utf-8")
     code, _, err = cli("study", str(study), "--out", str(tmp_path / "o"))
-    _one_line_error(code, err, str(study), "workloads[0]", f"{unread} is not read")
+    assert_one_line_error(code, err, str(study), "workloads[0]", f"{unread} is not read")
 
 
 def test_dataflow_system_beyond_the_chip_bound_is_refused(cli):
     """--batch 1048576 on groq-lpu needs ~306,000 chips: the layout of ~38,000 pipeline stages
     ran for more than five minutes; --chips itself is bounded at 65,536."""
     code, _, err = cli("run", "--model", "llama-3.2-1b", "--hw", "groq-lpu", "--batch", "1048576")
-    _one_line_error(code, err, "306,114 groq-lpu chips", "65,536")
+    assert_one_line_error(code, err, "306,114 groq-lpu chips", "65,536")
 
 
 @pytest.mark.parametrize("hw", ["tpu-v5p", "tpu-v6e"])
@@ -205,7 +200,7 @@ def test_hf_width_the_heads_do_not_divide(cli, tmp_path):
                                 "num_attention_heads": 32, "num_key_value_heads": 8,
                                 "intermediate_size": 1024, "vocab_size": 1000}), encoding="utf-8")
     code, _, err = cli("models", "show", str(path))
-    _one_line_error(code, err, str(path), "hidden_size", "4097", "num_attention_heads (32)", "head_dim")
+    assert_one_line_error(code, err, str(path), "hidden_size", "4097", "num_attention_heads (32)", "head_dim")
     # an explicit head_dim is the config's own choice (Gemma's 256 over a 3072 width)
     path.write_text(json.dumps({"model_type": "llama", "hidden_size": 4097, "num_hidden_layers": 2,
                                 "num_attention_heads": 32, "num_key_value_heads": 8, "head_dim": 128,
@@ -227,7 +222,7 @@ def test_yaml_counts_and_fractions_are_plain_numbers(cli, tmp_path, old, new, ke
     path = tmp_path / "hw.yaml"
     path.write_text(text.replace(old, new, 1), encoding="utf-8")
     code, _, err = cli("run", "--hw", str(path), "--model", "llama-3.2-1b")
-    _one_line_error(code, err, str(path), key, "plain")
+    assert_one_line_error(code, err, str(path), key, "plain")
 
 
 # --- serve on every kind: the system's own layout, a draft on a dataflow system, vLLM's pool ---
@@ -271,7 +266,7 @@ def test_scalesim_topology_empty_cell_is_not_skipped(cli, tmp_path):
     topo.write_text("Layer, M, N, K,\nq, 4,, 4, 4,\n", encoding="utf-8")
     code, _, err = cli("op", "--scalesim-cfg", str(REPO / "examples" / "scalesim" / "scale.cfg"),
                        "--topology", str(topo))
-    _one_line_error(code, err, str(topo), "line 2 N", "positive integer")
+    assert_one_line_error(code, err, str(topo), "line 2 N", "positive integer")
 
 
 # --- empty names -------------------------------------------------------------------------------
@@ -283,12 +278,12 @@ def test_scalesim_topology_empty_cell_is_not_skipped(cli, tmp_path):
 ])
 def test_empty_names_are_refused(cli, args, needles):
     code, _, err = cli(*args)
-    _one_line_error(code, err, *needles)
+    assert_one_line_error(code, err, *needles)
 
 
 def test_op_too_big_names_ops_own_options(cli):
     """The refusal advised '--tp/--pp ... a smaller --batch/--context', options `op` lacks."""
     code, _, err = cli("op", "--hw", "h100-sxm", "matmul", "--m", "1", "--k", "1", "--n", "1",
                        "--count", "1099511627776")
-    _one_line_error(code, err, "matmul does not fit on h100-sxm", "--m/--k/--n/--count", "--dtype")
+    assert_one_line_error(code, err, "matmul does not fit on h100-sxm", "--m/--k/--n/--count", "--dtype")
     assert "--tp" not in err and "--batch" not in err
