@@ -363,19 +363,26 @@ def _small_job() -> Any:
 _METRIC = st.one_of(st.floats(allow_nan=True, allow_infinity=True), st.sampled_from([0.0, -0.0, 1.0, 2.5e-7]))
 
 
-@settings(max_examples=60, deadline=None)
-@given(n=st.integers(1, 40), data=st.data())
-def test_metric_cells_in_one_run_equal_each_metrics_cells(n, data):
-    """Metric values with NaN, infinities, -0.0 and many repeats (the reprs of distinct values
-    only, or of all), failed points (empty cells) and a point the scalar path wrote."""
+def _hostile_table(job, n: int, data):
+    """``n`` evaluated points whose metrics are then drawn hostile (NaN, infinities, -0.0, repeats)
+    and some of which are marked as failed to fit."""
     from accelsim.dse import metrics, search
-    job = _small_job()
     points = search.random_points(job.space, n, data.draw(st.integers(0, 99)))
     table = fastpath.evaluate(job, points)
     for m in fastpath.METRICS:
         table.values[m] = np.asarray(data.draw(st.lists(_METRIC, min_size=n, max_size=n)), dtype=float)
     failed = data.draw(st.lists(st.booleans(), min_size=n, max_size=n))
     table.status = np.array([metrics.STATUS_NO_FIT if f else metrics.STATUS_OK for f in failed], dtype=object)
+    return table
+
+
+@settings(max_examples=60, deadline=None)
+@given(n=st.integers(1, 40), data=st.data())
+def test_metric_cells_in_one_run_equal_each_metrics_cells(n, data):
+    """Metric values with NaN, infinities, -0.0 and many repeats (the reprs of distinct values
+    only, or of all), failed points (empty cells) and a point the scalar path wrote."""
+    job = _small_job()
+    table = _hostile_table(job, n, data)
     if data.draw(st.booleans()):
         table.scalar(job, 0)
     fields = runner.columns(job.space.keys)
@@ -402,14 +409,8 @@ def test_non_finite_refusals_over_all_metrics_equal_each_metrics(n, data):
     the scalar path wrote: the same points refused, with the same status and reason."""
     import copy
 
-    from accelsim.dse import metrics, search
     job = _small_job()
-    points = search.random_points(job.space, n, data.draw(st.integers(0, 99)))
-    table = fastpath.evaluate(job, points)
-    for m in fastpath.METRICS:
-        table.values[m] = np.asarray(data.draw(st.lists(_METRIC, min_size=n, max_size=n)), dtype=float)
-    failed = data.draw(st.lists(st.booleans(), min_size=n, max_size=n))
-    table.status = np.array([metrics.STATUS_NO_FIT if f else metrics.STATUS_OK for f in failed], dtype=object)
+    table = _hostile_table(job, n, data)
     if data.draw(st.booleans()):
         table.rows[0] = {}
     old = copy.deepcopy(table)
