@@ -78,9 +78,9 @@ def test_two_stage_interleave_by_hand(pp2):
     counted once over the busy wall time (0-10 s), the ops' energy as costed."""
     loop = serving._MicroLoop(queued_requests(2, prompt=8, output=4), pp2.in_flight, ServeConfig(), 1000, None, 2)
     step = StepCost(4.0, 10.0, 0, static_j=4.0, stages=(3.0, 1.0))
-    end_a, energy_a = loop._through_stages(0.0, 4.0, [step])
-    end_b, energy_b = loop._through_stages(3.0, 4.0, [step])
-    end_a2, energy_a2 = loop._through_stages(max(end_a, loop.stage_free[0]), 4.0, [step])
+    end_a, energy_a = loop._step_ends(0.0, 4.0, 0.0, [step])
+    end_b, energy_b = loop._step_ends(3.0, 4.0, 0.0, [step])
+    end_a2, energy_a2 = loop._step_ends(max(end_a, loop.stage_free[0]), 4.0, 0.0, [step])
     assert (end_a, end_b, end_a2) == (4.0, 7.0, 10.0)
     w = pp2.static_w
     assert (energy_a, energy_b, energy_a2) == pytest.approx((6 + 4 * w, 6 + 3 * w, 6 + 3 * w))

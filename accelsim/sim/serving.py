@@ -1233,21 +1233,20 @@ class _Loop:
             step_s = eager_step_s(device_s, kernels, self.config.eager_prefill_kernel_s)
             cost_time, energy = swap_s + step_s, energy + self.costs.static_w * (step_s - device_s)
         start = self.now
-        if parts is None:
-            self.now += cost_time
-            running = len(self.running)
-        else:  # a micro-batch's iteration through the pipeline stages (``_MicroLoop``)
-            self.now, energy = self._through_stages(start, cost_time, parts)
-            running = self._in_system()
-        self.steps.append(Step.record(start, self.now, prefill_tokens, len(decoding), running,
+        self.now, energy = self._step_ends(start, cost_time, energy, parts)
+        self.steps.append(Step.record(start, self.now, prefill_tokens, len(decoding), self._in_system(),
                                len(self.waiting), self.capacity - self.free, energy))
         return self.now
 
-    # A serving loop of one batch in flight; ``_MicroLoop`` keeps several.
+    # A serving loop of one batch in flight; ``_MicroLoop`` keeps several (and collects each
+    # step's costs, ``parts``, to run them stage by stage).
     interleaving = False
 
-    def _through_stages(self, start: float, cost_time: float, parts: list[StepCost]) -> tuple[float, float]:
-        raise NotImplementedError("only a loop with micro-batches in flight runs steps stage by stage")
+    def _step_ends(self, start: float, cost_time: float, energy: float,
+                   parts: list[StepCost] | None) -> tuple[float, float]:
+        """(when a step that starts at ``start`` ends, its energy): one batch in flight owns the
+        chips, so the step runs for its whole cost."""
+        return start + cost_time, energy
 
     def _in_system(self) -> int:
         return len(self.running)
@@ -1578,10 +1577,13 @@ class _MicroLoop(_Loop):
             starts += 1
         return min(limit, len(self.running) + starts)
 
-    def _through_stages(self, start: float, cost_time: float, parts: list[StepCost]) -> tuple[float, float]:
+    def _step_ends(self, start: float, cost_time: float, energy: float,
+                   parts: list[StepCost] | None) -> tuple[float, float]:
         """(when the iteration leaves the last stage, its energy): every stage takes its share
         of ``cost_time``, the chips' static power is counted over the wall time the pipeline
-        is busy (the steps overlap), the ops' energy as costed."""
+        is busy (the steps overlap), the ops' energy as costed (``parts``, not the summed
+        ``energy``, whose static share assumed the chips were this step's alone)."""
+        assert parts is not None  # collected whenever ``interleaving``
         per_stage = [math.fsum(col) for col in zip(*(c.stages for c in parts))]
         total = math.fsum(per_stage)
         stages = len(self.stage_free)
